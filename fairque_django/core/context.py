@@ -1,0 +1,102 @@
+"""Context variables: the current tenant, the active queue and the running task."""
+
+from __future__ import annotations
+
+import contextvars
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from .exceptions import MissingTenantError, TaskNotRegisteredError
+
+if TYPE_CHECKING:
+    from .models import Task
+    from .queue import TaskQueue
+
+
+@dataclass(frozen=True, slots=True)
+class RunningTask:
+    """What code inside a running task can see: its task and the queue serving it."""
+
+    task: Task
+    queue: TaskQueue | None
+
+
+_tenant: contextvars.ContextVar[str | None] = contextvars.ContextVar("fairque_tenant", default=None)
+_queue: contextvars.ContextVar[TaskQueue | None] = contextvars.ContextVar("fairque_queue", default=None)
+_running: contextvars.ContextVar[RunningTask | None] = contextvars.ContextVar("fairque_task", default=None)
+
+
+def current_user(required: bool = True) -> str | None:
+    """The user id of the running task, else the current tenant; raises if none and required."""
+    running = _running.get()
+    if running is not None and running.task.user_id:
+        return running.task.user_id
+    user = _tenant.get()
+    if user is None and required:
+        raise MissingTenantError(
+            "no user id given and no current tenant: pass user_id=..., or set one with "
+            "fairque_django.tenant(...) / FairQueueTenantMiddleware"
+        )
+    return user
+
+
+@contextmanager
+def use_tenant(user_id: str | None) -> Iterator[str | None]:
+    """Make ``user_id`` the current tenant inside the block."""
+    token = _tenant.set(user_id)
+    try:
+        yield user_id
+    finally:
+        _tenant.reset(token)
+
+
+def set_tenant(user_id: str | None) -> contextvars.Token[str | None]:
+    return _tenant.set(user_id)
+
+
+def reset_tenant(token: contextvars.Token[str | None]) -> None:
+    _tenant.reset(token)
+
+
+def activate_queue(queue: TaskQueue) -> contextvars.Token[TaskQueue | None]:
+    return _queue.set(queue)
+
+
+def deactivate_queue(token: contextvars.Token[TaskQueue | None]) -> None:
+    try:
+        _queue.reset(token)
+    except ValueError:  # closed from another context
+        _queue.set(None)
+
+
+def active_queue() -> TaskQueue | None:
+    running = _running.get()
+    if running is not None and running.queue is not None:
+        return running.queue
+    return _queue.get()
+
+
+def running_task() -> RunningTask | None:
+    return _running.get()
+
+
+@contextmanager
+def task_running(task: Task, queue: TaskQueue | None) -> Iterator[RunningTask]:
+    token = _running.set(RunningTask(task, queue))
+    try:
+        yield _running.get()  # type: ignore[misc]
+    finally:
+        _running.reset(token)
+
+
+def run_task_inline(task: Task) -> Any:
+    """Run a function task now, in this process (``task()``)."""
+    func = task.func
+    if func is None:
+        if task.func_name is None:
+            raise TaskNotRegisteredError(f"task {task.task_id} has no function to run (payload-only task)")
+        raise TaskNotRegisteredError(f"function {task.func_name!r} is not registered with @task")
+    with task_running(task, active_queue()):
+        return func(*task.args, **task.kwargs)

@@ -1,0 +1,61 @@
+"""Typed errors. Every error the package raises derives from :class:`FairQueueError`."""
+
+from __future__ import annotations
+
+
+class FairQueueError(Exception):
+    """Root of all fairque_django errors."""
+
+
+class ConfigurationError(FairQueueError, ValueError):
+    """Invalid configuration; the message names the offending key."""
+
+    def __init__(self, message: str, key: str | None = None) -> None:
+        self.key = key
+        super().__init__(f"{key}: {message}" if key else message)
+
+
+class UnknownWorkerError(ConfigurationError):
+    """A worker id that is not in the configuration."""
+
+    def __init__(self, worker_id: str, known: list[str]) -> None:
+        self.worker_id = worker_id
+        self.known = known
+        listed = ", ".join(known) if known else "(none configured)"
+        super().__init__(f"unknown worker id {worker_id!r}; configured worker ids: {listed}")
+
+
+class TaskValidationError(FairQueueError, ValueError):
+    """A task (user id, priority, arguments, payload) is not acceptable."""
+
+
+class SerializationError(TaskValidationError):
+    """A value is not JSON-serialisable."""
+
+
+class PayloadTooLargeError(TaskValidationError):
+    """A task body is larger than ``queue.max_payload_bytes``."""
+
+
+class TaskNotRegisteredError(FairQueueError, LookupError):
+    """A task names a function that is not registered with ``@task``."""
+
+
+class RedisUnavailableError(FairQueueError, ConnectionError):
+    """Redis could not be reached (or timed out); nothing was written."""
+
+
+class LeaseLostError(FairQueueError):
+    """An ack/fail came from a worker whose lease expired and was taken over."""
+
+
+class TaskNotFoundError(FairQueueError, LookupError):
+    """No task with that id exists."""
+
+
+class MissingTenantError(FairQueueError, LookupError):
+    """No user id was given and no current tenant is set."""
+
+
+class CorruptTaskError(FairQueueError, ValueError):
+    """Data found in Redis could not be decoded into a task."""

@@ -1,0 +1,118 @@
+"""The one place that builds Redis key names.
+
+Every key lives under ``{<prefix>}:`` so that all keys one script touches share a hash tag
+(one cluster slot); the Lua scripts derive the same names from the prefix (see ``lua/lib.lua``).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from .exceptions import TaskValidationError
+
+# Characters that would break key names or hash tags, plus whitespace and control characters.
+_BAD_ID_CHARS = re.compile(r"[{}\s\x00-\x1f\x7f]")
+
+
+def validate_user_id(user_id: object, max_length: int = 200) -> str:
+    """Return ``user_id`` if it is a usable user id, else raise :class:`TaskValidationError`."""
+    if not isinstance(user_id, str):
+        raise TaskValidationError(f"user id must be a string, got {type(user_id).__name__}")
+    if not user_id:
+        raise TaskValidationError("user id must not be empty")
+    if len(user_id) > max_length:
+        raise TaskValidationError(f"user id is {len(user_id)} characters long; the limit is {max_length}")
+    bad = _BAD_ID_CHARS.search(user_id)
+    if bad:
+        raise TaskValidationError(
+            f"user id {user_id[:50]!r} contains {bad.group()!r}; braces, whitespace and control "
+            "characters are not allowed"
+        )
+    return user_id
+
+
+def validate_key_part(value: object, what: str, max_length: int = 200) -> str:
+    """Validate a free-form key component (XCom key, worker id)."""
+    if not isinstance(value, str) or not value:
+        raise TaskValidationError(f"{what} must be a non-empty string, got {value!r}")
+    if len(value) > max_length or _BAD_ID_CHARS.search(value):
+        raise TaskValidationError(f"{what} {value[:50]!r} is too long or contains braces/whitespace")
+    return value
+
+
+@dataclass(frozen=True, slots=True)
+class Keys:
+    """Key names for one prefix (``queue.stats_prefix``)."""
+
+    prefix: str = "fq"
+
+    @property
+    def base(self) -> str:
+        """The hash-tagged prefix passed to every script, e.g. ``{fq}``."""
+        return "{" + self.prefix + "}"
+
+    @property
+    def stats(self) -> str:
+        return f"{self.base}:queue:stats"
+
+    @property
+    def seq(self) -> str:
+        return f"{self.base}:seq"
+
+    @property
+    def delayed(self) -> str:
+        return f"{self.base}:delayed"
+
+    @property
+    def leases(self) -> str:
+        return f"{self.base}:leases"
+
+    @property
+    def dlq(self) -> str:
+        return f"{self.base}:dlq"
+
+    @property
+    def live(self) -> str:
+        return f"{self.base}:live"
+
+    @property
+    def vclock(self) -> str:
+        return f"{self.base}:vclock"
+
+    @property
+    def workers(self) -> str:
+        return f"{self.base}:workers"
+
+    def task(self, task_id: str) -> str:
+        return f"{self.base}:t:{task_id}"
+
+    def critical(self, user_id: str) -> str:
+        return f"{self.base}:queue:user:{user_id}:critical"
+
+    def normal(self, user_id: str) -> str:
+        return f"{self.base}:queue:user:{user_id}:normal"
+
+    def ready(self, partition: str) -> str:
+        return f"{self.base}:ready:{partition}"
+
+    def vfinish(self, partition: str) -> str:
+        return f"{self.base}:vfinish:{partition}"
+
+    def wake(self, partition: str) -> str:
+        return f"{self.base}:wake:{partition}"
+
+    def steal_set(self, worker_id: str) -> str:
+        return f"{self.base}:steal:{worker_id}"
+
+    def steal_digest(self, worker_id: str) -> str:
+        return f"{self.base}:steal:{worker_id}:digest"
+
+    def worker(self, worker_id: str) -> str:
+        return f"{self.base}:worker:{worker_id}"
+
+    def xcom(self, user_id: str, key: str) -> str:
+        return f"{self.base}:xcom:{user_id}:{key}"
+
+    def result(self, user_id: str, task_id: str) -> str:
+        return f"{self.base}:result:{user_id}:{task_id}"

@@ -1,0 +1,38 @@
+-- complete: acknowledge a leased task as done and forget it.
+-- KEYS[1]  P:queue:stats
+-- ARGV[1]  P    ARGV[2] task id    ARGV[3] lease token ('' = no check: administrative)
+-- ARGV[4]  run time in ms (charged to the user's virtual time when fairness is "time"; 0 = no charge)
+-- Returns  1 done, 0 the lease belongs to someone else (late ack, rejected), -1 no such task
+-- @include lib.lua
+local P, id, token = ARGV[1], ARGV[2], ARGV[3]
+local charge = tonumber(ARGV[4] or '0')
+local tk = P .. ':t:' .. id
+local f = redis.call('HMGET', tk, 'u', 'tok', 'st', 'q', 'w')
+if not f[1] then
+  return -1
+end
+if token ~= '' and (f[3] ~= 'leased' or f[2] ~= token) then
+  stat(P, 'late_acks', 1)
+  return 0
+end
+local user = f[1]
+if charge > 0 then
+  -- time fairness: the user pays for the time it used, measured in lease-free units of 100 ms
+  local part = f[4]
+  local w = tonumber(f[5] or '1') or 1
+  local extra = (charge / 100.0) / w
+  local rk = P .. ':ready:' .. part
+  local s = redis.call('ZSCORE', rk, user)
+  if s then
+    redis.call('ZADD', rk, tonumber(s) + extra, user)
+  else
+    local fk = P .. ':vfinish:' .. part
+    local fin = tonumber(redis.call('HGET', fk, user) or '0')
+    redis.call('HSET', fk, user, fin + extra)
+  end
+end
+forget(P, id)
+live(P, user, -1)
+stat(P, 'completed', 1)
+stat(P, 'u:' .. user .. ':completed', 1)
+return 1

@@ -1,0 +1,38 @@
+-- delete: remove tasks wherever they are (queued, delayed, leased or dead).
+-- KEYS[1]  P:queue:stats
+-- ARGV[1]  P, then the task ids ('*' alone: up to 1000 dead tasks per call, i.e. a DLQ purge step)
+-- Returns  the ids deleted
+-- @include lib.lua
+local P = ARGV[1]
+local ids = {}
+if ARGV[2] == '*' then
+  ids = redis.call('ZRANGE', P .. ':dlq', 0, 999)
+else
+  for i = 2, #ARGV do ids[#ids + 1] = ARGV[i] end
+end
+local done = {}
+for _, id in ipairs(ids) do
+  local tk = P .. ':t:' .. id
+  local f = redis.pcall('HMGET', tk, 'u', 'p', 'st')
+  if f.err then
+    redis.call('DEL', tk)
+    redis.call('ZREM', P .. ':dlq', id)
+    done[#done + 1] = id
+  elseif f[1] then
+    local ck, nk = lane_keys(P, f[1])
+    if f[2] == '6' then
+      redis.pcall('LREM', ck, 0, id)
+    else
+      redis.pcall('ZREM', nk, id)
+    end
+    redis.call('ZREM', P .. ':delayed', id)
+    redis.call('ZREM', P .. ':dlq', id)
+    forget(P, id)
+    if f[3] ~= 'dead' then
+      live(P, f[1], -1)
+    end
+    stat(P, 'deleted', 1)
+    done[#done + 1] = id
+  end
+end
+return done

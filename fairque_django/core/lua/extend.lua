@@ -1,0 +1,20 @@
+-- extend: heartbeat; push the lease deadline of tasks a worker still runs.
+-- KEYS[1]  P:queue:stats
+-- ARGV[1]  P    ARGV[2] lease ms, then pairs of (task id, lease token)
+-- Returns  the ids whose lease was lost (expired and taken back, or finished elsewhere)
+-- @include lib.lua
+local P, lease_ms = ARGV[1], tonumber(ARGV[2])
+local deadline = now_ms() + lease_ms
+local lost = {}
+for i = 3, #ARGV, 2 do
+  local id, token = ARGV[i], ARGV[i + 1]
+  local tk = P .. ':t:' .. id
+  local f = redis.call('HMGET', tk, 'tok', 'st')
+  if f[2] == 'leased' and f[1] == token then
+    redis.call('HSET', tk, 'dl', deadline)
+    redis.call('ZADD', P .. ':leases', deadline, id)
+  else
+    lost[#lost + 1] = id
+  end
+end
+return lost

@@ -1,0 +1,18 @@
+-- fail: record a failed attempt of a leased task; retry it after a backoff or bury it in the DLQ.
+-- KEYS[1]  P:queue:stats
+-- ARGV[1]  P    ARGV[2] task id    ARGV[3] lease token ('' = no check)
+-- ARGV[4]  backoff ms before the retry    ARGV[5] '1' = dead-letter now, without retrying
+-- ARGV[6]  error message    ARGV[7] error type    ARGV[8] traceback    ARGV[9] failure type
+-- Returns  'retry' | 'dead', 0 when the lease belongs to someone else, -1 no such task
+-- @include lib.lua
+local P, id, token = ARGV[1], ARGV[2], ARGV[3]
+local tk = P .. ':t:' .. id
+local f = redis.call('HMGET', tk, 'u', 'tok', 'st')
+if not f[1] then
+  return -1
+end
+if token ~= '' and (f[3] ~= 'leased' or f[2] ~= token) then
+  stat(P, 'late_acks', 1)
+  return 0
+end
+return fail_attempt(P, id, now_ms(), tonumber(ARGV[4]), ARGV[5] == '1', ARGV[6], ARGV[7], ARGV[8], ARGV[9])

@@ -1,0 +1,175 @@
+-- Shared helpers, included at the top of every script by the loader (fairque_django/core/scripts.py).
+-- Key layout (P is the hash-tagged prefix "{fq}", so every key lives in one cluster slot):
+--   P:t:<id>                        HASH  task: b body, u user, p priority, s seq, q partition, w weight,
+--                                         m max_retries, r retries, a attempts, st state, wk worker,
+--                                         tok lease token, dl deadline, err/et/tb/ft/dt on failure
+--   P:queue:user:<u>:critical       LIST  CRITICAL lane (LPUSH, RPOP: FIFO)
+--   P:queue:user:<u>:normal         ZSET  priorities 1-5, score (6-p)*2^40 + seq
+--   P:ready:<part>                  ZSET  users with ready work in a partition, score = virtual start time
+--   P:vclock                        HASH  partition -> virtual time of the last service
+--   P:vfinish:<part>                HASH  idle user -> its last finish tag (keeps round-robin honest)
+--   P:wake:<part>                   LIST  at most one wake-up token for idle workers (BLPOP)
+--   P:delayed / P:leases / P:dlq    ZSET  task id -> ready time / lease deadline / death time (ms)
+--   P:live                          ZSET  user -> tasks not yet finished (queued, delayed, leased)
+--   P:queue:stats                   HASH  counters
+local PRIO_SPAN = 1099511627776 -- 2^40: priority band width in the normal-lane score
+
+local function now_ms()
+  local t = redis.call('TIME')
+  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+end
+
+local function lane_keys(P, user)
+  local base = P .. ':queue:user:' .. user
+  return base .. ':critical', base .. ':normal'
+end
+
+local function normal_score(prio, seq)
+  return (6 - prio) * PRIO_SPAN + seq
+end
+
+local function wake(P, part)
+  local wk = P .. ':wake:' .. part
+  if redis.call('LLEN', wk) == 0 then
+    redis.call('LPUSH', wk, '1')
+  end
+end
+
+-- Put a user into its partition's rotation unless it is already there.
+local function mark_ready(P, part, user)
+  local rk = P .. ':ready:' .. part
+  if redis.call('ZSCORE', rk, user) then
+    return
+  end
+  local start = tonumber(redis.call('HGET', P .. ':vclock', part) or '0')
+  local fk = P .. ':vfinish:' .. part
+  local finish = redis.call('HGET', fk, user)
+  if finish then
+    finish = tonumber(finish)
+    if finish > start then
+      start = finish
+    end
+    redis.call('HDEL', fk, user)
+  end
+  redis.call('ZADD', rk, start, user)
+  wake(P, part)
+end
+
+-- Place a task (whose hash exists) in its user's lane. front=true puts a CRITICAL task at the
+-- head of its lane (normal-lane tasks keep their enqueue order through their score).
+local function enqueue_ready(P, id, front)
+  local tk = P .. ':t:' .. id
+  local f = redis.call('HMGET', tk, 'u', 'p', 's', 'q')
+  local user, prio, seq, part = f[1], tonumber(f[2]), tonumber(f[3]), f[4]
+  local ck, nk = lane_keys(P, user)
+  if prio == 6 then
+    if front then
+      redis.call('RPUSH', ck, id)
+    else
+      redis.call('LPUSH', ck, id)
+    end
+  else
+    redis.call('ZADD', nk, normal_score(prio, seq), id)
+  end
+  redis.call('HSET', tk, 'st', 'queued')
+  mark_ready(P, part, user)
+end
+
+local function stat(P, field, n)
+  redis.call('HINCRBY', P .. ':queue:stats', field, n)
+end
+
+-- Change a user's count of unfinished (queued, delayed or leased) tasks.
+local function live(P, user, n)
+  if tonumber(redis.call('ZINCRBY', P .. ':live', n, user)) <= 0 then
+    redis.call('ZREM', P .. ':live', user)
+  end
+end
+
+-- Forget a task: its hash and its lease.
+local function forget(P, id)
+  redis.call('DEL', P .. ':t:' .. id)
+  redis.call('ZREM', P .. ':leases', id)
+end
+
+-- Move a task to the dead-letter queue.
+local function bury(P, id, now, err, etype, tb, ftype)
+  local tk = P .. ':t:' .. id
+  local user = redis.call('HGET', tk, 'u') or '?'
+  redis.call('HSET', tk, 'st', 'dead', 'err', err, 'et', etype, 'tb', tb, 'ft', ftype, 'dt', now)
+  redis.call('HDEL', tk, 'tok', 'wk', 'dl')
+  redis.call('ZADD', P .. ':dlq', now, id)
+  live(P, user, -1)
+  stat(P, 'dead', 1)
+  stat(P, 'u:' .. user .. ':dead', 1)
+end
+
+-- Count a failed attempt: schedule a retry after backoff_ms, or bury the task.
+-- Returns 'retry' or 'dead'.
+local function fail_attempt(P, id, now, backoff_ms, force_dead, err, etype, tb, ftype)
+  local tk = P .. ':t:' .. id
+  local f = redis.call('HMGET', tk, 'u', 'm')
+  local user, maxr = f[1], tonumber(f[2] or '0')
+  local retries = redis.call('HINCRBY', tk, 'r', 1)
+  redis.call('ZREM', P .. ':leases', id)
+  stat(P, 'failed', 1)
+  stat(P, 'u:' .. user .. ':failed', 1)
+  redis.call('HSET', tk, 'err', err, 'et', etype, 'ft', ftype)
+  if force_dead or retries > maxr then
+    bury(P, id, now, err, etype, tb, ftype)
+    return 'dead'
+  end
+  stat(P, 'retried', 1)
+  redis.call('HDEL', tk, 'tok', 'wk', 'dl')
+  if backoff_ms <= 0 then
+    enqueue_ready(P, id, true)
+  else
+    redis.call('HSET', tk, 'st', 'delayed')
+    redis.call('ZADD', P .. ':delayed', now + backoff_ms, id)
+  end
+  return 'retry'
+end
+
+-- Take back leases whose deadline passed: the attempt counts as failed (type lease_expired).
+local function recover_expired(P, now, limit)
+  local ids = redis.call('ZRANGEBYSCORE', P .. ':leases', '-inf', now, 'LIMIT', 0, limit)
+  for _, id in ipairs(ids) do
+    if redis.call('EXISTS', P .. ':t:' .. id) == 1 then
+      local worker = redis.call('HGET', P .. ':t:' .. id, 'wk') or '?'
+      stat(P, 'expired', 1)
+      fail_attempt(P, id, now, 0, false,
+        'lease expired: worker ' .. worker .. ' stopped heartbeating before finishing the task',
+        'LeaseExpired', '', 'lease_expired')
+    else
+      redis.call('ZREM', P .. ':leases', id)
+    end
+  end
+  return #ids
+end
+
+-- Move delayed tasks whose time has come into their user's lane.
+local function promote_delayed(P, now, limit)
+  local ids = redis.call('ZRANGEBYSCORE', P .. ':delayed', '-inf', now, 'LIMIT', 0, limit)
+  for _, id in ipairs(ids) do
+    redis.call('ZREM', P .. ':delayed', id)
+    if redis.call('EXISTS', P .. ':t:' .. id) == 1 then
+      enqueue_ready(P, id, true)
+    end
+  end
+  return #ids
+end
+
+-- Milliseconds until the next delayed task or lease deadline is due (-1: nothing scheduled).
+local function next_due(P, now)
+  local best = -1
+  for _, k in ipairs({P .. ':delayed', P .. ':leases'}) do
+    local r = redis.call('ZRANGE', k, 0, 0, 'WITHSCORES')
+    if r[2] then
+      local d = tonumber(r[2]) - now
+      if d < 0 then d = 0 end
+      if best < 0 or d < best then best = d end
+    end
+  end
+  return best
+end
+

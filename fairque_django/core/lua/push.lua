@@ -1,0 +1,57 @@
+-- push: store and enqueue one or more tasks in one call.
+-- KEYS[1]  P:queue:stats (routes the call to the prefix's slot)
+-- ARGV[1]  P, the hash-tagged prefix, e.g. "{fq}"
+-- ARGV[2]  number of tasks N; then N groups of 8 values:
+--          id, user, priority (1-6), partition, weight, max_retries, after_ms (0 = ready now), body (JSON)
+-- Returns  an array of N integers: 1 stored, 0 a task with that id already exists (nothing changed).
+-- @include lib.lua
+local P = ARGV[1]
+local n = tonumber(ARGV[2])
+local now = now_ms()
+local first = redis.call('INCRBY', P .. ':seq', n) - n
+local out = {}
+local counts = {}
+local stored = 0
+local readied = {}
+for i = 0, n - 1 do
+  local o = 3 + i * 8
+  local id, user, prio, part = ARGV[o], ARGV[o + 1], tonumber(ARGV[o + 2]), ARGV[o + 3]
+  local weight, maxr, after, body = ARGV[o + 4], ARGV[o + 5], tonumber(ARGV[o + 6]), ARGV[o + 7]
+  local tk = P .. ':t:' .. id
+  if redis.call('EXISTS', tk) == 1 then
+    out[i + 1] = 0
+  else
+    out[i + 1] = 1
+    stored = stored + 1
+    local seq = first + i + 1
+    redis.call('HSET', tk, 'b', body, 'u', user, 'p', prio, 's', seq, 'q', part, 'w', weight,
+      'm', maxr, 'r', 0, 'a', 0, 'st', 'queued')
+    redis.call('ZINCRBY', P .. ':live', 1, user)
+    if after > now then
+      redis.call('HSET', tk, 'st', 'delayed')
+      redis.call('ZADD', P .. ':delayed', after, id)
+    else
+      local ck, nk = lane_keys(P, user)
+      if prio == 6 then
+        redis.call('LPUSH', ck, id)
+      else
+        redis.call('ZADD', nk, normal_score(prio, seq), id)
+      end
+      if not readied[part .. '|' .. user] then
+        mark_ready(P, part, user)
+        readied[part .. '|' .. user] = true
+      end
+    end
+    local uk = 'u:' .. user .. ':pushed'
+    counts[uk] = (counts[uk] or 0) + 1
+    local pk = 'p:' .. prio .. ':pushed'
+    counts[pk] = (counts[pk] or 0) + 1
+  end
+end
+if stored > 0 then
+  stat(P, 'pushed', stored)
+  for field, c in pairs(counts) do
+    stat(P, field, c)
+  end
+end
+return out

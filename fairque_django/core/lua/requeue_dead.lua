@@ -1,0 +1,26 @@
+-- requeue_dead: move tasks from the dead-letter queue back to their user's queue, retries reset.
+-- KEYS[1]  P:queue:stats
+-- ARGV[1]  P, then the task ids ('*' alone: up to 1000 of the oldest dead tasks per call)
+-- Returns  the ids requeued
+-- @include lib.lua
+local P = ARGV[1]
+local ids = {}
+if ARGV[2] == '*' then
+  ids = redis.call('ZRANGE', P .. ':dlq', 0, 999)
+else
+  for i = 2, #ARGV do ids[#ids + 1] = ARGV[i] end
+end
+local done = {}
+for _, id in ipairs(ids) do
+  local tk = P .. ':t:' .. id
+  if redis.call('ZREM', P .. ':dlq', id) == 1 and redis.call('HGET', tk, 'st') == 'dead' then
+    local seq = redis.call('INCR', P .. ':seq')
+    redis.call('HSET', tk, 'r', 0, 's', seq)
+    redis.call('HDEL', tk, 'err', 'et', 'tb', 'ft', 'dt')
+    enqueue_ready(P, id, false)
+    live(P, redis.call('HGET', tk, 'u'), 1)
+    stat(P, 'requeued', 1)
+    done[#done + 1] = id
+  end
+end
+return done

@@ -1,0 +1,245 @@
+"""Value types: :class:`Priority`, :class:`Task` and :class:`DLQEntry`. JSON only, never pickle."""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, replace
+from enum import IntEnum
+from typing import Any
+
+from .exceptions import CorruptTaskError, SerializationError, TaskValidationError
+
+
+class Priority(IntEnum):
+    """Task priority. ``CRITICAL`` uses a separate FIFO lane served first."""
+
+    VERY_LOW = 1
+    LOW = 2
+    NORMAL = 3
+    HIGH = 4
+    VERY_HIGH = 5
+    CRITICAL = 6
+
+    @classmethod
+    def coerce(cls, value: object) -> Priority:
+        """Return ``value`` as a Priority or raise :class:`TaskValidationError`."""
+        if isinstance(value, Priority):
+            return value
+        if isinstance(value, int) and not isinstance(value, bool) and 1 <= value <= 6:
+            return cls(value)
+        if isinstance(value, str) and value.upper() in cls.__members__:
+            return cls[value.upper()]
+        raise TaskValidationError(
+            f"invalid priority {value!r}: expected an int 1-6 or one of {', '.join(cls.__members__)}"
+        )
+
+    @property
+    def is_critical(self) -> bool:
+        return self is Priority.CRITICAL
+
+
+def dumps(value: Any, what: str = "value") -> str:
+    """Encode ``value`` as compact JSON, raising :class:`SerializationError` with a clear reason."""
+    try:
+        return json.dumps(value, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+    except (TypeError, ValueError) as exc:
+        raise SerializationError(f"{what} must be JSON-serialisable: {exc}") from exc
+
+
+def new_task_id() -> str:
+    return uuid.uuid4().hex
+
+
+# A resolver the registry installs so Task.func can find registered functions without
+# an import cycle. It returns None for names that are not registered.
+_func_resolver: Callable[[str], Callable[..., Any] | None] = lambda name: None  # noqa: E731
+
+
+def set_func_resolver(resolver: Callable[[str], Callable[..., Any] | None]) -> None:
+    global _func_resolver
+    _func_resolver = resolver
+
+
+@dataclass(slots=True)
+class Task:
+    """One unit of work for one user (tenant).
+
+    Static fields travel as the task's JSON body; ``retry_count``, ``attempts``,
+    ``lease_token`` and ``worker_id`` are filled in by the queue when the task is popped.
+    """
+
+    task_id: str
+    user_id: str | None
+    priority: Priority = Priority.NORMAL
+    payload: dict[str, Any] = field(default_factory=dict)
+    func_name: str | None = None
+    args: list[Any] = field(default_factory=list)
+    kwargs: dict[str, Any] = field(default_factory=dict)
+    created_at: float = field(default_factory=time.time)
+    execute_after: float | None = None
+    max_retries: int | None = None
+    timeout: float | None = None
+    metadata: dict[str, Any] = field(default_factory=dict)
+    # state owned by the queue
+    retry_count: int = 0
+    attempts: int = 0
+    lease_token: str | None = None
+    worker_id: str | None = None
+    lease_deadline: float | None = None
+
+    @classmethod
+    def create(
+        cls,
+        user_id: str | None = None,
+        priority: Priority | int = Priority.NORMAL,
+        payload: Mapping[str, Any] | None = None,
+        *,
+        func_name: str | None = None,
+        args: tuple[Any, ...] | list[Any] = (),
+        kwargs: Mapping[str, Any] | None = None,
+        execute_after: float | None = None,
+        delay_seconds: float | None = None,
+        max_retries: int | None = None,
+        timeout: float | None = None,
+        metadata: Mapping[str, Any] | None = None,
+        task_id: str | None = None,
+    ) -> Task:
+        """Build a new task; arguments are validated (JSON, priority) immediately."""
+        if delay_seconds is not None:
+            if execute_after is not None:
+                raise TaskValidationError("give either execute_after or delay_seconds, not both")
+            execute_after = time.time() + float(delay_seconds)
+        if max_retries is not None and (isinstance(max_retries, bool) or not isinstance(max_retries, int)
+                                        or max_retries < 0):
+            raise TaskValidationError(f"max_retries must be an int >= 0, got {max_retries!r}")
+        if timeout is not None and (isinstance(timeout, bool) or not isinstance(timeout, (int, float))
+                                    or timeout <= 0):
+            raise TaskValidationError(f"timeout must be a number > 0, got {timeout!r}")
+        task = cls(
+            task_id=task_id or new_task_id(),
+            user_id=user_id,
+            priority=Priority.coerce(priority),
+            payload=dict(payload or {}),
+            func_name=func_name,
+            args=list(args),
+            kwargs=dict(kwargs or {}),
+            execute_after=float(execute_after) if execute_after is not None else None,
+            max_retries=max_retries,
+            timeout=float(timeout) if timeout is not None else None,
+            metadata=dict(metadata or {}),
+        )
+        task.to_json()  # fail now, at enqueue time, on non-JSON arguments
+        return task
+
+    # --- serialisation -------------------------------------------------------------
+    def to_body(self) -> dict[str, Any]:
+        body: dict[str, Any] = {"id": self.task_id, "user": self.user_id, "priority": int(self.priority),
+                                "created": self.created_at}
+        if self.payload:
+            body["payload"] = self.payload
+        if self.func_name:
+            body["func"] = self.func_name
+        if self.args:
+            body["args"] = self.args
+        if self.kwargs:
+            body["kwargs"] = self.kwargs
+        if self.execute_after is not None:
+            body["after"] = self.execute_after
+        if self.max_retries is not None:
+            body["max_retries"] = self.max_retries
+        if self.timeout is not None:
+            body["timeout"] = self.timeout
+        if self.metadata:
+            body["meta"] = self.metadata
+        return body
+
+    def to_json(self) -> str:
+        return dumps(self.to_body(), what=f"task {self.func_name or self.task_id} (payload, args and kwargs)")
+
+    @classmethod
+    def from_json(cls, raw: str | bytes) -> Task:
+        """Decode a task body; raises :class:`CorruptTaskError` on anything malformed."""
+        try:
+            body = json.loads(raw)
+        except (TypeError, ValueError) as exc:
+            raise CorruptTaskError(f"task body is not valid JSON: {exc}") from exc
+        if not isinstance(body, dict):
+            raise CorruptTaskError("task body is not a JSON object")
+        try:
+            task = cls(
+                task_id=_req(body, "id", str),
+                user_id=_req(body, "user", str),
+                priority=Priority.coerce(body.get("priority", 3)),
+                payload=_opt(body, "payload", dict, {}),
+                func_name=_opt(body, "func", str, None),
+                args=_opt(body, "args", list, []),
+                kwargs=_opt(body, "kwargs", dict, {}),
+                created_at=float(_opt(body, "created", (int, float), 0.0)),
+                execute_after=_opt(body, "after", (int, float), None),
+                max_retries=_opt(body, "max_retries", int, None),
+                timeout=_opt(body, "timeout", (int, float), None),
+                metadata=_opt(body, "meta", dict, {}),
+            )
+        except TaskValidationError as exc:
+            raise CorruptTaskError(f"task body is invalid: {exc}") from exc
+        return task
+
+    # --- execution -----------------------------------------------------------------
+    @property
+    def func(self) -> Callable[..., Any] | None:
+        """The registered function this task runs, or None (payload-only or unregistered)."""
+        return _func_resolver(self.func_name) if self.func_name else None
+
+    def __call__(self) -> Any:
+        """Execute the task's function directly, in this process, and return its result."""
+        from .context import run_task_inline
+
+        return run_task_inline(self)
+
+    def with_user(self, user_id: str) -> Task:
+        return replace(self, user_id=user_id)
+
+    @property
+    def is_function_task(self) -> bool:
+        return self.func_name is not None
+
+
+def _req(body: dict[str, Any], key: str, typ: type) -> Any:
+    if key not in body:
+        raise CorruptTaskError(f"task body is missing field {key!r}")
+    value = body[key]
+    if not isinstance(value, typ):
+        raise CorruptTaskError(f"task body field {key!r} has type {type(value).__name__}")
+    return value
+
+
+def _opt(body: dict[str, Any], key: str, typ: type | tuple[type, ...], default: Any) -> Any:
+    value = body.get(key, default)
+    if value is None or value is default:
+        return value
+    if not isinstance(value, typ) or isinstance(value, bool):
+        raise CorruptTaskError(f"task body field {key!r} has type {type(value).__name__}")
+    return value
+
+
+@dataclass(frozen=True, slots=True)
+class DLQEntry:
+    """A dead task with why and when it died."""
+
+    task: Task
+    error: str
+    error_type: str
+    traceback: str
+    failure_type: str
+    attempts: int
+    retry_count: int
+    dead_at: float
+    user_id: str
+    raw_body: str | None = None  # set when the body itself is corrupt
+
+    @property
+    def task_id(self) -> str:
+        return self.task.task_id

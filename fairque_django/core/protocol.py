@@ -1,0 +1,196 @@
+"""Pure helpers shared by :class:`TaskQueue` and :class:`AsyncTaskQueue`: the arguments each
+script takes and the decoding of what it returns. No I/O happens here."""
+
+from __future__ import annotations
+
+import hashlib
+import random
+import time
+import uuid
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from .config import POOL_PARTITION, FairQueueConfig, glob_to_lua_pattern, is_pattern
+from .exceptions import CorruptTaskError, PayloadTooLargeError, TaskValidationError
+from .keys import Keys, validate_user_id
+from .models import DLQEntry, Priority, Task
+
+STAT_FIELDS = ("pushed", "popped", "completed", "failed", "retried", "dead", "expired", "requeued",
+               "deleted", "released", "late_acks", "quarantined")
+
+
+def _text(value: Any) -> str:
+    return value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
+
+
+@dataclass(frozen=True, slots=True)
+class PopPlan:
+    """What a worker passes to ``pop.lua``: its partitions and who it may steal from."""
+
+    worker_id: str
+    own_partition: str
+    steal_set_key: str
+    steal_exact: tuple[str, ...]
+    steal_patterns: tuple[str, ...]
+    steal_partitions: tuple[str, ...]
+
+    @property
+    def steal_digest(self) -> str:
+        return hashlib.sha1("\n".join(self.steal_exact).encode()).hexdigest()
+
+    @property
+    def wake_partitions(self) -> tuple[str, ...]:
+        own = (self.own_partition,) if self.own_partition else ()
+        return own + self.steal_partitions
+
+
+class QueueProtocol:
+    """Argument building and reply decoding; subclasses add the I/O."""
+
+    def __init__(self, config: FairQueueConfig, worker_id: str | None = None) -> None:
+        self.config = config
+        self.keys = Keys(config.queue.stats_prefix)
+        self.worker_id = worker_id if worker_id is not None else config.worker_id
+        if self.worker_id is not None:
+            config.get_worker(self.worker_id)  # unknown id -> UnknownWorkerError
+        self._plans: dict[str, PopPlan] = {}
+
+    # --- push ------------------------------------------------------------------------
+    def partition_of(self, user_id: str) -> str:
+        if not self.config.workers:
+            return POOL_PARTITION
+        return self.config.owner_of(user_id) or POOL_PARTITION
+
+    def prepare(self, task: Task, user_id: str | None) -> tuple[Task, list[Any]]:
+        """Validate ``task`` for ``user_id`` and return it with its 8 push arguments."""
+        if not isinstance(task, Task):
+            raise TaskValidationError(f"expected a Task, got {type(task).__name__}")
+        uid = user_id if user_id is not None else task.user_id
+        if uid is None:
+            from .context import current_user
+
+            uid = current_user()
+        validate_user_id(uid, self.config.queue.max_user_id_length)
+        assert uid is not None
+        if task.user_id != uid:
+            task.user_id = uid
+        task.priority = Priority.coerce(task.priority)
+        body = task.to_json()
+        size = len(body.encode("utf-8"))
+        if size > self.config.queue.max_payload_bytes:
+            raise PayloadTooLargeError(
+                f"task {task.task_id} is {size} bytes encoded; the limit (queue.max_payload_bytes) is "
+                f"{self.config.queue.max_payload_bytes}"
+            )
+        max_retries = task.max_retries if task.max_retries is not None else self.config.queue.default_max_retries
+        after_ms = int(task.execute_after * 1000) if task.execute_after else 0
+        args = [task.task_id, uid, int(task.priority), self.partition_of(uid),
+                repr(self.config.weight_of(uid)), max_retries, after_ms, body]
+        return task, args
+
+    # --- pop -------------------------------------------------------------------------
+    def plan(self, worker_id: str | None) -> PopPlan:
+        wid = worker_id if worker_id is not None else self.worker_id
+        if wid is None:
+            if self.config.workers:
+                wid = self.config.get_worker(None).id
+            else:
+                wid = POOL_PARTITION
+        cached = self._plans.get(wid)
+        if cached is not None:
+            return cached
+        if wid == POOL_PARTITION and not self.config.workers:
+            plan = PopPlan(wid, POOL_PARTITION, "", (), (), ())
+        else:
+            worker = self.config.get_worker(wid)
+            exact = tuple(sorted(u for u in worker.steal_targets if not is_pattern(u)))
+            patterns = tuple(glob_to_lua_pattern(u) for u in worker.steal_targets if is_pattern(u))
+            plan = PopPlan(
+                worker_id=wid,
+                own_partition=wid,
+                steal_set_key=self.keys.steal_set(wid) if exact else "",
+                steal_exact=exact,
+                steal_patterns=patterns,
+                steal_partitions=self.config.steal_partitions(wid) if worker.steal_targets else (),
+            )
+        self._plans[wid] = plan
+        return plan
+
+    def pop_args(self, plan: PopPlan, lease_seconds: float | None) -> tuple[list[Any], str]:
+        token = uuid.uuid4().hex
+        lease = lease_seconds if lease_seconds is not None else self.config.queue.lease_timeout_seconds
+        args: list[Any] = [self.keys.base, plan.worker_id, plan.own_partition, int(lease * 1000), token,
+                           plan.steal_set_key, len(plan.steal_patterns), *plan.steal_patterns,
+                           *plan.steal_partitions]
+        return args, token
+
+    @staticmethod
+    def decode_popped(reply: Sequence[Any], token: str, worker_id: str) -> Task:
+        """Build the Task of a pop reply; raises CorruptTaskError (the task stays leased)."""
+        task = Task.from_json(reply[1])
+        task.retry_count = int(reply[2])
+        task.attempts = int(reply[3])
+        task.lease_deadline = int(reply[4]) / 1000.0
+        task.lease_token = token
+        task.worker_id = worker_id
+        user = _text(reply[5])
+        if task.user_id != user:
+            raise CorruptTaskError(f"task body names user {task.user_id!r} but it was queued for {user!r}")
+        return task
+
+    @staticmethod
+    def next_due_seconds(reply: Sequence[Any]) -> float | None:
+        due = int(reply[1]) if len(reply) > 1 and reply[1] is not None else -1
+        return None if due < 0 else due / 1000.0
+
+    # --- failures --------------------------------------------------------------------
+    def backoff_ms(self, retry_count: int) -> int:
+        """Exponential backoff with jitter for the retry after ``retry_count`` earlier failures."""
+        q = self.config.queue
+        delay = min(q.retry_backoff_max_seconds, q.retry_backoff_base_seconds * (2 ** retry_count))
+        return int(delay * 1000 * random.uniform(0.8, 1.0))
+
+    # --- stats and DLQ -----------------------------------------------------------------
+    @staticmethod
+    def parse_stats(raw: dict[Any, Any], active: int, delayed: int, dlq: int) -> dict[str, Any]:
+        counters = {_text(k): int(v) for k, v in raw.items()}
+        stats: dict[str, Any] = {f"tasks_{name}": counters.get(name, 0) for name in STAT_FIELDS}
+        live = stats["tasks_pushed"] - stats["tasks_completed"] - stats["tasks_deleted"] - dlq
+        stats.update(tasks_active=active, tasks_delayed=delayed, dlq_size=dlq, tasks_pending=live,
+                     tasks_queued=max(0, live - active - delayed))
+        users: dict[str, dict[str, int]] = {}
+        priorities: dict[int, int] = {}
+        for name, value in counters.items():
+            if name.startswith("u:"):
+                user, _, what = name[2:].rpartition(":")
+                users.setdefault(user, {})[what] = value
+            elif name.startswith("p:"):
+                priorities[int(name.split(":")[1])] = value
+        stats["users"] = users
+        stats["priorities"] = priorities
+        stats["timestamp"] = time.time()
+        return stats
+
+    @staticmethod
+    def decode_dead(task_id: str, fields: dict[Any, Any]) -> DLQEntry:
+        f = {_text(k): _text(v) for k, v in fields.items()}
+        raw = f.get("b", "")
+        try:
+            task = Task.from_json(raw)
+            raw_body = None
+        except CorruptTaskError:
+            task = Task(task_id=task_id, user_id=f.get("u", "?"))
+            raw_body = raw
+        task.retry_count = int(f.get("r", "0") or 0)
+        task.attempts = int(f.get("a", "0") or 0)
+        return DLQEntry(
+            task=task, error=f.get("err", ""), error_type=f.get("et", ""), traceback=f.get("tb", ""),
+            failure_type=f.get("ft", ""), attempts=task.attempts, retry_count=task.retry_count,
+            dead_at=int(f.get("dt", "0") or 0) / 1000.0, user_id=f.get("u", "?"), raw_body=raw_body,
+        )
+
+
+def chunks(items: Sequence[Any], size: int) -> Iterable[Sequence[Any]]:
+    for start in range(0, len(items), size):
+        yield items[start:start + size]

@@ -1,0 +1,51 @@
+"""Shared fixtures: a real Redis (DB 15 by default, or an embedded server) flushed per test."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+import redis
+
+from fairque_django.core.config import FairQueueConfig, RedisConfig
+from fairque_django.core.connection import reset_clients
+
+from .redis_url import REDIS_URL
+
+
+@pytest.fixture(scope="session")
+def redis_url() -> str:
+    return REDIS_URL
+
+
+@pytest.fixture
+def redis_client(redis_url: str) -> Iterator[redis.Redis]:
+    client = redis.Redis.from_url(redis_url)
+    client.flushdb()
+    yield client
+    client.flushdb()
+    client.close()
+    reset_clients()
+
+
+@pytest.fixture
+def redis_config(redis_url: str) -> RedisConfig:
+    return RedisConfig(url=redis_url)
+
+
+@pytest.fixture
+def make_config(redis_client: redis.Redis, redis_config: RedisConfig) -> Any:
+    """Build a FairQueueConfig against the test Redis: make_config(workers=[...], queue={...})."""
+
+    def build(workers: list[dict[str, Any]] | None = None, worker_id: str | None = None,
+              **queue: Any) -> FairQueueConfig:
+        data: dict[str, Any] = {
+            "redis": {"url": redis_config.url},
+            "workers": workers if workers is not None else [
+                {"id": "w1", "assigned_users": ["a", "b", "c"], "steal_targets": ["d"]}],
+            "queue": queue,
+        }
+        return FairQueueConfig.from_dict(data, worker_id=worker_id)
+
+    return build

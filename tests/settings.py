@@ -1,0 +1,46 @@
+"""Django settings for the test suite."""
+
+from __future__ import annotations
+
+from .redis_url import REDIS_URL
+
+SECRET_KEY = "fairque-tests-not-secret"
+DEBUG = False
+ALLOWED_HOSTS = ["*"]
+USE_TZ = True
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "fairque_django",
+]
+MIDDLEWARE = [
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+]
+DATABASES = {"default": {"ENGINE": "django.db.backends.sqlite3", "NAME": ":memory:"}}
+TEMPLATES = [{
+    "BACKEND": "django.template.backends.django.DjangoTemplates",
+    "APP_DIRS": True,
+    "OPTIONS": {"context_processors": [
+        "django.template.context_processors.request",
+        "django.contrib.auth.context_processors.auth",
+        "django.contrib.messages.context_processors.messages",
+    ]},
+}]
+ROOT_URLCONF = "tests.urls"
+FAIRQUE = {
+    "redis": {"url": REDIS_URL},
+    "workers": [
+        {"id": "worker-001", "assigned_users": ["user:1", "user:2", "user:3"],
+         "steal_targets": ["user:4", "user:5"], "poll_interval_seconds": 0.5},
+        {"id": "worker-002", "assigned_users": ["user:4", "user:5"],
+         "steal_targets": ["user:1", "user:2", "user:3"], "poll_interval_seconds": 0.5},
+    ],
+    "queue": {"lease_timeout_seconds": 5},
+}

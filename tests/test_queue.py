@@ -1,0 +1,336 @@
+"""TaskQueue against a real Redis: fairness, priorities, stealing, leases, retries, DLQ, stats."""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from typing import Any
+
+import pytest
+import redis
+
+from fairque_django.core.config import FairQueueConfig, RedisConfig
+from fairque_django.core.exceptions import (
+    LeaseLostError,
+    PayloadTooLargeError,
+    RedisUnavailableError,
+    SerializationError,
+    TaskValidationError,
+)
+from fairque_django.core.models import Priority, Task
+from fairque_django.core.queue import TaskQueue
+
+
+def push_n(q: TaskQueue, user: str, n: int, priority: Priority = Priority.NORMAL, **kw: Any) -> list[str]:
+    ids = []
+    for i in range(n):
+        t = Task.create(user_id=user, priority=priority, payload={"user": user, "i": i}, **kw)
+        assert q.push(t)["success"]
+        ids.append(t.task_id)
+    return ids
+
+
+def drain(q: TaskQueue, worker: str | None = None, limit: int = 100_000) -> list[Task]:
+    out = []
+    while len(out) < limit:
+        t = q.pop(worker)
+        if t is None:
+            break
+        q.delete_task(t.task_id)
+        out.append(t)
+    return out
+
+
+@pytest.fixture
+def q(make_config: Any) -> TaskQueue:
+    return TaskQueue(make_config(worker_id="w1"))
+
+
+def test_backlog_size_does_not_change_service_rate(q: TaskQueue) -> None:
+    push_n(q, "a", 100)
+    push_n(q, "b", 3)
+    push_n(q, "c", 3)
+    first9 = [t.user_id for t in (q.pop() for _ in range(9)) if t]
+    assert Counter(first9) == {"a": 3, "b": 3, "c": 3}
+    # strict rotation: no user gets a second task before the others got one
+    for i in range(0, 9, 3):
+        assert sorted(first9[i:i + 3]) == ["a", "b", "c"]
+
+
+def test_late_joiner_is_served_within_one_round(q: TaskQueue) -> None:
+    push_n(q, "a", 50)
+    push_n(q, "b", 50)
+    served = [q.pop().user_id for _ in range(10)]  # type: ignore[union-attr]
+    assert Counter(served) == {"a": 5, "b": 5}
+    push_n(q, "c", 2)
+    nxt = [q.pop().user_id for _ in range(3)]  # type: ignore[union-attr]
+    assert "c" in nxt  # served before a or b get a second turn of this round
+
+
+def test_user_that_drains_and_returns_does_not_jump_the_rotation(q: TaskQueue) -> None:
+    push_n(q, "a", 1)
+    push_n(q, "b", 5)
+    push_n(q, "c", 5)
+    order = [q.pop().user_id for _ in range(3)]  # type: ignore[union-attr]
+    assert sorted(order) == ["a", "b", "c"]
+    push_n(q, "a", 5)  # a comes back right away
+    nxt = [q.pop().user_id for _ in range(3)]  # type: ignore[union-attr]
+    assert sorted(nxt) == ["a", "b", "c"]
+
+
+def test_priority_order_within_user(q: TaskQueue) -> None:
+    pushed = []
+    for prio in [1, 3, 5, 2, 4, 3, 5, 1]:
+        t = Task.create(user_id="a", priority=prio, payload={"p": prio, "n": len(pushed)})
+        q.push(t)
+        pushed.append((prio, len(pushed)))
+    crit = [Task.create(user_id="a", priority=Priority.CRITICAL, payload={"c": i}) for i in range(3)]
+    for t in crit:
+        q.push(t)
+    got = drain(q)
+    assert [t.task_id for t in got[:3]] == [t.task_id for t in crit]  # critical lane first, FIFO
+    rest = [(t.payload["p"], t.payload["n"]) for t in got[3:]]
+    assert rest == sorted(pushed, key=lambda pn: (-pn[0], pn[1]))  # 5..1, FIFO within a priority
+
+
+def test_stealing_only_when_assigned_users_are_empty(make_config: Any) -> None:
+    cfg = make_config(workers=[
+        {"id": "w1", "assigned_users": ["a", "b"], "steal_targets": ["c"]},
+        {"id": "w2", "assigned_users": ["c", "d"], "steal_targets": ["a"]},
+    ])
+    q1 = TaskQueue(cfg, worker_id="w1")
+    push_n(q1, "a", 2)
+    push_n(q1, "c", 2)
+    push_n(q1, "d", 2)
+    got = [q1.pop() for _ in range(5)]
+    assert [t.user_id for t in got if t] == ["a", "a", "c", "c"]
+    assert got[4] is None  # d is not stealable by w1
+    q2 = TaskQueue(cfg, worker_id="w2")
+    assert [t.user_id for t in drain(q2)] == ["d", "d"]
+
+
+def test_stealing_with_patterns_and_pool(make_config: Any) -> None:
+    cfg = make_config(workers=[
+        {"id": "w1", "assigned_users": ["tenant:*"], "steal_targets": ["guest:*"]},
+        {"id": "w2", "assigned_users": ["vip"], "steal_targets": ["tenant:*"]},
+    ])
+    q1 = TaskQueue(cfg, worker_id="w1")
+    push_n(q1, "tenant:1", 1)
+    push_n(q1, "guest:7", 1)  # nobody owns guest:* -> pool, stealable by w1
+    q2 = TaskQueue(cfg, worker_id="w2")
+    assert q2.pop().user_id == "tenant:1"  # type: ignore[union-attr]
+    assert q2.pop() is None
+    assert q1.pop().user_id == "guest:7"  # type: ignore[union-attr]
+
+
+def test_pop_ignores_many_idle_users(make_config: Any) -> None:
+    users = [f"u{i}" for i in range(100_000)]
+    cfg = make_config(workers=[{"id": "w1", "assigned_users": users}])
+    q = TaskQueue(cfg, worker_id="w1")
+    for u in users[::1000]:
+        push_n(q, u, 2)
+    got = drain(q)
+    assert len(got) == 200
+    assert Counter(t.user_id for t in got[:100]) == {u: 1 for u in users[::1000]}
+
+
+def test_lease_expiry_requeues_and_rejects_late_ack(make_config: Any) -> None:
+    cfg = make_config(workers=[{"id": "w1", "assigned_users": ["a"]}, {"id": "w2", "steal_targets": ["a"]}])
+    q1 = TaskQueue(cfg, worker_id="w1")
+    q2 = TaskQueue(cfg, worker_id="w2")
+    (tid,) = push_n(q1, "a", 1)
+    t1 = q1.pop(lease_seconds=0.05)
+    assert t1 is not None and t1.attempts == 1
+    assert q2.pop() is None
+    time.sleep(0.1)
+    t2 = q2.pop()
+    assert t2 is not None and t2.task_id == tid
+    assert t2.attempts == 2 and t2.retry_count == 1  # the lost attempt counted
+    assert q1.delete_task(tid) is False  # late ack rejected
+    with pytest.raises(LeaseLostError):
+        q1.complete(t1)
+    q2.complete(t2)
+    stats = q1.get_stats()
+    assert stats["tasks_completed"] == 1 and stats["tasks_expired"] == 1 and stats["tasks_late_acks"] == 2
+
+
+def test_heartbeat_keeps_lease(q: TaskQueue) -> None:
+    push_n(q, "a", 1)
+    t = q.pop(lease_seconds=0.1)
+    assert t is not None
+    for _ in range(4):
+        time.sleep(0.05)
+        assert q.extend([t], lease_seconds=0.1) == []
+    assert q.pop() is None
+    q.complete(t)
+    assert q.extend([t]) == [t.task_id]
+
+
+def test_retry_backoff_then_dlq(make_config: Any) -> None:
+    q = TaskQueue(make_config(worker_id="w1", retry_backoff_base_seconds=0.1, default_max_retries=2))
+    (tid,) = push_n(q, "a", 1)
+    t = q.pop()
+    assert t is not None
+    assert q.fail(t, ValueError("boom"), traceback="Traceback: boom") == "retry"
+    assert q.get_task_state(tid)["st"] == "delayed"  # type: ignore[index]
+    assert q.pop() is None  # not busy-looped: waits for its backoff
+    time.sleep(0.12)
+    t = q.pop()
+    assert t is not None and t.retry_count == 1
+    assert q.fail(t, ValueError("boom")) == "retry"
+    time.sleep(0.22)  # backoff doubles
+    t = q.pop()
+    assert t is not None and t.retry_count == 2
+    assert q.fail(t, ValueError("boom 3"), traceback="TB3") == "dead"
+    assert q.pop() is None
+    (entry,) = q.get_dlq()
+    assert entry.task_id == tid and entry.user_id == "a"
+    assert entry.error == "boom 3" and entry.error_type == "ValueError" and entry.traceback == "TB3"
+    assert entry.attempts == 3 and entry.retry_count == 3 and entry.dead_at > 0
+    stats = q.get_stats()
+    assert stats["tasks_failed"] == 3 and stats["tasks_retried"] == 2 and stats["tasks_dead"] == 1
+    assert stats["dlq_size"] == 1 and stats["users"]["a"]["dead"] == 1
+
+
+def test_dlq_requeue_delete_purge(q: TaskQueue) -> None:
+    ids = push_n(q, "a", 4)
+    for _ in range(4):
+        t = q.pop()
+        assert t is not None
+        q.fail(t, "bad", retry=False)
+    assert q.dlq_size() == 4
+    assert q.requeue_dead([ids[0], "nope"]) == [ids[0]]
+    t = q.pop()
+    assert t is not None and t.task_id == ids[0] and t.retry_count == 0
+    q.complete(t)
+    assert q.delete_dead([ids[1]]) == [ids[1]]
+    assert q.purge_dlq() == 2
+    assert q.dlq_size() == 0
+    stats = q.get_stats()
+    assert stats["tasks_pushed"] == stats["tasks_completed"] + stats["tasks_deleted"] + stats["tasks_pending"]
+    assert stats["tasks_pending"] == 0
+
+
+def test_dlq_requeue_does_not_touch_live_tasks(q: TaskQueue) -> None:
+    (tid,) = push_n(q, "a", 1)
+    assert q.requeue_dead([tid]) == []
+    assert q.delete_dead([tid]) == []
+    assert q.pop() is not None
+
+
+def test_delayed_task_becomes_ready_on_time(q: TaskQueue) -> None:
+    t = Task.create(user_id="a", payload={}, delay_seconds=0.15)
+    assert q.push(t)["state"] == "delayed"
+    task, due = q.pop_reply()
+    assert task is None and due is not None and 0 < due <= 0.15
+    time.sleep(0.16)
+    got = q.pop()
+    assert got is not None and got.task_id == t.task_id
+
+
+def test_push_batch(q: TaskQueue) -> None:
+    tasks = [Task.create(user_id="abcd"[i % 4], payload={"i": i}) for i in range(2500)]
+    res = q.push_batch(tasks)
+    assert res["pushed"] == 2500 and res["success"]
+    again = q.push_batch(tasks[:3])
+    assert again["duplicates"] == [t.task_id for t in tasks[:3]] and not again["success"]
+    assert q.get_stats()["tasks_pushed"] == 2500
+    got = drain(q)
+    assert len(got) == 2500 and len({t.task_id for t in got}) == 2500
+
+
+def test_push_batch_validates_everything_before_writing(q: TaskQueue) -> None:
+    tasks = [Task.create(user_id="a", payload={}), Task.create(user_id="a", payload={})]
+    tasks[1].user_id = "bad user"
+    with pytest.raises(TaskValidationError):
+        q.push_batch(tasks)
+    assert q.get_stats()["tasks_pushed"] == 0
+
+
+def test_stats_consistency(q: TaskQueue) -> None:
+    push_n(q, "a", 5, Priority.HIGH)
+    push_n(q, "b", 3, Priority.CRITICAL)
+    t1, t2, t3 = q.pop(), q.pop(), q.pop()
+    assert t1 and t2 and t3
+    q.complete(t1)
+    q.fail(t2, "x", retry=False)
+    stats = q.get_stats()
+    assert stats["tasks_pushed"] == 8 and stats["tasks_popped"] == 3
+    assert stats["tasks_active"] == 1 and stats["tasks_completed"] == 1 and stats["dlq_size"] == 1
+    assert stats["tasks_pending"] == 6 and stats["tasks_queued"] == 5
+    assert stats["priorities"] == {4: 5, 6: 3}
+    assert stats["users"]["a"]["pushed"] == 5 and stats["users"]["b"]["pushed"] == 3
+
+
+def test_weights_give_proportional_shares(make_config: Any) -> None:
+    q = TaskQueue(make_config(worker_id="w1", user_weights={"a": 3}))
+    push_n(q, "a", 60)
+    push_n(q, "b", 60)
+    first = Counter(q.pop().user_id for _ in range(40))  # type: ignore[union-attr]
+    assert first == {"a": 30, "b": 10}
+
+
+def test_bad_input_is_rejected_before_redis(q: TaskQueue) -> None:
+    for bad in ["", "a}b", "x:{y}", "new\nline", "x" * 1_000_000]:
+        with pytest.raises(TaskValidationError):
+            q.push(Task.create(payload={}), user_id=bad)
+    for prio in [0, 7, "high!", None]:
+        with pytest.raises(TaskValidationError):
+            Task.create(user_id="a", priority=prio)  # type: ignore[arg-type]
+    import datetime
+
+    for arg in [datetime.datetime.now(), {1, 2}, object()]:
+        with pytest.raises(SerializationError):
+            Task.create(user_id="a", payload={"x": arg})
+    with pytest.raises(PayloadTooLargeError):
+        q.push(Task.create(user_id="a", payload={"x": "y" * 2_000_000}))
+    assert q.get_stats()["tasks_pushed"] == 0
+
+
+def test_corrupt_body_is_dead_lettered_and_others_still_served(q: TaskQueue, redis_client: redis.Redis) -> None:
+    ids = push_n(q, "a", 1)
+    push_n(q, "b", 1)
+    redis_client.hset(q.keys.task(ids[0]), "b", "{not json")
+    got = drain(q)
+    assert [t.user_id for t in got] == ["b"]
+    (entry,) = q.get_dlq()
+    assert entry.task_id == ids[0] and entry.failure_type == "corrupt" and "JSON" in entry.error
+    assert entry.raw_body == "{not json"
+
+
+def test_wrong_type_key_is_quarantined(q: TaskQueue, redis_client: redis.Redis) -> None:
+    push_n(q, "a", 1)
+    push_n(q, "b", 2)
+    redis_client.delete(q.keys.normal("a"))
+    redis_client.set(q.keys.normal("a"), "garbage")
+    got = drain(q)
+    assert [t.user_id for t in got] == ["b", "b"]
+    assert redis_client.keys("*quarantine*")
+
+
+def test_redis_unreachable_is_typed_and_prompt() -> None:
+    from fairque_django.embedded_redis import free_port
+
+    cfg = FairQueueConfig.create_default(redis=RedisConfig(port=free_port(), socket_connect_timeout=0.2,
+                                                           socket_timeout=0.2))
+    q = TaskQueue(cfg)
+    start = time.monotonic()
+    with pytest.raises(RedisUnavailableError):
+        q.push(Task.create(user_id="a", payload={}))
+    assert time.monotonic() - start < 5
+
+
+def test_seed_legacy_example_runs(make_config: Any) -> None:
+    config = make_config(workers=[{"id": "worker-001", "assigned_users": ["user:1", "user:2", "user:3"],
+                                   "steal_targets": ["user:4", "user:5"]}], worker_id="worker-001")
+    with TaskQueue(config) as queue:
+        task = Task.create(user_id="user:1", priority=Priority.HIGH, payload={"action": "process_data",
+                                                                               "data_id": 123})
+        result = queue.push(task)
+        assert result["success"]
+        popped = queue.pop()
+        assert popped is not None and popped.user_id == "user:1"
+        assert popped.payload == {"action": "process_data", "data_id": 123}
+        assert queue.delete_task(popped.task_id)
+        stats = queue.get_stats()
+        assert stats.get("tasks_active", 0) == 0 and stats["tasks_completed"] == 1
