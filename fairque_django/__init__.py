@@ -19,7 +19,11 @@ from .core.exceptions import (
     UnknownWorkerError,
 )
 from .core.models import DLQEntry, Priority, Task
+from .core.handler import TaskHandler, TaskTimeoutError
 from .core.queue import TaskQueue
+from .core.registry import TaskFunction, task, xcom_task
+from .core.worker import Worker
+from .core.xcom import xcom_delete, xcom_pull, xcom_push
 
 __version__ = "0.1.0"
 
@@ -44,5 +48,14 @@ __all__ = [
     "TaskValidationError",
     "UnknownWorkerError",
     "WorkerConfig",
+    "TaskFunction",
+    "TaskHandler",
+    "TaskTimeoutError",
+    "Worker",
+    "task",
     "tenant",
+    "xcom_delete",
+    "xcom_pull",
+    "xcom_push",
+    "xcom_task",
 ]

@@ -275,9 +275,7 @@ def _check_user_list(value: object, key: str) -> tuple[str, ...]:
 
 def _check_weights(value: object, key: str) -> Mapping[str, float]:
     if not isinstance(value, Mapping):
-        raise ConfigurationError(
-            f"must be a mapping of user id to weight, not {_type_name(value)}", key
-        )
+        raise ConfigurationError(f"must be a mapping of user id to weight, not {_type_name(value)}", key)
     weights: dict[str, float] = {}
     for user, weight in value.items():
         entry_key = _map_item(key, user)
@@ -419,7 +417,8 @@ class RedisConfig:
             _join(base, "host"),
         )
         _require(
-            1 <= self.port <= 65535, f"must be between 1 and 65535 (got {self.port})",
+            1 <= self.port <= 65535,
+            f"must be between 1 and 65535 (got {self.port})",
             _join(base, "port"),
         )
         _require(0 <= self.db <= 15, f"must be between 0 and 15 (got {self.db})", _join(base, "db"))
@@ -485,13 +484,9 @@ class WorkerConfig:
     graceful_shutdown_timeout: float = 30.0
     heartbeat_interval_seconds: float = 5.0
     # Derived lookup structures (not part of equality, repr or the public constructor).
-    _assigned_exact: frozenset[str] = field(
-        default=frozenset(), init=False, repr=False, compare=False
-    )
+    _assigned_exact: frozenset[str] = field(default=frozenset(), init=False, repr=False, compare=False)
     _assigned_patterns: tuple[str, ...] = field(default=(), init=False, repr=False, compare=False)
-    _steal_exact: frozenset[str] = field(
-        default=frozenset(), init=False, repr=False, compare=False
-    )
+    _steal_exact: frozenset[str] = field(default=frozenset(), init=False, repr=False, compare=False)
     _steal_patterns: tuple[str, ...] = field(default=(), init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -499,30 +494,27 @@ class WorkerConfig:
         _check_worker_id(self.id, _join(base, "id"))
         _normalize_fields(self, base)
         _positive(
-            self, base, "poll_interval_seconds", "task_timeout_seconds",
-            "graceful_shutdown_timeout", "heartbeat_interval_seconds",
+            self,
+            base,
+            "poll_interval_seconds",
+            "task_timeout_seconds",
+            "graceful_shutdown_timeout",
+            "heartbeat_interval_seconds",
         )
         _at_least(self, base, 1, "max_concurrent_tasks")
         assigned = frozenset(self.assigned_users)
         for index, user in enumerate(self.steal_targets):
             if user in assigned:
                 raise ConfigurationError(
-                    f"{user!r} is both in assigned_users and in steal_targets of worker "
-                    f"{self.id!r}",
+                    f"{user!r} is both in assigned_users and in steal_targets of worker {self.id!r}",
                     _item(_join(base, "steal_targets"), index),
                 )
-        object.__setattr__(
-            self, "_assigned_exact", frozenset(u for u in assigned if not is_pattern(u))
-        )
-        object.__setattr__(
-            self, "_assigned_patterns", tuple(u for u in self.assigned_users if is_pattern(u))
-        )
+        object.__setattr__(self, "_assigned_exact", frozenset(u for u in assigned if not is_pattern(u)))
+        object.__setattr__(self, "_assigned_patterns", tuple(u for u in self.assigned_users if is_pattern(u)))
         object.__setattr__(
             self, "_steal_exact", frozenset(u for u in self.steal_targets if not is_pattern(u))
         )
-        object.__setattr__(
-            self, "_steal_patterns", tuple(u for u in self.steal_targets if is_pattern(u))
-        )
+        object.__setattr__(self, "_steal_patterns", tuple(u for u in self.steal_targets if is_pattern(u)))
 
     def __reduce__(self) -> tuple[Callable[..., Any], tuple[Any, ...]]:
         return _reduce(self)
@@ -549,15 +541,11 @@ class WorkerConfig:
 
     def serves_assigned(self, user_id: str) -> bool:
         """Whether *user_id* is in ``assigned_users`` (exactly or by a glob pattern)."""
-        return user_id in self._assigned_exact or any(
-            glob_match(p, user_id) for p in self._assigned_patterns
-        )
+        return user_id in self._assigned_exact or any(glob_match(p, user_id) for p in self._assigned_patterns)
 
     def may_steal(self, user_id: str) -> bool:
         """Whether *user_id* is in ``steal_targets`` (exactly or by a glob pattern)."""
-        return user_id in self._steal_exact or any(
-            glob_match(p, user_id) for p in self._steal_patterns
-        )
+        return user_id in self._steal_exact or any(glob_match(p, user_id) for p in self._steal_patterns)
 
 
 def _empty_weights() -> Mapping[str, float]:
@@ -597,8 +585,14 @@ class QueueConfig:
         )
         _at_least(self, base, 0, "default_max_retries")
         _at_least(
-            self, base, 1, "xcom_ttl_seconds", "max_payload_bytes", "max_user_id_length",
-            "result_ttl_seconds", "batch_size",
+            self,
+            base,
+            1,
+            "xcom_ttl_seconds",
+            "max_payload_bytes",
+            "max_user_id_length",
+            "result_ttl_seconds",
+            "batch_size",
         )
         _positive(self, base, "lease_timeout_seconds")
         _at_least(self, base, 0, "retry_backoff_base_seconds", "retry_backoff_max_seconds")
@@ -666,9 +660,7 @@ class _OwnerIndex:
                     return wid
             return None
 
-        self.match: Callable[[str], str | None] = functools.lru_cache(
-            maxsize=_OWNER_CACHE_SIZE
-        )(match)
+        self.match: Callable[[str], str | None] = functools.lru_cache(maxsize=_OWNER_CACHE_SIZE)(match)
         self.steal_cache: dict[str, tuple[str, ...]] = {}
 
     def owner_of(self, user_id: str) -> str | None:
@@ -751,9 +743,7 @@ def _convert(kind: str, text: str, raw: str, key: str) -> object:
             return True
         if lowered in _FALSE:
             return False
-    raise ConfigurationError(
-        f"cannot convert {text!r} (from {raw!r}) to {_KIND_NAMES[base]}", key
-    )
+    raise ConfigurationError(f"cannot convert {text!r} (from {raw!r}) to {_KIND_NAMES[base]}", key)
 
 
 def _from_raw(kind: str, value: object, key: str, env: Mapping[str, str] | None) -> object:
@@ -764,10 +754,7 @@ def _from_raw(kind: str, value: object, key: str, env: Mapping[str, str] | None)
         expanded, substituted = _expand(value, key, env)
         return _convert(kind, expanded, value, key) if substituted else expanded
     if kind == "users" and isinstance(value, (list, tuple)):
-        return [
-            _expand(v, _item(key, i), env)[0] if isinstance(v, str) else v
-            for i, v in enumerate(value)
-        ]
+        return [_expand(v, _item(key, i), env)[0] if isinstance(v, str) else v for i, v in enumerate(value)]
     if kind == "weights" and isinstance(value, Mapping):
         weights: dict[Any, Any] = {}
         for user, weight in value.items():
@@ -786,9 +773,7 @@ def _check_keys(raw: Mapping[Any, Any], allowed: Iterable[str], path: str) -> No
     names = sorted(allowed)
     for name in raw:
         if not isinstance(name, str):
-            raise ConfigurationError(
-                f"keys must be strings, got {_type_name(name)} ({name!r})", path or None
-            )
+            raise ConfigurationError(f"keys must be strings, got {_type_name(name)} ({name!r})", path or None)
         if name not in names:
             close = difflib.get_close_matches(name, names, n=1)
             hint = f"; did you mean {close[0]!r}?" if close else ""
@@ -949,8 +934,7 @@ class FairQueueConfig:
                 close = difflib.get_close_matches(name, allowed, n=1)
                 hint = f"; did you mean {close[0]!r}?" if close else ""
                 raise ConfigurationError(
-                    f"unknown create_default() option {name!r}{hint} "
-                    f"(allowed: {', '.join(allowed)})",
+                    f"unknown create_default() option {name!r}{hint} (allowed: {', '.join(allowed)})",
                     name,
                 )
 
@@ -1012,9 +996,7 @@ class FairQueueConfig:
         """
         env: Mapping[str, str] = os.environ if environ is None else environ
         if not isinstance(data, Mapping):
-            raise ConfigurationError(
-                f"the configuration must be a mapping, not {_type_name(data)}"
-            )
+            raise ConfigurationError(f"the configuration must be a mapping, not {_type_name(data)}")
         _check_keys(data, _TOP_LEVEL_KEYS, "")
 
         redis_raw = data.get("redis")
@@ -1062,22 +1044,19 @@ class FairQueueConfig:
         except yaml.MarkedYAMLError as exc:
             mark = exc.problem_mark or exc.context_mark
             where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-            problem = " ".join(p for p in (exc.context, exc.problem) if p)
+            problem = ": ".join(p for p in (exc.context, exc.problem) if p)
             raise ConfigurationError(
                 f"invalid YAML in configuration file {filename!r}{where}: {problem}"
             ) from exc
         except yaml.YAMLError as exc:
-            raise ConfigurationError(
-                f"invalid YAML in configuration file {filename!r}: {exc}"
-            ) from exc
+            raise ConfigurationError(f"invalid YAML in configuration file {filename!r}: {exc}") from exc
         finally:
             loader.dispose()
         if data is None:
             raise ConfigurationError(f"configuration file {filename!r} is empty")
         if not isinstance(data, Mapping):
             raise ConfigurationError(
-                f"the top level of configuration file {filename!r} must be a mapping, "
-                f"not {_type_name(data)}"
+                f"the top level of configuration file {filename!r} must be a mapping, not {_type_name(data)}"
             )
         try:
             return cls.from_dict(data, worker_id=worker_id, environ=environ)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import contextvars
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -15,12 +15,13 @@ if TYPE_CHECKING:
     from .queue import TaskQueue
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class RunningTask:
     """What code inside a running task can see: its task and the queue serving it."""
 
     task: Task
     queue: TaskQueue | None
+    result: Any = None
 
 
 _tenant: contextvars.ContextVar[str | None] = contextvars.ContextVar("fairque_tenant", default=None)
@@ -100,3 +101,12 @@ def run_task_inline(task: Task) -> Any:
         raise TaskNotRegisteredError(f"function {task.func_name!r} is not registered with @task")
     with task_running(task, active_queue()):
         return func(*task.args, **task.kwargs)
+
+
+# Where XCom and enqueue find a queue outside `with TaskQueue(...)`: the Django layer installs one.
+default_queue_factory: Callable[[], TaskQueue] | None = None
+
+
+def set_default_queue_factory(factory: Callable[[], TaskQueue] | None) -> None:
+    global default_queue_factory
+    default_queue_factory = factory

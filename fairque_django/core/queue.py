@@ -308,6 +308,38 @@ class TaskQueue:
             crit, normal, live = pipe.execute()
         return {"critical": int(crit), "normal": int(normal), "live": int(live or 0)}
 
+    # --- results ----------------------------------------------------------------------------
+    def store_result(self, task: Task, record: dict[str, Any]) -> None:
+        """Keep a task's outcome (JSON) for ``queue.result_ttl_seconds`` under its user's scope."""
+        from .models import dumps
+
+        data = dumps(record, what=f"result of task {task.task_id}")
+        with redis_errors("store_result"):
+            self.client.set(self.keys.result(task.user_id or "", task.task_id), data,
+                            ex=self.config.queue.result_ttl_seconds)
+
+    def get_result(self, task_id: str, *, user_id: str) -> dict[str, Any] | None:
+        """The stored outcome of ``task_id`` for ``user_id`` (never another user's), or None."""
+        import json
+
+        from .keys import validate_user_id
+
+        validate_user_id(user_id, self.config.queue.max_user_id_length)
+        with redis_errors("get_result"):
+            raw = self.client.get(self.keys.result(user_id, task_id))
+        return None if raw is None else dict(json.loads(raw))
+
+    def next_delayed_seconds(self) -> float | None:
+        """Seconds until the earliest delayed task (scheduled or retry) is due, or None."""
+        with redis_errors("next_delayed_seconds"):
+            pipe = self.client.pipeline(transaction=False)
+            pipe.zrange(self.keys.delayed, 0, 0, withscores=True)
+            pipe.time()
+            first, (sec, usec) = pipe.execute()
+        if not first:
+            return None
+        return max(0.0, first[0][1] / 1000.0 - (sec + usec / 1e6))
+
     def wait_for_work(self, worker_id: str | None = None, timeout: float = 1.0) -> bool:
         """Block until a push may have made work ready for the worker (or ``timeout``)."""
         plan = self.proto.plan(worker_id)

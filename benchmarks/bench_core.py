@@ -1,0 +1,677 @@
+#!/usr/bin/env python
+"""Core benchmark of fairque_django's TaskQueue against raw redis-py on the same Redis.
+
+Every throughput figure is a ratio against a raw redis-py baseline measured in the same
+process, against the same server, in the same run.  The machine is assumed to be noisy, so
+baseline and fairque runs are interleaved (the order alternates between repetitions) and
+each figure reports the median of its repetitions.
+
+    /work/venv/bin/python benchmarks/bench_core.py            # full run (~1 minute)
+    /work/venv/bin/python benchmarks/bench_core.py --quick    # smoke run (a few seconds)
+    /work/venv/bin/python benchmarks/bench_core.py --profile  # also cProfile push_batch / pop+ack
+
+Figures
+  1. push_batch of 10,000 tasks (100 users)  vs  one pipeline of 10,000 raw LPUSH of the bodies
+  2. push, one task per call (2,000 calls)     vs  one raw LPUSH round trip per task
+  3. pop() + complete() over 5,000 tasks       vs  unpipelined raw RPOP + DEL pairs
+  4. pop+complete latency when the worker is assigned 10 / 1,000 / 10,000 / 100,000 users
+     (1% of them with ready work), exact lists and a "tenant:*" pattern; ratio to 10 users
+  5. per task lifecycle (push + pop + ack, unbatched): Redis commands (INFO commandstats,
+     commands run inside scripts included), client round trips, Redis server CPU; and memory
+     per queued task with 10,000 tasks queued (INFO memory and MEMORY USAGE of the keys)
+
+The database (DB 14 by default) is flushed before and after the run, and between runs; the
+script refuses to flush a database that holds keys it did not write (see --force-flush).
+Server-wide statistics (commandstats, cpu, used_memory) also see other clients of the same
+server; counts are taken as the minimum over repetitions (other clients only add), times
+and memory as the median.  Use --private-server for a throw-away server of our own.
+
+Results are printed and written as JSON to benchmarks/results/core.json.  The exit code is 0
+whatever the results: benchmarks report, they do not assert.
+"""
+
+from __future__ import annotations
+
+import argparse
+import cProfile
+import datetime as _dt
+import gc
+import io
+import json
+import os
+import platform
+import pstats
+import statistics
+import sys
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlparse
+
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+import redis  # noqa: E402
+
+from fairque_django.core.config import FairQueueConfig  # noqa: E402
+from fairque_django.core.connection import get_client, reset_clients  # noqa: E402
+from fairque_django.core.models import Task  # noqa: E402
+from fairque_django.core.queue import TaskQueue  # noqa: E402
+
+PREFIX = "fqbench"
+RAW = "rawbench"  # prefix of the baseline's keys
+WORKER = "bench"
+DEFAULT_URL = "redis://127.0.0.1:6379/14"
+RESULTS = Path(__file__).resolve().parent / "results" / "core.json"
+perf = time.perf_counter
+cpu = time.process_time
+
+
+# --------------------------------------------------------------------------- sizes
+
+FULL = {
+    "reps": 3, "batch": 10_000, "batch_users": 100, "single": 2_000, "pop": 5_000,
+    "scale_pops": 2_000, "scales": [10, 1_000, 10_000, 100_000], "lifecycle": 5_000,
+    "memory": 10_000,
+}
+QUICK = {
+    "reps": 1, "batch": 2_000, "batch_users": 100, "single": 300, "pop": 1_000,
+    "scale_pops": 400, "scales": [10, 1_000, 100_000], "lifecycle": 500,
+    "memory": 2_000,
+}
+TARGETS = {"push_batch": 0.40, "push": 0.70, "pop_complete": 0.40, "scale": 1.5}
+
+
+# --------------------------------------------------------------------------- helpers
+
+def median(values: list[float]) -> float:
+    return statistics.median(values) if values else float("nan")
+
+
+def make_config(url: str, users: list[str]) -> FairQueueConfig:
+    return FairQueueConfig.from_dict(
+        {"redis": {"url": url}, "workers": [{"id": WORKER, "assigned_users": users}],
+         "queue": {"stats_prefix": PREFIX}},
+        worker_id=WORKER,
+    )
+
+
+def make_tasks(n: int, users: list[str], tag: str = "") -> list[Task]:
+    """n small function tasks spread round-robin over users (created outside any timing)."""
+    return [
+        Task.create(users[i % len(users)], payload={"n": i, "tag": tag or "bench"},
+                    func_name="bench.noop", args=[i], kwargs={"size": "small"})
+        for i in range(n)
+    ]
+
+
+class Server:
+    """Snapshots of server-wide INFO sections, and the benchmark DB's own keys."""
+
+    def __init__(self, client: redis.Redis) -> None:
+        self.client = client
+
+    def commandstats(self) -> dict[str, dict[str, float]]:
+        raw = self.client.info("commandstats")
+        out: dict[str, dict[str, float]] = {}
+        for key, value in raw.items():
+            name = key.removeprefix("cmdstat_")
+            if isinstance(value, dict):
+                out[name] = {"calls": float(value.get("calls", 0)), "usec": float(value.get("usec", 0))}
+        return out
+
+    def cpu_seconds(self) -> float:
+        info = self.client.info("cpu")
+        return float(info["used_cpu_sys"]) + float(info["used_cpu_user"])
+
+    def used_memory(self) -> int:
+        return int(self.client.info("memory")["used_memory"])
+
+    def keys_memory(self) -> tuple[int, int]:
+        """(sum of MEMORY USAGE over every key of the benchmark DB, number of keys)."""
+        total = count = 0
+        batch: list[bytes] = []
+
+        def flush() -> int:
+            pipe = self.client.pipeline(transaction=False)
+            for k in batch:
+                pipe.memory_usage(k, samples=0)
+            return sum(int(x or 0) for x in pipe.execute())
+
+        for key in self.client.scan_iter(count=1000):
+            batch.append(key)
+            count += 1
+            if len(batch) >= 1000:
+                total += flush()
+                batch.clear()
+        if batch:
+            total += flush()
+        return total, count
+
+
+def stats_delta(before: dict[str, dict[str, float]], after: dict[str, dict[str, float]],
+                ) -> dict[str, dict[str, float]]:
+    out = {}
+    for name, v in after.items():
+        b = before.get(name, {"calls": 0.0, "usec": 0.0})
+        calls, usec = v["calls"] - b["calls"], v["usec"] - b["usec"]
+        if calls > 0 and not name.startswith(("info", "memory", "scan", "flushdb", "dbsize", "ping")):
+            out[name] = {"calls": calls, "usec": usec}
+    return out
+
+
+SCRIPT_CMDS = ("evalsha", "eval", "evalsha_ro", "eval_ro", "fcall", "script|load", "script|exists")
+
+
+def server_exec_usec(delta: dict[str, dict[str, float]], scripted: bool) -> float:
+    """Time the server spent executing the client's top-level commands.
+
+    A script's usec already contains the commands it runs (which commandstats also counts
+    under their own names), so for scripted runs only the script commands are summed.
+    """
+    if scripted:
+        return sum(v["usec"] for k, v in delta.items() if k in SCRIPT_CMDS)
+    return sum(v["usec"] for v in delta.values())
+
+
+@contextmanager
+def counting_round_trips(client: redis.Redis) -> Iterator[list[int]]:
+    """Count client round trips (execute_command calls) made through ``client``."""
+    counter = [0]
+    original = client.execute_command
+
+    def counted(*args: Any, **kwargs: Any) -> Any:
+        counter[0] += 1
+        return original(*args, **kwargs)
+
+    client.execute_command = counted  # type: ignore[method-assign]
+    try:
+        yield counter
+    finally:
+        del client.execute_command
+
+
+class Measured:
+    """One timed run: wall time, client CPU, server exec time and server CPU."""
+
+    __slots__ = ("wall", "client_cpu", "server_usec", "server_cpu", "commands")
+
+    def __init__(self) -> None:
+        self.wall = self.client_cpu = self.server_usec = self.server_cpu = 0.0
+        self.commands: dict[str, dict[str, float]] = {}
+
+
+class Bench:
+    def __init__(self, url: str, sizes: dict[str, Any], *, server_stats: bool = True) -> None:
+        self.url = url
+        self.sizes = sizes
+        self.reps: int = sizes["reps"]
+        self.raw = redis.Redis.from_url(url)
+        self.server = Server(self.raw)
+        self.server_stats = server_stats
+        self.results: dict[str, Any] = {"figures": [], "scale": [], "lifecycle": {}, "memory": {}}
+        self.lines: list[str] = []
+
+    # ---- plumbing -----------------------------------------------------------------------
+    def flush(self) -> None:
+        self.raw.flushdb()
+
+    def out(self, line: str = "") -> None:
+        print(line, flush=True)
+        self.lines.append(line)
+
+    def timed(self, fn: Callable[[], Any], *, scripted: bool) -> Measured:
+        """Run fn once, measuring wall time, client CPU and (server-wide) server time and CPU."""
+        m = Measured()
+        gc.collect()
+        if self.server_stats:
+            s0, c0 = self.server.commandstats(), self.server.cpu_seconds()
+        t0, p0 = perf(), cpu()
+        fn()
+        m.wall, m.client_cpu = perf() - t0, cpu() - p0
+        if self.server_stats:
+            c1, s1 = self.server.cpu_seconds(), self.server.commandstats()
+            m.commands = stats_delta(s0, s1)
+            m.server_usec = server_exec_usec(m.commands, scripted)
+            m.server_cpu = c1 - c0
+        return m
+
+    def rtt_usec(self, n: int = 500) -> float:
+        """Median PING round trip of the raw client, in microseconds."""
+        times = []
+        for _ in range(n):
+            t0 = perf()
+            self.raw.ping()
+            times.append(perf() - t0)
+        return median(times) * 1e6
+
+    # ---- reporting ----------------------------------------------------------------------
+    def figure(self, key: str, name: str, n: int, fq: list[Measured], base: list[Measured],
+               target: float, extra: dict[str, Any] | None = None) -> None:
+        fq_rate = median([n / m.wall for m in fq])
+        base_rate = median([n / m.wall for m in base])
+        ratio = fq_rate / base_rate
+        ok = ratio >= target
+        self.out(f"{name}: fairque {fq_rate:,.0f} tasks/s, baseline {base_rate:,.0f} tasks/s, "
+                 f"ratio {ratio:.2f} (target >= {target:.2f}) {'PASS' if ok else 'MISS'}")
+
+        def per_op(ms: list[Measured]) -> dict[str, float]:
+            return {
+                "wall_us": median([m.wall / n * 1e6 for m in ms]),
+                "client_cpu_us": median([m.client_cpu / n * 1e6 for m in ms]),
+                "server_exec_us": min([m.server_usec / n for m in ms]) if self.server_stats else None,
+                "server_cpu_us": median([m.server_cpu / n * 1e6 for m in ms]) if self.server_stats else None,
+            }
+
+        f_op, b_op = per_op(fq), per_op(base)
+        if self.server_stats:
+            self.out(f"    per task  fairque: wall {f_op['wall_us']:.1f} us = client CPU "
+                     f"{f_op['client_cpu_us']:.1f} us, Redis exec {f_op['server_exec_us']:.1f} us "
+                     f"(Redis CPU {f_op['server_cpu_us']:.1f} us)")
+            self.out(f"              baseline: wall {b_op['wall_us']:.1f} us = client CPU "
+                     f"{b_op['client_cpu_us']:.1f} us, Redis exec {b_op['server_exec_us']:.1f} us "
+                     f"(Redis CPU {b_op['server_cpu_us']:.1f} us)")
+        self.results["figures"].append({
+            "key": key, "name": name, "n": n, "unit": "tasks/s",
+            "fairque": fq_rate, "baseline": base_rate, "ratio": ratio,
+            "target": target, "target_op": ">=", "pass": ok,
+            "fairque_runs": [n / m.wall for m in fq], "baseline_runs": [n / m.wall for m in base],
+            "fairque_per_task": f_op, "baseline_per_task": b_op,
+            **(extra or {}),
+        })
+
+    # ---- 1. push_batch ------------------------------------------------------------------
+    def bench_push_batch(self, q: TaskQueue, users: list[str]) -> None:
+        n = self.sizes["batch"]
+        tasks = make_tasks(n, users)
+        bodies = [t.to_json() for t in tasks]
+        keys = [f"{RAW}:q:{t.user_id}" for t in tasks]
+        raw = self.raw
+
+        def baseline() -> None:
+            pipe = raw.pipeline(transaction=False)
+            for k, b in zip(keys, bodies):
+                pipe.lpush(k, b)
+            pipe.execute()
+
+        def fairque() -> None:
+            r = q.push_batch(tasks)
+            assert r["pushed"] == n, r
+
+        fq, base = self.interleave(baseline, fairque)
+        self.figure("push_batch", f"push_batch {n:,} tasks ({len(users)} users)", n, fq, base,
+                    TARGETS["push_batch"], {"batch_size": q.config.queue.batch_size})
+
+    # ---- 2. single push -----------------------------------------------------------------
+    def bench_push(self, q: TaskQueue, users: list[str]) -> None:
+        n = self.sizes["single"]
+        tasks = make_tasks(n, users)
+        bodies = [t.to_json() for t in tasks]
+        keys = [f"{RAW}:q:{t.user_id}" for t in tasks]
+        raw = self.raw
+
+        def baseline() -> None:
+            for k, b in zip(keys, bodies):
+                raw.lpush(k, b)
+
+        def fairque() -> None:
+            push = q.push
+            for t in tasks:
+                push(t)
+
+        fq, base = self.interleave(baseline, fairque)
+        self.figure("push", f"push x{n:,} (one task per call)", n, fq, base, TARGETS["push"])
+
+    # ---- 3. pop + complete --------------------------------------------------------------
+    def bench_pop_complete(self, q: TaskQueue, users: list[str]) -> None:
+        n = self.sizes["pop"]
+        tasks = make_tasks(n, users)
+        raw = self.raw
+        qkey = f"{RAW}:queue"
+
+        def setup_base() -> None:
+            pipe = raw.pipeline(transaction=False)
+            for t in tasks:
+                pipe.set(f"{RAW}:t:{t.task_id}", t.to_json())
+                pipe.lpush(qkey, t.task_id)
+            pipe.execute()
+
+        def setup_fq() -> None:
+            assert q.push_batch(tasks)["pushed"] == n
+
+        def baseline() -> None:
+            rpop, delete = raw.rpop, raw.delete
+            prefix = f"{RAW}:t:".encode()
+            for _ in range(n):
+                tid = rpop(qkey)
+                delete(prefix + tid)
+
+        def fairque() -> None:
+            pop, complete = q.pop, q.complete
+            for _ in range(n):
+                complete(pop())
+
+        fq, base = self.interleave(baseline, fairque, setup_base, setup_fq)
+        self.figure("pop_complete", f"pop+complete x{n:,} (one client)", n, fq, base,
+                    TARGETS["pop_complete"])
+
+    # ---- 4. tenant scale ----------------------------------------------------------------
+    def bench_scale(self) -> None:
+        n = self.sizes["scale_pops"]
+        scales: list[int] = self.sizes["scales"]
+        cases: dict[tuple[str, int], tuple[FairQueueConfig, list[str]]] = {}
+        t0 = perf()
+        for size in scales:
+            users = [f"tenant:{i}" for i in range(size)]
+            ready = users[:: max(1, size // max(1, size // 100))][: max(1, size // 100)]
+            cases[("exact", size)] = (make_config(self.url, users), ready)
+            cases[("pattern", size)] = (make_config(self.url, ["tenant:*"]), ready)
+        self.results["scale_config_build_s"] = perf() - t0
+        lat: dict[tuple[str, int], list[list[float]]] = {k: [] for k in cases}
+        push_us: dict[tuple[str, int], list[float]] = {k: [] for k in cases}
+        order = list(cases)
+        for rep in range(self.reps):
+            for key in (order if rep % 2 == 0 else order[::-1]):
+                config, ready = cases[key]
+                self.flush()
+                q = TaskQueue(config)
+                tasks = make_tasks(n, ready, tag="scale")
+                t0 = perf()
+                assert q.push_batch(tasks)["pushed"] == n
+                push_us[key].append((perf() - t0) / n * 1e6)
+                gc.collect()
+                pop, complete = q.pop, q.complete
+                times = []
+                for _ in range(n):
+                    t1 = perf()
+                    complete(pop())
+                    times.append(perf() - t1)
+                lat[key].append(times)
+                assert q.pop() is None
+        self.flush()
+        ref_size = scales[0]
+        for mode in ("exact", "pattern"):
+            ref = lat[(mode, ref_size)]
+            ref_mean = median([statistics.fmean(r) for r in ref]) * 1e6
+            ref_p50 = median([statistics.median(r) for r in ref]) * 1e6
+            for size in scales:
+                runs = lat[(mode, size)]
+                mean = median([statistics.fmean(r) for r in runs]) * 1e6
+                p50 = median([statistics.median(r) for r in runs]) * 1e6
+                p99 = median([sorted(r)[int(len(r) * 0.99)] for r in runs]) * 1e6
+                ratio, ratio50 = mean / ref_mean, p50 / ref_p50
+                ok = ratio <= TARGETS["scale"]
+                ready = len(cases[(mode, size)][1])
+                label = f"pop latency {mode:7} {size:>7,} users ({ready:,} ready)"
+                if size == ref_size:
+                    self.out(f"{label}: mean {mean:.1f} us, p50 {p50:.1f} us, p99 {p99:.1f} us "
+                             f"(reference); push_batch {median(push_us[(mode, size)]):.1f} us/task")
+                else:
+                    self.out(f"{label}: fairque {mean:.1f} us, baseline({ref_size} users) "
+                             f"{ref_mean:.1f} us, ratio {ratio:.2f}x (target <= {TARGETS['scale']}x) "
+                             f"{'PASS' if ok else 'MISS'} | p50 {p50:.1f} vs {ref_p50:.1f} us "
+                             f"({ratio50:.2f}x), p99 {p99:.1f} us; push_batch "
+                             f"{median(push_us[(mode, size)]):.1f} us/task")
+                self.results["scale"].append({
+                    "mode": mode, "assigned_users": size, "ready_users": ready, "pops": n,
+                    "mean_us": mean, "p50_us": p50, "p99_us": p99,
+                    "ref_mean_us": ref_mean, "ref_p50_us": ref_p50,
+                    "ratio_mean": ratio, "ratio_p50": ratio50,
+                    "target": TARGETS["scale"], "target_op": "<=", "pass": ok,
+                    "push_batch_us_per_task": median(push_us[(mode, size)]),
+                    "runs_mean_us": [statistics.fmean(r) * 1e6 for r in runs],
+                })
+
+    # ---- 5. lifecycle cost and memory -----------------------------------------------------
+    def bench_lifecycle(self, q: TaskQueue, users: list[str]) -> None:
+        n = self.sizes["lifecycle"]
+        tasks = make_tasks(n, users)
+        raw = self.raw
+        qkey = f"{RAW}:queue"
+        trips = {"fq": [], "base": []}
+
+        def fairque() -> None:
+            with counting_round_trips(q.client) as counter:
+                for t in tasks:
+                    q.push(t)
+                for _ in range(n):
+                    q.complete(q.pop())
+            trips["fq"].append(counter[0])
+
+        def baseline() -> None:
+            # a minimal queue: push = SET body + LPUSH id (one pipelined round trip),
+            # pop = RPOP, ack = DEL body
+            calls = 0
+            for t in tasks:
+                pipe = raw.pipeline(transaction=False)
+                pipe.set(f"{RAW}:t:{t.task_id}", t.to_json())
+                pipe.lpush(qkey, t.task_id)
+                pipe.execute()
+                calls += 1
+            prefix = f"{RAW}:t:".encode()
+            for _ in range(n):
+                raw.delete(prefix + raw.rpop(qkey))
+                calls += 2
+            trips["base"].append(calls)
+
+        fq, base = self.interleave(baseline, fairque)
+
+        def summary(ms: list[Measured], scripted: bool) -> dict[str, Any]:
+            commands = min(sum(v["calls"] for v in m.commands.values()) for m in ms) / n
+            per_cmd = min(ms, key=lambda m: sum(v["calls"] for v in m.commands.values())).commands
+            return {
+                "commands_per_task": commands,
+                "commands": {k: round(v["calls"] / n, 3) for k, v in
+                             sorted(per_cmd.items(), key=lambda kv: -kv[1]["calls"])},
+                "server_cpu_us_per_task": median([m.server_cpu / n * 1e6 for m in ms]),
+                "server_exec_us_per_task": min(server_exec_usec(m.commands, scripted) / n for m in ms),
+                "wall_us_per_task": median([m.wall / n * 1e6 for m in ms]),
+                "client_cpu_us_per_task": median([m.client_cpu / n * 1e6 for m in ms]),
+            }
+
+        f, b = summary(fq, True), summary(base, False)
+        f["round_trips_per_task"] = min(trips["fq"]) / n
+        b["round_trips_per_task"] = min(trips["base"]) / n
+        self.results["lifecycle"] = {"tasks": n, "fairque": f, "baseline": b,
+                                     "baseline_model": "SET+LPUSH (pipelined), RPOP, DEL"}
+        self.out(f"lifecycle commands per task (push+pop+ack): fairque {f['commands_per_task']:.1f}, "
+                 f"baseline {b['commands_per_task']:.1f}, ratio {f['commands_per_task'] / b['commands_per_task']:.1f}x")
+        self.out(f"lifecycle round trips per task: fairque {f['round_trips_per_task']:.2f}, "
+                 f"baseline {b['round_trips_per_task']:.2f}")
+        self.out(f"lifecycle Redis CPU per task: fairque {f['server_cpu_us_per_task']:.1f} us, "
+                 f"baseline {b['server_cpu_us_per_task']:.1f} us, ratio "
+                 f"{f['server_cpu_us_per_task'] / max(b['server_cpu_us_per_task'], 1e-9):.1f}x")
+        self.out(f"lifecycle Redis exec time per task (commandstats usec): fairque "
+                 f"{f['server_exec_us_per_task']:.1f} us, baseline {b['server_exec_us_per_task']:.1f} us")
+        self.out(f"lifecycle wall per task: fairque {f['wall_us_per_task']:.1f} us "
+                 f"(client CPU {f['client_cpu_us_per_task']:.1f} us), baseline {b['wall_us_per_task']:.1f} us "
+                 f"(client CPU {b['client_cpu_us_per_task']:.1f} us)")
+        top = ", ".join(f"{k} {v:g}" for k, v in list(f["commands"].items())[:14])
+        self.out(f"    fairque commands per task: {top}")
+
+    def bench_memory(self, q: TaskQueue, users: list[str]) -> None:
+        n = self.sizes["memory"]
+        tasks = make_tasks(n, users)
+        bodies = [t.to_json() for t in tasks]
+        keys = [f"{RAW}:q:{t.user_id}" for t in tasks]
+        raw = self.raw
+        res: dict[str, list[tuple[int, int, int]]] = {"fq": [], "base": []}
+
+        def fill_base() -> None:
+            pipe = raw.pipeline(transaction=False)
+            for k, b in zip(keys, bodies):
+                pipe.lpush(k, b)
+            pipe.execute()
+
+        def fill_fq() -> None:
+            assert q.push_batch(tasks)["pushed"] == n
+
+        for rep in range(self.reps):
+            for which in (("base", "fq") if rep % 2 == 0 else ("fq", "base")):
+                self.flush()
+                gc.collect()
+                time.sleep(0.05)
+                m0 = self.server.used_memory()
+                (fill_base if which == "base" else fill_fq)()
+                m1 = self.server.used_memory()
+                usage, nkeys = self.server.keys_memory()
+                res[which].append((m1 - m0, usage, nkeys))
+        self.flush()
+        out = {}
+        for which in ("fq", "base"):
+            out[which] = {
+                "used_memory_per_task": median([r[0] / n for r in res[which]]),
+                "memory_usage_per_task": median([r[1] / n for r in res[which]]),
+                "keys": res[which][0][2],
+            }
+        body_len = statistics.fmean(len(b.encode()) for b in bodies)
+        self.results["memory"] = {"tasks": n, "body_bytes": body_len, "fairque": out["fq"],
+                                  "baseline": out["base"], "baseline_model": "LPUSH body into per-user lists"}
+        f, b = out["fq"], out["base"]
+        self.out(f"memory per queued task ({n:,} queued, body {body_len:.0f} B): fairque "
+                 f"{f['used_memory_per_task']:.0f} B, baseline {b['used_memory_per_task']:.0f} B, ratio "
+                 f"{f['used_memory_per_task'] / b['used_memory_per_task']:.1f}x (INFO used_memory delta)")
+        self.out(f"    MEMORY USAGE sum of the DB's keys: fairque {f['memory_usage_per_task']:.0f} B/task "
+                 f"({f['keys']:,} keys), baseline {b['memory_usage_per_task']:.0f} B/task ({b['keys']:,} keys)")
+
+    # ---- profiling ----------------------------------------------------------------------
+    def profile(self, q: TaskQueue, users: list[str]) -> None:
+        n_batch, n_pop = self.sizes["batch"], self.sizes["pop"]
+        for label, setup, run in (
+            ("push_batch", lambda: make_tasks(n_batch, users), lambda ts: q.push_batch(ts)),
+            ("pop+complete loop", lambda: q.push_batch(make_tasks(n_pop, users)),
+             lambda _: [q.complete(q.pop()) for _ in range(n_pop)]),
+        ):
+            self.flush()
+            arg = setup()
+            prof = cProfile.Profile()
+            t0 = perf()
+            prof.enable()
+            run(arg)
+            prof.disable()
+            wall = perf() - t0
+            st = pstats.Stats(prof)
+            io_time = 0.0
+            for (file, _line, func), (_cc, _nc, tt, _ct, _callers) in st.stats.items():  # type: ignore[attr-defined]
+                if file == "~" and any(s in func for s in ("recv", "sendall", "send", "poll", "select")):
+                    io_time += tt
+            total = st.total_tt  # type: ignore[attr-defined]
+            self.out(f"\n--- cProfile {label}: wall {wall:.3f} s under the profiler, "
+                     f"profiled total {total:.3f} s, of which socket I/O (waiting for Redis) "
+                     f"{io_time:.3f} s = {io_time / total:.0%}")
+            buf = io.StringIO()
+            pstats.Stats(prof, stream=buf).sort_stats("tottime").print_stats(18)
+            text = buf.getvalue()
+            start = text.find("   ncalls")
+            for line in text[start:].rstrip().splitlines():
+                self.out("    " + line.replace(str(ROOT) + "/", "").replace(sys.prefix + "/", ""))
+            self.results.setdefault("profile", {})[label] = {"wall_s": wall, "profiled_s": total,
+                                                             "socket_io_s": io_time}
+        self.flush()
+
+
+def safe_to_flush(client: redis.Redis) -> tuple[bool, list[str]]:
+    """True when the DB is empty or holds only keys this benchmark writes."""
+    foreign = []
+    for key in client.scan_iter(count=500):
+        k = key.decode("utf-8", "replace")
+        if not (k.startswith("{" + PREFIX + "}") or k.startswith(RAW + ":")):
+            foreign.append(k)
+            if len(foreign) >= 5:
+                break
+    return not foreign, foreign
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--redis-url", default=os.environ.get("FAIRQUE_BENCH_REDIS_URL", DEFAULT_URL),
+                    help=f"Redis to use; its DB is flushed before and after (default {DEFAULT_URL})")
+    ap.add_argument("--quick", action="store_true", help="small sizes, one repetition (smoke run)")
+    ap.add_argument("--profile", action="store_true", help="also cProfile push_batch and the pop+ack loop")
+    ap.add_argument("--private-server", action="store_true",
+                    help="start a throw-away redis-server (no other clients skew server-wide stats)")
+    ap.add_argument("--no-server-stats", action="store_true",
+                    help="skip INFO commandstats/cpu snapshots around timed runs")
+    ap.add_argument("--force-flush", action="store_true",
+                    help="flush the DB even if it holds keys this benchmark did not write")
+    ap.add_argument("--output", type=Path, default=RESULTS, help=f"JSON results (default {RESULTS})")
+    args = ap.parse_args(argv)
+    started = perf()
+
+    from fairque_django.embedded_redis import _started, ensure_redis, start_server
+
+    if args.private_server:
+        proc, port, _ = start_server()
+        _started.append(proc)  # stopped at exit by embedded_redis
+        db = (urlparse(args.redis_url).path or "/0").lstrip("/") or "0"
+        url = f"redis://127.0.0.1:{port}/{db}"
+    else:
+        url = ensure_redis(args.redis_url)
+    sizes = QUICK if args.quick else FULL
+    bench = Bench(url, sizes, server_stats=not args.no_server_stats)
+    ok, foreign = safe_to_flush(bench.raw)
+    if not ok and not args.force_flush:
+        print(f"refusing to flush {url}: it holds keys this benchmark did not write, e.g. {foreign}; "
+              "pick another DB with --redis-url or pass --force-flush", file=sys.stderr)
+        return 0
+    bench.flush()
+
+    info = bench.raw.info("server")
+    meta = {
+        "timestamp": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "mode": "quick" if args.quick else "full", "sizes": sizes, "redis_url": url,
+        "redis_version": info.get("redis_version"), "redis_py": redis.__version__,
+        "python": platform.python_version(), "platform": platform.platform(),
+        "cpus": os.cpu_count(), "connected_clients_at_start": bench.raw.info("clients")["connected_clients"],
+    }
+    bench.results["meta"] = meta
+    bench.out(f"fairque core benchmark ({meta['mode']}): Redis {meta['redis_version']} at {url}, "
+              f"redis-py {meta['redis_py']}, Python {meta['python']}, {meta['cpus']} CPUs, "
+              f"{sizes['reps']} interleaved repetition(s), medians")
+
+    users = [f"user:{i}" for i in range(sizes["batch_users"])]
+    config = make_config(url, users)
+    reset_clients()
+    q = TaskQueue(config, get_client(config.redis))
+    # warm up: connections, script cache, first-call paths
+    q.complete(q.pop()) if q.push(Task.create(users[0]))["success"] else None
+    bench.raw.ping()
+    meta["ping_rtt_us"] = bench.rtt_usec()
+    bench.out(f"PING round trip (raw client): {meta['ping_rtt_us']:.1f} us")
+    bench.flush()
+
+    try:
+        bench.out("")
+        bench.bench_push_batch(q, users)
+        bench.bench_push(q, users)
+        bench.bench_pop_complete(q, users)
+        bench.out("")
+        bench.bench_scale()
+        bench.out("")
+        bench.bench_lifecycle(q, users)
+        bench.bench_memory(q, users)
+        if args.profile:
+            bench.profile(q, users)
+    finally:
+        bench.flush()
+    meta["connected_clients_at_end"] = bench.raw.info("clients")["connected_clients"]
+    meta["elapsed_s"] = perf() - started
+    bench.out(f"\ntotal {meta['elapsed_s']:.1f} s")
+    args.output.parent.mkdir(parents=True, exist_ok=True)
+    args.output.write_text(json.dumps(bench.results, indent=2, default=str) + "\n", "utf-8")
+    print(f"results written to {args.output}")
+    return 0
+
+
+if __name__ == "__main__":
+    try:
+        main()
+    except Exception as exc:  # report, never fail the build
+        import traceback
+
+        traceback.print_exc()
+        print(f"benchmark aborted: {exc}", file=sys.stderr)
+    sys.exit(0)

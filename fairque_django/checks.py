@@ -1,0 +1,279 @@
+"""Django system checks for the ``FAIRQUE`` setting.
+
+========================  ======================================================================
+``fairque_django.W001``   ``FAIRQUE`` is not defined; a default single worker on localhost is used.
+``fairque_django.E001``   ``FAIRQUE`` is malformed (any configuration error; names the key).
+``fairque_django.E002``   Two workers have the same id.
+``fairque_django.E003``   A user is in the ``assigned_users`` of more than one worker.
+``fairque_django.E004``   ``CACHE_ALIAS`` names no cache in ``CACHES``.
+``fairque_django.E005``   ``CACHE_ALIAS`` names a cache that is not a Redis cache.
+``fairque_django.W002``   A user named in the config (e.g. ``queue.user_weights``) that no worker
+                          is assigned and no worker may steal: its tasks would never run.
+``fairque_django.E006``   ``TENANT_RESOLVER`` cannot be imported or is not callable.
+``fairque_django.E007``   ``HANDLER`` cannot be imported or is not a class.
+``fairque_django.E008``   (deploy) Redis does not answer ``PING``.
+========================  ======================================================================
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from django.core.checks import CheckMessage, Error, Tags, Warning, register
+
+from .conf import (
+    DEFAULTS,
+    FairQueueImproperlyConfigured,
+    cache_backend_kind,
+    config_file_path,
+    fairque_setting,
+    get_config,
+    get_redis_client,
+    get_setting,
+    redis_display_url,
+)
+from .core.config import FairQueueConfig, is_pattern
+
+__all__ = [
+    "check_cache_alias",
+    "check_config",
+    "check_import_paths",
+    "check_redis_ping",
+    "check_unservable_users",
+    "register_checks",
+]
+
+_ID = "fairque_django."
+_CORE_DUPLICATE_WORKER = re.compile(r"duplicate worker id")
+_CORE_DOUBLE_ASSIGNMENT = re.compile(r"is assigned to both worker")
+
+
+def _options_or_none() -> dict[str, Any] | None:
+    """The Django-level options, or None when ``FAIRQUE`` itself is broken (E001 reports it)."""
+    try:
+        return {name: get_setting(name) for name in DEFAULTS}
+    except FairQueueImproperlyConfigured:
+        return None
+
+
+def _raw_sections() -> Mapping[str, Any] | None:
+    """The raw ``workers``/``queue`` data (inline or from the YAML file), best effort."""
+    try:
+        raw = fairque_setting()
+    except FairQueueImproperlyConfigured:
+        return None
+    if raw is None:
+        return None
+    path = raw.get("CONFIG_FILE")
+    if path is None:
+        return raw
+    import yaml
+
+    try:
+        with open(config_file_path(path), encoding="utf-8") as handle:
+            data = yaml.safe_load(handle)
+    except (OSError, UnicodeDecodeError, yaml.YAMLError, TypeError):
+        return None
+    return data if isinstance(data, Mapping) else None
+
+
+def _worker_list(raw: Mapping[str, Any] | None) -> list[Mapping[str, Any]]:
+    workers = raw.get("workers") if raw is not None else None
+    if not isinstance(workers, Sequence) or isinstance(workers, str):
+        return []
+    return [w for w in workers if isinstance(w, Mapping)]
+
+
+def _duplicate_messages(raw: Mapping[str, Any] | None) -> list[CheckMessage]:
+    """E002/E003 for every duplicate worker id and doubly assigned user, not just the first."""
+    messages: list[CheckMessage] = []
+    ids: dict[str, list[int]] = {}
+    owners: dict[str, list[str]] = {}
+    for index, worker in enumerate(_worker_list(raw)):
+        wid = worker.get("id")
+        if isinstance(wid, str):
+            ids.setdefault(wid, []).append(index)
+        users = worker.get("assigned_users")
+        if isinstance(users, Sequence) and not isinstance(users, str):
+            label = wid if isinstance(wid, str) else f"workers[{index}]"
+            for user in dict.fromkeys(u for u in users if isinstance(u, str) and not is_pattern(u)):
+                owners.setdefault(user, []).append(label)
+    for wid, indexes in ids.items():
+        if len(indexes) > 1:
+            where = ", ".join(f"workers[{i}]" for i in indexes)
+            messages.append(Error(
+                f"FAIRQUE: worker id {wid!r} is used by more than one worker ({where}).",
+                hint="Give every worker a unique id; each id is one 'runfairworker <id>' process.",
+                id=_ID + "E002",
+            ))
+    for user, labels in owners.items():
+        distinct = list(dict.fromkeys(labels))
+        if len(distinct) > 1:
+            messages.append(Error(
+                f"FAIRQUE: user {user!r} is in assigned_users of several workers "
+                f"({', '.join(map(repr, distinct))}).",
+                hint="A user is assigned to exactly one worker; other workers may list it in "
+                "steal_targets instead.",
+                id=_ID + "E003",
+            ))
+    return messages
+
+
+def check_config(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
+    """W001 (no FAIRQUE), E001 (malformed), E002 (duplicate worker id), E003 (double assignment)."""
+    try:
+        raw = fairque_setting()
+    except FairQueueImproperlyConfigured as exc:
+        return [Error(f"FAIRQUE is malformed: {exc}", hint="FAIRQUE must be a dict.", id=_ID + "E001")]
+    if raw is None:
+        return [Warning(
+            "The FAIRQUE setting is not defined: using one worker 'worker-001' serving every user, "
+            "on Redis at localhost:6379/0.",
+            hint='Define FAIRQUE = {"redis": {...}, "workers": [...], "queue": {...}} or '
+            '{"CONFIG_FILE": "fairque_config.yaml"} in your settings.',
+            id=_ID + "W001",
+        )]
+    messages = _duplicate_messages(_raw_sections())
+    try:
+        get_config()
+    except FairQueueImproperlyConfigured as exc:
+        text = str(exc)
+        explained = messages and (
+            _CORE_DUPLICATE_WORKER.search(text) or _CORE_DOUBLE_ASSIGNMENT.search(text)
+        )
+        if not explained:
+            messages.insert(0, Error(
+                f"FAIRQUE is malformed: {text}",
+                hint="Fix the key named at the start of the message; see the FAIRQUE documentation "
+                "in fairque_django.conf.",
+                id=_ID + "E001",
+            ))
+    return messages
+
+
+def check_cache_alias(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
+    """E004 (CACHE_ALIAS not in CACHES), E005 (not a Redis cache)."""
+    options = _options_or_none()
+    alias = options["CACHE_ALIAS"] if options else None
+    if not alias:
+        return []
+    try:
+        cache_backend_kind(alias)
+    except FairQueueImproperlyConfigured as exc:
+        from django.conf import settings
+
+        if alias not in getattr(settings, "CACHES", {}):
+            return [Error(str(exc), hint="Add the cache to CACHES or fix FAIRQUE['CACHE_ALIAS'].",
+                          id=_ID + "E004")]
+        return [Error(str(exc), hint="Point FAIRQUE['CACHE_ALIAS'] at a django-redis or "
+                      "django.core.cache.backends.redis.RedisCache cache, or remove it to use "
+                      "FAIRQUE['redis'].", id=_ID + "E005")]
+    return []
+
+
+def unservable_users(config: FairQueueConfig) -> list[str]:
+    """Users named in *config* whose tasks no worker would ever pop."""
+    if not config.workers:
+        return []  # without workers every queue pops from the shared pool
+    named: dict[str, None] = {}
+    for worker in config.workers:
+        named.update(dict.fromkeys(sorted(worker.steal_exact)))
+    named.update(dict.fromkeys(config.queue.user_weights))
+    return [
+        user for user in named
+        if not any(w.serves_assigned(user) or w.may_steal(user) for w in config.workers)
+    ]
+
+
+def check_unservable_users(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
+    """W002: users in the config that no worker is assigned and no worker may steal."""
+    try:
+        config = get_config()
+    except FairQueueImproperlyConfigured:
+        return []  # reported by check_config
+    users = unservable_users(config)
+    if not users:
+        return []
+    shown = ", ".join(map(repr, users[:20])) + (f" and {len(users) - 20} more" if len(users) > 20 else "")
+    return [Warning(
+        f"FAIRQUE: no worker is assigned or may steal these users, so their tasks would never run: "
+        f"{shown}.",
+        hint="Add them to some worker's assigned_users or steal_targets (patterns such as 'tenant:*' "
+        "work), or remove them from queue.user_weights.",
+        id=_ID + "W002",
+    )]
+
+
+def _import_problem(path: Any, *, want_class: bool) -> str | None:
+    from django.utils.module_loading import import_string
+
+    if not isinstance(path, str):
+        obj = path
+    else:
+        try:
+            obj = import_string(path)
+        except ImportError as exc:
+            return f"cannot import {path!r}: {exc}"
+        except Exception as exc:  # an error while importing the user's module
+            return f"importing {path!r} failed: {type(exc).__name__}: {exc}"
+    if want_class and not isinstance(obj, type):
+        return f"{path!r} is not a class"
+    if not want_class and not callable(obj):
+        return f"{path!r} is not callable"
+    return None
+
+
+def check_import_paths(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
+    """E006 (TENANT_RESOLVER), E007 (HANDLER)."""
+    options = _options_or_none()
+    if options is None:
+        return []
+    messages: list[CheckMessage] = []
+    problem = _import_problem(options["TENANT_RESOLVER"], want_class=False)
+    if problem:
+        messages.append(Error(
+            f"FAIRQUE['TENANT_RESOLVER']: {problem}.",
+            hint="Give the dotted path of a callable taking an object and returning a user id "
+            "(default 'fairque_django.tenancy.default_resolver').",
+            id=_ID + "E006",
+        ))
+    if options["HANDLER"] is not None:
+        problem = _import_problem(options["HANDLER"], want_class=True)
+        if problem:
+            messages.append(Error(
+                f"FAIRQUE['HANDLER']: {problem}.",
+                hint="Give the dotted path of a TaskHandler subclass, or None for the default handler.",
+                id=_ID + "E007",
+            ))
+    return messages
+
+
+def check_redis_ping(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
+    """E008 (deploy): Redis answers PING."""
+    try:
+        client = get_redis_client()
+    except FairQueueImproperlyConfigured:
+        return []  # reported by the other checks
+    import redis
+
+    where = redis_display_url(client)
+    try:
+        client.ping()
+    except (redis.RedisError, OSError) as exc:
+        return [Error(
+            f"FairQueue cannot reach Redis at {where}: {type(exc).__name__}: {exc}",
+            hint="Start Redis or fix FAIRQUE['redis'] / FAIRQUE['CACHE_ALIAS'].",
+            id=_ID + "E008",
+        )]
+    return []
+
+
+def register_checks() -> None:
+    """Register the checks (idempotent: Django keeps checks in a set)."""
+    register(Tags.compatibility)(check_config)
+    register(Tags.caches, Tags.compatibility)(check_cache_alias)
+    register(Tags.compatibility)(check_unservable_users)
+    register(Tags.compatibility)(check_import_paths)
+    register(Tags.database, deploy=True)(check_redis_ping)

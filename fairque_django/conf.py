@@ -1,0 +1,434 @@
+"""The ``FAIRQUE`` Django setting, turned into core objects.
+
+Two shapes are accepted::
+
+    FAIRQUE = {"redis": {...}, "workers": [...], "queue": {...}}   # FairQueueConfig.from_dict
+    FAIRQUE = {"CONFIG_FILE": "fairque_config.yaml"}                  # FairQueueConfig.from_yaml
+
+plus these Django-level, upper-case keys (all optional):
+
+``CONFIG_FILE``
+    YAML file in the FairQueue format; a relative path is resolved against
+    ``settings.BASE_DIR`` when defined, else the working directory.  Excludes inline sections.
+``CACHE_ALIAS``
+    Name of a cache in ``CACHES`` whose Redis connection is used (django-redis or Django's
+    built-in ``RedisCache``).  Without a ``redis`` section its ``LOCATION`` is also the
+    config's Redis.
+``TENANT_RESOLVER``
+    Dotted path (or callable) mapping objects to user ids;
+    default ``fairque_django.tenancy.default_resolver``.
+``HANDLER``
+    Dotted path of the ``TaskHandler`` class ``runfairworker`` uses (default ``None``).
+``ENQUEUE_ON_COMMIT``
+    Whether :func:`fairque_django.enqueue.enqueue` waits for the transaction to commit
+    (default ``False``).
+``WORKER_ID``
+    The current worker of this process (``FairQueueConfig.worker_id``; default ``None``).
+
+Everything is built once per process and rebuilt when ``override_settings`` changes
+``FAIRQUE``, ``CACHES`` or ``BASE_DIR``.  Without a ``FAIRQUE`` setting a single worker
+(``worker-001``, serving every user) on ``localhost:6379/0`` is used and a system check
+warns.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import difflib
+import threading
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Final
+
+import redis
+from django.core.exceptions import ImproperlyConfigured
+
+from .core.config import FairQueueConfig, RedisConfig
+from .core.connection import get_client
+from .core.exceptions import ConfigurationError
+from .core.queue import TaskQueue
+
+__all__ = [
+    "DEFAULTS",
+    "FairQueueImproperlyConfigured",
+    "cache_backend_kind",
+    "django_client_provider",
+    "django_default_redis",
+    "fairque_setting",
+    "get_config",
+    "get_queue",
+    "get_redis_client",
+    "get_setting",
+    "redis_display_url",
+    "reset",
+]
+
+SETTING_NAME: Final = "FAIRQUE"
+DEFAULT_WORKER_ID: Final = "worker-001"
+
+DEFAULTS: Final[Mapping[str, Any]] = {
+    "CONFIG_FILE": None,
+    "CACHE_ALIAS": None,
+    "TENANT_RESOLVER": "fairque_django.tenancy.default_resolver",
+    "HANDLER": None,
+    "ENQUEUE_ON_COMMIT": False,
+    "WORKER_ID": None,
+}
+"""The Django-level (upper-case) keys of ``FAIRQUE`` and their defaults."""
+
+_DJANGO_REDIS_BACKEND: Final = "django_redis.cache.RedisCache"
+_DJANGO_BUILTIN_BACKEND: Final = "django.core.cache.backends.redis.RedisCache"
+
+
+class FairQueueImproperlyConfigured(ImproperlyConfigured, ConfigurationError):
+    """A bad ``FAIRQUE`` setting: both Django's ``ImproperlyConfigured`` and the core's
+    ``ConfigurationError``; the message names the offending key."""
+
+
+def _key(name: str) -> str:
+    return f"{SETTING_NAME}[{name!r}]"
+
+
+def _wrap(exc: ConfigurationError) -> FairQueueImproperlyConfigured:
+    if isinstance(exc, FairQueueImproperlyConfigured):
+        return exc
+    message = str(exc)
+    for note in getattr(exc, "__notes__", ()):
+        message += f" ({note})"
+    wrapped = FairQueueImproperlyConfigured(message)
+    wrapped.key = exc.key
+    return wrapped
+
+
+# --------------------------------------------------------------------------- raw setting
+
+
+def fairque_setting() -> Mapping[str, Any] | None:
+    """The raw ``FAIRQUE`` setting, or ``None`` when it is not defined."""
+    from django.conf import settings
+
+    value = getattr(settings, SETTING_NAME, None)
+    if value is None:
+        return None
+    if not isinstance(value, Mapping):
+        raise FairQueueImproperlyConfigured(
+            f"must be a dict, not {type(value).__name__}", SETTING_NAME
+        )
+    return value
+
+
+def _check_option(name: str, value: Any) -> Any:
+    key = _key(name)
+    if name == "ENQUEUE_ON_COMMIT":
+        if not isinstance(value, bool):
+            raise FairQueueImproperlyConfigured(
+                f"must be True or False, not {type(value).__name__} ({value!r})", key
+            )
+    elif name == "TENANT_RESOLVER":
+        if not (isinstance(value, str) and value) and not callable(value):
+            raise FairQueueImproperlyConfigured(
+                f"must be a dotted import path or a callable, not {value!r}", key
+            )
+    elif name == "HANDLER":
+        if value is not None and not (isinstance(value, str) and value) and not isinstance(value, type):
+            raise FairQueueImproperlyConfigured(
+                f"must be a dotted import path of a TaskHandler class or None, not {value!r}", key
+            )
+    elif value is not None and not (isinstance(value, str) and value):
+        # CONFIG_FILE may also be a path object
+        if not (name == "CONFIG_FILE" and isinstance(value, Path)):
+            raise FairQueueImproperlyConfigured(
+                f"must be a non-empty string or None, not {type(value).__name__} ({value!r})", key
+            )
+    return value
+
+
+def _split(raw: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Split ``FAIRQUE`` into core sections (lower-case) and validated Django options."""
+    sections: dict[str, Any] = {}
+    options: dict[str, Any] = dict(DEFAULTS)
+    for name, value in raw.items():
+        if isinstance(name, str) and name.isupper():
+            if name not in DEFAULTS:
+                close = difflib.get_close_matches(name, list(DEFAULTS), n=1)
+                hint = f"; did you mean {close[0]!r}?" if close else ""
+                raise FairQueueImproperlyConfigured(
+                    f"unknown key {name!r}{hint} (Django-level keys: {', '.join(DEFAULTS)}; "
+                    "configuration sections: redis, workers, queue)",
+                    _key(name),
+                )
+            options[name] = _check_option(name, value)
+        elif isinstance(name, str) and name.upper() in DEFAULTS:
+            raise FairQueueImproperlyConfigured(
+                f"unknown key {name!r}; Django-level keys are upper-case: did you mean "
+                f"{name.upper()!r}?",
+                _key(name),
+            )
+        else:
+            sections[name] = value
+    if options["CONFIG_FILE"] is not None and sections:
+        raise FairQueueImproperlyConfigured(
+            "give either CONFIG_FILE or inline sections "
+            f"({', '.join(map(repr, sections))}), not both",
+            _key("CONFIG_FILE"),
+        )
+    return sections, options
+
+
+_lock = threading.RLock()
+_options: dict[str, Any] | None = None
+_config: FairQueueConfig | None = None
+_client: redis.Redis | None = None
+_queues: dict[str | None, TaskQueue] = {}
+# Set while get_config() builds, so the default-redis provider does not recurse into it.
+_building: contextvars.ContextVar[bool] = contextvars.ContextVar("fairque_building", default=False)
+
+
+def _load_options() -> dict[str, Any]:
+    global _options
+    with _lock:
+        if _options is None:
+            raw = fairque_setting()
+            _options = _split(raw)[1] if raw is not None else dict(DEFAULTS)
+        return _options
+
+
+def get_setting(name: str) -> Any:
+    """A Django-level ``FAIRQUE`` key (``CACHE_ALIAS``, ``ENQUEUE_ON_COMMIT``, ...) or its default."""
+    if name not in DEFAULTS:
+        raise KeyError(f"unknown FAIRQUE option {name!r} (known: {', '.join(DEFAULTS)})")
+    return _load_options()[name]
+
+
+# --------------------------------------------------------------------------- config
+
+
+def config_file_path(value: str | Path) -> Path:
+    """``CONFIG_FILE`` resolved against ``settings.BASE_DIR`` (else the working directory)."""
+    from django.conf import settings
+
+    path = Path(value).expanduser()
+    if not path.is_absolute():
+        base = getattr(settings, "BASE_DIR", None)
+        path = (Path(base) if base is not None else Path.cwd()) / path
+    return path
+
+
+@contextmanager
+def _build_scope() -> Iterator[None]:
+    token = _building.set(True)
+    try:
+        yield
+    finally:
+        _building.reset(token)
+
+
+def _default_config() -> FairQueueConfig:
+    return FairQueueConfig.create_default(
+        DEFAULT_WORKER_ID, assigned_users=["*"], redis=RedisConfig()
+    )
+
+
+def _build_config() -> FairQueueConfig:
+    raw = fairque_setting()
+    if raw is None:
+        return _default_config()
+    sections, options = _split(raw)
+    worker_id = options["WORKER_ID"]
+    with _build_scope():
+        if options["CONFIG_FILE"] is not None:
+            return FairQueueConfig.from_yaml(config_file_path(options["CONFIG_FILE"]), worker_id=worker_id)
+        return FairQueueConfig.from_dict(sections, worker_id=worker_id)
+
+
+def get_config() -> FairQueueConfig:
+    """The :class:`FairQueueConfig` described by ``FAIRQUE`` (built once, validated)."""
+    global _config
+    config = _config
+    if config is not None:
+        return config
+    with _lock:
+        if _config is None:
+            try:
+                _config = _build_config()
+            except ConfigurationError as exc:
+                raise _wrap(exc) from exc
+        return _config
+
+
+def _cache_location_redis(alias: str) -> RedisConfig | None:
+    """A RedisConfig for the first (primary) server of cache *alias*, if it is a URL."""
+    from django.conf import settings
+
+    entry = settings.CACHES.get(alias)
+    if not isinstance(entry, Mapping):
+        return None
+    location = entry.get("LOCATION")
+    if isinstance(location, (list, tuple)):
+        location = location[0] if location else None
+    if isinstance(location, str):
+        location = location.split(",")[0].strip()
+        if location.split("://", 1)[0] in ("redis", "rediss", "unix"):
+            return RedisConfig(url=location)
+    return None
+
+
+def django_default_redis() -> RedisConfig:
+    """The Redis settings of this project (the core's default-redis provider).
+
+    ``FairQueueConfig.create_default()`` without ``redis=`` uses this, so README examples
+    run against the project's Redis.
+    """
+    if _building.get():
+        # The FAIRQUE config itself has no redis section: use CACHE_ALIAS's server, else localhost.
+        alias = get_setting("CACHE_ALIAS")
+        fallback = _cache_location_redis(alias) if alias else None
+        return fallback if fallback is not None else RedisConfig()
+    return get_config().redis
+
+
+# --------------------------------------------------------------------------- connection
+
+
+def cache_backend_kind(alias: str) -> str:
+    """``"django-redis"`` or ``"django"`` for a Redis cache in ``CACHES``; else raise."""
+    from django.conf import settings
+    from django.utils.module_loading import import_string
+
+    key = _key("CACHE_ALIAS")
+    caches_setting = getattr(settings, "CACHES", {})
+    if alias not in caches_setting:
+        known = ", ".join(map(repr, caches_setting)) or "(none)"
+        raise FairQueueImproperlyConfigured(
+            f"there is no cache named {alias!r} in CACHES (configured caches: {known})", key
+        )
+    backend_path = caches_setting[alias].get("BACKEND", "")
+    try:
+        backend = import_string(backend_path)
+    except ImportError as exc:
+        raise FairQueueImproperlyConfigured(
+            f"cache {alias!r} has a BACKEND that cannot be imported ({backend_path!r}: {exc})", key
+        ) from exc
+    from django.core.cache.backends.redis import RedisCache as BuiltinRedisCache
+
+    if isinstance(backend, type) and issubclass(backend, BuiltinRedisCache):
+        return "django"
+    try:
+        from django_redis.cache import RedisCache as DjangoRedisCache
+    except ImportError:  # pragma: no cover - django-redis is a dependency
+        DjangoRedisCache = None  # noqa: N806
+    if DjangoRedisCache is not None and isinstance(backend, type) and issubclass(backend, DjangoRedisCache):
+        return "django-redis"
+    raise FairQueueImproperlyConfigured(
+        f"cache {alias!r} uses {backend_path!r}, which is not a Redis cache; use "
+        f"{_DJANGO_REDIS_BACKEND!r} or {_DJANGO_BUILTIN_BACKEND!r}",
+        key,
+    )
+
+
+def _client_from_cache(alias: str) -> redis.Redis:
+    kind = cache_backend_kind(alias)
+    if kind == "django-redis":
+        from django_redis import get_redis_connection
+
+        try:
+            client: Any = get_redis_connection(alias, write=True)
+        except NotImplementedError as exc:
+            raise FairQueueImproperlyConfigured(
+                f"cache {alias!r}: its django-redis client does not expose one raw connection "
+                f"(sharded clients are not supported): {exc}",
+                _key("CACHE_ALIAS"),
+            ) from exc
+    else:
+        from django.core.cache import caches
+
+        client = caches[alias]._cache.get_client(None, write=True)  # type: ignore[attr-defined]
+    if not isinstance(client, redis.Redis):
+        raise FairQueueImproperlyConfigured(
+            f"cache {alias!r} did not give a redis.Redis client (got {type(client).__name__})",
+            _key("CACHE_ALIAS"),
+        )
+    return client
+
+
+def get_redis_client() -> redis.Redis:
+    """The one Redis client this process uses (from ``CACHE_ALIAS``, else ``config.redis``)."""
+    global _client
+    client = _client
+    if client is not None:
+        return client
+    with _lock:
+        if _client is None:
+            alias = get_setting("CACHE_ALIAS")
+            _client = _client_from_cache(alias) if alias else get_client(get_config().redis)
+        return _client
+
+
+def django_client_provider(config: RedisConfig) -> redis.Redis | None:
+    """The core's client provider: Django's shared client for the ``FAIRQUE`` Redis.
+
+    Only when ``CACHE_ALIAS`` is set (otherwise the core's own per-config client already is
+    the shared one) and *config* is the FAIRQUE config's Redis.
+    """
+    try:
+        if not get_setting("CACHE_ALIAS") or config != get_config().redis:
+            return None
+    except ImproperlyConfigured:
+        return None
+    return get_redis_client()
+
+
+def get_queue(worker_id: str | None = None) -> TaskQueue:
+    """A :class:`TaskQueue` on the shared client, cached per *worker_id*
+    (``None``: ``WORKER_ID`` / the config's current worker)."""
+    queue = _queues.get(worker_id)
+    if queue is not None:
+        return queue
+    with _lock:
+        queue = _queues.get(worker_id)
+        if queue is None:
+            try:
+                queue = TaskQueue(get_config(), get_redis_client(), worker_id=worker_id)
+            except ConfigurationError as exc:  # e.g. an unknown worker id
+                raise _wrap(exc) from exc
+            _queues[worker_id] = queue
+        return queue
+
+
+def redis_display_url(client: redis.Redis) -> str:
+    """Where *client* connects, as a URL without the password (for messages)."""
+    kwargs = client.connection_pool.connection_kwargs
+    db = kwargs.get("db", 0)
+    if kwargs.get("path"):
+        return f"unix://{kwargs['path']}?db={db}"
+    scheme = "rediss" if getattr(client.connection_pool, "connection_class", None) and issubclass(
+        client.connection_pool.connection_class, redis.SSLConnection) else "redis"
+    user = kwargs.get("username")
+    auth = f"{user}@" if user else ""
+    return f"{scheme}://{auth}{kwargs.get('host', 'localhost')}:{kwargs.get('port', 6379)}/{db}"
+
+
+# --------------------------------------------------------------------------- cache reset
+
+
+def reset() -> None:
+    """Forget the cached options, config, client and queues (settings changed, tests, fork)."""
+    global _options, _config, _client
+    with _lock:
+        _options = None
+        _config = None
+        _client = None
+        for queue in _queues.values():
+            queue.close()
+        _queues.clear()
+
+
+RESET_ON: Final = frozenset({SETTING_NAME, "CACHES", "BASE_DIR"})
+
+
+def on_setting_changed(*, setting: str, **kwargs: Any) -> None:
+    """``setting_changed`` receiver: rebuild after ``override_settings`` touches FAIRQUE/CACHES."""
+    if setting in RESET_ON:
+        reset()
+

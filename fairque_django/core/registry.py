@@ -1,0 +1,180 @@
+"""The ``@task`` decorator and the registry of functions workers are allowed to run.
+
+A queued task names its function by import path (``module.qualname``). Workers look that
+name up here and nowhere else: a name that was not registered is never imported or called.
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib
+import threading
+from collections.abc import Callable, Iterable
+from typing import Any, Generic, ParamSpec, TypeVar, overload
+
+from .exceptions import TaskNotRegisteredError, TaskValidationError
+from .models import Priority, Task, set_func_resolver
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+_registry: dict[str, TaskFunction[Any, Any]] = {}
+_lock = threading.Lock()
+_enqueuer: Callable[..., str] | None = None
+
+
+def set_default_enqueuer(enqueuer: Callable[..., str] | None) -> None:
+    """Install what ``TaskFunction.enqueue`` uses (the Django layer installs its ``enqueue``)."""
+    global _enqueuer
+    _enqueuer = enqueuer
+
+
+class TaskFunction(Generic[P, R]):
+    """A registered function. Calling it returns a :class:`Task` (nothing runs yet)."""
+
+    def __init__(self, func: Callable[P, R], *, name: str | None = None, priority: Priority | int = 3,
+                 max_retries: int | None = None, timeout: float | None = None,
+                 xcom_key: str | None = None, store_result: bool = False) -> None:
+        self.func = func
+        self.name = name or f"{func.__module__}.{func.__qualname__}"
+        if "<locals>" in self.name and name is None:
+            raise TaskValidationError(
+                f"@task cannot register the nested function {self.name}: workers find tasks by import "
+                "path; define it at module level or pass name=..."
+            )
+        self.priority = Priority.coerce(priority)
+        self.max_retries = max_retries
+        self.timeout = timeout
+        self.xcom_key = xcom_key
+        self.store_result = store_result
+        functools.update_wrapper(self, func)  # type: ignore[arg-type]
+
+    def __call__(self, *args: P.args, **kwargs: P.kwargs) -> Task:
+        return self.create_task(args, kwargs)
+
+    def create_task(self, args: Iterable[Any] = (), kwargs: dict[str, Any] | None = None, *,
+                    user_id: str | None = None, priority: Priority | int | None = None,
+                    delay_seconds: float | None = None, execute_after: float | None = None,
+                    max_retries: int | None = None, timeout: float | None = None,
+                    metadata: dict[str, Any] | None = None) -> Task:
+        """A Task that runs this function with ``args``/``kwargs`` (validated as JSON now)."""
+        meta = dict(metadata or {})
+        if self.store_result:
+            meta.setdefault("store_result", True)
+        return Task.create(
+            user_id=user_id,
+            priority=self.priority if priority is None else priority,
+            func_name=self.name, args=tuple(args), kwargs=kwargs or {},
+            delay_seconds=delay_seconds, execute_after=execute_after,
+            max_retries=self.max_retries if max_retries is None else max_retries,
+            timeout=self.timeout if timeout is None else timeout, metadata=meta,
+        )
+
+    def run(self, *args: P.args, **kwargs: P.kwargs) -> R:
+        """Call the function itself, here and now (no task, no XCom scoping)."""
+        return self.func(*args, **kwargs)
+
+    def execute(self, *args: Any, **kwargs: Any) -> R:
+        """What a worker runs (``task.func``): the function, then the XCom push of its result
+        when registered with ``@xcom_task``."""
+        result = self.func(*args, **kwargs)
+        if self.xcom_key is not None:
+            from .xcom import xcom_push
+
+            xcom_push(self.xcom_key, result)
+        return result
+
+    def enqueue(self, *args: P.args, **kwargs: P.kwargs) -> str:
+        """Queue a call for the current tenant (through the installed enqueuer)."""
+        return self.apply_async(args, kwargs)
+
+    delay = enqueue
+
+    def apply_async(self, args: Iterable[Any] = (), kwargs: dict[str, Any] | None = None, *,
+                    user: Any = None, priority: Priority | int | None = None,
+                    countdown: float | None = None, eta: float | None = None,
+                    on_commit: bool | None = None) -> str:
+        """Queue a call with options; ``user`` is a user id or anything the tenant resolver maps."""
+        if _enqueuer is None:
+            raise TaskNotRegisteredError(
+                "no enqueuer installed: add fairque_django to INSTALLED_APPS, or push the Task "
+                "with TaskQueue.push(task, user_id=...)"
+            )
+        task = self.create_task(args, kwargs, priority=priority, delay_seconds=countdown, execute_after=eta)
+        return _enqueuer(task, user=user, on_commit=on_commit)
+
+    def __repr__(self) -> str:
+        return f"<TaskFunction {self.name}>"
+
+
+def register(fn: TaskFunction[Any, Any]) -> None:
+    with _lock:
+        existing = _registry.get(fn.name)
+        if existing is not None and existing.func is not fn.func and existing.func.__code__ is not fn.func.__code__:
+            raise TaskValidationError(f"a different function is already registered as {fn.name!r}")
+        _registry[fn.name] = fn
+
+
+@overload
+def task(func: Callable[P, R], /) -> TaskFunction[P, R]: ...
+@overload
+def task(*, name: str | None = None, priority: Priority | int = 3, max_retries: int | None = None,
+         timeout: float | None = None, store_result: bool = False,
+         ) -> Callable[[Callable[P, R]], TaskFunction[P, R]]: ...
+
+
+def task(func: Callable[P, R] | None = None, /, *, name: str | None = None, priority: Priority | int = 3,
+         max_retries: int | None = None, timeout: float | None = None, store_result: bool = False,
+         ) -> TaskFunction[P, R] | Callable[[Callable[P, R]], TaskFunction[P, R]]:
+    """Register a function as a task: ``@task`` or ``@task(priority=..., max_retries=..., timeout=...)``."""
+
+    def wrap(f: Callable[P, R]) -> TaskFunction[P, R]:
+        fn = TaskFunction(f, name=name, priority=priority, max_retries=max_retries, timeout=timeout,
+                          store_result=store_result)
+        register(fn)
+        return fn
+
+    return wrap(func) if func is not None else wrap
+
+
+def xcom_task(key: str, *, name: str | None = None, priority: Priority | int = 3,
+              max_retries: int | None = None, timeout: float | None = None,
+              ) -> Callable[[Callable[P, R]], TaskFunction[P, R]]:
+    """Like ``@task``, and the return value is stored in XCom under ``key`` (the task's user's scope)."""
+
+    def wrap(f: Callable[P, R]) -> TaskFunction[P, R]:
+        fn = TaskFunction(f, name=name, priority=priority, max_retries=max_retries, timeout=timeout,
+                          xcom_key=key)
+        register(fn)
+        return fn
+
+    return wrap
+
+
+def get_task_function(name: str) -> TaskFunction[Any, Any]:
+    """The registered function called ``name``; raises TaskNotRegisteredError (nothing is imported)."""
+    fn = _registry.get(name)
+    if fn is None:
+        raise TaskNotRegisteredError(
+            f"task function {name!r} is not registered: workers only run functions decorated with "
+            "@task in modules they import (Django apps' tasks.py are autodiscovered)"
+        )
+    return fn
+
+
+def registered_names() -> list[str]:
+    return sorted(_registry)
+
+
+def import_task_modules(modules: Iterable[str]) -> None:
+    """Import the modules that define tasks (named in configuration, never taken from Redis)."""
+    for module in modules:
+        importlib.import_module(module)
+
+
+def _resolve(name: str) -> Callable[..., Any] | None:
+    fn = _registry.get(name)
+    return fn.execute if fn is not None else None
+
+
+set_func_resolver(_resolve)

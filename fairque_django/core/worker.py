@@ -1,0 +1,399 @@
+"""``Worker``: serves one configured worker id with up to ``max_concurrent_tasks`` threads.
+
+Each slot thread pops fairly (own users first, then steal targets), runs the task through the
+:class:`TaskHandler`, and acknowledges or records the failure. Idle slots block on the wake-up
+lists that pushes fill (no busy polling); ``poll_interval_seconds`` is only the fallback. A
+heartbeat thread renews the leases of running tasks, enforces timeouts and publishes the
+worker's health record. SIGTERM/SIGINT stop it gracefully; a second signal exits at once.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import json
+import logging
+import os
+import signal
+import socket
+import threading
+import time
+import traceback
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from types import FrameType, TracebackType
+from typing import Any
+
+from .config import FairQueueConfig
+from .context import task_running
+from .exceptions import FairQueueError, LeaseLostError, RedisUnavailableError, TaskNotRegisteredError
+from .handler import TaskHandler, TaskTimeoutError
+from .models import Task, dumps
+from .queue import TaskQueue, redis_errors
+from .registry import import_task_modules
+
+logger = logging.getLogger("fairque_django.worker")
+
+# In burst mode, delayed tasks (retries) due within this many seconds are waited for.
+BURST_DELAY_HORIZON = 60.0
+
+# Failures that retrying cannot fix: the task is dead-lettered at once.
+PERMANENT_ERRORS: tuple[type[BaseException], ...] = (TaskNotRegisteredError,)
+
+
+@dataclass(slots=True)
+class _Running:
+    task: Task
+    started: float
+    thread: threading.Thread
+    deadline: float | None
+    timed_out: bool = False
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+
+class Worker:
+    """Runs the tasks of one worker id from the configuration until stopped."""
+
+    def __init__(self, config: FairQueueConfig, handler: TaskHandler | None = None, *,
+                 worker_id: str | None = None, queue: TaskQueue | None = None,
+                 concurrency: int | None = None, burst: bool = False, max_tasks: int | None = None,
+                 task_modules: Iterable[str] = (), around_task: Callable[[], None] | None = None,
+                 install_signal_handlers: bool = True) -> None:
+        self.config = config
+        self.settings = config.get_worker(worker_id)
+        self.worker_id = self.settings.id
+        self.handler = handler if handler is not None else TaskHandler()
+        self.queue = queue if queue is not None else TaskQueue(config, worker_id=self.worker_id)
+        self.concurrency = concurrency or self.settings.max_concurrent_tasks
+        self.burst = burst
+        self.max_tasks = max_tasks
+        self.task_modules = tuple(task_modules)
+        self.around_task = around_task
+        self.install_signal_handlers = install_signal_handlers
+        self.processed = 0
+        self.failed = 0
+        self.started_at = 0.0
+        self._taken = 0
+        self._stop = threading.Event()
+        self._lock = threading.Lock()
+        self._running: dict[str, _Running] = {}
+        self._signals = 0
+        self._threads: list[threading.Thread] = []
+        self._exit_code = 0
+
+    # --- lifecycle ------------------------------------------------------------------
+    def __enter__(self) -> Worker:
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.stop()
+
+    def start(self) -> int:
+        """Serve tasks until stopped (signal, :meth:`stop`, burst end or max tasks). Returns 0."""
+        import_task_modules(self.task_modules)
+        self.started_at = time.time()
+        self._stop.clear()
+        if self.install_signal_handlers and threading.current_thread() is threading.main_thread():
+            signal.signal(signal.SIGTERM, self._on_signal)
+            signal.signal(signal.SIGINT, self._on_signal)
+        logger.info("worker %s starting: %d slots, assigned %s, steals %s", self.worker_id,
+                    self.concurrency, list(self.settings.assigned_users), list(self.settings.steal_targets))
+        beat = threading.Thread(target=self._heartbeat_loop, name=f"{self.worker_id}-heartbeat", daemon=True)
+        beat.start()
+        self._threads = [threading.Thread(target=self._slot_loop, name=f"{self.worker_id}-slot-{i}", daemon=True)
+                         for i in range(self.concurrency)]
+        for t in self._threads:
+            t.start()
+        while not self._stop.is_set():
+            self._stop.wait(0.2)
+        self._shutdown()
+        beat.join(timeout=5)
+        try:
+            with redis_errors("worker shutdown"):
+                self.queue.client.delete(self.queue.keys.worker(self.worker_id))
+                self.queue.client.zrem(self.queue.keys.workers, self.worker_id)
+        except FairQueueError:
+            pass
+        logger.info("worker %s stopped: %d processed, %d failed", self.worker_id, self.processed, self.failed)
+        return self._exit_code
+
+    def stop(self) -> None:
+        """Ask the worker to stop taking tasks and finish gracefully."""
+        self._stop.set()
+
+    @property
+    def running_tasks(self) -> list[Task]:
+        with self._lock:
+            return [r.task for r in self._running.values()]
+
+    def _on_signal(self, signum: int, frame: FrameType | None) -> None:
+        self._signals += 1
+        if self._signals > 1:
+            logger.warning("worker %s: second signal, exiting now; leases will recover running tasks",
+                           self.worker_id)
+            os._exit(1)
+        logger.info("worker %s: %s received, finishing running tasks (up to %.0fs)", self.worker_id,
+                    signal.Signals(signum).name, self.settings.graceful_shutdown_timeout)
+        self._stop.set()
+
+    def _shutdown(self) -> None:
+        deadline = time.monotonic() + self.settings.graceful_shutdown_timeout
+        for t in self._threads:
+            t.join(timeout=max(0.0, deadline - time.monotonic()))
+        unfinished = self.running_tasks
+        if unfinished:
+            try:
+                handed = self.queue.release(unfinished)
+                logger.warning("worker %s: handed %d unfinished task(s) back to their queues",
+                               self.worker_id, handed)
+            except FairQueueError as exc:
+                logger.error("worker %s: could not hand tasks back (%s); their leases will expire",
+                             self.worker_id, exc)
+
+    # --- slots ----------------------------------------------------------------------
+    def _slot_loop(self) -> None:
+        backoff = 0.1
+        while not self._stop.is_set():
+            if self.max_tasks is not None:
+                with self._lock:
+                    if self._taken >= self.max_tasks:
+                        break
+                    self._taken += 1
+            try:
+                task, due = self.queue.pop_reply(self.worker_id)
+                backoff = 0.1
+            except RedisUnavailableError as exc:
+                self._release_reservation()
+                logger.warning("worker %s: Redis unreachable (%s); retrying in %.1fs", self.worker_id,
+                               exc, backoff)
+                self._stop.wait(backoff)
+                backoff = min(backoff * 2, 5.0)
+                continue
+            if task is None:
+                self._release_reservation()
+                if self.burst and self._burst_done():
+                    self._stop.set()
+                    break
+                self._wait(due)
+                continue
+            if self._stop.is_set():
+                self.queue.release([task])
+                break
+            self._execute(task)
+            if self.max_tasks is not None and self.processed + self.failed >= self.max_tasks:
+                self._stop.set()
+        with self._lock:
+            if self.max_tasks is not None and self._taken >= self.max_tasks and not self._running:
+                self._stop.set()
+
+    def _release_reservation(self) -> None:
+        if self.max_tasks is not None:
+            with self._lock:
+                self._taken -= 1
+
+    def _burst_done(self) -> bool:
+        """Burst mode ends when nothing runs here, nothing is ready for this worker, and no
+        delayed task (e.g. a retry) is due within ``BURST_DELAY_HORIZON`` seconds."""
+        with self._lock:
+            if self._running:
+                return False
+        due = self.queue.next_delayed_seconds()
+        return due is None or due > BURST_DELAY_HORIZON
+
+    def _wait(self, due: float | None) -> None:
+        timeout = self.settings.poll_interval_seconds
+        if due is not None:
+            timeout = min(timeout, max(due, 0.001))
+        timeout = min(timeout, max(0.05, self.config.redis.socket_timeout - 0.5))
+        try:
+            self.queue.wait_for_work(self.worker_id, timeout)
+        except RedisUnavailableError:
+            self._stop.wait(min(timeout, 1.0))
+
+    # --- running one task ------------------------------------------------------------
+    def _execute(self, task: Task) -> None:
+        timeout = task.timeout if task.timeout is not None else self.settings.task_timeout_seconds
+        start = time.monotonic()
+        entry = _Running(task, start, threading.current_thread(), start + timeout if timeout else None)
+        with self._lock:
+            self._running[task.task_id] = entry
+        logger.debug("worker %s: running %s %s for %s (attempt %d)", self.worker_id,
+                     task.func_name or "payload task", task.task_id, task.user_id, task.attempts)
+        error: BaseException | None = None
+        tb = ""
+        ok, result = False, None
+        try:
+            if timeout:
+                ok, result = self._run_with_timeout(task, entry, timeout)
+            else:
+                ok, result = self._run(task)
+        except BaseException as exc:  # noqa: BLE001 - a task may raise anything; we record it
+            error, tb = exc, traceback.format_exc()
+        duration = time.monotonic() - start
+        with self._lock:
+            self._running.pop(task.task_id, None)
+        if entry.timed_out:
+            return  # already recorded as a timeout by the heartbeat thread
+        if error is None and ok:
+            self._succeeded(task, result, duration)
+        else:
+            if error is None:
+                error = FairQueueError(f"handler {type(self.handler).__name__} returned False")
+            self._failed(task, error, tb, duration)
+
+    def _run(self, task: Task) -> tuple[bool, Any]:
+        """Run the handler in this thread; returns (handler said ok, the function's result)."""
+        if self.around_task is not None:
+            self.around_task()
+        self.handler.before_task(task)
+        try:
+            with task_running(task, self.queue) as running:
+                ok = self.handler.process_task(task)
+                return ok is not False, running.result
+        finally:
+            self.handler.after_task(task)
+            if self.around_task is not None:
+                self.around_task()
+
+    def _run_with_timeout(self, task: Task, entry: _Running, timeout: float) -> tuple[bool, Any]:
+        box: dict[str, Any] = {}
+
+        def target() -> None:
+            try:
+                box["result"] = self._run(task)
+            except BaseException as exc:  # noqa: BLE001
+                box["error"], box["tb"] = exc, traceback.format_exc()
+
+        runner = threading.Thread(target=target, name=f"task-{task.task_id}", daemon=True)
+        entry.thread = runner
+        runner.start()
+        runner.join(timeout)
+        if runner.is_alive():
+            self._timed_out(task, entry, timeout)
+            runner.join(0.5)
+            return False, None
+        if "error" in box:
+            raise box["error"]
+        return box["result"]  # type: ignore[no-any-return]
+
+    def _timed_out(self, task: Task, entry: _Running, timeout: float) -> None:
+        with entry.lock:
+            if entry.timed_out:
+                return
+            entry.timed_out = True
+        # stop pure-Python code in the task's own thread (blocking C calls finish first)
+        ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(entry.thread.ident or 0),
+                                                   ctypes.py_object(TaskTimeoutError))
+        error = TaskTimeoutError(f"task exceeded its timeout of {timeout:g}s")
+        duration = time.monotonic() - entry.started
+        logger.error("worker %s: task %s %s for %s timed out after %.1fs", self.worker_id,
+                     task.func_name or "payload task", task.task_id, task.user_id, duration)
+        self._record_failure(task, error, "", "timeout")
+        self._safe_hook(self.handler.on_task_timeout, task, duration)
+        self._safe_hook(self.handler.on_task_failure, task, error, duration)
+
+    def _succeeded(self, task: Task, result: Any, duration: float) -> None:
+        try:
+            if task.metadata.get("store_result"):
+                self.queue.store_result(task, {"status": "SUCCESSFUL", "return_value": result,
+                                               "finished_at": time.time()})
+            self.queue.complete(task, duration=duration)
+        except LeaseLostError:
+            logger.warning("worker %s: task %s finished after its lease was lost; another attempt may "
+                           "run it again", self.worker_id, task.task_id)
+            return
+        except FairQueueError as exc:
+            self._failed(task, exc, traceback.format_exc(), duration, failure_type="result")
+            return
+        self.processed += 1
+        logger.info("worker %s: %s %s for %s done in %.3fs", self.worker_id, task.func_name or "payload task",
+                    task.task_id, task.user_id, duration)
+        self._safe_hook(self.handler.on_task_success, task, duration)
+
+    def _failed(self, task: Task, error: BaseException, tb: str, duration: float,
+                failure_type: str | None = None) -> None:
+        ftype = failure_type or ("unregistered" if isinstance(error, TaskNotRegisteredError) else "error")
+        outcome = self._record_failure(task, error, tb, ftype)
+        logger.warning("worker %s: %s %s for %s failed after %.3fs (%s: %s); %s", self.worker_id,
+                       task.func_name or "payload task", task.task_id, task.user_id, duration,
+                       type(error).__name__, error, outcome)
+        self._safe_hook(self.handler.on_task_failure, task, error, duration)
+
+    def _record_failure(self, task: Task, error: BaseException, tb: str, ftype: str) -> str:
+        self.failed += 1
+        permanent = isinstance(error, PERMANENT_ERRORS)
+        try:
+            outcome = self.queue.fail(task, error, traceback=tb, failure_type=ftype, retry=not permanent)
+        except LeaseLostError:
+            return "lease already lost"
+        except FairQueueError as exc:
+            logger.error("worker %s: could not record failure of %s (%s); its lease will expire",
+                         self.worker_id, task.task_id, exc)
+            return "not recorded"
+        if outcome == "dead" and task.metadata.get("store_result"):
+            try:
+                self.queue.store_result(task, {"status": "FAILED", "error": str(error),
+                                               "error_type": type(error).__name__, "traceback": tb,
+                                               "finished_at": time.time()})
+            except FairQueueError:
+                pass
+        return "retry scheduled" if outcome == "retry" else "dead-lettered"
+
+    def _safe_hook(self, hook: Callable[..., None], *args: Any) -> None:
+        try:
+            hook(*args)
+        except Exception:  # noqa: BLE001 - a broken hook must not stop the worker
+            logger.exception("worker %s: handler hook %s raised", self.worker_id, hook.__name__)
+
+    # --- heartbeat ---------------------------------------------------------------------
+    def _heartbeat_loop(self) -> None:
+        interval = min(self.settings.heartbeat_interval_seconds, self.config.queue.lease_timeout_seconds / 3)
+        while True:
+            self._beat()
+            if self._stop.wait(interval) and not any(t.is_alive() for t in self._threads):
+                return
+
+    def _beat(self) -> None:
+        tasks = self.running_tasks
+        try:
+            lost = self.queue.extend(tasks) if tasks else []
+            for task_id in lost:
+                logger.warning("worker %s: lease of task %s was lost while it ran", self.worker_id, task_id)
+            self.publish_health(tasks)
+        except FairQueueError as exc:
+            logger.warning("worker %s: heartbeat failed (%s)", self.worker_id, exc)
+
+    def publish_health(self, tasks: list[Task]) -> None:
+        ttl = max(3 * self.settings.heartbeat_interval_seconds, 3 * self.config.queue.lease_timeout_seconds / 3)
+        now = time.time()
+        record = {
+            "id": self.worker_id, "host": socket.gethostname(), "pid": os.getpid(),
+            "started": self.started_at, "last_seen": now, "processed": self.processed,
+            "failed": self.failed, "concurrency": self.concurrency,
+            "current": dumps([{"task_id": t.task_id, "user": t.user_id, "func": t.func_name} for t in tasks]),
+            "assigned": dumps(list(self.settings.assigned_users)[:1000]),
+            "steals": dumps(list(self.settings.steal_targets)[:1000]),
+        }
+        with redis_errors("heartbeat"):
+            pipe = self.queue.client.pipeline(transaction=False)
+            pipe.hset(self.queue.keys.worker(self.worker_id), mapping=record)  # type: ignore[arg-type]
+            pipe.pexpire(self.queue.keys.worker(self.worker_id), int(ttl * 1000))
+            pipe.zadd(self.queue.keys.workers, {self.worker_id: now})
+            pipe.execute()
+
+
+def worker_health(queue: TaskQueue, worker_id: str) -> dict[str, Any] | None:
+    """The health record a live worker publishes, or None when it is not alive."""
+    with redis_errors("worker_health"):
+        raw = queue.client.hgetall(queue.keys.worker(worker_id))
+    if not raw:
+        return None
+    record: dict[str, Any] = {k.decode(): v.decode() for k, v in raw.items()}
+    for key in ("current", "assigned", "steals"):
+        record[key] = json.loads(record.get(key, "[]"))
+    for key in ("started", "last_seen"):
+        record[key] = float(record.get(key, 0))
+    for key in ("pid", "processed", "failed", "concurrency"):
+        record[key] = int(record.get(key, 0))
+    record["heartbeat_age"] = max(0.0, time.time() - record["last_seen"])
+    return record

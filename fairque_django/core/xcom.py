@@ -1,0 +1,103 @@
+"""XCom: small JSON values shared between tasks by key, with a TTL, scoped per user (tenant).
+
+Inside a running task the scope is always that task's user: a task can never read or write
+another tenant's values. Outside a task, the user is given explicitly or taken from the
+current tenant. A task run directly (``task()``) with no user and no current tenant keeps its
+values in this process's memory.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from typing import Any
+
+from .context import RunningTask, active_queue, current_user, running_task
+from .exceptions import FairQueueError, TaskValidationError
+from .keys import validate_key_part, validate_user_id
+from .models import dumps
+
+_local: dict[str, tuple[float, str]] = {}
+_local_lock = threading.Lock()
+_MISSING = object()
+
+
+def _scope(user_id: str | None) -> tuple[str | None, RunningTask | None]:
+    running = running_task()
+    if running is not None and running.task.user_id:
+        if user_id is not None and user_id != running.task.user_id:
+            raise TaskValidationError(
+                f"a task of user {running.task.user_id!r} cannot use the XCom values of {user_id!r}"
+            )
+        return running.task.user_id, running
+    if user_id is not None:
+        return validate_user_id(user_id), running
+    if running is not None:  # direct run without any user: process-local values
+        user = current_user(required=False)
+        return user, running
+    return current_user(required=True), running
+
+
+def _queue() -> Any:
+    queue = active_queue()
+    if queue is None:
+        from . import context
+
+        factory = context.default_queue_factory
+        queue = factory() if factory is not None else None
+    if queue is None:
+        raise FairQueueError(
+            "XCom needs a queue: use it inside a running task, inside `with TaskQueue(config):`, "
+            "or in a Django project with fairque_django installed"
+        )
+    return queue
+
+
+def xcom_push(key: str, value: Any, *, user_id: str | None = None, ttl: int | None = None) -> None:
+    """Store ``value`` (JSON) under ``key`` for the current task's user (or ``user_id``)."""
+    validate_key_part(key, "XCom key")
+    data = dumps(value, what=f"XCom value for {key!r}")
+    user, _ = _scope(user_id)
+    if user is None:
+        with _local_lock:
+            _local[key] = (time.monotonic() + (ttl or 3600), data)
+        return
+    queue = _queue()
+    seconds = ttl if ttl is not None else queue.config.queue.xcom_ttl_seconds
+    from .queue import redis_errors
+
+    with redis_errors("xcom_push"):
+        queue.client.set(queue.keys.xcom(user, key), data, ex=int(seconds))
+
+
+def xcom_pull(key: str, default: Any = None, *, user_id: str | None = None) -> Any:
+    """The value stored under ``key`` for the current task's user, or ``default`` if missing/expired."""
+    validate_key_part(key, "XCom key")
+    user, _ = _scope(user_id)
+    if user is None:
+        with _local_lock:
+            entry = _local.get(key)
+        if entry is None or entry[0] < time.monotonic():
+            return default
+        return json.loads(entry[1])
+    queue = _queue()
+    from .queue import redis_errors
+
+    with redis_errors("xcom_pull"):
+        raw = queue.client.get(queue.keys.xcom(user, key))
+    return default if raw is None else json.loads(raw)
+
+
+def xcom_delete(key: str, *, user_id: str | None = None) -> bool:
+    """Remove ``key`` from the current user's XCom; True if it existed."""
+    validate_key_part(key, "XCom key")
+    user, _ = _scope(user_id)
+    if user is None:
+        with _local_lock:
+            return _local.pop(key, None) is not None
+    queue = _queue()
+    from .queue import redis_errors
+
+    with redis_errors("xcom_delete"):
+        return bool(queue.client.delete(queue.keys.xcom(user, key)))

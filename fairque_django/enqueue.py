@@ -1,0 +1,108 @@
+"""Enqueue tasks from Django code, optionally only once the database transaction commits.
+
+The user a task belongs to is, in this order: ``user=`` (anything the tenant resolver
+understands: a user id, a ``User``, a tenant model, a request), the task's own ``user_id``,
+the current tenant (:func:`fairque_django.tenancy.tenant`, the middleware, or the running
+task); otherwise :class:`~fairque_django.core.exceptions.MissingTenantError`.
+
+With ``on_commit=True`` (default: ``FAIRQUE["ENQUEUE_ON_COMMIT"]``) the push happens in
+``transaction.on_commit``, so a worker never sees a task about a row that is not committed
+yet, and a rolled-back transaction enqueues nothing.  Everything that can be checked is
+checked at once, inside the transaction: the user id, JSON serialisability and size.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+from asgiref.sync import sync_to_async
+from django.db import transaction
+
+from .conf import get_queue, get_setting
+from .core.context import current_user
+from .core.models import Task
+from .core.queue import TaskQueue
+from .tenancy import resolve_user_id
+
+__all__ = ["aenqueue", "aenqueue_many", "enqueue", "enqueue_many"]
+
+
+def _user_for(task: Task, user: Any) -> str:
+    if user is not None:
+        return resolve_user_id(user)
+    if task.user_id is not None:
+        return task.user_id
+    user_id = current_user()
+    assert user_id is not None  # current_user() raises MissingTenantError instead
+    return user_id
+
+
+def _prepare(tasks: Iterable[Task], user: Any, queue: TaskQueue | None) -> tuple[TaskQueue, list[Task]]:
+    q = queue if queue is not None else get_queue()
+    explicit = resolve_user_id(user) if user is not None else None
+    prepared: list[Task] = []
+    for task in tasks:
+        # Validates user id, priority, JSON and size now, and fixes task.user_id, so a push
+        # that runs later (on commit, maybe without the current tenant) cannot fail on them.
+        uid = explicit if explicit is not None else _user_for(task, None)
+        q.proto.prepare(task, uid)
+        prepared.append(task)
+    return q, prepared
+
+
+def _wants_on_commit(on_commit: bool | None) -> bool:
+    return bool(get_setting("ENQUEUE_ON_COMMIT")) if on_commit is None else on_commit
+
+
+def enqueue(task: Task, *, user: Any = None, on_commit: bool | None = None, using: str | None = None,
+            queue: TaskQueue | None = None) -> str:
+    """Queue *task* and return its id.
+
+    *queue* defaults to :func:`fairque_django.conf.get_queue`; *using* is the database alias
+    whose transaction ``on_commit`` waits for.
+    """
+    q, (prepared,) = _prepare([task], user, queue)
+    user_id = prepared.user_id
+
+    def push() -> None:
+        q.push(prepared, user_id)
+
+    if _wants_on_commit(on_commit):
+        transaction.on_commit(push, using=using)
+    else:
+        push()
+    return prepared.task_id
+
+
+def enqueue_many(tasks: Iterable[Task], *, user: Any = None, on_commit: bool | None = None,
+                 using: str | None = None, queue: TaskQueue | None = None) -> list[str]:
+    """Queue many tasks with :meth:`TaskQueue.push_batch`; returns their ids.
+
+    All tasks are validated before any is pushed; ``user``/``on_commit``/``using``/``queue``
+    mean what they mean for :func:`enqueue`.
+    """
+    q, prepared = _prepare(list(tasks), user, queue)
+    if not prepared:
+        return []
+
+    def push() -> None:
+        q.push_batch(prepared)
+
+    if _wants_on_commit(on_commit):
+        transaction.on_commit(push, using=using)
+    else:
+        push()
+    return [t.task_id for t in prepared]
+
+
+async def aenqueue(task: Task, *, user: Any = None, queue: TaskQueue | None = None) -> str:
+    """Async :func:`enqueue`.  Pushes at once: async code cannot be inside ``atomic()``, so
+    there is no transaction to wait for."""
+    return await sync_to_async(enqueue)(task, user=user, on_commit=False, queue=queue)
+
+
+async def aenqueue_many(tasks: Iterable[Task], *, user: Any = None,
+                        queue: TaskQueue | None = None) -> list[str]:
+    """Async :func:`enqueue_many` (pushes at once)."""
+    return await sync_to_async(enqueue_many)(list(tasks), user=user, on_commit=False, queue=queue)

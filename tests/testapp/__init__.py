@@ -1,0 +1,1 @@
+"""A tiny Django app whose tasks the worker tests run."""

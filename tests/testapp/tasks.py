@@ -1,0 +1,93 @@
+"""Tasks used by the worker tests. Each records what happened in Redis (DB of the test run)."""
+
+from __future__ import annotations
+
+import os
+import time
+from typing import Any
+
+import redis
+
+from fairque_django import Priority, task, xcom_pull, xcom_push, xcom_task
+from fairque_django.core.context import running_task
+
+_client: redis.Redis | None = None
+
+
+def log_client() -> redis.Redis:
+    global _client
+    if _client is None:
+        _client = redis.Redis.from_url(os.environ["FAIRQUE_TEST_REDIS_URL"])
+    return _client
+
+
+LOG = "test:log"
+
+
+def _me() -> str:
+    running = running_task()
+    return running.task.user_id or "?" if running else "?"
+
+
+@task()
+def record(tag: str, sleep: float = 0.0) -> str:
+    """Append "<user>|<tag>" to the log list, optionally after sleeping."""
+    log_client().rpush(LOG + ":start", f"{_me()}|{tag}")
+    if sleep:
+        time.sleep(sleep)
+    log_client().rpush(LOG, f"{_me()}|{tag}")
+    return tag
+
+
+@task(max_retries=3)
+def flaky(key: str, failures: int) -> int:
+    """Fail the first ``failures`` attempts, then succeed."""
+    n = int(log_client().incr(f"test:flaky:{key}"))
+    if n <= failures:
+        raise RuntimeError(f"flaky attempt {n}")
+    log_client().rpush(LOG, f"{_me()}|flaky-ok-{n}")
+    return n
+
+
+@task(max_retries=1)
+def always_fails(reason: str) -> None:
+    raise ValueError(f"always fails: {reason}")
+
+
+@task(timeout=0.3, max_retries=0)
+def spins(seconds: float) -> None:
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        pass
+    log_client().rpush(LOG, f"{_me()}|spun")
+
+
+@task()
+def xcom_write(key: str, value: Any) -> None:
+    xcom_push(key, value)
+
+
+@task()
+def xcom_read(key: str) -> None:
+    value = xcom_pull(key, default="<missing>")
+    log_client().rpush(LOG, f"{_me()}|{value}")
+
+
+@xcom_task("auto_key")
+def produce(n: int) -> dict[str, int]:
+    return {"n": n}
+
+
+@task(priority=Priority.CRITICAL)
+def urgent(tag: str) -> None:
+    log_client().rpush(LOG, f"{_me()}|urgent-{tag}")
+
+
+@task(store_result=True)
+def add(a: int, b: int) -> int:
+    return a + b
+
+
+@task()
+def returns_object() -> object:
+    return object()
