@@ -10,7 +10,7 @@
 ``fairque_django.W002``   A user named in the config (e.g. ``queue.user_weights``) that no worker
                           is assigned and no worker may steal: its tasks would never run.
 ``fairque_django.E006``   ``TENANT_RESOLVER`` cannot be imported or is not callable.
-``fairque_django.E007``   ``HANDLER`` cannot be imported or is not a class.
+``fairque_django.E007``   ``HANDLER`` cannot be imported or is not a ``TaskHandler`` subclass.
 ``fairque_django.E008``   (deploy) Redis does not answer ``PING``.
 ========================  ======================================================================
 """
@@ -43,9 +43,11 @@ __all__ = [
     "check_redis_ping",
     "check_unservable_users",
     "register_checks",
+    "unservable_users",
 ]
 
 _ID = "fairque_django."
+TAG = "fairque"
 _CORE_DUPLICATE_WORKER = re.compile(r"duplicate worker id")
 _CORE_DOUBLE_ASSIGNMENT = re.compile(r"is assigned to both worker")
 
@@ -218,8 +220,13 @@ def _import_problem(path: Any, *, want_class: bool) -> str | None:
             return f"cannot import {path!r}: {exc}"
         except Exception as exc:  # an error while importing the user's module
             return f"importing {path!r} failed: {type(exc).__name__}: {exc}"
-    if want_class and not isinstance(obj, type):
-        return f"{path!r} is not a class"
+    if want_class:
+        from .core.handler import TaskHandler
+
+        if not isinstance(obj, type):
+            return f"{path!r} is not a class"
+        if not issubclass(obj, TaskHandler):
+            return f"{path!r} is not a subclass of fairque_django.core.handler.TaskHandler"
     if not want_class and not callable(obj):
         return f"{path!r} is not callable"
     return None
@@ -271,9 +278,9 @@ def check_redis_ping(app_configs: Any = None, **kwargs: Any) -> list[CheckMessag
 
 
 def register_checks() -> None:
-    """Register the checks (idempotent: Django keeps checks in a set)."""
-    register(Tags.compatibility)(check_config)
-    register(Tags.caches, Tags.compatibility)(check_cache_alias)
-    register(Tags.compatibility)(check_unservable_users)
-    register(Tags.compatibility)(check_import_paths)
-    register(Tags.database, deploy=True)(check_redis_ping)
+    """Register the checks (idempotent: Django keeps checks in a set); all are tagged ``fairque``."""
+    register(TAG, Tags.compatibility)(check_config)
+    register(TAG, Tags.caches)(check_cache_alias)
+    register(TAG, Tags.compatibility)(check_unservable_users)
+    register(TAG, Tags.compatibility)(check_import_paths)
+    register(TAG, deploy=True)(check_redis_ping)

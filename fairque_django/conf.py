@@ -46,7 +46,7 @@ from django.core.exceptions import ImproperlyConfigured
 
 from .core.config import FairQueueConfig, RedisConfig
 from .core.connection import get_client
-from .core.exceptions import ConfigurationError
+from .core.exceptions import ConfigurationError, UnknownWorkerError
 from .core.queue import TaskQueue
 
 __all__ = [
@@ -135,12 +135,11 @@ def _check_option(name: str, value: Any) -> Any:
             raise FairQueueImproperlyConfigured(
                 f"must be a dotted import path of a TaskHandler class or None, not {value!r}", key
             )
-    elif value is not None and not (isinstance(value, str) and value):
-        # CONFIG_FILE may also be a path object
-        if not (name == "CONFIG_FILE" and isinstance(value, Path)):
-            raise FairQueueImproperlyConfigured(
-                f"must be a non-empty string or None, not {type(value).__name__} ({value!r})", key
-            )
+    elif (value is not None and not (isinstance(value, str) and value)
+          and not (name == "CONFIG_FILE" and isinstance(value, Path))):
+        raise FairQueueImproperlyConfigured(
+            f"must be a non-empty string or None, not {type(value).__name__} ({value!r})", key
+        )
     return value
 
 
@@ -236,10 +235,15 @@ def _build_config() -> FairQueueConfig:
         return _default_config()
     sections, options = _split(raw)
     worker_id = options["WORKER_ID"]
-    with _build_scope():
-        if options["CONFIG_FILE"] is not None:
-            return FairQueueConfig.from_yaml(config_file_path(options["CONFIG_FILE"]), worker_id=worker_id)
-        return FairQueueConfig.from_dict(sections, worker_id=worker_id)
+    try:
+        with _build_scope():
+            if options["CONFIG_FILE"] is not None:
+                return FairQueueConfig.from_yaml(config_file_path(options["CONFIG_FILE"]), worker_id=worker_id)
+            return FairQueueConfig.from_dict(sections, worker_id=worker_id)
+    except UnknownWorkerError as exc:
+        raise FairQueueImproperlyConfigured(
+            str(exc), _key("WORKER_ID") if worker_id is not None else "worker_id"
+        ) from exc
 
 
 def get_config() -> FairQueueConfig:
@@ -311,14 +315,11 @@ def cache_backend_kind(alias: str) -> str:
             f"cache {alias!r} has a BACKEND that cannot be imported ({backend_path!r}: {exc})", key
         ) from exc
     from django.core.cache.backends.redis import RedisCache as BuiltinRedisCache
+    from django_redis.cache import RedisCache as DjangoRedisCache  # type: ignore[import-untyped]
 
     if isinstance(backend, type) and issubclass(backend, BuiltinRedisCache):
         return "django"
-    try:
-        from django_redis.cache import RedisCache as DjangoRedisCache
-    except ImportError:  # pragma: no cover - django-redis is a dependency
-        DjangoRedisCache = None  # noqa: N806
-    if DjangoRedisCache is not None and isinstance(backend, type) and issubclass(backend, DjangoRedisCache):
+    if isinstance(backend, type) and issubclass(backend, DjangoRedisCache):
         return "django-redis"
     raise FairQueueImproperlyConfigured(
         f"cache {alias!r} uses {backend_path!r}, which is not a Redis cache; use "
@@ -330,7 +331,7 @@ def cache_backend_kind(alias: str) -> str:
 def _client_from_cache(alias: str) -> redis.Redis:
     kind = cache_backend_kind(alias)
     if kind == "django-redis":
-        from django_redis import get_redis_connection
+        from django_redis import get_redis_connection  # type: ignore[import-untyped]
 
         try:
             client: Any = get_redis_connection(alias, write=True)

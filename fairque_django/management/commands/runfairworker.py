@@ -1,0 +1,72 @@
+"""``manage.py runfairworker WORKER_ID``: run one configured worker until signalled."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from typing import Any
+
+from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.db import close_old_connections
+from django.utils.module_loading import autodiscover_modules, import_string
+
+from fairque_django.conf import get_config, get_queue, get_setting
+from fairque_django.core.exceptions import UnknownWorkerError
+from fairque_django.core.handler import TaskHandler
+from fairque_django.core.worker import Worker
+
+
+class Command(BaseCommand):
+    help = "Run the fairque worker WORKER_ID (from settings.FAIRQUE) until SIGTERM/SIGINT."
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument("worker_id", help="a worker id from FAIRQUE['workers']")
+        parser.add_argument("--concurrency", type=int, default=None,
+                            help="tasks run at once (default: the worker's max_concurrent_tasks)")
+        parser.add_argument("--burst", action="store_true",
+                            help="exit once this worker has nothing left to do")
+        parser.add_argument("--max-tasks", type=int, default=None, help="exit after this many tasks")
+        parser.add_argument("--handler", default=None,
+                            help="dotted path of a TaskHandler subclass (default: FAIRQUE['HANDLER'])")
+        parser.add_argument("--loglevel", default="INFO",
+                            choices=["DEBUG", "INFO", "WARNING", "ERROR"], help="log level (default INFO)")
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        config = get_config()
+        worker_id: str = options["worker_id"]
+        try:
+            config.get_worker(worker_id)
+        except UnknownWorkerError as exc:
+            raise CommandError(str(exc)) from exc
+        if options["concurrency"] is not None and options["concurrency"] < 1:
+            raise CommandError("--concurrency must be at least 1")
+        if options["max_tasks"] is not None and options["max_tasks"] < 1:
+            raise CommandError("--max-tasks must be at least 1")
+        self._setup_logging(options["loglevel"])
+        autodiscover_modules("tasks")
+        handler = self._handler(options["handler"] or get_setting("HANDLER"))
+        worker = Worker(
+            config, handler, worker_id=worker_id, queue=get_queue(worker_id),
+            concurrency=options["concurrency"], burst=options["burst"], max_tasks=options["max_tasks"],
+            around_task=close_old_connections,
+        )
+        sys.exit(worker.start())
+
+    def _handler(self, path: str | None) -> TaskHandler:
+        if not path:
+            return TaskHandler()
+        try:
+            cls = import_string(path)
+        except ImportError as exc:
+            raise CommandError(f"handler {path!r} does not import: {exc}") from exc
+        if not (isinstance(cls, type) and issubclass(cls, TaskHandler)):
+            raise CommandError(f"handler {path!r} is not a TaskHandler subclass")
+        return cls()
+
+    def _setup_logging(self, level: str) -> None:
+        logger = logging.getLogger("fairque_django")
+        logger.setLevel(level)
+        if not logger.handlers and not logging.getLogger().handlers:
+            handler = logging.StreamHandler(sys.stderr)
+            handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+            logger.addHandler(handler)

@@ -1,0 +1,149 @@
+"""End-to-end: ``manage.py runfairworker`` as a real subprocess against a real Redis."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+import redis
+
+from fairque_django import TaskQueue
+from fairque_django.conf import get_config
+from tests.testapp import tasks as t
+
+from .processes import manage, run_manage
+
+LOG = t.LOG
+
+
+@pytest.fixture
+def queue(redis_client: redis.Redis) -> TaskQueue:
+    return TaskQueue(get_config())
+
+
+@pytest.fixture
+def workers() -> Iterator[Callable[..., subprocess.Popen[str]]]:
+    started: list[subprocess.Popen[str]] = []
+
+    def start(*args: str) -> subprocess.Popen[str]:
+        proc = manage("runfairworker", *args)
+        started.append(proc)
+        return proc
+
+    yield start
+    for proc in started:
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait(10)
+        if proc.stdout:
+            proc.stdout.close()
+
+
+def wait_for(pred: Callable[[], Any], timeout: float = 20) -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = pred()
+        if value:
+            return value
+        time.sleep(0.02)
+    raise AssertionError("condition not reached in time")
+
+
+def log(r: redis.Redis, key: str = LOG) -> list[str]:
+    return [x.decode() for x in r.lrange(key, 0, -1)]
+
+
+def test_round_robin_across_users(queue: TaskQueue, redis_client: redis.Redis, workers: Any) -> None:
+    for i in range(4):
+        queue.push(t.record(f"1-{i}"), user_id="user:1")
+    queue.push(t.record("2-0"), user_id="user:2")
+    queue.push(t.record("3-0"), user_id="user:3")
+    proc = workers("worker-001", "--burst", "--concurrency", "1")
+    out, _ = proc.communicate(timeout=60)
+    assert proc.returncode == 0, out
+    assert log(redis_client) == ["user:1|1-0", "user:2|2-0", "user:3|3-0", "user:1|1-1", "user:1|1-2",
+                                 "user:1|1-3"]
+    assert "done in" in out and "user:2" in out  # logs say which task ran for which user
+
+
+def test_steals_only_when_own_users_are_empty(queue: TaskQueue, redis_client: redis.Redis,
+                                              workers: Any) -> None:
+    queue.push(t.record("stolen"), user_id="user:1")
+    queue.push(t.record("own-1"), user_id="user:4")
+    queue.push(t.record("own-2"), user_id="user:5")
+    proc = workers("worker-002", "--burst", "--concurrency", "1")
+    out, _ = proc.communicate(timeout=60)
+    assert proc.returncode == 0, out
+    assert log(redis_client) == ["user:4|own-1", "user:5|own-2", "user:1|stolen"]
+
+
+def test_retry_and_dlq(queue: TaskQueue, redis_client: redis.Redis, workers: Any) -> None:
+    queue.push(t.flaky("e2e", 1), user_id="user:1")
+    dead = t.always_fails("e2e")
+    queue.push(dead, user_id="user:2")
+    bogus = t.record("x")
+    bogus.func_name = "subprocess.call"
+    queue.push(bogus, user_id="user:3")
+    proc = workers("worker-001", "--burst")
+    out, _ = proc.communicate(timeout=90)
+    assert proc.returncode == 0, out
+    assert log(redis_client) == ["user:1|flaky-ok-2"]
+    entries = {e.task_id: e for e in queue.get_dlq()}
+    assert set(entries) == {dead.task_id, bogus.task_id}
+    assert "Traceback" in entries[dead.task_id].traceback and entries[dead.task_id].attempts == 2
+    assert entries[bogus.task_id].failure_type == "unregistered"
+    assert "always fails" in out  # the log says why it failed
+
+
+def test_sigterm_drains_gracefully(queue: TaskQueue, redis_client: redis.Redis, workers: Any) -> None:
+    queue.push(t.record("long", 1.5), user_id="user:1")
+    queue.push(t.record("next"), user_id="user:1")
+    proc = workers("worker-001", "--concurrency", "1")
+    wait_for(lambda: redis_client.llen(LOG + ":start"))
+    proc.send_signal(signal.SIGTERM)
+    out, _ = proc.communicate(timeout=30)
+    assert proc.returncode == 0, out
+    assert log(redis_client) == ["user:1|long"]  # finished, and took nothing new
+    stats = queue.get_stats()
+    assert stats["tasks_completed"] == 1 and stats["tasks_failed"] == 0 and stats["tasks_queued"] == 1
+
+
+def test_sigkill_mid_task_loses_nothing(queue: TaskQueue, redis_client: redis.Redis, workers: Any) -> None:
+    task = t.record("victim", 0.5)
+    queue.push(task, user_id="user:2")
+    proc = workers("worker-001", "--concurrency", "1")
+    wait_for(lambda: redis_client.llen(LOG + ":start"))
+    proc.kill()
+    proc.wait(10)
+    assert log(redis_client) == []
+    assert queue.get_task_state(task.task_id)["st"] == "leased"  # type: ignore[index]
+    # a replacement (the other worker steals user:2) runs it once the lease (5 s in test settings) expires
+    proc2 = workers("worker-002", "--concurrency", "1")
+    wait_for(lambda: log(redis_client), timeout=30)
+    assert log(redis_client) == ["user:2|victim"]
+    proc2.send_signal(signal.SIGTERM)
+    proc2.communicate(timeout=30)
+    stats = queue.get_stats()
+    assert stats["tasks_completed"] == 1 and stats["tasks_expired"] == 1 and stats["dlq_size"] == 0
+
+
+def test_health_probe(queue: TaskQueue, workers: Any) -> None:
+    assert run_manage("fairque_health", "worker-001").returncode == 1
+    proc = workers("worker-001")
+    wait_for(lambda: run_manage("fairque_health", "worker-001").returncode == 0)
+    ok = run_manage("fairque_health", "worker-001", "--json")
+    assert '"alive": true' in ok.stdout
+    proc.send_signal(signal.SIGTERM)
+    proc.communicate(timeout=30)
+    assert proc.returncode == 0
+    assert run_manage("fairque_health", "worker-001").returncode == 1
+
+
+def test_unknown_worker_id_lists_configured_ids() -> None:
+    res = run_manage("runfairworker", "worker-999")
+    assert res.returncode == 1
+    assert "worker-999" in res.stderr and "worker-001" in res.stderr and "worker-002" in res.stderr
