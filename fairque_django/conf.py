@@ -60,6 +60,7 @@ __all__ = [
     "get_queue",
     "get_redis_client",
     "get_setting",
+    "install_providers",
     "redis_display_url",
     "reset",
 ]
@@ -238,7 +239,8 @@ def _build_config() -> FairQueueConfig:
     try:
         with _build_scope():
             if options["CONFIG_FILE"] is not None:
-                return FairQueueConfig.from_yaml(config_file_path(options["CONFIG_FILE"]), worker_id=worker_id)
+                path = config_file_path(options["CONFIG_FILE"])
+                return FairQueueConfig.from_yaml(path, worker_id=worker_id)
             return FairQueueConfig.from_dict(sections, worker_id=worker_id)
     except UnknownWorkerError as exc:
         raise FairQueueImproperlyConfigured(
@@ -408,6 +410,17 @@ def redis_display_url(client: redis.Redis) -> str:
     user = kwargs.get("username")
     auth = f"{user}@" if user else ""
     return f"{scheme}://{auth}{kwargs.get('host', 'localhost')}:{kwargs.get('port', 6379)}/{db}"
+
+
+def install_providers() -> None:
+    """Point the core's default Redis and client hooks at Django (done in ``AppConfig.ready``)."""
+    from .core.config import set_default_redis_provider
+    from .core.connection import set_client_provider
+
+    # create_default()/FairQueueConfig() without redis= use the project's Redis, and a
+    # TaskQueue built from the FAIRQUE config shares Django's connection.
+    set_default_redis_provider(django_default_redis)
+    set_client_provider(django_client_provider)
 
 
 # --------------------------------------------------------------------------- cache reset

@@ -36,13 +36,15 @@ def not_a_class(obj: Any) -> str:
 
 @pytest.fixture(autouse=True)
 def fresh() -> Iterator[None]:
+    conf.install_providers()  # another test module may have replaced the core hooks
     conf.reset()
     yield
     conf.reset()
 
 
 def fairque_messages(deploy: bool = True) -> list[CheckMessage]:
-    return [m for m in run_checks(include_deployment_checks=deploy) if (m.id or "").startswith("fairque_django.")]
+    messages = run_checks(include_deployment_checks=deploy)
+    return [m for m in messages if (m.id or "").startswith("fairque_django.")]
 
 
 def ids(messages: list[CheckMessage]) -> list[str]:

@@ -33,6 +33,7 @@ WORKERS = [{"id": "w1", "assigned_users": ["user:*"]}]
 
 @pytest.fixture(autouse=True)
 def fresh(redis_client: redis.Redis) -> Iterator[None]:
+    conf.install_providers()  # another test module may have replaced the core hooks
     conf.reset()
     yield
     conf.reset()
@@ -100,7 +101,8 @@ def test_config_file_relative_to_base_dir(tmp_path: Path) -> None:
         assert get_config().worker_ids == ("yaml-1", "yaml-2")
 
 
-def test_config_file_relative_to_cwd_without_base_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_config_file_relative_to_cwd_without_base_dir(tmp_path: Path,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
     (tmp_path / "fq.yaml").write_text(YAML)
     monkeypatch.chdir(tmp_path)
     with override_settings(FAIRQUE={"CONFIG_FILE": "fq.yaml"}):
@@ -143,7 +145,7 @@ def test_url_config_uses_the_core_shared_client() -> None:
 
 
 def test_django_redis_cache_alias() -> None:
-    from django_redis import get_redis_connection
+    from django_redis import get_redis_connection  # type: ignore[import-untyped]
 
     caches = {"default": LOCMEM, "fq": {"BACKEND": "django_redis.cache.RedisCache", "LOCATION": REDIS_URL}}
     with override_settings(CACHES=caches, FAIRQUE={"CACHE_ALIAS": "fq", "workers": WORKERS}):
@@ -273,7 +275,8 @@ def test_deleted_fairque_gives_default_config() -> None:
     ],
 )
 def test_bad_settings_raise_naming_the_key(fairque: dict[str, Any], pattern: str) -> None:
-    with override_settings(FAIRQUE=fairque), pytest.raises(FairQueueImproperlyConfigured, match=pattern) as info:
+    with override_settings(FAIRQUE=fairque), \
+            pytest.raises(FairQueueImproperlyConfigured, match=pattern) as info:
         get_config()
     assert isinstance(info.value, ImproperlyConfigured)
     assert isinstance(info.value, ConfigurationError)

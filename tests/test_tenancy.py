@@ -34,6 +34,7 @@ MIDDLEWARE = [
 
 @pytest.fixture(autouse=True)
 def fresh() -> Iterator[None]:
+    conf.install_providers()  # another test module may have replaced the core hooks
     conf.reset()
     yield
     conf.reset()

@@ -73,6 +73,7 @@ class Worker:
         self.failed = 0
         self.started_at = 0.0
         self._taken = 0
+        self._inflight = 0
         self._stop = threading.Event()
         self._lock = threading.Lock()
         self._running: dict[str, _Running] = {}
@@ -154,48 +155,46 @@ class Worker:
     def _slot_loop(self) -> None:
         backoff = 0.1
         while not self._stop.is_set():
-            if self.max_tasks is not None:
-                with self._lock:
-                    if self._taken >= self.max_tasks:
-                        break
-                    self._taken += 1
+            with self._lock:
+                if self.max_tasks is not None and self._taken >= self.max_tasks:
+                    break
+                self._taken += 1
+                self._inflight += 1  # popping or running: burst mode must not end meanwhile
+            task: Task | None = None
+            due: float | None = None
             try:
                 task, due = self.queue.pop_reply(self.worker_id)
                 backoff = 0.1
+                if task is not None:
+                    if self._stop.is_set():
+                        self.queue.release([task])
+                        break
+                    self._execute(task)
             except RedisUnavailableError as exc:
-                self._release_reservation()
                 logger.warning("worker %s: Redis unreachable (%s); retrying in %.1fs", self.worker_id,
                                exc, backoff)
                 self._stop.wait(backoff)
                 backoff = min(backoff * 2, 5.0)
                 continue
+            finally:
+                with self._lock:
+                    self._inflight -= 1
+                    if task is None:
+                        self._taken -= 1
             if task is None:
-                self._release_reservation()
                 if self.burst and self._burst_done():
                     self._stop.set()
                     break
                 self._wait(due)
-                continue
-            if self._stop.is_set():
-                self.queue.release([task])
-                break
-            self._execute(task)
-            if self.max_tasks is not None and self.processed + self.failed >= self.max_tasks:
-                self._stop.set()
         with self._lock:
-            if self.max_tasks is not None and self._taken >= self.max_tasks and not self._running:
+            if self.max_tasks is not None and self._taken >= self.max_tasks and self._inflight == 0:
                 self._stop.set()
-
-    def _release_reservation(self) -> None:
-        if self.max_tasks is not None:
-            with self._lock:
-                self._taken -= 1
 
     def _burst_done(self) -> bool:
-        """Burst mode ends when nothing runs here, nothing is ready for this worker, and no
-        delayed task (e.g. a retry) is due within ``BURST_DELAY_HORIZON`` seconds."""
+        """Burst mode ends when no slot is popping or running, nothing is ready for this worker,
+        and no delayed task (e.g. a retry) is due within ``BURST_DELAY_HORIZON`` seconds."""
         with self._lock:
-            if self._running:
+            if self._inflight:
                 return False
         due = self.queue.next_delayed_seconds()
         return due is None or due > BURST_DELAY_HORIZON
@@ -305,7 +304,8 @@ class Worker:
         except FairQueueError as exc:
             self._failed(task, exc, traceback.format_exc(), duration, failure_type="result")
             return
-        self.processed += 1
+        with self._lock:
+            self.processed += 1
         logger.info("worker %s: %s %s for %s done in %.3fs", self.worker_id, task.func_name or "payload task",
                     task.task_id, task.user_id, duration)
         self._safe_hook(self.handler.on_task_success, task, duration)
@@ -320,7 +320,8 @@ class Worker:
         self._safe_hook(self.handler.on_task_failure, task, error, duration)
 
     def _record_failure(self, task: Task, error: BaseException, tb: str, ftype: str) -> str:
-        self.failed += 1
+        with self._lock:
+            self.failed += 1
         permanent = isinstance(error, PERMANENT_ERRORS)
         try:
             outcome = self.queue.fail(task, error, traceback=tb, failure_type=ftype, retry=not permanent)
