@@ -427,6 +427,35 @@ class Bench:
         self.figure("pop_complete", f"pop+complete x{chunks * step:,} (one client)", chunks * step, fq,
                     base, TARGETS["pop_complete"])
 
+    # ---- info: the client fairque builds vs a plain redis-py client ----------------------
+    def bench_client_options(self, q: TaskQueue) -> None:
+        """The same raw LPUSH round trips through fairque's shared client (retry, socket timeouts,
+        health checks: connection.build_client) and through a plain redis-py client."""
+        n = self.sizes["single"]
+        step = max(1, n // 10)
+        key = f"{RAW}:client"
+        plain, shared = self.raw, q.client
+
+        def chunk(client: redis.Redis) -> Callable[[], None]:
+            def run() -> None:
+                lpush = client.lpush
+                for _ in range(step):
+                    lpush(key, "x")
+            return run
+
+        chunks = n // step
+        fq, base, _ = self.interleave([chunk(plain)] * chunks, [chunk(shared)] * chunks)
+        total = chunks * step
+        f_rate, b_rate = median([total / m.wall for m in fq]), median([total / m.wall for m in base])
+        f_cpu = median([m.client_cpu / total * 1e6 for m in fq])
+        b_cpu = median([m.client_cpu / total * 1e6 for m in base])
+        self.out(f"(info) raw LPUSH x{total:,} through fairque's shared client: {f_rate:,.0f}/s "
+                 f"(client CPU {f_cpu:.1f} us), plain redis-py client {b_rate:,.0f}/s "
+                 f"(client CPU {b_cpu:.1f} us), ratio {f_rate / b_rate:.2f}")
+        self.results["client_options"] = {"n": total, "shared_client_per_s": f_rate, "plain_client_per_s": b_rate,
+                                          "ratio": f_rate / b_rate, "shared_client_cpu_us": f_cpu,
+                                          "plain_client_cpu_us": b_cpu}
+
     # ---- 4. tenant scale ----------------------------------------------------------------
     def bench_scale(self) -> None:
         """pop+complete latency vs the number of users assigned to the worker.
@@ -785,6 +814,7 @@ def main(argv: list[str] | None = None) -> int:
         bench.bench_push_batch(q, users)
         bench.bench_push(q, users)
         bench.bench_pop_complete(q, users)
+        bench.bench_client_options(q)
         bench.out("")
         bench.bench_scale()
         bench.out("")

@@ -2,7 +2,8 @@
 -- Key layout (P is the hash-tagged prefix "{fq}", so every key lives in one cluster slot):
 --   P:t:<id>                        HASH  task: b body, u user, p priority, s seq, q partition, w weight,
 --                                         m max_retries, r retries, a attempts, st state, wk worker,
---                                         tok lease token, dl deadline, err/et/tb/ft/dt on failure
+--                                         tok lease token, dl deadline, e ready since (ms),
+--                                         lt leased at (ms), err/et/tb/ft/dt on failure
 --   P:queue:user:<u>:critical       LIST  CRITICAL lane (LPUSH, RPOP: FIFO)
 --   P:queue:user:<u>:normal         ZSET  priorities 1-5, score (6-p)*2^40 + seq
 --   P:ready:<part>                  ZSET  users with ready work in a partition, score = virtual start time
@@ -71,7 +72,7 @@ local function enqueue_ready(P, id, front)
   else
     redis.call('ZADD', nk, normal_score(prio, seq), id)
   end
-  redis.call('HSET', tk, 'st', 'queued')
+  redis.call('HSET', tk, 'st', 'queued', 'e', now_ms())
   mark_ready(P, part, user)
 end
 

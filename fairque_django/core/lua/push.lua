@@ -25,7 +25,7 @@ for i = 0, n - 1 do
     stored = stored + 1
     local seq = first + i + 1
     redis.call('HSET', tk, 'b', body, 'u', user, 'p', prio, 's', seq, 'q', part, 'w', weight,
-      'm', maxr, 'r', 0, 'a', 0, 'st', 'queued')
+      'm', maxr, 'r', 0, 'a', 0, 'st', 'queued', 'e', math.max(now, after))
     redis.call('ZINCRBY', P .. ':live', 1, user)
     if after > now then
       redis.call('HSET', tk, 'st', 'delayed')
