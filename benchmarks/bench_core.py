@@ -197,7 +197,7 @@ def counting_round_trips(client: redis.Redis) -> Iterator[list[int]]:
 class Measured:
     """A timed run (or the sum of its chunks): wall time, client CPU, server exec time, server CPU."""
 
-    __slots__ = ("wall", "client_cpu", "server_usec", "server_cpu", "commands", "round_trips")
+    __slots__ = ("client_cpu", "commands", "round_trips", "server_cpu", "server_usec", "wall")
 
     def __init__(self) -> None:
         self.wall = self.client_cpu = self.server_usec = self.server_cpu = 0.0
@@ -275,7 +275,7 @@ class Bench:
                 setup()
             gc.collect()
             fq_sum, base_sum = Measured(), Measured()
-            for i, (b, f) in enumerate(zip(base_chunks, fq_chunks)):
+            for i, (b, f) in enumerate(zip(base_chunks, fq_chunks, strict=True)):
                 if (i + rep) % 2 == 0:
                     mb = self.timed(b, scripted=False, count=count_base)
                     mf = self.timed(f, scripted=True, count=count_fq)
@@ -320,7 +320,8 @@ class Bench:
 
         f_op, b_op = per_op(fq), per_op(base)
         for label, op in (("fairque ", f_op), ("baseline", b_op)):
-            line = f"    per task {label}: wall {op['wall_us']:6.1f} us | client CPU {op['client_cpu_us']:6.1f} us"
+            line = (f"    per task {label}: wall {op['wall_us']:6.1f} us"
+                    f" | client CPU {op['client_cpu_us']:6.1f} us")
             if self.server_stats:
                 line += (f" | Redis exec {op['server_exec_us']:6.1f} us (commandstats)"
                          f" | Redis CPU {op['server_cpu_us']:6.1f} us")
@@ -345,7 +346,7 @@ class Bench:
 
         def baseline() -> None:
             pipe = raw.pipeline(transaction=False)
-            for k, b in zip(keys, bodies):
+            for k, b in zip(keys, bodies, strict=True):
                 pipe.lpush(k, b)
             pipe.execute()
 
@@ -380,7 +381,7 @@ class Bench:
         def base_chunk(lo: int) -> Callable[[], None]:
             def run() -> None:
                 lpush = raw.lpush
-                for k, b in zip(keys[lo:lo + step], bodies[lo:lo + step]):
+                for k, b in zip(keys[lo:lo + step], bodies[lo:lo + step], strict=True):
                     lpush(k, b)
             return run
 
@@ -452,7 +453,8 @@ class Bench:
         self.out(f"(info) raw LPUSH x{total:,} through fairque's shared client: {f_rate:,.0f}/s "
                  f"(client CPU {f_cpu:.1f} us), plain redis-py client {b_rate:,.0f}/s "
                  f"(client CPU {b_cpu:.1f} us), ratio {f_rate / b_rate:.2f}")
-        self.results["client_options"] = {"n": total, "shared_client_per_s": f_rate, "plain_client_per_s": b_rate,
+        self.results["client_options"] = {"n": total, "shared_client_per_s": f_rate,
+                                          "plain_client_per_s": b_rate,
                                           "ratio": f_rate / b_rate, "shared_client_cpu_us": f_cpu,
                                           "plain_client_cpu_us": b_cpu}
 
@@ -597,7 +599,8 @@ class Bench:
                 "commands": {k: round(v["calls"] / size, 3) for k, v in
                              sorted(typical.commands.items(), key=lambda kv: -kv[1]["calls"])},
                 "server_cpu_us_per_task": median([m.server_cpu / size * 1e6 for m in use]),
-                "server_exec_us_per_task": median([server_exec_usec(m.commands, scripted) / size for m in use]),
+                "server_exec_us_per_task": median([server_exec_usec(m.commands, scripted) / size
+                                                   for m in use]),
                 "wall_us_per_task": median([m.wall / n_run * 1e6 for m in runs]),
                 "client_cpu_us_per_task": median([m.client_cpu / n_run * 1e6 for m in runs]),
             }
@@ -612,7 +615,8 @@ class Bench:
                  f"{f['clean_chunks']}/{total} fairque and {b['clean_chunks']}/{total} baseline chunks "
                  f"of {step} that no other client disturbed)")
         self.out(f"lifecycle Redis commands per task: fairque {f['commands_per_task']:.1f}, baseline "
-                 f"{b['commands_per_task']:.1f}, ratio {f['commands_per_task'] / b['commands_per_task']:.1f}x")
+                 f"{b['commands_per_task']:.1f}, "
+                 f"ratio {f['commands_per_task'] / b['commands_per_task']:.1f}x")
         self.out(f"lifecycle client round trips per task: fairque {f['round_trips_per_task']:.2f}, "
                  f"baseline {b['round_trips_per_task']:.2f}")
         self.out(f"lifecycle Redis CPU per task: fairque {f['server_cpu_us_per_task']:.1f} us, "
@@ -636,7 +640,7 @@ class Bench:
 
         def fill_base() -> None:
             pipe = raw.pipeline(transaction=False)
-            for k, b in zip(keys, bodies):
+            for k, b in zip(keys, bodies, strict=True):
                 pipe.lpush(k, b)
             pipe.execute()
 
@@ -669,7 +673,8 @@ class Bench:
                  f"{f['used_memory_per_task']:.0f} B, baseline {b['used_memory_per_task']:.0f} B, ratio "
                  f"{f['used_memory_per_task'] / b['used_memory_per_task']:.1f}x (INFO used_memory delta)")
         self.out(f"    MEMORY USAGE sum of the DB's keys: fairque {f['memory_usage_per_task']:.0f} B/task "
-                 f"({f['keys']:,} keys), baseline {b['memory_usage_per_task']:.0f} B/task ({b['keys']:,} keys)")
+                 f"({f['keys']:,} keys), baseline {b['memory_usage_per_task']:.0f} B/task "
+                 f"({b['keys']:,} keys)")
 
     # ---- profiling ----------------------------------------------------------------------
     def profile(self, q: TaskQueue, users: list[str]) -> None:
@@ -715,8 +720,10 @@ class Bench:
             text = buf.getvalue()
             start = text.find("   ncalls")
             for line in text[start:].rstrip().splitlines():
-                line = line.replace(str(ROOT) + "/", "").replace(sys.prefix + "/lib/python3.11/site-packages/", "")
-                self.out("    " + line.replace(os.path.dirname(os.__file__) + "/", "stdlib/"))
+                for long, short in ((str(ROOT) + "/", ""), (os.path.dirname(redis.__path__[0]) + "/", ""),
+                                    (os.path.dirname(os.__file__) + "/", "stdlib/")):
+                    line = line.replace(long, short)
+                self.out("    " + line)
             self.results.setdefault("profile", {})[label] = {
                 "wall_s": wall, "profiled_s": total, "redis_exec_s": redis_exec, "areas_s": areas}
         self.flush()

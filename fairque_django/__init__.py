@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import importlib
+from typing import Any
+
 from .core.config import FairQueueConfig, QueueConfig, RedisConfig, WorkerConfig
-from .core.context import use_tenant as tenant
 from .core.exceptions import (
     ConfigurationError,
     CorruptTaskError,
@@ -17,8 +19,10 @@ from .core.exceptions import (
     TaskNotRegisteredError,
     TaskValidationError,
     UnknownWorkerError,
+    UnservedUserError,
 )
 from .core.models import DLQEntry, Priority, Task
+from .core.async_queue import AsyncTaskQueue
 from .core.handler import TaskHandler, TaskTimeoutError
 from .core.queue import TaskQueue
 from .core.registry import TaskFunction, task, xcom_task
@@ -27,7 +31,30 @@ from .core.xcom import xcom_delete, xcom_pull, xcom_push
 
 __version__ = "0.1.0"
 
-__all__ = [
+# Django adapters, imported on first use so that the core stays importable without Django.
+_LAZY = {
+    "tenant": "fairque_django.tenancy",
+    "current_tenant": "fairque_django.tenancy",
+    "resolve_user_id": "fairque_django.tenancy",
+    "enqueue": "fairque_django.enqueue",
+    "enqueue_many": "fairque_django.enqueue",
+    "aenqueue": "fairque_django.enqueue",
+    "aenqueue_many": "fairque_django.enqueue",
+    "get_config": "fairque_django.conf",
+    "get_queue": "fairque_django.conf",
+    "get_redis_client": "fairque_django.conf",
+    "FairQueueImproperlyConfigured": "fairque_django.conf",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'fairque_django' has no attribute {name!r}")
+    return getattr(importlib.import_module(module), name)
+
+
+__all__ = [  # noqa: RUF022 - public names first, then the lazily imported Django adapters
     "ConfigurationError",
     "CorruptTaskError",
     "DLQEntry",
@@ -47,6 +74,7 @@ __all__ = [
     "TaskQueue",
     "TaskValidationError",
     "UnknownWorkerError",
+    "UnservedUserError",
     "WorkerConfig",
     "TaskFunction",
     "TaskHandler",
@@ -58,4 +86,15 @@ __all__ = [
     "xcom_pull",
     "xcom_push",
     "xcom_task",
+    "AsyncTaskQueue",
+    "aenqueue",
+    "aenqueue_many",
+    "current_tenant",
+    "enqueue",
+    "enqueue_many",
+    "get_config",
+    "get_queue",
+    "get_redis_client",
+    "resolve_user_id",
+    "FairQueueImproperlyConfigured",
 ]

@@ -187,6 +187,9 @@ _building: contextvars.ContextVar[bool] = contextvars.ContextVar("fairque_buildi
 
 def _load_options() -> dict[str, Any]:
     global _options
+    options = _options
+    if options is not None:
+        return options
     with _lock:
         if _options is None:
             raw = fairque_setting()

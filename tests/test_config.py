@@ -58,9 +58,12 @@ queue:
 
 @pytest.fixture(autouse=True)
 def _no_default_redis_provider() -> Iterator[None]:
+    from fairque_django.core import config as config_module
+
+    previous = config_module._default_redis_provider
     set_default_redis_provider(None)
     yield
-    set_default_redis_provider(None)
+    set_default_redis_provider(previous)
 
 
 def two_workers(**queue: Any) -> dict[str, Any]:

@@ -172,7 +172,7 @@ def test_builtin_redis_cache_alias() -> None:
         client = get_redis_client()
         assert isinstance(client, redis.Redis)
         assert client is get_redis_client()
-        assert client.connection_pool.connection_kwargs["db"] == 15
+        assert client.connection_pool.connection_kwargs["db"] == int(REDIS_URL.rsplit("/", 1)[1])
         # the same pool the cache itself writes through
         django_caches["fq"].set("fairque-probe", 1)
         assert client.exists(django_caches["fq"].make_key("fairque-probe")) == 1

@@ -311,7 +311,7 @@ def test_wrong_type_key_is_quarantined(q: TaskQueue, redis_client: redis.Redis) 
 def test_redis_unreachable_is_typed_and_prompt() -> None:
     from fairque_django.embedded_redis import free_port
 
-    cfg = FairQueueConfig.create_default(redis=RedisConfig(port=free_port(), socket_connect_timeout=0.2,
+    cfg = FairQueueConfig.create_default(assigned_users=["a"], redis=RedisConfig(port=free_port(), socket_connect_timeout=0.2,
                                                            socket_timeout=0.2))
     q = TaskQueue(cfg)
     start = time.monotonic()
@@ -334,3 +334,11 @@ def test_seed_legacy_example_runs(make_config: Any) -> None:
         assert queue.delete_task(popped.task_id)
         stats = queue.get_stats()
         assert stats.get("tasks_active", 0) == 0 and stats["tasks_completed"] == 1
+
+
+def test_push_for_a_user_no_worker_serves_is_refused(q: TaskQueue) -> None:
+    from fairque_django.core.exceptions import UnservedUserError
+
+    with pytest.raises(UnservedUserError, match="never"):
+        q.push(Task.create(user_id="zed", payload={}))
+    assert q.get_stats()["tasks_pushed"] == 0

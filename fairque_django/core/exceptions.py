@@ -29,6 +29,10 @@ class TaskValidationError(FairQueueError, ValueError):
     """A task (user id, priority, arguments, payload) is not acceptable."""
 
 
+class UnservedUserError(TaskValidationError):
+    """No configured worker is assigned the user or may steal its tasks: they would never run."""
+
+
 class SerializationError(TaskValidationError):
     """A value is not JSON-serialisable."""
 

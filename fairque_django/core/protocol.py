@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .config import POOL_PARTITION, FairQueueConfig, glob_to_lua_pattern, is_pattern
-from .exceptions import CorruptTaskError, PayloadTooLargeError, TaskValidationError
+from .exceptions import CorruptTaskError, PayloadTooLargeError, TaskValidationError, UnservedUserError
 from .keys import Keys, validate_user_id
 from .models import DLQEntry, Priority, Task
 
@@ -55,12 +55,25 @@ class QueueProtocol:
         if self.worker_id is not None:
             config.get_worker(self.worker_id)  # unknown id -> UnknownWorkerError
         self._plans: dict[str, PopPlan] = {}
+        self._partitions: dict[str, str] = {}
 
     # --- push ------------------------------------------------------------------------
     def partition_of(self, user_id: str) -> str:
+        """The partition a user's tasks are served from; raises if no worker could ever serve it."""
         if not self.config.workers:
             return POOL_PARTITION
-        return self.config.owner_of(user_id) or POOL_PARTITION
+        part = self._partitions.get(user_id)
+        if part is None:
+            part = self.config.partition_of(user_id)
+            if part == POOL_PARTITION and not any(w.may_steal(user_id) for w in self.config.workers):
+                raise UnservedUserError(
+                    f"no worker is assigned user {user_id!r} or may steal its tasks, so they would never "
+                    f"run: add it (or a pattern such as '*') to a worker's assigned_users or steal_targets"
+                )
+            if len(self._partitions) > 100_000:
+                self._partitions.clear()
+            self._partitions[user_id] = part
+        return part
 
     def prepare(self, task: Task, user_id: str | None) -> tuple[Task, list[Any]]:
         """Validate ``task`` for ``user_id`` and return it with its 8 push arguments."""

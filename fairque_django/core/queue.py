@@ -338,7 +338,8 @@ class TaskQueue:
             first, (sec, usec) = pipe.execute()
         if not first:
             return None
-        return max(0.0, first[0][1] / 1000.0 - (sec + usec / 1e6))
+        now = float(sec) + float(usec) / 1e6
+        return max(0.0, float(first[0][1]) / 1000.0 - now)
 
     def wait_for_work(self, worker_id: str | None = None, timeout: float = 1.0) -> bool:
         """Block until a push may have made work ready for the worker (or ``timeout``)."""

@@ -47,7 +47,7 @@ class TaskFunction(Generic[P, R]):
         self.timeout = timeout
         self.xcom_key = xcom_key
         self.store_result = store_result
-        functools.update_wrapper(self, func)  # type: ignore[arg-type]
+        functools.update_wrapper(self, func)
 
     def __call__(self, *args: P.args, **kwargs: P.kwargs) -> Task:
         return self.create_task(args, kwargs)

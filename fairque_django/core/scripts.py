@@ -16,7 +16,7 @@ _INCLUDE = re.compile(r"^-- @include (\S+)$", re.MULTILINE)
 @cache
 def source(name: str) -> str:
     """The Lua source of script ``name`` with its ``-- @include`` lines expanded."""
-    text = resources.files("fairque_django.core").joinpath("lua", f"{name}.lua").read_text("utf-8")
+    text = resources.files("fairque_django.core").joinpath("lua").joinpath(f"{name}.lua").read_text("utf-8")
     return _INCLUDE.sub(lambda m: source(m.group(1).removesuffix(".lua")), text)
 
 

@@ -28,6 +28,7 @@ from .context import task_running
 from .exceptions import FairQueueError, LeaseLostError, RedisUnavailableError, TaskNotRegisteredError
 from .handler import TaskHandler, TaskTimeoutError
 from .models import Task, dumps
+from .protocol import _text
 from .queue import TaskQueue, redis_errors
 from .registry import import_task_modules
 
@@ -389,7 +390,7 @@ def worker_health(queue: TaskQueue, worker_id: str) -> dict[str, Any] | None:
         raw = queue.client.hgetall(queue.keys.worker(worker_id))
     if not raw:
         return None
-    record: dict[str, Any] = {k.decode(): v.decode() for k, v in raw.items()}
+    record: dict[str, Any] = {_text(k): _text(v) for k, v in raw.items()}
     for key in ("current", "assigned", "steals"):
         record[key] = json.loads(record.get(key, "[]"))
     for key in ("started", "last_seen"):
