@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
+from .core.async_queue import AsyncTaskQueue
 from .core.config import FairQueueConfig, QueueConfig, RedisConfig, WorkerConfig
 from .core.exceptions import (
     ConfigurationError,
@@ -21,9 +22,8 @@ from .core.exceptions import (
     UnknownWorkerError,
     UnservedUserError,
 )
-from .core.models import DLQEntry, Priority, Task
-from .core.async_queue import AsyncTaskQueue
 from .core.handler import TaskHandler, TaskTimeoutError
+from .core.models import DLQEntry, Priority, Task
 from .core.queue import TaskQueue
 from .core.registry import TaskFunction, task, xcom_task
 from .core.worker import Worker

@@ -7,7 +7,6 @@ import threading
 import time
 from typing import Any
 
-import pytest
 import redis
 
 from fairque_django import Task, TaskHandler, TaskQueue, Worker

@@ -106,10 +106,7 @@ class QueueProtocol:
     def plan(self, worker_id: str | None) -> PopPlan:
         wid = worker_id if worker_id is not None else self.worker_id
         if wid is None:
-            if self.config.workers:
-                wid = self.config.get_worker(None).id
-            else:
-                wid = POOL_PARTITION
+            wid = self.config.get_worker(None).id if self.config.workers else POOL_PARTITION
         cached = self._plans.get(wid)
         if cached is not None:
             return cached

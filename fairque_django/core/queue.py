@@ -93,8 +93,8 @@ class TaskQueue:
                     flat.extend(args)
                 self.scripts.push(keys=[self.keys.stats], args=flat, client=pipe)
             replies = pipe.execute()
-        for group, reply in zip(groups, replies):
-            for (task, _), ok in zip(group, reply):
+        for group, reply in zip(groups, replies, strict=True):
+            for (task, _), ok in zip(group, reply, strict=True):
                 (ids if ok else duplicates).append(task.task_id)
         return {"success": not duplicates, "pushed": len(ids), "task_ids": ids, "duplicates": duplicates}
 
@@ -239,7 +239,7 @@ class TaskQueue:
             for i in ids:
                 pipe.hgetall(self.keys.task(_text(i)))
             rows = pipe.execute(raise_on_error=False)
-        return [self.proto.decode_dead(_text(i), row) for i, row in zip(ids, rows)
+        return [self.proto.decode_dead(_text(i), row) for i, row in zip(ids, rows, strict=True)
                 if isinstance(row, dict) and row]
 
     def get_dead(self, task_id: str) -> DLQEntry | None:
@@ -272,7 +272,7 @@ class TaskQueue:
             ids = list(task_ids)
             if ids:
                 # only dead tasks: never touch live ones through the DLQ API
-                dead = [i for i, s in zip(ids, self._scores(self.keys.dlq, ids)) if s is not None]
+                dead = [i for i, s in zip(ids, self._scores(self.keys.dlq, ids), strict=True) if s is not None]
                 if dead:
                     done = [_text(x) for x in script(keys=[self.keys.stats], args=[self.keys.base, *dead])]
         return done

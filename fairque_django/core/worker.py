@@ -9,6 +9,7 @@ worker's health record. SIGTERM/SIGINT stop it gracefully; a second signal exits
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import json
 import logging
@@ -110,12 +111,9 @@ class Worker:
             self._stop.wait(0.2)
         self._shutdown()
         beat.join(timeout=5)
-        try:
-            with redis_errors("worker shutdown"):
-                self.queue.client.delete(self.queue.keys.worker(self.worker_id))
-                self.queue.client.zrem(self.queue.keys.workers, self.worker_id)
-        except FairQueueError:
-            pass
+        with contextlib.suppress(FairQueueError), redis_errors("worker shutdown"):
+            self.queue.client.delete(self.queue.keys.worker(self.worker_id))
+            self.queue.client.zrem(self.queue.keys.workers, self.worker_id)
         logger.info("worker %s stopped: %d processed, %d failed", self.worker_id, self.processed, self.failed)
         return self._exit_code
 
@@ -227,7 +225,7 @@ class Worker:
                 ok, result = self._run_with_timeout(task, entry, timeout)
             else:
                 ok, result = self._run(task)
-        except BaseException as exc:  # noqa: BLE001 - a task may raise anything; we record it
+        except BaseException as exc:
             error, tb = exc, traceback.format_exc()
         duration = time.monotonic() - start
         with self._lock:
@@ -261,7 +259,7 @@ class Worker:
         def target() -> None:
             try:
                 box["result"] = self._run(task)
-            except BaseException as exc:  # noqa: BLE001
+            except BaseException as exc:
                 box["error"], box["tb"] = exc, traceback.format_exc()
 
         runner = threading.Thread(target=target, name=f"task-{task.task_id}", daemon=True)
@@ -333,18 +331,16 @@ class Worker:
                          self.worker_id, task.task_id, exc)
             return "not recorded"
         if outcome == "dead" and task.metadata.get("store_result"):
-            try:
+            with contextlib.suppress(FairQueueError):
                 self.queue.store_result(task, {"status": "FAILED", "error": str(error),
                                                "error_type": type(error).__name__, "traceback": tb,
                                                "finished_at": time.time()})
-            except FairQueueError:
-                pass
         return "retry scheduled" if outcome == "retry" else "dead-lettered"
 
     def _safe_hook(self, hook: Callable[..., None], *args: Any) -> None:
         try:
             hook(*args)
-        except Exception:  # noqa: BLE001 - a broken hook must not stop the worker
+        except Exception:
             logger.exception("worker %s: handler hook %s raised", self.worker_id, hook.__name__)
 
     # --- heartbeat ---------------------------------------------------------------------
@@ -366,7 +362,7 @@ class Worker:
             logger.warning("worker %s: heartbeat failed (%s)", self.worker_id, exc)
 
     def publish_health(self, tasks: list[Task]) -> None:
-        ttl = max(3 * self.settings.heartbeat_interval_seconds, 3 * self.config.queue.lease_timeout_seconds / 3)
+        ttl = max(3 * self.settings.heartbeat_interval_seconds, self.config.queue.lease_timeout_seconds)
         now = time.time()
         record = {
             "id": self.worker_id, "host": socket.gethostname(), "pid": os.getpid(),
