@@ -6,6 +6,7 @@ import importlib
 from typing import Any
 
 from .core.async_queue import AsyncTaskQueue
+from .core.async_worker import AsyncWorker
 from .core.config import FairQueueConfig, QueueConfig, RedisConfig, WorkerConfig
 from .core.exceptions import (
     ConfigurationError,
@@ -87,6 +88,7 @@ __all__ = [  # noqa: RUF022 - public names first, then the lazily imported Djang
     "xcom_push",
     "xcom_task",
     "AsyncTaskQueue",
+    "AsyncWorker",
     "aenqueue",
     "aenqueue_many",
     "current_tenant",

@@ -20,7 +20,7 @@ from redis.commands.core import AsyncScript
 
 from .config import FairQueueConfig, RedisConfig
 from .exceptions import CorruptTaskError, LeaseLostError
-from .models import DLQEntry, Task
+from .models import DLQEntry, Task, dumps
 from .protocol import PopPlan, QueueProtocol, _text, chunks
 from .queue import redis_errors
 from .scripts import AsyncScripts
@@ -326,6 +326,22 @@ class AsyncTaskQueue:
             pipe.zscore(self.keys.live, user_id)
             crit, normal, live = await pipe.execute()
         return {"critical": int(crit), "normal": int(normal), "live": int(live or 0)}
+
+    async def store_result(self, task: Task, record: dict[str, Any]) -> None:
+        """Keep a task's outcome (JSON) for ``queue.result_ttl_seconds`` under its user's scope."""
+        data = dumps(record, what=f"result of task {task.task_id}")
+        with redis_errors("store_result"):
+            await self.client.set(self.keys.result(task.user_id or "", task.task_id), data,
+                                  ex=self.config.queue.result_ttl_seconds)
+
+    async def next_delayed_seconds(self) -> float | None:
+        """Seconds until the earliest delayed task (scheduled or retry) is due, or None."""
+        with redis_errors("next_delayed_seconds"):
+            first = await self.client.zrange(self.keys.delayed, 0, 0, withscores=True)
+            sec, usec = await self.client.time()
+        if not first:
+            return None
+        return max(0.0, float(first[0][1]) / 1000.0 - (float(sec) + float(usec) / 1e6))
 
     async def wait_for_work(self, worker_id: str | None = None, timeout: float = 1.0) -> bool:
         """Wait until a push may have made work ready for the worker (or ``timeout``)."""

@@ -91,3 +91,13 @@ def add(a: int, b: int) -> int:
 @task()
 def returns_object() -> object:
     return object()
+
+
+@task()
+async def async_record(tag: str, sleep: float = 0.0) -> str:
+    import asyncio
+
+    log_client().rpush(LOG + ":start", f"{_me()}|{tag}")
+    await asyncio.sleep(sleep)
+    log_client().rpush(LOG, f"{_me()}|{tag}")
+    return tag
