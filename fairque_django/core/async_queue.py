@@ -8,6 +8,7 @@ reply decoding live in :class:`~.protocol.QueueProtocol`; this module only does 
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Iterable, Sequence
 from types import TracebackType
 from typing import Any
@@ -88,7 +89,7 @@ class AsyncTaskQueue:
         """Queue one task for ``user_id`` (or the task's own / the current tenant's user)."""
         task, args = self.proto.prepare(task, user_id)
         with redis_errors("push"):
-            stored = await self.scripts.push(keys=[self.keys.stats], args=[self.keys.base, 1, *args])
+            stored = await self.scripts.push(keys=[self.keys.stats], args=[self.keys.base, 1, int(time.time() * 1000), *args])
         return {"success": bool(stored[0]), "task_id": task.task_id, "user_id": task.user_id,
                 "priority": int(task.priority), "duplicate": not stored[0],
                 "state": "delayed" if task.execute_after else "queued"}
@@ -104,7 +105,7 @@ class AsyncTaskQueue:
         with redis_errors("push_batch"):
             pipe = self.client.pipeline(transaction=False)
             for group in groups:
-                flat: list[Any] = [self.keys.base, len(group)]
+                flat: list[Any] = [self.keys.base, len(group), int(time.time() * 1000)]
                 for _, args in group:
                     flat.extend(args)
                 await self.scripts.push(keys=[self.keys.stats], args=flat, client=pipe)

@@ -116,3 +116,7 @@ class Keys:
 
     def result(self, user_id: str, task_id: str) -> str:
         return f"{self.base}:result:{user_id}:{task_id}"
+
+    def result_owner(self, task_id: str) -> str:
+        """Which user a stored result belongs to (lets trusted code find it by id alone)."""
+        return f"{self.base}:result_owner:{task_id}"

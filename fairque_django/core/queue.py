@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from types import TracebackType
@@ -73,7 +74,7 @@ class TaskQueue:
         """Queue one task for ``user_id`` (or the task's own / the current tenant's user)."""
         task, args = self.proto.prepare(task, user_id)
         with redis_errors("push"):
-            stored = self.scripts.push(keys=[self.keys.stats], args=[self.keys.base, 1, *args])
+            stored = self.scripts.push(keys=[self.keys.stats], args=[self.keys.base, 1, int(time.time() * 1000), *args])
         return {"success": bool(stored[0]), "task_id": task.task_id, "user_id": task.user_id,
                 "priority": int(task.priority), "duplicate": not stored[0],
                 "state": "delayed" if task.execute_after else "queued"}
@@ -88,7 +89,7 @@ class TaskQueue:
             pipe = self.client.pipeline(transaction=False)
             groups = list(chunks(prepared, size))
             for group in groups:
-                flat: list[Any] = [self.keys.base, len(group)]
+                flat: list[Any] = [self.keys.base, len(group), int(time.time() * 1000)]
                 for _, args in group:
                     flat.extend(args)
                 self.scripts.push(keys=[self.keys.stats], args=flat, client=pipe)
@@ -127,19 +128,57 @@ class TaskQueue:
                 self._sync_steal_set(plan)
                 args, token = self.proto.pop_args(plan, lease_seconds)
                 reply = self.scripts.pop(keys=[self.keys.stats], args=args)
-            if not reply[0]:
-                for problem in reply[2] if len(reply) > 2 else []:
-                    logger.error("fairque: corrupt data moved aside: %s", _text(problem))
-                return None, self.proto.next_due_seconds(reply)
-            try:
-                task = self.proto.decode_popped(reply, token, plan.worker_id)
-            except CorruptTaskError as exc:
-                task_id = _text(reply[0])
-                logger.error("fairque: task %s is corrupt and was dead-lettered: %s", task_id, exc)
-                self._fail_raw(task_id, token, str(exc), "CorruptTaskError", "", "corrupt", dead=True)
-                continue
-            self._leases[task.task_id] = token
-            return task, None
+            outcome = self._popped(reply, token, plan)
+            if outcome is not None:
+                return outcome
+
+    def _popped(self, reply: Any, token: str, plan: PopPlan) -> tuple[Task | None, float | None] | None:
+        """Decode a pop reply; a corrupt task is dead-lettered and None returned (pop again)."""
+        if not reply[0]:
+            for problem in reply[2] if len(reply) > 2 else []:
+                logger.error("fairque: corrupt data moved aside: %s", _text(problem))
+            return None, self.proto.next_due_seconds(reply)
+        try:
+            task = self.proto.decode_popped(reply, token, plan.worker_id)
+        except CorruptTaskError as exc:
+            task_id = _text(reply[0])
+            logger.error("fairque: task %s is corrupt and was dead-lettered: %s", task_id, exc)
+            self._fail_raw(task_id, token, str(exc), "CorruptTaskError", "", "corrupt", dead=True)
+            return None
+        self._leases[task.task_id] = token
+        return task, None
+
+    def complete_and_pop(self, task: Task, *, duration: float | None = None, result_json: str | None = None,
+                         worker_id: str | None = None, lease_seconds: float | None = None,
+                         ) -> tuple[int, Task | None, float | None]:
+        """Acknowledge ``task`` (storing ``result_json`` if given) and lease the next task, in one
+        round trip. Returns (ack code: 1 done / 0 lease lost / -1 gone, next task, seconds due)."""
+        plan = self.proto.plan(worker_id)
+        charge = int(duration * 1000) if duration and self.config.queue.fairness == "time" else 0
+        with redis_errors("complete_and_pop"):
+            self._sync_steal_set(plan)
+            pop_args, token = self.proto.pop_args(plan, lease_seconds)
+            calls: list[tuple[Any, list[Any]]] = [
+                (self.scripts.complete, [self.keys.base, task.task_id, task.lease_token or "", charge]),
+                (self.scripts.pop, pop_args),
+            ]
+            pipe = self.client.pipeline(transaction=False)
+            if result_json is not None:
+                pipe.set(self.keys.result(task.user_id or "", task.task_id), result_json,
+                         ex=self.config.queue.result_ttl_seconds)
+            for script, args in calls:
+                pipe.evalsha(script.sha, 1, self.keys.stats, *args)
+            replies = pipe.execute(raise_on_error=False)[-2:]
+            for i, (reply, (script, args)) in enumerate(zip(replies, calls, strict=True)):
+                if isinstance(reply, redis.exceptions.NoScriptError):
+                    replies[i] = script(keys=[self.keys.stats], args=args)  # loads it, runs it once
+                elif isinstance(reply, Exception):
+                    raise reply
+        self._leases.pop(task.task_id, None)
+        popped = self._popped(replies[1], token, plan)
+        if popped is None:
+            popped = self.pop_reply(worker_id, lease_seconds=lease_seconds)
+        return int(replies[0]), popped[0], popped[1]
 
     # --- finishing ----------------------------------------------------------------------
     def complete(self, task: Task, *, duration: float | None = None) -> None:
@@ -147,6 +186,10 @@ class TaskQueue:
         code = self._complete(task.task_id, task.lease_token or "", duration)
         if code == 0:
             raise LeaseLostError(f"task {task.task_id}: lease lost (it expired and was taken over)")
+
+    def complete_code(self, task: Task, *, duration: float | None = None) -> int:
+        """Acknowledge a popped task: 1 done, 0 lease lost (late ack rejected), -1 no such task."""
+        return self._complete(task.task_id, task.lease_token or "", duration)
 
     def _complete(self, task_id: str, token: str, duration: float | None) -> int:
         charge = int(duration * 1000) if duration and self.config.queue.fairness == "time" else 0
@@ -313,7 +356,9 @@ class TaskQueue:
         """Keep a task's outcome (JSON) for ``queue.result_ttl_seconds`` under its user's scope."""
         from .models import dumps
 
-        data = dumps(record, what=f"result of task {task.task_id}")
+        self.store_result_json(task, dumps(record, what=f"result of task {task.task_id}"))
+
+    def store_result_json(self, task: Task, data: str) -> None:
         with redis_errors("store_result"):
             self.client.set(self.keys.result(task.user_id or "", task.task_id), data,
                             ex=self.config.queue.result_ttl_seconds)

@@ -42,6 +42,15 @@ BURST_DELAY_HORIZON = 60.0
 PERMANENT_ERRORS: tuple[type[BaseException], ...] = (TaskNotRegisteredError,)
 
 
+@dataclass(frozen=True, slots=True)
+class _Done:
+    """A task that ran successfully and waits for its acknowledgement."""
+
+    task: Task
+    duration: float
+    result_json: str | None
+
+
 @dataclass(slots=True)
 class _Running:
     task: Task
@@ -153,38 +162,47 @@ class Worker:
     # --- slots ----------------------------------------------------------------------
     def _slot_loop(self) -> None:
         backoff = 0.1
-        while not self._stop.is_set():
-            with self._lock:
-                if self.max_tasks is not None and self._taken >= self.max_tasks:
-                    break
-                self._taken += 1
-                self._inflight += 1  # popping or running: burst mode must not end meanwhile
-            task: Task | None = None
-            due: float | None = None
-            try:
-                task, due = self.queue.pop_reply(self.worker_id)
-                backoff = 0.1
-                if task is not None:
-                    if self._stop.is_set():
-                        self.queue.release([task])
-                        break
-                    self._execute(task)
-            except RedisUnavailableError as exc:
-                logger.warning("worker %s: Redis unreachable (%s); retrying in %.1fs", self.worker_id,
-                               exc, backoff)
-                self._stop.wait(backoff)
-                backoff = min(backoff * 2, 5.0)
-                continue
-            finally:
+        pending: _Done | None = None  # a task that succeeded; acknowledged with the next pop
+        try:
+            while not self._stop.is_set():
                 with self._lock:
-                    self._inflight -= 1
-                    if task is None:
-                        self._taken -= 1
-            if task is None:
-                if self.burst and self._burst_done():
-                    self._stop.set()
-                    break
-                self._wait(due)
+                    if self.max_tasks is not None and self._taken >= self.max_tasks:
+                        break
+                    self._taken += 1
+                    self._inflight += 1  # popping or running: burst mode must not end meanwhile
+                task: Task | None = None
+                due: float | None = None
+                try:
+                    if pending is not None:
+                        task, due = self._ack(pending, pop_next=True)
+                        pending = None  # kept until acknowledged: retried after a Redis outage
+                    else:
+                        task, due = self.queue.pop_reply(self.worker_id)
+                    backoff = 0.1
+                    if task is not None:
+                        if self._stop.is_set():
+                            self.queue.release([task])
+                            break
+                        pending = self._execute(task)
+                except RedisUnavailableError as exc:
+                    logger.warning("worker %s: Redis unreachable (%s); retrying in %.1fs", self.worker_id,
+                                   exc, backoff)
+                    self._stop.wait(backoff)
+                    backoff = min(backoff * 2, 5.0)
+                    continue
+                finally:
+                    with self._lock:
+                        self._inflight -= 1
+                        if task is None:
+                            self._taken -= 1
+                if task is None:
+                    if self.burst and self._burst_done():
+                        self._stop.set()
+                        break
+                    self._wait(due)
+        finally:
+            if pending is not None:
+                self._ack(pending, pop_next=False)
         with self._lock:
             if self.max_tasks is not None and self._taken >= self.max_tasks and self._inflight == 0:
                 self._stop.set()
@@ -209,7 +227,8 @@ class Worker:
             self._stop.wait(min(timeout, 1.0))
 
     # --- running one task ------------------------------------------------------------
-    def _execute(self, task: Task) -> None:
+    def _execute(self, task: Task) -> _Done | None:
+        """Run a task; failures are recorded here, a success is returned for acknowledgement."""
         timeout = task.timeout if task.timeout is not None else self.settings.task_timeout_seconds
         start = time.monotonic()
         entry = _Running(task, start, threading.current_thread(), start + timeout if timeout else None)
@@ -231,13 +250,21 @@ class Worker:
         with self._lock:
             self._running.pop(task.task_id, None)
         if entry.timed_out:
-            return  # already recorded as a timeout by the heartbeat thread
+            return None  # already recorded as a timeout
         if error is None and ok:
-            self._succeeded(task, result, duration)
-        else:
-            if error is None:
-                error = FairQueueError(f"handler {type(self.handler).__name__} returned False")
-            self._failed(task, error, tb, duration)
+            result_json = None
+            if task.metadata.get("store_result"):
+                try:
+                    result_json = dumps({"status": "SUCCESSFUL", "return_value": result, "finished_at": time.time()},
+                                        what=f"the result of {task.func_name}")
+                except FairQueueError as exc:
+                    self._failed(task, exc, traceback.format_exc(), duration, failure_type="result")
+                    return None
+            return _Done(task, duration, result_json)
+        if error is None:
+            error = FairQueueError(f"handler {type(self.handler).__name__} returned False")
+        self._failed(task, error, tb, duration)
+        return None
 
     def _run(self, task: Task) -> tuple[bool, Any]:
         """Run the handler in this thread; returns (handler said ok, the function's result)."""
@@ -290,24 +317,33 @@ class Worker:
         self._safe_hook(self.handler.on_task_timeout, task, duration)
         self._safe_hook(self.handler.on_task_failure, task, error, duration)
 
-    def _succeeded(self, task: Task, result: Any, duration: float) -> None:
+    def _ack(self, done: _Done, *, pop_next: bool) -> tuple[Task | None, float | None]:
+        """Acknowledge a succeeded task; with ``pop_next``, lease the next one in the same round trip."""
+        task = done.task
         try:
-            if task.metadata.get("store_result"):
-                self.queue.store_result(task, {"status": "SUCCESSFUL", "return_value": result,
-                                               "finished_at": time.time()})
-            self.queue.complete(task, duration=duration)
-        except LeaseLostError:
-            logger.warning("worker %s: task %s finished after its lease was lost; another attempt may "
-                           "run it again", self.worker_id, task.task_id)
-            return
-        except FairQueueError as exc:
-            self._failed(task, exc, traceback.format_exc(), duration, failure_type="result")
-            return
-        with self._lock:
-            self.processed += 1
-        logger.info("worker %s: %s %s for %s done in %.3fs", self.worker_id, task.func_name or "payload task",
-                    task.task_id, task.user_id, duration)
-        self._safe_hook(self.handler.on_task_success, task, duration)
+            if pop_next:
+                code, nxt, due = self.queue.complete_and_pop(task, duration=done.duration,
+                                                             result_json=done.result_json, worker_id=self.worker_id)
+            else:
+                if done.result_json is not None:
+                    self.queue.store_result_json(task, done.result_json)
+                code, nxt, due = self.queue.complete_code(task, duration=done.duration), None, None
+        except RedisUnavailableError:
+            logger.warning("worker %s: could not acknowledge task %s yet (Redis unreachable)", self.worker_id,
+                           task.task_id)
+            raise
+        if code == -1:  # an earlier attempt at this ack went through before the connection broke
+            logger.debug("worker %s: task %s was already acknowledged", self.worker_id, task.task_id)
+        elif code == 1:
+            with self._lock:
+                self.processed += 1
+            logger.info("worker %s: %s %s for %s done in %.3fs", self.worker_id, task.func_name or "payload task",
+                        task.task_id, task.user_id, done.duration)
+            self._safe_hook(self.handler.on_task_success, task, done.duration)
+        else:
+            logger.warning("worker %s: task %s finished after its lease was lost; another attempt may run it "
+                           "again", self.worker_id, task.task_id)
+        return nxt, due
 
     def _failed(self, task: Task, error: BaseException, tb: str, duration: float,
                 failure_type: str | None = None) -> None:

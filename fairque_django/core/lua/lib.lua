@@ -7,7 +7,8 @@
 --   P:queue:user:<u>:critical       LIST  CRITICAL lane (LPUSH, RPOP: FIFO)
 --   P:queue:user:<u>:normal         ZSET  priorities 1-5, score (6-p)*2^40 + seq
 --   P:ready:<part>                  ZSET  users with ready work in a partition, score = virtual start time
---   P:vclock                        HASH  partition -> virtual time of the last service
+--   P:vclock                        HASH  partition -> virtual time when its rotation last emptied
+--   P:gate                          STRING earliest ms at which a delayed task or a lease may be due
 --   P:vfinish:<part>                HASH  idle user -> its last finish tag (keeps round-robin honest)
 --   P:wake:<part>                   LIST  at most one wake-up token for idle workers (BLPOP)
 --   P:delayed / P:leases / P:dlq    ZSET  task id -> ready time / lease deadline / death time (ms)
@@ -42,7 +43,9 @@ local function mark_ready(P, part, user)
   if redis.call('ZSCORE', rk, user) then
     return
   end
-  local start = tonumber(redis.call('HGET', P .. ':vclock', part) or '0')
+  -- a newcomer joins the current round: the virtual time of the next user to serve
+  local head = redis.call('ZRANGE', rk, 0, 0, 'WITHSCORES')
+  local start = tonumber(head[2] or redis.call('HGET', P .. ':vclock', part) or '0')
   local fk = P .. ':vfinish:' .. part
   local finish = redis.call('HGET', fk, user)
   if finish then
@@ -74,6 +77,14 @@ local function enqueue_ready(P, id, front)
   end
   redis.call('HSET', tk, 'st', 'queued', 'e', now_ms())
   mark_ready(P, part, user)
+end
+
+-- Make sure pop looks at timers (delayed tasks, leases) no later than at ms.
+local function lower_gate(P, ms)
+  local gate = tonumber(redis.call('GET', P .. ':gate') or '0')
+  if gate == 0 or ms < gate then
+    redis.call('SET', P .. ':gate', ms)
+  end
 end
 
 local function stat(P, field, n)
@@ -127,6 +138,7 @@ local function fail_attempt(P, id, now, backoff_ms, force_dead, err, etype, tb, 
   else
     redis.call('HSET', tk, 'st', 'delayed')
     redis.call('ZADD', P .. ':delayed', now + backoff_ms, id)
+    lower_gate(P, now + backoff_ms)
   end
   return 'retry'
 end
@@ -174,3 +186,21 @@ local function next_due(P, now)
   return best
 end
 
+
+-- Run the timer work (lease recovery, delayed promotion) when the gate says something may be
+-- due, then move the gate to the next due time. Keeps the common pop free of timer scans.
+local function run_timers(P, now)
+  local gate = tonumber(redis.call('GET', P .. ':gate') or '0')
+  if gate > now then
+    return gate
+  end
+  recover_expired(P, now, 50)
+  promote_delayed(P, now, 200)
+  local due = next_due(P, now)
+  local nxt = now + 60000
+  if due >= 0 then
+    nxt = now + math.max(due, 1)
+  end
+  redis.call('SET', P .. ':gate', nxt)
+  return nxt
+end

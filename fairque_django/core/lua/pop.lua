@@ -25,8 +25,7 @@ for i = 8 + npat, #ARGV do
   parts[#parts + 1] = ARGV[i]
 end
 local now = now_ms()
-recover_expired(P, now, 50)
-promote_delayed(P, now, 200)
+local gate = run_timers(P, now)
 local problems = {}
 
 -- Move a key of the wrong type out of the way so that one bad key cannot stop the queue.
@@ -37,7 +36,7 @@ local function quarantine(key)
   problems[#problems + 1] = key .. ' -> ' .. dest
 end
 
--- Pop the next task id of a user, or nil when the user has none.
+-- Pop the next task id of a user (and whether it came from the critical lane), or nil.
 local function take(user)
   local ck, nk = lane_keys(P, user)
   local r = redis.pcall('RPOP', ck)
@@ -46,28 +45,34 @@ local function take(user)
     r = false
   end
   if r then
-    return r
+    return r, true
   end
   r = redis.pcall('ZPOPMIN', nk)
   if r.err then
     quarantine(nk)
-    return nil
+    return nil, false
   end
-  return r[1]
+  return r[1], false
 end
 
-local function has_more(user)
+-- Whether the user has more ready tasks (the critical lane is known empty when from_critical is false).
+local function has_more(user, from_critical)
   local ck, nk = lane_keys(P, user)
-  local a = redis.pcall('LLEN', ck)
+  if from_critical then
+    local a = redis.pcall('LLEN', ck)
+    if type(a) == 'number' and a > 0 then
+      return true
+    end
+  end
   local b = redis.pcall('ZCARD', nk)
-  return (type(a) == 'number' and a > 0) or (type(b) == 'number' and b > 0)
+  return type(b) == 'number' and b > 0
 end
 
 -- Serve one task of user from partition part whose virtual start time is score.
 local function serve(part, user, score)
   local rk = P .. ':ready:' .. part
   while true do
-    local id = take(user)
+    local id, from_critical = take(user)
     if not id then
       redis.call('ZREM', rk, user)
       return nil
@@ -80,19 +85,23 @@ local function serve(part, user, score)
       local weight = tonumber(f[2] or '1') or 1
       if weight <= 0 then weight = 1 end
       local finish = score + 1 / weight
-      redis.call('HSET', P .. ':vclock', part, score)
-      if has_more(user) then
+      if has_more(user, from_critical) then
         redis.call('ZADD', rk, finish, user)
         wake(P, part)
       else
         redis.call('ZREM', rk, user)
         redis.call('HSET', P .. ':vfinish:' .. part, user, finish)
+        redis.call('HSET', P .. ':vclock', part, score)
       end
       local attempts = tonumber(f[4] or '0') + 1
       local deadline = now + lease_ms
       redis.call('HSET', tk, 'st', 'leased', 'wk', worker, 'tok', token, 'dl', deadline, 'a', attempts,
         'lt', now)
       redis.call('ZADD', P .. ':leases', deadline, id)
+      if deadline < gate then
+        redis.call('SET', P .. ':gate', deadline)
+        gate = deadline
+      end
       stat(P, 'popped', 1)
       return {id, f[1], tonumber(f[3] or '0'), attempts, deadline, user}
     elseif redis.call('EXISTS', tk) == 1 then

@@ -1,20 +1,23 @@
 -- push: store and enqueue one or more tasks in one call.
 -- KEYS[1]  P:queue:stats (routes the call to the prefix's slot)
 -- ARGV[1]  P, the hash-tagged prefix, e.g. "{fq}"
--- ARGV[2]  number of tasks N; then N groups of 8 values:
+-- ARGV[2]  number of tasks N    ARGV[3] the client's clock in ms (ready-since stamp)
+--          then N groups of 8 values:
 --          id, user, priority (1-6), partition, weight, max_retries, after_ms (0 = ready now), body (JSON)
 -- Returns  an array of N integers: 1 stored, 0 a task with that id already exists (nothing changed).
 -- @include lib.lua
 local P = ARGV[1]
 local n = tonumber(ARGV[2])
-local now = now_ms()
+local client_ms = ARGV[3]
+local now = nil -- server time, read only when a task has a not-before time
 local first = redis.call('INCRBY', P .. ':seq', n) - n
 local out = {}
 local counts = {}
 local stored = 0
 local readied = {}
+local lives = {}
 for i = 0, n - 1 do
-  local o = 3 + i * 8
+  local o = 4 + i * 8
   local id, user, prio, part = ARGV[o], ARGV[o + 1], tonumber(ARGV[o + 2]), ARGV[o + 3]
   local weight, maxr, after, body = ARGV[o + 4], ARGV[o + 5], tonumber(ARGV[o + 6]), ARGV[o + 7]
   local tk = P .. ':t:' .. id
@@ -25,11 +28,15 @@ for i = 0, n - 1 do
     stored = stored + 1
     local seq = first + i + 1
     redis.call('HSET', tk, 'b', body, 'u', user, 'p', prio, 's', seq, 'q', part, 'w', weight,
-      'm', maxr, 'r', 0, 'a', 0, 'st', 'queued', 'e', math.max(now, after))
-    redis.call('ZINCRBY', P .. ':live', 1, user)
-    if after > now then
-      redis.call('HSET', tk, 'st', 'delayed')
+      'm', maxr, 'r', 0, 'a', 0, 'st', 'queued', 'e', client_ms)
+    lives[user] = (lives[user] or 0) + 1
+    if after > 0 and not now then
+      now = now_ms()
+    end
+    if after > 0 and after > now then
+      redis.call('HSET', tk, 'st', 'delayed', 'e', after)
       redis.call('ZADD', P .. ':delayed', after, id)
+      lower_gate(P, after)
     else
       local ck, nk = lane_keys(P, user)
       if prio == 6 then
@@ -47,6 +54,9 @@ for i = 0, n - 1 do
     local pk = 'p:' .. prio .. ':pushed'
     counts[pk] = (counts[pk] or 0) + 1
   end
+end
+for user, c in pairs(lives) do
+  redis.call('ZINCRBY', P .. ':live', c, user)
 end
 if stored > 0 then
   stat(P, 'pushed', stored)
