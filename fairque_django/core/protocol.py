@@ -13,7 +13,7 @@ from typing import Any
 
 from .config import POOL_PARTITION, FairQueueConfig, glob_to_lua_pattern, is_pattern
 from .exceptions import CorruptTaskError, PayloadTooLargeError, TaskValidationError, UnservedUserError
-from .keys import Keys, validate_user_id
+from .keys import Keys, validate_key_part, validate_user_id
 from .models import DLQEntry, Priority, Task
 
 STAT_FIELDS = ("pushed", "popped", "completed", "failed", "retried", "dead", "expired", "requeued",
@@ -56,6 +56,7 @@ class QueueProtocol:
             config.get_worker(self.worker_id)  # unknown id -> UnknownWorkerError
         self._plans: dict[str, PopPlan] = {}
         self._partitions: dict[str, str] = {}
+        self._valid_users: set[str] = set()
 
     # --- push ------------------------------------------------------------------------
     def partition_of(self, user_id: str) -> str:
@@ -76,7 +77,7 @@ class QueueProtocol:
         return part
 
     def prepare(self, task: Task, user_id: str | None) -> tuple[Task, list[Any]]:
-        """Validate ``task`` for ``user_id`` and return it with its 8 push arguments."""
+        """Validate ``task`` for ``user_id`` and return it with its 2 push arguments (header, body)."""
         if not isinstance(task, Task):
             raise TaskValidationError(f"expected a Task, got {type(task).__name__}")
         uid = user_id if user_id is not None else task.user_id
@@ -84,13 +85,18 @@ class QueueProtocol:
             from .context import current_user
 
             uid = current_user()
-        validate_user_id(uid, self.config.queue.max_user_id_length)
+        if uid not in self._valid_users:
+            validate_user_id(uid, self.config.queue.max_user_id_length)
+            if len(self._valid_users) > 100_000:
+                self._valid_users.clear()
+            self._valid_users.add(uid)
         assert uid is not None
+        validate_key_part(task.task_id, "task id")
         if task.user_id != uid:
             task.user_id = uid
         task.priority = Priority.coerce(task.priority)
-        body = task.to_json()
-        size = len(body.encode("utf-8"))
+        body = task.to_json().encode("utf-8")
+        size = len(body)
         if size > self.config.queue.max_payload_bytes:
             raise PayloadTooLargeError(
                 f"task {task.task_id} is {size} bytes encoded; the limit (queue.max_payload_bytes) is "
@@ -98,9 +104,9 @@ class QueueProtocol:
             )
         max_retries = task.max_retries if task.max_retries is not None else self.config.queue.default_max_retries
         after_ms = int(task.execute_after * 1000) if task.execute_after else 0
-        args = [task.task_id, uid, int(task.priority), self.partition_of(uid),
-                repr(self.config.weight_of(uid)), max_retries, after_ms, body]
-        return task, args
+        header = (f"{task.task_id}\t{uid}\t{int(task.priority)}\t{self.partition_of(uid)}\t"
+                  f"{self.config.weight_of(uid)!r}\t{max_retries}\t{after_ms}")
+        return task, [header, body]
 
     # --- pop -------------------------------------------------------------------------
     def plan(self, worker_id: str | None) -> PopPlan:

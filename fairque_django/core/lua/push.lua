@@ -2,8 +2,8 @@
 -- KEYS[1]  P:queue:stats (routes the call to the prefix's slot)
 -- ARGV[1]  P, the hash-tagged prefix, e.g. "{fq}"
 -- ARGV[2]  number of tasks N    ARGV[3] the client's clock in ms (ready-since stamp)
---          then N groups of 8 values:
---          id, user, priority (1-6), partition, weight, max_retries, after_ms (0 = ready now), body (JSON)
+--          then N pairs: a header "id\tuser\tpriority\tpartition\tweight\tmax_retries\tafter_ms"
+--          (after_ms 0 = ready now; ids never contain tabs) and the body (JSON)
 -- Returns  an array of N integers: 1 stored, 0 a task with that id already exists (nothing changed).
 -- @include lib.lua
 local P = ARGV[1]
@@ -17,9 +17,11 @@ local stored = 0
 local readied = {}
 local lives = {}
 for i = 0, n - 1 do
-  local o = 4 + i * 8
-  local id, user, prio, part = ARGV[o], ARGV[o + 1], tonumber(ARGV[o + 2]), ARGV[o + 3]
-  local weight, maxr, after, body = ARGV[o + 4], ARGV[o + 5], tonumber(ARGV[o + 6]), ARGV[o + 7]
+  local o = 4 + i * 2
+  local id, user, prio, part, weight, maxr, after = string.match(ARGV[o],
+    '^([^\t]+)\t([^\t]+)\t([^\t]+)\t([^\t]+)\t([^\t]+)\t([^\t]+)\t([^\t]+)$')
+  prio, after = tonumber(prio), tonumber(after)
+  local body = ARGV[o + 1]
   local tk = P .. ':t:' .. id
   if redis.call('EXISTS', tk) == 1 then
     out[i + 1] = 0
