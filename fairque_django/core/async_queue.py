@@ -99,7 +99,8 @@ class AsyncTaskQueue:
         prepared = [self.proto.prepare(t, user_id) for t in tasks]  # validate all before writing any
         ids: list[str] = []
         duplicates: list[str] = []
-        groups = list(chunks(prepared, self.config.queue.batch_size))
+        size = self.config.queue.batch_size if self.config.queue.enable_pipeline_optimization else 1
+        groups = list(chunks(prepared, size))
         if not groups:
             return {"success": True, "pushed": 0, "task_ids": ids, "duplicates": duplicates}
         with redis_errors("push_batch"):

@@ -84,7 +84,8 @@ class TaskQueue:
         prepared = [self.proto.prepare(t, user_id) for t in tasks]  # validate all before writing any
         ids: list[str] = []
         duplicates: list[str] = []
-        size = self.config.queue.batch_size
+        # enable_pipeline_optimization=False: one script call per task (still one pipeline)
+        size = self.config.queue.batch_size if self.config.queue.enable_pipeline_optimization else 1
         with redis_errors("push_batch"):
             pipe = self.client.pipeline(transaction=False)
             groups = list(chunks(prepared, size))
