@@ -343,3 +343,28 @@ def test_push_for_a_user_no_worker_serves_is_refused(q: TaskQueue) -> None:
     with pytest.raises(UnservedUserError, match="never"):
         q.push(Task.create(user_id="zed", payload={}))
     assert q.get_stats()["tasks_pushed"] == 0
+
+
+def test_wait_and_run_histograms(make_config: Any, redis_client: redis.Redis) -> None:
+    q = TaskQueue(make_config(worker_id="w1"))
+    push_n(q, "a", 3)
+    time.sleep(0.03)
+    for _ in range(3):
+        t = q.pop()
+        assert t is not None
+        q.complete(t, duration=0.2)
+    user = {k.decode(): int(v) for k, v in redis_client.hgetall(q.keys.base + ":m:a").items()}
+    total = {k.decode(): int(v) for k, v in redis_client.hgetall(q.keys.base + ":m:~all").items()}
+    assert sum(v for k, v in user.items() if k.startswith("w:") and k != "w:sum") == 3
+    assert user["w:sum"] >= 3 * 25 and "w:5" not in user  # every wait was at least ~30 ms
+    assert user["r:250"] == 3 and user["r:sum"] == 600
+    assert total == user  # only one user so far
+    assert sum(int(v) for v in redis_client.hvals(q.keys.base + ":m:tput")) == 3
+
+
+def test_metrics_can_be_turned_off(make_config: Any, redis_client: redis.Redis) -> None:
+    q = TaskQueue(make_config(worker_id="w1", metrics=False))
+    push_n(q, "a", 2)
+    for _ in range(2):
+        q.complete(q.pop(), duration=0.1)  # type: ignore[arg-type]
+    assert not redis_client.keys(q.keys.base + ":m:*")

@@ -167,10 +167,9 @@ class AsyncTaskQueue:
             raise LeaseLostError(f"task {task.task_id}: lease lost (it expired and was taken over)")
 
     async def _complete(self, task_id: str, token: str, duration: float | None) -> int:
-        charge = int(duration * 1000) if duration and self.config.queue.fairness == "time" else 0
         with redis_errors("complete"):
             code = int(await self.scripts.complete(keys=[self.keys.stats],
-                                                   args=[self.keys.base, task_id, token, charge]))
+                                                   args=self.proto.complete_args(task_id, token, duration)))
         self._leases.pop(task_id, None)
         return code
 

@@ -570,6 +570,7 @@ class QueueConfig:
     # hash=False: a mapping is not hashable, and equal configs still hash equal without it.
     user_weights: Mapping[str, float] = field(default_factory=_empty_weights, hash=False)
     fairness: str = "count"
+    metrics: bool = True
 
     def __post_init__(self) -> None:
         base = _base("queue")

@@ -137,9 +137,15 @@ class QueueProtocol:
         token = uuid.uuid4().hex
         lease = lease_seconds if lease_seconds is not None else self.config.queue.lease_timeout_seconds
         args: list[Any] = [self.keys.base, plan.worker_id, plan.own_partition, int(lease * 1000), token,
-                           plan.steal_set_key, len(plan.steal_patterns), *plan.steal_patterns,
-                           *plan.steal_partitions]
+                           plan.steal_set_key, "1" if self.config.queue.metrics else "0",
+                           len(plan.steal_patterns), *plan.steal_patterns, *plan.steal_partitions]
         return args, token
+
+    def complete_args(self, task_id: str, token: str, duration: float | None) -> list[Any]:
+        """Arguments of ``complete.lua`` (run time feeds metrics and time fairness)."""
+        q = self.config.queue
+        return [self.keys.base, task_id, token, -1 if duration is None else int(duration * 1000),
+                "1" if q.fairness == "time" else "0", "1" if q.metrics else "0", int(time.time() * 1000)]
 
     @staticmethod
     def decode_popped(reply: Sequence[Any], token: str, worker_id: str) -> Task:

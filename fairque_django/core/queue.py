@@ -155,12 +155,11 @@ class TaskQueue:
         """Acknowledge ``task`` (storing ``result_json`` if given) and lease the next task, in one
         round trip. Returns (ack code: 1 done / 0 lease lost / -1 gone, next task, seconds due)."""
         plan = self.proto.plan(worker_id)
-        charge = int(duration * 1000) if duration and self.config.queue.fairness == "time" else 0
         with redis_errors("complete_and_pop"):
             self._sync_steal_set(plan)
             pop_args, token = self.proto.pop_args(plan, lease_seconds)
             calls: list[tuple[Any, list[Any]]] = [
-                (self.scripts.complete, [self.keys.base, task.task_id, task.lease_token or "", charge]),
+                (self.scripts.complete, self.proto.complete_args(task.task_id, task.lease_token or "", duration)),
                 (self.scripts.pop, pop_args),
             ]
             pipe = self.client.pipeline(transaction=False)
@@ -193,10 +192,9 @@ class TaskQueue:
         return self._complete(task.task_id, task.lease_token or "", duration)
 
     def _complete(self, task_id: str, token: str, duration: float | None) -> int:
-        charge = int(duration * 1000) if duration and self.config.queue.fairness == "time" else 0
         with redis_errors("complete"):
             code = int(self.scripts.complete(keys=[self.keys.stats],
-                                             args=[self.keys.base, task_id, token, charge]))
+                                             args=self.proto.complete_args(task_id, token, duration)))
         self._leases.pop(task_id, None)
         return code
 

@@ -14,6 +14,8 @@
 --   P:delayed / P:leases / P:dlq    ZSET  task id -> ready time / lease deadline / death time (ms)
 --   P:live                          ZSET  user -> tasks not yet finished (queued, delayed, leased)
 --   P:queue:stats                   HASH  counters
+--   P:m:<user> / P:m:~all           HASH  wait ('w:<le>', 'w:sum') and run ('r:<le>', 'r:sum') histograms in ms
+--   P:m:tput                        HASH  minute (epoch ms / 60000) -> tasks completed
 local PRIO_SPAN = 1099511627776 -- 2^40: priority band width in the normal-lane score
 
 local function now_ms()
@@ -84,6 +86,27 @@ local function lower_gate(P, ms)
   local gate = tonumber(redis.call('GET', P .. ':gate') or '0')
   if gate == 0 or ms < gate then
     redis.call('SET', P .. ':gate', ms)
+  end
+end
+
+-- Fixed histogram bounds (ms), shared by every worker so histograms can be summed.
+local BUCKETS = {5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000, 30000, 60000, 300000}
+
+-- Count one observation (kind 'w' wait, 'r' run) for a user and for everyone.
+local function observe(P, kind, user, ms)
+  if ms < 0 then ms = 0 end
+  local le = 'inf'
+  for _, b in ipairs(BUCKETS) do
+    if ms <= b then
+      le = tostring(b)
+      break
+    end
+  end
+  local field = kind .. ':' .. le
+  ms = math.floor(ms)
+  for _, k in ipairs({P .. ':m:' .. user, P .. ':m:~all'}) do
+    redis.call('HINCRBY', k, field, 1)
+    redis.call('HINCRBY', k, kind .. ':sum', ms)
   end
 end
 

@@ -7,7 +7,8 @@
 -- ARGV[1]  P            ARGV[2] worker id        ARGV[3] own partition ('' = none)
 -- ARGV[4]  lease ms     ARGV[5] lease token
 -- ARGV[6]  steal set key ('' = none: exact steal targets live in that SET)
--- ARGV[7]  number of steal patterns K, then K anchored Lua patterns
+-- ARGV[7]  '1' = record wait-time metrics
+-- ARGV[8]  number of steal patterns K, then K anchored Lua patterns
 -- then     the partitions to steal from
 -- Returns  {id, body, retries, attempts, deadline_ms, user, stolen(0/1)}
 --          or {false, next_due_ms, problems} when nothing is ready
@@ -15,13 +16,14 @@
 -- @include lib.lua
 local P, worker, own = ARGV[1], ARGV[2], ARGV[3]
 local lease_ms, token, steal_set = tonumber(ARGV[4]), ARGV[5], ARGV[6]
-local npat = tonumber(ARGV[7])
+local metrics = ARGV[7] == '1'
+local npat = tonumber(ARGV[8])
 local patterns = {}
 for i = 1, npat do
-  patterns[i] = ARGV[7 + i]
+  patterns[i] = ARGV[8 + i]
 end
 local parts = {}
-for i = 8 + npat, #ARGV do
+for i = 9 + npat, #ARGV do
   parts[#parts + 1] = ARGV[i]
 end
 local now = now_ms()
@@ -78,7 +80,7 @@ local function serve(part, user, score)
       return nil
     end
     local tk = P .. ':t:' .. id
-    local f = redis.pcall('HMGET', tk, 'b', 'w', 'r', 'a')
+    local f = redis.pcall('HMGET', tk, 'b', 'w', 'r', 'a', 'e')
     if f.err then
       quarantine(tk)
     elseif f[1] then
@@ -92,6 +94,9 @@ local function serve(part, user, score)
         redis.call('ZREM', rk, user)
         redis.call('HSET', P .. ':vfinish:' .. part, user, finish)
         redis.call('HSET', P .. ':vclock', part, score)
+      end
+      if metrics then
+        observe(P, 'w', user, now - tonumber(f[5] or now))
       end
       local attempts = tonumber(f[4] or '0') + 1
       local deadline = now + lease_ms
