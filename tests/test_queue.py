@@ -368,3 +368,30 @@ def test_metrics_can_be_turned_off(make_config: Any, redis_client: redis.Redis) 
     for _ in range(2):
         q.complete(q.pop(), duration=0.1)  # type: ignore[arg-type]
     assert not redis_client.keys(q.keys.base + ":m:*")
+
+
+def test_time_fairness_charges_run_time(make_config: Any) -> None:
+    q = TaskQueue(make_config(worker_id="w1", fairness="time"))
+    push_n(q, "a", 50)
+    push_n(q, "b", 50)
+    served: list[str] = []
+    for _ in range(22):
+        t = q.pop()
+        assert t is not None
+        served.append(t.user_id or "")
+        q.complete(t, duration=1.0 if t.user_id == "a" else 0.1)  # a's tasks cost 10x b's
+    counts = Counter(served)
+    assert counts["b"] >= 4 * counts["a"]  # about 10:1 by count, equal by time
+
+
+def test_count_fairness_ignores_run_time(make_config: Any) -> None:
+    q = TaskQueue(make_config(worker_id="w1"))
+    push_n(q, "a", 50)
+    push_n(q, "b", 50)
+    served = []
+    for _ in range(20):
+        t = q.pop()
+        assert t is not None
+        served.append(t.user_id)
+        q.complete(t, duration=1.0 if t.user_id == "a" else 0.1)
+    assert Counter(served) == {"a": 10, "b": 10}

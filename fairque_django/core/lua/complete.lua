@@ -11,14 +11,9 @@ local charge = 0
 if ARGV[5] == '1' and run_ms > 0 then
   charge = run_ms
 end
-local tk = P .. ':t:' .. id
-local f = redis.call('HMGET', tk, 'u', 'tok', 'st', 'q', 'w')
-if not f[1] then
-  return -1
-end
-if token ~= '' and (f[3] ~= 'leased' or f[2] ~= token) then
-  stat(P, 'late_acks', 1)
-  return 0
+local f, refused = leased_fields(P, id, token, 'q', 'w')
+if not f then
+  return refused
 end
 local user = f[1]
 if charge > 0 then

@@ -4,12 +4,7 @@
 -- Returns  the ids deleted
 -- @include lib.lua
 local P = ARGV[1]
-local ids = {}
-if ARGV[2] == '*' then
-  ids = redis.call('ZRANGE', P .. ':dlq', 0, 999)
-else
-  for i = 2, #ARGV do ids[#ids + 1] = ARGV[i] end
-end
+local ids = dlq_ids(P)
 local done = {}
 for _, id in ipairs(ids) do
   local tk = P .. ':t:' .. id

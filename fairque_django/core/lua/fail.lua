@@ -6,13 +6,8 @@
 -- Returns  'retry' | 'dead', 0 when the lease belongs to someone else, -1 no such task
 -- @include lib.lua
 local P, id, token = ARGV[1], ARGV[2], ARGV[3]
-local tk = P .. ':t:' .. id
-local f = redis.call('HMGET', tk, 'u', 'tok', 'st')
-if not f[1] then
-  return -1
-end
-if token ~= '' and (f[3] ~= 'leased' or f[2] ~= token) then
-  stat(P, 'late_acks', 1)
-  return 0
+local f, refused = leased_fields(P, id, token)
+if not f then
+  return refused
 end
 return fail_attempt(P, id, now_ms(), tonumber(ARGV[4]), ARGV[5] == '1', ARGV[6], ARGV[7], ARGV[8], ARGV[9])

@@ -227,3 +227,27 @@ local function run_timers(P, now)
   redis.call('SET', P .. ':gate', nxt)
   return nxt
 end
+
+-- Check that token still holds the lease of task id. Returns the requested task fields, or the
+-- script's answer when it does not: -1 no such task, 0 lease lost (a late ack, counted).
+local function leased_fields(P, id, token, ...)
+  local f = redis.call('HMGET', P .. ':t:' .. id, 'u', 'tok', 'st', ...)
+  if not f[1] then
+    return nil, -1
+  end
+  if token ~= '' and (f[3] ~= 'leased' or f[2] ~= token) then
+    stat(P, 'late_acks', 1)
+    return nil, 0
+  end
+  return f, nil
+end
+
+-- The task ids a DLQ script works on: ARGV[2..], or '*' alone for up to 1000 of the oldest dead.
+local function dlq_ids(P)
+  if ARGV[2] == '*' then
+    return redis.call('ZRANGE', P .. ':dlq', 0, 999)
+  end
+  local ids = {}
+  for i = 2, #ARGV do ids[#ids + 1] = ARGV[i] end
+  return ids
+end
