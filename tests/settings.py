@@ -14,6 +14,7 @@ INSTALLED_APPS = [
     "django.contrib.contenttypes",
     "django.contrib.sessions",
     "django.contrib.messages",
+    "django.contrib.staticfiles",
     "fairque_django",
     "tests.testapp",
 ]
@@ -35,6 +36,7 @@ TEMPLATES = [{
     ]},
 }]
 ROOT_URLCONF = "tests.urls"
+STATIC_URL = "/static/"
 FAIRQUE = {
     "redis": {"url": REDIS_URL},
     "workers": [
@@ -44,4 +46,13 @@ FAIRQUE = {
          "steal_targets": ["user:1", "user:2", "user:3"], "poll_interval_seconds": 0.5},
     ],
     "queue": {"lease_timeout_seconds": 5},
+    "TASK_MODULES": ["tests.testapp.django_tasks"],
+}
+# Django's task framework (django.tasks / the django_tasks backport) on fairque: tests/test_backend.py
+TASKS = {
+    "default": {
+        "BACKEND": "fairque_django.backends.FairQueueBackend",
+        "QUEUES": ["default", "emails"],
+        "OPTIONS": {"MAX_RETRIES": 1},
+    },
 }

@@ -250,7 +250,7 @@ class QueueInspector:
         if not base:
             return None
         try:
-            old = json.loads(base[0])
+            old = json.loads(_text(base[0]))
             then = float(old["t"])
         except (ValueError, KeyError, TypeError):
             return None
@@ -360,7 +360,8 @@ class QueueInspector:
         """Every configured worker id (plus ids that heartbeat but are not configured)."""
         configured = {w.id: w for w in self.config.workers}
         with redis_errors("workers"):
-            seen = {_text(m): float(s) for m, s in self.client.zrange(self.keys.workers, 0, 999, withscores=True)}
+            beats: Any = self.client.zrange(self.keys.workers, 0, 999, withscores=True)
+            seen = {_text(member): float(score) for member, score in beats}
             leases = self._scan_leases()
         ids = list(configured) + sorted(set(seen) - set(configured))
         now = time.time()
@@ -434,7 +435,7 @@ class QueueInspector:
             pipe = self.client.pipeline(transaction=False)
             for task_id in group:
                 pipe.hmget(self.keys.task(task_id), "u", "et")
-            for task_id, (u, et) in zip(group, pipe.execute()):
+            for task_id, (u, et) in zip(group, pipe.execute(), strict=True):
                 if user is not None and (u is None or _text(u) != user):
                     continue
                 if error_type is not None and (_text(et or b"") or "?") != error_type:
@@ -449,7 +450,7 @@ class QueueInspector:
         for task_id in ids:
             pipe.hgetall(self.keys.task(task_id))
         rows = pipe.execute(raise_on_error=False)
-        return [self.queue.proto.decode_dead(task_id, row) for task_id, row in zip(ids, rows)
+        return [self.queue.proto.decode_dead(task_id, row) for task_id, row in zip(ids, rows, strict=True)
                 if isinstance(row, dict) and row]
 
     def dlq_facets(self, scan: int | None = None) -> DLQFacets:

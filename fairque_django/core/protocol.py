@@ -85,12 +85,11 @@ class QueueProtocol:
             from .context import current_user
 
             uid = current_user()
-        if uid not in self._valid_users:
-            validate_user_id(uid, self.config.queue.max_user_id_length)
+        if uid is None or uid not in self._valid_users:
+            uid = validate_user_id(uid, self.config.queue.max_user_id_length)
             if len(self._valid_users) > 100_000:
                 self._valid_users.clear()
             self._valid_users.add(uid)
-        assert uid is not None
         validate_key_part(task.task_id, "task id")
         if task.user_id != uid:
             task.user_id = uid

@@ -1,0 +1,297 @@
+"""QueueInspector (the admin's Django-free read API) against a real Redis."""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Any
+
+import pytest
+import redis
+
+from fairque_django.core.inspect import QueueInspector
+from fairque_django.core.models import Priority, Task
+from fairque_django.core.queue import TaskQueue
+from fairque_django.core.worker import Worker
+
+WORKERS = [
+    {"id": "w1", "assigned_users": ["a", "b", "c"], "steal_targets": ["d"], "heartbeat_interval_seconds": 1},
+    {"id": "w2", "assigned_users": ["d"], "steal_targets": ["a", "b", "c"]},
+]
+
+
+@pytest.fixture
+def q(make_config: Any) -> TaskQueue:
+    return TaskQueue(make_config(workers=WORKERS, worker_id="w1", lease_timeout_seconds=30))
+
+
+@pytest.fixture
+def insp(q: TaskQueue) -> QueueInspector:
+    return QueueInspector(q)
+
+
+def push(q: TaskQueue, user: str, priority: Priority = Priority.NORMAL, **kw: Any) -> str:
+    task = Task.create(user_id=user, priority=priority, payload={"u": user}, **kw)
+    assert q.push(task)["success"]
+    return task.task_id
+
+
+def make_dead(q: TaskQueue, user: str, error: BaseException, *, func: str | None = None) -> str:
+    """Push, lease and fail one task without retry (nothing else may be ready)."""
+    task = Task.create(user_id=user, func_name=func, args=[user], payload={} if func else {"u": user})
+    q.push(task)
+    popped = q.pop("w1")
+    assert popped is not None and popped.task_id == task.task_id
+    assert q.fail(popped, error, traceback="Traceback: ...", retry=False) == "dead"
+    return task.task_id
+
+
+def order_dlq(q: TaskQueue, ids: list[str]) -> None:
+    """Give the dead tasks distinct death times in list order (oldest first)."""
+    base = int(time.time() * 1000) - 100_000
+    q.client.zadd(q.keys.dlq, {task_id: base + i for i, task_id in enumerate(ids)})
+
+
+# --- overview -------------------------------------------------------------------------------
+def test_overview_totals_match_get_stats_and_rates_wait_for_a_sample(q: TaskQueue, insp: QueueInspector) -> None:
+    push(q, "a")
+    push(q, "b")
+    t = q.pop("w1")
+    assert t is not None
+    q.complete(t)
+    ov = insp.overview()
+    assert ov.stats["tasks_pushed"] == 2
+    assert ov.stats["tasks_completed"] == 1
+    assert ov.counters["completed"] == 1
+    assert ov.users_with_work == 1
+    assert ov.rates is None  # no snapshot old enough yet: no made-up rate
+    assert q.client.zcard(insp.samples_key) == 1
+    insp.overview()
+    assert q.client.zcard(insp.samples_key) == 1  # at most one snapshot per 10 s
+
+
+def test_rates_come_from_a_real_older_snapshot(q: TaskQueue, insp: QueueInspector) -> None:
+    for _ in range(4):
+        push(q, "a")
+    for _ in range(4):
+        t = q.pop("w1")
+        assert t is not None
+        q.complete(t)
+    now = insp.redis_time()
+    # a snapshot 60 s old, when 1 task had completed and 2 had been pushed
+    old = {"t": now - 60, "pushed": 2, "completed": 1, "failed": 0, "dead": 0}
+    q.client.zadd(insp.samples_key, {json.dumps(old): int((now - 60) * 1000)})
+    rates = insp.overview().rates
+    assert rates is not None
+    assert rates.window_seconds == pytest.approx(60, abs=2)
+    assert rates["completed"] == pytest.approx(3.0, rel=0.05)  # 3 completions in one minute
+    assert rates["pushed"] == pytest.approx(2.0, rel=0.05)
+    assert rates["dead"] == 0
+
+
+def test_rates_are_none_for_a_counter_that_went_down(q: TaskQueue, insp: QueueInspector) -> None:
+    now = insp.redis_time()
+    old = {"t": now - 30, "pushed": 50, "completed": 0}
+    q.client.zadd(insp.samples_key, {json.dumps(old): int((now - 30) * 1000)})
+    rates = insp.overview().rates
+    assert rates is not None
+    assert rates["pushed"] is None  # the stats were reset: no negative rate
+    assert rates["completed"] == 0
+
+
+def test_no_samples_are_written_when_disabled(q: TaskQueue) -> None:
+    QueueInspector(q, record_samples=False).overview()
+    assert q.client.exists(QueueInspector(q).samples_key) == 0
+
+
+# --- users ----------------------------------------------------------------------------------
+def test_users_depth_per_lane(q: TaskQueue, insp: QueueInspector) -> None:
+    for _ in range(3):
+        push(q, "a")
+    push(q, "a", Priority.CRITICAL)
+    push(q, "a", delay_seconds=300)
+    push(q, "b")
+    push(q, "b")
+    leased = q.pop("w1")  # a's critical task goes first
+    assert leased is not None and leased.user_id == "a"
+    report = insp.users()
+    rows = {r.user_id: r for r in report.rows}
+    assert report.total_users == 2
+    assert [r.user_id for r in report.rows] == ["a", "b"]  # most unfinished work first
+    a, b = rows["a"], rows["b"]
+    assert (a.critical, a.normal, a.delayed, a.leased, a.unfinished) == (0, 3, 1, 1, 5)
+    assert (b.critical, b.normal, b.delayed, b.leased, b.unfinished) == (0, 2, 0, 0, 2)
+    assert a.owner == "w1"
+    assert not report.delayed_truncated and not report.leases_truncated
+
+
+def test_oldest_waiting_age_reads_the_head_of_each_lane(q: TaskQueue, insp: QueueInspector) -> None:
+    first_crit = push(q, "a", Priority.CRITICAL)
+    push(q, "a", Priority.CRITICAL)
+    first_normal = push(q, "a", Priority.LOW)
+    now_ms = int(insp.redis_time() * 1000)
+    q.client.hset(q.keys.task(first_crit), "e", now_ms - 42_000)
+    q.client.hset(q.keys.task(first_normal), "e", now_ms - 7_000)
+    (row,) = insp.users().rows
+    assert row.oldest_critical_age == pytest.approx(42, abs=1)
+    assert row.oldest_normal_age == pytest.approx(7, abs=1)
+    assert row.oldest_wait_age == pytest.approx(42, abs=1)
+    push(q, "b")
+    rows = {r.user_id: r for r in insp.users().rows}
+    assert rows["b"].oldest_critical_age is None
+    assert rows["b"].oldest_normal_age is not None and rows["b"].oldest_normal_age < 5
+
+
+def test_users_limit_and_bounded_scans(q: TaskQueue) -> None:
+    for user, n in (("a", 3), ("b", 2), ("c", 1)):
+        for _ in range(n):
+            push(q, user, delay_seconds=600)
+    report = QueueInspector(q, scan_limit=2).users(limit=2)
+    assert [r.user_id for r in report.rows] == ["a", "b"]
+    assert report.total_users == 3 and report.users_truncated
+    assert report.delayed_total == 6 and report.delayed_scanned == 2
+    assert report.delayed_truncated  # the page shows "≥"
+    assert sum(r.delayed for r in report.rows) <= 2
+
+
+# --- workers --------------------------------------------------------------------------------
+def test_workers_never_seen_alive_and_stale(q: TaskQueue, insp: QueueInspector) -> None:
+    rows = {w.worker_id: w for w in insp.workers()}
+    assert set(rows) == {"w1", "w2"}
+    assert all(w.status == "never_seen" and w.heartbeat_age is None for w in rows.values())
+    assert rows["w1"].assigned_users == ("a", "b", "c") and rows["w1"].steal_targets == ("d",)
+
+    push(q, "a")
+    task = q.pop("w1")
+    assert task is not None
+    worker = Worker(q.config, worker_id="w1", queue=q, install_signal_handlers=False)
+    worker.publish_health([task])
+    # w2 heartbeated long ago and its record expired: it died without a clean stop
+    q.client.zadd(q.keys.workers, {"w2": time.time() - 600})
+    rows = {w.worker_id: w for w in insp.workers()}
+    w1, w2 = rows["w1"], rows["w2"]
+    assert w1.status == "alive" and w1.alive
+    assert w1.heartbeat_age is not None and w1.heartbeat_age < 5
+    assert w1.running == [{"task_id": task.task_id, "user": "a", "func": None}]
+    assert w1.leased == 1
+    assert w2.status == "stale" and w2.heartbeat_age is not None and w2.heartbeat_age >= 599
+
+    # a record whose heartbeat is older than the stale threshold also counts as stale
+    q.client.hset(q.keys.worker("w1"), "last_seen", time.time() - 3600)
+    assert {w.worker_id: w for w in insp.workers()}["w1"].status == "stale"
+
+
+def test_unconfigured_worker_ids_that_heartbeat_are_listed(q: TaskQueue, insp: QueueInspector) -> None:
+    q.client.zadd(q.keys.workers, {"old-worker": time.time() - 100})
+    rows = {w.worker_id: w for w in insp.workers()}
+    assert not rows["old-worker"].configured and rows["old-worker"].status == "stale"
+
+
+# --- dead-letter queue ----------------------------------------------------------------------
+@pytest.fixture
+def dead(q: TaskQueue) -> list[str]:
+    ids = [
+        make_dead(q, "a", ValueError("bad value")),
+        make_dead(q, "b", KeyError("k")),
+        make_dead(q, "a", KeyError("k2")),
+        make_dead(q, "c", ValueError("bad again")),
+        make_dead(q, "a", ValueError("third")),
+    ]
+    order_dlq(q, ids)
+    return ids
+
+
+def test_dlq_page_unfiltered_is_newest_first_and_exact(insp: QueueInspector, dead: list[str]) -> None:
+    page = insp.dlq_page(0, 2)
+    assert [e.task_id for e in page.entries] == [dead[4], dead[3]]
+    assert page.total == 5 and page.exact and not page.filtered
+    page2 = insp.dlq_page(4, 2)
+    assert [e.task_id for e in page2.entries] == [dead[0]]
+    entry = page.entries[0]
+    assert (entry.user_id, entry.error_type, entry.error) == ("a", "ValueError", "third")
+
+
+def test_dlq_filters_by_user_and_error_type(insp: QueueInspector, dead: list[str]) -> None:
+    page = insp.dlq_page(0, 10, user="a")
+    assert [e.task_id for e in page.entries] == [dead[4], dead[2], dead[0]]
+    assert page.total == 3 and page.exact and page.filtered
+    page = insp.dlq_page(0, 10, error_type="KeyError")
+    assert [e.task_id for e in page.entries] == [dead[2], dead[1]]
+    page = insp.dlq_page(0, 10, user="a", error_type="ValueError")
+    assert [e.task_id for e in page.entries] == [dead[4], dead[0]]
+    page = insp.dlq_page(1, 1, user="a")
+    assert [e.task_id for e in page.entries] == [dead[2]] and page.total == 3
+    assert insp.dlq_page(0, 10, user="nobody").total == 0
+
+
+def test_dlq_search_by_exact_id_and_prefix(q: TaskQueue, insp: QueueInspector, dead: list[str]) -> None:
+    page = insp.dlq_page(0, 10, search=dead[1])
+    assert [e.task_id for e in page.entries] == [dead[1]]
+    prefix = dead[3][:6]
+    page = insp.dlq_page(0, 10, search=prefix)
+    assert dead[3] in [e.task_id for e in page.entries]
+    assert all(e.task_id.startswith(prefix) for e in page.entries)
+    assert insp.dlq_page(0, 10, search="zzz-no-such-id").entries == []
+    # search combined with a filter
+    page = insp.dlq_page(0, 10, search=dead[1], user="a")
+    assert page.entries == []
+
+
+def test_dlq_filter_scan_is_bounded_and_says_so(q: TaskQueue, dead: list[str]) -> None:
+    small = QueueInspector(q, scan_limit=3)
+    page = small.dlq_page(0, 10, user="a")
+    assert page.scanned == 3 and page.dlq_size == 5
+    assert not page.exact and page.truncated
+    assert [e.task_id for e in page.entries] == [dead[4], dead[2]]  # the older match is beyond the scan
+    facets = small.dlq_facets()
+    assert facets.truncated and facets.scanned == 3
+    assert dict(facets.users) == {"a": 2, "c": 1}
+
+
+def test_dlq_facets_and_dead_tasks(q: TaskQueue, insp: QueueInspector, dead: list[str]) -> None:
+    facets = insp.dlq_facets()
+    assert facets.users[0] == ("a", 3)
+    assert dict(facets.users) == {"a": 3, "b": 1, "c": 1}
+    assert dict(facets.error_types) == {"ValueError": 3, "KeyError": 2}
+    assert not facets.truncated
+    q.requeue_dead([dead[0]])
+    found, missing = insp.dead_tasks([dead[1], dead[0], "nope", dead[1]])
+    assert [e.task_id for e in found] == [dead[1]]
+    assert missing == [dead[0], "nope"]
+    assert insp.dead_task(dead[0]) is None
+    entry = insp.dead_task(dead[1])
+    assert entry is not None and entry.traceback == "Traceback: ..."
+
+
+def test_inspector_does_not_change_queue_state(q: TaskQueue, insp: QueueInspector, dead: list[str],
+                                                 redis_client: redis.Redis) -> None:
+    push(q, "a")
+    push(q, "b", delay_seconds=60)
+    before = snapshot(redis_client)
+    insp.overview()
+    insp.users()
+    insp.workers()
+    insp.dlq_page(0, 2, user="a", error_type="ValueError", search=dead[0][:3])
+    insp.dlq_facets()
+    insp.dead_tasks(dead)
+    assert snapshot(redis_client) == before
+
+
+def snapshot(client: redis.Redis) -> dict[Any, Any]:
+    """Every key's content (except the inspector's own rate samples)."""
+    out: dict[Any, Any] = {}
+    for key in client.keys("*"):
+        if b":admin:" in key:
+            continue
+        kind = client.type(key)
+        if kind == b"hash":
+            out[key] = client.hgetall(key)
+        elif kind == b"zset":
+            out[key] = client.zrange(key, 0, -1, withscores=True)
+        elif kind == b"list":
+            out[key] = client.lrange(key, 0, -1)
+        elif kind == b"set":
+            out[key] = client.smembers(key)
+        else:
+            out[key] = client.get(key)
+    return out
