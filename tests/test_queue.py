@@ -353,13 +353,13 @@ def test_wait_and_run_histograms(make_config: Any, redis_client: redis.Redis) ->
         t = q.pop()
         assert t is not None
         q.complete(t, duration=0.2)
-    user = {k.decode(): int(v) for k, v in redis_client.hgetall(q.keys.base + ":m:a").items()}
-    total = {k.decode(): int(v) for k, v in redis_client.hgetall(q.keys.base + ":m:~all").items()}
+    user = {k.decode(): int(v) for k, v in redis_client.hgetall(q.keys.metrics_user("a")).items()}
+    total = {k.decode(): int(v) for k, v in redis_client.hgetall(q.keys.metrics_all).items()}
     assert sum(v for k, v in user.items() if k.startswith("w:") and k != "w:sum") == 3
     assert user["w:sum"] >= 3 * 25 and "w:5" not in user  # every wait was at least ~30 ms
     assert user["r:250"] == 3 and user["r:sum"] == 600
     assert total == user  # only one user so far
-    assert sum(int(v) for v in redis_client.hvals(q.keys.base + ":m:tput")) == 3
+    assert sum(int(v) for v in redis_client.hvals(q.keys.metrics_throughput)) == 3
 
 
 def test_metrics_can_be_turned_off(make_config: Any, redis_client: redis.Redis) -> None:

@@ -145,9 +145,9 @@ class AsyncTaskQueue:
                 await self._sync_steal_set(plan)
                 args, token = self.proto.pop_args(plan, lease_seconds)
                 reply = await self.scripts.pop(keys=[self.keys.stats], args=args)
+            for problem in self.proto.problems(reply):
+                logger.error("fairque: corrupt data found and set aside: %s", problem)
             if not reply[0]:
-                for problem in reply[2] if len(reply) > 2 else []:
-                    logger.error("fairque: corrupt data moved aside: %s", _text(problem))
                 return None, self.proto.next_due_seconds(reply)
             try:
                 task = self.proto.decode_popped(reply, token, plan.worker_id)

@@ -46,7 +46,11 @@ class TaskNotRegisteredError(FairQueueError, LookupError):
 
 
 class RedisUnavailableError(FairQueueError, ConnectionError):
-    """Redis could not be reached (or timed out); nothing was written."""
+    """Redis could not be reached or did not answer in time.
+
+    On a refused connection nothing was written. On a timeout the outcome is unknown (the server
+    may still run the command); every change is one atomic script and a push is idempotent by task
+    id, so retrying with the same ``Task`` is safe."""
 
 
 class LeaseLostError(FairQueueError):

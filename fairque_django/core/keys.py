@@ -12,7 +12,9 @@ from dataclasses import dataclass
 from .exceptions import TaskValidationError
 
 # Characters that would break key names or hash tags, plus whitespace and control characters.
-_BAD_ID_CHARS = re.compile(r"[{}\s\x00-\x1f\x7f]")
+_BAD_ID_CHARS = re.compile(r"[{}\s\x00-\x1f\x7f-\x9f]")
+# User ids also may not hold glob characters (config entries with them are patterns).
+_BAD_USER_CHARS = re.compile(r"[{}*?\s\x00-\x1f\x7f-\x9f]")
 
 
 def validate_user_id(user_id: object, max_length: int = 200) -> str:
@@ -23,12 +25,14 @@ def validate_user_id(user_id: object, max_length: int = 200) -> str:
         raise TaskValidationError("user id must not be empty")
     if len(user_id) > max_length:
         raise TaskValidationError(f"user id is {len(user_id)} characters long; the limit is {max_length}")
-    bad = _BAD_ID_CHARS.search(user_id)
+    bad = _BAD_USER_CHARS.search(user_id)
     if bad:
         raise TaskValidationError(
-            f"user id {user_id[:50]!r} contains {bad.group()!r}; braces, whitespace and control "
+            f"user id {user_id[:50]!r} contains {bad.group()!r}; braces, '*', '?', whitespace and control "
             "characters are not allowed"
         )
+    if user_id.startswith("~"):
+        raise TaskValidationError(f"user id {user_id[:50]!r} starts with '~', which is reserved")
     return user_id
 
 
@@ -106,16 +110,32 @@ class Keys:
         return f"{self.base}:steal:{worker_id}"
 
     def steal_digest(self, worker_id: str) -> str:
-        return f"{self.base}:steal:{worker_id}:digest"
+        return f"{self.base}:stealdigest:{worker_id}"
 
     def worker(self, worker_id: str) -> str:
         return f"{self.base}:worker:{worker_id}"
 
+    # user ids and XCom keys / task ids may both contain ':', so the user id is length-prefixed:
+    # ("acme:eu", "report") and ("acme", "eu:report") must never name the same key.
+    def metrics_user(self, user_id: str) -> str:
+        """Wait/run histograms of one user (see lua/lib.lua ``observe``)."""
+        return f"{self.base}:m:{user_id}"
+
+    @property
+    def metrics_all(self) -> str:
+        """Wait/run histograms of all users together."""
+        return f"{self.base}:m:~all"
+
+    @property
+    def metrics_throughput(self) -> str:
+        """Completions per minute (field: epoch minute)."""
+        return f"{self.base}:m:~tput"
+
     def xcom(self, user_id: str, key: str) -> str:
-        return f"{self.base}:xcom:{user_id}:{key}"
+        return f"{self.base}:xcom:{len(user_id)}:{user_id}:{key}"
 
     def result(self, user_id: str, task_id: str) -> str:
-        return f"{self.base}:result:{user_id}:{task_id}"
+        return f"{self.base}:result:{len(user_id)}:{user_id}:{task_id}"
 
     def result_owner(self, task_id: str) -> str:
         """Which user a stored result belongs to (lets trusted code find it by id alone)."""

@@ -25,15 +25,16 @@ class Priority(IntEnum):
 
     @classmethod
     def coerce(cls, value: object) -> Priority:
-        """Return ``value`` as a Priority or raise :class:`TaskValidationError`."""
+        """Return ``value`` (a Priority or an int 1-6) as a Priority, else raise :class:`TaskValidationError`.
+
+        Strings are refused on purpose: ``"high"`` is a typo for ``Priority.HIGH`` more often than not."""
         if isinstance(value, Priority):
             return value
         if isinstance(value, int) and not isinstance(value, bool) and 1 <= value <= 6:
             return cls(value)
-        if isinstance(value, str) and value.upper() in cls.__members__:
-            return cls[value.upper()]
         raise TaskValidationError(
-            f"invalid priority {value!r}: expected an int 1-6 or one of {', '.join(cls.__members__)}"
+            f"invalid priority {value!r}: expected fairque_django.Priority or an int 1-6 "
+            f"({', '.join(f'{m.value} {m.name}' for m in cls)})"
         )
 
     @property

@@ -150,6 +150,8 @@ class QueueProtocol:
     def decode_popped(reply: Sequence[Any], token: str, worker_id: str) -> Task:
         """Build the Task of a pop reply; raises CorruptTaskError (the task stays leased)."""
         task = Task.from_json(reply[1])
+        if task.task_id != _text(reply[0]):
+            raise CorruptTaskError(f"task body names task {task.task_id!r} but it is stored as {_text(reply[0])!r}")
         task.retry_count = int(reply[2])
         task.attempts = int(reply[3])
         task.lease_deadline = int(reply[4]) / 1000.0
@@ -159,6 +161,12 @@ class QueueProtocol:
         if task.user_id != user:
             raise CorruptTaskError(f"task body names user {task.user_id!r} but it was queued for {user!r}")
         return task
+
+    @staticmethod
+    def problems(reply: Sequence[Any]) -> list[str]:
+        """Corrupt keys or tasks the pop script set aside (moved to quarantine / dead-lettered)."""
+        index = 7 if reply[0] else 2
+        return [_text(p) for p in reply[index]] if len(reply) > index and reply[index] else []
 
     @staticmethod
     def next_due_seconds(reply: Sequence[Any]) -> float | None:

@@ -135,9 +135,9 @@ class TaskQueue:
 
     def _popped(self, reply: Any, token: str, plan: PopPlan) -> tuple[Task | None, float | None] | None:
         """Decode a pop reply; a corrupt task is dead-lettered and None returned (pop again)."""
+        for problem in self.proto.problems(reply):
+            logger.error("fairque: corrupt data found and set aside: %s", problem)
         if not reply[0]:
-            for problem in reply[2] if len(reply) > 2 else []:
-                logger.error("fairque: corrupt data moved aside: %s", _text(problem))
             return None, self.proto.next_due_seconds(reply)
         try:
             task = self.proto.decode_popped(reply, token, plan.worker_id)

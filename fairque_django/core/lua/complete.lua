@@ -22,13 +22,13 @@ if charge > 0 then
   local w = tonumber(f[5] or '1') or 1
   local extra = (charge / 100.0) / w
   local rk = P .. ':ready:' .. part
-  local s = redis.call('ZSCORE', rk, user)
+  local s = rcall('ZSCORE', rk, user)
   if s then
-    redis.call('ZADD', rk, tonumber(s) + extra, user)
+    rcall('ZADD', rk, tonumber(s) + extra, user)
   else
     local fk = P .. ':vfinish:' .. part
-    local fin = tonumber(redis.call('HGET', fk, user) or '0')
-    redis.call('HSET', fk, user, fin + extra)
+    local fin = tonumber(rcall('HGET', fk, user) or '0')
+    rcall('HSET', fk, user, fin + extra)
   end
 end
 forget(P, id)
@@ -37,7 +37,7 @@ if ARGV[6] == '1' then
   if run_ms >= 0 then
     observe(P, 'r', user, run_ms)
   end
-  redis.call('HINCRBY', P .. ':m:tput', math.floor(tonumber(ARGV[7]) / 60000), 1)
+  rcall('HINCRBY', P .. ':m:~tput', math.floor(tonumber(ARGV[7]) / 60000), 1)
 end
 stat(P, 'completed', 1)
 stat(P, 'u:' .. user .. ':completed', 1)

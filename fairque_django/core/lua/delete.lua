@@ -8,20 +8,20 @@ local ids = dlq_ids(P)
 local done = {}
 for _, id in ipairs(ids) do
   local tk = P .. ':t:' .. id
-  local f = redis.pcall('HMGET', tk, 'u', 'p', 'st')
+  local f = rcall('HMGET', tk, 'u', 'p', 'st')
   if f.err then
-    redis.call('DEL', tk)
-    redis.call('ZREM', P .. ':dlq', id)
+    rcall('DEL', tk)
+    rcall('ZREM', P .. ':dlq', id)
     done[#done + 1] = id
   elseif f[1] then
     local ck, nk = lane_keys(P, f[1])
     if f[2] == '6' then
-      redis.pcall('LREM', ck, 0, id)
+      rcall('LREM', ck, 0, id)
     else
-      redis.pcall('ZREM', nk, id)
+      rcall('ZREM', nk, id)
     end
-    redis.call('ZREM', P .. ':delayed', id)
-    redis.call('ZREM', P .. ':dlq', id)
+    rcall('ZREM', P .. ':delayed', id)
+    rcall('ZREM', P .. ':dlq', id)
     forget(P, id)
     if f[3] ~= 'dead' then
       live(P, f[1], -1)

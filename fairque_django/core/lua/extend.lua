@@ -9,10 +9,11 @@ local lost = {}
 for i = 3, #ARGV, 2 do
   local id, token = ARGV[i], ARGV[i + 1]
   local tk = P .. ':t:' .. id
-  local f = redis.call('HMGET', tk, 'tok', 'st')
+  local f = rcall('HMGET', tk, 'tok', 'st')
   if f[2] == 'leased' and f[1] == token then
-    redis.call('HSET', tk, 'dl', deadline)
-    redis.call('ZADD', P .. ':leases', deadline, id)
+    rcall('HSET', tk, 'dl', deadline)
+    rcall('ZADD', P .. ':leases', deadline, id)
+    lower_gate(P, deadline)
   else
     lost[#lost + 1] = id
   end

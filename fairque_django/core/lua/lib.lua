@@ -15,8 +15,41 @@
 --   P:live                          ZSET  user -> tasks not yet finished (queued, delayed, leased)
 --   P:queue:stats                   HASH  counters
 --   P:m:<user> / P:m:~all           HASH  wait ('w:<le>', 'w:sum') and run ('r:<le>', 'r:sum') histograms in ms
---   P:m:tput                        HASH  minute (epoch ms / 60000) -> tasks completed
+--   P:m:~tput                       HASH  minute (epoch ms / 60000) -> tasks completed (user ids never start with ~)
+--   P:quarantine:<key>:<n>          any   a key that held the wrong type of value, moved aside
+--   P:quarantined                   STRING counter numbering the keys moved aside
 local PRIO_SPAN = 1099511627776 -- 2^40: priority band width in the normal-lane score
+local QP = ARGV[1]               -- every script's ARGV[1] is the prefix P
+local PROBLEMS = {}              -- keys moved aside during this call, for the caller to log
+
+-- Move a key of the wrong type out of the way (data kept) so that one bad key cannot stop the queue.
+local function quarantine(key)
+  local n = redis.pcall('INCR', QP .. ':quarantined')
+  if type(n) ~= 'number' then
+    n = redis.call('TIME')[2]
+  end
+  local dest = QP .. ':quarantine:' .. key .. ':' .. n
+  redis.call('RENAME', key, dest)
+  PROBLEMS[#PROBLEMS + 1] = key .. ' -> ' .. dest
+  local stats = QP .. ':queue:stats'
+  if type(redis.pcall('HINCRBY', stats, 'quarantined', 1)) ~= 'number' then
+    quarantine(stats)  -- the stats key itself is bad: move it too; the fresh one counts this
+  end
+end
+
+-- redis.call on a data key; a WRONGTYPE error quarantines the key and the call is made again.
+-- Scripts do not roll back, so an error after a write must never happen: every keyed call goes here.
+local function rcall(cmd, key, ...)
+  local r = redis.pcall(cmd, key, ...)
+  if type(r) == 'table' and r.err then
+    if string.find(r.err, 'WRONGTYPE', 1, true) then
+      quarantine(key)
+      return redis.call(cmd, key, ...)
+    end
+    return redis.error_reply(r.err)
+  end
+  return r
+end
 
 local function now_ms()
   local t = redis.call('TIME')
@@ -34,30 +67,30 @@ end
 
 local function wake(P, part)
   local wk = P .. ':wake:' .. part
-  if redis.call('LLEN', wk) == 0 then
-    redis.call('LPUSH', wk, '1')
+  if rcall('LLEN', wk) == 0 then
+    rcall('LPUSH', wk, '1')
   end
 end
 
 -- Put a user into its partition's rotation unless it is already there.
 local function mark_ready(P, part, user)
   local rk = P .. ':ready:' .. part
-  if redis.call('ZSCORE', rk, user) then
+  if rcall('ZSCORE', rk, user) then
     return
   end
   -- a newcomer joins the current round: the virtual time of the next user to serve
-  local head = redis.call('ZRANGE', rk, 0, 0, 'WITHSCORES')
-  local start = tonumber(head[2] or redis.call('HGET', P .. ':vclock', part) or '0')
+  local head = rcall('ZRANGE', rk, 0, 0, 'WITHSCORES')
+  local start = tonumber(head[2] or rcall('HGET', P .. ':vclock', part) or '0')
   local fk = P .. ':vfinish:' .. part
-  local finish = redis.call('HGET', fk, user)
+  local finish = rcall('HGET', fk, user)
   if finish then
     finish = tonumber(finish)
     if finish > start then
       start = finish
     end
-    redis.call('HDEL', fk, user)
+    rcall('HDEL', fk, user)
   end
-  redis.call('ZADD', rk, start, user)
+  rcall('ZADD', rk, start, user)
   wake(P, part)
 end
 
@@ -65,27 +98,27 @@ end
 -- head of its lane (normal-lane tasks keep their enqueue order through their score).
 local function enqueue_ready(P, id, front)
   local tk = P .. ':t:' .. id
-  local f = redis.call('HMGET', tk, 'u', 'p', 's', 'q')
+  local f = rcall('HMGET', tk, 'u', 'p', 's', 'q')
   local user, prio, seq, part = f[1], tonumber(f[2]), tonumber(f[3]), f[4]
   local ck, nk = lane_keys(P, user)
   if prio == 6 then
     if front then
-      redis.call('RPUSH', ck, id)
+      rcall('RPUSH', ck, id)
     else
-      redis.call('LPUSH', ck, id)
+      rcall('LPUSH', ck, id)
     end
   else
-    redis.call('ZADD', nk, normal_score(prio, seq), id)
+    rcall('ZADD', nk, normal_score(prio, seq), id)
   end
-  redis.call('HSET', tk, 'st', 'queued', 'e', now_ms())
+  rcall('HSET', tk, 'st', 'queued', 'e', now_ms())
   mark_ready(P, part, user)
 end
 
 -- Make sure pop looks at timers (delayed tasks, leases) no later than at ms.
 local function lower_gate(P, ms)
-  local gate = tonumber(redis.call('GET', P .. ':gate') or '0')
+  local gate = tonumber(rcall('GET', P .. ':gate') or '0')
   if gate == 0 or ms < gate then
-    redis.call('SET', P .. ':gate', ms)
+    rcall('SET', P .. ':gate', ms)
   end
 end
 
@@ -105,35 +138,35 @@ local function observe(P, kind, user, ms)
   local field = kind .. ':' .. le
   ms = math.floor(ms)
   for _, k in ipairs({P .. ':m:' .. user, P .. ':m:~all'}) do
-    redis.call('HINCRBY', k, field, 1)
-    redis.call('HINCRBY', k, kind .. ':sum', ms)
+    rcall('HINCRBY', k, field, 1)
+    rcall('HINCRBY', k, kind .. ':sum', ms)
   end
 end
 
 local function stat(P, field, n)
-  redis.call('HINCRBY', P .. ':queue:stats', field, n)
+  rcall('HINCRBY', P .. ':queue:stats', field, n)
 end
 
 -- Change a user's count of unfinished (queued, delayed or leased) tasks.
 local function live(P, user, n)
-  if tonumber(redis.call('ZINCRBY', P .. ':live', n, user)) <= 0 then
-    redis.call('ZREM', P .. ':live', user)
+  if tonumber(rcall('ZINCRBY', P .. ':live', n, user)) <= 0 then
+    rcall('ZREM', P .. ':live', user)
   end
 end
 
 -- Forget a task: its hash and its lease.
 local function forget(P, id)
-  redis.call('DEL', P .. ':t:' .. id)
-  redis.call('ZREM', P .. ':leases', id)
+  rcall('DEL', P .. ':t:' .. id)
+  rcall('ZREM', P .. ':leases', id)
 end
 
 -- Move a task to the dead-letter queue.
 local function bury(P, id, now, err, etype, tb, ftype)
   local tk = P .. ':t:' .. id
-  local user = redis.call('HGET', tk, 'u') or '?'
-  redis.call('HSET', tk, 'st', 'dead', 'err', err, 'et', etype, 'tb', tb, 'ft', ftype, 'dt', now)
-  redis.call('HDEL', tk, 'tok', 'wk', 'dl')
-  redis.call('ZADD', P .. ':dlq', now, id)
+  local user = rcall('HGET', tk, 'u') or '?'
+  rcall('HSET', tk, 'st', 'dead', 'err', err, 'et', etype, 'tb', tb, 'ft', ftype, 'dt', now)
+  rcall('HDEL', tk, 'tok', 'wk', 'dl')
+  rcall('ZADD', P .. ':dlq', now, id)
   live(P, user, -1)
   stat(P, 'dead', 1)
   stat(P, 'u:' .. user .. ':dead', 1)
@@ -143,24 +176,24 @@ end
 -- Returns 'retry' or 'dead'.
 local function fail_attempt(P, id, now, backoff_ms, force_dead, err, etype, tb, ftype)
   local tk = P .. ':t:' .. id
-  local f = redis.call('HMGET', tk, 'u', 'm')
+  local f = rcall('HMGET', tk, 'u', 'm')
   local user, maxr = f[1], tonumber(f[2] or '0')
-  local retries = redis.call('HINCRBY', tk, 'r', 1)
-  redis.call('ZREM', P .. ':leases', id)
+  local retries = rcall('HINCRBY', tk, 'r', 1)
+  rcall('ZREM', P .. ':leases', id)
   stat(P, 'failed', 1)
   stat(P, 'u:' .. user .. ':failed', 1)
-  redis.call('HSET', tk, 'err', err, 'et', etype, 'ft', ftype)
+  rcall('HSET', tk, 'err', err, 'et', etype, 'ft', ftype)
   if force_dead or retries > maxr then
     bury(P, id, now, err, etype, tb, ftype)
     return 'dead'
   end
   stat(P, 'retried', 1)
-  redis.call('HDEL', tk, 'tok', 'wk', 'dl')
+  rcall('HDEL', tk, 'tok', 'wk', 'dl')
   if backoff_ms <= 0 then
     enqueue_ready(P, id, true)
   else
-    redis.call('HSET', tk, 'st', 'delayed')
-    redis.call('ZADD', P .. ':delayed', now + backoff_ms, id)
+    rcall('HSET', tk, 'st', 'delayed')
+    rcall('ZADD', P .. ':delayed', now + backoff_ms, id)
     lower_gate(P, now + backoff_ms)
   end
   return 'retry'
@@ -168,28 +201,29 @@ end
 
 -- Take back leases whose deadline passed: the attempt counts as failed (type lease_expired).
 local function recover_expired(P, now, limit)
-  local ids = redis.call('ZRANGEBYSCORE', P .. ':leases', '-inf', now, 'LIMIT', 0, limit)
+  local ids = rcall('ZRANGEBYSCORE', P .. ':leases', '-inf', now, 'LIMIT', 0, limit)
   for _, id in ipairs(ids) do
-    if redis.call('EXISTS', P .. ':t:' .. id) == 1 then
-      local worker = redis.call('HGET', P .. ':t:' .. id, 'wk') or '?'
+    if rcall('EXISTS', P .. ':t:' .. id) == 1 then
+      local worker = rcall('HGET', P .. ':t:' .. id, 'wk') or '?'
       stat(P, 'expired', 1)
       fail_attempt(P, id, now, 0, false,
         'lease expired: worker ' .. worker .. ' stopped heartbeating before finishing the task',
         'LeaseExpired', '', 'lease_expired')
     else
-      redis.call('ZREM', P .. ':leases', id)
+      rcall('ZREM', P .. ':leases', id)
     end
   end
   return #ids
 end
 
--- Move delayed tasks whose time has come into their user's lane.
+-- Move delayed tasks whose time has come into their user's lane (at the back of the critical
+-- lane: FIFO by the time they became ready; normal-lane tasks keep their enqueue order).
 local function promote_delayed(P, now, limit)
-  local ids = redis.call('ZRANGEBYSCORE', P .. ':delayed', '-inf', now, 'LIMIT', 0, limit)
+  local ids = rcall('ZRANGEBYSCORE', P .. ':delayed', '-inf', now, 'LIMIT', 0, limit)
   for _, id in ipairs(ids) do
-    redis.call('ZREM', P .. ':delayed', id)
-    if redis.call('EXISTS', P .. ':t:' .. id) == 1 then
-      enqueue_ready(P, id, true)
+    rcall('ZREM', P .. ':delayed', id)
+    if rcall('EXISTS', P .. ':t:' .. id) == 1 then
+      enqueue_ready(P, id, false)
     end
   end
   return #ids
@@ -199,7 +233,7 @@ end
 local function next_due(P, now)
   local best = -1
   for _, k in ipairs({P .. ':delayed', P .. ':leases'}) do
-    local r = redis.call('ZRANGE', k, 0, 0, 'WITHSCORES')
+    local r = rcall('ZRANGE', k, 0, 0, 'WITHSCORES')
     if r[2] then
       local d = tonumber(r[2]) - now
       if d < 0 then d = 0 end
@@ -213,7 +247,7 @@ end
 -- Run the timer work (lease recovery, delayed promotion) when the gate says something may be
 -- due, then move the gate to the next due time. Keeps the common pop free of timer scans.
 local function run_timers(P, now)
-  local gate = tonumber(redis.call('GET', P .. ':gate') or '0')
+  local gate = tonumber(rcall('GET', P .. ':gate') or '0')
   if gate > now then
     return gate
   end
@@ -224,14 +258,14 @@ local function run_timers(P, now)
   if due >= 0 then
     nxt = now + math.max(due, 1)
   end
-  redis.call('SET', P .. ':gate', nxt)
+  rcall('SET', P .. ':gate', nxt)
   return nxt
 end
 
 -- Check that token still holds the lease of task id. Returns the requested task fields, or the
 -- script's answer when it does not: -1 no such task, 0 lease lost (a late ack, counted).
 local function leased_fields(P, id, token, ...)
-  local f = redis.call('HMGET', P .. ':t:' .. id, 'u', 'tok', 'st', ...)
+  local f = rcall('HMGET', P .. ':t:' .. id, 'u', 'tok', 'st', ...)
   if not f[1] then
     return nil, -1
   end
@@ -245,7 +279,7 @@ end
 -- The task ids a DLQ script works on: ARGV[2..], or '*' alone for up to 1000 of the oldest dead.
 local function dlq_ids(P)
   if ARGV[2] == '*' then
-    return redis.call('ZRANGE', P .. ':dlq', 0, 999)
+    return rcall('ZRANGE', P .. ':dlq', 0, 999)
   end
   local ids = {}
   for i = 2, #ARGV do ids[#ids + 1] = ARGV[i] end

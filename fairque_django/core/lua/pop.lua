@@ -10,9 +10,9 @@
 -- ARGV[7]  '1' = record wait-time metrics
 -- ARGV[8]  number of steal patterns K, then K anchored Lua patterns
 -- then     the partitions to steal from
--- Returns  {id, body, retries, attempts, deadline_ms, user, stolen(0/1)}
+-- Returns  {id, body, retries, attempts, deadline_ms, user, stolen(0/1), problems}
 --          or {false, next_due_ms, problems} when nothing is ready
---          (problems: quarantined keys, for the caller to log)
+--          (problems: keys moved aside or tasks dead-lettered as corrupt, for the caller to log)
 -- @include lib.lua
 local P, worker, own = ARGV[1], ARGV[2], ARGV[3]
 local lease_ms, token, steal_set = tonumber(ARGV[4]), ARGV[5], ARGV[6]
@@ -28,46 +28,46 @@ for i = 9 + npat, #ARGV do
 end
 local now = now_ms()
 local gate = run_timers(P, now)
-local problems = {}
-
--- Move a key of the wrong type out of the way so that one bad key cannot stop the queue.
-local function quarantine(key)
-  local dest = P .. ':quarantine:' .. key .. ':' .. now
-  redis.call('RENAME', key, dest)
-  stat(P, 'quarantined', 1)
-  problems[#problems + 1] = key .. ' -> ' .. dest
-end
 
 -- Pop the next task id of a user (and whether it came from the critical lane), or nil.
 local function take(user)
   local ck, nk = lane_keys(P, user)
-  local r = redis.pcall('RPOP', ck)
-  if type(r) == 'table' and r.err then
-    quarantine(ck)
-    r = false
-  end
+  local r = rcall('RPOP', ck)
   if r then
     return r, true
   end
-  r = redis.pcall('ZPOPMIN', nk)
-  if r.err then
-    quarantine(nk)
-    return nil, false
-  end
-  return r[1], false
+  return rcall('ZPOPMIN', nk)[1], false
 end
 
 -- Whether the user has more ready tasks (the critical lane is known empty when from_critical is false).
 local function has_more(user, from_critical)
   local ck, nk = lane_keys(P, user)
-  if from_critical then
-    local a = redis.pcall('LLEN', ck)
-    if type(a) == 'number' and a > 0 then
-      return true
-    end
+  if from_critical and rcall('LLEN', ck) > 0 then
+    return true
   end
-  local b = redis.pcall('ZCARD', nk)
-  return type(b) == 'number' and b > 0
+  return rcall('ZCARD', nk) > 0
+end
+
+-- A task id whose hash is unusable (wrong type, or no body): keep what there is, dead-letter it.
+local function bury_corrupt(id, user, tk)
+  local kind = redis.call('TYPE', tk)['ok']
+  local raw = ''
+  if kind == 'string' then
+    raw = redis.call('GET', tk)
+  end
+  if kind ~= 'hash' and kind ~= 'none' then
+    quarantine(tk)
+  end
+  rcall('HSET', tk, 'u', user, 'p', 3, 's', 0, 'r', 0, 'm', 0)
+  if kind ~= 'hash' then
+    rcall('HSET', tk, 'b', raw, 'a', 1)
+  end
+  local why = 'corrupt task: its hash has no body'
+  if kind ~= 'hash' then
+    why = 'corrupt task: its key held a ' .. kind .. ' instead of a hash'
+  end
+  bury(P, id, now, why, 'CorruptTaskError', '', 'corrupt')
+  PROBLEMS[#PROBLEMS + 1] = tk .. ': ' .. why .. ' (dead-lettered)'
 end
 
 -- Serve one task of user from partition part whose virtual start time is score.
@@ -76,52 +76,48 @@ local function serve(part, user, score)
   while true do
     local id, from_critical = take(user)
     if not id then
-      redis.call('ZREM', rk, user)
+      rcall('ZREM', rk, user)
       return nil
     end
     local tk = P .. ':t:' .. id
     local f = redis.pcall('HMGET', tk, 'b', 'w', 'r', 'a', 'e')
     if f.err then
-      quarantine(tk)
+      bury_corrupt(id, user, tk)
     elseif f[1] then
       local weight = tonumber(f[2] or '1') or 1
       if weight <= 0 then weight = 1 end
       local finish = score + 1 / weight
       if has_more(user, from_critical) then
-        redis.call('ZADD', rk, finish, user)
+        rcall('ZADD', rk, finish, user)
         wake(P, part)
       else
-        redis.call('ZREM', rk, user)
-        redis.call('HSET', P .. ':vfinish:' .. part, user, finish)
-        redis.call('HSET', P .. ':vclock', part, score)
+        rcall('ZREM', rk, user)
+        rcall('HSET', P .. ':vfinish:' .. part, user, finish)
+        rcall('HSET', P .. ':vclock', part, score)
       end
       if metrics then
         observe(P, 'w', user, now - tonumber(f[5] or now))
       end
       local attempts = tonumber(f[4] or '0') + 1
       local deadline = now + lease_ms
-      redis.call('HSET', tk, 'st', 'leased', 'wk', worker, 'tok', token, 'dl', deadline, 'a', attempts,
+      rcall('HSET', tk, 'st', 'leased', 'wk', worker, 'tok', token, 'dl', deadline, 'a', attempts,
         'lt', now)
-      redis.call('ZADD', P .. ':leases', deadline, id)
+      rcall('ZADD', P .. ':leases', deadline, id)
       if deadline < gate then
-        redis.call('SET', P .. ':gate', deadline)
+        rcall('SET', P .. ':gate', deadline)
         gate = deadline
       end
       stat(P, 'popped', 1)
-      return {id, f[1], tonumber(f[3] or '0'), attempts, deadline, user}
-    elseif redis.call('EXISTS', tk) == 1 then
-      if not redis.call('HGET', tk, 'u') then
-        redis.call('HSET', tk, 'u', user)
-      end
-      bury(P, id, now, 'corrupt task: its hash has no body', 'CorruptTaskError', '', 'corrupt')
-      problems[#problems + 1] = tk .. ' has no body: dead-lettered'
+      return {id, f[1], tonumber(f[3] or '0'), attempts, deadline, user, 0, PROBLEMS}
+    elseif rcall('EXISTS', tk) == 1 then
+      bury_corrupt(id, user, tk)
     end
     -- otherwise an id without a task hash (deleted meanwhile): skip it
   end
 end
 
 local function may_steal(user)
-  if steal_set ~= '' and redis.call('SISMEMBER', steal_set, user) == 1 then
+  if steal_set ~= '' and rcall('SISMEMBER', steal_set, user) == 1 then
     return true
   end
   for _, pat in ipairs(patterns) do
@@ -136,7 +132,7 @@ end
 if own ~= '' then
   local rk = P .. ':ready:' .. own
   for _ = 1, 100 do
-    local head = redis.call('ZRANGE', rk, 0, 0, 'WITHSCORES')
+    local head = rcall('ZRANGE', rk, 0, 0, 'WITHSCORES')
     if not head[1] then break end
     local r = serve(own, head[1], tonumber(head[2]))
     if r then
@@ -154,7 +150,7 @@ for _ = 1, 100 do
     local offset = 0
     local found = false
     while not found and offset < 2000 do
-      local chunk = redis.call('ZRANGE', rk, offset, offset + 31, 'WITHSCORES')
+      local chunk = rcall('ZRANGE', rk, offset, offset + 31, 'WITHSCORES')
       if not chunk[1] then break end
       for i = 1, #chunk, 2 do
         local s = tonumber(chunk[i + 1])
@@ -179,4 +175,4 @@ for _ = 1, 100 do
   end
 end
 
-return {false, next_due(P, now), problems}
+return {false, next_due(P, now), PROBLEMS}

@@ -10,7 +10,7 @@ local P = ARGV[1]
 local n = tonumber(ARGV[2])
 local client_ms = ARGV[3]
 local now = nil -- server time, read only when a task has a not-before time
-local first = redis.call('INCRBY', P .. ':seq', n) - n
+local first = rcall('INCRBY', P .. ':seq', n) - n
 local out = {}
 local counts = {}
 local stored = 0
@@ -23,28 +23,28 @@ for i = 0, n - 1 do
   prio, after = tonumber(prio), tonumber(after)
   local body = ARGV[o + 1]
   local tk = P .. ':t:' .. id
-  if redis.call('EXISTS', tk) == 1 then
+  if rcall('EXISTS', tk) == 1 then
     out[i + 1] = 0
   else
     out[i + 1] = 1
     stored = stored + 1
     local seq = first + i + 1
-    redis.call('HSET', tk, 'b', body, 'u', user, 'p', prio, 's', seq, 'q', part, 'w', weight,
+    rcall('HSET', tk, 'b', body, 'u', user, 'p', prio, 's', seq, 'q', part, 'w', weight,
       'm', maxr, 'r', 0, 'a', 0, 'st', 'queued', 'e', client_ms)
     lives[user] = (lives[user] or 0) + 1
     if after > 0 and not now then
       now = now_ms()
     end
     if after > 0 and after > now then
-      redis.call('HSET', tk, 'st', 'delayed', 'e', after)
-      redis.call('ZADD', P .. ':delayed', after, id)
+      rcall('HSET', tk, 'st', 'delayed', 'e', after)
+      rcall('ZADD', P .. ':delayed', after, id)
       lower_gate(P, after)
     else
       local ck, nk = lane_keys(P, user)
       if prio == 6 then
-        redis.call('LPUSH', ck, id)
+        rcall('LPUSH', ck, id)
       else
-        redis.call('ZADD', nk, normal_score(prio, seq), id)
+        rcall('ZADD', nk, normal_score(prio, seq), id)
       end
       if not readied[part .. '|' .. user] then
         mark_ready(P, part, user)
@@ -58,7 +58,7 @@ for i = 0, n - 1 do
   end
 end
 for user, c in pairs(lives) do
-  redis.call('ZINCRBY', P .. ':live', c, user)
+  rcall('ZINCRBY', P .. ':live', c, user)
 end
 if stored > 0 then
   stat(P, 'pushed', stored)

@@ -8,12 +8,12 @@ local n = 0
 for i = 2, #ARGV, 2 do
   local id, token = ARGV[i], ARGV[i + 1]
   local tk = P .. ':t:' .. id
-  local f = redis.call('HMGET', tk, 'tok', 'st', 'a')
+  local f = rcall('HMGET', tk, 'tok', 'st', 'a')
   if f[2] == 'leased' and f[1] == token then
-    redis.call('ZREM', P .. ':leases', id)
-    redis.call('HDEL', tk, 'tok', 'wk', 'dl')
+    rcall('ZREM', P .. ':leases', id)
+    rcall('HDEL', tk, 'tok', 'wk', 'dl')
     -- the attempt did not happen: do not count it
-    redis.call('HSET', tk, 'a', math.max(0, tonumber(f[3] or '1') - 1))
+    rcall('HSET', tk, 'a', math.max(0, tonumber(f[3] or '1') - 1))
     enqueue_ready(P, id, true)
     stat(P, 'released', 1)
     n = n + 1

@@ -8,12 +8,12 @@ local ids = dlq_ids(P)
 local done = {}
 for _, id in ipairs(ids) do
   local tk = P .. ':t:' .. id
-  if redis.call('ZREM', P .. ':dlq', id) == 1 and redis.call('HGET', tk, 'st') == 'dead' then
-    local seq = redis.call('INCR', P .. ':seq')
-    redis.call('HSET', tk, 'r', 0, 's', seq)
-    redis.call('HDEL', tk, 'err', 'et', 'tb', 'ft', 'dt')
+  if rcall('ZREM', P .. ':dlq', id) == 1 and rcall('HGET', tk, 'st') == 'dead' then
+    local seq = rcall('INCR', P .. ':seq')
+    rcall('HSET', tk, 'r', 0, 's', seq)
+    rcall('HDEL', tk, 'err', 'et', 'tb', 'ft', 'dt')
     enqueue_ready(P, id, false)
-    live(P, redis.call('HGET', tk, 'u'), 1)
+    live(P, rcall('HGET', tk, 'u'), 1)
     stat(P, 'requeued', 1)
     done[#done + 1] = id
   end

@@ -1,0 +1,252 @@
+"""A pure-Python reference model of the queue's intended semantics, step for step as the Lua
+scripts do it (``fairque_django/core/lua/*.lua``):
+
+- per user, a CRITICAL lane (FIFO; tasks whose lease expired go to its front, promoted delayed
+  tasks to its back) served before the
+  normal lane (priority 5..1, then enqueue sequence);
+- per partition, a rotation of ready users by virtual time: a user joining takes
+  ``start = max(score of the head of the ready set, or the partition clock; its last finish)``,
+  each service moves it to ``finish = start + 1/weight``; ties go to the smaller user id;
+- a worker serves its own partition first, then steals the lowest (score, user) among the users
+  it may steal in its steal partitions (earlier partition on ties);
+- leases, retries (immediately for an expired lease, after a backoff otherwise), the DLQ,
+  requeue, release, and the stats counters.
+
+Time is the Redis server's clock in ms; the state machine tells the model which timers fired.
+"""
+
+from __future__ import annotations
+
+from collections import Counter, defaultdict, deque
+from dataclasses import dataclass, field
+
+from fairque_django.core.config import FairQueueConfig
+
+PRIO_SPAN = 2 ** 40
+
+
+def normal_score(prio: int, seq: int) -> float:
+    return float((6 - prio) * PRIO_SPAN + seq)
+
+
+@dataclass
+class MTask:
+    id: str
+    user: str
+    prio: int
+    seq: int
+    weight: float
+    part: str
+    maxr: int
+    r: int = 0
+    a: int = 0
+    st: str = "queued"
+    token: str | None = None
+    deadline: int | None = None  # lease deadline (server ms)
+    due: int | None = None  # delayed until (server ms)
+
+
+@dataclass
+class Model:
+    config: FairQueueConfig
+    tasks: dict[str, MTask] = field(default_factory=dict)
+    crit: defaultdict[str, deque[str]] = field(default_factory=lambda: defaultdict(deque))
+    normal: defaultdict[str, dict[str, float]] = field(default_factory=lambda: defaultdict(dict))
+    ready: defaultdict[str, dict[str, float]] = field(default_factory=lambda: defaultdict(dict))
+    vfinish: defaultdict[str, dict[str, float]] = field(default_factory=lambda: defaultdict(dict))
+    vclock: dict[str, float] = field(default_factory=dict)
+    seq: int = 0
+    stats: Counter[str] = field(default_factory=Counter)
+
+    # --- helpers ------------------------------------------------------------------------
+    def stat(self, name: str, n: int = 1) -> None:
+        self.stats[name] += n
+
+    def mark_ready(self, part: str, user: str) -> None:
+        ready = self.ready[part]
+        if user in ready:
+            return
+        start = min(ready.values()) if ready else self.vclock.get(part, 0.0)
+        finish = self.vfinish[part].pop(user, None)
+        if finish is not None and finish > start:
+            start = finish
+        ready[user] = start
+
+    def enqueue_ready(self, t: MTask, front: bool) -> None:
+        if t.prio == 6:
+            if front:
+                self.crit[t.user].appendleft(t.id)
+            else:
+                self.crit[t.user].append(t.id)
+        else:
+            self.normal[t.user][t.id] = normal_score(t.prio, t.seq)
+        t.st = "queued"
+        t.due = None
+        self.mark_ready(t.part, t.user)
+
+    def bury(self, t: MTask) -> None:
+        t.st = "dead"
+        t.token = None
+        t.deadline = None
+        self.stat("dead")
+        self.stat(f"u:{t.user}:dead")
+
+    def fail_attempt(self, t: MTask, *, force_dead: bool, due: int | None) -> str:
+        """``due`` None: retry now (front of the lane); else the delayed-until time Redis chose."""
+        t.r += 1
+        self.stat("failed")
+        self.stat(f"u:{t.user}:failed")
+        t.token = None
+        t.deadline = None
+        if force_dead or t.r > t.maxr:
+            self.bury(t)
+            return "dead"
+        self.stat("retried")
+        if due is None:
+            self.enqueue_ready(t, front=True)
+        else:
+            t.st = "delayed"
+            t.due = due
+        return "retry"
+
+    # --- operations ----------------------------------------------------------------------
+    def push(self, entries: list[tuple[str, str, int, int, int | None]]) -> list[int]:
+        """entries: (id, user, priority, max_retries, due or None); returns push.lua's reply."""
+        first = self.seq
+        self.seq += len(entries)
+        out = []
+        for i, (tid, user, prio, maxr, due) in enumerate(entries):
+            if tid in self.tasks:
+                out.append(0)
+                continue
+            out.append(1)
+            t = MTask(tid, user, prio, first + i + 1, self.config.weight_of(user), self.config.partition_of(user),
+                      maxr)
+            self.tasks[tid] = t
+            if due is not None:
+                t.st = "delayed"
+                t.due = due
+            else:
+                self.enqueue_ready(t, front=False)
+            self.stat("pushed")
+            self.stat(f"u:{user}:pushed")
+        return out
+
+    def run_timers(self, expired: list[str], promoted: list[str]) -> None:
+        for tid in sorted(expired, key=lambda i: (self.tasks[i].deadline or 0, i)):
+            self.stat("expired")
+            self.fail_attempt(self.tasks[tid], force_dead=False, due=None)
+        for tid in sorted(promoted, key=lambda i: (self.tasks[i].due or 0, i)):
+            self.enqueue_ready(self.tasks[tid], front=False)
+
+    def take(self, user: str) -> str | None:
+        if self.crit[user]:
+            return self.crit[user].popleft()
+        lane = self.normal[user]
+        if not lane:
+            return None
+        tid = min(lane, key=lambda i: lane[i])
+        del lane[tid]
+        return tid
+
+    def serve(self, part: str, user: str, score: float) -> MTask | None:
+        tid = self.take(user)
+        if tid is None:
+            del self.ready[part][user]
+            return None
+        t = self.tasks[tid]
+        finish = score + 1 / (t.weight if t.weight > 0 else 1)
+        if self.crit[user] or self.normal[user]:
+            self.ready[part][user] = finish
+        else:
+            del self.ready[part][user]
+            self.vfinish[part][user] = finish
+            self.vclock[part] = score
+        t.a += 1
+        t.st = "leased"
+        self.stat("popped")
+        return t
+
+    def pop(self, worker_id: str) -> MTask | None:
+        own = self.ready[worker_id]
+        for _ in range(100):
+            if not own:
+                break
+            user = min(own, key=lambda u: (own[u], u))
+            served = self.serve(worker_id, user, own[user])
+            if served is not None:
+                return served
+        worker = self.config.get_worker(worker_id)
+        parts = self.config.steal_partitions(worker_id) if worker.steal_targets else ()
+        for _ in range(100):
+            best: tuple[str, str, float] | None = None
+            for part in parts:
+                for user, score in sorted(self.ready[part].items(), key=lambda kv: (kv[1], kv[0])):
+                    if best is not None and score >= best[2]:
+                        break
+                    if worker.may_steal(user):
+                        best = (part, user, score)
+                        break
+            if best is None:
+                break
+            served = self.serve(*best)
+            if served is not None:
+                return served
+        return None
+
+    def lease_ok(self, tid: str, token: str | None) -> int:
+        """What ``leased_fields`` answers: 1 ok, 0 lease lost (counted), -1 no such task."""
+        t = self.tasks.get(tid)
+        if t is None:
+            return -1
+        if t.st != "leased" or t.token != token:
+            self.stat("late_acks")
+            return 0
+        return 1
+
+    def complete(self, tid: str, token: str | None) -> int:
+        code = self.lease_ok(tid, token)
+        if code == 1:
+            t = self.tasks.pop(tid)
+            self.stat("completed")
+            self.stat(f"u:{t.user}:completed")
+        return code
+
+    def release(self, tid: str, token: str | None) -> int:
+        t = self.tasks.get(tid)
+        if t is None or t.st != "leased" or t.token != token:
+            return 0
+        t.token = None
+        t.deadline = None
+        t.a = max(0, t.a - 1)
+        self.enqueue_ready(t, front=True)
+        self.stat("released")
+        return 1
+
+    def extend_lost(self, tid: str, token: str | None) -> bool:
+        t = self.tasks.get(tid)
+        return t is None or t.st != "leased" or t.token != token
+
+    def requeue(self, ids: list[str]) -> list[str]:
+        done = []
+        for tid in ids:
+            t = self.tasks.get(tid)
+            if t is None or t.st != "dead":
+                continue
+            self.seq += 1
+            t.r = 0
+            t.seq = self.seq
+            self.enqueue_ready(t, front=False)
+            self.stat("requeued")
+            done.append(tid)
+        return done
+
+    # --- views ---------------------------------------------------------------------------
+    def unfinished(self) -> Counter[str]:
+        return Counter(t.user for t in self.tasks.values() if t.st != "dead")
+
+    def by_state(self) -> dict[str, set[str]]:
+        out: dict[str, set[str]] = defaultdict(set)
+        for t in self.tasks.values():
+            out[t.st].add(t.id)
+        return out

@@ -1,0 +1,335 @@
+"""Model-based test: a hypothesis state machine drives the real Lua scripts (TaskQueue on the
+test Redis, own key prefix per example) and the reference model of :mod:`.model` side by side.
+
+After every step it checks that the popped task is the one the model predicts (order and
+fairness), and that lanes, ready sets, virtual clocks, task states, leases, delayed and dead
+sets, per-user live counts and the stats counters agree. Lease expiry uses pops with a 1 ms
+lease and real (short) sleeps; retries use a ~10 ms backoff, so delayed promotion really happens.
+Which timers a pop fired is decided from the server clock read just before and after it
+(and, within that 1-2 ms window only, by looking at the task).
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections import Counter
+
+import pytest
+import redis
+from hypothesis import HealthCheck, settings
+from hypothesis import strategies as st
+from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
+
+from fairque_django import LeaseLostError, Task, TaskQueue
+from fairque_django.core.config import FairQueueConfig
+from fairque_django.core.protocol import STAT_FIELDS
+from tests.redis_url import REDIS_URL
+
+from .helpers import text
+from .model import Model, MTask
+
+USERS = ["a", "b", "c", "d", "e", "p"]
+WORKER_IDS = ["w1", "w2", "w3"]
+LONG_LEASE = 60.0
+SHORT_LEASE = 0.001
+
+CONFIG = {
+    "redis": {"url": REDIS_URL},
+    "workers": [
+        # own a, b; may steal c (w2's) and p (pool)
+        {"id": "w1", "assigned_users": ["a", "b"], "steal_targets": ["c", "p"]},
+        # own c, d; may steal everything (pattern)
+        {"id": "w2", "assigned_users": ["c", "d"], "steal_targets": ["*"]},
+        # owns nobody; may steal a (w1's) and e (pool)
+        {"id": "w3", "assigned_users": [], "steal_targets": ["a", "e"]},
+    ],
+    "queue": {"default_max_retries": 1, "retry_backoff_base_seconds": 0.008, "retry_backoff_max_seconds": 0.03,
+              "lease_timeout_seconds": LONG_LEASE, "user_weights": {"a": 2.0, "c": 0.5}},
+}
+
+_client = redis.Redis.from_url(REDIS_URL)
+
+
+def server_ms() -> int:
+    sec, usec = _client.time()
+    return int(sec) * 1000 + int(usec) // 1000
+
+
+class QueueMachine(RuleBasedStateMachine):
+    def __init__(self) -> None:
+        super().__init__()
+        self.prefix = f"fqm{uuid.uuid4().hex[:10]}"
+        data = {**CONFIG, "queue": {**CONFIG["queue"], "stats_prefix": self.prefix}}
+        self.config = FairQueueConfig.from_dict(data)
+        self.client = _client
+        self.producer = TaskQueue(self.config)
+        self.queues = {w: TaskQueue(self.config, worker_id=w) for w in WORKER_IDS}
+        self.model = Model(self.config)
+        self.base = self.producer.keys.base
+        self.handles: list[Task] = []
+        self.n = 0
+
+    def teardown(self) -> None:
+        keys = list(self.client.scan_iter(match=f"{self.base}*", count=1000))
+        if keys:
+            self.client.delete(*keys)
+
+    # --- helpers ----------------------------------------------------------------------
+    def new_task(self, user: str, prio: int, maxr: int | None, delay: float | None) -> Task:
+        self.n += 1
+        return Task.create(user_id=user, priority=prio, payload={"n": self.n}, task_id=f"t{self.n:04d}",
+                           max_retries=maxr, delay_seconds=delay)
+
+    def do_push(self, batch: list[Task]) -> None:
+        if len(batch) == 1:
+            reply = self.producer.push(batch[0])
+            got = [int(reply["success"])]
+        else:
+            reply = self.producer.push_batch(batch)
+            stored = set(reply["task_ids"])
+            got = []
+            seen: set[str] = set()
+            for t in batch:  # the first of two copies of an id is the stored one
+                got.append(int(t.task_id in stored and t.task_id not in seen))
+                seen.add(t.task_id)
+        entries = []
+        states = self.client.pipeline(transaction=False)
+        for t in batch:
+            states.hget(f"{self.base}:t:{t.task_id}", "st")
+        observed = states.execute()
+        for t, st_now in zip(batch, observed, strict=True):
+            # a not-before time is kept only if it was still in the future when the script ran
+            fresh = t.task_id not in self.model.tasks and not any(e[0] == t.task_id for e in entries)
+            due = int(t.execute_after * 1000) if t.execute_after and fresh and text(st_now) == "delayed" else None
+            maxr = t.max_retries if t.max_retries is not None else self.config.queue.default_max_retries
+            entries.append((t.task_id, t.user_id or "", int(t.priority), maxr, due))
+        expected = self.model.push(entries)
+        assert got == expected, (got, expected)
+
+    def fired_timers(self, t0: int, t1: int) -> tuple[list[str], list[str]]:
+        """Leases and delayed tasks the pop that ran between server times t0 and t1 handled."""
+        expired, promoted = [], []
+        for t in self.model.tasks.values():
+            if t.st == "leased" and t.deadline is not None and t.deadline <= t1:
+                if t.deadline <= t0:
+                    expired.append(t.id)
+                else:
+                    st_now, tok = self.client.hmget(f"{self.base}:t:{t.id}", "st", "tok")
+                    if not (text(st_now) == "leased" and tok is not None and text(tok) == t.token):
+                        expired.append(t.id)
+            elif (t.st == "delayed" and t.due is not None and t.due <= t1
+                  and (t.due <= t0 or self.client.zscore(f"{self.base}:delayed", t.id) is None)):
+                promoted.append(t.id)
+        return expired, promoted
+
+    def handle(self, pick: int) -> Task | None:
+        """One of the last 8 popped tasks (``pick`` counts back from the newest), or None.
+
+        Rules draw plain integers and never depend on timing-dependent state in preconditions:
+        which timers a pop fires depends on the clock, and hypothesis needs the same draws to
+        replay an example."""
+        recent = self.handles[-8:]
+        return recent[-1 - pick % len(recent)] if recent else None
+
+    # --- rules ------------------------------------------------------------------------
+    @rule(user=st.sampled_from(USERS), prio=st.sampled_from([1, 3, 3, 5, 6]),
+          maxr=st.sampled_from([None, 0, 2]), delay=st.sampled_from([None, None, None, 0.015, 0.04]))
+    def push(self, user: str, prio: int, maxr: int | None, delay: float | None) -> None:
+        self.do_push([self.new_task(user, prio, maxr, delay)])
+
+    @rule(items=st.lists(st.tuples(st.sampled_from(USERS), st.sampled_from([1, 2, 3, 4, 5, 6])), min_size=1,
+                         max_size=4),
+          duplicate=st.booleans())
+    def push_batch(self, items: list[tuple[str, int]], duplicate: bool) -> None:
+        batch = [self.new_task(u, p, None, None) for u, p in items]
+        if duplicate:
+            old = sorted(self.model.tasks)
+            if old:  # an id that exists: answered as a duplicate, nothing changes
+                twin = self.model.tasks[old[len(old) // 2]]
+                batch.append(Task.create(user_id=twin.user, priority=twin.prio, task_id=twin.id))
+            batch.append(Task.create(user_id=batch[0].user_id, priority=batch[0].priority,
+                                     task_id=batch[0].task_id))
+        self.do_push(batch)
+
+    def pop_once(self, worker: str, short: bool) -> None:
+        t0 = server_ms()
+        task = self.queues[worker].pop(lease_seconds=SHORT_LEASE if short else LONG_LEASE)
+        t1 = server_ms()
+        expired, promoted = self.fired_timers(t0, t1)
+        self.model.run_timers(expired, promoted)
+        expected = self.model.pop(worker)
+        got = task.task_id if task is not None else None
+        want = expected.id if expected is not None else None
+        assert got == want, f"{worker} popped {got}, the model predicts {want}"
+        if task is not None and expected is not None:
+            assert (task.retry_count, task.attempts) == (expected.r, expected.a), (task, expected)
+            assert task.user_id == expected.user
+            expected.token = task.lease_token
+            expected.deadline = round((task.lease_deadline or 0) * 1000)
+            self.handles.append(task)
+
+    @rule(worker=st.sampled_from(WORKER_IDS), short=st.sampled_from([False, False, False, True]))
+    def pop(self, worker: str, short: bool) -> None:
+        self.pop_once(worker, short)
+
+    @rule(pops=st.lists(st.tuples(st.sampled_from(WORKER_IDS), st.sampled_from([False, False, True])),
+                        min_size=2, max_size=5))
+    def pop_several(self, pops: list[tuple[str, bool]]) -> None:
+        for worker, short in pops:
+            self.pop_once(worker, short)
+
+    @rule()
+    def ack_newest(self) -> None:
+        """Acknowledge the most recently popped task (the common, in-time case)."""
+        task = self.handle(0)
+        if task is None:
+            return
+        code = self.queues[task.worker_id or "w1"].complete_code(task)
+        assert code == self.model.complete(task.task_id, task.lease_token)
+
+    @rule(pick=st.integers(0, 7))
+    def ack(self, pick: int) -> None:
+        task = self.handle(pick)
+        if task is None:
+            return
+        code = self.queues[task.worker_id or "w1"].complete_code(task)
+        assert code == self.model.complete(task.task_id, task.lease_token)
+
+    @rule(pick=st.integers(0, 7), retry=st.sampled_from([True, True, False]))
+    def fail(self, pick: int, retry: bool) -> None:
+        task = self.handle(pick)
+        if task is None:
+            return
+        queue = self.queues[task.worker_id or "w1"]
+        try:
+            outcome = queue.fail(task, RuntimeError("boom"), retry=retry)
+        except LeaseLostError:
+            outcome = "lost"
+        code = self.model.lease_ok(task.task_id, task.lease_token)
+        if code == -1:
+            assert outcome == "missing"
+        elif code == 0:
+            assert outcome == "lost"
+        else:
+            due = self.client.zscore(f"{self.base}:delayed", task.task_id)
+            expected = self.model.fail_attempt(self.model.tasks[task.task_id], force_dead=not retry,
+                                               due=int(due) if due is not None else None)
+            assert outcome == expected, (outcome, expected)
+            if outcome == "retry":
+                assert due is not None  # a failure is retried after a backoff, never busy-looped
+
+    @rule(pick=st.integers(0, 7))
+    def release(self, pick: int) -> None:
+        task = self.handle(pick)
+        if task is None:
+            return
+        handed = self.queues[task.worker_id or "w1"].release([task])
+        assert handed == self.model.release(task.task_id, task.lease_token)
+
+    @rule(pick=st.integers(0, 7))
+    def heartbeat(self, pick: int) -> None:
+        task = self.handle(pick)
+        if task is None:
+            return
+        lost = self.queues[task.worker_id or "w1"].extend([task], lease_seconds=LONG_LEASE)
+        expect_lost = self.model.extend_lost(task.task_id, task.lease_token)
+        assert lost == ([task.task_id] if expect_lost else [])
+        if not expect_lost:
+            score = self.client.zscore(f"{self.base}:leases", task.task_id)
+            self.model.tasks[task.task_id].deadline = int(score or 0)
+
+    @rule(ms=st.sampled_from([2, 5]))
+    def tick(self, ms: int) -> None:
+        """Let time pass: 1 ms leases run out (they are taken back by the next pop)."""
+        time.sleep(ms / 1000)
+
+    @rule()
+    def wait_for_delayed(self) -> None:
+        """Sleep until the earliest delayed task (retry backoff or not-before time) is due."""
+        dues = [t.due or 0 for t in self.model.tasks.values() if t.st == "delayed"]
+        if not dues:
+            return
+        due = min(dues)
+        time.sleep(max(0.0, (due - server_ms() + 2) / 1000))
+
+    @rule(everything=st.booleans(), picks=st.lists(st.integers(0, 9), min_size=1, max_size=3, unique=True))
+    def requeue_dead(self, everything: bool, picks: list[int]) -> None:
+        if everything:
+            order = [text(i) for i in self.client.zrange(f"{self.base}:dlq", 0, 999)]
+            done = self.producer.requeue_dead(None)
+        else:
+            # pick 9 names a task that is not dead (or does not exist): never requeued
+            dead = sorted(t.id for t in self.model.tasks.values() if t.st == "dead")
+            order = list(dict.fromkeys(dead[p % len(dead)] if dead and p < 9 else "t9999" for p in picks))
+            done = self.producer.requeue_dead(order)
+        assert done == self.model.requeue(order)
+
+    # --- invariants -------------------------------------------------------------------
+    @invariant()
+    def redis_agrees_with_the_model(self) -> None:
+        m = self.model
+        b = self.base
+        pipe = self.client.pipeline(transaction=False)
+        parts = [*WORKER_IDS, "~pool"]
+        for part in parts:
+            pipe.zrange(f"{b}:ready:{part}", 0, -1, withscores=True)
+            pipe.hgetall(f"{b}:vfinish:{part}")
+        pipe.hgetall(f"{b}:vclock")
+        for user in USERS:
+            pipe.lrange(f"{b}:queue:user:{user}:critical", 0, -1)
+            pipe.zrange(f"{b}:queue:user:{user}:normal", 0, -1, withscores=True)
+        pipe.zrange(f"{b}:leases", 0, -1)
+        pipe.zrange(f"{b}:delayed", 0, -1)
+        pipe.zrange(f"{b}:dlq", 0, -1)
+        pipe.zrange(f"{b}:live", 0, -1, withscores=True)
+        pipe.hgetall(f"{b}:queue:stats")
+        ids = sorted(m.tasks)
+        for tid in ids:
+            pipe.hmget(f"{b}:t:{tid}", "st", "r", "a", "u")
+        rows = iter(pipe.execute())
+
+        for part in parts:
+            ready = [(text(u), s) for u, s in next(rows)]
+            want = sorted(m.ready[part].items(), key=lambda kv: (kv[1], kv[0]))
+            assert ready == want, f"ready set of {part}: redis {ready} model {want}"
+            vfinish = {text(k): float(v) for k, v in next(rows).items()}
+            assert vfinish == m.vfinish[part], f"vfinish of {part}: redis {vfinish} model {dict(m.vfinish[part])}"
+        vclock = {text(k): float(v) for k, v in next(rows).items()}
+        assert vclock == m.vclock, (vclock, m.vclock)
+        for user in USERS:
+            crit = [text(i) for i in reversed(next(rows))]  # LPUSH/RPOP: the right end is served next
+            assert crit == list(m.crit[user]), f"critical lane of {user}: redis {crit} model {list(m.crit[user])}"
+            normal = [(text(i), s) for i, s in next(rows)]
+            want_n = sorted(m.normal[user].items(), key=lambda kv: kv[1])
+            assert normal == want_n, f"normal lane of {user}: redis {normal} model {want_n}"
+        states = m.by_state()
+        assert {text(i) for i in next(rows)} == states.get("leased", set())
+        assert {text(i) for i in next(rows)} == states.get("delayed", set())
+        assert {text(i) for i in next(rows)} == states.get("dead", set())
+        live = {text(u): int(n) for u, n in next(rows)}
+        assert live == dict(m.unfinished()), (live, m.unfinished())
+        raw = {text(k): int(v) for k, v in next(rows).items()}
+        for name in STAT_FIELDS:
+            if name in ("deleted", "quarantined"):
+                continue
+            assert raw.get(name, 0) == m.stats[name], f"stat {name}: redis {raw.get(name, 0)} model {m.stats[name]}"
+        for key, value in m.stats.items():
+            if key.startswith("u:"):
+                assert raw.get(key, 0) == value, (key, raw.get(key, 0), value)
+        for tid in ids:
+            st_now, r, a, u = (text(x) if x is not None else None for x in next(rows))
+            t: MTask = m.tasks[tid]
+            assert (st_now, r, a, u) == (t.st, str(t.r), str(t.a), t.user), (tid, st_now, r, a, t)
+        # the stats balance: pushed = completed + deleted + pending + dead, pending counted for real
+        stats = self.producer.get_stats()
+        pending = sum(1 for t in m.tasks.values() if t.st != "dead")
+        assert stats["tasks_pending"] == pending
+        assert stats["tasks_pushed"] == stats["tasks_completed"] + stats["tasks_deleted"] + pending + stats["dlq_size"]
+        assert Counter(t.st for t in m.tasks.values()).get("leased", 0) == stats["tasks_active"]
+
+
+TestQueueModel = QueueMachine.TestCase
+TestQueueModel.settings = settings(max_examples=100, stateful_step_count=40, deadline=None, database=None,
+                                   suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much])
+TestQueueModel = pytest.mark.timeout(600)(pytest.mark.slow(TestQueueModel))
