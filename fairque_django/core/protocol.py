@@ -57,6 +57,8 @@ class QueueProtocol:
         self._plans: dict[str, PopPlan] = {}
         self._partitions: dict[str, str] = {}
         self._valid_users: set[str] = set()
+        q = config.queue
+        self._pop_flags = ("m" if q.metrics else "") + ("t" if q.fairness == "time" else "") or "-"
 
     # --- push ------------------------------------------------------------------------
     def partition_of(self, user_id: str) -> str:
@@ -136,7 +138,7 @@ class QueueProtocol:
         token = uuid.uuid4().hex
         lease = lease_seconds if lease_seconds is not None else self.config.queue.lease_timeout_seconds
         args: list[Any] = [self.keys.base, plan.worker_id, plan.own_partition, int(lease * 1000), token,
-                           plan.steal_set_key, "1" if self.config.queue.metrics else "0",
+                           plan.steal_set_key, self._pop_flags,
                            len(plan.steal_patterns), *plan.steal_patterns, *plan.steal_partitions]
         return args, token
 

@@ -13,6 +13,7 @@
 --   P:wake:<part>                   LIST  at most one wake-up token for idle workers (BLPOP)
 --   P:delayed / P:leases / P:dlq    ZSET  task id -> ready time / lease deadline / death time (ms)
 --   P:live                          ZSET  user -> tasks not yet finished (queued, delayed, leased)
+--   P:runavg                        HASH  user -> moving average run time in ms (fairness "time")
 --   P:queue:stats                   HASH  counters
 --   P:m:<user> / P:m:~all           HASH  wait ('w:<le>', 'w:sum') and run ('r:<le>', 'r:sum') histograms in ms
 --   P:m:~tput                       HASH  minute (epoch ms / 60000) -> tasks completed (user ids never start with ~)
@@ -140,6 +141,30 @@ local function observe(P, kind, user, ms)
   for _, k in ipairs({P .. ':m:' .. user, P .. ':m:~all'}) do
     rcall('HINCRBY', k, field, 1)
     rcall('HINCRBY', k, kind .. ':sum', ms)
+  end
+end
+
+-- fairness "time": the virtual-time cost (ms) charged when a task of user is leased, corrected
+-- on completion by its measured run time.
+local DEFAULT_COST_MS = 10
+
+local function expected_cost(P, user)
+  local avg = tonumber(rcall('HGET', P .. ':runavg', user) or '0')
+  if avg <= 0 then
+    return DEFAULT_COST_MS
+  end
+  return avg
+end
+
+-- Move a user's virtual time by delta, wherever its position is kept (in rotation or idle).
+local function shift_vtime(P, part, user, delta)
+  local rk = P .. ':ready:' .. part
+  local s = rcall('ZSCORE', rk, user)
+  if s then
+    rcall('ZADD', rk, tonumber(s) + delta, user)
+  else
+    local fk = P .. ':vfinish:' .. part
+    rcall('HSET', fk, user, tonumber(rcall('HGET', fk, user) or '0') + delta)
   end
 end
 

@@ -7,7 +7,7 @@
 -- ARGV[1]  P            ARGV[2] worker id        ARGV[3] own partition ('' = none)
 -- ARGV[4]  lease ms     ARGV[5] lease token
 -- ARGV[6]  steal set key ('' = none: exact steal targets live in that SET)
--- ARGV[7]  '1' = record wait-time metrics
+-- ARGV[7]  flags: 'm' record wait-time metrics, 't' fairness by run time (charge ms, not tasks)
 -- ARGV[8]  number of steal patterns K, then K anchored Lua patterns
 -- then     the partitions to steal from
 -- Returns  {id, body, retries, attempts, deadline_ms, user, stolen(0/1), problems}
@@ -16,7 +16,8 @@
 -- @include lib.lua
 local P, worker, own = ARGV[1], ARGV[2], ARGV[3]
 local lease_ms, token, steal_set = tonumber(ARGV[4]), ARGV[5], ARGV[6]
-local metrics = ARGV[7] == '1'
+local metrics = string.find(ARGV[7], 'm', 1, true) ~= nil
+local timefair = string.find(ARGV[7], 't', 1, true) ~= nil
 local npat = tonumber(ARGV[8])
 local patterns = {}
 for i = 1, npat do
@@ -86,7 +87,11 @@ local function serve(part, user, score)
     elseif f[1] then
       local weight = tonumber(f[2] or '1') or 1
       if weight <= 0 then weight = 1 end
-      local finish = score + 1 / weight
+      local cost = 1
+      if timefair then
+        cost = expected_cost(P, user)
+      end
+      local finish = score + cost / weight
       if has_more(user, from_critical) then
         rcall('ZADD', rk, finish, user)
         wake(P, part)
@@ -101,7 +106,7 @@ local function serve(part, user, score)
       local attempts = tonumber(f[4] or '0') + 1
       local deadline = now + lease_ms
       rcall('HSET', tk, 'st', 'leased', 'wk', worker, 'tok', token, 'dl', deadline, 'a', attempts,
-        'lt', now)
+        'lt', now, 'ch', cost)
       rcall('ZADD', P .. ':leases', deadline, id)
       if deadline < gate then
         rcall('SET', P .. ':gate', deadline)
