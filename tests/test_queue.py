@@ -372,8 +372,8 @@ def test_metrics_can_be_turned_off(make_config: Any, redis_client: redis.Redis) 
 
 def test_time_fairness_charges_run_time(make_config: Any) -> None:
     q = TaskQueue(make_config(worker_id="w1", fairness="time"))
-    push_n(q, "a", 50)
-    push_n(q, "b", 50)
+    push_n(q, "a", 100)
+    push_n(q, "b", 100)
     served: list[str] = []
     for _ in range(66):
         t = q.pop()
