@@ -206,6 +206,9 @@ class FairQueueViews:
             users=users, user_rows=user_rows, workers=worker_rows, dlq_size=stats["dlq_size"],
             prefix=inspector.keys.prefix,
         )
+        from .admin_monitoring import monitoring_context  # alerts and charts (imports this module)
+
+        ctx.update(monitoring_context(inspector.queue))
         return self.render(request, "dashboard.html", ctx)
 
     # --- dead-letter queue ----------------------------------------------------------------

@@ -11,6 +11,7 @@ class FairQueueAppConfig(AppConfig):
     default_auto_field = "django.db.models.AutoField"
 
     def ready(self) -> None:
+        from django.conf import settings
         from django.core.signals import setting_changed
 
         from .checks import register_checks
@@ -22,3 +23,7 @@ class FairQueueAppConfig(AppConfig):
         set_default_enqueuer(enqueue)  # TaskFunction.enqueue()/.delay()/.apply_async()
         register_checks()
         setting_changed.connect(on_setting_changed, dispatch_uid="fairque_django.conf.on_setting_changed")
+        if any(str(c.get("BACKEND", "")).startswith("fairque_django.")
+               for c in getattr(settings, "TASKS", {}).values() if isinstance(c, dict)):
+            # registers the task framework's system checks, which call FairQueueBackend.check()
+            from . import compat  # noqa: F401

@@ -24,6 +24,17 @@ plus these Django-level, upper-case keys (all optional):
     (default ``False``).
 ``WORKER_ID``
     The current worker of this process (``FairQueueConfig.worker_id``; default ``None``).
+``TASK_MODULES``
+    Extra module paths that ``runfairworker`` imports at start, besides the apps' ``tasks``
+    modules (e.g. modules defining ``django.tasks`` tasks); default ``()``.
+``ALERTS``
+    Alert rules (a list of dicts, see ``docs/monitoring.md``) the workers evaluate; default ``()``.
+``ALERT_INTERVAL``
+    Seconds between two evaluations of the alert rules (by any worker); default ``30``.
+``METRICS_TOKEN``
+    Bearer token accepted by the ``metrics`` view (besides staff login); default ``None``.
+``METRICS_TOP_TENANTS``
+    Tenants exported with their own label; the rest are aggregated as ``other``; default ``20``.
 
 Everything is built once per process and rebuilt when ``override_settings`` changes
 ``FAIRQUE``, ``CACHES`` or ``BASE_DIR``.  Without a ``FAIRQUE`` setting a single worker
@@ -75,6 +86,11 @@ DEFAULTS: Final[Mapping[str, Any]] = {
     "HANDLER": None,
     "ENQUEUE_ON_COMMIT": False,
     "WORKER_ID": None,
+    "TASK_MODULES": (),
+    "ALERTS": (),
+    "ALERT_INTERVAL": 30.0,
+    "METRICS_TOKEN": None,
+    "METRICS_TOP_TENANTS": 20,
 }
 """The Django-level (upper-case) keys of ``FAIRQUE`` and their defaults."""
 
@@ -131,6 +147,28 @@ def _check_option(name: str, value: Any) -> Any:
             raise FairQueueImproperlyConfigured(
                 f"must be a dotted import path or a callable, not {value!r}", key
             )
+    elif name == "TASK_MODULES":
+        if isinstance(value, str) or not isinstance(value, (list, tuple)) or not all(
+                isinstance(m, str) and m for m in value):
+            raise FairQueueImproperlyConfigured(
+                f"must be a list of dotted module paths, not {value!r}", key
+            )
+        value = tuple(value)
+    elif name == "ALERTS":
+        from .core.alerts import parse_rules
+
+        try:
+            value = parse_rules(value, key)
+        except ConfigurationError as exc:
+            raise _wrap(exc) from exc
+    elif name in ("ALERT_INTERVAL", "METRICS_TOP_TENANTS"):
+        integer = name == "METRICS_TOP_TENANTS"
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0 or (
+                integer and not float(value).is_integer()):
+            raise FairQueueImproperlyConfigured(
+                f"must be a positive {'integer' if integer else 'number of seconds'}, not {value!r}", key
+            )
+        value = int(value) if integer else float(value)
     elif name == "HANDLER":
         if value is not None and not (isinstance(value, str) and value) and not isinstance(value, type):
             raise FairQueueImproperlyConfigured(

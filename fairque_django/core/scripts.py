@@ -9,7 +9,8 @@ from typing import Any
 
 from redis.commands.core import AsyncScript, Script
 
-SCRIPT_NAMES = ("push", "pop", "complete", "fail", "release", "extend", "requeue_dead", "delete")
+SCRIPT_NAMES = ("push", "pop", "complete", "fail", "release", "extend", "requeue_dead", "delete",
+                "alert_transition")
 _INCLUDE = re.compile(r"^-- @include (\S+)$", re.MULTILINE)
 
 
@@ -35,6 +36,7 @@ class Scripts:
     extend: Script
     requeue_dead: Script
     delete: Script
+    alert_transition: Script
 
 
 class AsyncScripts(Scripts):
@@ -48,3 +50,4 @@ class AsyncScripts(Scripts):
     extend: AsyncScript  # type: ignore[assignment]
     requeue_dead: AsyncScript  # type: ignore[assignment]
     delete: AsyncScript  # type: ignore[assignment]
+    alert_transition: AsyncScript  # type: ignore[assignment]

@@ -28,6 +28,7 @@ from .config import FairQueueConfig
 from .context import task_running
 from .exceptions import FairQueueError, LeaseLostError, RedisUnavailableError, TaskNotRegisteredError
 from .handler import TaskHandler, TaskTimeoutError
+from .metrics import trim_throughput
 from .models import Task, dumps
 from .protocol import _text
 from .queue import TaskQueue, redis_errors
@@ -68,7 +69,8 @@ class Worker:
                  worker_id: str | None = None, queue: TaskQueue | None = None,
                  concurrency: int | None = None, burst: bool = False, max_tasks: int | None = None,
                  task_modules: Iterable[str] = (), around_task: Callable[[], None] | None = None,
-                 install_signal_handlers: bool = True) -> None:
+                 install_signal_handlers: bool = True, periodic: Callable[[], None] | None = None,
+                 periodic_interval: float = 30.0) -> None:
         self.config = config
         self.settings = config.get_worker(worker_id)
         self.worker_id = self.settings.id
@@ -80,12 +82,18 @@ class Worker:
         self.task_modules = tuple(task_modules)
         self.around_task = around_task
         self.install_signal_handlers = install_signal_handlers
+        # called from the heartbeat thread at most every periodic_interval s (e.g. alert rules)
+        self.periodic = periodic
+        self.periodic_interval = periodic_interval
+        self._next_periodic = 0.0
+        self._next_trim = 0.0
         self.processed = 0
         self.failed = 0
         self.started_at = 0.0
         self._taken = 0
         self._inflight = 0
         self._stop = threading.Event()
+        self._slots_done = threading.Event()
         self._lock = threading.Lock()
         self._running: dict[str, _Running] = {}
         self._signals = 0
@@ -105,6 +113,7 @@ class Worker:
         import_task_modules(self.task_modules)
         self.started_at = time.time()
         self._stop.clear()
+        self._slots_done.clear()
         if self.install_signal_handlers and threading.current_thread() is threading.main_thread():
             signal.signal(signal.SIGTERM, self._on_signal)
             signal.signal(signal.SIGINT, self._on_signal)
@@ -119,6 +128,7 @@ class Worker:
         while not self._stop.is_set():
             self._stop.wait(0.2)
         self._shutdown()
+        self._slots_done.set()
         beat.join(timeout=5)
         with contextlib.suppress(FairQueueError), redis_errors("worker shutdown"):
             self.queue.client.delete(self.queue.keys.worker(self.worker_id))
@@ -151,6 +161,9 @@ class Worker:
             t.join(timeout=max(0.0, deadline - time.monotonic()))
         unfinished = self.running_tasks
         if unfinished:
+            with self._lock:  # no longer ours: stop renewing their leases
+                for task in unfinished:
+                    self._running.pop(task.task_id, None)
             try:
                 handed = self.queue.release(unfinished)
                 logger.warning("worker %s: handed %d unfinished task(s) back to their queues",
@@ -158,6 +171,10 @@ class Worker:
             except FairQueueError as exc:
                 logger.error("worker %s: could not hand tasks back (%s); their leases will expire",
                              self.worker_id, exc)
+        # idle slots may still sit in one blocking wait; a slot stuck in a task's code is not waited for
+        idle_deadline = time.monotonic() + self._max_wait() + 0.5
+        for t in self._threads:
+            t.join(timeout=max(0.0, idle_deadline - time.monotonic()))
 
     # --- slots ----------------------------------------------------------------------
     def _slot_loop(self) -> None:
@@ -190,6 +207,13 @@ class Worker:
                     self._stop.wait(backoff)
                     backoff = min(backoff * 2, 5.0)
                     continue
+                except Exception:  # a slot must never die: log, back off, keep serving
+                    logger.exception("worker %s: unexpected error in the task loop; retrying in %.1fs",
+                                     self.worker_id, backoff)
+                    pending = None  # not retried: its lease expires and it runs again (at least once)
+                    self._stop.wait(backoff)
+                    backoff = min(backoff * 2, 5.0)
+                    continue
                 finally:
                     with self._lock:
                         self._inflight -= 1
@@ -216,14 +240,18 @@ class Worker:
         due = self.queue.next_delayed_seconds()
         return due is None or due > BURST_DELAY_HORIZON
 
+    def _max_wait(self) -> float:
+        """Longest blocking wait: the poll interval, kept below the socket timeout."""
+        return min(self.settings.poll_interval_seconds, max(0.05, self.config.redis.socket_timeout - 0.5))
+
     def _wait(self, due: float | None) -> None:
-        timeout = self.settings.poll_interval_seconds
+        timeout = self._max_wait()
         if due is not None:
             timeout = min(timeout, max(due, 0.001))
-        timeout = min(timeout, max(0.05, self.config.redis.socket_timeout - 0.5))
         try:
             self.queue.wait_for_work(self.worker_id, timeout)
-        except RedisUnavailableError:
+        except Exception as exc:  # Redis down, or the client closed under us: wait, then retry
+            logger.debug("worker %s: wait for work failed (%s)", self.worker_id, exc)
             self._stop.wait(min(timeout, 1.0))
 
     # --- running one task ------------------------------------------------------------
@@ -384,7 +412,8 @@ class Worker:
         interval = min(self.settings.heartbeat_interval_seconds, self.config.queue.lease_timeout_seconds / 3)
         while True:
             self._beat()
-            if self._stop.wait(interval) and not any(t.is_alive() for t in self._threads):
+            self._housekeeping()
+            if self._slots_done.wait(interval):  # keeps beating (leases) while shutdown waits for tasks
                 return
 
     def _beat(self) -> None:
@@ -396,6 +425,22 @@ class Worker:
             self.publish_health(tasks)
         except FairQueueError as exc:
             logger.warning("worker %s: heartbeat failed (%s)", self.worker_id, exc)
+
+    def _housekeeping(self) -> None:
+        """Trim old per-minute metrics (once a minute) and run the periodic hook when due."""
+        now = time.monotonic()
+        if now >= self._next_trim:
+            self._next_trim = now + 60.0
+            with contextlib.suppress(FairQueueError):
+                trim_throughput(self.queue.client, self.queue.keys)
+        if self.periodic is not None and now >= self._next_periodic:
+            self._next_periodic = now + self.periodic_interval
+            try:
+                self.periodic()
+            except FairQueueError as exc:  # e.g. Redis unreachable: the heartbeat already says so
+                logger.warning("worker %s: periodic hook failed: %s", self.worker_id, exc)
+            except Exception:
+                logger.exception("worker %s: periodic hook raised", self.worker_id)
 
     def publish_health(self, tasks: list[Task]) -> None:
         ttl = max(3 * self.settings.heartbeat_interval_seconds, self.config.queue.lease_timeout_seconds)

@@ -11,6 +11,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from fairque_django.conf import get_queue, redis_display_url
 from fairque_django.core.exceptions import FairQueueError
+from fairque_django.core.metrics import collect_metrics
 from fairque_django.core.protocol import _text
 from fairque_django.core.queue import TaskQueue, redis_errors
 from fairque_django.core.worker import worker_health
@@ -86,7 +87,9 @@ def collect(queue: TaskQueue, max_users: int) -> dict[str, Any]:
             "heartbeat_age": round(record["heartbeat_age"], 3), "processed": record["processed"],
             "failed": record["failed"], "running": len(record["current"]), "concurrency": record["concurrency"],
         })
+    metrics = collect_metrics(queue, max(max_users, 1))
     return {
+        "metrics": metrics.to_dict(),
         "redis": redis_display_url(queue.client),
         "prefix": queue.config.queue.stats_prefix,
         "timestamp": time.time(),
@@ -129,6 +132,9 @@ class Command(BaseCommand):
             rows = [[u["user_id"], f"{u['pushed']:,}", f"{u['completed']:,}", f"{u['failed']:,}", f"{u['dead']:,}",
                      f"{u['unfinished']:,}", f"{u['ready']:,}", f"{u['ready_critical']:,}"] for u in data["users"]]
             out.append(format_table(heads, rows, right=range(1, len(heads))))
+            out += ["", "Wait (ready to leased) and run times, p50 / p95 estimated from the histogram buckets"]
+            hists = {t["tenant"]: t for t in data["metrics"]["tenants"]}
+            out += [self._histogram_line(hists[u["user_id"]]) for u in data["users"] if u["user_id"] in hists]
         out += ["", "Workers"]
         rows = []
         for w in data["workers"]:
@@ -141,6 +147,15 @@ class Command(BaseCommand):
         heads = ["worker", "status", "process", "heartbeat", "processed", "failed", "running"]
         out.append(format_table(heads, rows, right=(4, 5, 6)) if rows else "  (no workers configured)")
         return "\n".join(out)
+
+    @staticmethod
+    def _histogram_line(tenant: dict[str, Any]) -> str:
+        def ms(value: float | None) -> str:
+            return "-" if value is None else f"{value:,.0f} ms" if value >= 10 else f"{value:.1f} ms"
+
+        w, r = tenant["wait"], tenant["run"]
+        return (f"  {tenant['tenant']}: wait p50 {ms(w['p50_ms'])}, p95 {ms(w['p95_ms'])} (n={w['count']:,}); "
+                f"run p50 {ms(r['p50_ms'])}, p95 {ms(r['p95_ms'])} (n={r['count']:,})")
 
     @staticmethod
     def _users_title(data: dict[str, Any]) -> str:

@@ -10,6 +10,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import close_old_connections
 from django.utils.module_loading import autodiscover_modules, import_string
 
+from fairque_django.alerts import AlertEvaluator
 from fairque_django.conf import get_config, get_queue, get_setting
 from fairque_django.core.exceptions import UnknownWorkerError
 from fairque_django.core.handler import TaskHandler
@@ -48,7 +49,8 @@ class Command(BaseCommand):
         worker = Worker(
             config, handler, worker_id=worker_id, queue=get_queue(worker_id),
             concurrency=options["concurrency"], burst=options["burst"], max_tasks=options["max_tasks"],
-            around_task=close_old_connections,
+            task_modules=get_setting("TASK_MODULES"), around_task=close_old_connections,
+            periodic=AlertEvaluator(get_queue(worker_id)), periodic_interval=get_setting("ALERT_INTERVAL"),
         )
         sys.exit(worker.start())
 

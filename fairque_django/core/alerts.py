@@ -1,0 +1,489 @@
+"""Alert rules evaluated against a :class:`~.metrics.QueueMetrics` snapshot (no Django imports).
+
+* :func:`parse_rules` builds rule dataclasses from plain data (the ``FAIRQUE["ALERTS"]`` list),
+  with errors that name the offending key;
+* :func:`evaluate` checks every rule against one snapshot and returns an :class:`AlertState`
+  per rule (pure: no I/O);
+* :class:`AlertTracker` stores each rule's state in Redis (``{prefix}:alerts``) and detects
+  transitions with one atomic script (``lua/alert_transition.lua``), so that when several
+  processes evaluate the same rules each change (``firing`` / ``resolved``) is reported once.
+
+Rule types: ``dlq_size_above``, ``total_depth_above``, ``oldest_wait_above``, ``no_live_worker``,
+``heartbeat_older_than``, ``failure_ratio_above`` (see ``docs/monitoring.md``).
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+import math
+import time
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Final
+
+from .config import glob_match
+from .exceptions import ConfigurationError
+from .metrics import QueueMetrics, WorkerMetrics
+from .protocol import _text
+from .queue import TaskQueue, redis_errors
+
+__all__ = [
+    "RULE_TYPES",
+    "AlertRule",
+    "AlertState",
+    "AlertTracker",
+    "AlertTransition",
+    "DlqSizeAbove",
+    "FailureRatioAbove",
+    "HeartbeatOlderThan",
+    "NoLiveWorker",
+    "OldestWaitAbove",
+    "StoredAlert",
+    "TotalDepthAbove",
+    "evaluate",
+    "parse_rules",
+    "required_top_n",
+    "required_windows",
+]
+
+FIRING: Final = "firing"
+OK: Final = "ok"
+RESOLVED: Final = "resolved"
+SEVERITIES: Final = ("info", "warning", "critical")
+DEPTH_LANES: Final = ("ready", "delayed", "leased")
+NAMES_LISTED: Final = 20  # tenants / workers named in an alert's details
+
+
+# --------------------------------------------------------------------------- states
+
+@dataclass(frozen=True, slots=True)
+class AlertState:
+    """The outcome of one rule on one snapshot. ``details`` is JSON-ready and always holds
+    ``message``, ``value`` and ``threshold``."""
+
+    rule: AlertRule
+    firing: bool
+    value: float | None
+    message: str
+    details: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def name(self) -> str:
+        return self.rule.name
+
+    @property
+    def state(self) -> str:
+        return FIRING if self.firing else OK
+
+
+def _state(rule: AlertRule, firing: bool, value: float | None, message: str, **extra: Any) -> AlertState:
+    details = {"message": message, "value": value, "threshold": rule.threshold_value, "type": rule.type,
+               "severity": rule.severity, **extra}
+    return AlertState(rule, firing, value, message, details)
+
+
+# --------------------------------------------------------------------------- rules
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AlertRule:
+    """Common fields of every rule. Subclasses set ``type`` and implement :meth:`check`."""
+
+    type: ClassVar[str] = ""
+    name: str
+    severity: str = "warning"
+    description: str = ""
+
+    @property
+    def threshold_value(self) -> float | None:
+        return getattr(self, "threshold", None)
+
+    def check(self, metrics: QueueMetrics) -> AlertState:
+        raise NotImplementedError
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"name": self.name, "type": self.type}
+        for f in self.__dataclass_fields__:
+            if f != "name":
+                value = getattr(self, f)
+                out[f] = list(value) if isinstance(value, tuple) else value
+        return out
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class DlqSizeAbove(AlertRule):
+    """Fires while the dead-letter queue holds more than ``threshold`` tasks."""
+
+    type: ClassVar[str] = "dlq_size_above"
+    threshold: int
+
+    def check(self, metrics: QueueMetrics) -> AlertState:
+        n = metrics.dlq_size
+        return _state(self, n > self.threshold, n,
+                      f"the dead-letter queue holds {n} task(s) (threshold {self.threshold})")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TotalDepthAbove(AlertRule):
+    """Fires while more than ``threshold`` tasks (of all tenants) are in ``lanes``
+    (default: ready, i.e. waiting for a worker; also ``delayed``, ``leased``)."""
+
+    type: ClassVar[str] = "total_depth_above"
+    threshold: int
+    lanes: tuple[str, ...] = ("ready",)
+
+    def check(self, metrics: QueueMetrics) -> AlertState:
+        by_lane = {"ready": metrics.ready, "delayed": metrics.delayed, "leased": metrics.leased}
+        n = sum(by_lane[lane] for lane in self.lanes)
+        return _state(self, n > self.threshold, n,
+                      f"{n} task(s) {'/'.join(self.lanes)} across all tenants (threshold {self.threshold})",
+                      lanes={lane: by_lane[lane] for lane in self.lanes})
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class OldestWaitAbove(AlertRule):
+    """Fires while some tenant's oldest ready task has waited more than ``threshold`` seconds;
+    names the tenants. Looks at the ``scan`` tenants with the most unfinished work (optionally
+    only those matching ``tenants``: ids or glob patterns)."""
+
+    type: ClassVar[str] = "oldest_wait_above"
+    threshold: float
+    tenants: tuple[str, ...] = ()
+    scan: int = 1000
+
+    def check(self, metrics: QueueMetrics) -> AlertState:
+        rows = [t for t in metrics.tenants if t.oldest_wait_seconds is not None
+                and (not self.tenants or any(p == t.tenant or glob_match(p, t.tenant) for p in self.tenants))]
+        late = sorted((t for t in rows if (t.oldest_wait_seconds or 0.0) > self.threshold),
+                      key=lambda t: -(t.oldest_wait_seconds or 0.0))
+        worst = max((t.oldest_wait_seconds or 0.0 for t in rows), default=None)
+        listed = [{"tenant": t.tenant, "oldest_wait_seconds": round(t.oldest_wait_seconds or 0.0, 3)}
+                  for t in late[:NAMES_LISTED]]
+        if late:
+            names = ", ".join(f"{t.tenant} ({t.oldest_wait_seconds:.0f} s)" for t in late[:5])
+            more = f" and {len(late) - 5} more" if len(late) > 5 else ""
+            message = f"{len(late)} tenant(s) waited more than {self.threshold:g} s: {names}{more}"
+        else:
+            message = f"no tenant waited more than {self.threshold:g} s"
+        return _state(self, bool(late), None if worst is None else round(worst, 3), message,
+                      tenants=[t.tenant for t in late[:NAMES_LISTED]], late=listed, late_count=len(late),
+                      scanned_tenants=len(metrics.tenants), tenants_with_work=metrics.tenants_with_work)
+
+
+def covers(worker: WorkerMetrics, target: str) -> bool:
+    """Whether ``worker`` is assigned or may steal ``target`` (a user id, or a pattern taken
+    literally: ``tenant:*`` is covered by the entries ``tenant:*`` and ``*``, not ``tenant:a*``)."""
+    return any(entry == target or glob_match(entry, target) for entry in (*worker.assigned, *worker.steals))
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class NoLiveWorker(AlertRule):
+    """Fires while some of ``users`` (ids or patterns) has no live worker that is assigned or
+    may steal it -- none configured, or all of them dead. Without ``users``: while no worker
+    at all is alive."""
+
+    type: ClassVar[str] = "no_live_worker"
+    users: tuple[str, ...] = ()
+
+    def check(self, metrics: QueueMetrics) -> AlertState:
+        live = [w.worker_id for w in metrics.live_workers]
+        if not self.users:
+            return _state(self, not live, len(live),
+                          "no worker is alive" if not live else f"{len(live)} worker(s) alive",
+                          live_workers=live)
+        uncovered: list[str] = []
+        targets: dict[str, Any] = {}
+        problems: list[str] = []
+        for target in self.users:
+            serving = [w for w in metrics.workers if covers(w, target)]
+            alive = [w.worker_id for w in serving if w.alive]
+            targets[target] = {"workers": [w.worker_id for w in serving], "live": alive}
+            if not alive:
+                uncovered.append(target)
+                if serving:
+                    problems.append(f"{target} (its workers are not alive: "
+                                    f"{', '.join(f'{w.worker_id} {w.status}' for w in serving)})")
+                else:
+                    problems.append(f"{target} (no worker is assigned or may steal it)")
+        message = ("no live worker serves " + "; ".join(problems)) if uncovered else \
+            "every listed user has a live worker"
+        return _state(self, bool(uncovered), len(uncovered), message, uncovered=uncovered, targets=targets,
+                      live_workers=live)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class HeartbeatOlderThan(AlertRule):
+    """Fires while a worker's last heartbeat is older than ``threshold`` seconds (configured
+    workers, or those listed in ``workers``). A worker that stopped cleanly (or never started)
+    has no heartbeat on record and does not count: use ``no_live_worker`` for that."""
+
+    type: ClassVar[str] = "heartbeat_older_than"
+    threshold: float
+    workers: tuple[str, ...] = ()
+
+    def check(self, metrics: QueueMetrics) -> AlertState:
+        rows = [w for w in metrics.workers if (w.worker_id in self.workers if self.workers
+                                               else (w.configured or w.alive))]
+        old = sorted((w for w in rows if w.heartbeat_age is not None and w.heartbeat_age > self.threshold),
+                     key=lambda w: -(w.heartbeat_age or 0.0))
+        worst = max((w.heartbeat_age for w in rows if w.heartbeat_age is not None), default=None)
+        if old:
+            message = "heartbeat older than {:g} s: {}".format(
+                self.threshold, ", ".join(f"{w.worker_id} ({w.heartbeat_age:.0f} s, {w.status})" for w in old[:5]))
+        else:
+            message = f"every heartbeat is younger than {self.threshold:g} s"
+        return _state(self, bool(old), None if worst is None else round(worst, 3), message,
+                      workers=[w.worker_id for w in old[:NAMES_LISTED]],
+                      ages={w.worker_id: round(w.heartbeat_age or 0.0, 3) for w in old[:NAMES_LISTED]})
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class FailureRatioAbove(AlertRule):
+    """Fires while failed attempts / (failed attempts + completions) over the last ``window``
+    seconds exceeds ``threshold``, once at least ``min_events`` of them happened. Computed from
+    counter snapshots (one per 10 s, kept an hour, so the window is 1 s to 1 h and effectively
+    rounded up to the snapshot spacing); until a snapshot exists it does not fire."""
+
+    type: ClassVar[str] = "failure_ratio_above"
+    threshold: float
+    window: float = 300.0
+    min_events: int = 10
+
+    def check(self, metrics: QueueMetrics) -> AlertState:
+        win = metrics.windows.get(float(self.window))
+        failed = win["failed"] if win is not None else None
+        done = win["completed"] if win is not None else None
+        if win is None or failed is None or done is None:
+            return _state(self, False, None, "no counter snapshot to compare with yet", window_seconds=None)
+        events = failed + done
+        ratio = failed / events if events else 0.0
+        firing = events >= self.min_events and ratio > self.threshold
+        message = (f"{ratio:.1%} of {events} finished attempt(s) failed in the last {win.seconds:.0f} s "
+                   f"(threshold {self.threshold:.1%}, at least {self.min_events} attempts)")
+        return _state(self, firing, round(ratio, 4), message, failed=failed, completed=done,
+                      window_seconds=round(win.seconds, 3))
+
+
+RULE_TYPES: Final[Mapping[str, type[AlertRule]]] = {
+    cls.type: cls for cls in (DlqSizeAbove, TotalDepthAbove, OldestWaitAbove, NoLiveWorker, HeartbeatOlderThan,
+                              FailureRatioAbove)
+}
+
+
+def evaluate(metrics: QueueMetrics, rules: Iterable[AlertRule]) -> list[AlertState]:
+    """The state of every rule on ``metrics`` (pure: no I/O)."""
+    return [rule.check(metrics) for rule in rules]
+
+
+def required_top_n(rules: Iterable[AlertRule], default: int) -> int:
+    """How many tenants a snapshot must cover for ``rules`` (``oldest_wait_above``'s ``scan``)."""
+    return max([default, *(r.scan for r in rules if isinstance(r, OldestWaitAbove))])
+
+
+def required_windows(rules: Iterable[AlertRule]) -> tuple[float, ...]:
+    """The counter windows (seconds) ``rules`` need in the snapshot."""
+    return tuple(sorted({float(r.window) for r in rules if isinstance(r, FailureRatioAbove)}))
+
+
+# --------------------------------------------------------------------------- parsing
+
+_COMMON = ("name", "type", "severity", "description")
+
+
+def _number(value: Any, key: str, *, minimum: float = 0.0, strict: bool = False, maximum: float | None = None,
+            integer: bool = False) -> Any:
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    if integer:
+        ok = ok and float(value).is_integer()
+    kind = "an integer" if integer else "a number"
+    if not ok:
+        raise ConfigurationError(f"must be {kind}, not {value!r}", key)
+    if value < minimum or (strict and value == minimum):
+        raise ConfigurationError(f"must be {'>' if strict else '>='} {minimum:g} (got {value!r})", key)
+    if maximum is not None and value > maximum:
+        raise ConfigurationError(f"must be <= {maximum:g} (got {value!r})", key)
+    return int(value) if integer else float(value)
+
+
+def _strings(value: Any, key: str) -> tuple[str, ...]:
+    if isinstance(value, str) or not isinstance(value, (list, tuple)) or not all(
+            isinstance(v, str) and v for v in value):
+        raise ConfigurationError(f"must be a list of non-empty strings, not {value!r}", key)
+    return tuple(value)
+
+
+def _field_specs(rule_type: str) -> dict[str, tuple[bool, Any]]:
+    """Option name -> (required, converter taking (value, key))."""
+    seconds = lambda v, k: _number(v, k, strict=True)  # noqa: E731
+    count = lambda v, k: _number(v, k, integer=True)  # noqa: E731
+    if rule_type == "dlq_size_above":
+        return {"threshold": (True, count)}
+    if rule_type == "total_depth_above":
+        def lanes(v: Any, k: str) -> tuple[str, ...]:
+            out = _strings(v, k)
+            bad = [lane for lane in out if lane not in DEPTH_LANES]
+            if bad or not out:
+                raise ConfigurationError(f"lanes must be some of {', '.join(DEPTH_LANES)} (got {v!r})", k)
+            return out
+        return {"threshold": (True, count), "lanes": (False, lanes)}
+    if rule_type == "oldest_wait_above":
+        return {"threshold": (True, seconds), "tenants": (False, _strings),
+                "scan": (False, lambda v, k: _number(v, k, minimum=1, integer=True, maximum=100_000))}
+    if rule_type == "no_live_worker":
+        return {"users": (False, _strings)}
+    if rule_type == "heartbeat_older_than":
+        return {"threshold": (True, seconds), "workers": (False, _strings)}
+    if rule_type == "failure_ratio_above":
+        return {"threshold": (True, lambda v, k: _number(v, k, maximum=1.0)),
+                "window": (False, lambda v, k: _number(v, k, minimum=1.0, maximum=3600.0)),
+                "min_events": (False, lambda v, k: _number(v, k, minimum=1, integer=True))}
+    return {}
+
+
+def parse_rule(raw: Any, key: str) -> AlertRule:
+    """One rule from a mapping such as ``{"name": "dlq", "type": "dlq_size_above", "threshold": 100}``."""
+    if isinstance(raw, AlertRule):
+        return raw
+    if not isinstance(raw, Mapping):
+        raise ConfigurationError(f"each alert rule must be a dict, not {type(raw).__name__} ({raw!r})", key)
+    name = raw.get("name")
+    if not isinstance(name, str) or not name.strip() or len(name) > 200:
+        raise ConfigurationError(f"must be a non-empty string of at most 200 characters, not {name!r}",
+                                 f"{key}.name")
+    rule_type = raw.get("type")
+    if rule_type not in RULE_TYPES:
+        close = difflib.get_close_matches(str(rule_type), list(RULE_TYPES), n=1)
+        hint = f"; did you mean {close[0]!r}?" if close else ""
+        raise ConfigurationError(f"unknown alert type {rule_type!r}{hint} (types: {', '.join(RULE_TYPES)})",
+                                 f"{key}.type")
+    specs = _field_specs(str(rule_type))
+    for option in raw:
+        if option not in specs and option not in _COMMON:
+            allowed = [*_COMMON, *specs]
+            close = difflib.get_close_matches(str(option), allowed, n=1)
+            hint = f"; did you mean {close[0]!r}?" if close else ""
+            raise ConfigurationError(f"unknown option {option!r} for a {rule_type} rule{hint} "
+                                     f"(options: {', '.join(allowed)})", f"{key}.{option}")
+    kwargs: dict[str, Any] = {"name": name}
+    severity = raw.get("severity", "warning")
+    if severity not in SEVERITIES:
+        raise ConfigurationError(f"must be one of {', '.join(SEVERITIES)} (got {severity!r})", f"{key}.severity")
+    kwargs["severity"] = severity
+    description = raw.get("description", "")
+    if not isinstance(description, str):
+        raise ConfigurationError(f"must be a string, not {description!r}", f"{key}.description")
+    kwargs["description"] = description
+    for option, (required, convert) in specs.items():
+        if option in raw:
+            kwargs[option] = convert(raw[option], f"{key}.{option}")
+        elif required:
+            raise ConfigurationError(f"a {rule_type} rule needs {option!r}", f"{key}.{option}")
+    return RULE_TYPES[str(rule_type)](**kwargs)
+
+
+def parse_rules(raw: Any, key: str = "ALERTS") -> tuple[AlertRule, ...]:
+    """Rules from a list of mappings (or rule objects); names must be unique."""
+    if raw is None:
+        return ()
+    if isinstance(raw, (str, bytes, Mapping)) or not isinstance(raw, (list, tuple)):
+        raise ConfigurationError(f"must be a list of alert rules (dicts), not {type(raw).__name__}", key)
+    rules: list[AlertRule] = []
+    seen: set[str] = set()
+    for i, item in enumerate(raw):
+        rule = parse_rule(item, f"{key}[{i}]")
+        if rule.name in seen:
+            raise ConfigurationError(f"duplicate alert name {rule.name!r}", f"{key}[{i}].name")
+        seen.add(rule.name)
+        rules.append(rule)
+    return tuple(rules)
+
+
+# --------------------------------------------------------------------------- tracking
+
+@dataclass(frozen=True, slots=True)
+class AlertTransition:
+    """A change of a rule's state: ``state`` is ``firing`` or ``resolved``."""
+
+    rule: AlertRule
+    state: str
+    previous: str | None
+    since: float
+    alert: AlertState
+
+    @property
+    def details(self) -> dict[str, Any]:
+        return self.alert.details
+
+
+@dataclass(frozen=True, slots=True)
+class StoredAlert:
+    """A rule's state as last recorded in Redis by any process."""
+
+    name: str
+    state: str
+    since: float | None
+    evaluated_at: float | None
+    details: dict[str, Any]
+
+    @property
+    def firing(self) -> bool:
+        return self.state == FIRING
+
+
+class AlertTracker:
+    """Rule states in the Redis hash ``{prefix}:alerts``; :meth:`update` reports each change once
+    across every process that evaluates the same rules."""
+
+    def __init__(self, queue: TaskQueue) -> None:
+        self.queue = queue
+        self.key = f"{queue.keys.base}:alerts"
+
+    def update(self, states: Sequence[AlertState], *, at: float | None = None) -> list[AlertTransition]:
+        """Record ``states``, evaluated on a snapshot taken at ``at`` (seconds, Redis time:
+        ``QueueMetrics.timestamp``; default now); return the transitions this call was the first
+        to see. States of a snapshot older than one already recorded for a rule are ignored."""
+        if not states:
+            return []
+        at_ms = (time.time() if at is None else at) * 1000
+        args: list[Any] = [f"{at_ms:.3f}"]
+        for s in states:
+            args += [s.name, s.state, json.dumps(s.details, default=str, separators=(",", ":"))]
+        with redis_errors("alert transition"):
+            reply = self.queue.scripts.alert_transition(keys=[self.key], args=args)
+        by_name = {s.name: s for s in states}
+        out: list[AlertTransition] = []
+        for i in range(0, len(reply), 4):
+            name, old, new, since = (_text(x) for x in reply[i:i + 4])
+            alert = by_name[name]
+            out.append(AlertTransition(rule=alert.rule, state=FIRING if new == FIRING else RESOLVED,
+                                       previous=old or None, since=float(since) / 1000.0, alert=alert))
+        return out
+
+    def load(self, names: Iterable[str] | None = None) -> dict[str, StoredAlert]:
+        """The recorded state of every rule (or of ``names``)."""
+        with redis_errors("alert states"):
+            raw = {_text(k): _text(v) for k, v in self.queue.client.hgetall(self.key).items()}
+        wanted = set(names) if names is not None else None
+        out: dict[str, StoredAlert] = {}
+        for k, state in raw.items():
+            if not k.startswith("s:"):
+                continue
+            name = k[2:]
+            if wanted is not None and name not in wanted:
+                continue
+            try:
+                details = json.loads(raw.get(f"d:{name}", "{}"))
+            except ValueError:
+                details = {}
+            since, evaluated = raw.get(f"t:{name}"), raw.get(f"e:{name}")
+            out[name] = StoredAlert(name=name, state=state, since=float(since) / 1000.0 if since else None,
+                                    evaluated_at=float(evaluated) / 1000.0 if evaluated else None,
+                                    details=details if isinstance(details, dict) else {})
+        return out
+
+    def forget(self, names: Iterable[str]) -> None:
+        """Drop the recorded state of rules (e.g. removed from the configuration)."""
+        fields = [f"{p}:{n}" for n in names for p in ("s", "t", "e", "d")]
+        if fields:
+            with redis_errors("alert forget"):
+                self.queue.client.hdel(self.key, *fields)

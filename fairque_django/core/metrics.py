@@ -1,0 +1,702 @@
+"""Metrics read API: one bounded-cost snapshot of everything a dashboard, an exporter or an alert
+rule needs (no Django imports).
+
+:func:`collect_metrics` returns a :class:`QueueMetrics`:
+
+* per tenant, for the ``top_n`` tenants with the most unfinished work (the ``live`` sorted set):
+  depth by lane (critical / normal / delayed / leased), the age of the oldest ready task, the
+  enqueued / completed / failed / dead counters and the wait-time and run-time histograms;
+* ``other``: the same numbers for every remaining tenant at once, computed as the global figures
+  minus the top ``n`` (so labels stay bounded however many tenants there are);
+* per worker: heartbeat age, status, busy slots, processed / failed, current tasks;
+* global: counters, depth, DLQ size, histograms, throughput over the last minute and hour (from
+  the per-minute completion counts ``{prefix}:m:~tput``) and, on request, counter deltas over
+  time windows (from the counter snapshots shared with :class:`~.inspect.QueueInspector`).
+
+The histograms are the ones the Lua scripts keep (``lua/lib.lua``: fixed bounds in ms, shared by
+every worker, so they can be summed); :data:`BUCKETS_MS` lists the bounds.
+
+Cost: three pipelined round trips whose size grows with ``top_n``, the number of leased tasks
+(at most ``lease_scan_limit``) and at most ``other_scan_limit`` further tenants -- never with the
+total number of tenants or queued tasks. The writes are small and rate-limited: one counter
+snapshot per ``sample_interval`` (10 s) shared by all processes, and :func:`record_history`
+(one dashboard chart point per minute).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from typing import Any, Final
+
+import redis
+
+from .config import WorkerConfig
+from .keys import Keys
+from .protocol import STAT_FIELDS, _text
+from .queue import TaskQueue, redis_errors
+
+__all__ = [
+    "BUCKETS_MS",
+    "CounterWindow",
+    "Histogram",
+    "QueueMetrics",
+    "TenantMetrics",
+    "WorkerMetrics",
+    "collect_metrics",
+    "health_status",
+    "load_history",
+    "record_history",
+    "throughput_estimate",
+    "trim_throughput",
+]
+
+BUCKETS_MS: Final[tuple[int, ...]] = (5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000, 30000, 60000,
+                                      300000)
+"""Upper bounds (ms) of the finite histogram buckets; a last bucket (``inf``) takes the rest.
+Must match ``BUCKETS`` in ``lua/lib.lua``."""
+
+_FIELDS: Final = (*(str(b) for b in BUCKETS_MS), "inf")
+OTHER: Final = "other"
+"""The tenant label of the aggregate of every tenant outside the top ``n``."""
+
+TPUT_KEEP_MINUTES: Final = 120
+"""Per-minute completion counts older than this are trimmed (:func:`trim_throughput`)."""
+
+SAMPLE_INTERVAL: Final = 10.0
+SAMPLE_RETENTION: Final = 3600.0
+SAMPLE_FIELDS: Final = ("pushed", "completed", "failed", "retried", "dead", "expired", "requeued", "deleted")
+TENANT_COUNTERS: Final = (("enqueued", "pushed"), ("completed", "completed"), ("failed", "failed"),
+                          ("dead", "dead"))
+HISTORY_MINUTES: Final = 60
+HISTORY_TENANTS: Final = 8
+
+
+# --------------------------------------------------------------------------- key names
+
+def metrics_key(keys: Keys, user: str) -> str:
+    """The histogram hash of one user (``~all``: everyone)."""
+    return keys.metrics_all if user == "~all" else keys.metrics_user(user)
+
+
+def tput_key(keys: Keys) -> str:
+    """Completions per minute (written by ``complete.lua``)."""
+    return keys.metrics_throughput
+
+
+def samples_key(keys: Keys) -> str:
+    """Counter snapshots, shared with ``QueueInspector.samples_key`` (same key and format)."""
+    return f"{keys.base}:admin:samples"
+
+
+def history_key(keys: Keys) -> str:
+    return f"{keys.base}:m:history"
+
+
+# --------------------------------------------------------------------------- histograms
+
+@dataclass(frozen=True, slots=True)
+class Histogram:
+    """Observations per fixed bucket (not cumulative; the last one is ``+Inf``) and their sum."""
+
+    counts: tuple[int, ...] = (0,) * (len(BUCKETS_MS) + 1)
+    sum_ms: int = 0
+
+    @classmethod
+    def from_hash(cls, raw: Mapping[Any, Any], kind: str) -> Histogram:
+        """Read the ``<kind>:<le>`` / ``<kind>:sum`` fields of a metrics hash (kind ``w`` or ``r``)."""
+        f = {_text(k): v for k, v in raw.items()}
+        counts = tuple(_int(f.get(f"{kind}:{le}")) for le in _FIELDS)
+        return cls(counts, _int(f.get(f"{kind}:sum")))
+
+    @property
+    def count(self) -> int:
+        return sum(self.counts)
+
+    @property
+    def sum_seconds(self) -> float:
+        return self.sum_ms / 1000.0
+
+    def cumulative(self) -> list[tuple[float, int]]:
+        """``(upper bound in seconds, observations <= it)``, ending with ``(inf, count)``."""
+        out: list[tuple[float, int]] = []
+        total = 0
+        for bound, n in zip((*BUCKETS_MS, math.inf), self.counts, strict=True):
+            total += n
+            out.append((bound / 1000.0, total))
+        return out
+
+    def quantile(self, q: float) -> float | None:
+        """Estimated ``q``-quantile in seconds (linear within a bucket, as Prometheus'
+        ``histogram_quantile``); the largest finite bound when it falls in ``+Inf``; None if empty."""
+        total = self.count
+        if total == 0:
+            return None
+        rank = max(0.0, min(1.0, q)) * total
+        lower, seen = 0.0, 0
+        for bound, n in zip(BUCKETS_MS, self.counts, strict=False):
+            if n and seen + n >= rank:
+                return (lower + (bound - lower) * (rank - seen) / n) / 1000.0
+            seen += n
+            lower = float(bound)
+        return BUCKETS_MS[-1] / 1000.0
+
+    def __add__(self, other: Histogram) -> Histogram:
+        return Histogram(tuple(a + b for a, b in zip(self.counts, other.counts, strict=True)),
+                         self.sum_ms + other.sum_ms)
+
+    def minus(self, other: Histogram) -> Histogram:
+        """``self - other`` clamped at zero per bucket (counters may be reset in between)."""
+        return Histogram(tuple(max(0, a - b) for a, b in zip(self.counts, other.counts, strict=True)),
+                         max(0, self.sum_ms - other.sum_ms))
+
+    def summary(self) -> dict[str, Any]:
+        p50, p95 = self.quantile(0.5), self.quantile(0.95)
+        return {"count": self.count, "sum_ms": self.sum_ms, "counts": list(self.counts),
+                "p50_ms": None if p50 is None else round(p50 * 1000, 1),
+                "p95_ms": None if p95 is None else round(p95 * 1000, 1)}
+
+
+def _int(value: Any) -> int:
+    if value is None:
+        return 0
+    try:
+        return int(float(_text(value)))
+    except ValueError:
+        return 0
+
+
+# --------------------------------------------------------------------------- the snapshot
+
+@dataclass(frozen=True, slots=True)
+class TenantMetrics:
+    """One tenant (or, for ``tenant == "other"``, every tenant outside the top ``n``).
+
+    ``delayed`` is derived (unfinished - ready - leased). For ``other``, ``critical`` is exact
+    only when ``exact_lanes`` (at most ``other_scan_limit`` such tenants); otherwise it is a lower
+    bound and ``normal`` holds the rest of the ready tasks. ``oldest_wait_seconds`` is None for
+    ``other`` and for a tenant with nothing ready."""
+
+    tenant: str
+    unfinished: int
+    critical: int
+    normal: int
+    delayed: int
+    leased: int
+    oldest_wait_seconds: float | None
+    enqueued: int
+    completed: int
+    failed: int
+    dead: int
+    wait: Histogram
+    run: Histogram
+    tenants: int = 1
+    exact_lanes: bool = True
+
+    @property
+    def ready(self) -> int:
+        return self.critical + self.normal
+
+    @property
+    def depth(self) -> dict[str, int]:
+        return {"critical": self.critical, "normal": self.normal, "delayed": self.delayed, "leased": self.leased}
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "tenant": self.tenant, "unfinished": self.unfinished, "ready": self.ready, "depth": self.depth,
+            "oldest_wait_seconds": None if self.oldest_wait_seconds is None else round(self.oldest_wait_seconds, 3),
+            "enqueued": self.enqueued, "completed": self.completed, "failed": self.failed, "dead": self.dead,
+            "wait": self.wait.summary(), "run": self.run.summary(), "tenants": self.tenants,
+            "exact_lanes": self.exact_lanes,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerMetrics:
+    """A worker id: ``status`` is ``alive``, ``stale`` (heartbeat too old or its record expired:
+    it died without a clean stop) or ``down`` (no heartbeat on record: never started or stopped
+    cleanly). ``processed``/``failed`` count since the worker process started."""
+
+    worker_id: str
+    configured: bool
+    status: str
+    heartbeat_age: float | None
+    last_seen: float | None
+    busy_slots: int
+    slots: int
+    processed: int
+    failed: int
+    current: list[dict[str, Any]]
+    assigned: tuple[str, ...]
+    steals: tuple[str, ...]
+    host: str | None
+    pid: int | None
+
+    @property
+    def alive(self) -> bool:
+        return self.status == "alive"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "worker_id": self.worker_id, "configured": self.configured, "status": self.status,
+            "alive": self.alive,
+            "heartbeat_age": None if self.heartbeat_age is None else round(self.heartbeat_age, 3),
+            "last_seen": self.last_seen, "busy_slots": self.busy_slots, "slots": self.slots,
+            "processed": self.processed, "failed": self.failed, "current": self.current,
+            "assigned": list(self.assigned), "steals": list(self.steals), "host": self.host, "pid": self.pid,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class CounterWindow:
+    """Counter increase over ``seconds`` (the real time between a stored snapshot and now;
+    shorter than asked when no snapshot is that old yet). A delta is None when the counter
+    went down (stats were reset)."""
+
+    requested: float
+    seconds: float
+    deltas: dict[str, int | None]
+
+    def __getitem__(self, name: str) -> int | None:
+        return self.deltas.get(name)
+
+
+@dataclass(frozen=True, slots=True)
+class QueueMetrics:
+    """Everything at one moment (see the module docstring)."""
+
+    timestamp: float  # Redis server time
+    prefix: str
+    top_n: int
+    tenants: list[TenantMetrics]
+    other: TenantMetrics | None
+    tenants_with_work: int
+    totals: dict[str, int]
+    ready: int
+    delayed: int
+    leased: int
+    dlq_size: int
+    wait: Histogram
+    run: Histogram
+    throughput_last_minute: float
+    throughput_last_hour: float
+    throughput_per_minute: list[tuple[int, int]]  # (epoch minute, completions), last 60 minutes
+    workers: list[WorkerMetrics]
+    windows: dict[float, CounterWindow] = field(default_factory=dict)
+    leases_truncated: bool = False
+
+    @property
+    def depth(self) -> int:
+        """Tasks waiting to run (ready in a lane), all tenants."""
+        return self.ready
+
+    @property
+    def live_workers(self) -> list[WorkerMetrics]:
+        return [w for w in self.workers if w.alive]
+
+    def tenant(self, tenant: str) -> TenantMetrics | None:
+        for row in self.tenants:
+            if row.tenant == tenant:
+                return row
+        return None
+
+    def all_tenant_rows(self) -> list[TenantMetrics]:
+        """The top ``n`` and, when there are other tenants, the ``other`` aggregate."""
+        return [*self.tenants, *([self.other] if self.other is not None else [])]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "timestamp": self.timestamp, "prefix": self.prefix, "top_n": self.top_n,
+            "tenants_with_work": self.tenants_with_work,
+            "tenants": [t.to_dict() for t in self.tenants],
+            "other": self.other.to_dict() if self.other is not None else None,
+            "totals": dict(self.totals),
+            "depth": {"ready": self.ready, "delayed": self.delayed, "leased": self.leased},
+            "dlq_size": self.dlq_size,
+            "wait": self.wait.summary(), "run": self.run.summary(),
+            "throughput": {"last_minute": round(self.throughput_last_minute, 3),
+                           "last_hour": round(self.throughput_last_hour, 3),
+                           "per_minute": [[m * 60, n] for m, n in self.throughput_per_minute]},
+            "workers": [w.to_dict() for w in self.workers],
+            "windows": {f"{k:g}": {"seconds": round(v.seconds, 3), "deltas": v.deltas}
+                        for k, v in self.windows.items()},
+            "leases_truncated": self.leases_truncated,
+            "buckets_ms": [*BUCKETS_MS, "inf"],
+        }
+
+
+# --------------------------------------------------------------------------- throughput
+
+def throughput_estimate(per_minute: Mapping[int, int], now_ms: int, minutes: int) -> float:
+    """Completions in the last ``minutes`` minutes from per-minute counts: the current (partial)
+    minute, the ``minutes - 1`` before it, and the oldest one weighted by the part of it that
+    still lies inside the window."""
+    current = now_ms // 60_000
+    elapsed = (now_ms % 60_000) / 60_000
+    total = float(sum(per_minute.get(current - i, 0) for i in range(minutes)))
+    return total + per_minute.get(current - minutes, 0) * (1.0 - elapsed)
+
+
+def trim_throughput(client: Any, keys: Keys, *, now_ms: int | None = None,
+                    keep_minutes: int = TPUT_KEEP_MINUTES) -> int:
+    """Drop per-minute completion counts older than ``keep_minutes``; returns how many."""
+    if now_ms is None:
+        now_ms = int(time.time() * 1000)
+    oldest = now_ms // 60_000 - keep_minutes
+    key = tput_key(keys)
+    with redis_errors("trim_throughput"):
+        stale = [f for f in client.hkeys(key) if _int(f) < oldest]
+        if stale:
+            client.hdel(key, *stale)
+    return len(stale)
+
+
+# --------------------------------------------------------------------------- workers
+
+def stale_after(queue: TaskQueue, worker: WorkerConfig | None) -> float:
+    """Seconds without a heartbeat after which a worker is not alive (its record's TTL)."""
+    beat = worker.heartbeat_interval_seconds if worker is not None else 5.0
+    return max(3 * beat, queue.config.queue.lease_timeout_seconds)
+
+
+def _json_list(value: Any) -> list[Any]:
+    try:
+        data = json.loads(_text(value)) if value is not None else []
+    except ValueError:
+        return []
+    return data if isinstance(data, list) else []
+
+
+def _workers(queue: TaskQueue, seen: dict[str, float], records: dict[str, dict[str, str]],
+             now: float) -> list[WorkerMetrics]:
+    configured = {w.id: w for w in queue.config.workers}
+    ids = list(configured) + sorted((set(seen) | set(records)) - set(configured))
+    out: list[WorkerMetrics] = []
+    for wid in ids:
+        cfg = configured.get(wid)
+        rec = records.get(wid)
+        if rec:
+            last: float | None = float(rec.get("last_seen") or 0.0)
+            age: float | None = max(0.0, now - (last or 0.0))
+            status = "alive" if (age or 0.0) <= stale_after(queue, cfg) else "stale"
+            current = [c for c in _json_list(rec.get("current")) if isinstance(c, dict)]
+        elif wid in seen:
+            last = seen[wid]
+            age = max(0.0, now - last)
+            status, current = "stale", []
+        else:
+            last = age = None
+            status, current = "down", []
+        assigned = cfg.assigned_users if cfg is not None else tuple(map(str, _json_list((rec or {}).get("assigned"))))
+        steals = cfg.steal_targets if cfg is not None else tuple(map(str, _json_list((rec or {}).get("steals"))))
+        out.append(WorkerMetrics(
+            worker_id=wid, configured=cfg is not None, status=status, heartbeat_age=age, last_seen=last,
+            busy_slots=len(current) if status == "alive" else 0,
+            slots=_int((rec or {}).get("concurrency")) or (cfg.max_concurrent_tasks if cfg is not None else 0),
+            processed=_int((rec or {}).get("processed")), failed=_int((rec or {}).get("failed")),
+            current=current if status == "alive" else [], assigned=tuple(assigned), steals=tuple(steals),
+            host=(rec or {}).get("host"), pid=_int(rec["pid"]) if rec and rec.get("pid") else None,
+        ))
+    return out
+
+
+# --------------------------------------------------------------------------- counter windows
+
+def _record_sample(queue: TaskQueue, counters: Mapping[str, int], now: float,
+                   interval: float = SAMPLE_INTERVAL, retention: float = SAMPLE_RETENTION) -> None:
+    """Store a counter snapshot unless one was stored in the last ``interval`` seconds (any process)."""
+    key = samples_key(queue.keys)
+    client = queue.client
+    if not client.set(f"{key}:guard", "1", nx=True, px=max(1, int(interval * 1000))):
+        return
+    now_ms = int(now * 1000)
+    member = json.dumps({"t": now, **{n: int(counters.get(n, 0)) for n in SAMPLE_FIELDS}}, separators=(",", ":"))
+    pipe = client.pipeline(transaction=False)
+    pipe.zadd(key, {member: now_ms})
+    pipe.zremrangebyscore(key, "-inf", now_ms - int(retention * 1000))
+    pipe.pexpire(key, int(retention * 1000) + 60_000)
+    pipe.execute()
+
+
+def _windows(queue: TaskQueue, counters: Mapping[str, int], now: float, windows: Iterable[float],
+             min_seconds: float = SAMPLE_INTERVAL) -> dict[float, CounterWindow]:
+    key = samples_key(queue.keys)
+    now_ms = int(now * 1000)
+    wanted = sorted(set(float(w) for w in windows))
+    if not wanted:
+        return {}
+    pipe = queue.client.pipeline(transaction=False)
+    for w in wanted:
+        # the newest snapshot at least w old; else the oldest one at least min_seconds old
+        pipe.zrevrangebyscore(key, now_ms - int(w * 1000), "-inf", start=0, num=1)
+    pipe.zrangebyscore(key, "-inf", now_ms - int(min_seconds * 1000), start=0, num=1)
+    *found, oldest = pipe.execute()
+    out: dict[float, CounterWindow] = {}
+    for w, base in zip(wanted, found, strict=True):
+        member = base[0] if base else (oldest[0] if oldest else None)
+        if member is None:
+            continue
+        try:
+            old = json.loads(_text(member))
+            then = float(old["t"])
+        except (ValueError, KeyError, TypeError):
+            continue
+        if now - then <= 0:
+            continue
+        deltas: dict[str, int | None] = {}
+        for name in SAMPLE_FIELDS:
+            d = int(counters.get(name, 0)) - int(old.get(name, 0))
+            deltas[name] = None if d < 0 else d
+        out[w] = CounterWindow(requested=w, seconds=now - then, deltas=deltas)
+    return out
+
+
+# --------------------------------------------------------------------------- collect
+
+def _replies(replies: Sequence[Any], defaults: Sequence[Any]) -> list[Any]:
+    """Pipeline replies with errors (e.g. WRONGTYPE on a corrupt key) replaced by defaults;
+    a connection problem is raised as usual."""
+    out = []
+    for reply, default in zip(replies, defaults, strict=True):
+        if isinstance(reply, (redis.ConnectionError, redis.TimeoutError)):
+            raise reply
+        out.append(default if isinstance(reply, Exception) else reply)
+    return out
+
+
+def collect_metrics(queue: TaskQueue, top_n: int = 20, *, windows: Iterable[float] = (),
+                    record_sample: bool = True, sample_interval: float = SAMPLE_INTERVAL,
+                    lease_scan_limit: int = 10_000, other_scan_limit: int = 1000) -> QueueMetrics:
+    """A :class:`QueueMetrics` snapshot of ``queue`` (see the module docstring for the cost).
+
+    ``windows``: seconds over which counter deltas are wanted (``QueueMetrics.windows``); a
+    counter snapshot is stored at most every ``sample_interval`` seconds (by any process)."""
+    top_n = max(1, int(top_n))
+    keys = queue.keys
+    client = queue.client
+    with redis_errors("collect_metrics"):
+        pipe = client.pipeline(transaction=True)  # one consistent view of the global figures
+        pipe.zrevrange(keys.live, 0, top_n - 1, withscores=True)
+        pipe.zcard(keys.live)
+        pipe.hmget(keys.stats, *STAT_FIELDS)
+        pipe.zcard(keys.leases)
+        pipe.zcard(keys.delayed)
+        pipe.zcard(keys.dlq)
+        pipe.zrange(keys.leases, 0, lease_scan_limit - 1)
+        pipe.hgetall(metrics_key(keys, "~all"))
+        pipe.hgetall(tput_key(keys))
+        pipe.zrange(keys.workers, 0, 999, withscores=True)
+        pipe.zrevrange(keys.live, top_n, top_n + other_scan_limit - 1)
+        pipe.time()
+        # a key of the wrong type (corrupt data, see pop.lua's quarantine) must not hide the rest
+        defaults: tuple[Any, ...] = ([], 0, [None] * len(STAT_FIELDS), 0, 0, 0, [], {}, {}, [], [], None)
+        (top, n_users, stat_values, n_leased, n_delayed, n_dlq, lease_ids, all_hist, tput, seen_raw,
+         others, (sec, usec)) = _replies(pipe.execute(raise_on_error=False), defaults)
+        now_ms = int(sec) * 1000 + int(usec) // 1000
+        now_exact = int(sec) + int(usec) / 1e6  # orders snapshots (alert transitions)
+        users = [(_text(u), int(s)) for u, s in top]
+        seen = {_text(w): float(s) for w, s in seen_raw}
+        worker_ids = list(dict.fromkeys([*queue.config.worker_ids, *seen]))
+
+        pipe = client.pipeline(transaction=False)
+        for user, _ in users:
+            pipe.llen(keys.critical(user))
+            pipe.zcard(keys.normal(user))
+            pipe.lindex(keys.critical(user), -1)  # RPOP side: the one served next
+            pipe.zrange(keys.normal(user), 0, 0)
+            pipe.hmget(keys.stats, *(f"u:{user}:{f}" for _, f in TENANT_COUNTERS))
+            pipe.hgetall(metrics_key(keys, user))
+        for task_id in lease_ids:
+            pipe.hget(keys.task(_text(task_id)), "u")
+        for wid in worker_ids:
+            pipe.hgetall(keys.worker(wid))
+        for user in others:
+            pipe.llen(keys.critical(_text(user)))
+        defaults = (*([0, 0, None, [], [None] * len(TENANT_COUNTERS), {}] * len(users)),
+                    *([None] * len(lease_ids)), *([{}] * len(worker_ids)), *([0] * len(others)))
+        replies = iter(_replies(pipe.execute(raise_on_error=False), defaults))
+        per_user = [[next(replies) for _ in range(6)] for _ in users]
+        lease_users = [next(replies) for _ in lease_ids]
+        records = {wid: {_text(k): _text(v) for k, v in (next(replies) or {}).items()} for wid in worker_ids}
+        other_critical = sum(int(next(replies)) for _ in others)
+
+        heads: list[str] = []
+        for crit_head, normal_head in ((r[2], r[3]) for r in per_user):
+            for head in (crit_head, normal_head[0] if normal_head else None):
+                if head is not None:
+                    heads.append(_text(head))
+        pipe = client.pipeline(transaction=False)
+        for head in heads:
+            pipe.hget(keys.task(head), "e")
+        ready_since = dict(zip(heads, _replies(pipe.execute(raise_on_error=False), (None,) * len(heads)),
+                               strict=True))
+
+        totals = dict(zip(STAT_FIELDS, (_int(v) for v in stat_values), strict=True))
+        windows = tuple(windows)
+        if record_sample:
+            _record_sample(queue, totals, now_ms / 1000.0, sample_interval)
+        counter_windows = _windows(queue, totals, now_ms / 1000.0, windows, sample_interval) if windows else {}
+
+    leased_by_user: dict[str, int] = {}
+    for u in lease_users:
+        if u is not None:
+            leased_by_user[_text(u)] = leased_by_user.get(_text(u), 0) + 1
+
+    rows: list[TenantMetrics] = []
+    for (user, unfinished), (crit, normal, crit_head, normal_head, counters, hist) in zip(users, per_user,
+                                                                                          strict=True):
+        crit, normal = int(crit), int(normal)
+        leased = min(leased_by_user.get(user, 0), unfinished)
+        ages = []
+        for head in (crit_head, normal_head[0] if normal_head else None):
+            e = ready_since.get(_text(head)) if head is not None else None
+            if e is not None:
+                ages.append(max(0.0, (now_ms - _int(e)) / 1000.0))
+        enqueued, completed, failed, dead = (_int(v) for v in counters)
+        rows.append(TenantMetrics(
+            tenant=user, unfinished=unfinished, critical=crit, normal=normal,
+            delayed=max(0, unfinished - crit - normal - leased), leased=leased,
+            oldest_wait_seconds=max(ages) if ages else None, enqueued=enqueued, completed=completed,
+            failed=failed, dead=dead, wait=Histogram.from_hash(hist, "w"), run=Histogram.from_hash(hist, "r"),
+        ))
+
+    n_leased, n_delayed, n_dlq = int(n_leased), int(n_delayed), int(n_dlq)
+    pending = max(0, totals["pushed"] - totals["completed"] - totals["deleted"] - n_dlq)
+    ready = max(0, pending - n_leased - n_delayed)
+    wait_all, run_all = Histogram.from_hash(all_hist, "w"), Histogram.from_hash(all_hist, "r")
+    other = _other(rows, int(n_users), totals, pending, ready, n_leased, n_delayed, wait_all, run_all,
+                   other_critical, exact=int(n_users) - len(rows) <= len(others))
+    per_minute = {_int(k): _int(v) for k, v in tput.items()}
+    current = now_ms // 60_000
+    return QueueMetrics(
+        timestamp=now_exact, prefix=queue.config.queue.stats_prefix, top_n=top_n, tenants=rows,
+        other=other, tenants_with_work=int(n_users), totals=totals, ready=ready, delayed=n_delayed,
+        leased=n_leased, dlq_size=n_dlq, wait=wait_all, run=run_all,
+        throughput_last_minute=throughput_estimate(per_minute, now_ms, 1),
+        throughput_last_hour=throughput_estimate(per_minute, now_ms, 60),
+        throughput_per_minute=[(m, per_minute.get(m, 0)) for m in range(current - 59, current + 1)],
+        workers=_workers(queue, seen, records, time.time()), windows=counter_windows,
+        leases_truncated=len(lease_ids) < n_leased,
+    )
+
+
+def _other(rows: Sequence[TenantMetrics], n_users: int, totals: Mapping[str, int], pending: int, ready: int,
+           leased: int, delayed: int, wait: Histogram, run: Histogram, critical_scanned: int, *,
+           exact: bool) -> TenantMetrics | None:
+    """Everything outside the top rows: the global figures minus theirs."""
+    count = n_users - len(rows)
+    if count <= 0:
+        return None
+    o_unfinished = max(0, pending - sum(r.unfinished for r in rows))
+    o_leased = max(0, leased - sum(r.leased for r in rows))
+    o_delayed = max(0, delayed - sum(r.delayed for r in rows))
+    o_ready = max(0, ready - sum(r.ready for r in rows))
+    o_critical = min(critical_scanned, o_ready)
+    counters = {name: max(0, totals.get(stat, 0) - sum(getattr(r, name) for r in rows))
+                for name, stat in TENANT_COUNTERS}
+    o_wait, o_run = wait, run
+    for r in rows:
+        o_wait, o_run = o_wait.minus(r.wait), o_run.minus(r.run)
+    return TenantMetrics(tenant=OTHER, unfinished=o_unfinished, critical=o_critical, normal=o_ready - o_critical,
+                         delayed=o_delayed, leased=o_leased, oldest_wait_seconds=None, wait=o_wait, run=o_run,
+                         tenants=count, exact_lanes=exact, enqueued=counters["enqueued"],
+                         completed=counters["completed"], failed=counters["failed"], dead=counters["dead"])
+
+
+# --------------------------------------------------------------------------- health
+
+def health_status(queue: TaskQueue) -> tuple[bool, dict[str, Any]]:
+    """Load-balancer health: (healthy, JSON-ready body). Healthy when Redis answers and at least
+    one worker has a fresh heartbeat. The body holds counts only, never tenant data."""
+    body: dict[str, Any] = {"redis": False, "live_workers": 0, "workers": len(queue.config.workers),
+                            "dlq_size": None, "firing_alerts": None}
+    keys = queue.keys
+    try:
+        with redis_errors("health"):
+            pipe = queue.client.pipeline(transaction=False)
+            pipe.ping()
+            pipe.zrange(keys.workers, 0, 999, withscores=True)
+            pipe.zcard(keys.dlq)
+            pipe.hgetall(f"{keys.base}:alerts")
+            _, seen, dlq, alerts = pipe.execute()
+    except Exception as exc:  # any failure to reach Redis makes the instance unhealthy
+        body.update(status="unavailable", reason=f"redis: {type(exc).__name__}: {exc}")
+        return False, body
+    configured = {w.id: w for w in queue.config.workers}
+    now = time.time()
+    live = sum(1 for w, s in seen if now - float(s) <= stale_after(queue, configured.get(_text(w))))
+    firing = sum(1 for k, v in alerts.items() if _text(k).startswith("s:") and _text(v) == "firing")
+    body.update(redis=True, live_workers=live, dlq_size=int(dlq), firing_alerts=firing)
+    if live == 0:
+        body.update(status="unavailable", reason="no live worker (no fresh heartbeat)")
+        return False, body
+    body["status"] = "ok"
+    return True, body
+
+
+# --------------------------------------------------------------------------- chart history
+
+def record_history(queue: TaskQueue, metrics: QueueMetrics, *, interval: float = 60.0,
+                   max_tenants: int = HISTORY_TENANTS, keep_minutes: int = HISTORY_MINUTES) -> bool:
+    """Store one chart point (the busiest tenants' ready depth and median wait since the previous
+    point) unless one was stored in the last ``interval`` seconds by any process. Bounded: at
+    most ``keep_minutes`` points of ``max_tenants`` tenants. Returns True when one was stored."""
+    key = history_key(queue.keys)
+    client = queue.client
+    with redis_errors("record_history"):
+        if not client.set(f"{key}:guard", "1", nx=True, px=max(1, int(interval * 1000))):
+            return False
+        last = client.zrevrange(key, 0, 0)
+        previous: dict[str, Any] = {}
+        if last:
+            try:
+                previous = dict(json.loads(_text(last[0])).get("u") or {})
+            except (ValueError, AttributeError):
+                previous = {}
+        tenants: dict[str, Any] = {}
+        for row in sorted(metrics.tenants, key=lambda r: (-r.ready, r.tenant))[:max_tenants]:
+            counts = list(row.wait.counts)
+            p50: float | None = None
+            before = previous.get(row.tenant)
+            if isinstance(before, dict) and isinstance(before.get("c"), list) and len(before["c"]) == len(counts):
+                delta = Histogram(tuple(max(0, a - int(b)) for a, b in zip(counts, before["c"], strict=True)))
+                q = delta.quantile(0.5)
+                p50 = None if q is None else round(q * 1000, 1)
+            tenants[row.tenant] = {"r": row.ready, "w": p50, "c": counts}
+        now_ms = int(metrics.timestamp * 1000)
+        member = json.dumps({"t": metrics.timestamp, "u": tenants}, separators=(",", ":"))
+        pipe = client.pipeline(transaction=False)
+        pipe.zadd(key, {member: now_ms})
+        pipe.zremrangebyscore(key, "-inf", now_ms - (keep_minutes + 1) * 60_000)
+        pipe.zremrangebyrank(key, 0, -(keep_minutes + 2))
+        pipe.pexpire(key, (keep_minutes + 60) * 60_000)
+        pipe.execute()
+    return True
+
+
+def load_history(queue: TaskQueue, *, minutes: int = HISTORY_MINUTES) -> list[dict[str, Any]]:
+    """The stored chart points of the last ``minutes`` minutes, oldest first:
+    ``{"t": seconds, "tenants": {tenant: {"ready": n, "wait_p50_ms": ms or None}}}``."""
+    key = history_key(queue.keys)
+    with redis_errors("load_history"):
+        sec, usec = queue.client.time()
+        now_ms = int(sec) * 1000 + int(usec) // 1000
+        raw = queue.client.zrangebyscore(key, now_ms - minutes * 60_000, "+inf")
+    out: list[dict[str, Any]] = []
+    for member in raw:
+        try:
+            point = json.loads(_text(member))
+            tenants = {str(u): {"ready": int(v.get("r", 0)), "wait_p50_ms": v.get("w")}
+                       for u, v in dict(point.get("u") or {}).items() if isinstance(v, dict)}
+            out.append({"t": float(point["t"]), "tenants": tenants})
+        except (ValueError, KeyError, TypeError, AttributeError):
+            continue
+    return out
+
+
+def with_windows(metrics: QueueMetrics, windows: dict[float, CounterWindow]) -> QueueMetrics:
+    """A copy of ``metrics`` with other counter windows (for tests and re-evaluation)."""
+    return replace(metrics, windows=windows)
