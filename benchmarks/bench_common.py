@@ -259,7 +259,24 @@ class Proc:
         return self.popen.pid
 
     def alive(self) -> bool:
-        return self.popen.poll() is None
+        """Running (not exited). Does not reap the child: while it is unreaped, its pid, and so
+        its process group id, cannot be reused by another process."""
+        if self.popen.returncode is not None:
+            return False
+        try:
+            info = os.waitid(os.P_PID, self.popen.pid, os.WEXITED | os.WNOHANG | os.WNOWAIT)
+        except ChildProcessError:  # reaped elsewhere
+            return self.popen.poll() is None
+        return info is None
+
+    def wait_exit(self, timeout: float) -> bool:
+        """Wait up to ``timeout`` for the process to exit, without reaping it. True if it exited."""
+        deadline = time.monotonic() + timeout
+        while self.alive():
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(0.01)
+        return True
 
     def cpu_seconds(self) -> float:
         """User + system CPU the process (all its threads) used so far; nan once it is gone."""
@@ -267,9 +284,10 @@ class Proc:
 
     def tail(self, lines: int = 20) -> str:
         try:
-            self.log.flush()
+            if not self.log.closed:
+                self.log.flush()
             text = self.log_path.read_text("utf-8", "replace")
-        except OSError:
+        except (OSError, ValueError):
             return ""
         return "\n".join(text.rstrip().splitlines()[-lines:])
 
@@ -327,15 +345,18 @@ class Processes:
         return proc
 
     def stop(self, proc: Proc, *, sig: int = signal.SIGTERM, timeout: float = 5.0) -> int | None:
-        """Signal the process group, wait up to ``timeout``, then SIGKILL it. Returns the exit code."""
-        if proc.alive():
-            self._signal(proc, sig)
+        """Signal the process group, wait up to ``timeout``, then SIGKILL it. Returns the exit code.
+
+        The leader is reaped only after the group got its SIGKILL: until then its pid stays
+        taken, so the group id signalled can only be the group this child leads."""
+        if proc.popen.returncode is None:
+            if proc.alive():
+                self._signal(proc, sig)
+                proc.wait_exit(timeout)
+            self._signal(proc, signal.SIGKILL)  # stragglers of the group, or the leader itself
+            proc.wait_exit(5.0)
             with suppress(subprocess.TimeoutExpired):
-                proc.popen.wait(timeout)
-        # the group may hold children even after the leader exited
-        self._signal(proc, signal.SIGKILL)
-        with suppress(subprocess.TimeoutExpired):
-            proc.popen.wait(5)
+                proc.popen.wait(1.0)  # reap
         if not proc.log.closed:
             proc.log.close()
         if proc in self.procs:
@@ -344,12 +365,13 @@ class Processes:
 
     def wait(self, proc: Proc, timeout: float) -> int | None:
         """Wait for a process that exits by itself (e.g. burst mode); kill it after ``timeout``."""
-        with suppress(subprocess.TimeoutExpired):
-            proc.popen.wait(timeout)
+        proc.wait_exit(timeout)
         return self.stop(proc, timeout=2.0)
 
     @staticmethod
     def _signal(proc: Proc, sig: int) -> None:
+        if proc.popen.returncode is not None:
+            return  # reaped: its pid (the group id) may belong to someone else by now
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(proc.popen.pid, sig)  # the group this child leads (start_new_session)
 
@@ -403,6 +425,7 @@ def start_private_redis(procs: Processes, db: int = 8, binary: str | None = None
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
     workdir = tempfile.mkdtemp(prefix="bench-redis-")
+    atexit.register(shutil.rmtree, workdir, True)
     # a password keeps out strays (e.g. someone's retrying worker whose server had this port)
     password = secrets.token_hex(8)
     proc = procs.start("redis-server", [exe, "--port", str(port), "--bind", "127.0.0.1", "--save", "",

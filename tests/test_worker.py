@@ -251,6 +251,14 @@ def test_graceful_stop_hands_back_what_does_not_finish(make_config: Any, redis_c
     assert q.get_task_state(task.task_id)["st"] == "queued"  # type: ignore[index]
     again = q.pop()
     assert again is not None and again.task_id == task.task_id and again.retry_count == 0
+    # the abandoned first run still finishes in its thread; its late ack must change nothing
+    deadline = time.monotonic() + 10
+    while not redis_client.llen(LOG) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    time.sleep(0.2)
+    assert log(redis_client) == ["a|slower"]
+    assert q.get_task_state(task.task_id)["st"] == "leased"  # type: ignore[index]  # still ours (again)
+    assert q.get_stats()["tasks_completed"] == 0
 
 
 def test_health_record(make_config: Any) -> None:

@@ -89,7 +89,8 @@ class AsyncTaskQueue:
         """Queue one task for ``user_id`` (or the task's own / the current tenant's user)."""
         task, args = self.proto.prepare(task, user_id)
         with redis_errors("push"):
-            stored = await self.scripts.push(keys=[self.keys.stats], args=[self.keys.base, 1, int(time.time() * 1000), *args])
+            stored = await self.scripts.push(keys=[self.keys.stats],
+                                             args=[self.keys.base, 1, int(time.time() * 1000), *args])
         return {"success": bool(stored[0]), "task_id": task.task_id, "user_id": task.user_id,
                 "priority": int(task.priority), "duplicate": not stored[0],
                 "state": "delayed" if task.execute_after else "queued"}

@@ -56,8 +56,9 @@ class _Done:
 class _Running:
     task: Task
     started: float
-    thread: threading.Thread
+    thread: threading.Thread  # runs the task's code (the slot itself, or a runner when timed)
     deadline: float | None
+    slot: threading.Thread | None = None
     timed_out: bool = False
     lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -159,6 +160,14 @@ class Worker:
         deadline = time.monotonic() + self.settings.graceful_shutdown_timeout
         for t in self._threads:
             t.join(timeout=max(0.0, deadline - time.monotonic()))
+        # idle slots may still sit in one blocking wait: let them leave before handing tasks back,
+        # or they would take the handed-back tasks again
+        with self._lock:
+            busy = {r.slot for r in self._running.values()}
+        idle_deadline = time.monotonic() + self._max_wait() + 0.5
+        for t in self._threads:
+            if t not in busy:
+                t.join(timeout=max(0.0, idle_deadline - time.monotonic()))
         unfinished = self.running_tasks
         if unfinished:
             with self._lock:  # no longer ours: stop renewing their leases
@@ -171,15 +180,13 @@ class Worker:
             except FairQueueError as exc:
                 logger.error("worker %s: could not hand tasks back (%s); their leases will expire",
                              self.worker_id, exc)
-        # idle slots may still sit in one blocking wait; a slot stuck in a task's code is not waited for
-        idle_deadline = time.monotonic() + self._max_wait() + 0.5
-        for t in self._threads:
-            t.join(timeout=max(0.0, idle_deadline - time.monotonic()))
 
     # --- slots ----------------------------------------------------------------------
     def _slot_loop(self) -> None:
         backoff = 0.1
         pending: _Done | None = None  # a task that succeeded; acknowledged with the next pop
+        idle = False  # the last pop found nothing: block on the wake-up lists, then pop
+        due: float | None = None
         try:
             while not self._stop.is_set():
                 with self._lock:
@@ -188,11 +195,12 @@ class Worker:
                     self._taken += 1
                     self._inflight += 1  # popping or running: burst mode must not end meanwhile
                 task: Task | None = None
-                due: float | None = None
                 try:
                     if pending is not None:
                         task, due = self._ack(pending, pop_next=True)
                         pending = None  # kept until acknowledged: retried after a Redis outage
+                    elif idle and not self.burst:
+                        task, due = self.queue.wait_and_pop(self.worker_id, self._wait_timeout(due))
                     else:
                         task, due = self.queue.pop_reply(self.worker_id)
                     backoff = 0.1
@@ -219,8 +227,9 @@ class Worker:
                         self._inflight -= 1
                         if task is None:
                             self._taken -= 1
-                if task is None:
-                    if self.burst and self._burst_done():
+                idle = task is None
+                if idle and self.burst:
+                    if self._burst_done():
                         self._stop.set()
                         break
                     self._wait(due)
@@ -244,10 +253,12 @@ class Worker:
         """Longest blocking wait: the poll interval, kept below the socket timeout."""
         return min(self.settings.poll_interval_seconds, max(0.05, self.config.redis.socket_timeout - 0.5))
 
-    def _wait(self, due: float | None) -> None:
+    def _wait_timeout(self, due: float | None) -> float:
         timeout = self._max_wait()
-        if due is not None:
-            timeout = min(timeout, max(due, 0.001))
+        return timeout if due is None else min(timeout, max(due, 0.001))
+
+    def _wait(self, due: float | None) -> None:
+        timeout = self._wait_timeout(due)
         try:
             self.queue.wait_for_work(self.worker_id, timeout)
         except Exception as exc:  # Redis down, or the client closed under us: wait, then retry
@@ -259,7 +270,8 @@ class Worker:
         """Run a task; failures are recorded here, a success is returned for acknowledgement."""
         timeout = task.timeout if task.timeout is not None else self.settings.task_timeout_seconds
         start = time.monotonic()
-        entry = _Running(task, start, threading.current_thread(), start + timeout if timeout else None)
+        slot = threading.current_thread()
+        entry = _Running(task, start, slot, start + timeout if timeout else None, slot)
         with self._lock:
             self._running[task.task_id] = entry
         logger.debug("worker %s: running %s %s for %s (attempt %d)", self.worker_id,

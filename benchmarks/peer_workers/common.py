@@ -1,0 +1,68 @@
+"""Task bodies shared by every contender, and the Redis keys the benchmarks read back.
+
+Worker processes get their settings from the environment:
+
+``BENCH_REDIS_URL``  the Redis to use (default ``redis://127.0.0.1:6379/8``)
+``BENCH_TOTAL``      how many ``noop`` completions make a run (stamps :data:`LAST` when reached)
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+
+import redis
+
+DEFAULT_URL = "redis://127.0.0.1:6379/8"
+
+DONE = "bench:done"    # INCR once per completed noop task
+FIRST = "bench:first"  # time.time() when the first noop task completed
+LAST = "bench:last"    # time.time() when the BENCH_TOTAL-th noop task completed
+LAT = "bench:lat"      # HASH task number -> time.time() when the record task started
+SLEPT = "bench:slept"  # INCR once per completed sleep task
+
+_client: redis.Redis | None = None
+_lock = threading.Lock()
+
+
+def url() -> str:
+    return os.environ.get("BENCH_REDIS_URL", DEFAULT_URL)
+
+
+def client() -> redis.Redis:
+    """The task bodies' own client (one per process, thread-safe connection pool)."""
+    global _client
+    if _client is None:
+        with _lock:
+            if _client is None:
+                _client = redis.Redis.from_url(url())
+    return _client
+
+
+def _total() -> int:
+    return int(os.environ.get("BENCH_TOTAL", "0") or 0)
+
+
+_TOTAL = _total()
+
+
+def noop_body(i: int = 0) -> None:
+    """A no-op task that makes its completion observable: one INCR round trip."""
+    r = client()
+    n = r.incr(DONE)
+    if n == 1:
+        r.set(FIRST, repr(time.time()))
+    if n == _TOTAL:
+        r.set(LAST, repr(time.time()))
+
+
+def record_body(i: int) -> None:
+    """Store when this task started (the producer stored when it enqueued it)."""
+    started = time.time()
+    client().hset(LAT, str(i), repr(started))
+
+
+def sleep_body(ms: float = 10.0) -> None:
+    time.sleep(ms / 1000.0)
+    client().incr(SLEPT)
