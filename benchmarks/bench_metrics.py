@@ -103,7 +103,10 @@ def main() -> int:
     parser.add_argument("--private-server", action="store_true",
                         help="run against a throw-away redis-server of our own (DB 5 there), so that its CPU "
                              "time is the benchmark's alone")
+    parser.add_argument("--quick", action="store_true", help="1,000 tasks, 3 rounds (smoke run)")
     args = parser.parse_args()
+    if args.quick:
+        args.tasks, args.rounds = 1000, 3
     install_signal_handlers()
     with Processes() as procs:
         url = start_private_redis(procs, db=5) if args.private_server else args.url
