@@ -14,6 +14,17 @@ from fairque_django.core.connection import reset_clients
 from .redis_url import REDIS_URL
 
 
+@pytest.fixture(autouse=True)
+def _fresh_django_conf() -> Iterator[None]:
+    """Every test starts from the FAIRQUE setting as it is now (providers installed, caches empty)."""
+    from fairque_django import conf
+
+    conf.install_providers()
+    conf.reset()
+    yield
+    conf.reset()
+
+
 @pytest.fixture(scope="session")
 def redis_url() -> str:
     return REDIS_URL

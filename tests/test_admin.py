@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import pytest
-import redis
 from django.contrib.auth.models import Permission, User
 from django.test import Client, override_settings
 from django.urls import reverse
@@ -28,12 +27,7 @@ DELETE = "admin:fairque_dlq_delete"
 SELECTED = "_selected_action"
 
 
-@pytest.fixture(autouse=True)
-def fresh_queue(redis_client: redis.Redis) -> Iterator[None]:
-    conf.install_providers()  # another test module may have replaced the core hooks
-    conf.reset()
-    yield
-    conf.reset()
+pytestmark = pytest.mark.usefixtures("redis_client")
 
 
 @pytest.fixture

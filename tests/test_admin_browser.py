@@ -15,9 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import redis
 
-from fairque_django import conf
 from fairque_django.conf import get_config, get_queue
 from fairque_django.core.models import Priority, Task
 from fairque_django.core.queue import TaskQueue
@@ -32,12 +30,7 @@ CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networki
 IMAGES = Path(__file__).resolve().parent.parent / "docs" / "images"
 
 
-@pytest.fixture(autouse=True)
-def fresh_queue(redis_client: redis.Redis) -> Iterator[None]:
-    conf.install_providers()
-    conf.reset()
-    yield
-    conf.reset()
+pytestmark = pytest.mark.usefixtures("redis_client")
 
 
 @pytest.fixture

@@ -24,7 +24,7 @@ from django.db import transaction
 from django.test import override_settings
 from django.utils import timezone
 
-from fairque_django import conf, tenant
+from fairque_django import tenant
 from fairque_django.backends import (
     PRIORITY_TABLE,
     RUNNER_NAME,
@@ -58,12 +58,7 @@ SUCCESSFUL, FAILED = TaskResultStatus("SUCCESSFUL"), TaskResultStatus("FAILED")
 READY, RUNNING = TaskResultStatus("READY"), TaskResultStatus("RUNNING")
 
 
-@pytest.fixture(autouse=True)
-def fresh(redis_client: redis.Redis) -> Iterator[None]:
-    conf.install_providers()  # another test module may have replaced the core hooks
-    conf.reset()
-    yield
-    conf.reset()
+pytestmark = pytest.mark.usefixtures("redis_client")
 
 
 @pytest.fixture

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -10,7 +9,6 @@ import pytest
 from django.core.checks import CheckMessage, Error, Warning, run_checks
 from django.test import override_settings
 
-from fairque_django import conf
 from fairque_django.checks import (
     check_cache_alias,
     check_config,
@@ -34,12 +32,6 @@ def not_a_class(obj: Any) -> str:
     return "x"
 
 
-@pytest.fixture(autouse=True)
-def fresh() -> Iterator[None]:
-    conf.install_providers()  # another test module may have replaced the core hooks
-    conf.reset()
-    yield
-    conf.reset()
 
 
 def fairque_messages(deploy: bool = True) -> list[CheckMessage]:

@@ -7,7 +7,6 @@ import json
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -16,7 +15,6 @@ from django.core.management import call_command
 from django.core.management.base import CommandError
 from django.test import override_settings
 
-from fairque_django import conf
 from fairque_django.conf import get_config, get_queue
 from fairque_django.core.queue import TaskQueue
 from fairque_django.core.worker import Worker
@@ -24,13 +22,7 @@ from tests.testapp import tasks as t
 
 from .processes import ROOT, command_env
 
-
-@pytest.fixture(autouse=True)
-def fresh_conf(redis_client: redis.Redis) -> Iterator[None]:
-    conf.install_providers()  # another test module may have replaced the core hooks
-    conf.reset()
-    yield
-    conf.reset()
+pytestmark = pytest.mark.usefixtures("redis_client")
 
 
 @pytest.fixture

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -31,12 +30,7 @@ LOCMEM = {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}
 WORKERS = [{"id": "w1", "assigned_users": ["user:*"]}]
 
 
-@pytest.fixture(autouse=True)
-def fresh(redis_client: redis.Redis) -> Iterator[None]:
-    conf.install_providers()  # another test module may have replaced the core hooks
-    conf.reset()
-    yield
-    conf.reset()
+pytestmark = pytest.mark.usefixtures("redis_client")
 
 
 def roundtrip(queue: TaskQueue, user: str = "user:1") -> None:

@@ -22,7 +22,7 @@ from redis.commands.core import AsyncScript
 from .config import FairQueueConfig, RedisConfig
 from .exceptions import CorruptTaskError, LeaseLostError
 from .models import DLQEntry, Task, dumps
-from .protocol import PopPlan, QueueProtocol, _text, chunks
+from .protocol import PopPlan, QueueProtocol, _text, chunks, stored_flags
 from .queue import redis_errors
 from .scripts import AsyncScripts
 
@@ -91,8 +91,9 @@ class AsyncTaskQueue:
         with redis_errors("push"):
             stored = await self.scripts.push(keys=[self.keys.stats],
                                              args=[self.keys.base, 1, int(time.time() * 1000), *args])
-        return {"success": bool(stored[0]), "task_id": task.task_id, "user_id": task.user_id,
-                "priority": int(task.priority), "duplicate": not stored[0],
+        ok = stored_flags(stored)[0]
+        return {"success": ok, "task_id": task.task_id, "user_id": task.user_id,
+                "priority": int(task.priority), "duplicate": not ok,
                 "state": "delayed" if task.execute_after else "queued"}
 
     async def push_batch(self, tasks: Iterable[Task], user_id: str | None = None) -> dict[str, Any]:
@@ -113,7 +114,7 @@ class AsyncTaskQueue:
                 await self.scripts.push(keys=[self.keys.stats], args=flat, client=pipe)
             replies = await pipe.execute()
         for group, reply in zip(groups, replies, strict=True):
-            for (task, _), ok in zip(group, reply, strict=True):
+            for (task, _), ok in zip(group, stored_flags(reply), strict=True):
                 (ids if ok else duplicates).append(task.task_id)
         return {"success": not duplicates, "pushed": len(ids), "task_ids": ids, "duplicates": duplicates}
 

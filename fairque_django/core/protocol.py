@@ -222,6 +222,11 @@ class QueueProtocol:
         )
 
 
+def stored_flags(reply: Any) -> list[bool]:
+    """push.lua's reply ('1' stored / '0' duplicate per task) as booleans."""
+    return [c in (49, "1") for c in reply]
+
+
 def chunks(items: Sequence[Any], size: int) -> Iterable[Sequence[Any]]:
     for start in range(0, len(items), size):
         yield items[start:start + size]

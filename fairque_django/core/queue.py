@@ -15,7 +15,7 @@ from .config import FairQueueConfig
 from .connection import get_client
 from .exceptions import CorruptTaskError, FairQueueError, LeaseLostError, RedisUnavailableError
 from .models import DLQEntry, Task
-from .protocol import PopPlan, QueueProtocol, _text, chunks
+from .protocol import PopPlan, QueueProtocol, _text, chunks, stored_flags
 from .scripts import Scripts
 
 logger = logging.getLogger("fairque_django.queue")
@@ -91,8 +91,9 @@ class TaskQueue:
         task, args = self.proto.prepare(task, user_id)
         with redis_errors("push"):
             stored = self.scripts.push(keys=[self.keys.stats], args=[self.keys.base, 1, int(time.time() * 1000), *args])
-        return {"success": bool(stored[0]), "task_id": task.task_id, "user_id": task.user_id,
-                "priority": int(task.priority), "duplicate": not stored[0],
+        ok = stored_flags(stored)[0]
+        return {"success": ok, "task_id": task.task_id, "user_id": task.user_id,
+                "priority": int(task.priority), "duplicate": not ok,
                 "state": "delayed" if task.execute_after else "queued"}
 
     def push_batch(self, tasks: Iterable[Task], user_id: str | None = None) -> dict[str, Any]:
@@ -102,17 +103,24 @@ class TaskQueue:
         duplicates: list[str] = []
         # enable_pipeline_optimization=False: one script call per task (still one pipeline)
         size = self.config.queue.batch_size if self.config.queue.enable_pipeline_optimization else 1
+        groups = list(chunks(prepared, size))
+        calls: list[list[Any]] = []
+        for group in groups:
+            flat: list[Any] = [self.keys.base, len(group), int(time.time() * 1000)]
+            for _, args in group:
+                flat.extend(args)
+            calls.append(flat)
         with redis_errors("push_batch"):
-            pipe = self.client.pipeline(transaction=False)
-            groups = list(chunks(prepared, size))
-            for group in groups:
-                flat: list[Any] = [self.keys.base, len(group), int(time.time() * 1000)]
-                for _, args in group:
-                    flat.extend(args)
-                self.scripts.push(keys=[self.keys.stats], args=flat, client=pipe)
-            replies = pipe.execute()
+            # streamed: Redis runs the first batch while the next ones are still being encoded
+            replies = self._round_trip(
+                (["EVALSHA", self.scripts.push.sha, 1, self.keys.stats, *flat] for flat in calls), stream=True)
+            for i, reply in enumerate(replies):
+                if isinstance(reply, redis.exceptions.NoScriptError):  # not run: load it and run it now
+                    replies[i] = self.scripts.push(keys=[self.keys.stats], args=calls[i])
+                elif isinstance(reply, Exception):
+                    raise reply
         for group, reply in zip(groups, replies, strict=True):
-            for (task, _), ok in zip(group, reply, strict=True):
+            for (task, _), ok in zip(group, stored_flags(reply), strict=True):
                 (ids if ok else duplicates).append(task.task_id)
         return {"success": not duplicates, "pushed": len(ids), "task_ids": ids, "duplicates": duplicates}
 
@@ -196,11 +204,12 @@ class TaskQueue:
         return int(replies[0]), popped[0], popped[1]
 
     # --- finishing ----------------------------------------------------------------------
-    def _round_trip(self, commands: list[list[Any]]) -> list[Any]:
+    def _round_trip(self, commands: Iterable[list[Any]], *, stream: bool = False) -> list[Any]:
         """Send commands in one round trip; error replies are returned, not raised.
 
-        The worker's hot path: packing the few arguments here costs a fraction of a redis-py
-        pipeline. Clients without a plain connection pool (e.g. a cluster) use a pipeline."""
+        The hot paths: packing arguments here costs a fraction of a redis-py pipeline. With
+        ``stream`` each command is sent as soon as it is encoded (large batches). Clients without
+        a plain connection pool (e.g. a cluster) use a pipeline."""
         pool = getattr(self.client, "connection_pool", None)
         if pool is None or not isinstance(self.client, redis.Redis):
             pipe = self.client.pipeline(transaction=False)
@@ -209,9 +218,17 @@ class TaskQueue:
             return list(pipe.execute(raise_on_error=False))
         conn = pool.get_connection()
         try:
-            conn.send_packed_command([b"".join(resp_command(c) for c in commands)])
+            sent = 0
+            if stream:
+                for command in commands:
+                    conn.send_packed_command([resp_command(command)])
+                    sent += 1
+            else:
+                packed = [resp_command(c) for c in commands]
+                conn.send_packed_command([b"".join(packed)])
+                sent = len(packed)
             replies: list[Any] = []
-            for _ in commands:
+            for _ in range(sent):
                 try:
                     replies.append(conn.read_response())
                 except redis.ResponseError as exc:  # the reply was read in full: go on

@@ -4,7 +4,7 @@
 -- ARGV[2]  number of tasks N    ARGV[3] the client's clock in ms (ready-since stamp)
 --          then N pairs: a header "id\tuser\tpriority\tpartition\tweight\tmax_retries\tafter_ms"
 --          (after_ms 0 = ready now; ids never contain tabs) and the body (JSON)
--- Returns  an array of N integers: 1 stored, 0 a task with that id already exists (nothing changed).
+-- Returns  a string of N characters: '1' stored, '0' a task with that id already exists (nothing changed)
 -- @include lib.lua
 local P = ARGV[1]
 local n = tonumber(ARGV[2])
@@ -24,9 +24,9 @@ for i = 0, n - 1 do
   local body = ARGV[o + 1]
   local tk = P .. ':t:' .. id
   if rcall('EXISTS', tk) == 1 then
-    out[i + 1] = 0
+    out[i + 1] = '0'
   else
-    out[i + 1] = 1
+    out[i + 1] = '1'
     stored = stored + 1
     local seq = first + i + 1
     rcall('HSET', tk, 'b', body, 'u', user, 'p', prio, 's', seq, 'q', part, 'w', weight,
@@ -66,4 +66,4 @@ if stored > 0 then
     stat(P, field, c)
   end
 end
-return out
+return table.concat(out)
