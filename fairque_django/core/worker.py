@@ -57,8 +57,7 @@ class _Running:
     task: Task
     started: float
     thread: threading.Thread  # runs the task's code (the slot itself, or a runner when timed)
-    deadline: float | None
-    slot: threading.Thread | None = None
+    slot: threading.Thread
     timed_out: bool = False
     lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -99,7 +98,6 @@ class Worker:
         self._running: dict[str, _Running] = {}
         self._signals = 0
         self._threads: list[threading.Thread] = []
-        self._exit_code = 0
 
     # --- lifecycle ------------------------------------------------------------------
     def __enter__(self) -> Worker:
@@ -135,7 +133,7 @@ class Worker:
             self.queue.client.delete(self.queue.keys.worker(self.worker_id))
             self.queue.client.zrem(self.queue.keys.workers, self.worker_id)
         logger.info("worker %s stopped: %d processed, %d failed", self.worker_id, self.processed, self.failed)
-        return self._exit_code
+        return 0
 
     def stop(self) -> None:
         """Ask the worker to stop taking tasks and finish gracefully."""
@@ -271,7 +269,7 @@ class Worker:
         timeout = task.timeout if task.timeout is not None else self.settings.task_timeout_seconds
         start = time.monotonic()
         slot = threading.current_thread()
-        entry = _Running(task, start, slot, start + timeout if timeout else None, slot)
+        entry = _Running(task, start, slot, slot)
         with self._lock:
             self._running[task.task_id] = entry
         logger.debug("worker %s: running %s %s for %s (attempt %d)", self.worker_id,
