@@ -18,7 +18,7 @@ from fairque_django.core.models import Priority, Task
 from fairque_django.core.queue import TaskQueue
 from fairque_django.core.worker import Worker
 
-pytestmark = pytest.mark.django_db
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("redis_client")]
 
 DASHBOARD = "admin:fairque_dashboard"
 DLQ = "admin:fairque_dlq"
@@ -27,7 +27,6 @@ DELETE = "admin:fairque_dlq_delete"
 SELECTED = "_selected_action"
 
 
-pytestmark = pytest.mark.usefixtures("redis_client")
 
 
 @pytest.fixture

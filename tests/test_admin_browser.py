@@ -22,7 +22,7 @@ from fairque_django.core.queue import TaskQueue
 from fairque_django.core.worker import Worker
 from tests.testapp import tasks as t
 
-pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
+pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("redis_client")]
 
 CHROMIUM = os.environ.get("FAIRQUE_CHROMIUM", "/usr/bin/chromium")
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
@@ -30,7 +30,6 @@ CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networki
 IMAGES = Path(__file__).resolve().parent.parent / "docs" / "images"
 
 
-pytestmark = pytest.mark.usefixtures("redis_client")
 
 
 @pytest.fixture

@@ -291,3 +291,28 @@ def test_max_tasks(make_config: Any) -> None:
     th.join(10)
     assert not th.is_alive() and worker.processed == 2
     assert q.get_stats()["tasks_queued"] == 3
+
+
+def test_prefetching_worker_serves_in_order_and_hands_back_what_it_held(make_config: Any,
+                                                                        redis_client: redis.Redis) -> None:
+    config = make_config(workers=[{"id": "w1", "assigned_users": ["a", "b"], "max_concurrent_tasks": 1,
+                                   "poll_interval_seconds": 0.2, "graceful_shutdown_timeout": 5}], worker_id="w1")
+    q = TaskQueue(config)
+    for i in range(3):
+        q.push(t.record(f"a{i}"), user_id="a")
+        q.push(t.record(f"b{i}"), user_id="b")
+    q.push(t.record("slow", 0.5), user_id="a")
+    q.push(t.record("after-slow"), user_id="a")
+    worker = Worker(config, install_signal_handlers=False, prefetch=True)
+    th = threading.Thread(target=worker.start)
+    th.start()
+    deadline = time.monotonic() + 10
+    while b"a|slow" not in redis_client.lrange(LOG + ":start", 0, -1) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    worker.stop()  # while "slow" runs and "after-slow" is prefetched
+    th.join(15)
+    assert not th.is_alive()
+    assert log(redis_client) == ["a|a0", "b|b0", "a|a1", "b|b1", "a|a2", "b|b2", "a|slow"]
+    stats = q.get_stats()
+    assert stats["tasks_completed"] == 7 and stats["tasks_failed"] == 0 and stats["tasks_active"] == 0
+    assert stats["tasks_released"] == 1 and stats["tasks_queued"] == 1  # the prefetched one went back

@@ -20,6 +20,7 @@ import threading
 import time
 import traceback
 from collections.abc import Callable, Iterable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from types import FrameType, TracebackType
 from typing import Any
@@ -70,7 +71,7 @@ class Worker:
                  concurrency: int | None = None, burst: bool = False, max_tasks: int | None = None,
                  task_modules: Iterable[str] = (), around_task: Callable[[], None] | None = None,
                  install_signal_handlers: bool = True, periodic: Callable[[], None] | None = None,
-                 periodic_interval: float = 30.0) -> None:
+                 periodic_interval: float = 30.0, prefetch: bool | None = None) -> None:
         self.config = config
         self.settings = config.get_worker(worker_id)
         self.worker_id = self.settings.id
@@ -96,6 +97,13 @@ class Worker:
         self._slots_done = threading.Event()
         self._lock = threading.Lock()
         self._running: dict[str, _Running] = {}
+        # prefetch (opt-in): each slot leases its next task while the current one runs, so the round
+        # trip (ack + pop) leaves the critical path of short tasks. The price: a prefetched task waits
+        # behind its slot's current task even when another slot is free (bad for long tasks).
+        # Not used in burst and max-tasks modes, which count exactly.
+        self.prefetch = bool(prefetch) and not burst and max_tasks is None
+        self._held: dict[str, Task] = {}  # prefetched: leased, not started yet
+        self._fetcher: ThreadPoolExecutor | None = None
         self._signals = 0
         self._threads: list[threading.Thread] = []
 
@@ -120,7 +128,11 @@ class Worker:
                     self.concurrency, list(self.settings.assigned_users), list(self.settings.steal_targets))
         beat = threading.Thread(target=self._heartbeat_loop, name=f"{self.worker_id}-heartbeat", daemon=True)
         beat.start()
-        self._threads = [threading.Thread(target=self._slot_loop, name=f"{self.worker_id}-slot-{i}", daemon=True)
+        loop = self._prefetch_loop if self.prefetch else self._slot_loop
+        if self.prefetch:
+            self._fetcher = ThreadPoolExecutor(max_workers=self.concurrency,
+                                               thread_name_prefix=f"{self.worker_id}-fetch")
+        self._threads = [threading.Thread(target=loop, name=f"{self.worker_id}-slot-{i}", daemon=True)
                          for i in range(self.concurrency)]
         for t in self._threads:
             t.start()
@@ -128,6 +140,8 @@ class Worker:
             self._stop.wait(0.2)
         self._shutdown()
         self._slots_done.set()
+        if self._fetcher is not None:
+            self._fetcher.shutdown(wait=False)
         beat.join(timeout=5)
         with contextlib.suppress(FairQueueError), redis_errors("worker shutdown"):
             self.queue.client.delete(self.queue.keys.worker(self.worker_id))
@@ -143,6 +157,11 @@ class Worker:
     def running_tasks(self) -> list[Task]:
         with self._lock:
             return [r.task for r in self._running.values()]
+
+    def _leased_here(self) -> list[Task]:
+        """Tasks this worker holds a lease on: running, or prefetched and about to run."""
+        with self._lock:
+            return [r.task for r in self._running.values()] + list(self._held.values())
 
     def _on_signal(self, signum: int, frame: FrameType | None) -> None:
         self._signals += 1
@@ -166,11 +185,12 @@ class Worker:
         for t in self._threads:
             if t not in busy:
                 t.join(timeout=max(0.0, idle_deadline - time.monotonic()))
-        unfinished = self.running_tasks
+        unfinished = self._leased_here()
         if unfinished:
             with self._lock:  # no longer ours: stop renewing their leases
                 for task in unfinished:
                     self._running.pop(task.task_id, None)
+                    self._held.pop(task.task_id, None)
             try:
                 handed = self.queue.release(unfinished)
                 logger.warning("worker %s: handed %d unfinished task(s) back to their queues",
@@ -238,6 +258,88 @@ class Worker:
             if self.max_tasks is not None and self._taken >= self.max_tasks and self._inflight == 0:
                 self._stop.set()
 
+    def _prefetch_loop(self) -> None:
+        """A slot that leases its next task in the background while the current one runs.
+
+        The fetch started when task k starts acknowledges task k-1 and leases task k+1 in one
+        round trip, so neither waits on the critical path; a slot holds at most one task ahead
+        (its lease renewed by the heartbeat, handed back on shutdown)."""
+        assert self._fetcher is not None
+        backoff = 0.1
+        future: Future[tuple[Task | None, float | None]] | None = None
+        done: _Done | None = None  # finished, acknowledged by the next fetch
+        idle = False
+        due: float | None = None
+        try:
+            while not self._stop.is_set():
+                try:
+                    if future is not None:
+                        fut, future = future, None
+                        task, due = fut.result()
+                    elif done is not None:
+                        last, done = done, None
+                        task, due = self._fetch(last)
+                    elif idle:
+                        task, due = self.queue.wait_and_pop(self.worker_id, self._wait_timeout(due))
+                        self._hold(task)
+                    else:
+                        task, due = self.queue.pop_reply(self.worker_id)
+                        self._hold(task)
+                except RedisUnavailableError as exc:
+                    logger.warning("worker %s: Redis unreachable (%s); retrying in %.1fs", self.worker_id,
+                                   exc, backoff)
+                    self._stop.wait(backoff)
+                    backoff = min(backoff * 2, 5.0)
+                    continue
+                except Exception:  # a slot must never die
+                    logger.exception("worker %s: unexpected error in the task loop; retrying in %.1fs",
+                                     self.worker_id, backoff)
+                    self._stop.wait(backoff)
+                    backoff = min(backoff * 2, 5.0)
+                    continue
+                backoff = 0.1
+                if task is None:
+                    idle = done is None  # first acknowledge what finished (and pop), then wait
+                    continue
+                idle = False
+                if self._stop.is_set():
+                    self._unhold_release(task)
+                    break
+                previous, done = done, None
+                future = self._fetcher.submit(self._fetch, previous)
+                done = self._execute(task, held=True)
+        finally:
+            if future is not None:
+                try:
+                    self._unhold_release(future.result(timeout=30)[0])
+                except Exception as exc:  # shutting down: its lease recovers the task
+                    logger.warning("worker %s: prefetch failed at shutdown (%s)", self.worker_id, exc)
+            if done is not None:
+                with contextlib.suppress(FairQueueError):
+                    self._ack(done, pop_next=False)
+
+    def _fetch(self, done: _Done | None) -> tuple[Task | None, float | None]:
+        """Acknowledge ``done`` (if any) and lease the next task, held for this slot."""
+        if done is not None:
+            task, due = self._ack(done, pop_next=True)  # on an outage the ack is lost: the lease recovers it
+        else:
+            task, due = self.queue.pop_reply(self.worker_id)
+        self._hold(task)
+        return task, due
+
+    def _hold(self, task: Task | None) -> None:
+        if task is not None:
+            with self._lock:
+                self._held[task.task_id] = task
+
+    def _unhold_release(self, task: Task | None) -> None:
+        if task is None:
+            return
+        with self._lock:
+            self._held.pop(task.task_id, None)
+        with contextlib.suppress(FairQueueError):
+            self.queue.release([task])
+
     def _burst_done(self) -> bool:
         """Burst mode ends when no slot is popping or running, nothing is ready for this worker,
         and no delayed task (e.g. a retry) is due within ``BURST_DELAY_HORIZON`` seconds."""
@@ -264,7 +366,7 @@ class Worker:
             self._stop.wait(min(timeout, 1.0))
 
     # --- running one task ------------------------------------------------------------
-    def _execute(self, task: Task) -> _Done | None:
+    def _execute(self, task: Task, *, held: bool = False) -> _Done | None:
         """Run a task; failures are recorded here, a success is returned for acknowledgement."""
         timeout = task.timeout if task.timeout is not None else self.settings.task_timeout_seconds
         start = time.monotonic()
@@ -272,6 +374,8 @@ class Worker:
         entry = _Running(task, start, slot, slot)
         with self._lock:
             self._running[task.task_id] = entry
+            if held:
+                self._held.pop(task.task_id, None)
         logger.debug("worker %s: running %s %s for %s (attempt %d)", self.worker_id,
                      task.func_name or "payload task", task.task_id, task.user_id, task.attempts)
         error: BaseException | None = None
@@ -427,7 +531,7 @@ class Worker:
                 return
 
     def _beat(self) -> None:
-        tasks = self.running_tasks
+        tasks = self._leased_here()
         try:
             lost = self.queue.extend(tasks) if tasks else []
             for task_id in lost:
