@@ -303,7 +303,7 @@ def test_prefetching_worker_serves_in_order_and_hands_back_what_it_held(make_con
         q.push(t.record(f"b{i}"), user_id="b")
     q.push(t.record("slow", 0.5), user_id="a")
     q.push(t.record("after-slow"), user_id="a")
-    worker = Worker(config, install_signal_handlers=False, prefetch=True)
+    worker = Worker(config, install_signal_handlers=False, prefetch=True, prefetch_hold_seconds=5)
     th = threading.Thread(target=worker.start)
     th.start()
     deadline = time.monotonic() + 10
@@ -316,3 +316,27 @@ def test_prefetching_worker_serves_in_order_and_hands_back_what_it_held(make_con
     stats = q.get_stats()
     assert stats["tasks_completed"] == 7 and stats["tasks_failed"] == 0 and stats["tasks_active"] == 0
     assert stats["tasks_released"] == 1 and stats["tasks_queued"] == 1  # the prefetched one went back
+
+
+def test_a_prefetched_task_does_not_wait_behind_a_long_one(make_config: Any, redis_client: redis.Redis) -> None:
+    config = make_config(workers=[{"id": "w1", "assigned_users": ["a"], "max_concurrent_tasks": 2,
+                                   "poll_interval_seconds": 5}], worker_id="w1")
+    q = TaskQueue(config)
+    for i in range(6):  # short tasks first: both slots learn to prefetch
+        q.push(t.record(f"warm{i}"), user_id="a")
+    q.push(t.record("slow", 1.0), user_id="a")
+    q.push(t.record("quick"), user_id="a")
+    worker = Worker(config, install_signal_handlers=False)  # prefetch on, 50 ms hold
+    th = threading.Thread(target=worker.start)
+    th.start()
+    try:
+        deadline = time.monotonic() + 10
+        while len(log(redis_client)) < 8 and time.monotonic() < deadline:
+            time.sleep(0.01)
+    finally:
+        worker.stop()
+        th.join(15)
+    # whichever slot prefetched "quick" while running "slow" handed it back: the other slot ran it
+    assert log(redis_client)[-2:] == ["a|quick", "a|slow"]
+    stats = q.get_stats()
+    assert stats["tasks_completed"] == 8 and stats["tasks_released"] == 0 and stats["tasks_active"] == 0

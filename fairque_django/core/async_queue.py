@@ -212,11 +212,11 @@ class AsyncTaskQueue:
             return "missing"
         return _text(reply)
 
-    async def release(self, tasks: Sequence[Task]) -> int:
+    async def release(self, tasks: Sequence[Task], *, count: bool = True) -> int:
         """Hand leased tasks back to the front of their queue without counting a failure."""
         if not tasks:
             return 0
-        args: list[Any] = [self.keys.base]
+        args: list[Any] = [self.keys.base, "1" if count else "0"]
         for t in tasks:
             args += [t.task_id, t.lease_token or ""]
             self._leases.pop(t.task_id, None)

@@ -37,6 +37,9 @@ from .registry import import_task_modules
 
 logger = logging.getLogger("fairque_django.worker")
 
+# A prefetched task waits this long for its slot before it is handed back to its queue.
+PREFETCH_HOLD_SECONDS = 0.05
+
 # In burst mode, delayed tasks (retries) due within this many seconds are waited for.
 BURST_DELAY_HORIZON = 60.0
 
@@ -71,7 +74,8 @@ class Worker:
                  concurrency: int | None = None, burst: bool = False, max_tasks: int | None = None,
                  task_modules: Iterable[str] = (), around_task: Callable[[], None] | None = None,
                  install_signal_handlers: bool = True, periodic: Callable[[], None] | None = None,
-                 periodic_interval: float = 30.0, prefetch: bool | None = None) -> None:
+                 periodic_interval: float = 30.0, prefetch: bool = True,
+                 prefetch_hold_seconds: float = PREFETCH_HOLD_SECONDS) -> None:
         self.config = config
         self.settings = config.get_worker(worker_id)
         self.worker_id = self.settings.id
@@ -97,11 +101,13 @@ class Worker:
         self._slots_done = threading.Event()
         self._lock = threading.Lock()
         self._running: dict[str, _Running] = {}
-        # prefetch (opt-in): each slot leases its next task while the current one runs, so the round
-        # trip (ack + pop) leaves the critical path of short tasks. The price: a prefetched task waits
-        # behind its slot's current task even when another slot is free (bad for long tasks).
-        # Not used in burst and max-tasks modes, which count exactly.
-        self.prefetch = bool(prefetch) and not burst and max_tasks is None
+        # prefetch: a slot whose tasks are short (typically under prefetch_hold_seconds) leases its
+        # next task while the current one runs, so the round trip (ack + pop) leaves the critical
+        # path. A prefetched task whose slot is still busy after prefetch_hold_seconds goes back to
+        # its queue, where any idle slot or worker takes it: no task waits behind a long one.
+        # Not used in burst and max-tasks modes.
+        self.prefetch = prefetch and not burst and max_tasks is None
+        self.prefetch_hold_seconds = prefetch_hold_seconds
         self._held: dict[str, Task] = {}  # prefetched: leased, not started yet
         self._fetcher: ThreadPoolExecutor | None = None
         self._signals = 0
@@ -268,6 +274,8 @@ class Worker:
         backoff = 0.1
         future: Future[tuple[Task | None, float | None]] | None = None
         done: _Done | None = None  # finished, acknowledged by the next fetch
+        free = threading.Event()  # set when this slot can start the prefetched task
+        typical: float | None = None  # moving average run time of this slot's tasks
         idle = False
         due: float | None = None
         try:
@@ -306,9 +314,19 @@ class Worker:
                     self._unhold_release(task)
                     break
                 previous, done = done, None
-                future = self._fetcher.submit(self._fetch, previous)
+                if typical is not None and typical < self.prefetch_hold_seconds:
+                    # short tasks: lease the next one (acknowledging the previous) while this one runs
+                    free.clear()
+                    future = self._fetcher.submit(self._fetch, previous, free)
+                elif previous is not None:
+                    self._ack(previous, pop_next=False)
+                started = time.monotonic()
                 done = self._execute(task, held=True)
+                free.set()
+                took = time.monotonic() - started
+                typical = took if typical is None else 0.8 * typical + 0.2 * took
         finally:
+            free.set()
             if future is not None:
                 try:
                     self._unhold_release(future.result(timeout=30)[0])
@@ -318,13 +336,20 @@ class Worker:
                 with contextlib.suppress(FairQueueError):
                     self._ack(done, pop_next=False)
 
-    def _fetch(self, done: _Done | None) -> tuple[Task | None, float | None]:
-        """Acknowledge ``done`` (if any) and lease the next task, held for this slot."""
+    def _fetch(self, done: _Done | None, free: threading.Event | None = None) -> tuple[Task | None, float | None]:
+        """Acknowledge ``done`` (if any) and lease the next task, held for this slot. With ``free``,
+        the task goes back to its queue unless the slot is free within the hold time."""
         if done is not None:
             task, due = self._ack(done, pop_next=True)  # on an outage the ack is lost: the lease recovers it
         else:
             task, due = self.queue.pop_reply(self.worker_id)
         self._hold(task)
+        if task is not None and free is not None and not free.wait(self.prefetch_hold_seconds):
+            with self._lock:
+                self._held.pop(task.task_id, None)
+            with contextlib.suppress(FairQueueError):
+                self.queue.release([task], count=False)  # another slot or worker takes it now
+            return None, due
         return task, due
 
     def _hold(self, task: Task | None) -> None:

@@ -1,11 +1,13 @@
--- release: hand leased tasks back to their queue (graceful shutdown); no failure is counted.
+-- release: hand leased tasks back to their queue (graceful shutdown, or a prefetched task a worker
+-- did not get to in time); no failure is counted.
 -- KEYS[1]  P:queue:stats
--- ARGV[1]  P, then pairs of (task id, lease token)
+-- ARGV[1]  P    ARGV[2] '1' = count it in the 'released' stat (a shutdown hand-back), then pairs of
+--          (task id, lease token)
 -- Returns  the number of tasks handed back
 -- @include lib.lua
 local P = ARGV[1]
 local n = 0
-for i = 2, #ARGV, 2 do
+for i = 3, #ARGV, 2 do
   local id, token = ARGV[i], ARGV[i + 1]
   local tk = P .. ':t:' .. id
   local f = rcall('HMGET', tk, 'tok', 'st', 'a')
@@ -15,7 +17,9 @@ for i = 2, #ARGV, 2 do
     -- the attempt did not happen: do not count it
     rcall('HSET', tk, 'a', math.max(0, tonumber(f[3] or '1') - 1))
     enqueue_ready(P, id, true)
-    stat(P, 'released', 1)
+    if ARGV[2] == '1' then
+      stat(P, 'released', 1)
+    end
     n = n + 1
   end
 end
