@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import subprocess
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
@@ -23,6 +24,27 @@ def _fresh_django_conf() -> Iterator[None]:
     conf.reset()
     yield
     conf.reset()
+
+
+@pytest.fixture
+def workers() -> Iterator[Callable[..., subprocess.Popen[str]]]:
+    """Start ``manage.py runfairworker ...`` subprocesses; all are killed at the end of the test."""
+    from .processes import manage
+
+    started: list[subprocess.Popen[str]] = []
+
+    def start(*args: str, **env: str) -> subprocess.Popen[str]:
+        proc = manage("runfairworker", *args, **env)
+        started.append(proc)
+        return proc
+
+    yield start
+    for proc in started:
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait(10)
+        if proc.stdout:
+            proc.stdout.close()
 
 
 @pytest.fixture(scope="session")

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import copy
-import subprocess
 import threading
 from collections.abc import Callable, Iterator
 from datetime import datetime, timedelta
@@ -51,8 +50,6 @@ from fairque_django.core.models import Task as FairTask
 from fairque_django.core.queue import TaskQueue
 from fairque_django.core.worker import Worker
 from tests.testapp import django_tasks as dt
-
-from .processes import manage
 
 SUCCESSFUL, FAILED = TaskResultStatus("SUCCESSFUL"), TaskResultStatus("FAILED")
 READY, RUNNING = TaskResultStatus("READY"), TaskResultStatus("RUNNING")
@@ -429,24 +426,6 @@ def test_check_reports_missing_or_invalid_fairque() -> None:
 
 
 # --------------------------------------------------------------------------- runfairworker end to end
-
-
-@pytest.fixture
-def workers() -> Iterator[Callable[..., subprocess.Popen[str]]]:
-    started: list[subprocess.Popen[str]] = []
-
-    def start(*args: str, **env: str) -> subprocess.Popen[str]:
-        proc = manage("runfairworker", *args, **env)
-        started.append(proc)
-        return proc
-
-    yield start
-    for proc in started:
-        if proc.poll() is None:
-            proc.kill()
-        proc.wait(10)
-        if proc.stdout:
-            proc.stdout.close()
 
 
 def test_runfairworker_round_robin_and_results(queue: TaskQueue, redis_client: redis.Redis,

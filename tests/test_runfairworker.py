@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import signal
-import subprocess
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -15,7 +14,7 @@ from fairque_django import TaskQueue
 from fairque_django.conf import get_config
 from tests.testapp import tasks as t
 
-from .processes import manage, run_manage
+from .processes import run_manage
 
 LOG = t.LOG
 
@@ -23,24 +22,6 @@ LOG = t.LOG
 @pytest.fixture
 def queue(redis_client: redis.Redis) -> TaskQueue:
     return TaskQueue(get_config())
-
-
-@pytest.fixture
-def workers() -> Iterator[Callable[..., subprocess.Popen[str]]]:
-    started: list[subprocess.Popen[str]] = []
-
-    def start(*args: str) -> subprocess.Popen[str]:
-        proc = manage("runfairworker", *args)
-        started.append(proc)
-        return proc
-
-    yield start
-    for proc in started:
-        if proc.poll() is None:
-            proc.kill()
-        proc.wait(10)
-        if proc.stdout:
-            proc.stdout.close()
 
 
 def wait_for(pred: Callable[[], Any], timeout: float = 20) -> Any:

@@ -25,9 +25,9 @@ def main() -> int:
     with open(config_path, encoding="utf-8") as handle:
         data = json.load(handle)
     config = FairQueueConfig.from_dict(data, worker_id=worker_id)
-    # FB_PREFETCH=1 measures the opt-in prefetching slots (the default deployment has it off)
+    # FB_PREFETCH=0 measures slots without prefetching (the default has it on for short tasks)
     worker = Worker(config, worker_id=worker_id, task_modules=["benchmarks.fairness_workers.tasks"],
-                    prefetch=os.environ.get("FB_PREFETCH") == "1")
+                    prefetch=os.environ.get("FB_PREFETCH", "1") == "1")
     mark_ready()
     return worker.start()
 
