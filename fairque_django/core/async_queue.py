@@ -20,7 +20,7 @@ from redis.backoff import ExponentialBackoff
 from redis.commands.core import AsyncScript
 
 from .config import FairQueueConfig, RedisConfig
-from .exceptions import CorruptTaskError, LeaseLostError
+from .exceptions import LeaseLostError
 from .models import DLQEntry, Task, dumps
 from .protocol import PopPlan, QueueProtocol, _text, chunks, stored_flags
 from .queue import redis_errors
@@ -147,19 +147,13 @@ class AsyncTaskQueue:
                 await self._sync_steal_set(plan)
                 args, token = self.proto.pop_args(plan, lease_seconds)
                 reply = await self.scripts.pop(keys=[self.keys.stats], args=args)
-            for problem in self.proto.problems(reply):
-                logger.error("fairque: corrupt data found and set aside: %s", problem)
-            if not reply[0]:
-                return None, self.proto.next_due_seconds(reply)
-            try:
-                task = self.proto.decode_popped(reply, token, plan.worker_id)
-            except CorruptTaskError as exc:
-                task_id = _text(reply[0])
-                logger.error("fairque: task %s is corrupt and was dead-lettered: %s", task_id, exc)
-                await self._fail_raw(task_id, token, str(exc), "CorruptTaskError", "", "corrupt", dead=True)
+            task, due, corrupt = self.proto.read_pop(reply, token, plan.worker_id)
+            if corrupt is not None:
+                await self._fail_raw(corrupt[0], token, corrupt[1], "CorruptTaskError", "", "corrupt", dead=True)
                 continue
-            self._leases[task.task_id] = token
-            return task, None
+            if task is not None:
+                self._leases[task.task_id] = token
+            return task, due
 
     # --- finishing ------------------------------------------------------------------------
     async def complete(self, task: Task, *, duration: float | None = None) -> None:

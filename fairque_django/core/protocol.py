@@ -4,6 +4,7 @@ script takes and the decoding of what it returns. No I/O happens here."""
 from __future__ import annotations
 
 import hashlib
+import logging
 import random
 import time
 import uuid
@@ -15,6 +16,8 @@ from .config import POOL_PARTITION, FairQueueConfig, glob_to_lua_pattern, is_pat
 from .exceptions import CorruptTaskError, PayloadTooLargeError, TaskValidationError, UnservedUserError
 from .keys import Keys, validate_key_part, validate_user_id
 from .models import DLQEntry, Priority, Task
+
+logger = logging.getLogger("fairque_django.queue")
 
 STAT_FIELDS = ("pushed", "popped", "completed", "failed", "retried", "dead", "expired", "requeued",
                "deleted", "released", "late_acks", "quarantined")
@@ -163,6 +166,22 @@ class QueueProtocol:
         if task.user_id != user:
             raise CorruptTaskError(f"task body names user {task.user_id!r} but it was queued for {user!r}")
         return task
+
+    def read_pop(self, reply: Sequence[Any], token: str, worker_id: str,
+                 ) -> tuple[Task | None, float | None, tuple[str, str] | None]:
+        """Interpret a pop reply: (task, seconds until something is due, corrupt). ``corrupt`` is
+        (task id, reason) of a leased task whose body cannot be used: the caller dead-letters it and
+        pops again. Corrupt data the script set aside is logged here."""
+        for problem in self.problems(reply):
+            logger.error("fairque: corrupt data found and set aside: %s", problem)
+        if not reply[0]:
+            return None, self.next_due_seconds(reply), None
+        try:
+            return self.decode_popped(reply, token, worker_id), None, None
+        except CorruptTaskError as exc:
+            task_id = _text(reply[0])
+            logger.error("fairque: task %s is corrupt and was dead-lettered: %s", task_id, exc)
+            return None, None, (task_id, str(exc))
 
     @staticmethod
     def problems(reply: Sequence[Any]) -> list[str]:

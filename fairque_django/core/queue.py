@@ -13,7 +13,7 @@ import redis
 
 from .config import FairQueueConfig
 from .connection import get_client
-from .exceptions import CorruptTaskError, FairQueueError, LeaseLostError, RedisUnavailableError
+from .exceptions import FairQueueError, LeaseLostError, RedisUnavailableError
 from .models import DLQEntry, Task
 from .protocol import PopPlan, QueueProtocol, _text, chunks, stored_flags
 from .scripts import Scripts
@@ -159,19 +159,13 @@ class TaskQueue:
 
     def _popped(self, reply: Any, token: str, plan: PopPlan) -> tuple[Task | None, float | None] | None:
         """Decode a pop reply; a corrupt task is dead-lettered and None returned (pop again)."""
-        for problem in self.proto.problems(reply):
-            logger.error("fairque: corrupt data found and set aside: %s", problem)
-        if not reply[0]:
-            return None, self.proto.next_due_seconds(reply)
-        try:
-            task = self.proto.decode_popped(reply, token, plan.worker_id)
-        except CorruptTaskError as exc:
-            task_id = _text(reply[0])
-            logger.error("fairque: task %s is corrupt and was dead-lettered: %s", task_id, exc)
-            self._fail_raw(task_id, token, str(exc), "CorruptTaskError", "", "corrupt", dead=True)
+        task, due, corrupt = self.proto.read_pop(reply, token, plan.worker_id)
+        if corrupt is not None:
+            self._fail_raw(corrupt[0], token, corrupt[1], "CorruptTaskError", "", "corrupt", dead=True)
             return None
-        self._leases[task.task_id] = token
-        return task, None
+        if task is not None:
+            self._leases[task.task_id] = token
+        return task, due
 
     def complete_and_pop(self, task: Task, *, duration: float | None = None, result_json: str | None = None,
                          worker_id: str | None = None, lease_seconds: float | None = None,
