@@ -134,7 +134,11 @@ def test_stats_unreachable_redis_is_a_clear_error() -> None:
 @pytest.fixture
 def dead(queue: TaskQueue) -> list[str]:
     """Three dead tasks: two of user:2 (the second newest), one of user:4 (the newest)."""
-    return [kill(queue, "user:2", "first"), kill(queue, "user:2", "second"), kill(queue, "user:4", "third")]
+    ids = []
+    for user, reason in (("user:2", "first"), ("user:2", "second"), ("user:4", "third")):
+        ids.append(kill(queue, user, reason))
+        time.sleep(0.003)  # times of death are kept in ms: make "newest first" well defined
+    return ids
 
 
 class FakeTTY(io.StringIO):

@@ -247,6 +247,20 @@ def test_push_batch_validates_everything_before_writing(q: TaskQueue) -> None:
     assert q.get_stats()["tasks_pushed"] == 0
 
 
+def test_push_batch_that_fails_to_encode_a_later_chunk_leaves_nothing(q: TaskQueue) -> None:
+    """Chunks are encoded while Redis stores the previous one: a bad body in chunk 3 undoes 1 and 2."""
+    tasks = [Task.create(user_id="ab"[i % 2], payload={"i": i}) for i in range(2500)]
+    tasks[2200].payload["oops"] = {1, 2}  # made non-JSON after it was created
+    with pytest.raises(SerializationError, match="JSON"):
+        q.push_batch(tasks)
+    stats = q.get_stats()
+    assert stats["tasks_pending"] == 0 and stats["tasks_pushed"] == stats["tasks_deleted"] == 2000
+    assert q.pop() is None
+    del tasks[2200].payload["oops"]
+    assert q.push_batch(tasks)["pushed"] == 2500  # the same ids can be queued again
+    assert len(drain(q)) == 2500
+
+
 def test_stats_consistency(q: TaskQueue) -> None:
     push_n(q, "a", 5, Priority.HIGH)
     push_n(q, "b", 3, Priority.CRITICAL)

@@ -22,7 +22,7 @@ from redis.commands.core import AsyncScript
 from .config import FairQueueConfig, RedisConfig
 from .exceptions import LeaseLostError
 from .models import DLQEntry, Task, dumps
-from .protocol import PopPlan, QueueProtocol, _text, chunks, stored_flags
+from .protocol import PopPlan, QueueProtocol, _text, chunks, stored_flags, task_fields
 from .queue import redis_errors
 from .scripts import AsyncScripts
 
@@ -312,7 +312,7 @@ class AsyncTaskQueue:
         """The raw state of a task (``st``: queued, delayed, leased or dead), or None."""
         with redis_errors("get_task_state"):
             row = await self.client.hgetall(self.keys.task(task_id))
-        return {_text(k): _text(v) for k, v in row.items()} if row else None
+        return task_fields(row) if row else None
 
     async def user_depth(self, user_id: str) -> dict[str, int]:
         """Ready tasks of one user, by lane."""

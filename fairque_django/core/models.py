@@ -42,10 +42,14 @@ class Priority(IntEnum):
         return self is Priority.CRITICAL
 
 
+# one encoder for every call: json.dumps with options builds a new encoder each time
+_ENCODER = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+
+
 def dumps(value: Any, what: str = "value") -> str:
     """Encode ``value`` as compact JSON, raising :class:`SerializationError` with a clear reason."""
     try:
-        return json.dumps(value, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+        return _ENCODER.encode(value)
     except (TypeError, ValueError) as exc:
         raise SerializationError(f"{what} must be JSON-serialisable: {exc}") from exc
 

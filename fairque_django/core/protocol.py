@@ -27,6 +27,21 @@ def _text(value: Any) -> str:
     return value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
 
 
+HEADER_FIELDS = ("p", "s", "q", "w", "m")  # priority, seq, partition, weight, max_retries
+
+
+def task_fields(row: dict[Any, Any]) -> dict[str, str]:
+    """A task hash as text, its packed header ``h`` unpacked into p, s, q, w and m (retries and
+    attempts default to 0: the scripts write them only once they change)."""
+    fields = {_text(k): _text(v) for k, v in row.items()}
+    packed = fields.get("h", "").split("\t")
+    if len(packed) == len(HEADER_FIELDS):
+        fields.update(zip(HEADER_FIELDS, packed, strict=True))
+    fields.setdefault("r", "0")
+    fields.setdefault("a", "0")
+    return fields
+
+
 @dataclass(frozen=True, slots=True)
 class PopPlan:
     """What a worker passes to ``pop.lua``: its partitions and who it may steal from."""
@@ -83,6 +98,11 @@ class QueueProtocol:
 
     def prepare(self, task: Task, user_id: str | None) -> tuple[Task, list[Any]]:
         """Validate ``task`` for ``user_id`` and return it with its 2 push arguments (header, body)."""
+        self.check(task, user_id)
+        return task, self.encode(task)
+
+    def check(self, task: Task, user_id: str | None) -> None:
+        """Validate ``task`` for ``user_id`` (which it takes), all but its encoding (see :meth:`encode`)."""
         if not isinstance(task, Task):
             raise TaskValidationError(f"expected a Task, got {type(task).__name__}")
         uid = user_id if user_id is not None else task.user_id
@@ -99,6 +119,12 @@ class QueueProtocol:
         if task.user_id != uid:
             task.user_id = uid
         task.priority = Priority.coerce(task.priority)
+        self.partition_of(uid)  # no worker would ever serve uid -> UnservedUserError
+
+    def encode(self, task: Task) -> list[Any]:
+        """The push arguments (header, body) of a checked task; raises on a body that is not JSON or
+        is larger than ``queue.max_payload_bytes``."""
+        uid = task.user_id or ""
         body = task.to_json().encode("utf-8")
         size = len(body)
         if size > self.config.queue.max_payload_bytes:
@@ -110,7 +136,7 @@ class QueueProtocol:
         after_ms = int(task.execute_after * 1000) if task.execute_after else 0
         header = (f"{task.task_id}\t{uid}\t{int(task.priority)}\t{self.partition_of(uid)}\t"
                   f"{self.config.weight_of(uid)!r}\t{max_retries}\t{after_ms}")
-        return task, [header, body]
+        return [header, body]
 
     # --- pop -------------------------------------------------------------------------
     def plan(self, worker_id: str | None) -> PopPlan:
@@ -224,7 +250,7 @@ class QueueProtocol:
 
     @staticmethod
     def decode_dead(task_id: str, fields: dict[Any, Any]) -> DLQEntry:
-        f = {_text(k): _text(v) for k, v in fields.items()}
+        f = task_fields(fields)
         raw = f.get("b", "")
         try:
             task = Task.from_json(raw)

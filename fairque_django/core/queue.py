@@ -15,7 +15,7 @@ from .config import FairQueueConfig
 from .connection import get_client
 from .exceptions import FairQueueError, LeaseLostError, RedisUnavailableError
 from .models import DLQEntry, Task
-from .protocol import PopPlan, QueueProtocol, _text, chunks, stored_flags
+from .protocol import PopPlan, QueueProtocol, _text, chunks, stored_flags, task_fields
 from .scripts import Scripts
 
 logger = logging.getLogger("fairque_django.queue")
@@ -90,38 +90,50 @@ class TaskQueue:
         """Queue one task for ``user_id`` (or the task's own / the current tenant's user)."""
         task, args = self.proto.prepare(task, user_id)
         with redis_errors("push"):
-            stored = self.scripts.push(keys=[self.keys.stats], args=[self.keys.base, 1, int(time.time() * 1000), *args])
+            stored = self._run_scripts([(self.scripts.push, [self.keys.base, 1, int(time.time() * 1000), *args])])[0]
         ok = stored_flags(stored)[0]
         return {"success": ok, "task_id": task.task_id, "user_id": task.user_id,
                 "priority": int(task.priority), "duplicate": not ok,
                 "state": "delayed" if task.execute_after else "queued"}
 
     def push_batch(self, tasks: Iterable[Task], user_id: str | None = None) -> dict[str, Any]:
-        """Queue many tasks: one script call per ``queue.batch_size`` tasks, pipelined."""
-        prepared = [self.proto.prepare(t, user_id) for t in tasks]  # validate all before writing any
-        ids: list[str] = []
-        duplicates: list[str] = []
-        # enable_pipeline_optimization=False: one script call per task (still one pipeline)
+        """Queue many tasks: one script call per ``queue.batch_size`` tasks, streamed in one round trip.
+
+        Every task is checked (user, id, priority) before anything is written; bodies are encoded
+        chunk by chunk while Redis stores the previous chunk. Should a body of a later chunk fail to
+        encode, the tasks this call already stored are deleted again before the error is raised."""
+        batch = list(tasks)
+        for task in batch:
+            self.proto.check(task, user_id)
+        # enable_pipeline_optimization=False: one script call per task (still one round trip)
         size = self.config.queue.batch_size if self.config.queue.enable_pipeline_optimization else 1
-        groups = list(chunks(prepared, size))
+        groups = list(chunks(batch, size))
         calls: list[list[Any]] = []
-        for group in groups:
-            flat: list[Any] = [self.keys.base, len(group), int(time.time() * 1000)]
-            for _, args in group:
-                flat.extend(args)
-            calls.append(flat)
+
+        def commands() -> Iterator[list[Any]]:
+            for group in groups:
+                flat: list[Any] = [self.keys.base, len(group), int(time.time() * 1000)]
+                for task in group:
+                    flat += self.proto.encode(task)
+                calls.append(flat)
+                yield ["EVALSHA", self.scripts.push.sha, 1, self.keys.stats, *flat]
+
         with redis_errors("push_batch"):
-            # streamed: Redis runs the first batch while the next ones are still being encoded
-            replies = self._round_trip(
-                (["EVALSHA", self.scripts.push.sha, 1, self.keys.stats, *flat] for flat in calls), stream=True)
+            replies, error = self._stream(commands())
             for i, reply in enumerate(replies):
                 if isinstance(reply, redis.exceptions.NoScriptError):  # not run: load it and run it now
                     replies[i] = self.scripts.push(keys=[self.keys.stats], args=calls[i])
                 elif isinstance(reply, Exception):
                     raise reply
-        for group, reply in zip(groups, replies, strict=True):
-            for (task, _), ok in zip(group, stored_flags(reply), strict=True):
+        ids: list[str] = []
+        duplicates: list[str] = []
+        for group, reply in zip(groups, replies, strict=False):
+            for task, ok in zip(group, stored_flags(reply), strict=True):
                 (ids if ok else duplicates).append(task.task_id)
+        if error is not None:
+            if ids:
+                self.delete(*ids)
+            raise error
         return {"success": not duplicates, "pushed": len(ids), "task_ids": ids, "duplicates": duplicates}
 
     # --- pop ----------------------------------------------------------------------------
@@ -152,7 +164,7 @@ class TaskQueue:
             with redis_errors("pop"):
                 self._sync_steal_set(plan)
                 args, token = self.proto.pop_args(plan, lease_seconds)
-                reply = self.scripts.pop(keys=[self.keys.stats], args=args)
+                reply = self._run_scripts([(self.scripts.pop, args)])[0]
             outcome = self._popped(reply, token, plan)
             if outcome is not None:
                 return outcome
@@ -184,13 +196,7 @@ class TaskQueue:
             if result_json is not None:
                 commands.append(["SET", self.keys.result(task.user_id or "", task.task_id), result_json,
                                  "EX", self.config.queue.result_ttl_seconds])
-            commands += [["EVALSHA", script.sha, 1, self.keys.stats, *args] for script, args in calls]
-            replies = self._round_trip(commands)[-2:]
-            for i, (reply, (script, args)) in enumerate(zip(replies, calls, strict=True)):
-                if isinstance(reply, redis.exceptions.NoScriptError):
-                    replies[i] = script(keys=[self.keys.stats], args=args)  # loads it, runs it once
-                elif isinstance(reply, Exception):
-                    raise reply
+            replies = self._run_scripts(calls, commands)
         self._leases.pop(task.task_id, None)
         popped = self._popped(replies[1], token, plan)
         if popped is None:
@@ -198,6 +204,33 @@ class TaskQueue:
         return int(replies[0]), popped[0], popped[1]
 
     # --- finishing ----------------------------------------------------------------------
+    def _run_scripts(self, calls: Sequence[tuple[Any, list[Any]]], before: Sequence[list[Any]] = ()) -> list[Any]:
+        """Run scripts (each with its arguments) after plain ``before`` commands, in one round
+        trip; returns the scripts' replies. A script Redis lost (NOSCRIPT) is loaded and run."""
+        commands = [*before, *(["EVALSHA", script.sha, 1, self.keys.stats, *args] for script, args in calls)]
+        replies = self._round_trip(commands)[len(before):]
+        for i, (reply, (script, args)) in enumerate(zip(replies, calls, strict=True)):
+            if isinstance(reply, redis.exceptions.NoScriptError):
+                replies[i] = script(keys=[self.keys.stats], args=args)  # loads it, runs it once
+            elif isinstance(reply, Exception):
+                raise reply
+        return replies
+
+    def _stream(self, commands: Iterator[list[Any]]) -> tuple[list[Any], FairQueueError | None]:
+        """Send each command as soon as ``commands`` yields it (Redis runs it while the next one is
+        built), then read every reply. Should building a command fail with a FairQueueError, the
+        replies of those sent are read all the same and returned with that error."""
+        error: FairQueueError | None = None
+
+        def guarded() -> Iterator[list[Any]]:
+            nonlocal error
+            try:
+                yield from commands
+            except FairQueueError as exc:
+                error = exc
+
+        return self._round_trip(guarded(), stream=True), error
+
     def _round_trip(self, commands: Iterable[list[Any]], *, stream: bool = False) -> list[Any]:
         """Send commands in one round trip; error replies are returned, not raised.
 
@@ -246,8 +279,7 @@ class TaskQueue:
 
     def _complete(self, task_id: str, token: str, duration: float | None) -> int:
         with redis_errors("complete"):
-            code = int(self.scripts.complete(keys=[self.keys.stats],
-                                             args=self.proto.complete_args(task_id, token, duration)))
+            code = int(self._run_scripts([(self.scripts.complete, self.proto.complete_args(task_id, token, duration))])[0])
         self._leases.pop(task_id, None)
         return code
 
@@ -278,9 +310,9 @@ class TaskQueue:
     def _fail_raw(self, task_id: str, token: str, message: str, etype: str, tb: str, ftype: str, *,
                   dead: bool, retry_count: int = 0) -> str:
         with redis_errors("fail"):
-            reply = self.scripts.fail(keys=[self.keys.stats], args=[
+            reply = self._run_scripts([(self.scripts.fail, [
                 self.keys.base, task_id, token, self.proto.backoff_ms(retry_count), "1" if dead else "0",
-                message, etype, tb, ftype])
+                message, etype, tb, ftype])])[0]
         self._leases.pop(task_id, None)
         if reply in (0, b"0"):
             return "lost"
@@ -297,7 +329,7 @@ class TaskQueue:
             args += [t.task_id, t.lease_token or ""]
             self._leases.pop(t.task_id, None)
         with redis_errors("release"):
-            return int(self.scripts.release(keys=[self.keys.stats], args=args))
+            return int(self._run_scripts([(self.scripts.release, args)])[0])
 
     def extend(self, tasks: Sequence[Task], lease_seconds: float | None = None) -> list[str]:
         """Heartbeat: renew the leases of running tasks; returns the ids whose lease was lost."""
@@ -391,7 +423,7 @@ class TaskQueue:
         """The raw state of a task (``st``: queued, delayed, leased or dead), or None."""
         with redis_errors("get_task_state"):
             row = self.client.hgetall(self.keys.task(task_id))
-        return {_text(k): _text(v) for k, v in row.items()} if row else None
+        return task_fields(row) if row else None
 
     def user_depth(self, user_id: str) -> dict[str, int]:
         """Ready tasks of one user, by lane."""
@@ -450,13 +482,7 @@ class TaskQueue:
         with redis_errors("wait_and_pop"):
             self._sync_steal_set(plan)
             args, token = self.proto.pop_args(plan, lease_seconds)
-            replies = self._round_trip([["BLPOP", *keys, f"{max(timeout, 0.001):.3f}"],
-                                        ["EVALSHA", self.scripts.pop.sha, 1, self.keys.stats, *args]])
-            reply = replies[1]
-            if isinstance(reply, redis.exceptions.NoScriptError):
-                reply = self.scripts.pop(keys=[self.keys.stats], args=args)
-            elif isinstance(reply, Exception):
-                raise reply
+            reply = self._run_scripts([(self.scripts.pop, args)], [["BLPOP", *keys, f"{max(timeout, 0.001):.3f}"]])[0]
         popped = self._popped(reply, token, plan)
         return popped if popped is not None else self.pop_reply(worker_id, lease_seconds=lease_seconds)
 

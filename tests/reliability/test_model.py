@@ -23,7 +23,7 @@ from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
 
 from fairque_django import LeaseLostError, Task, TaskQueue
 from fairque_django.core.config import FairQueueConfig
-from fairque_django.core.protocol import STAT_FIELDS
+from fairque_django.core.protocol import STAT_FIELDS, task_fields
 from tests.redis_url import REDIS_URL
 
 from .helpers import text
@@ -286,7 +286,7 @@ class QueueMachine(RuleBasedStateMachine):
         pipe.hgetall(f"{b}:queue:stats")
         ids = sorted(m.tasks)
         for tid in ids:
-            pipe.hmget(f"{b}:t:{tid}", "st", "r", "a", "u")
+            pipe.hgetall(f"{b}:t:{tid}")
         rows = iter(pipe.execute())
 
         for part in parts:
@@ -318,9 +318,12 @@ class QueueMachine(RuleBasedStateMachine):
             if key.startswith("u:"):
                 assert raw.get(key, 0) == value, (key, raw.get(key, 0), value)
         for tid in ids:
-            st_now, r, a, u = (text(x) if x is not None else None for x in next(rows))
+            f = task_fields(next(rows))  # absent retries / attempts read as 0
             t: MTask = m.tasks[tid]
-            assert (st_now, r, a, u) == (t.st, str(t.r), str(t.a), t.user), (tid, st_now, r, a, t)
+            got = (f.get("st"), f["r"], f["a"], f.get("u"), f.get("p"), f.get("s"), f.get("q"), f.get("m"))
+            want = (t.st, str(t.r), str(t.a), t.user, str(t.prio), str(t.seq), t.part, str(t.maxr))
+            assert got == want, (tid, got, t)
+            assert float(f["w"]) == t.weight, (tid, f["w"], t)
         # the stats balance: pushed = completed + deleted + pending + dead, pending counted for real
         stats = self.producer.get_stats()
         pending = sum(1 for t in m.tasks.values() if t.st != "dead")

@@ -8,7 +8,7 @@
 -- @include lib.lua
 local P, id, token = ARGV[1], ARGV[2], ARGV[3]
 local run_ms = tonumber(ARGV[4] or '-1')
-local f, refused = leased_fields(P, id, token, 'q', 'w', 'ch')
+local f, refused = leased_fields(P, id, token, 'h', 'ch')
 if not f then
   return refused
 end
@@ -16,9 +16,10 @@ local user = f[1]
 if ARGV[5] == '1' and run_ms >= 0 then
   -- time fairness: the user pays for the time it used (>= 1 ms), not the estimate charged at pop
   local used = math.max(run_ms, 1)
-  local w = tonumber(f[5] or '1') or 1
+  local h = header(f[4])
+  local w = h.w
   if w <= 0 then w = 1 end
-  shift_vtime(P, f[4], user, (used - tonumber(f[6] or '0')) / w)
+  shift_vtime(P, h.q or '~pool', user, (used - tonumber(f[5] or '0')) / w)
   local avg = tonumber(rcall('HGET', P .. ':runavg', user) or '0')
   if avg > 0 then
     used = avg * 0.8 + used * 0.2

@@ -8,14 +8,14 @@ local ids = dlq_ids(P)
 local done = {}
 for _, id in ipairs(ids) do
   local tk = P .. ':t:' .. id
-  local f = rcall('HMGET', tk, 'u', 'p', 'st')
+  local f = rcall('HMGET', tk, 'u', 'h', 'st')
   if f.err then
     rcall('DEL', tk)
     rcall('ZREM', P .. ':dlq', id)
     done[#done + 1] = id
   elseif f[1] then
     local ck, nk = lane_keys(P, f[1])
-    if f[2] == '6' then
+    if header(f[2]).p == 6 then
       rcall('LREM', ck, 0, id)
     else
       rcall('ZREM', nk, id)

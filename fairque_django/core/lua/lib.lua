@@ -1,7 +1,8 @@
 -- Shared helpers, included at the top of every script by the loader (fairque_django/core/scripts.py).
 -- Key layout (P is the hash-tagged prefix "{fq}", so every key lives in one cluster slot):
---   P:t:<id>                        HASH  task: b body, u user, p priority, s seq, q partition, w weight,
---                                         m max_retries, r retries, a attempts, st state, wk worker,
+--   P:t:<id>                        HASH  task: b body, u user, h header "priority\tseq\tpartition\t
+--                                         weight\tmax_retries" (few fields keep the hash cheap to write),
+--                                         r retries, a attempts (absent = 0), st state, wk worker,
 --                                         tok lease token, dl deadline, e ready since (ms),
 --                                         lt leased at (ms), err/et/tb/ft/dt on failure
 --   P:queue:user:<u>:critical       LIST  CRITICAL lane (LPUSH, RPOP: FIFO)
@@ -62,6 +63,16 @@ local function lane_keys(P, user)
   return base .. ':critical', base .. ':normal'
 end
 
+-- A task's packed header (field 'h'): {p priority, s seq, q partition, w weight, m max_retries}.
+local function header(h)
+  local p, s, q, w, m = string.match(h or '', '^([^\t]*)\t([^\t]*)\t([^\t]*)\t([^\t]*)\t([^\t]*)$')
+  return {p = tonumber(p) or 3, s = tonumber(s) or 0, q = q, w = tonumber(w) or 1, m = tonumber(m) or 0}
+end
+
+local function pack_header(prio, seq, part, weight, maxr)
+  return prio .. '\t' .. seq .. '\t' .. part .. '\t' .. weight .. '\t' .. maxr
+end
+
 local function normal_score(prio, seq)
   return (6 - prio) * PRIO_SPAN + seq
 end
@@ -99,8 +110,9 @@ end
 -- head of its lane (normal-lane tasks keep their enqueue order through their score).
 local function enqueue_ready(P, id, front)
   local tk = P .. ':t:' .. id
-  local f = rcall('HMGET', tk, 'u', 'p', 's', 'q')
-  local user, prio, seq, part = f[1], tonumber(f[2]), tonumber(f[3]), f[4]
+  local f = rcall('HMGET', tk, 'u', 'h')
+  local user, h = f[1], header(f[2])
+  local prio, seq, part = h.p, h.s, h.q or '~pool'
   local ck, nk = lane_keys(P, user)
   if prio == 6 then
     if front then
@@ -201,8 +213,8 @@ end
 -- Returns 'retry' or 'dead'.
 local function fail_attempt(P, id, now, backoff_ms, force_dead, err, etype, tb, ftype)
   local tk = P .. ':t:' .. id
-  local f = rcall('HMGET', tk, 'u', 'm')
-  local user, maxr = f[1], tonumber(f[2] or '0')
+  local f = rcall('HMGET', tk, 'u', 'h')
+  local user, maxr = f[1] or '?', header(f[2]).m
   local retries = rcall('HINCRBY', tk, 'r', 1)
   rcall('ZREM', P .. ':leases', id)
   stat(P, 'failed', 1)

@@ -50,7 +50,7 @@ local function has_more(user, from_critical)
 end
 
 -- A task id whose hash is unusable (wrong type, or no body): keep what there is, dead-letter it.
-local function bury_corrupt(id, user, tk)
+local function bury_corrupt(id, user, part, tk)
   local kind = redis.call('TYPE', tk)['ok']
   local raw = ''
   if kind == 'string' then
@@ -59,7 +59,7 @@ local function bury_corrupt(id, user, tk)
   if kind ~= 'hash' and kind ~= 'none' then
     quarantine(tk)
   end
-  rcall('HSET', tk, 'u', user, 'p', 3, 's', 0, 'r', 0, 'm', 0)
+  rcall('HSET', tk, 'u', user, 'h', pack_header(3, 0, part, 1, 0), 'r', 0)
   if kind ~= 'hash' then
     rcall('HSET', tk, 'b', raw, 'a', 1)
   end
@@ -81,11 +81,11 @@ local function serve(part, user, score)
       return nil
     end
     local tk = P .. ':t:' .. id
-    local f = redis.pcall('HMGET', tk, 'b', 'w', 'r', 'a', 'e')
+    local f = redis.pcall('HMGET', tk, 'b', 'h', 'r', 'a', 'e')
     if f.err then
-      bury_corrupt(id, user, tk)
+      bury_corrupt(id, user, part, tk)
     elseif f[1] then
-      local weight = tonumber(f[2] or '1') or 1
+      local weight = header(f[2]).w
       if weight <= 0 then weight = 1 end
       local cost = 1
       if timefair then
@@ -115,7 +115,7 @@ local function serve(part, user, score)
       stat(P, 'popped', 1)
       return {id, f[1], tonumber(f[3] or '0'), attempts, deadline, user, 0, PROBLEMS}
     elseif rcall('EXISTS', tk) == 1 then
-      bury_corrupt(id, user, tk)
+      bury_corrupt(id, user, part, tk)
     end
     -- otherwise an id without a task hash (deleted meanwhile): skip it
   end

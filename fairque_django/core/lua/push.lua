@@ -29,17 +29,17 @@ for i = 0, n - 1 do
     out[i + 1] = '1'
     stored = stored + 1
     local seq = first + i + 1
-    rcall('HSET', tk, 'b', body, 'u', user, 'p', prio, 's', seq, 'q', part, 'w', weight,
-      'm', maxr, 'r', 0, 'a', 0, 'st', 'queued', 'e', client_ms)
     lives[user] = (lives[user] or 0) + 1
     if after > 0 and not now then
       now = now_ms()
     end
+    local h = pack_header(prio, seq, part, weight, maxr)
     if after > 0 and after > now then
-      rcall('HSET', tk, 'st', 'delayed', 'e', after)
+      rcall('HSET', tk, 'b', body, 'u', user, 'h', h, 'st', 'delayed', 'e', after)
       rcall('ZADD', P .. ':delayed', after, id)
       lower_gate(P, after)
     else
+      rcall('HSET', tk, 'b', body, 'u', user, 'h', h, 'st', 'queued', 'e', client_ms)
       local ck, nk = lane_keys(P, user)
       if prio == 6 then
         rcall('LPUSH', ck, id)

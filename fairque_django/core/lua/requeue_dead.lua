@@ -10,7 +10,8 @@ for _, id in ipairs(ids) do
   local tk = P .. ':t:' .. id
   if rcall('ZREM', P .. ':dlq', id) == 1 and rcall('HGET', tk, 'st') == 'dead' then
     local seq = rcall('INCR', P .. ':seq')
-    rcall('HSET', tk, 'r', 0, 's', seq)
+    local h = header(rcall('HGET', tk, 'h'))
+    rcall('HSET', tk, 'r', 0, 'h', pack_header(h.p, seq, h.q or '~pool', h.w, h.m))
     rcall('HDEL', tk, 'err', 'et', 'tb', 'ft', 'dt')
     enqueue_ready(P, id, false)
     live(P, rcall('HGET', tk, 'u'), 1)
