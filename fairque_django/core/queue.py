@@ -279,7 +279,8 @@ class TaskQueue:
 
     def _complete(self, task_id: str, token: str, duration: float | None) -> int:
         with redis_errors("complete"):
-            code = int(self._run_scripts([(self.scripts.complete, self.proto.complete_args(task_id, token, duration))])[0])
+            args = self.proto.complete_args(task_id, token, duration)
+            code = int(self._run_scripts([(self.scripts.complete, args)])[0])
         self._leases.pop(task_id, None)
         return code
 
