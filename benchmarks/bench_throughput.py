@@ -491,7 +491,7 @@ class Bench:
         slow0 = self.r.slowlog_len()
         slow_ids = {e["id"] for e in self.r.slowlog_get(128)}
         s0, c0 = self.server.commandstats(), self.server.cpu_seconds()
-        proc = self.procs.start("fq-profile", s.worker_cmd(profile=str(path)),
+        proc = self.procs.start("fq-profile", s.worker_cmd(burst=True, profile=str(path)),  # as the drain
                                 env={"BENCH_REDIS_URL": self.url, "BENCH_TOTAL": str(n)})
         try:
             with bc.MonitorCounter(self.url) as mon:

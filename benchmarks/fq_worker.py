@@ -20,6 +20,7 @@ import logging
 import os
 import sys
 import threading
+from collections.abc import Callable
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -41,19 +42,23 @@ def install_profiler(path: str) -> None:
     """Profile each slot thread (cProfile only sees the thread it is enabled in)."""
     profiles: list[cProfile.Profile] = []
     lock = threading.Lock()
-    original = Worker._slot_loop
 
-    def profiled(self: Worker) -> None:
-        prof = cProfile.Profile()
-        with lock:
-            profiles.append(prof)
-        prof.enable()
-        try:
-            original(self)
-        finally:
-            prof.disable()
+    def profiled(loop: Callable[[Worker], None]) -> Callable[[Worker], None]:
+        def run(self: Worker) -> None:
+            prof = cProfile.Profile()
+            with lock:
+                profiles.append(prof)
+            prof.enable()
+            try:
+                loop(self)
+            finally:
+                prof.disable()
 
-    Worker._slot_loop = profiled  # type: ignore[method-assign]
+        return run
+
+    # a slot runs one of the two loops (prefetching slots unless in burst / max-tasks mode)
+    Worker._slot_loop = profiled(Worker._slot_loop)  # type: ignore[method-assign]
+    Worker._prefetch_loop = profiled(Worker._prefetch_loop)  # type: ignore[method-assign]
 
     original_start = Worker.start
 

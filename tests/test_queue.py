@@ -261,6 +261,41 @@ def test_push_batch_that_fails_to_encode_a_later_chunk_leaves_nothing(q: TaskQue
     assert len(drain(q)) == 2500
 
 
+def test_pop_many_leases_in_the_order_single_pops_would(q: TaskQueue) -> None:
+    def fill() -> None:
+        push_n(q, "a", 6)
+        push_n(q, "b", 2, Priority.HIGH)
+        push_n(q, "c", 2, Priority.CRITICAL)
+        push_n(q, "b", 1, Priority.CRITICAL)
+
+    fill()
+    singles = [(t.user_id, t.priority, t.payload["i"]) for t in drain(q)]
+    fill()
+    batched: list[Task] = []
+    while tasks := q.pop_many(4):
+        assert len(tasks) <= 4
+        assert len({t.lease_token for t in tasks}) == 1 and all(t.lease_deadline for t in tasks)
+        batched += tasks
+    assert [(t.user_id, t.priority, t.payload["i"]) for t in batched] == singles
+    stats = q.get_stats()
+    assert stats["tasks_active"] == 11 and stats["tasks_popped"] == 22
+    codes, more, due = q.complete_and_pop_many([(t, 0.001, None) for t in batched], 3)
+    assert codes == [1] * 11 and more == [] and due is None
+    stats = q.get_stats()
+    assert stats["tasks_active"] == 0 and stats["tasks_completed"] == 22
+
+
+def test_complete_and_pop_many_stores_results_and_rejects_lost_leases(q: TaskQueue) -> None:
+    push_n(q, "a", 3)
+    first = q.pop_many(2)
+    stolen = first[1]
+    q.release([stolen], count=False)  # its lease is gone: a late ack must be refused
+    codes, nxt, _ = q.complete_and_pop_many([(first[0], 0.002, '{"v": 1}'), (stolen, 0.002, None)], 5)
+    assert codes == [1, 0]
+    assert sorted(t.payload["i"] for t in nxt) == [1, 2]  # the released task and the third one
+    assert q.client.get(q.keys.result("a", first[0].task_id)) == b'{"v": 1}'
+
+
 def test_stats_consistency(q: TaskQueue) -> None:
     push_n(q, "a", 5, Priority.HIGH)
     push_n(q, "b", 3, Priority.CRITICAL)

@@ -163,11 +163,13 @@ class QueueProtocol:
         self._plans[wid] = plan
         return plan
 
-    def pop_args(self, plan: PopPlan, lease_seconds: float | None) -> tuple[list[Any], str]:
+    def pop_args(self, plan: PopPlan, lease_seconds: float | None, count: int = 1) -> tuple[list[Any], str]:
+        """Arguments of ``pop.lua`` leasing up to ``count`` tasks, and their lease token."""
         token = uuid.uuid4().hex
         lease = lease_seconds if lease_seconds is not None else self.config.queue.lease_timeout_seconds
+        flags = self._pop_flags if count <= 1 else self._pop_flags.strip("-") + f"b{count}"
         args: list[Any] = [self.keys.base, plan.worker_id, plan.own_partition, int(lease * 1000), token,
-                           plan.steal_set_key, self._pop_flags,
+                           plan.steal_set_key, flags,
                            len(plan.steal_patterns), *plan.steal_patterns, *plan.steal_partitions]
         return args, token
 
@@ -195,24 +197,36 @@ class QueueProtocol:
 
     def read_pop(self, reply: Sequence[Any], token: str, worker_id: str,
                  ) -> tuple[Task | None, float | None, tuple[str, str] | None]:
-        """Interpret a pop reply: (task, seconds until something is due, corrupt). ``corrupt`` is
-        (task id, reason) of a leased task whose body cannot be used: the caller dead-letters it and
-        pops again. Corrupt data the script set aside is logged here."""
+        """Interpret a single pop's reply: (task, seconds until something is due, corrupt); see
+        :meth:`read_pop_many`."""
+        tasks, due, corrupt = self.read_pop_many(reply, token, worker_id)
+        return (tasks[0] if tasks else None), due, (corrupt[0] if corrupt else None)
+
+    def read_pop_many(self, reply: Sequence[Any], token: str, worker_id: str,
+                      ) -> tuple[list[Task], float | None, list[tuple[str, str]]]:
+        """Interpret a pop reply: (tasks, seconds until something is due, corrupt). ``corrupt`` lists
+        (task id, reason) of leased tasks whose body cannot be used: the caller dead-letters them
+        (and pops again if nothing else came). Corrupt data the script set aside is logged here."""
         for problem in self.problems(reply):
             logger.error("fairque: corrupt data found and set aside: %s", problem)
         if not reply[0]:
-            return None, self.next_due_seconds(reply), None
-        try:
-            return self.decode_popped(reply, token, worker_id), None, None
-        except CorruptTaskError as exc:
-            task_id = _text(reply[0])
-            logger.error("fairque: task %s is corrupt and was dead-lettered: %s", task_id, exc)
-            return None, None, (task_id, str(exc))
+            return [], self.next_due_seconds(reply), []
+        rows = [reply[i:i + 7] for i in range(2, len(reply), 7)] if _is_batch(reply) else [reply]
+        tasks: list[Task] = []
+        corrupt: list[tuple[str, str]] = []
+        for row in rows:
+            try:
+                tasks.append(self.decode_popped(row, token, worker_id))
+            except CorruptTaskError as exc:
+                task_id = _text(row[0])
+                logger.error("fairque: task %s is corrupt and was dead-lettered: %s", task_id, exc)
+                corrupt.append((task_id, str(exc)))
+        return tasks, None, corrupt
 
     @staticmethod
     def problems(reply: Sequence[Any]) -> list[str]:
         """Corrupt keys or tasks the pop script set aside (moved to quarantine / dead-lettered)."""
-        index = 7 if reply[0] else 2
+        index = 1 if _is_batch(reply) else 7 if reply[0] else 2
         return [_text(p) for p in reply[index]] if len(reply) > index and reply[index] else []
 
     @staticmethod
@@ -265,6 +279,11 @@ class QueueProtocol:
             failure_type=f.get("ft", ""), attempts=task.attempts, retry_count=task.retry_count,
             dead_at=int(f.get("dt", "0") or 0) / 1000.0, user_id=f.get("u", "?"), raw_body=raw_body,
         )
+
+
+def _is_batch(reply: Sequence[Any]) -> bool:
+    """Whether a pop reply holds several tasks ({'*', problems, 7 fields per task})."""
+    return reply[0] in (b"*", "*")
 
 
 def stored_flags(reply: Any) -> list[bool]:

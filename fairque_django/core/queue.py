@@ -159,49 +159,73 @@ class TaskQueue:
     def pop_reply(self, worker_id: str | None = None, *, lease_seconds: float | None = None,
                   ) -> tuple[Task | None, float | None]:
         """Like :meth:`pop`; also returns seconds until the next delayed task / lease is due."""
+        tasks, due = self.pop_many_reply(1, worker_id, lease_seconds=lease_seconds)
+        return (tasks[0] if tasks else None), due
+
+    def pop_many(self, count: int, worker_id: str | None = None, *, lease_seconds: float | None = None,
+                 ) -> list[Task]:
+        """Lease up to ``count`` tasks in one call, each chosen as fairly as :meth:`pop` would."""
+        return self.pop_many_reply(count, worker_id, lease_seconds=lease_seconds)[0]
+
+    def pop_many_reply(self, count: int, worker_id: str | None = None, *, lease_seconds: float | None = None,
+                       ) -> tuple[list[Task], float | None]:
+        """Like :meth:`pop_many`; also returns seconds until the next delayed task / lease is due
+        (when nothing is ready)."""
         plan = self.proto.plan(worker_id)
         while True:
             with redis_errors("pop"):
                 self._sync_steal_set(plan)
-                args, token = self.proto.pop_args(plan, lease_seconds)
+                args, token = self.proto.pop_args(plan, lease_seconds, count)
                 reply = self._run_scripts([(self.scripts.pop, args)])[0]
             outcome = self._popped(reply, token, plan)
             if outcome is not None:
                 return outcome
 
-    def _popped(self, reply: Any, token: str, plan: PopPlan) -> tuple[Task | None, float | None] | None:
-        """Decode a pop reply; a corrupt task is dead-lettered and None returned (pop again)."""
-        task, due, corrupt = self.proto.read_pop(reply, token, plan.worker_id)
-        if corrupt is not None:
-            self._fail_raw(corrupt[0], token, corrupt[1], "CorruptTaskError", "", "corrupt", dead=True)
+    def _popped(self, reply: Any, token: str, plan: PopPlan) -> tuple[list[Task], float | None] | None:
+        """Decode a pop reply; corrupt tasks are dead-lettered, and None returned when nothing
+        else came (pop again)."""
+        tasks, due, corrupt = self.proto.read_pop_many(reply, token, plan.worker_id)
+        for task_id, why in corrupt:
+            self._fail_raw(task_id, token, why, "CorruptTaskError", "", "corrupt", dead=True)
+        if corrupt and not tasks:
             return None
-        if task is not None:
+        for task in tasks:
             self._leases[task.task_id] = token
-        return task, due
+        return tasks, due
 
     def complete_and_pop(self, task: Task, *, duration: float | None = None, result_json: str | None = None,
                          worker_id: str | None = None, lease_seconds: float | None = None,
                          ) -> tuple[int, Task | None, float | None]:
         """Acknowledge ``task`` (storing ``result_json`` if given) and lease the next task, in one
         round trip. Returns (ack code: 1 done / 0 lease lost / -1 gone, next task, seconds due)."""
+        codes, tasks, due = self.complete_and_pop_many([(task, duration, result_json)], 1, worker_id=worker_id,
+                                                       lease_seconds=lease_seconds)
+        return codes[0], (tasks[0] if tasks else None), due
+
+    def complete_and_pop_many(self, done: Sequence[tuple[Task, float | None, str | None]], count: int, *,
+                              worker_id: str | None = None, lease_seconds: float | None = None,
+                              ) -> tuple[list[int], list[Task], float | None]:
+        """Acknowledge finished tasks, given as (task, run time, result JSON or None), and lease up
+        to ``count`` more, in one round trip. Returns (an ack code per task: 1 done / 0 lease lost /
+        -1 gone, the tasks leased, seconds until something is due when none was ready)."""
         plan = self.proto.plan(worker_id)
         with redis_errors("complete_and_pop"):
             self._sync_steal_set(plan)
-            pop_args, token = self.proto.pop_args(plan, lease_seconds)
+            pop_args, token = self.proto.pop_args(plan, lease_seconds, count)
             calls: list[tuple[Any, list[Any]]] = [
-                (self.scripts.complete, self.proto.complete_args(task.task_id, task.lease_token or "", duration)),
-                (self.scripts.pop, pop_args),
-            ]
-            commands: list[list[Any]] = []
-            if result_json is not None:
-                commands.append(["SET", self.keys.result(task.user_id or "", task.task_id), result_json,
-                                 "EX", self.config.queue.result_ttl_seconds])
-            replies = self._run_scripts(calls, commands)
-        self._leases.pop(task.task_id, None)
-        popped = self._popped(replies[1], token, plan)
+                (self.scripts.complete, self.proto.complete_args(task.task_id, task.lease_token or "", duration))
+                for task, duration, _ in done]
+            calls.append((self.scripts.pop, pop_args))
+            results = [["SET", self.keys.result(task.user_id or "", task.task_id), result_json,
+                        "EX", self.config.queue.result_ttl_seconds]
+                       for task, _, result_json in done if result_json is not None]
+            replies = self._run_scripts(calls, results)
+        for task, _, _ in done:
+            self._leases.pop(task.task_id, None)
+        popped = self._popped(replies[-1], token, plan)
         if popped is None:
-            popped = self.pop_reply(worker_id, lease_seconds=lease_seconds)
-        return int(replies[0]), popped[0], popped[1]
+            popped = self.pop_many_reply(count, worker_id, lease_seconds=lease_seconds)
+        return [int(code) for code in replies[:-1]], popped[0], popped[1]
 
     # --- finishing ----------------------------------------------------------------------
     def _run_scripts(self, calls: Sequence[tuple[Any, list[Any]]], before: Sequence[list[Any]] = ()) -> list[Any]:
@@ -485,7 +509,9 @@ class TaskQueue:
             args, token = self.proto.pop_args(plan, lease_seconds)
             reply = self._run_scripts([(self.scripts.pop, args)], [["BLPOP", *keys, f"{max(timeout, 0.001):.3f}"]])[0]
         popped = self._popped(reply, token, plan)
-        return popped if popped is not None else self.pop_reply(worker_id, lease_seconds=lease_seconds)
+        if popped is None:
+            return self.pop_reply(worker_id, lease_seconds=lease_seconds)
+        return (popped[0][0] if popped[0] else None), popped[1]
 
     def wait_for_work(self, worker_id: str | None = None, timeout: float = 1.0) -> bool:
         """Block until a push may have made work ready for the worker (or ``timeout``)."""

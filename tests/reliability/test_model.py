@@ -179,6 +179,24 @@ class QueueMachine(RuleBasedStateMachine):
         for worker, short in pops:
             self.pop_once(worker, short)
 
+    @rule(worker=st.sampled_from(WORKER_IDS), count=st.integers(2, 5))
+    def pop_batch(self, worker: str, count: int) -> None:
+        """pop_many leases, in one script call, the tasks as many single pops would."""
+        t0 = server_ms()
+        tasks = self.queues[worker].pop_many(count, lease_seconds=LONG_LEASE)
+        t1 = server_ms()
+        expired, promoted = self.fired_timers(t0, t1)
+        self.model.run_timers(expired, promoted)
+        expected = []
+        while len(expected) < count and (nxt := self.model.pop(worker)) is not None:
+            expected.append(nxt)
+        assert [t.task_id for t in tasks] == [e.id for e in expected], (worker, tasks, expected)
+        for task, exp in zip(tasks, expected, strict=True):
+            assert (task.retry_count, task.attempts, task.user_id) == (exp.r, exp.a, exp.user), (task, exp)
+            exp.token = task.lease_token
+            exp.deadline = round((task.lease_deadline or 0) * 1000)
+            self.handles.append(task)
+
     @rule()
     def ack_newest(self) -> None:
         """Acknowledge the most recently popped task (the common, in-time case)."""

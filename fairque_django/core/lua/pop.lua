@@ -7,17 +7,20 @@
 -- ARGV[1]  P            ARGV[2] worker id        ARGV[3] own partition ('' = none)
 -- ARGV[4]  lease ms     ARGV[5] lease token
 -- ARGV[6]  steal set key ('' = none: exact steal targets live in that SET)
--- ARGV[7]  flags: 'm' record wait-time metrics, 't' fairness by run time (charge ms, not tasks)
+-- ARGV[7]  flags: 'm' record wait-time metrics, 't' fairness by run time (charge ms, not tasks),
+--          'b<n>' lease up to n tasks in this call (each chosen as a single pop would choose it)
 -- ARGV[8]  number of steal patterns K, then K anchored Lua patterns
 -- then     the partitions to steal from
 -- Returns  {id, body, retries, attempts, deadline_ms, user, stolen(0/1), problems}
---          or {false, next_due_ms, problems} when nothing is ready
+--          or {false, next_due_ms, problems} when nothing is ready;
+--          with 'b<n>' and at least one task: {'*', problems, then those 7 fields for each task}
 --          (problems: keys moved aside or tasks dead-lettered as corrupt, for the caller to log)
 -- @include lib.lua
 local P, worker, own = ARGV[1], ARGV[2], ARGV[3]
 local lease_ms, token, steal_set = tonumber(ARGV[4]), ARGV[5], ARGV[6]
 local metrics = string.find(ARGV[7], 'm', 1, true) ~= nil
 local timefair = string.find(ARGV[7], 't', 1, true) ~= nil
+local want = tonumber(string.match(ARGV[7], 'b(%d+)') or '1')
 local npat = tonumber(ARGV[8])
 local patterns = {}
 for i = 1, npat do
@@ -133,51 +136,73 @@ local function may_steal(user)
   return false
 end
 
--- 1. own partition
-if own ~= '' then
-  local rk = P .. ':ready:' .. own
+-- The next task for this worker (own partition first, then stealing), or nil.
+local function pop_one()
+  -- 1. own partition
+  if own ~= '' then
+    local rk = P .. ':ready:' .. own
+    for _ = 1, 100 do
+      local head = rcall('ZRANGE', rk, 0, 0, 'WITHSCORES')
+      if not head[1] then break end
+      local r = serve(own, head[1], tonumber(head[2]))
+      if r then
+        r[7] = 0
+        return r
+      end
+    end
+  end
+
+  -- 2. steal: the lowest virtual start time among stealable users across the partitions
   for _ = 1, 100 do
-    local head = rcall('ZRANGE', rk, 0, 0, 'WITHSCORES')
-    if not head[1] then break end
-    local r = serve(own, head[1], tonumber(head[2]))
+    local best_part, best_user, best_score = nil, nil, nil
+    for _, part in ipairs(parts) do
+      local rk = P .. ':ready:' .. part
+      local offset = 0
+      local found = false
+      while not found and offset < 2000 do
+        local chunk = rcall('ZRANGE', rk, offset, offset + 31, 'WITHSCORES')
+        if not chunk[1] then break end
+        for i = 1, #chunk, 2 do
+          local s = tonumber(chunk[i + 1])
+          if best_score and s >= best_score then
+            found = true
+            break
+          end
+          if may_steal(chunk[i]) then
+            best_part, best_user, best_score = part, chunk[i], s
+            found = true
+            break
+          end
+        end
+        offset = offset + 32
+      end
+    end
+    if not best_user then break end
+    local r = serve(best_part, best_user, best_score)
     if r then
-      r[7] = 0
+      r[7] = 1
       return r
     end
   end
+  return nil
 end
 
--- 2. steal: the lowest virtual start time among stealable users across the partitions
-for _ = 1, 100 do
-  local best_part, best_user, best_score = nil, nil, nil
-  for _, part in ipairs(parts) do
-    local rk = P .. ':ready:' .. part
-    local offset = 0
-    local found = false
-    while not found and offset < 2000 do
-      local chunk = rcall('ZRANGE', rk, offset, offset + 31, 'WITHSCORES')
-      if not chunk[1] then break end
-      for i = 1, #chunk, 2 do
-        local s = tonumber(chunk[i + 1])
-        if best_score and s >= best_score then
-          found = true
-          break
-        end
-        if may_steal(chunk[i]) then
-          best_part, best_user, best_score = part, chunk[i], s
-          found = true
-          break
-        end
-      end
-      offset = offset + 32
-    end
-  end
-  if not best_user then break end
-  local r = serve(best_part, best_user, best_score)
+if want <= 1 then
+  local r = pop_one()
   if r then
-    r[7] = 1
     return r
   end
+  return {false, next_due(P, now), PROBLEMS}
 end
-
-return {false, next_due(P, now), PROBLEMS}
+local out = {'*', PROBLEMS}
+for _ = 1, want do
+  local r = pop_one()
+  if not r then break end
+  for k = 1, 7 do
+    out[#out + 1] = r[k]
+  end
+end
+if #out == 2 then
+  return {false, next_due(P, now), PROBLEMS}
+end
+return out
