@@ -19,6 +19,7 @@ import socket
 import threading
 import time
 import traceback
+from collections import deque
 from collections.abc import Callable, Iterable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -37,8 +38,12 @@ from .registry import import_task_modules
 
 logger = logging.getLogger("fairque_django.worker")
 
-# A prefetched task waits this long for its slot before it is handed back to its queue.
+# A prefetched task waits this long for its slot before it is handed back to its queue; a slot
+# leases several tasks at once only while that many of its tasks fit in this time.
 PREFETCH_HOLD_SECONDS = 0.05
+
+# The most tasks a slot leases in one pop.
+MAX_BATCH = 16
 
 # In burst mode, delayed tasks (retries) due within this many seconds are waited for.
 BURST_DELAY_HORIZON = 60.0
@@ -207,8 +212,14 @@ class Worker:
 
     # --- slots ----------------------------------------------------------------------
     def _slot_loop(self) -> None:
+        """A slot that pops, runs and acknowledges in turn (burst and max-tasks modes, or with
+        prefetching off). Each acknowledgement travels with the next pop; while a slot's tasks are
+        short, one pop leases several (see :meth:`_batch_size`) and their acknowledgements wait for
+        the next pop, so one round trip serves a whole batch."""
         backoff = 0.1
-        pending: _Done | None = None  # a task that succeeded; acknowledged with the next pop
+        done: list[_Done] = []  # tasks that succeeded; acknowledged with the next pop
+        ahead: deque[Task] = deque()  # leased by the last pop, not started yet (held)
+        typical: float | None = None  # moving average run time of this slot's tasks
         idle = False  # the last pop found nothing: block on the wake-up lists, then pop
         due: float | None = None
         try:
@@ -220,19 +231,32 @@ class Worker:
                     self._inflight += 1  # popping or running: burst mode must not end meanwhile
                 task: Task | None = None
                 try:
-                    if pending is not None:
-                        task, due = self._ack(pending, pop_next=True)
-                        pending = None  # kept until acknowledged: retried after a Redis outage
+                    if ahead:
+                        task = ahead.popleft()
+                    elif done:
+                        task, due = self._first(self._ack_many(done, self._batch_size(typical)), ahead)
+                        done = []  # kept until acknowledged: retried after a Redis outage
                     elif idle and not self.burst:
                         task, due = self.queue.wait_and_pop(self.worker_id, self._wait_timeout(due))
+                        self._hold(task)
                     else:
-                        task, due = self.queue.pop_reply(self.worker_id)
+                        task, due = self._first(
+                            self.queue.pop_many_reply(self._batch_size(typical), self.worker_id), ahead)
                     backoff = 0.1
                     if task is not None:
                         if self._stop.is_set():
-                            self.queue.release([task])
+                            self._give_back([task])
                             break
-                        pending = self._execute(task)
+                        started = time.monotonic()
+                        finished = self._execute(task, held=True)
+                        if finished is not None:
+                            done.append(finished)
+                        took = time.monotonic() - started
+                        typical = took if typical is None else 0.8 * typical + 0.2 * took
+                        if ahead and took > self.prefetch_hold_seconds:
+                            # that one ran long: the rest of the batch goes back for others to take
+                            self._give_back(ahead, count=False)
+                            ahead.clear()
                 except RedisUnavailableError as exc:
                     logger.warning("worker %s: Redis unreachable (%s); retrying in %.1fs", self.worker_id,
                                    exc, backoff)
@@ -242,7 +266,7 @@ class Worker:
                 except Exception:  # a slot must never die: log, back off, keep serving
                     logger.exception("worker %s: unexpected error in the task loop; retrying in %.1fs",
                                      self.worker_id, backoff)
-                    pending = None  # not retried: its lease expires and it runs again (at least once)
+                    done = []  # not retried: their leases expire and they run again (at least once)
                     self._stop.wait(backoff)
                     backoff = min(backoff * 2, 5.0)
                     continue
@@ -258,11 +282,41 @@ class Worker:
                         break
                     self._wait(due)
         finally:
-            if pending is not None:
-                self._ack(pending, pop_next=False)
+            self._give_back(ahead)
+            for finished in done:
+                with contextlib.suppress(FairQueueError):
+                    self._ack(finished, pop_next=False)
         with self._lock:
             if self.max_tasks is not None and self._taken >= self.max_tasks and self._inflight == 0:
                 self._stop.set()
+
+    def _batch_size(self, typical: float | None) -> int:
+        """How many tasks a slot leases per pop: one, unless its tasks are short (then as many as
+        fit in ``prefetch_hold_seconds``, at most ``MAX_BATCH``). Max-tasks mode takes one at a time."""
+        if typical is None or self.max_tasks is not None or typical >= self.prefetch_hold_seconds / 2:
+            return 1
+        return max(1, min(MAX_BATCH, int(self.prefetch_hold_seconds / max(typical, 1e-6))))
+
+    def _first(self, popped: tuple[list[Task], float | None], ahead: deque[Task]) -> tuple[Task | None, float | None]:
+        """Hold the tasks a pop leased; return the first (with the pop's due time), queue the rest."""
+        tasks, due = popped
+        for task in tasks:
+            self._hold(task)
+        ahead.extend(tasks[1:])
+        return (tasks[0] if tasks else None), due
+
+    def _ack_many(self, done: list[_Done], count: int) -> tuple[list[Task], float | None]:
+        """Acknowledge succeeded tasks and lease up to ``count`` more, in one round trip."""
+        try:
+            codes, tasks, due = self.queue.complete_and_pop_many(
+                [(d.task, d.duration, d.result_json) for d in done], count, worker_id=self.worker_id)
+        except RedisUnavailableError:
+            logger.warning("worker %s: could not acknowledge %d task(s) yet (Redis unreachable)", self.worker_id,
+                           len(done))
+            raise
+        for finished, code in zip(done, codes, strict=True):
+            self._acked(finished, code)
+        return tasks, due
 
     def _prefetch_loop(self) -> None:
         """A slot that leases its next task in the background while the current one runs.
@@ -311,7 +365,7 @@ class Worker:
                     continue
                 idle = False
                 if self._stop.is_set():
-                    self._unhold_release(task)
+                    self._give_back([task])
                     break
                 previous, done = done, None
                 if typical is not None and typical < self.prefetch_hold_seconds:
@@ -329,7 +383,7 @@ class Worker:
             free.set()
             if future is not None:
                 try:
-                    self._unhold_release(future.result(timeout=30)[0])
+                    self._give_back([future.result(timeout=30)[0]])
                 except Exception as exc:  # shutting down: its lease recovers the task
                     logger.warning("worker %s: prefetch failed at shutdown (%s)", self.worker_id, exc)
             if done is not None:
@@ -345,10 +399,7 @@ class Worker:
             task, due = self.queue.pop_reply(self.worker_id)
         self._hold(task)
         if task is not None and free is not None and not free.wait(self.prefetch_hold_seconds):
-            with self._lock:
-                self._held.pop(task.task_id, None)
-            with contextlib.suppress(FairQueueError):
-                self.queue.release([task], count=False)  # another slot or worker takes it now
+            self._give_back([task], count=False)  # another slot or worker takes it now
             return None, due
         return task, due
 
@@ -357,19 +408,23 @@ class Worker:
             with self._lock:
                 self._held[task.task_id] = task
 
-    def _unhold_release(self, task: Task | None) -> None:
-        if task is None:
+    def _give_back(self, tasks: Iterable[Task | None], *, count: bool = True) -> None:
+        """Hand leased tasks this worker has not started back to their queue (``count``: in the
+        'released' stat, as at shutdown; not for a quiet hand-back another slot takes at once)."""
+        back = [t for t in tasks if t is not None]
+        if not back:
             return
         with self._lock:
-            self._held.pop(task.task_id, None)
+            for task in back:
+                self._held.pop(task.task_id, None)
         with contextlib.suppress(FairQueueError):
-            self.queue.release([task])
+            self.queue.release(back, count=count)
 
     def _burst_done(self) -> bool:
         """Burst mode ends when no slot is popping or running, nothing is ready for this worker,
         and no delayed task (e.g. a retry) is due within ``BURST_DELAY_HORIZON`` seconds."""
         with self._lock:
-            if self._inflight:
+            if self._inflight or self._held:  # a slot still holds leased tasks it has not started
                 return False
         due = self.queue.next_delayed_seconds()
         return due is None or due > BURST_DELAY_HORIZON
@@ -499,6 +554,12 @@ class Worker:
             logger.warning("worker %s: could not acknowledge task %s yet (Redis unreachable)", self.worker_id,
                            task.task_id)
             raise
+        self._acked(done, code)
+        return nxt, due
+
+    def _acked(self, done: _Done, code: int) -> None:
+        """Log and count an acknowledgement's outcome (1 done, 0 lease lost, -1 already done)."""
+        task = done.task
         if code == -1:  # an earlier attempt at this ack went through before the connection broke
             logger.debug("worker %s: task %s was already acknowledged", self.worker_id, task.task_id)
         elif code == 1:
@@ -510,7 +571,6 @@ class Worker:
         else:
             logger.warning("worker %s: task %s finished after its lease was lost; another attempt may run it "
                            "again", self.worker_id, task.task_id)
-        return nxt, due
 
     def _failed(self, task: Task, error: BaseException, tb: str, duration: float,
                 failure_type: str | None = None) -> None:
