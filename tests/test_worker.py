@@ -340,3 +340,55 @@ def test_a_prefetched_task_does_not_wait_behind_a_long_one(make_config: Any, red
     assert log(redis_client)[-2:] == ["a|quick", "a|slow"]
     stats = q.get_stats()
     assert stats["tasks_completed"] == 8 and stats["tasks_released"] == 0 and stats["tasks_active"] == 0
+
+
+def test_burst_slots_lease_short_tasks_in_batches(make_config: Any, redis_client: redis.Redis) -> None:
+    config = cfg(make_config)
+    q = TaskQueue(config)
+    for i in range(70):
+        for u in "abc":
+            q.push(t.record(f"{u}{i}"), user_id=u)
+    worker = Worker(config, worker_id="w1", burst=True, concurrency=2, install_signal_handlers=False)
+    counts: list[int] = []
+    real = worker.queue.complete_and_pop_many
+
+    def spy(done: Any, count: int, **kw: Any) -> Any:
+        counts.append(count)
+        return real(done, count, **kw)
+
+    worker.queue.complete_and_pop_many = spy  # type: ignore[method-assign]
+    th = threading.Thread(target=worker.start)
+    th.start()
+    th.join(30)
+    assert not th.is_alive()
+    done = log(redis_client)
+    assert sorted(done) == sorted(f"{u}|{u}{i}" for i in range(70) for u in "abc")  # each exactly once
+    assert worker.processed == 210
+    stats = q.get_stats()
+    assert stats["tasks_popped"] == 210 and stats["tasks_completed"] == 210 and stats["tasks_active"] == 0
+    assert max(counts) > 1 and len(counts) < 105  # several tasks per round trip
+
+
+def test_a_long_task_hands_the_rest_of_its_batch_back(make_config: Any, redis_client: redis.Redis) -> None:
+    config = cfg(make_config)
+    q = TaskQueue(config)
+    tags = [f"q{i}" for i in range(10)] + ["slow"] + [f"r{i}" for i in range(5)]
+    for tag in tags:
+        q.push(t.record(tag, sleep=0.2 if tag == "slow" else 0.0), user_id="a")
+    worker = Worker(config, worker_id="w1", burst=True, install_signal_handlers=False)
+    released: list[tuple[list[str], bool]] = []
+    real = worker.queue.release
+
+    def spy(tasks: Any, *, count: bool = True) -> int:
+        released.append(([x.args[0] for x in tasks], count))
+        return real(tasks, count=count)
+
+    worker.queue.release = spy  # type: ignore[method-assign]
+    th = threading.Thread(target=worker.start)
+    th.start()
+    th.join(30)
+    assert not th.is_alive()
+    assert log(redis_client) == [f"a|{tag}" for tag in tags]  # FIFO, each once
+    assert released == [([f"r{i}" for i in range(5)], False)]  # quietly, for anyone to take
+    stats = q.get_stats()
+    assert stats["tasks_completed"] == 16 and stats["tasks_released"] == 0 and stats["tasks_active"] == 0
