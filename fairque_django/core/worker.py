@@ -363,12 +363,14 @@ class Worker:
                 if task is None:
                     idle = done is None  # first acknowledge what finished (and pop), then wait
                     continue
-                idle = False
+                woke, idle = idle, False
                 if self._stop.is_set():
                     self._give_back([task])
                     break
                 previous, done = done, None
-                if typical is not None and typical < self.prefetch_hold_seconds:
+                # a task that just woke an idle slot starts at once: its queue was empty a moment
+                # ago, so a prefetch would most likely find nothing and only delay the start
+                if not woke and typical is not None and typical < self.prefetch_hold_seconds:
                     # short tasks: lease the next one (acknowledging the previous) while this one runs
                     free.clear()
                     future = self._fetcher.submit(self._fetch, previous, free)

@@ -11,7 +11,6 @@ for i = 3, #ARGV, 2 do
   local tk = P .. ':t:' .. id
   local f = rcall('HMGET', tk, 'tok', 'st')
   if f[2] == 'leased' and f[1] == token then
-    rcall('HSET', tk, 'dl', deadline)
     rcall('ZADD', P .. ':leases', deadline, id)
     lower_gate(P, deadline)
   else

@@ -3,7 +3,7 @@
 --   P:t:<id>                        HASH  task: b body, u user, h header "priority\tseq\tpartition\t
 --                                         weight\tmax_retries" (few fields keep the hash cheap to write),
 --                                         r retries, a attempts (absent = 0), st state, wk worker,
---                                         tok lease token, dl deadline, e ready since (ms),
+--                                         tok lease token (deadline: P:leases), e ready since (ms),
 --                                         lt leased at (ms), err/et/tb/ft/dt on failure
 --   P:queue:user:<u>:critical       LIST  CRITICAL lane (LPUSH, RPOP: FIFO)
 --   P:queue:user:<u>:normal         ZSET  priorities 1-5, score (6-p)*2^40 + seq
@@ -202,7 +202,7 @@ local function bury(P, id, now, err, etype, tb, ftype)
   local tk = P .. ':t:' .. id
   local user = rcall('HGET', tk, 'u') or '?'
   rcall('HSET', tk, 'st', 'dead', 'err', err, 'et', etype, 'tb', tb, 'ft', ftype, 'dt', now)
-  rcall('HDEL', tk, 'tok', 'wk', 'dl')
+  rcall('HDEL', tk, 'tok', 'wk')
   rcall('ZADD', P .. ':dlq', now, id)
   live(P, user, -1)
   stat(P, 'dead', 1)
@@ -225,7 +225,7 @@ local function fail_attempt(P, id, now, backoff_ms, force_dead, err, etype, tb, 
     return 'dead'
   end
   stat(P, 'retried', 1)
-  rcall('HDEL', tk, 'tok', 'wk', 'dl')
+  rcall('HDEL', tk, 'tok', 'wk')
   if backoff_ms <= 0 then
     enqueue_ready(P, id, true)
   else

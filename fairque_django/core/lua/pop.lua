@@ -108,8 +108,11 @@ local function serve(part, user, score)
       end
       local attempts = tonumber(f[4] or '0') + 1
       local deadline = now + lease_ms
-      rcall('HSET', tk, 'st', 'leased', 'wk', worker, 'tok', token, 'dl', deadline, 'a', attempts,
-        'lt', now, 'ch', cost)
+      if timefair then
+        rcall('HSET', tk, 'st', 'leased', 'wk', worker, 'tok', token, 'a', attempts, 'lt', now, 'ch', cost)
+      else
+        rcall('HSET', tk, 'st', 'leased', 'wk', worker, 'tok', token, 'a', attempts, 'lt', now)
+      end
       rcall('ZADD', P .. ':leases', deadline, id)
       if deadline < gate then
         rcall('SET', P .. ':gate', deadline)
