@@ -21,19 +21,22 @@ from .scripts import Scripts
 logger = logging.getLogger("fairque_django.queue")
 
 
-def _arg(value: Any) -> bytes:
-    if isinstance(value, bytes):
-        return value
-    if isinstance(value, str):
-        return value.encode("utf-8")
-    return str(value).encode("ascii")  # ints (and floats) as Redis expects them
-
-
 def resp_command(args: list[Any]) -> bytes:
-    """One command in the Redis protocol (RESP) wire format."""
+    """One command in the Redis protocol (RESP) wire format (str, bytes, ints and floats)."""
     parts = [b"*%d\r\n" % len(args)]
-    for value in map(_arg, args):
-        parts.append(b"$%d\r\n%s\r\n" % (len(value), value))
+    append = parts.append
+    for value in args:
+        kind = type(value)
+        if kind is str:
+            value = value.encode("utf-8")
+        elif kind is not bytes:
+            if isinstance(value, str):
+                value = value.encode("utf-8")
+            elif isinstance(value, (bytes, bytearray, memoryview)):
+                value = bytes(value)
+            else:
+                value = str(value).encode("ascii")  # ints (and floats) as Redis expects them
+        append(b"$%d\r\n%s\r\n" % (len(value), value))
     return b"".join(parts)
 
 
