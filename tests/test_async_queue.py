@@ -113,6 +113,23 @@ def test_round_robin_over_three_users(cfg: FairQueueConfig) -> None:
     run(main, cfg)
 
 
+def test_pop_many_keeps_the_rotation(cfg: FairQueueConfig) -> None:
+    async def main(q: AsyncTaskQueue) -> None:
+        await push_n(q, "a", 5)
+        await push_n(q, "b", 2)
+        first = await q.pop_many(4)
+        assert [t.user_id for t in first] == ["a", "b", "a", "b"]
+        assert len({t.lease_token for t in first}) == 1
+        rest = await q.pop_many(10)
+        assert [t.user_id for t in rest] == ["a"] * 3
+        assert await q.pop_many(3) == []
+        for t in first + rest:
+            await q.complete(t)
+        assert (await q.get_stats())["tasks_completed"] == 7
+
+    run(main, cfg)
+
+
 def test_sync_push_async_pop(cfg: FairQueueConfig) -> None:
     sync_q = TaskQueue(cfg)
     t = Task.create(user_id="b", payload={"from": "sync"})

@@ -141,19 +141,31 @@ class AsyncTaskQueue:
     async def pop_reply(self, worker_id: str | None = None, *, lease_seconds: float | None = None,
                         ) -> tuple[Task | None, float | None]:
         """Like :meth:`pop`; also returns seconds until the next delayed task / lease is due."""
+        tasks, due = await self.pop_many_reply(1, worker_id, lease_seconds=lease_seconds)
+        return (tasks[0] if tasks else None), due
+
+    async def pop_many(self, count: int, worker_id: str | None = None, *, lease_seconds: float | None = None,
+                       ) -> list[Task]:
+        """Lease up to ``count`` tasks in one call, each chosen as fairly as :meth:`pop` would."""
+        return (await self.pop_many_reply(count, worker_id, lease_seconds=lease_seconds))[0]
+
+    async def pop_many_reply(self, count: int, worker_id: str | None = None, *,
+                             lease_seconds: float | None = None) -> tuple[list[Task], float | None]:
+        """Like :meth:`pop_many`; also returns seconds until the next delayed task / lease is due."""
         plan = self.proto.plan(worker_id)
         while True:
             with redis_errors("pop"):
                 await self._sync_steal_set(plan)
-                args, token = self.proto.pop_args(plan, lease_seconds)
+                args, token = self.proto.pop_args(plan, lease_seconds, count)
                 reply = await self.scripts.pop(keys=[self.keys.stats], args=args)
-            task, due, corrupt = self.proto.read_pop(reply, token, plan.worker_id)
-            if corrupt is not None:
-                await self._fail_raw(corrupt[0], token, corrupt[1], "CorruptTaskError", "", "corrupt", dead=True)
+            tasks, due, corrupt = self.proto.read_pop_many(reply, token, plan.worker_id)
+            for task_id, why in corrupt:
+                await self._fail_raw(task_id, token, why, "CorruptTaskError", "", "corrupt", dead=True)
+            if corrupt and not tasks:
                 continue
-            if task is not None:
+            for task in tasks:
                 self._leases[task.task_id] = token
-            return task, due
+            return tasks, due
 
     # --- finishing ------------------------------------------------------------------------
     async def complete(self, task: Task, *, duration: float | None = None) -> None:
