@@ -1125,6 +1125,8 @@ def main(argv: list[str] | None = None) -> int:
 if __name__ == "__main__":
     try:
         main()
+    except SystemExit:  # --help, or a bad option (argparse has said why)
+        raise
     except BaseException as exc:  # report, never fail the build
         import traceback
 

@@ -32,6 +32,7 @@ import io
 import json
 import os
 import pstats
+import statistics
 import sys
 import time
 from collections.abc import Callable
@@ -60,7 +61,7 @@ FULL: dict[str, Any] = {
     # (~400-1,500/s) drain fewer: their rates are still measured over several seconds.
     "A": {"n": 10_000, "n_by": {"rq": 600, "celery": 2_000}, "users": 100, "profile_n": 5_000,
           "budget_s": 160, "min_n": 300},
-    "B": {"n": 200, "spacing": 0.005, "warmup": 10},
+    "B": {"n": 200, "spacing": 0.005, "warmup": 10, "reps": 5},  # noisiest figure: more repetitions
     "C": {"single": 2_000, "batch": 10_000, "chunks": 10},
     "D": {"scales": [10, 1_000, 10_000, 100_000], "pops": 1_000, "chunk": 50, "lifecycle": 400,
           "memory": 10_000, "reps": 3},
@@ -560,10 +561,11 @@ class Bench:
         cfg = self.sizes["B"]
         keys = ["fairque-c1", "fairque-c4", "raw", "huey", "rq", "celery"]
         runs: dict[str, list[dict[str, Any]]] = {k: [] for k in keys}
+        reps = cfg.get("reps", self.reps)
         t_start = perf()
         out(f"== B. latency: idle worker, enqueue -> task start, {cfg['n']} tasks spaced "
-            f"{cfg['spacing'] * 1000:.0f} ms; {self.reps} repetition(s)")
-        for rep in range(self.reps):
+            f"{cfg['spacing'] * 1000:.0f} ms; {reps} repetition(s)")
+        for rep in range(reps):
             for key in self.rotated(keys, rep):
                 run = self.latency_once(key, cfg)
                 runs[key].append(run)
@@ -588,12 +590,18 @@ class Bench:
         out()
         self.tables["B"] = bc.table(["contender", "p50 ms", "p95 ms", "p99 ms", "max ms", "mean ms",
                                      "pooled p99 ms", "note"], rows,
-                                    title=f"B. enqueue -> start latency (median over {self.reps} repetitions "
+                                    title=f"B. enqueue -> start latency (median over {reps} repetitions "
                                           f"of the per-run percentiles; pooled = all runs' samples)")
-        self.results["B"] = {"sizes": cfg, "reps": self.reps, "elapsed_s": elapsed, "contenders": summary,
+        self.results["B"] = {"sizes": cfg, "reps": reps, "elapsed_s": elapsed, "contenders": summary,
                              "runs": {k: [{kk: vv for kk, vv in r.items() if kk != "samples_ms"} for r in v]
                                       for k, v in runs.items()}}
         out()
+        paired = [a["ms"]["p50"] / b["ms"]["p50"] for a, b in zip(runs["fairque-c1"], runs["huey"], strict=True)
+                  if a["ok"] and b["ok"]]
+        if paired:
+            out("B fairque p50 / Huey p50 within each repetition: " + ", ".join(f"{x:.2f}" for x in paired)
+                + f" (median {statistics.median(paired):.2f})")
+            self.results["B"]["paired_p50_vs_huey"] = paired
         fq, hu = summary["fairque-c1"]["ms"], summary["huey"]["ms"]
         if fq and hu:
             self.verdict("B fairque p50 latency / Huey p50", fq["p50"] / hu["p50"], TARGETS["latency_p50_vs_huey"],
