@@ -330,7 +330,7 @@ def test_bad_input_is_rejected_before_redis(q: TaskQueue) -> None:
 
     for arg in [datetime.datetime.now(), {1, 2}, object()]:
         with pytest.raises(SerializationError):
-            Task.create(user_id="a", payload={"x": arg})
+            q.push(Task.create(user_id="a", payload={"x": arg}))
     with pytest.raises(PayloadTooLargeError):
         q.push(Task.create(user_id="a", payload={"x": "y" * 2_000_000}))
     assert q.get_stats()["tasks_pushed"] == 0

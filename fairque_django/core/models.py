@@ -112,7 +112,8 @@ class Task:
         metadata: Mapping[str, Any] | None = None,
         task_id: str | None = None,
     ) -> Task:
-        """Build a new task; arguments are validated (JSON, priority) immediately."""
+        """Build a new task. Priority, retries and timeout are checked here; the JSON encoding of
+        payload, args and kwargs when the task is pushed (enqueue time), where it is encoded once."""
         if delay_seconds is not None:
             if execute_after is not None:
                 raise TaskValidationError("give either execute_after or delay_seconds, not both")
@@ -136,7 +137,6 @@ class Task:
             timeout=float(timeout) if timeout is not None else None,
             metadata=dict(metadata or {}),
         )
-        task.to_json()  # fail now, at enqueue time, on non-JSON arguments
         return task
 
     # --- serialisation -------------------------------------------------------------

@@ -57,7 +57,7 @@ class TaskFunction(Generic[P, R]):
                     delay_seconds: float | None = None, execute_after: float | None = None,
                     max_retries: int | None = None, timeout: float | None = None,
                     metadata: dict[str, Any] | None = None) -> Task:
-        """A Task that runs this function with ``args``/``kwargs`` (validated as JSON now)."""
+        """A Task that runs this function with ``args``/``kwargs`` (JSON, checked when it is pushed)."""
         meta = dict(metadata or {})
         if self.store_result:
             meta.setdefault("store_result", True)

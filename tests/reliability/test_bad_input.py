@@ -120,12 +120,16 @@ BAD_ARGS: list[tuple[str, Any]] = [
 
 
 @pytest.mark.parametrize(("case", "value"), BAD_ARGS, ids=[c[0] for c in BAD_ARGS])
-def test_non_json_arguments_fail_at_enqueue(case: str, value: Any) -> None:
+def test_non_json_arguments_fail_at_enqueue(case: str, value: Any, queue: TaskQueue, redis_client: redis.Redis,
+                                            prefix: str) -> None:
     for build in (lambda: tasks.work.create_task((value,), user_id="a"),
                   lambda: tasks.work.create_task((), {"n": value}, user_id="a"),
                   lambda: Task.create(user_id="a", payload={"v": value})):
         with pytest.raises(SerializationError, match="JSON"):
-            build()
+            queue.push(build())
+        with pytest.raises(SerializationError, match="JSON"):
+            queue.push_batch([Task.create(user_id="a"), build()])
+    assert keys_of(redis_client, prefix) == []  # nothing written
 
 
 def test_payload_over_the_limit_is_rejected_and_the_batch_writes_nothing(queue: TaskQueue, redis_client: redis.Redis,
