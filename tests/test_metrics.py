@@ -110,7 +110,8 @@ def test_metrics_match_known_pushes_pops_completions_and_failures(q: TaskQueue) 
         assert row.completed == (1 if done.user_id == user else 0)
         assert row.failed == row.dead == (1 if dead.user_id == user else 0)
         assert row.unfinished == row.enqueued - row.completed - row.dead
-        assert row.wait.count == len(mine)  # one wait observation per pop
+        # one wait observation per attempt that ended (completed or failed), none for the held one
+        assert row.wait.count == len([t for t in mine if t is not held])
         assert row.run.count == row.completed
         if row.ready:
             assert row.oldest_wait_seconds is not None and row.oldest_wait_seconds >= 0.3
@@ -122,7 +123,7 @@ def test_metrics_match_known_pushes_pops_completions_and_failures(q: TaskQueue) 
     assert m.totals["pushed"] == 8 and m.totals["completed"] == 1 and m.totals["failed"] == 1
     assert m.totals["dead"] == 1 and m.totals["popped"] == 3
     assert (m.ready, m.delayed, m.leased, m.dlq_size) == (4, 1, 1, 1)
-    assert m.wait.count == 3 and m.run.count == 1
+    assert m.wait.count == 2 and m.run.count == 1  # the held task's wait counts when it ends
     assert m.throughput_last_hour == 1 and 0 < m.throughput_last_minute <= 1
     assert sum(n for _, n in m.throughput_per_minute) == 1
     as_json = json.loads(json.dumps(m.to_dict()))
@@ -215,6 +216,7 @@ def test_history_points_store_depth_and_median_wait(q: TaskQueue) -> None:
     time.sleep(0.15)
     task = q.pop("w1")
     assert task is not None
+    q.complete(task)  # its wait is observed when the attempt ends
     push(q, "a")
     push(q, "a")
     assert record_history(q, collect_metrics(q), interval=0.1)
@@ -222,7 +224,7 @@ def test_history_points_store_depth_and_median_wait(q: TaskQueue) -> None:
     assert len(points) == 2
     assert points[0]["tenants"]["a"] == {"ready": 1, "wait_p50_ms": None}
     assert points[1]["tenants"]["a"]["ready"] == 2
-    assert points[1]["tenants"]["a"]["wait_p50_ms"] is not None  # the one pop in between
+    assert points[1]["tenants"]["a"]["wait_p50_ms"] is not None  # the one task run in between
     for _ in range(70):  # bounded: at most 61 points kept
         q.client.delete(f"{q.keys.base}:m:history:guard")
         record_history(q, collect_metrics(q), interval=60)

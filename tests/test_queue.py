@@ -294,6 +294,11 @@ def test_complete_and_pop_many_stores_results_and_rejects_lost_leases(q: TaskQue
     assert codes == [1, 0]
     assert sorted(t.payload["i"] for t in nxt) == [1, 2]  # the released task and the third one
     assert q.client.get(q.keys.result("a", first[0].task_id)) == b'{"v": 1}'
+    again = nxt[0]
+    codes, _, _ = q.complete_and_pop_many([(again, None, None), (again, None, None)], 1)
+    assert codes == [1, -1]  # the same task twice in one call is acknowledged once
+    stats = q.get_stats()
+    assert stats["tasks_completed"] == 2 and stats["users"]["a"]["completed"] == 2
 
 
 def test_stats_consistency(q: TaskQueue) -> None:

@@ -176,8 +176,9 @@ class AsyncTaskQueue:
 
     async def _complete(self, task_id: str, token: str, duration: float | None) -> int:
         with redis_errors("complete"):
-            code = int(await self.scripts.complete(keys=[self.keys.stats],
-                                                   args=self.proto.complete_args(task_id, token, duration)))
+            codes = await self.scripts.complete(keys=[self.keys.stats],
+                                                args=self.proto.complete_args([(task_id, token, duration)]))
+            code = int(codes[0])
         self._leases.pop(task_id, None)
         return code
 
@@ -208,9 +209,9 @@ class AsyncTaskQueue:
     async def _fail_raw(self, task_id: str, token: str, message: str, etype: str, tb: str, ftype: str, *,
                         dead: bool, retry_count: int = 0) -> str:
         with redis_errors("fail"):
-            reply = await self.scripts.fail(keys=[self.keys.stats], args=[
-                self.keys.base, task_id, token, self.proto.backoff_ms(retry_count), "1" if dead else "0",
-                message, etype, tb, ftype])
+            args = self.proto.fail_args(task_id, token, self.proto.backoff_ms(retry_count), dead, message, etype,
+                                        tb, ftype)
+            reply = await self.scripts.fail(keys=[self.keys.stats], args=args)
         self._leases.pop(task_id, None)
         if reply in (0, b"0"):
             return "lost"

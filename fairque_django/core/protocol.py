@@ -76,7 +76,7 @@ class QueueProtocol:
         self._partitions: dict[str, str] = {}
         self._valid_users: set[str] = set()
         q = config.queue
-        self._pop_flags = ("m" if q.metrics else "") + ("t" if q.fairness == "time" else "") or "-"
+        self._pop_flags = "t" if q.fairness == "time" else "-"
 
     # --- push ------------------------------------------------------------------------
     def partition_of(self, user_id: str) -> str:
@@ -173,11 +173,15 @@ class QueueProtocol:
                            len(plan.steal_patterns), *plan.steal_patterns, *plan.steal_partitions]
         return args, token
 
-    def complete_args(self, task_id: str, token: str, duration: float | None) -> list[Any]:
-        """Arguments of ``complete.lua`` (run time feeds metrics and time fairness)."""
+    def complete_args(self, done: Iterable[tuple[str, str, float | None]]) -> list[Any]:
+        """Arguments of ``complete.lua`` for (task id, lease token, run time in s or None) triples;
+        the run time feeds metrics and time fairness. The script answers a code per task."""
         q = self.config.queue
-        return [self.keys.base, task_id, token, -1 if duration is None else int(duration * 1000),
-                "1" if q.fairness == "time" else "0", "1" if q.metrics else "0", int(time.time() * 1000)]
+        args: list[Any] = [self.keys.base, "1" if q.fairness == "time" else "0", "1" if q.metrics else "0",
+                           int(time.time() * 1000)]
+        for task_id, token, duration in done:
+            args += [task_id, token, -1 if duration is None else int(duration * 1000)]
+        return args
 
     @staticmethod
     def decode_popped(reply: Sequence[Any], token: str, worker_id: str) -> Task:
@@ -235,6 +239,12 @@ class QueueProtocol:
         return None if due < 0 else due / 1000.0
 
     # --- failures --------------------------------------------------------------------
+    def fail_args(self, task_id: str, token: str, backoff_ms: int, dead: bool, message: str, etype: str,
+                  tb: str, ftype: str) -> list[Any]:
+        """Arguments of ``fail.lua``."""
+        return [self.keys.base, task_id, token, backoff_ms, "1" if dead else "0", message, etype, tb, ftype,
+                "1" if self.config.queue.metrics else "0"]
+
     def backoff_ms(self, retry_count: int) -> int:
         """Exponential backoff with jitter for the retry after ``retry_count`` earlier failures."""
         q = self.config.queue

@@ -215,20 +215,18 @@ class TaskQueue:
         with redis_errors("complete_and_pop"):
             self._sync_steal_set(plan)
             pop_args, token = self.proto.pop_args(plan, lease_seconds, count)
-            calls: list[tuple[Any, list[Any]]] = [
-                (self.scripts.complete, self.proto.complete_args(task.task_id, task.lease_token or "", duration))
-                for task, duration, _ in done]
-            calls.append((self.scripts.pop, pop_args))
+            complete_args = self.proto.complete_args((t.task_id, t.lease_token or "", d) for t, d, _ in done)
             results = [["SET", self.keys.result(task.user_id or "", task.task_id), result_json,
                         "EX", self.config.queue.result_ttl_seconds]
                        for task, _, result_json in done if result_json is not None]
-            replies = self._run_scripts(calls, results)
+            codes, reply = self._run_scripts([(self.scripts.complete, complete_args), (self.scripts.pop, pop_args)],
+                                             results)
         for task, _, _ in done:
             self._leases.pop(task.task_id, None)
-        popped = self._popped(replies[-1], token, plan)
+        popped = self._popped(reply, token, plan)
         if popped is None:
             popped = self.pop_many_reply(count, worker_id, lease_seconds=lease_seconds)
-        return [int(code) for code in replies[:-1]], popped[0], popped[1]
+        return [int(code) for code in codes], popped[0], popped[1]
 
     # --- finishing ----------------------------------------------------------------------
     def _run_scripts(self, calls: Sequence[tuple[Any, list[Any]]], before: Sequence[list[Any]] = ()) -> list[Any]:
@@ -306,8 +304,8 @@ class TaskQueue:
 
     def _complete(self, task_id: str, token: str, duration: float | None) -> int:
         with redis_errors("complete"):
-            args = self.proto.complete_args(task_id, token, duration)
-            code = int(self._run_scripts([(self.scripts.complete, args)])[0])
+            args = self.proto.complete_args([(task_id, token, duration)])
+            code = int(self._run_scripts([(self.scripts.complete, args)])[0][0])
         self._leases.pop(task_id, None)
         return code
 
@@ -338,9 +336,9 @@ class TaskQueue:
     def _fail_raw(self, task_id: str, token: str, message: str, etype: str, tb: str, ftype: str, *,
                   dead: bool, retry_count: int = 0) -> str:
         with redis_errors("fail"):
-            reply = self._run_scripts([(self.scripts.fail, [
-                self.keys.base, task_id, token, self.proto.backoff_ms(retry_count), "1" if dead else "0",
-                message, etype, tb, ftype])])[0]
+            args = self.proto.fail_args(task_id, token, self.proto.backoff_ms(retry_count), dead, message, etype,
+                                        tb, ftype)
+            reply = self._run_scripts([(self.scripts.fail, args)])[0]
         self._leases.pop(task_id, None)
         if reply in (0, b"0"):
             return "lost"

@@ -3,11 +3,16 @@
 -- ARGV[1]  P    ARGV[2] task id    ARGV[3] lease token ('' = no check)
 -- ARGV[4]  backoff ms before the retry    ARGV[5] '1' = dead-letter now, without retrying
 -- ARGV[6]  error message    ARGV[7] error type    ARGV[8] traceback    ARGV[9] failure type
+-- ARGV[10] '1' = record the attempt's wait in the metrics histograms
 -- Returns  'retry' | 'dead', 0 when the lease belongs to someone else, -1 no such task
 -- @include lib.lua
 local P, id, token = ARGV[1], ARGV[2], ARGV[3]
-local f, refused = leased_fields(P, id, token)
+local f, refused = leased_fields(P, id, token, 'wt')
 if not f then
   return refused
+end
+if ARGV[10] == '1' and f[4] then
+  observe(P, f[1], tonumber(f[4]) or 0, -1)
+  flush_observations(P)
 end
 return fail_attempt(P, id, now_ms(), tonumber(ARGV[4]), ARGV[5] == '1', ARGV[6], ARGV[7], ARGV[8], ARGV[9])

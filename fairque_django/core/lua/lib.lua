@@ -137,23 +137,54 @@ end
 
 -- Fixed histogram bounds (ms), shared by every worker so histograms can be summed.
 local BUCKETS = {5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000, 30000, 60000, 300000}
+-- kind -> bucket index -> histogram field (literals: a script's text runs on every call)
+local FIELDS = {
+  w = {'w:5', 'w:10', 'w:25', 'w:50', 'w:100', 'w:250', 'w:500', 'w:1000',
+    'w:2500', 'w:5000', 'w:10000', 'w:30000', 'w:60000', 'w:300000', 'w:inf'},
+  r = {'r:5', 'r:10', 'r:25', 'r:50', 'r:100', 'r:250', 'r:500', 'r:1000',
+    'r:2500', 'r:5000', 'r:10000', 'r:30000', 'r:60000', 'r:300000', 'r:inf'},
+}
 
--- Count one observation (kind 'w' wait, 'r' run) for a user and for everyone.
-local function observe(P, kind, user, ms)
+-- Increments of the everyone ('~all') histogram gathered during a call: a batch of tasks writes
+-- it once per field, not once per task (see flush_observations).
+local ALL = {}
+
+-- The histogram fields (bucket, sum) of one observation of kind 'w' (wait) or 'r' (run), and
+-- the observation in whole ms; counted for everyone once the script runs flush_observations(P).
+local function observation(kind, ms)
   if ms < 0 then ms = 0 end
-  local le = 'inf'
-  for _, b in ipairs(BUCKETS) do
-    if ms <= b then
-      le = tostring(b)
-      break
-    end
-  end
-  local field = kind .. ':' .. le
   ms = math.floor(ms)
-  for _, k in ipairs({P .. ':m:' .. user, P .. ':m:~all'}) do
-    rcall('HINCRBY', k, field, 1)
-    rcall('HINCRBY', k, kind .. ':sum', ms)
+  local i = 1
+  while i <= #BUCKETS and ms > BUCKETS[i] do
+    i = i + 1
   end
+  local field, sum = FIELDS[kind][i], kind .. ':sum'
+  ALL[field] = (ALL[field] or 0) + 1
+  ALL[sum] = (ALL[sum] or 0) + ms
+  return field, sum, ms
+end
+
+-- Observe an attempt that ended: its wait and, when known (run_ms >= 0), its run time, for its
+-- user (one read and one write of the user's histogram hash) and for everyone.
+local function observe(P, user, wait_ms, run_ms)
+  local uk = P .. ':m:' .. user
+  local wf, ws, wait = observation('w', wait_ms)
+  if run_ms < 0 then
+    rcall('HINCRBY', uk, wf, 1)
+    rcall('HINCRBY', uk, ws, wait)
+    return
+  end
+  local rf, rs, run = observation('r', run_ms)
+  local old = rcall('HMGET', uk, wf, ws, rf, rs)
+  rcall('HSET', uk, wf, (tonumber(old[1]) or 0) + 1, ws, (tonumber(old[2]) or 0) + wait,
+    rf, (tonumber(old[3]) or 0) + 1, rs, (tonumber(old[4]) or 0) + run)
+end
+
+local function flush_observations(P)
+  for field, n in pairs(ALL) do
+    rcall('HINCRBY', P .. ':m:~all', field, n)
+  end
+  ALL = {}
 end
 
 -- fairness "time": the virtual-time cost (ms) charged when a task of user is leased, corrected
@@ -202,7 +233,7 @@ local function bury(P, id, now, err, etype, tb, ftype)
   local tk = P .. ':t:' .. id
   local user = rcall('HGET', tk, 'u') or '?'
   rcall('HSET', tk, 'st', 'dead', 'err', err, 'et', etype, 'tb', tb, 'ft', ftype, 'dt', now)
-  rcall('HDEL', tk, 'tok', 'wk')
+  rcall('HDEL', tk, 'tok', 'wk', 'wt')
   rcall('ZADD', P .. ':dlq', now, id)
   live(P, user, -1)
   stat(P, 'dead', 1)
@@ -225,7 +256,7 @@ local function fail_attempt(P, id, now, backoff_ms, force_dead, err, etype, tb, 
     return 'dead'
   end
   stat(P, 'retried', 1)
-  rcall('HDEL', tk, 'tok', 'wk')
+  rcall('HDEL', tk, 'tok', 'wk', 'wt')
   if backoff_ms <= 0 then
     enqueue_ready(P, id, true)
   else

@@ -7,7 +7,7 @@
 -- ARGV[1]  P            ARGV[2] worker id        ARGV[3] own partition ('' = none)
 -- ARGV[4]  lease ms     ARGV[5] lease token
 -- ARGV[6]  steal set key ('' = none: exact steal targets live in that SET)
--- ARGV[7]  flags: 'm' record wait-time metrics, 't' fairness by run time (charge ms, not tasks),
+-- ARGV[7]  flags: 't' fairness by run time (charge ms, not tasks),
 --          'b<n>' lease up to n tasks in this call (each chosen as a single pop would choose it)
 -- ARGV[8]  number of steal patterns K, then K anchored Lua patterns
 -- then     the partitions to steal from
@@ -18,7 +18,6 @@
 -- @include lib.lua
 local P, worker, own = ARGV[1], ARGV[2], ARGV[3]
 local lease_ms, token, steal_set = tonumber(ARGV[4]), ARGV[5], ARGV[6]
-local metrics = string.find(ARGV[7], 'm', 1, true) ~= nil
 local timefair = string.find(ARGV[7], 't', 1, true) ~= nil
 local want = tonumber(string.match(ARGV[7], 'b(%d+)') or '1')
 local npat = tonumber(ARGV[8])
@@ -32,6 +31,16 @@ for i = 9 + npat, #ARGV do
 end
 local now = now_ms()
 local gate = run_timers(P, now)
+local LEASED = {} -- deadline, id pairs of the tasks leased in this call, for one ZADD at the end
+
+-- Write what this call gathered (lease deadlines, the popped count), then return reply.
+local function reply_with(reply)
+  if #LEASED > 0 then
+    rcall('ZADD', P .. ':leases', unpack(LEASED))
+    stat(P, 'popped', #LEASED / 2)
+  end
+  return reply
+end
 
 -- Pop the next task id of a user (and whether it came from the critical lane), or nil.
 local function take(user)
@@ -103,22 +112,22 @@ local function serve(part, user, score)
         rcall('HSET', P .. ':vfinish:' .. part, user, finish)
         rcall('HSET', P .. ':vclock', part, score)
       end
-      if metrics then
-        observe(P, 'w', user, now - tonumber(f[5] or now))
-      end
       local attempts = tonumber(f[4] or '0') + 1
       local deadline = now + lease_ms
+      -- 'wt' the wait (ms) of this attempt, observed in the histograms when the attempt ends
+      local wait = now - (tonumber(f[5]) or now)
       if timefair then
-        rcall('HSET', tk, 'st', 'leased', 'wk', worker, 'tok', token, 'a', attempts, 'lt', now, 'ch', cost)
+        rcall('HSET', tk, 'st', 'leased', 'wk', worker, 'tok', token, 'a', attempts, 'lt', now, 'wt', wait,
+          'ch', cost)
       else
-        rcall('HSET', tk, 'st', 'leased', 'wk', worker, 'tok', token, 'a', attempts, 'lt', now)
+        rcall('HSET', tk, 'st', 'leased', 'wk', worker, 'tok', token, 'a', attempts, 'lt', now, 'wt', wait)
       end
-      rcall('ZADD', P .. ':leases', deadline, id)
+      LEASED[#LEASED + 1] = deadline
+      LEASED[#LEASED + 1] = id
       if deadline < gate then
         rcall('SET', P .. ':gate', deadline)
         gate = deadline
       end
-      stat(P, 'popped', 1)
       return {id, f[1], tonumber(f[3] or '0'), attempts, deadline, user, 0, PROBLEMS}
     elseif rcall('EXISTS', tk) == 1 then
       bury_corrupt(id, user, part, tk)
@@ -193,9 +202,9 @@ end
 if want <= 1 then
   local r = pop_one()
   if r then
-    return r
+    return reply_with(r)
   end
-  return {false, next_due(P, now), PROBLEMS}
+  return reply_with({false, next_due(P, now), PROBLEMS})
 end
 local out = {'*', PROBLEMS}
 for _ = 1, want do
@@ -206,6 +215,6 @@ for _ = 1, want do
   end
 end
 if #out == 2 then
-  return {false, next_due(P, now), PROBLEMS}
+  return reply_with({false, next_due(P, now), PROBLEMS})
 end
-return out
+return reply_with(out)

@@ -13,7 +13,7 @@ for i = 3, #ARGV, 2 do
   local f = rcall('HMGET', tk, 'tok', 'st', 'a')
   if f[2] == 'leased' and f[1] == token then
     rcall('ZREM', P .. ':leases', id)
-    rcall('HDEL', tk, 'tok', 'wk')
+    rcall('HDEL', tk, 'tok', 'wk', 'wt')
     -- the attempt did not happen: do not count it
     rcall('HSET', tk, 'a', math.max(0, tonumber(f[3] or '1') - 1))
     enqueue_ready(P, id, true)
