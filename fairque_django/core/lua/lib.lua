@@ -4,7 +4,7 @@
 --                                         weight\tmax_retries" (few fields keep the hash cheap to write),
 --                                         r retries, a attempts (absent = 0), st state, wk worker,
 --                                         tok lease token (deadline: P:leases), e ready since (ms),
---                                         lt leased at (ms), err/et/tb/ft/dt on failure
+--                                         lt leased at (ms), wt wait of the attempt (ms), err/et/tb/ft/dt on failure
 --   P:queue:user:<u>:critical       LIST  CRITICAL lane (LPUSH, RPOP: FIFO)
 --   P:queue:user:<u>:normal         ZSET  priorities 1-5, score (6-p)*2^40 + seq
 --   P:ready:<part>                  ZSET  users with ready work in a partition, score = virtual start time
