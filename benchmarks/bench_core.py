@@ -179,19 +179,21 @@ def server_exec_usec(delta: dict[str, dict[str, float]], scripted: bool) -> floa
 
 @contextmanager
 def counting_round_trips(client: redis.Redis) -> Iterator[list[int]]:
-    """Count client round trips (execute_command calls) made through ``client``."""
+    """Count client round trips made through ``client``: every round trip, a plain command, a
+    pipeline or fairque's hand-packed one, takes a connection from the pool once."""
     counter = [0]
-    original = client.execute_command
+    pool = client.connection_pool
+    original = pool.get_connection
 
     def counted(*args: Any, **kwargs: Any) -> Any:
         counter[0] += 1
         return original(*args, **kwargs)
 
-    client.execute_command = counted  # type: ignore[method-assign]
+    pool.get_connection = counted  # type: ignore[method-assign]
     try:
         yield counter
     finally:
-        del client.execute_command
+        del pool.get_connection
 
 
 class Measured:

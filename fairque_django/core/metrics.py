@@ -36,7 +36,7 @@ import redis
 
 from .config import WorkerConfig
 from .keys import Keys
-from .protocol import STAT_FIELDS, _text
+from .protocol import PRIORITY_PUSHED, STAT_FIELDS, _text, stat_counters
 from .queue import TaskQueue, redis_errors
 
 __all__ = [
@@ -481,7 +481,7 @@ def collect_metrics(queue: TaskQueue, top_n: int = 20, *, windows: Iterable[floa
         pipe = client.pipeline(transaction=True)  # one consistent view of the global figures
         pipe.zrevrange(keys.live, 0, top_n - 1, withscores=True)
         pipe.zcard(keys.live)
-        pipe.hmget(keys.stats, *STAT_FIELDS)
+        pipe.hmget(keys.stats, *STAT_FIELDS, *PRIORITY_PUSHED)
         pipe.zcard(keys.leases)
         pipe.zcard(keys.delayed)
         pipe.zcard(keys.dlq)
@@ -492,7 +492,8 @@ def collect_metrics(queue: TaskQueue, top_n: int = 20, *, windows: Iterable[floa
         pipe.zrevrange(keys.live, top_n, top_n + other_scan_limit - 1)
         pipe.time()
         # a key of the wrong type (corrupt data, see pop.lua's quarantine) must not hide the rest
-        defaults: tuple[Any, ...] = ([], 0, [None] * len(STAT_FIELDS), 0, 0, 0, [], {}, {}, [], [], None)
+        defaults: tuple[Any, ...] = ([], 0, [None] * (len(STAT_FIELDS) + len(PRIORITY_PUSHED)), 0, 0, 0, [], {},
+                                     {}, [], [], None)
         (top, n_users, stat_values, n_leased, n_delayed, n_dlq, lease_ids, all_hist, tput, seen_raw,
          others, (sec, usec)) = _replies(pipe.execute(raise_on_error=False), defaults)
         now_ms = int(sec) * 1000 + int(usec) // 1000
@@ -534,7 +535,8 @@ def collect_metrics(queue: TaskQueue, top_n: int = 20, *, windows: Iterable[floa
         ready_since = dict(zip(heads, _replies(pipe.execute(raise_on_error=False), (None,) * len(heads)),
                                strict=True))
 
-        totals = dict(zip(STAT_FIELDS, (_int(v) for v in stat_values), strict=True))
+        counters = stat_counters([*STAT_FIELDS, *PRIORITY_PUSHED], [_int(v) for v in stat_values])
+        totals = {name: counters[name] for name in STAT_FIELDS}
         windows = tuple(windows)
         if record_sample:
             _record_sample(queue, totals, now_ms / 1000.0, sample_interval)

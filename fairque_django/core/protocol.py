@@ -22,6 +22,17 @@ logger = logging.getLogger("fairque_django.queue")
 STAT_FIELDS = ("pushed", "popped", "completed", "failed", "retried", "dead", "expired", "requeued",
                "deleted", "released", "late_acks", "quarantined")
 
+# The per-priority push counters; 'pushed' is their sum (push.lua keeps no separate total).
+PRIORITY_PUSHED = tuple(f"p:{n}:pushed" for n in range(1, 7))
+
+
+def stat_counters(fields: Sequence[str], values: Sequence[Any]) -> dict[str, int]:
+    """Counters read from the stats hash (``fields`` include :data:`PRIORITY_PUSHED`), with the
+    derived total ``pushed``."""
+    counters = {name: int(value or 0) for name, value in zip(fields, values, strict=True)}
+    counters["pushed"] = sum(counters.get(name, 0) for name in PRIORITY_PUSHED)
+    return counters
+
 
 def _text(value: Any) -> str:
     return value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
@@ -254,7 +265,8 @@ class QueueProtocol:
     # --- stats and DLQ -----------------------------------------------------------------
     @staticmethod
     def parse_stats(raw: dict[Any, Any], active: int, delayed: int, dlq: int) -> dict[str, Any]:
-        counters = {_text(k): int(v) for k, v in raw.items()}
+        raw_text = {_text(k): v for k, v in raw.items()}
+        counters = stat_counters(list(raw_text), list(raw_text.values()))
         stats: dict[str, Any] = {f"tasks_{name}": counters.get(name, 0) for name in STAT_FIELDS}
         live = stats["tasks_pushed"] - stats["tasks_completed"] - stats["tasks_deleted"] - dlq
         stats.update(tasks_active=active, tasks_delayed=delayed, dlq_size=dlq, tasks_pending=live,

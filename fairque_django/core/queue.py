@@ -21,9 +21,9 @@ from .scripts import Scripts
 logger = logging.getLogger("fairque_django.queue")
 
 
-def resp_command(args: list[Any]) -> bytes:
-    """One command in the Redis protocol (RESP) wire format (str, bytes, ints and floats)."""
-    parts = [b"*%d\r\n" % len(args)]
+def _resp_args(args: Iterable[Any]) -> bytes:
+    """Arguments (str, bytes, ints and floats) as RESP bulk strings."""
+    parts: list[bytes] = []
     append = parts.append
     for value in args:
         kind = type(value)
@@ -38,6 +38,21 @@ def resp_command(args: list[Any]) -> bytes:
                 value = str(value).encode("ascii")  # ints (and floats) as Redis expects them
         append(b"$%d\r\n%s\r\n" % (len(value), value))
     return b"".join(parts)
+
+
+_SCRIPT_HEADS: dict[tuple[Any, ...], bytes] = {}  # ("EVALSHA", sha, numkeys, key) -> packed
+
+
+def resp_command(args: list[Any]) -> bytes:
+    """One command in the Redis protocol (RESP) wire format. A script call's first four
+    arguments (EVALSHA, sha, 1, key) are packed once and reused."""
+    if args[0] == "EVALSHA" and len(args) >= 4:
+        head_key = tuple(args[:4])
+        head = _SCRIPT_HEADS.get(head_key)
+        if head is None:
+            head = _SCRIPT_HEADS[head_key] = _resp_args(head_key)
+        return b"*%d\r\n" % len(args) + head + _resp_args(args[4:])
+    return b"*%d\r\n" % len(args) + _resp_args(args)
 
 
 @contextmanager

@@ -23,7 +23,7 @@ from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
 
 from fairque_django import LeaseLostError, Task, TaskQueue
 from fairque_django.core.config import FairQueueConfig
-from fairque_django.core.protocol import STAT_FIELDS, task_fields
+from fairque_django.core.protocol import STAT_FIELDS, stat_counters, task_fields
 from tests.redis_url import REDIS_URL
 
 from .helpers import text
@@ -327,7 +327,8 @@ class QueueMachine(RuleBasedStateMachine):
         assert {text(i) for i in next(rows)} == states.get("dead", set())
         live = {text(u): int(n) for u, n in next(rows)}
         assert live == dict(m.unfinished()), (live, m.unfinished())
-        raw = {text(k): int(v) for k, v in next(rows).items()}
+        stored = {text(k): v for k, v in next(rows).items()}
+        raw = stat_counters(list(stored), list(stored.values()))  # 'pushed' = sum of p:<n>:pushed
         for name in STAT_FIELDS:
             if name in ("deleted", "quarantined"):
                 continue

@@ -60,8 +60,7 @@ end
 for user, c in pairs(lives) do
   rcall('ZINCRBY', P .. ':live', c, user)
 end
-if stored > 0 then
-  stat(P, 'pushed', stored)
+if stored > 0 then -- the total 'pushed' is the sum of the per-priority counters (read side)
   for field, c in pairs(counts) do
     stat(P, field, c)
   end
