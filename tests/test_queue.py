@@ -449,3 +449,23 @@ def test_count_fairness_ignores_run_time(make_config: Any) -> None:
         served.append(t.user_id)
         q.complete(t, duration=1.0 if t.user_id == "a" else 0.1)
     assert Counter(served) == {"a": 10, "b": 10}
+
+
+def test_tasks_stored_by_the_previous_layout_are_upgraded(q: TaskQueue, redis_client: redis.Redis) -> None:
+    """Layout 1 (session 1) kept p s q w m as separate fields; a worker start packs them once."""
+    task = Task.create(user_id="a", priority=Priority.HIGH, payload={"old": True}, max_retries=2)
+    task.user_id = "a"
+    tk, now = q.keys.task(task.task_id), int(time.time() * 1000)
+    redis_client.hset(tk, mapping={"b": task.to_json(), "u": "a", "p": 4, "s": 7, "q": "w1", "w": "1.0", "m": 2,
+                                   "r": 0, "a": 0, "st": "queued", "e": now})
+    redis_client.zadd(q.keys.normal("a"), {task.task_id: 2 * 2**40 + 7})
+    redis_client.zadd(q.keys.ready("w1"), {"a": 0})
+    assert q.upgrade_layout() == 1
+    assert q.upgrade_layout() == 0  # once per prefix
+    state = q.get_task_state(task.task_id)
+    assert state is not None and state["h"] == "4\t7\tw1\t1.0\t2" and "m" in state and state["p"] == "4"
+    assert redis_client.hget(tk, "p") is None
+    got = q.pop()
+    assert got is not None and got.task_id == task.task_id and got.priority == Priority.HIGH
+    assert q.fail(got, "x", retry=True) == "retry"  # max_retries 2 kept: not dead on the first failure
+    assert q.get_task_state(task.task_id)["st"] in ("delayed", "queued")  # type: ignore[index]

@@ -85,6 +85,11 @@ class Keys:
         return f"{self.base}:vclock"
 
     @property
+    def layout(self) -> str:
+        """The data layout version the stored tasks follow (see ``TaskQueue.upgrade_layout``)."""
+        return f"{self.base}:layout"
+
+    @property
     def workers(self) -> str:
         return f"{self.base}:workers"
 

@@ -20,6 +20,9 @@ from .scripts import Scripts
 
 logger = logging.getLogger("fairque_django.queue")
 
+# The layout of the stored tasks (2: priority, seq, partition, weight, max_retries packed in 'h').
+LAYOUT_VERSION = "2"
+
 
 def _resp_args(args: Iterable[Any]) -> bytes:
     """Arguments (str, bytes, ints and floats) as RESP bulk strings."""
@@ -459,6 +462,27 @@ class TaskQueue:
             pipe.zcard(self.keys.dlq)
             raw, active, delayed, dlq = pipe.execute()
         return self.proto.parse_stats(raw, int(active), int(delayed), int(dlq))
+
+    def upgrade_layout(self) -> int:
+        """Bring task hashes stored by an earlier version to the current layout, once per prefix
+        (workers call this when they start). Returns the number of task hashes changed."""
+        with redis_errors("upgrade_layout"):
+            if _text(self.client.get(self.keys.layout) or b"") == LAYOUT_VERSION:
+                return 0
+            changed = 0
+            batch: list[Any] = []
+            for key in self.client.scan_iter(match=f"{self.keys.base}:t:*", count=1000):
+                batch.append(key)
+                if len(batch) >= 500:
+                    changed += int(self._run_scripts([(self.scripts.migrate, [self.keys.base, *batch])])[0])
+                    batch.clear()
+            if batch:
+                changed += int(self._run_scripts([(self.scripts.migrate, [self.keys.base, *batch])])[0])
+            self.client.set(self.keys.layout, LAYOUT_VERSION)
+        if changed:
+            logger.info("fairque: %d task(s) stored by an earlier version were brought to layout %s", changed,
+                        LAYOUT_VERSION)
+        return changed
 
     def get_task_state(self, task_id: str) -> dict[str, str] | None:
         """The raw state of a task (``st``: queued, delayed, leased or dead), or None."""

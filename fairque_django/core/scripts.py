@@ -10,7 +10,7 @@ from typing import Any
 from redis.commands.core import AsyncScript, Script
 
 SCRIPT_NAMES = ("push", "pop", "complete", "fail", "release", "extend", "requeue_dead", "delete",
-                "alert_transition")
+                "alert_transition", "migrate")
 _INCLUDE = re.compile(r"^-- @include (\S+)$", re.MULTILINE)
 _DEFINITION = re.compile(r"local (?:function )?([A-Za-z_]\w*)")
 _WORD = re.compile(r"[A-Za-z_]\w*")
@@ -77,6 +77,7 @@ class Scripts:
     requeue_dead: Script
     delete: Script
     alert_transition: Script
+    migrate: Script
 
 
 class AsyncScripts(Scripts):
@@ -91,3 +92,4 @@ class AsyncScripts(Scripts):
     requeue_dead: AsyncScript  # type: ignore[assignment]
     delete: AsyncScript  # type: ignore[assignment]
     alert_transition: AsyncScript  # type: ignore[assignment]
+    migrate: AsyncScript  # type: ignore[assignment]

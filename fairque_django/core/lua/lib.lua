@@ -15,7 +15,8 @@
 --   P:delayed / P:leases / P:dlq    ZSET  task id -> ready time / lease deadline / death time (ms)
 --   P:live                          ZSET  user -> tasks not yet finished (queued, delayed, leased)
 --   P:runavg                        HASH  user -> moving average run time in ms (fairness "time")
---   P:queue:stats                   HASH  counters
+--   P:queue:stats                   HASH  counters (no total pushed: the read side sums p:<n>:pushed)
+--   P:layout                        STRING the layout version of the stored tasks (migrate.lua)
 --   P:m:<user> / P:m:~all           HASH  wait ('w:<le>', 'w:sum') and run ('r:<le>', 'r:sum') histograms in ms
 --   P:m:~tput                       HASH  minute (epoch ms / 60000) -> tasks completed (user ids never start with ~)
 --   P:quarantine:<key>:<n>          any   a key that held the wrong type of value, moved aside
