@@ -65,6 +65,8 @@ def redis_errors(action: str) -> Iterator[None]:
         yield
     except (redis.ConnectionError, redis.TimeoutError) as exc:
         raise RedisUnavailableError(f"{action} failed: Redis is unreachable ({exc})") from exc
+    except redis.exceptions.RedisClusterException as exc:  # e.g. no node of the cluster answers
+        raise RedisUnavailableError(f"{action} failed: the Redis cluster is unusable ({exc})") from exc
     except redis.ResponseError as exc:
         raise FairQueueError(f"{action} failed: Redis answered {exc}") from exc
 
@@ -227,8 +229,9 @@ class TaskQueue:
                               worker_id: str | None = None, lease_seconds: float | None = None,
                               ) -> tuple[list[int], list[Task], float | None]:
         """Acknowledge finished tasks, given as (task, run time, result JSON or None), and lease up
-        to ``count`` more, in one round trip. Returns (an ack code per task: 1 done / 0 lease lost /
-        -1 gone, the tasks leased, seconds until something is due when none was ready)."""
+        to ``count`` more (none when ``count`` is 0), in one round trip. Returns (an ack code per
+        task: 1 done / 0 lease lost / -1 gone, the tasks leased, seconds until something is due
+        when none was ready)."""
         plan = self.proto.plan(worker_id)
         with redis_errors("complete_and_pop"):
             self._sync_steal_set(plan)
@@ -237,11 +240,16 @@ class TaskQueue:
             results = [["SET", self.keys.result(task.user_id or "", task.task_id), result_json,
                         "EX", self.config.queue.result_ttl_seconds]
                        for task, _, result_json in done if result_json is not None]
-            codes, reply = self._run_scripts([(self.scripts.complete, complete_args), (self.scripts.pop, pop_args)],
-                                             results)
+            calls: list[tuple[Any, list[Any]]] = [(self.scripts.complete, complete_args)]
+            if count > 0:
+                calls.append((self.scripts.pop, pop_args))
+            replies = self._run_scripts(calls, results)
         for task, _, _ in done:
             self._leases.pop(task.task_id, None)
-        popped = self._popped(reply, token, plan)
+        codes = replies[0]
+        if count <= 0:
+            return [int(code) for code in codes], [], None
+        popped = self._popped(replies[1], token, plan)
         if popped is None:
             popped = self.pop_many_reply(count, worker_id, lease_seconds=lease_seconds)
         return [int(code) for code in codes], popped[0], popped[1]
@@ -526,12 +534,10 @@ class TaskQueue:
     def next_delayed_seconds(self) -> float | None:
         """Seconds until the earliest delayed task (scheduled or retry) is due, or None."""
         with redis_errors("next_delayed_seconds"):
-            pipe = self.client.pipeline(transaction=False)
-            pipe.zrange(self.keys.delayed, 0, 0, withscores=True)
-            pipe.time()
-            first, (sec, usec) = pipe.execute()
-        if not first:
-            return None
+            first = self.client.zrange(self.keys.delayed, 0, 0, withscores=True)
+            if not first:
+                return None
+            sec, usec = self.client.time()  # the server's clock (a cluster pipeline cannot send TIME)
         now = float(sec) + float(usec) / 1e6
         return max(0.0, float(first[0][1]) / 1000.0 - now)
 

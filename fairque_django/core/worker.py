@@ -432,7 +432,11 @@ class Worker:
         with self._lock:
             if self._inflight or self._held:  # a slot still holds leased tasks it has not started
                 return False
-        due = self.queue.next_delayed_seconds()
+        try:
+            due = self.queue.next_delayed_seconds()
+        except FairQueueError as exc:  # cannot tell: not done (the slot waits and asks again)
+            logger.warning("worker %s: could not check for delayed tasks (%s)", self.worker_id, exc)
+            return False
         return due is None or due > BURST_DELAY_HORIZON
 
     def _max_wait(self) -> float:
@@ -628,7 +632,7 @@ class Worker:
             for task_id in lost:
                 logger.warning("worker %s: lease of task %s was lost while it ran", self.worker_id, task_id)
             self.publish_health(tasks)
-        except FairQueueError as exc:
+        except Exception as exc:  # the heartbeat must never die: it keeps the leases
             logger.warning("worker %s: heartbeat failed (%s)", self.worker_id, exc)
 
     def _housekeeping(self) -> None:
