@@ -250,11 +250,42 @@ class QueueProtocol:
         return None if due < 0 else due / 1000.0
 
     # --- failures --------------------------------------------------------------------
-    def fail_args(self, task_id: str, token: str, backoff_ms: int, dead: bool, message: str, etype: str,
+    def fail_args(self, task_id: str, token: str, retry_count: int, dead: bool, message: str, etype: str,
                   tb: str, ftype: str) -> list[Any]:
-        """Arguments of ``fail.lua``."""
-        return [self.keys.base, task_id, token, backoff_ms, "1" if dead else "0", message, etype, tb, ftype,
-                "1" if self.config.queue.metrics else "0"]
+        """Arguments of ``fail.lua`` (the backoff follows from the retries so far)."""
+        return [self.keys.base, task_id, token, self.backoff_ms(retry_count), "1" if dead else "0", message, etype,
+                tb, ftype, "1" if self.config.queue.metrics else "0"]
+
+    @staticmethod
+    def error_fields(error: BaseException | str) -> tuple[str, str]:
+        """(message, error type) recorded for a failure given as an exception or a message."""
+        if isinstance(error, BaseException):
+            return str(error) or type(error).__name__, type(error).__name__
+        return error, "Error"
+
+    @staticmethod
+    def fail_outcome(reply: Any) -> str:
+        """``fail.lua``'s reply: 'retry' / 'dead', 'lost' (lease taken over) or 'missing' (no such task)."""
+        if reply in (0, b"0"):
+            return "lost"
+        if reply == -1:
+            return "missing"
+        return _text(reply)
+
+    def release_args(self, tasks: Sequence[Task], count: bool) -> list[Any]:
+        """Arguments of ``release.lua`` (``count``: in the 'released' stat)."""
+        args: list[Any] = [self.keys.base, "1" if count else "0"]
+        for t in tasks:
+            args += [t.task_id, t.lease_token or ""]
+        return args
+
+    def extend_args(self, tasks: Sequence[Task], lease_seconds: float | None) -> list[Any]:
+        """Arguments of ``extend.lua`` (the configured lease when ``lease_seconds`` is None)."""
+        lease = lease_seconds if lease_seconds is not None else self.config.queue.lease_timeout_seconds
+        args: list[Any] = [self.keys.base, int(lease * 1000)]
+        for t in tasks:
+            args += [t.task_id, t.lease_token or ""]
+        return args
 
     def backoff_ms(self, retry_count: int) -> int:
         """Exponential backoff with jitter for the retry after ``retry_count`` earlier failures."""

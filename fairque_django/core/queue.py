@@ -349,10 +349,7 @@ class TaskQueue:
     def fail(self, task: Task, error: BaseException | str, *, traceback: str = "",
              failure_type: str = "error", retry: bool = True) -> str:
         """Record a failed attempt: returns ``"retry"`` (scheduled after backoff) or ``"dead"``."""
-        if isinstance(error, BaseException):
-            message, etype = str(error) or type(error).__name__, type(error).__name__
-        else:
-            message, etype = error, "Error"
+        message, etype = self.proto.error_fields(error)
         result = self._fail_raw(task.task_id, task.lease_token or "", message, etype, traceback,
                                 failure_type, dead=not retry, retry_count=task.retry_count)
         if result == "lost":
@@ -362,23 +359,17 @@ class TaskQueue:
     def _fail_raw(self, task_id: str, token: str, message: str, etype: str, tb: str, ftype: str, *,
                   dead: bool, retry_count: int = 0) -> str:
         with redis_errors("fail"):
-            args = self.proto.fail_args(task_id, token, self.proto.backoff_ms(retry_count), dead, message, etype,
-                                        tb, ftype)
+            args = self.proto.fail_args(task_id, token, retry_count, dead, message, etype, tb, ftype)
             reply = self._run_scripts([(self.scripts.fail, args)])[0]
         self._leases.pop(task_id, None)
-        if reply in (0, b"0"):
-            return "lost"
-        if reply == -1:
-            return "missing"
-        return _text(reply)
+        return self.proto.fail_outcome(reply)
 
     def release(self, tasks: Sequence[Task], *, count: bool = True) -> int:
         """Hand leased tasks back to the front of their queue without counting a failure."""
         if not tasks:
             return 0
-        args: list[Any] = [self.keys.base, "1" if count else "0"]
+        args = self.proto.release_args(tasks, count)
         for t in tasks:
-            args += [t.task_id, t.lease_token or ""]
             self._leases.pop(t.task_id, None)
         with redis_errors("release"):
             return int(self._run_scripts([(self.scripts.release, args)])[0])
@@ -387,10 +378,7 @@ class TaskQueue:
         """Heartbeat: renew the leases of running tasks; returns the ids whose lease was lost."""
         if not tasks:
             return []
-        lease = lease_seconds if lease_seconds is not None else self.config.queue.lease_timeout_seconds
-        args: list[Any] = [self.keys.base, int(lease * 1000)]
-        for t in tasks:
-            args += [t.task_id, t.lease_token or ""]
+        args = self.proto.extend_args(tasks, lease_seconds)
         with redis_errors("extend"):
             return [_text(x) for x in self.scripts.extend(keys=[self.keys.stats], args=args)]
 
