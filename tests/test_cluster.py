@@ -21,6 +21,7 @@ from redis.cluster import RedisCluster
 from fairque_django import Priority, Task, TaskQueue, Worker
 from fairque_django.core.config import FairQueueConfig
 from fairque_django.embedded_redis import start_server
+from tests.test_worker import run_to_end
 from tests.testapp import tasks as t
 
 SLOTS = 16384
@@ -141,11 +142,7 @@ def test_a_worker_serves_a_cluster(cluster: RedisCluster, config: FairQueueConfi
     for i in range(40):
         q.push(t.record(f"x{i}"), user_id="abcd"[i % 4])
     q.push(t.always_fails("boom"), user_id="a")
-    worker = Worker(config, worker_id="w1", queue=q, burst=True, concurrency=2, install_signal_handlers=False)
-    th = threading.Thread(target=worker.start)
-    th.start()
-    th.join(30)
-    assert not th.is_alive(), "burst worker did not finish"
+    run_to_end(Worker(config, worker_id="w1", queue=q, burst=True, concurrency=2, install_signal_handlers=False))
     done = sorted(x.decode() for x in redis_client.lrange(t.LOG, 0, -1))
     assert done == sorted(f"{'abcd'[i % 4]}|x{i}" for i in range(40))  # the task log is on the plain Redis
     stats = q.get_stats()

@@ -26,8 +26,12 @@ def cfg(make_config: Any, **queue: Any) -> Any:
 
 
 def run_burst(config: Any, handler: TaskHandler | None = None, **kw: Any) -> Worker:
-    worker = Worker(config, handler, worker_id=kw.pop("worker_id", "w1"), burst=True,
-                    install_signal_handlers=False, **kw)
+    return run_to_end(Worker(config, handler, worker_id=kw.pop("worker_id", "w1"), burst=True,
+                             install_signal_handlers=False, **kw))
+
+
+def run_to_end(worker: Worker) -> Worker:
+    """Run a burst worker in a thread until it stops by itself (within 30 s)."""
     th = threading.Thread(target=worker.start)
     th.start()
     th.join(30)
@@ -357,10 +361,7 @@ def test_burst_slots_lease_short_tasks_in_batches(make_config: Any, redis_client
         return real(done, count, **kw)
 
     worker.queue.complete_and_pop_many = spy  # type: ignore[method-assign]
-    th = threading.Thread(target=worker.start)
-    th.start()
-    th.join(30)
-    assert not th.is_alive()
+    run_to_end(worker)
     done = log(redis_client)
     assert sorted(done) == sorted(f"{u}|{u}{i}" for i in range(70) for u in "abc")  # each exactly once
     assert worker.processed == 210
@@ -384,10 +385,7 @@ def test_a_long_task_hands_the_rest_of_its_batch_back(make_config: Any, redis_cl
         return real(tasks, count=count)
 
     worker.queue.release = spy  # type: ignore[method-assign]
-    th = threading.Thread(target=worker.start)
-    th.start()
-    th.join(30)
-    assert not th.is_alive()
+    run_to_end(worker)
     assert log(redis_client) == [f"a|{tag}" for tag in tags]  # FIFO, each once
     assert released == [([f"r{i}" for i in range(5)], False)]  # quietly, for anyone to take
     stats = q.get_stats()

@@ -262,17 +262,11 @@ class Worker:
                             self._give_back(ahead, count=False)
                             ahead.clear()
                 except RedisUnavailableError as exc:
-                    logger.warning("worker %s: Redis unreachable (%s); retrying in %.1fs", self.worker_id,
-                                   exc, backoff)
-                    self._stop.wait(backoff)
-                    backoff = min(backoff * 2, 5.0)
+                    backoff = self._back_off(backoff, exc)
                     continue
                 except Exception:  # a slot must never die: log, back off, keep serving
-                    logger.exception("worker %s: unexpected error in the task loop; retrying in %.1fs",
-                                     self.worker_id, backoff)
                     done = []  # not retried: their leases expire and they run again (at least once)
-                    self._stop.wait(backoff)
-                    backoff = min(backoff * 2, 5.0)
+                    backoff = self._back_off(backoff, None)
                     continue
                 finally:
                     with self._lock:
@@ -293,6 +287,18 @@ class Worker:
         with self._lock:
             if self.max_tasks is not None and self._taken >= self.max_tasks and self._inflight == 0:
                 self._stop.set()
+
+    def _back_off(self, backoff: float, unreachable: RedisUnavailableError | None) -> float:
+        """Log why a slot's step failed (call it from the ``except``), wait ``backoff`` seconds or
+        until stopped, and return the next, doubled backoff (at most 5 s)."""
+        if unreachable is not None:
+            logger.warning("worker %s: Redis unreachable (%s); retrying in %.1fs", self.worker_id, unreachable,
+                           backoff)
+        else:
+            logger.exception("worker %s: unexpected error in the task loop; retrying in %.1fs", self.worker_id,
+                             backoff)
+        self._stop.wait(backoff)
+        return min(backoff * 2, 5.0)
 
     def _batch_size(self, typical: float | None) -> int:
         """How many tasks a slot leases per pop: one, unless its tasks are short (then as many as
@@ -352,16 +358,10 @@ class Worker:
                         task, due = self.queue.pop_reply(self.worker_id)
                         self._hold(task)
                 except RedisUnavailableError as exc:
-                    logger.warning("worker %s: Redis unreachable (%s); retrying in %.1fs", self.worker_id,
-                                   exc, backoff)
-                    self._stop.wait(backoff)
-                    backoff = min(backoff * 2, 5.0)
+                    backoff = self._back_off(backoff, exc)
                     continue
                 except Exception:  # a slot must never die
-                    logger.exception("worker %s: unexpected error in the task loop; retrying in %.1fs",
-                                     self.worker_id, backoff)
-                    self._stop.wait(backoff)
-                    backoff = min(backoff * 2, 5.0)
+                    backoff = self._back_off(backoff, None)
                     continue
                 backoff = 0.1
                 if task is None:
