@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .config import WorkerConfig
+from .metrics import liveness, stale_after
 from .models import DLQEntry
 from .protocol import _text, chunks
 from .queue import TaskQueue, redis_errors
@@ -353,8 +354,7 @@ class QueueInspector:
     # --- workers ----------------------------------------------------------------------
     def stale_after(self, worker: WorkerConfig | None) -> float:
         """Seconds without a heartbeat after which a worker counts as stale (its record's TTL)."""
-        beat = worker.heartbeat_interval_seconds if worker is not None else 5.0
-        return max(3 * beat, self.config.queue.lease_timeout_seconds)
+        return stale_after(self.queue, worker)
 
     def workers(self) -> list[WorkerRow]:
         """Every configured worker id (plus ids that heartbeat but are not configured)."""
@@ -369,18 +369,10 @@ class QueueInspector:
         for worker_id in ids:
             cfg = configured.get(worker_id)
             health = worker_health(self.queue, worker_id)
-            if health is not None:
-                last_seen: float | None = float(health["last_seen"])
-                age: float | None = float(health["heartbeat_age"])
-                status = "alive" if (age or 0.0) <= self.stale_after(cfg) else "stale"
-                running = list(health.get("current") or [])
-            elif worker_id in seen:
-                last_seen = seen[worker_id]
-                age = max(0.0, now - last_seen)
-                status, running = "stale", []
-            else:
-                last_seen = age = None
-                status, running = "never_seen", []
+            last_seen, age, state = liveness(float(health["last_seen"]) if health is not None else None,
+                                             seen.get(worker_id), now, self.stale_after(cfg))
+            status = state or "never_seen"
+            running = list(health.get("current") or []) if health is not None else []
             if cfg is not None:
                 assigned, steals = cfg.assigned_users, cfg.steal_targets
             else:

@@ -362,6 +362,18 @@ def stale_after(queue: TaskQueue, worker: WorkerConfig | None) -> float:
     return max(3 * beat, queue.config.queue.lease_timeout_seconds)
 
 
+def liveness(last_beat: float | None, last_seen: float | None, now: float, stale: float,
+             ) -> tuple[float | None, float | None, str | None]:
+    """(last seen, heartbeat age, "alive" or "stale") of a worker: from the last beat of its health
+    record, else from when the workers set last saw it; (None, None, None) when neither is known."""
+    if last_beat is not None:
+        age = max(0.0, now - last_beat)
+        return last_beat, age, "alive" if age <= stale else "stale"
+    if last_seen is not None:
+        return last_seen, max(0.0, now - last_seen), "stale"
+    return None, None, None
+
+
 def _json_list(value: Any) -> list[Any]:
     try:
         data = json.loads(_text(value)) if value is not None else []
@@ -378,18 +390,10 @@ def _workers(queue: TaskQueue, seen: dict[str, float], records: dict[str, dict[s
     for wid in ids:
         cfg = configured.get(wid)
         rec = records.get(wid)
-        if rec:
-            last: float | None = float(rec.get("last_seen") or 0.0)
-            age: float | None = max(0.0, now - (last or 0.0))
-            status = "alive" if (age or 0.0) <= stale_after(queue, cfg) else "stale"
-            current = [c for c in _json_list(rec.get("current")) if isinstance(c, dict)]
-        elif wid in seen:
-            last = seen[wid]
-            age = max(0.0, now - last)
-            status, current = "stale", []
-        else:
-            last = age = None
-            status, current = "down", []
+        last, age, state = liveness(float(rec.get("last_seen") or 0.0) if rec else None, seen.get(wid), now,
+                                    stale_after(queue, cfg))
+        status = state or "down"
+        current = [c for c in _json_list(rec.get("current")) if isinstance(c, dict)] if rec else []
         assigned = cfg.assigned_users if cfg is not None else tuple(map(str, _json_list((rec or {}).get("assigned"))))
         steals = cfg.steal_targets if cfg is not None else tuple(map(str, _json_list((rec or {}).get("steals"))))
         out.append(WorkerMetrics(
