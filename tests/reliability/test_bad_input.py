@@ -9,7 +9,6 @@ from __future__ import annotations
 import datetime
 import json
 import sys
-import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -34,6 +33,7 @@ from fairque_django import (
     Worker,
 )
 from fairque_django.conf import FairQueueImproperlyConfigured, get_config
+from tests.monitoring_helpers import running_worker as shared_running_worker
 
 from . import tasks
 from .helpers import Workers, assert_stats_balance, runs, scan, wait_for
@@ -168,16 +168,8 @@ def test_bad_task_options_are_rejected(kwargs: dict[str, Any], message: str) -> 
 
 @contextmanager
 def running_worker(config: FairQueueConfig, worker_id: str = "w1") -> Iterator[Worker]:
-    worker = Worker(config, worker_id=worker_id, install_signal_handlers=False,
-                    task_modules=["tests.reliability.tasks"])
-    thread = threading.Thread(target=worker.start, daemon=True)
-    thread.start()
-    try:
+    with shared_running_worker(config, worker_id, task_modules=["tests.reliability.tasks"]) as worker:
         yield worker
-    finally:
-        worker.stop()
-        thread.join(15)
-        assert not thread.is_alive(), "the worker did not stop"
 
 
 def slots_alive(worker: Worker) -> bool:
