@@ -469,3 +469,32 @@ def test_tasks_stored_by_the_previous_layout_are_upgraded(q: TaskQueue, redis_cl
     assert got is not None and got.task_id == task.task_id and got.priority == Priority.HIGH
     assert q.fail(got, "x", retry=True) == "retry"  # max_retries 2 kept: not dead on the first failure
     assert q.get_task_state(task.task_id)["st"] in ("delayed", "queued")  # type: ignore[index]
+
+
+def test_held_connection_survives_a_server_side_close(q: TaskQueue, redis_client: redis.Redis) -> None:
+    """The queue keeps one connection for its hot paths; one the server closed is replaced."""
+    assert q.push(Task.create(user_id="a", payload={"n": 1}))["success"]
+    killed = redis_client.client_kill_filter(_type="normal", skipme=True)
+    assert killed >= 1
+    assert q.push(Task.create(user_id="a", payload={"n": 2}))["success"]  # no error, nothing lost
+    assert [t.payload["n"] for t in drain(q)] == [1, 2]
+
+
+def test_held_connection_never_makes_other_threads_wait(q: TaskQueue) -> None:
+    """While one thread blocks on the held connection, others use the pool; close() gives it back."""
+    import threading
+
+    got: list[Task | None] = []
+    waiter = threading.Thread(target=lambda: got.append(q.wait_and_pop("w1", timeout=5.0)[0]))
+    waiter.start()
+    time.sleep(0.2)  # the waiter now blocks in BLPOP on the held connection
+    started = time.monotonic()
+    assert q.push(Task.create(user_id="b", payload={"n": 1}))["success"]
+    assert time.monotonic() - started < 1.0
+    waiter.join(5)
+    assert got and got[0] is not None and got[0].payload == {"n": 1}
+    pool = q.client.connection_pool
+    in_use = len(pool._in_use_connections)  # type: ignore[attr-defined]
+    q.close()
+    assert len(pool._in_use_connections) == in_use - 1  # type: ignore[attr-defined]
+    assert q.push(Task.create(user_id="b", payload={"n": 2}))["success"]  # usable after close()

@@ -14,6 +14,7 @@ import redis
 from .config import FairQueueConfig
 from .connection import get_client
 from .exceptions import FairQueueError, LeaseLostError, RedisUnavailableError
+from .held_connection import HeldConnection
 from .models import DLQEntry, Task
 from .protocol import PopPlan, QueueProtocol, _text, chunks, stored_flags, task_fields
 from .scripts import Scripts
@@ -85,6 +86,9 @@ class TaskQueue:
         self.keys = self.proto.keys
         self.client: redis.Redis = client if client is not None else get_client(config.redis)
         self.scripts = Scripts(self.client)
+        pool = getattr(self.client, "connection_pool", None)
+        # hot paths use one kept connection (see _round_trip); a cluster client has no such pool
+        self._held = HeldConnection(pool) if pool is not None and isinstance(self.client, redis.Redis) else None
         self._leases: dict[str, str] = {}  # task id -> lease token, for delete_task(task_id)
         self._synced: set[str] = set()
         self._context_token: Any = None
@@ -102,6 +106,8 @@ class TaskQueue:
 
     def close(self) -> None:
         """Release this queue's resources (the shared client stays open for others)."""
+        if self._held is not None:
+            self._held.release()
         if self._context_token is not None:
             from .context import deactivate_queue
 
@@ -285,16 +291,16 @@ class TaskQueue:
     def _round_trip(self, commands: Iterable[list[Any]], *, stream: bool = False) -> list[Any]:
         """Send commands in one round trip; error replies are returned, not raised.
 
-        The hot paths: packing arguments here costs a fraction of a redis-py pipeline. With
-        ``stream`` each command is sent as soon as it is encoded (large batches). Clients without
-        a plain connection pool (e.g. a cluster) use a pipeline."""
-        pool = getattr(self.client, "connection_pool", None)
-        if pool is None or not isinstance(self.client, redis.Redis):
+        The hot paths: packing arguments here costs a fraction of a redis-py pipeline, and the
+        queue's held connection saves taking one from the pool. With ``stream`` each command is
+        sent as soon as it is encoded (large batches). Clients without a plain connection pool
+        (e.g. a cluster) use a pipeline."""
+        if self._held is None:
             pipe = self.client.pipeline(transaction=False)
             for command in commands:
                 pipe.execute_command(*command)  # type: ignore[no-untyped-call]
             return list(pipe.execute(raise_on_error=False))
-        conn = pool.get_connection()
+        conn, held = self._held.take()
         try:
             sent = 0
             if stream:
@@ -316,7 +322,7 @@ class TaskQueue:
             conn.disconnect()  # replies may be half-read: never reuse this connection
             raise
         finally:
-            pool.release(conn)
+            self._held.give(conn, held)
 
     def complete(self, task: Task, *, duration: float | None = None) -> None:
         """Acknowledge a popped task as done. Raises LeaseLostError on a late ack."""
