@@ -481,7 +481,7 @@ def test_held_connection_survives_a_server_side_close(q: TaskQueue, redis_client
 
 
 def test_held_connection_never_makes_other_threads_wait(q: TaskQueue) -> None:
-    """While one thread blocks on the held connection, others use the pool; close() gives it back."""
+    """While one thread blocks on the held connection, others use the pool."""
     import threading
 
     got: list[Task | None] = []
@@ -493,8 +493,144 @@ def test_held_connection_never_makes_other_threads_wait(q: TaskQueue) -> None:
     assert time.monotonic() - started < 1.0
     waiter.join(5)
     assert got and got[0] is not None and got[0].payload == {"n": 1}
+
+def test_queues_of_one_client_share_one_held_connection(q: TaskQueue) -> None:
     pool = q.client.connection_pool
+    q.push(Task.create(user_id="b", payload={"n": 1}))
     in_use = len(pool._in_use_connections)  # type: ignore[attr-defined]
-    q.close()
-    assert len(pool._in_use_connections) == in_use - 1  # type: ignore[attr-defined]
-    assert q.push(Task.create(user_id="b", payload={"n": 2}))["success"]  # usable after close()
+    assert in_use == 1
+    for _ in range(20):  # queues made and dropped (never closed) take no connection of their own
+        other = TaskQueue(q.config)
+        assert other.client is q.client
+        other.push(Task.create(user_id="b", payload={"n": 2}))
+    assert len(pool._in_use_connections) == in_use  # type: ignore[attr-defined]
+
+
+def park(q: TaskQueue, worker: str = "w1", ms: int = 60_000) -> str:
+    """Park a slot of ``worker`` as a waiting worker does (without blocking); returns its token."""
+    args, token = q.proto.pop_args(q.proto.plan(worker), None, park_ms=ms)
+    reply = q._run_scripts([(q.scripts.pop, args)])[0]
+    assert reply[0] is None  # nothing was ready: parked
+    return token
+
+
+def unpark(q: TaskQueue, token: str, worker: str = "w1") -> Any:
+    args, _ = q.proto.pop_args(q.proto.plan(worker), None, unpark=token)
+    return q._run_scripts([(q.scripts.pop, args)])[0]
+
+
+def test_push_leases_a_task_straight_to_a_parked_slot(q: TaskQueue, redis_client: redis.Redis) -> None:
+    token = park(q)
+    task = Task.create(user_id="a", payload={"n": 1})
+    assert q.push(task)["success"]
+    hand = q.keys.hand(token)
+    items = redis_client.lrange(hand, 0, -1)
+    assert len(items) == 1 and items[0].split(b"\t")[0] == task.task_id.encode()
+    fields = redis_client.hgetall(q.keys.task(task.task_id))
+    assert fields[b"st"] == b"leased" and fields[b"tok"] == token.encode() and fields[b"wk"] == b"w1"
+    assert redis_client.zcard(f"{q.keys.base}:ready:w1") == 0  # never queued
+    assert redis_client.llen(q.keys.wake("w1")) == 0  # nobody else woken
+    assert not redis_client.zrange(q.keys.parked("w1"), 0, -1)  # the slot is taken
+    stats = q.get_stats()
+    assert (stats["tasks_pushed"], stats["tasks_popped"], stats["tasks_active"]) == (1, 1, 1)
+    assert unpark(q, token)[:2] == [None, -2]  # the wait is over: it pops nothing more
+    popped = q._popped(q.proto.handed_reply(redis_client.lpop(hand)), token, q.proto.plan("w1"))
+    assert popped is not None
+    handed = popped[0][0]
+    assert (handed.task_id, handed.attempts, handed.payload) == (task.task_id, 1, {"n": 1})
+    q.complete(handed)
+    stats = q.get_stats()
+    assert (stats["tasks_completed"], stats["tasks_active"]) == (1, 0)
+
+
+def test_no_hand_off_while_other_work_is_ready_or_after_the_park_expired(q: TaskQueue,
+                                                                         redis_client: redis.Redis) -> None:
+    push_n(q, "a", 1)
+    token = "t0ken"
+    redis_client.zadd(q.keys.parked("w1"), {f"{token}\tw1\t30000\t-": time.time() * 1000 + 60_000})
+    push_n(q, "b", 1)  # a is ready: b's task queues and waits its turn
+    assert redis_client.llen(q.keys.hand(token)) == 0
+    assert [t.user_id for t in drain(q)] == ["a", "b"]
+    redis_client.zadd(q.keys.parked("w1"), {f"{token}\tw1\t30000\t-": time.time() * 1000 - 1})  # expired
+    push_n(q, "b", 1)
+    assert redis_client.llen(q.keys.hand(token)) == 0
+    assert [t.user_id for t in drain(q)] == ["b"]
+
+
+def test_a_slot_about_to_wait_takes_ready_work_at_once(q: TaskQueue, redis_client: redis.Redis) -> None:
+    push_n(q, "a", 1)
+    started = time.monotonic()
+    task, _ = q.wait_and_pop("w1", timeout=5.0)
+    assert task is not None and task.user_id == "a"
+    assert time.monotonic() - started < 2.0  # the '-' on its hand list ended the wait at once
+    assert not redis_client.zrange(q.keys.parked("w1"), 0, -1)
+    assert not redis_client.keys(f"{q.keys.base}:hand:*")
+
+
+def test_waiting_worker_gets_a_pushed_task_and_leaves_no_park_behind(q: TaskQueue,
+                                                                     redis_client: redis.Redis) -> None:
+    import threading
+
+    got: list[Task | None] = []
+    waiter = threading.Thread(target=lambda: got.append(q.wait_and_pop("w1", timeout=5.0)[0]))
+    waiter.start()
+    deadline = time.monotonic() + 3
+    while not redis_client.zcard(q.keys.parked("w1")) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    pusher = TaskQueue(q.config)
+    task = Task.create(user_id="b", payload={"n": 7})
+    assert pusher.push(task)["success"]
+    waiter.join(5)
+    assert got and got[0] is not None and got[0].task_id == task.task_id and got[0].lease_token
+    assert not redis_client.zrange(q.keys.parked("w1"), 0, -1)
+    assert not redis_client.keys(f"{q.keys.base}:hand:*")
+    q.complete(got[0])
+    assert q.get_stats()["tasks_completed"] == 1
+    task2, _ = q.wait_and_pop("w1", timeout=0.2)  # nothing: the wait times out and unparks
+    assert task2 is None and not redis_client.zrange(q.keys.parked("w1"), 0, -1)
+
+
+def test_a_hand_off_serves_in_the_order_a_pop_would(make_config: Any, redis_client: redis.Redis) -> None:
+    """The same pushes give the same pop order and fairness state with or without a parked slot."""
+    orders = []
+    for prefix, parked in (("fqa", True), ("fqb", False)):
+        q = TaskQueue(make_config(worker_id="w1", stats_prefix=prefix))
+        token = park(q) if parked else ""
+        first = Task.create(user_id="a", payload={"i": 0})
+        assert q.push(first)["success"]
+        if parked:
+            assert redis_client.llen(q.keys.hand(token)) == 1
+        else:
+            assert q.pop("w1") is not None
+        for user, i in (("a", 1), ("b", 1), ("a", 2), ("c", 1), ("b", 2)):
+            assert q.push(Task.create(user_id=user, payload={"i": i}))["success"]
+        orders.append(([(t.user_id, t.payload["i"]) for t in drain(q)],
+                       redis_client.hgetall(f"{{{prefix}}}:vclock"),
+                       redis_client.hgetall(f"{{{prefix}}}:vfinish:w1")))
+    assert orders[0][1] and orders[0][2]  # the fairness state was read
+    assert orders[0] == orders[1]
+
+
+def test_a_task_handed_over_as_the_wait_ends_is_not_lost(q: TaskQueue, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The wait ended on a wake-up, then a push leased a task to the slot before it unparked:
+    the unpark answers -2 and the slot takes the task from its hand list."""
+    real = q._round_trip
+    pushed: list[Task] = []
+
+    def racing(commands: Any, **kw: Any) -> list[Any]:
+        commands = list(commands)
+        if len(commands) != 3 or commands[1][0] != "BLPOP":
+            return real(commands, **kw)
+        first = real([commands[0]])[0]  # parks: nothing is ready
+        task = Task.create(user_id="a", payload={"n": 1})
+        assert TaskQueue(q.config).push(task)["success"]  # leased to the parked slot
+        pushed.append(task)
+        last = real([commands[2]])[0]  # the unpark: the slot is gone
+        return [first, [q.keys.wake("w1").encode(), b"1"], last]
+
+    monkeypatch.setattr(q, "_round_trip", racing)
+    task, _ = q.wait_and_pop("w1", timeout=1.0)
+    assert task is not None and task.task_id == pushed[0].task_id and task.attempts == 1
+    assert not q.client.keys(f"{q.keys.base}:hand:*")
+    q.complete(task)
+    assert q.get_stats()["tasks_completed"] == 1

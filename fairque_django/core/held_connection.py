@@ -1,4 +1,4 @@
-"""The pooled connection a queue keeps for its hot paths (push, pop, ack)."""
+"""The pooled connection the queues of one client keep for their hot paths (push, pop, ack)."""
 
 from __future__ import annotations
 
@@ -10,53 +10,45 @@ from typing import Any
 
 
 class HeldConnection:
-    """One connection taken from a redis-py ``pool`` and kept, instead of taken and given back
-    around every command.
+    """One connection taken from a redis-py connection pool and kept, instead of taken and given
+    back around every command.
 
     Taking a connection from redis-py's pool and giving it back costs about as much client time
     as a small command itself. Whichever thread finds the held connection free uses it; any
-    other thread meanwhile takes one from the pool as usual, so nothing ever waits on it.
-    Before each use it gets the check the pool would make: a connection the server closed (or
-    that has unread data) is connected anew. It goes back to the pool on :meth:`release` or
-    when its owner is garbage collected; a forked child leaves its parent's connection alone.
+    other thread meanwhile takes one from the pool as usual, so nothing ever waits on it. Before
+    each use it gets the check the pool would make: a connection the server closed (or that has
+    unread data) is connected anew. There is one per pool (see :func:`held_connection`), so it
+    costs the pool one connection however many queues share the client; a forked child takes
+    its own.
     """
 
-    def __init__(self, pool: Any) -> None:
-        self._pool = pool
+    def __init__(self) -> None:
         self._lock = threading.Lock()
         self._conn: Any = None
         self._pid = 0
-        self._finalizer: weakref.finalize[Any, Any] | None = None
 
-    def take(self) -> tuple[Any, bool]:
-        """A ready connection, and whether it is the held one (hand both to :meth:`give`)."""
+    def take(self, pool: Any) -> tuple[Any, bool]:
+        """A ready connection of ``pool``, and whether it is the held one (hand both to :meth:`give`)."""
         if not self._lock.acquire(blocking=False):
-            return self._pool.get_connection(), False
+            return pool.get_connection(), False
         try:
-            return self._ready(), True
+            return self._ready(pool), True
         except BaseException:
             self._lock.release()
             raise
 
-    def give(self, conn: Any, held: bool) -> None:
+    def give(self, pool: Any, conn: Any, held: bool) -> None:
         """Hand back what :meth:`take` returned."""
         if held:
             self._lock.release()
         else:
-            self._pool.release(conn)
+            pool.release(conn)
 
-    def release(self) -> None:
-        """Give the held connection back to the pool (a later :meth:`take` holds a new one)."""
-        with self._lock:
-            self._drop(give_back=True)
-
-    def _ready(self) -> Any:
+    def _ready(self, pool: Any) -> Any:
         conn = self._conn
         if conn is None or self._pid != os.getpid():
-            self._drop(give_back=self._pid == os.getpid())
-            conn = self._pool.get_connection()  # the pool's own checks on a fresh take
+            conn = pool.get_connection()  # the pool's own checks on a fresh take; it stays "in use"
             self._conn, self._pid = conn, os.getpid()
-            self._finalizer = weakref.finalize(self, self._pool.release, conn)
             return conn
         sock = getattr(conn, "_sock", None)
         # closed by the server (EOF is readable) or left with data: start afresh; a connection
@@ -65,10 +57,15 @@ class HeldConnection:
             conn.disconnect()
         return conn
 
-    def _drop(self, *, give_back: bool) -> None:
-        finalizer, self._finalizer, self._conn = self._finalizer, None, None
-        if finalizer is not None:
-            if give_back:
-                finalizer()  # pool.release(conn), once
-            else:
-                finalizer.detach()  # a forked child: the parent's connection is not ours
+
+_held: weakref.WeakKeyDictionary[Any, HeldConnection] = weakref.WeakKeyDictionary()
+_lock = threading.Lock()
+
+
+def held_connection(pool: Any) -> HeldConnection:
+    """The held connection of ``pool`` (made on first use; it goes when the pool goes)."""
+    with _lock:
+        held = _held.get(pool)
+        if held is None:
+            held = _held[pool] = HeldConnection()
+        return held

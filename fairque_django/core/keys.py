@@ -111,6 +111,12 @@ class Keys:
     def wake(self, partition: str) -> str:
         return f"{self.base}:wake:{partition}"
 
+    def parked(self, partition: str) -> str:
+        return f"{self.base}:parked:{partition}"
+
+    def hand(self, token: str) -> str:
+        return f"{self.base}:hand:{token}"
+
     def steal_set(self, worker_id: str) -> str:
         return f"{self.base}:steal:{worker_id}"
 

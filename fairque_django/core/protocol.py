@@ -174,11 +174,19 @@ class QueueProtocol:
         self._plans[wid] = plan
         return plan
 
-    def pop_args(self, plan: PopPlan, lease_seconds: float | None, count: int = 1) -> tuple[list[Any], str]:
-        """Arguments of ``pop.lua`` leasing up to ``count`` tasks, and their lease token."""
-        token = uuid.uuid4().hex
+    def pop_args(self, plan: PopPlan, lease_seconds: float | None, count: int = 1, *, park_ms: int = 0,
+                 unpark: str | None = None) -> tuple[list[Any], str]:
+        """Arguments of ``pop.lua`` leasing up to ``count`` tasks, and their lease token.
+
+        ``park_ms``: a slot about to wait parks for that long when nothing is ready (a push may then
+        lease it a task directly); ``unpark``: the token of that park, the wait being over."""
+        token = unpark or uuid.uuid4().hex
         lease = lease_seconds if lease_seconds is not None else self.config.queue.lease_timeout_seconds
         flags = self._pop_flags if count <= 1 else self._pop_flags.strip("-") + f"b{count}"
+        if park_ms > 0:
+            flags = flags.strip("-") + f"p{park_ms}"
+        elif unpark:
+            flags = flags.strip("-") + "u"
         args: list[Any] = [self.keys.base, plan.worker_id, plan.own_partition, int(lease * 1000), token,
                            plan.steal_set_key, flags,
                            len(plan.steal_patterns), *plan.steal_patterns, *plan.steal_partitions]
@@ -237,6 +245,13 @@ class QueueProtocol:
                 logger.error("fairque: task %s is corrupt and was dead-lettered: %s", task_id, exc)
                 corrupt.append((task_id, str(exc)))
         return tasks, None, corrupt
+
+    @staticmethod
+    def handed_reply(item: bytes | str) -> list[Any]:
+        """A task a push leased straight to a parked slot (``id\tuser\tdeadline_ms\tbody`` on the
+        slot's hand list), as the reply a single pop would have given."""
+        task_id, user, deadline, body = _text(item).split("\t", 3)
+        return [task_id, body, 0, 1, int(deadline), user, 0, []]
 
     @staticmethod
     def problems(reply: Sequence[Any]) -> list[str]:

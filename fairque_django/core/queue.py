@@ -14,7 +14,7 @@ import redis
 from .config import FairQueueConfig
 from .connection import get_client
 from .exceptions import FairQueueError, LeaseLostError, RedisUnavailableError
-from .held_connection import HeldConnection
+from .held_connection import held_connection
 from .models import DLQEntry, Task
 from .protocol import PopPlan, QueueProtocol, _text, chunks, stored_flags, task_fields
 from .scripts import Scripts
@@ -23,6 +23,9 @@ logger = logging.getLogger("fairque_django.queue")
 
 # The layout of the stored tasks (2: priority, seq, partition, weight, max_retries packed in 'h').
 LAYOUT_VERSION = "2"
+# A waiting slot stays parked this much longer than its wait, so that it is still parked when its
+# wait ends and it unparks (a park left behind by a stopped worker expires by itself).
+PARK_MARGIN_MS = 2000
 
 
 def _resp_args(args: Iterable[Any]) -> bytes:
@@ -87,8 +90,9 @@ class TaskQueue:
         self.client: redis.Redis = client if client is not None else get_client(config.redis)
         self.scripts = Scripts(self.client)
         pool = getattr(self.client, "connection_pool", None)
-        # hot paths use one kept connection (see _round_trip); a cluster client has no such pool
-        self._held = HeldConnection(pool) if pool is not None and isinstance(self.client, redis.Redis) else None
+        # hot paths use the pool's kept connection (see _round_trip); a cluster client has no such pool
+        self._pool = pool if pool is not None and isinstance(self.client, redis.Redis) else None
+        self._held = held_connection(pool) if self._pool is not None else None
         self._leases: dict[str, str] = {}  # task id -> lease token, for delete_task(task_id)
         self._synced: set[str] = set()
         self._context_token: Any = None
@@ -106,8 +110,6 @@ class TaskQueue:
 
     def close(self) -> None:
         """Release this queue's resources (the shared client stays open for others)."""
-        if self._held is not None:
-            self._held.release()
         if self._context_token is not None:
             from .context import deactivate_queue
 
@@ -145,7 +147,7 @@ class TaskQueue:
                 for task in group:
                     flat += self.proto.encode(task)
                 calls.append(flat)
-                yield ["EVALSHA", self.scripts.push.sha, 1, self.keys.stats, *flat]
+                yield self._evalsha(self.scripts.push, flat)
 
         with redis_errors("push_batch"):
             replies, error = self._stream(commands())
@@ -261,10 +263,14 @@ class TaskQueue:
         return [int(code) for code in codes], popped[0], popped[1]
 
     # --- finishing ----------------------------------------------------------------------
+    def _evalsha(self, script: Any, args: list[Any]) -> list[Any]:
+        """The command that runs ``script`` (routed by the stats key) with ``args``."""
+        return ["EVALSHA", script.sha, 1, self.keys.stats, *args]
+
     def _run_scripts(self, calls: Sequence[tuple[Any, list[Any]]], before: Sequence[list[Any]] = ()) -> list[Any]:
         """Run scripts (each with its arguments) after plain ``before`` commands, in one round
         trip; returns the scripts' replies. A script Redis lost (NOSCRIPT) is loaded and run."""
-        commands = [*before, *(["EVALSHA", script.sha, 1, self.keys.stats, *args] for script, args in calls)]
+        commands = [*before, *(self._evalsha(script, args) for script, args in calls)]
         replies = self._round_trip(commands)[len(before):]
         for i, (reply, (script, args)) in enumerate(zip(replies, calls, strict=True)):
             if isinstance(reply, redis.exceptions.NoScriptError):
@@ -292,15 +298,15 @@ class TaskQueue:
         """Send commands in one round trip; error replies are returned, not raised.
 
         The hot paths: packing arguments here costs a fraction of a redis-py pipeline, and the
-        queue's held connection saves taking one from the pool. With ``stream`` each command is
+        pool's held connection saves taking one from the pool. With ``stream`` each command is
         sent as soon as it is encoded (large batches). Clients without a plain connection pool
         (e.g. a cluster) use a pipeline."""
-        if self._held is None:
+        if self._held is None or self._pool is None:
             pipe = self.client.pipeline(transaction=False)
             for command in commands:
                 pipe.execute_command(*command)  # type: ignore[no-untyped-call]
             return list(pipe.execute(raise_on_error=False))
-        conn, held = self._held.take()
+        conn, held = self._held.take(self._pool)
         try:
             sent = 0
             if stream:
@@ -322,7 +328,7 @@ class TaskQueue:
             conn.disconnect()  # replies may be half-read: never reuse this connection
             raise
         finally:
-            self._held.give(conn, held)
+            self._held.give(self._pool, conn, held)
 
     def complete(self, task: Task, *, duration: float | None = None) -> None:
         """Acknowledge a popped task as done. Raises LeaseLostError on a late ack."""
@@ -537,21 +543,56 @@ class TaskQueue:
 
     def wait_and_pop(self, worker_id: str | None = None, timeout: float = 1.0, *,
                      lease_seconds: float | None = None) -> tuple[Task | None, float | None]:
-        """Block until a push may have made work ready (or ``timeout``), then pop — in one round
-        trip: Redis runs the pop as soon as the wake-up arrives."""
+        """Lease a ready task, or wait up to ``timeout`` for one: all in one round trip.
+
+        A worker with its own partition parks while it waits, and a push that finds nothing
+        else ready in the partition leases its task to the parked slot directly (the wait
+        returns that task, no pop needed). Otherwise a push's wake-up ends the wait and Redis
+        runs the pop at once."""
         plan = self.proto.plan(worker_id)
         keys = [self.keys.wake(p) for p in plan.wake_partitions]
         if not keys:
             time.sleep(max(timeout, 0.0))
             return self.pop_reply(worker_id, lease_seconds=lease_seconds)
+        wait = max(timeout, 0.001)
         with redis_errors("wait_and_pop"):
             self._sync_steal_set(plan)
-            args, token = self.proto.pop_args(plan, lease_seconds)
-            reply = self._run_scripts([(self.scripts.pop, args)], [["BLPOP", *keys, f"{max(timeout, 0.001):.3f}"]])[0]
-        popped = self._popped(reply, token, plan)
+            if not plan.own_partition:  # nowhere to park: wait for a wake-up, then pop
+                args, token = self.proto.pop_args(plan, lease_seconds)
+                reply = self._run_scripts([(self.scripts.pop, args)], [["BLPOP", *keys, f"{wait:.3f}"]])[0]
+                popped = self._popped(reply, token, plan)
+            else:
+                popped = self._park_and_pop(plan, keys, wait, lease_seconds)
         if popped is None:
             return self.pop_reply(worker_id, lease_seconds=lease_seconds)
         return (popped[0][0] if popped[0] else None), popped[1]
+
+    def _park_and_pop(self, plan: PopPlan, keys: list[str], wait: float, lease_seconds: float | None,
+                      ) -> tuple[list[Task], float | None] | None:
+        """Pop or park; wait on the slot's hand list and the wake lists; unpark or pop. Returns
+        what :meth:`_popped` returns (None: pop again)."""
+        park, token = self.proto.pop_args(plan, lease_seconds, park_ms=int(wait * 1000) + PARK_MARGIN_MS)
+        unpark, _ = self.proto.pop_args(plan, lease_seconds, unpark=token)
+        hand = self.keys.hand(token)
+        first, woke, last = self._round_trip([self._evalsha(self.scripts.pop, park),
+                                              ["BLPOP", hand, *keys, f"{wait:.3f}"],
+                                              self._evalsha(self.scripts.pop, unpark)])
+        for reply in (first, woke, last):
+            if isinstance(reply, redis.exceptions.NoScriptError):
+                return None  # Redis lost its scripts: nothing parked; the pop loads them
+            if isinstance(reply, Exception):
+                raise reply
+        popped = self._popped(first, token, plan)  # something was ready: '-' ended the wait
+        if popped is not None and popped[0]:
+            return popped
+        if woke is not None and _text(woke[0]) == hand:
+            if _text(woke[1]) == "-":  # the first pop leased only corrupt tasks (dead-lettered)
+                return None
+            return self._popped(self.proto.handed_reply(woke[1]), token, plan)
+        if last[0] is None and int(last[1]) == -2:  # a push leased us a task as the wait ended
+            item: Any = self.client.lpop(hand)
+            return self._popped(self.proto.handed_reply(item), token, plan) if item else None
+        return self._popped(last, token, plan)
 
     def wait_for_work(self, worker_id: str | None = None, timeout: float = 1.0) -> bool:
         """Block until a push may have made work ready for the worker (or ``timeout``)."""

@@ -10,7 +10,10 @@ scripts do it (``fairque_django/core/lua/*.lua``):
 - a worker serves its own partition first, then steals the lowest (score, user) among the users
   it may steal in its steal partitions (earlier partition on ties);
 - leases, retries (immediately for an expired lease, after a backoff otherwise), the DLQ,
-  requeue, release, and the stats counters.
+  requeue, release, and the stats counters;
+- parked slots (an idle worker waiting): a push of a task that is ready now, for a user with no
+  queued task while its partition's rotation is empty, leases it to the earliest parked slot of
+  the partition, exactly as joining the rotation and one pop would.
 
 Time is the Redis server's clock in ms; the state machine tells the model which timers fired.
 """
@@ -57,6 +60,8 @@ class Model:
     vclock: dict[str, float] = field(default_factory=dict)
     seq: int = 0
     stats: Counter[str] = field(default_factory=Counter)
+    # partition -> (park deadline ms, member "token\tworker\t...") of the slots waiting there
+    parked: defaultdict[str, list[tuple[float, str]]] = field(default_factory=lambda: defaultdict(list))
 
     # --- helpers ------------------------------------------------------------------------
     def stat(self, name: str, n: int = 1) -> None:
@@ -110,10 +115,31 @@ class Model:
         return "retry"
 
     # --- operations ----------------------------------------------------------------------
+    def hand_off(self, t: MTask) -> str | None:
+        """Lease a task ready now to a parked slot if a pop would choose it; returns the slot's token."""
+        part, user = t.part, t.user
+        if self.ready[part] or self.crit[user] or self.normal[user] or not self.parked[part]:
+            return None
+        slot = min(self.parked[part])
+        self.parked[part].remove(slot)
+        start = self.vclock.get(part, 0.0)
+        finish = self.vfinish[part].get(user)
+        if finish is not None and finish > start:
+            start = finish
+        self.vfinish[part][user] = start + 1 / (t.weight if t.weight > 0 else 1)
+        self.vclock[part] = start
+        t.a += 1
+        t.st = "leased"
+        t.token = slot[1].split("\t")[0]
+        self.stat("popped")
+        return t.token
+
     def push(self, entries: list[tuple[str, str, int, int, int | None]]) -> list[int]:
-        """entries: (id, user, priority, max_retries, due or None); returns push.lua's reply."""
+        """entries: (id, user, priority, max_retries, due or None); returns push.lua's reply.
+        Tasks leased to parked slots are listed in ``self.handed`` as (task id, token)."""
         first = self.seq
         self.seq += len(entries)
+        self.handed: list[tuple[str, str]] = []
         out = []
         for i, (tid, user, prio, maxr, due) in enumerate(entries):
             if tid in self.tasks:
@@ -126,6 +152,8 @@ class Model:
             if due is not None:
                 t.st = "delayed"
                 t.due = due
+            elif (token := self.hand_off(t)) is not None:
+                self.handed.append((tid, token))
             else:
                 self.enqueue_ready(t, front=False)
             self.stat("pushed")

@@ -69,6 +69,8 @@ class QueueMachine(RuleBasedStateMachine):
         self.base = self.producer.keys.base
         self.handles: list[Task] = []
         self.n = 0
+        self.parks: dict[str, str] = {}  # token -> worker of the parked slots
+        self.consumed: list[tuple[str, str]] = []  # (token, worker) of slots a push leased a task to
 
     def teardown(self) -> None:
         keys = list(self.client.scan_iter(match=f"{self.base}*", count=1000))
@@ -106,6 +108,15 @@ class QueueMachine(RuleBasedStateMachine):
             entries.append((t.task_id, t.user_id or "", int(t.priority), maxr, due))
         expected = self.model.push(entries)
         assert got == expected, (got, expected)
+        for tid, token in self.model.handed:  # what each parked slot's wait returns
+            worker = self.parks.pop(token)
+            self.consumed.append((token, worker))
+            q = self.queues[worker]
+            item = self.client.lpop(q.keys.hand(token))
+            assert item is not None, f"{tid} was not handed to the slot {token}"
+            popped = q._popped(q.proto.handed_reply(item), token, q.proto.plan(worker))
+            assert popped is not None and [t.task_id for t in popped[0]] == [tid]
+            self.track(popped[0][0], self.model.tasks[tid])
 
     def fired_timers(self, t0: int, t1: int) -> tuple[list[str], list[str]]:
         """Leases and delayed tasks the pop that ran between server times t0 and t1 handled."""
@@ -152,10 +163,16 @@ class QueueMachine(RuleBasedStateMachine):
                                      task_id=batch[0].task_id))
         self.do_push(batch)
 
-    def pop_once(self, worker: str, short: bool) -> None:
-        t0 = server_ms()
-        task = self.queues[worker].pop(lease_seconds=SHORT_LEASE if short else LONG_LEASE)
-        t1 = server_ms()
+    def track(self, task: Task, expected: MTask) -> None:
+        """Check a leased task against the model's and keep it for the ack / fail / ... rules."""
+        assert (task.retry_count, task.attempts) == (expected.r, expected.a), (task, expected)
+        assert task.user_id == expected.user
+        expected.token = task.lease_token
+        expected.deadline = round((task.lease_deadline or 0) * 1000)
+        self.handles.append(task)
+
+    def check_pop(self, worker: str, task: Task | None, t0: int, t1: int) -> None:
+        """The model's pop for worker, its timers fired between server times t0 and t1, agrees."""
         expired, promoted = self.fired_timers(t0, t1)
         self.model.run_timers(expired, promoted)
         expected = self.model.pop(worker)
@@ -163,11 +180,22 @@ class QueueMachine(RuleBasedStateMachine):
         want = expected.id if expected is not None else None
         assert got == want, f"{worker} popped {got}, the model predicts {want}"
         if task is not None and expected is not None:
-            assert (task.retry_count, task.attempts) == (expected.r, expected.a), (task, expected)
-            assert task.user_id == expected.user
-            expected.token = task.lease_token
-            expected.deadline = round((task.lease_deadline or 0) * 1000)
-            self.handles.append(task)
+            self.track(task, expected)
+
+    def pop_once(self, worker: str, short: bool) -> None:
+        t0 = server_ms()
+        task = self.queues[worker].pop(lease_seconds=SHORT_LEASE if short else LONG_LEASE)
+        self.check_pop(worker, task, t0, server_ms())
+
+    def pop_script(self, worker: str, **flags: object) -> tuple[Task | None, object, str]:
+        """Run pop.lua for worker with park / unpark flags: (task leased, raw reply, token)."""
+        q = self.queues[worker]
+        plan = q.proto.plan(worker)
+        q._sync_steal_set(plan)
+        args, token = q.proto.pop_args(plan, LONG_LEASE, **flags)  # type: ignore[arg-type]
+        reply = q._run_scripts([(q.scripts.pop, args)])[0]
+        popped = q._popped(reply, token, plan)
+        return (popped[0][0] if popped and popped[0] else None), reply, token
 
     @rule(worker=st.sampled_from(WORKER_IDS), short=st.sampled_from([False, False, False, True]))
     def pop(self, worker: str, short: bool) -> None:
@@ -178,6 +206,38 @@ class QueueMachine(RuleBasedStateMachine):
     def pop_several(self, pops: list[tuple[str, bool]]) -> None:
         for worker, short in pops:
             self.pop_once(worker, short)
+
+    @rule(worker=st.sampled_from(WORKER_IDS))
+    def park(self, worker: str) -> None:
+        """A slot about to wait: it pops what is ready, or parks (a push may then lease it a task)."""
+        t0 = server_ms()
+        task, _, token = self.pop_script(worker, park_ms=600_000)
+        self.check_pop(worker, task, t0, server_ms())
+        hand = self.producer.keys.hand(token)
+        if task is not None:
+            assert self.client.lpop(hand) == b"-"  # its wait returns at once
+            return
+        member = f"{token}\t{worker}\t{int(LONG_LEASE * 1000)}\t-"
+        score = self.client.zscore(f"{self.base}:parked:{worker}", member)
+        assert score is not None, "nothing was ready: the slot is parked"
+        self.model.parked[worker].append((score, member))
+        self.parks[token] = worker
+
+    @rule(pick=st.integers(0, 5))
+    def unpark(self, pick: int) -> None:
+        """A slot's wait ends: still parked, it pops as usual; handed a task meanwhile, it pops nothing."""
+        live = sorted(self.parks.items())
+        if pick < 3 and live:
+            token, worker = live[pick % len(live)]
+            del self.parks[token]
+            self.model.parked[worker] = [p for p in self.model.parked[worker] if not p[1].startswith(token)]
+            t0 = server_ms()
+            task, _, _ = self.pop_script(worker, unpark=token)
+            self.check_pop(worker, task, t0, server_ms())
+        elif self.consumed:
+            token, worker = self.consumed[pick % len(self.consumed)]
+            task, reply, _ = self.pop_script(worker, unpark=token)
+            assert task is None and list(reply)[:2] == [None, -2]  # type: ignore[call-overload]
 
     @rule(worker=st.sampled_from(WORKER_IDS), count=st.integers(2, 5))
     def pop_batch(self, worker: str, count: int) -> None:
@@ -192,10 +252,7 @@ class QueueMachine(RuleBasedStateMachine):
             expected.append(nxt)
         assert [t.task_id for t in tasks] == [e.id for e in expected], (worker, tasks, expected)
         for task, exp in zip(tasks, expected, strict=True):
-            assert (task.retry_count, task.attempts, task.user_id) == (exp.r, exp.a, exp.user), (task, exp)
-            exp.token = task.lease_token
-            exp.deadline = round((task.lease_deadline or 0) * 1000)
-            self.handles.append(task)
+            self.track(task, exp)
 
     @rule()
     def ack_newest(self) -> None:
@@ -293,6 +350,7 @@ class QueueMachine(RuleBasedStateMachine):
         for part in parts:
             pipe.zrange(f"{b}:ready:{part}", 0, -1, withscores=True)
             pipe.hgetall(f"{b}:vfinish:{part}")
+            pipe.zrange(f"{b}:parked:{part}", 0, -1, withscores=True)
         pipe.hgetall(f"{b}:vclock")
         for user in USERS:
             pipe.lrange(f"{b}:queue:user:{user}:critical", 0, -1)
@@ -313,6 +371,8 @@ class QueueMachine(RuleBasedStateMachine):
             assert ready == want, f"ready set of {part}: redis {ready} model {want}"
             vfinish = {text(k): float(v) for k, v in next(rows).items()}
             assert vfinish == m.vfinish[part], f"vfinish of {part}: redis {vfinish} model {dict(m.vfinish[part])}"
+            parked = sorted((s, text(u)) for u, s in next(rows))
+            assert parked == sorted(m.parked[part]), f"parked on {part}: redis {parked} model {m.parked[part]}"
         vclock = {text(k): float(v) for k, v in next(rows).items()}
         assert vclock == m.vclock, (vclock, m.vclock)
         for user in USERS:

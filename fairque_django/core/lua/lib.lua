@@ -12,6 +12,10 @@
 --   P:gate                          STRING earliest ms at which a delayed task or a lease may be due
 --   P:vfinish:<part>                HASH  idle user -> its last finish tag (keeps round-robin honest)
 --   P:wake:<part>                   LIST  at most one wake-up token for idle workers (BLPOP)
+--   P:parked:<part>                 ZSET  idle worker slots waiting on the partition, member
+--                                         "token\tworker\tlease_ms\tflags", score = until when (ms)
+--   P:hand:<token>                  LIST  a task a push leased straight to a parked slot
+--                                         ("id\tuser\tdeadline_ms\tbody"), or '-' (wake at once)
 --   P:delayed / P:leases / P:dlq    ZSET  task id -> ready time / lease deadline / death time (ms)
 --   P:live                          ZSET  user -> tasks not yet finished (queued, delayed, leased)
 --   P:runavg                        HASH  user -> moving average run time in ms (fairness "time")
@@ -85,12 +89,9 @@ local function wake(P, part)
   end
 end
 
--- Put a user into its partition's rotation unless it is already there.
-local function mark_ready(P, part, user)
+-- Put a user that is not in its partition's rotation into it.
+local function join_rotation(P, part, user)
   local rk = P .. ':ready:' .. part
-  if rcall('ZSCORE', rk, user) then
-    return
-  end
   -- a newcomer joins the current round: the virtual time of the next user to serve
   local head = rcall('ZRANGE', rk, 0, 0, 'WITHSCORES')
   local start = tonumber(head[2] or rcall('HGET', P .. ':vclock', part) or '0')
@@ -105,6 +106,13 @@ local function mark_ready(P, part, user)
   end
   rcall('ZADD', rk, start, user)
   wake(P, part)
+end
+
+-- Put a user into its partition's rotation unless it is already there.
+local function mark_ready(P, part, user)
+  if not rcall('ZSCORE', P .. ':ready:' .. part, user) then
+    join_rotation(P, part, user)
+  end
 end
 
 -- Place a task (whose hash exists) in its user's lane. front=true puts a CRITICAL task at the
@@ -221,6 +229,55 @@ local function live(P, user, n)
   if tonumber(rcall('ZINCRBY', P .. ':live', n, user)) <= 0 then
     rcall('ZREM', P .. ':live', user)
   end
+end
+
+-- An idle worker slot parked on partition part, taken off the parked set, when nothing in the
+-- partition is ready and user's lanes are empty (so a pop would choose the task at hand too);
+-- nil otherwise. Also returns the server time (ms) when a slot was found.
+local function parked_slot(P, part, user)
+  if rcall('ZCARD', P .. ':ready:' .. part) > 0 or rcall('EXISTS', lane_keys(P, user)) > 0 then
+    return nil
+  end
+  local pk = P .. ':parked:' .. part
+  local now = now_ms()
+  local slot = rcall('ZRANGEBYSCORE', pk, now, '+inf', 'LIMIT', 0, 1)[1]
+  if slot then
+    rcall('ZREM', pk, slot)
+  end
+  return slot, now
+end
+
+-- Lease a new task that is ready now to a parked slot (see parked_slot) and hand it over on the
+-- slot's list: what pop would do for a user that joins an empty rotation and has no other task.
+local function hand_over(P, slot, now, id, body, user, h, client_ms, part, weight)
+  local token, worker, lease_ms, flags = string.match(slot, '^([^\t]*)\t([^\t]*)\t([^\t]*)\t([^\t]*)$')
+  lease_ms = tonumber(lease_ms) or 30000
+  local fk = P .. ':vfinish:' .. part
+  local start = tonumber(rcall('HGET', P .. ':vclock', part) or '0')
+  local finish = tonumber(rcall('HGET', fk, user) or '0')
+  if finish > start then
+    start = finish
+  end
+  local cost = 1
+  if flags == 't' then
+    cost = expected_cost(P, user)
+  end
+  if weight <= 0 then weight = 1 end
+  rcall('HSET', fk, user, start + cost / weight)
+  rcall('HSET', P .. ':vclock', part, start)
+  local deadline = now + lease_ms
+  local tk = P .. ':t:' .. id
+  rcall('HSET', tk, 'b', body, 'u', user, 'h', h, 'st', 'leased', 'e', client_ms, 'wk', worker, 'tok', token,
+    'a', 1, 'lt', now, 'wt', now - tonumber(client_ms))
+  if flags == 't' then
+    rcall('HSET', tk, 'ch', cost)
+  end
+  rcall('ZADD', P .. ':leases', deadline, id)
+  lower_gate(P, deadline)
+  stat(P, 'popped', 1)
+  local hk = P .. ':hand:' .. token
+  rcall('LPUSH', hk, id .. '\t' .. user .. '\t' .. deadline .. '\t' .. body)
+  rcall('PEXPIRE', hk, lease_ms)
 end
 
 -- Forget a task: its hash and its lease.

@@ -9,6 +9,12 @@
 -- ARGV[6]  steal set key ('' = none: exact steal targets live in that SET)
 -- ARGV[7]  flags: 't' fairness by run time (charge ms, not tasks),
 --          'b<n>' lease up to n tasks in this call (each chosen as a single pop would choose it)
+--          'p<ms>' an idle slot about to wait (BLPOP on P:hand:<token>, then the wake lists): when
+--                  nothing is ready, park it on the own partition for ms, so that a push can lease
+--                  it a task directly (push.lua); when a task was leased, put '-' on its hand list
+--                  so the wait returns at once
+--          'u'     the slot's wait ended: unpark it first; when it is no longer parked (a push
+--                  leased it a task, or it never parked) lease nothing and answer {false, -2, problems}
 -- ARGV[8]  number of steal patterns K, then K anchored Lua patterns
 -- then     the partitions to steal from
 -- Returns  {id, body, retries, attempts, deadline_ms, user, stolen(0/1), problems}
@@ -29,15 +35,36 @@ local parts = {}
 for i = 9 + npat, #ARGV do
   parts[#parts + 1] = ARGV[i]
 end
+local park_ms = tonumber(string.match(ARGV[7], 'p(%d+)') or '0')
+local parked_key, slot = P .. ':parked:' .. own, nil
+if own ~= '' and (park_ms > 0 or string.find(ARGV[7], 'u', 1, true)) then
+  local mode = '-'
+  if timefair then mode = 't' end
+  slot = token .. '\t' .. worker .. '\t' .. lease_ms .. '\t' .. mode
+  if park_ms == 0 and rcall('ZREM', parked_key, slot) == 0 then
+    return {false, -2, PROBLEMS}
+  end
+end
 local now = now_ms()
 local gate = run_timers(P, now)
 local LEASED = {} -- deadline, id pairs of the tasks leased in this call, for one ZADD at the end
 
--- Write what this call gathered (lease deadlines, the popped count), then return reply.
+-- Write what this call gathered (lease deadlines, the popped count), park or wake a slot about
+-- to wait ('p' flag), then return reply.
 local function reply_with(reply)
   if #LEASED > 0 then
     rcall('ZADD', P .. ':leases', unpack(LEASED))
     stat(P, 'popped', #LEASED / 2)
+  end
+  if park_ms > 0 and slot then
+    if #LEASED > 0 then
+      local hk = P .. ':hand:' .. token
+      rcall('LPUSH', hk, '-')
+      rcall('PEXPIRE', hk, park_ms)
+    else
+      rcall('ZREMRANGEBYSCORE', parked_key, '-inf', now) -- parks whose slots stopped waiting
+      rcall('ZADD', parked_key, now + park_ms, slot)
+    end
   end
   return reply
 end

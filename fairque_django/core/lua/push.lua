@@ -5,6 +5,8 @@
 --          then N pairs: a header "id\tuser\tpriority\tpartition\tweight\tmax_retries\tafter_ms"
 --          (after_ms 0 = ready now; ids never contain tabs) and the body (JSON)
 -- Returns  a string of N characters: '1' stored, '0' a task with that id already exists (nothing changed)
+-- A task that is ready now, of a user that is not in its partition's rotation while the rotation is
+-- empty, is leased at once to a worker slot parked on the partition (see pop.lua's 'p' flag).
 -- @include lib.lua
 local P = ARGV[1]
 local n = tonumber(ARGV[2])
@@ -39,16 +41,26 @@ for i = 0, n - 1 do
       rcall('ZADD', P .. ':delayed', after, id)
       lower_gate(P, after)
     else
-      rcall('HSET', tk, 'b', body, 'u', user, 'h', h, 'st', 'queued', 'e', client_ms)
-      local ck, nk = lane_keys(P, user)
-      if prio == 6 then
-        rcall('LPUSH', ck, id)
-      else
-        rcall('ZADD', nk, normal_score(prio, seq), id)
+      local pu = part .. '|' .. user
+      local joins = not readied[pu] and not rcall('ZSCORE', P .. ':ready:' .. part, user)
+      local slot, at = nil, nil
+      if joins then
+        slot, at = parked_slot(P, part, user)
       end
-      if not readied[part .. '|' .. user] then
-        mark_ready(P, part, user)
-        readied[part .. '|' .. user] = true
+      if slot then -- an idle slot waits and nothing else is ready: lease the task to it directly
+        hand_over(P, slot, at, id, body, user, h, client_ms, part, tonumber(weight) or 1)
+      else
+        rcall('HSET', tk, 'b', body, 'u', user, 'h', h, 'st', 'queued', 'e', client_ms)
+        local ck, nk = lane_keys(P, user)
+        if prio == 6 then
+          rcall('LPUSH', ck, id)
+        else
+          rcall('ZADD', nk, normal_score(prio, seq), id)
+        end
+        if joins then
+          join_rotation(P, part, user)
+        end
+        readied[pu] = true
       end
     end
     local uk = 'u:' .. user .. ':pushed'
