@@ -83,13 +83,22 @@ def running_task() -> RunningTask | None:
     return _running.get()
 
 
-@contextmanager
-def task_running(task: Task, queue: TaskQueue | None) -> Iterator[RunningTask]:
-    token = _running.set(RunningTask(task, queue))
-    try:
-        yield _running.get()  # type: ignore[misc]
-    finally:
-        _running.reset(token)
+class task_running:
+    """Within the block, ``task`` is the running task (XCom scoping, results, the active queue).
+
+    A plain class, not ``@contextmanager``: every task a worker runs enters one."""
+
+    __slots__ = ("_token", "running")
+
+    def __init__(self, task: Task, queue: TaskQueue | None) -> None:
+        self.running = RunningTask(task, queue)
+
+    def __enter__(self) -> RunningTask:
+        self._token = _running.set(self.running)
+        return self.running
+
+    def __exit__(self, *exc: object) -> None:
+        _running.reset(self._token)
 
 
 def run_task_inline(task: Task) -> Any:

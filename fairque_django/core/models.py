@@ -31,7 +31,7 @@ class Priority(IntEnum):
         if isinstance(value, Priority):
             return value
         if isinstance(value, int) and not isinstance(value, bool) and 1 <= value <= 6:
-            return cls(value)
+            return _PRIORITIES[value - 1]  # a worker decodes every task: skip the Enum call machinery
         raise TaskValidationError(
             f"invalid priority {value!r}: expected fairque_django.Priority or an int 1-6 "
             f"({', '.join(f'{m.value} {m.name}' for m in cls)})"
@@ -44,6 +44,9 @@ class Priority(IntEnum):
 
 # one encoder for every call: json.dumps with options builds a new encoder each time
 _ENCODER = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+
+
+_PRIORITIES: tuple[Priority, ...] = tuple(Priority)  # in value order, 1..6
 
 
 def dumps(value: Any, what: str = "value") -> str:

@@ -569,26 +569,25 @@ class TaskQueue:
 
     def _park_and_pop(self, plan: PopPlan, keys: list[str], wait: float, lease_seconds: float | None,
                       ) -> tuple[list[Task], float | None] | None:
-        """Pop or park; wait on the slot's hand list and the wake lists; unpark or pop. Returns
-        what :meth:`_popped` returns (None: pop again)."""
+        """Pop, or park and wait on the slot's hand list and the wake lists (one round trip). A task
+        handed over ends it; after a wake-up or a timeout the slot unparks and pops (a second round
+        trip, off the hand-off's path). Returns what :meth:`_popped` returns (None: pop again)."""
         park, token = self.proto.pop_args(plan, lease_seconds, park_ms=int(wait * 1000) + PARK_MARGIN_MS)
-        unpark, _ = self.proto.pop_args(plan, lease_seconds, unpark=token)
         hand = self.keys.hand(token)
-        first, woke, last = self._round_trip([self._evalsha(self.scripts.pop, park),
-                                              ["BLPOP", hand, *keys, f"{wait:.3f}"],
-                                              self._evalsha(self.scripts.pop, unpark)])
-        for reply in (first, woke, last):
-            if isinstance(reply, redis.exceptions.NoScriptError):
-                return None  # Redis lost its scripts: nothing parked; the pop loads them
+        first, woke = self._round_trip([self._evalsha(self.scripts.pop, park),
+                                        ["BLPOP", hand, *keys, f"{wait:.3f}"]])
+        if isinstance(first, redis.exceptions.NoScriptError):
+            return None  # Redis lost its scripts: nothing parked; the pop loads them
+        for reply in (first, woke):
             if isinstance(reply, Exception):
                 raise reply
-        popped = self._popped(first, token, plan)  # something was ready: '-' ended the wait
-        if popped is not None and popped[0]:
-            return popped
         if woke is not None and _text(woke[0]) == hand:
-            if _text(woke[1]) == "-":  # the first pop leased only corrupt tasks (dead-lettered)
-                return None
-            return self._popped(self.proto.handed_reply(woke[1]), token, plan)
+            if _text(woke[1]) != "-":
+                return self._popped(self.proto.handed_reply(woke[1]), token, plan)
+            # '-': the first pop leased what was ready (None if only corrupt tasks: pop again)
+            return self._popped(first, token, plan)
+        unpark, _ = self.proto.pop_args(plan, lease_seconds, unpark=token)
+        last = self._run_scripts([(self.scripts.pop, unpark)])[0]
         if last[0] is None and int(last[1]) == -2:  # a push leased us a task as the wait ended
             item: Any = self.client.lpop(hand)
             return self._popped(self.proto.handed_reply(item), token, plan) if item else None
