@@ -180,20 +180,23 @@ def server_exec_usec(delta: dict[str, dict[str, float]], scripted: bool) -> floa
 @contextmanager
 def counting_round_trips(client: redis.Redis) -> Iterator[list[int]]:
     """Count client round trips made through ``client``: every round trip, a plain command, a
-    pipeline or fairque's hand-packed one, takes a connection from the pool once."""
+    pipeline or fairque's hand-packed one, sends its commands with one ``send_packed_command``
+    on a connection of the client's pool (fairque's held one included)."""
     counter = [0]
     pool = client.connection_pool
-    original = pool.get_connection
+    cls = redis.connection.AbstractConnection
+    original = cls.send_packed_command
 
-    def counted(*args: Any, **kwargs: Any) -> Any:
-        counter[0] += 1
-        return original(*args, **kwargs)
+    def counted(conn: Any, *args: Any, **kwargs: Any) -> Any:
+        if conn in pool._in_use_connections:  # type: ignore[attr-defined]
+            counter[0] += 1
+        return original(conn, *args, **kwargs)
 
-    pool.get_connection = counted  # type: ignore[method-assign]
+    cls.send_packed_command = counted  # type: ignore[method-assign]
     try:
         yield counter
     finally:
-        del pool.get_connection
+        cls.send_packed_command = original  # type: ignore[method-assign]
 
 
 class Measured:
