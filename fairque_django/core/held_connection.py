@@ -53,9 +53,18 @@ class HeldConnection:
         sock = getattr(conn, "_sock", None)
         # closed by the server (EOF is readable) or left with data: start afresh; a connection
         # without a socket connects itself when it sends
-        if sock is not None and select.select([sock], [], [], 0)[0]:
+        if sock is not None and _readable(sock):
             conn.disconnect()
         return conn
+
+
+def _readable(sock: Any) -> bool:
+    """Whether ``sock`` has something to read (data or EOF) right now, without blocking."""
+    if hasattr(select, "poll"):  # no limit on descriptor numbers, unlike select()
+        poller = select.poll()
+        poller.register(sock, select.POLLIN)
+        return bool(poller.poll(0))
+    return bool(select.select([sock], [], [], 0)[0])
 
 
 _held: weakref.WeakKeyDictionary[Any, HeldConnection] = weakref.WeakKeyDictionary()
