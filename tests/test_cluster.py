@@ -135,6 +135,7 @@ def test_idle_wait_and_pop_wakes_on_a_push(cluster: RedisCluster, config: FairQu
     task, _ = q.wait_and_pop("w1", timeout=3.0)
     pusher.join()
     assert task is not None and task.user_id == "b" and time.monotonic() - started < 2.0
+    assert not cluster.zrange(q.keys.parked("w1"), 0, -1)  # handed over (or unparked): no park left
 
 
 def test_a_worker_serves_a_cluster(cluster: RedisCluster, config: FairQueueConfig, redis_client: Any) -> None:

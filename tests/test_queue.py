@@ -633,3 +633,20 @@ def test_a_task_handed_over_as_the_wait_ends_is_not_lost(q: TaskQueue, monkeypat
     assert not q.client.keys(f"{q.keys.base}:hand:*")
     q.complete(task)
     assert q.get_stats()["tasks_completed"] == 1
+
+
+def test_a_task_handed_to_a_slot_that_died_runs_elsewhere(make_config: Any, redis_client: redis.Redis) -> None:
+    """A worker killed while parked never reads its hand list: the task's lease expires and
+    another worker runs it (the park itself expires with the wait)."""
+    config = make_config(workers=[{"id": "w1", "assigned_users": ["a"]},
+                                  {"id": "w2", "assigned_users": [], "steal_targets": ["a"]}])
+    q = TaskQueue(config)
+    args, token = q.proto.pop_args(q.proto.plan("w1"), 0.05, park_ms=60_000)  # 50 ms leases
+    assert q._run_scripts([(q.scripts.pop, args)])[0][0] is None  # parked, then "killed"
+    task = Task.create(user_id="a", payload={"n": 1})
+    assert q.push(task)["success"]
+    assert redis_client.llen(q.keys.hand(token)) == 1  # handed to the dead slot
+    time.sleep(0.1)
+    other = q.pop("w2")  # the expired lease is taken back; w2 may steal a
+    assert other is not None and other.task_id == task.task_id and other.attempts == 2
+    assert q.get_stats()["tasks_expired"] == 1
