@@ -581,6 +581,8 @@ class TaskQueue:
         for reply in (first, woke):
             if isinstance(reply, Exception):
                 raise reply
+        if not first[0] and self.proto.problems(first):
+            self._popped(first, token, plan)  # log what the first pop set aside
         if woke is not None and _text(woke[0]) == hand:
             if _text(woke[1]) != "-":
                 return self._popped(self.proto.handed_reply(woke[1]), token, plan)
