@@ -650,3 +650,22 @@ def test_a_task_handed_to_a_slot_that_died_runs_elsewhere(make_config: Any, redi
     other = q.pop("w2")  # the expired lease is taken back; w2 may steal a
     assert other is not None and other.task_id == task.task_id and other.attempts == 2
     assert q.get_stats()["tasks_expired"] == 1
+
+
+def test_scripts_lost_by_redis_are_loaded_again(q: TaskQueue, redis_client: redis.Redis) -> None:
+    """After SCRIPT FLUSH (a Redis restart or failover), every call loads its script and runs."""
+    redis_client.script_flush()
+    assert q.push(Task.create(user_id="a", payload={"n": 1}))["success"]
+    redis_client.script_flush()
+    assert q.push_batch([Task.create(user_id="b", payload={"n": i}) for i in (2, 3)])["pushed"] == 2
+    redis_client.script_flush()
+    first = q.pop("w1")
+    assert first is not None
+    redis_client.script_flush()
+    task, _ = q.wait_and_pop("w1", timeout=0.2)  # the park's pop is refused: it pops instead
+    assert task is not None
+    redis_client.script_flush()
+    q.complete(first)
+    q.complete(task)
+    assert [t.payload["n"] for t in drain(q)] == [3]
+    assert q.get_stats()["tasks_completed"] == 3

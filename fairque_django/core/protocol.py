@@ -218,13 +218,6 @@ class QueueProtocol:
             raise CorruptTaskError(f"task body names user {task.user_id!r} but it was queued for {user!r}")
         return task
 
-    def read_pop(self, reply: Sequence[Any], token: str, worker_id: str,
-                 ) -> tuple[Task | None, float | None, tuple[str, str] | None]:
-        """Interpret a single pop's reply: (task, seconds until something is due, corrupt); see
-        :meth:`read_pop_many`."""
-        tasks, due, corrupt = self.read_pop_many(reply, token, worker_id)
-        return (tasks[0] if tasks else None), due, (corrupt[0] if corrupt else None)
-
     def read_pop_many(self, reply: Sequence[Any], token: str, worker_id: str,
                       ) -> tuple[list[Task], float | None, list[tuple[str, str]]]:
         """Interpret a pop reply: (tasks, seconds until something is due, corrupt). ``corrupt`` lists

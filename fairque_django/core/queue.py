@@ -151,11 +151,7 @@ class TaskQueue:
 
         with redis_errors("push_batch"):
             replies, error = self._stream(commands())
-            for i, reply in enumerate(replies):
-                if isinstance(reply, redis.exceptions.NoScriptError):  # not run: load it and run it now
-                    replies[i] = self.scripts.push(keys=[self.keys.stats], args=calls[i])
-                elif isinstance(reply, Exception):
-                    raise reply
+            replies = self._rerun_unloaded([(self.scripts.push, args) for args in calls], replies)
         ids: list[str] = []
         duplicates: list[str] = []
         for group, reply in zip(groups, replies, strict=False):
@@ -271,7 +267,11 @@ class TaskQueue:
         """Run scripts (each with its arguments) after plain ``before`` commands, in one round
         trip; returns the scripts' replies. A script Redis lost (NOSCRIPT) is loaded and run."""
         commands = [*before, *(self._evalsha(script, args) for script, args in calls)]
-        replies = self._round_trip(commands)[len(before):]
+        return self._rerun_unloaded(calls, self._round_trip(commands)[len(before):])
+
+    def _rerun_unloaded(self, calls: Sequence[tuple[Any, list[Any]]], replies: list[Any]) -> list[Any]:
+        """The replies of script ``calls``, with a call Redis refused for lack of its script
+        (NOSCRIPT) loaded and run now; any other error reply is raised."""
         for i, (reply, (script, args)) in enumerate(zip(replies, calls, strict=True)):
             if isinstance(reply, redis.exceptions.NoScriptError):
                 replies[i] = script(keys=[self.keys.stats], args=args)  # loads it, runs it once
@@ -554,15 +554,9 @@ class TaskQueue:
         if not keys:
             time.sleep(max(timeout, 0.0))
             return self.pop_reply(worker_id, lease_seconds=lease_seconds)
-        wait = max(timeout, 0.001)
         with redis_errors("wait_and_pop"):
             self._sync_steal_set(plan)
-            if not plan.own_partition:  # nowhere to park: wait for a wake-up, then pop
-                args, token = self.proto.pop_args(plan, lease_seconds)
-                reply = self._run_scripts([(self.scripts.pop, args)], [["BLPOP", *keys, f"{wait:.3f}"]])[0]
-                popped = self._popped(reply, token, plan)
-            else:
-                popped = self._park_and_pop(plan, keys, wait, lease_seconds)
+            popped = self._park_and_pop(plan, keys, max(timeout, 0.001), lease_seconds)
         if popped is None:
             return self.pop_reply(worker_id, lease_seconds=lease_seconds)
         return (popped[0][0] if popped[0] else None), popped[1]

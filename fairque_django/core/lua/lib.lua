@@ -89,20 +89,24 @@ local function wake(P, part)
   end
 end
 
+-- The virtual start time of a user joining partition part's rotation, whose head has score head
+-- (nil: the rotation is empty): the current round, or the user's last finish tag when later.
+-- Also returns whether the user had a finish tag (kept in P:vfinish:<part> while it was idle).
+local function joining_start(P, part, user, head)
+  local start = tonumber(head or rcall('HGET', P .. ':vclock', part) or '0')
+  local finish = rcall('HGET', P .. ':vfinish:' .. part, user)
+  if finish and tonumber(finish) > start then
+    start = tonumber(finish)
+  end
+  return start, not not finish
+end
+
 -- Put a user that is not in its partition's rotation into it.
 local function join_rotation(P, part, user)
   local rk = P .. ':ready:' .. part
-  -- a newcomer joins the current round: the virtual time of the next user to serve
-  local head = rcall('ZRANGE', rk, 0, 0, 'WITHSCORES')
-  local start = tonumber(head[2] or rcall('HGET', P .. ':vclock', part) or '0')
-  local fk = P .. ':vfinish:' .. part
-  local finish = rcall('HGET', fk, user)
-  if finish then
-    finish = tonumber(finish)
-    if finish > start then
-      start = finish
-    end
-    rcall('HDEL', fk, user)
+  local start, had_finish = joining_start(P, part, user, rcall('ZRANGE', rk, 0, 0, 'WITHSCORES')[2])
+  if had_finish then
+    rcall('HDEL', P .. ':vfinish:' .. part, user)
   end
   rcall('ZADD', rk, start, user)
   wake(P, part)
@@ -252,18 +256,15 @@ end
 local function hand_over(P, slot, now, id, body, user, h, client_ms, part, weight)
   local token, worker, lease_ms, flags = string.match(slot, '^([^\t]*)\t([^\t]*)\t([^\t]*)\t([^\t]*)$')
   lease_ms = tonumber(lease_ms) or 30000
-  local fk = P .. ':vfinish:' .. part
-  local start = tonumber(rcall('HGET', P .. ':vclock', part) or '0')
-  local finish = tonumber(rcall('HGET', fk, user) or '0')
-  if finish > start then
-    start = finish
-  end
+  -- as join_rotation then serve would: the user joins the empty rotation and, served its only
+  -- task, leaves it again with its finish tag
+  local start = joining_start(P, part, user, nil)
   local cost = 1
   if flags == 't' then
     cost = expected_cost(P, user)
   end
   if weight <= 0 then weight = 1 end
-  rcall('HSET', fk, user, start + cost / weight)
+  rcall('HSET', P .. ':vfinish:' .. part, user, start + cost / weight)
   rcall('HSET', P .. ':vclock', part, start)
   local deadline = now + lease_ms
   local tk = P .. ':t:' .. id
