@@ -16,7 +16,10 @@ from .core.exceptions import (
     MissingTenantError,
     PayloadTooLargeError,
     RedisUnavailableError,
+    ResultNotReadyError,
+    ResultTimeoutError,
     SerializationError,
+    TaskFailedError,
     TaskNotFoundError,
     TaskNotRegisteredError,
     TaskValidationError,
@@ -27,6 +30,7 @@ from .core.handler import TaskHandler, TaskTimeoutError
 from .core.models import DLQEntry, Priority, Task
 from .core.queue import TaskQueue
 from .core.registry import TaskFunction, task, xcom_task
+from .core.results import TaskError, TaskResult, TaskStatus
 from .core.worker import Worker
 from .core.xcom import xcom_delete, xcom_pull, xcom_push
 
@@ -37,10 +41,12 @@ _LAZY = {
     "tenant": "fairque_django.tenancy",
     "current_tenant": "fairque_django.tenancy",
     "resolve_user_id": "fairque_django.tenancy",
-    "enqueue": "fairque_django.enqueue",
-    "enqueue_many": "fairque_django.enqueue",
-    "aenqueue": "fairque_django.enqueue",
-    "aenqueue_many": "fairque_django.enqueue",
+    "enqueue": "fairque_django.enqueuing",
+    "enqueue_many": "fairque_django.enqueuing",
+    "aenqueue": "fairque_django.enqueuing",
+    "aenqueue_many": "fairque_django.enqueuing",
+    "result": "fairque_django.enqueuing",
+    "aresult": "fairque_django.enqueuing",
     "get_config": "fairque_django.conf",
     "get_queue": "fairque_django.conf",
     "get_redis_client": "fairque_django.conf",
@@ -68,11 +74,17 @@ __all__ = [  # noqa: RUF022 - public names first, then the lazily imported Djang
     "QueueConfig",
     "RedisConfig",
     "RedisUnavailableError",
+    "ResultNotReadyError",
+    "ResultTimeoutError",
     "SerializationError",
     "Task",
+    "TaskError",
+    "TaskFailedError",
     "TaskNotFoundError",
     "TaskNotRegisteredError",
     "TaskQueue",
+    "TaskResult",
+    "TaskStatus",
     "TaskValidationError",
     "UnknownWorkerError",
     "UnservedUserError",
@@ -91,6 +103,7 @@ __all__ = [  # noqa: RUF022 - public names first, then the lazily imported Djang
     "AsyncWorker",
     "aenqueue",
     "aenqueue_many",
+    "aresult",
     "current_tenant",
     "enqueue",
     "enqueue_many",
@@ -98,5 +111,6 @@ __all__ = [  # noqa: RUF022 - public names first, then the lazily imported Djang
     "get_queue",
     "get_redis_client",
     "resolve_user_id",
+    "result",
     "FairQueueImproperlyConfigured",
 ]

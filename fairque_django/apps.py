@@ -15,12 +15,14 @@ class FairQueueAppConfig(AppConfig):
         from django.core.signals import setting_changed
 
         from .checks import register_checks
-        from .conf import install_providers, on_setting_changed
+        from .conf import get_queue, install_providers, on_setting_changed
+        from .core.context import set_default_queue_factory
         from .core.registry import set_default_enqueuer
-        from .enqueue import enqueue
+        from .enqueuing import aenqueue, enqueue
 
         install_providers()
-        set_default_enqueuer(enqueue)  # TaskFunction.enqueue()/.delay()/.apply_async()
+        set_default_enqueuer(enqueue, aenqueue)  # TaskFunction.enqueue()/.delay()/.apply_async()/.aenqueue()
+        set_default_queue_factory(get_queue)  # XCom and result handles outside tasks use the configured queue
         register_checks()
         setting_changed.connect(on_setting_changed, dispatch_uid="fairque_django.conf.on_setting_changed")
         if any(str(c.get("BACKEND", "")).startswith("fairque_django.")

@@ -70,7 +70,7 @@ from .core.queue import TaskQueue, redis_errors
 from .core.registry import import_task_modules
 from .core.registry import task as fairque_task
 from .core.worker import PERMANENT_ERRORS
-from .enqueue import enqueue as fairque_enqueue
+from .enqueuing import enqueue as fairque_enqueue
 
 __all__ = [
     "PRIORITY_TABLE",
@@ -285,7 +285,7 @@ def _send(signal: Signal, sender: type, result: TaskResult[..., Any]) -> None:
 # --------------------------------------------------------------------------- worker side
 
 
-@fairque_task(name=RUNNER_NAME)
+@fairque_task(name=RUNNER_NAME, store_result=False)  # the backend keeps its own records
 def run_django_task(module_path: str, args: list[Any], kwargs: dict[str, Any], backend: str,
                     options: dict[str, Any] | None = None) -> Any:
     """The fairque task every Django task is queued as: runs the Django task ``module_path``."""

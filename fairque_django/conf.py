@@ -20,7 +20,7 @@ plus these Django-level, upper-case keys (all optional):
 ``HANDLER``
     Dotted path of the ``TaskHandler`` class ``runfairworker`` uses (default ``None``).
 ``ENQUEUE_ON_COMMIT``
-    Whether :func:`fairque_django.enqueue.enqueue` waits for the transaction to commit
+    Whether :func:`fairque_django.enqueuing.enqueue` waits for the transaction to commit
     (default ``False``).
 ``WORKER_ID``
     The current worker of this process (``FairQueueConfig.worker_id``; default ``None``).

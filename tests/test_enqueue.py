@@ -18,7 +18,7 @@ from fairque_django.core.exceptions import MissingTenantError, SerializationErro
 from fairque_django.core.models import Task
 from fairque_django.core.queue import TaskQueue
 from fairque_django.core.registry import task as task_decorator
-from fairque_django.enqueue import aenqueue, aenqueue_many, enqueue, enqueue_many
+from fairque_django.enqueuing import aenqueue, aenqueue_many, enqueue, enqueue_many
 from fairque_django.tenancy import tenant
 
 from .redis_url import REDIS_URL
@@ -78,7 +78,7 @@ class RecordingQueue(TaskQueue):
 
 
 def test_explicit_user_id() -> None:
-    task_id = enqueue(payload_task(), user="tenant:acme")
+    task_id = enqueue(payload_task(), user="tenant:acme").id
     [popped] = pop_all()
     assert popped.task_id == task_id and popped.user_id == "tenant:acme"
 
@@ -87,8 +87,8 @@ def test_explicit_user_id() -> None:
 def test_explicit_user_object() -> None:
     user = User.objects.create_user("erin")
     group = Group.objects.create(name="acme")
-    first = enqueue(payload_task(), user=user)
-    second = enqueue(payload_task(), user=group)
+    first = enqueue(payload_task(), user=user).id
+    second = enqueue(payload_task(), user=group).id
     by_id = {t.task_id: t.user_id for t in pop_all()}
     assert by_id == {first: f"user:{user.pk}", second: f"group:{group.pk}"}
 
@@ -137,8 +137,8 @@ def test_explicit_queue_argument() -> None:
 def test_registered_task_enqueue_uses_django_enqueue() -> None:
     """@task functions' .enqueue()/.apply_async() go through this module (installed in ready())."""
     with tenant("tenant:fn"):
-        task_id = send_report.enqueue(7)
-    task_id2 = send_report.apply_async((8,), user="tenant:other")
+        task_id = send_report.enqueue(7).id
+    task_id2 = send_report.apply_async((8,), user="tenant:other").id
     popped = {t.task_id: t for t in pop_all()}
     assert popped[task_id].user_id == "tenant:fn" and popped[task_id].args == [7]
     assert popped[task_id2].user_id == "tenant:other"
@@ -153,7 +153,7 @@ def test_on_commit_waits_for_the_commit() -> None:
     queue = RecordingQueue()
     with transaction.atomic():
         user = User.objects.create_user("frank")
-        task_id = enqueue(payload_task(), user=user, on_commit=True, queue=queue)
+        task_id = enqueue(payload_task(), user=user, on_commit=True, queue=queue).id
         assert task_id  # returned at once
         assert queue.get_task_state(task_id) is None
         assert queue.get_stats()["tasks_pushed"] == 0
@@ -171,7 +171,7 @@ def test_on_commit_rollback_never_pushes() -> None:
     queue = RecordingQueue()
     with pytest.raises(RuntimeError), transaction.atomic():
         user = User.objects.create_user("grace")
-        task_id = enqueue(payload_task(), user=user, on_commit=True, queue=queue)
+        task_id = enqueue(payload_task(), user=user, on_commit=True, queue=queue).id
         raise RuntimeError("rollback")
     assert not User.objects.filter(username="grace").exists()
     assert queue.seen == []
@@ -183,7 +183,7 @@ def test_on_commit_rollback_never_pushes() -> None:
 @pytest.mark.django_db(transaction=True)
 def test_on_commit_savepoint_rollback_drops_only_its_tasks() -> None:
     with transaction.atomic():
-        kept = enqueue(payload_task(), user="tenant:a", on_commit=True)
+        kept = enqueue(payload_task(), user="tenant:a", on_commit=True).id
         try:
             with transaction.atomic():
                 enqueue(payload_task(), user="tenant:b", on_commit=True)
@@ -247,7 +247,7 @@ def test_default_is_immediate() -> None:
 def test_enqueue_many() -> None:
     tasks = [payload_task(user_id="tenant:own"), payload_task()]
     with tenant("tenant:current"):
-        ids = enqueue_many(tasks)
+        ids = [h.id for h in enqueue_many(tasks)]
     by_id = {t.task_id: t.user_id for t in pop_all()}
     assert by_id == {ids[0]: "tenant:own", ids[1]: "tenant:current"}
     assert enqueue_many([]) == []
@@ -263,7 +263,7 @@ def test_enqueue_many_validates_all_before_pushing_any() -> None:
 @pytest.mark.django_db(transaction=True)
 def test_enqueue_many_on_commit() -> None:
     with transaction.atomic():
-        ids = enqueue_many([payload_task(), payload_task()], user="tenant:a", on_commit=True)
+        ids = [h.id for h in enqueue_many([payload_task(), payload_task()], user="tenant:a", on_commit=True)]
         assert pushed() == 0
     assert sorted(t.task_id for t in pop_all()) == sorted(ids)
     with pytest.raises(RuntimeError), transaction.atomic():
@@ -273,10 +273,10 @@ def test_enqueue_many_on_commit() -> None:
 
 
 def test_aenqueue() -> None:
-    task_id = async_to_sync(aenqueue)(payload_task(), user="tenant:async")
+    task_id = async_to_sync(aenqueue)(payload_task(), user="tenant:async").id
     with tenant("tenant:ctx"):
-        task_id2 = async_to_sync(aenqueue)(payload_task())
-        ids = async_to_sync(aenqueue_many)([payload_task(), payload_task()])
+        task_id2 = async_to_sync(aenqueue)(payload_task()).id
+        ids = [h.id for h in async_to_sync(aenqueue_many)([payload_task(), payload_task()])]
     by_id = {t.task_id: t.user_id for t in pop_all()}
     assert by_id == {task_id: "tenant:async", task_id2: "tenant:ctx",
                      ids[0]: "tenant:ctx", ids[1]: "tenant:ctx"}

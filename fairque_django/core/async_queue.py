@@ -7,6 +7,7 @@ reply decoding live in :class:`~.protocol.QueueProtocol`; this module only does 
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from collections.abc import Iterable, Sequence
@@ -21,9 +22,11 @@ from redis.commands.core import AsyncScript
 
 from .config import FairQueueConfig, RedisConfig
 from .exceptions import LeaseLostError
+from .keys import validate_key_part, validate_user_id
 from .models import DLQEntry, Task, dumps
 from .protocol import PopPlan, QueueProtocol, _text, chunks, stored_flags, task_fields
 from .queue import redis_errors
+from .results import ResultSnapshot, TaskResult
 from .scripts import AsyncScripts
 
 logger = logging.getLogger("fairque_django.queue")
@@ -327,10 +330,36 @@ class AsyncTaskQueue:
 
     async def store_result(self, task: Task, record: dict[str, Any]) -> None:
         """Keep a task's outcome (JSON) for ``queue.result_ttl_seconds`` under its user's scope."""
-        data = dumps(record, what=f"result of task {task.task_id}")
+        await self.store_result_json(task, dumps(record, what=f"result of task {task.task_id}"))
+
+    async def store_result_json(self, task: Task, data: str) -> None:
+        """Keep an outcome already encoded as JSON (see :meth:`store_result`)."""
         with redis_errors("store_result"):
             await self.client.set(self.keys.result(task.user_id or "", task.task_id), data,
                                   ex=self.config.queue.result_ttl_seconds)
+
+    async def read_result(self, task_id: str, user_id: str) -> ResultSnapshot:
+        """The status and outcome of ``task_id`` as ``user_id`` may see it (one round trip)."""
+        validate_key_part(task_id, "task id")
+        validate_user_id(user_id, self.config.queue.max_user_id_length)
+        with redis_errors("read_result"):
+            pipe = self.client.pipeline(transaction=False)
+            pipe.hgetall(self.keys.task(task_id))
+            pipe.get(self.keys.result(user_id, task_id))
+            row, raw = await pipe.execute()
+        return ResultSnapshot.read(user_id, task_fields(row) if row else None, raw)
+
+    async def result(self, task_id: str, *, user_id: str) -> TaskResult:
+        """The handle of ``task_id`` for ``user_id``, read now; :class:`TaskNotFoundError` when
+        nothing is known of it for that user."""
+        return await TaskResult(task_id, user_id, self).arefresh()
+
+    async def get_result(self, task_id: str, *, user_id: str) -> dict[str, Any] | None:
+        """The stored outcome record of ``task_id`` for ``user_id`` (never another user's), or None."""
+        validate_user_id(user_id, self.config.queue.max_user_id_length)
+        with redis_errors("get_result"):
+            raw = await self.client.get(self.keys.result(user_id, task_id))
+        return None if raw is None else dict(json.loads(raw))
 
     async def next_delayed_seconds(self) -> float | None:
         """Seconds until the earliest delayed task (scheduled or retry) is due, or None."""

@@ -25,6 +25,7 @@ from .handler import TaskHandler, TaskTimeoutError
 from .models import Task
 from .queue import TaskQueue
 from .registry import get_task_function, import_task_modules
+from .results import failure_record, success_record
 from .worker import BURST_DELAY_HORIZON, PERMANENT_ERRORS
 
 logger = logging.getLogger("fairque_django.worker")
@@ -165,9 +166,9 @@ class AsyncWorker:
             self._running.pop(task.task_id, None)
         duration = time.monotonic() - start
         try:
-            if task.metadata.get("store_result"):
-                await self.queue.store_result(task, {"status": "SUCCESSFUL", "return_value": result,
-                                                     "finished_at": time.time()})
+            record = success_record(task, result)
+            if record is not None:
+                await self.queue.store_result_json(task, record)
             await self.queue.complete(task, duration=duration)
         except LeaseLostError:
             logger.warning("worker %s: task %s finished after its lease was lost", self.worker_id, task.task_id)
@@ -212,11 +213,10 @@ class AsyncWorker:
         except FairQueueError as exc:
             logger.error("worker %s: could not record failure of %s (%s)", self.worker_id, task.task_id, exc)
             return
-        if outcome == "dead" and task.metadata.get("store_result"):
+        record = failure_record(task, error, tb) if outcome == "dead" else None
+        if record is not None:
             with contextlib.suppress(FairQueueError):
-                await self.queue.store_result(task, {"status": "FAILED", "error": str(error),
-                                                     "error_type": type(error).__name__, "traceback": tb,
-                                                     "finished_at": time.time()})
+                await self.queue.store_result(task, record)
         logger.warning("worker %s: %s %s for %s failed after %.3fs (%s: %s); %s", self.worker_id,
                        task.func_name or "payload task", task.task_id, task.user_id, duration,
                        type(error).__name__, error, outcome)

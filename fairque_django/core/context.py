@@ -8,7 +8,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from .exceptions import MissingTenantError, TaskNotRegisteredError
+from .exceptions import FairQueueError, MissingTenantError, TaskNotRegisteredError
 
 if TYPE_CHECKING:
     from .models import Task
@@ -119,3 +119,17 @@ default_queue_factory: Callable[[], TaskQueue] | None = None
 def set_default_queue_factory(factory: Callable[[], TaskQueue] | None) -> None:
     global default_queue_factory
     default_queue_factory = factory
+
+
+def resolve_queue(purpose: str) -> TaskQueue:
+    """The queue ``purpose`` (e.g. "XCom") uses: the running task's, the one of an enclosing
+    ``with TaskQueue(...)``, else the installed default (a Django project's configured queue)."""
+    queue = active_queue()
+    if queue is None and default_queue_factory is not None:
+        queue = default_queue_factory()
+    if queue is None:
+        raise FairQueueError(
+            f"{purpose} needs a queue: use it inside a running task, inside `with TaskQueue(config):`, "
+            "or in a Django project with fairque_django in INSTALLED_APPS"
+        )
+    return queue

@@ -58,7 +58,23 @@ class LeaseLostError(FairQueueError):
 
 
 class TaskNotFoundError(FairQueueError, LookupError):
-    """No task with that id exists."""
+    """No task or stored result with that id exists for that user (tenant)."""
+
+
+class TaskFailedError(FairQueueError, ValueError):
+    """The task behind a result handle failed for good (dead-lettered); ``result`` is the handle."""
+
+    def __init__(self, message: str, result: object = None) -> None:
+        self.result = result
+        super().__init__(message)
+
+
+class ResultNotReadyError(FairQueueError, ValueError):
+    """A result handle's return value was asked for before the task finished."""
+
+
+class ResultTimeoutError(FairQueueError, TimeoutError):
+    """Waiting for a task's result took longer than the timeout given."""
 
 
 class MissingTenantError(FairQueueError, LookupError):

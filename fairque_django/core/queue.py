@@ -15,8 +15,10 @@ from .config import FairQueueConfig
 from .connection import get_client
 from .exceptions import FairQueueError, LeaseLostError, RedisUnavailableError
 from .held_connection import held_connection
+from .keys import validate_key_part, validate_user_id
 from .models import DLQEntry, Task
 from .protocol import PopPlan, QueueProtocol, _text, chunks, stored_flags, task_fields
+from .results import ResultSnapshot, TaskResult
 from .scripts import Scripts
 
 logger = logging.getLogger("fairque_django.queue")
@@ -524,12 +526,26 @@ class TaskQueue:
         """The stored outcome of ``task_id`` for ``user_id`` (never another user's), or None."""
         import json
 
-        from .keys import validate_user_id
-
         validate_user_id(user_id, self.config.queue.max_user_id_length)
         with redis_errors("get_result"):
             raw = self.client.get(self.keys.result(user_id, task_id))
         return None if raw is None else dict(json.loads(raw))
+
+    def read_result(self, task_id: str, user_id: str) -> ResultSnapshot:
+        """The status and outcome of ``task_id`` as ``user_id`` may see it (one round trip)."""
+        validate_key_part(task_id, "task id")
+        validate_user_id(user_id, self.config.queue.max_user_id_length)
+        with redis_errors("read_result"):
+            pipe = self.client.pipeline(transaction=False)
+            pipe.hgetall(self.keys.task(task_id))
+            pipe.get(self.keys.result(user_id, task_id))
+            row, raw = pipe.execute()
+        return ResultSnapshot.read(user_id, task_fields(row) if row else None, raw)
+
+    def result(self, task_id: str, *, user_id: str) -> TaskResult:
+        """The handle of ``task_id`` for ``user_id``, read now; :class:`TaskNotFoundError` when
+        nothing is known of it for that user."""
+        return TaskResult(task_id, user_id, self).refresh()
 
     def next_delayed_seconds(self) -> float | None:
         """Seconds until the earliest delayed task (scheduled or retry) is due, or None."""

@@ -9,24 +9,35 @@ from __future__ import annotations
 import functools
 import importlib
 import threading
-from collections.abc import Callable, Iterable
-from typing import Any, Generic, ParamSpec, TypeVar, overload
+from collections.abc import Awaitable, Callable, Iterable
+from typing import TYPE_CHECKING, Any, Generic, ParamSpec, TypeVar, overload
 
 from .exceptions import TaskNotRegisteredError, TaskValidationError
 from .models import Priority, Task, set_func_resolver
+
+if TYPE_CHECKING:
+    from .results import TaskResult
 
 P = ParamSpec("P")
 R = TypeVar("R")
 
 _registry: dict[str, TaskFunction[Any, Any]] = {}
 _lock = threading.Lock()
-_enqueuer: Callable[..., str] | None = None
+_enqueuer: Callable[..., TaskResult] | None = None
+_aenqueuer: Callable[..., Awaitable[TaskResult]] | None = None
 
 
-def set_default_enqueuer(enqueuer: Callable[..., str] | None) -> None:
-    """Install what ``TaskFunction.enqueue`` uses (the Django layer installs its ``enqueue``)."""
-    global _enqueuer
+def set_default_enqueuer(enqueuer: Callable[..., TaskResult] | None,
+                         aenqueuer: Callable[..., Awaitable[TaskResult]] | None = None) -> None:
+    """Install what ``TaskFunction.enqueue`` and ``.aenqueue`` use (the Django layer installs its
+    ``enqueue`` and ``aenqueue``)."""
+    global _enqueuer, _aenqueuer
     _enqueuer = enqueuer
+    _aenqueuer = aenqueuer
+
+
+_NO_ENQUEUER = ("no enqueuer installed: add fairque_django to INSTALLED_APPS, or push the Task "
+                "with TaskQueue.push(task, user_id=...)")
 
 
 class TaskFunction(Generic[P, R]):
@@ -34,7 +45,7 @@ class TaskFunction(Generic[P, R]):
 
     def __init__(self, func: Callable[P, R], *, name: str | None = None, priority: Priority | int = 3,
                  max_retries: int | None = None, timeout: float | None = None,
-                 xcom_key: str | None = None, store_result: bool = False) -> None:
+                 xcom_key: str | None = None, store_result: bool | None = None) -> None:
         self.func = func
         self.name = name or f"{func.__module__}.{func.__qualname__}"
         if "<locals>" in self.name and name is None:
@@ -59,8 +70,8 @@ class TaskFunction(Generic[P, R]):
                     metadata: dict[str, Any] | None = None) -> Task:
         """A Task that runs this function with ``args``/``kwargs`` (JSON, checked when it is pushed)."""
         meta = dict(metadata or {})
-        if self.store_result:
-            meta.setdefault("store_result", True)
+        if self.store_result is not None:  # None: kept by default, a non-JSON value noted, not fatal
+            meta.setdefault("store_result", self.store_result)
         return Task.create(
             user_id=user_id,
             priority=self.priority if priority is None else priority,
@@ -84,8 +95,8 @@ class TaskFunction(Generic[P, R]):
             xcom_push(self.xcom_key, result)
         return result
 
-    def enqueue(self, *args: P.args, **kwargs: P.kwargs) -> str:
-        """Queue a call for the current tenant (through the installed enqueuer)."""
+    def enqueue(self, *args: P.args, **kwargs: P.kwargs) -> TaskResult:
+        """Queue a call for the current tenant (through the installed enqueuer); returns its handle."""
         return self.apply_async(args, kwargs)
 
     delay = enqueue
@@ -93,15 +104,26 @@ class TaskFunction(Generic[P, R]):
     def apply_async(self, args: Iterable[Any] = (), kwargs: dict[str, Any] | None = None, *,
                     user: Any = None, priority: Priority | int | None = None,
                     countdown: float | None = None, eta: float | None = None,
-                    on_commit: bool | None = None) -> str:
-        """Queue a call with options; ``user`` is a user id or anything the tenant resolver maps."""
+                    on_commit: bool | None = None) -> TaskResult:
+        """Queue a call with options; ``user`` is a user id or anything the tenant resolver maps.
+        Returns the task's :class:`~.results.TaskResult` handle."""
         if _enqueuer is None:
-            raise TaskNotRegisteredError(
-                "no enqueuer installed: add fairque_django to INSTALLED_APPS, or push the Task "
-                "with TaskQueue.push(task, user_id=...)"
-            )
+            raise TaskNotRegisteredError(_NO_ENQUEUER)
         task = self.create_task(args, kwargs, priority=priority, delay_seconds=countdown, execute_after=eta)
         return _enqueuer(task, user=user, on_commit=on_commit)
+
+    async def aenqueue(self, *args: P.args, **kwargs: P.kwargs) -> TaskResult:
+        """Async :meth:`enqueue` (pushes at once: there is no transaction to wait for)."""
+        return await self.aapply_async(args, kwargs)
+
+    async def aapply_async(self, args: Iterable[Any] = (), kwargs: dict[str, Any] | None = None, *,
+                           user: Any = None, priority: Priority | int | None = None,
+                           countdown: float | None = None, eta: float | None = None) -> TaskResult:
+        """Async :meth:`apply_async` (pushes at once)."""
+        if _aenqueuer is None:
+            raise TaskNotRegisteredError(_NO_ENQUEUER)
+        task = self.create_task(args, kwargs, priority=priority, delay_seconds=countdown, execute_after=eta)
+        return await _aenqueuer(task, user=user)
 
     def __repr__(self) -> str:
         return f"<TaskFunction {self.name}>"
@@ -119,14 +141,18 @@ def register(fn: TaskFunction[Any, Any]) -> None:
 def task(func: Callable[P, R], /) -> TaskFunction[P, R]: ...
 @overload
 def task(*, name: str | None = None, priority: Priority | int = 3, max_retries: int | None = None,
-         timeout: float | None = None, store_result: bool = False,
+         timeout: float | None = None, store_result: bool | None = None,
          ) -> Callable[[Callable[P, R]], TaskFunction[P, R]]: ...
 
 
 def task(func: Callable[P, R] | None = None, /, *, name: str | None = None, priority: Priority | int = 3,
-         max_retries: int | None = None, timeout: float | None = None, store_result: bool = False,
+         max_retries: int | None = None, timeout: float | None = None, store_result: bool | None = None,
          ) -> TaskFunction[P, R] | Callable[[Callable[P, R]], TaskFunction[P, R]]:
-    """Register a function as a task: ``@task`` or ``@task(priority=..., max_retries=..., timeout=...)``."""
+    """Register a function as a task: ``@task`` or ``@task(priority=..., max_retries=..., timeout=...)``.
+
+    Its outcome is kept for ``queue.result_ttl_seconds`` (see :class:`~.results.TaskResult`):
+    ``store_result=False`` keeps nothing, ``store_result=True`` also fails the task when its return
+    value is not JSON (by default the result then only notes why the value is missing)."""
 
     def wrap(f: Callable[P, R]) -> TaskFunction[P, R]:
         fn = TaskFunction(f, name=name, priority=priority, max_retries=max_retries, timeout=timeout,

@@ -35,6 +35,7 @@ from .models import Task, dumps
 from .protocol import _text
 from .queue import TaskQueue, redis_errors
 from .registry import import_task_modules
+from .results import failure_record, success_record
 
 logger = logging.getLogger("fairque_django.worker")
 
@@ -484,14 +485,11 @@ class Worker:
         if entry.timed_out:
             return None  # already recorded as a timeout
         if error is None and ok:
-            result_json = None
-            if task.metadata.get("store_result"):
-                try:
-                    result_json = dumps({"status": "SUCCESSFUL", "return_value": result, "finished_at": time.time()},
-                                        what=f"the result of {task.func_name}")
-                except FairQueueError as exc:
-                    self._failed(task, exc, traceback.format_exc(), duration, failure_type="result")
-                    return None
+            try:
+                result_json = success_record(task, result)
+            except FairQueueError as exc:  # store_result=True and the value is not JSON
+                self._failed(task, exc, traceback.format_exc(), duration, failure_type="result")
+                return None
             return _Done(task, duration, result_json)
         if error is None:
             error = FairQueueError(f"handler {type(self.handler).__name__} returned False")
@@ -603,11 +601,10 @@ class Worker:
             logger.error("worker %s: could not record failure of %s (%s); its lease will expire",
                          self.worker_id, task.task_id, exc)
             return "not recorded"
-        if outcome == "dead" and task.metadata.get("store_result"):
+        record = failure_record(task, error, tb) if outcome == "dead" else None
+        if record is not None:
             with contextlib.suppress(FairQueueError):
-                self.queue.store_result(task, {"status": "FAILED", "error": str(error),
-                                               "error_type": type(error).__name__, "traceback": tb,
-                                               "finished_at": time.time()})
+                self.queue.store_result(task, record)
         return "retry scheduled" if outcome == "retry" else "dead-lettered"
 
     def _safe_hook(self, hook: Callable[..., None], *args: Any) -> None:

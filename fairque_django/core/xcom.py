@@ -13,8 +13,8 @@ import threading
 import time
 from typing import Any
 
-from .context import RunningTask, active_queue, current_user, running_task
-from .exceptions import FairQueueError, TaskValidationError
+from .context import RunningTask, current_user, resolve_queue, running_task
+from .exceptions import TaskValidationError
 from .keys import validate_key_part, validate_user_id
 from .models import dumps
 
@@ -40,18 +40,7 @@ def _scope(user_id: str | None) -> tuple[str | None, RunningTask | None]:
 
 
 def _queue() -> Any:
-    queue = active_queue()
-    if queue is None:
-        from . import context
-
-        factory = context.default_queue_factory
-        queue = factory() if factory is not None else None
-    if queue is None:
-        raise FairQueueError(
-            "XCom needs a queue: use it inside a running task, inside `with TaskQueue(config):`, "
-            "or in a Django project with fairque_django installed"
-        )
-    return queue
+    return resolve_queue("XCom")
 
 
 def xcom_push(key: str, value: Any, *, user_id: str | None = None, ttl: int | None = None) -> None:

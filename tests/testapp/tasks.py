@@ -101,3 +101,31 @@ async def async_record(tag: str, sleep: float = 0.0) -> str:
     await asyncio.sleep(sleep)
     log_client().rpush(LOG, f"{_me()}|{tag}")
     return tag
+
+
+@task
+def multiply(a: int, b: int) -> int:
+    """A plain task (no options): its result is kept by default."""
+    return a * b
+
+
+@task(store_result=False)
+def forgets(n: int) -> int:
+    return n
+
+
+@task(max_retries=0)
+def fails_once_for_good(reason: str) -> None:
+    raise KeyError(reason)
+
+
+@task
+def waits_for(key: str, timeout: float = 10.0) -> str:
+    """Block until ``key`` exists in the test Redis (lets a test see the task RUNNING)."""
+    log_client().rpush(LOG + ":start", f"{_me()}|waits")
+    deadline = time.monotonic() + timeout
+    while not log_client().exists(key):
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{key} was never set")
+        time.sleep(0.01)
+    return "released"

@@ -42,7 +42,7 @@ from fairque_django.conf import get_config, get_queue, redis_display_url
 from fairque_django.core.queue import TaskQueue
 from fairque_django.core.worker import worker_health
 from fairque_django.embedded_redis import ensure_redis
-from fairque_django.enqueue import enqueue_many
+from fairque_django.enqueuing import enqueue_many
 
 from .fairque_stats import format_table
 

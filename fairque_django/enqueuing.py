@@ -9,6 +9,9 @@ With ``on_commit=True`` (default: ``FAIRQUE["ENQUEUE_ON_COMMIT"]``) the push hap
 ``transaction.on_commit``, so a worker never sees a task about a row that is not committed
 yet, and a rolled-back transaction enqueues nothing.  Everything that can be checked is
 checked at once, inside the transaction: the user id, JSON serialisability and size.
+
+Each call returns :class:`~fairque_django.core.results.TaskResult` handles (``.id``, ``.status``,
+``.wait(timeout=...)``); :func:`result` rebuilds one from a stored id.
 """
 
 from __future__ import annotations
@@ -23,9 +26,10 @@ from .conf import get_queue, get_setting
 from .core.context import current_user
 from .core.models import Task
 from .core.queue import TaskQueue
+from .core.results import TaskResult
 from .tenancy import resolve_user_id
 
-__all__ = ["aenqueue", "aenqueue_many", "enqueue", "enqueue_many"]
+__all__ = ["aenqueue", "aenqueue_many", "aresult", "enqueue", "enqueue_many", "result"]
 
 
 def _user_for(task: Task, user: Any) -> str:
@@ -56,8 +60,8 @@ def _wants_on_commit(on_commit: bool | None) -> bool:
 
 
 def enqueue(task: Task, *, user: Any = None, on_commit: bool | None = None, using: str | None = None,
-            queue: TaskQueue | None = None) -> str:
-    """Queue *task* and return its id.
+            queue: TaskQueue | None = None) -> TaskResult:
+    """Queue *task* and return its :class:`~fairque_django.core.results.TaskResult` handle.
 
     *queue* defaults to :func:`fairque_django.conf.get_queue`; *using* is the database alias
     whose transaction ``on_commit`` waits for.
@@ -72,12 +76,12 @@ def enqueue(task: Task, *, user: Any = None, on_commit: bool | None = None, usin
         transaction.on_commit(push, using=using)
     else:
         push()
-    return prepared.task_id
+    return TaskResult.for_task(prepared, q)
 
 
 def enqueue_many(tasks: Iterable[Task], *, user: Any = None, on_commit: bool | None = None,
-                 using: str | None = None, queue: TaskQueue | None = None) -> list[str]:
-    """Queue many tasks with :meth:`TaskQueue.push_batch`; returns their ids.
+                 using: str | None = None, queue: TaskQueue | None = None) -> list[TaskResult]:
+    """Queue many tasks with :meth:`TaskQueue.push_batch`; returns their handles, in order.
 
     All tasks are validated before any is pushed; ``user``/``on_commit``/``using``/``queue``
     mean what they mean for :func:`enqueue`.
@@ -93,16 +97,32 @@ def enqueue_many(tasks: Iterable[Task], *, user: Any = None, on_commit: bool | N
         transaction.on_commit(push, using=using)
     else:
         push()
-    return [t.task_id for t in prepared]
+    return [TaskResult.for_task(t, q) for t in prepared]
 
 
-async def aenqueue(task: Task, *, user: Any = None, queue: TaskQueue | None = None) -> str:
+async def aenqueue(task: Task, *, user: Any = None, queue: TaskQueue | None = None) -> TaskResult:
     """Async :func:`enqueue`.  Pushes at once: async code cannot be inside ``atomic()``, so
     there is no transaction to wait for."""
     return await sync_to_async(enqueue)(task, user=user, on_commit=False, queue=queue)
 
 
 async def aenqueue_many(tasks: Iterable[Task], *, user: Any = None,
-                        queue: TaskQueue | None = None) -> list[str]:
+                        queue: TaskQueue | None = None) -> list[TaskResult]:
     """Async :func:`enqueue_many` (pushes at once)."""
     return await sync_to_async(enqueue_many)(list(tasks), user=user, on_commit=False, queue=queue)
+
+
+def result(task_id: str, *, user: Any = None, queue: TaskQueue | None = None) -> TaskResult:
+    """The handle of a task enqueued earlier, read now: for code that stored only the id.
+
+    ``user`` is what :func:`enqueue` accepts (default: the current tenant); a task of another
+    tenant is not found (:class:`~fairque_django.core.exceptions.TaskNotFoundError`), as is an
+    unknown id or a result older than ``queue.result_ttl_seconds``."""
+    user_id = resolve_user_id(user) if user is not None else current_user()
+    assert user_id is not None  # current_user() raises MissingTenantError instead
+    return (queue if queue is not None else get_queue()).result(task_id, user_id=user_id)
+
+
+async def aresult(task_id: str, *, user: Any = None, queue: TaskQueue | None = None) -> TaskResult:
+    """Async :func:`result`."""
+    return await sync_to_async(result)(task_id, user=user, queue=queue)

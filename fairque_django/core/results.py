@@ -1,0 +1,345 @@
+"""Result handles: what ``enqueue`` returns, in the vocabulary of Django's ``TaskResult``.
+
+A worker keeps each task's outcome for ``queue.result_ttl_seconds`` under the task's user (a task
+opts out with ``store_result=False``). A handle reads the task's state and that record: the task
+hash while the task is queued, running or dead, the record once it succeeded. Both are scoped to
+one user: a handle for another tenant's task id finds nothing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from enum import Enum
+from typing import TYPE_CHECKING, Any
+
+from .exceptions import (
+    FairQueueError,
+    ResultNotReadyError,
+    ResultTimeoutError,
+    SerializationError,
+    TaskFailedError,
+    TaskNotFoundError,
+)
+from .models import Task, dumps
+
+if TYPE_CHECKING:
+    from .async_queue import AsyncTaskQueue
+    from .queue import TaskQueue
+
+__all__ = ["ResultSnapshot", "TaskError", "TaskResult", "TaskStatus", "failure_record", "success_record"]
+
+
+class TaskStatus(str, Enum):
+    """Where a task is, as Django's ``TaskResultStatus`` names it."""
+
+    READY = "READY"  # queued, delayed, or waiting for a retry
+    RUNNING = "RUNNING"  # leased by a worker
+    SUCCESSFUL = "SUCCESSFUL"
+    FAILED = "FAILED"  # dead-lettered
+    CANCELLED = "CANCELLED"
+
+
+FINISHED = frozenset({TaskStatus.SUCCESSFUL, TaskStatus.FAILED, TaskStatus.CANCELLED})
+
+# the task hash's state field (st) -> status
+_STATE_STATUS = {"queued": TaskStatus.READY, "delayed": TaskStatus.READY, "leased": TaskStatus.RUNNING,
+                 "dead": TaskStatus.FAILED}
+
+
+@dataclass(frozen=True, slots=True)
+class TaskError:
+    """One failed attempt: the exception's type name, its message and traceback."""
+
+    error_type: str
+    message: str
+    traceback: str = ""
+
+    @property
+    def exception_class_path(self) -> str:
+        """Django's name for :attr:`error_type`."""
+        return self.error_type
+
+
+@dataclass(frozen=True, slots=True)
+class ResultSnapshot:
+    """What Redis says about one task of one user at one moment (``found`` False: nothing)."""
+
+    found: bool
+    status: TaskStatus = TaskStatus.READY
+    return_value: Any = None
+    errors: tuple[TaskError, ...] = ()
+    attempts: int = 0
+    enqueued_at: float | None = None
+    finished_at: float | None = None
+    value_error: str | None = None  # the return value could not be stored (not JSON)
+
+    @classmethod
+    def read(cls, user_id: str, fields: Mapping[str, str] | None, raw_record: bytes | str | None) -> ResultSnapshot:
+        """Decode a task hash (as :func:`~.protocol.task_fields` gives it, or None) and a stored
+        result record (JSON, or None). A hash of another user is ignored."""
+        record = _load_record(raw_record)
+        if fields is not None and fields.get("u") == user_id and fields.get("st") in _STATE_STATUS:
+            return cls._from_task(fields, record)
+        if record is not None:
+            return cls._from_record(record)
+        return cls(found=False)
+
+    @classmethod
+    def _from_task(cls, f: Mapping[str, str], record: Mapping[str, Any] | None) -> ResultSnapshot:
+        status = _STATE_STATUS[f["st"]]
+        errors: tuple[TaskError, ...] = ()
+        if f.get("err"):  # the last failure (a task waiting for its retry keeps it too)
+            errors = (TaskError(f.get("et", "") or "Error", f["err"], f.get("tb", "")),)
+        enqueued = None
+        with contextlib.suppress(ValueError, TypeError, AttributeError):
+            enqueued = float(json.loads(f.get("b", "{}")).get("created"))
+        finished = int(f.get("dt", "0") or 0) / 1000.0 if status is TaskStatus.FAILED else None
+        if record is not None and status is TaskStatus.FAILED and not errors:
+            errors = _record_errors(record)
+        return cls(found=True, status=status, errors=errors, attempts=_int(f.get("a")), enqueued_at=enqueued,
+                   finished_at=finished or None)
+
+    @classmethod
+    def _from_record(cls, record: Mapping[str, Any]) -> ResultSnapshot:
+        try:
+            status = TaskStatus(record.get("status") or "READY")
+        except ValueError:
+            status = TaskStatus.FAILED
+            return cls(found=True, status=status,
+                       errors=(TaskError("CorruptResult", f"unknown status {record.get('status')!r}"),))
+        finished = record.get("finished_at")
+        return cls(found=True, status=status, return_value=record.get("return_value"),
+                   errors=_record_errors(record), attempts=_int(record.get("attempts")),
+                   enqueued_at=_float(record.get("enqueued_at")),
+                   finished_at=_float(finished) if status in FINISHED else None,
+                   value_error=record.get("return_value_error"))
+
+
+def _load_record(raw: bytes | str | None) -> Mapping[str, Any] | None:
+    if raw is None:
+        return None
+    try:
+        record = json.loads(raw)
+    except ValueError:
+        return {"status": "FAILED", "error": "the stored result is not JSON", "error_type": "CorruptResult"}
+    return record if isinstance(record, dict) else None
+
+
+def _record_errors(record: Mapping[str, Any]) -> tuple[TaskError, ...]:
+    errors = [TaskError(str(e.get("exception_class_path", "")), "", str(e.get("traceback", "")))
+              for e in record.get("errors") or () if isinstance(e, dict)]  # the django.tasks backend's records
+    if record.get("error") is not None:
+        errors.append(TaskError(str(record.get("error_type") or "Error"), str(record["error"]),
+                                str(record.get("traceback") or "")))
+    return tuple(errors)
+
+
+def _int(value: Any) -> int:
+    try:
+        return int(value or 0)
+    except (TypeError, ValueError):
+        return 0
+
+
+def _float(value: Any) -> float | None:
+    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+
+
+# --- records the workers store ---------------------------------------------------------------
+def success_record(task: Task, value: Any) -> str | None:
+    """The JSON record a worker stores when ``task`` returned ``value``, or None when the task
+    opted out (``store_result=False``). A value that is not JSON fails the task when it asked for
+    its result explicitly (``store_result=True``, raises :class:`SerializationError`); by default the
+    record says why the value is missing instead."""
+    wanted = task.metadata.get("store_result")
+    if wanted is False:
+        return None
+    record: dict[str, Any] = {"status": TaskStatus.SUCCESSFUL.value, "return_value": value,
+                              "attempts": task.attempts, "finished_at": round(time.time(), 3)}
+    try:
+        return dumps(record, what=f"the return value of {task.func_name or 'task ' + task.task_id}")
+    except SerializationError as exc:
+        if wanted is True:
+            raise
+        record["return_value"] = None
+        record["return_value_error"] = str(exc)
+        return dumps(record)
+
+
+def failure_record(task: Task, error: BaseException, tb: str) -> dict[str, Any] | None:
+    """The record a worker stores when ``task`` failed for good (None: the task opted out)."""
+    if task.metadata.get("store_result") is False:
+        return None
+    return {"status": TaskStatus.FAILED.value, "error": str(error), "error_type": type(error).__name__,
+            "traceback": tb, "attempts": task.attempts, "finished_at": round(time.time(), 3)}
+
+
+# --- the handle -------------------------------------------------------------------------------
+class TaskResult:
+    """The handle of one enqueued task: ``.id``, ``.status``, ``.return_value``, ``.errors``,
+    ``.refresh()``, ``.wait(timeout=...)`` and ``await .await_result(timeout=...)``.
+
+    Its fields are what the last :meth:`refresh` (or ``wait``) read; a new handle says ``READY``.
+    Rebuild one from a stored id with ``TaskQueue.result(id, user_id=...)`` or, in Django,
+    ``fairque_django.result(id, user=...)``."""
+
+    __slots__ = ("_queue", "_snapshot", "id", "stores_result", "user_id")
+
+    def __init__(self, task_id: str, user_id: str, queue: TaskQueue | AsyncTaskQueue | None = None, *,
+                 stores_result: bool = True, snapshot: ResultSnapshot | None = None) -> None:
+        self.id = task_id
+        self.user_id = user_id
+        self.stores_result = stores_result
+        self._queue = queue
+        self._snapshot = snapshot if snapshot is not None else ResultSnapshot(found=False)
+
+    @classmethod
+    def for_task(cls, task: Task, queue: TaskQueue | AsyncTaskQueue | None = None) -> TaskResult:
+        """A new handle for a task just pushed (its user id set)."""
+        return cls(task.task_id, task.user_id or "", queue,
+                   stores_result=task.metadata.get("store_result") is not False)
+
+    # --- what the last read said ---------------------------------------------------------
+    @property
+    def status(self) -> TaskStatus:
+        return self._snapshot.status
+
+    @property
+    def is_finished(self) -> bool:
+        return self._snapshot.status in FINISHED
+
+    @property
+    def errors(self) -> list[TaskError]:
+        return list(self._snapshot.errors)
+
+    @property
+    def attempts(self) -> int:
+        return self._snapshot.attempts
+
+    @property
+    def enqueued_at(self) -> float | None:
+        return self._snapshot.enqueued_at
+
+    @property
+    def finished_at(self) -> float | None:
+        return self._snapshot.finished_at
+
+    @property
+    def return_value(self) -> Any:
+        """The task's return value; raises :class:`TaskFailedError` if it failed and
+        :class:`ResultNotReadyError` if it has not finished (as Django's ``TaskResult`` does)."""
+        snap = self._snapshot
+        if snap.status is TaskStatus.SUCCESSFUL:
+            if snap.value_error is not None:
+                raise SerializationError(f"task {self.id} succeeded but its return value was not stored: "
+                                         f"{snap.value_error}")
+            return snap.return_value
+        if snap.status in FINISHED:
+            raise TaskFailedError(self._failure_message(), self)
+        raise ResultNotReadyError(f"task {self.id} has not finished yet (status {snap.status.value})")
+
+    # --- reading Redis -------------------------------------------------------------------
+    def _sync_queue(self) -> TaskQueue:
+        from .context import resolve_queue
+        from .queue import TaskQueue
+
+        queue = self._queue if self._queue is not None else resolve_queue("a result handle")
+        if not isinstance(queue, TaskQueue):
+            raise FairQueueError("this handle belongs to an AsyncTaskQueue: use `await handle.arefresh()` "
+                                 "or `await handle.await_result()`")
+        return queue
+
+    def _apply(self, snapshot: ResultSnapshot) -> bool:
+        if snapshot.found:
+            self._snapshot = snapshot
+        return snapshot.found
+
+    def refresh(self) -> TaskResult:
+        """Read the task's current status and outcome; raises :class:`TaskNotFoundError` when Redis
+        knows nothing of it for this user (an unknown id, another tenant's task, an enqueue whose
+        transaction has not committed, or a result older than ``result_ttl_seconds``)."""
+        if not self._apply(self._sync_queue().read_result(self.id, self.user_id)):
+            raise TaskNotFoundError(self._not_found_message())
+        return self
+
+    async def arefresh(self) -> TaskResult:
+        """:meth:`refresh` for asyncio code."""
+        if not self._apply(await self._aread()):
+            raise TaskNotFoundError(self._not_found_message())
+        return self
+
+    async def _aread(self) -> ResultSnapshot:
+        from .async_queue import AsyncTaskQueue
+
+        if isinstance(self._queue, AsyncTaskQueue):
+            return await self._queue.read_result(self.id, self.user_id)
+        queue = self._sync_queue()
+        return await asyncio.to_thread(queue.read_result, self.id, self.user_id)
+
+    def wait(self, timeout: float | None = None, *, interval: float = 0.05) -> Any:
+        """Block until the task finished and return its value. Raises :class:`TaskFailedError` when
+        it failed, :class:`ResultTimeoutError` after ``timeout`` seconds (None: wait for ever)."""
+        self._check_waitable()
+        deadline = None if timeout is None else time.monotonic() + timeout
+        pause = min(0.005, interval)
+        while True:
+            self._apply(self._sync_queue().read_result(self.id, self.user_id))
+            if self.is_finished:
+                return self.return_value
+            left = None if deadline is None else deadline - time.monotonic()
+            if left is not None and left <= 0:
+                raise ResultTimeoutError(self._timeout_message(timeout))
+            time.sleep(pause if left is None else min(pause, left))
+            pause = min(pause * 2, interval)
+
+    async def await_result(self, timeout: float | None = None, *, interval: float = 0.05) -> Any:
+        """:meth:`wait` for asyncio code."""
+        self._check_waitable()
+        deadline = None if timeout is None else time.monotonic() + timeout
+        pause = min(0.005, interval)
+        while True:
+            self._apply(await self._aread())
+            if self.is_finished:
+                return self.return_value
+            left = None if deadline is None else deadline - time.monotonic()
+            if left is not None and left <= 0:
+                raise ResultTimeoutError(self._timeout_message(timeout))
+            await asyncio.sleep(pause if left is None else min(pause, left))
+            pause = min(pause * 2, interval)
+
+    # --- messages --------------------------------------------------------------------------
+    def _check_waitable(self) -> None:
+        if not self.stores_result:
+            raise FairQueueError(f"task {self.id} was enqueued with store_result=False: its outcome is not "
+                                 "kept, so there is nothing to wait for")
+
+    def _failure_message(self) -> str:
+        last = self._snapshot.errors[-1] if self._snapshot.errors else None
+        why = f"{last.error_type}: {last.message}" if last is not None else "no error recorded"
+        return f"task {self.id} {self._snapshot.status.value.lower()} ({why})"
+
+    def _not_found_message(self) -> str:
+        return (f"no task or result {self.id!r} for user {self.user_id!r}: unknown id, another tenant's task, "
+                "an enqueue whose transaction has not committed yet, or a result older than "
+                "queue.result_ttl_seconds")
+
+    def _timeout_message(self, timeout: float | None) -> str:
+        seen = (f"last status {self.status.value}" if self._snapshot.found
+                else "never found in Redis: " + self._not_found_message())
+        return f"task {self.id} did not finish within {timeout:g}s ({seen})"
+
+    def __repr__(self) -> str:
+        return f"<TaskResult {self.id} user={self.user_id!r} status={self.status.value}>"
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, TaskResult):
+            return (self.id, self.user_id) == (other.id, other.user_id)
+        return NotImplemented
+
+    def __hash__(self) -> int:
+        return hash((self.id, self.user_id))
