@@ -15,17 +15,18 @@ dlq_detail,confirm}.png`` with that browser test; the test suite itself never wr
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 import venv
-import shutil
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent
 VENV = Path(os.environ.get("FAIRQUE_VENV", ROOT / ".venv"))
 BIN = VENV / ("Scripts" if os.name == "nt" else "bin")
 PY = BIN / "python"
-CHROMIUM = Path(os.environ.get("FAIRQUE_CHROMIUM", "/usr/bin/chromium"))
+DEBIAN_CHROMIUM = Path("/usr/bin/chromium")  # where Debian's package puts it
+CHROMIUM = Path(os.environ.get("FAIRQUE_CHROMIUM", DEBIAN_CHROMIUM))
 
 
 def sh(*cmd: str | Path, **kw: object) -> None:
@@ -44,20 +45,21 @@ def ensure_venv(extras: str) -> None:
     marker.write_text(stamp)
 
 
-def ensure_chromium() -> None:
-    """Install Debian's chromium for the browser test if it is missing and we may (root + apt-get).
+def ensure_chromium() -> bool:
+    """Install Debian's chromium for the browser tests if it is missing and we may (root + apt-get).
 
-    Never fatal: when it cannot be installed, the browser test skips (or fails under CI=true)."""
+    Never fatal: when it cannot be installed, the browser tests skip (or fail under CI=true).
+    Returns whether the browser is there now."""
     if CHROMIUM.exists():
-        return
+        return True
     apt = shutil.which("apt-get")
     root = hasattr(os, "geteuid") and os.geteuid() == 0
-    if CHROMIUM != Path("/usr/bin/chromium") or not apt or not root:
-        why = ("FAIRQUE_CHROMIUM names another binary" if CHROMIUM != Path("/usr/bin/chromium")
-               else "not root" if apt else "no apt-get")
+    if CHROMIUM != DEBIAN_CHROMIUM or not apt or not root:
+        why = ("FAIRQUE_CHROMIUM names another binary" if CHROMIUM != DEBIAN_CHROMIUM
+               else "no apt-get" if not apt else "not root")
         print(f"run.py: Chromium not found at {CHROMIUM} and not installed ({why}): "
-              "the browser tests will be skipped", flush=True)
-        return
+              "the browser tests will be skipped (they fail under CI=true)", flush=True)
+        return False
     print(f"run.py: Chromium not found at {CHROMIUM}: installing Debian's chromium with apt-get "
           "for the browser tests", flush=True)
     env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
@@ -65,7 +67,20 @@ def ensure_chromium() -> None:
         sh(apt, "update", "-qq", env=env)
         sh(apt, "install", "-y", "-qq", "chromium", env=env)
     except (subprocess.CalledProcessError, OSError) as exc:
-        print(f"run.py: installing chromium failed ({exc}): the browser tests will be skipped", flush=True)
+        print(f"run.py: installing chromium failed ({exc}): the browser tests will be skipped (they fail under CI=true)", flush=True)
+        return False
+    if not CHROMIUM.exists():
+        print(f"run.py: apt-get installed chromium but {CHROMIUM} is still missing: "
+              "the browser tests will be skipped (they fail under CI=true)", flush=True)
+        return False
+    return True
+
+
+def wants_browser(pytest_args: list[str]) -> bool:
+    """Whether the pytest run may include the browser tests: no test path named, or one that holds them."""
+    paths = [ROOT / a.split("::")[0] for a in pytest_args if not a.startswith("-")]  # pytest runs in ROOT
+    paths = [p for p in paths if p.exists()]
+    return not paths or any(p.is_dir() or p.name == "test_admin_browser.py" for p in paths)
 
 
 def main(argv: list[str]) -> int:
@@ -77,7 +92,8 @@ def main(argv: list[str]) -> int:
         sh(PY, ROOT / "example_project" / "manage.py", "fairque_demo", *argv[1:], cwd=ROOT)
     elif argv[0] == "tests":
         ensure_venv("dev")
-        ensure_chromium()
+        if wants_browser(argv[1:]):
+            ensure_chromium()
         sh(PY, "-m", "pytest", *argv[1:], cwd=ROOT)
     else:
         ensure_venv("dev")

@@ -53,9 +53,9 @@ def require_chromium() -> None:
     """Skip loudly when the browser is missing; under CI=true a missing browser is a failure."""
     if Path(CHROMIUM).exists():
         return
-    reason = (f"Chromium not found at {CHROMIUM} and it could not be installed (not root / no apt-get; "
-              "`python3 run.py tests` as root installs it, FAIRQUE_CHROMIUM names another binary): "
-              "browser tests not run")
+    reason = (f"Chromium not found at {CHROMIUM} and it could not be installed (not root / no apt-get / "
+              "apt-get failed; `python3 run.py tests` as root installs it, FAIRQUE_CHROMIUM names another "
+              "binary): browser tests not run")
     if IN_CI:
         pytest.fail(f"CI=true: {reason}", pytrace=False)
     pytest.skip(reason)
