@@ -17,7 +17,6 @@ from urllib.parse import urlencode
 
 from django.contrib import messages
 from django.contrib.admin.helpers import ACTION_CHECKBOX_NAME
-from django.core.exceptions import PermissionDenied
 from django.core.paginator import Paginator
 from django.http import HttpRequest, HttpResponse, HttpResponseBadRequest, HttpResponseNotAllowed
 from django.shortcuts import redirect
@@ -142,7 +141,7 @@ class FairQueueViews:
         @wraps(view)
         def inner(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
             if not can_view(request) or (manage and not can_manage(request)):
-                raise PermissionDenied
+                return self.forbidden(request, VIEW_PERMISSION if not can_view(request) else MANAGE_PERMISSION)
             try:
                 return view(request, *args, **kwargs)
             except FairQueueError as exc:
@@ -151,6 +150,16 @@ class FairQueueViews:
                                    status=503)
 
         return inner  # type: ignore[return-value]
+
+    def forbidden(self, request: HttpRequest, permission: str) -> HttpResponse:
+        """403 in the admin's look (header, breadcrumbs, user tools), naming the missing permission."""
+        from django.contrib.auth.models import Permission
+
+        app_label, codename = permission.split(".", 1)
+        described = Permission.objects.filter(content_type__app_label=app_label, codename=codename).first()
+        ctx = self.context(request, "Permission denied", permission=permission,
+                           permission_name=described.name if described else "")
+        return self.render(request, "forbidden.html", ctx, status=403)
 
     def entry_row(self, entry: DLQEntry, now: float) -> dict[str, Any]:
         task = entry.task

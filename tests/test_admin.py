@@ -125,6 +125,29 @@ def test_staff_without_permission_gets_403(login: Callable[..., Client], queue: 
     assert index.status_code == 200 and "FairQueue" not in index.content.decode()
 
 
+def test_the_403_page_has_the_admin_look_and_names_the_permission(login: Callable[..., Client],
+                                                                  queue: TaskQueue) -> None:
+    task_id = make_dead(queue)
+    client = login()
+    for url in (reverse(DASHBOARD), reverse(DLQ), detail_url(task_id)):
+        response = client.get(url)
+        page = response.content.decode()
+        assert response.status_code == 403, url
+        assert 'id="site-name"' in page and "Django administration" in page  # the admin header
+        assert 'class="breadcrumbs"' in page and "Permission denied" in page
+        assert 'id="user-tools"' in page and reverse("admin:logout") in page
+        assert re.search(r'id="fq-missing-permission">fairque_django\.view_fairqueue<', page), url
+        assert "Can view FairQueue dashboard and DLQ" in page
+        assert task_id not in page  # nothing of the queue leaks
+    # a viewer who tries to act is told the manage permission is missing
+    client.force_login(user_with("view_fairqueue", name="viewer"))
+    response = client.post(reverse(REQUEUE), {SELECTED: task_id, "confirm": "yes"})
+    assert response.status_code == 403
+    assert 'id="fq-missing-permission">fairque_django.manage_fairqueue<' in response.content.decode()
+    assert 'id="site-name"' in response.content.decode()
+    assert is_dead(queue, task_id)
+
+
 def test_viewer_sees_pages_but_cannot_act(viewer: Client, queue: TaskQueue) -> None:
     task_id = make_dead(queue)
     index = viewer.get(reverse("admin:index")).content.decode()

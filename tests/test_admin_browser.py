@@ -1,8 +1,11 @@
-"""A real headless Chromium clicks through the DLQ requeue flow of the FairQueue admin.
+"""A real headless Chromium clicks through the DLQ requeue flow of the FairQueue admin, and checks
+that the dashboard and the DLQ pages fit the window (no clipped column) at 1280, 1440 and 1920 px.
 
-Needs Debian's ``chromium`` at /usr/bin/chromium (CI installs it) and the ``playwright`` Python
-package; a missing browser fails the test instead of skipping it. Screenshots of the pages go
-to ``docs/images/``.
+Needs Debian's ``chromium`` at /usr/bin/chromium (``python3 run.py tests`` installs it when it
+runs as root with apt-get; ``FAIRQUE_CHROMIUM`` names another binary) and the ``playwright``
+Python package. A missing browser skips these tests with the reason in the summary, and fails
+them under ``CI=true``. Screenshots go to the test's temporary directory; ``python3 run.py
+screenshots`` sets ``FAIRQUE_SCREENSHOTS=docs/images`` to retake the ones the docs show.
 """
 
 from __future__ import annotations
@@ -27,9 +30,18 @@ pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True), pyte
 CHROMIUM = os.environ.get("FAIRQUE_CHROMIUM", "/usr/bin/chromium")
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
                  "--disable-component-update", "--disable-sync"]
-IMAGES = Path(__file__).resolve().parent.parent / "docs" / "images"
+IN_CI = os.environ.get("CI", "").strip().lower() in {"1", "true", "yes"}
+LONG_FUNC = "tests.testapp.tasks.reconcile_customer_invoices_with_the_payment_provider_settlement_report"
+LONG_ERROR = ("could not reach https://payments.example.com/v2/settlements?since=2024-01-01&page=17 "
+              "after 3 attempts: connection reset by peer while reading the response body")
 
 
+@pytest.fixture
+def shots(tmp_path: Path) -> Path:
+    """Where screenshots go: the test's temporary directory, or $FAIRQUE_SCREENSHOTS
+    (``python3 run.py screenshots`` points it at docs/images)."""
+    target = os.environ.get("FAIRQUE_SCREENSHOTS")
+    return Path(target) if target else tmp_path
 
 
 @pytest.fixture
@@ -37,22 +49,40 @@ def superuser(django_user_model: Any) -> Any:
     return django_user_model.objects.create_superuser("admin", "admin@example.com", "s3cret-pw")
 
 
+def require_chromium() -> None:
+    """Skip loudly when the browser is missing; under CI=true a missing browser is a failure."""
+    if Path(CHROMIUM).exists():
+        return
+    reason = (f"Chromium not found at {CHROMIUM} and it could not be installed (not root / no apt-get / "
+              "apt-get failed; `python3 run.py tests` as root installs it, FAIRQUE_CHROMIUM names another "
+              "binary): browser tests not run")
+    if IN_CI:
+        pytest.fail(f"CI=true: {reason}", pytrace=False)
+    pytest.skip(reason)
+
+
 @pytest.fixture
-def page(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
-    if not Path(CHROMIUM).exists():
-        pytest.fail(f"Chromium is required for the browser test: {CHROMIUM} does not exist "
-                    "(apt-get install -y chromium)")
+def browser(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
+    require_chromium()
     from playwright.sync_api import sync_playwright
 
     # Playwright's sync API runs an event loop in this thread; the ORM is not used meanwhile.
     monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
     with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
-        context = browser.new_context(viewport={"width": 1440, "height": 900})
-        context.set_default_timeout(15_000)
-        yield context.new_page()
-        context.close()
-        browser.close()
+        chromium = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
+        yield chromium
+        chromium.close()
+
+
+def new_page(browser: Any, width: int) -> Any:
+    context = browser.new_context(viewport={"width": width, "height": 900})
+    context.set_default_timeout(15_000)
+    return context.new_page()
+
+
+@pytest.fixture
+def page(browser: Any) -> Any:
+    return new_page(browser, 1440)
 
 
 def dead_letter(queue: TaskQueue, task: Task, user: str, error: BaseException) -> str:
@@ -88,14 +118,108 @@ def seed(queue: TaskQueue) -> str:
     return target
 
 
-def shot(page: Any, name: str) -> None:
-    IMAGES.mkdir(parents=True, exist_ok=True)
+def shot(page: Any, folder: Path, name: str) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
     page.wait_for_load_state("networkidle")
     page.evaluate("document.fonts.ready.then(() => true)")
-    page.screenshot(path=str(IMAGES / f"{name}.png"), full_page=True)
+    page.screenshot(path=str(folder / f"{name}.png"), full_page=True)
 
 
-def test_requeue_a_dead_task_through_the_admin(live_server: Any, superuser: Any, page: Any) -> None:
+# Finds what does not fit: a page wider than the window, a table wider than its container, a cell
+# whose right edge lies past its container or the window, and text cut by an ellipsis whose full
+# wording is not in a title. Returns the problems and the cut texts (with their titles).
+FIT_JS = """() => {
+  const problems = [], cut = [];
+  const vw = document.documentElement.clientWidth;
+  const name = (el) => (el.id || (el.closest('[id]') || {}).id || el.tagName).toString();
+  const text = (el) => (el.innerText || '').trim().replace(/\\s+/g, ' ').slice(0, 50);
+  if (document.documentElement.scrollWidth > vw)
+    problems.push(`page is ${document.documentElement.scrollWidth}px wide in a ${vw}px window`);
+  const check = (el, box, what) => {
+    const r = el.getBoundingClientRect();
+    const right = Math.min(box.getBoundingClientRect().right, vw);
+    if (r.width > 0 && r.right > right + 1)
+      problems.push(`${what} "${text(el)}" ends at ${Math.round(r.right)}px, past ${Math.round(right)}px`);
+  };
+  const tables = document.querySelectorAll('#content table');
+  for (const table of tables) {
+    const box = table.parentElement;
+    if (table.scrollWidth > box.clientWidth + 1)
+      problems.push(`${name(table)}: table is ${table.scrollWidth}px wide, its container ${box.clientWidth}px`);
+    for (const cell of table.querySelectorAll('th, td')) check(cell, box, `${name(table)}: cell`);
+  }
+  const main = document.querySelector('#content-main') || document.querySelector('#content');
+  for (const el of main.querySelectorAll('.form-row, .readonly, pre, label, .object-tools, .submit-row'))
+    check(el, main, `${name(el)}: ${el.tagName.toLowerCase()}`);
+  for (const el of main.querySelectorAll('*')) {
+    const style = getComputedStyle(el);
+    if (style.textOverflow !== 'ellipsis' || el.scrollWidth <= el.clientWidth + 1) continue;
+    const holder = el.closest('[title]');
+    const title = holder ? holder.title : '';
+    cut.push({text: text(el), title});
+    if (!title) problems.push(`${name(el)}: "${text(el)}" is cut without a title`);
+  }
+  return {problems, cut, tables: tables.length};
+}"""
+
+
+def assert_fits(page: Any, where: str) -> list[dict[str, str]]:
+    """Nothing on the page is clipped; returns the texts cut by an ellipsis."""
+    report = page.evaluate(FIT_JS)
+    assert report["problems"] == [], f"{where}: {report['problems']}"
+    return list(report["cut"])
+
+
+def login(page: Any, url: str) -> None:
+    page.goto(f"{url}/admin/")
+    assert "/admin/login/" in page.url
+    page.fill("#id_username", "admin")
+    page.fill("#id_password", "s3cret-pw")
+    page.click("input[type=submit]")
+    page.wait_for_selector("#site-name")
+
+
+@pytest.mark.parametrize("width", [1280, 1920])
+def test_admin_pages_fit_the_window(live_server: Any, superuser: Any, browser: Any, shots: Path,
+                                    width: int) -> None:
+    queue = get_queue()
+    long_one = dead_letter(queue, Task.create(user_id="user:3", func_name=LONG_FUNC, args=["march"]),
+                           "user:3", ConnectionError(LONG_ERROR))
+    seed(queue)
+    running = Task.create(user_id="user:5", func_name=LONG_FUNC, args=[])
+    Worker(get_config(), worker_id="worker-002", install_signal_handlers=False).publish_health([running])
+    page = new_page(browser, width)
+    login(page, live_server.url)
+
+    page.goto(f"{live_server.url}/admin/fairque_django/fairqueue/")
+    page.wait_for_selector("#fq-workers")
+    assert page.evaluate("document.documentElement.clientWidth") == width
+    cut = assert_fits(page, f"dashboard at {width} px")
+    shot(page, shots, f"dashboard-{width}")
+    assert any(c["title"].startswith(f"{LONG_FUNC} (user:5)") for c in cut), cut  # the running task
+
+    page.goto(f"{live_server.url}/admin/fairque_django/deadletterqueue/")
+    page.wait_for_selector("#result_list")
+    assert page.locator("#result_list tbody tr").count() == 5
+    cut = assert_fits(page, f"DLQ list at {width} px")
+    shot(page, shots, f"dlq_list-{width}")
+    # the long cells are cut on one line, their full text in a title
+    row = page.locator("#result_list tbody tr", has_text=long_one[:8])
+    assert row.locator("td.field-func").get_attribute("title") == LONG_FUNC
+    assert LONG_ERROR in (row.locator("td.field-error").get_attribute("title") or "")
+    heights = page.eval_on_selector_all("#result_list tbody tr", "rows => rows.map(r => r.offsetHeight)")
+    assert max(heights) < 2 * min(heights), f"a row wraps onto several lines: {heights}"
+    if width == 1280:
+        assert any(c["title"] == LONG_FUNC for c in cut), cut
+
+    page.click(f"a:text-is('{long_one}')")
+    page.wait_for_selector("#fq-task")
+    assert LONG_FUNC in page.locator("#fq-task").inner_text()
+    assert_fits(page, f"DLQ task at {width} px")
+    shot(page, shots, f"dlq_detail-{width}")
+
+
+def test_requeue_a_dead_task_through_the_admin(live_server: Any, superuser: Any, page: Any, shots: Path) -> None:
     queue = get_queue()
     target = seed(queue)
     completed_before = queue.get_stats()["tasks_completed"]
@@ -104,12 +228,7 @@ def test_requeue_a_dead_task_through_the_admin(live_server: Any, superuser: Any,
     heartbeat.publish_health([])  # worker-002's real health record: "alive" on the dashboard
 
     # log in through the admin login form
-    page.goto(f"{live_server.url}/admin/")
-    assert "/admin/login/" in page.url
-    page.fill("#id_username", "admin")
-    page.fill("#id_password", "s3cret-pw")
-    page.click("input[type=submit]")
-    page.wait_for_selector("#site-name")
+    login(page, live_server.url)
 
     # the admin index lists the FairQueue section; open the dashboard from it
     section = page.locator(".app-fairque_django")
@@ -125,14 +244,16 @@ def test_requeue_a_dead_task_through_the_admin(live_server: Any, superuser: Any,
     page.click("text=Dead-letter queue (4)")
     page.wait_for_selector("#result_list")
     assert page.locator("#result_list tbody tr").count() == 4
-    shot(page, "dlq_list")
+    assert_fits(page, "dlq_list at 1440 px")
+    shot(page, shots, "dlq_list")
 
     # the dead task's page
     page.click(f"a:text-is('{target}')")
     page.wait_for_selector("#fq-task")
     assert target in page.locator("#fq-task").inner_text()
     assert "SMTP server refused the connection" in page.content()
-    shot(page, "dlq_detail")
+    assert_fits(page, "dlq_detail at 1440 px")
+    shot(page, shots, "dlq_detail")
 
     # requeue: first a confirmation page, then the action
     page.click("#fq-requeue")
@@ -140,7 +261,7 @@ def test_requeue_a_dead_task_through_the_admin(live_server: Any, superuser: Any,
     assert "Are you sure" in page.locator("h1").inner_text()
     assert target in page.locator("#fq-affected").inner_text()
     assert queue.get_dead(target) is not None  # nothing changed yet
-    shot(page, "confirm")
+    shot(page, shots, "confirm")
     page.click("#fq-confirm")
     page.wait_for_selector(".messagelist")
     assert "Requeued 1 dead task." in page.locator(".messagelist").inner_text()
@@ -175,4 +296,5 @@ def test_requeue_a_dead_task_through_the_admin(live_server: Any, superuser: Any,
     assert "Rates: counter increase over the last" in page.locator("#fq-rate-note").inner_text()
     users = page.locator("tr.fq-user").all_inner_texts()
     assert [u.split()[0] for u in users] == ["user:5", "user:2", "user:3", "user:4"]  # busiest first
-    shot(page, "dashboard")
+    assert_fits(page, "dashboard at 1440 px")
+    shot(page, shots, "dashboard")
