@@ -339,6 +339,7 @@ class QueueProtocol:
             task=task, error=f.get("err", ""), error_type=f.get("et", ""), traceback=f.get("tb", ""),
             failure_type=f.get("ft", ""), attempts=task.attempts, retry_count=task.retry_count,
             dead_at=int(f.get("dt", "0") or 0) / 1000.0, user_id=f.get("u", "?"), raw_body=raw_body,
+            max_retries=int(m) if (m := f.get("m", "")).isdigit() else task.max_retries,
         )
 
 
