@@ -42,8 +42,8 @@ HEADER_FIELDS = ("p", "s", "q", "w", "m")  # priority, seq, partition, weight, m
 
 
 def task_fields(row: dict[Any, Any]) -> dict[str, str]:
-    """A task hash as text, its packed header ``h`` unpacked into p, s, q, w and m (retries and
-    attempts default to 0: the scripts write them only once they change)."""
+    """A task hash as text, its packed header ``h`` unpacked into p, s, q, w and m (``r`` failures
+    and ``a`` attempts default to 0: the scripts write them only once they change)."""
     fields = {_text(k): _text(v) for k, v in row.items()}
     packed = fields.get("h", "").split("\t")
     if len(packed) == len(HEADER_FIELDS):
