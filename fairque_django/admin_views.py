@@ -174,6 +174,7 @@ class FairQueueViews:
             "error": Truncator(entry.error).chars(120),
             "failure_type": entry.failure_type,
             "attempts": entry.attempts,
+            "counts_text": entry.counts_text,
             "dead_at": _when(entry.dead_at),
             "dead_age": format_age(now - entry.dead_at) if entry.dead_at else "—",
             "url": self.url("fairque_dlq_detail", entry.task_id),
@@ -332,9 +333,9 @@ class FairQueueViews:
             ("Error", entry.error, "pre"),
             ("Error type", entry.error_type or "—", "code"),
             ("Failure type", entry.failure_type or "—", "text"),
-            ("Attempts", entry.attempts, "text"),
-            ("Retries", f"{entry.retry_count}" + (f" (max {task.max_retries})"
-                                                   if task.max_retries is not None else ""), "text"),
+            ("Attempts", entry.attempts, "text"),  # the words of DLQEntry.counts_text, one per row
+            ("Retries", entry.retries_text, "text"),
+            ("Failures", entry.failures, "text"),
             ("Dead at", _when(entry.dead_at), "time"),
             ("Dead for", format_age(now - entry.dead_at) if entry.dead_at else "—", "text"),
             ("Created", _when(task.created_at), "time"),

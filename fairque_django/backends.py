@@ -583,20 +583,24 @@ class FairQueueBackend(BaseTaskBackend):
                 messages.append(Warning(
                     f"{where} uses FairQueueBackend but the FAIRQUE setting is not defined: tasks go to "
                     "a default single worker on Redis at localhost:6379/0.",
-                    hint="Define FAIRQUE with your Redis and workers.", id="fairque_django.W101"))
+                    hint="Define FAIRQUE with your Redis and workers; see docs/settings.md.",
+                    id="fairque_django.W101"))
             config = get_config()
         except ImproperlyConfigured as exc:
-            messages.append(Error(f"{where}: FAIRQUE is invalid: {exc}", hint="Fix the FAIRQUE setting.",
-                                  id="fairque_django.E101"))
+            messages.append(Error(f"{where}: FAIRQUE is invalid: {exc}",
+                                  hint="Fix the FAIRQUE setting; see docs/settings.md.", id="fairque_django.E101"))
         queues = self.params.get("QUEUES", ["default"])
         if (isinstance(queues, str) or not isinstance(queues, (list, tuple, set, frozenset)) or not queues
                 or not all(isinstance(q, str) and q for q in queues)):
             messages.append(Error(
                 f"{where}['QUEUES'] must be a non-empty list of queue names, not {queues!r}.",
-                hint='For example "QUEUES": ["default"].', id="fairque_django.E102"))
+                hint='For example "QUEUES": ["default"]; see docs/tasks-backend.md and docs/settings.md, '
+                'section System checks.', id="fairque_django.E102"))
         problems = self._option_problems()
         for problem in problems:
-            messages.append(Error(f"{where}['OPTIONS']: {problem}.", id="fairque_django.E103"))
+            messages.append(Error(f"{where}['OPTIONS']: {problem}.",
+                                  hint="The OPTIONS are listed in docs/tasks-backend.md; see also docs/settings.md, "
+                                  "section System checks.", id="fairque_django.E103"))
         raw = self.params.get("OPTIONS", {})
         user = raw.get("DEFAULT_USER") if isinstance(raw, Mapping) else None
         if user is not None:
@@ -604,6 +608,7 @@ class FairQueueBackend(BaseTaskBackend):
                 validate_user_id(user, config.queue.max_user_id_length if config else 200)
             except TaskValidationError as exc:
                 messages.append(Error(f"{where}['OPTIONS']['DEFAULT_USER'] is invalid: {exc}.",
-                                      hint="Give a fairque user id such as 'tenant:system'.",
+                                      hint="Give a fairque user id such as 'tenant:system'; see "
+                                      "docs/tasks-backend.md and docs/settings.md, section System checks.",
                                       id="fairque_django.E104"))
         return messages

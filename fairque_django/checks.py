@@ -1,18 +1,7 @@
-"""Django system checks for the ``FAIRQUE`` setting.
+"""Django system checks for the ``FAIRQUE`` setting and the tasks fairque workers import.
 
-========================  ======================================================================
-``fairque_django.W001``   ``FAIRQUE`` is not defined; a default single worker on localhost is used.
-``fairque_django.E001``   ``FAIRQUE`` is malformed (any configuration error; names the key).
-``fairque_django.E002``   Two workers have the same id.
-``fairque_django.E003``   A user is in the ``assigned_users`` of more than one worker.
-``fairque_django.E004``   ``CACHE_ALIAS`` names no cache in ``CACHES``.
-``fairque_django.E005``   ``CACHE_ALIAS`` names a cache that is not a Redis cache.
-``fairque_django.W002``   A user named in the config (e.g. ``queue.user_weights``) that no worker
-                          is assigned and no worker may steal: its tasks would never run.
-``fairque_django.E006``   ``TENANT_RESOLVER`` cannot be imported or is not callable.
-``fairque_django.E007``   ``HANDLER`` cannot be imported or is not a ``TaskHandler`` subclass.
-``fairque_django.E008``   (deploy) Redis does not answer ``PING``.
-========================  ======================================================================
+Every id this package emits (these and ``FairQueueBackend.check()``'s W101/E101-E104) and its
+meaning are listed in docs/settings.md, section "System checks"; every hint points there.
 """
 
 from __future__ import annotations
@@ -41,13 +30,16 @@ __all__ = [
     "check_config",
     "check_import_paths",
     "check_redis_ping",
+    "check_task_queues",
     "check_unservable_users",
     "register_checks",
+    "task_module_names",
     "unservable_users",
 ]
 
 _ID = "fairque_django."
 TAG = "fairque"
+DOCS = "see docs/settings.md"  # the settings reference every hint points at
 _CORE_DUPLICATE_WORKER = re.compile(r"duplicate worker id")
 _CORE_DOUBLE_ASSIGNMENT = re.compile(r"is assigned to both worker")
 
@@ -107,7 +99,8 @@ def _duplicate_messages(raw: Mapping[str, Any] | None) -> list[CheckMessage]:
             where = ", ".join(f"workers[{i}]" for i in indexes)
             messages.append(Error(
                 f"FAIRQUE: worker id {wid!r} is used by more than one worker ({where}).",
-                hint="Give every worker a unique id; each id is one 'runfairworker <id>' process.",
+                hint=f"Give every worker a unique id; each id is one 'runfairworker <id>' process; {DOCS}, "
+                "section `workers`.",
                 id=_ID + "E002",
             ))
     for user, labels in owners.items():
@@ -117,7 +110,7 @@ def _duplicate_messages(raw: Mapping[str, Any] | None) -> list[CheckMessage]:
                 f"FAIRQUE: user {user!r} is in assigned_users of several workers "
                 f"({', '.join(map(repr, distinct))}).",
                 hint="A user is assigned to exactly one worker; other workers may list it in "
-                "steal_targets instead.",
+                f"steal_targets instead; {DOCS}, section `workers`.",
                 id=_ID + "E003",
             ))
     return messages
@@ -128,13 +121,13 @@ def check_config(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
     try:
         raw = fairque_setting()
     except FairQueueImproperlyConfigured as exc:
-        return [Error(f"FAIRQUE is malformed: {exc}", hint="FAIRQUE must be a dict.", id=_ID + "E001")]
+        return [Error(f"FAIRQUE is malformed: {exc}", hint=f"FAIRQUE must be a dict; {DOCS}.", id=_ID + "E001")]
     if raw is None:
         return [Warning(
             "The FAIRQUE setting is not defined: using one worker 'worker-001' serving every user, "
             "on Redis at localhost:6379/0.",
             hint='Define FAIRQUE = {"redis": {...}, "workers": [...], "queue": {...}} or '
-            '{"CONFIG_FILE": "fairque_config.yaml"} in your settings.',
+            f'{{"CONFIG_FILE": "fairque_config.yaml"}} in your settings; {DOCS}.',
             id=_ID + "W001",
         )]
     messages = _duplicate_messages(_raw_sections())
@@ -148,8 +141,7 @@ def check_config(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
         if not explained:
             messages.insert(0, Error(
                 f"FAIRQUE is malformed: {text}",
-                hint="Fix the key named at the start of the message; see the FAIRQUE documentation "
-                "in fairque_django.conf.",
+                hint=f"Fix the key named at the start of the message; {DOCS} lists every key.",
                 id=_ID + "E001",
             ))
     return messages
@@ -167,11 +159,11 @@ def check_cache_alias(app_configs: Any = None, **kwargs: Any) -> list[CheckMessa
         from django.conf import settings
 
         if alias not in getattr(settings, "CACHES", {}):
-            return [Error(str(exc), hint="Add the cache to CACHES or fix FAIRQUE['CACHE_ALIAS'].",
-                          id=_ID + "E004")]
+            return [Error(str(exc), hint=f"Add the cache to CACHES or fix FAIRQUE['CACHE_ALIAS']; {DOCS}, "
+                          "section Django-level keys.", id=_ID + "E004")]
         return [Error(str(exc), hint="Point FAIRQUE['CACHE_ALIAS'] at a django-redis or "
                       "django.core.cache.backends.redis.RedisCache cache, or remove it to use "
-                      "FAIRQUE['redis'].", id=_ID + "E005")]
+                      f"FAIRQUE['redis']; {DOCS}, section Django-level keys.", id=_ID + "E005")]
     return []
 
 
@@ -203,7 +195,7 @@ def check_unservable_users(app_configs: Any = None, **kwargs: Any) -> list[Check
         f"FAIRQUE: no worker is assigned or may steal these users, so their tasks would never run: "
         f"{shown}.",
         hint="Add them to some worker's assigned_users or steal_targets (patterns such as 'tenant:*' "
-        "work), or remove them from queue.user_weights.",
+        f"work), or remove them from queue.user_weights; {DOCS}, section `workers`.",
         id=_ID + "W002",
     )]
 
@@ -243,7 +235,7 @@ def check_import_paths(app_configs: Any = None, **kwargs: Any) -> list[CheckMess
         messages.append(Error(
             f"FAIRQUE['TENANT_RESOLVER']: {problem}.",
             hint="Give the dotted path of a callable taking an object and returning a user id "
-            "(default 'fairque_django.tenancy.default_resolver').",
+            f"(default 'fairque_django.tenancy.default_resolver'); {DOCS}, section Django-level keys.",
             id=_ID + "E006",
         ))
     if options["HANDLER"] is not None:
@@ -251,7 +243,8 @@ def check_import_paths(app_configs: Any = None, **kwargs: Any) -> list[CheckMess
         if problem:
             messages.append(Error(
                 f"FAIRQUE['HANDLER']: {problem}.",
-                hint="Give the dotted path of a TaskHandler subclass, or None for the default handler.",
+                hint="Give the dotted path of a TaskHandler subclass, or None for the default handler; "
+                f"{DOCS}, section Django-level keys.",
                 id=_ID + "E007",
             ))
     return messages
@@ -271,10 +264,90 @@ def check_redis_ping(app_configs: Any = None, **kwargs: Any) -> list[CheckMessag
     except (redis.RedisError, OSError) as exc:
         return [Error(
             f"FairQueue cannot reach Redis at {where}: {type(exc).__name__}: {exc}",
-            hint="Start Redis or fix FAIRQUE['redis'] / FAIRQUE['CACHE_ALIAS'].",
+            hint=f"Start Redis or fix FAIRQUE['redis'] / FAIRQUE['CACHE_ALIAS']; {DOCS}, section `redis`.",
             id=_ID + "E008",
         )]
     return []
+
+
+def _fair_backends() -> list[Any]:
+    """The ``FairQueueBackend`` instances configured in ``TASKS`` (none without the task framework)."""
+    from django.conf import settings
+
+    tasks = getattr(settings, "TASKS", None)
+    if not isinstance(tasks, Mapping) or not any(
+            isinstance(c, Mapping) and str(c.get("BACKEND", "")).startswith("fairque_django.")
+            for c in tasks.values()):
+        return []
+    try:
+        from .backends import FairQueueBackend
+        from .compat import task_backends
+    except ImportError:
+        return []
+    found = []
+    for alias in tasks:
+        try:
+            backend = task_backends[alias]
+        except Exception:  # an unusable TASKS entry: the task framework's own check reports it
+            continue
+        if isinstance(backend, FairQueueBackend):
+            found.append(backend)
+    return found
+
+
+def task_module_names() -> list[str]:
+    """The modules a worker imports to find tasks: each installed app's ``tasks`` and
+    ``FAIRQUE["TASK_MODULES"]`` (as ``runfairworker`` and the backend's discovery do)."""
+    from django.apps import apps
+    from django.utils.module_loading import module_has_submodule
+
+    names = [f"{config.name}.tasks" for config in apps.get_app_configs()
+             if module_has_submodule(config.module, "tasks")]
+    options = _options_or_none()
+    extra = options["TASK_MODULES"] if options else ()
+    return list(dict.fromkeys([*names, *(m for m in extra if isinstance(m, str))]))
+
+
+def check_task_queues(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
+    """E105 (a Django task names a queue not in its backend's QUEUES, or is otherwise invalid
+    for it), E106 (a task module does not import). Only with a FairQueueBackend in ``TASKS``:
+    the framework validates a task when its module is imported, which Django itself never does
+    before the first enqueue, so this check imports the modules the workers import."""
+    import importlib
+
+    backends = {b.alias: b for b in _fair_backends()}
+    if not backends:
+        return []
+    from .compat import InvalidTask, Task
+
+    allowed = "; ".join(f"TASKS[{alias!r}]['QUEUES'] = {sorted(b.queues)!r}" for alias, b in backends.items())
+    messages: list[CheckMessage] = []
+    for name in task_module_names():
+        try:
+            module = importlib.import_module(name)
+        except InvalidTask as exc:
+            messages.append(Error(
+                f"Task module {name!r} does not import: a task in it is invalid for its backend: {exc}",
+                hint=f"Use a queue_name listed in QUEUES ({allowed}) or add the queue there; "
+                "see docs/tasks-backend.md and docs/settings.md, section System checks.",
+                id=_ID + "E105"))
+            continue
+        except Exception as exc:  # the user's module is broken: workers would not start either
+            messages.append(Error(
+                f"Task module {name!r} does not import: {type(exc).__name__}: {exc}",
+                hint=f"Fix the module, or remove it from FAIRQUE['TASK_MODULES']; {DOCS}, section "
+                "Django-level keys.", id=_ID + "E106"))
+            continue
+        for attr, obj in sorted(vars(module).items()):
+            backend = backends.get(getattr(obj, "backend", "")) if isinstance(obj, Task) else None
+            if backend is not None and backend.queues and obj.queue_name not in backend.queues:
+                messages.append(Error(
+                    f"Django task {name}.{attr} uses queue {obj.queue_name!r}, which is not in "
+                    f"TASKS[{backend.alias!r}]['QUEUES'] {sorted(backend.queues)!r}: enqueueing it fails.",
+                    hint="Add the queue to QUEUES or change the task's queue_name; see "
+                    "docs/tasks-backend.md and docs/settings.md, section System checks.",
+                    id=_ID + "E105"))
+    return messages
 
 
 def register_checks() -> None:
@@ -284,3 +357,4 @@ def register_checks() -> None:
     register(TAG, Tags.compatibility)(check_unservable_users)
     register(TAG, Tags.compatibility)(check_import_paths)
     register(TAG, deploy=True)(check_redis_ping)
+    register(TAG, Tags.compatibility)(check_task_queues)

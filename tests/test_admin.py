@@ -8,6 +8,7 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
+from django.conf import settings
 from django.contrib.auth.models import Permission, User
 from django.test import Client, override_settings
 from django.urls import reverse
@@ -369,9 +370,43 @@ def test_detail_shows_everything_about_the_dead_task(viewer: Client, queue: Task
     body = viewer.get(detail_url(task_id)).content.decode()
     for text in (task_id, "user:3", "tests.testapp.tasks.record", "it broke", "RuntimeError",
                  "Traceback (most recent call last):", "&quot;tag-1&quot;", "&quot;sleep&quot;: 0",
-                 "Dead at", "Created", "Attempts", "Retries", "max 2", "Failure type"):
+                 "Dead at", "Created", "Failure type"):
         assert text in body, text
     assert '<pre class="fq-pre">[\n  &quot;tag-1&quot;,' in body  # pretty JSON
+    assert "Attempts: 1 Retries: 0 of 2 (max_retries) Failures: 1" in page_text(body)
+
+
+def page_text(body: str) -> str:
+    """The page's visible text, tags dropped and whitespace collapsed (markup may change)."""
+    return " ".join(re.sub(r"<[^>]+>", " ", body).split())
+
+
+def fail_until_dead(queue: TaskQueue, max_retries: int) -> str:
+    """Fail every attempt of a task (retried at once: no back-off) until it is dead-lettered."""
+    task = Task.create(user_id="user:1", func_name="tests.testapp.tasks.record", args=["x"],
+                       max_retries=max_retries)
+    queue.push(task)
+    fairque = settings.FAIRQUE
+    with override_settings(FAIRQUE={**fairque, "queue": {**fairque.get("queue", {}),
+                                                         "retry_backoff_base_seconds": 0}}):
+        local, outcome = get_queue(), "retry"
+        while outcome == "retry":
+            popped = local.pop("worker-001")
+            assert popped is not None and popped.task_id == task.task_id
+            outcome = local.fail(popped, ValueError("boom"))
+    return task.task_id
+
+
+@pytest.mark.parametrize(("max_retries", "counts"), [
+    (0, "Attempts: 1 · Retries: 0 of 0 (max_retries) · Failures: 1"),  # ran once, never retried
+    (2, "Attempts: 3 · Retries: 2 of 2 (max_retries) · Failures: 3"),
+])
+def test_detail_and_list_count_attempts_retries_and_failures(viewer: Client, queue: TaskQueue,
+                                                             max_retries: int, counts: str) -> None:
+    task_id = fail_until_dead(queue, max_retries)
+    text = page_text(viewer.get(detail_url(task_id)).content.decode())
+    assert counts.replace(" · ", " ") in text and "(max " not in text  # one row per count
+    assert f'title="{counts}"' in viewer.get(reverse(DLQ)).content.decode()  # the list's Attempts cell
 
 
 def test_detail_of_a_task_that_is_not_dead(viewer: Client, queue: TaskQueue) -> None:

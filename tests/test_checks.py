@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +16,7 @@ from fairque_django.checks import (
     check_config,
     check_import_paths,
     check_redis_ping,
+    check_task_queues,
     check_unservable_users,
 )
 from fairque_django.core.handler import TaskHandler
@@ -40,6 +43,10 @@ def fairque_messages(deploy: bool = True) -> list[CheckMessage]:
 
 
 def ids(messages: list[CheckMessage]) -> list[str]:
+    """The messages' ids; every fairque message's hint must name the settings reference."""
+    for m in messages:
+        if (m.id or "").startswith("fairque_django."):
+            assert "docs/settings.md" in (m.hint or ""), (m.id, m.hint)
     return [m.id or "" for m in messages]
 
 
@@ -233,3 +240,63 @@ def test_e008_redis_does_not_answer() -> None:
 
 def test_e008_quiet_when_redis_answers() -> None:
     assert check_redis_ping() == []
+
+
+# --------------------------------------------------------------------------- E105 / E106 (TASKS)
+
+QUEUES_WITH_REPORTS = {"default": {"BACKEND": "fairque_django.backends.FairQueueBackend",
+                                   "QUEUES": ["default", "emails", "reports"]}}
+
+
+@pytest.fixture
+def forget_module(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Leave no test-only task module imported behind."""
+    for name in ("tests.testapp.wrong_queue_tasks", "tests.testapp.broken_tasks"):
+        monkeypatch.delitem(sys.modules, name, raising=False)
+
+
+@pytest.mark.usefixtures("forget_module")
+def test_e105_task_on_a_queue_not_in_queues() -> None:
+    """A task declared on a queue the backend lacks fails when its module is imported (first
+    enqueue, worker start): ``manage.py check`` imports the task modules and reports it."""
+    with override_settings(FAIRQUE=with_fairque(TASK_MODULES=["tests.testapp.wrong_queue_tasks"])):
+        messages = check_task_queues()
+        assert ids(messages) == ["fairque_django.E105"]
+        assert "'tests.testapp.wrong_queue_tasks'" in messages[0].msg and "'reports'" in messages[0].msg
+        assert "['default', 'emails']" in (messages[0].hint or "")
+        assert "fairque_django.E105" in ids(fairque_messages(deploy=False))  # what `manage.py check` runs
+        with override_settings(TASKS=QUEUES_WITH_REPORTS):
+            assert check_task_queues() == []  # the module imports and its task's queue is known
+        # the module is loaded now; its task still names a queue the backend does not have
+        messages = check_task_queues()
+        assert ids(messages) == ["fairque_django.E105"]
+        assert "tests.testapp.wrong_queue_tasks.monthly_report uses queue 'reports'" in messages[0].msg
+
+
+@pytest.mark.usefixtures("forget_module")
+def test_e106_task_module_does_not_import() -> None:
+    with override_settings(FAIRQUE=with_fairque(TASK_MODULES=["tests.testapp.broken_tasks"])):
+        messages = check_task_queues()
+    assert ids(messages) == ["fairque_django.E106"]
+    assert "RuntimeError: this task module is broken on purpose" in messages[0].msg
+
+
+def test_task_checks_need_a_fairque_backend() -> None:
+    with override_settings(TASKS={}, FAIRQUE=with_fairque(TASK_MODULES=["tests.testapp.broken_tasks"])):
+        assert check_task_queues() == []
+
+
+# --------------------------------------------------------------------------- the docs' table
+
+
+def test_every_check_id_is_in_the_docs_table() -> None:
+    """The ids the code can emit are exactly the ids of docs/settings.md's "System checks" table."""
+    root = Path(__file__).resolve().parents[1]
+    code = "".join((root / "fairque_django" / f).read_text() for f in ("checks.py", "backends.py"))
+    in_code = set(re.findall(r'_ID \+ "([EW]\d{3})"', code)) | set(re.findall(r'"fairque_django\.([EW]\d{3})"', code))
+    docs = (root / "docs" / "settings.md").read_text()
+    section = docs.split("## System checks", 1)[1].split("\n## ", 1)[0]
+    in_docs = re.findall(r"^\| `fairque_django\.([EW]\d{3})` \|", section, flags=re.MULTILINE)
+    assert len(in_docs) == len(set(in_docs)), "an id is listed twice"
+    assert set(in_docs) == in_code
+    assert {"E103", "E105", "E106", "W101"} <= in_code  # the regexes found the backend's ids too

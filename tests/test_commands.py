@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import re
 import subprocess
 import sys
 import time
@@ -11,6 +12,7 @@ from typing import Any
 
 import pytest
 import redis
+from django.conf import settings
 from django.core.management import call_command
 from django.core.management.base import CommandError
 from django.test import override_settings
@@ -244,3 +246,49 @@ def test_dlq_purge_subprocess_without_stdin(queue: TaskQueue, dead: list[str]) -
                          capture_output=True, text=True, timeout=60)
     assert res.returncode == 0 and "Deleted 3 dead task(s)" in res.stdout
     assert queue.dlq_size() == 0
+
+
+# --- one vocabulary: attempts, retries (of max_retries), failures ------------------------------------
+
+def fail_until_dead(queue: TaskQueue, *, max_retries: int | None, permanent: bool = False) -> str:
+    """Run a task's attempts by hand, each failing, until it is dead-lettered; returns its id."""
+    task = t.always_fails.create_task(("x",))
+    task.max_retries = max_retries
+    queue.push(task, user_id="user:1")
+    fairque = settings.FAIRQUE
+    no_backoff = {**fairque, "queue": {**fairque.get("queue", {}), "retry_backoff_base_seconds": 0}}
+    with override_settings(FAIRQUE=no_backoff):  # a retry is ready at once: no waiting on a back-off
+        local = get_queue()
+        outcome = "retry"
+        while outcome == "retry":
+            popped = local.pop("worker-001")
+            assert popped is not None and popped.task_id == task.task_id
+            outcome = local.fail(popped, ValueError("always fails: x"), retry=not permanent)
+    assert outcome == "dead"
+    return task.task_id
+
+
+@pytest.mark.parametrize(("max_retries", "permanent", "attempts", "retries", "limit", "failures"), [
+    (0, False, 1, 0, 0, 1),   # ran once, not retried: 0 retries of 0
+    (2, False, 3, 2, 2, 3),   # ran 3 times: the 2 retries allowed were used
+    (None, True, 1, 0, 3, 1),  # a permanent error is not retried; the limit is queue.default_max_retries
+])
+def test_dlq_counts_use_one_vocabulary(queue: TaskQueue, max_retries: int | None, permanent: bool,
+                                       attempts: int, retries: int, limit: int, failures: int) -> None:
+    task_id = fail_until_dead(queue, max_retries=max_retries, permanent=permanent)
+    text = run("fairque_dlq", "show", task_id)
+    lines = {line.split(None, 1)[0]: line.split(None, 1)[1] for line in text.splitlines()[:12] if line.strip()}
+    assert lines["Attempts"] == str(attempts)
+    assert lines["Retries"] == f"{retries} of {limit} (max_retries)"
+    assert lines["Failures"] == str(failures)
+    assert "retries used" not in text and "retry_count" not in text
+    counts = {"attempts": attempts, "failures": failures, "retries": retries, "max_retries": limit}
+    shown = json.loads(run("fairque_dlq", "show", task_id, "--json"))
+    assert {k: shown[k] for k in counts} == counts and "retry_count" not in shown
+    listed = json.loads(run("fairque_dlq", "list", "--json"))["tasks"][0]
+    assert {k: listed[k] for k in counts} == counts
+    table = run("fairque_dlq", "list").splitlines()
+    header = re.split(r"\s{2,}", table[1].strip())
+    row = dict(zip(header, re.split(r"\s{2,}", next(r for r in table if task_id in r).strip()), strict=False))
+    assert (row["attempts"], row["retries"], row["failures"]) == (str(attempts), f"{retries} of {limit}",
+                                                                  str(failures))

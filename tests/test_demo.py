@@ -18,12 +18,12 @@ from .redis_url import REDIS_URL
 MANAGE = ROOT / "example_project" / "manage.py"
 # Environment the example project reads; the test run's own values must not leak into it.
 _OURS = ("DJANGO_SETTINGS_MODULE", "FAIRQUE_KEY_PREFIX", "FAIRQUE_EXAMPLE_DB", "FAIRQUE_DEMO_CHILD",
-         "FAIRQUE_DEMO_TMP")
+         "FAIRQUE_DEMO_TMP", "FAIRQUE_DEMO_REDIS_URL")
 
 
 def example_env(**extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if k not in _OURS}
-    env.update(FAIRQUE_REDIS_URL=REDIS_URL, PYTHONUNBUFFERED="1", **extra)
+    env.update({"FAIRQUE_REDIS_URL": REDIS_URL, "PYTHONUNBUFFERED": "1", **extra})
     return env
 
 
@@ -102,9 +102,15 @@ def number(text: str) -> float:
 
 
 def test_demo_end_to_end(redis_client: redis.Redis) -> None:
-    res = manage("fairque_demo", "--heavy", "150", "--light", "4", "--per-light", "3", timeout=240)
+    # FAIRQUE_DEMO_REDIS_URL wins over the project's FAIRQUE_REDIS_URL (here a port nothing listens on)
+    res = manage("fairque_demo", "--heavy", "150", "--light", "4", "--per-light", "3", timeout=240,
+                 FAIRQUE_DEMO_REDIS_URL=REDIS_URL, FAIRQUE_REDIS_URL="redis://127.0.0.1:1/0")
     assert res.returncode == 0, res.stdout + res.stderr
     out = res.stdout
+    # the target is said first, before the demo writes (or deletes) anything
+    assert out.splitlines()[0] == (f"Redis target: {REDIS_URL} (from FAIRQUE_DEMO_REDIS_URL), key prefix {{fqdemo}}: "
+                                   "the demo deletes every {fqdemo}:* key there first and touches no other key.")
+    assert "--redis-url URL or FAIRQUE_DEMO_REDIS_URL=URL" in out.splitlines()[1]
     rows = {m["tenant"]: m for m in map(ROW.match, out.splitlines()) if m}
     assert set(rows) == {"org:1", "org:2", "org:3", "org:4", "org:5"}, out
     assert rows["org:1"]["name"] == "Noisy Corp" and number(rows["org:1"]["tasks"]) == 150
@@ -118,3 +124,10 @@ def test_demo_end_to_end(redis_client: redis.Redis) -> None:
     assert "Traceback" not in out + res.stderr
     # the demo keeps to its own key prefix
     assert redis_client.keys("{fqdemo}:*") and not redis_client.keys("{fq}:*")
+
+
+def test_demo_redis_url_option_is_checked_before_anything_runs() -> None:
+    res = manage("fairque_demo", "--redis-url", "http://127.0.0.1:6379/0", FAIRQUE_DEMO_REDIS_URL=REDIS_URL)
+    assert res.returncode == 1
+    assert "--redis-url must be a redis://, rediss:// or unix:// URL" in res.stderr
+    assert "Redis target" not in res.stdout

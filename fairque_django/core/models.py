@@ -233,9 +233,21 @@ def _opt(body: dict[str, Any], key: str, typ: type | tuple[type, ...], default: 
     return value
 
 
+def retries_done(failures: int, *, dead: bool) -> int:
+    """Runs that followed a failure: every failure was retried except a dead task's last one."""
+    return max(0, failures - 1) if dead else failures
+
+
 @dataclass(frozen=True, slots=True)
 class DLQEntry:
-    """A dead task with why and when it died."""
+    """A dead task with why and when it died.
+
+    The counts, in the words used everywhere (CLI, admin, JSON, docs/reliability.md):
+    ``attempts`` = times a worker started the task; ``failures`` = attempts that failed (error,
+    timeout, expired lease); ``retries`` = runs after a failure (``failures - 1``: the last failure
+    was not retried); ``max_retries`` = retries allowed (the task's own, else the queue's
+    ``default_max_retries``). Failures and retries restart at 0 when a task is requeued.
+    """
 
     task: Task
     error: str
@@ -243,11 +255,40 @@ class DLQEntry:
     traceback: str
     failure_type: str
     attempts: int
-    retry_count: int
+    retry_count: int  # the stored failure counter (field ``r``); read it as ``failures``
     dead_at: float
     user_id: str
     raw_body: str | None = None  # set when the body itself is corrupt
+    max_retries: int | None = None  # effective value (header field ``m``); None if unknown
 
     @property
     def task_id(self) -> str:
         return self.task.task_id
+
+    @property
+    def failures(self) -> int:
+        return self.retry_count
+
+    @property
+    def retries(self) -> int:
+        return retries_done(self.retry_count, dead=True)
+
+    @property
+    def retries_of(self) -> str:
+        """``"2 of 3"``: retries used of max_retries."""
+        return f"{self.retries} of {'?' if self.max_retries is None else self.max_retries}"
+
+    @property
+    def retries_text(self) -> str:
+        """``"2 of 3 (max_retries)"``."""
+        return f"{self.retries_of} (max_retries)"
+
+    @property
+    def counts_text(self) -> str:
+        """``"Attempts: 3 · Retries: 2 of 2 (max_retries) · Failures: 3"``."""
+        return f"Attempts: {self.attempts} · Retries: {self.retries_text} · Failures: {self.failures}"
+
+    def counts(self) -> dict[str, int | None]:
+        """The counts as JSON-ready data: attempts, failures, retries, max_retries."""
+        return {"attempts": self.attempts, "failures": self.failures, "retries": self.retries,
+                "max_retries": self.max_retries}

@@ -42,8 +42,8 @@ HEADER_FIELDS = ("p", "s", "q", "w", "m")  # priority, seq, partition, weight, m
 
 
 def task_fields(row: dict[Any, Any]) -> dict[str, str]:
-    """A task hash as text, its packed header ``h`` unpacked into p, s, q, w and m (retries and
-    attempts default to 0: the scripts write them only once they change)."""
+    """A task hash as text, its packed header ``h`` unpacked into p, s, q, w and m (``r`` failures
+    and ``a`` attempts default to 0: the scripts write them only once they change)."""
     fields = {_text(k): _text(v) for k, v in row.items()}
     packed = fields.get("h", "").split("\t")
     if len(packed) == len(HEADER_FIELDS):
@@ -339,6 +339,7 @@ class QueueProtocol:
             task=task, error=f.get("err", ""), error_type=f.get("et", ""), traceback=f.get("tb", ""),
             failure_type=f.get("ft", ""), attempts=task.attempts, retry_count=task.retry_count,
             dead_at=int(f.get("dt", "0") or 0) / 1000.0, user_id=f.get("u", "?"), raw_body=raw_body,
+            max_retries=int(m) if (m := f.get("m", "")).isdigit() else task.max_retries,
         )
 
 

