@@ -169,7 +169,6 @@ class FairQueueViews:
             "task_id": entry.task_id,
             "user_id": entry.user_id,
             "func": func,
-            "func_parts": func.split(".") if task.func_name else [func],
             "error_type": entry.error_type or "?",
             "error": Truncator(entry.error).chars(120),
             "failure_type": entry.failure_type,

@@ -43,7 +43,7 @@ def create_order(request: HttpRequest) -> JsonResponse:
                                      quantity=quantity)
         # No user= here: FairQueueTenantMiddleware made this organisation the current tenant.
         # ENQUEUE_ON_COMMIT pushes the task once the order row is committed.
-        task_id = process_order.enqueue(order.pk)
+        task_id = process_order.enqueue(order.pk).id
     return JsonResponse({"order_id": order.pk, "task_id": task_id, "tenant": current_tenant()}, status=202)
 
 

