@@ -190,6 +190,12 @@ def readme_setup(proj: DocProject) -> dict[str, Any]:
 def readme_after_worker(proj: DocProject) -> None:
     users = proj.stats()["users"]
     assert users["org:3"]["completed"] >= 1, users
+    handle = proj.namespace["handle"]  # the README's own handle, waited for as its comment says
+    assert handle.wait(timeout=10) == {"order_id": 7, "status": "processed"}
+    assert handle.status == "SUCCESSFUL"
+    import fairque_django
+
+    assert fairque_django.result(handle.id, user="org:7").return_value == {"order_id": 7, "status": "processed"}
 
 
 # --------------------------------------------------------------------------- docs/quickstart.md
