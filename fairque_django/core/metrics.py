@@ -55,6 +55,7 @@ __all__ = [
     "QueueMetrics",
     "StarvedPartition",
     "TenantMetrics",
+    "UnservedAssignment",
     "WorkerMetrics",
     "collect_metrics",
     "describe_starved",
@@ -68,6 +69,7 @@ __all__ = [
     "starved_partitions",
     "throughput_estimate",
     "trim_throughput",
+    "unserved_assignments",
     "worker_liveness",
     "worker_states",
 ]
@@ -567,6 +569,42 @@ def describe_starved(parts: Sequence[StarvedPartition], *, names: int = 5) -> st
         out.append(f"{len(p.tenants)} waiting tenant(s) {where} and no live worker may steal them: {shown}; "
                    f"{start}")
     return "; ".join(out)
+
+
+@dataclass(frozen=True, slots=True)
+class UnservedAssignment:
+    """A configured worker id that is not alive and the ``assigned_users`` entries it leaves:
+    ``unserved`` no live worker may steal (their tenants wait until it starts); ``steal_only``
+    are covered by the live ``stealers`` (served only when those have nothing of their own)."""
+
+    worker_id: str
+    status: str
+    unserved: tuple[str, ...]
+    steal_only: tuple[str, ...]
+    stealers: tuple[str, ...]
+
+
+def unserved_assignments(queue: TaskQueue, also_alive: Iterable[str] = ()) -> list[UnservedAssignment]:
+    """What the configured workers that are not alive leave unserved, counting the ids in
+    ``also_alive`` (e.g. a worker that is starting) as alive. Reads only the workers' liveness."""
+    states = worker_states(queue, *read_worker_traces(queue), time.time())
+    alive = {w for w, s in states.items() if s.alive} | set(also_alive)
+    live = [w for w in queue.config.workers if w.id in alive]
+    out: list[UnservedAssignment] = []
+    for worker in queue.config.workers:
+        if worker.id in alive:
+            continue
+        unserved: list[str] = []
+        steal_only: list[str] = []
+        stealers: list[str] = []
+        for entry in worker.assigned_users:
+            takers = [w.id for w in live if any(t == entry or glob_match(t, entry) for t in w.steal_targets)]
+            (steal_only if takers else unserved).append(entry)
+            stealers += [t for t in takers if t not in stealers]
+        state = states.get(worker.id)
+        out.append(UnservedAssignment(worker.id, state.status if state is not None else NEVER_SEEN,
+                                      tuple(unserved), tuple(steal_only), tuple(stealers)))
+    return out
 
 
 def may_take(worker: WorkerMetrics, user: str) -> bool:
