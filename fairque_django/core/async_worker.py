@@ -98,7 +98,7 @@ class AsyncWorker:
             # a clean stop reads "down" (not "never seen"): the id stays in {prefix}:workers
             now = time.time()
             await self.queue.client.zadd(self.queue.keys.workers, {self.worker_id: now})
-            await self.queue.client.hset(stopped_key(self.queue.keys), self.worker_id, f"{now:.6f}")
+            await self.queue.client.hset(stopped_key(self.queue.keys), self.worker_id, repr(now))
         await self.queue.aclose()
         logger.info("worker %s stopped: %d processed, %d failed", self.worker_id, self.processed, self.failed)
         return 0

@@ -415,7 +415,7 @@ def mark_stopped(client: Any, keys: Keys, worker_id: str, at: float | None = Non
     at = time.time() if at is None else at
     pipe = client.pipeline(transaction=False)
     pipe.zadd(keys.workers, {worker_id: at})
-    pipe.hset(stopped_key(keys), worker_id, f"{at:.6f}")
+    pipe.hset(stopped_key(keys), worker_id, repr(at))
     pipe.execute()
 
 
@@ -444,7 +444,7 @@ def worker_liveness(*, last_beat: float | None, last_seen: float | None, stopped
         return Liveness(NEVER_SEEN, None, None)
     last = max(traces)
     age = max(0.0, now - last)
-    if stopped_at is not None and stopped_at >= last:
+    if stopped_at is not None and stopped_at >= last - 0.001:  # (a stop written as text may round down)
         return Liveness(DOWN, last, age)  # stopped cleanly after its last beat
     if last_beat is not None and now - last_beat <= stale:
         return Liveness(ALIVE, last, age)
