@@ -13,12 +13,13 @@ from datetime import datetime, timezone
 from typing import Any, Final
 
 from .admin_views import format_age
-from .alerts import current_alerts
+from .alerts import alert_rules, current_alerts
 from .conf import get_setting
-from .core.metrics import HISTORY_MINUTES, collect_metrics, load_history, record_history
+from .core.config import POOL_PARTITION
+from .core.metrics import HISTORY_MINUTES, StarvedPartition, collect_metrics, load_history, record_history
 from .core.queue import TaskQueue
 
-__all__ = ["build_chart", "monitoring_context", "nice_ceiling"]
+__all__ = ["build_chart", "monitoring_context", "nice_ceiling", "starved_banner"]
 
 CHART_TENANTS: Final = 6
 WIDTH: Final = 560
@@ -88,9 +89,18 @@ def build_chart(history: list[dict[str, Any]], key: str, tenants: list[str], *, 
             "label_y": HEIGHT - 6, "max_label": _fmt(top, unit), "empty": not values}
 
 
+def starved_banner(parts: list[StarvedPartition]) -> list[dict[str, Any]]:
+    """One banner line per partition whose waiting tenants no live worker may take."""
+    return [{"partition": "no worker (pool)" if p.partition == POOL_PARTITION else p.partition,
+             "owner_status": p.owner_status, "assigned": ", ".join(p.assigned),
+             "tenants": list(p.tenants[:10]), "more": max(0, len(p.tenants) - 10),
+             "lower_bound": p.scanned < p.waiting, "start": list(p.start)} for p in parts]
+
+
 def monitoring_context(queue: TaskQueue) -> dict[str, Any]:
-    """Template context of the panel (``alerts``, ``alert_rules``, ``charts``, ``chart_points``)."""
-    rules = get_setting("ALERTS")
+    """Template context of the panel (``alerts``, ``alert_rules``, ``charts``, ``chart_points``) and
+    of the starvation banner (``starved``)."""
+    rules = alert_rules()
     metrics = collect_metrics(queue, get_setting("METRICS_TOP_TENANTS"))
     record_history(queue, metrics)  # a point per minute even when no worker evaluates alerts
     alerts = current_alerts(queue, rules) if rules else []
@@ -111,6 +121,6 @@ def monitoring_context(queue: TaskQueue) -> dict[str, Any]:
     for a in firing:
         a["since_when"] = datetime.fromtimestamp(a["since"], tz=timezone.utc) if a["since"] else None
         a["since_age"] = format_age(time.time() - a["since"]) if a["since"] else None
-    return {"alerts": firing, "alert_rules": alerts, "charts": charts,
+    return {"alerts": firing, "alert_rules": alerts, "charts": charts, "starved": starved_banner(metrics.starved),
             "chart_points": len(history), "chart_tenants": tenants,
             "throughput_minute": metrics.throughput_last_minute, "throughput_hour": metrics.throughput_last_hour}

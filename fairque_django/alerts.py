@@ -12,6 +12,7 @@ once, whichever worker saw it:
   and ``alert_details`` -- so any handler (``AdminEmailHandler``, Sentry, a chat webhook) can
   deliver it.
 
+The rules are ``FAIRQUE["ALERTS"]`` plus the built-in ``tenant-starved`` rule (:func:`alert_rules`).
 The same evaluator also stores one dashboard chart point per minute (``record_history``).
 """
 
@@ -33,14 +34,21 @@ from .core.alerts import (
     evaluate,
     required_top_n,
     required_windows,
+    with_builtin_rules,
 )
 from .core.metrics import SAMPLE_INTERVAL, QueueMetrics, collect_metrics, history_key, record_history
 from .core.queue import TaskQueue, redis_errors
 from .signals import fairque_alert
 
-__all__ = ["AlertEvaluator", "current_alerts", "logger"]
+__all__ = ["AlertEvaluator", "alert_rules", "current_alerts", "logger"]
 
 logger = logging.getLogger("fairque_django.alerts")
+
+
+def alert_rules() -> tuple[AlertRule, ...]:
+    """The rules of ``FAIRQUE["ALERTS"]`` plus the built-in ones (``tenant-starved``) they do not
+    replace (:func:`~fairque_django.core.alerts.with_builtin_rules`)."""
+    return with_builtin_rules(get_setting("ALERTS"))
 
 
 class AlertEvaluator:
@@ -51,7 +59,7 @@ class AlertEvaluator:
                  interval: float | None = None, top_n: int | None = None, guard: bool = True,
                  history: bool = True, sample_interval: float = SAMPLE_INTERVAL) -> None:
         self._queue = queue
-        self.rules: tuple[AlertRule, ...] = tuple(rules) if rules is not None else tuple(get_setting("ALERTS"))
+        self.rules: tuple[AlertRule, ...] = tuple(rules) if rules is not None else alert_rules()
         self.interval = float(interval if interval is not None else get_setting("ALERT_INTERVAL"))
         self.top_n = int(top_n if top_n is not None else get_setting("METRICS_TOP_TENANTS"))
         self.guard = guard

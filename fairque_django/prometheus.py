@@ -20,7 +20,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Histo
 from prometheus_client.registry import Collector
 
 from .core.alerts import AlertRule, StoredAlert
-from .core.metrics import Histogram, QueueMetrics
+from .core.metrics import LIVENESS, Histogram, QueueMetrics
 from .core.protocol import STAT_FIELDS
 
 __all__ = ["CONTENT_TYPE", "METRIC_NAMES", "FairQueueCollector", "build_registry", "render"]
@@ -35,9 +35,9 @@ METRIC_NAMES: Final = (
     "fairque_tenant_tasks_failed_total", "fairque_tenant_tasks_dead_total",
     "fairque_task_wait_seconds", "fairque_task_run_seconds", "fairque_other_tenants", "fairque_tenants_with_work",
     "fairque_queue_depth", "fairque_dlq_size", "fairque_tasks_total", "fairque_throughput_tasks",
-    "fairque_worker_up", "fairque_worker_heartbeat_age_seconds", "fairque_worker_busy_slots",
+    "fairque_worker_up", "fairque_worker_status", "fairque_worker_heartbeat_age_seconds", "fairque_worker_busy_slots",
     "fairque_worker_slots", "fairque_worker_processed_total", "fairque_worker_failed_total",
-    "fairque_alert_firing",
+    "fairque_alert_firing", "fairque_starved_tenants",
 )
 
 
@@ -131,7 +131,9 @@ class FairQueueCollector(Collector):
 
     @staticmethod
     def _workers(m: QueueMetrics) -> Iterator[Metric]:
-        up = GaugeMetricFamily("fairque_worker_up", "1 while the worker heartbeats, else 0", labels=["worker"])
+        up = GaugeMetricFamily("fairque_worker_up", "1 while the worker is alive, else 0", labels=["worker"])
+        status = GaugeMetricFamily("fairque_worker_status", "1 for the worker's liveness label (alive, stale, "
+                                   "down, never seen), 0 for the others", labels=["worker", "status"])
         age = GaugeMetricFamily("fairque_worker_heartbeat_age_seconds", "Seconds since the worker's last "
                                 "heartbeat (workers with one on record)", labels=["worker"])
         busy = GaugeMetricFamily("fairque_worker_busy_slots", "Tasks the worker is running", labels=["worker"])
@@ -142,6 +144,8 @@ class FairQueueCollector(Collector):
                                      "started (live workers)", labels=["worker"])
         for w in m.workers:
             up.add_metric([w.worker_id], 1.0 if w.alive else 0.0)
+            for label in LIVENESS:
+                status.add_metric([w.worker_id, label], 1.0 if w.status == label else 0.0)
             if w.heartbeat_age is not None:
                 age.add_metric([w.worker_id], w.heartbeat_age)
             busy.add_metric([w.worker_id], float(w.busy_slots))
@@ -149,7 +153,13 @@ class FairQueueCollector(Collector):
             if w.alive:
                 processed.add_metric([w.worker_id], float(w.processed))
                 failed.add_metric([w.worker_id], float(w.failed))
-        yield from (up, age, busy, slots, processed, failed)
+        yield from (up, status, age, busy, slots, processed, failed)
+        starved = GaugeMetricFamily("fairque_starved_tenants", "Waiting tenants of a partition that no live worker "
+                                    "may take (its worker is not alive and no live worker may steal them)",
+                                    labels=["partition"])
+        for part in m.starved:
+            starved.add_metric([part.partition], float(len(part.tenants)))
+        yield starved
 
 
 def build_registry(metrics: QueueMetrics, rules: Iterable[AlertRule] = (),

@@ -20,6 +20,7 @@ from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET
 
+from .alerts import alert_rules
 from .conf import get_queue, get_setting
 from .core.alerts import AlertTracker
 from .core.exceptions import FairQueueError
@@ -72,7 +73,7 @@ def metrics(request: HttpRequest) -> HttpResponse:
                             "pip install 'fairque-django[prometheus]'\n", status=501, content_type=_TEXT)
     try:
         queue = get_queue()
-        rules = get_setting("ALERTS")
+        rules = alert_rules()
         snapshot = collect_metrics(queue, get_setting("METRICS_TOP_TENANTS"))
         stored = AlertTracker(queue).load(r.name for r in rules) if rules else {}
     except FairQueueError as exc:

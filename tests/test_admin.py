@@ -446,7 +446,7 @@ def test_dashboard_shows_totals_users_workers_and_dlq(viewer: Client, queue: Tas
     assert (rows["user:2"].critical, rows["user:2"].normal) == (1, 1)
     assert rows["user:4"].delayed == 1
     workers = {w["row"].worker_id: w["row"] for w in response.context["workers"]}
-    assert workers["worker-001"].status == "alive" and workers["worker-002"].status == "never_seen"
+    assert workers["worker-001"].status == "alive" and workers["worker-002"].status == "never seen"
     assert 'id="fq-dlq-size">1<' in body and reverse(DLQ) in body
     for text in ("Counters", "Right now", "Users with unfinished work", "Workers", "alive", "never seen",
                  "user:1, user:2, user:3", "No rates yet"):

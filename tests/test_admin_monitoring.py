@@ -61,7 +61,7 @@ def dashboard(viewer: Client) -> Any:
 
 def test_dashboard_lists_firing_alerts(viewer: Client, queue: TaskQueue) -> None:
     body = dashboard(viewer).content.decode()
-    assert "No alert is firing (2 rules checked)." in body
+    assert "No alert is firing (3 rules checked)." in body  # the two above and the built-in tenant-starved
     make_dead(queue)
     AlertEvaluator(queue, guard=False).run()  # as a worker would: records since when it fires
     response = dashboard(viewer)
@@ -74,11 +74,12 @@ def test_dashboard_lists_firing_alerts(viewer: Client, queue: TaskQueue) -> None
     assert "Alerts — 1 firing" in body
 
 
-def test_dashboard_without_rules(viewer: Client, queue: TaskQueue) -> None:
+def test_dashboard_without_rules_checks_the_builtin_rule(viewer: Client, queue: TaskQueue) -> None:
     without = {k: v for k, v in settings.FAIRQUE.items() if k != "ALERTS"}
     with override_settings(FAIRQUE=without):
-        body = dashboard(viewer).content.decode()
-    assert "No alert rules configured" in body
+        response = dashboard(viewer)
+    assert "No alert is firing (1 rule checked)." in response.content.decode()
+    assert [a["name"] for a in response.context["alert_rules"]] == ["tenant-starved"]
 
 
 def test_charts_are_inline_svg_from_minute_snapshots(viewer: Client, queue: TaskQueue) -> None:
@@ -128,3 +129,120 @@ def test_panel_context_is_bounded(queue: TaskQueue) -> None:
         queue.push(Task.create(user_id=f"user:{i % 5 + 1}", payload={}))
     ctx = monitoring_context(queue)
     assert len(ctx["chart_tenants"]) <= 6 and len(ctx["charts"]) == 2
+
+
+# --- one set of liveness labels, and starvation by configuration ---------------------------------
+
+def _prometheus_samples(client: Client, name: str) -> dict[tuple[tuple[str, str], ...], float]:
+    from prometheus_client.parser import text_string_to_metric_families
+
+    response = client.get("/fairque/metrics")
+    assert response.status_code == 200, response.content
+    return {tuple(sorted(s.labels.items())): s.value for fam in text_string_to_metric_families(
+        response.content.decode()) for s in fam.samples if s.name == name}
+
+
+def _labels_everywhere(viewer: Client) -> dict[str, dict[str, str]]:
+    """Each worker id's liveness label as the dashboard, fairque_stats --json, Prometheus, the
+    health view and fairque_health --json show it."""
+    import io
+    import json
+
+    from django.core.management import call_command
+
+    out: dict[str, dict[str, str]] = {}
+    response = dashboard(viewer)
+    out["dashboard"] = {w["row"].worker_id: w["row"].status for w in response.context["workers"]}
+    html = response.content.decode()
+    for wid, status in out["dashboard"].items():
+        assert re.search(rf'data-status="{status}">\s*<th scope="row" class="nowrap">{wid}', html), (wid, status)
+    buf = io.StringIO()
+    call_command("fairque_stats", "--json", stdout=buf)
+    out["fairque_stats"] = {w["worker_id"]: w["status"] for w in json.loads(buf.getvalue())["workers"]}
+    samples = _prometheus_samples(viewer, "fairque_worker_status")
+    out["prometheus"] = {dict(k)["worker"]: dict(k)["status"] for k, v in samples.items() if v == 1.0}
+    health = json.loads(viewer.get("/fairque/health").content)
+    counts = {label: 0 for label in ("alive", "stale", "down", "never seen")}
+    for status in out["dashboard"].values():
+        counts[status] += 1
+    assert health["workers_by_status"] == counts  # the health view has counts only (no worker names)
+    out["fairque_health"] = {}
+    for wid in out["dashboard"]:
+        buf = io.StringIO()
+        with pytest.raises(SystemExit):
+            call_command("fairque_health", wid, "--json", stdout=buf)
+        out["fairque_health"][wid] = json.loads(buf.getvalue())["status"]
+    return out
+
+
+def test_a_stopped_worker_and_a_never_started_one_read_the_same_label_everywhere(
+        viewer: Client, queue: TaskQueue) -> None:
+    from tests.monitoring_helpers import running_worker, wait_until
+
+    with running_worker(conf.get_config(), "worker-001"):
+        wait_until(lambda: queue.client.exists(queue.keys.worker("worker-001")), what="a heartbeat")
+        running = _labels_everywhere(viewer)
+    stopped = _labels_everywhere(viewer)
+    for view, labels in running.items():
+        assert labels == {"worker-001": "alive", "worker-002": "never seen"}, view
+    for view, labels in stopped.items():
+        assert labels == {"worker-001": "down", "worker-002": "never seen"}, view
+
+
+NO_STEAL = [{"id": "worker-001", "assigned_users": ["org:*"]},
+            {"id": "worker-002", "assigned_users": ["user:*"], "steal_targets": ["org:*"]}]
+
+
+def test_starved_tenants_banner_alert_and_metric(viewer: Client, queue: TaskQueue) -> None:
+    from tests.monitoring_helpers import running_worker, wait_until
+
+    with override_settings(FAIRQUE={**settings.FAIRQUE, "workers": NO_STEAL, "ALERTS": []}):
+        conf.reset()
+        q = get_queue()
+        q.push(Task.create(user_id="user:7", payload={}))
+        q.push(Task.create(user_id="org:1", payload={}))
+        with running_worker(conf.get_config(), "worker-001"):
+            wait_until(lambda: q.user_depth("org:1")["normal"] == 0
+                       and q.client.exists(q.keys.worker("worker-001")), what="org:1 served")
+            response = dashboard(viewer)
+            assert response.context["starved"] == [{
+                "partition": "worker-002", "owner_status": "never seen", "assigned": "user:*",
+                "tenants": ["user:7"], "more": 0, "lower_bound": False, "start": ["worker-002"]}]
+            banner = re.search(r'<ul class="messagelist" id="fq-starved">(.*?)</ul>', response.content.decode(), re.S)
+            assert banner is not None
+            assert "user:7" in banner.group(1) and "manage.py runfairworker worker-002" in banner.group(1)
+            states = {s.name: s for s in AlertEvaluator(q, guard=False).run() or []}
+            starved = states["tenant-starved"]  # built in: on without any configured rule
+            assert starved.firing and starved.details["tenants"] == ["user:7"]
+            assert starved.details["start"] == ["worker-002"] and "worker-002" in starved.message
+            samples = _prometheus_samples(viewer, "fairque_starved_tenants")
+            assert samples == {(("partition", "worker-002"),): 1.0}
+            firing = _prometheus_samples(viewer, "fairque_alert_firing")
+            assert firing[(("alert", "tenant-starved"), ("severity", "critical"), ("type", "unserved_tenants"))] == 1
+        # a worker that may take user:* (worker-002 itself) ends it
+        with running_worker(conf.get_config(), "worker-002"):
+            wait_until(lambda: q.user_depth("user:7")["normal"] == 0, what="user:7 served")
+            assert "fq-starved" not in dashboard(viewer).content.decode()
+            states = {s.name: s for s in AlertEvaluator(q, guard=False).run() or []}
+            assert not states["tenant-starved"].firing
+    conf.reset()
+
+
+def test_a_live_stealer_means_not_starved(viewer: Client, queue: TaskQueue) -> None:
+    """worker-001 may steal user:* (the README's configuration): user:* tenants are not starved
+    while it is alive, even with worker-002 never started."""
+    from fairque_django.core.metrics import collect_metrics
+
+    readme = [{"id": "worker-001", "assigned_users": ["org:*"], "steal_targets": ["user:*"]},
+              {"id": "worker-002", "assigned_users": ["user:*"], "steal_targets": ["org:*"]}]
+    with override_settings(FAIRQUE={**settings.FAIRQUE, "workers": readme}):
+        conf.reset()
+        q = get_queue()
+        q.push(Task.create(user_id="user:7", payload={}))
+        before = collect_metrics(q).starved  # nobody alive: both partitions' tenants wait
+        assert [(p.partition, p.tenants) for p in before] == [("worker-002", ("user:7",))]
+        q.client.hset(q.keys.worker("worker-001"), "last_seen", f"{__import__('time').time():.3f}")
+        q.client.zadd(q.keys.workers, {"worker-001": __import__("time").time()})
+        assert collect_metrics(q).starved == []
+        assert "fq-starved" not in dashboard(viewer).content.decode()
+    conf.reset()

@@ -249,7 +249,7 @@ def test_no_live_worker(config: FairQueueConfig, q: TaskQueue, captured: Capture
                        {"name": "ghost", "type": "no_live_worker", "users": ["zzz"]}])
     first = {s.name: s for s in ev.run() or []}
     assert all(s.firing for s in first.values())
-    assert "its workers are not alive: w1 down, w2 down" in first["serve-a"].message
+    assert "its workers are not alive: w1 never seen, w2 never seen" in first["serve-a"].message
     assert first["ghost"].details["uncovered"] == ["zzz"] and "no worker is assigned" in first["ghost"].message
     with running_worker(config, "w1"):
         until_state(ev, "serve-a", False)
@@ -431,7 +431,8 @@ def test_fairque_alerts_command(redis_client: redis.Redis) -> None:
     with override_settings(FAIRQUE={**settings.FAIRQUE, "ALERTS": alerts}):
         out = io.StringIO()
         call_command("fairque_alerts", stdout=out)  # nothing fires: returns (exit 0)
-        assert "ok      dlq [dlq_size_above, warning]" in out.getvalue() and "0 of 2 rule(s) firing" in out.getvalue()
+        assert "ok      dlq [dlq_size_above, warning]" in out.getvalue() and "0 of 3 rule(s) firing" in out.getvalue()
+        assert "ok      tenant-starved [unserved_tenants, critical]" in out.getvalue()  # built in
         queue = get_queue()
         queue.push(dead_task("user:1"))
         task = queue.pop("worker-001")
@@ -441,7 +442,7 @@ def test_fairque_alerts_command(redis_client: redis.Redis) -> None:
             call_command("fairque_alerts", "--json", stdout=out)
         assert exit_info.value.code == 1
         data = json.loads(out.getvalue())
-        assert data["firing"] == 1 and [r["state"] for r in data["rules"]] == ["firing", "ok"]
+        assert data["firing"] == 1 and [r["state"] for r in data["rules"]] == ["firing", "ok", "ok"]
         assert data["rules"][0]["since"] is None  # not recorded by any evaluator yet
         out = io.StringIO()
         with pytest.raises(SystemExit):
@@ -451,4 +452,5 @@ def test_fairque_alerts_command(redis_client: redis.Redis) -> None:
     with override_settings(FAIRQUE={**settings.FAIRQUE}):
         out = io.StringIO()
         call_command("fairque_alerts", stdout=out)
-        assert "No alert rules configured" in out.getvalue()
+        assert "tenant-starved [unserved_tenants, critical]" in out.getvalue()  # the built-in rule only
+        assert "0 of 1 rule(s) firing" in out.getvalue()

@@ -119,8 +119,8 @@ def test_stats_table(known_data: None) -> None:
 def test_stats_with_no_workers_running_and_empty_queue() -> None:
     data = json.loads(run("fairque_stats", "--json"))
     assert data["totals"]["pushed"] == 0 and data["users"] == []
-    assert [(w["worker_id"], w["status"]) for w in data["workers"]] == [("worker-001", "down"),
-                                                                          ("worker-002", "down")]
+    assert [(w["worker_id"], w["status"]) for w in data["workers"]] == [("worker-001", "never seen"),
+                                                                          ("worker-002", "never seen")]
     assert "Users with unfinished work: none" in run("fairque_stats")
 
 

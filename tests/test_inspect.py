@@ -10,6 +10,7 @@ import pytest
 import redis
 
 from fairque_django.core.inspect import QueueInspector
+from fairque_django.core.metrics import down_after, mark_stopped, stale_after
 from fairque_django.core.models import Priority, Task
 from fairque_django.core.queue import TaskQueue
 from fairque_django.core.worker import Worker
@@ -158,7 +159,7 @@ def test_users_limit_and_bounded_scans(q: TaskQueue) -> None:
 def test_workers_never_seen_alive_and_stale(q: TaskQueue, insp: QueueInspector) -> None:
     rows = {w.worker_id: w for w in insp.workers()}
     assert set(rows) == {"w1", "w2"}
-    assert all(w.status == "never_seen" and w.heartbeat_age is None for w in rows.values())
+    assert all(w.status == "never seen" and w.heartbeat_age is None for w in rows.values())
     assert rows["w1"].assigned_users == ("a", "b", "c") and rows["w1"].steal_targets == ("d",)
 
     push(q, "a")
@@ -166,25 +167,34 @@ def test_workers_never_seen_alive_and_stale(q: TaskQueue, insp: QueueInspector) 
     assert task is not None
     worker = Worker(q.config, worker_id="w1", queue=q, install_signal_handlers=False)
     worker.publish_health([task])
-    # w2 heartbeated long ago and its record expired: it died without a clean stop
-    q.client.zadd(q.keys.workers, {"w2": time.time() - 600})
+    # w2 heartbeated a while ago (between the stale and down thresholds) and its record expired:
+    # it died without a clean stop
+    stale, down = stale_after(q, q.config.get_worker("w2")), down_after(q, q.config.get_worker("w2"))
+    q.client.zadd(q.keys.workers, {"w2": time.time() - (stale + down) / 2})
     rows = {w.worker_id: w for w in insp.workers()}
     w1, w2 = rows["w1"], rows["w2"]
     assert w1.status == "alive" and w1.alive
     assert w1.heartbeat_age is not None and w1.heartbeat_age < 5
     assert w1.running == [{"task_id": task.task_id, "user": "a", "func": None}]
     assert w1.leased == 1
-    assert w2.status == "stale" and w2.heartbeat_age is not None and w2.heartbeat_age >= 599
+    assert w2.status == "stale" and w2.heartbeat_age is not None and w2.heartbeat_age > stale
 
     # a record whose heartbeat is older than the stale threshold also counts as stale
-    q.client.hset(q.keys.worker("w1"), "last_seen", time.time() - 3600)
+    q.client.hset(q.keys.worker("w1"), "last_seen", time.time() - stale - 1)
     assert {w.worker_id: w for w in insp.workers()}["w1"].status == "stale"
+    # silent for longer than the down threshold: down
+    q.client.zadd(q.keys.workers, {"w2": time.time() - down - 1})
+    assert {w.worker_id: w for w in insp.workers()}["w2"].status == "down"
+    # a clean stop reads down at once (the id stays in {prefix}:workers)
+    mark_stopped(q.client, q.keys, "w1")
+    assert {w.worker_id: w for w in insp.workers()}["w1"].status == "down"
 
 
 def test_unconfigured_worker_ids_that_heartbeat_are_listed(q: TaskQueue, insp: QueueInspector) -> None:
-    q.client.zadd(q.keys.workers, {"old-worker": time.time() - 100})
+    q.client.zadd(q.keys.workers, {"old-worker": time.time() - 40, "gone-worker": time.time() - 2 * 86400})
     rows = {w.worker_id: w for w in insp.workers()}
     assert not rows["old-worker"].configured and rows["old-worker"].status == "stale"
+    assert "gone-worker" not in rows  # unconfigured and down for more than a day: not listed
 
 
 # --- dead-letter queue ----------------------------------------------------------------------

@@ -173,8 +173,9 @@ def test_workers_busy_slots_current_tasks_and_counts(make_config: Any) -> None:
         assert w1.host and w1.pid
         wait_until(lambda: collect_metrics(q).workers[0].processed == 1, what="processed count")
     rows = {w.worker_id: w for w in collect_metrics(q).workers}
-    assert rows["w1"].status == "down" and rows["w1"].heartbeat_age is None  # stopped cleanly
-    assert rows["w2"].status == "down" and not rows["w2"].alive and rows["w2"].busy_slots == 0
+    # stopped cleanly: down at once, with the time it was last seen; w2 never ran
+    assert rows["w1"].status == "down" and rows["w1"].heartbeat_age is not None and rows["w1"].busy_slots == 0
+    assert rows["w2"].status == "never seen" and not rows["w2"].alive and rows["w2"].heartbeat_age is None
 
 
 def test_trim_throughput_and_the_worker_heartbeat_trims(make_config: Any) -> None:

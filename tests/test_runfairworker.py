@@ -128,3 +128,46 @@ def test_unknown_worker_id_lists_configured_ids() -> None:
     res = run_manage("runfairworker", "worker-999")
     assert res.returncode == 1
     assert "worker-999" in res.stderr and "worker-001" in res.stderr and "worker-002" in res.stderr
+
+
+def _queue_for(settings_module: str) -> TaskQueue:
+    """A producer with the configuration of another settings module (partitions follow it)."""
+    import importlib
+
+    from fairque_django.core.config import FairQueueConfig
+
+    raw = importlib.import_module(settings_module).FAIRQUE
+    return TaskQueue(FairQueueConfig.from_dict({k: v for k, v in raw.items() if k in ("redis", "workers", "queue")}))
+
+
+def test_start_up_warns_about_tenants_no_running_worker_may_serve(redis_client: redis.Redis, workers: Any) -> None:
+    q = _queue_for("tests.no_steal_settings")
+    q.push(t.record("org"), user_id="org:1")
+    proc = workers("worker-001", "--burst", DJANGO_SETTINGS_MODULE="tests.no_steal_settings")
+    out, _ = proc.communicate(timeout=60)
+    assert proc.returncode == 0, out
+    assert ("worker worker-002 is never seen: tenants matching user:* (its assigned_users) are served by no "
+            "running worker and no running worker may steal them, so they wait until you start it: "
+            "python manage.py runfairworker worker-002") in out
+    assert log(redis_client) == ["org:1|org"]
+
+
+def test_readme_quick_start_serves_every_tenant(redis_client: redis.Redis, workers: Any) -> None:
+    """README.md's configuration with README.md's commands: every tenant is served."""
+    q = _queue_for("tests.readme_settings")
+    q.push(t.record("org"), user_id="org:7")
+    q.push(t.record("user"), user_id="user:42")
+    env = {"DJANGO_SETTINGS_MODULE": "tests.readme_settings"}
+    first = workers("worker-001", **env)  # alone it steals user:* when it has nothing of its own, and says so
+    wait_for(lambda: sorted(log(redis_client)) == ["org:7|org", "user:42|user"])
+    wait_for(lambda: run_manage("fairque_health", "worker-001", **env).returncode == 0)
+    second = workers("worker-002", **env)
+    q.push(t.record("user-2"), user_id="user:43")
+    wait_for(lambda: "user:43|user-2" in log(redis_client))
+    for proc in (first, second):
+        proc.send_signal(signal.SIGTERM)
+    out1, _ = first.communicate(timeout=30)
+    out2, _ = second.communicate(timeout=30)
+    assert "worker worker-002 is never seen: tenants matching user:* are served only by stealing (worker-001" in out1
+    assert "python manage.py runfairworker worker-002" in out1
+    assert "is never seen" not in out2 and "is down" not in out2  # both README workers run: nothing to say

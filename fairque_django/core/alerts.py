@@ -9,7 +9,9 @@
   processes evaluate the same rules each change (``firing`` / ``resolved``) is reported once.
 
 Rule types: ``dlq_size_above``, ``total_depth_above``, ``oldest_wait_above``, ``no_live_worker``,
-``heartbeat_older_than``, ``failure_ratio_above`` (see ``docs/monitoring.md``).
+``heartbeat_older_than``, ``failure_ratio_above``, ``unserved_tenants`` (see ``docs/monitoring.md``).
+:data:`BUILTIN_RULES` (the ``tenant-starved`` rule) are added to the configured ones by
+:func:`with_builtin_rules` unless a configured rule has the same name or type.
 """
 
 from __future__ import annotations
@@ -24,11 +26,12 @@ from typing import Any, ClassVar, Final
 
 from .config import glob_match
 from .exceptions import ConfigurationError
-from .metrics import QueueMetrics, WorkerMetrics
+from .metrics import QueueMetrics, WorkerMetrics, describe_starved
 from .protocol import _text
 from .queue import TaskQueue, redis_errors
 
 __all__ = [
+    "BUILTIN_RULES",
     "RULE_TYPES",
     "AlertRule",
     "AlertState",
@@ -41,10 +44,12 @@ __all__ = [
     "OldestWaitAbove",
     "StoredAlert",
     "TotalDepthAbove",
+    "UnservedTenants",
     "evaluate",
     "parse_rules",
     "required_top_n",
     "required_windows",
+    "with_builtin_rules",
 ]
 
 FIRING: Final = "firing"
@@ -264,10 +269,43 @@ class FailureRatioAbove(AlertRule):
                       window_seconds=round(win.seconds, 3))
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class UnservedTenants(AlertRule):
+    """Fires while tenants have ready tasks that no live worker may take: the worker their
+    partition belongs to is not alive and no live worker may steal them (starvation by
+    configuration). Names the tenants, their partitions and the worker ids to start."""
+
+    type: ClassVar[str] = "unserved_tenants"
+
+    def check(self, metrics: QueueMetrics) -> AlertState:
+        parts = metrics.starved
+        n = sum(len(p.tenants) for p in parts)
+        message = describe_starved(parts) if parts else "every waiting tenant has a live worker that may take it"
+        tenants = [t for p in parts for t in p.tenants][:NAMES_LISTED]
+        return _state(self, bool(parts), n, message, tenants=tenants,
+                      partitions=[p.to_dict() for p in parts][:NAMES_LISTED],
+                      start=sorted({w for p in parts for w in p.start}))
+
+
 RULE_TYPES: Final[Mapping[str, type[AlertRule]]] = {
     cls.type: cls for cls in (DlqSizeAbove, TotalDepthAbove, OldestWaitAbove, NoLiveWorker, HeartbeatOlderThan,
-                              FailureRatioAbove)
+                              FailureRatioAbove, UnservedTenants)
 }
+
+BUILTIN_RULES: Final[tuple[AlertRule, ...]] = (
+    UnservedTenants(name="tenant-starved", severity="critical",
+                    description="tenants wait for a worker id that is not running and that no live worker may "
+                                "steal from: start it"),
+)
+"""Rules evaluated even when ``FAIRQUE["ALERTS"]`` does not list them (see :func:`with_builtin_rules`)."""
+
+
+def with_builtin_rules(rules: Iterable[AlertRule]) -> tuple[AlertRule, ...]:
+    """``rules`` plus each built-in rule whose name and type no rule in ``rules`` uses (so a
+    configured ``tenant-starved`` or ``unserved_tenants`` rule replaces the built-in one)."""
+    rules = tuple(rules)
+    names, types = {r.name for r in rules}, {r.type for r in rules}
+    return rules + tuple(b for b in BUILTIN_RULES if b.name not in names and b.type not in types)
 
 
 def evaluate(metrics: QueueMetrics, rules: Iterable[AlertRule]) -> list[AlertState]:
@@ -333,6 +371,8 @@ def _field_specs(rule_type: str) -> dict[str, tuple[bool, Any]]:
         return {"users": (False, _strings)}
     if rule_type == "heartbeat_older_than":
         return {"threshold": (True, seconds), "workers": (False, _strings)}
+    if rule_type == "unserved_tenants":
+        return {}
     if rule_type == "failure_ratio_above":
         return {"threshold": (True, lambda v, k: _number(v, k, maximum=1.0)),
                 "window": (False, lambda v, k: _number(v, k, minimum=1.0, maximum=3600.0)),

@@ -22,6 +22,7 @@ from .config import FairQueueConfig
 from .context import task_running
 from .exceptions import FairQueueError, LeaseLostError, RedisUnavailableError, TaskNotRegisteredError
 from .handler import TaskHandler, TaskTimeoutError
+from .metrics import stopped_key
 from .models import Task
 from .queue import TaskQueue
 from .registry import get_task_function, import_task_modules
@@ -95,6 +96,10 @@ class AsyncWorker:
             await beat
         with contextlib.suppress(FairQueueError):
             await self.queue.client.delete(self.queue.keys.worker(self.worker_id))
+            # a clean stop reads "down" (not "never seen"): the id stays in {prefix}:workers
+            now = time.time()
+            await self.queue.client.zadd(self.queue.keys.workers, {self.worker_id: now})
+            await self.queue.client.hset(stopped_key(self.queue.keys), self.worker_id, repr(now))
         await self.queue.aclose()
         logger.info("worker %s stopped: %d processed, %d failed", self.worker_id, self.processed, self.failed)
         return 0
@@ -234,6 +239,7 @@ class AsyncWorker:
                     "failed": self.failed, "concurrency": self.concurrency, "kind": "async"})
                 await self.queue.client.pexpire(self.queue.keys.worker(self.worker_id),
                                                 int(max(3 * interval, self.config.queue.lease_timeout_seconds) * 1000))
+                await self.queue.client.zadd(self.queue.keys.workers, {self.worker_id: time.time()})
             except FairQueueError as exc:
                 logger.warning("worker %s: heartbeat failed (%s)", self.worker_id, exc)
             except Exception as exc:  # redis errors outside redis_errors()

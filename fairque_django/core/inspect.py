@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .config import WorkerConfig
-from .metrics import liveness, stale_after
+from .metrics import ALIVE, STALE, read_worker_traces, stale_after, worker_states
 from .models import DLQEntry
 from .protocol import _text, chunks
 from .queue import TaskQueue, redis_errors
@@ -118,9 +118,8 @@ class UsersReport:
 
 @dataclass(frozen=True, slots=True)
 class WorkerRow:
-    """A worker id with its heartbeat. ``status``: ``alive``, ``stale`` (a heartbeat is on
-    record but too old: the worker died without a clean stop) or ``never_seen`` (no heartbeat
-    on record: never started, or stopped cleanly)."""
+    """A worker id with its heartbeat. ``status`` is one of the liveness labels shared by every
+    view (:data:`~.metrics.LIVENESS`: ``alive``, ``stale``, ``down``, ``never seen``)."""
 
     worker_id: str
     configured: bool
@@ -357,21 +356,15 @@ class QueueInspector:
         return stale_after(self.queue, worker)
 
     def workers(self) -> list[WorkerRow]:
-        """Every configured worker id (plus ids that heartbeat but are not configured)."""
+        """Every configured worker id (plus ids seen recently that are not configured)."""
         configured = {w.id: w for w in self.config.workers}
+        states = worker_states(self.queue, *read_worker_traces(self.queue), time.time())
         with redis_errors("workers"):
-            beats: Any = self.client.zrange(self.keys.workers, 0, 999, withscores=True)
-            seen = {_text(member): float(score) for member, score in beats}
             leases = self._scan_leases()
-        ids = list(configured) + sorted(set(seen) - set(configured))
-        now = time.time()
         rows: list[WorkerRow] = []
-        for worker_id in ids:
+        for worker_id, state in states.items():
             cfg = configured.get(worker_id)
-            health = worker_health(self.queue, worker_id)
-            last_seen, age, state = liveness(float(health["last_seen"]) if health is not None else None,
-                                             seen.get(worker_id), now, self.stale_after(cfg))
-            status = state or "never_seen"
+            health = worker_health(self.queue, worker_id) if state.status in (ALIVE, STALE) else None
             running = list(health.get("current") or []) if health is not None else []
             if cfg is not None:
                 assigned, steals = cfg.assigned_users, cfg.steal_targets
@@ -379,9 +372,9 @@ class QueueInspector:
                 assigned = tuple(health.get("assigned") or ()) if health else ()
                 steals = tuple(health.get("steals") or ()) if health else ()
             rows.append(WorkerRow(
-                worker_id=worker_id, configured=cfg is not None, status=status, heartbeat_age=age,
-                last_seen=last_seen, health=health, assigned_users=tuple(assigned),
-                steal_targets=tuple(steals), running=running,
+                worker_id=worker_id, configured=cfg is not None, status=state.status,
+                heartbeat_age=state.heartbeat_age, last_seen=state.last_seen, health=health,
+                assigned_users=tuple(assigned), steal_targets=tuple(steals), running=running,
                 leased=leases.by_worker.get(worker_id, 0), leases_truncated=leases.truncated,
             ))
         return rows

@@ -8,7 +8,9 @@ rule needs (no Django imports).
   enqueued / completed / failed / dead counters and the wait-time and run-time histograms;
 * ``other``: the same numbers for every remaining tenant at once, computed as the global figures
   minus the top ``n`` (so labels stay bounded however many tenants there are);
-* per worker: heartbeat age, status, busy slots, processed / failed, current tasks;
+* per worker: liveness (:data:`LIVENESS`, one rule: :func:`worker_liveness`), heartbeat age,
+  busy slots, processed / failed, current tasks;
+* ``starved``: partitions whose waiting tenants no live worker may take (:func:`starved_partitions`);
 * global: counters, depth, DLQ size, histograms, throughput over the last minute and hour (from
   the per-minute completion counts ``{prefix}:m:~tput``) and, on request, counter deltas over
   time windows (from the counter snapshots shared with :class:`~.inspect.QueueInspector`).
@@ -16,9 +18,10 @@ rule needs (no Django imports).
 The histograms are the ones the Lua scripts keep (``lua/lib.lua``: fixed bounds in ms, shared by
 every worker, so they can be summed); :data:`BUCKETS_MS` lists the bounds.
 
-Cost: three pipelined round trips whose size grows with ``top_n``, the number of leased tasks
+Cost: four pipelined round trips whose size grows with ``top_n``, the number of leased tasks
 (at most ``lease_scan_limit``) and at most ``other_scan_limit`` further tenants -- never with the
-total number of tenants or queued tasks. The writes are small and rate-limited: one counter
+total number of tenants or queued tasks (the fourth reads at most ``STARVED_SCAN`` waiting tenants
+of each partition whose worker is not alive, and of the pool). The writes are small and rate-limited: one counter
 snapshot per ``sample_interval`` (10 s) shared by all processes, and :func:`record_history`
 (one dashboard chart point per minute).
 """
@@ -34,24 +37,41 @@ from typing import Any, Final
 
 import redis
 
-from .config import WorkerConfig
+from .config import POOL_PARTITION, WorkerConfig, glob_match
 from .keys import Keys
 from .protocol import PRIORITY_PUSHED, STAT_FIELDS, _text, stat_counters
 from .queue import TaskQueue, redis_errors
 
 __all__ = [
+    "ALIVE",
     "BUCKETS_MS",
+    "DOWN",
+    "LIVENESS",
+    "NEVER_SEEN",
+    "STALE",
     "CounterWindow",
     "Histogram",
+    "Liveness",
     "QueueMetrics",
+    "StarvedPartition",
     "TenantMetrics",
+    "UnservedAssignment",
     "WorkerMetrics",
     "collect_metrics",
+    "describe_starved",
+    "down_after",
     "health_status",
     "load_history",
+    "mark_stopped",
+    "read_worker_traces",
     "record_history",
+    "stale_after",
+    "starved_partitions",
     "throughput_estimate",
     "trim_throughput",
+    "unserved_assignments",
+    "worker_liveness",
+    "worker_states",
 ]
 
 BUCKETS_MS: Final[tuple[int, ...]] = (5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000, 30000, 60000,
@@ -73,6 +93,22 @@ TENANT_COUNTERS: Final = (("enqueued", "pushed"), ("completed", "completed"), ("
                           ("dead", "dead"))
 HISTORY_MINUTES: Final = 60
 HISTORY_TENANTS: Final = 8
+
+# Worker liveness: the one set of labels every view uses (docs/monitoring.md, "Worker liveness").
+ALIVE: Final = "alive"
+"""Health record present, last heartbeat younger than :func:`stale_after`."""
+STALE: Final = "stale"
+"""Seen, did not stop cleanly, last heartbeat older than :func:`stale_after` but younger than
+:func:`down_after`: it died or hangs; its leased tasks return when their leases expire."""
+DOWN: Final = "down"
+"""Seen before, but stopped cleanly, or silent for longer than :func:`down_after`."""
+NEVER_SEEN: Final = "never seen"
+"""No trace in ``{prefix}:workers``: this id never ran against this Redis (and prefix)."""
+LIVENESS: Final = (ALIVE, STALE, DOWN, NEVER_SEEN)
+DOWN_FACTOR: Final = 2.0
+WORKERS_READ: Final = 1000  # most recently seen worker ids read from {prefix}:workers
+FORGET_UNCONFIGURED: Final = 86400.0  # an unconfigured id down for longer is not listed
+STARVED_SCAN: Final = 200  # waiting tenants of a partition checked for a live worker that may take them
 
 
 # --------------------------------------------------------------------------- key names
@@ -216,9 +252,9 @@ class TenantMetrics:
 
 @dataclass(frozen=True, slots=True)
 class WorkerMetrics:
-    """A worker id: ``status`` is ``alive``, ``stale`` (heartbeat too old or its record expired:
-    it died without a clean stop) or ``down`` (no heartbeat on record: never started or stopped
-    cleanly). ``processed``/``failed`` count since the worker process started."""
+    """A worker id: ``status`` is one of :data:`LIVENESS` (``alive``, ``stale``, ``down``,
+    ``never seen``; see :func:`worker_liveness`). ``processed``/``failed`` count since the worker
+    process started (live workers)."""
 
     worker_id: str
     configured: bool
@@ -287,6 +323,7 @@ class QueueMetrics:
     workers: list[WorkerMetrics]
     windows: dict[float, CounterWindow] = field(default_factory=dict)
     leases_truncated: bool = False
+    starved: list[StarvedPartition] = field(default_factory=list)
 
     @property
     def depth(self) -> int:
@@ -324,6 +361,7 @@ class QueueMetrics:
             "windows": {f"{k:g}": {"seconds": round(v.seconds, 3), "deltas": v.deltas}
                         for k, v in self.windows.items()},
             "leases_truncated": self.leases_truncated,
+            "starved": [p.to_dict() for p in self.starved],
             "buckets_ms": [*BUCKETS_MS, "inf"],
         }
 
@@ -357,21 +395,111 @@ def trim_throughput(client: Any, keys: Keys, *, now_ms: int | None = None,
 # --------------------------------------------------------------------------- workers
 
 def stale_after(queue: TaskQueue, worker: WorkerConfig | None) -> float:
-    """Seconds without a heartbeat after which a worker is not alive (its record's TTL)."""
+    """Seconds without a heartbeat after which a worker is no longer ``alive`` (its record's TTL)."""
     beat = worker.heartbeat_interval_seconds if worker is not None else 5.0
     return max(3 * beat, queue.config.queue.lease_timeout_seconds)
 
 
-def liveness(last_beat: float | None, last_seen: float | None, now: float, stale: float,
-             ) -> tuple[float | None, float | None, str | None]:
-    """(last seen, heartbeat age, "alive" or "stale") of a worker: from the last beat of its health
-    record, else from when the workers set last saw it; (None, None, None) when neither is known."""
-    if last_beat is not None:
-        age = max(0.0, now - last_beat)
-        return last_beat, age, "alive" if age <= stale else "stale"
-    if last_seen is not None:
-        return last_seen, max(0.0, now - last_seen), "stale"
-    return None, None, None
+def down_after(queue: TaskQueue, worker: WorkerConfig | None) -> float:
+    """Seconds without a heartbeat after which a worker that did not stop cleanly is ``down``."""
+    return DOWN_FACTOR * stale_after(queue, worker)
+
+
+def stopped_key(keys: Keys) -> str:
+    """Hash worker id -> time of its last clean stop (kept next to ``{prefix}:workers``)."""
+    return f"{keys.workers}:stopped"
+
+
+def mark_stopped(client: Any, keys: Keys, worker_id: str, at: float | None = None) -> None:
+    """Record a clean stop: the id stays in ``{prefix}:workers`` (it has run), reads ``down``."""
+    at = time.time() if at is None else at
+    pipe = client.pipeline(transaction=False)
+    pipe.zadd(keys.workers, {worker_id: at})
+    pipe.hset(stopped_key(keys), worker_id, repr(at))
+    pipe.execute()
+
+
+@dataclass(frozen=True, slots=True)
+class Liveness:
+    """A worker id's liveness: ``status`` is one of :data:`LIVENESS`; ``last_seen`` the time of
+    its last trace (heartbeat or stop), ``heartbeat_age`` seconds since then (None: never seen)."""
+
+    status: str
+    last_seen: float | None
+    heartbeat_age: float | None
+
+    @property
+    def alive(self) -> bool:
+        return self.status == ALIVE
+
+
+def worker_liveness(*, last_beat: float | None, last_seen: float | None, stopped_at: float | None, now: float,
+                    stale: float, down: float) -> Liveness:
+    """The one liveness rule (see docs/monitoring.md, "Worker liveness").
+
+    ``last_beat``: the beat of the worker's health record (None: no record); ``last_seen``: its
+    score in ``{prefix}:workers`` (None: never there); ``stopped_at``: its last clean stop."""
+    traces = [t for t in (last_beat, last_seen) if t is not None]
+    if not traces:
+        return Liveness(NEVER_SEEN, None, None)
+    last = max(traces)
+    age = max(0.0, now - last)
+    if stopped_at is not None and stopped_at >= last - 0.001:  # (a stop written as text may round down)
+        return Liveness(DOWN, last, age)  # stopped cleanly after its last beat
+    if last_beat is not None and now - last_beat <= stale:
+        return Liveness(ALIVE, last, age)
+    return Liveness(STALE if age <= down else DOWN, last, age)
+
+
+def read_worker_traces(queue: TaskQueue) -> tuple[dict[str, float], dict[str, float], dict[str, float | None]]:
+    """(``{prefix}:workers`` scores, clean stops, health-record beats) of the configured ids and
+    the most recently seen others -- the inputs of :func:`worker_states`."""
+    keys = queue.keys
+    with redis_errors("worker liveness"):
+        pipe = queue.client.pipeline(transaction=False)
+        pipe.zrevrange(keys.workers, 0, WORKERS_READ - 1, withscores=True)
+        pipe.hgetall(stopped_key(keys))
+        seen_raw, stopped_raw = _replies(pipe.execute(raise_on_error=False), ([], {}))
+        seen = {_text(w): float(s) for w, s in seen_raw}
+        ids = list(dict.fromkeys([*queue.config.worker_ids, *seen]))
+        pipe = queue.client.pipeline(transaction=False)
+        for wid in ids:
+            pipe.hget(keys.worker(wid), "last_seen")
+        beats = dict(zip(ids, _replies(pipe.execute(raise_on_error=False), [None] * len(ids)), strict=True))
+    return seen, _floats(stopped_raw), {w: (_float(b) if b is not None else None) for w, b in beats.items()}
+
+
+def worker_states(queue: TaskQueue, seen: Mapping[str, float], stopped: Mapping[str, float],
+                  beats: Mapping[str, float | None], now: float) -> dict[str, Liveness]:
+    """Liveness of every configured worker id (configuration order), then of the other ids seen
+    in the last :data:`FORGET_UNCONFIGURED` seconds (sorted)."""
+    configured = {w.id: w for w in queue.config.workers}
+    others = sorted((set(seen) | {w for w, b in beats.items() if b is not None}) - set(configured))
+    out: dict[str, Liveness] = {}
+    for wid in [*configured, *others]:
+        cfg = configured.get(wid)
+        state = worker_liveness(last_beat=beats.get(wid), last_seen=seen.get(wid), stopped_at=stopped.get(wid),
+                                now=now, stale=stale_after(queue, cfg), down=down_after(queue, cfg))
+        if cfg is None and state.status == DOWN and (state.heartbeat_age or 0.0) > FORGET_UNCONFIGURED:
+            continue  # an old id no longer configured: not worth a row
+        out[wid] = state
+    return out
+
+
+def _float(value: Any) -> float | None:
+    try:
+        return float(_text(value))
+    except (TypeError, ValueError):
+        return None
+
+
+def _floats(raw: Mapping[Any, Any]) -> dict[str, float]:
+    out: dict[str, float] = {}
+    for k, v in (raw or {}).items():
+        f = _float(v)
+        if f is not None:
+            out[_text(k)] = f
+    return out
 
 
 def _json_list(value: Any) -> list[Any]:
@@ -382,28 +510,138 @@ def _json_list(value: Any) -> list[Any]:
     return data if isinstance(data, list) else []
 
 
-def _workers(queue: TaskQueue, seen: dict[str, float], records: dict[str, dict[str, str]],
-             now: float) -> list[WorkerMetrics]:
+def _workers(queue: TaskQueue, seen: dict[str, float], stopped: dict[str, float],
+             records: dict[str, dict[str, str]], now: float) -> list[WorkerMetrics]:
     configured = {w.id: w for w in queue.config.workers}
-    ids = list(configured) + sorted((set(seen) | set(records)) - set(configured))
+    beats = {wid: _float(rec.get("last_seen")) if rec else None for wid, rec in records.items()}
     out: list[WorkerMetrics] = []
-    for wid in ids:
+    for wid, state in worker_states(queue, seen, stopped, beats, now).items():
         cfg = configured.get(wid)
-        rec = records.get(wid)
-        last, age, state = liveness(float(rec.get("last_seen") or 0.0) if rec else None, seen.get(wid), now,
-                                    stale_after(queue, cfg))
-        status = state or "down"
-        current = [c for c in _json_list(rec.get("current")) if isinstance(c, dict)] if rec else []
-        assigned = cfg.assigned_users if cfg is not None else tuple(map(str, _json_list((rec or {}).get("assigned"))))
-        steals = cfg.steal_targets if cfg is not None else tuple(map(str, _json_list((rec or {}).get("steals"))))
+        rec = records.get(wid) or {}
+        alive = state.alive
+        current = [c for c in _json_list(rec.get("current")) if isinstance(c, dict)] if alive else []
+        assigned = cfg.assigned_users if cfg is not None else tuple(map(str, _json_list(rec.get("assigned"))))
+        steals = cfg.steal_targets if cfg is not None else tuple(map(str, _json_list(rec.get("steals"))))
         out.append(WorkerMetrics(
-            worker_id=wid, configured=cfg is not None, status=status, heartbeat_age=age, last_seen=last,
-            busy_slots=len(current) if status == "alive" else 0,
-            slots=_int((rec or {}).get("concurrency")) or (cfg.max_concurrent_tasks if cfg is not None else 0),
-            processed=_int((rec or {}).get("processed")), failed=_int((rec or {}).get("failed")),
-            current=current if status == "alive" else [], assigned=tuple(assigned), steals=tuple(steals),
-            host=(rec or {}).get("host"), pid=_int(rec["pid"]) if rec and rec.get("pid") else None,
+            worker_id=wid, configured=cfg is not None, status=state.status, heartbeat_age=state.heartbeat_age,
+            last_seen=state.last_seen, busy_slots=len(current),
+            slots=_int(rec.get("concurrency")) or (cfg.max_concurrent_tasks if cfg is not None else 0),
+            processed=_int(rec.get("processed")), failed=_int(rec.get("failed")),
+            current=current, assigned=tuple(assigned), steals=tuple(steals),
+            host=rec.get("host"), pid=_int(rec["pid"]) if rec.get("pid") else None,
         ))
+    return out
+
+
+# --------------------------------------------------------------------------- starvation by configuration
+
+@dataclass(frozen=True, slots=True)
+class StarvedPartition:
+    """Tenants with ready tasks that no live worker may take: the partition's owner is not
+    alive and no live worker is assigned them or may steal them. ``tenants`` are those found
+    among the first ``scanned`` of the ``waiting`` tenants of the partition (ready-set order);
+    ``start`` names the configured worker ids whose start would serve them."""
+
+    partition: str  # the owner's worker id, or "~pool" (users no worker is assigned)
+    owner_status: str | None  # the owner's liveness label; None for the pool
+    assigned: tuple[str, ...]  # the owner's assigned_users (what is unserved)
+    tenants: tuple[str, ...]
+    waiting: int
+    scanned: int
+    start: tuple[str, ...]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"partition": self.partition, "owner_status": self.owner_status, "assigned": list(self.assigned),
+                "tenants": list(self.tenants), "waiting": self.waiting, "scanned": self.scanned,
+                "start": list(self.start)}
+
+
+def describe_starved(parts: Sequence[StarvedPartition], *, names: int = 5) -> str:
+    """One sentence per starved partition: who waits, why, which worker ids to start."""
+    out = []
+    for p in parts:
+        shown = ", ".join(p.tenants[:names]) + (f" and {len(p.tenants) - names} more" if len(p.tenants) > names else "")
+        if p.partition == POOL_PARTITION:
+            where = "assigned to no worker"
+        else:
+            where = f"assigned to {p.partition} ({', '.join(p.assigned)}; {p.owner_status})"
+        start = f"start {' or '.join(p.start)}" if p.start else "assign them to a worker"
+        out.append(f"{len(p.tenants)} waiting tenant(s) {where} and no live worker may steal them: {shown}; "
+                   f"{start}")
+    return "; ".join(out)
+
+
+@dataclass(frozen=True, slots=True)
+class UnservedAssignment:
+    """A configured worker id that is not alive and the ``assigned_users`` entries it leaves:
+    ``unserved`` no live worker may steal (their tenants wait until it starts); ``steal_only``
+    are covered by the live ``stealers`` (served only when those have nothing of their own)."""
+
+    worker_id: str
+    status: str
+    unserved: tuple[str, ...]
+    steal_only: tuple[str, ...]
+    stealers: tuple[str, ...]
+
+
+def unserved_assignments(queue: TaskQueue, also_alive: Iterable[str] = ()) -> list[UnservedAssignment]:
+    """What the configured workers that are not alive leave unserved, counting the ids in
+    ``also_alive`` (e.g. a worker that is starting) as alive. Reads only the workers' liveness."""
+    states = worker_states(queue, *read_worker_traces(queue), time.time())
+    alive = {w for w, s in states.items() if s.alive} | set(also_alive)
+    live = [w for w in queue.config.workers if w.id in alive]
+    out: list[UnservedAssignment] = []
+    for worker in queue.config.workers:
+        if worker.id in alive:
+            continue
+        unserved: list[str] = []
+        steal_only: list[str] = []
+        stealers: list[str] = []
+        for entry in worker.assigned_users:
+            takers = [w.id for w in live if any(t == entry or glob_match(t, entry) for t in w.steal_targets)]
+            (steal_only if takers else unserved).append(entry)
+            stealers += [t for t in takers if t not in stealers]
+        state = states.get(worker.id)
+        out.append(UnservedAssignment(worker.id, state.status if state is not None else NEVER_SEEN,
+                                      tuple(unserved), tuple(steal_only), tuple(stealers)))
+    return out
+
+
+def may_take(worker: WorkerMetrics, user: str) -> bool:
+    """Whether ``worker`` is assigned ``user`` or may steal it (exact ids or glob patterns)."""
+    return any(entry == user or glob_match(entry, user) for entry in (*worker.assigned, *worker.steals))
+
+
+def starved_partitions(queue: TaskQueue, workers: Sequence[WorkerMetrics], *,
+                       scan: int = STARVED_SCAN) -> list[StarvedPartition]:
+    """The partitions whose waiting tenants no live worker may take (one pipelined round trip,
+    at most ``scan`` tenants read per partition whose owner is not alive, and the pool)."""
+    config = queue.config
+    status = {w.worker_id: w.status for w in workers}
+    live = [w for w in workers if w.alive]
+    parts = [wid for wid in config.worker_ids if status.get(wid) != ALIVE] + [POOL_PARTITION]
+    with redis_errors("starved partitions"):
+        pipe = queue.client.pipeline(transaction=False)
+        for part in parts:
+            pipe.zcard(queue.keys.ready(part))
+            pipe.zrange(queue.keys.ready(part), 0, scan - 1)
+        replies = _replies(pipe.execute(raise_on_error=False), [0, []] * len(parts))
+    out: list[StarvedPartition] = []
+    for i, part in enumerate(parts):
+        waiting, users = int(replies[2 * i]), [_text(u) for u in replies[2 * i + 1]]
+        starved = tuple(u for u in users if not any(may_take(w, u) for w in live))
+        if not starved:
+            continue
+        owner_status: str | None
+        assigned: tuple[str, ...]
+        if part == POOL_PARTITION:
+            owner_status, assigned = None, ()
+            start = tuple(w.id for w in config.workers if any(w.may_steal(u) for u in starved))
+        else:
+            owner_status, start = status.get(part, NEVER_SEEN), (part,)
+            assigned = config.get_worker(part).assigned_users
+        out.append(StarvedPartition(partition=part, owner_status=owner_status, assigned=assigned, tenants=starved,
+                                    waiting=waiting, scanned=len(users), start=start))
     return out
 
 
@@ -473,7 +711,8 @@ def _replies(replies: Sequence[Any], defaults: Sequence[Any]) -> list[Any]:
 
 def collect_metrics(queue: TaskQueue, top_n: int = 20, *, windows: Iterable[float] = (),
                     record_sample: bool = True, sample_interval: float = SAMPLE_INTERVAL,
-                    lease_scan_limit: int = 10_000, other_scan_limit: int = 1000) -> QueueMetrics:
+                    lease_scan_limit: int = 10_000, other_scan_limit: int = 1000,
+                    check_starved: bool = True) -> QueueMetrics:
     """A :class:`QueueMetrics` snapshot of ``queue`` (see the module docstring for the cost).
 
     ``windows``: seconds over which counter deltas are wanted (``QueueMetrics.windows``); a
@@ -492,14 +731,15 @@ def collect_metrics(queue: TaskQueue, top_n: int = 20, *, windows: Iterable[floa
         pipe.zrange(keys.leases, 0, lease_scan_limit - 1)
         pipe.hgetall(metrics_key(keys, "~all"))
         pipe.hgetall(tput_key(keys))
-        pipe.zrange(keys.workers, 0, 999, withscores=True)
+        pipe.zrevrange(keys.workers, 0, WORKERS_READ - 1, withscores=True)
+        pipe.hgetall(stopped_key(keys))
         pipe.zrevrange(keys.live, top_n, top_n + other_scan_limit - 1)
         pipe.time()
         # a key of the wrong type (corrupt data, see pop.lua's quarantine) must not hide the rest
         defaults: tuple[Any, ...] = ([], 0, [None] * (len(STAT_FIELDS) + len(PRIORITY_PUSHED)), 0, 0, 0, [], {},
-                                     {}, [], [], None)
+                                     {}, [], {}, [], None)
         (top, n_users, stat_values, n_leased, n_delayed, n_dlq, lease_ids, all_hist, tput, seen_raw,
-         others, (sec, usec)) = _replies(pipe.execute(raise_on_error=False), defaults)
+         stopped_raw, others, (sec, usec)) = _replies(pipe.execute(raise_on_error=False), defaults)
         now_ms = int(sec) * 1000 + int(usec) // 1000
         now_exact = int(sec) + int(usec) / 1e6  # orders snapshots (alert transitions)
         users = [(_text(u), int(s)) for u, s in top]
@@ -577,6 +817,7 @@ def collect_metrics(queue: TaskQueue, top_n: int = 20, *, windows: Iterable[floa
                    other_critical, exact=int(n_users) - len(rows) <= len(others))
     per_minute = {_int(k): _int(v) for k, v in tput.items()}
     current = now_ms // 60_000
+    workers = _workers(queue, seen, _floats(stopped_raw), records, time.time())
     return QueueMetrics(
         timestamp=now_exact, prefix=queue.config.queue.stats_prefix, top_n=top_n, tenants=rows,
         other=other, tenants_with_work=int(n_users), totals=totals, ready=ready, delayed=n_delayed,
@@ -584,8 +825,8 @@ def collect_metrics(queue: TaskQueue, top_n: int = 20, *, windows: Iterable[floa
         throughput_last_minute=throughput_estimate(per_minute, now_ms, 1),
         throughput_last_hour=throughput_estimate(per_minute, now_ms, 60),
         throughput_per_minute=[(m, per_minute.get(m, 0)) for m in range(current - 59, current + 1)],
-        workers=_workers(queue, seen, records, time.time()), windows=counter_windows,
-        leases_truncated=len(lease_ids) < n_leased,
+        workers=workers, windows=counter_windows, leases_truncated=len(lease_ids) < n_leased,
+        starved=starved_partitions(queue, workers) if check_starved else [],
     )
 
 
@@ -616,27 +857,27 @@ def _other(rows: Sequence[TenantMetrics], n_users: int, totals: Mapping[str, int
 
 def health_status(queue: TaskQueue) -> tuple[bool, dict[str, Any]]:
     """Load-balancer health: (healthy, JSON-ready body). Healthy when Redis answers and at least
-    one worker has a fresh heartbeat. The body holds counts only, never tenant data."""
+    one worker is ``alive``. The body holds counts only (workers per liveness label), never
+    tenant data or worker names."""
     body: dict[str, Any] = {"redis": False, "live_workers": 0, "workers": len(queue.config.workers),
-                            "dlq_size": None, "firing_alerts": None}
+                            "workers_by_status": None, "dlq_size": None, "firing_alerts": None}
     keys = queue.keys
     try:
         with redis_errors("health"):
             pipe = queue.client.pipeline(transaction=False)
             pipe.ping()
-            pipe.zrange(keys.workers, 0, 999, withscores=True)
             pipe.zcard(keys.dlq)
             pipe.hgetall(f"{keys.base}:alerts")
-            _, seen, dlq, alerts = pipe.execute()
+            _, dlq, alerts = pipe.execute()
+            states = worker_states(queue, *read_worker_traces(queue), time.time())
     except Exception as exc:  # any failure to reach Redis makes the instance unhealthy
         body.update(status="unavailable", reason=f"redis: {type(exc).__name__}: {exc}")
         return False, body
-    configured = {w.id: w for w in queue.config.workers}
-    now = time.time()
-    live = sum(1 for w, s in seen if now - float(s) <= stale_after(queue, configured.get(_text(w))))
+    by_status = {label: sum(1 for s in states.values() if s.status == label) for label in LIVENESS}
     firing = sum(1 for k, v in alerts.items() if _text(k).startswith("s:") and _text(v) == "firing")
-    body.update(redis=True, live_workers=live, dlq_size=int(dlq), firing_alerts=firing)
-    if live == 0:
+    body.update(redis=True, live_workers=by_status[ALIVE], workers_by_status=by_status, dlq_size=int(dlq),
+                firing_alerts=firing)
+    if by_status[ALIVE] == 0:
         body.update(status="unavailable", reason="no live worker (no fresh heartbeat)")
         return False, body
     body["status"] = "ok"

@@ -30,7 +30,7 @@ from .config import FairQueueConfig
 from .context import task_running
 from .exceptions import FairQueueError, LeaseLostError, RedisUnavailableError, TaskNotRegisteredError
 from .handler import TaskHandler, TaskTimeoutError
-from .metrics import trim_throughput
+from .metrics import mark_stopped, trim_throughput
 from .models import Task, dumps
 from .protocol import _text
 from .queue import TaskQueue, redis_errors
@@ -161,7 +161,7 @@ class Worker:
         beat.join(timeout=5)
         with contextlib.suppress(FairQueueError), redis_errors("worker shutdown"):
             self.queue.client.delete(self.queue.keys.worker(self.worker_id))
-            self.queue.client.zrem(self.queue.keys.workers, self.worker_id)
+            mark_stopped(self.queue.client, self.queue.keys, self.worker_id)  # reads "down", not "never seen"
         logger.info("worker %s stopped: %d processed, %d failed", self.worker_id, self.processed, self.failed)
         return 0
 

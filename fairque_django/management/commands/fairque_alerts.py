@@ -9,8 +9,8 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandParser
 
-from fairque_django.alerts import AlertEvaluator, current_alerts
-from fairque_django.conf import get_queue, get_setting
+from fairque_django.alerts import AlertEvaluator, alert_rules, current_alerts
+from fairque_django.conf import get_queue
 from fairque_django.core.exceptions import FairQueueError
 
 
@@ -32,7 +32,7 @@ class Command(BaseCommand):
                                  "workers do")
 
     def handle(self, *args: Any, **options: Any) -> None:
-        rules = get_setting("ALERTS")
+        rules = alert_rules()  # FAIRQUE["ALERTS"] and the built-in tenant-starved rule
         try:
             if options["notify"]:
                 AlertEvaluator(get_queue(), rules, guard=False).run()

@@ -1,15 +1,18 @@
-"""``manage.py fairque_health WORKER_ID``: exit 0 when that worker is alive, 1 when not."""
+"""``manage.py fairque_health WORKER_ID``: exit 0 when that worker is ``alive``, 1 when it is
+``stale``, ``down`` or ``never seen`` (the liveness labels of ``core.metrics``)."""
 
 from __future__ import annotations
 
 import json
 import sys
+import time
 from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from fairque_django.conf import get_config, get_queue
 from fairque_django.core.exceptions import FairQueueError, UnknownWorkerError
+from fairque_django.core.metrics import read_worker_traces, worker_states
 from fairque_django.core.worker import worker_health
 
 
@@ -24,21 +27,23 @@ class Command(BaseCommand):
         config = get_config()
         worker_id: str = options["worker_id"]
         try:
-            settings = config.get_worker(worker_id)
+            config.get_worker(worker_id)
         except UnknownWorkerError as exc:
             raise CommandError(str(exc)) from exc
+        queue = get_queue()
         try:
-            record = worker_health(get_queue(), worker_id)
+            record = worker_health(queue, worker_id)
+            state = worker_states(queue, *read_worker_traces(queue), time.time())[worker_id]
         except FairQueueError as exc:
             self.stderr.write(f"{worker_id}: unhealthy: {exc}")
             sys.exit(1)
-        max_age = 3 * min(settings.heartbeat_interval_seconds, config.queue.lease_timeout_seconds / 3)
-        alive = record is not None and record["heartbeat_age"] <= max_age
         if options["json"]:
-            self.stdout.write(json.dumps({"worker_id": worker_id, "alive": alive, "record": record}))
-        elif alive and record is not None:
+            self.stdout.write(json.dumps({"worker_id": worker_id, "status": state.status, "alive": state.alive,
+                                          "heartbeat_age": state.heartbeat_age, "record": record}))
+        elif state.alive and record is not None:
             self.stdout.write(f"{worker_id}: alive (pid {record['pid']} on {record['host']}, heartbeat "
                               f"{record['heartbeat_age']:.1f}s ago, {record['processed']} processed)")
         else:
-            self.stderr.write(f"{worker_id}: not alive (no fresh heartbeat)")
-        sys.exit(0 if alive else 1)
+            since = f", last seen {state.heartbeat_age:.0f}s ago" if state.heartbeat_age is not None else ""
+            self.stderr.write(f"{worker_id}: {state.status} (no fresh heartbeat{since})")
+        sys.exit(0 if state.alive else 1)

@@ -14,7 +14,6 @@ from fairque_django.core.exceptions import FairQueueError
 from fairque_django.core.metrics import collect_metrics
 from fairque_django.core.protocol import _text
 from fairque_django.core.queue import TaskQueue, redis_errors
-from fairque_django.core.worker import worker_health
 
 # Counters of the JSON "totals" object (stable keys), in display order for the table.
 TOTALS = ("pushed", "completed", "failed", "retried", "dead", "active", "queued", "delayed", "dlq_size")
@@ -34,16 +33,6 @@ def format_table(headers: Sequence[str], rows: Sequence[Sequence[Any]], *, inden
     return "\n".join(lines)
 
 
-def heartbeat_limit(queue: TaskQueue, worker_id: str) -> float:
-    """Seconds without a heartbeat after which a worker counts as stale (as ``fairque_health``)."""
-    config = queue.config
-    try:
-        interval = config.get_worker(worker_id).heartbeat_interval_seconds
-    except FairQueueError:
-        interval = 5.0
-    return 3 * min(interval, config.queue.lease_timeout_seconds / 3)
-
-
 def collect(queue: TaskQueue, max_users: int) -> dict[str, Any]:
     """Everything the command shows, as JSON-ready data with stable keys."""
     stats = queue.get_stats()
@@ -52,8 +41,7 @@ def collect(queue: TaskQueue, max_users: int) -> dict[str, Any]:
         pipe = queue.client.pipeline(transaction=False)
         pipe.zcard(keys.live)
         pipe.zrevrange(keys.live, 0, max(max_users, 1) - 1, withscores=True)
-        pipe.zrange(keys.workers, 0, -1)
-        users_with_work, live, seen = pipe.execute()
+        users_with_work, live = pipe.execute()
     totals = {name: int(stats.get(f"tasks_{name}", 0)) for name in (*TOTALS, *EXTRA_TOTALS) if name != "dlq_size"}
     totals["dlq_size"] = int(stats["dlq_size"])
     counters: dict[str, dict[str, int]] = stats.get("users", {})
@@ -70,24 +58,17 @@ def collect(queue: TaskQueue, max_users: int) -> dict[str, Any]:
             "ready_normal": depth["normal"],
             "ready": depth["critical"] + depth["normal"],
         })
-    worker_ids = list(queue.config.worker_ids)
-    worker_ids += sorted({_text(w) for w in seen} - set(worker_ids))
-    workers = []
-    for wid in worker_ids:
-        record = worker_health(queue, wid)
-        if record is None:
-            workers.append({"worker_id": wid, "status": "down", "alive": False, "configured": wid in
-                            queue.config.worker_ids, "pid": None, "host": None, "heartbeat_age": None,
-                            "processed": None, "failed": None, "running": None, "concurrency": None})
-            continue
-        alive = record["heartbeat_age"] <= heartbeat_limit(queue, wid)
-        workers.append({
-            "worker_id": wid, "status": "alive" if alive else "stale", "alive": alive,
-            "configured": wid in queue.config.worker_ids, "pid": record["pid"], "host": record.get("host"),
-            "heartbeat_age": round(record["heartbeat_age"], 3), "processed": record["processed"],
-            "failed": record["failed"], "running": len(record["current"]), "concurrency": record["concurrency"],
-        })
     metrics = collect_metrics(queue, max(max_users, 1))
+    workers = []
+    for w in metrics.workers:  # the shared liveness labels (core.metrics.LIVENESS)
+        record = w.pid is not None  # a health record is on file (alive, or stale before it expires)
+        workers.append({
+            "worker_id": w.worker_id, "status": w.status, "alive": w.alive, "configured": w.configured,
+            "pid": w.pid, "host": w.host if record else None,
+            "heartbeat_age": None if w.heartbeat_age is None else round(w.heartbeat_age, 3),
+            "processed": w.processed if record else None, "failed": w.failed if record else None,
+            "running": w.busy_slots if record else None, "concurrency": w.slots if record else None,
+        })
     return {
         "metrics": metrics.to_dict(),
         "redis": redis_display_url(queue.client),
@@ -139,10 +120,11 @@ class Command(BaseCommand):
         rows = []
         for w in data["workers"]:
             name = w["worker_id"] + ("" if w["configured"] else " (not configured)")
-            if w["status"] == "down":
-                rows.append([name, "down", "-", "-", "-", "-", "-"])
+            age = "-" if w["heartbeat_age"] is None else f"{w['heartbeat_age']:.1f}s ago"
+            if w["pid"] is None:
+                rows.append([name, w["status"], "-", age, "-", "-", "-"])
             else:
-                rows.append([name, w["status"], f"{w['pid']} on {w['host']}", f"{w['heartbeat_age']:.1f}s ago",
+                rows.append([name, w["status"], f"{w['pid']} on {w['host']}", age,
                              f"{w['processed']:,}", f"{w['failed']:,}", f"{w['running']}/{w['concurrency']}"])
         heads = ["worker", "status", "process", "heartbeat", "processed", "failed", "running"]
         out.append(format_table(heads, rows, right=(4, 5, 6)) if rows else "  (no workers configured)")

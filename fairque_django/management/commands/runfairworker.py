@@ -12,9 +12,12 @@ from django.utils.module_loading import autodiscover_modules, import_string
 
 from fairque_django.alerts import AlertEvaluator
 from fairque_django.conf import get_config, get_queue, get_setting
-from fairque_django.core.exceptions import UnknownWorkerError
+from fairque_django.core.exceptions import FairQueueError, UnknownWorkerError
 from fairque_django.core.handler import TaskHandler
+from fairque_django.core.metrics import unserved_assignments
 from fairque_django.core.worker import Worker
+
+logger = logging.getLogger("fairque_django.worker")
 
 
 class Command(BaseCommand):
@@ -44,6 +47,7 @@ class Command(BaseCommand):
         if options["max_tasks"] is not None and options["max_tasks"] < 1:
             raise CommandError("--max-tasks must be at least 1")
         self._setup_logging(options["loglevel"])
+        self._warn_unserved(worker_id)
         autodiscover_modules("tasks")
         handler = self._handler(options["handler"] or get_setting("HANDLER"))
         worker = Worker(
@@ -53,6 +57,30 @@ class Command(BaseCommand):
             periodic=AlertEvaluator(get_queue(worker_id)), periodic_interval=get_setting("ALERT_INTERVAL"),
         )
         sys.exit(worker.start())
+
+    def _warn_unserved(self, worker_id: str) -> None:
+        """Say which configured workers are not running and which tenants therefore wait (log and
+        stderr): starvation by configuration must not be silent."""
+        try:
+            gaps = unserved_assignments(get_queue(worker_id), also_alive=[worker_id])
+        except FairQueueError as exc:  # Redis down at start: the worker reports it again itself
+            logger.warning("worker %s: could not check which workers are running (%s)", worker_id, exc)
+            return
+        for gap in gaps:
+            start = f"start it: python manage.py runfairworker {gap.worker_id}"
+            if gap.unserved:
+                message = (f"worker {gap.worker_id} is {gap.status}: tenants matching {', '.join(gap.unserved)} "
+                           f"(its assigned_users) are served by no running worker and no running worker may steal "
+                           f"them, so they wait until you {start}")
+            elif gap.steal_only:
+                message = (f"worker {gap.worker_id} is {gap.status}: tenants matching {', '.join(gap.steal_only)} "
+                           f"are served only by stealing ({', '.join(gap.stealers)}, when it has no work of its "
+                           f"own); for their fair share {start}")
+            else:
+                continue
+            logger.warning("worker %s: %s", worker_id, message)
+            if not self._logs_to_stderr:
+                self.stderr.write(f"WARNING: {message}")
 
     def _handler(self, path: str | None) -> TaskHandler:
         if not path:
@@ -65,10 +93,13 @@ class Command(BaseCommand):
             raise CommandError(f"handler {path!r} is not a TaskHandler subclass")
         return cls()
 
+    _logs_to_stderr = False
+
     def _setup_logging(self, level: str) -> None:
-        logger = logging.getLogger("fairque_django")
-        logger.setLevel(level)
-        if not logger.handlers and not logging.getLogger().handlers:
+        root = logging.getLogger("fairque_django")
+        root.setLevel(level)
+        if not root.handlers and not logging.getLogger().handlers:
             handler = logging.StreamHandler(sys.stderr)
             handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
-            logger.addHandler(handler)
+            root.addHandler(handler)
+            self._logs_to_stderr = True  # the warnings below reach stderr through the log already
