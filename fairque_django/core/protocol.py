@@ -257,6 +257,12 @@ class QueueProtocol:
         due = int(reply[1]) if len(reply) > 1 and reply[1] is not None else -1
         return None if due < 0 else due / 1000.0
 
+    def result_keys(self, task_id: str, user_id: str) -> tuple[str, str]:
+        """The keys a result handle reads (the task hash, the user's result), ids checked."""
+        validate_key_part(task_id, "task id")
+        validate_user_id(user_id, self.config.queue.max_user_id_length)
+        return self.keys.task(task_id), self.keys.result(user_id, task_id)
+
     # --- failures --------------------------------------------------------------------
     def fail_args(self, task_id: str, token: str, retry_count: int, dead: bool, message: str, etype: str,
                   tb: str, ftype: str) -> list[Any]:

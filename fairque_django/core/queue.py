@@ -15,7 +15,7 @@ from .config import FairQueueConfig
 from .connection import get_client
 from .exceptions import FairQueueError, LeaseLostError, RedisUnavailableError
 from .held_connection import held_connection
-from .keys import validate_key_part, validate_user_id
+from .keys import validate_user_id
 from .models import DLQEntry, Task
 from .protocol import PopPlan, QueueProtocol, _text, chunks, stored_flags, task_fields
 from .results import ResultSnapshot, TaskResult
@@ -533,12 +533,11 @@ class TaskQueue:
 
     def read_result(self, task_id: str, user_id: str) -> ResultSnapshot:
         """The status and outcome of ``task_id`` as ``user_id`` may see it (one round trip)."""
-        validate_key_part(task_id, "task id")
-        validate_user_id(user_id, self.config.queue.max_user_id_length)
+        task_key, result_key = self.proto.result_keys(task_id, user_id)
         with redis_errors("read_result"):
             pipe = self.client.pipeline(transaction=False)
-            pipe.hgetall(self.keys.task(task_id))
-            pipe.get(self.keys.result(user_id, task_id))
+            pipe.hgetall(task_key)
+            pipe.get(result_key)
             row, raw = pipe.execute()
         return ResultSnapshot.read(user_id, task_fields(row) if row else None, raw)
 

@@ -38,7 +38,6 @@ import subprocess
 import sys
 import tempfile
 import threading
-import time
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
@@ -48,6 +47,7 @@ import yaml
 from sybil import Document, Example, Region, Sybil
 from sybil.parsers.markdown.lexers import FencedCodeBlockLexer
 
+from tests.monitoring_helpers import wait_until
 from tests.processes import ROOT, command_env
 from tests.redis_url import REDIS_URL
 
@@ -66,14 +66,7 @@ WAIT = 30.0
 
 def wait_for(condition: Callable[[], Any], what: str, timeout: float = WAIT) -> Any:
     """Poll *condition* until it is truthy (returns it) or fail naming *what*."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = condition()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
-        time.sleep(0.05)
+    return wait_until(condition, timeout, what=what)
 
 
 # --------------------------------------------------------------------------- per-document state
