@@ -155,7 +155,8 @@ def _labels_everywhere(viewer: Client) -> dict[str, dict[str, str]]:
     out["dashboard"] = {w["row"].worker_id: w["row"].status for w in response.context["workers"]}
     html = response.content.decode()
     for wid, status in out["dashboard"].items():
-        assert re.search(rf'data-status="{status}">\s*<th scope="row" class="nowrap">{wid}', html), (wid, status)
+        row = rf'data-status="{status}">\s*<th scope="row" class="nowrap"><span class="fq-trunc" title="{wid}">{wid}'
+        assert re.search(row, html), (wid, status)
     buf = io.StringIO()
     call_command("fairque_stats", "--json", stdout=buf)
     out["fairque_stats"] = {w["worker_id"]: w["status"] for w in json.loads(buf.getvalue())["workers"]}
