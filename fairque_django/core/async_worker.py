@@ -22,7 +22,6 @@ from .config import FairQueueConfig
 from .context import task_running
 from .exceptions import FairQueueError, LeaseLostError, RedisUnavailableError, TaskNotRegisteredError
 from .handler import TaskHandler, TaskTimeoutError
-from .metrics import stopped_key
 from .models import Task
 from .queue import TaskQueue
 from .registry import get_task_function, import_task_modules
@@ -99,7 +98,7 @@ class AsyncWorker:
             # a clean stop reads "down" (not "never seen"): the id stays in {prefix}:workers
             now = time.time()
             await self.queue.client.zadd(self.queue.keys.workers, {self.worker_id: now})
-            await self.queue.client.hset(stopped_key(self.queue.keys), self.worker_id, repr(now))
+            await self.queue.client.hset(self.queue.keys.workers_stopped, self.worker_id, repr(now))
         await self.queue.aclose()
         logger.info("worker %s stopped: %d processed, %d failed", self.worker_id, self.processed, self.failed)
         return 0

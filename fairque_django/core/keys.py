@@ -93,6 +93,11 @@ class Keys:
     def workers(self) -> str:
         return f"{self.base}:workers"
 
+    @property
+    def workers_stopped(self) -> str:
+        """Hash worker id -> time of its last clean stop."""
+        return f"{self.base}:workers:stopped"
+
     def task(self, task_id: str) -> str:
         return f"{self.base}:t:{task_id}"
 

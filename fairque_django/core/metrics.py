@@ -405,17 +405,12 @@ def down_after(queue: TaskQueue, worker: WorkerConfig | None) -> float:
     return DOWN_FACTOR * stale_after(queue, worker)
 
 
-def stopped_key(keys: Keys) -> str:
-    """Hash worker id -> time of its last clean stop (kept next to ``{prefix}:workers``)."""
-    return f"{keys.workers}:stopped"
-
-
 def mark_stopped(client: Any, keys: Keys, worker_id: str, at: float | None = None) -> None:
     """Record a clean stop: the id stays in ``{prefix}:workers`` (it has run), reads ``down``."""
     at = time.time() if at is None else at
     pipe = client.pipeline(transaction=False)
     pipe.zadd(keys.workers, {worker_id: at})
-    pipe.hset(stopped_key(keys), worker_id, repr(at))
+    pipe.hset(keys.workers_stopped, worker_id, repr(at))
     pipe.execute()
 
 
@@ -458,7 +453,7 @@ def read_worker_traces(queue: TaskQueue) -> tuple[dict[str, float], dict[str, fl
     with redis_errors("worker liveness"):
         pipe = queue.client.pipeline(transaction=False)
         pipe.zrevrange(keys.workers, 0, WORKERS_READ - 1, withscores=True)
-        pipe.hgetall(stopped_key(keys))
+        pipe.hgetall(keys.workers_stopped)
         seen_raw, stopped_raw = _replies(pipe.execute(raise_on_error=False), ([], {}))
         seen = {_text(w): float(s) for w, s in seen_raw}
         ids = list(dict.fromkeys([*queue.config.worker_ids, *seen]))
@@ -732,7 +727,7 @@ def collect_metrics(queue: TaskQueue, top_n: int = 20, *, windows: Iterable[floa
         pipe.hgetall(metrics_key(keys, "~all"))
         pipe.hgetall(tput_key(keys))
         pipe.zrevrange(keys.workers, 0, WORKERS_READ - 1, withscores=True)
-        pipe.hgetall(stopped_key(keys))
+        pipe.hgetall(keys.workers_stopped)
         pipe.zrevrange(keys.live, top_n, top_n + other_scan_limit - 1)
         pipe.time()
         # a key of the wrong type (corrupt data, see pop.lua's quarantine) must not hide the rest
