@@ -228,6 +228,11 @@ class DocProject:
         for name in list(sys.modules):
             if name.split(".")[0] in self.packages | self.modules | {"doc_settings"}:
                 del sys.modules[name]
+        from django.apps import apps
+
+        for label in self.packages:  # the next document may define the same app's models again
+            apps.all_models.pop(label, None)
+        apps.clear_cache()
         for name in self.task_names:
             registry._registry.pop(name, None)  # the next document may define another myapp.tasks
         if str(self.tmp) in sys.path:
