@@ -153,3 +153,15 @@ def test_core_queue_result_without_django_enqueue() -> None:
         assert handle.wait(timeout=10) == 64
     with pytest.raises(fairque_django.TaskNotFoundError):
         queue.result("no-such-task", user_id="user:1")
+
+
+def test_store_results_setting_off_keeps_only_what_tasks_ask_for(settings: Any) -> None:
+    settings.FAIRQUE = {**settings.FAIRQUE, "queue": {**settings.FAIRQUE.get("queue", {}), "store_results": False}}
+    plain = t.multiply.apply_async((2, 2), user="user:1", on_commit=False)
+    asked = t.add.apply_async((2, 2), user="user:1", on_commit=False)  # @task(store_result=True)
+    assert not plain.stores_result and asked.stores_result
+    with serve():
+        assert asked.wait(timeout=10) == 4
+        wait_until(lambda: get_queue().get_stats()["tasks_completed"] == 2, what="both tasks to run")
+    with pytest.raises(fairque_django.TaskNotFoundError):
+        plain.refresh()

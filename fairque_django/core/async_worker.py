@@ -170,7 +170,7 @@ class AsyncWorker:
             self._running.pop(task.task_id, None)
         duration = time.monotonic() - start
         try:
-            record = success_record(task, result)
+            record = success_record(task, result, self.config.queue.store_results)
             if record is not None:
                 await self.queue.store_result_json(task, record)
             await self.queue.complete(task, duration=duration)
@@ -217,7 +217,7 @@ class AsyncWorker:
         except FairQueueError as exc:
             logger.error("worker %s: could not record failure of %s (%s)", self.worker_id, task.task_id, exc)
             return
-        record = failure_record(task, error, tb) if outcome == "dead" else None
+        record = failure_record(task, error, tb, self.config.queue.store_results) if outcome == "dead" else None
         if record is not None:
             with contextlib.suppress(FairQueueError):
                 await self.queue.store_result(task, record)

@@ -566,6 +566,7 @@ class QueueConfig:
     max_payload_bytes: int = 1_048_576
     max_user_id_length: int = DEFAULT_MAX_USER_ID_LENGTH
     result_ttl_seconds: int = 3600
+    store_results: bool = True
     batch_size: int = 1000
     # hash=False: a mapping is not hashable, and equal configs still hash equal without it.
     user_weights: Mapping[str, float] = field(default_factory=_empty_weights, hash=False)

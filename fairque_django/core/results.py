@@ -151,14 +151,21 @@ def _float(value: Any) -> float | None:
 
 
 # --- records the workers store ---------------------------------------------------------------
-def success_record(task: Task, value: Any) -> str | None:
-    """The JSON record a worker stores when ``task`` returned ``value``, or None when the task
-    opted out (``store_result=False``). A value that is not JSON fails the task when it asked for
-    its result explicitly (``store_result=True``, raises :class:`SerializationError`); by default the
-    record says why the value is missing instead."""
+def _keeps(task: Task, default: bool) -> bool:
+    """Whether ``task``'s outcome is kept: its own ``store_result``, else ``queue.store_results``."""
     wanted = task.metadata.get("store_result")
-    if wanted is False:
+    return default if wanted is None else wanted is True
+
+
+def success_record(task: Task, value: Any, default: bool = True) -> str | None:
+    """The JSON record a worker stores when ``task`` returned ``value``, or None when its outcome is
+    not kept (``store_result=False``, or ``default`` — ``queue.store_results`` — is False and the
+    task did not ask). A value that is not JSON fails the task when it asked for its result
+    explicitly (``store_result=True``, raises :class:`SerializationError`); otherwise the record says
+    why the value is missing instead."""
+    if not _keeps(task, default):
         return None
+    wanted = task.metadata.get("store_result")
     record: dict[str, Any] = {"status": TaskStatus.SUCCESSFUL.value, "return_value": value,
                               "attempts": task.attempts, "finished_at": round(time.time(), 3)}
     try:
@@ -171,9 +178,9 @@ def success_record(task: Task, value: Any) -> str | None:
         return dumps(record)
 
 
-def failure_record(task: Task, error: BaseException, tb: str) -> dict[str, Any] | None:
-    """The record a worker stores when ``task`` failed for good (None: the task opted out)."""
-    if task.metadata.get("store_result") is False:
+def failure_record(task: Task, error: BaseException, tb: str, default: bool = True) -> dict[str, Any] | None:
+    """The record a worker stores when ``task`` failed for good (None: its outcome is not kept)."""
+    if not _keeps(task, default):
         return None
     return {"status": TaskStatus.FAILED.value, "error": str(error), "error_type": type(error).__name__,
             "traceback": tb, "attempts": task.attempts, "finished_at": round(time.time(), 3)}
@@ -201,8 +208,8 @@ class TaskResult:
     @classmethod
     def for_task(cls, task: Task, queue: TaskQueue | AsyncTaskQueue | None = None) -> TaskResult:
         """A new handle for a task just pushed (its user id set)."""
-        return cls(task.task_id, task.user_id or "", queue,
-                   stores_result=task.metadata.get("store_result") is not False)
+        default = queue.config.queue.store_results if queue is not None else True
+        return cls(task.task_id, task.user_id or "", queue, stores_result=_keeps(task, default))
 
     # --- what the last read said ---------------------------------------------------------
     @property
@@ -315,8 +322,8 @@ class TaskResult:
     # --- messages --------------------------------------------------------------------------
     def _check_waitable(self) -> None:
         if not self.stores_result:
-            raise FairQueueError(f"task {self.id} was enqueued with store_result=False: its outcome is not "
-                                 "kept, so there is nothing to wait for")
+            raise FairQueueError(f"task {self.id} keeps no outcome (store_result=False, or queue.store_results "
+                                 "is False and the task did not ask for it): there is nothing to wait for")
 
     def _failure_message(self) -> str:
         last = self._snapshot.errors[-1] if self._snapshot.errors else None

@@ -486,7 +486,7 @@ class Worker:
             return None  # already recorded as a timeout
         if error is None and ok:
             try:
-                result_json = success_record(task, result)
+                result_json = success_record(task, result, self.config.queue.store_results)
             except FairQueueError as exc:  # store_result=True and the value is not JSON
                 self._failed(task, exc, traceback.format_exc(), duration, failure_type="result")
                 return None
@@ -601,7 +601,7 @@ class Worker:
             logger.error("worker %s: could not record failure of %s (%s); its lease will expire",
                          self.worker_id, task.task_id, exc)
             return "not recorded"
-        record = failure_record(task, error, tb) if outcome == "dead" else None
+        record = failure_record(task, error, tb, self.config.queue.store_results) if outcome == "dead" else None
         if record is not None:
             with contextlib.suppress(FairQueueError):
                 self.queue.store_result(task, record)
