@@ -36,7 +36,7 @@ from .core.alerts import (
     required_windows,
     with_builtin_rules,
 )
-from .core.metrics import SAMPLE_INTERVAL, QueueMetrics, collect_metrics, history_key, record_history
+from .core.observe import SAMPLE_INTERVAL, QueueMetrics, collect_metrics, record_history
 from .core.queue import TaskQueue, redis_errors
 from .signals import fairque_alert
 
@@ -78,13 +78,14 @@ class AlertEvaluator:
         that the workers' own timers, which drift, never skip a whole interval)."""
         queue = self.queue
         with redis_errors("alert guard"):
-            return bool(queue.client.set(f"{queue.keys.base}:alerts:guard", "1", nx=True,
+            return bool(queue.client.set(queue.keys.alerts_guard, "1", nx=True,
                                          px=max(1, int(self.interval * 900))))
 
     def collect(self) -> QueueMetrics:
         """A metrics snapshot covering what the rules need (tenants scanned, counter windows)."""
         return collect_metrics(self.queue, required_top_n(self.rules, self.top_n),
-                               windows=required_windows(self.rules), sample_interval=self.sample_interval)
+                               windows=required_windows(self.rules), sample_interval=self.sample_interval,
+                               alerts=True)
 
     def check(self) -> list[AlertState]:
         """The rules' current states, without recording or reporting anything."""
@@ -97,7 +98,7 @@ class AlertEvaluator:
         queue = self.queue
         if not self.rules:
             with redis_errors("alert history"):
-                if not self.history or queue.client.exists(f"{history_key(queue.keys)}:guard"):
+                if not self.history or queue.client.exists(queue.keys.history_guard):
                     return []
         metrics = self.collect()
         if self.history:
@@ -136,12 +137,14 @@ class AlertEvaluator:
 def current_alerts(queue: TaskQueue | None = None, rules: Iterable[AlertRule] | None = None,
                    metrics: QueueMetrics | None = None) -> list[dict[str, Any]]:
     """Every rule's state now (evaluated on ``metrics`` or a fresh snapshot), with the time its
-    recorded state began (``since``; None when no process recorded it yet)."""
+    recorded state began (``since``; None when no process recorded it yet). The recorded states
+    come from ``metrics`` when it read them (``collect_metrics(..., alerts=True)``)."""
     evaluator = AlertEvaluator(queue, rules, guard=False)
     if not evaluator.rules:
         return []
-    states = evaluate(metrics if metrics is not None else evaluator.collect(), evaluator.rules)
-    stored = AlertTracker(evaluator.queue).load(s.name for s in states)
+    snapshot = metrics if metrics is not None else evaluator.collect()
+    states = evaluate(snapshot, evaluator.rules)
+    stored = AlertTracker(evaluator.queue).load((s.name for s in states), snapshot=snapshot)
     out = []
     for s in states:
         rec = stored.get(s.name)

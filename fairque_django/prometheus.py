@@ -1,4 +1,4 @@
-"""Prometheus exposition of a :class:`~fairque_django.core.metrics.QueueMetrics` snapshot.
+"""Prometheus exposition of a :class:`~fairque_django.core.observe.QueueMetrics` snapshot.
 
 Needs the optional ``prometheus-client`` package (``pip install "fairque-django[prometheus]"``);
 importing this module without it raises ImportError. A fresh :class:`CollectorRegistry` with one
@@ -20,7 +20,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Histo
 from prometheus_client.registry import Collector
 
 from .core.alerts import AlertRule, StoredAlert
-from .core.metrics import LIVENESS, Histogram, QueueMetrics
+from .core.observe import LIVENESS, Histogram, QueueMetrics
 from .core.protocol import STAT_FIELDS
 
 __all__ = ["CONTENT_TYPE", "METRIC_NAMES", "FairQueueCollector", "build_registry", "render"]

@@ -24,7 +24,7 @@ from .alerts import alert_rules
 from .conf import get_queue, get_setting
 from .core.alerts import AlertTracker
 from .core.exceptions import FairQueueError
-from .core.metrics import collect_metrics, health_status
+from .core.observe import collect_metrics, health_status
 
 __all__ = ["VIEW_PERMISSION", "health", "metrics"]
 
@@ -74,8 +74,8 @@ def metrics(request: HttpRequest) -> HttpResponse:
     try:
         queue = get_queue()
         rules = alert_rules()
-        snapshot = collect_metrics(queue, get_setting("METRICS_TOP_TENANTS"))
-        stored = AlertTracker(queue).load(r.name for r in rules) if rules else {}
+        snapshot = collect_metrics(queue, get_setting("METRICS_TOP_TENANTS"), alerts=bool(rules))
+        stored = AlertTracker(queue).load((r.name for r in rules), snapshot=snapshot) if rules else {}
     except FairQueueError as exc:
         return HttpResponse(f"fairque metrics unavailable: {exc}\n", status=503, content_type=_TEXT)
     return HttpResponse(render(snapshot, rules, stored), content_type=CONTENT_TYPE)

@@ -442,7 +442,7 @@ def test_dashboard_shows_totals_users_workers_and_dlq(viewer: Client, queue: Tas
     response = viewer.get(reverse(DASHBOARD))
     assert response.status_code == 200
     body = response.content.decode()
-    rows = {r["row"].user_id: r["row"] for r in response.context["user_rows"]}
+    rows = {r["row"].tenant: r["row"] for r in response.context["user_rows"]}
     assert (rows["user:2"].critical, rows["user:2"].normal) == (1, 1)
     assert rows["user:4"].delayed == 1
     workers = {w["row"].worker_id: w["row"] for w in response.context["workers"]}

@@ -15,10 +15,9 @@ from django.test import Client, override_settings
 from django.urls import reverse
 
 from fairque_django import conf
-from fairque_django.admin_monitoring import build_chart, monitoring_context, nice_ceiling
+from fairque_django.admin.monitoring import build_chart, monitoring_context, nice_ceiling
 from fairque_django.alerts import AlertEvaluator
 from fairque_django.conf import get_queue
-from fairque_django.core.metrics import history_key
 from fairque_django.core.models import Task
 from fairque_django.core.queue import TaskQueue
 
@@ -87,10 +86,10 @@ def test_charts_are_inline_svg_from_minute_snapshots(viewer: Client, queue: Task
         queue.push(Task.create(user_id="user:2", payload={}))
     queue.push(Task.create(user_id="user:3", payload={}))
     body = dashboard(viewer).content.decode()  # the page stores the first point
-    assert queue.client.zcard(history_key(queue.keys)) == 1
+    assert queue.client.zcard(queue.keys.history) == 1
     dashboard(viewer)
-    assert queue.client.zcard(history_key(queue.keys)) == 1  # at most one point per minute
-    queue.client.delete(f"{history_key(queue.keys)}:guard")  # a minute later...
+    assert queue.client.zcard(queue.keys.history) == 1  # at most one point per minute
+    queue.client.delete(queue.keys.history_guard)  # a minute later...
     task = queue.pop("worker-001")
     assert task is not None
     queue.complete(task)
@@ -232,7 +231,7 @@ def test_starved_tenants_banner_alert_and_metric(viewer: Client, queue: TaskQueu
 def test_a_live_stealer_means_not_starved(viewer: Client, queue: TaskQueue) -> None:
     """worker-001 may steal user:* (the README's configuration): user:* tenants are not starved
     while it is alive, even with worker-002 never started."""
-    from fairque_django.core.metrics import collect_metrics
+    from fairque_django.core.observe import collect_metrics
 
     readme = [{"id": "worker-001", "assigned_users": ["org:*"], "steal_targets": ["user:*"]},
               {"id": "worker-002", "assigned_users": ["user:*"], "steal_targets": ["org:*"]}]

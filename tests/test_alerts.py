@@ -35,8 +35,8 @@ from fairque_django.core.alerts import (
 )
 from fairque_django.core.config import FairQueueConfig
 from fairque_django.core.exceptions import ConfigurationError
-from fairque_django.core.metrics import collect_metrics
 from fairque_django.core.models import Task
+from fairque_django.core.observe import collect_metrics
 from fairque_django.core.queue import TaskQueue
 from fairque_django.signals import fairque_alert
 from tests.monitoring_helpers import FAST, running_worker, wait_until

@@ -1,4 +1,4 @@
-"""The metrics read API (core/metrics.py) against a real Redis and real workers: the numbers match
+"""The metrics read API (core/observe: collect_metrics) against a real Redis and real workers: the numbers match
 known pushes, pops, completions and failures; the tenant set is bounded with an exact ``other``."""
 
 from __future__ import annotations
@@ -15,19 +15,16 @@ import redis
 from django.core.management import call_command
 
 from fairque_django import conf
-from fairque_django.core.inspect import QueueInspector
-from fairque_django.core.metrics import (
+from fairque_django.core.models import Priority, Task
+from fairque_django.core.observe import (
     BUCKETS_MS,
     Histogram,
     collect_metrics,
     load_history,
     record_history,
-    samples_key,
     throughput_estimate,
-    tput_key,
     trim_throughput,
 )
-from fairque_django.core.models import Priority, Task
 from fairque_django.core.queue import TaskQueue
 from tests.monitoring_helpers import FAST, running_worker, wait_until
 from tests.testapp import tasks as t
@@ -182,7 +179,7 @@ def test_trim_throughput_and_the_worker_heartbeat_trims(make_config: Any) -> Non
     config = make_config(workers=WORKERS, lease_timeout_seconds=30)
     q = TaskQueue(config)
     now_min = int(time.time() * 1000) // 60_000
-    key = tput_key(q.keys)
+    key = q.keys.metrics_throughput
     q.client.hset(key, mapping={str(now_min): 5, str(now_min - 119): 1, str(now_min - 121): 7,
                                 str(now_min - 500): 9})
     assert trim_throughput(q.client, q.keys) == 2
@@ -194,9 +191,9 @@ def test_trim_throughput_and_the_worker_heartbeat_trims(make_config: Any) -> Non
 
 
 def test_counter_windows_from_shared_snapshots(q: TaskQueue) -> None:
-    assert samples_key(q.keys) == QueueInspector(q).samples_key  # one set of snapshots for both
     first = collect_metrics(q, windows=(0.5,), sample_interval=0.2)
     assert first.windows == {}  # no snapshot old enough yet
+    assert q.client.zcard(q.keys.samples) == 1  # the one set of snapshots, shared by every reader
     for _ in range(3):
         push(q, "a")
     for _ in range(3):
@@ -227,9 +224,9 @@ def test_history_points_store_depth_and_median_wait(q: TaskQueue) -> None:
     assert points[1]["tenants"]["a"]["ready"] == 2
     assert points[1]["tenants"]["a"]["wait_p50_ms"] is not None  # the one task run in between
     for _ in range(70):  # bounded: at most 61 points kept
-        q.client.delete(f"{q.keys.base}:m:history:guard")
+        q.client.delete(q.keys.history_guard)
         record_history(q, collect_metrics(q), interval=60)
-    assert q.client.zcard(f"{q.keys.base}:m:history") <= 61
+    assert q.client.zcard(q.keys.history) <= 61
 
 
 # --- fairque_stats ------------------------------------------------------------------------
@@ -267,7 +264,7 @@ def test_a_key_of_the_wrong_type_does_not_hide_the_rest(q: TaskQueue) -> None:
     push(q, "b")
     q.client.delete(q.keys.critical("b"))
     q.client.set(q.keys.critical("b"), "corrupt")  # e.g. written by something else by mistake
-    q.client.rpush(f"{q.keys.base}:m:~all", "not a hash")
+    q.client.rpush(q.keys.metrics_all, "not a hash")
     m = collect_metrics(q)
     a, b = m.tenant("a"), m.tenant("b")
     assert a is not None and (a.normal, a.unfinished) == (2, 2)

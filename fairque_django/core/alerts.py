@@ -1,4 +1,4 @@
-"""Alert rules evaluated against a :class:`~.metrics.QueueMetrics` snapshot (no Django imports).
+"""Alert rules evaluated against a :class:`~.observe.QueueMetrics` snapshot (no Django imports).
 
 * :func:`parse_rules` builds rule dataclasses from plain data (the ``FAIRQUE["ALERTS"]`` list),
   with errors that name the offending key;
@@ -26,7 +26,7 @@ from typing import Any, ClassVar, Final
 
 from .config import glob_match
 from .exceptions import ConfigurationError
-from .metrics import QueueMetrics, WorkerMetrics, describe_starved
+from .observe import QueueMetrics, WorkerMetrics, describe_starved
 from .protocol import _text
 from .queue import TaskQueue, redis_errors
 
@@ -476,7 +476,7 @@ class AlertTracker:
 
     def __init__(self, queue: TaskQueue) -> None:
         self.queue = queue
-        self.key = f"{queue.keys.base}:alerts"
+        self.key = queue.keys.alerts
 
     def update(self, states: Sequence[AlertState], *, at: float | None = None) -> list[AlertTransition]:
         """Record ``states``, evaluated on a snapshot taken at ``at`` (seconds, Redis time:
@@ -499,10 +499,15 @@ class AlertTracker:
                                        previous=old or None, since=float(since) / 1000.0, alert=alert))
         return out
 
-    def load(self, names: Iterable[str] | None = None) -> dict[str, StoredAlert]:
-        """The recorded state of every rule (or of ``names``)."""
-        with redis_errors("alert states"):
-            raw = {_text(k): _text(v) for k, v in self.queue.client.hgetall(self.key).items()}
+    def load(self, names: Iterable[str] | None = None, *,
+             snapshot: QueueMetrics | None = None) -> dict[str, StoredAlert]:
+        """The recorded state of every rule (or of ``names``): as read by ``snapshot`` when it
+        read them (``collect_metrics(..., alerts=True)``), else read now."""
+        if snapshot is not None and snapshot.alert_states is not None:
+            raw = snapshot.alert_states
+        else:
+            with redis_errors("alert states"):
+                raw = {_text(k): _text(v) for k, v in self.queue.client.hgetall(self.key).items()}
         wanted = set(names) if names is not None else None
         out: dict[str, StoredAlert] = {}
         for k, state in raw.items():

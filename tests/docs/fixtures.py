@@ -86,7 +86,7 @@ def check_alerts_output(proj: DocProject, res: subprocess.CompletedProcess[str],
 
 def exported_metric_names(proj: DocProject) -> set[str]:
     from fairque_django.conf import get_queue
-    from fairque_django.core.metrics import collect_metrics
+    from fairque_django.core.observe import collect_metrics
     from fairque_django.prometheus import render
 
     text = render(collect_metrics(get_queue(), top_n=20)).decode()

@@ -1,19 +1,17 @@
 """``manage.py fairque_health WORKER_ID``: exit 0 when that worker is ``alive``, 1 when it is
-``stale``, ``down`` or ``never seen`` (the liveness labels of ``core.metrics``)."""
+``stale``, ``down`` or ``never seen`` (the liveness labels of ``core.observe``)."""
 
 from __future__ import annotations
 
 import json
 import sys
-import time
 from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from fairque_django.conf import get_config, get_queue
 from fairque_django.core.exceptions import FairQueueError, UnknownWorkerError
-from fairque_django.core.metrics import read_worker_traces, worker_states
-from fairque_django.core.worker import worker_health
+from fairque_django.core.observe import light_snapshot
 
 
 class Command(BaseCommand):
@@ -32,11 +30,12 @@ class Command(BaseCommand):
             raise CommandError(str(exc)) from exc
         queue = get_queue()
         try:
-            record = worker_health(queue, worker_id)
-            state = worker_states(queue, *read_worker_traces(queue), time.time())[worker_id]
+            state = light_snapshot(queue).worker(worker_id)
+            assert state is not None  # every configured id has a row
         except FairQueueError as exc:
             self.stderr.write(f"{worker_id}: unhealthy: {exc}")
             sys.exit(1)
+        record = state.record
         if options["json"]:
             self.stdout.write(json.dumps({"worker_id": worker_id, "status": state.status, "alive": state.alive,
                                           "heartbeat_age": state.heartbeat_age, "record": record}))

@@ -11,14 +11,13 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from fairque_django.conf import get_queue, redis_display_url
 from fairque_django.core.exceptions import FairQueueError
-from fairque_django.core.metrics import collect_metrics
-from fairque_django.core.protocol import _text
-from fairque_django.core.queue import TaskQueue, redis_errors
+from fairque_django.core.observe import collect_metrics
+from fairque_django.core.queue import TaskQueue
 
 # Counters of the JSON "totals" object (stable keys), in display order for the table.
 TOTALS = ("pushed", "completed", "failed", "retried", "dead", "active", "queued", "delayed", "dlq_size")
 EXTRA_TOTALS = ("popped", "expired", "requeued", "deleted", "released", "late_acks", "quarantined", "pending")
-USER_COUNTERS = ("pushed", "completed", "failed", "dead")
+USER_COUNTERS = (("pushed", "enqueued"), ("completed", "completed"), ("failed", "failed"), ("dead", "dead"))
 
 
 def format_table(headers: Sequence[str], rows: Sequence[Sequence[Any]], *, indent: str = "  ",
@@ -34,34 +33,22 @@ def format_table(headers: Sequence[str], rows: Sequence[Sequence[Any]], *, inden
 
 
 def collect(queue: TaskQueue, max_users: int) -> dict[str, Any]:
-    """Everything the command shows, as JSON-ready data with stable keys."""
-    stats = queue.get_stats()
-    keys = queue.keys
-    with redis_errors("fairque_stats"):
-        pipe = queue.client.pipeline(transaction=False)
-        pipe.zcard(keys.live)
-        pipe.zrevrange(keys.live, 0, max(max_users, 1) - 1, withscores=True)
-        users_with_work, live = pipe.execute()
-    totals = {name: int(stats.get(f"tasks_{name}", 0)) for name in (*TOTALS, *EXTRA_TOTALS) if name != "dlq_size"}
-    totals["dlq_size"] = int(stats["dlq_size"])
-    counters: dict[str, dict[str, int]] = stats.get("users", {})
-    users = []
-    for raw_user, unfinished in live[:max_users]:
-        user = _text(raw_user)
-        depth = queue.user_depth(user)
-        mine = counters.get(user, {})
-        users.append({
-            "user_id": user,
-            **{name: int(mine.get(name, 0)) for name in USER_COUNTERS},
-            "unfinished": int(unfinished),
-            "ready_critical": depth["critical"],
-            "ready_normal": depth["normal"],
-            "ready": depth["critical"] + depth["normal"],
-        })
+    """Everything the command shows, as JSON-ready data with stable keys, from one snapshot."""
     metrics = collect_metrics(queue, max(max_users, 1))
+    stats = metrics.stats()
+    totals = {name: int(stats.get(f"tasks_{name}", 0)) for name in (*TOTALS, *EXTRA_TOTALS) if name != "dlq_size"}
+    totals["dlq_size"] = metrics.dlq_size
+    users = [{
+        "user_id": row.tenant,
+        **{name: getattr(row, attr) for name, attr in USER_COUNTERS},
+        "unfinished": row.unfinished,
+        "ready_critical": row.critical,
+        "ready_normal": row.normal,
+        "ready": row.ready,
+    } for row in metrics.tenants[:max_users]]
     workers = []
-    for w in metrics.workers:  # the shared liveness labels (core.metrics.LIVENESS)
-        record = w.pid is not None  # a health record is on file (alive, or stale before it expires)
+    for w in metrics.workers:  # the shared liveness labels (core.observe.LIVENESS)
+        record = w.record is not None  # a health record is on file (alive, or stale before it expires)
         workers.append({
             "worker_id": w.worker_id, "status": w.status, "alive": w.alive, "configured": w.configured,
             "pid": w.pid, "host": w.host if record else None,
@@ -75,7 +62,7 @@ def collect(queue: TaskQueue, max_users: int) -> dict[str, Any]:
         "prefix": queue.config.queue.stats_prefix,
         "timestamp": time.time(),
         "totals": totals,
-        "users_with_work": int(users_with_work),
+        "users_with_work": metrics.tenants_with_work,
         "users": users,
         "workers": workers,
     }

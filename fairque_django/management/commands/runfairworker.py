@@ -14,7 +14,7 @@ from fairque_django.alerts import AlertEvaluator
 from fairque_django.conf import get_config, get_queue, get_setting
 from fairque_django.core.exceptions import FairQueueError, UnknownWorkerError
 from fairque_django.core.handler import TaskHandler
-from fairque_django.core.metrics import unserved_assignments
+from fairque_django.core.observe import unserved_assignments
 from fairque_django.core.worker import Worker
 
 logger = logging.getLogger("fairque_django.worker")

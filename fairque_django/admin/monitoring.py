@@ -1,26 +1,38 @@
-"""The dashboard's monitoring panel: firing alerts and two small charts (ready depth and median
-wait per tenant over the last hour), drawn server-side as inline SVG -- no JavaScript.
+"""The dashboard's snapshot and monitoring panel: firing alerts and two small charts (ready depth
+and median wait per tenant over the last hour), drawn server-side as inline SVG -- no JavaScript.
 
-The chart points come from :func:`~fairque_django.core.metrics.record_history` (one per minute,
-60 kept), written by the workers' alert evaluator and, at most once a minute, by this panel.
+:func:`dashboard_snapshot` is the dashboard's one read of the queue's state: it covers the users
+table, the rates, the alert rules (their tenants, counter windows and recorded states) and the
+starvation banner. The chart points come from :func:`~fairque_django.core.observe.record_history`
+(one per minute, 60 kept), written by the workers' alert evaluator and, at most once a minute, by
+this panel.
 """
 
 from __future__ import annotations
 
 import math
 import time
-from datetime import datetime, timezone
+from collections.abc import Sequence
 from typing import Any, Final
 
-from .admin_views import format_age
-from .alerts import alert_rules, current_alerts
-from .conf import get_setting
-from .core.config import POOL_PARTITION
-from .core.metrics import HISTORY_MINUTES, StarvedPartition, collect_metrics, load_history, record_history
-from .core.queue import TaskQueue
+from ..alerts import alert_rules, current_alerts
+from ..conf import get_setting
+from ..core.alerts import AlertRule, required_top_n, required_windows
+from ..core.config import POOL_PARTITION
+from ..core.observe import (
+    HISTORY_MINUTES,
+    QueueMetrics,
+    StarvedPartition,
+    collect_metrics,
+    load_history,
+    record_history,
+)
+from ..core.queue import TaskQueue
+from .format import format_age, when
 
-__all__ = ["build_chart", "monitoring_context", "nice_ceiling", "starved_banner"]
+__all__ = ["RATE_WINDOW", "build_chart", "dashboard_snapshot", "monitoring_context", "nice_ceiling", "starved_banner"]
 
+RATE_WINDOW: Final = 60.0  # seconds of counter increase behind the dashboard's per-minute rates
 CHART_TENANTS: Final = 6
 WIDTH: Final = 560
 HEIGHT: Final = 150
@@ -97,14 +109,23 @@ def starved_banner(parts: list[StarvedPartition]) -> list[dict[str, Any]]:
              "lower_bound": p.scanned < p.waiting, "start": list(p.start)} for p in parts]
 
 
-def monitoring_context(queue: TaskQueue) -> dict[str, Any]:
+def dashboard_snapshot(queue: TaskQueue, users: int = 0, rules: Sequence[AlertRule] | None = None) -> QueueMetrics:
+    """The one snapshot a dashboard render reads: at least ``users`` tenants (and as many as the
+    alert rules look at), the rate window and the rules' counter windows, the recorded alert states."""
+    rules = alert_rules() if rules is None else rules
+    top_n = max(users, required_top_n(rules, get_setting("METRICS_TOP_TENANTS")))
+    return collect_metrics(queue, top_n, windows=(RATE_WINDOW, *required_windows(rules)), alerts=True)
+
+
+def monitoring_context(queue: TaskQueue, metrics: QueueMetrics | None = None) -> dict[str, Any]:
     """Template context of the panel (``alerts``, ``alert_rules``, ``charts``, ``chart_points``) and
-    of the starvation banner (``starved``)."""
+    of the starvation banner (``starved``), from ``metrics`` (default: a fresh :func:`dashboard_snapshot`)."""
     rules = alert_rules()
-    metrics = collect_metrics(queue, get_setting("METRICS_TOP_TENANTS"))
+    if metrics is None:
+        metrics = dashboard_snapshot(queue, rules=rules)
     record_history(queue, metrics)  # a point per minute even when no worker evaluates alerts
-    alerts = current_alerts(queue, rules) if rules else []
-    history = load_history(queue)
+    alerts = current_alerts(queue, rules, metrics) if rules else []
+    history = load_history(queue, now=metrics.timestamp)
     peak: dict[str, int] = {}
     for point in history:
         for tenant, row in point["tenants"].items():
@@ -119,7 +140,7 @@ def monitoring_context(queue: TaskQueue) -> dict[str, Any]:
     ]
     firing = [a for a in alerts if a["firing"]]
     for a in firing:
-        a["since_when"] = datetime.fromtimestamp(a["since"], tz=timezone.utc) if a["since"] else None
+        a["since_when"] = when(a["since"])
         a["since_age"] = format_age(time.time() - a["since"]) if a["since"] else None
     return {"alerts": firing, "alert_rules": alerts, "charts": charts, "starved": starved_banner(metrics.starved),
             "chart_points": len(history), "chart_tenants": tenants,

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from datetime import datetime, timezone
 from functools import wraps
 from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import urlencode
@@ -25,11 +24,13 @@ from django.urls import reverse
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.utils.text import Truncator
 
-from .conf import get_queue
-from .core.exceptions import FairQueueError
-from .core.inspect import QueueInspector
-from .core.models import DLQEntry, Priority
-from .core.queue import TaskQueue
+from ..conf import get_queue
+from ..core.exceptions import FairQueueError
+from ..core.models import DLQEntry, Priority
+from ..core.observe import DeadLetters, QueueMetrics
+from ..core.queue import TaskQueue
+from .format import format_age, when
+from .monitoring import RATE_WINDOW, dashboard_snapshot, monitoring_context
 
 if TYPE_CHECKING:
     from django.contrib.admin import AdminSite, ModelAdmin
@@ -52,29 +53,6 @@ def can_view(request: HttpRequest) -> bool:
 
 def can_manage(request: HttpRequest) -> bool:
     return can_view(request) and request.user.has_perm(MANAGE_PERMISSION)
-
-
-def format_age(seconds: float | None) -> str:
-    """A short human duration: ``"0.4 s"``, ``"42 s"``, ``"3 min 5 s"``, ``"2 h 3 min"``, ``"4 d 2 h"``."""
-    if seconds is None:
-        return "—"
-    s = max(0.0, float(seconds))
-    if s < 10:
-        return f"{s:.1f} s"
-    if s < 60:
-        return f"{int(s)} s"
-    m, sec = divmod(int(s), 60)
-    if m < 60:
-        return f"{m} min {sec} s" if sec else f"{m} min"
-    h, m = divmod(m, 60)
-    if h < 24:
-        return f"{h} h {m} min" if m else f"{h} h"
-    d, h = divmod(h, 24)
-    return f"{d} d {h} h" if h else f"{d} d"
-
-
-def _when(ts: float | None) -> datetime | None:
-    return datetime.fromtimestamp(ts, tz=timezone.utc) if ts else None
 
 
 def _pretty(value: Any) -> str:
@@ -111,8 +89,8 @@ class FairQueueViews:
     def queue(self) -> TaskQueue:
         return self.queue_factory()
 
-    def inspector(self) -> QueueInspector:
-        return QueueInspector(self.queue())
+    def dead_letters(self) -> DeadLetters:
+        return DeadLetters(self.queue())
 
     def context(self, request: HttpRequest, title: str, *, dlq: bool = False, **extra: Any) -> dict[str, Any]:
         model_admin = self.dlq_admin if dlq else self.dashboard_admin
@@ -174,7 +152,7 @@ class FairQueueViews:
             "failure_type": entry.failure_type,
             "attempts": entry.attempts,
             "counts_text": entry.counts_text,
-            "dead_at": _when(entry.dead_at),
+            "dead_at": when(entry.dead_at),
             "dead_age": format_age(now - entry.dead_at) if entry.dead_at else "—",
             "url": self.url("fairque_dlq_detail", entry.task_id),
         }
@@ -188,37 +166,40 @@ class FairQueueViews:
 
     # --- dashboard ----------------------------------------------------------------------
     def dashboard(self, request: HttpRequest) -> HttpResponse:
-        inspector = self.inspector()
-        overview = inspector.overview()
-        users = inspector.users(USERS_SHOWN)
-        workers = inspector.workers()
-        stats = overview.stats
-        rates = overview.rates
+        queue = self.queue()
+        metrics = dashboard_snapshot(queue, USERS_SHOWN)  # the one read of the queue's state
+        ctx = self.context(request, "FairQueue dashboard", **self.dashboard_context(metrics),
+                           prefix=queue.keys.prefix)
+        ctx.update(monitoring_context(queue, metrics))
+        return self.render(request, "dashboard.html", ctx)
+
+    @staticmethod
+    def dashboard_context(metrics: QueueMetrics) -> dict[str, Any]:
+        """Counters with their rates, gauges, the busiest users and the workers, from one snapshot."""
+        stats = metrics.stats()
+        rates = metrics.windows.get(RATE_WINDOW)
         labels = [("pushed", "Pushed"), ("completed", "Completed"), ("failed", "Failed attempts"),
                   ("retried", "Retries scheduled"), ("dead", "Dead-lettered"), ("expired", "Leases expired"),
                   ("requeued", "Requeued from DLQ"), ("deleted", "Deleted")]
         totals = [{"name": name, "label": label, "total": stats.get(f"tasks_{name}", 0),
-                   "rate": rates[name] if rates is not None else None} for name, label in labels]
+                   "rate": rates.per_minute(name) if rates is not None else None} for name, label in labels]
         gauges = [("Ready (queued)", stats["tasks_queued"]), ("Running (leased)", stats["tasks_active"]),
                   ("Delayed (scheduled or retry back-off)", stats["tasks_delayed"]),
-                  ("Users with unfinished work", overview.users_with_work)]
-        user_rows = [{"row": r, "oldest": format_age(r.oldest_wait_age),
-                      "oldest_critical": format_age(r.oldest_critical_age),
-                      "oldest_normal": format_age(r.oldest_normal_age)} for r in users.rows]
-        worker_rows = [{"row": w, "age": format_age(w.heartbeat_age), "last_seen": _when(w.last_seen),
-                        "running": w.running[:10], "more_running": max(0, len(w.running) - 10),
-                        "assigned": ", ".join(w.assigned_users) or "—",
-                        "steals": ", ".join(w.steal_targets) or "—"} for w in workers]
-        ctx = self.context(
-            request, "FairQueue dashboard", overview=overview, stats=stats, rates=rates,
-            rate_window=format_age(rates.window_seconds) if rates else None, totals=totals, gauges=gauges,
-            users=users, user_rows=user_rows, workers=worker_rows, dlq_size=stats["dlq_size"],
-            prefix=inspector.keys.prefix,
-        )
-        from .admin_monitoring import monitoring_context  # alerts and charts (imports this module)
-
-        ctx.update(monitoring_context(inspector.queue))
-        return self.render(request, "dashboard.html", ctx)
+                  ("Users with unfinished work", metrics.tenants_with_work)]
+        shown = metrics.tenants[:USERS_SHOWN]
+        user_rows = [{"row": r, "oldest": format_age(r.oldest_wait_seconds),
+                      "oldest_critical": format_age(r.oldest_critical_seconds),
+                      "oldest_normal": format_age(r.oldest_normal_seconds)} for r in shown]
+        worker_rows = [{"row": w, "age": format_age(w.heartbeat_age), "last_seen": when(w.last_seen),
+                        "running": w.current[:10], "more_running": max(0, len(w.current) - 10),
+                        "assigned": ", ".join(w.assigned) or "—",
+                        "steals": ", ".join(w.steals) or "—"} for w in metrics.workers]
+        return {"stats": stats, "rates": rates, "rate_window": format_age(rates.seconds) if rates else None,
+                "totals": totals, "gauges": gauges, "user_rows": user_rows, "workers": worker_rows,
+                "users_shown": len(shown), "users_total": metrics.tenants_with_work,
+                "users_truncated": len(shown) < metrics.tenants_with_work,
+                "leases_truncated": metrics.leases_truncated, "leases_scanned": metrics.leases_scanned,
+                "leases_total": metrics.leased, "dlq_size": stats["dlq_size"]}
 
     # --- dead-letter queue ----------------------------------------------------------------
     def dlq_list(self, request: HttpRequest) -> HttpResponse:
@@ -231,14 +212,14 @@ class FairQueueViews:
             page_number = max(1, int(request.GET.get("p", "1")))
         except ValueError:
             page_number = 1
-        inspector = self.inspector()
-        page = inspector.dlq_page((page_number - 1) * PER_PAGE, PER_PAGE, user=user or None,
-                                  error_type=error_type or None, search=search or None)
+        dead = self.dead_letters()
+        page = dead.page((page_number - 1) * PER_PAGE, PER_PAGE, user=user or None,
+                         error_type=error_type or None, search=search or None)
         if not page.entries and page_number > 1 and page.total:
             last = (page.total - 1) // PER_PAGE + 1
             return redirect(self._list_query(user, error_type, search, last))
-        facets = inspector.dlq_facets(FACET_SCAN)
-        now = inspector.redis_time()
+        facets = dead.facets(FACET_SCAN)
+        now = dead.redis_time()
         paginator = Paginator(range(page.total), PER_PAGE)
         number = min(page_number, max(1, paginator.num_pages))
         pages = []
@@ -260,7 +241,7 @@ class FairQueueViews:
             facets=facets, clear_filters_url=self._list_query("", "", search, 1),
             list_url=request.get_full_path(), first_index=page.offset + 1,
             last_index=page.offset + len(page.entries), action_checkbox_name=ACTION_CHECKBOX_NAME,
-            scan_limit=inspector.scan_limit,
+            scan_limit=dead.scan_limit,
         )
         return self.render(request, "dlq_list.html", ctx)
 
@@ -305,16 +286,16 @@ class FairQueueViews:
         return self._confirm(request, kind, ids, all_tasks=False, next_url=back)
 
     def dlq_detail(self, request: HttpRequest, task_id: str) -> HttpResponse:
-        inspector = self.inspector()
-        entry = inspector.dead_task(task_id)
+        dead = self.dead_letters()
+        entry = dead.dead_task(task_id)
         if entry is None:
-            state = inspector.queue.get_task_state(task_id)
+            state = dead.queue.get_task_state(task_id)
             where = f" (it is now {state.get('st', 'unknown')})" if state else ""
             messages.warning(request, f"Dead task with ID “{task_id}” doesn't exist{where}. "
                                       "Perhaps it was requeued or deleted?")
             return redirect(self.dlq_url)
         task = entry.task
-        now = inspector.redis_time()
+        now = dead.redis_time()
         fields: list[tuple[str, Any, str]] = [  # label, value, kind (text/pre/json/time)
             ("Task ID", entry.task_id, "code"),
             ("User", entry.user_id, "text"),
@@ -335,12 +316,12 @@ class FairQueueViews:
             ("Attempts", entry.attempts, "text"),  # the words of DLQEntry.counts_text, one per row
             ("Retries", entry.retries_text, "text"),
             ("Failures", entry.failures, "text"),
-            ("Dead at", _when(entry.dead_at), "time"),
+            ("Dead at", when(entry.dead_at), "time"),
             ("Dead for", format_age(now - entry.dead_at) if entry.dead_at else "—", "text"),
-            ("Created", _when(task.created_at), "time"),
+            ("Created", when(task.created_at), "time"),
         ]
         if task.execute_after:
-            fields.append(("Not before", _when(task.execute_after), "time"))
+            fields.append(("Not before", when(task.execute_after), "time"))
         if task.timeout:
             fields.append(("Timeout", f"{task.timeout:g} s", "text"))
         ctx = self.context(request, f"Dead task {entry.task_id}", dlq=True, entry=entry, fields=fields,
@@ -393,14 +374,14 @@ class FairQueueViews:
 
     def _confirm(self, request: HttpRequest, kind: str, ids: list[str], *, all_tasks: bool,
                  next_url: str) -> HttpResponse:
-        inspector = self.inspector()
-        now = inspector.redis_time()
+        dead = self.dead_letters()
+        now = dead.redis_time()
         if all_tasks:
-            page = inspector.dlq_page(0, CONFIRM_PREVIEW)
+            page = dead.page(0, CONFIRM_PREVIEW)
             entries, count = page.entries, page.dlq_size
             missing: list[str] = []
         else:
-            entries, missing = inspector.dead_tasks(ids)
+            entries, missing = dead.dead_tasks(ids)
             count = len(entries)
             if not entries:
                 messages.warning(request, f"{_plural(len(missing), 'task was', 'tasks were')} no longer in "

@@ -1,6 +1,6 @@
 """The "FairQueue" section of the Django admin: a dashboard and the dead-letter queue.
 
-The models have no table; their ModelAdmins only mount the views of :mod:`.admin_views`:
+The models have no table; their ModelAdmins only mount the views of :mod:`.views`:
 
 * ``admin/fairque_django/fairqueue/`` — dashboard (``admin:fairque_dashboard``)
 * ``admin/fairque_django/deadletterqueue/`` — DLQ list (``admin:fairque_dlq``)
@@ -20,8 +20,8 @@ from django.contrib.admin.exceptions import NotRegistered
 from django.http import HttpRequest
 from django.urls import URLPattern, path
 
-from .admin_views import FairQueueViews, can_view
-from .models import DeadLetterQueue, FairQueue
+from ..models import DeadLetterQueue, FairQueue
+from .views import FairQueueViews, can_view
 
 
 class _QueuePageAdmin(admin.ModelAdmin):  # type: ignore[type-arg]

@@ -1,0 +1,381 @@
+"""The read model: one bounded-cost snapshot of a queue (:class:`QueueMetrics`) that the admin
+dashboard, ``fairque_stats``, ``fairque_health``, the health view, Prometheus and the alert rules
+all read. No Django imports.
+
+:func:`collect_metrics` reads, at one moment:
+
+* per tenant, for the ``top_n`` tenants with the most unfinished work (the ``live`` sorted set):
+  depth by lane (critical / normal / delayed / leased), the age of each lane's head, the
+  enqueued / completed / failed / dead counters and the wait-time and run-time histograms;
+* ``other``: the same numbers for every remaining tenant at once, computed as the global figures
+  minus the top ``n`` (so labels stay bounded however many tenants there are);
+* per worker id: liveness (:mod:`.liveness`), heartbeat age, busy slots, processed / failed,
+  current tasks, leased tasks, the health record;
+* ``starved``: partitions whose waiting tenants no live worker may take (:mod:`.starved`);
+* global: counters, depth, DLQ size, histograms, throughput over the last minute and hour, and,
+  on request, counter deltas over time windows (:mod:`.samples`) and the stored alert states.
+
+Cost: three pipelined round trips (the first one a transaction: one consistent view of the global
+figures). Each structure is read once: the leases are scanned once (at most ``lease_scan_limit``
+ids, each read for its user and its worker), the worker records once, the stats hash once. Their
+size grows with ``top_n``, the leases scanned, at most ``other_scan_limit`` further tenants and
+at most ``STARVED_SCAN`` waiting tenants of each partition whose worker is not alive -- never with
+the total number of tenants or queued tasks. The only write is a counter snapshot, at most one
+per ``sample_interval`` (shared by all processes), folded into the same round trips.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..protocol import PRIORITY_PUSHED, STAT_FIELDS, _text, stat_counters
+from ..queue import TaskQueue, redis_errors
+from .liveness import LIVENESS, WORKERS_READ, parse_record, worker_states
+from .rows import OTHER, TenantMetrics, WorkerMetrics
+from .samples import (
+    BUCKETS_MS,
+    SAMPLE_INTERVAL,
+    CounterWindow,
+    Histogram,
+    parse_windows,
+    queue_sample,
+    queue_window_reads,
+    throughput_estimate,
+    wanted_windows,
+)
+from .starved import StarvedPartition, candidate_partitions, queue_ready_reads, starved_partitions
+from .values import floats, replies, to_int
+
+TENANT_COUNTERS = (("enqueued", "pushed"), ("completed", "completed"), ("failed", "failed"), ("dead", "dead"))
+"""Per-tenant counters: (name in :class:`TenantMetrics`, field in the stats hash ``u:<tenant>:<field>``)."""
+
+
+@dataclass(frozen=True, slots=True)
+class QueueMetrics:
+    """Everything at one moment (see the module docstring)."""
+
+    timestamp: float  # Redis server time
+    prefix: str
+    top_n: int
+    tenants: list[TenantMetrics]
+    other: TenantMetrics | None
+    tenants_with_work: int
+    totals: dict[str, int]
+    ready: int
+    delayed: int
+    leased: int
+    dlq_size: int
+    wait: Histogram
+    run: Histogram
+    throughput_last_minute: float
+    throughput_last_hour: float
+    throughput_per_minute: list[tuple[int, int]]  # (epoch minute, completions), last 60 minutes
+    workers: list[WorkerMetrics]
+    windows: dict[float, CounterWindow] = field(default_factory=dict)
+    leases_truncated: bool = False
+    starved: list[StarvedPartition] = field(default_factory=list)
+    leases_scanned: int = 0
+    alert_states: dict[str, str] | None = None  # the raw alert hash, when asked for (``alerts=True``)
+
+    @property
+    def depth(self) -> int:
+        """Tasks waiting to run (ready in a lane), all tenants."""
+        return self.ready
+
+    @property
+    def live_workers(self) -> list[WorkerMetrics]:
+        return [w for w in self.workers if w.alive]
+
+    def tenant(self, tenant: str) -> TenantMetrics | None:
+        for row in self.tenants:
+            if row.tenant == tenant:
+                return row
+        return None
+
+    def worker(self, worker_id: str) -> WorkerMetrics | None:
+        for row in self.workers:
+            if row.worker_id == worker_id:
+                return row
+        return None
+
+    def workers_by_status(self) -> dict[str, int]:
+        """How many worker ids carry each liveness label."""
+        return {label: sum(1 for w in self.workers if w.status == label) for label in LIVENESS}
+
+    def all_tenant_rows(self) -> list[TenantMetrics]:
+        """The top ``n`` and, when there are other tenants, the ``other`` aggregate."""
+        return [*self.tenants, *([self.other] if self.other is not None else [])]
+
+    def stats(self) -> dict[str, Any]:
+        """The counters and gauges in the shape of ``TaskQueue.get_stats`` (``tasks_<counter>``,
+        ``tasks_active`` / ``tasks_delayed`` / ``tasks_queued`` / ``tasks_pending``, ``dlq_size``)."""
+        out: dict[str, Any] = {f"tasks_{name}": self.totals.get(name, 0) for name in STAT_FIELDS}
+        pending = out["tasks_pushed"] - out["tasks_completed"] - out["tasks_deleted"] - self.dlq_size
+        out.update(tasks_active=self.leased, tasks_delayed=self.delayed, dlq_size=self.dlq_size,
+                   tasks_pending=pending, tasks_queued=max(0, pending - self.leased - self.delayed),
+                   timestamp=self.timestamp)
+        return out
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "timestamp": self.timestamp, "prefix": self.prefix, "top_n": self.top_n,
+            "tenants_with_work": self.tenants_with_work,
+            "tenants": [t.to_dict() for t in self.tenants],
+            "other": self.other.to_dict() if self.other is not None else None,
+            "totals": dict(self.totals),
+            "depth": {"ready": self.ready, "delayed": self.delayed, "leased": self.leased},
+            "dlq_size": self.dlq_size,
+            "wait": self.wait.summary(), "run": self.run.summary(),
+            "throughput": {"last_minute": round(self.throughput_last_minute, 3),
+                           "last_hour": round(self.throughput_last_hour, 3),
+                           "per_minute": [[m * 60, n] for m, n in self.throughput_per_minute]},
+            "workers": [w.to_dict() for w in self.workers],
+            "windows": {f"{k:g}": {"seconds": round(v.seconds, 3), "deltas": v.deltas}
+                        for k, v in self.windows.items()},
+            "leases_truncated": self.leases_truncated,
+            "starved": [p.to_dict() for p in self.starved],
+            "buckets_ms": [*BUCKETS_MS, "inf"],
+        }
+
+
+def collect_metrics(queue: TaskQueue, top_n: int = 20, *, windows: Iterable[float] = (),
+                    record_sample: bool = True, sample_interval: float = SAMPLE_INTERVAL,
+                    lease_scan_limit: int = 10_000, other_scan_limit: int = 1000,
+                    check_starved: bool = True, alerts: bool = False) -> QueueMetrics:
+    """A :class:`QueueMetrics` snapshot of ``queue`` (see the module docstring for the cost).
+
+    ``top_n``: tenants with a row of their own (0: none, only ``other``); ``windows``: seconds
+    over which counter deltas are wanted (``QueueMetrics.windows``); a counter snapshot is stored
+    at most every ``sample_interval`` seconds (by any process) unless ``record_sample`` is False;
+    ``alerts``: also read the stored alert states (``QueueMetrics.alert_states``)."""
+    return _Reader(queue, max(0, int(top_n)), lease_scan_limit=max(0, lease_scan_limit),
+                   other_scan_limit=max(0, other_scan_limit)).read(
+        windows=wanted_windows(windows), record_sample=record_sample, sample_interval=sample_interval,
+        check_starved=check_starved, alerts=alerts)
+
+
+class _Reader:
+    """One snapshot's reads, in three round trips (see the module docstring)."""
+
+    def __init__(self, queue: TaskQueue, top_n: int, *, lease_scan_limit: int, other_scan_limit: int) -> None:
+        self.queue = queue
+        self.keys = queue.keys
+        self.config = queue.config
+        self.top_n = top_n
+        self.lease_scan_limit = lease_scan_limit
+        self.other_scan_limit = other_scan_limit
+
+    def read(self, *, windows: Sequence[float], record_sample: bool, sample_interval: float,
+             check_starved: bool, alerts: bool) -> QueueMetrics:
+        with redis_errors("collect_metrics"):
+            g = self._globals(alerts)
+            counters = stat_counters([*STAT_FIELDS, *PRIORITY_PUSHED], [to_int(v) for v in g["stats"]])
+            totals = {name: counters[name] for name in STAT_FIELDS}
+            now = g["now_ms"] / 1000.0
+            d = self._details(g, totals, now, windows, record_sample, sample_interval)
+            workers = self._workers(g, d)
+            parts = candidate_partitions(self.config, workers) if check_starved else []
+            heads, ready_sets = self._third(d, parts, totals, now, record_sample)
+        n_leased, n_delayed, n_dlq, n_users = int(g["leased"]), int(g["delayed"]), int(g["dlq"]), int(g["n_users"])
+        rows = self._tenant_rows(g, d, heads)
+        pending = max(0, totals["pushed"] - totals["completed"] - totals["deleted"] - n_dlq)
+        ready = max(0, pending - n_leased - n_delayed)
+        wait_all, run_all = Histogram.from_hash(g["all_hist"], "w"), Histogram.from_hash(g["all_hist"], "r")
+        other = _other(rows, n_users, totals, pending, ready, n_leased, n_delayed, wait_all, run_all,
+                       d["other_critical"], exact=n_users - len(rows) <= len(g["others"]))
+        per_minute = {to_int(k): to_int(v) for k, v in g["tput"].items()}
+        now_ms = g["now_ms"]
+        current = now_ms // 60_000
+        return QueueMetrics(
+            timestamp=g["now_exact"], prefix=self.config.queue.stats_prefix, top_n=self.top_n, tenants=rows,
+            other=other, tenants_with_work=n_users, totals=totals, ready=ready, delayed=n_delayed,
+            leased=n_leased, dlq_size=n_dlq, wait=wait_all, run=run_all,
+            throughput_last_minute=throughput_estimate(per_minute, now_ms, 1),
+            throughput_last_hour=throughput_estimate(per_minute, now_ms, 60),
+            throughput_per_minute=[(m, per_minute.get(m, 0)) for m in range(current - 59, current + 1)],
+            workers=workers, windows=d["windows"], leases_truncated=len(g["lease_ids"]) < n_leased,
+            starved=starved_partitions(self.config, workers, parts, ready_sets) if parts else [],
+            leases_scanned=len(g["lease_ids"]), alert_states=g["alerts"],
+        )
+
+    # --- round trip 1: the global figures, in one transaction -------------------------------
+    def _globals(self, alerts: bool) -> dict[str, Any]:
+        keys = self.keys
+        pipe = self.queue.client.pipeline(transaction=True)
+        names: list[str] = []
+        defaults: list[Any] = []
+
+        def add(name: str, default: Any, command: str, *args: Any, **kwargs: Any) -> None:
+            getattr(pipe, command)(*args, **kwargs)
+            names.append(name)
+            defaults.append(default)
+
+        if self.top_n:
+            add("top", [], "zrevrange", keys.live, 0, self.top_n - 1, withscores=True)
+        add("n_users", 0, "zcard", keys.live)
+        add("stats", [None] * (len(STAT_FIELDS) + len(PRIORITY_PUSHED)), "hmget", keys.stats, *STAT_FIELDS,
+            *PRIORITY_PUSHED)
+        add("leased", 0, "zcard", keys.leases)
+        add("delayed", 0, "zcard", keys.delayed)
+        add("dlq", 0, "zcard", keys.dlq)
+        if self.lease_scan_limit:
+            add("lease_ids", [], "zrange", keys.leases, 0, self.lease_scan_limit - 1)
+        add("all_hist", {}, "hgetall", keys.metrics_all)
+        add("tput", {}, "hgetall", keys.metrics_throughput)
+        add("seen", [], "zrevrange", keys.workers, 0, WORKERS_READ - 1, withscores=True)
+        add("stopped", {}, "hgetall", keys.workers_stopped)
+        if self.other_scan_limit:
+            add("others", [], "zrevrange", keys.live, self.top_n, self.top_n + self.other_scan_limit - 1)
+        if alerts:
+            add("alerts", {}, "hgetall", keys.alerts)
+        add("time", None, "time")
+        # a key of the wrong type (corrupt data, see pop.lua's quarantine) must not hide the rest
+        g: dict[str, Any] = {"top": [], "lease_ids": [], "others": [], "alerts": None}
+        g.update(zip(names, replies(pipe.execute(raise_on_error=False), defaults), strict=True))
+        sec, usec = g.pop("time")
+        g["now_ms"] = int(sec) * 1000 + int(usec) // 1000
+        g["now_exact"] = int(sec) + int(usec) / 1e6  # orders snapshots (alert transitions)
+        g["users"] = [(_text(u), int(s)) for u, s in g["top"]]
+        g["seen"] = {_text(w): float(s) for w, s in g["seen"]}
+        g["worker_ids"] = list(dict.fromkeys([*self.config.worker_ids, *g["seen"]]))
+        if g["alerts"] is not None:
+            g["alerts"] = {_text(k): _text(v) for k, v in g["alerts"].items()}
+        return g
+
+    # --- round trip 2: tenant lanes and counters, leases, worker records, windows ----------------
+    def _details(self, g: dict[str, Any], totals: Mapping[str, int], now: float, windows: Sequence[float],
+                 record_sample: bool, sample_interval: float) -> dict[str, Any]:
+        keys = self.keys
+        pipe = self.queue.client.pipeline(transaction=False)
+        users, lease_ids, worker_ids, others = g["users"], g["lease_ids"], g["worker_ids"], g["others"]
+        for user, _ in users:
+            pipe.llen(keys.critical(user))
+            pipe.zcard(keys.normal(user))
+            pipe.lindex(keys.critical(user), -1)  # RPOP side: the one served next
+            pipe.zrange(keys.normal(user), 0, 0)
+            pipe.hmget(keys.stats, *(f"u:{user}:{f}" for _, f in TENANT_COUNTERS))
+            pipe.hgetall(keys.metrics_user(user))
+        for task_id in lease_ids:
+            pipe.hmget(keys.task(_text(task_id)), "u", "wk")
+        for wid in worker_ids:
+            pipe.hgetall(keys.worker(wid))
+        for user in others:
+            pipe.llen(keys.critical(_text(user)))
+        n_windows = queue_window_reads(pipe, keys, now, windows, sample_interval) if windows else 0
+        if record_sample:
+            pipe.set(keys.samples_guard, "1", nx=True, px=max(1, int(sample_interval * 1000)))
+        defaults: tuple[Any, ...] = (
+            *([0, 0, None, [], [None] * len(TENANT_COUNTERS), {}] * len(users)), *([[None, None]] * len(lease_ids)),
+            *([{}] * len(worker_ids)), *([0] * len(others)), *([[]] * n_windows), *([None] * record_sample))
+        it = iter(replies(pipe.execute(raise_on_error=False), defaults))
+        per_user = [[next(it) for _ in range(6)] for _ in users]
+        by_user: Counter[str] = Counter()
+        by_worker: Counter[str] = Counter()
+        for u, wk in (next(it) for _ in lease_ids):
+            if u is not None:
+                by_user[_text(u)] += 1
+            if wk is not None:
+                by_worker[_text(wk)] += 1
+        records = {wid: next(it) or {} for wid in worker_ids}
+        other_critical = sum(int(next(it)) for _ in others)
+        found = [next(it) for _ in range(n_windows)]
+        acquired = bool(next(it)) if record_sample else False
+        return {"per_user": per_user, "leased_by_user": by_user, "leased_by_worker": by_worker,
+                "records": records, "other_critical": other_critical, "sample": acquired,
+                "windows": parse_windows(found, windows, totals, now) if windows else {}}
+
+    # --- round trip 3: the lanes' heads, the ready sets that may starve, the counter snapshot ----
+    def _third(self, d: dict[str, Any], parts: Sequence[str], totals: Mapping[str, int], now: float,
+               record_sample: bool) -> tuple[dict[str, Any], list[Any]]:
+        heads: list[str] = []
+        for crit_head, normal_head in ((r[2], r[3]) for r in d["per_user"]):
+            for head in (crit_head, normal_head[0] if normal_head else None):
+                if head is not None:
+                    heads.append(_text(head))
+        write = record_sample and d["sample"]
+        if not heads and not parts and not write:
+            return {}, []
+        pipe = self.queue.client.pipeline(transaction=False)
+        for head in heads:
+            pipe.hget(self.keys.task(head), "e")
+        ready_defaults = queue_ready_reads(pipe, self.keys, parts)
+        if write:
+            queue_sample(pipe, self.keys, totals, now)
+        out = replies(pipe.execute(raise_on_error=False), [*([None] * len(heads)), *ready_defaults,
+                                                           *([None] * (3 if write else 0))])
+        ready_since = dict(zip(heads, out[:len(heads)], strict=True))
+        return ready_since, out[len(heads):len(heads) + len(ready_defaults)]
+
+    # --- building the rows ------------------------------------------------------------------------
+    def _workers(self, g: dict[str, Any], d: dict[str, Any]) -> list[WorkerMetrics]:
+        now = time.time()  # heartbeats are written with the workers' clocks
+        configured = {w.id: w for w in self.config.workers}
+        records = {wid: parse_record(raw, now) for wid, raw in d["records"].items()}
+        beats = {wid: (rec["last_seen"] if rec is not None else None) for wid, rec in records.items()}
+        truncated = len(g["lease_ids"]) < int(g["leased"])
+        out: list[WorkerMetrics] = []
+        for wid, state in worker_states(self.config, g["seen"], floats(g["stopped"]), beats, now).items():
+            cfg = configured.get(wid)
+            rec = records.get(wid)
+            r: dict[str, Any] = rec or {}
+            current = [c for c in r.get("current", []) if isinstance(c, dict)] if state.alive else []
+            assigned = cfg.assigned_users if cfg is not None else tuple(map(str, r.get("assigned", [])))
+            steals = cfg.steal_targets if cfg is not None else tuple(map(str, r.get("steals", [])))
+            out.append(WorkerMetrics(
+                worker_id=wid, configured=cfg is not None, status=state.status, heartbeat_age=state.heartbeat_age,
+                last_seen=state.last_seen, busy_slots=len(current),
+                slots=r.get("concurrency") or (cfg.max_concurrent_tasks if cfg is not None else 0),
+                processed=r.get("processed", 0), failed=r.get("failed", 0), current=current,
+                assigned=tuple(assigned), steals=tuple(steals), host=r.get("host"), pid=r.get("pid") or None,
+                leased=d["leased_by_worker"].get(wid, 0), leases_truncated=truncated, record=rec,
+            ))
+        return out
+
+    def _tenant_rows(self, g: dict[str, Any], d: dict[str, Any], ready_since: dict[str, Any]) -> list[TenantMetrics]:
+        now_ms = g["now_ms"]
+        owners = bool(self.config.workers)
+        rows: list[TenantMetrics] = []
+        for (user, unfinished), (crit, normal, crit_head, normal_head, counters, hist) in zip(
+                g["users"], d["per_user"], strict=True):
+            crit, normal = int(crit), int(normal)
+            leased = min(d["leased_by_user"].get(user, 0), unfinished)
+            ages: list[float | None] = []
+            for head in (crit_head, normal_head[0] if normal_head else None):
+                e = ready_since.get(_text(head)) if head is not None else None
+                ages.append(max(0.0, (now_ms - to_int(e)) / 1000.0) if e is not None else None)
+            enqueued, completed, failed, dead = (to_int(v) for v in counters)
+            rows.append(TenantMetrics(
+                tenant=user, unfinished=unfinished, critical=crit, normal=normal,
+                delayed=max(0, unfinished - crit - normal - leased), leased=leased,
+                enqueued=enqueued, completed=completed, failed=failed, dead=dead,
+                wait=Histogram.from_hash(hist, "w"), run=Histogram.from_hash(hist, "r"),
+                oldest_critical_seconds=ages[0], oldest_normal_seconds=ages[1],
+                owner=self.config.owner_of(user) if owners else None,
+            ))
+        return rows
+
+
+def _other(rows: Sequence[TenantMetrics], n_users: int, totals: Mapping[str, int], pending: int, ready: int,
+           leased: int, delayed: int, wait: Histogram, run: Histogram, critical_scanned: int, *,
+           exact: bool) -> TenantMetrics | None:
+    """Everything outside the top rows: the global figures minus theirs."""
+    count = n_users - len(rows)
+    if count <= 0:
+        return None
+    o_ready = max(0, ready - sum(r.ready for r in rows))
+    o_critical = min(critical_scanned, o_ready)
+    counters = {name: max(0, totals.get(stat, 0) - sum(getattr(r, name) for r in rows))
+                for name, stat in TENANT_COUNTERS}
+    o_wait, o_run = wait, run
+    for r in rows:
+        o_wait, o_run = o_wait.minus(r.wait), o_run.minus(r.run)
+    return TenantMetrics(tenant=OTHER, unfinished=max(0, pending - sum(r.unfinished for r in rows)),
+                         critical=o_critical, normal=o_ready - o_critical,
+                         delayed=max(0, delayed - sum(r.delayed for r in rows)),
+                         leased=max(0, leased - sum(r.leased for r in rows)), wait=o_wait, run=o_run,
+                         tenants=count, exact_lanes=exact, enqueued=counters["enqueued"],
+                         completed=counters["completed"], failed=counters["failed"], dead=counters["dead"])

@@ -1,0 +1,56 @@
+"""Tolerant decoding of Redis replies shared by the read model (a corrupt value reads as 0 / None)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import redis
+
+from ..protocol import _text
+
+
+def to_int(value: Any) -> int:
+    if value is None:
+        return 0
+    try:
+        return int(float(_text(value)))
+    except ValueError:
+        return 0
+
+
+def to_float(value: Any) -> float | None:
+    try:
+        return float(_text(value))
+    except (TypeError, ValueError):
+        return None
+
+
+def floats(raw: Mapping[Any, Any]) -> dict[str, float]:
+    """A hash of numbers as ``{text: float}``, dropping what is not a number."""
+    out: dict[str, float] = {}
+    for k, v in (raw or {}).items():
+        f = to_float(v)
+        if f is not None:
+            out[_text(k)] = f
+    return out
+
+
+def json_list(value: Any) -> list[Any]:
+    try:
+        data = json.loads(_text(value)) if value is not None else []
+    except ValueError:
+        return []
+    return data if isinstance(data, list) else []
+
+
+def replies(values: Sequence[Any], defaults: Sequence[Any]) -> list[Any]:
+    """Pipeline replies with errors (e.g. WRONGTYPE on a corrupt key) replaced by defaults;
+    a connection problem is raised as usual."""
+    out = []
+    for reply, default in zip(values, defaults, strict=True):
+        if isinstance(reply, (redis.ConnectionError, redis.TimeoutError)):
+            raise reply
+        out.append(default if isinstance(reply, Exception) else reply)
+    return out
