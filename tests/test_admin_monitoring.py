@@ -246,3 +246,43 @@ def test_a_live_stealer_means_not_starved(viewer: Client, queue: TaskQueue) -> N
         assert collect_metrics(q).starved == []
         assert "fq-starved" not in dashboard(viewer).content.decode()
     conf.reset()
+
+
+def test_one_dashboard_render_reads_each_structure_once(viewer: Client, queue: TaskQueue,
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    """One render takes one snapshot: the leases are scanned once (each leased task read once),
+    every worker record and the alert states once."""
+    from redis.client import Pipeline
+
+    from fairque_django.core.worker import Worker
+
+    for i in range(3):
+        queue.push(Task.create(user_id=f"user:{i + 1}", payload={}))
+    leased = queue.pop("worker-001")
+    assert leased is not None
+    Worker(conf.get_config(), worker_id="worker-001", install_signal_handlers=False).publish_health([leased])
+    commands: list[tuple[str, ...]] = []
+
+    def counting(original: Any) -> Any:
+        def execute(self: Any, *args: Any, **kwargs: Any) -> Any:
+            commands.append(tuple(a.decode() if isinstance(a, bytes) else str(a) for a in args))
+            return original(self, *args, **kwargs)
+        return execute
+
+    monkeypatch.setattr(Pipeline, "pipeline_execute_command", counting(Pipeline.pipeline_execute_command))
+    monkeypatch.setattr(redis.Redis, "execute_command", counting(redis.Redis.execute_command))
+    response = dashboard(viewer)
+    monkeypatch.undo()
+
+    def on(key: str) -> list[str]:
+        return [c[0].upper() for c in commands if len(c) > 1 and c[1] == key]
+
+    assert sorted(on(queue.keys.leases)) == ["ZCARD", "ZRANGE"]  # counted once, scanned once
+    assert on(queue.keys.task(leased.task_id)) == ["HMGET"]  # its user and worker, in one read
+    for wid in ("worker-001", "worker-002"):
+        assert on(queue.keys.worker(wid)) == ["HGETALL"], wid
+    assert on(queue.keys.alerts) == ["HGETALL"]
+    assert sorted(on(queue.keys.stats)) == ["HMGET"] * 4  # the totals once, then each tenant's counters
+    assert [c[0].upper() for c in commands].count("TIME") == 1
+    rows = {w["row"].worker_id: w["row"] for w in response.context["workers"]}
+    assert rows["worker-001"].leased == 1 and rows["worker-001"].busy_slots == 1
