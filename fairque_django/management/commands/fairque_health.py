@@ -22,19 +22,19 @@ class Command(BaseCommand):
         parser.add_argument("--json", action="store_true", help="print the health record as JSON")
 
     def handle(self, *args: Any, **options: Any) -> None:
-        config = get_config()
         worker_id: str = options["worker_id"]
         try:
-            config.get_worker(worker_id)
+            get_config().get_worker(worker_id)  # a configured id: the snapshot has a row for it
         except UnknownWorkerError as exc:
             raise CommandError(str(exc)) from exc
-        queue = get_queue()
         try:
-            state = light_snapshot(queue).worker(worker_id)
-            assert state is not None  # every configured id has a row
+            snapshot = light_snapshot(get_queue())
         except FairQueueError as exc:
             self.stderr.write(f"{worker_id}: unhealthy: {exc}")
             sys.exit(1)
+        state = snapshot.worker(worker_id)
+        if state is None:
+            raise CommandError(f"{worker_id}: no liveness row (not configured?)")
         record = state.record
         if options["json"]:
             self.stdout.write(json.dumps({"worker_id": worker_id, "status": state.status, "alive": state.alive,
