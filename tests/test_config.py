@@ -60,7 +60,7 @@ queue:
 def _no_default_redis_provider() -> Iterator[None]:
     from fairque_django.core import config as config_module
 
-    previous = config_module._default_redis_provider
+    previous = config_module.default_redis_provider()
     set_default_redis_provider(None)
     yield
     set_default_redis_provider(previous)
