@@ -67,12 +67,13 @@ def type_name(value: object) -> str:
     return "None" if value is None else type(value).__name__
 
 
-def unknown_key(name: object, allowed: Iterable[str], *, noun: str = "key", listing: str = "allowed keys") -> str:
+def unknown_key(name: object, allowed: Iterable[str], *, noun: str = "key", listing: str = "allowed keys",
+                more: str = "") -> str:
     """``unknown key 'prot'; did you mean 'port'? (allowed keys: ...)``."""
     names = list(allowed)
     close = difflib.get_close_matches(str(name), names, n=1)
     hint = f"; did you mean {close[0]!r}?" if close else ""
-    return f"unknown {noun} {name!r}{hint} ({listing}: {', '.join(names)})"
+    return f"unknown {noun} {name!r}{hint} ({listing}: {', '.join(names)}{more})"
 
 
 # --------------------------------------------------------------------------- problems
@@ -177,19 +178,19 @@ class Field:
             expects = self.expects or self.kind.name + (" or null" if self.optional else "")
             got = "None" if value is None else f"{type_name(value)} ({value!r})"
             raise ConfigurationError(f"must be {expects}, not {got}", key)
-        value = self.kind.normalize(value, key)
-        problem = self._bounds_problem(value) or self._choices_problem(value)
+        given, value = value, self.kind.normalize(value, key)
+        problem = self._bounds_problem(value, given) or self._choices_problem(value)
         if problem is None and self.rule is not None:
             problem = self.rule(value)
         if problem is not None:
             raise ConfigurationError(problem, key)
         return value
 
-    def _bounds_problem(self, value: Any) -> str | None:
+    def _bounds_problem(self, value: Any, given: object) -> str | None:
         if self.minimum is not None and (value < self.minimum or (self.above and value == self.minimum)):
-            return f"must be {'>' if self.above else '>='} {self.minimum:g} (got {value!r})"
+            return f"must be {'>' if self.above else '>='} {self.minimum:g} (got {given!r})"
         if self.maximum is not None and value > self.maximum:
-            return f"must be <= {self.maximum:g} (got {value!r})"
+            return f"must be <= {self.maximum:g} (got {given!r})"
         return None
 
     def _choices_problem(self, value: Any) -> str | None:
