@@ -103,7 +103,8 @@ def assignment_problems(entries: Iterable[Assignment]) -> list[Problem]:
     for user, holders in owners.items():
         labels = list(dict.fromkeys(h[0] for h in holders))
         if len(labels) > 1:
-            (first, first_index, _), (second, index, pos) = holders[0], holders[1]
+            first, first_index, _ = holders[0]
+            second, index, pos = next(h for h in holders if h[0] != first)
             found.append(((index, 1, pos), Problem(
                 item(join(item("workers", index), "assigned_users"), pos),
                 f"user {user!r} is assigned to both worker {first!r} (workers[{first_index}]) "
