@@ -172,29 +172,25 @@ def _import_problem(path: Any, *, want_class: bool) -> str | None:
     return None
 
 
+_IMPORT_CHECKS = (  # key, a class (else a callable), check id, hint
+    ("TENANT_RESOLVER", False, _ID + "E006", "Give the dotted path of a callable taking an object and returning a "
+     "user id (default 'fairque_django.tenancy.default_resolver')"),
+    ("HANDLER", True, _ID + "E007", "Give the dotted path of a TaskHandler subclass, or None for the default handler"),
+)
+
+
 def check_import_paths(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
     """E006 (TENANT_RESOLVER), E007 (HANDLER)."""
     options = _options_or_none()
     if options is None:
         return []
     messages: list[CheckMessage] = []
-    problem = _import_problem(options["TENANT_RESOLVER"], want_class=False)
-    if problem:
-        messages.append(Error(
-            f"FAIRQUE['TENANT_RESOLVER']: {problem}.",
-            hint="Give the dotted path of a callable taking an object and returning a user id "
-            f"(default 'fairque_django.tenancy.default_resolver'); {DOCS}, section Django-level keys.",
-            id=_ID + "E006",
-        ))
-    if options["HANDLER"] is not None:
-        problem = _import_problem(options["HANDLER"], want_class=True)
+    for name, want_class, check_id, hint in _IMPORT_CHECKS:
+        value = options[name]
+        problem = None if value is None else _import_problem(value, want_class=want_class)
         if problem:
-            messages.append(Error(
-                f"FAIRQUE['HANDLER']: {problem}.",
-                hint="Give the dotted path of a TaskHandler subclass, or None for the default handler; "
-                f"{DOCS}, section Django-level keys.",
-                id=_ID + "E007",
-            ))
+            messages.append(Error(f"FAIRQUE[{name!r}]: {problem}.", hint=f"{hint}; {DOCS}, section Django-level keys.",
+                                  id=check_id))
     return messages
 
 

@@ -38,6 +38,10 @@ def _reduce(obj: Any, names: Iterable[str]) -> tuple[Callable[..., Any], tuple[A
 
 # --------------------------------------------------------------------------- sections
 
+# RedisConfig fields passed to redis-py: where the server is (ignored with a url), and for any client
+_SERVER_FIELDS = ("host", "port", "db", "password", "username", "ssl")
+_POOL_FIELDS = ("socket_timeout", "socket_connect_timeout", "health_check_interval", "max_connections")
+
 
 @dataclass(frozen=True, slots=True, repr=False)
 class RedisConfig:
@@ -70,25 +74,11 @@ class RedisConfig:
         return _reduce(self, REDIS.names)
 
     def _common_kwargs(self) -> dict[str, Any]:
-        return {
-            "socket_timeout": self.socket_timeout,
-            "socket_connect_timeout": self.socket_connect_timeout,
-            "health_check_interval": self.health_check_interval,
-            "max_connections": self.max_connections,
-            "decode_responses": False,
-        }
+        return {**{name: getattr(self, name) for name in _POOL_FIELDS}, "decode_responses": False}
 
     def client_kwargs(self) -> dict[str, Any]:
         """Keyword arguments for ``redis.Redis(**kwargs)`` (ignores ``url``)."""
-        return {
-            "host": self.host,
-            "port": self.port,
-            "db": self.db,
-            "password": self.password,
-            "username": self.username,
-            "ssl": self.ssl,
-            **self._common_kwargs(),
-        }
+        return {**{name: getattr(self, name) for name in _SERVER_FIELDS}, **self._common_kwargs()}
 
     def url_kwargs(self) -> dict[str, Any]:
         """Keyword arguments for ``redis.Redis.from_url(self.url, **kwargs)``."""
@@ -107,11 +97,12 @@ class WorkerConfig:
     task_timeout_seconds: float | None = WORKER["task_timeout_seconds"].default
     graceful_shutdown_timeout: float = WORKER["graceful_shutdown_timeout"].default
     heartbeat_interval_seconds: float = WORKER["heartbeat_interval_seconds"].default
-    # Derived lookup structures (not part of equality, repr or the public constructor).
-    _assigned_exact: frozenset[str] = field(default=frozenset(), init=False, repr=False, compare=False)
-    _assigned_patterns: tuple[str, ...] = field(default=(), init=False, repr=False, compare=False)
-    _steal_exact: frozenset[str] = field(default=frozenset(), init=False, repr=False, compare=False)
-    _steal_patterns: tuple[str, ...] = field(default=(), init=False, repr=False, compare=False)
+    # Derived from the lists (not part of equality, repr or the constructor): their exact
+    # entries and their glob entries (in configuration order).
+    assigned_exact: frozenset[str] = field(default=frozenset(), init=False, repr=False, compare=False)
+    assigned_patterns: tuple[str, ...] = field(default=(), init=False, repr=False, compare=False)
+    steal_exact: frozenset[str] = field(default=frozenset(), init=False, repr=False, compare=False)
+    steal_patterns: tuple[str, ...] = field(default=(), init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         base = base_path("worker")
@@ -123,41 +114,21 @@ class WorkerConfig:
                     f"{user!r} is both in assigned_users and in steal_targets of worker {self.id!r}",
                     item(join(base, "steal_targets"), index),
                 )
-        object.__setattr__(self, "_assigned_exact", frozenset(u for u in assigned if not is_pattern(u)))
-        object.__setattr__(self, "_assigned_patterns", tuple(u for u in self.assigned_users if is_pattern(u)))
-        object.__setattr__(self, "_steal_exact", frozenset(u for u in self.steal_targets if not is_pattern(u)))
-        object.__setattr__(self, "_steal_patterns", tuple(u for u in self.steal_targets if is_pattern(u)))
+        object.__setattr__(self, "assigned_exact", frozenset(u for u in assigned if not is_pattern(u)))
+        object.__setattr__(self, "assigned_patterns", tuple(u for u in self.assigned_users if is_pattern(u)))
+        object.__setattr__(self, "steal_exact", frozenset(u for u in self.steal_targets if not is_pattern(u)))
+        object.__setattr__(self, "steal_patterns", tuple(u for u in self.steal_targets if is_pattern(u)))
 
     def __reduce__(self) -> tuple[Callable[..., Any], tuple[Any, ...]]:
         return _reduce(self, WORKER.names)
 
-    @property
-    def assigned_exact(self) -> frozenset[str]:
-        """The non-pattern entries of ``assigned_users``."""
-        return self._assigned_exact
-
-    @property
-    def assigned_patterns(self) -> tuple[str, ...]:
-        """The glob entries of ``assigned_users``, in configuration order."""
-        return self._assigned_patterns
-
-    @property
-    def steal_exact(self) -> frozenset[str]:
-        """The non-pattern entries of ``steal_targets``."""
-        return self._steal_exact
-
-    @property
-    def steal_patterns(self) -> tuple[str, ...]:
-        """The glob entries of ``steal_targets``, in configuration order."""
-        return self._steal_patterns
-
     def serves_assigned(self, user_id: str) -> bool:
         """Whether *user_id* is in ``assigned_users`` (exactly or by a glob pattern)."""
-        return user_id in self._assigned_exact or any(glob_match(p, user_id) for p in self._assigned_patterns)
+        return user_id in self.assigned_exact or any(glob_match(p, user_id) for p in self.assigned_patterns)
 
     def may_steal(self, user_id: str) -> bool:
         """Whether *user_id* is in ``steal_targets`` (exactly or by a glob pattern)."""
-        return user_id in self._steal_exact or any(glob_match(p, user_id) for p in self._steal_patterns)
+        return user_id in self.steal_exact or any(glob_match(p, user_id) for p in self.steal_patterns)
 
 
 def _empty_weights() -> Mapping[str, float]:
