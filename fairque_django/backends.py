@@ -18,7 +18,6 @@ imported, and a task that cannot be found is dead-lettered.
 
 from __future__ import annotations
 
-import difflib
 import json
 import logging
 import sys
@@ -55,6 +54,9 @@ from .compat import (
     task_started,
 )
 from .conf import get_config, get_queue, get_setting
+from .core.config import Problem
+from .core.config.kinds import unknown_key
+from .core.config.schema import BACKEND_OPTIONS
 from .core.context import current_user, running_task
 from .core.exceptions import (
     FairQueueError,
@@ -99,12 +101,8 @@ PRIORITY_TABLE: Final[tuple[tuple[int, int, Priority], ...]] = (
     (100, 100, Priority.CRITICAL),
 )
 
-OPTION_DEFAULTS: Final[Mapping[str, Any]] = {
-    "DEFAULT_USER": None,
-    "ENQUEUE_ON_COMMIT": None,
-    "MAX_RETRIES": None,
-    "TIMEOUT": None,
-}
+OPTION_DEFAULTS: Final[Mapping[str, Any]] = BACKEND_OPTIONS.defaults()
+"""``OPTIONS`` keys and their defaults (their rules: ``BACKEND_OPTIONS`` of the config schema)."""
 
 # by value: django-stubs types the members of TaskResultStatus loosely
 READY, RUNNING = TaskResultStatus("READY"), TaskResultStatus("RUNNING")
@@ -146,6 +144,11 @@ def _to_datetime(ts: Any) -> datetime | None:
 
     value = datetime.fromtimestamp(ts, tz=dt_timezone.utc)
     return value if settings.USE_TZ else timezone.make_naive(value)
+
+
+def _relative(problem: Problem) -> str:
+    """``['MAX_RETRIES']: must be >= 0 (got -1)`` (to follow ``TASKS[alias]['OPTIONS']``)."""
+    return f"{problem.key}: {problem.message}" if problem.key else f": {problem.message}"
 
 
 def _timestamp(value: datetime) -> float:
@@ -341,30 +344,20 @@ class FairQueueBackend(BaseTaskBackend):
         self.params = params
 
     # --- options ---------------------------------------------------------------------
-    def _option_problems(self) -> list[str]:
+    def _option_problems(self) -> list[Problem]:
+        """What is wrong with ``OPTIONS``, checked against the schema (``BACKEND_OPTIONS``);
+        keys are relative to ``OPTIONS``."""
         raw = self.params.get("OPTIONS", {})
         if not isinstance(raw, Mapping):
-            return [f"OPTIONS must be a dict, not {type(raw).__name__}"]
-        problems = []
-        for name in raw:
-            if name not in OPTION_DEFAULTS:
-                close = difflib.get_close_matches(str(name), list(OPTION_DEFAULTS), n=1)
-                hint = f"; did you mean {close[0]!r}?" if close else ""
-                problems.append(f"unknown option {name!r}{hint} (known: {', '.join(OPTION_DEFAULTS)})")
-        on_commit, retries, timeout = (raw.get(k) for k in ("ENQUEUE_ON_COMMIT", "MAX_RETRIES", "TIMEOUT"))
-        if on_commit is not None and not isinstance(on_commit, bool):
-            problems.append(f"ENQUEUE_ON_COMMIT must be True, False or None, not {on_commit!r}")
-        if retries is not None and (isinstance(retries, bool) or not isinstance(retries, int) or retries < 0):
-            problems.append(f"MAX_RETRIES must be an int >= 0 or None, not {retries!r}")
-        if timeout is not None and (isinstance(timeout, bool) or not isinstance(timeout, (int, float))
-                                    or timeout <= 0):
-            problems.append(f"TIMEOUT must be a number of seconds > 0 or None, not {timeout!r}")
-        return problems
+            return [Problem(None, f"OPTIONS must be a dict, not {type(raw).__name__}")]
+        problems = [Problem(f"[{name!r}]", unknown_key(name, OPTION_DEFAULTS, noun="option", listing="known"))
+                    for name in BACKEND_OPTIONS.unknown(raw)]
+        return problems + BACKEND_OPTIONS.check(raw, lambda name: f"[{name!r}]")[1]
 
     def _options(self) -> dict[str, Any]:
         problems = self._option_problems()
         if problems:
-            raise ImproperlyConfigured(f"TASKS[{self.alias!r}]: {'; '.join(problems)}")
+            raise ImproperlyConfigured("; ".join(f"TASKS[{self.alias!r}]['OPTIONS']{_relative(p)}" for p in problems))
         options = dict(OPTION_DEFAULTS)
         options.update(self.params.get("OPTIONS", {}))
         return options
@@ -597,8 +590,11 @@ class FairQueueBackend(BaseTaskBackend):
                 hint='For example "QUEUES": ["default"]; see docs/tasks-backend.md and docs/settings.md, '
                 'section System checks.', id="fairque_django.E102"))
         problems = self._option_problems()
+        user_key = "['DEFAULT_USER']"
         for problem in problems:
-            messages.append(Error(f"{where}['OPTIONS']: {problem}.",
+            if problem.key == user_key:  # reported below, with the configured length limit
+                continue
+            messages.append(Error(f"{where}['OPTIONS']{_relative(problem)}.",
                                   hint="The OPTIONS are listed in docs/tasks-backend.md; see also docs/settings.md, "
                                   "section System checks.", id="fairque_django.E103"))
         raw = self.params.get("OPTIONS", {})

@@ -6,8 +6,7 @@ meaning are listed in docs/settings.md, section "System checks"; every hint poin
 
 from __future__ import annotations
 
-import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from typing import Any
 
 from django.core.checks import CheckMessage, Error, Tags, Warning, register
@@ -16,14 +15,14 @@ from .conf import (
     DEFAULTS,
     FairQueueImproperlyConfigured,
     cache_backend_kind,
-    config_file_path,
+    config_problems,
     fairque_setting,
     get_config,
     get_redis_client,
     get_setting,
     redis_display_url,
 )
-from .core.config import FairQueueConfig, is_pattern
+from .core.config import FairQueueConfig, Problem
 
 __all__ = [
     "check_cache_alias",
@@ -40,8 +39,8 @@ __all__ = [
 _ID = "fairque_django."
 TAG = "fairque"
 DOCS = "see docs/settings.md"  # the settings reference every hint points at
-_CORE_DUPLICATE_WORKER = re.compile(r"duplicate worker id")
-_CORE_DOUBLE_ASSIGNMENT = re.compile(r"is assigned to both worker")
+# problems of these codes get their own check ids (E002, E003: one message each); the first other one is E001
+_OWN_IDS = frozenset({"duplicate_worker_id", "double_assignment"})
 
 
 def _options_or_none() -> dict[str, Any] | None:
@@ -52,68 +51,22 @@ def _options_or_none() -> dict[str, Any] | None:
         return None
 
 
-def _raw_sections() -> Mapping[str, Any] | None:
-    """The raw ``workers``/``queue`` data (inline or from the YAML file), best effort."""
-    try:
-        raw = fairque_setting()
-    except FairQueueImproperlyConfigured:
-        return None
-    if raw is None:
-        return None
-    path = raw.get("CONFIG_FILE")
-    if path is None:
-        return raw
-    import yaml
-
-    try:
-        with open(config_file_path(path), encoding="utf-8") as handle:
-            data = yaml.safe_load(handle)
-    except (OSError, UnicodeDecodeError, yaml.YAMLError, TypeError):
-        return None
-    return data if isinstance(data, Mapping) else None
-
-
-def _worker_list(raw: Mapping[str, Any] | None) -> list[Mapping[str, Any]]:
-    workers = raw.get("workers") if raw is not None else None
-    if not isinstance(workers, Sequence) or isinstance(workers, str):
-        return []
-    return [w for w in workers if isinstance(w, Mapping)]
-
-
-def _duplicate_messages(raw: Mapping[str, Any] | None) -> list[CheckMessage]:
-    """E002/E003 for every duplicate worker id and doubly assigned user, not just the first."""
-    messages: list[CheckMessage] = []
-    ids: dict[str, list[int]] = {}
-    owners: dict[str, list[str]] = {}
-    for index, worker in enumerate(_worker_list(raw)):
-        wid = worker.get("id")
-        if isinstance(wid, str):
-            ids.setdefault(wid, []).append(index)
-        users = worker.get("assigned_users")
-        if isinstance(users, Sequence) and not isinstance(users, str):
-            label = wid if isinstance(wid, str) else f"workers[{index}]"
-            for user in dict.fromkeys(u for u in users if isinstance(u, str) and not is_pattern(u)):
-                owners.setdefault(user, []).append(label)
-    for wid, indexes in ids.items():
-        if len(indexes) > 1:
-            where = ", ".join(f"workers[{i}]" for i in indexes)
-            messages.append(Error(
-                f"FAIRQUE: worker id {wid!r} is used by more than one worker ({where}).",
-                hint=f"Give every worker a unique id; each id is one 'runfairworker <id>' process; {DOCS}, "
-                "section `workers`.",
-                id=_ID + "E002",
-            ))
-    for user, labels in owners.items():
-        distinct = list(dict.fromkeys(labels))
-        if len(distinct) > 1:
-            messages.append(Error(
-                f"FAIRQUE: user {user!r} is in assigned_users of several workers "
-                f"({', '.join(map(repr, distinct))}).",
-                hint="A user is assigned to exactly one worker; other workers may list it in "
-                f"steal_targets instead; {DOCS}, section `workers`.",
-                id=_ID + "E003",
-            ))
-    return messages
+def _duplicate_message(problem: Problem) -> CheckMessage:
+    """E002 (a worker id used twice) or E003 (a user assigned to several workers), naming every place."""
+    if problem.code == "duplicate_worker_id":
+        return Error(
+            f"FAIRQUE: worker id {problem.subject!r} is used by more than one worker ({', '.join(problem.places)}).",
+            hint=f"Give every worker a unique id; each id is one 'runfairworker <id>' process; {DOCS}, "
+            "section `workers`.",
+            id=_ID + "E002",
+        )
+    return Error(
+        f"FAIRQUE: user {problem.subject!r} is in assigned_users of several workers "
+        f"({', '.join(map(repr, problem.places))}).",
+        hint="A user is assigned to exactly one worker; other workers may list it in "
+        f"steal_targets instead; {DOCS}, section `workers`.",
+        id=_ID + "E003",
+    )
 
 
 def check_config(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
@@ -130,20 +83,15 @@ def check_config(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
             f'{{"CONFIG_FILE": "fairque_config.yaml"}} in your settings; {DOCS}.',
             id=_ID + "W001",
         )]
-    messages = _duplicate_messages(_raw_sections())
-    try:
-        get_config()
-    except FairQueueImproperlyConfigured as exc:
-        text = str(exc)
-        explained = messages and (
-            _CORE_DUPLICATE_WORKER.search(text) or _CORE_DOUBLE_ASSIGNMENT.search(text)
-        )
-        if not explained:
-            messages.insert(0, Error(
-                f"FAIRQUE is malformed: {text}",
-                hint=f"Fix the key named at the start of the message; {DOCS} lists every key.",
-                id=_ID + "E001",
-            ))
+    problems = config_problems()
+    messages = [_duplicate_message(p) for p in problems if p.code in _OWN_IDS]
+    other = [p for p in problems if p.code not in _OWN_IDS]
+    if other:
+        messages.insert(0, Error(
+            f"FAIRQUE is malformed: {other[0]}",
+            hint=f"Fix the key named at the start of the message; {DOCS} lists every key.",
+            id=_ID + "E001",
+        ))
     return messages
 
 
@@ -224,29 +172,25 @@ def _import_problem(path: Any, *, want_class: bool) -> str | None:
     return None
 
 
+_IMPORT_CHECKS = (  # key, a class (else a callable), check id, hint
+    ("TENANT_RESOLVER", False, _ID + "E006", "Give the dotted path of a callable taking an object and returning a "
+     "user id (default 'fairque_django.tenancy.default_resolver')"),
+    ("HANDLER", True, _ID + "E007", "Give the dotted path of a TaskHandler subclass, or None for the default handler"),
+)
+
+
 def check_import_paths(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
     """E006 (TENANT_RESOLVER), E007 (HANDLER)."""
     options = _options_or_none()
     if options is None:
         return []
     messages: list[CheckMessage] = []
-    problem = _import_problem(options["TENANT_RESOLVER"], want_class=False)
-    if problem:
-        messages.append(Error(
-            f"FAIRQUE['TENANT_RESOLVER']: {problem}.",
-            hint="Give the dotted path of a callable taking an object and returning a user id "
-            f"(default 'fairque_django.tenancy.default_resolver'); {DOCS}, section Django-level keys.",
-            id=_ID + "E006",
-        ))
-    if options["HANDLER"] is not None:
-        problem = _import_problem(options["HANDLER"], want_class=True)
+    for name, want_class, check_id, hint in _IMPORT_CHECKS:
+        value = options[name]
+        problem = None if value is None else _import_problem(value, want_class=want_class)
         if problem:
-            messages.append(Error(
-                f"FAIRQUE['HANDLER']: {problem}.",
-                hint="Give the dotted path of a TaskHandler subclass, or None for the default handler; "
-                f"{DOCS}, section Django-level keys.",
-                id=_ID + "E007",
-            ))
+            messages.append(Error(f"FAIRQUE[{name!r}]: {problem}.", hint=f"{hint}; {DOCS}, section Django-level keys.",
+                                  id=check_id))
     return messages
 
 

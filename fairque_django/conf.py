@@ -45,8 +45,10 @@ warns.
 from __future__ import annotations
 
 import contextvars
-import difflib
+import dataclasses
+import os
 import threading
+import types
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
@@ -55,15 +57,18 @@ from typing import Any, Final
 import redis
 from django.core.exceptions import ImproperlyConfigured
 
-from .core.config import FairQueueConfig, RedisConfig
+from .core.config import FairQueueConfig, Problem, RedisConfig, collect, problems_of, read_yaml
+from .core.config.kinds import raise_problems, unknown_key
+from .core.config.schema import DJANGO_OPTIONS
 from .core.connection import get_client
-from .core.exceptions import ConfigurationError, UnknownWorkerError
+from .core.exceptions import ConfigurationError
 from .core.queue import TaskQueue
 
 __all__ = [
     "DEFAULTS",
     "FairQueueImproperlyConfigured",
     "cache_backend_kind",
+    "config_problems",
     "django_client_provider",
     "django_default_redis",
     "fairque_setting",
@@ -79,19 +84,7 @@ __all__ = [
 SETTING_NAME: Final = "FAIRQUE"
 DEFAULT_WORKER_ID: Final = "worker-001"
 
-DEFAULTS: Final[Mapping[str, Any]] = {
-    "CONFIG_FILE": None,
-    "CACHE_ALIAS": None,
-    "TENANT_RESOLVER": "fairque_django.tenancy.default_resolver",
-    "HANDLER": None,
-    "ENQUEUE_ON_COMMIT": False,
-    "WORKER_ID": None,
-    "TASK_MODULES": (),
-    "ALERTS": (),
-    "ALERT_INTERVAL": 30.0,
-    "METRICS_TOKEN": None,
-    "METRICS_TOP_TENANTS": 20,
-}
+DEFAULTS: Final[Mapping[str, Any]] = types.MappingProxyType(DJANGO_OPTIONS.defaults())
 """The Django-level (upper-case) keys of ``FAIRQUE`` and their defaults."""
 
 _DJANGO_REDIS_BACKEND: Final = "django_redis.cache.RedisCache"
@@ -115,6 +108,7 @@ def _wrap(exc: ConfigurationError) -> FairQueueImproperlyConfigured:
         message += f" ({note})"
     wrapped = FairQueueImproperlyConfigured(message)
     wrapped.key = exc.key
+    wrapped.problems = problems_of(exc)  # type: ignore[attr-defined]
     return wrapped
 
 
@@ -136,49 +130,16 @@ def fairque_setting() -> Mapping[str, Any] | None:
 
 
 def _check_option(name: str, value: Any) -> Any:
+    """The checked, normalised value of a Django-level key (its rules: ``DJANGO_OPTIONS``)."""
     key = _key(name)
-    if name == "ENQUEUE_ON_COMMIT":
-        if not isinstance(value, bool):
-            raise FairQueueImproperlyConfigured(
-                f"must be True or False, not {type(value).__name__} ({value!r})", key
-            )
-    elif name == "TENANT_RESOLVER":
-        if not (isinstance(value, str) and value) and not callable(value):
-            raise FairQueueImproperlyConfigured(
-                f"must be a dotted import path or a callable, not {value!r}", key
-            )
-    elif name == "TASK_MODULES":
-        if isinstance(value, str) or not isinstance(value, (list, tuple)) or not all(
-                isinstance(m, str) and m for m in value):
-            raise FairQueueImproperlyConfigured(
-                f"must be a list of dotted module paths, not {value!r}", key
-            )
-        value = tuple(value)
-    elif name == "ALERTS":
-        from .core.alerts import parse_rules
+    try:
+        value = DJANGO_OPTIONS[name].check(value, key)
+        if name == "ALERTS":  # each rule is checked against the alert-rule schema
+            from .core.alerts import parse_rules
 
-        try:
             value = parse_rules(value, key)
-        except ConfigurationError as exc:
-            raise _wrap(exc) from exc
-    elif name in ("ALERT_INTERVAL", "METRICS_TOP_TENANTS"):
-        integer = name == "METRICS_TOP_TENANTS"
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0 or (
-                integer and not float(value).is_integer()):
-            raise FairQueueImproperlyConfigured(
-                f"must be a positive {'integer' if integer else 'number of seconds'}, not {value!r}", key
-            )
-        value = int(value) if integer else float(value)
-    elif name == "HANDLER":
-        if value is not None and not (isinstance(value, str) and value) and not isinstance(value, type):
-            raise FairQueueImproperlyConfigured(
-                f"must be a dotted import path of a TaskHandler class or None, not {value!r}", key
-            )
-    elif (value is not None and not (isinstance(value, str) and value)
-          and not (name == "CONFIG_FILE" and isinstance(value, Path))):
-        raise FairQueueImproperlyConfigured(
-            f"must be a non-empty string or None, not {type(value).__name__} ({value!r})", key
-        )
+    except ConfigurationError as exc:
+        raise _wrap(exc) from exc
     return value
 
 
@@ -189,11 +150,9 @@ def _split(raw: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
     for name, value in raw.items():
         if isinstance(name, str) and name.isupper():
             if name not in DEFAULTS:
-                close = difflib.get_close_matches(name, list(DEFAULTS), n=1)
-                hint = f"; did you mean {close[0]!r}?" if close else ""
                 raise FairQueueImproperlyConfigured(
-                    f"unknown key {name!r}{hint} (Django-level keys: {', '.join(DEFAULTS)}; "
-                    "configuration sections: redis, workers, queue)",
+                    unknown_key(name, DEFAULTS, listing="Django-level keys",
+                                more="; configuration sections: redis, workers, queue"),
                     _key(name),
                 )
             options[name] = _check_option(name, value)
@@ -271,22 +230,55 @@ def _default_config() -> FairQueueConfig:
     )
 
 
+def _in_setting(problem: Problem, worker_id: str | None, where: str) -> Problem:
+    """A loader problem as the FAIRQUE setting shows it (WORKER_ID's key, the YAML file named)."""
+    key = problem.key
+    if problem.code == "unknown_worker":
+        key = _key("WORKER_ID") if worker_id is not None else "worker_id"
+    return dataclasses.replace(problem, key=key, message=problem.message + where)
+
+
+def _load(raw: Mapping[str, Any]) -> tuple[FairQueueConfig | None, list[Problem]]:
+    """The config of ``FAIRQUE`` and no problems, or ``None`` and every problem the loader found."""
+    sections, options = _split(raw)
+    worker_id = options["WORKER_ID"]
+    where = ""
+    with _build_scope():
+        if options["CONFIG_FILE"] is not None:
+            path = config_file_path(options["CONFIG_FILE"])
+            where = f" (in configuration file {os.fspath(path)!r})"
+            try:
+                data: Mapping[str, Any] = read_yaml(path)
+            except ConfigurationError as exc:
+                return None, list(problems_of(exc))
+        else:
+            data = sections
+        config, problems = collect(data, worker_id=worker_id)
+    return config, [_in_setting(p, worker_id, where) for p in problems]
+
+
 def _build_config() -> FairQueueConfig:
     raw = fairque_setting()
     if raw is None:
         return _default_config()
-    sections, options = _split(raw)
-    worker_id = options["WORKER_ID"]
+    config, problems = _load(raw)
+    raise_problems(problems)
+    assert config is not None
+    return config
+
+
+def config_problems() -> list[Problem]:
+    """Every problem of the ``FAIRQUE`` setting (none when it is valid or absent), as data: the
+    system checks report them (the first is what :func:`get_config` raises)."""
+    if _config is not None:
+        return []
+    raw = fairque_setting()
+    if raw is None:
+        return []
     try:
-        with _build_scope():
-            if options["CONFIG_FILE"] is not None:
-                path = config_file_path(options["CONFIG_FILE"])
-                return FairQueueConfig.from_yaml(path, worker_id=worker_id)
-            return FairQueueConfig.from_dict(sections, worker_id=worker_id)
-    except UnknownWorkerError as exc:
-        raise FairQueueImproperlyConfigured(
-            str(exc), _key("WORKER_ID") if worker_id is not None else "worker_id"
-        ) from exc
+        return _load(raw)[1]
+    except ConfigurationError as exc:  # a bad Django-level key
+        return list(problems_of(exc))
 
 
 def get_config() -> FairQueueConfig:

@@ -3,6 +3,7 @@ transition is reported (Django signal + log record) exactly once however many ev
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import json
 import logging
@@ -24,6 +25,8 @@ from fairque_django import conf
 from fairque_django.alerts import AlertEvaluator
 from fairque_django.conf import FairQueueImproperlyConfigured, get_queue, get_setting
 from fairque_django.core.alerts import (
+    RULE_TYPES,
+    AlertRule,
     AlertState,
     AlertTracker,
     DlqSizeAbove,
@@ -34,6 +37,7 @@ from fairque_django.core.alerts import (
     parse_rules,
 )
 from fairque_django.core.config import FairQueueConfig
+from fairque_django.core.config.schema import ALERT_RULE, ALERT_RULE_OPTIONS
 from fairque_django.core.exceptions import ConfigurationError
 from fairque_django.core.models import Task
 from fairque_django.core.observe import collect_metrics
@@ -171,6 +175,23 @@ def test_manage_py_check_reports_a_bad_rule() -> None:
         [error] = check_config()
     assert error.id == "fairque_django.E001"
     assert "FAIRQUE['ALERTS'][0].threshold: must be > 0 (got -5)" in error.msg
+
+
+@pytest.mark.parametrize("rule_type", sorted(RULE_TYPES))
+def test_alert_schema_declares_every_rule_field_with_its_default(rule_type: str) -> None:
+    """parse_rule checks a rule's fields against the schema: it must list the dataclass's fields."""
+    cls = RULE_TYPES[rule_type]
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    declared = [n for n in (*ALERT_RULE.names, *ALERT_RULE_OPTIONS[rule_type].names) if n != "type"]
+    assert sorted(declared) == sorted(fields)
+    for name in declared:
+        spec = ALERT_RULE[name] if name in ALERT_RULE else ALERT_RULE_OPTIONS[rule_type][name]
+        default = fields[name].default
+        assert spec.required == (default is dataclasses.MISSING), name
+        if not spec.required:
+            assert spec.default == default, name
+    assert set(ALERT_RULE_OPTIONS) == set(RULE_TYPES)
+    assert issubclass(cls, AlertRule)
 
 
 def test_good_alert_settings_become_rules() -> None:

@@ -144,6 +144,19 @@ def test_duplicates_in_yaml_file(tmp_path: Path) -> None:
         assert ids(check_config()) == ["fairque_django.E003"]
 
 
+def test_yaml_file_with_a_bad_key_and_duplicates_reports_both(tmp_path: Path) -> None:
+    """The loader goes on after a bad worker and returns every problem: checks list them all."""
+    path = tmp_path / "fq.yaml"
+    path.write_text("workers:\n  - id: a\n    poll_interval_seconds: 0\n  - id: a\n"
+                    "  - id: b\n    assigned_users: [u1]\n  - id: c\n    assigned_users: [u1]\n")
+    with override_settings(FAIRQUE={"CONFIG_FILE": str(path)}):
+        messages = check_config()
+    assert ids(messages) == ["fairque_django.E001", "fairque_django.E002", "fairque_django.E003"]
+    assert "workers[0].poll_interval_seconds: must be > 0" in messages[0].msg and str(path) in messages[0].msg
+    assert "workers[0], workers[1]" in messages[1].msg
+    assert "'b', 'c'" in messages[2].msg
+
+
 # --------------------------------------------------------------------------- E004 / E005
 
 

@@ -20,13 +20,18 @@ from fairque_django.core.config import (
     FairQueueConfig,
     QueueConfig,
     RedisConfig,
+    Section,
     WorkerConfig,
+    collect,
     glob_match,
     glob_to_lua_pattern,
     is_pattern,
+    problems_of,
     set_default_redis_provider,
 )
-from fairque_django.core.exceptions import ConfigurationError, UnknownWorkerError
+from fairque_django.core.config.schema import QUEUE, REDIS, SECTIONS, WORKER, doc_default
+from fairque_django.core.exceptions import ConfigurationError, TaskValidationError, UnknownWorkerError
+from fairque_django.core.keys import validate_user_id
 
 # Verbatim from the "Configuration" section of FAIRQUEUE_SPEC.md.
 SEED_YAML = """\
@@ -60,7 +65,7 @@ queue:
 def _no_default_redis_provider() -> Iterator[None]:
     from fairque_django.core import config as config_module
 
-    previous = config_module._default_redis_provider
+    previous = config_module.default_redis_provider()
     set_default_redis_provider(None)
     yield
     set_default_redis_provider(previous)
@@ -927,3 +932,64 @@ def test_equality_hash_copy() -> None:
 def test_replace_revalidates() -> None:
     with pytest.raises(ConfigurationError, match=r"redis\.port"):
         dataclasses.replace(RedisConfig(), port=-1)
+
+
+# --------------------------------------------------------------------------- the schema
+
+
+@pytest.mark.parametrize(("section", "cls"), [(REDIS, RedisConfig), (WORKER, WorkerConfig), (QUEUE, QueueConfig)],
+                         ids=["redis", "workers", "queue"])
+def test_schema_declares_every_dataclass_field_with_its_default(section: Section, cls: type[Any]) -> None:
+    fields = [f for f in dataclasses.fields(cls) if f.init]
+    assert [f.name for f in fields] == list(section.names)
+    for f in fields:
+        if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
+            assert section[f.name].required
+        else:
+            default = f.default if f.default is not dataclasses.MISSING else f.default_factory()  # type: ignore[misc]
+            assert default == section[f.name].default, f.name
+
+
+def test_every_schema_field_is_in_settings_md_with_its_default() -> None:
+    """docs/settings.md cannot drift from the schema: each table lists exactly its section's keys."""
+    docs = (Path(__file__).resolve().parents[1] / "docs" / "settings.md").read_text(encoding="utf-8")
+    headings = {"FAIRQUE": "## Django-level keys", "redis": "## `redis`", "workers": "## `workers`",
+                "queue": "## `queue`"}
+    assert set(headings) == {s.name for s in SECTIONS}
+    for section in SECTIONS:
+        text = docs.split(headings[section.name], 1)[1].split("\n## ", 1)[0]
+        rows = dict(re.findall(r"^\| `(\w+)` \| (.+?) \|", text, flags=re.MULTILINE))
+        assert list(rows) == [r for r in rows if r in section], f"{section.name}: keys the schema lacks"
+        for spec in section.fields:
+            assert spec.name in rows, f"{section.name}.{spec.name} is not in docs/settings.md"
+            assert rows[spec.name].strip("`") == doc_default(spec), (section.name, spec.name, rows[spec.name])
+
+
+def test_from_dict_reports_every_problem() -> None:
+    data = {"workers": [{"id": "w1", "poll_interval_seconds": 0, "assigned_users": ["u"]},
+                        {"id": "w1", "assigned_users": ["u"]}, {"id": "w2", "assigned_users": ["u"]}],
+            "queue": {"fairness": "lottery"}}
+    with pytest.raises(ConfigurationError) as info:
+        FairQueueConfig.from_dict(data, environ={})
+    assert str(info.value).startswith("workers[0].poll_interval_seconds: must be > 0")
+    problems = problems_of(info.value)
+    assert [(p.key, p.code) for p in problems] == [
+        ("workers[0].poll_interval_seconds", "invalid"),
+        ("queue.fairness", "invalid"),
+        ("workers[1].id", "duplicate_worker_id"),
+        ("workers[2].assigned_users[0]", "double_assignment"),
+    ]
+    assert problems[2].places == ("workers[0]", "workers[1]")
+    assert problems[3].subject == "u" and problems[3].places == ("w1", "w2")
+    config, listed = collect(data, environ={})
+    assert config is None and listed == list(problems)
+    assert collect({"workers": [{"id": "w"}]}, environ={})[1] == []
+
+
+@pytest.mark.parametrize("user", ["~reserved", "a\u200bb", "a b", "{x}"])
+def test_config_user_ids_follow_the_push_rules(user: str) -> None:
+    """One set of user-id rules: what a push refuses, the configuration refuses too."""
+    with pytest.raises(TaskValidationError):
+        validate_user_id(user)
+    assert "workers[0].assigned_users[0]" in config_error({"workers": [{"id": "w", "assigned_users": [user]}]})
+    assert "queue.user_weights" in config_error({"queue": {"user_weights": {user: 1}}})

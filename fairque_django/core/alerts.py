@@ -16,15 +16,15 @@ Rule types: ``dlq_size_above``, ``total_depth_above``, ``oldest_wait_above``, ``
 
 from __future__ import annotations
 
-import difflib
 import json
-import math
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Final
 
-from .config import glob_match
+from .config import Section, glob_match
+from .config.kinds import unknown_key
+from .config.schema import ALERT_RULE, ALERT_RULE_OPTIONS
 from .exceptions import ConfigurationError
 from .observe import QueueMetrics, WorkerMetrics, describe_starved
 from .protocol import _text
@@ -55,8 +55,6 @@ __all__ = [
 FIRING: Final = "firing"
 OK: Final = "ok"
 RESOLVED: Final = "resolved"
-SEVERITIES: Final = ("info", "warning", "critical")
-DEPTH_LANES: Final = ("ready", "delayed", "leased")
 NAMES_LISTED: Final = 20  # tenants / workers named in an alert's details
 
 
@@ -325,100 +323,38 @@ def required_windows(rules: Iterable[AlertRule]) -> tuple[float, ...]:
 
 # --------------------------------------------------------------------------- parsing
 
-_COMMON = ("name", "type", "severity", "description")
-
-
-def _number(value: Any, key: str, *, minimum: float = 0.0, strict: bool = False, maximum: float | None = None,
-            integer: bool = False) -> Any:
-    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-    if integer:
-        ok = ok and float(value).is_integer()
-    kind = "an integer" if integer else "a number"
-    if not ok:
-        raise ConfigurationError(f"must be {kind}, not {value!r}", key)
-    if value < minimum or (strict and value == minimum):
-        raise ConfigurationError(f"must be {'>' if strict else '>='} {minimum:g} (got {value!r})", key)
-    if maximum is not None and value > maximum:
-        raise ConfigurationError(f"must be <= {maximum:g} (got {value!r})", key)
-    return int(value) if integer else float(value)
-
-
-def _strings(value: Any, key: str) -> tuple[str, ...]:
-    if isinstance(value, str) or not isinstance(value, (list, tuple)) or not all(
-            isinstance(v, str) and v for v in value):
-        raise ConfigurationError(f"must be a list of non-empty strings, not {value!r}", key)
-    return tuple(value)
-
-
-def _field_specs(rule_type: str) -> dict[str, tuple[bool, Any]]:
-    """Option name -> (required, converter taking (value, key))."""
-    seconds = lambda v, k: _number(v, k, strict=True)  # noqa: E731
-    count = lambda v, k: _number(v, k, integer=True)  # noqa: E731
-    if rule_type == "dlq_size_above":
-        return {"threshold": (True, count)}
-    if rule_type == "total_depth_above":
-        def lanes(v: Any, k: str) -> tuple[str, ...]:
-            out = _strings(v, k)
-            bad = [lane for lane in out if lane not in DEPTH_LANES]
-            if bad or not out:
-                raise ConfigurationError(f"lanes must be some of {', '.join(DEPTH_LANES)} (got {v!r})", k)
-            return out
-        return {"threshold": (True, count), "lanes": (False, lanes)}
-    if rule_type == "oldest_wait_above":
-        return {"threshold": (True, seconds), "tenants": (False, _strings),
-                "scan": (False, lambda v, k: _number(v, k, minimum=1, integer=True, maximum=100_000))}
-    if rule_type == "no_live_worker":
-        return {"users": (False, _strings)}
-    if rule_type == "heartbeat_older_than":
-        return {"threshold": (True, seconds), "workers": (False, _strings)}
-    if rule_type == "unserved_tenants":
-        return {}
-    if rule_type == "failure_ratio_above":
-        return {"threshold": (True, lambda v, k: _number(v, k, maximum=1.0)),
-                "window": (False, lambda v, k: _number(v, k, minimum=1.0, maximum=3600.0)),
-                "min_events": (False, lambda v, k: _number(v, k, minimum=1, integer=True))}
-    return {}
+def _rule_options(raw: Mapping[Any, Any], key: str) -> tuple[str, Section]:
+    """The rule type of *raw* and the schema of its options; unknown types and options raise."""
+    rule_type = raw.get("type")
+    if not isinstance(rule_type, str) or rule_type not in ALERT_RULE_OPTIONS:
+        raise ConfigurationError(unknown_key(rule_type, ALERT_RULE_OPTIONS, noun="alert type", listing="types"),
+                                 f"{key}.type")
+    options = ALERT_RULE_OPTIONS[rule_type]
+    for option in raw:
+        if option not in ALERT_RULE and option not in options:
+            raise ConfigurationError(unknown_key(option, [*ALERT_RULE.names, *options.names], noun="option",
+                                                 listing=f"options of a {rule_type} rule"), f"{key}.{option}")
+    return rule_type, options
 
 
 def parse_rule(raw: Any, key: str) -> AlertRule:
-    """One rule from a mapping such as ``{"name": "dlq", "type": "dlq_size_above", "threshold": 100}``."""
+    """One rule from a mapping such as ``{"name": "dlq", "type": "dlq_size_above", "threshold": 100}``;
+    its fields are checked against the schema (``ALERT_RULE`` and ``ALERT_RULE_OPTIONS``)."""
     if isinstance(raw, AlertRule):
         return raw
     if not isinstance(raw, Mapping):
         raise ConfigurationError(f"each alert rule must be a dict, not {type(raw).__name__} ({raw!r})", key)
-    name = raw.get("name")
-    if not isinstance(name, str) or not name.strip() or len(name) > 200:
-        raise ConfigurationError(f"must be a non-empty string of at most 200 characters, not {name!r}",
-                                 f"{key}.name")
-    rule_type = raw.get("type")
-    if rule_type not in RULE_TYPES:
-        close = difflib.get_close_matches(str(rule_type), list(RULE_TYPES), n=1)
-        hint = f"; did you mean {close[0]!r}?" if close else ""
-        raise ConfigurationError(f"unknown alert type {rule_type!r}{hint} (types: {', '.join(RULE_TYPES)})",
-                                 f"{key}.type")
-    specs = _field_specs(str(rule_type))
-    for option in raw:
-        if option not in specs and option not in _COMMON:
-            allowed = [*_COMMON, *specs]
-            close = difflib.get_close_matches(str(option), allowed, n=1)
-            hint = f"; did you mean {close[0]!r}?" if close else ""
-            raise ConfigurationError(f"unknown option {option!r} for a {rule_type} rule{hint} "
-                                     f"(options: {', '.join(allowed)})", f"{key}.{option}")
+    name = ALERT_RULE["name"].check(raw.get("name"), f"{key}.name")
+    rule_type, options = _rule_options(raw, key)
     kwargs: dict[str, Any] = {"name": name}
-    severity = raw.get("severity", "warning")
-    if severity not in SEVERITIES:
-        raise ConfigurationError(f"must be one of {', '.join(SEVERITIES)} (got {severity!r})", f"{key}.severity")
-    kwargs["severity"] = severity
-    description = raw.get("description", "")
-    if not isinstance(description, str):
-        raise ConfigurationError(f"must be a string, not {description!r}", f"{key}.description")
-    kwargs["description"] = description
-    for option, (required, convert) in specs.items():
-        if option in raw:
-            kwargs[option] = convert(raw[option], f"{key}.{option}")
-        elif required:
-            raise ConfigurationError(f"a {rule_type} rule needs {option!r}", f"{key}.{option}")
-    return RULE_TYPES[str(rule_type)](**kwargs)
+    for spec in (*ALERT_RULE.fields, *options.fields):
+        if spec.name in ("name", "type"):
+            continue
+        if spec.name in raw:
+            kwargs[spec.name] = spec.check(raw[spec.name], f"{key}.{spec.name}")
+        elif spec.required:
+            raise ConfigurationError(f"a {rule_type} rule needs {spec.name!r}", f"{key}.{spec.name}")
+    return RULE_TYPES[rule_type](**kwargs)
 
 
 def parse_rules(raw: Any, key: str = "ALERTS") -> tuple[AlertRule, ...]:

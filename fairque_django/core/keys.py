@@ -10,29 +10,19 @@ import re
 from dataclasses import dataclass
 
 from .exceptions import TaskValidationError
+from .ids import user_id_problem
 
 # Characters that would break key names or hash tags, plus whitespace and control characters.
 _BAD_ID_CHARS = re.compile(r"[{}\s\x00-\x1f\x7f-\x9f]")
-# User ids also may not hold glob characters (config entries with them are patterns).
-_BAD_USER_CHARS = re.compile(r"[{}*?\s\x00-\x1f\x7f-\x9f]")
 
 
 def validate_user_id(user_id: object, max_length: int = 200) -> str:
-    """Return ``user_id`` if it is a usable user id, else raise :class:`TaskValidationError`."""
-    if not isinstance(user_id, str):
-        raise TaskValidationError(f"user id must be a string, got {type(user_id).__name__}")
-    if not user_id:
-        raise TaskValidationError("user id must not be empty")
-    if len(user_id) > max_length:
-        raise TaskValidationError(f"user id is {len(user_id)} characters long; the limit is {max_length}")
-    bad = _BAD_USER_CHARS.search(user_id)
-    if bad:
-        raise TaskValidationError(
-            f"user id {user_id[:50]!r} contains {bad.group()!r}; braces, '*', '?', whitespace and control "
-            "characters are not allowed"
-        )
-    if user_id.startswith("~"):
-        raise TaskValidationError(f"user id {user_id[:50]!r} starts with '~', which is reserved")
+    """Return ``user_id`` if it is a usable user id (rules: :mod:`.ids`), else raise
+    :class:`TaskValidationError`."""
+    problem = user_id_problem(user_id, max_length)
+    if problem is not None:
+        raise TaskValidationError(problem)
+    assert isinstance(user_id, str)
     return user_id
 
 
