@@ -58,7 +58,17 @@ from benchmarks.harness.server import (
     url_db,
 )
 from benchmarks.harness.stats import median
-from benchmarks.scenarios.core_cost import PREFIX, RAW, TARGETS, CostFigures, Measured, make_config, make_tasks
+from benchmarks.scenarios.core_cost import (
+    PREFIX,
+    RAW,
+    TARGETS,
+    CostFigures,
+    Measured,
+    make_config,
+    make_tasks,
+    per_user_lists,
+    pipelined_lpush,
+)
 from fairque_django.core.connection import get_client, reset_clients
 from fairque_django.core.models import Task
 from fairque_django.core.queue import TaskQueue
@@ -199,16 +209,11 @@ class Bench(CostFigures):
     def bench_push_batch(self, q: TaskQueue, users: list[str]) -> None:
         """One push_batch call vs one pipeline: a single chunk per side and repetition."""
         n = self.sizes["batch"]
-        tasks = make_tasks(n, users)
-        bodies = [t.to_json() for t in tasks]
-        keys = [f"{RAW}:q:{t.user_id}" for t in tasks]
+        tasks, bodies, keys = per_user_lists(n, users)
         raw = self.raw
 
         def baseline() -> None:
-            pipe = raw.pipeline(transaction=False)
-            for k, b in zip(keys, bodies, strict=True):
-                pipe.lpush(k, b)
-            pipe.execute()
+            pipelined_lpush(raw, keys, bodies)
 
         def fairque() -> None:
             r = q.push_batch(tasks)
@@ -232,9 +237,7 @@ class Bench(CostFigures):
     # ---- 2. single push -----------------------------------------------------------------
     def bench_push(self, q: TaskQueue, users: list[str]) -> None:
         n = self.sizes["single"]
-        tasks = make_tasks(n, users)
-        bodies = [t.to_json() for t in tasks]
-        keys = [f"{RAW}:q:{t.user_id}" for t in tasks]
+        tasks, bodies, keys = per_user_lists(n, users)
         raw = self.raw
         step = max(1, n // 10)
 

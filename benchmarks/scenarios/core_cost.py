@@ -12,6 +12,8 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+import redis
+
 from benchmarks.harness.profiling import areas, print_top
 from benchmarks.harness.server import server_exec_usec, stats_delta
 from benchmarks.harness.stats import median
@@ -41,6 +43,20 @@ def make_tasks(n: int, users: list[str], tag: str = "") -> list[Task]:
                     func_name="bench.noop", args=[i], kwargs={"size": "small"})
         for i in range(n)
     ]
+
+
+def per_user_lists(n: int, users: list[str]) -> tuple[list[Task], list[str], list[str]]:
+    """n tasks, their JSON bodies and the raw baseline's per-user list keys."""
+    tasks = make_tasks(n, users)
+    return tasks, [t.to_json() for t in tasks], [f"{RAW}:q:{t.user_id}" for t in tasks]
+
+
+def pipelined_lpush(raw: redis.Redis, keys: list[str], bodies: list[str]) -> None:
+    """The raw baseline of a batch: one pipeline of LPUSHes."""
+    pipe = raw.pipeline(transaction=False)
+    for k, b in zip(keys, bodies, strict=True):
+        pipe.lpush(k, b)
+    pipe.execute()
 
 
 class Measured:
@@ -247,17 +263,12 @@ class CostFigures:
 
     def bench_memory(self, q: TaskQueue, users: list[str]) -> None:
         n = self.sizes["memory"]
-        tasks = make_tasks(n, users)
-        bodies = [t.to_json() for t in tasks]
-        keys = [f"{RAW}:q:{t.user_id}" for t in tasks]
+        tasks, bodies, keys = per_user_lists(n, users)
         raw = self.raw
         res: dict[str, list[tuple[int, int, int]]] = {"fq": [], "base": []}
 
         def fill_base() -> None:
-            pipe = raw.pipeline(transaction=False)
-            for k, b in zip(keys, bodies, strict=True):
-                pipe.lpush(k, b)
-            pipe.execute()
+            pipelined_lpush(raw, keys, bodies)
 
         def fill_fq() -> None:
             assert q.push_batch(tasks)["pushed"] == n

@@ -24,21 +24,6 @@ WINDOW_S = 0.100
 WINDOW_STEP_S = 0.010
 RUN_TIMEOUT_S = 170.0
 
-FULL: dict[str, Any] = {
-    "s1": {"heavy": 3000, "light_tenants": 20, "light_each": 5, "heavy_ms": 1.0, "light_ms": 1.0, "reps": 4},
-    "s2": {"heavy": 3000, "light_tenants": 20, "light_each": 5, "heavy_ms": 10.0, "light_ms": 1.0, "reps": 1},
-    "s3": {"flood": 2000, "others": 10, "each": 10, "ms": 1.0, "reps": 1},
-    "s4": {"tenants": 20, "tasks": 1000, "ms": 2.0, "reps": 3},
-}
-QUICK: dict[str, Any] = {
-    "s1": {"heavy": 600, "light_tenants": 20, "light_each": 5, "heavy_ms": 1.0, "light_ms": 1.0, "reps": 1},
-    "s2": {"heavy": 600, "light_tenants": 20, "light_each": 5, "heavy_ms": 10.0, "light_ms": 1.0, "reps": 1},
-    "s3": {"flood": 400, "others": 10, "each": 10, "ms": 1.0, "reps": 1},
-    "s4": {"tenants": 20, "tasks": 300, "ms": 2.0, "reps": 1},
-}
-REP_CAP = {"rq": 1, "rq-fork": 1, "celery": 2, "fairque-split": 2}
-TARGETS = {"s1_light_p99_vs_fifo": 0.05, "s1_jain": 0.95, "s1_makespan_vs_fifo": 1.10, "s4_makespan": 1.10}
-
 
 class Procs:
     """The worker processes of the current run (the harness's launcher); their logs are kept in

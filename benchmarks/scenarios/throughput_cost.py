@@ -1,24 +1,28 @@
 """Throughput benchmark, scenario D (see :mod:`.throughput`): fairque's pop cost against the number
 of tenants assigned, the Redis cost of one task's lifecycle for every contender, and memory per
-queued task."""
+queued task; and the cProfile of a fairque worker's drain (``--profile``, scenario A)."""
 
 from __future__ import annotations
 
 import gc
+import pstats
 import time
 from typing import Any
 
+from benchmarks.contenders.fairque_app import Fairque
+from benchmarks.harness import RESULTS_DIR, ROOT, report
 from benchmarks.harness import procs as hp
-from benchmarks.harness import report
 from benchmarks.harness import server as srv
 from benchmarks.harness import stats as st
+from benchmarks.harness.plots import DRAIN_VS_HUEY
+from benchmarks.harness.profiling import areas, print_top
 from benchmarks.harness.report import out
 from benchmarks.scenarios.core_cost import make_config, make_tasks
 from fairque_django.core.queue import TaskQueue
 
 perf = time.perf_counter
 TARGETS = {
-    "drain_vs_huey": 1.5,        # A: fairque tasks/s >= 1.5x Huey's
+    "drain_vs_huey": DRAIN_VS_HUEY,        # A: fairque tasks/s >= 1.5x Huey's
     "latency_p50_vs_huey": 1.0,  # B: fairque p50 <= Huey's
     "latency_p99_vs_huey": 2.0,  # B: fairque p99 < 2x Huey's
     "batch_vs_rq": 5.0,          # C: push_batch >= 5x RQ enqueue_many
@@ -248,3 +252,63 @@ class CostScenario:
                                      rows, title="D3. Redis memory per queued task (MEMORY USAGE summed over this "
                                                  "DB's keys; INFO used_memory delta only on a private server)")
         self.results["D"]["memory"] = res
+
+    def profile_drain(self) -> None:
+        """cProfile the fairque worker's slot thread during a drain; commandstats of the same drain."""
+        n = self.sizes["A"]["profile_n"]
+        s = self.system("fairque-c1")
+        assert isinstance(s, Fairque)
+        path = RESULTS_DIR / "fq_worker_drain.prof"
+        self.flush()
+        s.batch(n)
+        self.r.config_get("slowlog*")
+        slow0 = self.r.slowlog_len()
+        slow_ids = {e["id"] for e in self.r.slowlog_get(128)}
+        s0, c0 = self.server.commandstats(), self.server.cpu_seconds()
+        proc = self.procs.launch("fq-profile", s.worker_cmd(burst=True, profile=str(path)), self.url,  # as the drain
+                                 env={"BENCH_TOTAL": str(n)})
+        try:
+            with srv.MonitorCounter(self.url) as mon:
+                ok, polls = self.wait_done(n, proc, STARTUP_TIMEOUT + n / 100.0)
+            s1, c1 = self.server.commandstats(), self.server.cpu_seconds()
+        finally:
+            self.procs.stop(proc, timeout=10.0)
+        out()
+        if not ok or not path.exists():
+            out(f"profile run failed: {proc.tail(10)}")
+            return
+        first, last = (float(x or 0) for x in self.r.mget("bench:first", "bench:last"))
+        rate = (n - 1) / (last - first)
+        delta = srv.stats_delta(s0, s1)
+        script_usec = sum(v["usec"] for k, v in delta.items() if k in ("evalsha", "eval"))
+        own = {"incrby": n, "get": polls, "set": 2}
+        counts = {k: v - own.get(k, 0) for k, v in mon.counts.items()}
+        counts = {k: v for k, v in counts.items() if v > 0}
+        st = pstats.Stats(str(path))
+        total = st.total_tt  # type: ignore[attr-defined]
+        by_area = areas(st)
+        out(f"--- cProfile of the fairque worker's slot thread, drain of {n:,} tasks: {rate:,.0f} tasks/s "
+            f"under the profiler; slot thread CPU+wait {total:.2f} s = {total / n * 1e6:.0f} us/task")
+        out("    own time by area (per task): " + ", ".join(
+            f"{k} {v / n * 1e6:.0f} us ({v / total:.0%})" for k, v in sorted(by_area.items(), key=lambda kv: -kv[1])))
+        out(f"    Redis (server-wide{'' if self.private else ', shared server: upper bounds'}, MONITOR running): "
+            f"script execution (EVALSHA usec) {script_usec / n:.1f} us/task, server CPU "
+            f"{(c1 - c0) / n * 1e6:.1f} us/task")
+        out(f"    commands per task (MONITOR, this DB, Lua-internal included; the task's INCR excluded): "
+            f"{sum(counts.values()) / n:.1f}: " + ", ".join(
+                f"{k} {v / n:.2f}" for k, v in sorted(counts.items(), key=lambda kv: -kv[1])[:16]))
+        print_top(str(path), out, limit=22)
+        out("    -- cumulative, fairque code --")
+        print_top(str(path), out, sort="cumulative", limit=16, restrict=r"fairque_django|contenders")
+        new_slow = [e for e in self.r.slowlog_get(128) if e["id"] not in slow_ids]
+        out(f"    SLOWLOG: {len(new_slow)} new entries during the run (threshold "
+            f"{self.r.config_get('slowlog-log-slower-than').get('slowlog-log-slower-than')} us; "
+            f"length before {slow0})" + "".join(
+                f"\n      {e['duration']} us {e['command'][:80]!r}" for e in new_slow[:8]))
+        self.results["A_profile"] = {
+            "n": n, "rate_under_profiler": rate, "slot_thread_s": total, "areas_s": by_area,
+            "script_usec_per_task": script_usec / n, "server_cpu_us_per_task": (c1 - c0) / n * 1e6,
+            "commands_per_task": {k: v / n for k, v in counts.items()},
+            "slowlog_new": [{"us": e["duration"], "cmd": str(e["command"])[:200]} for e in new_slow[:20]],
+            "profile_file": str(path.relative_to(ROOT)),
+        }
