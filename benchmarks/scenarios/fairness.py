@@ -161,7 +161,7 @@ class Scenarios:
 
     def check(self, name: str, value: float, target: float, op: str, unit: str = "",
               detail: str = "") -> dict[str, Any]:
-        """``name: value vs target PASS/MISS`` (bench_common's format), printed and kept."""
+        """``name: value vs target PASS/MISS`` (the harness's format), printed and kept."""
         buf = io.StringIO()
         with contextlib.redirect_stdout(buf):
             record = common_verdict(name, value, target, op, unit, detail)
