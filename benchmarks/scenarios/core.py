@@ -1,5 +1,8 @@
 """Core benchmark of fairque_django's TaskQueue against raw redis-py on the same Redis.
 
+(About 420 lines: figures 1-3 share the :class:`Bench` plumbing that interleaves and measures
+them; figures 4-5 and the profile are in :mod:`.core_cost`.)
+
 Every throughput figure is a ratio against a raw redis-py baseline measured in the same
 process, against the same server, in the same run.  The machine is assumed to be noisy, so
 baseline and fairque runs are interleaved -- in chunks (base, fq, fq, base, ...) where the
