@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import os
 
-from fairque_django.embedded_redis import ensure_redis
+from example_project.embedded_redis import ensure_redis
 
 REDIS_URL = ensure_redis(os.environ.get("FAIRQUE_TEST_REDIS_URL", "redis://127.0.0.1:6379/15"))
 os.environ["FAIRQUE_TEST_REDIS_URL"] = REDIS_URL  # subprocesses (workers) use the same server

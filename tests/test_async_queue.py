@@ -350,7 +350,7 @@ def test_owned_client_closed_given_client_left_open(cfg: FairQueueConfig, redis_
 
 
 def test_redis_unreachable_is_typed_and_prompt() -> None:
-    from fairque_django.embedded_redis import free_port
+    from example_project.embedded_redis import free_port
 
     cfg = FairQueueConfig.create_default(
         assigned_users=["a"], redis=RedisConfig(port=free_port(), socket_connect_timeout=0.2,

@@ -18,9 +18,9 @@ import pytest
 import redis
 from redis.cluster import RedisCluster
 
+from example_project.embedded_redis import start_server
 from fairque_django import Priority, Task, TaskQueue, Worker
 from fairque_django.core.config import FairQueueConfig
-from fairque_django.embedded_redis import start_server
 from tests.test_worker import run_to_end
 from tests.testapp import tasks as t
 

@@ -32,7 +32,7 @@ if django_names:
 import fairque_django
 if django_names:
     for info in pkgutil.walk_packages(fairque_django.__path__, "fairque_django."):
-        if ".migrations" not in info.name and not info.name.endswith(".fairque_demo"):
+        if ".migrations" not in info.name:
             importlib.import_module(info.name)
 lazy = set(fairque_django._LAZY)
 

@@ -29,6 +29,7 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "fairque_django",
     "shop",
+    "demo",  # manage.py fairque_demo (python3 run.py demo)
 ]
 
 MIDDLEWARE = [

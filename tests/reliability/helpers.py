@@ -18,8 +18,8 @@ from typing import Any
 
 import redis
 
+from example_project.embedded_redis import answers, free_port, redis_server_binary
 from fairque_django.core.queue import TaskQueue
-from fairque_django.embedded_redis import answers, free_port, redis_server_binary
 from tests.processes import ROOT, command_env
 
 SETTINGS = "tests.reliability.settings"

@@ -8,9 +8,9 @@ import time
 import pytest
 import redis
 
+from example_project.embedded_redis import free_port
 from fairque_django import RedisUnavailableError, TaskQueue
 from fairque_django.core.connection import reset_clients
-from fairque_django.embedded_redis import free_port
 
 from . import tasks
 from .helpers import Workers, assert_stats_balance, redis_server, runs, wait_for

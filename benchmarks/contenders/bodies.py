@@ -1,9 +1,13 @@
 """Task bodies shared by every contender, and the Redis keys the benchmarks read back.
 
-Worker processes get their settings from the environment:
+Worker processes get their settings from the environment (set by the harness's launcher):
 
 ``BENCH_REDIS_URL``  the Redis to use (default ``redis://127.0.0.1:6379/8``)
+``BENCH_WORKER``     the worker's label (in the fairness records and the ready set)
 ``BENCH_TOTAL``      how many ``noop`` completions make a run (stamps :data:`LAST` when reached)
+
+The client is created lazily per process id, so RQ's forked work horses never share their
+parent's socket.
 """
 
 from __future__ import annotations
@@ -21,8 +25,10 @@ FIRST = "bench:first"  # time.time() when the first noop task completed
 LAST = "bench:last"    # time.time() when the BENCH_TOTAL-th noop task completed
 LAT = "bench:lat"      # HASH task number -> time.time() when the record task started
 SLEPT = "bench:slept"  # INCR once per completed sleep task
+RECORDS = "fb:rec"     # LIST of one tab-separated record per executed ``work`` task (completion order)
+READY = "fb:ready"     # SET of worker labels that finished starting up
 
-_client: redis.Redis | None = None
+_client: tuple[int, redis.Redis] | None = None
 _lock = threading.Lock()
 
 
@@ -33,18 +39,19 @@ def url() -> str:
 def client() -> redis.Redis:
     """The task bodies' own client (one per process, thread-safe connection pool)."""
     global _client
-    if _client is None:
+    pid = os.getpid()
+    if _client is None or _client[0] != pid:
         with _lock:
-            if _client is None:
-                _client = redis.Redis.from_url(url())
-    return _client
+            if _client is None or _client[0] != pid:
+                _client = (pid, redis.Redis.from_url(url()))
+    return _client[1]
 
 
-def _total() -> int:
-    return int(os.environ.get("BENCH_TOTAL", "0") or 0)
+def worker_label() -> str:
+    return os.environ.get("BENCH_WORKER", f"pid{os.getpid()}")
 
 
-_TOTAL = _total()
+_TOTAL = int(os.environ.get("BENCH_TOTAL", "0") or 0)
 
 
 def noop_body(i: int = 0) -> None:
@@ -66,3 +73,16 @@ def record_body(i: int) -> None:
 def sleep_body(ms: float = 10.0) -> None:
     time.sleep(ms / 1000.0)
     client().incr(SLEPT)
+
+
+def work_body(tenant: str, idx: int, t_enq: float, sleep_ms: float) -> None:
+    """The fairness task: note the start time, sleep ``sleep_ms``, record one line."""
+    start = time.time()
+    time.sleep(sleep_ms / 1000.0)
+    end = time.time()
+    line = f"{tenant}\t{idx}\t{t_enq:.6f}\t{start:.6f}\t{end:.6f}\t{worker_label()}"
+    client().rpush(RECORDS, line)
+
+
+def mark_ready(label: str | None = None) -> None:
+    client().sadd(READY, label or worker_label())

