@@ -651,3 +651,35 @@ def test_scripts_lost_by_redis_are_loaded_again(q: TaskQueue, redis_client: redi
     q.complete(task)
     assert [t.payload["n"] for t in drain(q)] == [3]
     assert q.get_stats()["tasks_completed"] == 3
+
+
+def test_every_key_a_script_builds_is_named_in_keys_py() -> None:
+    """The scripts join suffixes to the prefix they are given; each is one that Keys builds."""
+    import inspect
+    import re
+
+    from fairque_django.core.keys import Keys
+    from fairque_django.core.scripts import SCRIPT_NAMES, source
+
+    keys = Keys("fq")
+    names = []
+    for name, member in inspect.getmembers(Keys):
+        if name.startswith("_"):
+            continue
+        if isinstance(member, property):
+            names.append(getattr(keys, name))
+        elif inspect.isfunction(member):
+            arity = len(inspect.signature(member).parameters) - 1  # all but self: names, ids, numbers
+            names.append(getattr(keys, name)(*["X"] * arity))
+    suffixes = {s for n in SCRIPT_NAMES for s in re.findall(r"\bP \.\. '(:[^']+)'", source(n))}
+    assert suffixes  # the scripts do build keys this way
+    unknown = sorted(s for s in suffixes if not any(str(k).startswith(keys.base + s) for k in names))
+    assert unknown == []
+
+
+def test_url_clients_keep_max_connections(redis_url: str) -> None:
+    from fairque_django.core.connection import build_client
+
+    client = build_client(RedisConfig(url=redis_url, max_connections=7))
+    assert client.connection_pool.max_connections == 7
+    client.close()

@@ -442,7 +442,7 @@ class AsyncTaskQueue:
     async def result(self, task_id: str, *, user_id: str) -> TaskResult:
         """The handle of ``task_id`` for ``user_id``, read now; :class:`TaskNotFoundError` when
         nothing is known of it for that user."""
-        return TaskResult(task_id, user_id, self).refresh()
+        return await TaskResult(task_id, user_id, self).arefresh()
 
     async def next_delayed_seconds(self) -> float | None:
         """Seconds until the earliest delayed task (scheduled or retry) is due, or None."""

@@ -121,27 +121,27 @@ class HeldConnection:
                 held = cls._all[pool] = cls(pool)
             return held
 
-    @contextmanager
-    def connection(self) -> Iterator[Any]:
-        """A ready connection: the held one when free, else one of the pool. On an error the
-        connection is disconnected (its replies may be half-read)."""
-        held = self._lock.acquire(blocking=False)
+    def take(self) -> tuple[Any, bool]:
+        """A ready connection: the held one when free, else one of the pool; and whether it is the
+        held one. Hand both to :meth:`give` (plain calls, not a context manager: this is the hot
+        path, and a generator-based one costs as much as the rest of it)."""
+        if not self._lock.acquire(blocking=False):
+            return self.pool.get_connection(), False
         try:
-            conn = self._ready() if held else self.pool.get_connection()
+            return self._ready(), True
         except BaseException:
-            if held:
-                self._lock.release()
+            self._lock.release()
             raise
-        try:
-            yield conn
-        except BaseException:
+
+    def give(self, conn: Any, held: bool, failed: bool = False) -> None:
+        """Hand back what :meth:`take` returned; ``failed``: an error left its replies half-read, so
+        it is disconnected (it connects again on its next use)."""
+        if failed:
             conn.disconnect()
-            raise
-        finally:
-            if held:
-                self._lock.release()
-            else:
-                self.pool.release(conn)
+        if held:
+            self._lock.release()
+        else:
+            self.pool.release(conn)
 
     def _ready(self) -> Any:
         conn = self._conn
@@ -177,7 +177,8 @@ class Transport:
             for command in commands:
                 pipe.execute_command(*command)
             return list(pipe.execute(raise_on_error=False))
-        with self._held.connection() as conn:
+        conn, held = self._held.take()
+        try:
             if stream:
                 sent = len([conn.send_packed_command([pack(command)]) for command in commands])
             else:
@@ -190,7 +191,11 @@ class Transport:
                     replies.append(conn.read_response())
                 except redis.ResponseError as exc:  # the reply was read in full: go on
                     replies.append(exc)
-            return replies
+        except BaseException:
+            self._held.give(conn, held, failed=True)
+            raise
+        self._held.give(conn, held)
+        return replies
 
     def execute(self, commands: Sequence[list[Any]], *, transaction: bool = False,
                 raise_on_error: bool = True) -> list[Any]:
@@ -212,7 +217,8 @@ class Transport:
 
     def run(self, script: Any, args: list[Any]) -> Any:
         """Run one script; its reply."""
-        return self.run_scripts([(script, args)])[0]
+        reply = self.round_trip([["EVALSHA", script.sha, 1, self.route_key, *args]])[0]
+        return self.checked([(script, args)], [reply])[0] if isinstance(reply, Exception) else reply
 
     def stream_scripts(self, calls: Iterator[ScriptCall]) -> tuple[list[Any], FairQueueError | None]:
         """Send each script call as soon as ``calls`` yields it, then read every reply (checked).

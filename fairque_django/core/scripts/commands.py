@@ -7,8 +7,8 @@ from __future__ import annotations
 import hashlib
 import logging
 import random
+import secrets
 import time
-import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -181,7 +181,7 @@ class Commands:
 
         ``park_ms``: a slot about to wait parks for that long when nothing is ready (a push may then
         lease it a task directly); ``unpark``: the token of that park, the wait being over."""
-        token = unpark or uuid.uuid4().hex
+        token = unpark or secrets.token_hex(16)
         lease = lease_seconds if lease_seconds is not None else self.config.queue.lease_timeout_seconds
         args: list[Any] = [self.keys.base, plan.worker_id, plan.own_partition, int(lease * 1000), token,
                            plan.steal_set_key, self._fairness, max(count, 1), park_ms, "1" if unpark else "0",
@@ -207,7 +207,7 @@ class Commands:
 
     @staticmethod
     def decode_popped(row: Sequence[Any], token: str, worker_id: str) -> Task:
-        """Build the Task of one leased task's 7 reply fields (see :class:`PopReply`); raises
+        """Build the Task of one leased task's fields (a row of :class:`PopReply`); raises
         CorruptTaskError (the task stays leased)."""
         task = Task.from_json(row[1])
         if task.task_id != text(row[0]):
@@ -365,19 +365,23 @@ class Commands:
 
 @dataclass(frozen=True, slots=True)
 class PopReply:
-    """``pop.lua``'s reply: ``{status, next_due_ms, problems, 7 fields per task leased}``."""
+    """``pop.lua``'s reply: ``{due, problems, then per task: id, body, "retries\tattempts\tdeadline
+    ms\tstolen\tuser"}`` (due: -2 an unpark found the slot no longer parked, -1 none, else ms)."""
 
     served: bool  # False: an unpark found the slot no longer parked (a push may have handed it a task)
     due: float | None  # seconds until a delayed task or lease is due, when no task was leased
     problems: tuple[str, ...]  # keys moved aside / tasks dead-lettered by the script, to log
-    rows: tuple[Sequence[Any], ...]  # per task: id, body, retries, attempts, deadline ms, user, stolen
+    rows: tuple[tuple[Any, ...], ...]  # per task: id, body, retries, attempts, deadline ms, user, stolen
 
     @classmethod
     def parse(cls, reply: Sequence[Any]) -> PopReply:
-        due = int(reply[1])
-        return cls(served=int(reply[0]) == 1, due=None if due < 0 else due / 1000.0,
-                   problems=tuple(text(p) for p in reply[2] or ()),
-                   rows=tuple(reply[i:i + 7] for i in range(3, len(reply), 7)))
+        due = int(reply[0])
+        rows = []
+        for i in range(2, len(reply), 3):
+            retries, attempts, deadline, stolen, user = text(reply[i + 2]).split("\t", 4)
+            rows.append((reply[i], reply[i + 1], retries, attempts, deadline, user, stolen))
+        return cls(served=due != -2, due=due / 1000.0 if due >= 0 else None,
+                   problems=tuple(text(p) for p in reply[1] or ()), rows=tuple(rows))
 
     @classmethod
     def handed(cls, item: bytes | str) -> PopReply:

@@ -17,12 +17,12 @@
 -- ARGV[10] '1' = unpark: the slot's wait ended; unpark it first, and when it is no longer parked
 --          (a push leased it a task, or it never parked) lease nothing and answer status 0
 -- ARGV[11] number of steal patterns K, then K anchored Lua patterns, then the partitions to steal from
--- Returns  {status, next_due_ms, problems, then 7 fields per task leased:
---           id, body, retries, attempts, lease deadline ms, user, stolen (0/1)}
---          status 1 (served; no task when nothing was ready) or 0 (unpark: no longer parked);
---          next_due_ms: ms until a delayed task or lease is due when no task was leased, else -1
---          (-1 also: nothing scheduled); problems: keys moved aside or tasks dead-lettered as
---          corrupt, for the caller to log
+-- Returns  {due, problems, then 3 fields per task leased: id, body,
+--           "retries\tattempts\tlease deadline ms\tstolen (0/1)\tuser"}
+--          due: ms until a delayed task or lease is due when no task was leased; -1 when a task was
+--          leased or nothing is scheduled; -2 when an unpark found the slot no longer parked (nothing
+--          leased). problems: keys moved aside or tasks dead-lettered as corrupt, for the caller to
+--          log. (Few reply elements: each costs the client more to read than a split string.)
 --- @include "includes/rcall"
 --- @include "includes/now_ms"
 --- @include "includes/lane_keys"
@@ -55,13 +55,13 @@ if own ~= '' and (park_ms > 0 or unpark) then
   if timefair then mode = 't' end
   slot = token .. '\t' .. worker .. '\t' .. lease_ms .. '\t' .. mode
   if park_ms == 0 and rcall('ZREM', parked_key, slot) == 0 then
-    return {0, -1, quarantined}
+    return {-2, quarantined}
   end
 end
 local now = now_ms()
 local gate = run_timers(P, now)
 local problems = quarantined -- the keys moved aside, then the tasks dead-lettered as corrupt
-local out = {1, -1, problems}
+local out = {-1, problems}
 local leased = {} -- deadline, id pairs of the tasks leased in this call, for one ZADD at the end
 
 -- Pop the next task id of a user (and whether it came from the critical lane), or nil.
@@ -105,7 +105,7 @@ local function bury_corrupt(id, user, part, tk)
   problems[#problems + 1] = tk .. ': ' .. why .. ' (dead-lettered)'
 end
 
--- Serve one task of user from partition part whose virtual start time is score: its 7 reply
+-- Serve one task of user from partition part whose virtual start time is score: its 3 reply
 -- fields go to out. Returns whether a task was leased.
 local function serve(part, user, score, stolen)
   local rk = P .. ':ready:' .. part
@@ -152,8 +152,8 @@ local function serve(part, user, score, stolen)
         gate = deadline
       end
       local n = #out
-      out[n + 1], out[n + 2], out[n + 3], out[n + 4] = id, f[1], tonumber(f[3] or '0'), attempts
-      out[n + 5], out[n + 6], out[n + 7] = deadline, user, stolen
+      out[n + 1], out[n + 2] = id, f[1]
+      out[n + 3] = (f[3] or '0') .. '\t' .. attempts .. '\t' .. deadline .. '\t' .. stolen .. '\t' .. user
       return true
     elseif rcall('EXISTS', tk) == 1 then
       bury_corrupt(id, user, part, tk)
@@ -228,7 +228,7 @@ if #leased > 0 then
   rcall('ZADD', P .. ':leases', unpack(leased))
   stat(P, 'popped', #leased / 2)
 else
-  out[2] = next_due(P, now)
+  out[1] = next_due(P, now)
 end
 if park_ms > 0 and slot then
   if #leased > 0 then -- the wait about to start returns at once
