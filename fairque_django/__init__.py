@@ -5,7 +5,7 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-from .core.async_queue import AsyncTaskQueue
+from .core.aio import AsyncTaskQueue
 from .core.async_worker import AsyncWorker
 from .core.config import FairQueueConfig, QueueConfig, RedisConfig, WorkerConfig
 from .core.exceptions import (

@@ -12,7 +12,7 @@ import pytest
 import redis
 import redis.asyncio
 
-from fairque_django.core.async_queue import AsyncTaskQueue
+from fairque_django.core.aio import AsyncTaskQueue
 from fairque_django.core.config import FairQueueConfig, RedisConfig
 from fairque_django.core.exceptions import LeaseLostError, RedisUnavailableError, TaskValidationError
 from fairque_django.core.models import Priority, Task
@@ -387,5 +387,79 @@ def test_wait_for_work(cfg: FairQueueConfig) -> None:
         await asyncio.sleep(0.1)
         await asyncio.to_thread(TaskQueue(q.config).push, Task.create(user_id="b", payload={}))
         assert await asyncio.wait_for(waiter, 2) is True
+
+    run(main, cfg)
+
+
+# Methods only one side has, by nature: the sync context manager and the async close.
+ONE_SIDED = {"aclose"}
+
+
+def test_async_and_sync_queues_expose_the_same_operations() -> None:
+    """Same public methods, same parameters (names, kinds, defaults); every async one a coroutine."""
+    import inspect
+
+    def public(cls: type) -> dict[str, inspect.Signature]:
+        return {name: inspect.signature(member) for name, member in vars(cls).items()
+                if inspect.isfunction(member) and not name.startswith("_") and name not in ONE_SIDED}
+
+    sync, aio = public(TaskQueue), public(AsyncTaskQueue)
+    assert sorted(sync) == sorted(aio)
+    for name, signature in sync.items():
+        assert [(p.name, p.kind, p.default) for p in signature.parameters.values()] == \
+            [(p.name, p.kind, p.default) for p in aio[name].parameters.values()], name
+        assert inspect.iscoroutinefunction(getattr(AsyncTaskQueue, name)), name
+
+
+def test_complete_and_pop_and_pop_many_reply(cfg: FairQueueConfig) -> None:
+    async def main(q: AsyncTaskQueue) -> None:
+        await push_n(q, "a", 2)
+        await push_n(q, "b", 2)
+        first = await q.pop()
+        assert first is not None and first.user_id == "a"
+        code, nxt, due = await q.complete_and_pop(first, duration=0.01, result_json='{"ok": 1}')
+        assert code == 1 and nxt is not None and nxt.user_id == "b" and due is None
+        assert await q.get_result(first.task_id, user_id="a") == {"ok": 1}
+        codes, more, _ = await q.complete_and_pop_many([(nxt, None, None)], 5)
+        assert codes == [1] and [t.user_id for t in more] == ["a", "b"]
+        code, none, due = await q.complete_and_pop(more[0])
+        assert (code, none) == (1, None) and due is not None  # more[1]'s lease is due one day
+        assert (await q.complete_code(more[1])) == 1
+        assert await q.pop_many_reply(3) == ([], None)
+        assert (await q.get_stats())["tasks_completed"] == 4
+
+    run(main, cfg)
+
+
+def test_wait_and_pop_gets_a_pushed_task_handed_over(cfg: FairQueueConfig) -> None:
+    async def main(q: AsyncTaskQueue) -> None:
+        waiting = asyncio.ensure_future(q.wait_and_pop("w1", timeout=5.0))
+        for _ in range(300):  # until the slot is parked
+            if await q.client.zcard(q.keys.parked("w1")):
+                break
+            await asyncio.sleep(0.01)
+        task = Task.create(user_id="b", payload={"n": 7})
+        TaskQueue(q.config).push(task)  # a push from another process would do the same
+        got, _ = await asyncio.wait_for(waiting, 5)
+        assert got is not None and got.task_id == task.task_id and got.attempts == 1
+        assert not await q.client.zrange(q.keys.parked("w1"), 0, -1)
+        await q.complete(got)
+        nothing, _ = await q.wait_and_pop("w1", timeout=0.1)  # times out and unparks
+        assert nothing is None and not await q.client.zrange(q.keys.parked("w1"), 0, -1)
+
+    run(main, cfg)
+
+
+def test_scripts_lost_by_redis_are_loaded_again(cfg: FairQueueConfig, redis_client: redis.Redis) -> None:
+    async def main(q: AsyncTaskQueue) -> None:
+        redis_client.script_flush()
+        assert (await q.push(Task.create(user_id="a", payload={"n": 1})))["success"]
+        redis_client.script_flush()
+        assert (await q.push_batch([Task.create(user_id="b", payload={"n": 2})]))["pushed"] == 1
+        redis_client.script_flush()
+        got = await q.pop()
+        assert got is not None
+        redis_client.script_flush()
+        assert (await q.complete_and_pop(got))[0] == 1
 
     run(main, cfg)

@@ -42,7 +42,7 @@ def test_no_pickle_or_eval_in_the_package() -> None:
 def test_one_lua_file_per_script_with_a_header() -> None:
     from fairque_django.core.scripts import SCRIPT_NAMES
 
-    lua = PACKAGE / "core" / "lua"
+    lua = PACKAGE / "core" / "scripts" / "lua"
     for name in SCRIPT_NAMES:
         text = (lua / f"{name}.lua").read_text()
         assert text.startswith(f"-- {name}:") and "KEYS[1]" in text and "ARGV[1]" in text

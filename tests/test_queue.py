@@ -19,6 +19,7 @@ from fairque_django.core.exceptions import (
 )
 from fairque_django.core.models import Priority, Task
 from fairque_django.core.queue import TaskQueue
+from fairque_django.core.scripts.commands import PopStep
 
 
 def push_n(q: TaskQueue, user: str, n: int, priority: Priority = Priority.NORMAL, **kw: Any) -> list[str]:
@@ -451,26 +452,6 @@ def test_count_fairness_ignores_run_time(make_config: Any) -> None:
     assert Counter(served) == {"a": 10, "b": 10}
 
 
-def test_tasks_stored_by_the_previous_layout_are_upgraded(q: TaskQueue, redis_client: redis.Redis) -> None:
-    """Layout 1 (session 1) kept p s q w m as separate fields; a worker start packs them once."""
-    task = Task.create(user_id="a", priority=Priority.HIGH, payload={"old": True}, max_retries=2)
-    task.user_id = "a"
-    tk, now = q.keys.task(task.task_id), int(time.time() * 1000)
-    redis_client.hset(tk, mapping={"b": task.to_json(), "u": "a", "p": 4, "s": 7, "q": "w1", "w": "1.0", "m": 2,
-                                   "r": 0, "a": 0, "st": "queued", "e": now})
-    redis_client.zadd(q.keys.normal("a"), {task.task_id: 2 * 2**40 + 7})
-    redis_client.zadd(q.keys.ready("w1"), {"a": 0})
-    assert q.upgrade_layout() == 1
-    assert q.upgrade_layout() == 0  # once per prefix
-    state = q.get_task_state(task.task_id)
-    assert state is not None and state["h"] == "4\t7\tw1\t1.0\t2" and "m" in state and state["p"] == "4"
-    assert redis_client.hget(tk, "p") is None
-    got = q.pop()
-    assert got is not None and got.task_id == task.task_id and got.priority == Priority.HIGH
-    assert q.fail(got, "x", retry=True) == "retry"  # max_retries 2 kept: not dead on the first failure
-    assert q.get_task_state(task.task_id)["st"] in ("delayed", "queued")  # type: ignore[index]
-
-
 def test_held_connection_survives_a_server_side_close(q: TaskQueue, redis_client: redis.Redis) -> None:
     """The queue keeps one connection for its hot paths; one the server closed is replaced."""
     assert q.push(Task.create(user_id="a", payload={"n": 1}))["success"]
@@ -494,29 +475,29 @@ def test_held_connection_never_makes_other_threads_wait(q: TaskQueue) -> None:
     waiter.join(5)
     assert got and got[0] is not None and got[0].payload == {"n": 1}
 
-def test_queues_of_one_client_share_one_held_connection(q: TaskQueue) -> None:
-    pool = q.client.connection_pool
+def test_queues_of_one_client_share_one_held_connection(q: TaskQueue, redis_client: redis.Redis) -> None:
+    def connections() -> set[str]:  # the connections to the test database, as the server lists them
+        db = str(redis_client.connection_pool.connection_kwargs.get("db", 0))
+        return {str(c["id"]) for c in redis_client.client_list() if str(c.get("db")) == db}
+
     q.push(Task.create(user_id="b", payload={"n": 1}))
-    in_use = len(pool._in_use_connections)  # type: ignore[attr-defined]
-    assert in_use == 1
+    before = connections()
     for _ in range(20):  # queues made and dropped (never closed) take no connection of their own
         other = TaskQueue(q.config)
         assert other.client is q.client
         other.push(Task.create(user_id="b", payload={"n": 2}))
-    assert len(pool._in_use_connections) == in_use  # type: ignore[attr-defined]
+    assert connections() == before
 
 
 def park(q: TaskQueue, worker: str = "w1", ms: int = 60_000) -> str:
     """Park a slot of ``worker`` as a waiting worker does (without blocking); returns its token."""
-    args, token = q.proto.pop_args(q.proto.plan(worker), None, park_ms=ms)
-    reply = q._run_scripts([(q.scripts.pop, args)])[0]
-    assert reply[0] is None  # nothing was ready: parked
-    return token
+    step = q.pop_step(worker, park_ms=ms)
+    assert not step.tasks  # nothing was ready: parked
+    return step.token
 
 
-def unpark(q: TaskQueue, token: str, worker: str = "w1") -> Any:
-    args, _ = q.proto.pop_args(q.proto.plan(worker), None, unpark=token)
-    return q._run_scripts([(q.scripts.pop, args)])[0]
+def unpark(q: TaskQueue, token: str, worker: str = "w1") -> PopStep:
+    return q.pop_step(worker, unpark=token)
 
 
 def test_push_leases_a_task_straight_to_a_parked_slot(q: TaskQueue, redis_client: redis.Redis) -> None:
@@ -526,17 +507,17 @@ def test_push_leases_a_task_straight_to_a_parked_slot(q: TaskQueue, redis_client
     hand = q.keys.hand(token)
     items = redis_client.lrange(hand, 0, -1)
     assert len(items) == 1 and items[0].split(b"\t")[0] == task.task_id.encode()
-    fields = redis_client.hgetall(q.keys.task(task.task_id))
-    assert fields[b"st"] == b"leased" and fields[b"tok"] == token.encode() and fields[b"wk"] == b"w1"
+    fields = q.get_task_state(task.task_id)
+    assert fields is not None
+    assert (fields["st"], fields["tok"], fields["wk"]) == ("leased", token, "w1")
     assert redis_client.zcard(f"{q.keys.base}:ready:w1") == 0  # never queued
     assert redis_client.llen(q.keys.wake("w1")) == 0  # nobody else woken
     assert not redis_client.zrange(q.keys.parked("w1"), 0, -1)  # the slot is taken
     stats = q.get_stats()
     assert (stats["tasks_pushed"], stats["tasks_popped"], stats["tasks_active"]) == (1, 1, 1)
-    assert unpark(q, token)[:2] == [None, -2]  # the wait is over: it pops nothing more
-    popped = q._popped(q.proto.handed_reply(redis_client.lpop(hand)), token, q.proto.plan("w1"))
-    assert popped is not None
-    handed = popped[0][0]
+    step = unpark(q, token)  # the wait is over: it pops nothing more
+    assert step.handed_over and not step.tasks
+    handed = q.take_handed(token, "w1").tasks[0]
     assert (handed.task_id, handed.attempts, handed.payload) == (task.task_id, 1, {"n": 1})
     q.complete(handed)
     stats = q.get_stats()
@@ -605,8 +586,8 @@ def test_a_hand_off_serves_in_the_order_a_pop_would(make_config: Any, redis_clie
         for user, i in (("a", 1), ("b", 1), ("a", 2), ("c", 1), ("b", 2)):
             assert q.push(Task.create(user_id=user, payload={"i": i}))["success"]
         orders.append(([(t.user_id, t.payload["i"]) for t in drain(q)],
-                       redis_client.hgetall(f"{{{prefix}}}:vclock"),
-                       redis_client.hgetall(f"{{{prefix}}}:vfinish:w1")))
+                       redis_client.hgetall(q.keys.vclock),
+                       redis_client.hgetall(q.keys.vfinish("w1"))))
     assert orders[0][1] and orders[0][2]  # the fairness state was read
     assert orders[0] == orders[1]
 
@@ -614,7 +595,7 @@ def test_a_hand_off_serves_in_the_order_a_pop_would(make_config: Any, redis_clie
 def test_a_task_handed_over_as_the_wait_ends_is_not_lost(q: TaskQueue, monkeypatch: pytest.MonkeyPatch) -> None:
     """The wait ended on a wake-up, then a push leased a task to the slot before it unparked:
     the unpark answers -2 and the slot takes the task from its hand list."""
-    real = q._round_trip
+    real = q.transport.round_trip
     pushed: list[Task] = []
 
     def racing(commands: Any, **kw: Any) -> list[Any]:
@@ -627,7 +608,7 @@ def test_a_task_handed_over_as_the_wait_ends_is_not_lost(q: TaskQueue, monkeypat
         pushed.append(task)
         return [first, [q.keys.wake("w1").encode(), b"1"]]  # as if a wake-up had ended the wait
 
-    monkeypatch.setattr(q, "_round_trip", racing)
+    monkeypatch.setattr(q.transport, "round_trip", racing)
     task, _ = q.wait_and_pop("w1", timeout=1.0)
     assert task is not None and task.task_id == pushed[0].task_id and task.attempts == 1
     assert not q.client.keys(f"{q.keys.base}:hand:*")
@@ -641,8 +622,9 @@ def test_a_task_handed_to_a_slot_that_died_runs_elsewhere(make_config: Any, redi
     config = make_config(workers=[{"id": "w1", "assigned_users": ["a"]},
                                   {"id": "w2", "assigned_users": [], "steal_targets": ["a"]}])
     q = TaskQueue(config)
-    args, token = q.proto.pop_args(q.proto.plan("w1"), 0.05, park_ms=60_000)  # 50 ms leases
-    assert q._run_scripts([(q.scripts.pop, args)])[0][0] is None  # parked, then "killed"
+    step = q.pop_step("w1", lease_seconds=0.05, park_ms=60_000)  # 50 ms leases
+    assert not step.tasks  # parked, then "killed"
+    token = step.token
     task = Task.create(user_id="a", payload={"n": 1})
     assert q.push(task)["success"]
     assert redis_client.llen(q.keys.hand(token)) == 1  # handed to the dead slot
@@ -669,3 +651,35 @@ def test_scripts_lost_by_redis_are_loaded_again(q: TaskQueue, redis_client: redi
     q.complete(task)
     assert [t.payload["n"] for t in drain(q)] == [3]
     assert q.get_stats()["tasks_completed"] == 3
+
+
+def test_every_key_a_script_builds_is_named_in_keys_py() -> None:
+    """The scripts join suffixes to the prefix they are given; each is one that Keys builds."""
+    import inspect
+    import re
+
+    from fairque_django.core.keys import Keys
+    from fairque_django.core.scripts import SCRIPT_NAMES, source
+
+    keys = Keys("fq")
+    names = []
+    for name, member in inspect.getmembers(Keys):
+        if name.startswith("_"):
+            continue
+        if isinstance(member, property):
+            names.append(getattr(keys, name))
+        elif inspect.isfunction(member):
+            arity = len(inspect.signature(member).parameters) - 1  # all but self: names, ids, numbers
+            names.append(getattr(keys, name)(*["X"] * arity))
+    suffixes = {s for n in SCRIPT_NAMES for s in re.findall(r"\bP \.\. '(:[^']+)'", source(n))}
+    assert suffixes  # the scripts do build keys this way
+    unknown = sorted(s for s in suffixes if not any(str(k).startswith(keys.base + s) for k in names))
+    assert unknown == []
+
+
+def test_url_clients_keep_max_connections(redis_url: str) -> None:
+    from fairque_django.core.connection import build_client
+
+    client = build_client(RedisConfig(url=redis_url, max_connections=7))
+    assert client.connection_pool.max_connections == 7
+    client.close()

@@ -33,15 +33,9 @@ def build_client(config: RedisConfig, **extra: Any) -> redis.Redis:
         "retry_on_error": [redis.ConnectionError, redis.TimeoutError],
     }
     options.update(extra)
-    if config.url:
-        return redis.Redis.from_url(
-            config.url,
-            socket_timeout=config.socket_timeout,
-            socket_connect_timeout=config.socket_connect_timeout,
-            health_check_interval=config.health_check_interval,
-            **options,
-        )
-    return redis.Redis(**config.client_kwargs(), **options)
+    if config.url:  # the same options as a host/port client (max_connections included)
+        return redis.Redis.from_url(config.url, **{**config.url_kwargs(), **options})
+    return redis.Redis(**{**config.client_kwargs(), **options})
 
 
 def get_client(config: RedisConfig) -> redis.Redis:

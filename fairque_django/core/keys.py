@@ -1,7 +1,30 @@
-"""The one place that builds Redis key names.
+"""The one place that names Redis keys.
 
 Every key lives under ``{<prefix>}:`` so that all keys one script touches share a hash tag
-(one cluster slot); the Lua scripts derive the same names from the prefix (see ``lua/lib.lua``).
+(one cluster slot). The scripts are given the prefix P (``Keys.base``) and join to it the same
+suffixes as the methods below (a test checks that every suffix a script uses is one of them):
+
+  P:t:<id>                     HASH   task: b body, u user, h header "priority\tseq\tpartition\tweight\t
+                                      max_retries", r failures, a attempts (absent = 0), st state, wk worker,
+                                      tok lease token, e ready since (ms), lt leased at, wt wait of the attempt,
+                                      ch cost charged (fairness "time"), err/et/tb/ft/dt on failure
+  P:queue:user:<u>:critical    LIST   CRITICAL lane (LPUSH, RPOP: FIFO)
+  P:queue:user:<u>:normal      ZSET   priorities 1-5, score (6-p)*2^40 + seq
+  P:ready:<part>               ZSET   users with ready work in a partition, score = virtual start time
+  P:vclock                     HASH   partition -> virtual time when its rotation last emptied
+  P:vfinish:<part>             HASH   idle user -> its last finish tag (keeps round-robin honest)
+  P:gate                       STRING earliest ms at which a delayed task or a lease may be due
+  P:seq                        STRING enqueue sequence
+  P:wake:<part>                LIST   at most one wake-up token for idle workers (BLPOP)
+  P:parked:<part>              ZSET   idle slots waiting on the partition, "token\tworker\tlease_ms\tfairness"
+  P:hand:<token>               LIST   a task a push leased straight to a parked slot, or '-' (wake at once)
+  P:delayed / P:leases / P:dlq ZSET   task id -> ready time / lease deadline / death time (ms)
+  P:live                       ZSET   user -> tasks not yet finished (queued, delayed, leased)
+  P:runavg                     HASH   user -> moving average run time in ms (fairness "time")
+  P:queue:stats                HASH   counters (the total pushed is the sum of p:<n>:pushed)
+  P:m:<user> / P:m:~all        HASH   wait and run histograms (ms);  P:m:~tput  completions per minute
+  P:quarantine:<key>:<n>       any    a key that held the wrong type of value, moved aside
+  P:quarantined                STRING counter numbering the keys moved aside
 """
 
 from __future__ import annotations
@@ -75,9 +98,23 @@ class Keys:
         return f"{self.base}:vclock"
 
     @property
-    def layout(self) -> str:
-        """The data layout version the stored tasks follow (see ``TaskQueue.upgrade_layout``)."""
-        return f"{self.base}:layout"
+    def gate(self) -> str:
+        """Earliest ms at which a timer (delayed task, lease deadline) may be due."""
+        return f"{self.base}:gate"
+
+    @property
+    def runavg(self) -> str:
+        """User -> moving average run time in ms (fairness "time")."""
+        return f"{self.base}:runavg"
+
+    @property
+    def quarantined(self) -> str:
+        """Counter numbering the keys moved aside (``quarantine(key, n)``)."""
+        return f"{self.base}:quarantined"
+
+    def quarantine(self, key: str, n: int) -> str:
+        """Where a key that held the wrong type of value was moved."""
+        return f"{self.base}:quarantine:{key}:{n}"
 
     @property
     def workers(self) -> str:

@@ -6,7 +6,7 @@ import json
 import time
 import uuid
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from enum import IntEnum
 from typing import Any
 
@@ -36,10 +36,6 @@ class Priority(IntEnum):
             f"invalid priority {value!r}: expected fairque_django.Priority or an int 1-6 "
             f"({', '.join(f'{m.value} {m.name}' for m in cls)})"
         )
-
-    @property
-    def is_critical(self) -> bool:
-        return self is Priority.CRITICAL
 
 
 # one encoder for every call: json.dumps with options builds a new encoder each time
@@ -206,13 +202,6 @@ class Task:
         from .context import run_task_inline
 
         return run_task_inline(self)
-
-    def with_user(self, user_id: str) -> Task:
-        return replace(self, user_id=user_id)
-
-    @property
-    def is_function_task(self) -> bool:
-        return self.func_name is not None
 
 
 def _req(body: dict[str, Any], key: str, typ: type) -> Any:

@@ -28,7 +28,7 @@ from .exceptions import (
 from .models import Task, dumps
 
 if TYPE_CHECKING:
-    from .async_queue import AsyncTaskQueue
+    from .aio import AsyncTaskQueue
     from .queue import TaskQueue
 
 __all__ = ["ResultSnapshot", "TaskError", "TaskResult", "TaskStatus", "failure_record", "success_record"]
@@ -281,7 +281,7 @@ class TaskResult:
         return self
 
     async def _aread(self) -> ResultSnapshot:
-        from .async_queue import AsyncTaskQueue
+        from .aio import AsyncTaskQueue
 
         if isinstance(self._queue, AsyncTaskQueue):
             return await self._queue.read_result(self.id, self.user_id)

@@ -130,10 +130,6 @@ class Worker:
     def start(self) -> int:
         """Serve tasks until stopped (signal, :meth:`stop`, burst end or max tasks). Returns 0."""
         import_task_modules(self.task_modules)
-        try:
-            self.queue.upgrade_layout()  # tasks stored by an earlier version, if any
-        except FairQueueError as exc:  # Redis down at start: the slots report and retry it
-            logger.warning("worker %s: could not check the stored tasks' layout (%s)", self.worker_id, exc)
         self.started_at = time.time()
         self._stop.clear()
         self._slots_done.clear()

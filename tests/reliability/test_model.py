@@ -23,7 +23,7 @@ from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
 
 from fairque_django import LeaseLostError, Task, TaskQueue
 from fairque_django.core.config import FairQueueConfig
-from fairque_django.core.protocol import STAT_FIELDS, stat_counters, task_fields
+from fairque_django.core.scripts.commands import STAT_FIELDS, PopStep, stat_counters, task_fields
 from tests.redis_url import REDIS_URL
 
 from .helpers import text
@@ -111,12 +111,9 @@ class QueueMachine(RuleBasedStateMachine):
         for tid, token in self.model.handed:  # what each parked slot's wait returns
             worker = self.parks.pop(token)
             self.consumed.append((token, worker))
-            q = self.queues[worker]
-            item = self.client.lpop(q.keys.hand(token))
-            assert item is not None, f"{tid} was not handed to the slot {token}"
-            popped = q._popped(q.proto.handed_reply(item), token, q.proto.plan(worker))
-            assert popped is not None and [t.task_id for t in popped[0]] == [tid]
-            self.track(popped[0][0], self.model.tasks[tid])
+            handed = self.queues[worker].take_handed(token, worker)
+            assert [t.task_id for t in handed.tasks] == [tid], f"{tid} was not handed to the slot {token}"
+            self.track(handed.tasks[0], self.model.tasks[tid])
 
     def fired_timers(self, t0: int, t1: int) -> tuple[list[str], list[str]]:
         """Leases and delayed tasks the pop that ran between server times t0 and t1 handled."""
@@ -187,15 +184,9 @@ class QueueMachine(RuleBasedStateMachine):
         task = self.queues[worker].pop(lease_seconds=SHORT_LEASE if short else LONG_LEASE)
         self.check_pop(worker, task, t0, server_ms())
 
-    def pop_script(self, worker: str, **flags: object) -> tuple[Task | None, object, str]:
-        """Run pop.lua for worker with park / unpark flags: (task leased, raw reply, token)."""
-        q = self.queues[worker]
-        plan = q.proto.plan(worker)
-        q._sync_steal_set(plan)
-        args, token = q.proto.pop_args(plan, LONG_LEASE, **flags)  # type: ignore[arg-type]
-        reply = q._run_scripts([(q.scripts.pop, args)])[0]
-        popped = q._popped(reply, token, plan)
-        return (popped[0][0] if popped and popped[0] else None), reply, token
+    def pop_script(self, worker: str, *, park_ms: int = 0, unpark: str | None = None) -> PopStep:
+        """One pop.lua call for worker, parking or unparking a slot."""
+        return self.queues[worker].pop_step(worker, lease_seconds=LONG_LEASE, park_ms=park_ms, unpark=unpark)
 
     @rule(worker=st.sampled_from(WORKER_IDS), short=st.sampled_from([False, False, False, True]))
     def pop(self, worker: str, short: bool) -> None:
@@ -211,7 +202,8 @@ class QueueMachine(RuleBasedStateMachine):
     def park(self, worker: str) -> None:
         """A slot about to wait: it pops what is ready, or parks (a push may then lease it a task)."""
         t0 = server_ms()
-        task, _, token = self.pop_script(worker, park_ms=600_000)
+        step = self.pop_script(worker, park_ms=600_000)
+        task, token = (step.tasks[0] if step.tasks else None), step.token
         self.check_pop(worker, task, t0, server_ms())
         hand = self.producer.keys.hand(token)
         if task is not None:
@@ -232,12 +224,12 @@ class QueueMachine(RuleBasedStateMachine):
             del self.parks[token]
             self.model.parked[worker] = [p for p in self.model.parked[worker] if not p[1].startswith(token)]
             t0 = server_ms()
-            task, _, _ = self.pop_script(worker, unpark=token)
-            self.check_pop(worker, task, t0, server_ms())
+            step = self.pop_script(worker, unpark=token)
+            self.check_pop(worker, step.tasks[0] if step.tasks else None, t0, server_ms())
         elif self.consumed:
             token, worker = self.consumed[pick % len(self.consumed)]
-            task, reply, _ = self.pop_script(worker, unpark=token)
-            assert task is None and list(reply)[:2] == [None, -2]  # type: ignore[call-overload]
+            step = self.pop_script(worker, unpark=token)
+            assert not step.tasks and step.handed_over
 
     @rule(worker=st.sampled_from(WORKER_IDS), count=st.integers(2, 5))
     def pop_batch(self, worker: str, count: int) -> None:

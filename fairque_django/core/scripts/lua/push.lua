@@ -6,8 +6,17 @@
 --          (after_ms 0 = ready now; ids never contain tabs) and the body (JSON)
 -- Returns  a string of N characters: '1' stored, '0' a task with that id already exists (nothing changed)
 -- A task that is ready now, of a user that is not in its partition's rotation while the rotation is
--- empty, is leased at once to a worker slot parked on the partition (see pop.lua's 'p' flag).
--- @include lib.lua
+-- empty, is leased at once to a worker slot parked on the partition (see pop.lua's park ms).
+--- @include "includes/rcall"
+--- @include "includes/now_ms"
+--- @include "includes/lane_keys"
+--- @include "includes/pack_header"
+--- @include "includes/normal_score"
+--- @include "includes/lower_gate"
+--- @include "includes/join_rotation"
+--- @include "includes/parked_slot"
+--- @include "includes/hand_over"
+--- @include "includes/stat"
 local P = ARGV[1]
 local n = tonumber(ARGV[2])
 local client_ms = ARGV[3]

@@ -2,7 +2,13 @@
 -- KEYS[1]  P:queue:stats
 -- ARGV[1]  P, then the task ids ('*' alone: up to 1000 dead tasks per call, i.e. a DLQ purge step)
 -- Returns  the ids deleted
--- @include lib.lua
+--- @include "includes/rcall"
+--- @include "includes/header"
+--- @include "includes/lane_keys"
+--- @include "includes/forget"
+--- @include "includes/live"
+--- @include "includes/stat"
+--- @include "includes/dlq_ids"
 local P = ARGV[1]
 local ids = dlq_ids(P)
 local done = {}

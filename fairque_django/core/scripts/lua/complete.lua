@@ -6,12 +6,21 @@
 -- then     triples: task id, lease token ('' = no check: administrative), run time in ms (-1 = unknown)
 -- Returns  one code per task: 1 done, 0 the lease belongs to someone else (late ack, rejected),
 --          -1 no such task
--- @include lib.lua
+--- @include "includes/rcall"
+--- @include "includes/header"
+--- @include "includes/shift_vtime"
+--- @include "includes/forget"
+--- @include "includes/observe"
+--- @include "includes/flush_observations"
+--- @include "includes/live"
+--- @include "includes/stat"
+--- @include "includes/leased_fields"
 local P = ARGV[1]
 local timefair, metrics = ARGV[2] == '1', ARGV[3] == '1'
 local codes = {}
 local done = {}     -- ids acknowledged in this call (an id given twice counts once)
 local per_user = {} -- user -> tasks acknowledged
+local totals = {}   -- the everyone histogram's increments (see observe)
 local n = 0
 for i = 5, #ARGV, 3 do
   local id, token, run_ms = ARGV[i], ARGV[i + 1], tonumber(ARGV[i + 2]) or -1
@@ -41,7 +50,7 @@ for i = 5, #ARGV, 3 do
     n = n + 1
     per_user[user] = (per_user[user] or 0) + 1
     if metrics and f[6] then
-      observe(P, user, tonumber(f[6]) or 0, run_ms)
+      observe(P, totals, user, tonumber(f[6]) or 0, run_ms)
     end
     codes[#codes + 1] = 1
   end
@@ -53,7 +62,7 @@ if n > 0 then
   end
   stat(P, 'completed', n)
   if metrics then
-    flush_observations(P)
+    flush_observations(P, totals)
     rcall('HINCRBY', P .. ':m:~tput', math.floor(tonumber(ARGV[4]) / 60000), n)
   end
 end

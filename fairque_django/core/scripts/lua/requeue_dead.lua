@@ -2,7 +2,13 @@
 -- KEYS[1]  P:queue:stats
 -- ARGV[1]  P, then the task ids ('*' alone: up to 1000 of the oldest dead tasks per call)
 -- Returns  the ids requeued
--- @include lib.lua
+--- @include "includes/rcall"
+--- @include "includes/header"
+--- @include "includes/pack_header"
+--- @include "includes/enqueue_ready"
+--- @include "includes/live"
+--- @include "includes/stat"
+--- @include "includes/dlq_ids"
 local P = ARGV[1]
 local ids = dlq_ids(P)
 local done = {}

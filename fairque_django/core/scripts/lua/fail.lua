@@ -5,14 +5,19 @@
 -- ARGV[6]  error message    ARGV[7] error type    ARGV[8] traceback    ARGV[9] failure type
 -- ARGV[10] '1' = record the attempt's wait in the metrics histograms
 -- Returns  'retry' | 'dead', 0 when the lease belongs to someone else, -1 no such task
--- @include lib.lua
+--- @include "includes/now_ms"
+--- @include "includes/observe"
+--- @include "includes/flush_observations"
+--- @include "includes/leased_fields"
+--- @include "includes/fail_attempt"
 local P, id, token = ARGV[1], ARGV[2], ARGV[3]
 local f, refused = leased_fields(P, id, token, 'wt')
 if not f then
   return refused
 end
 if ARGV[10] == '1' and f[4] then
-  observe(P, f[1], tonumber(f[4]) or 0, -1)
-  flush_observations(P)
+  local totals = {}
+  observe(P, totals, f[1], tonumber(f[4]) or 0, -1)
+  flush_observations(P, totals)
 end
 return fail_attempt(P, id, now_ms(), tonumber(ARGV[4]), ARGV[5] == '1', ARGV[6], ARGV[7], ARGV[8], ARGV[9])

@@ -2,7 +2,9 @@
 -- KEYS[1]  P:queue:stats
 -- ARGV[1]  P    ARGV[2] lease ms, then pairs of (task id, lease token)
 -- Returns  the ids whose lease was lost (expired and taken back, or finished elsewhere)
--- @include lib.lua
+--- @include "includes/rcall"
+--- @include "includes/now_ms"
+--- @include "includes/lower_gate"
 local P, lease_ms = ARGV[1], tonumber(ARGV[2])
 local deadline = now_ms() + lease_ms
 local lost = {}

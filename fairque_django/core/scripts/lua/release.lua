@@ -4,7 +4,9 @@
 -- ARGV[1]  P    ARGV[2] '1' = count it in the 'released' stat (a shutdown hand-back), then pairs of
 --          (task id, lease token)
 -- Returns  the number of tasks handed back
--- @include lib.lua
+--- @include "includes/rcall"
+--- @include "includes/enqueue_ready"
+--- @include "includes/stat"
 local P = ARGV[1]
 local n = 0
 for i = 3, #ARGV, 2 do

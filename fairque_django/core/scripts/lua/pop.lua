@@ -1,73 +1,68 @@
--- pop: lease the next task for a worker, fairly.
+-- pop: lease the next tasks for a worker slot, fairly; optionally park the slot (hand-off).
 -- Own partition first (round-robin / stride over its users by virtual time); only when it has no
--- ready user, steal from the partitions in ARGV[6..] among users the worker may steal.
+-- ready user, steal from the partitions at the end of ARGV among users the worker may steal.
 -- Within a user: CRITICAL lane (FIFO) first, then priority 5..1, FIFO within a priority.
 -- Before choosing, expired leases are taken back and due delayed tasks are promoted.
--- KEYS[1]  P:queue:stats
--- ARGV[1]  P            ARGV[2] worker id        ARGV[3] own partition ('' = none)
--- ARGV[4]  lease ms     ARGV[5] lease token
--- ARGV[6]  steal set key ('' = none: exact steal targets live in that SET)
--- ARGV[7]  flags: 't' fairness by run time (charge ms, not tasks),
---          'b<n>' lease up to n tasks in this call (each chosen as a single pop would choose it)
---          'p<ms>' an idle slot about to wait (BLPOP on P:hand:<token>, then the wake lists): when
---                  nothing is ready, park it on the own partition for ms, so that a push can lease
---                  it a task directly (push.lua); when a task was leased, put '-' on its hand list
---                  so the wait returns at once
---          'u'     the slot's wait ended: unpark it first; when it is no longer parked (a push
---                  leased it a task, or it never parked) lease nothing and answer {false, -2, problems}
--- ARGV[8]  number of steal patterns K, then K anchored Lua patterns
--- then     the partitions to steal from
--- Returns  {id, body, retries, attempts, deadline_ms, user, stolen(0/1), problems}
---          or {false, next_due_ms, problems} when nothing is ready;
---          with 'b<n>' and at least one task: {'*', problems, then those 7 fields for each task}
---          (problems: keys moved aside or tasks dead-lettered as corrupt, for the caller to log)
--- @include lib.lua
+-- Keys: every key is P .. a suffix named in core/keys.py (Keys); the hand list is P:hand:<token>.
+-- KEYS[1]  P:queue:stats (routes the call to the prefix's slot)
+-- ARGV[1]  P, the hash-tagged prefix        ARGV[2]  worker id      ARGV[3] own partition ('' = none)
+-- ARGV[4]  lease ms                         ARGV[5]  lease token
+-- ARGV[6]  steal set key ('' = none): a SET of the users the worker may steal by exact name
+-- ARGV[7]  fairness: 'time' charges the user's run time (ms), 'count' one per task
+-- ARGV[8]  count: lease up to this many tasks (each chosen as a single pop would choose it)
+-- ARGV[9]  park ms (0 = no park): the slot is about to wait (BLPOP on P:hand:<token>, then the wake
+--          lists). When nothing is ready it parks on its own partition for that long, so that a push
+--          can lease it a task directly (push.lua); when a task was leased, '-' goes on its hand
+--          list so that the wait returns at once
+-- ARGV[10] '1' = unpark: the slot's wait ended; unpark it first, and when it is no longer parked
+--          (a push leased it a task, or it never parked) lease nothing and answer status 0
+-- ARGV[11] number of steal patterns K, then K anchored Lua patterns, then the partitions to steal from
+-- Returns  {due, problems, then 3 fields per task leased: id, body,
+--           "retries\tattempts\tlease deadline ms\tstolen (0/1)\tuser"}
+--          due: ms until a delayed task or lease is due when no task was leased; -1 when a task was
+--          leased or nothing is scheduled; -2 when an unpark found the slot no longer parked (nothing
+--          leased). problems: keys moved aside or tasks dead-lettered as corrupt, for the caller to
+--          log. (Few reply elements: each costs the client more to read than a split string.)
+--- @include "includes/rcall"
+--- @include "includes/now_ms"
+--- @include "includes/lane_keys"
+--- @include "includes/header"
+--- @include "includes/pack_header"
+--- @include "includes/wake"
+--- @include "includes/expected_cost"
+--- @include "includes/stat"
+--- @include "includes/bury"
+--- @include "includes/run_timers"
+--- @include "includes/next_due"
 local P, worker, own = ARGV[1], ARGV[2], ARGV[3]
 local lease_ms, token, steal_set = tonumber(ARGV[4]), ARGV[5], ARGV[6]
-local timefair = string.find(ARGV[7], 't', 1, true) ~= nil
-local want = tonumber(string.match(ARGV[7], 'b(%d+)') or '1')
-local npat = tonumber(ARGV[8])
+local timefair = ARGV[7] == 'time'
+local want = tonumber(ARGV[8])
+local park_ms = tonumber(ARGV[9])
+local unpark = ARGV[10] == '1'
+local npat = tonumber(ARGV[11])
 local patterns = {}
 for i = 1, npat do
-  patterns[i] = ARGV[8 + i]
+  patterns[i] = ARGV[11 + i]
 end
 local parts = {}
-for i = 9 + npat, #ARGV do
+for i = 12 + npat, #ARGV do
   parts[#parts + 1] = ARGV[i]
 end
-local park_ms = tonumber(string.match(ARGV[7], 'p(%d+)') or '0')
 local parked_key, slot = P .. ':parked:' .. own, nil
-if own ~= '' and (park_ms > 0 or string.find(ARGV[7], 'u', 1, true)) then
+if own ~= '' and (park_ms > 0 or unpark) then
   local mode = '-'
   if timefair then mode = 't' end
   slot = token .. '\t' .. worker .. '\t' .. lease_ms .. '\t' .. mode
   if park_ms == 0 and rcall('ZREM', parked_key, slot) == 0 then
-    return {false, -2, PROBLEMS}
+    return {-2, quarantined}
   end
 end
 local now = now_ms()
 local gate = run_timers(P, now)
-local LEASED = {} -- deadline, id pairs of the tasks leased in this call, for one ZADD at the end
-
--- Write what this call gathered (lease deadlines, the popped count), park or wake a slot about
--- to wait ('p' flag), then return reply.
-local function reply_with(reply)
-  if #LEASED > 0 then
-    rcall('ZADD', P .. ':leases', unpack(LEASED))
-    stat(P, 'popped', #LEASED / 2)
-  end
-  if park_ms > 0 and slot then
-    if #LEASED > 0 then
-      local hk = P .. ':hand:' .. token
-      rcall('LPUSH', hk, '-')
-      rcall('PEXPIRE', hk, park_ms)
-    else
-      rcall('ZREMRANGEBYSCORE', parked_key, '-inf', now) -- parks whose slots stopped waiting
-      rcall('ZADD', parked_key, now + park_ms, slot)
-    end
-  end
-  return reply
-end
+local problems = quarantined -- the keys moved aside, then the tasks dead-lettered as corrupt
+local out = {-1, problems}
+local leased = {} -- deadline, id pairs of the tasks leased in this call, for one ZADD at the end
 
 -- Pop the next task id of a user (and whether it came from the critical lane), or nil.
 local function take(user)
@@ -107,17 +102,18 @@ local function bury_corrupt(id, user, part, tk)
     why = 'corrupt task: its key held a ' .. kind .. ' instead of a hash'
   end
   bury(P, id, now, why, 'CorruptTaskError', '', 'corrupt')
-  PROBLEMS[#PROBLEMS + 1] = tk .. ': ' .. why .. ' (dead-lettered)'
+  problems[#problems + 1] = tk .. ': ' .. why .. ' (dead-lettered)'
 end
 
--- Serve one task of user from partition part whose virtual start time is score.
-local function serve(part, user, score)
+-- Serve one task of user from partition part whose virtual start time is score: its 3 reply
+-- fields go to out. Returns whether a task was leased.
+local function serve(part, user, score, stolen)
   local rk = P .. ':ready:' .. part
   while true do
     local id, from_critical = take(user)
     if not id then
       rcall('ZREM', rk, user)
-      return nil
+      return false
     end
     local tk = P .. ':t:' .. id
     local f = redis.pcall('HMGET', tk, 'b', 'h', 'r', 'a', 'e')
@@ -149,13 +145,16 @@ local function serve(part, user, score)
       else
         rcall('HSET', tk, 'st', 'leased', 'wk', worker, 'tok', token, 'a', attempts, 'lt', now, 'wt', wait)
       end
-      LEASED[#LEASED + 1] = deadline
-      LEASED[#LEASED + 1] = id
+      leased[#leased + 1] = deadline
+      leased[#leased + 1] = id
       if deadline < gate then
         rcall('SET', P .. ':gate', deadline)
         gate = deadline
       end
-      return {id, f[1], tonumber(f[3] or '0'), attempts, deadline, user, 0, PROBLEMS}
+      local n = #out
+      out[n + 1], out[n + 2] = id, f[1]
+      out[n + 3] = (f[3] or '0') .. '\t' .. attempts .. '\t' .. deadline .. '\t' .. stolen .. '\t' .. user
+      return true
     elseif rcall('EXISTS', tk) == 1 then
       bury_corrupt(id, user, part, tk)
     end
@@ -175,7 +174,7 @@ local function may_steal(user)
   return false
 end
 
--- The next task for this worker (own partition first, then stealing), or nil.
+-- Lease the next task for this worker (own partition first, then stealing); whether one was.
 local function pop_one()
   -- 1. own partition
   if own ~= '' then
@@ -183,10 +182,8 @@ local function pop_one()
     for _ = 1, 100 do
       local head = rcall('ZRANGE', rk, 0, 0, 'WITHSCORES')
       if not head[1] then break end
-      local r = serve(own, head[1], tonumber(head[2]))
-      if r then
-        r[7] = 0
-        return r
+      if serve(own, head[1], tonumber(head[2]), 0) then
+        return true
       end
     end
   end
@@ -217,31 +214,30 @@ local function pop_one()
       end
     end
     if not best_user then break end
-    local r = serve(best_part, best_user, best_score)
-    if r then
-      r[7] = 1
-      return r
+    if serve(best_part, best_user, best_score, 1) then
+      return true
     end
   end
-  return nil
+  return false
 end
 
-if want <= 1 then
-  local r = pop_one()
-  if r then
-    return reply_with(r)
-  end
-  return reply_with({false, next_due(P, now), PROBLEMS})
-end
-local out = {'*', PROBLEMS}
 for _ = 1, want do
-  local r = pop_one()
-  if not r then break end
-  for k = 1, 7 do
-    out[#out + 1] = r[k]
+  if not pop_one() then break end
+end
+if #leased > 0 then
+  rcall('ZADD', P .. ':leases', unpack(leased))
+  stat(P, 'popped', #leased / 2)
+else
+  out[1] = next_due(P, now)
+end
+if park_ms > 0 and slot then
+  if #leased > 0 then -- the wait about to start returns at once
+    local hk = P .. ':hand:' .. token
+    rcall('LPUSH', hk, '-')
+    rcall('PEXPIRE', hk, park_ms)
+  else
+    rcall('ZREMRANGEBYSCORE', parked_key, '-inf', now) -- parks whose slots stopped waiting
+    rcall('ZADD', parked_key, now + park_ms, slot)
   end
 end
-if #out == 2 then
-  return reply_with({false, next_due(P, now), PROBLEMS})
-end
-return reply_with(out)
+return out

@@ -1,0 +1,447 @@
+"""The arguments each script takes and the decoding of what it returns, shared by
+:class:`~..queue.TaskQueue` and :class:`~..aio.AsyncTaskQueue`. No I/O happens here: one builder
+(``*_args``) and one parser per script (see each script's KEYS/ARGV docblock in ``lua/``)."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import random
+import secrets
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from ..config import POOL_PARTITION, FairQueueConfig, glob_to_lua_pattern, is_pattern
+from ..exceptions import CorruptTaskError, PayloadTooLargeError, TaskValidationError, UnservedUserError
+from ..keys import Keys, validate_key_part, validate_user_id
+from ..models import DLQEntry, Priority, Task
+
+logger = logging.getLogger("fairque_django.queue")
+
+STAT_FIELDS = ("pushed", "popped", "completed", "failed", "retried", "dead", "expired", "requeued",
+               "deleted", "released", "late_acks", "quarantined")
+
+# The per-priority push counters; 'pushed' is their sum (push.lua keeps no separate total).
+PRIORITY_PUSHED = tuple(f"p:{n}:pushed" for n in range(1, 7))
+
+
+def stat_counters(fields: Sequence[str], values: Sequence[Any]) -> dict[str, int]:
+    """Counters read from the stats hash (``fields`` include :data:`PRIORITY_PUSHED`), with the
+    derived total ``pushed``."""
+    counters = {name: int(value or 0) for name, value in zip(fields, values, strict=True)}
+    counters["pushed"] = sum(counters.get(name, 0) for name in PRIORITY_PUSHED)
+    return counters
+
+
+def text(value: Any) -> str:
+    """A reply value (bytes or not) as text."""
+    return value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
+
+
+HEADER_FIELDS = ("p", "s", "q", "w", "m")  # priority, seq, partition, weight, max_retries
+
+
+def task_fields(row: dict[Any, Any]) -> dict[str, str]:
+    """A task hash as text, its packed header ``h`` unpacked into p, s, q, w and m (``r`` failures
+    and ``a`` attempts default to 0: the scripts write them only once they change)."""
+    fields = {text(k): text(v) for k, v in row.items()}
+    packed = fields.get("h", "").split("\t")
+    if len(packed) == len(HEADER_FIELDS):
+        fields.update(zip(HEADER_FIELDS, packed, strict=True))
+    fields.setdefault("r", "0")
+    fields.setdefault("a", "0")
+    return fields
+
+
+@dataclass(frozen=True, slots=True)
+class PopPlan:
+    """What a worker passes to ``pop.lua``: its partitions and who it may steal from."""
+
+    worker_id: str
+    own_partition: str
+    steal_set_key: str
+    steal_exact: tuple[str, ...]
+    steal_patterns: tuple[str, ...]
+    steal_partitions: tuple[str, ...]
+
+    @property
+    def steal_digest(self) -> str:
+        return hashlib.sha1("\n".join(self.steal_exact).encode()).hexdigest()
+
+    @property
+    def wake_partitions(self) -> tuple[str, ...]:
+        own = (self.own_partition,) if self.own_partition else ()
+        return own + self.steal_partitions
+
+
+class Commands:
+    """Argument building and reply decoding for one config (and worker); the drivers do the I/O."""
+
+    def __init__(self, config: FairQueueConfig, worker_id: str | None = None) -> None:
+        self.config = config
+        self.keys = Keys(config.queue.stats_prefix)
+        self.worker_id = worker_id if worker_id is not None else config.worker_id
+        if self.worker_id is not None:
+            config.get_worker(self.worker_id)  # unknown id -> UnknownWorkerError
+        self._plans: dict[str, PopPlan] = {}
+        self._partitions: dict[str, str] = {}
+        self._valid_users: set[str] = set()
+        self._fairness = "time" if config.queue.fairness == "time" else "count"
+
+    # --- push ------------------------------------------------------------------------
+    def partition_of(self, user_id: str) -> str:
+        """The partition a user's tasks are served from; raises if no worker could ever serve it."""
+        if not self.config.workers:
+            return POOL_PARTITION
+        part = self._partitions.get(user_id)
+        if part is None:
+            part = self.config.partition_of(user_id)
+            if part == POOL_PARTITION and not any(w.may_steal(user_id) for w in self.config.workers):
+                raise UnservedUserError(
+                    f"no worker is assigned user {user_id!r} or may steal its tasks, so they would never "
+                    f"run: add it (or a pattern such as '*') to a worker's assigned_users or steal_targets"
+                )
+            if len(self._partitions) > 100_000:
+                self._partitions.clear()
+            self._partitions[user_id] = part
+        return part
+
+    def prepare(self, task: Task, user_id: str | None) -> tuple[Task, list[Any]]:
+        """Validate ``task`` for ``user_id`` and return it with its 2 push arguments (header, body)."""
+        self.check(task, user_id)
+        return task, self.encode(task)
+
+    def check(self, task: Task, user_id: str | None) -> None:
+        """Validate ``task`` for ``user_id`` (which it takes), all but its encoding (see :meth:`encode`)."""
+        if not isinstance(task, Task):
+            raise TaskValidationError(f"expected a Task, got {type(task).__name__}")
+        uid = user_id if user_id is not None else task.user_id
+        if uid is None:
+            from ..context import current_user
+
+            uid = current_user()
+        if uid is None or uid not in self._valid_users:
+            uid = validate_user_id(uid, self.config.queue.max_user_id_length)
+            if len(self._valid_users) > 100_000:
+                self._valid_users.clear()
+            self._valid_users.add(uid)
+        validate_key_part(task.task_id, "task id")
+        if task.user_id != uid:
+            task.user_id = uid
+        task.priority = Priority.coerce(task.priority)
+        self.partition_of(uid)  # no worker would ever serve uid -> UnservedUserError
+
+    def encode(self, task: Task) -> list[Any]:
+        """The push arguments (header, body) of a checked task; raises on a body that is not JSON or
+        is larger than ``queue.max_payload_bytes``."""
+        uid = task.user_id or ""
+        body = task.to_json().encode("utf-8")
+        size = len(body)
+        if size > self.config.queue.max_payload_bytes:
+            raise PayloadTooLargeError(
+                f"task {task.task_id} is {size} bytes encoded; the limit (queue.max_payload_bytes) is "
+                f"{self.config.queue.max_payload_bytes}"
+            )
+        max_retries = task.max_retries if task.max_retries is not None else self.config.queue.default_max_retries
+        after_ms = int(task.execute_after * 1000) if task.execute_after else 0
+        header = (f"{task.task_id}\t{uid}\t{int(task.priority)}\t{self.partition_of(uid)}\t"
+                  f"{self.config.weight_of(uid)!r}\t{max_retries}\t{after_ms}")
+        return [header, body]
+
+    # --- pop -------------------------------------------------------------------------
+    def plan(self, worker_id: str | None) -> PopPlan:
+        wid = worker_id if worker_id is not None else self.worker_id
+        if wid is None:
+            wid = self.config.get_worker(None).id if self.config.workers else POOL_PARTITION
+        cached = self._plans.get(wid)
+        if cached is not None:
+            return cached
+        if wid == POOL_PARTITION and not self.config.workers:
+            plan = PopPlan(wid, POOL_PARTITION, "", (), (), ())
+        else:
+            worker = self.config.get_worker(wid)
+            exact = tuple(sorted(u for u in worker.steal_targets if not is_pattern(u)))
+            patterns = tuple(glob_to_lua_pattern(u) for u in worker.steal_targets if is_pattern(u))
+            plan = PopPlan(
+                worker_id=wid,
+                own_partition=wid,
+                steal_set_key=self.keys.steal_set(wid) if exact else "",
+                steal_exact=exact,
+                steal_patterns=patterns,
+                steal_partitions=self.config.steal_partitions(wid) if worker.steal_targets else (),
+            )
+        self._plans[wid] = plan
+        return plan
+
+    def pop_args(self, plan: PopPlan, lease_seconds: float | None, count: int = 1, *, park_ms: int = 0,
+                 unpark: str | None = None) -> tuple[list[Any], str]:
+        """Arguments of ``pop.lua`` leasing up to ``count`` tasks (at least one), and their lease token.
+
+        ``park_ms``: a slot about to wait parks for that long when nothing is ready (a push may then
+        lease it a task directly); ``unpark``: the token of that park, the wait being over."""
+        token = unpark or secrets.token_hex(16)
+        lease = lease_seconds if lease_seconds is not None else self.config.queue.lease_timeout_seconds
+        args: list[Any] = [self.keys.base, plan.worker_id, plan.own_partition, int(lease * 1000), token,
+                           plan.steal_set_key, self._fairness, max(count, 1), park_ms, "1" if unpark else "0",
+                           len(plan.steal_patterns), *plan.steal_patterns, *plan.steal_partitions]
+        return args, token
+
+    def push_args(self, encoded: Sequence[list[Any]]) -> list[Any]:
+        """Arguments of ``push.lua`` for tasks given by their :meth:`encode` (header, body) pairs."""
+        args: list[Any] = [self.keys.base, len(encoded), int(time.time() * 1000)]
+        for pair in encoded:
+            args += pair
+        return args
+
+    def complete_args(self, done: Iterable[tuple[str, str, float | None]]) -> list[Any]:
+        """Arguments of ``complete.lua`` for (task id, lease token, run time in s or None) triples;
+        the run time feeds metrics and time fairness. The script answers a code per task."""
+        q = self.config.queue
+        args: list[Any] = [self.keys.base, "1" if q.fairness == "time" else "0", "1" if q.metrics else "0",
+                           int(time.time() * 1000)]
+        for task_id, token, duration in done:
+            args += [task_id, token, -1 if duration is None else int(duration * 1000)]
+        return args
+
+    @staticmethod
+    def decode_popped(row: Sequence[Any], token: str, worker_id: str) -> Task:
+        """Build the Task of one leased task's fields (a row of :class:`PopReply`); raises
+        CorruptTaskError (the task stays leased)."""
+        task = Task.from_json(row[1])
+        if task.task_id != text(row[0]):
+            raise CorruptTaskError(f"task body names task {task.task_id!r} but it is stored as {text(row[0])!r}")
+        task.retry_count = int(row[2])
+        task.attempts = int(row[3])
+        task.lease_deadline = int(row[4]) / 1000.0
+        task.lease_token = token
+        task.worker_id = worker_id
+        user = text(row[5])
+        if task.user_id != user:
+            raise CorruptTaskError(f"task body names user {task.user_id!r} but it was queued for {user!r}")
+        return task
+
+    def read_pop(self, reply: PopReply, token: str, worker_id: str) -> tuple[list[Task], list[tuple[str, str]]]:
+        """The tasks of a pop reply, and (task id, reason) of leased tasks whose body cannot be used:
+        the caller dead-letters them (and pops again if nothing else came). Corrupt data the script
+        set aside is logged here."""
+        for problem in reply.problems:
+            logger.error("fairque: corrupt data found and set aside: %s", problem)
+        tasks: list[Task] = []
+        corrupt: list[tuple[str, str]] = []
+        for row in reply.rows:
+            try:
+                tasks.append(self.decode_popped(row, token, worker_id))
+            except CorruptTaskError as exc:
+                task_id = text(row[0])
+                logger.error("fairque: task %s is corrupt and was dead-lettered: %s", task_id, exc)
+                corrupt.append((task_id, str(exc)))
+        return tasks, corrupt
+
+    def result_keys(self, task_id: str, user_id: str) -> tuple[str, str]:
+        """The keys a result handle reads (the task hash, the user's result), ids checked."""
+        validate_key_part(task_id, "task id")
+        validate_user_id(user_id, self.config.queue.max_user_id_length)
+        return self.keys.task(task_id), self.keys.result(user_id, task_id)
+
+    # --- failures --------------------------------------------------------------------
+    def fail_args(self, task_id: str, token: str, retry_count: int, dead: bool, message: str, etype: str,
+                  tb: str, ftype: str) -> list[Any]:
+        """Arguments of ``fail.lua`` (the backoff follows from the retries so far)."""
+        return [self.keys.base, task_id, token, self.backoff_ms(retry_count), "1" if dead else "0", message, etype,
+                tb, ftype, "1" if self.config.queue.metrics else "0"]
+
+    @staticmethod
+    def error_fields(error: BaseException | str) -> tuple[str, str]:
+        """(message, error type) recorded for a failure given as an exception or a message."""
+        if isinstance(error, BaseException):
+            return str(error) or type(error).__name__, type(error).__name__
+        return error, "Error"
+
+    @staticmethod
+    def fail_outcome(reply: Any) -> str:
+        """``fail.lua``'s reply: 'retry' / 'dead', 'lost' (lease taken over) or 'missing' (no such task)."""
+        if reply in (0, b"0"):
+            return "lost"
+        if reply == -1:
+            return "missing"
+        return text(reply)
+
+    def release_args(self, tasks: Sequence[Task], count: bool) -> list[Any]:
+        """Arguments of ``release.lua`` (``count``: in the 'released' stat)."""
+        args: list[Any] = [self.keys.base, "1" if count else "0"]
+        for t in tasks:
+            args += [t.task_id, t.lease_token or ""]
+        return args
+
+    def extend_args(self, tasks: Sequence[Task], lease_seconds: float | None) -> list[Any]:
+        """Arguments of ``extend.lua`` (the configured lease when ``lease_seconds`` is None)."""
+        lease = lease_seconds if lease_seconds is not None else self.config.queue.lease_timeout_seconds
+        args: list[Any] = [self.keys.base, int(lease * 1000)]
+        for t in tasks:
+            args += [t.task_id, t.lease_token or ""]
+        return args
+
+    def backoff_ms(self, retry_count: int) -> int:
+        """Exponential backoff with jitter for the retry after ``retry_count`` earlier failures."""
+        q = self.config.queue
+        delay = min(q.retry_backoff_max_seconds, q.retry_backoff_base_seconds * (2 ** retry_count))
+        return int(delay * 1000 * random.uniform(0.8, 1.0))
+
+    # --- stats and DLQ -----------------------------------------------------------------
+    def stats_commands(self) -> list[list[Any]]:
+        """The reads :meth:`parse_stats` decodes (one round trip)."""
+        k = self.keys
+        return [["HGETALL", k.stats], ["ZCARD", k.leases], ["ZCARD", k.delayed], ["ZCARD", k.dlq]]
+
+    def depth_commands(self, user_id: str) -> list[list[Any]]:
+        """The reads of one user's depth (see :func:`read_depth`)."""
+        return [["LLEN", self.keys.critical(user_id)], ["ZCARD", self.keys.normal(user_id)],
+                ["ZSCORE", self.keys.live, user_id]]
+
+    def dlq_range_command(self, offset: int, limit: int, newest_first: bool) -> list[Any]:
+        return ["ZREVRANGE" if newest_first else "ZRANGE", self.keys.dlq, offset, offset + limit - 1]
+
+    def steal_set_commands(self, plan: PopPlan) -> list[list[Any]]:
+        """The writes that mirror a worker's exact steal targets into its SET (in a transaction)."""
+        key = plan.steal_set_key
+        return [["DEL", key], *(["SADD", key, *group] for group in chunks(plan.steal_exact, 5000)),
+                ["SET", self.keys.steal_digest(plan.worker_id), plan.steal_digest]]
+
+    def result_command(self, task: Task, data: str) -> list[Any]:
+        """The write that keeps a task's outcome (JSON) for ``queue.result_ttl_seconds``."""
+        return ["SET", self.keys.result(task.user_id or "", task.task_id), data,
+                "EX", self.config.queue.result_ttl_seconds]
+
+    def dlq_args(self, task_ids: Sequence[str] | None) -> list[Any]:
+        """Arguments of ``requeue_dead.lua`` / ``delete.lua`` (None: the next 1000 dead tasks)."""
+        return [self.keys.base, "*"] if task_ids is None else [self.keys.base, *task_ids]
+
+    @staticmethod
+    def parse_stats(raw: dict[Any, Any], active: int, delayed: int, dlq: int) -> dict[str, Any]:
+        raw_text = {text(k): v for k, v in raw.items()}
+        counters = stat_counters(list(raw_text), list(raw_text.values()))
+        stats: dict[str, Any] = {f"tasks_{name}": counters.get(name, 0) for name in STAT_FIELDS}
+        live = stats["tasks_pushed"] - stats["tasks_completed"] - stats["tasks_deleted"] - dlq
+        stats.update(tasks_active=active, tasks_delayed=delayed, dlq_size=dlq, tasks_pending=live,
+                     tasks_queued=max(0, live - active - delayed))
+        users: dict[str, dict[str, int]] = {}
+        priorities: dict[int, int] = {}
+        for name, value in counters.items():
+            if name.startswith("u:"):
+                user, _, what = name[2:].rpartition(":")
+                users.setdefault(user, {})[what] = value
+            elif name.startswith("p:"):
+                priorities[int(name.split(":")[1])] = value
+        stats["users"] = users
+        stats["priorities"] = priorities
+        stats["timestamp"] = time.time()
+        return stats
+
+    def decode_dlq(self, ids: Sequence[str], rows: Sequence[Any]) -> list[DLQEntry]:
+        """The DLQ entries of ``ids`` from their HGETALL replies (an unreadable or gone one skipped)."""
+        return [self.decode_dead(i, row) for i, row in zip(ids, rows, strict=True) if isinstance(row, dict) and row]
+
+    @staticmethod
+    def decode_dead(task_id: str, fields: dict[Any, Any]) -> DLQEntry:
+        f = task_fields(fields)
+        raw = f.get("b", "")
+        try:
+            task = Task.from_json(raw)
+            raw_body = None
+        except CorruptTaskError:
+            task = Task(task_id=task_id, user_id=f.get("u", "?"))
+            raw_body = raw
+        task.retry_count = int(f.get("r", "0") or 0)
+        task.attempts = int(f.get("a", "0") or 0)
+        return DLQEntry(
+            task=task, error=f.get("err", ""), error_type=f.get("et", ""), traceback=f.get("tb", ""),
+            failure_type=f.get("ft", ""), attempts=task.attempts, retry_count=task.retry_count,
+            dead_at=int(f.get("dt", "0") or 0) / 1000.0, user_id=f.get("u", "?"), raw_body=raw_body,
+            max_retries=int(m) if (m := f.get("m", "")).isdigit() else task.max_retries,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class PopReply:
+    """``pop.lua``'s reply: ``{due, problems, then per task: id, body, "retries\tattempts\tdeadline
+    ms\tstolen\tuser"}`` (due: -2 an unpark found the slot no longer parked, -1 none, else ms)."""
+
+    served: bool  # False: an unpark found the slot no longer parked (a push may have handed it a task)
+    due: float | None  # seconds until a delayed task or lease is due, when no task was leased
+    problems: tuple[str, ...]  # keys moved aside / tasks dead-lettered by the script, to log
+    rows: tuple[tuple[Any, ...], ...]  # per task: id, body, retries, attempts, deadline ms, user, stolen
+
+    @classmethod
+    def parse(cls, reply: Sequence[Any]) -> PopReply:
+        due = int(reply[0])
+        rows = []
+        for i in range(2, len(reply), 3):
+            retries, attempts, deadline, stolen, user = text(reply[i + 2]).split("\t", 4)
+            rows.append((reply[i], reply[i + 1], retries, attempts, deadline, user, stolen))
+        return cls(served=due != -2, due=due / 1000.0 if due >= 0 else None,
+                   problems=tuple(text(p) for p in reply[1] or ()), rows=tuple(rows))
+
+    @classmethod
+    def handed(cls, item: bytes | str) -> PopReply:
+        """A task a push leased straight to a parked slot (``id\tuser\tdeadline_ms\tbody`` on the
+        slot's hand list), as the reply a pop would have given."""
+        task_id, user, deadline, body = text(item).split("\t", 3)
+        return cls(served=True, due=None, problems=(), rows=((task_id, body, 0, 1, int(deadline), user, 0),))
+
+
+def read_depth(replies: Sequence[Any]) -> dict[str, int]:
+    crit, normal, live = replies
+    return {"critical": int(crit), "normal": int(normal), "live": int(live or 0)}
+
+
+def stored_flags(reply: Any) -> list[bool]:
+    """push.lua's reply ('1' stored / '0' duplicate per task) as booleans."""
+    return [c in (49, "1") for c in reply]
+
+
+def chunks(items: Sequence[Any], size: int) -> Iterable[Sequence[Any]]:
+    for start in range(0, len(items), size):
+        yield items[start:start + size]
+
+
+@dataclass(slots=True)
+class PopStep:
+    """What one pop call (or the read of a slot's hand list) leased: the tasks, the seconds until
+    something is due when none was ready, the lease token, whether an unpark found the slot no
+    longer parked (``handed_over``: a push leased it a task, take it from its hand list), and how
+    many leased tasks were corrupt and dead-lettered (pop again when that is all that came)."""
+
+    tasks: list[Task]
+    due: float | None
+    token: str
+    handed_over: bool = False
+    corrupt: int = 0
+
+    @property
+    def again(self) -> bool:
+        """Whether only corrupt tasks came (the caller pops again)."""
+        return self.corrupt > 0 and not self.tasks
+
+
+def push_outcome(task: Task, stored: Any) -> dict[str, Any]:
+    """What :meth:`push` returns for ``task`` given ``push.lua``'s reply."""
+    ok = stored_flags(stored)[0]
+    return {"success": ok, "task_id": task.task_id, "user_id": task.user_id, "priority": int(task.priority),
+            "duplicate": not ok, "state": "delayed" if task.execute_after else "queued"}
+
+
+def batch_outcome(groups: Sequence[Sequence[Task]], replies: Sequence[Any]) -> tuple[list[str], list[str]]:
+    """(stored ids, duplicate ids) of pushed task ``groups`` given their ``push.lua`` replies."""
+    ids: list[str] = []
+    duplicates: list[str] = []
+    for group, reply in zip(groups, replies, strict=False):
+        for task, ok in zip(group, stored_flags(reply), strict=True):
+            (ids if ok else duplicates).append(task.task_id)
+    return ids, duplicates
+
+
+def dead_ids(ids: Sequence[str], scores: Sequence[Any]) -> list[str]:
+    """The ids of ``ids`` that are in the DLQ (their ZMSCORE is not None)."""
+    return [i for i, s in zip(ids, scores, strict=True) if s is not None]

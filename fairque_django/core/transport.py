@@ -1,0 +1,289 @@
+"""The one place that talks to redis-py for the queues: round trips (several commands in one
+write, replies read in order), script calls with their reload after NOSCRIPT, and the
+translation of redis-py errors into fairque's (:func:`redis_errors`).
+
+Only redis-py's public API is used. Two things exist for speed, both measured (see
+docs/benchmarks.md, "Command layer"): commands are packed by :func:`pack` (about 3x cheaper
+than ``Connection.pack_commands``), and each connection pool keeps one connection out for the
+hot paths (:class:`HeldConnection`: taking one from the pool and giving it back costs about
+as much client time as a small command).
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import weakref
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any
+
+import redis
+import redis.asyncio
+
+from .exceptions import FairQueueError, RedisUnavailableError
+
+__all__ = ["AsyncTransport", "HeldConnection", "Transport", "pack", "redis_errors"]
+
+# A script call: the registered script (redis-py Script or AsyncScript) and its ARGV.
+ScriptCall = tuple[Any, list[Any]]
+
+
+@contextmanager
+def redis_errors(action: str) -> Iterator[None]:
+    """Turn redis-py errors into typed fairque errors."""
+    try:
+        yield
+    except (redis.ConnectionError, redis.TimeoutError) as exc:
+        raise RedisUnavailableError(f"{action} failed: Redis is unreachable ({exc})") from exc
+    except redis.exceptions.RedisClusterException as exc:  # e.g. no node of the cluster answers
+        raise RedisUnavailableError(f"{action} failed: the Redis cluster is unusable ({exc})") from exc
+    except redis.ResponseError as exc:
+        raise FairQueueError(f"{action} failed: Redis answered {exc}") from exc
+
+
+def _bulk(args: Iterable[Any]) -> bytes:
+    """Arguments (str, bytes, ints and floats) as RESP bulk strings."""
+    parts: list[bytes] = []
+    append = parts.append
+    for value in args:
+        kind = type(value)
+        if kind is str:
+            value = value.encode("utf-8")
+        elif kind is not bytes:
+            if isinstance(value, str):
+                value = value.encode("utf-8")
+            elif isinstance(value, (bytes, bytearray, memoryview)):
+                value = bytes(value)
+            else:
+                value = str(value).encode("ascii")  # ints (and floats) as Redis expects them
+        append(b"$%d\r\n%s\r\n" % (len(value), value))
+    return b"".join(parts)
+
+
+_SCRIPT_HEADS: dict[tuple[Any, ...], bytes] = {}  # ("EVALSHA", sha, numkeys, key) -> packed
+
+
+def pack(command: list[Any]) -> bytes:
+    """One command in the Redis wire format (RESP). A script call's first four arguments
+    (EVALSHA, sha, 1, key) are packed once and reused."""
+    if command[0] == "EVALSHA" and len(command) >= 4:
+        head_key = tuple(command[:4])
+        head = _SCRIPT_HEADS.get(head_key)
+        if head is None:
+            head = _SCRIPT_HEADS[head_key] = _bulk(head_key)
+        return b"*%d\r\n" % len(command) + head + _bulk(command[4:])
+    return b"*%d\r\n" % len(command) + _bulk(command)
+
+
+def evalsha(script: Any, key: str, args: list[Any]) -> list[Any]:
+    """The command that runs a registered ``script`` routed by ``key`` with ``args``."""
+    return ["EVALSHA", script.sha, 1, key, *args]
+
+
+def unloaded(replies: Sequence[Any]) -> list[int]:
+    """The positions of script replies that are NOSCRIPT errors; raises any other error reply."""
+    missing: list[int] = []
+    for i, reply in enumerate(replies):
+        if isinstance(reply, redis.exceptions.NoScriptError):
+            missing.append(i)
+        elif isinstance(reply, Exception):
+            raise reply
+    return missing
+
+
+class HeldConnection:
+    """One connection taken from a redis-py pool (``get_connection``) and kept, instead of taken
+    and given back around every command.
+
+    Whichever thread finds it free uses it; any other thread meanwhile takes one from the pool as
+    usual (and gives it back), so nothing ever waits on it. Before each use it gets the check the
+    pool would make (``can_read``): a connection the server closed, or that has unread data, is
+    connected anew. There is one per pool (:meth:`of`), so it costs the pool one connection
+    however many queues share the client; a forked child takes its own.
+    """
+
+    _all: weakref.WeakKeyDictionary[Any, HeldConnection] = weakref.WeakKeyDictionary()
+    _all_lock = threading.Lock()
+
+    def __init__(self, pool: Any) -> None:
+        self.pool = pool
+        self._lock = threading.Lock()
+        self._conn: Any = None
+        self._pid = 0
+
+    @classmethod
+    def of(cls, pool: Any) -> HeldConnection:
+        """The held connection of ``pool`` (made on first use; it goes when the pool goes)."""
+        with cls._all_lock:
+            held = cls._all.get(pool)
+            if held is None:
+                held = cls._all[pool] = cls(pool)
+            return held
+
+    def take(self) -> tuple[Any, bool]:
+        """A ready connection: the held one when free, else one of the pool; and whether it is the
+        held one. Hand both to :meth:`give` (plain calls, not a context manager: this is the hot
+        path, and a generator-based one costs as much as the rest of it)."""
+        if not self._lock.acquire(blocking=False):
+            return self.pool.get_connection(), False
+        try:
+            return self._ready(), True
+        except BaseException:
+            self._lock.release()
+            raise
+
+    def give(self, conn: Any, held: bool, failed: bool = False) -> None:
+        """Hand back what :meth:`take` returned; ``failed``: an error left its replies half-read, so
+        it is disconnected (it connects again on its next use)."""
+        if failed:
+            conn.disconnect()
+        if held:
+            self._lock.release()
+        else:
+            self.pool.release(conn)
+
+    def _ready(self) -> Any:
+        conn = self._conn
+        if conn is None or self._pid != os.getpid():
+            conn = self.pool.get_connection()  # the pool's own checks on a fresh take; it stays "in use"
+            self._conn, self._pid = conn, os.getpid()
+            return conn
+        try:
+            stale = conn.can_read()  # unread data (or EOF: raises): never reuse it as it is
+        except redis.ConnectionError:
+            stale = True
+        if stale:
+            conn.disconnect()  # it connects again when it sends
+        return conn
+
+
+class Transport:
+    """Runs commands and scripts on a synchronous redis-py client (or cluster client)."""
+
+    def __init__(self, client: Any, route_key: str) -> None:
+        self.client = client
+        self.route_key = route_key  # the key every script call is routed by (its KEYS[1])
+        pool = getattr(client, "connection_pool", None)
+        # a cluster client has no single pool: it uses pipelines
+        self._held = HeldConnection.of(pool) if pool is not None and isinstance(client, redis.Redis) else None
+
+    def round_trip(self, commands: Iterable[list[Any]], *, stream: bool = False) -> list[Any]:
+        """Send commands in one round trip and read their replies in order; error replies are
+        returned, not raised. With ``stream`` each command is sent as soon as it is made (Redis runs
+        it while the next one is built: large batches)."""
+        if self._held is None:
+            pipe = self.client.pipeline(transaction=False)
+            for command in commands:
+                pipe.execute_command(*command)
+            return list(pipe.execute(raise_on_error=False))
+        conn, held = self._held.take()
+        try:
+            if stream:
+                sent = len([conn.send_packed_command([pack(command)]) for command in commands])
+            else:
+                packed = [pack(c) for c in commands]
+                conn.send_packed_command([b"".join(packed)])
+                sent = len(packed)
+            replies: list[Any] = []
+            for _ in range(sent):
+                try:
+                    replies.append(conn.read_response())
+                except redis.ResponseError as exc:  # the reply was read in full: go on
+                    replies.append(exc)
+        except BaseException:
+            self._held.give(conn, held, failed=True)
+            raise
+        self._held.give(conn, held)
+        return replies
+
+    def execute(self, commands: Sequence[list[Any]], *, transaction: bool = False,
+                raise_on_error: bool = True) -> list[Any]:
+        """Plain commands in one redis-py pipeline (a MULTI/EXEC one with ``transaction``), their
+        replies decoded as redis-py's own commands decode them; the first error reply is raised
+        (with ``raise_on_error``, else returned)."""
+        if not commands:
+            return []
+        pipe = self.client.pipeline(transaction=transaction)
+        for command in commands:
+            pipe.execute_command(*command)
+        return list(pipe.execute(raise_on_error=raise_on_error))
+
+    def run_scripts(self, calls: Sequence[ScriptCall], before: Sequence[list[Any]] = ()) -> list[Any]:
+        """Run scripts (each with its ARGV) after plain ``before`` commands, in one round trip;
+        returns the scripts' replies (see :meth:`checked`)."""
+        commands = [*before, *(evalsha(script, self.route_key, args) for script, args in calls)]
+        return self.checked(calls, self.round_trip(commands)[len(before):])
+
+    def run(self, script: Any, args: list[Any]) -> Any:
+        """Run one script; its reply."""
+        reply = self.round_trip([["EVALSHA", script.sha, 1, self.route_key, *args]])[0]
+        return self.checked([(script, args)], [reply])[0] if isinstance(reply, Exception) else reply
+
+    def stream_scripts(self, calls: Iterator[ScriptCall]) -> tuple[list[Any], FairQueueError | None]:
+        """Send each script call as soon as ``calls`` yields it, then read every reply (checked).
+        Should making a call fail with a FairQueueError, the replies of those sent are read all the
+        same and returned with that error."""
+        error: FairQueueError | None = None
+        made: list[ScriptCall] = []
+
+        def commands() -> Iterator[list[Any]]:
+            nonlocal error
+            try:
+                for script, args in calls:
+                    made.append((script, args))
+                    yield evalsha(script, self.route_key, args)
+            except FairQueueError as exc:
+                error = exc
+
+        replies = self.round_trip(commands(), stream=True)
+        return self.checked(made, replies), error
+
+    def checked(self, calls: Sequence[ScriptCall], replies: list[Any]) -> list[Any]:
+        """The replies of script ``calls``, with a call Redis refused for lack of its script
+        (NOSCRIPT: a restart or failover) loaded and run now; any other error reply is raised."""
+        for i in unloaded(replies):
+            script, args = calls[i]
+            replies[i] = script(keys=[self.route_key], args=args)  # loads it, runs it once
+        return replies
+
+
+class AsyncTransport:
+    """The same for a ``redis.asyncio`` client; a round trip is a pipeline."""
+
+    def __init__(self, client: redis.asyncio.Redis, route_key: str) -> None:
+        self.client = client
+        self.route_key = route_key
+
+    async def round_trip(self, commands: Iterable[list[Any]]) -> list[Any]:
+        """Send commands in one round trip; error replies are returned, not raised."""
+        pipe = self.client.pipeline(transaction=False)
+        for command in commands:
+            pipe.execute_command(*command)
+        return list(await pipe.execute(raise_on_error=False))
+
+    async def execute(self, commands: Sequence[list[Any]], *, transaction: bool = False,
+                      raise_on_error: bool = True) -> list[Any]:
+        """As :meth:`Transport.execute`."""
+        if not commands:
+            return []
+        pipe = self.client.pipeline(transaction=transaction)
+        for command in commands:
+            pipe.execute_command(*command)
+        return list(await pipe.execute(raise_on_error=raise_on_error))
+
+    async def run_scripts(self, calls: Sequence[ScriptCall], before: Sequence[list[Any]] = ()) -> list[Any]:
+        """As :meth:`Transport.run_scripts`."""
+        commands = [*before, *(evalsha(script, self.route_key, args) for script, args in calls)]
+        return await self.checked(calls, (await self.round_trip(commands))[len(before):])
+
+    async def run(self, script: Any, args: list[Any]) -> Any:
+        """Run one script; its reply."""
+        return (await self.run_scripts([(script, args)]))[0]
+
+    async def checked(self, calls: Sequence[ScriptCall], replies: list[Any]) -> list[Any]:
+        """As :meth:`Transport.checked`."""
+        for i in unloaded(replies):
+            script, args = calls[i]
+            replies[i] = await script(keys=[self.route_key], args=args)
+        return replies
