@@ -21,7 +21,7 @@ from prometheus_client.registry import Collector
 
 from .core.alerts import AlertRule, StoredAlert
 from .core.observe import LIVENESS, Histogram, QueueMetrics
-from .core.protocol import STAT_FIELDS
+from .core.scripts.commands import STAT_FIELDS
 
 __all__ = ["CONTENT_TYPE", "METRIC_NAMES", "FairQueueCollector", "build_registry", "render"]
 

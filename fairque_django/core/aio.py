@@ -20,6 +20,7 @@ import redis.asyncio
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff
 
+from .codec import chunks, text
 from .config import FairQueueConfig, RedisConfig
 from .exceptions import LeaseLostError
 from .keys import validate_user_id
@@ -33,12 +34,10 @@ from .scripts.commands import (
     PopReply,
     PopStep,
     batch_outcome,
-    chunks,
     dead_ids,
     push_outcome,
     read_depth,
     task_fields,
-    text,
 )
 from .transport import AsyncTransport, ScriptCall, evalsha, redis_errors
 

@@ -22,12 +22,12 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Final
 
+from .codec import text
 from .config import Section, glob_match
 from .config.kinds import unknown_key
 from .config.schema import ALERT_RULE, ALERT_RULE_OPTIONS
 from .exceptions import ConfigurationError
 from .observe import QueueMetrics, WorkerMetrics, describe_starved
-from .protocol import _text
 from .queue import TaskQueue, redis_errors
 
 __all__ = [
@@ -429,7 +429,7 @@ class AlertTracker:
         by_name = {s.name: s for s in states}
         out: list[AlertTransition] = []
         for i in range(0, len(reply), 4):
-            name, old, new, since = (_text(x) for x in reply[i:i + 4])
+            name, old, new, since = (text(x) for x in reply[i:i + 4])
             alert = by_name[name]
             out.append(AlertTransition(rule=alert.rule, state=FIRING if new == FIRING else RESOLVED,
                                        previous=old or None, since=float(since) / 1000.0, alert=alert))
@@ -443,7 +443,7 @@ class AlertTracker:
             raw = snapshot.alert_states
         else:
             with redis_errors("alert states"):
-                raw = {_text(k): _text(v) for k, v in self.queue.client.hgetall(self.key).items()}
+                raw = {text(k): text(v) for k, v in self.queue.client.hgetall(self.key).items()}
         wanted = set(names) if names is not None else None
         out: dict[str, StoredAlert] = {}
         for k, state in raw.items():

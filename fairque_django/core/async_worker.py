@@ -17,7 +17,7 @@ import traceback
 from collections.abc import Iterable
 from typing import Any
 
-from .async_queue import AsyncTaskQueue
+from .aio import AsyncTaskQueue
 from .config import FairQueueConfig
 from .context import task_running
 from .exceptions import FairQueueError, LeaseLostError, RedisUnavailableError, TaskNotRegisteredError

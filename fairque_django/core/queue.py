@@ -15,6 +15,7 @@ from typing import Any
 
 import redis
 
+from .codec import chunks, text
 from .config import FairQueueConfig
 from .connection import get_client
 from .exceptions import LeaseLostError
@@ -28,12 +29,10 @@ from .scripts.commands import (
     PopReply,
     PopStep,
     batch_outcome,
-    chunks,
     dead_ids,
     push_outcome,
     read_depth,
     task_fields,
-    text,
 )
 from .transport import ScriptCall, Transport, evalsha, redis_errors
 

@@ -26,13 +26,13 @@ from dataclasses import dataclass, field
 from types import FrameType, TracebackType
 from typing import Any
 
+from .codec import text
 from .config import FairQueueConfig
 from .context import task_running
 from .exceptions import FairQueueError, LeaseLostError, RedisUnavailableError, TaskNotRegisteredError
 from .handler import TaskHandler, TaskTimeoutError
-from .metrics import mark_stopped, trim_throughput
 from .models import Task, dumps
-from .protocol import _text
+from .observe import mark_stopped, trim_throughput
 from .queue import TaskQueue, redis_errors
 from .registry import import_task_modules
 from .results import failure_record, success_record
@@ -669,7 +669,7 @@ def worker_health(queue: TaskQueue, worker_id: str) -> dict[str, Any] | None:
         raw = queue.client.hgetall(queue.keys.worker(worker_id))
     if not raw:
         return None
-    record: dict[str, Any] = {_text(k): _text(v) for k, v in raw.items()}
+    record: dict[str, Any] = {text(k): text(v) for k, v in raw.items()}
     for key in ("current", "assigned", "steals"):
         record[key] = json.loads(record.get(key, "[]"))
     for key in ("started", "last_seen"):

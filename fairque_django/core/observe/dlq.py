@@ -9,8 +9,8 @@ from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
+from ..codec import chunks, text
 from ..models import DLQEntry
-from ..protocol import _text, chunks
 from ..queue import TaskQueue, redis_errors
 
 _PIPE_CHUNK = 1000
@@ -80,7 +80,7 @@ class DeadLetters:
         with redis_errors("dlq_page"):
             size = int(self.client.zcard(self.keys.dlq))
             if user is None and error_type is None and search is None:
-                ids = [_text(i) for i in self.client.zrevrange(self.keys.dlq, offset, offset + limit - 1)]
+                ids = [text(i) for i in self.client.zrevrange(self.keys.dlq, offset, offset + limit - 1)]
                 return DLQPage(entries=self._entries(ids), offset=offset, limit=limit, total=size,
                                exact=True, dlq_size=size, scanned=0, filtered=False)
             if search is not None and user is None and error_type is None \
@@ -103,12 +103,12 @@ class DeadLetters:
             for task_id in group:
                 pipe.hmget(self.keys.task(task_id), "u", "et")
             for task_id, (u, et) in zip(group, pipe.execute(), strict=True):
-                out.append((task_id, None if u is None else _text(u), _text(et or b"") or "?"))
+                out.append((task_id, None if u is None else text(u), text(et or b"") or "?"))
         return out
 
     def _filter(self, user: str | None, error_type: str | None, search: str | None) -> tuple[list[str], int]:
         """Matching ids among the newest ``scan_limit`` dead tasks, and how many were examined."""
-        window = [_text(i) for i in self.client.zrevrange(self.keys.dlq, 0, self.scan_limit - 1)]
+        window = [text(i) for i in self.client.zrevrange(self.keys.dlq, 0, self.scan_limit - 1)]
         ids = window
         if search is not None:
             ids = [i for i in window if i == search] or [i for i in window if i.startswith(search)]
@@ -138,7 +138,7 @@ class DeadLetters:
             pipe.zcard(self.keys.dlq)
             pipe.zrevrange(self.keys.dlq, 0, n - 1)
             size, ids = pipe.execute()
-            for _, u, et in self._user_and_type([_text(i) for i in ids]):
+            for _, u, et in self._user_and_type([text(i) for i in ids]):
                 if u is not None:
                     users[u] += 1
                     types[et] += 1

@@ -8,9 +8,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Final
 
+from ..codec import text
 from ..config import FairQueueConfig, WorkerConfig
 from ..keys import Keys
-from ..protocol import _text
 from .values import json_list, to_float, to_int
 
 ALIVE: Final = "alive"
@@ -107,7 +107,7 @@ def parse_record(raw: Mapping[Any, Any] | None, now: float) -> dict[str, Any] | 
     ``heartbeat_age``; None when there is none (the worker is not alive, or its record expired)."""
     if not raw:
         return None
-    record: dict[str, Any] = {_text(k): _text(v) for k, v in raw.items()}
+    record: dict[str, Any] = {text(k): text(v) for k, v in raw.items()}
     for name, convert in _RECORD_KINDS.items():
         record[name] = convert(record.get(name))
     record["heartbeat_age"] = max(0.0, now - record["last_seen"])

@@ -17,8 +17,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final
 
+from ..codec import text
 from ..keys import Keys
-from ..protocol import _text
 from ..queue import TaskQueue, redis_errors
 from .values import to_int
 
@@ -53,7 +53,7 @@ class Histogram:
     @classmethod
     def from_hash(cls, raw: Mapping[Any, Any], kind: str) -> Histogram:
         """Read the ``<kind>:<le>`` / ``<kind>:sum`` fields of a metrics hash (kind ``w`` or ``r``)."""
-        f = {_text(k): v for k, v in raw.items()}
+        f = {text(k): v for k, v in raw.items()}
         return cls(tuple(to_int(f.get(f"{kind}:{le}")) for le in _FIELDS), to_int(f.get(f"{kind}:sum")))
 
     @property
@@ -181,7 +181,7 @@ def parse_windows(found: Sequence[Any], wanted: Sequence[float], counters: Mappi
         if member is None:
             continue
         try:
-            old = json.loads(_text(member))
+            old = json.loads(text(member))
             then = float(old["t"])
         except (ValueError, KeyError, TypeError):
             continue
@@ -211,7 +211,7 @@ def record_history(queue: TaskQueue, metrics: QueueMetrics, *, interval: float =
         previous: dict[str, Any] = {}
         if last:
             try:
-                previous = dict(json.loads(_text(last[0])).get("u") or {})
+                previous = dict(json.loads(text(last[0])).get("u") or {})
             except (ValueError, AttributeError):
                 previous = {}
         tenants: dict[str, Any] = {}
@@ -247,7 +247,7 @@ def load_history(queue: TaskQueue, *, minutes: int = HISTORY_MINUTES, now: float
     out: list[dict[str, Any]] = []
     for member in raw:
         try:
-            point = json.loads(_text(member))
+            point = json.loads(text(member))
             tenants = {str(u): {"ready": int(v.get("r", 0)), "wait_p50_ms": v.get("w")}
                        for u, v in dict(point.get("u") or {}).items() if isinstance(v, dict)}
             out.append({"t": float(point["t"]), "tenants": tenants})

@@ -32,8 +32,9 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..protocol import PRIORITY_PUSHED, STAT_FIELDS, _text, stat_counters
+from ..codec import text
 from ..queue import TaskQueue, redis_errors
+from ..scripts.commands import PRIORITY_PUSHED, STAT_FIELDS, stat_counters
 from .liveness import LIVENESS, WORKERS_READ, parse_record, worker_states
 from .rows import OTHER, TenantMetrics, WorkerMetrics
 from .samples import (
@@ -239,11 +240,11 @@ class _Reader:
         sec, usec = g.pop("time")
         g["now_ms"] = int(sec) * 1000 + int(usec) // 1000
         g["now_exact"] = int(sec) + int(usec) / 1e6  # orders snapshots (alert transitions)
-        g["users"] = [(_text(u), int(s)) for u, s in g["top"]]
-        g["seen"] = {_text(w): float(s) for w, s in g["seen"]}
+        g["users"] = [(text(u), int(s)) for u, s in g["top"]]
+        g["seen"] = {text(w): float(s) for w, s in g["seen"]}
         g["worker_ids"] = list(dict.fromkeys([*self.config.worker_ids, *g["seen"]]))
         if g["alerts"] is not None:
-            g["alerts"] = {_text(k): _text(v) for k, v in g["alerts"].items()}
+            g["alerts"] = {text(k): text(v) for k, v in g["alerts"].items()}
         return g
 
     # --- round trip 2: tenant lanes and counters, leases, worker records, windows ----------------
@@ -260,11 +261,11 @@ class _Reader:
             pipe.hmget(keys.stats, *(f"u:{user}:{f}" for _, f in TENANT_COUNTERS))
             pipe.hgetall(keys.metrics_user(user))
         for task_id in lease_ids:
-            pipe.hmget(keys.task(_text(task_id)), "u", "wk")
+            pipe.hmget(keys.task(text(task_id)), "u", "wk")
         for wid in worker_ids:
             pipe.hgetall(keys.worker(wid))
         for user in others:
-            pipe.llen(keys.critical(_text(user)))
+            pipe.llen(keys.critical(text(user)))
         n_windows = queue_window_reads(pipe, keys, now, windows, sample_interval) if windows else 0
         if record_sample:
             pipe.set(keys.samples_guard, "1", nx=True, px=max(1, int(sample_interval * 1000)))
@@ -277,9 +278,9 @@ class _Reader:
         by_worker: Counter[str] = Counter()
         for u, wk in (next(it) for _ in lease_ids):
             if u is not None:
-                by_user[_text(u)] += 1
+                by_user[text(u)] += 1
             if wk is not None:
-                by_worker[_text(wk)] += 1
+                by_worker[text(wk)] += 1
         records = {wid: next(it) or {} for wid in worker_ids}
         other_critical = sum(int(next(it)) for _ in others)
         found = [next(it) for _ in range(n_windows)]
@@ -295,7 +296,7 @@ class _Reader:
         for crit_head, normal_head in ((r[2], r[3]) for r in d["per_user"]):
             for head in (crit_head, normal_head[0] if normal_head else None):
                 if head is not None:
-                    heads.append(_text(head))
+                    heads.append(text(head))
         write = record_sample and d["sample"]
         if not heads and not parts and not write:
             return {}, []
@@ -345,7 +346,7 @@ class _Reader:
             leased = min(d["leased_by_user"].get(user, 0), unfinished)
             ages: list[float | None] = []
             for head in (crit_head, normal_head[0] if normal_head else None):
-                e = ready_since.get(_text(head)) if head is not None else None
+                e = ready_since.get(text(head)) if head is not None else None
                 ages.append(max(0.0, (now_ms - to_int(e)) / 1000.0) if e is not None else None)
             enqueued, completed, failed, dead = (to_int(v) for v in counters)
             rows.append(TenantMetrics(

@@ -7,9 +7,9 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 
+from ..codec import text
 from ..config import POOL_PARTITION, FairQueueConfig, glob_match
 from ..keys import Keys
-from ..protocol import _text
 from .liveness import ALIVE, NEVER_SEEN
 from .rows import WorkerMetrics
 
@@ -79,7 +79,7 @@ def starved_partitions(config: FairQueueConfig, workers: Sequence[WorkerMetrics]
     live = [w for w in workers if w.alive]
     out: list[StarvedPartition] = []
     for i, part in enumerate(parts):
-        waiting, users = int(replies[2 * i]), [_text(u) for u in replies[2 * i + 1]]
+        waiting, users = int(replies[2 * i]), [text(u) for u in replies[2 * i + 1]]
         starved = tuple(u for u in users if not any(may_take(w, u) for w in live))
         if not starved:
             continue

@@ -8,21 +8,21 @@ from typing import Any
 
 import redis
 
-from ..protocol import _text
+from ..codec import text
 
 
 def to_int(value: Any) -> int:
     if value is None:
         return 0
     try:
-        return int(float(_text(value)))
+        return int(float(text(value)))
     except ValueError:
         return 0
 
 
 def to_float(value: Any) -> float | None:
     try:
-        return float(_text(value))
+        return float(text(value))
     except (TypeError, ValueError):
         return None
 
@@ -33,13 +33,13 @@ def floats(raw: Mapping[Any, Any]) -> dict[str, float]:
     for k, v in (raw or {}).items():
         f = to_float(v)
         if f is not None:
-            out[_text(k)] = f
+            out[text(k)] = f
     return out
 
 
 def json_list(value: Any) -> list[Any]:
     try:
-        data = json.loads(_text(value)) if value is not None else []
+        data = json.loads(text(value)) if value is not None else []
     except ValueError:
         return []
     return data if isinstance(data, list) else []

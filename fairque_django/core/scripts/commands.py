@@ -13,6 +13,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from ..codec import chunks, text
 from ..config import POOL_PARTITION, FairQueueConfig, glob_to_lua_pattern, is_pattern
 from ..exceptions import CorruptTaskError, PayloadTooLargeError, TaskValidationError, UnservedUserError
 from ..keys import Keys, validate_key_part, validate_user_id
@@ -33,11 +34,6 @@ def stat_counters(fields: Sequence[str], values: Sequence[Any]) -> dict[str, int
     counters = {name: int(value or 0) for name, value in zip(fields, values, strict=True)}
     counters["pushed"] = sum(counters.get(name, 0) for name in PRIORITY_PUSHED)
     return counters
-
-
-def text(value: Any) -> str:
-    """A reply value (bytes or not) as text."""
-    return value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
 
 
 HEADER_FIELDS = ("p", "s", "q", "w", "m")  # priority, seq, partition, weight, max_retries
@@ -399,11 +395,6 @@ def read_depth(replies: Sequence[Any]) -> dict[str, int]:
 def stored_flags(reply: Any) -> list[bool]:
     """push.lua's reply ('1' stored / '0' duplicate per task) as booleans."""
     return [c in (49, "1") for c in reply]
-
-
-def chunks(items: Sequence[Any], size: int) -> Iterable[Sequence[Any]]:
-    for start in range(0, len(items), size):
-        yield items[start:start + size]
 
 
 @dataclass(slots=True)
