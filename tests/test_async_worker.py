@@ -8,7 +8,7 @@ from typing import Any
 import redis
 
 from fairque_django import AsyncTaskQueue, TaskQueue
-from fairque_django.core.async_worker import AsyncWorker
+from fairque_django.core.worker import AsyncWorker
 from tests.testapp import tasks as t
 
 
