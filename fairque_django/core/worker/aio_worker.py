@@ -74,6 +74,7 @@ class AsyncWorker:
         self._heartbeat = Heartbeat(self, self.sync_queue, self._book, kind="async")
         self._turns = Turns(max_tasks)
         self._stop: asyncio.Event | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
         self._signals = 0
 
     @property
@@ -97,19 +98,23 @@ class AsyncWorker:
         return asyncio.run(self.run())
 
     def stop(self) -> None:
-        if self._stop is not None:
-            self._stop.set()
+        """Ask the worker to stop gracefully; from the loop's thread or any other."""
+        loop, event = self._loop, self._stop
+        if loop is None or event is None:
+            return
+        with contextlib.suppress(RuntimeError):  # the loop has already closed
+            loop.call_soon_threadsafe(event.set)
 
     async def run(self) -> int:
         import_task_modules(self.task_modules)
         self._stop = asyncio.Event()
+        self._loop = asyncio.get_running_loop()
         self._turns = Turns(self.max_tasks)
         self.started_at = time.time()
         if self.install_signal_handlers:
-            loop = asyncio.get_running_loop()
             for sig in (signal.SIGTERM, signal.SIGINT):
                 with contextlib.suppress(NotImplementedError, RuntimeError):
-                    loop.add_signal_handler(sig, self._on_signal)
+                    self._loop.add_signal_handler(sig, self._on_signal)
         self._heartbeat.start()
         slots = [asyncio.create_task(self._slot(), name=f"{self.worker_id}-slot-{i}")
                  for i in range(self.concurrency)]
