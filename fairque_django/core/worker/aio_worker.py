@@ -32,7 +32,7 @@ from ..registry import TaskFunction, get_task_function, import_task_modules
 from ..xcom import xcom_push
 from .heartbeat import Heartbeat
 from .leases import LeaseBook
-from .runner import Failure, Finished, TaskRunner
+from .runner import Failure, Finished, RunnerCounts, TaskRunner
 from .slot import BURST_DELAY_HORIZON, Backoff, Turns
 
 logger = logging.getLogger("fairque_django.worker")
@@ -50,7 +50,7 @@ def _coroutine_function(task: Task) -> TaskFunction[..., Any] | None:
     return fn if inspect.iscoroutinefunction(fn.func) else None
 
 
-class AsyncWorker:
+class AsyncWorker(RunnerCounts):
     """Serves one worker id with up to ``max_concurrent_tasks`` concurrent tasks on one loop."""
 
     def __init__(self, config: FairQueueConfig, handler: TaskHandler | None = None, *,
@@ -82,16 +82,6 @@ class AsyncWorker:
         if self._queue is None:
             self._queue = AsyncTaskQueue(self.config, worker_id=self.worker_id)
         return self._queue
-
-    @property
-    def processed(self) -> int:
-        """Tasks acknowledged as done."""
-        return self.runner.processed
-
-    @property
-    def failed(self) -> int:
-        """Failed attempts recorded."""
-        return self.runner.failed
 
     def start(self) -> int:
         """Run until stopped (blocking): ``asyncio.run(worker.run())``."""

@@ -35,18 +35,16 @@ logger = logging.getLogger("fairque_django.worker")
 class HealthSource(Protocol):
     """What a health record tells of a worker."""
 
-    @property
-    def config(self) -> FairQueueConfig: ...
-    @property
-    def settings(self) -> WorkerConfig: ...
-    @property
-    def started_at(self) -> float: ...
+    config: FairQueueConfig
+    settings: WorkerConfig
+    started_at: float
+    concurrency: int
+
     @property
     def processed(self) -> int: ...
+
     @property
     def failed(self) -> int: ...
-    @property
-    def concurrency(self) -> int: ...
 
 
 class Heartbeat:

@@ -228,3 +228,19 @@ class TaskRunner:
             hook(*args)
         except Exception:
             logger.exception("worker %s: handler hook %s raised", self.worker_id, hook.__name__)
+
+
+class RunnerCounts:
+    """A worker's counts, kept by its runner."""
+
+    runner: TaskRunner
+
+    @property
+    def processed(self) -> int:
+        """Tasks acknowledged as done."""
+        return self.runner.processed
+
+    @property
+    def failed(self) -> int:
+        """Failed attempts recorded."""
+        return self.runner.failed

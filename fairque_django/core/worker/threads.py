@@ -26,13 +26,13 @@ from ..queue import TaskQueue
 from ..registry import import_task_modules
 from .heartbeat import Heartbeat
 from .leases import LeaseBook
-from .runner import TaskRunner
+from .runner import RunnerCounts, TaskRunner
 from .slot import PREFETCH_HOLD_SECONDS, Slot, SlotContext, Turns
 
 logger = logging.getLogger("fairque_django.worker")
 
 
-class Worker:
+class Worker(RunnerCounts):
     """Runs the tasks of one worker id from the configuration until stopped."""
 
     def __init__(self, config: FairQueueConfig, handler: TaskHandler | None = None, *,
@@ -65,16 +65,6 @@ class Worker:
         self._stop = threading.Event()
         self._signals = 0
         self._threads: list[threading.Thread] = []
-
-    @property
-    def processed(self) -> int:
-        """Tasks acknowledged as done."""
-        return self.runner.processed
-
-    @property
-    def failed(self) -> int:
-        """Failed attempts recorded."""
-        return self.runner.failed
 
     @property
     def running_tasks(self) -> list[Task]:
