@@ -6,7 +6,6 @@ import importlib
 from typing import Any
 
 from .core.aio import AsyncTaskQueue
-from .core.async_worker import AsyncWorker
 from .core.config import FairQueueConfig, QueueConfig, RedisConfig, WorkerConfig
 from .core.exceptions import (
     ConfigurationError,
@@ -31,7 +30,7 @@ from .core.models import DLQEntry, Priority, Task
 from .core.queue import TaskQueue
 from .core.registry import TaskFunction, task, xcom_task
 from .core.results import TaskError, TaskResult, TaskStatus
-from .core.worker import Worker
+from .core.worker import AsyncWorker, Worker
 from .core.xcom import xcom_delete, xcom_pull, xcom_push
 
 __version__ = "0.1.0"

@@ -7,10 +7,12 @@ import threading
 import time
 from typing import Any
 
+import pytest
 import redis
 
-from fairque_django import Task, TaskHandler, TaskQueue, Worker
+from fairque_django import RedisUnavailableError, Task, TaskHandler, TaskQueue, Worker
 from fairque_django.core.worker import worker_health
+from tests.monitoring_helpers import wait_until
 from tests.testapp import tasks as t
 
 LOG = t.LOG
@@ -208,12 +210,13 @@ def test_idle_worker_wakes_on_push(make_config: Any, redis_client: redis.Redis) 
     th = threading.Thread(target=worker.start)
     th.start()
     try:
-        time.sleep(0.3)
+        # both slots wait for work (parked: see docs/operations.md)
+        wait_until(lambda: sum(redis_client.zcard(k) for k in redis_client.keys("*:parked:*")) == 2,
+                   what="both slots parked")
         q = TaskQueue(config)
         start = time.monotonic()
         q.push(t.record("wake"), user_id="a")
-        while not redis_client.llen(LOG) and time.monotonic() - start < 10:
-            time.sleep(0.005)
+        wait_until(lambda: redis_client.llen(LOG), timeout=10, interval=0.005, what="the pushed task ran")
         assert redis_client.llen(LOG) == 1
         assert time.monotonic() - start < 5  # far below the 30 s poll interval: woken by the push
     finally:
@@ -228,8 +231,7 @@ def test_graceful_stop_finishes_running_task(make_config: Any, redis_client: red
     worker = Worker(config, install_signal_handlers=False)
     th = threading.Thread(target=worker.start)
     th.start()
-    while not redis_client.llen(LOG + ":start"):
-        time.sleep(0.01)
+    wait_until(lambda: redis_client.llen(LOG + ":start"), interval=0.01, what="the task started")
     worker.stop()
     th.join(10)
     assert log(redis_client) == ["a|slow"]
@@ -246,8 +248,7 @@ def test_graceful_stop_hands_back_what_does_not_finish(make_config: Any, redis_c
     worker = Worker(config, install_signal_handlers=False)
     th = threading.Thread(target=worker.start)
     th.start()
-    while not redis_client.llen(LOG + ":start"):
-        time.sleep(0.01)
+    wait_until(lambda: redis_client.llen(LOG + ":start"), interval=0.01, what="the task started")
     worker.stop()
     th.join(10)
     stats = q.get_stats()
@@ -256,10 +257,7 @@ def test_graceful_stop_hands_back_what_does_not_finish(make_config: Any, redis_c
     again = q.pop()
     assert again is not None and again.task_id == task.task_id and again.retry_count == 0
     # the abandoned first run still finishes in its thread; its late ack must change nothing
-    deadline = time.monotonic() + 10
-    while not redis_client.llen(LOG) and time.monotonic() < deadline:
-        time.sleep(0.05)
-    time.sleep(0.2)
+    wait_until(lambda: q.get_stats()["tasks_late_acks"] == 1, what="the abandoned run's late ack")
     assert log(redis_client) == ["a|slower"]
     assert q.get_task_state(task.task_id)["st"] == "leased"  # type: ignore[index]  # still ours (again)
     assert q.get_stats()["tasks_completed"] == 0
@@ -272,11 +270,8 @@ def test_health_record(make_config: Any) -> None:
     th.start()
     try:
         q = TaskQueue(config)
-        deadline = time.monotonic() + 5
-        while worker_health(q, "w1") is None and time.monotonic() < deadline:
-            time.sleep(0.05)
-        record = worker_health(q, "w1")
-        assert record is not None and record["id"] == "w1" and record["assigned"] == ["a", "b", "c"]
+        record = wait_until(lambda: worker_health(q, "w1"), timeout=5, what="a health record")
+        assert record["id"] == "w1" and record["kind"] == "threads" and record["assigned"] == ["a", "b", "c"]
         assert record["heartbeat_age"] < 5
     finally:
         worker.stop()
@@ -310,9 +305,8 @@ def test_prefetching_worker_serves_in_order_and_hands_back_what_it_held(make_con
     worker = Worker(config, install_signal_handlers=False, prefetch=True, prefetch_hold_seconds=5)
     th = threading.Thread(target=worker.start)
     th.start()
-    deadline = time.monotonic() + 10
-    while b"a|slow" not in redis_client.lrange(LOG + ":start", 0, -1) and time.monotonic() < deadline:
-        time.sleep(0.01)
+    wait_until(lambda: b"a|slow" in redis_client.lrange(LOG + ":start", 0, -1), timeout=10, interval=0.01,
+               what='"slow" started')
     worker.stop()  # while "slow" runs and "after-slow" is prefetched
     th.join(15)
     assert not th.is_alive()
@@ -334,9 +328,7 @@ def test_a_prefetched_task_does_not_wait_behind_a_long_one(make_config: Any, red
     th = threading.Thread(target=worker.start)
     th.start()
     try:
-        deadline = time.monotonic() + 10
-        while len(log(redis_client)) < 8 and time.monotonic() < deadline:
-            time.sleep(0.01)
+        wait_until(lambda: len(log(redis_client)) >= 8, timeout=10, interval=0.01, what="all eight ran")
     finally:
         worker.stop()
         th.join(15)
@@ -390,3 +382,44 @@ def test_a_long_task_hands_the_rest_of_its_batch_back(make_config: Any, redis_cl
     assert released == [([f"r{i}" for i in range(5)], False)]  # quietly, for anyone to take
     stats = q.get_stats()
     assert stats["tasks_completed"] == 16 and stats["tasks_released"] == 0 and stats["tasks_active"] == 0
+
+
+class AcksFailOnce(TaskQueue):
+    """A TaskQueue whose second acknowledging round trip finds Redis unreachable (nothing is sent)."""
+
+    acks = 0
+    failures = 0
+
+    def complete_and_pop_many(self, done: Any, count: int, **kw: Any) -> Any:
+        if done:
+            self.acks += 1
+            if self.acks == 2:
+                self.failures += 1
+                raise RedisUnavailableError("injected: connection refused")
+        return super().complete_and_pop_many(done, count, **kw)
+
+
+@pytest.mark.parametrize("burst", [False, True], ids=["prefetching", "batching"])
+def test_a_failed_ack_is_sent_again_not_dropped(make_config: Any, redis_client: redis.Redis, burst: bool) -> None:
+    config = cfg(make_config, lease_timeout_seconds=2)
+    tags = [f"x{i}" for i in range(12)]
+    q = TaskQueue(config)
+    for tag in tags:
+        q.push(t.record(tag), user_id="a")
+    queue = AcksFailOnce(config, worker_id="w1")
+    worker = Worker(config, worker_id="w1", queue=queue, burst=burst, install_signal_handlers=False)
+    if burst:
+        run_to_end(worker)
+    else:
+        th = threading.Thread(target=worker.start)
+        th.start()
+        try:
+            wait_until(lambda: q.get_stats()["tasks_completed"] == len(tags), what="all acknowledged")
+        finally:
+            worker.stop()
+            th.join(10)
+    assert queue.failures == 1
+    assert log(redis_client) == [f"a|{tag}" for tag in tags]  # each ran once: no lease had to expire
+    assert worker.processed == len(tags)
+    stats = q.get_stats()
+    assert stats["tasks_completed"] == len(tags) and stats["tasks_expired"] == 0 and stats["tasks_active"] == 0

@@ -81,5 +81,9 @@ class MissingTenantError(FairQueueError, LookupError):
     """No user id was given and no current tenant is set."""
 
 
+class TaskTimeoutError(FairQueueError):
+    """Raised inside (and recorded for) a task that ran longer than its timeout."""
+
+
 class CorruptTaskError(FairQueueError, ValueError):
     """Data found in Redis could not be decoded into a task."""

@@ -2,19 +2,12 @@
 
 from __future__ import annotations
 
-import logging
-from typing import Any
-
 from .context import running_task
-from .exceptions import TaskNotRegisteredError
+from .exceptions import TaskNotRegisteredError, TaskTimeoutError
 from .models import Task
 from .registry import get_task_function
 
-logger = logging.getLogger("fairque_django.worker")
-
-
-class TaskTimeoutError(Exception):
-    """Raised inside (and recorded for) a task that ran longer than its timeout."""
+__all__ = ["TaskHandler", "TaskTimeoutError"]  # TaskTimeoutError lives in exceptions; importable here too
 
 
 class TaskHandler:
@@ -57,7 +50,3 @@ class TaskHandler:
 
     def on_task_timeout(self, task: Task, duration: float) -> None:
         """Called when a task exceeded its timeout (it is recorded as failed, type ``timeout``)."""
-
-    def result_of(self, task: Task) -> Any:
-        running = running_task()
-        return running.result if running is not None else None

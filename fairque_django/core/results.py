@@ -80,7 +80,7 @@ class ResultSnapshot:
 
     @classmethod
     def read(cls, user_id: str, fields: Mapping[str, str] | None, raw_record: bytes | str | None) -> ResultSnapshot:
-        """Decode a task hash (as :func:`~.protocol.task_fields` gives it, or None) and a stored
+        """Decode a task hash (as :func:`~.scripts.commands.task_fields` gives it, or None) and a stored
         result record (JSON, or None). A hash of another user is ignored."""
         record = _load_record(raw_record)
         if fields is not None and fields.get("u") == user_id and fields.get("st") in _STATE_STATUS:

@@ -1,0 +1,153 @@
+"""``Heartbeat``: the one heartbeat of both workers, and ``worker_health``, which reads what it writes.
+
+Every ``heartbeat_interval_seconds`` (at most a third of the lease time) it renews the leases of
+the tasks the worker holds, publishes the worker's health record and its registration in
+``{prefix}:workers``, trims old per-minute throughput counts (once a minute) and runs the periodic
+hook when due. When the worker stops it removes the health record and writes the clean-stop
+record (the id then reads "down", not "never seen"). It runs in a thread of its own for the
+asyncio worker too: leases stay renewed while a task blocks the event loop, as they do while a
+thread worker's task blocks in C code.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import socket
+import threading
+import time
+from collections.abc import Callable
+from typing import Any, Protocol
+
+from ..codec import text
+from ..config import FairQueueConfig, WorkerConfig
+from ..exceptions import FairQueueError
+from ..models import Task, dumps
+from ..observe import mark_stopped, trim_throughput
+from ..queue import TaskQueue, redis_errors
+from .leases import LeaseBook
+
+logger = logging.getLogger("fairque_django.worker")
+
+
+class HealthSource(Protocol):
+    """What a health record tells of a worker."""
+
+    config: FairQueueConfig
+    settings: WorkerConfig
+    started_at: float
+    concurrency: int
+
+    @property
+    def processed(self) -> int: ...
+
+    @property
+    def failed(self) -> int: ...
+
+
+class Heartbeat:
+    """Keeps one worker's leases and health record fresh from a thread of its own."""
+
+    def __init__(self, worker: HealthSource, queue: TaskQueue, book: LeaseBook, *, kind: str,
+                 periodic: Callable[[], None] | None = None, periodic_interval: float = 30.0) -> None:
+        self.worker = worker
+        self.worker_id = worker.settings.id
+        self.queue = queue
+        self.book = book
+        self.kind = kind  # "threads" or "async": which worker writes the record
+        self.periodic = periodic  # e.g. the alert rules, at most every periodic_interval s
+        self.periodic_interval = periodic_interval
+        self._next_periodic = 0.0
+        self._next_trim = 0.0
+        self._done = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        self._done.clear()
+        self._thread = threading.Thread(target=self._loop, name=f"{self.worker_id}-heartbeat", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        """End the beats (the last one may be under way), then record a clean stop."""
+        self._done.set()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+        with contextlib.suppress(FairQueueError), redis_errors("worker shutdown"):
+            self.queue.client.delete(self.queue.keys.worker(self.worker_id))
+            mark_stopped(self.queue.client, self.queue.keys, self.worker_id)
+
+    def _loop(self) -> None:
+        config = self.worker.config
+        interval = min(self.worker.settings.heartbeat_interval_seconds, config.queue.lease_timeout_seconds / 3)
+        while True:
+            self.beat()
+            self._housekeeping()
+            if self._done.wait(interval):  # keeps beating (leases) while a shutdown waits for tasks
+                return
+
+    def beat(self) -> None:
+        """Renew the leases the worker holds and publish its health record; never raises."""
+        try:
+            leased = self.book.leased()
+            lost = self.queue.extend(leased) if leased else []
+            for task_id in self.book.holding(lost):  # not those acknowledged or handed back meanwhile
+                logger.warning("worker %s: lease of task %s was lost while it ran", self.worker_id, task_id)
+            self.publish(self.book.current())
+        except Exception as exc:  # the heartbeat must never die: it keeps the leases
+            logger.warning("worker %s: heartbeat failed (%s)", self.worker_id, exc)
+
+    def _housekeeping(self) -> None:
+        """Trim old per-minute metrics (once a minute) and run the periodic hook when due."""
+        now = time.monotonic()
+        if now >= self._next_trim:
+            self._next_trim = now + 60.0
+            with contextlib.suppress(FairQueueError):
+                trim_throughput(self.queue.client, self.queue.keys)
+        if self.periodic is not None and now >= self._next_periodic:
+            self._next_periodic = now + self.periodic_interval
+            try:
+                self.periodic()
+            except FairQueueError as exc:  # e.g. Redis unreachable: the heartbeat already says so
+                logger.warning("worker %s: periodic hook failed: %s", self.worker_id, exc)
+            except Exception:
+                logger.exception("worker %s: periodic hook raised", self.worker_id)
+
+    def publish(self, tasks: list[Task]) -> None:
+        """Write the health record (``tasks``: what runs or waits to run) and the registration."""
+        worker, settings = self.worker, self.worker.settings
+        ttl = max(3 * settings.heartbeat_interval_seconds, worker.config.queue.lease_timeout_seconds)
+        now = time.time()
+        record = {
+            "id": self.worker_id, "kind": self.kind, "host": socket.gethostname(), "pid": os.getpid(),
+            "started": worker.started_at, "last_seen": now, "processed": worker.processed,
+            "failed": worker.failed, "concurrency": worker.concurrency,
+            "current": dumps([{"task_id": t.task_id, "user": t.user_id, "func": t.func_name} for t in tasks]),
+            "assigned": dumps(list(settings.assigned_users)[:1000]),
+            "steals": dumps(list(settings.steal_targets)[:1000]),
+        }
+        key = self.queue.keys.worker(self.worker_id)
+        with redis_errors("heartbeat"):
+            pipe = self.queue.client.pipeline(transaction=False)
+            pipe.hset(key, mapping=record)  # type: ignore[arg-type]
+            pipe.pexpire(key, int(ttl * 1000))
+            pipe.zadd(self.queue.keys.workers, {self.worker_id: now})
+            pipe.execute()
+
+
+def worker_health(queue: TaskQueue, worker_id: str) -> dict[str, Any] | None:
+    """The health record a live worker publishes, or None when it is not alive."""
+    with redis_errors("worker_health"):
+        raw = queue.client.hgetall(queue.keys.worker(worker_id))
+    if not raw:
+        return None
+    record: dict[str, Any] = {text(k): text(v) for k, v in raw.items()}
+    for key in ("current", "assigned", "steals"):
+        record[key] = json.loads(record.get(key, "[]"))
+    for key in ("started", "last_seen"):
+        record[key] = float(record.get(key, 0))
+    for key in ("pid", "processed", "failed", "concurrency"):
+        record[key] = int(record.get(key, 0))
+    record["heartbeat_age"] = max(0.0, time.time() - record["last_seen"])
+    return record

@@ -1,0 +1,353 @@
+"""``Slot``: the one slot loop of the thread worker: take a task, run it, acknowledge it.
+
+A slot's acknowledgements travel with its next pop (one round trip for both) and are kept until
+they went through: after a Redis outage they are sent again, never dropped (an ack that did go
+through before the connection broke reads "already acknowledged"); meanwhile the heartbeat keeps
+their leases. Two options make short tasks cheaper:
+
+- *prefetch* (the default mode): while a short task runs, a helper thread acknowledges what
+  finished and leases the slot's next task; when the slot is still busy after ``hold_seconds``,
+  that task goes back to its queue for any idle slot or worker. A task that woke an idle slot
+  starts at once (its queue was empty a moment ago: a prefetch would most likely find nothing).
+- *batch* (burst mode, or prefetch off): one pop leases as many tasks as fit in ``hold_seconds``
+  of the slot's typical run time (at most ``MAX_BATCH``); when one of them runs longer than
+  ``hold_seconds``, the rest of the batch goes back.
+
+Max-tasks mode takes one task at a time. An idle slot waits for work in one blocking round trip
+(wait-and-pop); in burst mode it first checks whether the worker is done.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import threading
+import time
+from collections import deque
+from collections.abc import Iterable
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+
+from ..exceptions import FairQueueError, RedisUnavailableError
+from ..models import Task
+from ..queue import TaskQueue
+from .leases import LeaseBook
+from .runner import Finished, TaskRunner
+
+logger = logging.getLogger("fairque_django.worker")
+
+# A prefetched task waits this long for its slot before it is handed back to its queue; a slot
+# leases several tasks at once only while that many of its tasks fit in this time.
+PREFETCH_HOLD_SECONDS = 0.05
+
+# The most tasks a slot leases in one pop.
+MAX_BATCH = 16
+
+# In burst mode, delayed tasks (retries) due within this many seconds are waited for.
+BURST_DELAY_HORIZON = 60.0
+
+
+class Backoff:
+    """A slot's pause after a failed step: 0.1 s, doubled after each failure up to 5 s; logs why."""
+
+    def __init__(self, worker_id: str) -> None:
+        self.worker_id = worker_id
+        self.delay = 0.1
+
+    def reset(self) -> None:
+        self.delay = 0.1
+
+    def next(self, exc: BaseException) -> float:
+        """Log why a step failed and return how long to wait now."""
+        delay, self.delay = self.delay, min(self.delay * 2, 5.0)
+        if isinstance(exc, RedisUnavailableError):
+            logger.warning("worker %s: Redis unreachable (%s); retrying in %.1fs", self.worker_id, exc, delay)
+        else:
+            logger.error("worker %s: unexpected error in the task loop; retrying in %.1fs", self.worker_id, delay,
+                         exc_info=exc)
+        return delay
+
+
+class Turns:
+    """What the slots of one worker count together: tasks taken (max-tasks mode) and slots
+    popping or running (burst mode ends only when none is)."""
+
+    def __init__(self, max_tasks: int | None) -> None:
+        self.max_tasks = max_tasks
+        self._taken = 0
+        self._inflight = 0
+        self._lock = threading.Lock()
+
+    def take(self) -> bool:
+        """Start a turn (a pop and the task it brings); False when max tasks were taken."""
+        with self._lock:
+            if self.max_tasks is not None and self._taken >= self.max_tasks:
+                return False
+            self._taken += 1
+            self._inflight += 1
+            return True
+
+    def end(self, served: bool) -> None:
+        """End a turn; one that found no task gives its count back."""
+        with self._lock:
+            self._inflight -= 1
+            if not served:
+                self._taken -= 1
+
+    def idle(self) -> bool:
+        with self._lock:
+            return self._inflight == 0
+
+    def exhausted(self) -> bool:
+        """Max-tasks mode: every task was taken and has finished."""
+        with self._lock:
+            return self.max_tasks is not None and self._taken >= self.max_tasks and self._inflight == 0
+
+
+@dataclass(frozen=True, slots=True)
+class SlotContext:
+    """What the slots of one worker share."""
+
+    worker_id: str
+    queue: TaskQueue
+    runner: TaskRunner
+    book: LeaseBook
+    turns: Turns
+    stop: threading.Event
+    burst: bool
+    batch: bool  # lease several short tasks per pop
+    prefetcher: ThreadPoolExecutor | None  # the helper threads of prefetching slots (None: no prefetch)
+    hold_seconds: float
+    max_wait: float  # the longest blocking wait for work
+    grace: float  # how long a stopping slot keeps trying to acknowledge what finished
+
+
+class Slot:
+    """One slot thread's loop and state."""
+
+    def __init__(self, ctx: SlotContext) -> None:
+        self.ctx = ctx
+        self.done: list[Finished] = []  # succeeded, acknowledged with the next round trip
+        self.ahead: deque[Task] = deque()  # leased by a batch pop, not started (held)
+        self.fetch: Future[tuple[list[Finished], Task | None, float | None]] | None = None  # a prefetch under way
+        self.free = threading.Event()  # set when this slot can start the prefetched task
+        self.typical: float | None = None  # moving average run time of this slot's tasks
+        self.idle = False  # the last pop found nothing: wait for work, then pop
+        self.due: float | None = None  # seconds until something is due (from the last empty pop)
+        self.backoff = Backoff(ctx.worker_id)
+
+    def run(self) -> None:
+        ctx = self.ctx
+        try:
+            while not ctx.stop.is_set() and ctx.turns.take():
+                if not self._turn():
+                    break
+        finally:
+            self._close()
+        if ctx.turns.exhausted():
+            ctx.stop.set()
+
+    def _turn(self) -> bool:
+        """Take a task and run it, or wait for work; False when the slot should leave."""
+        task: Task | None = None
+        try:
+            task = self._next()
+            self.backoff.reset()
+            if task is not None:
+                return self._serve(task)
+        except RedisUnavailableError as exc:
+            self.ctx.stop.wait(self.backoff.next(exc))
+            return True
+        except Exception as exc:  # a slot must never die: log, back off, keep serving
+            self._give_up_acks()
+            self.ctx.stop.wait(self.backoff.next(exc))
+            return True
+        finally:
+            self.ctx.turns.end(served=task is not None)
+        self.idle = not self.done  # first acknowledge what finished (and pop), then wait
+        return self._found_nothing()
+
+    # --- taking tasks -------------------------------------------------------------------
+    def _next(self) -> Task | None:
+        """The next task to run: from the batch, the prefetch, or a round trip (which carries
+        the acknowledgements waiting)."""
+        ctx = self.ctx
+        if self.ahead:
+            return self.ahead.popleft()
+        if self.fetch is not None:
+            return self._collect()
+        if self.done:
+            tasks, self.due = self._send(list(self.done), self._count())
+            self.done.clear()
+        elif self.idle and not ctx.burst:
+            task, self.due = ctx.queue.wait_and_pop(ctx.worker_id, self._wait_timeout())
+            tasks = [] if task is None else [task]
+            ctx.book.hold(tasks)
+        else:
+            tasks, self.due = self._pop(self._count())
+        self.ahead.extend(tasks[1:])
+        return tasks[0] if tasks else None
+
+    def _count(self) -> int:
+        """How many tasks to lease per pop: one, unless batching short tasks (then as many as
+        fit in ``hold_seconds``, at most ``MAX_BATCH``)."""
+        hold, typical = self.ctx.hold_seconds, self.typical
+        if not self.ctx.batch or typical is None or typical >= hold / 2:
+            return 1
+        return max(1, min(MAX_BATCH, int(hold / max(typical, 1e-6))))
+
+    def _pop(self, count: int) -> tuple[list[Task], float | None]:
+        tasks, due = self.ctx.queue.pop_many_reply(count, self.ctx.worker_id)
+        self.ctx.book.hold(tasks)
+        return tasks, due
+
+    def _send(self, done: list[Finished], count: int) -> tuple[list[Task], float | None]:
+        """Acknowledge ``done`` and lease up to ``count`` tasks (none for 0) in one round trip.
+        An outage raises: the caller still has ``done``, to send again."""
+        ctx = self.ctx
+        try:
+            codes, tasks, due = ctx.queue.complete_and_pop_many(
+                [(d.task, d.duration, d.result_json) for d in done], count, worker_id=ctx.worker_id)
+        except RedisUnavailableError:
+            logger.warning("worker %s: could not acknowledge %d task(s) yet (Redis unreachable)", ctx.worker_id,
+                           len(done))
+            raise
+        for finished, code in zip(done, codes, strict=True):
+            ctx.runner.acked(finished, code)
+        ctx.book.hold(tasks)
+        return tasks, due
+
+    # --- prefetching ----------------------------------------------------------------------
+    def _prefetch(self, done: list[Finished]) -> tuple[list[Finished], Task | None, float | None]:
+        """In a helper thread while the slot runs a task: acknowledge ``done`` and lease the
+        next task, which goes back to its queue unless the slot is free within the hold time."""
+        tasks, due = self._send(done, 1) if done else self._pop(1)
+        task = tasks[0] if tasks else None
+        if task is not None and not self.free.wait(self.ctx.hold_seconds):
+            self._give_back([task], count=False)  # another slot or worker takes it now
+            task = None
+        return done, task, due
+
+    def _collect(self) -> Task | None:
+        """The prefetch's task. When it failed, what it was to acknowledge is still in
+        ``done``: the next round trip sends it again."""
+        assert self.fetch is not None
+        fetch, self.fetch = self.fetch, None
+        sent, task, self.due = fetch.result()
+        self._sent(sent)
+        return task
+
+    def _sent(self, sent: list[Finished]) -> None:
+        self.done = [d for d in self.done if all(d is not s for s in sent)]
+
+    # --- running --------------------------------------------------------------------------
+    def _serve(self, task: Task) -> bool:
+        """Run one leased task; False when the worker stops first (the task goes back)."""
+        woke, self.idle = self.idle, False
+        if self.ctx.stop.is_set():
+            self._give_back([task])
+            return False
+        self._before_run(woke)
+        started = time.monotonic()
+        finished = self.ctx.runner.execute(task)
+        self.free.set()
+        if finished is not None:
+            self.done.append(finished)
+        took = time.monotonic() - started
+        self.typical = took if self.typical is None else 0.8 * self.typical + 0.2 * took
+        if self.ahead and took > self.ctx.hold_seconds:
+            # that one ran long: the rest of the batch goes back for others to take
+            self._give_back(self.ahead, count=False)
+            self.ahead.clear()
+        return True
+
+    def _before_run(self, woke: bool) -> None:
+        """A prefetching slot leases its next task while a short one runs, and acknowledges
+        what finished now rather than after a long one."""
+        ctx = self.ctx
+        if ctx.prefetcher is None:
+            return
+        if not woke and self.typical is not None and self.typical < ctx.hold_seconds:
+            self.free.clear()
+            self.fetch = ctx.prefetcher.submit(self._prefetch, list(self.done))
+        elif self.done:
+            self._ack_done(time.monotonic())
+
+    # --- waiting and leaving --------------------------------------------------------------
+    def _found_nothing(self) -> bool:
+        """After an empty pop: a burst worker ends when it is done, or waits for work."""
+        if not self.ctx.burst:
+            return True  # the next turn waits and pops in one round trip
+        if self._burst_done():
+            self.ctx.stop.set()
+            return False
+        timeout = self._wait_timeout()
+        try:
+            self.ctx.queue.wait_for_work(self.ctx.worker_id, timeout)
+        except Exception as exc:  # Redis down, or the client closed under us: wait, then retry
+            logger.debug("worker %s: wait for work failed (%s)", self.ctx.worker_id, exc)
+            self.ctx.stop.wait(min(timeout, 1.0))
+        return True
+
+    def _burst_done(self) -> bool:
+        """Burst mode ends when no slot is popping or running, none holds a task it has not
+        started, and no delayed task (e.g. a retry) is due within ``BURST_DELAY_HORIZON`` s."""
+        ctx = self.ctx
+        if not ctx.turns.idle() or ctx.book.has_held():
+            return False
+        try:
+            due = ctx.queue.next_delayed_seconds()
+        except FairQueueError as exc:  # cannot tell: not done (the slot waits and asks again)
+            logger.warning("worker %s: could not check for delayed tasks (%s)", ctx.worker_id, exc)
+            return False
+        return due is None or due > BURST_DELAY_HORIZON
+
+    def _wait_timeout(self) -> float:
+        return self.ctx.max_wait if self.due is None else min(self.ctx.max_wait, max(self.due, 0.001))
+
+    def _close(self) -> None:
+        """Leaving: hand back what was leased and not started, acknowledge what finished."""
+        self.free.set()
+        self._give_back(self.ahead)
+        self.ahead.clear()
+        if self.fetch is not None:
+            fetch, self.fetch = self.fetch, None
+            try:
+                sent, task, _ = fetch.result(timeout=30)
+                self._sent(sent)
+                self._give_back([task])
+            except Exception as exc:  # what it was to acknowledge is still in done
+                logger.warning("worker %s: prefetch failed at shutdown (%s)", self.ctx.worker_id, exc)
+        self._ack_done(time.monotonic() + self.ctx.grace)
+
+    def _ack_done(self, until: float) -> None:
+        """Acknowledge what finished without leasing more, trying again after an outage until
+        ``until``; what is still not through then waits for the next round trip (or, when the
+        slot leaves, for its lease to expire: the task runs again)."""
+        while self.done:
+            try:
+                self._send(list(self.done), 0)
+                self.done.clear()
+            except RedisUnavailableError as exc:
+                left = until - time.monotonic()
+                if left <= 0:
+                    return
+                time.sleep(min(self.backoff.next(exc), left))  # not stop.wait: a leaving slot is stopped
+            except FairQueueError:
+                self._give_up_acks()
+
+    def _give_up_acks(self) -> None:
+        """An unexpected error: what waited for its ack is not sent again (its lease expires
+        and it runs again: at least once)."""
+        self.ctx.book.forget(d.task for d in self.done)
+        self.done = []
+
+    def _give_back(self, tasks: Iterable[Task | None], *, count: bool = True) -> None:
+        """Hand leased tasks this slot has not started back to their queue (``count``: in the
+        'released' stat, as at shutdown; not for a quiet hand-back another slot takes at once)."""
+        back = [t for t in tasks if t is not None]
+        if not back:
+            return
+        self.ctx.book.forget(back)
+        with contextlib.suppress(FairQueueError):
+            self.ctx.queue.release(back, count=count)

@@ -1,0 +1,151 @@
+"""``Worker``: serves one configured worker id with up to ``max_concurrent_tasks`` slot threads.
+
+Each slot (:mod:`.slot`) pops fairly (own users first, then steal targets), runs the task through
+the shared :class:`~.runner.TaskRunner`, and acknowledges it with its next pop. Idle slots block
+on the wake-up lists that pushes fill (no busy polling); ``poll_interval_seconds`` is only the
+fallback. The :class:`~.heartbeat.Heartbeat` thread renews the leases of the tasks the worker holds
+and publishes its health record. SIGTERM/SIGINT stop it gracefully; a second signal exits at once.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import threading
+import time
+from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
+from types import FrameType, TracebackType
+
+from ..config import FairQueueConfig
+from ..exceptions import FairQueueError
+from ..handler import TaskHandler
+from ..models import Task
+from ..queue import TaskQueue
+from ..registry import import_task_modules
+from .heartbeat import Heartbeat
+from .leases import LeaseBook
+from .runner import RunnerCounts, TaskRunner
+from .slot import PREFETCH_HOLD_SECONDS, Slot, SlotContext, Turns
+
+logger = logging.getLogger("fairque_django.worker")
+
+
+class Worker(RunnerCounts):
+    """Runs the tasks of one worker id from the configuration until stopped."""
+
+    def __init__(self, config: FairQueueConfig, handler: TaskHandler | None = None, *,
+                 worker_id: str | None = None, queue: TaskQueue | None = None,
+                 concurrency: int | None = None, burst: bool = False, max_tasks: int | None = None,
+                 task_modules: Iterable[str] = (), around_task: Callable[[], None] | None = None,
+                 install_signal_handlers: bool = True, periodic: Callable[[], None] | None = None,
+                 periodic_interval: float = 30.0, prefetch: bool = True,
+                 prefetch_hold_seconds: float = PREFETCH_HOLD_SECONDS) -> None:
+        self.config = config
+        self.settings = config.get_worker(worker_id)
+        self.worker_id = self.settings.id
+        self.handler = handler if handler is not None else TaskHandler()
+        self.queue = queue if queue is not None else TaskQueue(config, worker_id=self.worker_id)
+        self.concurrency = concurrency or self.settings.max_concurrent_tasks
+        self.burst = burst
+        self.max_tasks = max_tasks
+        self.task_modules = tuple(task_modules)
+        self.install_signal_handlers = install_signal_handlers
+        # prefetch: a slot whose tasks are short leases its next task while the current one runs
+        # (see .slot); not used in burst and max-tasks modes, which lease short tasks in batches
+        self.prefetch = prefetch and not burst and max_tasks is None
+        self.prefetch_hold_seconds = prefetch_hold_seconds
+        self.started_at = 0.0
+        self._book = LeaseBook()
+        self.runner = TaskRunner(config, self.worker_id, self.handler, self.queue, self._book,
+                                 around_task=around_task)
+        self._heartbeat = Heartbeat(self, self.queue, self._book, kind="threads", periodic=periodic,
+                                    periodic_interval=periodic_interval)
+        self._stop = threading.Event()
+        self._signals = 0
+        self._threads: list[threading.Thread] = []
+
+    @property
+    def running_tasks(self) -> list[Task]:
+        return self._book.running()
+
+    # --- lifecycle ------------------------------------------------------------------
+    def __enter__(self) -> Worker:
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.stop()
+
+    def start(self) -> int:
+        """Serve tasks until stopped (signal, :meth:`stop`, burst end or max tasks). Returns 0."""
+        import_task_modules(self.task_modules)
+        self.started_at = time.time()
+        self._stop.clear()
+        if self.install_signal_handlers and threading.current_thread() is threading.main_thread():
+            signal.signal(signal.SIGTERM, self._on_signal)
+            signal.signal(signal.SIGINT, self._on_signal)
+        logger.info("worker %s starting: %d slots, assigned %s, steals %s", self.worker_id,
+                    self.concurrency, list(self.settings.assigned_users), list(self.settings.steal_targets))
+        self._heartbeat.start()
+        prefetcher = ThreadPoolExecutor(max_workers=self.concurrency, thread_name_prefix=f"{self.worker_id}-fetch") \
+            if self.prefetch else None
+        ctx = SlotContext(self.worker_id, self.queue, self.runner, self._book, Turns(self.max_tasks), self._stop,
+                          burst=self.burst, batch=not self.prefetch and self.max_tasks is None,
+                          prefetcher=prefetcher, hold_seconds=self.prefetch_hold_seconds,
+                          max_wait=self._max_wait(), grace=self.settings.graceful_shutdown_timeout)
+        self._threads = [threading.Thread(target=Slot(ctx).run, name=f"{self.worker_id}-slot-{i}", daemon=True)
+                         for i in range(self.concurrency)]
+        for t in self._threads:
+            t.start()
+        while not self._stop.is_set():
+            self._stop.wait(0.2)
+        self._shutdown()
+        if prefetcher is not None:
+            prefetcher.shutdown(wait=False)
+        self._heartbeat.stop()
+        logger.info("worker %s stopped: %d processed, %d failed", self.worker_id, self.processed, self.failed)
+        return 0
+
+    def stop(self) -> None:
+        """Ask the worker to stop taking tasks and finish gracefully."""
+        self._stop.set()
+
+    def publish_health(self, tasks: list[Task]) -> None:
+        """Write this worker's health record now (the heartbeat does it every interval)."""
+        self._heartbeat.publish(tasks)
+
+    def _on_signal(self, signum: int, frame: FrameType | None) -> None:
+        self._signals += 1
+        if self._signals > 1:
+            logger.warning("worker %s: second signal, exiting now; leases will recover running tasks",
+                           self.worker_id)
+            os._exit(1)
+        logger.info("worker %s: %s received, finishing running tasks (up to %.0fs)", self.worker_id,
+                    signal.Signals(signum).name, self.settings.graceful_shutdown_timeout)
+        self._stop.set()
+
+    def _shutdown(self) -> None:
+        deadline = time.monotonic() + self.settings.graceful_shutdown_timeout
+        for t in self._threads:
+            t.join(timeout=max(0.0, deadline - time.monotonic()))
+        # idle slots may still sit in one blocking wait: let them leave before handing tasks back,
+        # or they would take the handed-back tasks again
+        busy = self._book.busy_slots()
+        idle_deadline = time.monotonic() + self._max_wait() + 0.5
+        for t in self._threads:
+            if t not in busy:
+                t.join(timeout=max(0.0, idle_deadline - time.monotonic()))
+        unfinished = self._book.take_unfinished()  # no longer ours: the heartbeat stops renewing them
+        if not unfinished:
+            return
+        try:
+            handed = self.queue.release(unfinished)
+            logger.warning("worker %s: handed %d unfinished task(s) back to their queues", self.worker_id, handed)
+        except FairQueueError as exc:
+            logger.error("worker %s: could not hand tasks back (%s); their leases will expire", self.worker_id, exc)
+
+    def _max_wait(self) -> float:
+        """Longest blocking wait: the poll interval, kept below the socket timeout."""
+        return min(self.settings.poll_interval_seconds, max(0.05, self.config.redis.socket_timeout - 0.5))
