@@ -7,7 +7,7 @@ from typing import Any
 
 from .core.aio import AsyncTaskQueue
 from .core.config import FairQueueConfig, QueueConfig, RedisConfig, WorkerConfig
-from .core.exceptions import (
+from .core.errors import (
     ConfigurationError,
     CorruptTaskError,
     FairQueueError,

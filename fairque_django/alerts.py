@@ -3,7 +3,7 @@
 ``runfairworker`` passes an :class:`AlertEvaluator` to the core ``Worker`` as its periodic hook:
 every ``FAIRQUE["ALERT_INTERVAL"]`` seconds one worker (a Redis ``SET NX`` guard lets only one
 of them work per interval) collects a metrics snapshot, evaluates the rules and records their
-states with :class:`~fairque_django.core.alerts.AlertTracker`. Each transition is then reported
+states with :class:`~fairque_django.core.observe.alerts.AlertTracker`. Each transition is then reported
 once, whichever worker saw it:
 
 * the Django signal :data:`fairque_django.signals.fairque_alert` (``rule``, ``state``, ``details``);
@@ -25,18 +25,17 @@ from typing import Any
 from django.db import connections
 
 from .conf import get_queue, get_setting
-from .core.alerts import (
+from .core.observe import SAMPLE_INTERVAL, QueueMetrics, collect_metrics, record_history
+from .core.observe.alert_rules import (
     FIRING,
     AlertRule,
     AlertState,
-    AlertTracker,
-    AlertTransition,
     evaluate,
     required_top_n,
     required_windows,
     with_builtin_rules,
 )
-from .core.observe import SAMPLE_INTERVAL, QueueMetrics, collect_metrics, record_history
+from .core.observe.alerts import AlertTracker, AlertTransition
 from .core.queue import TaskQueue, redis_errors
 from .signals import fairque_alert
 
@@ -47,7 +46,7 @@ logger = logging.getLogger("fairque_django.alerts")
 
 def alert_rules() -> tuple[AlertRule, ...]:
     """The rules of ``FAIRQUE["ALERTS"]`` plus the built-in ones (``tenant-starved``) they do not
-    replace (:func:`~fairque_django.core.alerts.with_builtin_rules`)."""
+    replace (:func:`~fairque_django.core.observe.alert_rules.with_builtin_rules`)."""
     return with_builtin_rules(get_setting("ALERTS"))
 
 

@@ -58,7 +58,7 @@ from .core.config import Problem
 from .core.config.kinds import unknown_key
 from .core.config.schema import BACKEND_OPTIONS
 from .core.context import current_user, running_task
-from .core.exceptions import (
+from .core.errors import (
     FairQueueError,
     MissingTenantError,
     SerializationError,
@@ -307,7 +307,7 @@ class FairQueueBackend(BaseTaskBackend):
 
     The tenant of an enqueued task is the current tenant (``fairque_django.tenant(...)``,
     ``FairQueueTenantMiddleware`` or the running fairque task), else ``OPTIONS["DEFAULT_USER"]``;
-    without either, ``enqueue`` raises :class:`~fairque_django.core.exceptions.MissingTenantError`.
+    without either, ``enqueue`` raises :class:`~fairque_django.core.errors.MissingTenantError`.
 
     Django priorities map onto fairque priorities (:data:`PRIORITY_TABLE`)::
 

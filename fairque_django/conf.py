@@ -61,7 +61,7 @@ from .core.config import FairQueueConfig, Problem, RedisConfig, collect, problem
 from .core.config.kinds import raise_problems, unknown_key
 from .core.config.schema import DJANGO_OPTIONS
 from .core.connection import get_client
-from .core.exceptions import ConfigurationError
+from .core.errors import ConfigurationError
 from .core.queue import TaskQueue
 
 __all__ = [
@@ -135,7 +135,7 @@ def _check_option(name: str, value: Any) -> Any:
     try:
         value = DJANGO_OPTIONS[name].check(value, key)
         if name == "ALERTS":  # each rule is checked against the alert-rule schema
-            from .core.alerts import parse_rules
+            from .core.observe.alert_rules import parse_rules
 
             value = parse_rules(value, key)
     except ConfigurationError as exc:

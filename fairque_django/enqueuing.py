@@ -3,7 +3,7 @@
 The user a task belongs to is, in this order: ``user=`` (anything the tenant resolver
 understands: a user id, a ``User``, a tenant model, a request), the task's own ``user_id``,
 the current tenant (:func:`fairque_django.tenancy.tenant`, the middleware, or the running
-task); otherwise :class:`~fairque_django.core.exceptions.MissingTenantError`.
+task); otherwise :class:`~fairque_django.core.errors.MissingTenantError`.
 
 With ``on_commit=True`` (default: ``FAIRQUE["ENQUEUE_ON_COMMIT"]``) the push happens in
 ``transaction.on_commit``, so a worker never sees a task about a row that is not committed
@@ -116,7 +116,7 @@ def result(task_id: str, *, user: Any = None, queue: TaskQueue | None = None) ->
     """The handle of a task enqueued earlier, read now: for code that stored only the id.
 
     ``user`` is what :func:`enqueue` accepts (default: the current tenant); a task of another
-    tenant is not found (:class:`~fairque_django.core.exceptions.TaskNotFoundError`), as is an
+    tenant is not found (:class:`~fairque_django.core.errors.TaskNotFoundError`), as is an
     unknown id or a result older than ``queue.result_ttl_seconds``."""
     user_id = resolve_user_id(user) if user is not None else current_user()
     assert user_id is not None  # current_user() raises MissingTenantError instead

@@ -19,9 +19,9 @@ from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from .core.alerts import AlertRule, StoredAlert
-from .core.observe import LIVENESS, Histogram, QueueMetrics
-from .core.scripts.commands import STAT_FIELDS
+from .core.observe import LIVENESS, STAT_FIELDS, Histogram, QueueMetrics
+from .core.observe.alert_rules import AlertRule
+from .core.observe.alerts import StoredAlert
 
 __all__ = ["CONTENT_TYPE", "METRIC_NAMES", "FairQueueCollector", "build_registry", "render"]
 

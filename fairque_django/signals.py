@@ -3,7 +3,7 @@
 ``fairque_alert``
     Sent once per alert transition across all processes (see :mod:`fairque_django.alerts`),
     with ``sender`` the :class:`~fairque_django.alerts.AlertEvaluator` class and keyword
-    arguments ``rule`` (the :class:`~fairque_django.core.alerts.AlertRule`), ``state``
+    arguments ``rule`` (the :class:`~fairque_django.core.observe.alert_rules.AlertRule`), ``state``
     (``"firing"`` or ``"resolved"``) and ``details`` (a JSON-ready dict: ``message``,
     ``value``, ``threshold``, ``since`` and rule-specific data such as ``tenants`` or
     ``workers``). Receivers run in the worker that saw the transition; one that raises is

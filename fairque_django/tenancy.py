@@ -18,7 +18,7 @@ from django.http import HttpRequest
 
 from .core.config import DEFAULT_MAX_USER_ID_LENGTH
 from .core.context import current_user, use_tenant
-from .core.exceptions import MissingTenantError, TaskValidationError
+from .core.errors import MissingTenantError, TaskValidationError
 from .core.keys import validate_user_id
 
 __all__ = [

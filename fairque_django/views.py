@@ -22,9 +22,9 @@ from django.views.decorators.http import require_GET
 
 from .alerts import alert_rules
 from .conf import get_queue, get_setting
-from .core.alerts import AlertTracker
-from .core.exceptions import FairQueueError
+from .core.errors import FairQueueError
 from .core.observe import collect_metrics, health_status
+from .core.observe.alerts import AlertTracker
 
 __all__ = ["VIEW_PERMISSION", "health", "metrics"]
 

@@ -24,11 +24,15 @@ from django.test import override_settings
 from fairque_django import conf
 from fairque_django.alerts import AlertEvaluator
 from fairque_django.conf import FairQueueImproperlyConfigured, get_queue, get_setting
-from fairque_django.core.alerts import (
+from fairque_django.core.config import FairQueueConfig
+from fairque_django.core.config.schema import ALERT_RULE, ALERT_RULE_OPTIONS
+from fairque_django.core.errors import ConfigurationError
+from fairque_django.core.models import Task
+from fairque_django.core.observe import collect_metrics
+from fairque_django.core.observe.alert_rules import (
     RULE_TYPES,
     AlertRule,
     AlertState,
-    AlertTracker,
     DlqSizeAbove,
     FailureRatioAbove,
     NoLiveWorker,
@@ -36,11 +40,7 @@ from fairque_django.core.alerts import (
     evaluate,
     parse_rules,
 )
-from fairque_django.core.config import FairQueueConfig
-from fairque_django.core.config.schema import ALERT_RULE, ALERT_RULE_OPTIONS
-from fairque_django.core.exceptions import ConfigurationError
-from fairque_django.core.models import Task
-from fairque_django.core.observe import collect_metrics
+from fairque_django.core.observe.alerts import AlertTracker
 from fairque_django.core.queue import TaskQueue
 from fairque_django.signals import fairque_alert
 from tests.monitoring_helpers import FAST, running_worker, wait_until

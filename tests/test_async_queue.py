@@ -14,7 +14,7 @@ import redis.asyncio
 
 from fairque_django.core.aio import AsyncTaskQueue
 from fairque_django.core.config import FairQueueConfig, RedisConfig
-from fairque_django.core.exceptions import LeaseLostError, RedisUnavailableError, TaskValidationError
+from fairque_django.core.errors import LeaseLostError, RedisUnavailableError, TaskValidationError
 from fairque_django.core.models import Priority, Task
 from fairque_django.core.queue import TaskQueue
 

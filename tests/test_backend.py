@@ -44,7 +44,7 @@ from fairque_django.compat import (
     task_started,
 )
 from fairque_django.conf import get_config, get_queue
-from fairque_django.core.exceptions import MissingTenantError, SerializationError
+from fairque_django.core.errors import MissingTenantError, SerializationError
 from fairque_django.core.models import Priority
 from fairque_django.core.models import Task as FairTask
 from fairque_django.core.queue import TaskQueue

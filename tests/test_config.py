@@ -30,7 +30,7 @@ from fairque_django.core.config import (
     set_default_redis_provider,
 )
 from fairque_django.core.config.schema import QUEUE, REDIS, SECTIONS, WORKER, doc_default
-from fairque_django.core.exceptions import ConfigurationError, TaskValidationError, UnknownWorkerError
+from fairque_django.core.errors import ConfigurationError, TaskValidationError, UnknownWorkerError
 from fairque_django.core.keys import validate_user_id
 
 # Verbatim from the "Configuration" section of FAIRQUEUE_SPEC.md.

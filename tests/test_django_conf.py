@@ -20,7 +20,7 @@ from fairque_django.conf import (
 )
 from fairque_django.core.config import FairQueueConfig, RedisConfig
 from fairque_django.core.connection import get_client
-from fairque_django.core.exceptions import ConfigurationError
+from fairque_django.core.errors import ConfigurationError
 from fairque_django.core.models import Task
 from fairque_django.core.queue import TaskQueue
 

@@ -14,7 +14,7 @@ from django.test import override_settings
 
 from fairque_django import conf
 from fairque_django.conf import get_queue
-from fairque_django.core.exceptions import MissingTenantError, SerializationError, TaskValidationError
+from fairque_django.core.errors import MissingTenantError, SerializationError, TaskValidationError
 from fairque_django.core.models import Task
 from fairque_django.core.queue import TaskQueue
 from fairque_django.core.registry import task as task_decorator

@@ -46,3 +46,23 @@ def test_one_lua_file_per_script_with_a_header() -> None:
     for name in SCRIPT_NAMES:
         text = (lua / f"{name}.lua").read_text()
         assert text.startswith(f"-- {name}:") and "KEYS[1]" in text and "ARGV[1]" in text
+
+
+def test_import_layers() -> None:
+    """The import-linter contracts in pyproject.toml: core without Django, layers without cycles."""
+    lint = Path(sys.executable).parent / "lint-imports"
+    res = subprocess.run([str(lint)], capture_output=True, text=True, cwd=PACKAGE.parent)
+    assert res.returncode == 0 and "0 broken" in res.stdout, res.stdout + res.stderr
+
+
+def test_adapters_import_no_private_name_of_the_core() -> None:
+    private = re.compile(r"^\s*from\s+(?:fairque_django|\.+)\.?core[\w.]*\s+import\s+\(?([^)\n]*)")
+    offenders = []
+    for path in PACKAGE.rglob("*.py"):
+        if "core" in path.relative_to(PACKAGE).parts[:1]:
+            continue
+        for n, line in enumerate(path.read_text().splitlines(), 1):
+            m = private.match(line)
+            if m and any(name.strip().startswith("_") for name in m.group(1).split(",")):
+                offenders.append(f"{path.relative_to(PACKAGE)}:{n}: {line.strip()}")
+    assert offenders == []

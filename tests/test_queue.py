@@ -10,7 +10,7 @@ import pytest
 import redis
 
 from fairque_django.core.config import FairQueueConfig, RedisConfig
-from fairque_django.core.exceptions import (
+from fairque_django.core.errors import (
     LeaseLostError,
     PayloadTooLargeError,
     RedisUnavailableError,
@@ -393,7 +393,7 @@ def test_seed_legacy_example_runs(make_config: Any) -> None:
 
 
 def test_push_for_a_user_no_worker_serves_is_refused(q: TaskQueue) -> None:
-    from fairque_django.core.exceptions import UnservedUserError
+    from fairque_django.core.errors import UnservedUserError
 
     with pytest.raises(UnservedUserError, match="never"):
         q.push(Task.create(user_id="zed", payload={}))

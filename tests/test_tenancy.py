@@ -14,7 +14,7 @@ from django.urls import path
 
 from fairque_django import conf
 from fairque_django.core.context import task_running
-from fairque_django.core.exceptions import MissingTenantError, TaskValidationError
+from fairque_django.core.errors import MissingTenantError, TaskValidationError
 from fairque_django.core.models import Task
 from fairque_django.middleware import FairQueueTenantMiddleware
 from fairque_django.tenancy import (

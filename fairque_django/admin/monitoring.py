@@ -17,7 +17,6 @@ from typing import Any, Final
 
 from ..alerts import alert_rules, current_alerts
 from ..conf import get_setting
-from ..core.alerts import AlertRule, required_top_n, required_windows
 from ..core.config import POOL_PARTITION
 from ..core.observe import (
     HISTORY_MINUTES,
@@ -27,6 +26,7 @@ from ..core.observe import (
     load_history,
     record_history,
 )
+from ..core.observe.alert_rules import AlertRule, required_top_n, required_windows
 from ..core.queue import TaskQueue
 from .format import format_age, when
 

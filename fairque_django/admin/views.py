@@ -25,7 +25,7 @@ from django.utils.http import url_has_allowed_host_and_scheme
 from django.utils.text import Truncator
 
 from ..conf import get_queue
-from ..core.exceptions import FairQueueError
+from ..core.errors import FairQueueError
 from ..core.models import DLQEntry, Priority
 from ..core.observe import DeadLetters, QueueMetrics
 from ..core.queue import TaskQueue

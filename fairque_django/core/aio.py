@@ -22,13 +22,13 @@ from redis.backoff import ExponentialBackoff
 
 from .codec import chunks, text
 from .config import FairQueueConfig, RedisConfig
-from .exceptions import LeaseLostError
+from .errors import LeaseLostError
 from .keys import validate_user_id
 from .models import DLQEntry, Task, dumps
-from .queue import PARK_MARGIN_MS
 from .results import ResultSnapshot, TaskResult
 from .scripts import AsyncScripts
 from .scripts.commands import (
+    PARK_MARGIN_MS,
     Commands,
     PopPlan,
     PopReply,

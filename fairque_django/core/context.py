@@ -8,7 +8,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from .exceptions import FairQueueError, MissingTenantError, TaskNotRegisteredError
+from .errors import FairQueueError, MissingTenantError, TaskNotRegisteredError
 
 if TYPE_CHECKING:
     from .models import Task

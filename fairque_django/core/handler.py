@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from .context import running_task
-from .exceptions import TaskNotRegisteredError, TaskTimeoutError
+from .errors import TaskNotRegisteredError, TaskTimeoutError
 from .models import Task
 from .registry import get_task_function
 

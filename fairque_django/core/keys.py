@@ -32,7 +32,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from .exceptions import TaskValidationError
+from .errors import TaskValidationError
 from .ids import user_id_problem
 
 # Characters that would break key names or hash tags, plus whitespace and control characters.

@@ -10,7 +10,8 @@ from dataclasses import dataclass, field
 from enum import IntEnum
 from typing import Any
 
-from .exceptions import CorruptTaskError, SerializationError, TaskValidationError
+from .context import run_task_inline
+from .errors import CorruptTaskError, SerializationError, TaskValidationError
 
 
 class Priority(IntEnum):
@@ -199,7 +200,6 @@ class Task:
 
     def __call__(self) -> Any:
         """Execute the task's function directly, in this process, and return its result."""
-        from .context import run_task_inline
 
         return run_task_inline(self)
 

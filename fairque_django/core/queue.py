@@ -18,12 +18,14 @@ import redis
 from .codec import chunks, text
 from .config import FairQueueConfig
 from .connection import get_client
-from .exceptions import LeaseLostError
+from .context import activate_queue, deactivate_queue
+from .errors import LeaseLostError
 from .keys import validate_user_id
 from .models import DLQEntry, Task, dumps
 from .results import ResultSnapshot, TaskResult
 from .scripts import Scripts
 from .scripts.commands import (
+    PARK_MARGIN_MS,
     Commands,
     PopPlan,
     PopReply,
@@ -36,13 +38,9 @@ from .scripts.commands import (
 )
 from .transport import ScriptCall, Transport, evalsha, redis_errors
 
-__all__ = ["PARK_MARGIN_MS", "TaskQueue", "redis_errors"]
+__all__ = ["TaskQueue", "redis_errors"]
 
 logger = logging.getLogger("fairque_django.queue")
-
-# A waiting slot stays parked this much longer than its wait, so that it is still parked when its
-# wait ends and it unparks (a park left behind by a stopped worker expires by itself).
-PARK_MARGIN_MS = 2000
 
 
 class TaskQueue:
@@ -66,7 +64,6 @@ class TaskQueue:
 
     # --- context manager ----------------------------------------------------------------
     def __enter__(self) -> TaskQueue:
-        from .context import activate_queue
 
         self._context_token = activate_queue(self)
         return self
@@ -78,7 +75,6 @@ class TaskQueue:
     def close(self) -> None:
         """Release this queue's resources (the shared client stays open for others)."""
         if self._context_token is not None:
-            from .context import deactivate_queue
 
             deactivate_queue(self._context_token)
             self._context_token = None

@@ -12,8 +12,9 @@ import threading
 from collections.abc import Awaitable, Callable, Iterable
 from typing import TYPE_CHECKING, Any, Generic, ParamSpec, TypeVar, overload
 
-from .exceptions import TaskNotRegisteredError, TaskValidationError
+from .errors import TaskNotRegisteredError, TaskValidationError
 from .models import Priority, Task, set_func_resolver
+from .xcom import xcom_push
 
 if TYPE_CHECKING:
     from .results import TaskResult
@@ -90,7 +91,6 @@ class TaskFunction(Generic[P, R]):
         when registered with ``@xcom_task``."""
         result = self.func(*args, **kwargs)
         if self.xcom_key is not None:
-            from .xcom import xcom_push
 
             xcom_push(self.xcom_key, result)
         return result

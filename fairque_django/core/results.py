@@ -10,14 +10,16 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import inspect
 import json
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import Enum
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
-from .exceptions import (
+from .context import resolve_queue
+from .errors import (
     FairQueueError,
     ResultNotReadyError,
     ResultTimeoutError,
@@ -26,10 +28,6 @@ from .exceptions import (
     TaskNotFoundError,
 )
 from .models import Task, dumps
-
-if TYPE_CHECKING:
-    from .aio import AsyncTaskQueue
-    from .queue import TaskQueue
 
 __all__ = ["ResultSnapshot", "TaskError", "TaskResult", "TaskStatus", "failure_record", "success_record"]
 
@@ -45,6 +43,22 @@ class TaskStatus(str, Enum):
 
 
 FINISHED = frozenset({TaskStatus.SUCCESSFUL, TaskStatus.FAILED, TaskStatus.CANCELLED})
+
+
+class ResultReader(Protocol):
+    """What a handle reads through: :class:`~.queue.TaskQueue` (``read_result`` returns a snapshot)."""
+
+    config: Any
+
+    def read_result(self, task_id: str, user_id: str) -> ResultSnapshot: ...
+
+
+class AsyncResultReader(Protocol):
+    """:class:`~.aio.AsyncTaskQueue` (``read_result`` is a coroutine)."""
+
+    config: Any
+
+    async def read_result(self, task_id: str, user_id: str) -> ResultSnapshot: ...
 
 # the task hash's state field (st) -> status
 _STATE_STATUS = {"queued": TaskStatus.READY, "delayed": TaskStatus.READY, "leased": TaskStatus.RUNNING,
@@ -197,7 +211,7 @@ class TaskResult:
 
     __slots__ = ("_queue", "_snapshot", "id", "stores_result", "user_id")
 
-    def __init__(self, task_id: str, user_id: str, queue: TaskQueue | AsyncTaskQueue | None = None, *,
+    def __init__(self, task_id: str, user_id: str, queue: ResultReader | AsyncResultReader | None = None, *,
                  stores_result: bool = True, snapshot: ResultSnapshot | None = None) -> None:
         self.id = task_id
         self.user_id = user_id
@@ -206,7 +220,7 @@ class TaskResult:
         self._snapshot = snapshot if snapshot is not None else ResultSnapshot(found=False)
 
     @classmethod
-    def for_task(cls, task: Task, queue: TaskQueue | AsyncTaskQueue | None = None) -> TaskResult:
+    def for_task(cls, task: Task, queue: ResultReader | AsyncResultReader | None = None) -> TaskResult:
         """A new handle for a task just pushed (its user id set)."""
         default = queue.config.queue.store_results if queue is not None else True
         return cls(task.task_id, task.user_id or "", queue, stores_result=_keeps(task, default))
@@ -251,15 +265,13 @@ class TaskResult:
         raise ResultNotReadyError(f"task {self.id} has not finished yet (status {snap.status.value})")
 
     # --- reading Redis -------------------------------------------------------------------
-    def _sync_queue(self) -> TaskQueue:
-        from .context import resolve_queue
-        from .queue import TaskQueue
+    def _sync_queue(self) -> ResultReader:
 
         queue = self._queue if self._queue is not None else resolve_queue("a result handle")
-        if not isinstance(queue, TaskQueue):
+        if inspect.iscoroutinefunction(queue.read_result):
             raise FairQueueError("this handle belongs to an AsyncTaskQueue: use `await handle.arefresh()` "
                                  "or `await handle.await_result()`")
-        return queue
+        return queue  # type: ignore[return-value]  # a sync reader (checked above)
 
     def _apply(self, snapshot: ResultSnapshot) -> bool:
         if snapshot.found:
@@ -281,10 +293,8 @@ class TaskResult:
         return self
 
     async def _aread(self) -> ResultSnapshot:
-        from .aio import AsyncTaskQueue
-
-        if isinstance(self._queue, AsyncTaskQueue):
-            return await self._queue.read_result(self.id, self.user_id)
+        if self._queue is not None and inspect.iscoroutinefunction(self._queue.read_result):
+            return await self._queue.read_result(self.id, self.user_id)  # type: ignore[no-any-return]
         queue = self._sync_queue()
         return await asyncio.to_thread(queue.read_result, self.id, self.user_id)
 

@@ -21,7 +21,7 @@ from typing import Any
 import redis
 import redis.asyncio
 
-from .exceptions import FairQueueError, RedisUnavailableError
+from .errors import FairQueueError, RedisUnavailableError
 
 __all__ = ["AsyncTransport", "HeldConnection", "Transport", "pack", "redis_errors"]
 

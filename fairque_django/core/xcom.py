@@ -14,9 +14,10 @@ import time
 from typing import Any
 
 from .context import RunningTask, current_user, resolve_queue, running_task
-from .exceptions import TaskValidationError
+from .errors import TaskValidationError
 from .keys import validate_key_part, validate_user_id
 from .models import dumps
+from .transport import redis_errors
 
 _local: dict[str, tuple[float, str]] = {}
 _local_lock = threading.Lock()
@@ -54,8 +55,6 @@ def xcom_push(key: str, value: Any, *, user_id: str | None = None, ttl: int | No
         return
     queue = _queue()
     seconds = ttl if ttl is not None else queue.config.queue.xcom_ttl_seconds
-    from .queue import redis_errors
-
     with redis_errors("xcom_push"):
         queue.client.set(queue.keys.xcom(user, key), data, ex=int(seconds))
 
@@ -71,8 +70,6 @@ def xcom_pull(key: str, default: Any = None, *, user_id: str | None = None) -> A
             return default
         return json.loads(entry[1])
     queue = _queue()
-    from .queue import redis_errors
-
     with redis_errors("xcom_pull"):
         raw = queue.client.get(queue.keys.xcom(user, key))
     return default if raw is None else json.loads(raw)
@@ -86,7 +83,5 @@ def xcom_delete(key: str, *, user_id: str | None = None) -> bool:
         with _local_lock:
             return _local.pop(key, None) is not None
     queue = _queue()
-    from .queue import redis_errors
-
     with redis_errors("xcom_delete"):
         return bool(queue.client.delete(queue.keys.xcom(user, key)))

@@ -3,7 +3,7 @@
 A :class:`FairQueueConfig` is built once, from ``create_default(...)``, from a mapping
 (``from_dict``, e.g. the ``FAIRQUE`` Django setting) or from a YAML file in the format of
 the FairQueue README (``from_yaml``).  Every problem is reported as a
-:class:`~fairque_django.core.exceptions.ConfigurationError` whose message starts with the
+:class:`~fairque_django.core.errors.ConfigurationError` whose message starts with the
 path of the offending key, e.g. ``workers[1].poll_interval_seconds: must be > 0 (got 0)``.
 
 Configuration is static: worker ids, assigned users and steal targets never come from Redis.

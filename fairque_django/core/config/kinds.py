@@ -19,7 +19,7 @@ from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any, Final
 
-from ..exceptions import ConfigurationError
+from ..errors import ConfigurationError
 
 __all__ = [
     "REQUIRED", "Field", "Kind", "Problem", "Section", "at", "base_path", "item", "join", "map_item",

@@ -17,7 +17,7 @@ from typing import Any, Final, TypeVar
 
 import yaml
 
-from ..exceptions import ConfigurationError
+from ..errors import ConfigurationError
 from .kinds import Field, Problem, Section, at, item, join, map_item, problems_of, type_name, unknown_key
 from .model import FairQueueConfig, QueueConfig, RedisConfig, WorkerConfig, default_redis
 from .schema import FLOAT, QUEUE, REDIS, TOP_LEVEL_KEYS, USERS, WEIGHTS, WORKER, WORKER_ID

@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..exceptions import ConfigurationError, UnknownWorkerError
+from ..errors import ConfigurationError, UnknownWorkerError
 from ..ids import is_pattern, user_id_problem
 from .kinds import Problem, at, base_path, item, join, map_item, raise_problems, type_name
 from .schema import QUEUE, REDIS, WORKER, WORKER_ID

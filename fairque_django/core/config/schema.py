@@ -17,7 +17,7 @@ from collections.abc import Mapping
 from typing import Any, Final
 from urllib.parse import urlsplit
 
-from ..exceptions import ConfigurationError
+from ..errors import ConfigurationError
 from ..ids import bad_char, describe_char, user_id_problem, worker_id_problem
 from .kinds import Field, Kind, Section, finite_float, item, map_item
 

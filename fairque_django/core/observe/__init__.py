@@ -8,6 +8,7 @@ throughput, counter snapshots, chart points) and ``liveness`` -> ``rows`` -> ``s
 ``snapshot`` (the reads) -> ``health`` (probes); ``dlq`` stands aside.
 """
 
+from ..scripts.commands import STAT_FIELDS
 from .dlq import DeadLetters, DLQFacets, DLQPage
 from .health import health_status, light_snapshot, unserved_assignments
 from .liveness import (
@@ -51,6 +52,7 @@ __all__ = [
     "SAMPLE_FIELDS",
     "SAMPLE_INTERVAL",
     "STALE",
+    "STAT_FIELDS",
     "CounterWindow",
     "DLQFacets",
     "DLQPage",

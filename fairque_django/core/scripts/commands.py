@@ -15,7 +15,8 @@ from typing import Any
 
 from ..codec import chunks, text
 from ..config import POOL_PARTITION, FairQueueConfig, glob_to_lua_pattern, is_pattern
-from ..exceptions import CorruptTaskError, PayloadTooLargeError, TaskValidationError, UnservedUserError
+from ..context import current_user
+from ..errors import CorruptTaskError, PayloadTooLargeError, TaskValidationError, UnservedUserError
 from ..keys import Keys, validate_key_part, validate_user_id
 from ..models import DLQEntry, Priority, Task
 
@@ -35,6 +36,10 @@ def stat_counters(fields: Sequence[str], values: Sequence[Any]) -> dict[str, int
     counters["pushed"] = sum(counters.get(name, 0) for name in PRIORITY_PUSHED)
     return counters
 
+
+# A waiting slot stays parked this much longer than its wait, so that it is still parked when its
+# wait ends and it unparks (a park left behind by a stopped worker expires by itself).
+PARK_MARGIN_MS = 2000
 
 HEADER_FIELDS = ("p", "s", "q", "w", "m")  # priority, seq, partition, weight, max_retries
 
@@ -115,7 +120,6 @@ class Commands:
             raise TaskValidationError(f"expected a Task, got {type(task).__name__}")
         uid = user_id if user_id is not None else task.user_id
         if uid is None:
-            from ..context import current_user
 
             uid = current_user()
         if uid is None or uid not in self._valid_users:

@@ -24,7 +24,7 @@ from typing import Any
 from ..aio import AsyncTaskQueue
 from ..config import FairQueueConfig
 from ..context import task_running
-from ..exceptions import FairQueueError, LeaseLostError, RedisUnavailableError, TaskNotRegisteredError
+from ..errors import FairQueueError, LeaseLostError, RedisUnavailableError, TaskNotRegisteredError
 from ..handler import TaskHandler
 from ..models import Task
 from ..queue import TaskQueue

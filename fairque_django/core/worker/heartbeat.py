@@ -23,7 +23,7 @@ from typing import Any, Protocol
 
 from ..codec import text
 from ..config import FairQueueConfig, WorkerConfig
-from ..exceptions import FairQueueError
+from ..errors import FairQueueError
 from ..models import Task, dumps
 from ..observe import mark_stopped, trim_throughput
 from ..queue import TaskQueue, redis_errors

@@ -22,7 +22,7 @@ from typing import Any
 
 from ..config import FairQueueConfig
 from ..context import task_running
-from ..exceptions import FairQueueError, LeaseLostError, TaskNotRegisteredError, TaskTimeoutError
+from ..errors import FairQueueError, LeaseLostError, TaskNotRegisteredError, TaskTimeoutError
 from ..handler import TaskHandler
 from ..models import Task
 from ..queue import TaskQueue

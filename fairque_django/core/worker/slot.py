@@ -28,7 +28,7 @@ from collections.abc import Iterable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 
-from ..exceptions import FairQueueError, RedisUnavailableError
+from ..errors import FairQueueError, RedisUnavailableError
 from ..models import Task
 from ..queue import TaskQueue
 from .leases import LeaseBook

@@ -19,7 +19,7 @@ from concurrent.futures import ThreadPoolExecutor
 from types import FrameType, TracebackType
 
 from ..config import FairQueueConfig
-from ..exceptions import FairQueueError
+from ..errors import FairQueueError
 from ..handler import TaskHandler
 from ..models import Task
 from ..queue import TaskQueue

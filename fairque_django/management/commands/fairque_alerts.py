@@ -11,7 +11,7 @@ from django.core.management.base import BaseCommand, CommandParser
 
 from fairque_django.alerts import AlertEvaluator, alert_rules, current_alerts
 from fairque_django.conf import get_queue
-from fairque_django.core.exceptions import FairQueueError
+from fairque_django.core.errors import FairQueueError
 
 
 def _age(ts: float | None) -> str:

@@ -22,7 +22,7 @@ from typing import Any, TextIO
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from fairque_django.conf import get_queue
-from fairque_django.core.exceptions import FairQueueError
+from fairque_django.core.errors import FairQueueError
 from fairque_django.core.models import DLQEntry
 from fairque_django.core.queue import TaskQueue
 

@@ -10,7 +10,7 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from fairque_django.conf import get_config, get_queue
-from fairque_django.core.exceptions import FairQueueError, UnknownWorkerError
+from fairque_django.core.errors import FairQueueError, UnknownWorkerError
 from fairque_django.core.observe import light_snapshot
 
 

@@ -12,7 +12,7 @@ from django.utils.module_loading import autodiscover_modules, import_string
 
 from fairque_django.alerts import AlertEvaluator
 from fairque_django.conf import get_config, get_queue, get_setting
-from fairque_django.core.exceptions import FairQueueError, UnknownWorkerError
+from fairque_django.core.errors import FairQueueError, UnknownWorkerError
 from fairque_django.core.handler import TaskHandler
 from fairque_django.core.observe import unserved_assignments
 from fairque_django.core.worker import Worker
