@@ -305,7 +305,8 @@ def test_task_checks_need_a_fairque_backend() -> None:
 def test_every_check_id_is_in_the_docs_table() -> None:
     """The ids the code can emit are exactly the ids of docs/settings.md's "System checks" table."""
     root = Path(__file__).resolve().parents[1]
-    code = "".join((root / "fairque_django" / f).read_text() for f in ("checks.py", "backends.py"))
+    package = root / "fairque_django"
+    code = "".join(p.read_text() for p in [package / "checks.py", *sorted((package / "backends").glob("*.py"))])
     in_code = set(re.findall(r'_ID \+ "([EW]\d{3})"', code)) | set(re.findall(r'"fairque_django\.([EW]\d{3})"', code))
     docs = (root / "docs" / "settings.md").read_text()
     section = docs.split("## System checks", 1)[1].split("\n## ", 1)[0]
