@@ -57,6 +57,7 @@ from typing import Any, Final
 import redis
 from django.core.exceptions import ImproperlyConfigured
 
+from .caches import cache_backend_kind, cache_location_redis, client_from_cache, redis_display_url
 from .core.config import FairQueueConfig, Problem, RedisConfig, collect, problems_of, read_yaml
 from .core.config.kinds import raise_problems, unknown_key
 from .core.config.schema import DJANGO_OPTIONS
@@ -87,8 +88,6 @@ DEFAULT_WORKER_ID: Final = "worker-001"
 DEFAULTS: Final[Mapping[str, Any]] = types.MappingProxyType(DJANGO_OPTIONS.defaults())
 """The Django-level (upper-case) keys of ``FAIRQUE`` and their defaults."""
 
-_DJANGO_REDIS_BACKEND: Final = "django_redis.cache.RedisCache"
-_DJANGO_BUILTIN_BACKEND: Final = "django.core.cache.backends.redis.RedisCache"
 
 
 class FairQueueImproperlyConfigured(ImproperlyConfigured, ConfigurationError):
@@ -296,23 +295,6 @@ def get_config() -> FairQueueConfig:
         return _config
 
 
-def _cache_location_redis(alias: str) -> RedisConfig | None:
-    """A RedisConfig for the first (primary) server of cache *alias*, if it is a URL."""
-    from django.conf import settings
-
-    entry = settings.CACHES.get(alias)
-    if not isinstance(entry, Mapping):
-        return None
-    location = entry.get("LOCATION")
-    if isinstance(location, (list, tuple)):
-        location = location[0] if location else None
-    if isinstance(location, str):
-        location = location.split(",")[0].strip()
-        if location.split("://", 1)[0] in ("redis", "rediss", "unix"):
-            return RedisConfig(url=location)
-    return None
-
-
 def django_default_redis() -> RedisConfig:
     """The Redis settings of this project (the core's default-redis provider).
 
@@ -322,70 +304,12 @@ def django_default_redis() -> RedisConfig:
     if _building.get():
         # The FAIRQUE config itself has no redis section: use CACHE_ALIAS's server, else localhost.
         alias = get_setting("CACHE_ALIAS")
-        fallback = _cache_location_redis(alias) if alias else None
+        fallback = cache_location_redis(alias) if alias else None
         return fallback if fallback is not None else RedisConfig()
     return get_config().redis
 
 
 # --------------------------------------------------------------------------- connection
-
-
-def cache_backend_kind(alias: str) -> str:
-    """``"django-redis"`` or ``"django"`` for a Redis cache in ``CACHES``; else raise."""
-    from django.conf import settings
-    from django.utils.module_loading import import_string
-
-    key = _key("CACHE_ALIAS")
-    caches_setting = getattr(settings, "CACHES", {})
-    if alias not in caches_setting:
-        known = ", ".join(map(repr, caches_setting)) or "(none)"
-        raise FairQueueImproperlyConfigured(
-            f"there is no cache named {alias!r} in CACHES (configured caches: {known})", key
-        )
-    backend_path = caches_setting[alias].get("BACKEND", "")
-    try:
-        backend = import_string(backend_path)
-    except ImportError as exc:
-        raise FairQueueImproperlyConfigured(
-            f"cache {alias!r} has a BACKEND that cannot be imported ({backend_path!r}: {exc})", key
-        ) from exc
-    from django.core.cache.backends.redis import RedisCache as BuiltinRedisCache
-    from django_redis.cache import RedisCache as DjangoRedisCache  # type: ignore[import-untyped]
-
-    if isinstance(backend, type) and issubclass(backend, BuiltinRedisCache):
-        return "django"
-    if isinstance(backend, type) and issubclass(backend, DjangoRedisCache):
-        return "django-redis"
-    raise FairQueueImproperlyConfigured(
-        f"cache {alias!r} uses {backend_path!r}, which is not a Redis cache; use "
-        f"{_DJANGO_REDIS_BACKEND!r} or {_DJANGO_BUILTIN_BACKEND!r}",
-        key,
-    )
-
-
-def _client_from_cache(alias: str) -> redis.Redis:
-    kind = cache_backend_kind(alias)
-    if kind == "django-redis":
-        from django_redis import get_redis_connection  # type: ignore[import-untyped]
-
-        try:
-            client: Any = get_redis_connection(alias, write=True)
-        except NotImplementedError as exc:
-            raise FairQueueImproperlyConfigured(
-                f"cache {alias!r}: its django-redis client does not expose one raw connection "
-                f"(sharded clients are not supported): {exc}",
-                _key("CACHE_ALIAS"),
-            ) from exc
-    else:
-        from django.core.cache import caches
-
-        client = caches[alias]._cache.get_client(None, write=True)  # type: ignore[attr-defined]
-    if not isinstance(client, redis.Redis):
-        raise FairQueueImproperlyConfigured(
-            f"cache {alias!r} did not give a redis.Redis client (got {type(client).__name__})",
-            _key("CACHE_ALIAS"),
-        )
-    return client
 
 
 def get_redis_client() -> redis.Redis:
@@ -397,7 +321,7 @@ def get_redis_client() -> redis.Redis:
     with _lock:
         if _client is None:
             alias = get_setting("CACHE_ALIAS")
-            _client = _client_from_cache(alias) if alias else get_client(get_config().redis)
+            _client = client_from_cache(alias) if alias else get_client(get_config().redis)
         return _client
 
 
@@ -430,19 +354,6 @@ def get_queue(worker_id: str | None = None) -> TaskQueue:
                 raise _wrap(exc) from exc
             _queues[worker_id] = queue
         return queue
-
-
-def redis_display_url(client: redis.Redis) -> str:
-    """Where *client* connects, as a URL without the password (for messages)."""
-    kwargs = client.connection_pool.connection_kwargs
-    db = kwargs.get("db", 0)
-    if kwargs.get("path"):
-        return f"unix://{kwargs['path']}?db={db}"
-    scheme = "rediss" if getattr(client.connection_pool, "connection_class", None) and issubclass(
-        client.connection_pool.connection_class, redis.SSLConnection) else "redis"
-    user = kwargs.get("username")
-    auth = f"{user}@" if user else ""
-    return f"{scheme}://{auth}{kwargs.get('host', 'localhost')}:{kwargs.get('port', 6379)}/{db}"
 
 
 def install_providers() -> None:
