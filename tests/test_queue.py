@@ -19,7 +19,7 @@ from fairque_django.core.errors import (
 )
 from fairque_django.core.models import Priority, Task
 from fairque_django.core.queue import TaskQueue
-from fairque_django.core.scripts.commands import PopStep
+from fairque_django.core.scripts.pop import PopStep
 
 
 def push_n(q: TaskQueue, user: str, n: int, priority: Priority = Priority.NORMAL, **kw: Any) -> list[str]:

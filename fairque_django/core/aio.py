@@ -30,15 +30,13 @@ from .scripts import AsyncScripts
 from .scripts.commands import (
     PARK_MARGIN_MS,
     Commands,
-    PopPlan,
-    PopReply,
-    PopStep,
     batch_outcome,
     dead_ids,
     push_outcome,
     read_depth,
     task_fields,
 )
+from .scripts.pop import PopPlan, PopReply, PopStep
 from .transport import AsyncTransport, ScriptCall, evalsha, redis_errors
 
 __all__ = ["AsyncTaskQueue", "build_async_client"]

@@ -27,15 +27,13 @@ from .scripts import Scripts
 from .scripts.commands import (
     PARK_MARGIN_MS,
     Commands,
-    PopPlan,
-    PopReply,
-    PopStep,
     batch_outcome,
     dead_ids,
     push_outcome,
     read_depth,
     task_fields,
 )
+from .scripts.pop import PopPlan, PopReply, PopStep
 from .transport import ScriptCall, Transport, evalsha, redis_errors
 
 __all__ = ["TaskQueue", "redis_errors"]

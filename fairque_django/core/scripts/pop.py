@@ -1,0 +1,82 @@
+"""The values of a pop: what a worker passes to ``pop.lua`` (:class:`PopPlan`), what the script
+answers (:class:`PopReply`, one shape) and what a driver returns of one pop (:class:`PopStep`)."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from ..codec import text
+from ..models import Task
+
+__all__ = ["PopPlan", "PopReply", "PopStep"]
+
+
+@dataclass(frozen=True, slots=True)
+class PopPlan:
+    """What a worker passes to ``pop.lua``: its partitions and who it may steal from."""
+
+    worker_id: str
+    own_partition: str
+    steal_set_key: str
+    steal_exact: tuple[str, ...]
+    steal_patterns: tuple[str, ...]
+    steal_partitions: tuple[str, ...]
+
+    @property
+    def steal_digest(self) -> str:
+        return hashlib.sha1("\n".join(self.steal_exact).encode()).hexdigest()
+
+    @property
+    def wake_partitions(self) -> tuple[str, ...]:
+        own = (self.own_partition,) if self.own_partition else ()
+        return own + self.steal_partitions
+
+
+@dataclass(frozen=True, slots=True)
+class PopReply:
+    """``pop.lua``'s reply: ``{due, problems, then per task: id, body, "retries\tattempts\tdeadline
+    ms\tstolen\tuser"}`` (due: -2 an unpark found the slot no longer parked, -1 none, else ms)."""
+
+    served: bool  # False: an unpark found the slot no longer parked (a push may have handed it a task)
+    due: float | None  # seconds until a delayed task or lease is due, when no task was leased
+    problems: tuple[str, ...]  # keys moved aside / tasks dead-lettered by the script, to log
+    rows: tuple[tuple[Any, ...], ...]  # per task: id, body, retries, attempts, deadline ms, user, stolen
+
+    @classmethod
+    def parse(cls, reply: Sequence[Any]) -> PopReply:
+        due = int(reply[0])
+        rows = []
+        for i in range(2, len(reply), 3):
+            retries, attempts, deadline, stolen, user = text(reply[i + 2]).split("\t", 4)
+            rows.append((reply[i], reply[i + 1], retries, attempts, deadline, user, stolen))
+        return cls(served=due != -2, due=due / 1000.0 if due >= 0 else None,
+                   problems=tuple(text(p) for p in reply[1] or ()), rows=tuple(rows))
+
+    @classmethod
+    def handed(cls, item: bytes | str) -> PopReply:
+        """A task a push leased straight to a parked slot (``id\tuser\tdeadline_ms\tbody`` on the
+        slot's hand list), as the reply a pop would have given."""
+        task_id, user, deadline, body = text(item).split("\t", 3)
+        return cls(served=True, due=None, problems=(), rows=((task_id, body, 0, 1, int(deadline), user, 0),))
+
+
+@dataclass(slots=True)
+class PopStep:
+    """What one pop call (or the read of a slot's hand list) leased: the tasks, the seconds until
+    something is due when none was ready, the lease token, whether an unpark found the slot no
+    longer parked (``handed_over``: a push leased it a task, take it from its hand list), and how
+    many leased tasks were corrupt and dead-lettered (pop again when that is all that came)."""
+
+    tasks: list[Task]
+    due: float | None
+    token: str
+    handed_over: bool = False
+    corrupt: int = 0
+
+    @property
+    def again(self) -> bool:
+        """Whether only corrupt tasks came (the caller pops again)."""
+        return self.corrupt > 0 and not self.tasks
