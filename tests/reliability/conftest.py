@@ -1,16 +1,12 @@
-"""Fixtures of the reliability suite."""
+"""Fixtures of the reliability suite (the shared ones, ``workers`` included: tests/support/fixtures.py)."""
 
 from __future__ import annotations
 
-import os
 import uuid
-from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
-import redis
 
-from .helpers import Workers
+from .helpers import SETTINGS
 
 
 @pytest.fixture
@@ -26,11 +22,6 @@ def rel_env(redis_url: str, prefix: str) -> dict[str, str]:
 
 
 @pytest.fixture
-def workers(redis_client: redis.Redis, rel_env: dict[str, str], tmp_path: Path) -> Iterator[Workers]:
-    """Worker subprocesses; every one still running at the end is killed (before the flush)."""
-    group = Workers(tmp_path, rel_env)
-    yield group
-    group.cleanup()
-    if os.environ.get("FAIRQUE_REL_SHOW_LOGS"):
-        for proc in group.started:
-            print(f"--- {proc.log_path}\n{proc.log()[-3000:]}")
+def worker_env(rel_env: dict[str, str]) -> dict[str, str]:
+    """The ``workers`` of this suite run with its settings and its environment."""
+    return {"DJANGO_SETTINGS_MODULE": SETTINGS, **rel_env}

@@ -24,7 +24,7 @@ from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
 from fairque_django import LeaseLostError, Task, TaskQueue
 from fairque_django.core.config import FairQueueConfig
 from fairque_django.core.scripts.commands import STAT_FIELDS, PopStep, stat_counters, task_fields
-from tests.redis_url import REDIS_URL
+from tests.support.redis_url import REDIS_URL
 
 from .helpers import text
 from .model import Model, MTask
