@@ -103,7 +103,7 @@ def main(argv: list[str]) -> int:
             return 1
         images = ROOT / "docs" / "images"
         env = {**os.environ, "FAIRQUE_SCREENSHOTS": str(images), "CI": "true"}
-        sh(PY, "-m", "pytest", "-p", "no:cacheprovider", "tests/test_admin_browser.py",
+        sh(PY, "-m", "pytest", "-p", "no:cacheprovider", "tests/django/test_admin_browser.py",
            "-k", "requeue_a_dead_task", *argv[1:], cwd=ROOT, env=env)
         print(f"run.py: screenshots written to {images}", flush=True)
     return 0

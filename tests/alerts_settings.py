@@ -1,4 +1,4 @@
-"""Test settings with alert rules, for runfairworker subprocesses (tests/test_alerts.py)."""
+"""Test settings with alert rules, for runfairworker subprocesses (tests/django/test_alerts.py)."""
 
 from __future__ import annotations
 

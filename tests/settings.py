@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from .redis_url import REDIS_URL
+from tests.support.redis_url import REDIS_URL
 
 SECRET_KEY = "fairque-tests-not-secret"
 DEBUG = False
@@ -48,7 +48,7 @@ FAIRQUE = {
     "queue": {"lease_timeout_seconds": 5},
     "TASK_MODULES": ["tests.testapp.django_tasks"],
 }
-# Django's task framework (django.tasks / the django_tasks backport) on fairque: tests/test_backend.py
+# Django's task framework (django.tasks / the django_tasks backport) on fairque: tests/django/test_backend.py
 TASKS = {
     "default": {
         "BACKEND": "fairque_django.backends.FairQueueBackend",

@@ -13,8 +13,8 @@ from typing import TYPE_CHECKING, Any
 
 import yaml
 
-from tests.processes import ROOT
-from tests.redis_url import REDIS_URL
+from tests.support.processes import ROOT
+from tests.support.redis_url import REDIS_URL
 
 if TYPE_CHECKING:
     from .snippets import DocProject

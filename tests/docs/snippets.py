@@ -47,9 +47,9 @@ import yaml
 from sybil import Document, Example, Region, Sybil
 from sybil.parsers.markdown.lexers import FencedCodeBlockLexer
 
-from tests.monitoring_helpers import wait_until
-from tests.processes import ROOT, command_env
-from tests.redis_url import REDIS_URL
+from tests.support import eventually
+from tests.support.processes import ROOT, command_env
+from tests.support.redis_url import REDIS_URL
 
 from . import fixtures
 
@@ -62,11 +62,6 @@ DEFAULT_FAIRQUE: dict[str, Any] = {"redis": {"url": REDIS_URL},
 # because applying them here would reconfigure the test run's own logging.
 IN_PROCESS = {"FAIRQUE", "CACHES", "TASKS", "INSTALLED_APPS", "MIDDLEWARE", "BASE_DIR"}
 WAIT = 30.0
-
-
-def wait_for(condition: Callable[[], Any], what: str, timeout: float = WAIT) -> Any:
-    """Poll *condition* until it is truthy (returns it) or fail naming *what*."""
-    return wait_until(condition, timeout, what=what)
 
 
 # --------------------------------------------------------------------------- per-document state
@@ -202,7 +197,8 @@ class DocProject:
 
     def served(self) -> None:
         """The tasks the document enqueued ran: nothing pending, nothing dead; then the doc's checks."""
-        stats = wait_for(lambda: (s := self.stats())["tasks_pending"] == 0 and s, "the queued tasks to finish")
+        stats = eventually(lambda: (s := self.stats())["tasks_pending"] == 0 and s, timeout=WAIT,
+                           what="the queued tasks to finish")
         assert stats["tasks_pushed"] > 0, "the document enqueued nothing for the worker"
         assert stats["dlq_size"] == self.spec.expected_dead, self.stats()
         self.worker_ran = True
@@ -472,8 +468,8 @@ def eval_manage(example: Example, proj: DocProject, argv: list[str], output: lis
         started.append((proc, " ".join(argv)))
         from fairque_django.conf import get_queue
 
-        wait_for(lambda: get_queue().client.exists(get_queue().keys.worker(rest[0])) or proc.poll() is not None,
-                 f"{command} to heartbeat")
+        eventually(lambda: get_queue().client.exists(get_queue().keys.worker(rest[0])) or proc.poll() is not None,
+                   timeout=WAIT, what=f"{command} to heartbeat")
         assert proc.poll() is None, proc.communicate()[0]
         if proj.spec.worker_serves:
             proj.served()
@@ -482,7 +478,7 @@ def eval_manage(example: Example, proj: DocProject, argv: list[str], output: lis
         proj.port = free_port()
         proc = proj.start([command, f"127.0.0.1:{proj.port}", "--noreload"])
         started.append((proc, "runserver"))
-        wait_for(lambda: _connects(proj.port), "runserver to listen")
+        eventually(lambda: _connects(proj.port), timeout=WAIT, what="runserver to listen")
         return
     res = proj.run(argv)
     proj.last_rc = res.returncode
@@ -514,7 +510,7 @@ def eval_shell(example: Example) -> None:
       ``runfairworker ID`` / ``runserver`` is started, checked to serve, then SIGTERMed at the end
       of the block (exit 0 required); a usage synopsis is checked against ``--help``.
     - ``python3 run.py tests``: cannot run itself: ``--collect-only -q`` must collect the docs.
-    - ``python3 run.py demo``: delegated to tests/test_demo.py::test_demo_end_to_end.
+    - ``python3 run.py demo``: delegated to tests/django/test_demo.py::test_demo_end_to_end.
     - ``pip install fairque-django[...]``: the distribution name and extra exist (nothing installed).
     - ``python ...benchmarks/*.py`` and the reliability suite: too long for this run; their ``--help``
       must list the options shown, or their tests must collect.
@@ -546,7 +542,7 @@ def eval_shell(example: Example) -> None:
                 version = subprocess.run([path, "--version"], capture_output=True, text=True, timeout=30)
                 assert version.stdout.startswith("Redis server v="), version.stdout + version.stderr
             elif argv[:2] == ["python3", "run.py"] and argv[2] == "demo":
-                text = (ROOT / "tests" / "test_demo.py").read_text()
+                text = (ROOT / "tests" / "django" / "test_demo.py").read_text()
                 assert "def test_demo_end_to_end" in text and '"fairque_demo"' in text  # delegated
             elif argv[:2] == ["python3", "run.py"] and argv[2] == "tests":
                 res = subprocess.run([sys.executable, "run.py", "tests", "--collect-only", "-q", *argv[3:]],

@@ -1,16 +1,12 @@
-"""Fixtures of the reliability suite."""
+"""Fixtures of the reliability suite (the shared ones, ``workers`` included: tests/support/fixtures.py)."""
 
 from __future__ import annotations
 
-import os
 import uuid
-from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
-import redis
 
-from .helpers import Workers
+from .helpers import SETTINGS
 
 
 @pytest.fixture
@@ -22,15 +18,12 @@ def prefix() -> str:
 @pytest.fixture
 def rel_env(redis_url: str, prefix: str) -> dict[str, str]:
     """Environment for worker subprocesses and :func:`relconfig.core_config` (tests add to it)."""
-    return {"FAIRQUE_TEST_REDIS_URL": redis_url, "FAIRQUE_REL_LOG_URL": redis_url, "FAIRQUE_REL_PREFIX": prefix}
+    return {"DJANGO_SETTINGS_MODULE": SETTINGS, "FAIRQUE_TEST_REDIS_URL": redis_url, "FAIRQUE_REL_LOG_URL": redis_url,
+            "FAIRQUE_REL_PREFIX": prefix}
 
 
 @pytest.fixture
-def workers(redis_client: redis.Redis, rel_env: dict[str, str], tmp_path: Path) -> Iterator[Workers]:
-    """Worker subprocesses; every one still running at the end is killed (before the flush)."""
-    group = Workers(tmp_path, rel_env)
-    yield group
-    group.cleanup()
-    if os.environ.get("FAIRQUE_REL_SHOW_LOGS"):
-        for proc in group.started:
-            print(f"--- {proc.log_path}\n{proc.log()[-3000:]}")
+def worker_env(rel_env: dict[str, str]) -> dict[str, str]:
+    """The ``workers`` of this suite run with its settings and its environment: the same dict, so
+    what a test adds to ``rel_env`` (e.g. a dedicated Redis) reaches the workers it starts later."""
+    return rel_env

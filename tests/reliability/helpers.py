@@ -1,5 +1,5 @@
-"""Helpers of the reliability suite: worker subprocesses with log files, dedicated Redis
-servers, polling, and checks that nothing was lost and the stats balance."""
+"""Helpers of the reliability suite: dedicated Redis servers, and checks that nothing was lost and
+the stats balance (worker subprocesses and polling: tests/support)."""
 
 from __future__ import annotations
 
@@ -7,11 +7,9 @@ import os
 import shutil
 import signal
 import subprocess
-import sys
 import tempfile
-import time
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -20,99 +18,13 @@ import redis
 
 from example_project.embedded_redis import answers, free_port, redis_server_binary
 from fairque_django.core.queue import TaskQueue
-from tests.processes import ROOT, command_env
+from tests.support.wait import eventually
 
 SETTINGS = "tests.reliability.settings"
 
 
-def wait_for(pred: Callable[[], Any], timeout: float, what: str = "condition", interval: float = 0.05) -> Any:
-    """Poll ``pred`` until it returns something truthy; fail with ``what`` after ``timeout`` s."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = pred()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{what}: not reached within {timeout:g}s")
-        time.sleep(interval)
-
-
 def text(value: Any) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
-
-
-# --------------------------------------------------------------------------- processes
-
-
-class WorkerProc:
-    """One ``manage.py runfairworker`` subprocess whose output goes to a file (never a pipe:
-    a chatty worker would block on a full pipe)."""
-
-    def __init__(self, worker_id: str, args: tuple[str, ...], env: dict[str, str], log_path: Path) -> None:
-        self.worker_id = worker_id
-        self.log_path = log_path
-        self._fh = open(log_path, "w")  # noqa: SIM115 - closed in wait()/kill()
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "django", "runfairworker", worker_id, *args],
-            cwd=ROOT, env=env, stdout=self._fh, stderr=subprocess.STDOUT,
-        )
-
-    @property
-    def pid(self) -> int:
-        return self.proc.pid
-
-    def alive(self) -> bool:
-        return self.proc.poll() is None
-
-    def log(self) -> str:
-        if not self._fh.closed:
-            self._fh.flush()
-        return self.log_path.read_text(errors="replace")
-
-    def kill(self) -> None:
-        if self.alive():
-            self.proc.send_signal(signal.SIGKILL)
-        self.proc.wait(10)
-        self._fh.close()
-
-    def terminate(self, timeout: float) -> int:
-        """SIGTERM, then wait up to ``timeout`` s; returns the exit code."""
-        if self.alive():
-            self.proc.send_signal(signal.SIGTERM)
-        try:
-            return self.proc.wait(timeout)
-        finally:
-            self._fh.close()
-
-
-class Workers:
-    """Starts worker subprocesses with the reliability settings and kills leftovers at the end."""
-
-    def __init__(self, log_dir: Path, env: dict[str, str]) -> None:
-        self.log_dir = log_dir
-        self.env = env
-        self.started: list[WorkerProc] = []
-
-    def environment(self, **extra: str) -> dict[str, str]:
-        return command_env(DJANGO_SETTINGS_MODULE=SETTINGS, **{**self.env, **extra})
-
-    def start(self, worker_id: str, *args: str, **extra: str) -> WorkerProc:
-        log_path = self.log_dir / f"{worker_id}-{len(self.started)}.log"
-        proc = WorkerProc(worker_id, args, self.environment(**extra), log_path)
-        self.started.append(proc)
-        return proc
-
-    def manage(self, *args: str, timeout: float = 60, **extra: str) -> subprocess.CompletedProcess[str]:
-        """Run another management command with the same settings and environment."""
-        return subprocess.run([sys.executable, "-m", "django", *args], cwd=ROOT, env=self.environment(**extra),
-                              capture_output=True, text=True, timeout=timeout)
-
-    def cleanup(self) -> None:
-        for proc in self.started:
-            if proc.alive():
-                proc.kill()
-            elif not proc._fh.closed:
-                proc._fh.close()
 
 
 # --------------------------------------------------------------------------- redis servers
@@ -139,8 +51,8 @@ class RedisServer:
                 "--save", "", "--appendonly", "no", "--logfile", os.path.join(self.dir, "redis.log"),
                 *self.config]
         self.proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        wait_for(lambda: answers(self.url(), timeout=0.2) or self.proc.poll() is not None, 15,  # type: ignore[union-attr]
-                 "redis-server start")
+        eventually(lambda: answers(self.url(), timeout=0.2) or self.proc.poll() is not None,  # type: ignore[union-attr]
+                   timeout=15, what="redis-server start")
         if self.proc.poll() is not None:
             raise RuntimeError(f"redis-server exited: {self.log()[-2000:]}")
         return self

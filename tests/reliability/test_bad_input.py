@@ -9,6 +9,7 @@ from __future__ import annotations
 import datetime
 import json
 import sys
+import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -33,10 +34,12 @@ from fairque_django import (
     Worker,
 )
 from fairque_django.conf import FairQueueImproperlyConfigured, get_config
-from tests.monitoring_helpers import running_worker as shared_running_worker
+from tests.support.inprocess import running_worker as shared_running_worker
+from tests.support.processes import Workers
+from tests.support.wait import eventually
 
 from . import tasks
-from .helpers import Workers, assert_stats_balance, runs, scan, wait_for
+from .helpers import assert_stats_balance, runs, scan
 
 WORKERS = [
     {"id": "w1", "assigned_users": ["a", "b"], "steal_targets": ["c"], "max_concurrent_tasks": 2,
@@ -173,7 +176,9 @@ def running_worker(config: FairQueueConfig, worker_id: str = "w1") -> Iterator[W
 
 
 def slots_alive(worker: Worker) -> bool:
-    return bool(worker._threads) and all(t.is_alive() for t in worker._threads)
+    """Every slot thread of ``worker`` still runs (they are named ``<worker id>-slot-<n>``)."""
+    prefix = f"{worker.worker_id}-slot-"
+    return sum(1 for t in threading.enumerate() if t.name.startswith(prefix) and t.is_alive()) == worker.concurrency
 
 
 def test_unknown_task_name_is_dead_lettered_and_never_imported(queue: TaskQueue, config: FairQueueConfig,
@@ -189,8 +194,8 @@ def test_unknown_task_name_is_dead_lettered_and_never_imported(queue: TaskQueue,
     queue.push_batch(bad)
     queue.push_batch(good)
     with running_worker(config) as worker:
-        wait_for(lambda: queue.dlq_size() == len(bad) and len(runs(redis_client, tasks.RUNS)) == len(good), 15,
-                 "bad names dead-lettered, good tasks done")
+        eventually(lambda: queue.dlq_size() == len(bad) and len(runs(redis_client, tasks.RUNS)) == len(good),
+                   timeout=15, what="bad names dead-lettered, good tasks done")
         assert slots_alive(worker)
     entries = {e.task_id: e for e in queue.get_dlq()}
     for task in bad:
@@ -338,13 +343,14 @@ def test_corrupt_task_is_dead_lettered_and_the_worker_keeps_serving(
     good = [tasks.work.create_task((i,), user_id=u) for i, u in enumerate("aaccab")]
     queue.push_batch(good)
     with running_worker(config) as worker:
-        wait_for(lambda: {t.task_id for t in good} <= set(runs(redis_client, tasks.RUNS))
-                 and queue.get_dead(victim.task_id) is not None, 10,
-                 f"{case}: other users' tasks done and the bad task dead-lettered")
+        eventually(lambda: {t.task_id for t in good} <= set(runs(redis_client, tasks.RUNS))
+                   and queue.get_dead(victim.task_id) is not None, timeout=10,
+                   what=f"{case}: other users' tasks done and the bad task dead-lettered")
         assert slots_alive(worker)
         more = [tasks.work.create_task((i,), user_id=u) for i, u in enumerate("abc")]
         queue.push_batch(more)  # still serving afterwards, the corrupt user included
-        wait_for(lambda: {t.task_id for t in more} <= set(runs(redis_client, tasks.RUNS)), 10, "still serving")
+        eventually(lambda: {t.task_id for t in more} <= set(runs(redis_client, tasks.RUNS)), timeout=10,
+                   what="still serving")
     entry = queue.get_dead(victim.task_id)
     assert entry is not None and entry.failure_type == "corrupt" and reason in entry.error, entry
     assert victim.task_id not in runs(redis_client, tasks.RUNS) and "someone-else" not in runs(redis_client, tasks.RUNS)
@@ -381,13 +387,13 @@ def test_key_of_the_wrong_type_does_not_stop_the_worker(queue: TaskQueue, config
     plant(redis_client, queue.keys.base)
     with running_worker(config) as worker:
         stolen = [t.task_id for t in good if t.user_id == "c"]
-        wait_for(lambda: set(stolen) <= set(runs(redis_client, tasks.RUNS)), 10,
-                 f"{case}: the worker still serves other partitions")
+        eventually(lambda: set(stolen) <= set(runs(redis_client, tasks.RUNS)), timeout=10,
+                   what=f"{case}: the worker still serves other partitions")
         # a new push for every user makes every user ready again: everything runs
         more = [tasks.work.create_task((i,), user_id=u) for i, u in enumerate("abc")]
         queue.push_batch(more)
-        wait_for(lambda: {t.task_id for t in good + more} <= set(runs(redis_client, tasks.RUNS)), 10,
-                 f"{case}: every task eventually runs")
+        eventually(lambda: {t.task_id for t in good + more} <= set(runs(redis_client, tasks.RUNS)), timeout=10,
+                   what=f"{case}: every task eventually runs")
         assert slots_alive(worker)
     assert queue.get_stats()["tasks_quarantined"] >= 1
 
@@ -404,5 +410,5 @@ def test_push_into_a_corrupt_lane_moves_the_junk_aside_and_queues_the_task(
     assert len(moved) == 1 and redis_client.get(moved[0]) == b"junk"  # the data is kept, aside
     assert queue.get_stats()["tasks_quarantined"] == 1
     with running_worker(config):
-        wait_for(lambda: task.task_id in runs(redis_client, tasks.RUNS), 10, "the retried push ran")
+        eventually(lambda: task.task_id in runs(redis_client, tasks.RUNS), timeout=10, what="the retried push ran")
     assert_stats_balance(queue, redis_client)

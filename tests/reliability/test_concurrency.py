@@ -31,6 +31,7 @@ import pytest
 import redis
 
 from fairque_django import Task, TaskQueue
+from tests.support.wait import eventually
 
 from .helpers import assert_drained, assert_stats_balance
 
@@ -56,7 +57,7 @@ def pusher(queue: TaskQueue, users: list[str], start: int, count: int, ids: list
             task = Task.create(user_id=user, payload={"i": i}, task_id=f"{user}-{i:03d}")
             assert queue.push(task)["success"]
             ids.append(task.task_id)
-        time.sleep(pause)
+        time.sleep(pause)  # the scenario: pushes spread over time, interleaved with the pops
 
 
 class PopWorker(threading.Thread):
@@ -78,7 +79,7 @@ class PopWorker(threading.Thread):
                 task = self.queue.pop(self.worker_id, lease_seconds=self.lease)
                 returned = time.monotonic()
                 if task is None:
-                    time.sleep(0.002)
+                    time.sleep(0.002)  # a worker's own poll interval, not a wait for the test
                     continue
                 deadline = round((task.lease_deadline or 0) * 1000)
                 first = task.attempts == 1
@@ -106,13 +107,11 @@ def run_race(config: Any, worker_ids: list[str], *, preload: int, extra: int, le
     for thread in pushers:
         thread.join(timeout)
     total = len(USERS) * (preload + extra)
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        acked = {d.task_id for w in workers for d in w.deliveries if d.ack == 1}
-        if len(acked) >= total:
-            break
-        time.sleep(0.05)
-    done.set()
+    try:
+        eventually(lambda: len({d.task_id for w in workers for d in w.deliveries if d.ack == 1}) >= total,
+                   timeout=timeout, what=f"{total} tasks acknowledged")
+    finally:
+        done.set()
     for w in workers:
         w.join(10)
         assert w.error is None, w.error

@@ -9,9 +9,11 @@ import pytest
 import redis
 
 from fairque_django import TaskQueue
+from tests.support.processes import Workers
+from tests.support.wait import eventually
 
 from . import tasks
-from .helpers import Workers, assert_stats_balance, runs, wait_for
+from .helpers import assert_stats_balance, runs
 from .relconfig import core_config
 
 USER = "t1:7"  # assigned to rel-1
@@ -26,7 +28,7 @@ def test_sigterm_lets_running_tasks_finish(redis_client: redis.Redis, rel_env: d
     waiting = [tasks.work.create_task((i, 0), user_id=USER) for i in range(3, 6)]
     queue.push_batch(running + waiting)
     proc = workers.start("rel-1", "--concurrency", "3")
-    wait_for(lambda: redis_client.hlen(tasks.STARTS) >= 3, 30, "three long tasks started")
+    eventually(lambda: redis_client.hlen(tasks.STARTS) >= 3, timeout=30, what="three long tasks started")
     sent = time.monotonic()
     code = proc.terminate(30)
     took = time.monotonic() - sent
@@ -49,7 +51,7 @@ def test_sigterm_hands_back_tasks_that_outlive_the_grace_period(redis_client: re
     long = [tasks.slow_first.create_task((30,), user_id=USER) for _ in range(3)]
     queue.push_batch(long)
     proc = workers.start("rel-1", "--concurrency", "3")
-    wait_for(lambda: redis_client.hlen(tasks.STARTS) >= 3, 30, "three long tasks started")
+    eventually(lambda: redis_client.hlen(tasks.STARTS) >= 3, timeout=30, what="three long tasks started")
     sent = time.monotonic()
     code = proc.terminate(30)
     took = time.monotonic() - sent
@@ -71,7 +73,7 @@ def test_sigterm_hands_back_tasks_that_outlive_the_grace_period(redis_client: re
 
     # a new worker runs them (quickly: slow_first only sleeps on the first start)
     again = workers.start("rel-1", "--concurrency", "3")
-    wait_for(lambda: len(runs(redis_client, tasks.RUNS)) == 3, 30, "handed-back tasks ran")
+    eventually(lambda: len(runs(redis_client, tasks.RUNS)) == 3, timeout=30, what="handed-back tasks ran")
     assert again.terminate(30) == 0
     stats = assert_stats_balance(queue, redis_client)
     assert stats["tasks_completed"] == 3 and stats["tasks_failed"] == 0 and stats["tasks_pending"] == 0

@@ -10,9 +10,10 @@ import pytest
 import redis
 
 from fairque_django import Task, TaskQueue, Worker
+from tests.support.wait import eventually
 
 from . import tasks
-from .helpers import assert_stats_balance, runs, wait_for
+from .helpers import assert_stats_balance, runs
 
 
 @pytest.mark.timeout(60)
@@ -31,8 +32,8 @@ def test_heartbeats_keep_a_task_longer_than_its_lease(make_config: Any, prefix: 
     for thread in threads:
         thread.start()
     try:
-        wait_for(lambda: task.task_id in runs(redis_client, tasks.RUNS), 20, "long task finished")
-        wait_for(lambda: queue.get_stats()["tasks_completed"] == 1, 5, "acknowledged")
+        eventually(lambda: task.task_id in runs(redis_client, tasks.RUNS), timeout=20, what="long task finished")
+        eventually(lambda: queue.get_stats()["tasks_completed"] == 1, timeout=5, what="acknowledged")
     finally:
         for w in crew:
             w.stop()
@@ -55,6 +56,6 @@ def test_a_lease_shortened_by_extend_expires_at_its_new_deadline(make_config: An
     assert held is not None
     assert q1.extend([held], lease_seconds=0.001) == []  # the worker gives up its lease (almost) at once
     # well within the old 30 s lease: the pop does not wait for the old deadline (the gate)
-    taken = wait_for(q2.pop, 5, "the lease shortened by extend() expired")
+    taken = eventually(q2.pop, timeout=5, what="the lease shortened by extend() expired")
     assert taken.task_id == held.task_id
     assert taken.attempts == 2 and taken.retry_count == 1

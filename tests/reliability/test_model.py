@@ -25,7 +25,7 @@ from fairque_django import LeaseLostError, Task, TaskQueue
 from fairque_django.core.config import FairQueueConfig
 from fairque_django.core.scripts.commands import STAT_FIELDS, stat_counters, task_fields
 from fairque_django.core.scripts.pop import PopStep
-from tests.redis_url import REDIS_URL
+from tests.support.redis_url import REDIS_URL
 
 from .helpers import text
 from .model import Model, MTask

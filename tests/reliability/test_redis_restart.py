@@ -11,9 +11,11 @@ import redis
 
 from fairque_django import TaskQueue
 from fairque_django.core.connection import reset_clients
+from tests.support.processes import Workers
+from tests.support.wait import eventually
 
 from . import tasks
-from .helpers import RedisServer, Workers, assert_drained, assert_stats_balance, redis_server, runs, wait_for
+from .helpers import RedisServer, assert_drained, assert_stats_balance, redis_server, runs
 from .producer import push_with_retry
 from .relconfig import core_config, user
 
@@ -39,7 +41,7 @@ class Producer(threading.Thread):
                 self.duplicates += bool(reply["duplicate"])
                 self.acked.append(task.task_id)
                 i += 1
-                time.sleep(self.interval)
+                time.sleep(self.interval)  # the scenario: a steady trickle of pushes
         except BaseException as exc:
             self.error = exc
 
@@ -59,12 +61,12 @@ def test_redis_restart_mid_run_loses_no_acknowledged_push(redis_client: redis.Re
         procs = [workers.start(wid) for wid in ("rel-1", "rel-2")]
         producer = Producer(queue)
         producer.start()
-        wait_for(lambda: redis_client.hlen(tasks.RUNS) >= 50, 30, "workers serving")
+        eventually(lambda: redis_client.hlen(tasks.RUNS) >= 50, timeout=30, what="workers serving")
 
         acked_before = [t.task_id for t in backlog] + list(producer.acked)
         server.shutdown()
         down_at = time.monotonic()
-        time.sleep(1.5)
+        time.sleep(1.5)  # the scenario: Redis stays down a while
         server.start()
         print(f"\nredis restart: down for {time.monotonic() - down_at:.1f}s")
         # everything acknowledged before the restart is still there (or has already run)
@@ -76,14 +78,15 @@ def test_redis_restart_mid_run_loses_no_acknowledged_push(redis_client: redis.Re
         missing = [tid for tid in gone if tid not in done]
         assert missing == [], f"{len(missing)} acknowledged tasks lost by the restart"
 
-        time.sleep(1.5)  # producers keep going after the restart
+        after = len(producer.acked)  # producers keep going after the restart
+        eventually(lambda: len(producer.acked) >= after + 50, timeout=30, what="pushes acknowledged after the restart")
         producer.stop.set()
         producer.join(60)
         assert producer.error is None, producer.error
         acked = [t.task_id for t in backlog] + producer.acked
-        wait_for(lambda: all(runs(redis_client, tasks.RUNS).get(tid, 0) >= 1 for tid in acked), 60,
-                 "every acknowledged task ran", interval=0.2)
-        wait_for(lambda: queue.get_stats()["tasks_pending"] == 0, 30, "queue drained")
+        eventually(lambda: all(runs(redis_client, tasks.RUNS).get(tid, 0) >= 1 for tid in acked), timeout=60,
+                   what="every acknowledged task ran", interval=0.2)
+        eventually(lambda: queue.get_stats()["tasks_pending"] == 0, timeout=30, what="queue drained")
         logs = [p.log() for p in procs]
         for proc in procs:
             assert proc.alive(), proc.log()[-3000:]  # reconnected by itself, never exited

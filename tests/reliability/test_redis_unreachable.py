@@ -11,9 +11,11 @@ import redis
 from example_project.embedded_redis import free_port
 from fairque_django import RedisUnavailableError, TaskQueue
 from fairque_django.core.connection import reset_clients
+from tests.support.processes import Workers
+from tests.support.wait import eventually
 
 from . import tasks
-from .helpers import Workers, assert_stats_balance, redis_server, runs, wait_for
+from .helpers import assert_stats_balance, redis_server, runs
 from .producer import push_with_retry
 from .relconfig import core_config, user
 
@@ -66,7 +68,7 @@ def test_push_to_a_hung_redis_times_out_and_a_retry_stores_the_task_once(redis_c
             server.resume()
         print(f"\npush against a hung Redis raised after {took:.2f}s (socket_timeout 0.5 s, 3 retries)")
         assert took < 4 * 0.5 + 2
-        time.sleep(0.3)
+        time.sleep(0.3)  # no condition to await: was the timed-out push applied once Redis resumed? (printed)
         written = queue.get_task_state(task.task_id) is not None
         print(f"the timed-out push was {'applied anyway once Redis resumed' if written else 'not applied'}")
         reply = push_with_retry(queue, task)
@@ -85,8 +87,9 @@ def test_worker_started_while_redis_is_down_waits_then_serves(redis_client: redi
         rel_env.update(FAIRQUE_REL_REDIS_URL=server.url(), FAIRQUE_REL_SOCKET_TIMEOUT="1",
                        FAIRQUE_REL_HEARTBEAT="0.5", FAIRQUE_REL_LEASE="3")
         proc = workers.start("rel-1")
-        wait_for(lambda: "Redis unreachable" in proc.log(), 30, "the worker logs that Redis is unreachable")
-        time.sleep(2)
+        eventually(lambda: "Redis unreachable" in proc.log(), timeout=30,
+                   what="the worker logs that Redis is unreachable")
+        time.sleep(2)  # the scenario: Redis stays down a while, and the worker must survive it
         assert proc.alive(), proc.log()
         health = workers.manage("fairque_health", "rel-1")
         assert health.returncode == 1, health.stdout + health.stderr
@@ -94,12 +97,12 @@ def test_worker_started_while_redis_is_down_waits_then_serves(redis_client: redi
         print(f"\nhealth while Redis is down: exit {health.returncode}: {health.stderr.strip()}")
 
         server.start()
-        wait_for(lambda: workers.manage("fairque_health", "rel-1").returncode == 0, 30,
-                 "the worker is reported healthy once Redis is up", interval=0.5)
+        eventually(lambda: workers.manage("fairque_health", "rel-1").returncode == 0, timeout=30,
+                   what="the worker is reported healthy once Redis is up", interval=0.5)
         queue = TaskQueue(core_config(rel_env))
         pushed = [tasks.work.create_task((i,), user_id=user(i)) for i in range(8)]
         queue.push_batch(pushed)
-        wait_for(lambda: len(runs(redis_client, tasks.RUNS)) == 8, 30, "tasks ran after Redis came up")
+        eventually(lambda: len(runs(redis_client, tasks.RUNS)) == 8, timeout=30, what="tasks ran after Redis came up")
         assert proc.terminate(30) == 0, proc.log()
         log = proc.log()
         retries = log.count("Redis unreachable")

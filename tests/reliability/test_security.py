@@ -1,6 +1,6 @@
 """Tenant isolation (XCom values, stored results) and the rule that a worker never imports or
 runs a callable that was not registered with @task, whatever a task body in Redis names.
-(Admin permissions: tests/test_admin.py. No pickle/eval: tests/test_package_rules.py.)"""
+(Admin permissions: tests/django/test_admin.py. No pickle/eval: tests/unit/test_package_rules.py.)"""
 
 from __future__ import annotations
 
@@ -14,9 +14,11 @@ import redis
 
 from fairque_django import FairQueueConfig, Task, TaskQueue, TaskValidationError, Worker, xcom_pull, xcom_push
 from fairque_django.backends import RUNNER_NAME
+from tests.support.processes import Workers
+from tests.support.wait import eventually
 
 from . import tasks
-from .helpers import Workers, assert_stats_balance, runs, wait_for
+from .helpers import assert_stats_balance, runs
 from .relconfig import core_config, user
 
 TENANTS = ["a", "b", "acme", "acme:eu", "user", "user:42"]
@@ -33,7 +35,7 @@ def run_until(config: FairQueueConfig, pred: Any, what: str) -> None:
     thread = threading.Thread(target=worker.start, daemon=True)
     thread.start()
     try:
-        wait_for(pred, 15, what)
+        eventually(pred, timeout=15, what=what)
     finally:
         worker.stop()
         thread.join(15)

@@ -10,9 +10,11 @@ import pytest
 import redis
 
 from fairque_django import TaskQueue
+from tests.support.processes import Workers
+from tests.support.wait import eventually
 
 from . import tasks
-from .helpers import Workers, assert_drained, assert_stats_balance, runs, wait_for
+from .helpers import assert_drained, assert_stats_balance, runs
 from .relconfig import WORKER_IDS, core_config, user
 
 N_TASKS = 50_000
@@ -46,7 +48,7 @@ def test_soak_50k_tasks_with_failures_and_retries(redis_client: redis.Redis, rel
         stats = queue.get_stats()
         return stats["tasks_pending"] == 0 and stats["tasks_completed"] + stats["dlq_size"] == N_TASKS
 
-    wait_for(finished, BOUND_SECONDS, f"{N_TASKS} tasks finished", interval=1.0)
+    eventually(finished, timeout=BOUND_SECONDS, what=f"{N_TASKS} tasks finished", interval=1.0)
     took = time.monotonic() - start
     for proc in procs:
         assert proc.terminate(60) == 0, proc.log()[-3000:]

@@ -10,9 +10,11 @@ import pytest
 import redis
 
 from fairque_django import TaskQueue
+from tests.support.processes import Workers
+from tests.support.wait import eventually
 
 from . import tasks
-from .helpers import Workers, assert_drained, assert_stats_balance, leases_of, runs, wait_for
+from .helpers import assert_drained, assert_stats_balance, leases_of, runs
 from .relconfig import WORKER_IDS, core_config, user
 
 N_TASKS = 5000
@@ -35,13 +37,13 @@ def test_sigkill_random_workers_loses_nothing(redis_client: redis.Redis, rel_env
     ids = pushed["task_ids"]
 
     live = {wid: workers.start(wid, "--loglevel", "WARNING") for wid in WORKER_IDS}
-    wait_for(lambda: redis_client.hlen(tasks.RUNS) >= 200, 60, "workers started serving")
+    eventually(lambda: redis_client.hlen(tasks.RUNS) >= 200, timeout=60, what="workers started serving")
 
     rng = random.Random(1234)
     in_flight: set[str] = set()  # distinct tasks held by a killed worker at a kill
     kills = []
     for _ in range(KILLS):
-        time.sleep(1.0)
+        time.sleep(1.0)  # the scenario: the workers run a while between two kills
         # a worker that holds leases (a just-restarted one may still be starting up)
         busy = [w for w in WORKER_IDS if leases_of(redis_client, prefix, w)]
         wid = rng.choice(busy or list(WORKER_IDS))
@@ -58,7 +60,7 @@ def test_sigkill_random_workers_loses_nothing(redis_client: redis.Redis, rel_env
         stats = queue.get_stats()
         return stats["tasks_completed"] + stats["dlq_size"] >= N_TASKS and stats["tasks_pending"] == 0
 
-    wait_for(finished, 180, "all tasks finished after the kills", interval=0.5)
+    eventually(finished, timeout=180, what="all tasks finished after the kills", interval=0.5)
     for proc in live.values():
         assert proc.terminate(30) == 0, proc.log()[-3000:]
 

@@ -1,4 +1,4 @@
-"""A task module that does not import (tests/test_checks.py, E106). Imported only by that test."""
+"""A task module that does not import (tests/django/test_checks.py, E106). Imported only by that test."""
 
 from __future__ import annotations
 

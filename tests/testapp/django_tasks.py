@@ -1,5 +1,5 @@
 """Django-framework tasks (``django.tasks`` / the ``django_tasks`` backport) run by fairque workers
-in tests/test_backend.py. Workers import this module through ``FAIRQUE["TASK_MODULES"]``.
+in tests/django/test_backend.py. Workers import this module through ``FAIRQUE["TASK_MODULES"]``.
 
 Each task and the signal receivers below record what happened in Redis (the test run's DB), so
 tests can observe a worker subprocess.

@@ -1,6 +1,6 @@
 """A Django task on a queue that the test settings' ``TASKS["default"]["QUEUES"]`` lack: importing
 this module fails (the task framework validates a task when it is declared), and ``manage.py
-check`` must say so (tests/test_checks.py, E105). Imported only by that test."""
+check`` must say so (tests/django/test_checks.py, E105). Imported only by that test."""
 
 from __future__ import annotations
 

@@ -1,0 +1,1 @@
+"""The Django adapters: settings, checks, admin, backend, commands, tenancy, enqueue, views."""

@@ -1,0 +1,148 @@
+"""The queue and a worker against a real Redis Cluster: three masters started on loopback ports.
+
+Every key of a prefix shares one hash tag, so each script runs on the node owning that slot; the
+transport's round trips fall back to redis-py's cluster pipeline.
+"""
+
+from __future__ import annotations
+
+import random
+import socket
+import subprocess
+import threading
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+import redis
+from redis.cluster import RedisCluster
+
+from example_project.embedded_redis import start_server
+from fairque_django import Priority, Task, TaskQueue, Worker
+from fairque_django.core.config import FairQueueConfig
+from tests.integration.test_worker import run_to_end
+from tests.support import eventually
+from tests.testapp import tasks as t
+
+SLOTS = 16384
+
+
+def cluster_port() -> int:
+    """A free port whose cluster-bus port (+10000) is free too (so it must be below 55536)."""
+    for _ in range(200):
+        port = random.randrange(20000, 45000)
+        if all(_free(p) for p in (port, port + 10000)):
+            return port
+    raise RuntimeError("no free port pair for a cluster node")
+
+
+def _free(port: int) -> bool:
+    with socket.socket() as s:
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+        return True
+
+
+@pytest.fixture(scope="module")
+def cluster() -> Iterator[RedisCluster]:
+    """Three cluster-enabled masters, slots split between them, joined with CLUSTER MEET."""
+    procs: list[subprocess.Popen[bytes]] = []
+    ports: list[int] = []
+    try:
+        for _ in range(3):
+            port = cluster_port()
+            proc, port, _ = start_server(port, "--cluster-enabled", "yes", "--cluster-config-file",
+                                         f"nodes-{port}.conf", "--cluster-node-timeout", "2000")
+            procs.append(proc)
+            ports.append(port)
+        nodes = [redis.Redis(port=p) for p in ports]
+        bounds = [0, SLOTS // 3, 2 * SLOTS // 3, SLOTS]
+        for node, lo, hi in zip(nodes, bounds, bounds[1:], strict=False):
+            node.execute_command("CLUSTER", "ADDSLOTS", *range(lo, hi))
+        for node in nodes[1:]:
+            node.execute_command("CLUSTER", "MEET", "127.0.0.1", ports[0])
+        eventually(lambda: all(b"cluster_state:ok" in n.execute_command("CLUSTER", "INFO") for n in nodes),
+                   timeout=20, interval=0.1, what="the cluster to form")
+        client = RedisCluster(host="127.0.0.1", port=ports[0])
+        assert len(client.get_nodes()) == 3
+        yield client
+        client.close()
+    finally:
+        for proc in procs:
+            proc.terminate()
+            proc.wait(timeout=5)
+
+
+@pytest.fixture
+def config() -> FairQueueConfig:
+    return FairQueueConfig.from_dict({
+        "workers": [{"id": "w1", "assigned_users": ["a", "b", "c"], "steal_targets": ["d"],
+                     "poll_interval_seconds": 0.2, "heartbeat_interval_seconds": 0.2}],
+        "queue": {"stats_prefix": f"ct{time.monotonic_ns()}", "retry_backoff_base_seconds": 0.01},
+    }, worker_id="w1")
+
+
+def test_the_keys_of_a_prefix_share_one_slot(cluster: RedisCluster, config: FairQueueConfig) -> None:
+    q = TaskQueue(config, client=cluster)
+    q.push(Task.create(user_id="a", payload={}))
+    keys = [k for node in cluster.get_primaries() for k in
+            redis.Redis(host=node.host, port=node.port).keys(f"{q.keys.base}*")]
+    assert len(keys) >= 5
+    assert len({cluster.keyslot(k) for k in keys}) == 1
+
+
+def test_queue_operations_on_a_cluster(cluster: RedisCluster, config: FairQueueConfig) -> None:
+    q = TaskQueue(config, client=cluster)
+    assert q.push(Task.create(user_id="a", priority=Priority.CRITICAL, payload={"n": 0}))["success"]
+    batch = [Task.create(user_id="abc"[i % 3], payload={"n": i}) for i in range(1, 2501)]
+    assert q.push_batch(batch)["pushed"] == 2500  # three script calls in one cluster pipeline
+    assert q.push_batch(batch[:2])["duplicates"] == [batch[0].task_id, batch[1].task_id]
+
+    first = q.pop()
+    assert first is not None and first.priority == Priority.CRITICAL
+    many = q.pop_many(6)
+    assert [x.user_id for x in many] == ["b", "c", "a", "b", "c", "a"]  # the rotation goes on
+    codes, more, _ = q.complete_and_pop_many([(x, 0.001, None) for x in [first, *many]], 3)
+    assert codes == [1] * 7 and len(more) == 3
+
+    doomed = more[0]
+    assert q.fail(doomed, "nope", retry=False) == "dead"
+    assert [e.task_id for e in q.get_dlq()] == [doomed.task_id]
+    assert q.requeue_dead() == [doomed.task_id]
+    q.release(more[1:])
+
+    got: list[Task] = []
+    while tasks := q.pop_many(16):
+        got += tasks
+        q.complete_and_pop_many([(x, None, None) for x in tasks], 0)
+    assert len(got) == 2501 - 7
+    stats = q.get_stats()
+    assert stats["tasks_pushed"] == 2501 and stats["tasks_completed"] == 2501 - 1 + 1
+    assert stats["tasks_active"] == 0 and stats["dlq_size"] == 0 and stats["tasks_pending"] == 0
+
+
+def test_idle_wait_and_pop_wakes_on_a_push(cluster: RedisCluster, config: FairQueueConfig) -> None:
+    q = TaskQueue(config, client=cluster)
+    assert q.wait_and_pop("w1", timeout=0.2) == (None, None)  # BLPOP + pop in one pipeline
+    pusher = threading.Timer(0.2, lambda: q.push(Task.create(user_id="b", payload={})))
+    pusher.start()
+    started = time.monotonic()
+    task, _ = q.wait_and_pop("w1", timeout=3.0)
+    pusher.join()
+    assert task is not None and task.user_id == "b" and time.monotonic() - started < 2.0
+    assert not cluster.zrange(q.keys.parked("w1"), 0, -1)  # handed over (or unparked): no park left
+
+
+def test_a_worker_serves_a_cluster(cluster: RedisCluster, config: FairQueueConfig, redis_client: Any) -> None:
+    q = TaskQueue(config, client=cluster)
+    for i in range(40):
+        q.push(t.record(f"x{i}"), user_id="abcd"[i % 4])
+    q.push(t.always_fails("boom"), user_id="a")
+    run_to_end(Worker(config, worker_id="w1", queue=q, burst=True, concurrency=2, install_signal_handlers=False))
+    done = sorted(x.decode() for x in redis_client.lrange(t.LOG, 0, -1))
+    assert done == sorted(f"{'abcd'[i % 4]}|x{i}" for i in range(40))  # the task log is on the plain Redis
+    stats = q.get_stats()
+    assert stats["tasks_completed"] == 40 and stats["dlq_size"] == 1 and stats["tasks_active"] == 0
