@@ -44,24 +44,22 @@ __all__ = ["Op", "QueueOps", "Request", "adrive", "drive"]
 logger = logging.getLogger("fairque_django.queue")
 
 T = TypeVar("T")
-# (transport method name, positional arguments, keyword arguments)
-Request: TypeAlias = tuple[str, tuple[Any, ...], dict[str, Any]]
+# (transport method name, its arguments): no keyword arguments, they cost the hot paths time
+Request: TypeAlias = tuple[str, tuple[Any, ...]]
 Op: TypeAlias = Generator[Request, Any, T]
-
-_NO_KW: dict[str, Any] = {}  # shared, never written to
 
 
 def drive(transport: Transport, op: Op[T]) -> T:
     """Run ``op`` on a synchronous transport; its result."""
     try:
-        method, args, kwargs = op.send(None)
+        method, args = op.send(None)
         while True:
             try:
-                reply = getattr(transport, method)(*args, **kwargs)
+                reply = getattr(transport, method)(*args)
             except BaseException as exc:  # the operation sees it where it yielded the request
-                method, args, kwargs = op.throw(exc)
+                method, args = op.throw(exc)
             else:
-                method, args, kwargs = op.send(reply)
+                method, args = op.send(reply)
     except StopIteration as stop:
         result: T = stop.value
         return result
@@ -70,14 +68,14 @@ def drive(transport: Transport, op: Op[T]) -> T:
 async def adrive(transport: AsyncTransport, op: Op[T]) -> T:
     """Run ``op`` on an asynchronous transport; its result."""
     try:
-        method, args, kwargs = op.send(None)
+        method, args = op.send(None)
         while True:
             try:
-                reply = await getattr(transport, method)(*args, **kwargs)
+                reply = await getattr(transport, method)(*args)
             except BaseException as exc:  # cancellation too: the operation sees it where it yielded
-                method, args, kwargs = op.throw(exc)
+                method, args = op.throw(exc)
             else:
-                method, args, kwargs = op.send(reply)
+                method, args = op.send(reply)
     except StopIteration as stop:
         result: T = stop.value
         return result
@@ -85,24 +83,24 @@ async def adrive(transport: AsyncTransport, op: Op[T]) -> T:
 
 # --- requests (see the transports' methods of the same names) ------------------------------
 def run(script: Any, args: list[Any]) -> Request:
-    return "run", (script, args), _NO_KW
+    return "run", (script, args)
 
 
 def run_scripts(calls: Sequence[ScriptCall], before: Sequence[list[Any]] = ()) -> Request:
-    return "run_scripts", (calls, before), _NO_KW
+    return "run_scripts", (calls, before)
 
 
 def execute(commands: Sequence[list[Any]], *, transaction: bool = False, raise_on_error: bool = True) -> Request:
-    return "execute", (commands,), {"transaction": transaction, "raise_on_error": raise_on_error}
+    return "execute", (commands, transaction, raise_on_error)
 
 
 def round_trip(commands: list[list[Any]]) -> Request:
-    return "round_trip", (commands,), _NO_KW
+    return "round_trip", (commands,)
 
 
 def call(name: str, *args: Any, **kwargs: Any) -> Request:
     """A redis-py client command (its reply decoded as redis-py decodes it)."""
-    return "call", (name, *args), kwargs
+    return "call", (name, args, kwargs)
 
 
 class QueueOps:
@@ -137,7 +135,7 @@ class QueueOps:
                 yield self.scripts.push, self.proto.push_args([self.proto.encode(task) for task in group])
 
         with redis_errors("push_batch"):
-            replies, error = yield "stream_scripts", (calls(),), _NO_KW
+            replies, error = yield "stream_scripts", (calls(),)
         ids, duplicates = batch_outcome(groups, replies)
         if error is not None:
             if ids:
@@ -146,10 +144,12 @@ class QueueOps:
         return {"success": not duplicates, "pushed": len(ids), "task_ids": ids, "duplicates": duplicates}
 
     # --- pop ----------------------------------------------------------------------------
+    def _steal_set_unsynced(self, plan: PopPlan) -> bool:
+        """Whether :meth:`_sync_steal_set` has work (asked first: a generator costs the hot paths time)."""
+        return bool(plan.steal_set_key) and plan.worker_id not in self._synced
+
     def _sync_steal_set(self, plan: PopPlan) -> Op[None]:
         """Mirror the worker's exact steal targets (from config) into its Redis SET once."""
-        if not plan.steal_set_key or plan.worker_id in self._synced:
-            return
         digest = yield call("get", self.keys.steal_digest(plan.worker_id))
         if text(digest or b"") != plan.steal_digest:
             yield execute(self.proto.steal_set_commands(plan), transaction=True)
@@ -170,7 +170,8 @@ class QueueOps:
                   unpark: str | None) -> Op[PopStep]:
         plan = self.proto.plan(worker_id)
         with redis_errors("pop"):
-            yield from self._sync_steal_set(plan)
+            if self._steal_set_unsynced(plan):
+                yield from self._sync_steal_set(plan)
             args, token = self.proto.pop_args(plan, lease_seconds, count, park_ms=park_ms, unpark=unpark)
             reply = PopReply.parse((yield run(self.scripts.pop, args)))
         return (yield from self._leased(reply, token, plan))
@@ -204,7 +205,8 @@ class QueueOps:
                                ) -> Op[tuple[list[int], list[Task], float | None]]:
         plan = self.proto.plan(worker_id)
         with redis_errors("complete_and_pop"):
-            yield from self._sync_steal_set(plan)
+            if self._steal_set_unsynced(plan):
+                yield from self._sync_steal_set(plan)
             pop_args, token = self.proto.pop_args(plan, lease_seconds, count)
             calls: list[ScriptCall] = [(self.scripts.complete, self.proto.complete_args(
                 (t.task_id, t.lease_token or "", d) for t, d, _ in done))]
@@ -228,10 +230,11 @@ class QueueOps:
         plan = self.proto.plan(worker_id)
         keys = [self.keys.wake(p) for p in plan.wake_partitions]
         if not keys:
-            yield "sleep", (max(timeout, 0.0),), _NO_KW
+            yield "sleep", (max(timeout, 0.0),)
             return (yield from self._pop(worker_id, lease_seconds))
         with redis_errors("wait_and_pop"):
-            yield from self._sync_steal_set(plan)
+            if self._steal_set_unsynced(plan):
+                yield from self._sync_steal_set(plan)
             step = yield from self._park_and_pop(plan, keys, max(timeout, 0.001), lease_seconds)
         if step is None or step.again:
             return (yield from self._pop(worker_id, lease_seconds))

@@ -199,7 +199,7 @@ class Transport:
         self._held.give(conn, held)
         return replies
 
-    def execute(self, commands: Sequence[list[Any]], *, transaction: bool = False,
+    def execute(self, commands: Sequence[list[Any]], transaction: bool = False,
                 raise_on_error: bool = True) -> list[Any]:
         """Plain commands in one redis-py pipeline (a MULTI/EXEC one with ``transaction``), their
         replies decoded as redis-py's own commands decode them; the first error reply is raised
@@ -241,7 +241,7 @@ class Transport:
         replies = self.round_trip(commands(), stream=True)
         return self.checked(made, replies), error
 
-    def call(self, name: str, *args: Any, **kwargs: Any) -> Any:
+    def call(self, name: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
         """The client's command ``name`` (its reply decoded as redis-py decodes it)."""
         return getattr(self.client, name)(*args, **kwargs)
 
@@ -273,7 +273,7 @@ class AsyncTransport:
             pipe.execute_command(*command)
         return list(await pipe.execute(raise_on_error=False))
 
-    async def execute(self, commands: Sequence[list[Any]], *, transaction: bool = False,
+    async def execute(self, commands: Sequence[list[Any]], transaction: bool = False,
                       raise_on_error: bool = True) -> list[Any]:
         """As :meth:`Transport.execute`."""
         if not commands:
@@ -301,7 +301,7 @@ class AsyncTransport:
             return [], exc
         return await self.run_scripts(made), None
 
-    async def call(self, name: str, *args: Any, **kwargs: Any) -> Any:
+    async def call(self, name: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
         """As :meth:`Transport.call`."""
         return await getattr(self.client, name)(*args, **kwargs)
 
