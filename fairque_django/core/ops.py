@@ -49,6 +49,7 @@ Request: TypeAlias = tuple[str, tuple[Any, ...]]
 Op: TypeAlias = Generator[Request, Any, T]
 
 
+# drive and adrive are the one piece written twice, on purpose: one calls, the other awaits.
 def drive(transport: Transport, op: Op[T]) -> T:
     """Run ``op`` on a synchronous transport; its result."""
     try:
