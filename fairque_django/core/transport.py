@@ -11,8 +11,10 @@ as much client time as a small command).
 
 from __future__ import annotations
 
+import asyncio
 import os
 import threading
+import time
 import weakref
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
@@ -197,7 +199,7 @@ class Transport:
         self._held.give(conn, held)
         return replies
 
-    def execute(self, commands: Sequence[list[Any]], *, transaction: bool = False,
+    def execute(self, commands: Sequence[list[Any]], transaction: bool = False,
                 raise_on_error: bool = True) -> list[Any]:
         """Plain commands in one redis-py pipeline (a MULTI/EXEC one with ``transaction``), their
         replies decoded as redis-py's own commands decode them; the first error reply is raised
@@ -239,6 +241,14 @@ class Transport:
         replies = self.round_trip(commands(), stream=True)
         return self.checked(made, replies), error
 
+    def call(self, name: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        """The client's command ``name`` (its reply decoded as redis-py decodes it)."""
+        return getattr(self.client, name)(*args, **kwargs)
+
+    @staticmethod
+    def sleep(seconds: float) -> None:
+        time.sleep(seconds)
+
     def checked(self, calls: Sequence[ScriptCall], replies: list[Any]) -> list[Any]:
         """The replies of script ``calls``, with a call Redis refused for lack of its script
         (NOSCRIPT: a restart or failover) loaded and run now; any other error reply is raised."""
@@ -249,7 +259,8 @@ class Transport:
 
 
 class AsyncTransport:
-    """The same for a ``redis.asyncio`` client; a round trip is a pipeline."""
+    """The same for a ``redis.asyncio`` client (same method names: the operations of
+    :mod:`.ops` run on either); a round trip is a pipeline."""
 
     def __init__(self, client: redis.asyncio.Redis, route_key: str) -> None:
         self.client = client
@@ -262,7 +273,7 @@ class AsyncTransport:
             pipe.execute_command(*command)
         return list(await pipe.execute(raise_on_error=False))
 
-    async def execute(self, commands: Sequence[list[Any]], *, transaction: bool = False,
+    async def execute(self, commands: Sequence[list[Any]], transaction: bool = False,
                       raise_on_error: bool = True) -> list[Any]:
         """As :meth:`Transport.execute`."""
         if not commands:
@@ -280,6 +291,23 @@ class AsyncTransport:
     async def run(self, script: Any, args: list[Any]) -> Any:
         """Run one script; its reply."""
         return (await self.run_scripts([(script, args)]))[0]
+
+    async def stream_scripts(self, calls: Iterator[ScriptCall]) -> tuple[list[Any], FairQueueError | None]:
+        """As :meth:`Transport.stream_scripts`, but a pipeline cannot stream: every call is made
+        before any is sent, and none is sent when making one fails with a FairQueueError."""
+        try:
+            made = list(calls)
+        except FairQueueError as exc:
+            return [], exc
+        return await self.run_scripts(made), None
+
+    async def call(self, name: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        """As :meth:`Transport.call`."""
+        return await getattr(self.client, name)(*args, **kwargs)
+
+    @staticmethod
+    async def sleep(seconds: float) -> None:
+        await asyncio.sleep(seconds)
 
     async def checked(self, calls: Sequence[ScriptCall], replies: list[Any]) -> list[Any]:
         """As :meth:`Transport.checked`."""

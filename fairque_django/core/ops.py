@@ -1,0 +1,414 @@
+"""The queue's operations, written once for :class:`~.queue.TaskQueue` and :class:`~.aio.AsyncTaskQueue`.
+
+Each operation is a generator (sans-I/O): it yields requests, each naming a method of the
+transport (:class:`~.transport.Transport` or :class:`~.transport.AsyncTransport`, which have the
+same method names) with its arguments, and receives the replies; its return value is the
+operation's result. :func:`drive` runs one on a synchronous transport, :func:`adrive` awaits one
+on an asynchronous transport. An error raised by a request is thrown back into the operation at
+its ``yield``, so ``with redis_errors(...)`` around it translates it as a direct call would.
+Arguments and replies are :mod:`.scripts.commands`'s. (A little over 400 lines: it holds every
+queue operation, so that both drivers find all of them in one place.)
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Generator, Iterable, Iterator, Sequence
+from typing import Any, TypeAlias, TypeVar
+
+import redis
+
+from .codec import chunks, text
+from .config import FairQueueConfig
+from .errors import LeaseLostError
+from .keys import validate_user_id
+from .models import DLQEntry, Task, dumps
+from .results import ResultSnapshot
+from .scripts import Scripts
+from .scripts.commands import (
+    PARK_MARGIN_MS,
+    Commands,
+    batch_outcome,
+    dead_ids,
+    push_outcome,
+    read_depth,
+    task_fields,
+)
+from .scripts.pop import PopPlan, PopReply, PopStep
+from .transport import AsyncTransport, ScriptCall, Transport, evalsha, redis_errors
+
+__all__ = ["Op", "QueueOps", "Request", "adrive", "drive"]
+
+logger = logging.getLogger("fairque_django.queue")
+
+T = TypeVar("T")
+# (transport method name, its arguments): no keyword arguments, they cost the hot paths time
+Request: TypeAlias = tuple[str, tuple[Any, ...]]
+Op: TypeAlias = Generator[Request, Any, T]
+
+
+# drive and adrive are the one piece written twice, on purpose: one calls, the other awaits.
+def drive(transport: Transport, op: Op[T]) -> T:
+    """Run ``op`` on a synchronous transport; its result."""
+    try:
+        method, args = op.send(None)
+        while True:
+            try:
+                reply = getattr(transport, method)(*args)
+            except BaseException as exc:  # the operation sees it where it yielded the request
+                method, args = op.throw(exc)
+            else:
+                method, args = op.send(reply)
+    except StopIteration as stop:
+        result: T = stop.value
+        return result
+
+
+async def adrive(transport: AsyncTransport, op: Op[T]) -> T:
+    """Run ``op`` on an asynchronous transport; its result."""
+    try:
+        method, args = op.send(None)
+        while True:
+            try:
+                reply = await getattr(transport, method)(*args)
+            except BaseException as exc:  # cancellation too: the operation sees it where it yielded
+                method, args = op.throw(exc)
+            else:
+                method, args = op.send(reply)
+    except StopIteration as stop:
+        result: T = stop.value
+        return result
+
+
+# --- requests (see the transports' methods of the same names) ------------------------------
+def run(script: Any, args: list[Any]) -> Request:
+    return "run", (script, args)
+
+
+def run_scripts(calls: Sequence[ScriptCall], before: Sequence[list[Any]] = ()) -> Request:
+    return "run_scripts", (calls, before)
+
+
+def execute(commands: Sequence[list[Any]], *, transaction: bool = False, raise_on_error: bool = True) -> Request:
+    return "execute", (commands, transaction, raise_on_error)
+
+
+def round_trip(commands: list[list[Any]]) -> Request:
+    return "round_trip", (commands,)
+
+
+def call(name: str, *args: Any, **kwargs: Any) -> Request:
+    """A redis-py client command (its reply decoded as redis-py decodes it)."""
+    return "call", (name, args, kwargs)
+
+
+class QueueOps:
+    """The state and operations the two queues share; they add a client, its scripts and transport."""
+
+    scripts: Scripts
+
+    def __init__(self, config: FairQueueConfig, worker_id: str | None) -> None:
+        self.proto = Commands(config, worker_id)
+        self.config = config
+        self.keys = self.proto.keys
+        self._leases: dict[str, str] = {}  # task id -> lease token, for delete_task(task_id)
+        self._synced: set[str] = set()
+
+    # --- push ---------------------------------------------------------------------------
+    def _push(self, task: Task, user_id: str | None) -> Op[dict[str, Any]]:
+        task, args = self.proto.prepare(task, user_id)
+        with redis_errors("push"):
+            stored = yield run(self.scripts.push, self.proto.push_args([args]))
+        return push_outcome(task, stored)
+
+    def _push_batch(self, tasks: Iterable[Task], user_id: str | None) -> Op[dict[str, Any]]:
+        batch = list(tasks)
+        for task in batch:
+            self.proto.check(task, user_id)
+        # enable_pipeline_optimization=False: one script call per task (still one round trip)
+        size = self.config.queue.batch_size if self.config.queue.enable_pipeline_optimization else 1
+        groups = list(chunks(batch, size))
+
+        def calls() -> Iterator[ScriptCall]:
+            for group in groups:
+                yield self.scripts.push, self.proto.push_args([self.proto.encode(task) for task in group])
+
+        with redis_errors("push_batch"):
+            replies, error = yield "stream_scripts", (calls(),)
+        ids, duplicates = batch_outcome(groups, replies)
+        if error is not None:
+            if ids:
+                yield from self._delete(ids)
+            raise error
+        return {"success": not duplicates, "pushed": len(ids), "task_ids": ids, "duplicates": duplicates}
+
+    # --- pop ----------------------------------------------------------------------------
+    def _steal_set_unsynced(self, plan: PopPlan) -> bool:
+        """Whether :meth:`_sync_steal_set` has work (asked first: a generator costs the hot paths time)."""
+        return bool(plan.steal_set_key) and plan.worker_id not in self._synced
+
+    def _sync_steal_set(self, plan: PopPlan) -> Op[None]:
+        """Mirror the worker's exact steal targets (from config) into its Redis SET once."""
+        digest = yield call("get", self.keys.steal_digest(plan.worker_id))
+        if text(digest or b"") != plan.steal_digest:
+            yield execute(self.proto.steal_set_commands(plan), transaction=True)
+        self._synced.add(plan.worker_id)
+
+    def _pop(self, worker_id: str | None, lease_seconds: float | None) -> Op[tuple[Task | None, float | None]]:
+        tasks, due = yield from self._pop_many(1, worker_id, lease_seconds)
+        return (tasks[0] if tasks else None), due
+
+    def _pop_many(self, count: int, worker_id: str | None, lease_seconds: float | None,
+                  ) -> Op[tuple[list[Task], float | None]]:
+        while True:
+            step = yield from self._pop_step(worker_id, count, lease_seconds, 0, None)
+            if not step.again:
+                return step.tasks, step.due
+
+    def _pop_step(self, worker_id: str | None, count: int, lease_seconds: float | None, park_ms: int,
+                  unpark: str | None) -> Op[PopStep]:
+        plan = self.proto.plan(worker_id)
+        with redis_errors("pop"):
+            if self._steal_set_unsynced(plan):
+                yield from self._sync_steal_set(plan)
+            args, token = self.proto.pop_args(plan, lease_seconds, count, park_ms=park_ms, unpark=unpark)
+            reply = PopReply.parse((yield run(self.scripts.pop, args)))
+        return (yield from self._leased(reply, token, plan))
+
+    def _take_handed(self, token: str, worker_id: str | None) -> Op[PopStep]:
+        plan = self.proto.plan(worker_id)
+        with redis_errors("take_handed"):
+            item = yield call("lpop", self.keys.hand(token))
+        if item is None or text(item) == "-":
+            return PopStep([], None, token)
+        return (yield from self._leased(PopReply.handed(item), token, plan))
+
+    def _leased(self, reply: PopReply, token: str, plan: PopPlan) -> Op[PopStep]:
+        """The step of a pop reply; corrupt tasks are dead-lettered."""
+        tasks, corrupt = self.proto.read_pop(reply, token, plan.worker_id)
+        for task_id, why in corrupt:
+            yield from self._fail_raw(task_id, token, why, "CorruptTaskError", "", "corrupt", dead=True)
+        for task in tasks:
+            self._leases[task.task_id] = token
+        return PopStep(tasks, reply.due, token, handed_over=not reply.served, corrupt=len(corrupt))
+
+    def _complete_and_pop(self, task: Task, duration: float | None, result_json: str | None,
+                          worker_id: str | None, lease_seconds: float | None,
+                          ) -> Op[tuple[int, Task | None, float | None]]:
+        codes, tasks, due = yield from self._complete_and_pop_many([(task, duration, result_json)], 1,
+                                                                   worker_id, lease_seconds)
+        return codes[0], (tasks[0] if tasks else None), due
+
+    def _complete_and_pop_many(self, done: Sequence[tuple[Task, float | None, str | None]], count: int,
+                               worker_id: str | None, lease_seconds: float | None,
+                               ) -> Op[tuple[list[int], list[Task], float | None]]:
+        plan = self.proto.plan(worker_id)
+        with redis_errors("complete_and_pop"):
+            if self._steal_set_unsynced(plan):
+                yield from self._sync_steal_set(plan)
+            pop_args, token = self.proto.pop_args(plan, lease_seconds, count)
+            calls: list[ScriptCall] = [(self.scripts.complete, self.proto.complete_args(
+                (t.task_id, t.lease_token or "", d) for t, d, _ in done))]
+            if count > 0:
+                calls.append((self.scripts.pop, pop_args))
+            results = [self.proto.result_command(t, data) for t, _, data in done if data is not None]
+            replies = yield run_scripts(calls, results)
+        for task, _, _ in done:
+            self._leases.pop(task.task_id, None)
+        codes = [int(code) for code in replies[0]]
+        if count <= 0:
+            return codes, [], None
+        step = yield from self._leased(PopReply.parse(replies[1]), token, plan)
+        if step.again:
+            tasks, due = yield from self._pop_many(count, worker_id, lease_seconds)
+            return codes, tasks, due
+        return codes, step.tasks, step.due
+
+    def _wait_and_pop(self, worker_id: str | None, timeout: float, lease_seconds: float | None,
+                      ) -> Op[tuple[Task | None, float | None]]:
+        plan = self.proto.plan(worker_id)
+        keys = [self.keys.wake(p) for p in plan.wake_partitions]
+        if not keys:
+            yield "sleep", (max(timeout, 0.0),)
+            return (yield from self._pop(worker_id, lease_seconds))
+        with redis_errors("wait_and_pop"):
+            if self._steal_set_unsynced(plan):
+                yield from self._sync_steal_set(plan)
+            step = yield from self._park_and_pop(plan, keys, max(timeout, 0.001), lease_seconds)
+        if step is None or step.again:
+            return (yield from self._pop(worker_id, lease_seconds))
+        return (step.tasks[0] if step.tasks else None), step.due
+
+    def _park_and_pop(self, plan: PopPlan, keys: list[str], wait: float, lease_seconds: float | None,
+                      ) -> Op[PopStep | None]:
+        """Pop, or park and wait on the slot's hand list and the wake lists (one round trip). A task
+        handed over ends it; after a wake-up or a timeout the slot unparks and pops (a second round
+        trip, off the hand-off's path). None: Redis had lost its scripts (nothing parked)."""
+        park, token = self.proto.pop_args(plan, lease_seconds, park_ms=int(wait * 1000) + PARK_MARGIN_MS)
+        hand = self.keys.hand(token)
+        first, woke = yield round_trip([evalsha(self.scripts.pop, self.keys.stats, park),
+                                        ["BLPOP", hand, *keys, f"{wait:.3f}"]])
+        if isinstance(first, redis.exceptions.NoScriptError):
+            return None
+        for reply in (first, woke):
+            if isinstance(reply, Exception):
+                raise reply
+        popped = PopReply.parse(first)
+        if woke is not None and text(woke[0]) == hand:
+            # '-': the first pop leased what was ready; anything else: a push handed a task over
+            return (yield from self._leased(popped if text(woke[1]) == "-" else PopReply.handed(woke[1]),
+                                            token, plan))
+        yield from self._leased(popped, token, plan)  # nothing leased: logs what the first pop set aside
+        step = yield from self._pop_step(plan.worker_id, 1, lease_seconds, 0, token)
+        if not step.handed_over:
+            return step
+        handed = yield from self._take_handed(token, plan.worker_id)  # a push leased us a task as the wait ended
+        return handed if handed.tasks or handed.corrupt else None
+
+    def _wait_for_work(self, worker_id: str | None, timeout: float) -> Op[bool]:
+        plan = self.proto.plan(worker_id)
+        keys = [self.keys.wake(p) for p in plan.wake_partitions]
+        if not keys or timeout <= 0:
+            return False
+        with redis_errors("wait_for_work"):
+            return (yield call("blpop", keys, timeout=max(timeout, 0.001))) is not None
+
+    # --- finishing ----------------------------------------------------------------------
+    def _complete(self, task: Task, duration: float | None) -> Op[None]:
+        if (yield from self._ack(task.task_id, task.lease_token or "", duration)) == 0:
+            raise LeaseLostError(f"task {task.task_id}: lease lost (it expired and was taken over)")
+
+    def _ack(self, task_id: str, token: str, duration: float | None) -> Op[int]:
+        with redis_errors("complete"):
+            args = self.proto.complete_args([(task_id, token, duration)])
+            code = int((yield run(self.scripts.complete, args))[0])
+        self._leases.pop(task_id, None)
+        return code
+
+    def _delete_task(self, task_id: str) -> Op[bool]:
+        token = self._leases.get(task_id)
+        if token is None:
+            return bool((yield from self._delete([task_id])))
+        code = yield from self._ack(task_id, token, None)
+        if code == 0:
+            logger.warning("fairque: late ack for task %s rejected: its lease was taken over", task_id)
+        return code == 1
+
+    def _fail(self, task: Task, error: BaseException | str, traceback: str, failure_type: str, retry: bool,
+              ) -> Op[str]:
+        message, etype = self.proto.error_fields(error)
+        result = yield from self._fail_raw(task.task_id, task.lease_token or "", message, etype, traceback,
+                                           failure_type, dead=not retry, retry_count=task.retry_count)
+        if result == "lost":
+            raise LeaseLostError(f"task {task.task_id}: lease lost (it expired and was taken over)")
+        return result
+
+    def _fail_raw(self, task_id: str, token: str, message: str, etype: str, tb: str, ftype: str, *,
+                  dead: bool, retry_count: int = 0) -> Op[str]:
+        with redis_errors("fail"):
+            args = self.proto.fail_args(task_id, token, retry_count, dead, message, etype, tb, ftype)
+            reply = yield run(self.scripts.fail, args)
+        self._leases.pop(task_id, None)
+        return self.proto.fail_outcome(reply)
+
+    def _release(self, tasks: Sequence[Task], count: bool) -> Op[int]:
+        if not tasks:
+            return 0
+        for t in tasks:
+            self._leases.pop(t.task_id, None)
+        with redis_errors("release"):
+            return int((yield run(self.scripts.release, self.proto.release_args(tasks, count))))
+
+    def _extend(self, tasks: Sequence[Task], lease_seconds: float | None) -> Op[list[str]]:
+        if not tasks:
+            return []
+        with redis_errors("extend"):
+            reply = yield run(self.scripts.extend, self.proto.extend_args(tasks, lease_seconds))
+        return [text(x) for x in reply]
+
+    def _delete(self, task_ids: Sequence[str]) -> Op[list[str]]:
+        if not task_ids:
+            return []
+        with redis_errors("delete"):
+            reply = yield run(self.scripts.delete, self.proto.dlq_args(task_ids))
+        return [text(x) for x in reply]
+
+    # --- dead-letter queue ----------------------------------------------------------------
+    def _dlq_size(self) -> Op[int]:
+        with redis_errors("dlq_size"):
+            return int((yield call("zcard", self.keys.dlq)))
+
+    def _get_dlq(self, offset: int, limit: int, newest_first: bool) -> Op[list[DLQEntry]]:
+        with redis_errors("get_dlq"):
+            page = yield execute([self.proto.dlq_range_command(offset, limit, newest_first)])
+            ids = [text(i) for i in page[0]]
+            rows = yield execute([["HGETALL", self.keys.task(i)] for i in ids], raise_on_error=False)
+        return self.proto.decode_dlq(ids, rows)
+
+    def _get_dead(self, task_id: str) -> Op[DLQEntry | None]:
+        with redis_errors("get_dead"):
+            score, row = yield execute([["ZSCORE", self.keys.dlq, task_id], ["HGETALL", self.keys.task(task_id)]])
+        return self.proto.decode_dead(task_id, row) if score is not None and row else None
+
+    def _purge_dlq(self) -> Op[int]:
+        return len((yield from self._dlq_script(self.scripts.delete, None)))
+
+    def _dlq_script(self, script: Any, task_ids: Iterable[str] | None) -> Op[list[str]]:
+        done: list[str] = []
+        with redis_errors("dlq"):
+            if task_ids is None:  # 1000 per call until none is left
+                while True:
+                    batch = [text(x) for x in (yield run(script, self.proto.dlq_args(None)))]
+                    if not batch:
+                        return done
+                    done += batch
+            ids = list(task_ids)
+            # only dead tasks: never touch live ones through the DLQ API
+            dead = dead_ids(ids, (yield call("zmscore", self.keys.dlq, ids))) if ids else []
+            if dead:
+                done = [text(x) for x in (yield run(script, self.proto.dlq_args(dead)))]
+        return done
+
+    # --- inspection -----------------------------------------------------------------------
+    def _get_stats(self) -> Op[dict[str, Any]]:
+        with redis_errors("get_stats"):
+            raw, active, delayed, dlq = yield execute(self.proto.stats_commands())
+        return self.proto.parse_stats(raw, int(active), int(delayed), int(dlq))
+
+    def _get_task_state(self, task_id: str) -> Op[dict[str, str] | None]:
+        with redis_errors("get_task_state"):
+            row = yield call("hgetall", self.keys.task(task_id))
+        return task_fields(row) if row else None
+
+    def _user_depth(self, user_id: str) -> Op[dict[str, int]]:
+        with redis_errors("user_depth"):
+            return read_depth((yield execute(self.proto.depth_commands(user_id))))
+
+    # --- results ----------------------------------------------------------------------------
+    def _store_result(self, task: Task, record: dict[str, Any]) -> Op[None]:
+        yield from self._store_result_json(task, dumps(record, what=f"result of task {task.task_id}"))
+
+    def _store_result_json(self, task: Task, data: str) -> Op[None]:
+        with redis_errors("store_result"):
+            yield execute([self.proto.result_command(task, data)])
+
+    def _get_result(self, task_id: str, user_id: str) -> Op[dict[str, Any] | None]:
+        validate_user_id(user_id, self.config.queue.max_user_id_length)
+        with redis_errors("get_result"):
+            raw = yield call("get", self.keys.result(user_id, task_id))
+        return None if raw is None else dict(json.loads(raw))
+
+    def _read_result(self, task_id: str, user_id: str) -> Op[ResultSnapshot]:
+        task_key, result_key = self.proto.result_keys(task_id, user_id)
+        with redis_errors("read_result"):
+            row, raw = yield execute([["HGETALL", task_key], ["GET", result_key]])
+        return ResultSnapshot.read(user_id, task_fields(row) if row else None, raw)
+
+    def _next_delayed_seconds(self) -> Op[float | None]:
+        with redis_errors("next_delayed_seconds"):
+            first = yield call("zrange", self.keys.delayed, 0, 0, withscores=True)
+            if not first:
+                return None
+            sec, usec = yield call("time")  # the server's clock (a cluster pipeline cannot send TIME)
+        return max(0.0, float(first[0][1]) / 1000.0 - (float(sec) + float(usec) / 1e6))
