@@ -77,7 +77,7 @@ class AlertEvaluator:
         that the workers' own timers, which drift, never skip a whole interval)."""
         queue = self.queue
         with redis_errors("alert guard"):
-            return bool(queue.client.set(queue.keys.alerts_guard, "1", nx=True,
+            return bool(queue.client.set(queue.keys.guard(queue.keys.alerts), "1", nx=True,
                                          px=max(1, int(self.interval * 900))))
 
     def collect(self) -> QueueMetrics:
@@ -97,7 +97,7 @@ class AlertEvaluator:
         queue = self.queue
         if not self.rules:
             with redis_errors("alert history"):
-                if not self.history or queue.client.exists(queue.keys.history_guard):
+                if not self.history or queue.client.exists(queue.keys.guard(queue.keys.history)):
                     return []
         metrics = self.collect()
         if self.history:

@@ -180,28 +180,20 @@ class Keys:
         return f"{self.base}:admin:samples"
 
     @property
-    def samples_guard(self) -> str:
-        """``SET NX`` guard: at most one counter snapshot per interval across processes."""
-        return f"{self.samples}:guard"
-
-    @property
     def history(self) -> str:
         """Dashboard chart points (one per minute)."""
         return f"{self.base}:m:history"
-
-    @property
-    def history_guard(self) -> str:
-        return f"{self.history}:guard"
 
     @property
     def alerts(self) -> str:
         """Alert rule states (hash ``s:<rule>``, ``t:``, ``e:``, ``d:`` fields)."""
         return f"{self.base}:alerts"
 
-    @property
-    def alerts_guard(self) -> str:
-        """``SET NX`` guard: one alert evaluation per interval across workers."""
-        return f"{self.alerts}:guard"
+    @staticmethod
+    def guard(key: str) -> str:
+        """The ``SET NX`` guard of ``key`` (samples, history, alerts): at most one writer per interval
+        across processes."""
+        return f"{key}:guard"
 
     def xcom(self, user_id: str, key: str) -> str:
         return f"{self.base}:xcom:{len(user_id)}:{user_id}:{key}"

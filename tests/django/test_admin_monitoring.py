@@ -89,7 +89,7 @@ def test_charts_are_inline_svg_from_minute_snapshots(viewer: Client, queue: Task
     assert queue.client.zcard(queue.keys.history) == 1
     dashboard(viewer)
     assert queue.client.zcard(queue.keys.history) == 1  # at most one point per minute
-    queue.client.delete(queue.keys.history_guard)  # a minute later...
+    queue.client.delete(queue.keys.guard(queue.keys.history))  # a minute later...
     task = queue.pop("worker-001")
     assert task is not None
     queue.complete(task)

@@ -212,7 +212,7 @@ def test_history_points_store_depth_and_median_wait(q: TaskQueue) -> None:
     push(q, "a")
     assert record_history(q, collect_metrics(q), interval=0.1)
     assert not record_history(q, collect_metrics(q), interval=0.1)  # at most one per interval
-    eventually(lambda: not q.client.exists(q.keys.history_guard), timeout=5, interval=0.01,
+    eventually(lambda: not q.client.exists(q.keys.guard(q.keys.history)), timeout=5, interval=0.01,
                what="the end of the history interval")
     task = q.pop("w1")
     assert task is not None
@@ -226,7 +226,7 @@ def test_history_points_store_depth_and_median_wait(q: TaskQueue) -> None:
     assert points[1]["tenants"]["a"]["ready"] == 2
     assert points[1]["tenants"]["a"]["wait_p50_ms"] is not None  # the one task run in between
     for _ in range(70):  # bounded: at most 61 points kept
-        q.client.delete(q.keys.history_guard)
+        q.client.delete(q.keys.guard(q.keys.history))
         record_history(q, collect_metrics(q), interval=60)
     assert q.client.zcard(q.keys.history) <= 61
 

@@ -205,7 +205,7 @@ def record_history(queue: TaskQueue, metrics: QueueMetrics, *, interval: float =
     key = queue.keys.history
     client = queue.client
     with redis_errors("record_history"):
-        if not client.set(queue.keys.history_guard, "1", nx=True, px=max(1, int(interval * 1000))):
+        if not client.set(queue.keys.guard(queue.keys.history), "1", nx=True, px=max(1, int(interval * 1000))):
             return False
         last = client.zrevrange(key, 0, 0)
         previous: dict[str, Any] = {}

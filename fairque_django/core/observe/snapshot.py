@@ -268,7 +268,7 @@ class _Reader:
             pipe.llen(keys.critical(text(user)))
         n_windows = queue_window_reads(pipe, keys, now, windows, sample_interval) if windows else 0
         if record_sample:
-            pipe.set(keys.samples_guard, "1", nx=True, px=max(1, int(sample_interval * 1000)))
+            pipe.set(keys.guard(keys.samples), "1", nx=True, px=max(1, int(sample_interval * 1000)))
         defaults: tuple[Any, ...] = (
             *([0, 0, None, [], [None] * len(TENANT_COUNTERS), {}] * len(users)), *([[None, None]] * len(lease_ids)),
             *([{}] * len(worker_ids)), *([0] * len(others)), *([[]] * n_windows), *([None] * record_sample))
