@@ -28,8 +28,8 @@ def noop(i: int) -> int:
     return i
 
 
-def once(cfg: FairQueueConfig, r: redis.Redis, n: int, store: bool) -> float:
-    """Tasks/s of one drain."""
+def once(cfg: FairQueueConfig, r: redis.Redis, n: int, store: bool) -> tuple[float, float]:
+    """Tasks/s of one drain, and the CPU time this process (the worker's) spent per task, in µs."""
     r.flushdb()
     q = TaskQueue(cfg)
     tasks = []
@@ -40,16 +40,16 @@ def once(cfg: FairQueueConfig, r: redis.Redis, n: int, store: bool) -> float:
     q.push_batch(tasks)
     w = Worker(cfg, worker_id="w", install_signal_handlers=False, concurrency=1)
     th = threading.Thread(target=w.start, daemon=True)
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     th.start()
     while q.get_stats()["tasks_completed"] < n:
         time.sleep(0.01)
-    dt = time.perf_counter() - t0
+    dt, cpu = time.perf_counter() - t0, time.process_time() - c0
     w.stop()
     th.join(10)
     if store:
         assert r.exists(q.keys.result(tasks[0].user_id or "", tasks[0].task_id)), "no result was kept"
-    return n / dt
+    return n / dt, cpu / n * 1e6
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -70,11 +70,15 @@ def main(argv: list[str] | None = None) -> int:
         "queue": {"metrics": True}})
     r = redis.Redis.from_url(args.url)
     res: dict[bool, list[float]] = {True: [], False: []}
+    cpu: dict[bool, list[float]] = {True: [], False: []}
     for rep in range(reps):
         for store in (False, True):
-            res[store].append(once(cfg, r, args.n, store))
-            print(f"rep {rep} store={store}: {res[store][-1]:,.0f}/s", flush=True)
+            rate, per_task = once(cfg, r, args.n, store)
+            res[store].append(rate)
+            cpu[store].append(per_task)
+            print(f"rep {rep} store={store}: {rate:,.0f}/s, worker CPU {per_task:.0f} us/task", flush=True)
     r.flushdb()
     a, b = median(res[False]), median(res[True])
-    print(f"median without results {a:,.0f}/s, with results {b:,.0f}/s, ratio {b/a:.3f}")
+    print(f"median without results {a:,.0f}/s, with results {b:,.0f}/s, ratio {b/a:.3f}; "
+          f"worker CPU per task {median(cpu[False]):.0f} / {median(cpu[True]):.0f} us")
     return 0
