@@ -4,6 +4,9 @@ Every view is wrapped by ``AdminSite.admin_view`` (staff login, CSRF, never cach
 ``fairque_django.view_fairqueue``; the views that change data also need
 ``fairque_django.manage_fairqueue``. Destructive actions are POSTs that first render a
 confirmation page and only act on a POST that carries ``confirm=yes``.
+
+(About 400 lines: the views of one small admin app, kept together with their shared permission
+and confirmation helpers; the data they show comes from :mod:`.monitoring` and the core's read model.)
 """
 
 from __future__ import annotations
