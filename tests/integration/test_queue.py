@@ -214,6 +214,27 @@ def test_dlq_requeue_delete_purge(q: TaskQueue) -> None:
     assert stats["tasks_pending"] == 0
 
 
+def test_a_dead_task_whose_body_names_another_id_is_listed_and_handled_by_its_stored_id(
+        q: TaskQueue, redis_client: redis.Redis) -> None:
+    """Issue 14 item 6: the DLQ lists a dead task under the id it is stored under, not the id inside
+    a (poisoned) body, so it can be opened, requeued and deleted."""
+    ids = push_n(q, "a", 2)
+    for _ in range(2):
+        t = q.pop()
+        assert t is not None
+        q.fail(t, "bad", retry=False)
+    body = Task.create(user_id="a", payload={}, task_id="someone-else").to_json()
+    redis_client.hset(q.keys.task(ids[0]), "b", body)  # a wrong value of the right type
+    listed = {e.task_id: e for e in q.get_dlq()}
+    assert set(listed) == set(ids)
+    assert listed[ids[0]].raw_body == body  # shown as a corrupt body, not as task "someone-else"
+    entry = q.get_dead(ids[0])
+    assert entry is not None and entry.task_id == ids[0]
+    assert q.delete_dead([ids[0]]) == [ids[0]]
+    assert q.requeue_dead([ids[1]]) == [ids[1]]
+    assert q.dlq_size() == 0
+
+
 def test_dlq_requeue_does_not_touch_live_tasks(q: TaskQueue) -> None:
     (tid,) = push_n(q, "a", 1)
     assert q.requeue_dead([tid]) == []

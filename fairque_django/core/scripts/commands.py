@@ -327,6 +327,8 @@ class Commands:
         raw = f.get("b", "")
         try:
             task = Task.from_json(raw)
+            if task.task_id != task_id:  # listed, requeued and deleted by the id it is stored under
+                raise CorruptTaskError(f"body names task {task.task_id!r}")
             raw_body = None
         except CorruptTaskError:
             task = Task(task_id=task_id, user_id=f.get("u", "?"))
