@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from collections.abc import Generator, Iterable, Iterator, Sequence
 from typing import Any, TypeAlias, TypeVar
 
@@ -41,6 +42,9 @@ from .transport import AsyncTransport, ScriptCall, Transport, evalsha, redis_err
 __all__ = ["Op", "QueueOps", "Request", "adrive", "drive"]
 
 logger = logging.getLogger("fairque_django.queue")
+
+# How often a queue checks that a worker's steal set is still in Redis (one GET).
+STEAL_SET_RECHECK_SECONDS = 5.0
 
 T = TypeVar("T")
 # (transport method name, its arguments): no keyword arguments, they cost the hot paths time
@@ -113,7 +117,9 @@ class QueueOps:
         self.config = config
         self.keys = self.proto.keys
         self._leases: dict[str, str] = {}  # task id -> lease token, for delete_task(task_id)
-        self._synced: set[str] = set()
+        self._synced: dict[str, float] = {}  # worker id -> when its steal set was last checked
+        # Redis may come back empty (a restart without persistence): look again this often
+        self.steal_set_recheck_seconds = STEAL_SET_RECHECK_SECONDS
 
     # --- push ---------------------------------------------------------------------------
     def _push(self, task: Task, user_id: str | None) -> Op[dict[str, Any]]:
@@ -146,14 +152,18 @@ class QueueOps:
     # --- pop ----------------------------------------------------------------------------
     def _steal_set_unsynced(self, plan: PopPlan) -> bool:
         """Whether :meth:`_sync_steal_set` has work (asked first: a generator costs the hot paths time)."""
-        return bool(plan.steal_set_key) and plan.worker_id not in self._synced
+        if not plan.steal_set_key:
+            return False
+        checked = self._synced.get(plan.worker_id)
+        return checked is None or time.monotonic() - checked > self.steal_set_recheck_seconds
 
     def _sync_steal_set(self, plan: PopPlan) -> Op[None]:
-        """Mirror the worker's exact steal targets (from config) into its Redis SET once."""
+        """Mirror the worker's exact steal targets (from config) into its Redis SET when its digest
+        there is not theirs (first use, a changed configuration, or Redis lost its keys)."""
         digest = yield call("get", self.keys.steal_digest(plan.worker_id))
         if text(digest or b"") != plan.steal_digest:
             yield execute(self.proto.steal_set_commands(plan), transaction=True)
-        self._synced.add(plan.worker_id)
+        self._synced[plan.worker_id] = time.monotonic()
 
     def _pop(self, worker_id: str | None, lease_seconds: float | None) -> Op[tuple[Task | None, float | None]]:
         tasks, due = yield from self._pop_many(1, worker_id, lease_seconds)

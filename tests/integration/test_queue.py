@@ -703,3 +703,19 @@ def test_url_clients_keep_max_connections(redis_url: str) -> None:
     client = build_client(RedisConfig(url=redis_url, max_connections=7))
     assert client.connection_pool.max_connections == 7
     client.close()
+
+
+def test_exact_steal_targets_are_mirrored_again_after_redis_lost_them(make_config: Any,
+                                                                      redis_client: redis.Redis) -> None:
+    """Issue 14 item 3: a worker's exact steal targets live in a Redis set mirrored from the
+    configuration; when Redis comes back empty, the queue mirrors them again (it checks every
+    ``steal_set_recheck_seconds``) instead of never serving those tenants until a restart."""
+    q = TaskQueue(make_config())  # w1: assigned a, b, c; steals d (exactly)
+    q.push(Task.create(user_id="d", payload={}))
+    assert q.pop("w1") is not None  # stolen through the mirrored set
+    redis_client.flushdb()  # an empty restart
+    q.steal_set_recheck_seconds = 0.0
+    lost = Task.create(user_id="d", payload={})
+    q.push(lost)
+    got = q.pop("w1")
+    assert got is not None and got.task_id == lost.task_id
