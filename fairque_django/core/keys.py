@@ -189,8 +189,7 @@ class Keys:
         """Alert rule states (hash ``s:<rule>``, ``t:``, ``e:``, ``d:`` fields)."""
         return f"{self.base}:alerts"
 
-    @staticmethod
-    def guard(key: str) -> str:
+    def guard(self, key: str) -> str:
         """The ``SET NX`` guard of ``key`` (samples, history, alerts): at most one writer per interval
         across processes."""
         return f"{key}:guard"
