@@ -12,7 +12,6 @@ thread worker's task blocks in C code.
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 import os
 import socket
@@ -21,11 +20,10 @@ import time
 from collections.abc import Callable
 from typing import Any, Protocol
 
-from ..codec import text
 from ..config import FairQueueConfig, WorkerConfig
 from ..errors import FairQueueError
 from ..models import Task, dumps
-from ..observe import mark_stopped, trim_throughput
+from ..observe import mark_stopped, parse_record, trim_throughput
 from ..queue import TaskQueue, redis_errors
 from .leases import LeaseBook
 
@@ -140,14 +138,4 @@ def worker_health(queue: TaskQueue, worker_id: str) -> dict[str, Any] | None:
     """The health record a live worker publishes, or None when it is not alive."""
     with redis_errors("worker_health"):
         raw = queue.client.hgetall(queue.keys.worker(worker_id))
-    if not raw:
-        return None
-    record: dict[str, Any] = {text(k): text(v) for k, v in raw.items()}
-    for key in ("current", "assigned", "steals"):
-        record[key] = json.loads(record.get(key, "[]"))
-    for key in ("started", "last_seen"):
-        record[key] = float(record.get(key, 0))
-    for key in ("pid", "processed", "failed", "concurrency"):
-        record[key] = int(record.get(key, 0))
-    record["heartbeat_age"] = max(0.0, time.time() - record["last_seen"])
-    return record
+    return parse_record(raw, time.time())
