@@ -11,16 +11,15 @@ from typing import Any
 
 from django.core.checks import CheckMessage, Error, Tags, Warning, register
 
+from .caches import cache_backend_kind, redis_display_url
 from .conf import (
     DEFAULTS,
     FairQueueImproperlyConfigured,
-    cache_backend_kind,
     config_problems,
     fairque_setting,
     get_config,
     get_redis_client,
     get_setting,
-    redis_display_url,
 )
 from .core.config import FairQueueConfig, Problem
 

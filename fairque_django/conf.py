@@ -57,7 +57,7 @@ from typing import Any, Final
 import redis
 from django.core.exceptions import ImproperlyConfigured
 
-from .caches import cache_backend_kind, cache_location_redis, client_from_cache, redis_display_url
+from .caches import cache_location_redis, client_from_cache
 from .core.config import FairQueueConfig, Problem, RedisConfig, collect, problems_of, read_yaml
 from .core.config.kinds import raise_problems, unknown_key
 from .core.config.schema import DJANGO_OPTIONS
@@ -68,7 +68,6 @@ from .core.queue import TaskQueue
 __all__ = [
     "DEFAULTS",
     "FairQueueImproperlyConfigured",
-    "cache_backend_kind",
     "config_problems",
     "django_client_provider",
     "django_default_redis",
@@ -78,7 +77,6 @@ __all__ = [
     "get_redis_client",
     "get_setting",
     "install_providers",
-    "redis_display_url",
     "reset",
 ]
 

@@ -30,7 +30,8 @@ from shop.models import Order, Organization
 from shop.tasks import demo_work, order_key
 
 from fairque_django import xcom_pull
-from fairque_django.conf import get_queue, redis_display_url
+from fairque_django.caches import redis_display_url
+from fairque_django.conf import get_queue
 from fairque_django.core.queue import TaskQueue
 from fairque_django.core.worker import worker_health
 from fairque_django.enqueuing import enqueue_many

@@ -294,6 +294,8 @@ def test_error_does_not_stick_after_override() -> None:
 
 def test_redis_display_url_hides_password() -> None:
     client = redis.Redis.from_url("redis://alice:s3cret@example.invalid:6390/3")
-    shown = conf.redis_display_url(client)
+    from fairque_django.caches import redis_display_url
+
+    shown = redis_display_url(client)
     assert shown == "redis://alice@example.invalid:6390/3"
     assert "s3cret" not in shown

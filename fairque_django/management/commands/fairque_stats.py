@@ -9,7 +9,8 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from fairque_django.conf import get_queue, redis_display_url
+from fairque_django.caches import redis_display_url
+from fairque_django.conf import get_queue
 from fairque_django.core.errors import FairQueueError
 from fairque_django.core.observe import collect_metrics
 from fairque_django.core.queue import TaskQueue
