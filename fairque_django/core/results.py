@@ -13,7 +13,7 @@ import contextlib
 import inspect
 import json
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from enum import Enum
 from typing import Any, Protocol
@@ -302,31 +302,33 @@ class TaskResult:
         """Block until the task finished and return its value. Raises :class:`TaskFailedError` when
         it failed, :class:`ResultTimeoutError` after ``timeout`` seconds (None: wait for ever)."""
         self._check_waitable()
-        deadline = None if timeout is None else time.monotonic() + timeout
-        pause = min(0.005, interval)
+        pauses = self._pauses(timeout, interval)
         while True:
             self._apply(self._sync_queue().read_result(self.id, self.user_id))
             if self.is_finished:
                 return self.return_value
-            left = None if deadline is None else deadline - time.monotonic()
-            if left is not None and left <= 0:
-                raise ResultTimeoutError(self._timeout_message(timeout))
-            time.sleep(pause if left is None else min(pause, left))
-            pause = min(pause * 2, interval)
+            time.sleep(next(pauses))
 
     async def await_result(self, timeout: float | None = None, *, interval: float = 0.05) -> Any:
         """:meth:`wait` for asyncio code."""
         self._check_waitable()
-        deadline = None if timeout is None else time.monotonic() + timeout
-        pause = min(0.005, interval)
+        pauses = self._pauses(timeout, interval)
         while True:
             self._apply(await self._aread())
             if self.is_finished:
                 return self.return_value
+            await asyncio.sleep(next(pauses))
+
+    def _pauses(self, timeout: float | None, interval: float) -> Iterator[float]:
+        """The pauses between the reads of a wait: from 5 ms doubling up to ``interval``, never past
+        the deadline; :class:`ResultTimeoutError` once it has passed."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        pause = min(0.005, interval)
+        while True:
             left = None if deadline is None else deadline - time.monotonic()
             if left is not None and left <= 0:
                 raise ResultTimeoutError(self._timeout_message(timeout))
-            await asyncio.sleep(pause if left is None else min(pause, left))
+            yield pause if left is None else min(pause, left)
             pause = min(pause * 2, interval)
 
     # --- messages --------------------------------------------------------------------------
