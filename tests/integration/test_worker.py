@@ -224,16 +224,20 @@ def test_idle_worker_wakes_on_push(make_config: Any, redis_client: redis.Redis) 
         th.join(10)
 
 
-def test_graceful_stop_finishes_running_task(make_config: Any, redis_client: redis.Redis) -> None:
-    config = cfg(make_config)
-    q = TaskQueue(config)
-    q.push(t.record("slow", 0.5), user_id="a")
-    worker = Worker(config, install_signal_handlers=False)
+def stop_once_a_task_started(worker: Worker, redis_client: redis.Redis) -> None:
+    """Start ``worker``, stop it gracefully as soon as a task has started, wait until it returned."""
     th = threading.Thread(target=worker.start)
     th.start()
     eventually(lambda: redis_client.llen(LOG + ":start"), interval=0.01, what="the task started")
     worker.stop()
     th.join(10)
+
+
+def test_graceful_stop_finishes_running_task(make_config: Any, redis_client: redis.Redis) -> None:
+    config = cfg(make_config)
+    q = TaskQueue(config)
+    q.push(t.record("slow", 0.5), user_id="a")
+    stop_once_a_task_started(Worker(config, install_signal_handlers=False), redis_client)
     assert log(redis_client) == ["a|slow"]
     stats = q.get_stats()
     assert stats["tasks_completed"] == 1 and stats["tasks_failed"] == 0
@@ -245,12 +249,7 @@ def test_graceful_stop_hands_back_what_does_not_finish(make_config: Any, redis_c
     q = TaskQueue(config)
     task = t.record("slower", 2)
     q.push(task, user_id="a")
-    worker = Worker(config, install_signal_handlers=False)
-    th = threading.Thread(target=worker.start)
-    th.start()
-    eventually(lambda: redis_client.llen(LOG + ":start"), interval=0.01, what="the task started")
-    worker.stop()
-    th.join(10)
+    stop_once_a_task_started(Worker(config, install_signal_handlers=False), redis_client)
     stats = q.get_stats()
     assert stats["tasks_failed"] == 0 and stats["tasks_released"] == 1
     assert q.get_task_state(task.task_id)["st"] == "queued"  # type: ignore[index]
