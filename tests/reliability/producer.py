@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import threading
 import time
 from typing import Any
 
 from fairque_django import RedisUnavailableError, Task, TaskQueue
+
+from . import tasks
+from .relconfig import user
 
 
 def push_with_retry(queue: TaskQueue, task: Task, *, give_up_after: float = 60.0) -> dict[str, Any]:
@@ -25,3 +29,29 @@ def push_with_retry(queue: TaskQueue, task: Task, *, give_up_after: float = 60.0
                 raise
             time.sleep(delay)
             delay = min(delay * 2, 1.0)
+
+
+class Producer(threading.Thread):
+    """Pushes one task every ``interval`` s until stopped; records what push acknowledged."""
+
+    def __init__(self, queue: TaskQueue, interval: float = 0.01) -> None:
+        super().__init__(daemon=True)
+        self.queue = queue
+        self.interval = interval
+        self.stop = threading.Event()
+        self.acked: list[str] = []
+        self.duplicates = 0
+        self.error: BaseException | None = None
+
+    def run(self) -> None:
+        i = 0
+        try:
+            while not self.stop.is_set():
+                task = tasks.work.create_task((i, 0.005), user_id=user(i % 20))
+                reply = push_with_retry(self.queue, task, give_up_after=30)
+                self.duplicates += bool(reply["duplicate"])
+                self.acked.append(task.task_id)
+                i += 1
+                time.sleep(self.interval)  # the scenario: a steady trickle of pushes
+        except BaseException as exc:
+            self.error = exc

@@ -3,7 +3,6 @@ reconnect by themselves and every task runs."""
 
 from __future__ import annotations
 
-import threading
 import time
 
 import pytest
@@ -16,34 +15,8 @@ from tests.support.wait import eventually
 
 from . import tasks
 from .helpers import RedisServer, assert_drained, assert_stats_balance, redis_server, runs
-from .producer import push_with_retry
+from .producer import Producer
 from .relconfig import core_config, user
-
-
-class Producer(threading.Thread):
-    """Pushes one task every ``interval`` s until stopped; records what push acknowledged."""
-
-    def __init__(self, queue: TaskQueue, interval: float = 0.01) -> None:
-        super().__init__(daemon=True)
-        self.queue = queue
-        self.interval = interval
-        self.stop = threading.Event()
-        self.acked: list[str] = []
-        self.duplicates = 0
-        self.error: BaseException | None = None
-
-    def run(self) -> None:
-        i = 0
-        try:
-            while not self.stop.is_set():
-                task = tasks.work.create_task((i, 0.005), user_id=user(i % 20))
-                reply = push_with_retry(self.queue, task, give_up_after=30)
-                self.duplicates += bool(reply["duplicate"])
-                self.acked.append(task.task_id)
-                i += 1
-                time.sleep(self.interval)  # the scenario: a steady trickle of pushes
-        except BaseException as exc:
-            self.error = exc
 
 
 @pytest.mark.slow
