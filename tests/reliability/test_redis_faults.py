@@ -61,10 +61,11 @@ def test_redis_faults_under_load_lose_nothing_and_complete_nothing_twice(
         producer = Producer(queue, interval=0.005)
         producer.start()
         for n in range(FAULTS):
-            eventually(lambda: redis_client.hlen(tasks.RUNS) >= 100 * (n + 1), timeout=60, what="workers serving")
+            eventually(lambda n=n: redis_client.hlen(tasks.RUNS) >= 100 * (n + 1), timeout=60, what="workers serving")
             fault(server)
             after = len(producer.acked)
-            eventually(lambda: len(producer.acked) >= after + 20, timeout=30, what="pushes acknowledged again")
+            eventually(lambda after=after: len(producer.acked) >= after + 20, timeout=30,
+                       what="pushes acknowledged again")
         producer.stop.set()
         producer.join(60)
         assert producer.error is None, producer.error
