@@ -270,3 +270,26 @@ def test_two_relays_at_once_push_each_row_once() -> None:
     assert sorted(seen[0] + seen[1]) == sorted(h.id for h in handles)
     assert rows(PG) == []
     assert get_queue().get_stats()["tasks_pushed"] == 400
+
+
+@pytest.mark.django_db(transaction=True)
+def test_fairque_relay_once_relays_and_fails_loudly_when_redis_is_down(monkeypatch: pytest.MonkeyPatch) -> None:
+    from io import StringIO
+
+    from django.core.management import CommandError, call_command
+
+    from fairque_django import outbox
+
+    with transaction.atomic():
+        handles = enqueue_many([outbox_report(n) for n in range(3)], user="org:6")
+    down = dead_redis_queue()
+    monkeypatch.setattr(outbox, "get_queue", lambda: down)
+    with pytest.raises(CommandError, match="rows left stay in the outbox"):
+        call_command("fairque_relay", "--once")
+    assert len(rows("default")) == 3
+    monkeypatch.undo()
+    out = StringIO()
+    call_command("fairque_relay", "--once", "--batch-size", "2", stdout=out)
+    assert "relayed 3 task(s)" in out.getvalue()
+    assert rows("default") == []
+    assert sorted(run_all(get_queue())) == sorted(h.id for h in handles)
