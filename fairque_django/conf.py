@@ -22,6 +22,10 @@ plus these Django-level, upper-case keys (all optional):
 ``ENQUEUE_ON_COMMIT``
     Whether :func:`fairque_django.enqueuing.enqueue` waits for the transaction to commit
     (default ``False``).
+``ENQUEUE_MODE``
+    ``"direct"`` (default), ``"on_commit"`` or ``"outbox"``: how ``enqueue`` hands tasks over
+    (:func:`fairque_django.enqueuing.enqueue_mode`); ``OUTBOX_PUSH_ON_COMMIT``,
+    ``OUTBOX_BATCH_SIZE`` and ``OUTBOX_RELAY_INTERVAL`` tune the outbox (:mod:`fairque_django.outbox`).
 ``WORKER_ID``
     The current worker of this process (``FairQueueConfig.worker_id``; default ``None``).
 ``TASK_MODULES``

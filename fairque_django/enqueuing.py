@@ -5,10 +5,18 @@ understands: a user id, a ``User``, a tenant model, a request), the task's own `
 the current tenant (:func:`fairque_django.tenancy.tenant`, the middleware, or the running
 task); otherwise :class:`~fairque_django.core.errors.MissingTenantError`.
 
-With ``on_commit=True`` (default: ``FAIRQUE["ENQUEUE_ON_COMMIT"]``) the push happens in
-``transaction.on_commit``, so a worker never sees a task about a row that is not committed
-yet, and a rolled-back transaction enqueues nothing.  Everything that can be checked is
-checked at once, inside the transaction: the user id, JSON serialisability and size.
+How a task reaches Redis is ``FAIRQUE["ENQUEUE_MODE"]`` (see :func:`enqueue_mode`):
+
+* ``"direct"`` (default): pushed at once;
+* ``"on_commit"`` (or ``ENQUEUE_ON_COMMIT = True``, or ``on_commit=True``): pushed in
+  ``transaction.on_commit``, so a worker never sees a task about a row that is not committed yet,
+  and a rolled-back transaction enqueues nothing; with Redis down at the commit the task is lost
+  and the error is raised after the commit;
+* ``"outbox"``: written as a row in the same database transaction (:mod:`fairque_django.outbox`)
+  and pushed by a relay, so it is neither lost nor run twice when Redis is down at the commit.
+
+``on_commit=False`` pushes at once whatever the mode. Everything that can be checked is checked
+at once, inside the transaction: the user id, JSON serialisability and size.
 
 Each call returns :class:`~fairque_django.core.results.TaskResult` handles (``.id``, ``.status``,
 ``.wait(timeout=...)``); :func:`result` rebuilds one from a stored id.
@@ -16,7 +24,7 @@ Each call returns :class:`~fairque_django.core.results.TaskResult` handles (``.i
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from asgiref.sync import sync_to_async
@@ -29,7 +37,7 @@ from .core.queue import TaskQueue
 from .core.results import TaskResult
 from .tenancy import resolve_user_id
 
-__all__ = ["aenqueue", "aenqueue_many", "aresult", "enqueue", "enqueue_many", "result"]
+__all__ = ["aenqueue", "aenqueue_many", "aresult", "enqueue", "enqueue_many", "enqueue_mode", "result"]
 
 
 def _user_for(task: Task, user: Any) -> str:
@@ -42,21 +50,43 @@ def _user_for(task: Task, user: Any) -> str:
     return user_id
 
 
-def _prepare(tasks: Iterable[Task], user: Any, queue: TaskQueue | None) -> tuple[TaskQueue, list[Task]]:
+def _prepare(tasks: Iterable[Task], user: Any, queue: TaskQueue | None) -> tuple[TaskQueue, list[tuple[Task, bytes]]]:
+    """The queue and the checked tasks, each with its encoded body."""
     q = queue if queue is not None else get_queue()
     explicit = resolve_user_id(user) if user is not None else None
-    prepared: list[Task] = []
+    prepared: list[tuple[Task, bytes]] = []
     for task in tasks:
         # Validates user id, priority, JSON and size now, and fixes task.user_id, so a push
         # that runs later (on commit, maybe without the current tenant) cannot fail on them.
         uid = explicit if explicit is not None else _user_for(task, None)
-        q.proto.prepare(task, uid)
-        prepared.append(task)
+        _, (_, body) = q.proto.prepare(task, uid)
+        prepared.append((task, body))
     return q, prepared
 
 
-def _wants_on_commit(on_commit: bool | None) -> bool:
-    return bool(get_setting("ENQUEUE_ON_COMMIT")) if on_commit is None else on_commit
+def enqueue_mode(on_commit: bool | None = None) -> str:
+    """How an enqueue with this ``on_commit`` argument hands its tasks over: ``"direct"``,
+    ``"on_commit"`` or ``"outbox"``. ``False`` is direct; otherwise ``ENQUEUE_MODE`` decides, except
+    that ``True`` or ``ENQUEUE_ON_COMMIT`` turn ``"direct"`` into ``"on_commit"``."""
+    if on_commit is False:
+        return "direct"
+    mode = str(get_setting("ENQUEUE_MODE"))
+    if mode == "direct" and (on_commit or get_setting("ENQUEUE_ON_COMMIT")):
+        return "on_commit"
+    return mode
+
+
+def _hand_over(q: TaskQueue, prepared: list[tuple[Task, bytes]], on_commit: bool | None, using: str | None,
+               push: Callable[[], Any]) -> None:
+    mode = enqueue_mode(on_commit)
+    if mode == "outbox":
+        from .outbox import write  # imports the models: only once Django is set up
+
+        write(q, prepared, using)
+    elif mode == "on_commit":
+        transaction.on_commit(push, using=using)
+    else:
+        push()
 
 
 def enqueue(task: Task, *, user: Any = None, on_commit: bool | None = None, using: str | None = None,
@@ -64,18 +94,18 @@ def enqueue(task: Task, *, user: Any = None, on_commit: bool | None = None, usin
     """Queue *task* and return its :class:`~fairque_django.core.results.TaskResult` handle.
 
     *queue* defaults to :func:`fairque_django.conf.get_queue`; *using* is the database alias
-    whose transaction ``on_commit`` waits for.
+    whose transaction ``on_commit`` waits for (and that holds the outbox rows). In outbox mode
+    the handle says ``READY`` and ``refresh()`` raises ``TaskNotFoundError`` until the row is
+    relayed; ``wait()`` waits through that.
     """
-    q, (prepared,) = _prepare([task], user, queue)
+    q, checked = _prepare([task], user, queue)
+    prepared = checked[0][0]
     user_id = prepared.user_id
 
     def push() -> None:
         q.push(prepared, user_id)
 
-    if _wants_on_commit(on_commit):
-        transaction.on_commit(push, using=using)
-    else:
-        push()
+    _hand_over(q, checked, on_commit, using, push)
     return TaskResult.for_task(prepared, q)
 
 
@@ -86,30 +116,34 @@ def enqueue_many(tasks: Iterable[Task], *, user: Any = None, on_commit: bool | N
     All tasks are validated before any is pushed; ``user``/``on_commit``/``using``/``queue``
     mean what they mean for :func:`enqueue`.
     """
-    q, prepared = _prepare(list(tasks), user, queue)
-    if not prepared:
+    q, checked = _prepare(list(tasks), user, queue)
+    if not checked:
         return []
+    prepared = [t for t, _ in checked]
 
     def push() -> None:
         q.push_batch(prepared)
 
-    if _wants_on_commit(on_commit):
-        transaction.on_commit(push, using=using)
-    else:
-        push()
+    _hand_over(q, checked, on_commit, using, push)
     return [TaskResult.for_task(t, q) for t in prepared]
 
 
+def _async_on_commit() -> bool | None:
+    # async code cannot be inside atomic(): no transaction to wait for, so push at once, except
+    # in outbox mode, where the row (committed at once) keeps the task should Redis be down
+    return None if get_setting("ENQUEUE_MODE") == "outbox" else False
+
+
 async def aenqueue(task: Task, *, user: Any = None, queue: TaskQueue | None = None) -> TaskResult:
-    """Async :func:`enqueue`.  Pushes at once: async code cannot be inside ``atomic()``, so
-    there is no transaction to wait for."""
-    return await sync_to_async(enqueue)(task, user=user, on_commit=False, queue=queue)
+    """Async :func:`enqueue`.  Pushes at once (async code cannot be inside ``atomic()``, so there
+    is no transaction to wait for); in outbox mode it writes the row, pushed at once as well."""
+    return await sync_to_async(enqueue)(task, user=user, on_commit=_async_on_commit(), queue=queue)
 
 
 async def aenqueue_many(tasks: Iterable[Task], *, user: Any = None,
                         queue: TaskQueue | None = None) -> list[TaskResult]:
-    """Async :func:`enqueue_many` (pushes at once)."""
-    return await sync_to_async(enqueue_many)(list(tasks), user=user, on_commit=False, queue=queue)
+    """Async :func:`enqueue_many` (pushes at once, or writes outbox rows as :func:`aenqueue`)."""
+    return await sync_to_async(enqueue_many)(list(tasks), user=user, on_commit=_async_on_commit(), queue=queue)
 
 
 def result(task_id: str, *, user: Any = None, queue: TaskQueue | None = None) -> TaskResult:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from tests.support.postgres import ALIAS as POSTGRES_ALIAS
+from tests.support.postgres import database_settings
 from tests.support.redis_url import REDIS_URL
 
 SECRET_KEY = "fairque-tests-not-secret"
@@ -25,7 +27,11 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
 ]
-DATABASES = {"default": {"ENGINE": "django.db.backends.sqlite3", "NAME": ":memory:"}}
+DATABASES = {
+    "default": {"ENGINE": "django.db.backends.sqlite3", "NAME": ":memory:"},
+    # only tests marked `postgres` use it (the outbox tests; tests/conftest.py)
+    POSTGRES_ALIAS: database_settings(),
+}
 TEMPLATES = [{
     "BACKEND": "django.template.backends.django.DjangoTemplates",
     "APP_DIRS": True,

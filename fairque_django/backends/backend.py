@@ -12,7 +12,7 @@ from django.core.exceptions import ImproperlyConfigured
 from django.db import transaction
 
 from ..compat import BaseTaskBackend, Task, TaskResult, make_task_result, task_enqueued
-from ..conf import get_config, get_queue, get_setting
+from ..conf import get_config, get_queue
 from ..core.config import Problem
 from ..core.config.kinds import unknown_key
 from ..core.config.schema import BACKEND_OPTIONS
@@ -22,6 +22,7 @@ from ..core.keys import validate_user_id
 from ..core.models import Task as FairTask
 from ..core.queue import TaskQueue, redis_errors
 from ..enqueuing import enqueue as fairque_enqueue
+from ..enqueuing import enqueue_mode
 from .calls import (
     OPTION_DEFAULTS,
     READY,
@@ -139,8 +140,6 @@ class FairQueueBackend(ResultReads, BaseTaskBackend):
             errors=[], worker_ids=[],
         ))
         on_commit = options["ENQUEUE_ON_COMMIT"]
-        if on_commit is None:
-            on_commit = bool(get_setting("ENQUEUE_ON_COMMIT"))
         queue = get_queue()
         fairque_enqueue(ftask, on_commit=on_commit, queue=queue)
 
@@ -153,7 +152,7 @@ class FairQueueBackend(ResultReads, BaseTaskBackend):
                 logger.warning("could not index the owner of Django task result %s: %s", ftask.task_id, exc)
             task_enqueued.send(type(self), task_result=result)
 
-        if on_commit:
+        if enqueue_mode(on_commit) != "direct":
             transaction.on_commit(announce)
         else:
             announce()

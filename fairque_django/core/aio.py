@@ -84,10 +84,11 @@ class AsyncTaskQueue(QueueOps):
         """Async :meth:`TaskQueue.push`."""
         return await adrive(self.transport, self._push(task, user_id))
 
-    async def push_batch(self, tasks: Iterable[Task], user_id: str | None = None) -> dict[str, Any]:
+    async def push_batch(self, tasks: Iterable[Task], user_id: str | None = None, *,
+                         idempotent: bool = False) -> dict[str, Any]:
         """Async :meth:`TaskQueue.push_batch`, except that every body is encoded before any is sent
         (a pipeline cannot stream)."""
-        return await adrive(self.transport, self._push_batch(tasks, user_id))
+        return await adrive(self.transport, self._push_batch(tasks, user_id, idempotent))
 
     # --- pop ----------------------------------------------------------------------------
     async def pop(self, worker_id: str | None = None, *, lease_seconds: float | None = None) -> Task | None:

@@ -200,6 +200,11 @@ class Keys:
     def result(self, user_id: str, task_id: str) -> str:
         return f"{self.base}:result:{len(user_id)}:{user_id}:{task_id}"
 
+    def idempotency(self, task_id: str) -> str:
+        """String: the task id was pushed idempotently (the outbox relay); expires after
+        ``queue.idempotency_ttl_seconds``."""
+        return f"{self.base}:idem:{task_id}"
+
     def result_owner(self, task_id: str) -> str:
         """Which user a stored result belongs to (lets trusted code find it by id alone)."""
         return f"{self.base}:result_owner:{task_id}"

@@ -128,7 +128,7 @@ class QueueOps:
             stored = yield run(self.scripts.push, self.proto.push_args([args]))
         return push_outcome(task, stored)
 
-    def _push_batch(self, tasks: Iterable[Task], user_id: str | None) -> Op[dict[str, Any]]:
+    def _push_batch(self, tasks: Iterable[Task], user_id: str | None, idempotent: bool = False) -> Op[dict[str, Any]]:
         batch = list(tasks)
         for task in batch:
             self.proto.check(task, user_id)
@@ -138,13 +138,13 @@ class QueueOps:
 
         def calls() -> Iterator[ScriptCall]:
             for group in groups:
-                yield self.scripts.push, self.proto.push_args([self.proto.encode(task) for task in group])
+                yield self.scripts.push, self.proto.push_args([self.proto.encode(task) for task in group], idempotent)
 
         with redis_errors("push_batch"):
             replies, error = yield "stream_scripts", (calls(),)
         ids, duplicates = batch_outcome(groups, replies)
         if error is not None:
-            if ids:
+            if ids and not idempotent:  # idempotent: the caller pushes them all again (duplicates)
                 yield from self._delete(ids)
             raise error
         return {"success": not duplicates, "pushed": len(ids), "task_ids": ids, "duplicates": duplicates}

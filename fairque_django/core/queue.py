@@ -61,13 +61,19 @@ class TaskQueue(QueueOps):
         """Queue one task for ``user_id`` (or the task's own / the current tenant's user)."""
         return drive(self.transport, self._push(task, user_id))
 
-    def push_batch(self, tasks: Iterable[Task], user_id: str | None = None) -> dict[str, Any]:
+    def push_batch(self, tasks: Iterable[Task], user_id: str | None = None, *,
+                   idempotent: bool = False) -> dict[str, Any]:
         """Queue many tasks: one script call per ``queue.batch_size`` tasks, streamed in one round trip.
 
         Every task is checked (user, id, priority) before anything is written; bodies are encoded
         chunk by chunk while Redis stores the previous chunk. Should a body of a later chunk fail to
-        encode, the tasks this call already stored are deleted again before the error is raised."""
-        return drive(self.transport, self._push_batch(tasks, user_id))
+        encode, the tasks this call already stored are deleted again before the error is raised.
+
+        ``idempotent=True`` (the outbox relay): Redis remembers each id pushed for
+        ``queue.idempotency_ttl_seconds``, and pushing it again in that time is a duplicate even
+        after the task finished; on an error nothing is deleted again, so the caller retries the
+        whole batch and the tasks already stored come back as duplicates."""
+        return drive(self.transport, self._push_batch(tasks, user_id, idempotent))
 
     # --- pop ----------------------------------------------------------------------------
     def pop(self, worker_id: str | None = None, *, lease_seconds: float | None = None) -> Task | None:

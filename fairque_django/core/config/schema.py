@@ -23,8 +23,8 @@ from .kinds import Field, Kind, Section, finite_float, item, map_item
 
 __all__ = [
     "ALERT_RULE", "ALERT_RULE_OPTIONS", "BACKEND_OPTIONS", "DEFAULT_MAX_USER_ID_LENGTH", "DEPTH_LANES",
-    "DJANGO_OPTIONS", "FAIRNESS_MODES", "QUEUE", "REDIS", "SECTIONS", "SEVERITIES", "TOP_LEVEL_KEYS", "WORKER",
-    "WORKER_ID", "doc_default",
+    "DJANGO_OPTIONS", "ENQUEUE_MODES", "FAIRNESS_MODES", "QUEUE", "REDIS", "SECTIONS", "SEVERITIES", "TOP_LEVEL_KEYS",
+    "WORKER", "WORKER_ID", "doc_default",
 ]
 
 DEFAULT_MAX_USER_ID_LENGTH: Final = 200
@@ -32,6 +32,7 @@ FAIRNESS_MODES: Final = ("count", "time")
 URL_SCHEMES: Final = ("redis", "rediss", "unix")
 SEVERITIES: Final = ("info", "warning", "critical")
 DEPTH_LANES: Final = ("ready", "delayed", "leased")
+ENQUEUE_MODES: Final = ("direct", "on_commit", "outbox")
 TOP_LEVEL_KEYS: Final = ("queue", "redis", "worker_id", "workers")
 _TRUE: Final = frozenset({"true", "yes", "on", "1"})
 _FALSE: Final = frozenset({"false", "no", "off", "0"})
@@ -194,6 +195,8 @@ QUEUE: Final = Section("queue", (
     Field("result_ttl_seconds", INT, 3600, "how long a task's outcome is kept", minimum=1),
     Field("store_results", BOOL, True, "keep every task's outcome (False: only tasks that ask)"),
     Field("batch_size", INT, 1000, "tasks per script call in push_batch", minimum=1),
+    Field("idempotency_ttl_seconds", INT, 86_400, "how long an idempotent push (the outbox relay) remembers "
+          "a task id, so that pushing it again is a duplicate", minimum=1),
     Field("user_weights", WEIGHTS, types.MappingProxyType({}), "user id -> scheduling weight"),
     Field("fairness", STR, "count", "fair by tasks served (count) or by worker time (time)",
           choices=FAIRNESS_MODES),
@@ -216,6 +219,15 @@ DJANGO_OPTIONS: Final = Section("FAIRQUE", (
           expects="a dotted import path of a TaskHandler class or None"),
     Field("ENQUEUE_ON_COMMIT", Kind("True or False", lambda v: isinstance(v, bool)), False,
           "enqueue() waits for the transaction to commit"),
+    Field("ENQUEUE_MODE", STR, "direct", "how enqueue() hands tasks over: direct (push now), on_commit (push "
+          "when the transaction commits) or outbox (a row in the transaction, pushed by the relay)",
+          choices=ENQUEUE_MODES),
+    Field("OUTBOX_PUSH_ON_COMMIT", Kind("True or False", lambda v: isinstance(v, bool)), True,
+          "outbox: the enqueuing process pushes its rows right after the commit; the relay takes the rest"),
+    Field("OUTBOX_BATCH_SIZE", WHOLE, 500, "outbox rows the relay pushes per database transaction",
+          minimum=1, maximum=10_000),
+    Field("OUTBOX_RELAY_INTERVAL", FLOAT, 1.0, "seconds the relay sleeps when the outbox is empty",
+          minimum=0, above=True),
     Field("WORKER_ID", TEXT, None, "the current worker of this process", optional=True,
           expects="a non-empty string or None"),
     Field("TASK_MODULES", Kind("a list of dotted module paths", _all_strings, _strings), (),

@@ -166,11 +166,14 @@ class Commands:
                            len(plan.steal_patterns), *plan.steal_patterns, *plan.steal_partitions]
         return args, token
 
-    def push_args(self, encoded: Sequence[list[Any]]) -> list[Any]:
-        """Arguments of ``push.lua`` for tasks given by their :meth:`encode` (header, body) pairs."""
+    def push_args(self, encoded: Sequence[list[Any]], idempotent: bool = False) -> list[Any]:
+        """Arguments of ``push.lua`` for tasks given by their :meth:`encode` (header, body) pairs;
+        ``idempotent``: Redis remembers each id pushed for ``queue.idempotency_ttl_seconds``."""
         args: list[Any] = [self.keys.base, len(encoded), int(time.time() * 1000)]
         for pair in encoded:
             args += pair
+        if idempotent:
+            args.append(self.config.queue.idempotency_ttl_seconds * 1000)
         return args
 
     def complete_args(self, done: Iterable[tuple[str, str, float | None]]) -> list[Any]:

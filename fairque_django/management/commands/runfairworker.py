@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import logging
 import sys
 from typing import Any
@@ -16,6 +17,7 @@ from fairque_django.core.errors import FairQueueError, UnknownWorkerError
 from fairque_django.core.handler import TaskHandler
 from fairque_django.core.observe import unserved_assignments
 from fairque_django.core.worker import Worker
+from fairque_django.outbox import Relay
 
 logger = logging.getLogger("fairque_django.worker")
 
@@ -32,6 +34,10 @@ class Command(BaseCommand):
         parser.add_argument("--max-tasks", type=int, default=None, help="exit after this many tasks")
         parser.add_argument("--handler", default=None,
                             help="dotted path of a TaskHandler subclass (default: FAIRQUE['HANDLER'])")
+        parser.add_argument("--relay", action=argparse.BooleanOptionalAction, default=None,
+                            help="run the outbox relay in this process (default: when ENQUEUE_MODE is 'outbox')")
+        parser.add_argument("--relay-database", default=None,
+                            help="database alias of the outbox the relay reads (default: the router's choice)")
         parser.add_argument("--loglevel", default="INFO",
                             choices=["DEBUG", "INFO", "WARNING", "ERROR"], help="log level (default INFO)")
 
@@ -56,7 +62,16 @@ class Command(BaseCommand):
             task_modules=get_setting("TASK_MODULES"), around_task=close_old_connections,
             periodic=AlertEvaluator(get_queue(worker_id)), periodic_interval=get_setting("ALERT_INTERVAL"),
         )
-        sys.exit(worker.start())
+        relay = options["relay"] if options["relay"] is not None else get_setting("ENQUEUE_MODE") == "outbox"
+        if not relay:
+            sys.exit(worker.start())
+        thread, stop = Relay(get_queue(worker_id), using=options["relay_database"]).start()
+        try:
+            code = worker.start()
+        finally:
+            stop.set()
+            thread.join(10)
+        sys.exit(code)
 
     def _warn_unserved(self, worker_id: str) -> None:
         """Say which configured workers are not running and which tenants therefore wait (log and

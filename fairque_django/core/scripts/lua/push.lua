@@ -4,6 +4,8 @@
 -- ARGV[2]  number of tasks N    ARGV[3] the client's clock in ms (ready-since stamp)
 --          then N pairs: a header "id\tuser\tpriority\tpartition\tweight\tmax_retries\tafter_ms"
 --          (after_ms 0 = ready now; ids never contain tabs) and the body (JSON)
+--          then, optionally, an idempotency TTL in ms (> 0: P:idem:<id> remembers each id pushed, so a
+--          later push of the same id is a duplicate even once the task finished and its hash is gone)
 -- Returns  a string of N characters: '1' stored, '0' a task with that id already exists (nothing changed)
 -- A task that is ready now, of a user that is not in its partition's rotation while the rotation is
 -- empty, is leased at once to a worker slot parked on the partition (see pop.lua's park ms).
@@ -20,6 +22,7 @@
 local P = ARGV[1]
 local n = tonumber(ARGV[2])
 local client_ms = ARGV[3]
+local idem_ms = tonumber(ARGV[4 + n * 2]) or 0
 local now = nil -- server time, read only when a task has a not-before time
 local first = rcall('INCRBY', P .. ':seq', n) - n
 local out = {}
@@ -34,8 +37,12 @@ for i = 0, n - 1 do
   prio, after = tonumber(prio), tonumber(after)
   local body = ARGV[o + 1]
   local tk = P .. ':t:' .. id
-  if rcall('EXISTS', tk) == 1 then
+  local ik = idem_ms > 0 and P .. ':idem:' .. id
+  if rcall('EXISTS', tk) == 1 or (ik and rcall('EXISTS', ik) == 1) then
     out[i + 1] = '0'
+    if ik then -- remembered from now on, so a push after the task finished is a duplicate too
+      rcall('SET', ik, '1', 'PX', idem_ms)
+    end
   else
     out[i + 1] = '1'
     stored = stored + 1
@@ -71,6 +78,9 @@ for i = 0, n - 1 do
         end
         readied[pu] = true
       end
+    end
+    if ik then -- last: an error above leaves no marker, so a retry stores the task
+      rcall('SET', ik, '1', 'PX', idem_ms)
     end
     local uk = 'u:' .. user .. ':pushed'
     counts[uk] = (counts[uk] or 0) + 1
