@@ -366,7 +366,7 @@ class QueueOps:
         if not task_ids:
             return []
         with redis_errors("delete"):
-            reply = yield run(self.scripts.delete, self.proto.dlq_args(task_ids))
+            reply = yield run(self.scripts.delete, self.proto.delete_args(task_ids, False))
         return [text(x) for x in reply]
 
     # --- dead-letter queue ----------------------------------------------------------------
@@ -390,19 +390,30 @@ class QueueOps:
         return len((yield from self._dlq_script(self.scripts.delete, None)))
 
     def _dlq_script(self, script: Any, task_ids: Iterable[str] | None) -> Op[list[str]]:
+        """``script`` (requeue_dead or delete, dead tasks only) on ``task_ids``, or on every task dead
+        when the call starts (None)."""
+        def args(ids: Sequence[str] | None, newest: Any = "+inf") -> list[Any]:
+            if script is self.scripts.delete:
+                return self.proto.delete_args(ids, True, newest)
+            return self.proto.dlq_args(ids, newest)
+
         done: list[str] = []
         with redis_errors("dlq"):
-            if task_ids is None:  # 1000 per call until none is left
+            if task_ids is None:  # 1000 per call until none is left of those dead now
+                last = yield call("zrange", self.keys.dlq, -1, -1, withscores=True)
+                if not last:
+                    return done
+                newest = repr(float(last[0][1]))  # one that dies again meanwhile is not taken twice
                 while True:
-                    batch = [text(x) for x in (yield run(script, self.proto.dlq_args(None)))]
+                    batch = [text(x) for x in (yield run(script, args(None, newest)))]
                     if not batch:
                         return done
                     done += batch
             ids = list(task_ids)
-            # only dead tasks: never touch live ones through the DLQ API
+            # only dead tasks: never touch live ones through the DLQ API (the scripts check again)
             dead = dead_ids(ids, (yield call("zmscore", self.keys.dlq, ids))) if ids else []
             if dead:
-                done = [text(x) for x in (yield run(script, self.proto.dlq_args(dead)))]
+                done = [text(x) for x in (yield run(script, args(dead)))]
         return done
 
     # --- inspection -----------------------------------------------------------------------
