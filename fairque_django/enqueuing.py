@@ -16,7 +16,8 @@ Each call returns :class:`~fairque_django.core.results.TaskResult` handles (``.i
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import logging
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from asgiref.sync import sync_to_async
@@ -24,12 +25,32 @@ from django.db import transaction
 
 from .conf import get_queue, get_setting
 from .core.context import current_user
+from .core.errors import NotEnqueuedAfterCommitError, RedisUnavailableError
 from .core.models import Task
 from .core.queue import TaskQueue
 from .core.results import TaskResult
 from .tenancy import resolve_user_id
 
 __all__ = ["aenqueue", "aenqueue_many", "aresult", "enqueue", "enqueue_many", "result"]
+
+logger = logging.getLogger("fairque_django.enqueue")
+
+
+def _after_commit(push: Callable[[], None], tasks: list[Task], using: str | None) -> None:
+    """Run ``push`` once the transaction commits; if Redis is unreachable then, the rows stay
+    committed and the tasks are lost: say so loudly (log and a typed error), naming them."""
+    def run() -> None:
+        try:
+            push()
+        except RedisUnavailableError as exc:
+            ids = ", ".join(t.task_id for t in tasks[:10]) + (", ..." if len(tasks) > 10 else "")
+            message = (f"the transaction committed but {len(tasks)} task(s) were NOT queued ({ids}): {exc}. "
+                       "They will not run unless enqueued again; ENQUEUE_MODE = \"outbox\" keeps them "
+                       "(docs/reliability.md, the outbox section)")
+            logger.error("fairque: %s", message)
+            raise NotEnqueuedAfterCommitError(message) from exc
+
+    transaction.on_commit(run, using=using)
 
 
 def _user_for(task: Task, user: Any) -> str:
@@ -73,7 +94,7 @@ def enqueue(task: Task, *, user: Any = None, on_commit: bool | None = None, usin
         q.push(prepared, user_id)
 
     if _wants_on_commit(on_commit):
-        transaction.on_commit(push, using=using)
+        _after_commit(push, [prepared], using)
     else:
         push()
     return TaskResult.for_task(prepared, q)
@@ -94,7 +115,7 @@ def enqueue_many(tasks: Iterable[Task], *, user: Any = None, on_commit: bool | N
         q.push_batch(prepared)
 
     if _wants_on_commit(on_commit):
-        transaction.on_commit(push, using=using)
+        _after_commit(push, prepared, using)
     else:
         push()
     return [TaskResult.for_task(t, q) for t in prepared]
