@@ -300,11 +300,11 @@ def test_on_commit_with_redis_down_commits_the_row_and_says_loudly_that_the_task
     broken = {**FAIRQUE, "redis": {"url": "redis://127.0.0.1:1/0", "socket_connect_timeout": 0.5}}
     with override_settings(FAIRQUE=broken):
         conf.reset()
-        with caplog.at_level("ERROR", logger="fairque_django.enqueue"):
-            with pytest.raises(NotEnqueuedAfterCommitError, match="committed .*NOT queued.*outbox") as caught:
-                with transaction.atomic():
-                    User.objects.create_user("gina")
-                    task_id = enqueue(payload_task(), user="tenant:a", on_commit=True).id
+        with (caplog.at_level("ERROR", logger="fairque_django.enqueue"),
+              pytest.raises(NotEnqueuedAfterCommitError, match=r"committed .*NOT queued.*outbox") as caught,
+              transaction.atomic()):
+            User.objects.create_user("gina")
+            task_id = enqueue(payload_task(), user="tenant:a", on_commit=True).id
     assert isinstance(caught.value, RedisUnavailableError)
     assert task_id in str(caught.value)
     assert User.objects.filter(username="gina").exists()  # the row is committed all the same
