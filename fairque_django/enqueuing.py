@@ -24,6 +24,7 @@ Each call returns :class:`~fairque_django.core.results.TaskResult` handles (``.i
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -32,12 +33,32 @@ from django.db import transaction
 
 from .conf import get_queue, get_setting
 from .core.context import current_user
+from .core.errors import NotEnqueuedAfterCommitError, RedisUnavailableError
 from .core.models import Task
 from .core.queue import TaskQueue
 from .core.results import TaskResult
 from .tenancy import resolve_user_id
 
 __all__ = ["aenqueue", "aenqueue_many", "aresult", "enqueue", "enqueue_many", "enqueue_mode", "result"]
+
+logger = logging.getLogger("fairque_django.enqueue")
+
+
+def _after_commit(push: Callable[[], None], tasks: list[Task], using: str | None) -> None:
+    """Run ``push`` once the transaction commits; if Redis is unreachable then, the rows stay
+    committed and the tasks are lost: say so loudly (log and a typed error), naming them."""
+    def run() -> None:
+        try:
+            push()
+        except RedisUnavailableError as exc:
+            ids = ", ".join(t.task_id for t in tasks[:10]) + (", ..." if len(tasks) > 10 else "")
+            message = (f"the transaction committed but {len(tasks)} task(s) were NOT queued ({ids}): {exc}. "
+                       "They will not run unless enqueued again; ENQUEUE_MODE = \"outbox\" keeps them "
+                       "(docs/reliability.md, the outbox section)")
+            logger.error("fairque: %s", message)
+            raise NotEnqueuedAfterCommitError(message) from exc
+
+    transaction.on_commit(run, using=using)
 
 
 def _user_for(task: Task, user: Any) -> str:
@@ -84,7 +105,7 @@ def _hand_over(q: TaskQueue, prepared: list[tuple[Task, bytes]], on_commit: bool
 
         write(q, prepared, using)
     elif mode == "on_commit":
-        transaction.on_commit(push, using=using)
+        _after_commit(push, [task for task, _ in prepared], using)
     else:
         push()
 

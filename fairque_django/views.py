@@ -8,12 +8,15 @@
     without the permission).
 ``health``
     For load balancers and Kubernetes probes, no authentication: 200 with a JSON body when Redis
-    answers and at least one worker heartbeats, else 503. Counts only, no tenant data.
+    answers and at least one worker heartbeats, else 503. Counts only, no tenant data; why Redis
+    or the configuration failed (addresses included) only for those who may read the metrics,
+    and in the log.
 """
 
 from __future__ import annotations
 
 import hmac
+import logging
 from typing import Any
 
 from django.http import HttpRequest, HttpResponse, JsonResponse
@@ -27,6 +30,8 @@ from .core.observe import collect_metrics, health_status
 from .core.observe.alerts import AlertTracker
 
 __all__ = ["VIEW_PERMISSION", "health", "metrics"]
+
+logger = logging.getLogger("fairque_django.health")
 
 VIEW_PERMISSION = "fairque_django.view_fairqueue"
 _TEXT = "text/plain; charset=utf-8"
@@ -84,8 +89,11 @@ def metrics(request: HttpRequest) -> HttpResponse:
 @never_cache
 @require_GET
 def health(request: HttpRequest) -> HttpResponse:
+    details = authorize(request) is None  # a metrics reader (staff, bearer token) sees why
     try:
-        ok, body = health_status(get_queue())
+        ok, body = health_status(get_queue(), details=details)
     except FairQueueError as exc:  # e.g. a configuration error
-        ok, body = False, {"status": "unavailable", "redis": False, "reason": str(exc)}
+        logger.error("fairque health: %s", exc)
+        ok, body = False, {"status": "unavailable", "redis": False,
+                           "reason": str(exc) if details else "configuration error (see the log)"}
     return JsonResponse(body, status=200 if ok else 503)

@@ -15,13 +15,12 @@ from typing import Any
 
 import redis
 import redis.asyncio
-from redis.asyncio.retry import Retry
-from redis.backoff import ExponentialBackoff
 
 from .config import FairQueueConfig, RedisConfig
 from .models import DLQEntry, Task
 from .ops import QueueOps, adrive
 from .results import ResultSnapshot, TaskResult
+from .retry import RetryPolicy
 from .scripts import AsyncScripts
 from .scripts.pop import PopStep
 from .transport import AsyncTransport
@@ -35,10 +34,7 @@ def build_async_client(config: RedisConfig, **extra: Any) -> redis.asyncio.Redis
     Async clients are bound to the event loop they first run on, so they are never cached
     process-wide: each :class:`AsyncTaskQueue` builds (and closes) its own.
     """
-    options: dict[str, Any] = {
-        "retry": Retry(ExponentialBackoff(cap=1.0, base=0.05), retries=3),
-        "retry_on_error": [redis.ConnectionError, redis.TimeoutError],
-    }
+    options: dict[str, Any] = {"retry": RetryPolicy.for_redis(config).async_redis_retry()}
     options.update(extra)
     if config.url:
         return redis.asyncio.Redis.from_url(config.url, **{**config.url_kwargs(), **options})
@@ -60,7 +56,7 @@ class AsyncTaskQueue(QueueOps):
         self._owns_client = client is None
         self.client: redis.asyncio.Redis = client if client is not None else build_async_client(config.redis)
         self.scripts = AsyncScripts(self.client)
-        self.transport = AsyncTransport(self.client, self.keys.stats)
+        self.transport = AsyncTransport(self.client, self.keys.stats, RetryPolicy.for_redis(config.redis))
 
     # --- lifecycle ------------------------------------------------------------------------
     async def __aenter__(self) -> AsyncTaskQueue:

@@ -7,10 +7,9 @@ from collections.abc import Callable
 from typing import Any
 
 import redis
-from redis.backoff import ExponentialBackoff
-from redis.retry import Retry
 
 from .config import RedisConfig
+from .retry import RetryPolicy
 
 _clients: dict[RedisConfig, redis.Redis] = {}
 _lock = threading.Lock()
@@ -27,11 +26,9 @@ def set_client_provider(provider: Callable[[RedisConfig], redis.Redis | None] | 
 
 
 def build_client(config: RedisConfig, **extra: Any) -> redis.Redis:
-    """A new client for ``config`` that retries transient connection errors with backoff."""
-    options: dict[str, Any] = {
-        "retry": Retry(ExponentialBackoff(cap=1.0, base=0.05), retries=3),
-        "retry_on_error": [redis.ConnectionError, redis.TimeoutError],
-    }
+    """A new client for ``config`` that retries transient connection errors by the policy of
+    ``config`` (:class:`~.retry.RetryPolicy`)."""
+    options: dict[str, Any] = {"retry": RetryPolicy.for_redis(config).redis_retry()}
     options.update(extra)
     if config.url:  # the same options as a host/port client (max_connections included)
         return redis.Redis.from_url(config.url, **{**config.url_kwargs(), **options})

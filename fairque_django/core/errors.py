@@ -53,6 +53,11 @@ class RedisUnavailableError(FairQueueError, ConnectionError):
     id, so retrying with the same ``Task`` is safe."""
 
 
+class NotEnqueuedAfterCommitError(RedisUnavailableError):
+    """An ``on_commit`` enqueue could not push once the transaction had committed: the rows are
+    committed, the tasks are not queued (``ENQUEUE_MODE = "outbox"`` prevents this)."""
+
+
 class LeaseLostError(FairQueueError):
     """An ack/fail came from a worker whose lease expired and was taken over."""
 

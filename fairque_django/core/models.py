@@ -52,6 +52,8 @@ def dumps(value: Any, what: str = "value") -> str:
         return _ENCODER.encode(value)
     except (TypeError, ValueError) as exc:
         raise SerializationError(f"{what} must be JSON-serialisable: {exc}") from exc
+    except RecursionError as exc:  # e.g. a list nested 50,000 deep
+        raise SerializationError(f"{what} is nested too deeply to encode as JSON") from exc
 
 
 def new_task_id() -> str:
@@ -171,6 +173,8 @@ class Task:
             body = json.loads(raw)
         except (TypeError, ValueError) as exc:
             raise CorruptTaskError(f"task body is not valid JSON: {exc}") from exc
+        except RecursionError as exc:
+            raise CorruptTaskError("task body is nested too deeply to decode") from exc
         if not isinstance(body, dict):
             raise CorruptTaskError("task body is not a JSON object")
         try:

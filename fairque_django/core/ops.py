@@ -26,6 +26,7 @@ from .errors import LeaseLostError
 from .keys import validate_user_id
 from .models import DLQEntry, Task, dumps
 from .results import ResultSnapshot
+from .retry import Attempts, Replayable
 from .scripts import Scripts
 from .scripts.commands import (
     PARK_MARGIN_MS,
@@ -53,13 +54,16 @@ Op: TypeAlias = Generator[Request, Any, T]
 
 
 # drive and adrive are the one piece written twice, on purpose: one calls, the other awaits.
+# Each request is retried by the transport's policy (core.retry): a transient error the policy
+# gives up on is thrown into the operation like any other.
 def drive(transport: Transport, op: Op[T]) -> T:
     """Run ``op`` on a synchronous transport; its result."""
+    retried = transport.policy.call
     try:
         method, args = op.send(None)
         while True:
             try:
-                reply = getattr(transport, method)(*args)
+                reply = retried(getattr(transport, method), args)
             except BaseException as exc:  # the operation sees it where it yielded the request
                 method, args = op.throw(exc)
             else:
@@ -71,11 +75,12 @@ def drive(transport: Transport, op: Op[T]) -> T:
 
 async def adrive(transport: AsyncTransport, op: Op[T]) -> T:
     """Run ``op`` on an asynchronous transport; its result."""
+    retried = transport.policy.acall
     try:
         method, args = op.send(None)
         while True:
             try:
-                reply = await getattr(transport, method)(*args)
+                reply = await retried(getattr(transport, method), args)
             except BaseException as exc:  # cancellation too: the operation sees it where it yielded
                 method, args = op.throw(exc)
             else:
@@ -107,6 +112,17 @@ def call(name: str, *args: Any, **kwargs: Any) -> Request:
     return "call", (name, args, kwargs)
 
 
+def counted(request: Request) -> Request:
+    """``request`` answered as (its reply, whether it was retried): a retried request may have
+    run before (only its reply was lost), which an answer that is not idempotent must allow for."""
+    return "attempt", (*request, Attempts())
+
+
+def acked(code: int, retried: bool) -> int:
+    """An ack's code; -1 (no such task) after a retry: the attempt whose reply was lost did it."""
+    return 1 if retried and code == -1 else code
+
+
 class QueueOps:
     """The state and operations the two queues share; they add a client, its scripts and transport."""
 
@@ -125,8 +141,11 @@ class QueueOps:
     def _push(self, task: Task, user_id: str | None) -> Op[dict[str, Any]]:
         task, args = self.proto.prepare(task, user_id)
         with redis_errors("push"):
-            stored = yield run(self.scripts.push, self.proto.push_args([args]))
-        return push_outcome(task, stored)
+            stored, retried = yield counted(run(self.scripts.push, self.proto.push_args([args])))
+        outcome = push_outcome(task, stored)
+        if retried and outcome["duplicate"]:  # most likely stored by the attempt whose reply was lost
+            outcome.update(success=True, duplicate=False)
+        return outcome
 
     def _push_batch(self, tasks: Iterable[Task], user_id: str | None, idempotent: bool = False) -> Op[dict[str, Any]]:
         batch = list(tasks)
@@ -141,8 +160,10 @@ class QueueOps:
                 yield self.scripts.push, self.proto.push_args([self.proto.encode(task) for task in group], idempotent)
 
         with redis_errors("push_batch"):
-            replies, error = yield "stream_scripts", (calls(),)
+            (replies, error), retried = yield counted(("stream_scripts", (Replayable(calls()),)))
         ids, duplicates = batch_outcome(groups, replies)
+        if retried:  # the duplicates were most likely stored by the attempt whose reply was lost
+            ids, duplicates = ids + duplicates, []
         if error is not None:
             if ids and not idempotent:  # idempotent: the caller pushes them all again (duplicates)
                 yield from self._delete(ids)
@@ -223,10 +244,10 @@ class QueueOps:
             if count > 0:
                 calls.append((self.scripts.pop, pop_args))
             results = [self.proto.result_command(t, data) for t, _, data in done if data is not None]
-            replies = yield run_scripts(calls, results)
+            replies, retried = yield counted(run_scripts(calls, results))
         for task, _, _ in done:
             self._leases.pop(task.task_id, None)
-        codes = [int(code) for code in replies[0]]
+        codes = [acked(int(code), retried) for code in replies[0]]
         if count <= 0:
             return codes, [], None
         step = yield from self._leased(PopReply.parse(replies[1]), token, plan)
@@ -292,7 +313,8 @@ class QueueOps:
     def _ack(self, task_id: str, token: str, duration: float | None) -> Op[int]:
         with redis_errors("complete"):
             args = self.proto.complete_args([(task_id, token, duration)])
-            code = int((yield run(self.scripts.complete, args))[0])
+            reply, retried = yield counted(run(self.scripts.complete, args))
+        code = acked(int(reply[0]), retried)
         self._leases.pop(task_id, None)
         return code
 
@@ -318,9 +340,12 @@ class QueueOps:
                   dead: bool, retry_count: int = 0) -> Op[str]:
         with redis_errors("fail"):
             args = self.proto.fail_args(task_id, token, retry_count, dead, message, etype, tb, ftype)
-            reply = yield run(self.scripts.fail, args)
+            reply, retried = yield counted(run(self.scripts.fail, args))
+            outcome = self.proto.fail_outcome(reply)
+            if retried and outcome == "lost":  # the lost reply's attempt most likely did it: which?
+                outcome = "dead" if (yield call("hget", self.keys.task(task_id), "st")) == b"dead" else "retry"
         self._leases.pop(task_id, None)
-        return self.proto.fail_outcome(reply)
+        return outcome
 
     def _release(self, tasks: Sequence[Task], count: bool) -> Op[int]:
         if not tasks:
@@ -341,7 +366,7 @@ class QueueOps:
         if not task_ids:
             return []
         with redis_errors("delete"):
-            reply = yield run(self.scripts.delete, self.proto.dlq_args(task_ids))
+            reply = yield run(self.scripts.delete, self.proto.delete_args(task_ids, False))
         return [text(x) for x in reply]
 
     # --- dead-letter queue ----------------------------------------------------------------
@@ -365,19 +390,30 @@ class QueueOps:
         return len((yield from self._dlq_script(self.scripts.delete, None)))
 
     def _dlq_script(self, script: Any, task_ids: Iterable[str] | None) -> Op[list[str]]:
+        """``script`` (requeue_dead or delete, dead tasks only) on ``task_ids``, or on every task dead
+        when the call starts (None)."""
+        def args(ids: Sequence[str] | None, newest: Any = "+inf") -> list[Any]:
+            if script is self.scripts.delete:
+                return self.proto.delete_args(ids, True, newest)
+            return self.proto.dlq_args(ids, newest)
+
         done: list[str] = []
         with redis_errors("dlq"):
-            if task_ids is None:  # 1000 per call until none is left
+            if task_ids is None:  # 1000 per call until none is left of those dead now
+                last = yield call("zrange", self.keys.dlq, -1, -1, withscores=True)
+                if not last:
+                    return done
+                newest = repr(float(last[0][1]))  # one that dies again meanwhile is not taken twice
                 while True:
-                    batch = [text(x) for x in (yield run(script, self.proto.dlq_args(None)))]
+                    batch = [text(x) for x in (yield run(script, args(None, newest)))]
                     if not batch:
                         return done
                     done += batch
             ids = list(task_ids)
-            # only dead tasks: never touch live ones through the DLQ API
+            # only dead tasks: never touch live ones through the DLQ API (the scripts check again)
             dead = dead_ids(ids, (yield call("zmscore", self.keys.dlq, ids))) if ids else []
             if dead:
-                done = [text(x) for x in (yield run(script, self.proto.dlq_args(dead)))]
+                done = [text(x) for x in (yield run(script, args(dead)))]
         return done
 
     # --- inspection -----------------------------------------------------------------------

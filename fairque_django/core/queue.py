@@ -19,6 +19,7 @@ from .context import activate_queue, deactivate_queue
 from .models import DLQEntry, Task
 from .ops import QueueOps, drive
 from .results import ResultSnapshot, TaskResult
+from .retry import RetryPolicy
 from .scripts import Scripts
 from .scripts.pop import PopStep
 from .transport import Transport, redis_errors
@@ -38,7 +39,7 @@ class TaskQueue(QueueOps):
         super().__init__(config, worker_id)
         self.client: redis.Redis = client if client is not None else get_client(config.redis)
         self.scripts = Scripts(self.client)
-        self.transport = Transport(self.client, self.keys.stats)
+        self.transport = Transport(self.client, self.keys.stats, RetryPolicy.for_redis(config.redis))
         self._context_token: Any = None
 
     # --- context manager ----------------------------------------------------------------

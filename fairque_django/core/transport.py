@@ -24,6 +24,7 @@ import redis
 import redis.asyncio
 
 from .errors import FairQueueError, RedisUnavailableError
+from .retry import Attempts, RetryPolicy
 
 __all__ = ["AsyncTransport", "HeldConnection", "Transport", "pack", "redis_errors"]
 
@@ -163,9 +164,10 @@ class HeldConnection:
 class Transport:
     """Runs commands and scripts on a synchronous redis-py client (or cluster client)."""
 
-    def __init__(self, client: Any, route_key: str) -> None:
+    def __init__(self, client: Any, route_key: str, policy: RetryPolicy | None = None) -> None:
         self.client = client
         self.route_key = route_key  # the key every script call is routed by (its KEYS[1])
+        self.policy = policy or RetryPolicy()  # how :func:`~.ops.drive` retries each request
         pool = getattr(client, "connection_pool", None)
         # a cluster client has no single pool: it uses pipelines
         self._held = HeldConnection.of(pool) if pool is not None and isinstance(client, redis.Redis) else None
@@ -245,6 +247,12 @@ class Transport:
         """The client's command ``name`` (its reply decoded as redis-py decodes it)."""
         return getattr(self.client, name)(*args, **kwargs)
 
+    def attempt(self, method: str, args: tuple[Any, ...], attempts: Attempts) -> tuple[Any, bool]:
+        """Request ``method`` with ``args``, counting its attempts; (its reply, whether it was
+        retried: an earlier attempt may have run and only its reply was lost)."""
+        attempts.n += 1
+        return getattr(self, method)(*args), attempts.n > 1
+
     @staticmethod
     def sleep(seconds: float) -> None:
         time.sleep(seconds)
@@ -262,9 +270,10 @@ class AsyncTransport:
     """The same for a ``redis.asyncio`` client (same method names: the operations of
     :mod:`.ops` run on either); a round trip is a pipeline."""
 
-    def __init__(self, client: redis.asyncio.Redis, route_key: str) -> None:
+    def __init__(self, client: redis.asyncio.Redis, route_key: str, policy: RetryPolicy | None = None) -> None:
         self.client = client
         self.route_key = route_key
+        self.policy = policy or RetryPolicy()
 
     async def round_trip(self, commands: Iterable[list[Any]]) -> list[Any]:
         """Send commands in one round trip; error replies are returned, not raised."""
@@ -304,6 +313,11 @@ class AsyncTransport:
     async def call(self, name: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
         """As :meth:`Transport.call`."""
         return await getattr(self.client, name)(*args, **kwargs)
+
+    async def attempt(self, method: str, args: tuple[Any, ...], attempts: Attempts) -> tuple[Any, bool]:
+        """As :meth:`Transport.attempt`."""
+        attempts.n += 1
+        return await getattr(self, method)(*args), attempts.n > 1
 
     @staticmethod
     async def sleep(seconds: float) -> None:

@@ -14,7 +14,13 @@ from django.test import override_settings
 
 from fairque_django import conf
 from fairque_django.conf import get_queue
-from fairque_django.core.errors import MissingTenantError, SerializationError, TaskValidationError
+from fairque_django.core.errors import (
+    MissingTenantError,
+    NotEnqueuedAfterCommitError,
+    RedisUnavailableError,
+    SerializationError,
+    TaskValidationError,
+)
 from fairque_django.core.models import Task
 from fairque_django.core.queue import TaskQueue
 from fairque_django.core.registry import task as task_decorator
@@ -284,3 +290,23 @@ def test_aenqueue() -> None:
 def test_aenqueue_missing_tenant() -> None:
     with pytest.raises(MissingTenantError):
         async_to_sync(aenqueue)(payload_task())
+
+
+@pytest.mark.django_db(transaction=True)
+def test_on_commit_with_redis_down_commits_the_row_and_says_loudly_that_the_task_was_not_queued(
+        caplog: pytest.LogCaptureFixture) -> None:
+    """Undocumented before: the row is committed and the task lost; now a logged, typed error that
+    names the task and points to the outbox."""
+    broken = {**FAIRQUE, "redis": {"url": "redis://127.0.0.1:1/0", "socket_connect_timeout": 0.5}}
+    with override_settings(FAIRQUE=broken):
+        conf.reset()
+        with (caplog.at_level("ERROR", logger="fairque_django.enqueue"),
+              pytest.raises(NotEnqueuedAfterCommitError, match=r"committed .*NOT queued.*outbox") as caught,
+              transaction.atomic()):
+            User.objects.create_user("gina")
+            task_id = enqueue(payload_task(), user="tenant:a", on_commit=True).id
+    assert isinstance(caught.value, RedisUnavailableError)
+    assert task_id in str(caught.value)
+    assert User.objects.filter(username="gina").exists()  # the row is committed all the same
+    assert any(task_id in r.getMessage() and r.levelname == "ERROR" for r in caplog.records)
+    conf.reset()

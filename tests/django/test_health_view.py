@@ -70,19 +70,25 @@ def test_a_stale_heartbeat_does_not_count(client: Client, queue: TaskQueue) -> N
     assert status == 503 and body["live_workers"] == 0
 
 
-def test_503_when_redis_is_unreachable(client: Client, queue: TaskQueue) -> None:
+def test_503_when_redis_is_unreachable(client: Client, queue: TaskQueue, admin_client: Client) -> None:
     broken = {"redis": {"url": "redis://127.0.0.1:1/0", "socket_connect_timeout": 0.5},
               "workers": [{"id": "worker-001", "assigned_users": ["*"]}]}
     with override_settings(FAIRQUE=broken):
         status, body = health(client)
+        response = client.get(URL)
+        staff_status, staff_body = health(admin_client)
     assert status == 503 and body["redis"] is False and body["status"] == "unavailable"
-    assert "redis" in str(body["reason"])
+    assert body["reason"] == "redis: unreachable"
+    for detail in (b"127.0.0.1", b":1", b"Connection refused", b"Error 111"):
+        assert detail not in response.content  # no connection details for an anonymous caller
+    assert staff_status == 503 and "127.0.0.1:1" in str(staff_body["reason"])  # staff may see them
 
 
 def test_503_on_a_broken_configuration(client: Client, queue: TaskQueue) -> None:
     with override_settings(FAIRQUE={"workers": "nope"}):
         status, body = health(client)
     assert status == 503 and body["status"] == "unavailable"
+    assert body["reason"] == "configuration error (see the log)"
 
 
 def test_no_authentication_and_only_get(client: Client, queue: TaskQueue) -> None:

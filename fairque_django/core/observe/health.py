@@ -3,6 +3,7 @@ what the configured workers that are not running leave unserved."""
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterable
 from typing import Any
 
@@ -10,6 +11,8 @@ from ..queue import TaskQueue
 from .liveness import ALIVE
 from .snapshot import QueueMetrics, collect_metrics
 from .starved import UnservedAssignment, unserved_from
+
+logger = logging.getLogger("fairque_django.health")
 
 
 def light_snapshot(queue: TaskQueue, *, alerts: bool = False) -> QueueMetrics:
@@ -26,16 +29,18 @@ def unserved_assignments(queue: TaskQueue, also_alive: Iterable[str] = ()) -> li
     return unserved_from(queue.config, statuses, also_alive)
 
 
-def health_status(queue: TaskQueue) -> tuple[bool, dict[str, Any]]:
+def health_status(queue: TaskQueue, *, details: bool = False) -> tuple[bool, dict[str, Any]]:
     """Load-balancer health: (healthy, JSON-ready body). Healthy when Redis answers and at least
     one worker is ``alive``. The body holds counts only (workers per liveness label), never
-    tenant data or worker names."""
+    tenant data or worker names; why Redis failed (its address included) only with ``details``."""
     body: dict[str, Any] = {"redis": False, "live_workers": 0, "workers": len(queue.config.workers),
                             "workers_by_status": None, "dlq_size": None, "firing_alerts": None}
     try:
         snapshot = light_snapshot(queue, alerts=True)
     except Exception as exc:  # any failure to reach Redis makes the instance unhealthy
-        body.update(status="unavailable", reason=f"redis: {type(exc).__name__}: {exc}")
+        logger.warning("fairque health: Redis unavailable: %s: %s", type(exc).__name__, exc)
+        why = f"{type(exc).__name__}: {exc}" if details else "unreachable"
+        body.update(status="unavailable", reason=f"redis: {why}")
         return False, body
     by_status = snapshot.workers_by_status()
     firing = sum(1 for k, v in (snapshot.alert_states or {}).items() if k.startswith("s:") and v == "firing")

@@ -295,9 +295,16 @@ class Commands:
         return ["SET", self.keys.result(task.user_id or "", task.task_id), data,
                 "EX", self.config.queue.result_ttl_seconds]
 
-    def dlq_args(self, task_ids: Sequence[str] | None) -> list[Any]:
-        """Arguments of ``requeue_dead.lua`` / ``delete.lua`` (None: the next 1000 dead tasks)."""
-        return [self.keys.base, "*"] if task_ids is None else [self.keys.base, *task_ids]
+    def dlq_args(self, task_ids: Sequence[str] | None, newest: Any = "+inf") -> list[Any]:
+        """Arguments of ``requeue_dead.lua`` (None: the next 1000 dead tasks that died at or before
+        the DLQ score ``newest``)."""
+        return [self.keys.base, "*", newest] if task_ids is None else [self.keys.base, *task_ids]
+
+    def delete_args(self, task_ids: Sequence[str] | None, dead_only: bool, newest: Any = "+inf") -> list[Any]:
+        """Arguments of ``delete.lua`` (``dead_only``: only tasks that are dead; None as in
+        :meth:`dlq_args`)."""
+        return [self.keys.base, "dead" if dead_only else "any",
+                *(["*", newest] if task_ids is None else task_ids)]
 
     @staticmethod
     def parse_stats(raw: dict[Any, Any], active: int, delayed: int, dlq: int) -> dict[str, Any]:

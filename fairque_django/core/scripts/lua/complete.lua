@@ -3,8 +3,8 @@
 -- ARGV[1]  P
 -- ARGV[2]  '1' = fairness "time": replace the cost charged at pop by the run time (and learn it)
 -- ARGV[3]  '1' = record metrics (wait and run histograms, completions per minute)    ARGV[4] client clock (ms)
--- then     triples: task id, lease token ('' = no check: administrative), run time in ms (-1 = unknown)
--- Returns  one code per task: 1 done, 0 the lease belongs to someone else (late ack, rejected),
+-- then     triples: task id, lease token (required: '' holds no lease), run time in ms (-1 = unknown)
+-- Returns  one code per task: 1 done, 0 not leased with that token (late ack, rejected),
 --          -1 no such task
 --- @include "includes/rcall"
 --- @include "includes/header"

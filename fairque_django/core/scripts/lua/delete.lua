@@ -1,6 +1,8 @@
--- delete: remove tasks wherever they are (queued, delayed, leased or dead).
+-- delete: remove tasks wherever they are (queued, delayed, leased or dead), or dead ones only.
 -- KEYS[1]  P:queue:stats
--- ARGV[1]  P, then the task ids ('*' alone: up to 1000 dead tasks per call, i.e. a DLQ purge step)
+-- ARGV[1]  P    ARGV[2] 'dead': only tasks that are dead now (delete_dead, purge; a DLQ entry of a
+--          task that is not dead is dropped, the task kept) | 'any'
+-- then     the task ids, or '*' and a score: up to 1000 dead tasks per call (a purge step, see dlq_ids)
 -- Returns  the ids deleted
 --- @include "includes/rcall"
 --- @include "includes/header"
@@ -9,17 +11,19 @@
 --- @include "includes/live"
 --- @include "includes/stat"
 --- @include "includes/dlq_ids"
-local P = ARGV[1]
-local ids = dlq_ids(P)
+local P, dead_only = ARGV[1], ARGV[2] == 'dead'
+local ids = dlq_ids(P, 3)
 local done = {}
 for _, id in ipairs(ids) do
   local tk = P .. ':t:' .. id
   local f = rcall('HMGET', tk, 'u', 'h', 'st')
-  if f.err then
+  if (dead_only and not f.err and f[3] ~= 'dead') or (not f.err and not f[1]) then
+    rcall('ZREM', P .. ':dlq', id) -- not dead (just requeued, say), or gone: not a dead task
+  elseif f.err then
     rcall('DEL', tk)
     rcall('ZREM', P .. ':dlq', id)
     done[#done + 1] = id
-  elseif f[1] then
+  else
     local ck, nk = lane_keys(P, f[1])
     if header(f[2]).p == 6 then
       rcall('LREM', ck, 0, id)

@@ -1,10 +1,10 @@
 -- fail: record a failed attempt of a leased task; retry it after a backoff or bury it in the DLQ.
 -- KEYS[1]  P:queue:stats
--- ARGV[1]  P    ARGV[2] task id    ARGV[3] lease token ('' = no check)
+-- ARGV[1]  P    ARGV[2] task id    ARGV[3] lease token (required: '' holds no lease)
 -- ARGV[4]  backoff ms before the retry    ARGV[5] '1' = dead-letter now, without retrying
 -- ARGV[6]  error message    ARGV[7] error type    ARGV[8] traceback    ARGV[9] failure type
 -- ARGV[10] '1' = record the attempt's wait in the metrics histograms
--- Returns  'retry' | 'dead', 0 when the lease belongs to someone else, -1 no such task
+-- Returns  'retry' | 'dead', 0 when the task is not leased with that token, -1 no such task
 --- @include "includes/now_ms"
 --- @include "includes/observe"
 --- @include "includes/flush_observations"

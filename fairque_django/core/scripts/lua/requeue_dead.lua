@@ -1,6 +1,7 @@
 -- requeue_dead: move tasks from the dead-letter queue back to their user's queue, retries reset.
 -- KEYS[1]  P:queue:stats
--- ARGV[1]  P, then the task ids ('*' alone: up to 1000 of the oldest dead tasks per call)
+-- ARGV[1]  P, then the task ids, or '*' and a score: up to 1000 of the oldest dead tasks per call
+--          that died at or before that score (see dlq_ids)
 -- Returns  the ids requeued
 --- @include "includes/rcall"
 --- @include "includes/header"
@@ -10,7 +11,7 @@
 --- @include "includes/stat"
 --- @include "includes/dlq_ids"
 local P = ARGV[1]
-local ids = dlq_ids(P)
+local ids = dlq_ids(P, 2)
 local done = {}
 for _, id in ipairs(ids) do
   local tk = P .. ':t:' .. id
