@@ -54,6 +54,7 @@ class OutboxEntry(models.Model):
 
     class Meta:
         ordering = ("id",)
+        default_permissions = ()  # internal rows: no admin, no add/change/delete/view permissions
         verbose_name = "outbox entry"
         verbose_name_plural = "outbox"
 

@@ -28,6 +28,7 @@ class Migration(migrations.Migration):
                 'verbose_name': 'outbox entry',
                 'verbose_name_plural': 'outbox',
                 'ordering': ('id',),
+                'default_permissions': (),
             },
         ),
     ]
