@@ -240,7 +240,7 @@ class _Reader:
         sec, usec = g.pop("time")
         g["now_ms"] = int(sec) * 1000 + int(usec) // 1000
         g["now_exact"] = int(sec) + int(usec) / 1e6  # orders snapshots (alert transitions)
-        g["users"] = [(text(u), int(s)) for u, s in g["top"]]
+        g["users"] = [(text(u), to_int(s)) for u, s in g["top"]]
         g["seen"] = {text(w): float(s) for w, s in g["seen"]}
         g["worker_ids"] = list(dict.fromkeys([*self.config.worker_ids, *g["seen"]]))
         if g["alerts"] is not None:
