@@ -32,7 +32,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..codec import text
+from ..codec import count, text
 from ..queue import TaskQueue, redis_errors
 from ..scripts.commands import PRIORITY_PUSHED, STAT_FIELDS, stat_counters
 from .liveness import LIVENESS, WORKERS_READ, parse_record, worker_states
@@ -346,8 +346,8 @@ class _Reader:
             leased = min(d["leased_by_user"].get(user, 0), unfinished)
             ages: list[float | None] = []
             for head in (crit_head, normal_head[0] if normal_head else None):
-                e = ready_since.get(text(head)) if head is not None else None
-                ages.append(max(0.0, (now_ms - to_int(e)) / 1000.0) if e is not None else None)
+                e = count(ready_since.get(text(head))) if head is not None else None  # garbage: unknown
+                ages.append(max(0.0, (now_ms - e) / 1000.0) if e else None)
             enqueued, completed, failed, dead = (to_int(v) for v in counters)
             rows.append(TenantMetrics(
                 tenant=user, unfinished=unfinished, critical=crit, normal=normal,

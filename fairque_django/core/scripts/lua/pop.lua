@@ -99,7 +99,10 @@ local function bury_corrupt(id, user, part, tk, bad)
   if kind ~= 'hash' and kind ~= 'none' then
     quarantine(tk)
   end
-  rcall('HSET', tk, 'u', user, 'h', pack_header(3, 0, part, 1, 0), 'r', 0)
+  rcall('HSET', tk, 'u', user, 'r', 0)
+  if not bad or header_problem(rcall('HGET', tk, 'h')) then -- (a header that is fine is kept)
+    rcall('HSET', tk, 'h', pack_header(3, 0, part, 1, 0))
+  end
   if kind ~= 'hash' or bad then
     rcall('HSET', tk, 'a', 1)
   end
