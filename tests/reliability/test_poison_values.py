@@ -323,3 +323,34 @@ def test_a_wrong_value_of_the_right_type_does_not_break_the_queue(
         states = Counter(task_states(redis_client, queue.config.queue.stats_prefix).values())
         assert stats["tasks_pushed"] == stats["tasks_completed"] + stats["tasks_deleted"] + sum(states.values())
         assert stats["tasks_pending"] == sum(states.values()) == 0, (stats, states)
+
+
+# --------------------------------------------------------------------------- never a silent stall
+
+
+def test_a_stalled_tenant_is_detected_and_reported(config: FairQueueConfig, redis_client: redis.Redis) -> None:
+    """Ready tasks of a tenant that is in no rotation (what garbage in a clock used to cause) are
+    reported by the snapshot, the health body, ``fairque_stats`` and the built-in alert; a push
+    for the tenant ends the stall. Healthy tenants are never reported."""
+    queue = TaskQueue(config)
+    queue.push_batch([new(u) for u in "aabcd"])
+    assert collect_metrics(queue, 10).stalled == []
+    queue.pop("w2")  # c's only task is leased: not stalled, not ready
+    assert collect_metrics(queue, 0).stalled == []
+    redis_client.zrem(queue.keys.ready("w1"), "a")  # a's two tasks are now invisible to every pop
+
+    metrics = collect_metrics(queue, 10)
+    assert [(s.tenant, s.partition, s.ready) for s in metrics.stalled] == [("a", "w1", 2)]
+    assert metrics.to_dict()["stalled"] == [{"tenant": "a", "partition": "w1", "ready": 2}]
+    from fairque_django.core.observe import health_status, light_snapshot
+    assert [s.tenant for s in light_snapshot(queue).stalled] == ["a"]
+    assert health_status(queue)[1]["stalled_tenants"] == 1
+    alert = {s.rule.name: s for s in evaluate(metrics, BUILTIN_RULES)}["partition-stalled"]
+    assert alert.firing and "a (2 ready, partition w1)" in alert.message, alert
+    assert "no partition's rotation" in StatsCommand().render(collect(queue, 5))
+
+    queue.push(new("a"))  # a joins its rotation again: all three of its tasks run
+    assert collect_metrics(queue, 10).stalled == []
+    ran = [t.user_id for t in iter(lambda: queue.pop("w1"), None)]
+    assert ran.count("a") == 3
+    assert not {s.rule.name: s for s in evaluate(collect_metrics(queue, 10), BUILTIN_RULES)}["partition-stalled"].firing
