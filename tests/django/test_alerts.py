@@ -459,7 +459,7 @@ def test_fairque_alerts_command(redis_client: redis.Redis) -> None:
     with override_settings(FAIRQUE={**settings.FAIRQUE, "ALERTS": alerts}):
         out = io.StringIO()
         call_command("fairque_alerts", stdout=out)  # nothing fires: returns (exit 0)
-        assert "ok      dlq [dlq_size_above, warning]" in out.getvalue() and "0 of 3 rule(s) firing" in out.getvalue()
+        assert "ok      dlq [dlq_size_above, warning]" in out.getvalue() and "0 of 4 rule(s) firing" in out.getvalue()
         assert "ok      tenant-starved [unserved_tenants, critical]" in out.getvalue()  # built in
         queue = get_queue()
         queue.push(dead_task("user:1"))

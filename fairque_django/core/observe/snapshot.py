@@ -129,7 +129,7 @@ class QueueMetrics:
         pending = out["tasks_pushed"] - out["tasks_completed"] - out["tasks_deleted"] - self.dlq_size
         out.update(tasks_active=self.leased, tasks_delayed=self.delayed, dlq_size=self.dlq_size,
                    tasks_pending=pending, tasks_queued=max(0, pending - self.leased - self.delayed),
-                   timestamp=self.timestamp)
+                   timestamp=self.timestamp, problems=list(self.problems))
         return out
 
     def to_dict(self) -> dict[str, Any]:
