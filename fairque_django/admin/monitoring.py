@@ -119,7 +119,8 @@ def dashboard_snapshot(queue: TaskQueue, users: int = 0, rules: Sequence[AlertRu
 
 def monitoring_context(queue: TaskQueue, metrics: QueueMetrics | None = None) -> dict[str, Any]:
     """Template context of the panel (``alerts``, ``alert_rules``, ``charts``, ``chart_points``) and
-    of the starvation banner (``starved``), from ``metrics`` (default: a fresh :func:`dashboard_snapshot`)."""
+    of the starvation banners (``starved``, ``stalled``), from ``metrics`` (default: a fresh
+    :func:`dashboard_snapshot`)."""
     rules = alert_rules()
     if metrics is None:
         metrics = dashboard_snapshot(queue, rules=rules)
@@ -143,5 +144,6 @@ def monitoring_context(queue: TaskQueue, metrics: QueueMetrics | None = None) ->
         a["since_when"] = when(a["since"])
         a["since_age"] = format_age(time.time() - a["since"]) if a["since"] else None
     return {"alerts": firing, "alert_rules": alerts, "charts": charts, "starved": starved_banner(metrics.starved),
+            "stalled": [s.to_dict() for s in metrics.stalled],
             "chart_points": len(history), "chart_tenants": tenants,
             "throughput_minute": metrics.throughput_last_minute, "throughput_hour": metrics.throughput_last_hour}

@@ -213,6 +213,11 @@ class QueueOps:
             item = yield call("lpop", self.keys.hand(token))
         if item is None or text(item) == "-":
             return PopStep([], None, token)
+        parts = text(item).split("\t", 3)
+        if len(parts) < 4 or not parts[2].isdigit():  # garbage on the hand list: a task leased (if any) expires
+            logger.error("fairque: corrupt data found and set aside: %s holds %r, not a handed task; ignored",
+                         self.keys.hand(token), text(item)[:40])
+            return PopStep([], None, token)
         return (yield from self._leased(PopReply.handed(item), token, plan))
 
     def _leased(self, reply: PopReply, token: str, plan: PopPlan) -> Op[PopStep]:

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from enum import Enum
 from typing import Any, Protocol
 
+from .codec import count
 from .context import resolve_queue
 from .errors import (
     FairQueueError,
@@ -112,7 +113,7 @@ class ResultSnapshot:
         enqueued = None
         with contextlib.suppress(ValueError, TypeError, AttributeError):
             enqueued = float(json.loads(f.get("b", "{}")).get("created"))
-        finished = int(f.get("dt", "0") or 0) / 1000.0 if status is TaskStatus.FAILED else None
+        finished = (count(f.get("dt")) or 0) / 1000.0 if status is TaskStatus.FAILED else None
         if record is not None and status is TaskStatus.FAILED and not errors:
             errors = _record_errors(record)
         return cls(found=True, status=status, errors=errors, attempts=_int(f.get("a")), enqueued_at=enqueued,
@@ -154,10 +155,7 @@ def _record_errors(record: Mapping[str, Any]) -> tuple[TaskError, ...]:
 
 
 def _int(value: Any) -> int:
-    try:
-        return int(value or 0)
-    except (TypeError, ValueError):
-        return 0
+    return count(value) or 0 if isinstance(value, (str, bytes, int, float)) else 0
 
 
 def _float(value: Any) -> float | None:

@@ -14,7 +14,7 @@ import time
 from typing import Any
 
 from .context import RunningTask, current_user, resolve_queue, running_task
-from .errors import TaskValidationError
+from .errors import SerializationError, TaskValidationError
 from .keys import validate_key_part, validate_user_id
 from .models import dumps
 from .transport import redis_errors
@@ -72,7 +72,12 @@ def xcom_pull(key: str, default: Any = None, *, user_id: str | None = None) -> A
     queue = _queue()
     with redis_errors("xcom_pull"):
         raw = queue.client.get(queue.keys.xcom(user, key))
-    return default if raw is None else json.loads(raw)
+    if raw is None:
+        return default
+    try:
+        return json.loads(raw)
+    except ValueError as exc:  # garbage written into the key
+        raise SerializationError(f"the XCom value {key!r} of user {user!r} in Redis is not JSON: {exc}") from exc
 
 
 def xcom_delete(key: str, *, user_id: str | None = None) -> bool:

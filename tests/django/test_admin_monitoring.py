@@ -60,7 +60,7 @@ def dashboard(viewer: Client) -> Any:
 
 def test_dashboard_lists_firing_alerts(viewer: Client, queue: TaskQueue) -> None:
     body = dashboard(viewer).content.decode()
-    assert "No alert is firing (3 rules checked)." in body  # the two above and the built-in tenant-starved
+    assert "No alert is firing (4 rules checked)." in body  # the two above, built-in tenant-starved, partition-stalled
     make_dead(queue)
     AlertEvaluator(queue, guard=False).run()  # as a worker would: records since when it fires
     response = dashboard(viewer)
@@ -77,8 +77,8 @@ def test_dashboard_without_rules_checks_the_builtin_rule(viewer: Client, queue: 
     without = {k: v for k, v in settings.FAIRQUE.items() if k != "ALERTS"}
     with override_settings(FAIRQUE=without):
         response = dashboard(viewer)
-    assert "No alert is firing (1 rule checked)." in response.content.decode()
-    assert [a["name"] for a in response.context["alert_rules"]] == ["tenant-starved"]
+    assert "No alert is firing (2 rules checked)." in response.content.decode()
+    assert [a["name"] for a in response.context["alert_rules"]] == ["tenant-starved", "partition-stalled"]
 
 
 def test_charts_are_inline_svg_from_minute_snapshots(viewer: Client, queue: TaskQueue) -> None:

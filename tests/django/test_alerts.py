@@ -459,7 +459,7 @@ def test_fairque_alerts_command(redis_client: redis.Redis) -> None:
     with override_settings(FAIRQUE={**settings.FAIRQUE, "ALERTS": alerts}):
         out = io.StringIO()
         call_command("fairque_alerts", stdout=out)  # nothing fires: returns (exit 0)
-        assert "ok      dlq [dlq_size_above, warning]" in out.getvalue() and "0 of 3 rule(s) firing" in out.getvalue()
+        assert "ok      dlq [dlq_size_above, warning]" in out.getvalue() and "0 of 4 rule(s) firing" in out.getvalue()
         assert "ok      tenant-starved [unserved_tenants, critical]" in out.getvalue()  # built in
         queue = get_queue()
         queue.push(dead_task("user:1"))
@@ -470,7 +470,7 @@ def test_fairque_alerts_command(redis_client: redis.Redis) -> None:
             call_command("fairque_alerts", "--json", stdout=out)
         assert exit_info.value.code == 1
         data = json.loads(out.getvalue())
-        assert data["firing"] == 1 and [r["state"] for r in data["rules"]] == ["firing", "ok", "ok"]
+        assert data["firing"] == 1 and [r["state"] for r in data["rules"]] == ["firing", "ok", "ok", "ok"]
         assert data["rules"][0]["since"] is None  # not recorded by any evaluator yet
         out = io.StringIO()
         with pytest.raises(SystemExit):
@@ -480,5 +480,5 @@ def test_fairque_alerts_command(redis_client: redis.Redis) -> None:
     with override_settings(FAIRQUE={**settings.FAIRQUE}):
         out = io.StringIO()
         call_command("fairque_alerts", stdout=out)
-        assert "tenant-starved [unserved_tenants, critical]" in out.getvalue()  # the built-in rule only
-        assert "0 of 1 rule(s) firing" in out.getvalue()
+        assert "tenant-starved [unserved_tenants, critical]" in out.getvalue()  # the built-in rules only
+        assert "0 of 2 rule(s) firing" in out.getvalue()

@@ -55,7 +55,7 @@ def test_200_with_a_live_worker_and_no_tenant_data(client: Client, queue: TaskQu
         response = client.get(URL)
     assert status == 200
     assert body == {"status": "ok", "redis": True, "live_workers": 1, "workers": 2, "dlq_size": 1,
-                    "firing_alerts": 0,
+                    "firing_alerts": 0, "stalled_tenants": 0,
                     "workers_by_status": {"alive": 1, "stale": 0, "down": 0, "never seen": 1}}
     for secret in (b"user:", b"tenant-data", b"always_fails"):
         assert secret not in response.content

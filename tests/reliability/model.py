@@ -16,6 +16,11 @@ scripts do it (``fairque_django/core/lua/*.lua``):
   the partition, exactly as joining the rotation and one pop would.
 
 Time is the Redis server's clock in ms; the state machine tells the model which timers fired.
+
+Poison (:meth:`Model.poison_clock`, :meth:`Model.poison_finish`, :meth:`Model.poison_stat`): a
+garbage value written into a partition clock, a finish tag or a stats counter is repaired the
+first time a script reads it -- the clock to 0, the finish tag to the joining start, the counter
+restarted from the increment -- and each repair is counted in the stats field ``repaired``.
 """
 
 from __future__ import annotations
@@ -26,6 +31,7 @@ from dataclasses import dataclass, field
 from fairque_django.core.config import FairQueueConfig
 
 PRIO_SPAN = 2 ** 40
+GARBAGE = "garbage"  # a value of the right type (a string, a hash field) that is no number
 
 
 def normal_score(prio: int, seq: int) -> float:
@@ -56,25 +62,57 @@ class Model:
     crit: defaultdict[str, deque[str]] = field(default_factory=lambda: defaultdict(deque))
     normal: defaultdict[str, dict[str, float]] = field(default_factory=lambda: defaultdict(dict))
     ready: defaultdict[str, dict[str, float]] = field(default_factory=lambda: defaultdict(dict))
-    vfinish: defaultdict[str, dict[str, float]] = field(default_factory=lambda: defaultdict(dict))
-    vclock: dict[str, float] = field(default_factory=dict)
+    vfinish: defaultdict[str, dict[str, float | str]] = field(default_factory=lambda: defaultdict(dict))
+    vclock: dict[str, float | str] = field(default_factory=dict)
     seq: int = 0
+    poisoned_stats: set[str] = field(default_factory=set)
     stats: Counter[str] = field(default_factory=Counter)
     # partition -> (park deadline ms, member "token\tworker\t...") of the slots waiting there
     parked: defaultdict[str, list[tuple[float, str]]] = field(default_factory=lambda: defaultdict(list))
 
     # --- helpers ------------------------------------------------------------------------
     def stat(self, name: str, n: int = 1) -> None:
+        if name in self.poisoned_stats:  # the counter held garbage: it restarts from n
+            self.poisoned_stats.discard(name)
+            self.stats[name] = 0
+            self.stats["repaired"] += 1
         self.stats[name] += n
+
+    # --- poison: a garbage value of the right type, repaired when a script reads it -------
+    def poison_clock(self, part: str) -> None:
+        self.vclock[part] = GARBAGE
+
+    def poison_finish(self, part: str, user: str) -> None:
+        self.vfinish[part][user] = GARBAGE
+
+    def poison_stat(self, name: str) -> None:
+        self.stats[name] = 0  # read as 0 until repaired
+        self.poisoned_stats.add(name)
+
+    def joining_start(self, part: str, user: str, head: float | None) -> float:
+        """joining_start.lua: the head's score, else the partition clock; the user's finish tag
+        when later. Garbage in either is repaired (clock: 0; finish tag: the start)."""
+        if head is None:
+            clock = self.vclock.get(part, 0.0)
+            if clock == GARBAGE:
+                clock = self.vclock[part] = 0.0
+                self.stats["repaired"] += 1
+            head = float(clock)
+        start = head
+        finish = self.vfinish[part].get(user)
+        if finish == GARBAGE:
+            finish = self.vfinish[part][user] = start
+            self.stats["repaired"] += 1
+        if finish is not None and float(finish) > start:
+            start = float(finish)
+        return start
 
     def mark_ready(self, part: str, user: str) -> None:
         ready = self.ready[part]
         if user in ready:
             return
-        start = min(ready.values()) if ready else self.vclock.get(part, 0.0)
-        finish = self.vfinish[part].pop(user, None)
-        if finish is not None and finish > start:
-            start = finish
+        start = self.joining_start(part, user, min(ready.values()) if ready else None)
+        self.vfinish[part].pop(user, None)
         ready[user] = start
 
     def enqueue_ready(self, t: MTask, front: bool) -> None:
@@ -122,10 +160,7 @@ class Model:
             return None
         slot = min(self.parked[part])
         self.parked[part].remove(slot)
-        start = self.vclock.get(part, 0.0)
-        finish = self.vfinish[part].get(user)
-        if finish is not None and finish > start:
-            start = finish
+        start = self.joining_start(part, user, None)
         self.vfinish[part][user] = start + 1 / (t.weight if t.weight > 0 else 1)
         self.vclock[part] = start
         t.a += 1

@@ -3,7 +3,9 @@ test Redis, own key prefix per example) and the reference model of :mod:`.model`
 
 After every step it checks that the popped task is the one the model predicts (order and
 fairness), and that lanes, ready sets, virtual clocks, task states, leases, delayed and dead
-sets, per-user live counts and the stats counters agree. Lease expiry uses pops with a 1 ms
+sets, per-user live counts and the stats counters agree. The ``poison`` rule writes garbage of
+the right type into a partition clock, a finish tag or a stats counter (families of
+``test_poison_values.FAMILIES``); the model expects the defined repair. Lease expiry uses pops with a 1 ms
 lease and real (short) sleeps; retries use a ~10 ms backoff, so delayed promotion really happens.
 Which timers a pop fired is decided from the server clock read just before and after it
 (and, within that 1-2 ms window only, by looking at the task).
@@ -14,6 +16,7 @@ from __future__ import annotations
 import time
 import uuid
 from collections import Counter
+from typing import Any
 
 import pytest
 import redis
@@ -28,10 +31,12 @@ from fairque_django.core.scripts.pop import PopStep
 from tests.support.redis_url import REDIS_URL
 
 from .helpers import text
-from .model import Model, MTask
+from .model import GARBAGE, Model, MTask
 
 USERS = ["a", "b", "c", "d", "e", "p"]
 WORKER_IDS = ["w1", "w2", "w3"]
+# stats counters the poison rule may spoil (not those of the stats balance checked below)
+POISONED_COUNTERS = ["popped", "failed", "retried", "expired", "requeued", "released", "late_acks"]
 LONG_LEASE = 60.0
 SHORT_LEASE = 0.001
 
@@ -50,6 +55,14 @@ CONFIG = {
 }
 
 _client = redis.Redis.from_url(REDIS_URL)
+
+
+def number(value: Any) -> float | str:
+    """A stored clock or finish tag: its number, or the text of a garbage value not yet repaired."""
+    try:
+        return float(value)
+    except ValueError:
+        return text(value)
 
 
 def server_ms() -> int:
@@ -334,6 +347,20 @@ class QueueMachine(RuleBasedStateMachine):
         assert done == self.model.requeue(order)
 
     # --- invariants -------------------------------------------------------------------
+    @rule(kind=st.sampled_from(["vclock", "vfinish", "stat"]), part=st.sampled_from([*WORKER_IDS, "~pool"]),
+          user=st.sampled_from(USERS), counter=st.sampled_from(POISONED_COUNTERS))
+    def poison(self, kind: str, part: str, user: str, counter: str) -> None:
+        """Garbage of the right type in a key a script reads (see test_poison_values.FAMILIES)."""
+        if kind == "vclock":
+            self.client.hset(f"{self.base}:vclock", part, GARBAGE)
+            self.model.poison_clock(part)
+        elif kind == "vfinish":
+            self.client.hset(f"{self.base}:vfinish:{part}", user, GARBAGE)
+            self.model.poison_finish(part, user)
+        else:
+            self.client.hset(f"{self.base}:queue:stats", counter, GARBAGE)
+            self.model.poison_stat(counter)
+
     @invariant()
     def redis_agrees_with_the_model(self) -> None:
         m = self.model
@@ -362,11 +389,11 @@ class QueueMachine(RuleBasedStateMachine):
             ready = [(text(u), s) for u, s in next(rows)]
             want = sorted(m.ready[part].items(), key=lambda kv: (kv[1], kv[0]))
             assert ready == want, f"ready set of {part}: redis {ready} model {want}"
-            vfinish = {text(k): float(v) for k, v in next(rows).items()}
+            vfinish = {text(k): number(v) for k, v in next(rows).items()}
             assert vfinish == m.vfinish[part], f"vfinish of {part}: redis {vfinish} model {dict(m.vfinish[part])}"
             parked = sorted((s, text(u)) for u, s in next(rows))
             assert parked == sorted(m.parked[part]), f"parked on {part}: redis {parked} model {m.parked[part]}"
-        vclock = {text(k): float(v) for k, v in next(rows).items()}
+        vclock = {text(k): number(v) for k, v in next(rows).items()}
         assert vclock == m.vclock, (vclock, m.vclock)
         for user in USERS:
             crit = [text(i) for i in reversed(next(rows))]  # LPUSH/RPOP: the right end is served next
@@ -383,7 +410,7 @@ class QueueMachine(RuleBasedStateMachine):
         stored = {text(k): v for k, v in next(rows).items()}
         raw = stat_counters(list(stored), list(stored.values()))  # 'pushed' = sum of p:<n>:pushed
         for name in STAT_FIELDS:
-            if name in ("deleted", "quarantined"):
+            if name in ("deleted", "quarantined"):  # (not modelled; 'repaired' is)
                 continue
             assert raw.get(name, 0) == m.stats[name], f"stat {name}: redis {raw.get(name, 0)} model {m.stats[name]}"
         for key, value in m.stats.items():

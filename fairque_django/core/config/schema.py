@@ -281,6 +281,7 @@ ALERT_RULE_OPTIONS: Final[Mapping[str, Section]] = types.MappingProxyType({
         Field("min_events", WHOLE, 10, "finished attempts needed to fire", minimum=1),
     )),
     "unserved_tenants": Section("unserved_tenants", ()),
+    "stalled_tenants": Section("stalled_tenants", ()),
 })
 
 ALERT_RULE: Final = Section("alert rule", (

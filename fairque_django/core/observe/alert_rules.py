@@ -26,6 +26,7 @@ from ..config.schema import ALERT_RULE, ALERT_RULE_OPTIONS
 from ..errors import ConfigurationError
 from .rows import WorkerMetrics
 from .snapshot import QueueMetrics
+from .stalled import describe_stalled
 from .starved import describe_starved
 
 __all__ = [
@@ -283,15 +284,33 @@ class UnservedTenants(AlertRule):
                       start=sorted({w for p in parts for w in p.start}))
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class StalledTenants(AlertRule):
+    """Fires while tenants have ready tasks in their lanes but are in no partition's rotation, so
+    no worker pops them (a silent stall; :mod:`.stalled`). Names the tenants."""
+
+    type: ClassVar[str] = "stalled_tenants"
+
+    def check(self, metrics: QueueMetrics) -> AlertState:
+        stalled = metrics.stalled
+        message = (describe_stalled(stalled) if stalled
+                   else "every tenant with ready tasks is in its partition's rotation")
+        return _state(self, bool(stalled), len(stalled), message,
+                      tenants=[s.to_dict() for s in stalled][:NAMES_LISTED])
+
+
 RULE_TYPES: Final[Mapping[str, type[AlertRule]]] = {
     cls.type: cls for cls in (DlqSizeAbove, TotalDepthAbove, OldestWaitAbove, NoLiveWorker, HeartbeatOlderThan,
-                              FailureRatioAbove, UnservedTenants)
+                              FailureRatioAbove, UnservedTenants, StalledTenants)
 }
 
 BUILTIN_RULES: Final[tuple[AlertRule, ...]] = (
     UnservedTenants(name="tenant-starved", severity="critical",
                     description="tenants wait for a worker id that is not running and that no live worker may "
                                 "steal from: start it"),
+    StalledTenants(name="partition-stalled", severity="critical",
+                   description="tenants have ready tasks but are in no partition's rotation, so no worker pops "
+                               "them: push a task for them, and see the worker log for repaired data"),
 )
 """Rules evaluated even when ``FAIRQUE["ALERTS"]`` does not list them (see :func:`with_builtin_rules`)."""
 

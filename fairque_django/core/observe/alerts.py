@@ -14,6 +14,7 @@ from ..codec import text
 from ..queue import TaskQueue, redis_errors
 from .alert_rules import FIRING, RESOLVED, AlertRule, AlertState
 from .snapshot import QueueMetrics
+from .values import to_float
 
 __all__ = ["AlertTracker", "AlertTransition", "StoredAlert"]
 
@@ -99,8 +100,9 @@ class AlertTracker:
             except ValueError:
                 details = {}
             since, evaluated = raw.get(f"t:{name}"), raw.get(f"e:{name}")
-            out[name] = StoredAlert(name=name, state=state, since=float(since) / 1000.0 if since else None,
-                                    evaluated_at=float(evaluated) / 1000.0 if evaluated else None,
+            since_ms, evaluated_ms = to_float(since), to_float(evaluated)  # garbage reads as unknown
+            out[name] = StoredAlert(name=name, state=state, since=since_ms / 1000.0 if since_ms else None,
+                                    evaluated_at=evaluated_ms / 1000.0 if evaluated_ms else None,
                                     details=details if isinstance(details, dict) else {})
         return out
 

@@ -180,16 +180,17 @@ def parse_windows(found: Sequence[Any], wanted: Sequence[float], counters: Mappi
         member = base[0] if base else (oldest[0] if oldest else None)
         if member is None:
             continue
-        try:
+        try:  # a sample that is not what queue_sample writes is skipped
             old = json.loads(text(member))
             then = float(old["t"])
-        except (ValueError, KeyError, TypeError):
+            before = {name: int(old.get(name, 0)) for name in SAMPLE_FIELDS}
+        except (ValueError, KeyError, TypeError, AttributeError, OverflowError):
             continue
-        if now - then <= 0:
+        if not now - then > 0:
             continue
         deltas: dict[str, int | None] = {}
         for name in SAMPLE_FIELDS:
-            d = int(counters.get(name, 0)) - int(old.get(name, 0))
+            d = int(counters.get(name, 0)) - before[name]
             deltas[name] = None if d < 0 else d
         out[w] = CounterWindow(requested=w, seconds=now - then, deltas=deltas)
     return out

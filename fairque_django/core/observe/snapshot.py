@@ -12,6 +12,7 @@ all read. No Django imports.
 * per worker id: liveness (:mod:`.liveness`), heartbeat age, busy slots, processed / failed,
   current tasks, leased tasks, the health record;
 * ``starved``: partitions whose waiting tenants no live worker may take (:mod:`.starved`);
+* ``stalled``: tenants with ready tasks that are in no partition's rotation (:mod:`.stalled`);
 * global: counters, depth, DLQ size, histograms, throughput over the last minute and hour, and,
   on request, counter deltas over time windows (:mod:`.samples`) and the stored alert states.
 
@@ -32,9 +33,9 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..codec import text
+from ..codec import count, text
 from ..queue import TaskQueue, redis_errors
-from ..scripts.commands import PRIORITY_PUSHED, STAT_FIELDS, stat_counters
+from ..scripts.commands import PRIORITY_PUSHED, STAT_FIELDS, stat_counters, stat_problems
 from .liveness import LIVENESS, WORKERS_READ, parse_record, worker_states
 from .rows import OTHER, TenantMetrics, WorkerMetrics
 from .samples import (
@@ -47,6 +48,14 @@ from .samples import (
     queue_window_reads,
     throughput_estimate,
     wanted_windows,
+)
+from .stalled import (
+    STALL_SCAN,
+    StalledTenant,
+    queue_recheck_reads,
+    queue_rotation_reads,
+    stalled_from,
+    suspects,
 )
 from .starved import StarvedPartition, candidate_partitions, queue_ready_reads, starved_partitions
 from .values import floats, replies, to_int
@@ -81,6 +90,8 @@ class QueueMetrics:
     starved: list[StarvedPartition] = field(default_factory=list)
     leases_scanned: int = 0
     alert_states: dict[str, str] | None = None  # the raw alert hash, when asked for (``alerts=True``)
+    stalled: list[StalledTenant] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)  # stats fields holding garbage (read as 0)
 
     @property
     def depth(self) -> int:
@@ -118,7 +129,7 @@ class QueueMetrics:
         pending = out["tasks_pushed"] - out["tasks_completed"] - out["tasks_deleted"] - self.dlq_size
         out.update(tasks_active=self.leased, tasks_delayed=self.delayed, dlq_size=self.dlq_size,
                    tasks_pending=pending, tasks_queued=max(0, pending - self.leased - self.delayed),
-                   timestamp=self.timestamp)
+                   timestamp=self.timestamp, problems=list(self.problems))
         return out
 
     def to_dict(self) -> dict[str, Any]:
@@ -139,6 +150,8 @@ class QueueMetrics:
                         for k, v in self.windows.items()},
             "leases_truncated": self.leases_truncated,
             "starved": [p.to_dict() for p in self.starved],
+            "stalled": [s.to_dict() for s in self.stalled],
+            "problems": list(self.problems),
             "buckets_ms": [*BUCKETS_MS, "inf"],
         }
 
@@ -146,15 +159,16 @@ class QueueMetrics:
 def collect_metrics(queue: TaskQueue, top_n: int = 20, *, windows: Iterable[float] = (),
                     record_sample: bool = True, sample_interval: float = SAMPLE_INTERVAL,
                     lease_scan_limit: int = 10_000, other_scan_limit: int = 1000,
-                    check_starved: bool = True, alerts: bool = False) -> QueueMetrics:
+                    check_starved: bool = True, alerts: bool = False, stall_scan: int = STALL_SCAN) -> QueueMetrics:
     """A :class:`QueueMetrics` snapshot of ``queue`` (see the module docstring for the cost).
 
     ``top_n``: tenants with a row of their own (0: none, only ``other``); ``windows``: seconds
     over which counter deltas are wanted (``QueueMetrics.windows``); a counter snapshot is stored
     at most every ``sample_interval`` seconds (by any process) unless ``record_sample`` is False;
-    ``alerts``: also read the stored alert states (``QueueMetrics.alert_states``)."""
+    ``alerts``: also read the stored alert states (``QueueMetrics.alert_states``); ``stall_scan``:
+    tenants (most unfinished work first) checked for a stall (``QueueMetrics.stalled``, 0: none)."""
     return _Reader(queue, max(0, int(top_n)), lease_scan_limit=max(0, lease_scan_limit),
-                   other_scan_limit=max(0, other_scan_limit)).read(
+                   other_scan_limit=max(0, other_scan_limit), stall_scan=max(0, stall_scan)).read(
         windows=wanted_windows(windows), record_sample=record_sample, sample_interval=sample_interval,
         check_starved=check_starved, alerts=alerts)
 
@@ -162,7 +176,9 @@ def collect_metrics(queue: TaskQueue, top_n: int = 20, *, windows: Iterable[floa
 class _Reader:
     """One snapshot's reads, in three round trips (see the module docstring)."""
 
-    def __init__(self, queue: TaskQueue, top_n: int, *, lease_scan_limit: int, other_scan_limit: int) -> None:
+    def __init__(self, queue: TaskQueue, top_n: int, *, lease_scan_limit: int, other_scan_limit: int,
+                 stall_scan: int = STALL_SCAN) -> None:
+        self.stall_scan = stall_scan
         self.queue = queue
         self.keys = queue.keys
         self.config = queue.config
@@ -174,13 +190,14 @@ class _Reader:
              check_starved: bool, alerts: bool) -> QueueMetrics:
         with redis_errors("collect_metrics"):
             g = self._globals(alerts)
-            counters = stat_counters([*STAT_FIELDS, *PRIORITY_PUSHED], [to_int(v) for v in g["stats"]])
+            counters = stat_counters([*STAT_FIELDS, *PRIORITY_PUSHED], g["stats"])
+            problems = stat_problems(self.keys.stats, [*STAT_FIELDS, *PRIORITY_PUSHED], g["stats"])
             totals = {name: counters[name] for name in STAT_FIELDS}
             now = g["now_ms"] / 1000.0
             d = self._details(g, totals, now, windows, record_sample, sample_interval)
             workers = self._workers(g, d)
             parts = candidate_partitions(self.config, workers) if check_starved else []
-            heads, ready_sets = self._third(d, parts, totals, now, record_sample)
+            heads, ready_sets, stalled = self._third(d, parts, totals, now, record_sample)
         n_leased, n_delayed, n_dlq, n_users = int(g["leased"]), int(g["delayed"]), int(g["dlq"]), int(g["n_users"])
         rows = self._tenant_rows(g, d, heads)
         pending = max(0, totals["pushed"] - totals["completed"] - totals["deleted"] - n_dlq)
@@ -200,7 +217,7 @@ class _Reader:
             throughput_per_minute=[(m, per_minute.get(m, 0)) for m in range(current - 59, current + 1)],
             workers=workers, windows=d["windows"], leases_truncated=len(g["lease_ids"]) < n_leased,
             starved=starved_partitions(self.config, workers, parts, ready_sets) if parts else [],
-            leases_scanned=len(g["lease_ids"]), alert_states=g["alerts"],
+            leases_scanned=len(g["lease_ids"]), alert_states=g["alerts"], stalled=stalled, problems=problems,
         )
 
     # --- round trip 1: the global figures, in one transaction -------------------------------
@@ -233,14 +250,17 @@ class _Reader:
             add("others", [], "zrevrange", keys.live, self.top_n, self.top_n + self.other_scan_limit - 1)
         if alerts:
             add("alerts", {}, "hgetall", keys.alerts)
+        if self.stall_scan:
+            add("scan", [], "zrevrange", keys.live, 0, self.stall_scan - 1)
         add("time", None, "time")
         # a key of the wrong type (corrupt data, see pop.lua's quarantine) must not hide the rest
-        g: dict[str, Any] = {"top": [], "lease_ids": [], "others": [], "alerts": None}
+        g: dict[str, Any] = {"top": [], "lease_ids": [], "others": [], "alerts": None, "scan": []}
         g.update(zip(names, replies(pipe.execute(raise_on_error=False), defaults), strict=True))
         sec, usec = g.pop("time")
         g["now_ms"] = int(sec) * 1000 + int(usec) // 1000
         g["now_exact"] = int(sec) + int(usec) / 1e6  # orders snapshots (alert transitions)
-        g["users"] = [(text(u), int(s)) for u, s in g["top"]]
+        g["users"] = [(text(u), to_int(s)) for u, s in g["top"]]
+        g["scan"] = [text(u) for u in g["scan"]]
         g["seen"] = {text(w): float(s) for w, s in g["seen"]}
         g["worker_ids"] = list(dict.fromkeys([*self.config.worker_ids, *g["seen"]]))
         if g["alerts"] is not None:
@@ -266,12 +286,18 @@ class _Reader:
             pipe.hgetall(keys.worker(wid))
         for user in others:
             pipe.llen(keys.critical(text(user)))
+        scan = g["scan"]
+        for user in scan:
+            pipe.llen(keys.critical(user))
+            pipe.zcard(keys.normal(user))
+        rotation_defaults = queue_rotation_reads(pipe, keys, self.config, scan)
         n_windows = queue_window_reads(pipe, keys, now, windows, sample_interval) if windows else 0
         if record_sample:
             pipe.set(keys.guard(keys.samples), "1", nx=True, px=max(1, int(sample_interval * 1000)))
         defaults: tuple[Any, ...] = (
             *([0, 0, None, [], [None] * len(TENANT_COUNTERS), {}] * len(users)), *([[None, None]] * len(lease_ids)),
-            *([{}] * len(worker_ids)), *([0] * len(others)), *([[]] * n_windows), *([None] * record_sample))
+            *([{}] * len(worker_ids)), *([0] * len(others)), *([0, 0] * len(scan)), *rotation_defaults,
+            *([[]] * n_windows), *([None] * record_sample))
         it = iter(replies(pipe.execute(raise_on_error=False), defaults))
         per_user = [[next(it) for _ in range(6)] for _ in users]
         by_user: Counter[str] = Counter()
@@ -283,33 +309,41 @@ class _Reader:
                 by_worker[text(wk)] += 1
         records = {wid: next(it) or {} for wid in worker_ids}
         other_critical = sum(int(next(it)) for _ in others)
+        lanes = [int(next(it)) + int(next(it)) for _ in scan]
+        scores = [next(it) for _ in scan]
         found = [next(it) for _ in range(n_windows)]
         acquired = bool(next(it)) if record_sample else False
         return {"per_user": per_user, "leased_by_user": by_user, "leased_by_worker": by_worker,
                 "records": records, "other_critical": other_critical, "sample": acquired,
+                "suspects": suspects(scan, lanes, scores),
                 "windows": parse_windows(found, windows, totals, now) if windows else {}}
 
     # --- round trip 3: the lanes' heads, the ready sets that may starve, the counter snapshot ----
     def _third(self, d: dict[str, Any], parts: Sequence[str], totals: Mapping[str, int], now: float,
-               record_sample: bool) -> tuple[dict[str, Any], list[Any]]:
+               record_sample: bool) -> tuple[dict[str, Any], list[Any], list[StalledTenant]]:
         heads: list[str] = []
         for crit_head, normal_head in ((r[2], r[3]) for r in d["per_user"]):
             for head in (crit_head, normal_head[0] if normal_head else None):
                 if head is not None:
                     heads.append(text(head))
         write = record_sample and d["sample"]
-        if not heads and not parts and not write:
-            return {}, []
-        pipe = self.queue.client.pipeline(transaction=False)
+        suspected = d["suspects"]
+        if not heads and not parts and not write and not suspected:
+            return {}, [], []
+        # a transaction when a stall is suspected: the recheck must be one consistent view
+        pipe = self.queue.client.pipeline(transaction=bool(suspected))
         for head in heads:
             pipe.hget(self.keys.task(head), "e")
         ready_defaults = queue_ready_reads(pipe, self.keys, parts)
+        recheck_defaults = queue_recheck_reads(pipe, self.keys, self.config, suspected)
         if write:
             queue_sample(pipe, self.keys, totals, now)
         out = replies(pipe.execute(raise_on_error=False), [*([None] * len(heads)), *ready_defaults,
-                                                           *([None] * (3 if write else 0))])
+                                                           *recheck_defaults, *([None] * (3 if write else 0))])
         ready_since = dict(zip(heads, out[:len(heads)], strict=True))
-        return ready_since, out[len(heads):len(heads) + len(ready_defaults)]
+        n = len(heads) + len(ready_defaults)
+        stalled = stalled_from(self.config, suspected, out[n:n + len(recheck_defaults)]) if suspected else []
+        return ready_since, out[len(heads):n], stalled
 
     # --- building the rows ------------------------------------------------------------------------
     def _workers(self, g: dict[str, Any], d: dict[str, Any]) -> list[WorkerMetrics]:
@@ -346,8 +380,8 @@ class _Reader:
             leased = min(d["leased_by_user"].get(user, 0), unfinished)
             ages: list[float | None] = []
             for head in (crit_head, normal_head[0] if normal_head else None):
-                e = ready_since.get(text(head)) if head is not None else None
-                ages.append(max(0.0, (now_ms - to_int(e)) / 1000.0) if e is not None else None)
+                e = count(ready_since.get(text(head))) if head is not None else None  # garbage: unknown
+                ages.append(max(0.0, (now_ms - e) / 1000.0) if e else None)
             enqueued, completed, failed, dead = (to_int(v) for v in counters)
             rows.append(TenantMetrics(
                 tenant=user, unfinished=unfinished, critical=crit, normal=normal,

@@ -16,7 +16,7 @@ def to_int(value: Any) -> int:
         return 0
     try:
         return int(float(text(value)))
-    except ValueError:
+    except (ValueError, OverflowError):  # garbage, nan, inf
         return 0
 
 

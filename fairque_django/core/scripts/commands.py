@@ -11,7 +11,7 @@ import time
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from ..codec import chunks, text
+from ..codec import chunks, count, text
 from ..config import POOL_PARTITION, FairQueueConfig, glob_to_lua_pattern, is_pattern
 from ..context import current_user
 from ..errors import CorruptTaskError, PayloadTooLargeError, TaskValidationError, UnservedUserError
@@ -22,7 +22,7 @@ from .pop import PopPlan, PopReply
 logger = logging.getLogger("fairque_django.queue")
 
 STAT_FIELDS = ("pushed", "popped", "completed", "failed", "retried", "dead", "expired", "requeued",
-               "deleted", "released", "late_acks", "quarantined")
+               "deleted", "released", "late_acks", "quarantined", "repaired")
 
 # The per-priority push counters; 'pushed' is their sum (push.lua keeps no separate total).
 PRIORITY_PUSHED = tuple(f"p:{n}:pushed" for n in range(1, 7))
@@ -30,10 +30,17 @@ PRIORITY_PUSHED = tuple(f"p:{n}:pushed" for n in range(1, 7))
 
 def stat_counters(fields: Sequence[str], values: Sequence[Any]) -> dict[str, int]:
     """Counters read from the stats hash (``fields`` include :data:`PRIORITY_PUSHED`), with the
-    derived total ``pushed``."""
-    counters = {name: int(value or 0) for name, value in zip(fields, values, strict=True)}
+    derived total ``pushed``; a field holding garbage reads as 0 (see :func:`stat_problems`)."""
+    counters = {name: count(value) or 0 for name, value in zip(fields, values, strict=True)}
     counters["pushed"] = sum(counters.get(name, 0) for name in PRIORITY_PUSHED)
     return counters
+
+
+def stat_problems(key: str, fields: Sequence[str], values: Sequence[Any]) -> list[str]:
+    """The stats fields that hold no count (read as 0; the next increment repairs them), as
+    problem lines for the reader to show."""
+    return [f"{key} field {name}: {text(value)[:40]!r} is not a count; read as 0"
+            for name, value in zip(fields, values, strict=True) if count(value) is None]
 
 
 # A waiting slot stays parked this much longer than its wait, so that it is still parked when its
@@ -306,11 +313,12 @@ class Commands:
         return [self.keys.base, "dead" if dead_only else "any",
                 *(["*", newest] if task_ids is None else task_ids)]
 
-    @staticmethod
-    def parse_stats(raw: dict[Any, Any], active: int, delayed: int, dlq: int) -> dict[str, Any]:
+    def parse_stats(self, raw: dict[Any, Any], active: int, delayed: int, dlq: int) -> dict[str, Any]:
+        """``get_stats``: the counters (garbage in a field reads as 0 and is listed in ``problems``)."""
         raw_text = {text(k): v for k, v in raw.items()}
         counters = stat_counters(list(raw_text), list(raw_text.values()))
         stats: dict[str, Any] = {f"tasks_{name}": counters.get(name, 0) for name in STAT_FIELDS}
+        stats["problems"] = stat_problems(self.keys.stats, list(raw_text), list(raw_text.values()))
         live = stats["tasks_pushed"] - stats["tasks_completed"] - stats["tasks_deleted"] - dlq
         stats.update(tasks_active=active, tasks_delayed=delayed, dlq_size=dlq, tasks_pending=live,
                      tasks_queued=max(0, live - active - delayed))
@@ -320,7 +328,7 @@ class Commands:
             if name.startswith("u:"):
                 user, _, what = name[2:].rpartition(":")
                 users.setdefault(user, {})[what] = value
-            elif name.startswith("p:"):
+            elif name.startswith("p:") and name.split(":")[1].isdigit():
                 priorities[int(name.split(":")[1])] = value
         stats["users"] = users
         stats["priorities"] = priorities
@@ -343,19 +351,19 @@ class Commands:
         except CorruptTaskError:
             task = Task(task_id=task_id, user_id=f.get("u", "?"))
             raw_body = raw
-        task.retry_count = int(f.get("r", "0") or 0)
-        task.attempts = int(f.get("a", "0") or 0)
+        task.retry_count = count(f.get("r")) or 0  # garbage reads as 0 (a requeue repairs it)
+        task.attempts = count(f.get("a")) or 0
         return DLQEntry(
             task=task, error=f.get("err", ""), error_type=f.get("et", ""), traceback=f.get("tb", ""),
             failure_type=f.get("ft", ""), attempts=task.attempts, retry_count=task.retry_count,
-            dead_at=int(f.get("dt", "0") or 0) / 1000.0, user_id=f.get("u", "?"), raw_body=raw_body,
+            dead_at=(count(f.get("dt")) or 0) / 1000.0, user_id=f.get("u", "?"), raw_body=raw_body,
             max_retries=int(m) if (m := f.get("m", "")).isdigit() else task.max_retries,
         )
 
 
 def read_depth(replies: Sequence[Any]) -> dict[str, int]:
     crit, normal, live = replies
-    return {"critical": int(crit), "normal": int(normal), "live": int(live or 0)}
+    return {"critical": int(crit), "normal": int(normal), "live": count(live) or 0}
 
 
 def stored_flags(reply: Any) -> list[bool]:

@@ -12,6 +12,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from fairque_django.conf import get_config, get_queue
 from fairque_django.core.errors import FairQueueError, UnknownWorkerError
 from fairque_django.core.observe import light_snapshot
+from fairque_django.core.observe.stalled import describe_stalled
 
 
 class Command(BaseCommand):
@@ -36,9 +37,12 @@ class Command(BaseCommand):
         if state is None:
             raise CommandError(f"{worker_id}: no liveness row (not configured?)")
         record = state.record
+        if snapshot.stalled:  # reported by every probe; the exit status stays the worker's liveness
+            self.stderr.write(f"warning: {describe_stalled(snapshot.stalled)}")
         if options["json"]:
             self.stdout.write(json.dumps({"worker_id": worker_id, "status": state.status, "alive": state.alive,
-                                          "heartbeat_age": state.heartbeat_age, "record": record}))
+                                          "heartbeat_age": state.heartbeat_age, "record": record,
+                                          "stalled": [s.to_dict() for s in snapshot.stalled]}))
         elif state.alive and record is not None:
             self.stdout.write(f"{worker_id}: alive (pid {record['pid']} on {record['host']}, heartbeat "
                               f"{record['heartbeat_age']:.1f}s ago, {record['processed']} processed)")

@@ -13,11 +13,13 @@ from fairque_django.caches import redis_display_url
 from fairque_django.conf import get_queue
 from fairque_django.core.errors import FairQueueError
 from fairque_django.core.observe import collect_metrics
+from fairque_django.core.observe.stalled import describe_stalled
 from fairque_django.core.queue import TaskQueue
 
 # Counters of the JSON "totals" object (stable keys), in display order for the table.
 TOTALS = ("pushed", "completed", "failed", "retried", "dead", "active", "queued", "delayed", "dlq_size")
-EXTRA_TOTALS = ("popped", "expired", "requeued", "deleted", "released", "late_acks", "quarantined", "pending")
+EXTRA_TOTALS = ("popped", "expired", "requeued", "deleted", "released", "late_acks", "quarantined", "repaired",
+                "pending")
 USER_COUNTERS = (("pushed", "enqueued"), ("completed", "completed"), ("failed", "failed"), ("dead", "dead"))
 
 
@@ -66,6 +68,7 @@ def collect(queue: TaskQueue, max_users: int) -> dict[str, Any]:
         "users_with_work": metrics.tenants_with_work,
         "users": users,
         "workers": workers,
+        "problems": [*metrics.problems, *(describe_stalled([s]) for s in metrics.stalled)],
     }
 
 
@@ -116,6 +119,9 @@ class Command(BaseCommand):
                              f"{w['processed']:,}", f"{w['failed']:,}", f"{w['running']}/{w['concurrency']}"])
         heads = ["worker", "status", "process", "heartbeat", "processed", "failed", "running"]
         out.append(format_table(heads, rows, right=(4, 5, 6)) if rows else "  (no workers configured)")
+        if data["problems"]:
+            out += ["", "Problems (corrupt values read as 0 or unknown; stalled tenants)"]
+            out += [f"  {p}" for p in data["problems"]]
         return "\n".join(out)
 
     @staticmethod

@@ -9,12 +9,13 @@
 -- ARGV[2..] triples: rule name, new state ('firing' or 'ok'), details JSON
 -- Returns  a flat array of quadruples {rule, old state ('' = none), new state, since ms} for the
 --          rules whose state changed; a rule seen for the first time as 'ok' is not a change.
+--- @include "includes/num"
 local key = KEYS[1]
 local at = ARGV[1]
 local out = {}
 for i = 2, #ARGV, 3 do
   local rule, new, details = ARGV[i], ARGV[i + 1], ARGV[i + 2]
-  local last = tonumber(redis.call('HGET', key, 'e:' .. rule) or '0') or 0
+  local last = num(redis.call('HGET', key, 'e:' .. rule)) or 0 -- garbage: evaluated again
   if tonumber(at) >= last then
     local old = redis.call('HGET', key, 's:' .. rule)
     redis.call('HSET', key, 'e:' .. rule, at, 'd:' .. rule, details)

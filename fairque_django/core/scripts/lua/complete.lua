@@ -15,6 +15,9 @@
 --- @include "includes/live"
 --- @include "includes/stat"
 --- @include "includes/leased_fields"
+--- @include "includes/num"
+--- @include "includes/stored_num"
+--- @include "includes/hincr"
 local P = ARGV[1]
 local timefair, metrics = ARGV[2] == '1', ARGV[3] == '1'
 local codes = {}
@@ -38,8 +41,8 @@ for i = 5, #ARGV, 3 do
       local h = header(f[4])
       local w = h.w
       if w <= 0 then w = 1 end
-      shift_vtime(P, h.q or '~pool', user, (used - tonumber(f[5] or '0')) / w)
-      local avg = tonumber(rcall('HGET', P .. ':runavg', user) or '0')
+      shift_vtime(P, h.q or '~pool', user, (used - (num(f[5]) or 0)) / w)
+      local avg = stored_num(P .. ':runavg', user, rcall('HGET', P .. ':runavg', user), 0)
       if avg > 0 then
         used = avg * 0.8 + used * 0.2
       end
@@ -50,7 +53,7 @@ for i = 5, #ARGV, 3 do
     n = n + 1
     per_user[user] = (per_user[user] or 0) + 1
     if metrics and f[6] then
-      observe(P, totals, user, tonumber(f[6]) or 0, run_ms)
+      observe(P, totals, user, num(f[6]) or 0, run_ms)
     end
     codes[#codes + 1] = 1
   end
@@ -63,7 +66,7 @@ if n > 0 then
   stat(P, 'completed', n)
   if metrics then
     flush_observations(P, totals)
-    rcall('HINCRBY', P .. ':m:~tput', math.floor(tonumber(ARGV[4]) / 60000), n)
+    hincr(P .. ':m:~tput', math.floor(tonumber(ARGV[4]) / 60000), n)
   end
 end
 return codes

@@ -10,6 +10,7 @@
 --- @include "includes/flush_observations"
 --- @include "includes/leased_fields"
 --- @include "includes/fail_attempt"
+--- @include "includes/num"
 local P, id, token = ARGV[1], ARGV[2], ARGV[3]
 local f, refused = leased_fields(P, id, token, 'wt')
 if not f then
@@ -17,7 +18,7 @@ if not f then
 end
 if ARGV[10] == '1' and f[4] then
   local totals = {}
-  observe(P, totals, f[1], tonumber(f[4]) or 0, -1)
+  observe(P, totals, f[1], num(f[4]) or 0, -1)
   flush_observations(P, totals)
 end
 return fail_attempt(P, id, now_ms(), tonumber(ARGV[4]), ARGV[5] == '1', ARGV[6], ARGV[7], ARGV[8], ARGV[9])

@@ -34,6 +34,10 @@
 --- @include "includes/bury"
 --- @include "includes/run_timers"
 --- @include "includes/next_due"
+--- @include "includes/num"
+--- @include "includes/stored_num"
+--- @include "includes/repaired"
+--- @include "includes/task_problem"
 local P, worker, own = ARGV[1], ARGV[2], ARGV[3]
 local lease_ms, token, steal_set = tonumber(ARGV[4]), ARGV[5], ARGV[6]
 local timefair = ARGV[7] == 'time'
@@ -83,8 +87,10 @@ local function has_more(user, from_critical)
   return rcall('ZCARD', nk) > 0
 end
 
--- A task id whose hash is unusable (wrong type, or no body): keep what there is, dead-letter it.
-local function bury_corrupt(id, user, part, tk)
+-- A task id whose hash is unusable (wrong type, no body, or garbage in its bookkeeping fields,
+-- given as bad: see task_problem): keep what there is, dead-letter it (counters repaired, so
+-- that a requeue runs it).
+local function bury_corrupt(id, user, part, tk, bad)
   local kind = redis.call('TYPE', tk)['ok']
   local raw = ''
   if kind == 'string' then
@@ -93,12 +99,20 @@ local function bury_corrupt(id, user, part, tk)
   if kind ~= 'hash' and kind ~= 'none' then
     quarantine(tk)
   end
-  rcall('HSET', tk, 'u', user, 'h', pack_header(3, 0, part, 1, 0), 'r', 0)
+  rcall('HSET', tk, 'u', user, 'r', 0)
+  if not bad or header_problem(rcall('HGET', tk, 'h')) then -- (a header that is fine is kept)
+    rcall('HSET', tk, 'h', pack_header(3, 0, part, 1, 0))
+  end
+  if kind ~= 'hash' or bad then
+    rcall('HSET', tk, 'a', 1)
+  end
   if kind ~= 'hash' then
-    rcall('HSET', tk, 'b', raw, 'a', 1)
+    rcall('HSET', tk, 'b', raw)
   end
   local why = 'corrupt task: its hash has no body'
-  if kind ~= 'hash' then
+  if bad then
+    why = 'corrupt task: ' .. bad
+  elseif kind ~= 'hash' then
     why = 'corrupt task: its key held a ' .. kind .. ' instead of a hash'
   end
   bury(P, id, now, why, 'CorruptTaskError', '', 'corrupt')
@@ -117,9 +131,17 @@ local function serve(part, user, score, stolen)
     end
     local tk = P .. ':t:' .. id
     local f = redis.pcall('HMGET', tk, 'b', 'h', 'r', 'a', 'e')
+    local bad = not f.err and f[1] and task_problem(f[2], f[3], f[4])
     if f.err then
       bury_corrupt(id, user, part, tk)
+    elseif bad then
+      bury_corrupt(id, user, part, tk, bad)
     elseif f[1] then
+      if not num(score) then -- a rotation score of +-inf: the user restarts at the partition clock
+        local clock = stored_num(P .. ':vclock', part, rcall('HGET', P .. ':vclock', part), 0)
+        repaired(rk, user, score, clock)
+        score = clock
+      end
       local weight = header(f[2]).w
       if weight <= 0 then weight = 1 end
       local cost = 1
@@ -138,7 +160,7 @@ local function serve(part, user, score, stolen)
       local attempts = tonumber(f[4] or '0') + 1
       local deadline = now + lease_ms
       -- 'wt' the wait (ms) of this attempt, observed in the histograms when the attempt ends
-      local wait = now - (tonumber(f[5]) or now)
+      local wait = now - (num(f[5]) or now)
       if timefair then
         rcall('HSET', tk, 'st', 'leased', 'wk', worker, 'tok', token, 'a', attempts, 'lt', now, 'wt', wait,
           'ch', cost)

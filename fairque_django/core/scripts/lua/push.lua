@@ -19,12 +19,13 @@
 --- @include "includes/parked_slot"
 --- @include "includes/hand_over"
 --- @include "includes/stat"
+--- @include "includes/next_seq"
 local P = ARGV[1]
 local n = tonumber(ARGV[2])
 local client_ms = ARGV[3]
 local idem_ms = tonumber(ARGV[4 + n * 2]) or 0
 local now = nil -- server time, read only when a task has a not-before time
-local first = rcall('INCRBY', P .. ':seq', n) - n
+local first = next_seq(P, n) - n
 local out = {}
 local counts = {}
 local stored = 0

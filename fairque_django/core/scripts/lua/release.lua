@@ -7,6 +7,7 @@
 --- @include "includes/rcall"
 --- @include "includes/enqueue_ready"
 --- @include "includes/stat"
+--- @include "includes/num"
 local P = ARGV[1]
 local n = 0
 for i = 3, #ARGV, 2 do
@@ -17,7 +18,7 @@ for i = 3, #ARGV, 2 do
     rcall('ZREM', P .. ':leases', id)
     rcall('HDEL', tk, 'tok', 'wk', 'wt')
     -- the attempt did not happen: do not count it
-    rcall('HSET', tk, 'a', math.max(0, tonumber(f[3] or '1') - 1))
+    rcall('HSET', tk, 'a', math.max(0, math.floor(num(f[3]) or 1) - 1))
     enqueue_ready(P, id, true)
     if ARGV[2] == '1' then
       stat(P, 'released', 1)

@@ -1,12 +1,16 @@
 --- @include "rcall"
+--- @include "num"
 
 -- Milliseconds until the next delayed task or lease deadline is due (-1: nothing scheduled).
+-- A score of +inf is no due time (run_timers repairs it).
 local function next_due(P, now)
   local best = -1
   for _, k in ipairs({P .. ':delayed', P .. ':leases'}) do
     local r = rcall('ZRANGE', k, 0, 0, 'WITHSCORES')
-    if r[2] then
-      local d = tonumber(r[2]) - now
+    local at = num(r[2])
+    if r[2] and not at and (tonumber(r[2]) or 0) < 0 then at = now end -- -inf: due now
+    if at then
+      local d = at - now
       if d < 0 then d = 0 end
       if best < 0 or d < best then best = d end
     end

@@ -1,4 +1,7 @@
 --- @include "rcall"
+--- @include "num"
+--- @include "hincr"
+--- @include "repaired"
 --- @include "observation"
 
 -- Observe an attempt that ended: its wait and, when known (run_ms >= 0), its run time, for its
@@ -7,12 +10,19 @@ local function observe(P, totals, user, wait_ms, run_ms)
   local uk = P .. ':m:' .. user
   local wf, ws, wait = observation(totals, 'w', wait_ms)
   if run_ms < 0 then
-    rcall('HINCRBY', uk, wf, 1)
-    rcall('HINCRBY', uk, ws, wait)
+    hincr(uk, wf, 1)
+    hincr(uk, ws, wait)
     return
   end
   local rf, rs, run = observation(totals, 'r', run_ms)
+  local fields = {wf, ws, rf, rs}
   local old = rcall('HMGET', uk, wf, ws, rf, rs)
-  rcall('HSET', uk, wf, (tonumber(old[1]) or 0) + 1, ws, (tonumber(old[2]) or 0) + wait,
-    rf, (tonumber(old[3]) or 0) + 1, rs, (tonumber(old[4]) or 0) + run)
+  for i = 1, 4 do
+    local n = num(old[i])
+    if old[i] and not n then
+      repaired(uk, fields[i], old[i], 0) -- written below with this observation
+    end
+    old[i] = n or 0
+  end
+  rcall('HSET', uk, wf, old[1] + 1, ws, old[2] + wait, rf, old[3] + 1, rs, old[4] + run)
 end

@@ -1,19 +1,28 @@
 --- @include "rcall"
 --- @include "lane_keys"
 --- @include "now_ms"
+--- @include "repaired"
 
 -- An idle worker slot parked on partition part, taken off the parked set, when nothing in the
 -- partition is ready and user's lanes are empty (so a pop would choose the task at hand too);
--- nil otherwise. Also returns the server time (ms) when a slot was found.
+-- nil otherwise. Also returns the server time (ms) when a slot was found. A member that is not
+-- "token\tworker\tlease_ms\tfairness" is dropped (reported) and the next one tried.
 local function parked_slot(P, part, user)
   if rcall('ZCARD', P .. ':ready:' .. part) > 0 or rcall('EXISTS', lane_keys(P, user)) > 0 then
     return nil
   end
   local pk = P .. ':parked:' .. part
   local now = now_ms()
-  local slot = rcall('ZRANGEBYSCORE', pk, now, '+inf', 'LIMIT', 0, 1)[1]
-  if slot then
+  for _ = 1, 10 do
+    local slot = rcall('ZRANGEBYSCORE', pk, now, '+inf', 'LIMIT', 0, 1)[1]
+    if not slot then
+      return nil
+    end
     rcall('ZREM', pk, slot)
+    if string.match(slot, '^[^\t]+\t[^\t]+\t%d+\t[^\t]*$') then
+      return slot, now
+    end
+    repaired(pk, slot, 'a malformed slot', 'removed')
   end
-  return slot, now
+  return nil
 end

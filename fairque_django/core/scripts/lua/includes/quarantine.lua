@@ -8,8 +8,11 @@ local quarantined = {}
 local function quarantine(key)
   local P = string.match(key, '^%b{}')
   local n = redis.pcall('INCR', P .. ':quarantined')
-  if type(n) ~= 'number' then
-    n = redis.call('TIME')[2]
+  if type(n) ~= 'number' then -- the counter holds garbage: restart it from the clock (a fresh name)
+    local t = redis.call('TIME')
+    n = tonumber(t[1]) * 1000000 + tonumber(t[2])
+    redis.pcall('DEL', P .. ':quarantined')
+    redis.pcall('SET', P .. ':quarantined', n)
   end
   local dest = P .. ':quarantine:' .. key .. ':' .. n
   redis.call('RENAME', key, dest)

@@ -1,23 +1,28 @@
 --- @include "rcall"
+--- @include "stored_num"
+--- @include "due_now"
 --- @include "recover_expired"
 --- @include "promote_delayed"
 --- @include "next_due"
 
 -- Run the timer work (lease recovery, delayed promotion) when the gate says something may be
--- due, then move the gate to the next due time. Keeps the common pop free of timer scans.
+-- due, then move the gate to the next due time (at most a minute ahead). Keeps the common pop
+-- free of timer scans. A gate that holds no number is repaired to 0: the timers run now.
 -- Returns the gate (ms).
 local function run_timers(P, now)
-  local gate = tonumber(rcall('GET', P .. ':gate') or '0')
-  if gate > now then
+  local gk = P .. ':gate'
+  local gate = stored_num(gk, nil, rcall('GET', gk), 0)
+  if gate > now and gate <= now + 60000 then
     return gate
   end
+  due_now(P, now)
   recover_expired(P, now, 50)
   promote_delayed(P, now, 200)
   local due = next_due(P, now)
   local nxt = now + 60000
-  if due >= 0 then
+  if due >= 0 and due < 60000 then
     nxt = now + math.max(due, 1)
   end
-  rcall('SET', P .. ':gate', nxt)
+  rcall('SET', gk, nxt)
   return nxt
 end

@@ -1,6 +1,6 @@
---- @include "rcall"
+--- @include "hincr"
 
 -- Add n to a counter of the stats hash.
 local function stat(P, field, n)
-  rcall('HINCRBY', P .. ':queue:stats', field, n)
+  hincr(P .. ':queue:stats', field, n)
 end
