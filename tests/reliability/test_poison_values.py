@@ -182,6 +182,8 @@ FAMILIES: list[Family] = [
     Family("result", ("result",), READ, sset(lambda s: s.keys.result("a", s.victims["a"]), "{not json")),
     Family("result owner", ("result_owner",), TOLERATED, sset(lambda s: s.keys.result_owner(s.victims["a"]), "zz")),
     Family("quarantine counter", ("quarantined",), QUARANTINED, quarantined_garbage),
+    # any value reads "already pushed" for an idempotent (outbox) push of that id, by design
+    Family("idempotency marker", ("idempotency",), TOLERATED, sset(lambda s: s.keys.idempotency("other"), "junk")),
     Family("moved-aside key", ("quarantine",), TOLERATED, sset(lambda s: s.keys.quarantine("x", 1), "junk")),
 ]
 
