@@ -192,6 +192,15 @@ class QueueOps:
                 yield from self._sync_steal_set(plan)
             args, token = self.proto.pop_args(plan, lease_seconds, count, park_ms=park_ms, unpark=unpark)
             reply = PopReply.parse((yield run(self.scripts.pop, args)))
+            if reply.resync and len(reply.rows) < count:
+                # the steal copies were out of date (nothing stolen): sync them, and lease the rest as
+                # the same call would have (a slot about to wait parks now, its '-' wake-up taken back)
+                yield from self._sync_steal_set(plan)
+                if park_ms and not reply.rows:
+                    yield call("delete", self.keys.hand(token))
+                args, _ = self.proto.pop_args(plan, lease_seconds, count - len(reply.rows),
+                                              park_ms=0 if reply.rows else park_ms, token=token)
+                reply = reply.then(PopReply.parse((yield run(self.scripts.pop, args))))
         return (yield from self._leased(reply, token, plan))
 
     def _take_handed(self, token: str, worker_id: str | None) -> Op[PopStep]:

@@ -62,6 +62,11 @@ class PopReply:
         return cls(served=due != -2, due=due / 1000.0 if due >= 0 else None, problems=problems, rows=tuple(rows),
                    resync=resync)
 
+    def then(self, later: PopReply) -> PopReply:
+        """This reply followed by the reply of a later pop of the same slot (after a resync)."""
+        return PopReply(served=self.served, due=later.due, problems=self.problems + later.problems,
+                        rows=self.rows + later.rows, resync=later.resync)
+
     @classmethod
     def handed(cls, item: bytes | str) -> PopReply:
         """A task a push leased straight to a parked slot (``id\tuser\tdeadline_ms\tbody`` on the

@@ -40,6 +40,7 @@
 --- @include "includes/next_due"
 --- @include "includes/steal_ready_key"
 --- @include "includes/steal_index_update"
+--- @include "includes/steal_invalidate"
 local P, worker, own = ARGV[1], ARGV[2], ARGV[3]
 local lease_ms, token, steal_digest = tonumber(ARGV[4]), ARGV[5], ARGV[6]
 local timefair = ARGV[7] == 'time'
@@ -173,7 +174,8 @@ local function serve(part, user, score, stolen)
   end
 end
 
-local sources, stale = nil, false -- the steal sources, read at the first steal; whether out of date
+-- the steal sources, read at the first steal; whether they are out of date; keys moved aside by then
+local sources, stale, sources_moved = nil, false, 0
 
 -- The sources of the steal step, each {partition, sorted set, copy}: a sorted set whose head is the
 -- next user this worker may take from that partition, by virtual time. Per steal partition, the
@@ -212,15 +214,22 @@ local function pop_one()
 
   -- 2. steal: the lowest virtual start time among the sources' heads (the earlier source on ties)
   if not sources then
-    sources = steal_sources()
+    sources, sources_moved = steal_sources(), #quarantined
   end
   for _ = 1, 100 do
-    local best, user, score = nil, nil, nil
+    local best, user, score, moved = nil, nil, nil, #quarantined
     for _, src in ipairs(sources) do
       local head = rcall('ZRANGE', src[2], 0, 0, 'WITHSCORES')
       if head[1] and (not score or tonumber(head[2]) < score) then
         best, user, score = src, head[1], tonumber(head[2])
       end
+    end
+    if #quarantined > moved then -- a copy held something else (moved aside): all copies out of date
+      steal_invalidate(P)
+    end
+    if #quarantined > sources_moved then -- a key was moved aside since: trust no copy (sync first)
+      problems[#problems + 1] = 'resync: steal copies out of date'
+      sources, stale, best = {}, true, nil
     end
     if not best then break end
     local real = nil
