@@ -38,15 +38,17 @@ end
 
 local moved = #quarantined
 local now = now_ms()
-rcall('ZADD', seen_key, now, worker)
 for _, w in ipairs(rcall('ZRANGEBYSCORE', seen_key, '-inf', now - tonumber(ARGV[4]), 'LIMIT', 0, 10)) do
-  drop(w)
+  if w ~= worker then
+    drop(w)
+  end
 end
 if #quarantined > moved then -- a stealer's key was moved aside: every stealer rebuilds
   steal_invalidate(P)
   moved = #quarantined
 end
 if current() then
+  rcall('ZADD', seen_key, now, worker)
   return 1
 elseif ARGV[5] ~= '1' then
   return 0
@@ -88,4 +90,5 @@ if #quarantined > moved then -- a key was moved aside: the other stealers rebuil
   steal_invalidate(P)
 end
 rcall('SET', digest_key, digest .. '|' .. (redis.call('MGET', P .. ':stealepoch')[1] or ''))
+rcall('ZADD', seen_key, now, worker)
 return 1
