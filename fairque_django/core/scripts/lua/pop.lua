@@ -127,7 +127,7 @@ local function serve(part, user, score, stolen)
       problems[#problems + 1] = tk .. ': corrupt task: its hash has no state (dead-lettered)'
     elseif f[1] and (f[6] ~= 'queued' or f[7] ~= user) then
       -- not a queued task of this user (a stray id in its lane): never lease it; drop it from the lane
-      problems[#problems + 1] = tk .. ': in the lane of user ' .. user .. ' but ' .. tostring(f[6]) ..
+      problems[#problems + 1] = tk .. ': in the lane of user ' .. user .. ' but ' .. (f[6] or 'without state') ..
         ' for user ' .. tostring(f[7] or '?') .. ' (dropped from the lane)'
     elseif f[1] then
       local weight = header(f[2]).w
