@@ -23,6 +23,14 @@ suffixes as the methods below (a test checks that every suffix a script uses is 
   P:runavg                     HASH   user -> moving average run time in ms (fairness "time")
   P:queue:stats                HASH   counters (the total pushed is the sum of p:<n>:pushed)
   P:m:<user> / P:m:~all        HASH   wait and run histograms (ms);  P:m:~tput  completions per minute
+  P:steal:<w>, P:stealdigest:<w> SET, STRING  a stealer's exact targets; "<digest>|<P:stealepoch>" of its copies
+  P:sready:<n>:<part>:<w>      ZSET   steal copy: the users of P:ready:<part> stealer w may take, same scores
+                                      (<n> = bytes in <part>: the name is unambiguous when ids contain ':')
+  P:stealers:<part>            HASH   stealer -> its definition ("1"/"0" has exact targets, then tab-separated
+                                      anchored Lua patterns): whose copies a change of P:ready:<part> updates
+  P:stealparts:<w>             SET    the partitions stealer w has copies of
+  P:stealseen                  ZSET   stealer -> when it last synced (ms): long-silent stealers are forgotten
+  P:stealepoch                 STRING changed when a steal key was moved aside: every stealer rebuilds
   P:quarantine:<key>:<n>       any    a key that held the wrong type of value, moved aside
   P:quarantined                STRING counter numbering the keys moved aside
 """
@@ -154,6 +162,26 @@ class Keys:
 
     def steal_digest(self, worker_id: str) -> str:
         return f"{self.base}:stealdigest:{worker_id}"
+
+    def steal_ready(self, partition: str, worker_id: str) -> str:
+        """A stealer's copy of a partition's ready set (the users it may take)."""
+        return f"{self.base}:sready:{len(partition.encode('utf-8'))}:{partition}:{worker_id}"
+
+    def stealers(self, partition: str) -> str:
+        """Stealer -> definition, of the stealers that keep a copy of the partition's ready set."""
+        return f"{self.base}:stealers:{partition}"
+
+    def steal_parts(self, worker_id: str) -> str:
+        return f"{self.base}:stealparts:{worker_id}"
+
+    @property
+    def steal_seen(self) -> str:
+        """Stealer -> when it last synced its copies (ms)."""
+        return f"{self.base}:stealseen"
+
+    @property
+    def steal_epoch(self) -> str:
+        return f"{self.base}:stealepoch"
 
     def worker(self, worker_id: str) -> str:
         return f"{self.base}:worker:{worker_id}"

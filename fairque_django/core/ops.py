@@ -44,8 +44,11 @@ __all__ = ["Op", "QueueOps", "Request", "adrive", "drive"]
 
 logger = logging.getLogger("fairque_django.queue")
 
-# How often a queue checks that a worker's steal set is still in Redis (one GET).
+# How often a queue checks that a worker's steal copies are still in Redis (one script call).
 STEAL_SET_RECHECK_SECONDS = 5.0
+# The steal copies of a worker that has not synced them for this long are deleted (a worker removed
+# from the configuration, or stopped that long); it rebuilds them when it pops again.
+STEALER_FORGET_SECONDS = 3600.0
 
 T = TypeVar("T")
 # (transport method name, its arguments): no keyword arguments, they cost the hot paths time
@@ -136,6 +139,7 @@ class QueueOps:
         self._synced: dict[str, float] = {}  # worker id -> when its steal set was last checked
         # Redis may come back empty (a restart without persistence): look again this often
         self.steal_set_recheck_seconds = STEAL_SET_RECHECK_SECONDS
+        self.stealer_forget_seconds = STEALER_FORGET_SECONDS
 
     # --- push ---------------------------------------------------------------------------
     def _push(self, task: Task, user_id: str | None) -> Op[dict[str, Any]]:
@@ -173,17 +177,19 @@ class QueueOps:
     # --- pop ----------------------------------------------------------------------------
     def _steal_set_unsynced(self, plan: PopPlan) -> bool:
         """Whether :meth:`_sync_steal_set` has work (asked first: a generator costs the hot paths time)."""
-        if not plan.steal_set_key:
+        if not self.config.workers:
             return False
         checked = self._synced.get(plan.worker_id)
         return checked is None or time.monotonic() - checked > self.steal_set_recheck_seconds
 
     def _sync_steal_set(self, plan: PopPlan) -> Op[None]:
-        """Mirror the worker's exact steal targets (from config) into its Redis SET when its digest
-        there is not theirs (first use, a changed configuration, or Redis lost its keys)."""
-        digest = yield call("get", self.keys.steal_digest(plan.worker_id))
-        if text(digest or b"") != plan.steal_digest:
-            yield execute(self.proto.steal_set_commands(plan), transaction=True)
+        """Check the worker's steal copies (``steal_sync.lua``) and rebuild them from its definitions
+        (from config) when their digest in Redis is not theirs (first use, a changed configuration,
+        Redis lost its keys, a steal key was moved aside). Workers without steal targets sync too:
+        that deletes the copies a former configuration gave them."""
+        forget_ms = int(self.stealer_forget_seconds * 1000)
+        if not int((yield run(self.scripts.steal_sync, self.proto.steal_sync_args(plan, forget_ms, False)))):
+            yield run(self.scripts.steal_sync, self.proto.steal_sync_args(plan, forget_ms, True))
         self._synced[plan.worker_id] = time.monotonic()
 
     def _pop(self, worker_id: str | None, lease_seconds: float | None) -> Op[tuple[Task | None, float | None]]:
@@ -192,10 +198,12 @@ class QueueOps:
 
     def _pop_many(self, count: int, worker_id: str | None, lease_seconds: float | None,
                   ) -> Op[tuple[list[Task], float | None]]:
+        resynced = False
         while True:
             step = yield from self._pop_step(worker_id, count, lease_seconds, 0, None)
-            if not step.again:
+            if not step.again or (step.resync and resynced):  # the copies synced: pop once more
                 return step.tasks, step.due
+            resynced = resynced or step.resync
 
     def _pop_step(self, worker_id: str | None, count: int, lease_seconds: float | None, park_ms: int,
                   unpark: str | None) -> Op[PopStep]:
@@ -205,6 +213,15 @@ class QueueOps:
                 yield from self._sync_steal_set(plan)
             args, token = self.proto.pop_args(plan, lease_seconds, count, park_ms=park_ms, unpark=unpark)
             reply = PopReply.parse((yield run(self.scripts.pop, args)))
+            if reply.resync and len(reply.rows) < count:
+                # the steal copies were out of date (nothing stolen): sync them, and lease the rest as
+                # the same call would have (a slot about to wait parks now, its '-' wake-up taken back)
+                yield from self._sync_steal_set(plan)
+                if park_ms and not reply.rows:
+                    yield call("delete", self.keys.hand(token))
+                args, _ = self.proto.pop_args(plan, lease_seconds, count - len(reply.rows),
+                                              park_ms=0 if reply.rows else park_ms, token=token)
+                reply = reply.then(PopReply.parse((yield run(self.scripts.pop, args))))
         return (yield from self._leased(reply, token, plan))
 
     def _take_handed(self, token: str, worker_id: str | None) -> Op[PopStep]:
@@ -223,11 +240,14 @@ class QueueOps:
     def _leased(self, reply: PopReply, token: str, plan: PopPlan) -> Op[PopStep]:
         """The step of a pop reply; corrupt tasks are dead-lettered."""
         tasks, corrupt = self.proto.read_pop(reply, token, plan.worker_id)
+        if reply.resync:  # the steal copies are out of date: sync before the next pop
+            self._synced.pop(plan.worker_id, None)
         for task_id, why in corrupt:
             yield from self._fail_raw(task_id, token, why, "CorruptTaskError", "", "corrupt", dead=True)
         for task in tasks:
             self._leases[task.task_id] = token
-        return PopStep(tasks, reply.due, token, handed_over=not reply.served, corrupt=len(corrupt))
+        return PopStep(tasks, reply.due, token, handed_over=not reply.served, corrupt=len(corrupt),
+                       resync=reply.resync)
 
     def _complete_and_pop(self, task: Task, duration: float | None, result_json: str | None,
                           worker_id: str | None, lease_seconds: float | None,

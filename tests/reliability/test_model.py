@@ -26,6 +26,7 @@ from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
 
 from fairque_django import LeaseLostError, Task, TaskQueue
 from fairque_django.core.config import FairQueueConfig
+from fairque_django.core.ops import drive
 from fairque_django.core.scripts.commands import STAT_FIELDS, stat_counters, task_fields
 from fairque_django.core.scripts.pop import PopStep
 from tests.support.redis_url import REDIS_URL
@@ -85,6 +86,9 @@ class QueueMachine(RuleBasedStateMachine):
         self.n = 0
         self.parks: dict[str, str] = {}  # token -> worker of the parked slots
         self.consumed: list[tuple[str, str]] = []  # (token, worker) of slots a push leased a task to
+        self.junk: set[str] = set()  # workers whose steal copies got members no ready set has
+        for w, q in self.queues.items():  # the steal copies exist from the start (pops keep them synced)
+            drive(q.transport, q._sync_steal_set(q.proto.plan(w)))
 
     def teardown(self) -> None:
         keys = list(self.client.scan_iter(match=f"{self.base}*", count=1000))
@@ -346,6 +350,25 @@ class QueueMachine(RuleBasedStateMachine):
             done = self.producer.requeue_dead(order)
         assert done == self.model.requeue(order)
 
+    @rule(worker=st.sampled_from(WORKER_IDS), how=st.sampled_from(["lost", "wrong_type", "junk", "epoch"]))
+    def spoil_steal_copies(self, worker: str, how: str) -> None:
+        """Redis loses a worker's steal copies, or a copy holds something else: pops stay exact."""
+        plan = self.queues[worker].proto.plan(worker)
+        keys = self.producer.keys
+        if not plan.steal_partitions:
+            return
+        copy = keys.steal_ready(plan.steal_partitions[-1], worker)
+        if how == "lost":
+            self.client.delete(keys.steal_digest(worker), copy)
+        elif how == "wrong_type":
+            self.client.delete(copy)
+            self.client.set(copy, "garbage")
+        elif how == "junk" and self.client.type(copy) in (b"zset", b"none"):  # a member no ready set has
+            self.client.zadd(copy, {"zz-nobody": -1.0})
+            self.junk.add(worker)
+        elif how == "epoch":
+            self.client.set(keys.steal_epoch, "not a number")
+
     # --- invariants -------------------------------------------------------------------
     @rule(kind=st.sampled_from(["vclock", "vfinish", "stat"]), part=st.sampled_from([*WORKER_IDS, "~pool"]),
           user=st.sampled_from(USERS), counter=st.sampled_from(POISONED_COUNTERS))
@@ -360,6 +383,28 @@ class QueueMachine(RuleBasedStateMachine):
         else:
             self.client.hset(f"{self.base}:queue:stats", counter, GARBAGE)
             self.model.poison_stat(counter)
+
+    @invariant()
+    def steal_copies_agree_with_the_ready_sets(self) -> None:
+        """Each stealer's copy of a partition's ready set holds exactly the users of the ready set it
+        may take, same scores, while its digest says the copies are current."""
+        keys = self.producer.keys
+        epoch = self.client.get(keys.steal_epoch)
+        for w in WORKER_IDS:
+            plan = self.queues[w].proto.plan(w)
+            digest = self.client.get(keys.steal_digest(w))
+            if digest is None or text(digest) != f"{plan.steal_digest}|{text(epoch or b'')}":
+                continue  # out of date: the worker's next pop syncs them first
+            worker = self.config.get_worker(w)
+            for part in plan.steal_partitions:
+                copy = keys.steal_ready(part, w)
+                if self.client.type(copy) not in (b"zset", b"none"):
+                    continue  # a spoiled copy: the next script that reads it moves it aside (and resyncs)
+                got = {text(u): s for u, s in self.client.zrange(copy, 0, -1, withscores=True)}
+                want = {u: s for u, s in self.model.ready[part].items() if worker.may_steal(u)}
+                if w in self.junk:
+                    got = {u: s for u, s in got.items() if u != "zz-nobody"}
+                assert got == want, f"steal copy of {part} for {w}: redis {got} model {want}"
 
     @invariant()
     def redis_agrees_with_the_model(self) -> None:

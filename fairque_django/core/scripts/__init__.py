@@ -17,7 +17,7 @@ from .loader import source
 __all__ = ["SCRIPT_NAMES", "AsyncScripts", "Scripts", "source"]
 
 SCRIPT_NAMES = ("push", "pop", "complete", "fail", "release", "extend", "requeue_dead", "delete",
-                "alert_transition")
+                "alert_transition", "steal_sync")
 
 
 class Scripts:
@@ -36,6 +36,7 @@ class Scripts:
     requeue_dead: Script
     delete: Script
     alert_transition: Script
+    steal_sync: Script
 
 
 class AsyncScripts(Scripts):
@@ -50,3 +51,4 @@ class AsyncScripts(Scripts):
     requeue_dead: AsyncScript  # type: ignore[assignment]
     delete: AsyncScript  # type: ignore[assignment]
     alert_transition: AsyncScript  # type: ignore[assignment]
+    steal_sync: AsyncScript  # type: ignore[assignment]

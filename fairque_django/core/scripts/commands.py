@@ -11,7 +11,7 @@ import time
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from ..codec import chunks, count, text
+from ..codec import count, text
 from ..config import POOL_PARTITION, FairQueueConfig, glob_to_lua_pattern, is_pattern
 from ..context import current_user
 from ..errors import CorruptTaskError, PayloadTooLargeError, TaskValidationError, UnservedUserError
@@ -144,33 +144,31 @@ class Commands:
         if cached is not None:
             return cached
         if wid == POOL_PARTITION and not self.config.workers:
-            plan = PopPlan(wid, POOL_PARTITION, "", (), (), ())
+            plan = PopPlan(wid, POOL_PARTITION, (), (), ())
         else:
             worker = self.config.get_worker(wid)
-            exact = tuple(sorted(u for u in worker.steal_targets if not is_pattern(u)))
-            patterns = tuple(glob_to_lua_pattern(u) for u in worker.steal_targets if is_pattern(u))
             plan = PopPlan(
                 worker_id=wid,
                 own_partition=wid,
-                steal_set_key=self.keys.steal_set(wid) if exact else "",
-                steal_exact=exact,
-                steal_patterns=patterns,
+                steal_exact=tuple(sorted(u for u in worker.steal_targets if not is_pattern(u))),
+                steal_patterns=tuple(glob_to_lua_pattern(u) for u in worker.steal_targets if is_pattern(u)),
                 steal_partitions=self.config.steal_partitions(wid) if worker.steal_targets else (),
             )
         self._plans[wid] = plan
         return plan
 
     def pop_args(self, plan: PopPlan, lease_seconds: float | None, count: int = 1, *, park_ms: int = 0,
-                 unpark: str | None = None) -> tuple[list[Any], str]:
+                 unpark: str | None = None, token: str | None = None) -> tuple[list[Any], str]:
         """Arguments of ``pop.lua`` leasing up to ``count`` tasks (at least one), and their lease token.
 
         ``park_ms``: a slot about to wait parks for that long when nothing is ready (a push may then
-        lease it a task directly); ``unpark``: the token of that park, the wait being over."""
-        token = unpark or secrets.token_hex(16)
+        lease it a task directly); ``unpark``: the token of that park, the wait being over; ``token``:
+        the lease token to use (default: a new one)."""
+        token = unpark or token or secrets.token_hex(16)
         lease = lease_seconds if lease_seconds is not None else self.config.queue.lease_timeout_seconds
         args: list[Any] = [self.keys.base, plan.worker_id, plan.own_partition, int(lease * 1000), token,
-                           plan.steal_set_key, self._fairness, max(count, 1), park_ms, "1" if unpark else "0",
-                           len(plan.steal_patterns), *plan.steal_patterns, *plan.steal_partitions]
+                           plan.steal_digest if plan.steal_partitions else "", self._fairness, max(count, 1),
+                           park_ms, "1" if unpark else "0", len(plan.steal_partitions), *plan.steal_partitions]
         return args, token
 
     def push_args(self, encoded: Sequence[list[Any]], idempotent: bool = False) -> list[Any]:
@@ -291,11 +289,14 @@ class Commands:
     def dlq_range_command(self, offset: int, limit: int, newest_first: bool) -> list[Any]:
         return ["ZREVRANGE" if newest_first else "ZRANGE", self.keys.dlq, offset, offset + limit - 1]
 
-    def steal_set_commands(self, plan: PopPlan) -> list[list[Any]]:
-        """The writes that mirror a worker's exact steal targets into its SET (in a transaction)."""
-        key = plan.steal_set_key
-        return [["DEL", key], *(["SADD", key, *group] for group in chunks(plan.steal_exact, 5000)),
-                ["SET", self.keys.steal_digest(plan.worker_id), plan.steal_digest]]
+    def steal_sync_args(self, plan: PopPlan, forget_ms: int, full: bool) -> list[Any]:
+        """Arguments of ``steal_sync.lua``: check the worker's steal copies against its digest, and
+        (``full``) the definitions to rebuild them from when they do not match."""
+        args: list[Any] = [self.keys.base, plan.worker_id, plan.steal_digest, forget_ms, "1" if full else "0"]
+        if full:
+            args += [len(plan.steal_exact), *plan.steal_exact, len(plan.steal_patterns), *plan.steal_patterns,
+                     *plan.steal_partitions]
+        return args
 
     def result_command(self, task: Task, data: str) -> list[Any]:
         """The write that keeps a task's outcome (JSON) for ``queue.result_ttl_seconds``."""

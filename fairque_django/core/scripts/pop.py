@@ -5,13 +5,15 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from ..codec import text
 from ..models import Task
 
 __all__ = ["PopPlan", "PopReply", "PopStep"]
+
+RESYNC = "resync: steal copies out of date"  # pop.lua's problem entry when the worker's steal copies are stale
 
 
 @dataclass(frozen=True, slots=True)
@@ -20,14 +22,14 @@ class PopPlan:
 
     worker_id: str
     own_partition: str
-    steal_set_key: str
     steal_exact: tuple[str, ...]
-    steal_patterns: tuple[str, ...]
+    steal_patterns: tuple[str, ...]  # anchored Lua patterns
     steal_partitions: tuple[str, ...]
+    steal_digest: str = field(init=False)  # names the definitions: the steal copies are rebuilt when it changes
 
-    @property
-    def steal_digest(self) -> str:
-        return hashlib.sha1("\n".join(self.steal_exact).encode()).hexdigest()
+    def __post_init__(self) -> None:
+        parts = ("v2", *self.steal_exact, "", *self.steal_patterns, "", *self.steal_partitions)
+        object.__setattr__(self, "steal_digest", hashlib.sha1("\n".join(parts).encode()).hexdigest())
 
     @property
     def wake_partitions(self) -> tuple[str, ...]:
@@ -44,6 +46,7 @@ class PopReply:
     due: float | None  # seconds until a delayed task or lease is due, when no task was leased
     problems: tuple[str, ...]  # keys moved aside / tasks dead-lettered by the script, to log
     rows: tuple[tuple[Any, ...], ...]  # per task: id, body, retries, attempts, deadline ms, user, stolen
+    resync: bool = False  # the worker's steal copies were out of date (nothing stolen): sync them
 
     @classmethod
     def parse(cls, reply: Sequence[Any]) -> PopReply:
@@ -52,8 +55,17 @@ class PopReply:
         for i in range(2, len(reply), 3):
             retries, attempts, deadline, stolen, user = text(reply[i + 2]).split("\t", 4)
             rows.append((reply[i], reply[i + 1], retries, attempts, deadline, user, stolen))
-        return cls(served=due != -2, due=due / 1000.0 if due >= 0 else None,
-                   problems=tuple(text(p) for p in reply[1] or ()), rows=tuple(rows))
+        problems = tuple(text(p) for p in reply[1] or ())
+        resync = RESYNC in problems
+        if resync:
+            problems = tuple(p for p in problems if p != RESYNC)
+        return cls(served=due != -2, due=due / 1000.0 if due >= 0 else None, problems=problems, rows=tuple(rows),
+                   resync=resync)
+
+    def then(self, later: PopReply) -> PopReply:
+        """This reply followed by the reply of a later pop of the same slot (after a resync)."""
+        return PopReply(served=self.served, due=later.due, problems=self.problems + later.problems,
+                        rows=self.rows + later.rows, resync=later.resync)
 
     @classmethod
     def handed(cls, item: bytes | str) -> PopReply:
@@ -75,8 +87,10 @@ class PopStep:
     token: str
     handed_over: bool = False
     corrupt: int = 0
+    resync: bool = False  # the steal copies were out of date: nothing was stolen (they sync first)
 
     @property
     def again(self) -> bool:
-        """Whether only corrupt tasks came (the caller pops again)."""
-        return self.corrupt > 0 and not self.tasks
+        """Whether only corrupt tasks came, or nothing while the steal copies were out of date (the
+        caller pops again)."""
+        return (self.corrupt > 0 or self.resync) and not self.tasks

@@ -1,13 +1,17 @@
 -- pop: lease the next tasks for a worker slot, fairly; optionally park the slot (hand-off).
 -- Own partition first (round-robin / stride over its users by virtual time); only when it has no
--- ready user, steal from the partitions at the end of ARGV among users the worker may steal.
+-- ready user, steal: the lowest virtual time among the heads of the worker's steal copies of the
+-- partitions at the end of ARGV (P:sready:..., the users of a partition's ready set it may take,
+-- same scores; kept by every script that changes a ready set, built by steal_sync.lua).
 -- Within a user: CRITICAL lane (FIFO) first, then priority 5..1, FIFO within a priority.
 -- Before choosing, expired leases are taken back and due delayed tasks are promoted.
 -- Keys: every key is P .. a suffix named in core/keys.py (Keys); the hand list is P:hand:<token>.
 -- KEYS[1]  P:queue:stats (routes the call to the prefix's slot)
 -- ARGV[1]  P, the hash-tagged prefix        ARGV[2]  worker id      ARGV[3] own partition ('' = none)
 -- ARGV[4]  lease ms                         ARGV[5]  lease token
--- ARGV[6]  steal set key ('' = none): a SET of the users the worker may steal by exact name
+-- ARGV[6]  steal digest ('' = steals nothing): the steal copies are used only while
+--          P:stealdigest:<worker> is "<digest>|<P:stealepoch>"; otherwise nothing is stolen and
+--          problems gets the entry 'resync: steal copies out of date' (the caller syncs them again)
 -- ARGV[7]  fairness: 'time' charges the user's run time (ms), 'count' one per task
 -- ARGV[8]  count: lease up to this many tasks (each chosen as a single pop would choose it)
 -- ARGV[9]  park ms (0 = no park): the slot is about to wait (BLPOP on P:hand:<token>, then the wake
@@ -16,7 +20,7 @@
 --          list so that the wait returns at once
 -- ARGV[10] '1' = unpark: the slot's wait ended; unpark it first, and when it is no longer parked
 --          (a push leased it a task, or it never parked) lease nothing and answer status 0
--- ARGV[11] number of steal patterns K, then K anchored Lua patterns, then the partitions to steal from
+-- ARGV[11] number of steal partitions N, then the N partitions to steal from
 -- Returns  {due, problems, then 3 fields per task leased: id, body,
 --           "retries\tattempts\tlease deadline ms\tstolen (0/1)\tuser"}
 --          due: ms until a delayed task or lease is due when no task was leased; -1 when a task was
@@ -38,19 +42,17 @@
 --- @include "includes/stored_num"
 --- @include "includes/repaired"
 --- @include "includes/task_problem"
+--- @include "includes/steal_ready_key"
+--- @include "includes/steal_index_update"
+--- @include "includes/steal_invalidate"
 local P, worker, own = ARGV[1], ARGV[2], ARGV[3]
-local lease_ms, token, steal_set = tonumber(ARGV[4]), ARGV[5], ARGV[6]
+local lease_ms, token, steal_digest = tonumber(ARGV[4]), ARGV[5], ARGV[6]
 local timefair = ARGV[7] == 'time'
 local want = tonumber(ARGV[8])
 local park_ms = tonumber(ARGV[9])
 local unpark = ARGV[10] == '1'
-local npat = tonumber(ARGV[11])
-local patterns = {}
-for i = 1, npat do
-  patterns[i] = ARGV[11 + i]
-end
 local parts = {}
-for i = 12 + npat, #ARGV do
+for i = 12, 11 + tonumber(ARGV[11]) do
   parts[#parts + 1] = ARGV[i]
 end
 local parked_key, slot = P .. ':parked:' .. own, nil
@@ -127,13 +129,21 @@ local function serve(part, user, score, stolen)
     local id, from_critical = take(user)
     if not id then
       rcall('ZREM', rk, user)
+      steal_index_update(P, part, user, nil)
       return false
     end
     local tk = P .. ':t:' .. id
-    local f = redis.pcall('HMGET', tk, 'b', 'h', 'r', 'a', 'e')
+    local f = redis.pcall('HMGET', tk, 'b', 'h', 'r', 'a', 'e', 'st', 'u')
     local bad = not f.err and f[1] and task_problem(f[2], f[3], f[4])
     if f.err then
       bury_corrupt(id, user, part, tk)
+    elseif f[1] and f[7] == user and not f[6] then
+      bury(P, id, now, 'corrupt task: its hash has no state', 'CorruptTaskError', '', 'corrupt')
+      problems[#problems + 1] = tk .. ': corrupt task: its hash has no state (dead-lettered)'
+    elseif f[1] and (f[6] ~= 'queued' or f[7] ~= user) then
+      -- not a queued task of this user (a stray id in its lane): never lease it; drop it from the lane
+      problems[#problems + 1] = tk .. ': in the lane of user ' .. user .. ' but ' .. (f[6] or 'without state') ..
+        ' for user ' .. tostring(f[7] or '?') .. ' (dropped from the lane)'
     elseif bad then
       bury_corrupt(id, user, part, tk, bad)
     elseif f[1] then
@@ -151,9 +161,11 @@ local function serve(part, user, score, stolen)
       local finish = score + cost / weight
       if has_more(user, from_critical) then
         rcall('ZADD', rk, finish, user)
+        steal_index_update(P, part, user, finish)
         wake(P, part)
       else
         rcall('ZREM', rk, user)
+        steal_index_update(P, part, user, nil)
         rcall('HSET', P .. ':vfinish:' .. part, user, finish)
         rcall('HSET', P .. ':vclock', part, score)
       end
@@ -184,16 +196,28 @@ local function serve(part, user, score, stolen)
   end
 end
 
-local function may_steal(user)
-  if steal_set ~= '' and rcall('SISMEMBER', steal_set, user) == 1 then
-    return true
+-- the steal sources, read at the first steal; whether they are out of date; keys moved aside by then
+local sources, stale, sources_moved = nil, false, 0
+
+-- The sources of the steal step, each {partition, sorted set, copy}: a sorted set whose head is the
+-- next user this worker may take from that partition, by virtual time. Per steal partition, the
+-- worker's steal copy (copy = true: checked against the ready set before use); none while the copies
+-- are out of date (Redis lost them, or a key was moved aside): the caller syncs and pops again.
+local function steal_sources()
+  local found = {}
+  if steal_digest == '' then
+    return found
   end
-  for _, pat in ipairs(patterns) do
-    if string.find(user, pat) then
-      return true
-    end
+  local seen = redis.call('MGET', P .. ':stealdigest:' .. worker, P .. ':stealepoch')
+  if seen[1] ~= steal_digest .. '|' .. (seen[2] or '') then
+    problems[#problems + 1] = 'resync: steal copies out of date'
+    stale = true
+    return found
   end
-  return false
+  for _, part in ipairs(parts) do
+    found[#found + 1] = {part, steal_ready_key(P, part, worker), true}
+  end
+  return found
 end
 
 -- Lease the next task for this worker (own partition first, then stealing); whether one was.
@@ -210,33 +234,36 @@ local function pop_one()
     end
   end
 
-  -- 2. steal: the lowest virtual start time among stealable users across the partitions
+  -- 2. steal: the lowest virtual start time among the sources' heads (the earlier source on ties)
+  if not sources then
+    sources, sources_moved = steal_sources(), #quarantined
+  end
   for _ = 1, 100 do
-    local best_part, best_user, best_score = nil, nil, nil
-    for _, part in ipairs(parts) do
-      local rk = P .. ':ready:' .. part
-      local offset = 0
-      local found = false
-      while not found and offset < 2000 do
-        local chunk = rcall('ZRANGE', rk, offset, offset + 31, 'WITHSCORES')
-        if not chunk[1] then break end
-        for i = 1, #chunk, 2 do
-          local s = tonumber(chunk[i + 1])
-          if best_score and s >= best_score then
-            found = true
-            break
-          end
-          if may_steal(chunk[i]) then
-            best_part, best_user, best_score = part, chunk[i], s
-            found = true
-            break
-          end
-        end
-        offset = offset + 32
+    local best, user, score, moved = nil, nil, nil, #quarantined
+    for _, src in ipairs(sources) do
+      local head = rcall('ZRANGE', src[2], 0, 0, 'WITHSCORES')
+      if head[1] and (not score or tonumber(head[2]) < score) then
+        best, user, score = src, head[1], tonumber(head[2])
       end
     end
-    if not best_user then break end
-    if serve(best_part, best_user, best_score, 1) then
+    if #quarantined > moved then -- a copy held something else (moved aside): all copies out of date
+      steal_invalidate(P)
+    end
+    if #quarantined > sources_moved then -- a key was moved aside since: trust no copy (sync first)
+      problems[#problems + 1] = 'resync: steal copies out of date'
+      sources, stale, best = {}, true, nil
+    end
+    if not best then break end
+    local real = nil
+    if best[3] then -- a copy: the user must be in the ready set, at that virtual time
+      real = rcall('ZSCORE', P .. ':ready:' .. best[1], user)
+      if not real then
+        rcall('ZREM', best[2], user)
+      elseif tonumber(real) ~= score then
+        rcall('ZADD', best[2], real, user)
+      end
+    end
+    if (not best[3] or (real and tonumber(real) == score)) and serve(best[1], user, score, 1) then
       return true
     end
   end
@@ -253,7 +280,7 @@ else
   out[1] = next_due(P, now)
 end
 if park_ms > 0 and slot then
-  if #leased > 0 then -- the wait about to start returns at once
+  if #leased > 0 or stale then -- the wait about to start returns at once (stale: to sync, then pop)
     local hk = P .. ':hand:' .. token
     rcall('LPUSH', hk, '-')
     rcall('PEXPIRE', hk, park_ms)

@@ -1,6 +1,7 @@
 --- @include "rcall"
 --- @include "joining_start"
 --- @include "wake"
+--- @include "steal_index_add"
 
 -- Put a user that is not in its partition's rotation into it.
 local function join_rotation(P, part, user)
@@ -10,5 +11,6 @@ local function join_rotation(P, part, user)
     rcall('HDEL', P .. ':vfinish:' .. part, user)
   end
   rcall('ZADD', rk, start, user)
+  steal_index_add(P, part, user, start)
   wake(P, part)
 end

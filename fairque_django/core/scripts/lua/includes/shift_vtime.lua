@@ -1,6 +1,7 @@
 --- @include "rcall"
 --- @include "num"
 --- @include "stored_num"
+--- @include "steal_index_update"
 
 -- Move a user's virtual time by delta, wherever its position is kept (in rotation or idle).
 -- (A score of +-inf in the rotation is left for pop to repair.)
@@ -10,7 +11,9 @@ local function shift_vtime(P, part, user, delta)
   if raw then
     local s = num(raw)
     if s then
-      rcall('ZADD', rk, s + delta, user)
+      local moved = s + delta
+      rcall('ZADD', rk, moved, user)
+      steal_index_update(P, part, user, moved)
     end
   else
     local fk = P .. ':vfinish:' .. part
