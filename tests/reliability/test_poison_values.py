@@ -164,6 +164,13 @@ FAMILIES: list[Family] = [
     Family("hand list", ("hand",), READ, lambda c, s: c.lpush(s.keys.hand(HAND_TOKEN), "garbage")),
     Family("steal set member", ("steal_set",), TOLERATED, lambda c, s: c.sadd(s.keys.steal_set("w1"), "garbage")),
     Family("steal digest", ("steal_digest",), TOLERATED, sset(lambda s: s.keys.steal_digest("w1"), "garbage")),
+    # steal copies: a stale member is dropped before use, a bad definition or epoch makes every stealer rebuild
+    Family("steal copy member", ("steal_ready",), TOLERATED,
+           zadd(lambda s: s.keys.steal_ready("w2", "w1"), lambda s: "not-ready", -INF)),
+    Family("stealer definition", ("stealers",), TOLERATED, hset(lambda s: s.keys.stealers("w2"), {"w1": "\t\t"})),
+    Family("steal epoch", ("steal_epoch",), TOLERATED, sset(lambda s: s.keys.steal_epoch, "garbage")),
+    Family("steal partitions", ("steal_parts",), TOLERATED, lambda c, s: c.sadd(s.keys.steal_parts("w1"), "nowhere")),
+    Family("stealer last sync", ("steal_seen",), TOLERATED, zadd(lambda s: s.keys.steal_seen, lambda s: "w1", -INF)),
     Family("workers seen", ("workers",), READ, zadd(lambda s: s.keys.workers, lambda s: "w1", INF)),
     Family("workers stopped", ("workers_stopped",), READ, hset(lambda s: s.keys.workers_stopped, {"w1": "x"})),
     Family("worker record", ("worker",), READ,
