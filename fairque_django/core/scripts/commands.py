@@ -22,7 +22,7 @@ from .pop import PopPlan, PopReply
 logger = logging.getLogger("fairque_django.queue")
 
 STAT_FIELDS = ("pushed", "popped", "completed", "failed", "retried", "dead", "expired", "requeued",
-               "deleted", "released", "late_acks", "quarantined")
+               "deleted", "released", "late_acks", "quarantined", "orphan_served")
 
 # The per-priority push counters; 'pushed' is their sum (push.lua keeps no separate total).
 PRIORITY_PUSHED = tuple(f"p:{n}:pushed" for n in range(1, 7))
@@ -149,21 +149,24 @@ class Commands:
                 steal_exact=exact,
                 steal_patterns=patterns,
                 steal_partitions=self.config.steal_partitions(wid) if worker.steal_targets else (),
+                orphan_watch=self.config.orphan_watch(wid),
             )
         self._plans[wid] = plan
         return plan
 
     def pop_args(self, plan: PopPlan, lease_seconds: float | None, count: int = 1, *, park_ms: int = 0,
-                 unpark: str | None = None) -> tuple[list[Any], str]:
+                 unpark: str | None = None, orphans: Sequence[str] = ()) -> tuple[list[Any], str]:
         """Arguments of ``pop.lua`` leasing up to ``count`` tasks (at least one), and their lease token.
 
         ``park_ms``: a slot about to wait parks for that long when nothing is ready (a push may then
-        lease it a task directly); ``unpark``: the token of that park, the wait being over."""
+        lease it a task directly); ``unpark``: the token of that park, the wait being over;
+        ``orphans``: partitions taken over (their workers have no live heartbeat)."""
         token = unpark or secrets.token_hex(16)
         lease = lease_seconds if lease_seconds is not None else self.config.queue.lease_timeout_seconds
         args: list[Any] = [self.keys.base, plan.worker_id, plan.own_partition, int(lease * 1000), token,
                            plan.steal_set_key, self._fairness, max(count, 1), park_ms, "1" if unpark else "0",
-                           len(plan.steal_patterns), *plan.steal_patterns, *plan.steal_partitions]
+                           "\t".join(orphans), len(plan.steal_patterns), *plan.steal_patterns,
+                           *plan.steal_partitions]
         return args, token
 
     def push_args(self, encoded: Sequence[list[Any]], idempotent: bool = False) -> list[Any]:

@@ -24,6 +24,18 @@ class PopPlan:
     steal_exact: tuple[str, ...]
     steal_patterns: tuple[str, ...]
     steal_partitions: tuple[str, ...]
+    # orphan takeover: (partition, the workers that serve it) for each partition the worker takes
+    # over while none of those has a live heartbeat (``{prefix}:beat:<id>``; see core/ops.py)
+    orphan_watch: tuple[tuple[str, tuple[str, ...]], ...] = ()
+
+    @property
+    def beat_owners(self) -> tuple[str, ...]:
+        """The worker ids whose heartbeat keys tell which watched partitions are orphaned."""
+        return tuple(dict.fromkeys(w for _, servers in self.orphan_watch for w in servers))
+
+    def orphaned(self, alive: set[str]) -> tuple[str, ...]:
+        """The watched partitions none of whose servers is in ``alive``."""
+        return tuple(part for part, servers in self.orphan_watch if alive.isdisjoint(servers))
 
     @property
     def steal_digest(self) -> str:

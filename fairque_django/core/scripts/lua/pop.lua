@@ -16,7 +16,9 @@
 --          list so that the wait returns at once
 -- ARGV[10] '1' = unpark: the slot's wait ended; unpark it first, and when it is no longer parked
 --          (a push leased it a task, or it never parked) lease nothing and answer status 0
--- ARGV[11] number of steal patterns K, then K anchored Lua patterns, then the partitions to steal from
+-- ARGV[11] orphan partitions, tab-separated ('' = none): taken over, their workers having no live
+--          heartbeat (core/ops.py); the head of each competes with the steal candidates by score
+-- ARGV[12] number of steal patterns K, then K anchored Lua patterns, then the partitions to steal from
 -- Returns  {due, problems, then 3 fields per task leased: id, body,
 --           "retries\tattempts\tlease deadline ms\tstolen (0/1)\tuser"}
 --          due: ms until a delayed task or lease is due when no task was leased; -1 when a task was
@@ -40,13 +42,17 @@ local timefair = ARGV[7] == 'time'
 local want = tonumber(ARGV[8])
 local park_ms = tonumber(ARGV[9])
 local unpark = ARGV[10] == '1'
-local npat = tonumber(ARGV[11])
+local orphans = {}
+for part in string.gmatch(ARGV[11], '[^\t]+') do
+  orphans[#orphans + 1] = part
+end
+local npat = tonumber(ARGV[12])
 local patterns = {}
 for i = 1, npat do
-  patterns[i] = ARGV[11 + i]
+  patterns[i] = ARGV[12 + i]
 end
 local parts = {}
-for i = 12 + npat, #ARGV do
+for i = 13 + npat, #ARGV do
   parts[#parts + 1] = ARGV[i]
 end
 local parked_key, slot = P .. ':parked:' .. own, nil
@@ -174,6 +180,20 @@ local function may_steal(user)
   return false
 end
 
+-- Orphan takeover: the best candidate against the heads (lowest virtual start) of the orphan
+-- partitions, whose every user may be taken; the 4th value says the best is an orphan head.
+local orphan_served = 0
+local function orphan_candidate(best_part, best_user, best_score)
+  local orphan = false
+  for _, part in ipairs(orphans) do
+    local head = rcall('ZRANGE', P .. ':ready:' .. part, 0, 0, 'WITHSCORES')
+    if head[1] and (not best_score or tonumber(head[2]) < best_score) then
+      best_part, best_user, best_score, orphan = part, head[1], tonumber(head[2]), true
+    end
+  end
+  return best_part, best_user, best_score, orphan
+end
+
 -- Lease the next task for this worker (own partition first, then stealing); whether one was.
 local function pop_one()
   -- 1. own partition
@@ -213,8 +233,11 @@ local function pop_one()
         offset = offset + 32
       end
     end
+    local orphan
+    best_part, best_user, best_score, orphan = orphan_candidate(best_part, best_user, best_score)
     if not best_user then break end
     if serve(best_part, best_user, best_score, 1) then
+      if orphan then orphan_served = orphan_served + 1 end
       return true
     end
   end
@@ -227,6 +250,7 @@ end
 if #leased > 0 then
   rcall('ZADD', P .. ':leases', unpack(leased))
   stat(P, 'popped', #leased / 2)
+  if orphan_served > 0 then stat(P, 'orphan_served', orphan_served) end
 else
   out[1] = next_due(P, now)
 end
