@@ -51,9 +51,10 @@ def fairque_setting(env: Mapping[str, str]) -> dict[str, Any]:
             "default_max_retries": int(env.get("FAIRQUE_REL_MAX_RETRIES", "3")),
             "retry_backoff_base_seconds": float(env.get("FAIRQUE_REL_BACKOFF", "0.05")),
             "retry_backoff_max_seconds": 1.0,
-            "orphan_takeover": env.get("FAIRQUE_REL_ORPHANS", "1") == "1",
-            "orphan_after_seconds": float(env["FAIRQUE_REL_ORPHAN_AFTER"]) if env.get("FAIRQUE_REL_ORPHAN_AFTER")
-            else None,
+            # orphan takeover (FAIRQUE_REL_ORPHANS=0: off; FAIRQUE_REL_ORPHAN_AFTER: seconds)
+            **({"orphan_takeover": env["FAIRQUE_REL_ORPHANS"] == "1"} if "FAIRQUE_REL_ORPHANS" in env else {}),
+            **({"orphan_after_seconds": float(env["FAIRQUE_REL_ORPHAN_AFTER"])}
+               if env.get("FAIRQUE_REL_ORPHAN_AFTER") else {}),
         },
         "TASK_MODULES": ["tests.reliability.tasks"],
     }
