@@ -22,11 +22,13 @@ from .conf import (
     get_setting,
 )
 from .core.config import FairQueueConfig, Problem
+from .core.observe import beat_interval
 
 __all__ = [
     "check_cache_alias",
     "check_config",
     "check_import_paths",
+    "check_orphan_after",
     "check_redis_ping",
     "check_task_queues",
     "check_unservable_users",
@@ -144,6 +146,28 @@ def check_unservable_users(app_configs: Any = None, **kwargs: Any) -> list[Check
         hint="Add them to some worker's assigned_users or steal_targets (patterns such as 'tenant:*' "
         f"work), or remove them from queue.user_weights; {DOCS}, section `workers`.",
         id=_ID + "W002",
+    )]
+
+
+def check_orphan_after(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
+    """W003: ``queue.orphan_after_seconds`` shorter than two heartbeats of a worker (its tenants
+    would be taken over while it runs)."""
+    try:
+        config = get_config()
+    except FairQueueImproperlyConfigured:
+        return []  # reported by check_config
+    after = config.queue.orphan_after_seconds
+    if after is None or not config.queue.orphan_takeover:
+        return []
+    short = [w.id for w in config.workers if after < 2 * beat_interval(config, w)]
+    if not short:
+        return []
+    return [Warning(
+        f"FAIRQUE: queue.orphan_after_seconds ({after:g}) is shorter than two heartbeat intervals of "
+        f"{', '.join(short)}: live workers would take their tenants over between two beats.",
+        hint="Raise queue.orphan_after_seconds (or leave it None: the stale threshold), or lower "
+        f"heartbeat_interval_seconds; {DOCS}, section `queue`.",
+        id=_ID + "W003",
     )]
 
 
@@ -298,6 +322,7 @@ def register_checks() -> None:
     register(TAG, Tags.compatibility)(check_config)
     register(TAG, Tags.caches)(check_cache_alias)
     register(TAG, Tags.compatibility)(check_unservable_users)
+    register(TAG, Tags.compatibility)(check_orphan_after)
     register(TAG, Tags.compatibility)(check_import_paths)
     register(TAG, deploy=True)(check_redis_ping)
     register(TAG, Tags.compatibility)(check_task_queues)

@@ -20,6 +20,7 @@ from ..conf import get_setting
 from ..core.config import POOL_PARTITION
 from ..core.observe import (
     HISTORY_MINUTES,
+    OrphanedPartition,
     QueueMetrics,
     StarvedPartition,
     collect_metrics,
@@ -30,7 +31,8 @@ from ..core.observe.alert_rules import AlertRule, required_top_n, required_windo
 from ..core.queue import TaskQueue
 from .format import format_age, when
 
-__all__ = ["RATE_WINDOW", "build_chart", "dashboard_snapshot", "monitoring_context", "nice_ceiling", "starved_banner"]
+__all__ = ["RATE_WINDOW", "build_chart", "dashboard_snapshot", "monitoring_context", "nice_ceiling", "orphan_banner",
+           "starved_banner"]
 
 RATE_WINDOW: Final = 60.0  # seconds of counter increase behind the dashboard's per-minute rates
 CHART_TENANTS: Final = 6
@@ -109,6 +111,13 @@ def starved_banner(parts: list[StarvedPartition]) -> list[dict[str, Any]]:
              "lower_bound": p.scanned < p.waiting, "start": list(p.start)} for p in parts]
 
 
+def orphan_banner(parts: list[OrphanedPartition]) -> list[dict[str, Any]]:
+    """One banner line per orphaned partition: whose workers are silent and who serves it instead."""
+    return [{"partition": "no worker (pool)" if p.partition == POOL_PARTITION else p.partition,
+             "servers": [{"id": w, "status": s} for w, s in zip(p.servers, p.statuses, strict=True)],
+             "served_by": list(p.served_by), "waiting": p.waiting} for p in parts]
+
+
 def dashboard_snapshot(queue: TaskQueue, users: int = 0, rules: Sequence[AlertRule] | None = None) -> QueueMetrics:
     """The one snapshot a dashboard render reads: at least ``users`` tenants (and as many as the
     alert rules look at), the rate window and the rules' counter windows, the recorded alert states."""
@@ -119,8 +128,8 @@ def dashboard_snapshot(queue: TaskQueue, users: int = 0, rules: Sequence[AlertRu
 
 def monitoring_context(queue: TaskQueue, metrics: QueueMetrics | None = None) -> dict[str, Any]:
     """Template context of the panel (``alerts``, ``alert_rules``, ``charts``, ``chart_points``) and
-    of the starvation banners (``starved``, ``stalled``), from ``metrics`` (default: a fresh
-    :func:`dashboard_snapshot`)."""
+    of the starvation, stall and orphan banners (``starved``, ``stalled``, ``orphaned``), from
+    ``metrics`` (default: a fresh :func:`dashboard_snapshot`)."""
     rules = alert_rules()
     if metrics is None:
         metrics = dashboard_snapshot(queue, rules=rules)
@@ -145,5 +154,6 @@ def monitoring_context(queue: TaskQueue, metrics: QueueMetrics | None = None) ->
         a["since_age"] = format_age(time.time() - a["since"]) if a["since"] else None
     return {"alerts": firing, "alert_rules": alerts, "charts": charts, "starved": starved_banner(metrics.starved),
             "stalled": [s.to_dict() for s in metrics.stalled],
+            "orphaned": orphan_banner(metrics.orphaned),
             "chart_points": len(history), "chart_tenants": tenants,
             "throughput_minute": metrics.throughput_last_minute, "throughput_hour": metrics.throughput_last_hour}

@@ -186,6 +186,11 @@ class Keys:
     def worker(self, worker_id: str) -> str:
         return f"{self.base}:worker:{worker_id}"
 
+    def beat(self, worker_id: str) -> str:
+        """The worker's last heartbeat time, expiring ``orphan_after`` seconds after it (Redis's
+        clock): its absence makes the worker's partition orphaned (orphan takeover)."""
+        return f"{self.base}:beat:{worker_id}"
+
     # user ids and XCom keys / task ids may both contain ':', so the user id is length-prefixed:
     # ("acme:eu", "report") and ("acme", "eu:report") must never name the same key.
     def metrics_user(self, user_id: str) -> str:

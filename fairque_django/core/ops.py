@@ -49,6 +49,8 @@ STEAL_SET_RECHECK_SECONDS = 5.0
 # The steal copies of a worker that has not synced them for this long are deleted (a worker removed
 # from the configuration, or stopped that long); it rebuilds them when it pops again.
 STEALER_FORGET_SECONDS = 3600.0
+# How often a worker's queue reads which partitions are orphaned (one MGET of heartbeat keys).
+ORPHAN_RECHECK_SECONDS = 1.0
 
 T = TypeVar("T")
 # (transport method name, its arguments): no keyword arguments, they cost the hot paths time
@@ -140,6 +142,8 @@ class QueueOps:
         # Redis may come back empty (a restart without persistence): look again this often
         self.steal_set_recheck_seconds = STEAL_SET_RECHECK_SECONDS
         self.stealer_forget_seconds = STEALER_FORGET_SECONDS
+        self._orphans: dict[str, tuple[float, tuple[str, ...]]] = {}  # worker id -> (checked at, orphans)
+        self.orphan_recheck_seconds = ORPHAN_RECHECK_SECONDS
 
     # --- push ---------------------------------------------------------------------------
     def _push(self, task: Task, user_id: str | None) -> Op[dict[str, Any]]:
@@ -192,6 +196,33 @@ class QueueOps:
             yield run(self.scripts.steal_sync, self.proto.steal_sync_args(plan, forget_ms, True))
         self._synced[plan.worker_id] = time.monotonic()
 
+    def _orphans_unchecked(self, plan: PopPlan) -> bool:
+        """Whether :meth:`_check_orphans` is due (asked first, like :meth:`_steal_set_unsynced`)."""
+        if not plan.orphan_watch:
+            return False
+        checked = self._orphans.get(plan.worker_id)
+        return checked is None or time.monotonic() - checked[0] > self.orphan_recheck_seconds
+
+    def _check_orphans(self, plan: PopPlan) -> Op[None]:
+        """Read which of the partitions the worker watches are orphaned: none of their workers has
+        a heartbeat key (it expires ``orphan_after`` seconds after the last beat, by Redis's clock).
+        Only a live worker takes over: none when the worker's own key is absent (a queue that pops
+        without a worker's heartbeat, or a worker whose own beats stopped)."""
+        owners = plan.beat_owners
+        own, *beats = yield call("mget", [self.keys.beat(plan.worker_id), *(self.keys.beat(w) for w in owners)])
+        alive = {w for w, beat in zip(owners, beats, strict=True) if beat is not None}
+        orphans = plan.orphaned(alive) if own is not None else ()
+        before = self._orphans.get(plan.worker_id)
+        if orphans != (before[1] if before else ()):
+            logger.info("fairque: worker %s takes over the orphaned partitions %s (no live heartbeat)",
+                        plan.worker_id, ", ".join(orphans) or "(none any more)")
+        self._orphans[plan.worker_id] = (time.monotonic(), orphans)
+
+    def _orphaned(self, plan: PopPlan) -> tuple[str, ...]:
+        """The partitions the worker took over when it last looked (see ``queue.orphan_takeover``)."""
+        checked = self._orphans.get(plan.worker_id)
+        return checked[1] if checked else ()
+
     def _pop(self, worker_id: str | None, lease_seconds: float | None) -> Op[tuple[Task | None, float | None]]:
         tasks, due = yield from self._pop_many(1, worker_id, lease_seconds)
         return (tasks[0] if tasks else None), due
@@ -211,7 +242,10 @@ class QueueOps:
         with redis_errors("pop"):
             if self._steal_set_unsynced(plan):
                 yield from self._sync_steal_set(plan)
-            args, token = self.proto.pop_args(plan, lease_seconds, count, park_ms=park_ms, unpark=unpark)
+            if self._orphans_unchecked(plan):
+                yield from self._check_orphans(plan)
+            args, token = self.proto.pop_args(plan, lease_seconds, count, park_ms=park_ms, unpark=unpark,
+                                              orphans=self._orphaned(plan))
             reply = PopReply.parse((yield run(self.scripts.pop, args)))
             if reply.resync and len(reply.rows) < count:
                 # the steal copies were out of date (nothing stolen): sync them, and lease the rest as
@@ -220,7 +254,8 @@ class QueueOps:
                 if park_ms and not reply.rows:
                     yield call("delete", self.keys.hand(token))
                 args, _ = self.proto.pop_args(plan, lease_seconds, count - len(reply.rows),
-                                              park_ms=0 if reply.rows else park_ms, token=token)
+                                              park_ms=0 if reply.rows else park_ms, token=token,
+                                              orphans=self._orphaned(plan))
                 reply = reply.then(PopReply.parse((yield run(self.scripts.pop, args))))
         return (yield from self._leased(reply, token, plan))
 
@@ -263,7 +298,10 @@ class QueueOps:
         with redis_errors("complete_and_pop"):
             if self._steal_set_unsynced(plan):
                 yield from self._sync_steal_set(plan)
-            pop_args, token = self.proto.pop_args(plan, lease_seconds, count)
+            if self._orphans_unchecked(plan):
+                yield from self._check_orphans(plan)
+            pop_args, token = self.proto.pop_args(plan, lease_seconds, count,
+                                                  orphans=self._orphaned(plan))
             calls: list[ScriptCall] = [(self.scripts.complete, self.proto.complete_args(
                 (t.task_id, t.lease_token or "", d) for t, d, _ in done))]
             if count > 0:
@@ -284,7 +322,10 @@ class QueueOps:
     def _wait_and_pop(self, worker_id: str | None, timeout: float, lease_seconds: float | None,
                       ) -> Op[tuple[Task | None, float | None]]:
         plan = self.proto.plan(worker_id)
-        keys = [self.keys.wake(p) for p in plan.wake_partitions]
+        if self._orphans_unchecked(plan):
+            with redis_errors("wait_and_pop"):
+                yield from self._check_orphans(plan)
+        keys = [self.keys.wake(p) for p in (*plan.wake_partitions, *self._orphaned(plan))]
         if not keys:
             yield "sleep", (max(timeout, 0.0),)
             return (yield from self._pop(worker_id, lease_seconds))
@@ -301,7 +342,8 @@ class QueueOps:
         """Pop, or park and wait on the slot's hand list and the wake lists (one round trip). A task
         handed over ends it; after a wake-up or a timeout the slot unparks and pops (a second round
         trip, off the hand-off's path). None: Redis had lost its scripts (nothing parked)."""
-        park, token = self.proto.pop_args(plan, lease_seconds, park_ms=int(wait * 1000) + PARK_MARGIN_MS)
+        park, token = self.proto.pop_args(plan, lease_seconds, park_ms=int(wait * 1000) + PARK_MARGIN_MS,
+                                          orphans=self._orphaned(plan))
         hand = self.keys.hand(token)
         first, woke = yield round_trip([evalsha(self.scripts.pop, self.keys.stats, park),
                                         ["BLPOP", hand, *keys, f"{wait:.3f}"]])
@@ -324,7 +366,10 @@ class QueueOps:
 
     def _wait_for_work(self, worker_id: str | None, timeout: float) -> Op[bool]:
         plan = self.proto.plan(worker_id)
-        keys = [self.keys.wake(p) for p in plan.wake_partitions]
+        if self._orphans_unchecked(plan):
+            with redis_errors("wait_for_work"):
+                yield from self._check_orphans(plan)
+        keys = [self.keys.wake(p) for p in (*plan.wake_partitions, *self._orphaned(plan))]
         if not keys or timeout <= 0:
             return False
         with redis_errors("wait_for_work"):

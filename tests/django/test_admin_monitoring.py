@@ -193,10 +193,13 @@ NO_STEAL = [{"id": "worker-001", "assigned_users": ["org:*"]},
             {"id": "worker-002", "assigned_users": ["user:*"], "steal_targets": ["org:*"]}]
 
 
+NO_TAKEOVER = {**settings.FAIRQUE["queue"], "orphan_takeover": False}
+
+
 def test_starved_tenants_banner_alert_and_metric(viewer: Client, queue: TaskQueue) -> None:
     from tests.support import eventually, running_worker
 
-    with override_settings(FAIRQUE={**settings.FAIRQUE, "workers": NO_STEAL, "ALERTS": []}):
+    with override_settings(FAIRQUE={**settings.FAIRQUE, "workers": NO_STEAL, "ALERTS": [], "queue": NO_TAKEOVER}):
         conf.reset()
         q = get_queue()
         q.push(Task.create(user_id="user:7", payload={}))
@@ -225,6 +228,32 @@ def test_starved_tenants_banner_alert_and_metric(viewer: Client, queue: TaskQueu
             assert "fq-starved" not in dashboard(viewer).content.decode()
             states = {s.name: s for s in AlertEvaluator(q, guard=False).run() or []}
             assert not states["tenant-starved"].firing
+    conf.reset()
+
+
+def test_orphaned_partition_banner_and_takeover(viewer: Client, queue: TaskQueue) -> None:
+    """Orphan takeover (on by default): worker-002 never started, so worker-001 serves its tenant
+    user:7; the dashboard lists worker-002's partition as orphaned and served by worker-001, and
+    nothing as starved."""
+    from tests.support import eventually, running_worker
+
+    with override_settings(FAIRQUE={**settings.FAIRQUE, "workers": NO_STEAL, "ALERTS": []}):
+        conf.reset()
+        q = get_queue()
+        q.push(Task.create(user_id="user:7", payload={}))
+        with running_worker(conf.get_config(), "worker-001"):
+            eventually(lambda: q.user_depth("user:7")["normal"] == 0, timeout=30, what="user:7 taken over")
+            response = dashboard(viewer)
+            assert response.context["starved"] == []
+            silent = [{"id": "worker-002", "status": "never seen"}]  # it also serves the pool (it steals org:*)
+            assert response.context["orphaned"] == [
+                {"partition": "worker-002", "servers": silent, "served_by": ["worker-001"], "waiting": 0},
+                {"partition": "no worker (pool)", "servers": silent, "served_by": ["worker-001"], "waiting": 0}]
+            banner = re.search(r'<ul class="messagelist" id="fq-orphaned">(.*?)</ul>', response.content.decode(), re.S)
+            assert banner is not None and "worker-002" in banner.group(1) and "worker-001" in banner.group(1)
+            states = {s.name: s for s in AlertEvaluator(q, guard=False).run() or []}
+            assert not states["tenant-starved"].firing
+            assert q.get_stats()["tasks_orphan_served"] == 1
     conf.reset()
 
 

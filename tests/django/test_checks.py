@@ -15,6 +15,7 @@ from fairque_django.checks import (
     check_cache_alias,
     check_config,
     check_import_paths,
+    check_orphan_after,
     check_redis_ping,
     check_task_queues,
     check_unservable_users,
@@ -209,6 +210,22 @@ def test_w002_quiet_when_a_steal_pattern_covers_everyone() -> None:
 def test_w002_quiet_without_workers() -> None:
     with override_settings(FAIRQUE={"queue": {"user_weights": {"user:99": 5}}}):
         assert check_unservable_users() == []
+
+
+# --------------------------------------------------------------------------- W003
+
+
+def test_w003_orphan_after_shorter_than_two_heartbeats() -> None:
+    workers = [{"id": "w1", "assigned_users": ["user:*"], "heartbeat_interval_seconds": 2},
+               {"id": "w2", "assigned_users": ["org:*"], "heartbeat_interval_seconds": 0.5}]
+    with override_settings(FAIRQUE=with_fairque(workers=workers, queue={"orphan_after_seconds": 3})):
+        messages = check_orphan_after()
+        assert "fairque_django.W003" in ids(fairque_messages(deploy=False))
+    assert ids(messages) == ["fairque_django.W003"]
+    assert "w1" in messages[0].msg and "w2" not in messages[0].msg
+    for queue in ({"orphan_after_seconds": 4}, {"orphan_after_seconds": 3, "orphan_takeover": False}, {}):
+        with override_settings(FAIRQUE=with_fairque(workers=workers, queue=queue)):
+            assert check_orphan_after() == [], queue
 
 
 # --------------------------------------------------------------------------- E006 / E007

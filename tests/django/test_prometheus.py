@@ -32,7 +32,8 @@ def fairque_settings(redis_url: str, **extra: Any) -> dict[str, Any]:
         "redis": {"url": redis_url, "socket_connect_timeout": 0.5},
         "workers": [{"id": "worker-001", "assigned_users": ["*"], "max_concurrent_tasks": 3, **FAST},
                     {"id": "worker-002", "assigned_users": ["vip"], **FAST}],
-        "queue": {"lease_timeout_seconds": 5},
+        # worker-002 runs only to beat: it must not take worker-001's (never started) tenants over
+        "queue": {"lease_timeout_seconds": 5, "orphan_takeover": False},
         "METRICS_TOKEN": TOKEN,
         "METRICS_TOP_TENANTS": 5,
         "ALERTS": [{"name": "dlq", "type": "dlq_size_above", "threshold": 0, "severity": "critical"},

@@ -133,8 +133,9 @@ def test_start_up_warns_about_tenants_no_running_worker_may_serve(redis_client: 
     proc = workers.start("worker-001", "--burst", DJANGO_SETTINGS_MODULE="tests.no_steal_settings")
     out = proc.finish(60)
     assert proc.returncode == 0, out
-    assert ("worker worker-002 is never seen: tenants matching user:* (its assigned_users) are served by no "
-            "running worker and no running worker may steal them, so they wait until you start it: "
+    assert ("worker worker-002 is never seen: tenants matching user:* (its assigned_users) no running worker "
+            "may steal are served only by orphan takeover (by live workers, when they have no work of their own, "
+            "once it has had no heartbeat for 15 s); for their fair share start it: "
             "python manage.py runfairworker worker-002") in out
     assert log(redis_client) == ["org:1|org"]
 

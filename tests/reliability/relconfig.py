@@ -29,7 +29,8 @@ def fairque_setting(env: Mapping[str, str]) -> dict[str, Any]:
             "id": wid,
             "assigned_users": [f"t{n}:*"],
             # every worker may serve every user: work-conserving whatever gets killed
-            "steal_targets": ["*"],
+            # (FAIRQUE_REL_STEAL: comma-separated steal targets, "" = none)
+            "steal_targets": [s for s in env.get("FAIRQUE_REL_STEAL", "*").split(",") if s],
             "poll_interval_seconds": float(env.get("FAIRQUE_REL_POLL", "0.5")),
             "heartbeat_interval_seconds": heartbeat,
             "graceful_shutdown_timeout": float(env.get("FAIRQUE_REL_GRACEFUL", "10")),
@@ -50,6 +51,10 @@ def fairque_setting(env: Mapping[str, str]) -> dict[str, Any]:
             "default_max_retries": int(env.get("FAIRQUE_REL_MAX_RETRIES", "3")),
             "retry_backoff_base_seconds": float(env.get("FAIRQUE_REL_BACKOFF", "0.05")),
             "retry_backoff_max_seconds": 1.0,
+            # orphan takeover (FAIRQUE_REL_ORPHANS=0: off; FAIRQUE_REL_ORPHAN_AFTER: seconds)
+            **({"orphan_takeover": env["FAIRQUE_REL_ORPHANS"] == "1"} if "FAIRQUE_REL_ORPHANS" in env else {}),
+            **({"orphan_after_seconds": float(env["FAIRQUE_REL_ORPHAN_AFTER"])}
+               if env.get("FAIRQUE_REL_ORPHAN_AFTER") else {}),
         },
         "TASK_MODULES": ["tests.reliability.tasks"],
     }

@@ -47,6 +47,15 @@ def work(n: int, sleep: float = 0.0) -> int:
 
 
 @task()
+def trace(sleep: float = 0.0) -> None:
+    """Record ``user|worker|start time`` in EVENTS at the start, then sleep ``sleep``."""
+    current = _current()
+    log_client().rpush(EVENTS, f"{current.user_id}|{current.worker_id}|{time.time():.6f}")
+    if sleep:
+        time.sleep(sleep)
+
+
+@task()
 def slow_first(seconds: float) -> None:
     """Sleep ``seconds`` on the first start of this task id only (a handed-back task is quick)."""
     tid = _current().task_id

@@ -994,3 +994,26 @@ def test_config_user_ids_follow_the_push_rules(user: str) -> None:
         validate_user_id(user)
     assert "workers[0].assigned_users[0]" in config_error({"workers": [{"id": "w", "assigned_users": [user]}]})
     assert "queue.user_weights" in config_error({"queue": {"user_weights": {user: 1}}})
+
+
+def test_orphan_watch_partitions_and_their_servers() -> None:
+    """Orphan takeover watches every partition a worker does not serve itself: each worker's own
+    (served by its owner) and the pool (served by the workers that may steal from it)."""
+    workers = [
+        {"id": "w1", "assigned_users": ["a"], "steal_targets": ["nobody"]},
+        {"id": "w2", "assigned_users": ["b"], "steal_targets": ["x:*"]},
+        {"id": "w3", "assigned_users": ["c"]},
+    ]
+    config = FairQueueConfig.from_dict({"workers": workers})
+    assert config.queue.orphan_takeover is True and config.queue.orphan_after_seconds is None
+    assert config.partition_servers() == {"w1": ("w1",), "w2": ("w2",), "w3": ("w3",), POOL_PARTITION: ("w1", "w2")}
+    assert config.orphan_watch("w3") == (("w1", ("w1",)), ("w2", ("w2",)), (POOL_PARTITION, ("w1", "w2")))
+    assert config.orphan_watch("w1") == (("w2", ("w2",)), ("w3", ("w3",)))  # it serves the pool itself
+    off = FairQueueConfig.from_dict({"workers": workers, "queue": {"orphan_takeover": False}})
+    assert off.orphan_watch("w3") == ()
+    # nobody may steal from the pool: nothing is ever queued there, nothing to watch
+    alone = FairQueueConfig.from_dict({"workers": [{"id": "w1", "assigned_users": ["a"]},
+                                                   {"id": "w2", "assigned_users": ["b"]}]})
+    assert alone.partition_servers() == {"w1": ("w1",), "w2": ("w2",)}
+    with pytest.raises(ConfigurationError, match="orphan_after_seconds"):
+        FairQueueConfig.from_dict({"queue": {"orphan_after_seconds": 0}})

@@ -156,6 +156,8 @@ class QueueConfig:
     user_weights: Mapping[str, float] = field(default_factory=_empty_weights, hash=False)
     fairness: str = QUEUE["fairness"].default
     metrics: bool = QUEUE["metrics"].default
+    orphan_takeover: bool = QUEUE["orphan_takeover"].default
+    orphan_after_seconds: float | None = QUEUE["orphan_after_seconds"].default
 
     def __post_init__(self) -> None:
         QUEUE.normalize(self, base_path("queue"))
@@ -358,6 +360,20 @@ class FairQueueConfig:
         """Partitions (worker ids, ``POOL_PARTITION``) where this worker's steal targets live
         (see :func:`~.topology.steal_partitions`)."""
         return self._index.steal_partitions(self.get_worker(worker_id))
+
+    def partition_servers(self) -> dict[str, tuple[str, ...]]:
+        """Partition -> the workers that serve it by configuration (see
+        :func:`~.topology.partition_servers`): what orphan takeover watches."""
+        return self._index.partition_servers()
+
+    def orphan_watch(self, worker_id: str | None = None) -> tuple[tuple[str, tuple[str, ...]], ...]:
+        """The partitions worker *worker_id* takes over when none of their servers has a live
+        heartbeat, with those servers: every partition it does not serve itself (none when
+        ``queue.orphan_takeover`` is off)."""
+        if not self.queue.orphan_takeover:
+            return ()
+        wid = self.get_worker(worker_id).id
+        return tuple((part, servers) for part, servers in self.partition_servers().items() if wid not in servers)
 
     def weight_of(self, user_id: str) -> float:
         """The scheduling weight of *user_id* (``queue.user_weights``, default 1.0)."""

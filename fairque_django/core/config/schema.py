@@ -201,6 +201,9 @@ QUEUE: Final = Section("queue", (
     Field("fairness", STR, "count", "fair by tasks served (count) or by worker time (time)",
           choices=FAIRNESS_MODES),
     Field("metrics", BOOL, True, "the scripts keep wait/run histograms and throughput"),
+    Field("orphan_takeover", BOOL, True, "live workers serve the tenants of a worker id without a live heartbeat"),
+    Field("orphan_after_seconds", FLOAT, None, "silence after which a worker's tenants are taken over "
+          "(None: its stale threshold, max(3 x heartbeat, lease))", optional=True, minimum=0, above=True),
 ), "Queue-wide settings.")
 
 WORKER_ID: Final = Field("worker_id", STR, None, "the worker of this process", optional=True,

@@ -18,7 +18,7 @@ from ..ids import GLOB_CHARS, is_pattern
 from .kinds import Problem, item, join
 
 __all__ = ["GLOB_CHARS", "POOL_PARTITION", "Assignment", "OwnerIndex", "assignment_problems", "glob_match",
-           "glob_to_lua_pattern", "is_pattern", "steal_partitions"]
+           "glob_to_lua_pattern", "is_pattern", "partition_servers", "steal_partitions"]
 
 POOL_PARTITION: Final = "~pool"
 """Partition of users that no worker is assigned to (worker ids may not start with ``~``)."""
@@ -120,7 +120,7 @@ class OwnerIndex:
     """Lookup tables derived once from the workers: O(1) owner of an exact user id, a cached
     first-matching pattern otherwise, and each worker's steal partitions."""
 
-    __slots__ = ("by_id", "exact", "match", "patterns", "steal_cache")
+    __slots__ = ("by_id", "exact", "match", "patterns", "servers", "steal_cache")
 
     def __init__(self, workers: Sequence[_Worker]) -> None:
         self.by_id: dict[str, Any] = {w.id: w for w in workers}  # the config's WorkerConfigs
@@ -145,6 +145,7 @@ class OwnerIndex:
 
         self.match: Callable[[str], str | None] = functools.lru_cache(maxsize=_OWNER_CACHE_SIZE)(match)
         self.steal_cache: dict[str, tuple[str, ...]] = {}
+        self.servers: dict[str, tuple[str, ...]] | None = None
 
     def owner_of(self, user_id: str) -> str | None:
         owner = self.exact.get(user_id)
@@ -160,6 +161,13 @@ class OwnerIndex:
         cached = self.steal_cache.get(worker.id)
         if cached is None:
             cached = self.steal_cache[worker.id] = steal_partitions(self, worker)
+        return cached
+
+
+    def partition_servers(self) -> dict[str, tuple[str, ...]]:
+        cached = self.servers
+        if cached is None:
+            cached = self.servers = partition_servers(self)
         return cached
 
 
@@ -189,3 +197,14 @@ def steal_partitions(index: OwnerIndex, worker: _Worker) -> tuple[str, ...]:
         wanted = {index.partition_of(user) for user in worker.steal_exact}
     wanted.discard(worker.id)
     return tuple(w for w in (*index.by_id, POOL_PARTITION) if w in wanted)
+
+
+def partition_servers(index: OwnerIndex) -> dict[str, tuple[str, ...]]:
+    """The workers that serve each partition by configuration: a worker's own partition its owner;
+    the pool the workers that may steal from it (absent when none may: nothing is queued there).
+    A partition none of whose servers has a live heartbeat is orphaned (orphan takeover)."""
+    out: dict[str, tuple[str, ...]] = {wid: (wid,) for wid in index.by_id}
+    pool = tuple(w.id for w in index.by_id.values() if POOL_PARTITION in index.steal_partitions(w))
+    if pool:
+        out[POOL_PARTITION] = pool
+    return out

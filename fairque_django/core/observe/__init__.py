@@ -18,8 +18,10 @@ from .liveness import (
     NEVER_SEEN,
     STALE,
     Liveness,
+    beat_interval,
     down_after,
     mark_stopped,
+    orphan_after,
     parse_record,
     stale_after,
     worker_liveness,
@@ -39,7 +41,7 @@ from .samples import (
     trim_throughput,
 )
 from .snapshot import QueueMetrics, collect_metrics
-from .starved import StarvedPartition, UnservedAssignment, describe_starved
+from .starved import OrphanedPartition, StarvedPartition, UnservedAssignment, describe_starved
 
 __all__ = [
     "ALIVE",
@@ -59,11 +61,13 @@ __all__ = [
     "DeadLetters",
     "Histogram",
     "Liveness",
+    "OrphanedPartition",
     "QueueMetrics",
     "StarvedPartition",
     "TenantMetrics",
     "UnservedAssignment",
     "WorkerMetrics",
+    "beat_interval",
     "collect_metrics",
     "describe_starved",
     "down_after",
@@ -71,6 +75,7 @@ __all__ = [
     "light_snapshot",
     "load_history",
     "mark_stopped",
+    "orphan_after",
     "parse_record",
     "record_history",
     "stale_after",

@@ -34,6 +34,19 @@ def stale_after(config: FairQueueConfig, worker: WorkerConfig | None) -> float:
     return max(3 * beat, config.queue.lease_timeout_seconds)
 
 
+def beat_interval(config: FairQueueConfig, worker: WorkerConfig | None) -> float:
+    """Seconds between two heartbeats of a worker (at most a third of the lease time)."""
+    beat = worker.heartbeat_interval_seconds if worker is not None else 5.0
+    return min(beat, config.queue.lease_timeout_seconds / 3)
+
+
+def orphan_after(config: FairQueueConfig, worker: WorkerConfig | None) -> float:
+    """Seconds without a heartbeat after which a worker's partition is orphaned and live workers
+    take its tenants over (``queue.orphan_after_seconds``, default :func:`stale_after`)."""
+    setting = config.queue.orphan_after_seconds
+    return setting if setting is not None else stale_after(config, worker)
+
+
 def down_after(config: FairQueueConfig, worker: WorkerConfig | None) -> float:
     """Seconds without a heartbeat after which a worker that did not stop cleanly is ``down``."""
     return DOWN_FACTOR * stale_after(config, worker)

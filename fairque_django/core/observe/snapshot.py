@@ -13,6 +13,7 @@ all read. No Django imports.
   current tasks, leased tasks, the health record;
 * ``starved``: partitions whose waiting tenants no live worker may take (:mod:`.starved`);
 * ``stalled``: tenants with ready tasks that are in no partition's rotation (:mod:`.stalled`);
+* ``orphaned``: partitions whose workers have no live heartbeat and who takes them over;
 * global: counters, depth, DLQ size, histograms, throughput over the last minute and hour, and,
   on request, counter deltas over time windows (:mod:`.samples`) and the stored alert states.
 
@@ -57,7 +58,15 @@ from .stalled import (
     stalled_from,
     suspects,
 )
-from .starved import StarvedPartition, candidate_partitions, queue_ready_reads, starved_partitions
+from .starved import (
+    OrphanedPartition,
+    StarvedPartition,
+    candidate_partitions,
+    orphaned_partitions,
+    queue_ready_reads,
+    starved_partitions,
+    with_waiting,
+)
 from .values import floats, replies, to_int
 
 TENANT_COUNTERS = (("enqueued", "pushed"), ("completed", "completed"), ("failed", "failed"), ("dead", "dead"))
@@ -88,6 +97,7 @@ class QueueMetrics:
     windows: dict[float, CounterWindow] = field(default_factory=dict)
     leases_truncated: bool = False
     starved: list[StarvedPartition] = field(default_factory=list)
+    orphaned: list[OrphanedPartition] = field(default_factory=list)
     leases_scanned: int = 0
     alert_states: dict[str, str] | None = None  # the raw alert hash, when asked for (``alerts=True``)
     stalled: list[StalledTenant] = field(default_factory=list)
@@ -152,6 +162,7 @@ class QueueMetrics:
             "starved": [p.to_dict() for p in self.starved],
             "stalled": [s.to_dict() for s in self.stalled],
             "problems": list(self.problems),
+            "orphaned": [p.to_dict() for p in self.orphaned],
             "buckets_ms": [*BUCKETS_MS, "inf"],
         }
 
@@ -196,7 +207,9 @@ class _Reader:
             now = g["now_ms"] / 1000.0
             d = self._details(g, totals, now, windows, record_sample, sample_interval)
             workers = self._workers(g, d)
+            orphans = orphaned_partitions(self.config, workers, g["beats"]) if check_starved else []
             parts = candidate_partitions(self.config, workers) if check_starved else []
+            parts += [o.partition for o in orphans if o.partition not in parts]
             heads, ready_sets, stalled = self._third(d, parts, totals, now, record_sample)
         n_leased, n_delayed, n_dlq, n_users = int(g["leased"]), int(g["delayed"]), int(g["dlq"]), int(g["n_users"])
         rows = self._tenant_rows(g, d, heads)
@@ -216,7 +229,9 @@ class _Reader:
             throughput_last_hour=throughput_estimate(per_minute, now_ms, 60),
             throughput_per_minute=[(m, per_minute.get(m, 0)) for m in range(current - 59, current + 1)],
             workers=workers, windows=d["windows"], leases_truncated=len(g["lease_ids"]) < n_leased,
-            starved=starved_partitions(self.config, workers, parts, ready_sets) if parts else [],
+            starved=starved_partitions(self.config, workers, parts, ready_sets,
+                                       {o.partition for o in orphans if o.served_by}) if parts else [],
+            orphaned=with_waiting(orphans, parts, ready_sets),
             leases_scanned=len(g["lease_ids"]), alert_states=g["alerts"], stalled=stalled, problems=problems,
         )
 
@@ -246,6 +261,9 @@ class _Reader:
         add("tput", {}, "hgetall", keys.metrics_throughput)
         add("seen", [], "zrevrange", keys.workers, 0, WORKERS_READ - 1, withscores=True)
         add("stopped", {}, "hgetall", keys.workers_stopped)
+        worker_ids = self.config.worker_ids
+        if worker_ids:
+            add("beats", [None] * len(worker_ids), "mget", [keys.beat(w) for w in worker_ids])
         if self.other_scan_limit:
             add("others", [], "zrevrange", keys.live, self.top_n, self.top_n + self.other_scan_limit - 1)
         if alerts:
@@ -263,6 +281,7 @@ class _Reader:
         g["scan"] = [text(u) for u in g["scan"]]
         g["seen"] = {text(w): float(s) for w, s in g["seen"]}
         g["worker_ids"] = list(dict.fromkeys([*self.config.worker_ids, *g["seen"]]))
+        g["beats"] = {w: beat is not None for w, beat in zip(worker_ids, g.get("beats") or [], strict=False)}
         if g["alerts"] is not None:
             g["alerts"] = {text(k): text(v) for k, v in g["alerts"].items()}
         return g

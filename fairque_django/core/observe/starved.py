@@ -1,10 +1,11 @@
 """Starvation by configuration: tenants with ready tasks that no live worker may take (the
-partition's owner is not alive and no live worker is assigned them or may steal them)."""
+partition's owner is not alive and no live worker is assigned them or may steal them); and
+orphan takeover: partitions whose workers have no live heartbeat, which live workers serve."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Collection, Iterable, Mapping, Sequence
+from dataclasses import dataclass, replace
 from typing import Any, Final
 
 from ..codec import text
@@ -35,6 +36,42 @@ class StarvedPartition:
         return {"partition": self.partition, "owner_status": self.owner_status, "assigned": list(self.assigned),
                 "tenants": list(self.tenants), "waiting": self.waiting, "scanned": self.scanned,
                 "start": list(self.start)}
+
+
+@dataclass(frozen=True, slots=True)
+class OrphanedPartition:
+    """A partition none of whose workers (its owner; for the pool, the workers that may steal from
+    it) has a live heartbeat key (``{prefix}:beat:<id>``, ``queue.orphan_after_seconds``): the live
+    workers in ``served_by`` take its tenants over, by virtual time (none alive: it starves)."""
+
+    partition: str  # the owner's worker id, or "~pool"
+    servers: tuple[str, ...]  # the workers that serve it by configuration
+    statuses: tuple[str, ...]  # their liveness labels
+    served_by: tuple[str, ...]  # live workers taking it over
+    waiting: int = 0  # tenants with ready tasks in it
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"partition": self.partition, "servers": list(self.servers), "statuses": list(self.statuses),
+                "served_by": list(self.served_by), "waiting": self.waiting}
+
+
+def orphaned_partitions(config: FairQueueConfig, workers: Sequence[WorkerMetrics],
+                        beats: Mapping[str, bool]) -> list[OrphanedPartition]:
+    """The orphaned partitions (``beats``: worker id -> whether its heartbeat key exists) and the
+    live workers that serve them; none when ``queue.orphan_takeover`` is off."""
+    if not config.queue.orphan_takeover:
+        return []
+    status = {w.worker_id: w.status for w in workers}
+    takers = tuple(w.id for w in config.workers if beats.get(w.id) and status.get(w.id) == ALIVE)
+    return [OrphanedPartition(part, servers, tuple(status.get(s, NEVER_SEEN) for s in servers), takers)
+            for part, servers in config.partition_servers().items() if not any(beats.get(s) for s in servers)]
+
+
+def with_waiting(orphans: Sequence[OrphanedPartition], parts: Sequence[str],
+                 replies: Sequence[Any]) -> list[OrphanedPartition]:
+    """``orphans`` with their waiting tenants counted from the replies of :func:`queue_ready_reads`."""
+    waiting = {part: int(replies[2 * i] or 0) for i, part in enumerate(parts)} if replies else {}
+    return [replace(o, waiting=waiting.get(o.partition, 0)) for o in orphans]
 
 
 def describe_starved(parts: Sequence[StarvedPartition], *, names: int = 5) -> str:
@@ -72,13 +109,15 @@ def queue_ready_reads(pipe: Any, keys: Keys, parts: Sequence[str], scan: int = S
 
 
 def starved_partitions(config: FairQueueConfig, workers: Sequence[WorkerMetrics], parts: Sequence[str],
-                       replies: Sequence[Any]) -> list[StarvedPartition]:
+                       replies: Sequence[Any], taken_over: Collection[str] = ()) -> list[StarvedPartition]:
     """The partitions among ``parts`` whose waiting tenants no live worker may take, from the
-    replies of :func:`queue_ready_reads`."""
+    replies of :func:`queue_ready_reads` (``taken_over``: orphaned partitions live workers serve)."""
     status = {w.worker_id: w.status for w in workers}
     live = [w for w in workers if w.alive]
     out: list[StarvedPartition] = []
     for i, part in enumerate(parts):
+        if part in taken_over:
+            continue
         waiting, users = int(replies[2 * i]), [text(u) for u in replies[2 * i + 1]]
         starved = tuple(u for u in users if not any(may_take(w, u) for w in live))
         if not starved:

@@ -22,7 +22,7 @@ from .pop import PopPlan, PopReply
 logger = logging.getLogger("fairque_django.queue")
 
 STAT_FIELDS = ("pushed", "popped", "completed", "failed", "retried", "dead", "expired", "requeued",
-               "deleted", "released", "late_acks", "quarantined", "repaired")
+               "deleted", "released", "late_acks", "quarantined", "repaired", "orphan_served")
 
 # The per-priority push counters; 'pushed' is their sum (push.lua keeps no separate total).
 PRIORITY_PUSHED = tuple(f"p:{n}:pushed" for n in range(1, 7))
@@ -153,22 +153,26 @@ class Commands:
                 steal_exact=tuple(sorted(u for u in worker.steal_targets if not is_pattern(u))),
                 steal_patterns=tuple(glob_to_lua_pattern(u) for u in worker.steal_targets if is_pattern(u)),
                 steal_partitions=self.config.steal_partitions(wid) if worker.steal_targets else (),
+                orphan_watch=self.config.orphan_watch(wid),
             )
         self._plans[wid] = plan
         return plan
 
     def pop_args(self, plan: PopPlan, lease_seconds: float | None, count: int = 1, *, park_ms: int = 0,
-                 unpark: str | None = None, token: str | None = None) -> tuple[list[Any], str]:
+                 unpark: str | None = None, token: str | None = None,
+                 orphans: Sequence[str] = ()) -> tuple[list[Any], str]:
         """Arguments of ``pop.lua`` leasing up to ``count`` tasks (at least one), and their lease token.
 
         ``park_ms``: a slot about to wait parks for that long when nothing is ready (a push may then
         lease it a task directly); ``unpark``: the token of that park, the wait being over; ``token``:
-        the lease token to use (default: a new one)."""
+        the lease token to use (default: a new one); ``orphans``: partitions taken over (their
+        workers have no live heartbeat)."""
         token = unpark or token or secrets.token_hex(16)
         lease = lease_seconds if lease_seconds is not None else self.config.queue.lease_timeout_seconds
         args: list[Any] = [self.keys.base, plan.worker_id, plan.own_partition, int(lease * 1000), token,
                            plan.steal_digest if plan.steal_partitions else "", self._fairness, max(count, 1),
-                           park_ms, "1" if unpark else "0", len(plan.steal_partitions), *plan.steal_partitions]
+                           park_ms, "1" if unpark else "0", len(plan.steal_partitions), *plan.steal_partitions,
+                           "\t".join(orphans)]
         return args, token
 
     def push_args(self, encoded: Sequence[list[Any]], idempotent: bool = False) -> list[Any]:

@@ -26,6 +26,18 @@ class PopPlan:
     steal_patterns: tuple[str, ...]  # anchored Lua patterns
     steal_partitions: tuple[str, ...]
     steal_digest: str = field(init=False)  # names the definitions: the steal copies are rebuilt when it changes
+    # orphan takeover: (partition, the workers that serve it) for each partition the worker takes
+    # over while none of those has a live heartbeat (``{prefix}:beat:<id>``; see core/ops.py)
+    orphan_watch: tuple[tuple[str, tuple[str, ...]], ...] = ()
+
+    @property
+    def beat_owners(self) -> tuple[str, ...]:
+        """The worker ids whose heartbeat keys tell which watched partitions are orphaned."""
+        return tuple(dict.fromkeys(w for _, servers in self.orphan_watch for w in servers))
+
+    def orphaned(self, alive: set[str]) -> tuple[str, ...]:
+        """The watched partitions none of whose servers is in ``alive``."""
+        return tuple(part for part, servers in self.orphan_watch if alive.isdisjoint(servers))
 
     def __post_init__(self) -> None:
         parts = ("v2", *self.steal_exact, "", *self.steal_patterns, "", *self.steal_partitions)

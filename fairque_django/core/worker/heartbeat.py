@@ -23,7 +23,7 @@ from typing import Any, Protocol
 from ..config import FairQueueConfig, WorkerConfig
 from ..errors import FairQueueError
 from ..models import Task, dumps
-from ..observe import mark_stopped, parse_record, trim_throughput
+from ..observe import mark_stopped, orphan_after, parse_record, trim_throughput
 from ..queue import TaskQueue, redis_errors
 from .leases import LeaseBook
 
@@ -131,6 +131,9 @@ class Heartbeat:
             pipe.hset(key, mapping=record)  # type: ignore[arg-type]
             pipe.pexpire(key, int(ttl * 1000))
             pipe.zadd(self.queue.keys.workers, {self.worker_id: now})
+            # kept at a clean stop too: the partition is orphaned once it expires (orphan takeover)
+            pipe.set(self.queue.keys.beat(self.worker_id), repr(now),
+                     px=max(1, int(orphan_after(worker.config, settings) * 1000)))
             pipe.execute()
 
 

@@ -15,7 +15,7 @@ from fairque_django.alerts import AlertEvaluator
 from fairque_django.conf import get_config, get_queue, get_setting
 from fairque_django.core.errors import FairQueueError, UnknownWorkerError
 from fairque_django.core.handler import TaskHandler
-from fairque_django.core.observe import unserved_assignments
+from fairque_django.core.observe import orphan_after, unserved_assignments
 from fairque_django.core.worker import Worker
 from fairque_django.outbox import Relay
 
@@ -81,9 +81,16 @@ class Command(BaseCommand):
         except FairQueueError as exc:  # Redis down at start: the worker reports it again itself
             logger.warning("worker %s: could not check which workers are running (%s)", worker_id, exc)
             return
+        config = get_queue(worker_id).config
         for gap in gaps:
             start = f"start it: python manage.py runfairworker {gap.worker_id}"
-            if gap.unserved:
+            if gap.unserved and config.queue.orphan_takeover:
+                after = orphan_after(config, config.get_worker(gap.worker_id))
+                message = (f"worker {gap.worker_id} is {gap.status}: tenants matching {', '.join(gap.unserved)} "
+                           f"(its assigned_users) no running worker may steal are served only by orphan takeover "
+                           f"(by live workers, when they have no work of their own, once it has had no heartbeat "
+                           f"for {after:g} s); for their fair share {start}")
+            elif gap.unserved:
                 message = (f"worker {gap.worker_id} is {gap.status}: tenants matching {', '.join(gap.unserved)} "
                            f"(its assigned_users) are served by no running worker and no running worker may steal "
                            f"them, so they wait until you {start}")

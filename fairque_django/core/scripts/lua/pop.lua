@@ -21,6 +21,8 @@
 -- ARGV[10] '1' = unpark: the slot's wait ended; unpark it first, and when it is no longer parked
 --          (a push leased it a task, or it never parked) lease nothing and answer status 0
 -- ARGV[11] number of steal partitions N, then the N partitions to steal from
+-- ARGV[12 + N] orphan partitions, tab-separated ('' = none): taken over, their workers having no live
+--          heartbeat (core/ops.py); every user of theirs may be taken, by the same virtual-time rule
 -- Returns  {due, problems, then 3 fields per task leased: id, body,
 --           "retries\tattempts\tlease deadline ms\tstolen (0/1)\tuser"}
 --          due: ms until a delayed task or lease is due when no task was leased; -1 when a task was
@@ -51,8 +53,13 @@ local timefair = ARGV[7] == 'time'
 local want = tonumber(ARGV[8])
 local park_ms = tonumber(ARGV[9])
 local unpark = ARGV[10] == '1'
+local nparts = tonumber(ARGV[11])
+local orphans = {}
+for part in string.gmatch(ARGV[12 + nparts] or '', '[^\t]+') do
+  orphans[#orphans + 1] = part
+end
 local parts = {}
-for i = 12, 11 + tonumber(ARGV[11]) do
+for i = 12, 11 + nparts do
   parts[#parts + 1] = ARGV[i]
 end
 local parked_key, slot = P .. ':parked:' .. own, nil
@@ -199,26 +206,31 @@ end
 -- the steal sources, read at the first steal; whether they are out of date; keys moved aside by then
 local sources, stale, sources_moved = nil, false, 0
 
--- The sources of the steal step, each {partition, sorted set, copy}: a sorted set whose head is the
--- next user this worker may take from that partition, by virtual time. Per steal partition, the
--- worker's steal copy (copy = true: checked against the ready set before use); none while the copies
--- are out of date (Redis lost them, or a key was moved aside): the caller syncs and pops again.
+-- The sources of the steal step, each {partition, sorted set, copy, orphan}: a sorted set whose head
+-- is the next user this worker may take from that partition, by virtual time. Per steal partition,
+-- the worker's steal copy (copy = true: checked against the ready set before use); none while the
+-- copies are out of date (Redis lost them, or a key was moved aside): the caller syncs and pops
+-- again. Per orphan partition (orphan takeover), its whole ready set: every user may be taken.
 local function steal_sources()
   local found = {}
-  if steal_digest == '' then
-    return found
+  if steal_digest ~= '' then
+    local seen = redis.call('MGET', P .. ':stealdigest:' .. worker, P .. ':stealepoch')
+    if seen[1] ~= steal_digest .. '|' .. (seen[2] or '') then
+      problems[#problems + 1] = 'resync: steal copies out of date'
+      stale = true
+    else
+      for _, part in ipairs(parts) do
+        found[#found + 1] = {part, steal_ready_key(P, part, worker), true, false}
+      end
+    end
   end
-  local seen = redis.call('MGET', P .. ':stealdigest:' .. worker, P .. ':stealepoch')
-  if seen[1] ~= steal_digest .. '|' .. (seen[2] or '') then
-    problems[#problems + 1] = 'resync: steal copies out of date'
-    stale = true
-    return found
-  end
-  for _, part in ipairs(parts) do
-    found[#found + 1] = {part, steal_ready_key(P, part, worker), true}
+  for _, part in ipairs(orphans) do
+    found[#found + 1] = {part, P .. ':ready:' .. part, false, true}
   end
   return found
 end
+
+local orphan_served = 0 -- tasks leased from orphan partitions (counted as stolen too)
 
 -- Lease the next task for this worker (own partition first, then stealing); whether one was.
 local function pop_one()
@@ -264,6 +276,7 @@ local function pop_one()
       end
     end
     if (not best[3] or (real and tonumber(real) == score)) and serve(best[1], user, score, 1) then
+      if best[4] then orphan_served = orphan_served + 1 end
       return true
     end
   end
@@ -276,6 +289,7 @@ end
 if #leased > 0 then
   rcall('ZADD', P .. ':leases', unpack(leased))
   stat(P, 'popped', #leased / 2)
+  if orphan_served > 0 then stat(P, 'orphan_served', orphan_served) end
 else
   out[1] = next_due(P, now)
 end
