@@ -171,6 +171,8 @@ FAMILIES: list[Family] = [
     Family("steal epoch", ("steal_epoch",), TOLERATED, sset(lambda s: s.keys.steal_epoch, "garbage")),
     Family("steal partitions", ("steal_parts",), TOLERATED, lambda c, s: c.sadd(s.keys.steal_parts("w1"), "nowhere")),
     Family("stealer last sync", ("steal_seen",), TOLERATED, zadd(lambda s: s.keys.steal_seen, lambda s: "w1", -INF)),
+    # only the key's existence counts (a live heartbeat): its value is never read
+    Family("heartbeat key", ("beat",), TOLERATED, lambda c, s: c.set(s.keys.beat("w3"), "garbage", px=2000)),
     Family("workers seen", ("workers",), READ, zadd(lambda s: s.keys.workers, lambda s: "w1", INF)),
     Family("workers stopped", ("workers_stopped",), READ, hset(lambda s: s.keys.workers_stopped, {"w1": "x"})),
     Family("worker record", ("worker",), READ,
