@@ -357,7 +357,10 @@ def test_burst_slots_lease_short_tasks_in_batches(make_config: Any, redis_client
     assert sorted(done) == sorted(f"{u}|{u}{i}" for i in range(70) for u in "abc")  # each exactly once
     assert worker.processed == 210
     stats = q.get_stats()
-    assert stats["tasks_popped"] == 210 and stats["tasks_completed"] == 210 and stats["tasks_active"] == 0
+    assert stats["tasks_completed"] == 210 and stats["tasks_active"] == 0
+    # (a task slowed past the hold time by a loaded machine hands the rest of its batch back
+    # uncounted: those are popped again)
+    assert stats["tasks_popped"] >= 210
     assert max(counts) > 1 and len(counts) < 105  # several tasks per round trip
 
 

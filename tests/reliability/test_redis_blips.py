@@ -95,6 +95,24 @@ def test_every_call_of_the_async_queue_rides_through_a_restart(rel_env: dict[str
         asyncio.run(scenario(server))
 
 
+
+def lose_replies(queue: TaskQueue, script: Any = None) -> list[bool]:
+    """Make the queue's next script call (of ``script`` only, if given) run in Redis and then lose
+    its reply (the connection cut after the call was made); set ``cut[0]`` again to repeat."""
+    original = queue.transport.run
+    cut = [True]
+
+    def run_then_lose_the_reply(called: Any, args: list[Any]) -> Any:
+        reply = original(called, args)
+        if cut[0] and (script is None or called is script):
+            cut[0] = False
+            raise redis.ConnectionError("connection lost after the call ran")
+        return reply
+
+    queue.transport.run = run_then_lose_the_reply  # type: ignore[method-assign]
+    return cut
+
+
 def test_a_push_whose_reply_was_lost_reports_success_when_retried(rel_env: dict[str, str]) -> None:
     """The first attempt runs in Redis but its reply never arrives (the connection is cut after the
     call was made): the retry finds the task stored and reports success, not a duplicate."""
@@ -103,17 +121,7 @@ def test_a_push_whose_reply_was_lost_reports_success_when_retried(rel_env: dict[
         rel_env.update(FAIRQUE_REL_REDIS_URL=server.url())
         queue = TaskQueue(core_config(rel_env))
         task = tasks.work.create_task((1,), user_id=user(1))
-        original = queue.transport.run
-        cut = [True]
-
-        def run_then_lose_the_reply(script: Any, args: list[Any]) -> Any:
-            reply = original(script, args)
-            if cut[0]:
-                cut[0] = False
-                raise redis.ConnectionError("connection lost after the call ran")
-            return reply
-
-        queue.transport.run = run_then_lose_the_reply  # type: ignore[method-assign]
+        cut = lose_replies(queue)
         reply = queue.push(task)
         assert reply["success"] and not reply["duplicate"], reply
         assert queue.get_stats()["tasks_pushed"] == 1
@@ -134,17 +142,7 @@ def test_a_pop_whose_reply_was_lost_leases_a_task_that_comes_back_at_lease_expir
         queue = TaskQueue(core_config(rel_env))
         first, second = (tasks.work.create_task((i,), user_id=user(1)) for i in range(2))
         queue.push_batch([first, second])
-        original = queue.transport.run
-        cut = [True]
-
-        def run_then_lose_the_reply(script: Any, args: list[Any]) -> Any:
-            reply = original(script, args)
-            if cut[0]:
-                cut[0] = False
-                raise redis.ConnectionError("connection lost after the call ran")
-            return reply
-
-        queue.transport.run = run_then_lose_the_reply  # type: ignore[method-assign]
+        lose_replies(queue, queue.scripts.pop)  # (not the steal sync that runs first)
         popped = queue.pop("rel-2", lease_seconds=1)
         assert popped is not None and popped.task_id == second.task_id  # the retry's
         assert queue.get_task_state(first.task_id)["st"] == "leased"  # type: ignore[index]
