@@ -19,7 +19,7 @@ import redis.asyncio
 from .config import FairQueueConfig, RedisConfig
 from .models import DLQEntry, Task
 from .ops import QueueOps, adrive
-from .results import ResultSnapshot, TaskResult
+from .results import CancelResult, ResultSnapshot, TaskResult
 from .retry import RetryPolicy
 from .scripts import AsyncScripts
 from .scripts.pop import PopStep
@@ -163,9 +163,22 @@ class AsyncTaskQueue(QueueOps):
         """Async :meth:`TaskQueue.extend`."""
         return await adrive(self.transport, self._extend(tasks, lease_seconds))
 
+    async def extend_leases(self, tasks: Sequence[Task], lease_seconds: float | None = None,
+                            ) -> tuple[list[str], list[str]]:
+        """Async :meth:`TaskQueue.extend_leases`."""
+        return await adrive(self.transport, self._extend_leases(tasks, lease_seconds))
+
     async def delete(self, *task_ids: str) -> list[str]:
         """Async :meth:`TaskQueue.delete`."""
         return await adrive(self.transport, self._delete(task_ids))
+
+    async def cancel(self, task_id: str, *, user_id: str | None = None) -> CancelResult:
+        """Async :meth:`TaskQueue.cancel`."""
+        return await adrive(self.transport, self._cancel(task_id, user_id))
+
+    async def cancel_tenant(self, user_id: str, *, running: bool = False, chunk: int = 1000) -> dict[str, int]:
+        """Async :meth:`TaskQueue.cancel_tenant`."""
+        return await adrive(self.transport, self._cancel_tenant(user_id, running, chunk))
 
     # --- dead-letter queue ----------------------------------------------------------------
     async def dlq_size(self) -> int:

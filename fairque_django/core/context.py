@@ -8,7 +8,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from .errors import FairQueueError, MissingTenantError, TaskNotRegisteredError
+from .errors import FairQueueError, MissingTenantError, TaskCancelled, TaskNotRegisteredError
 
 if TYPE_CHECKING:
     from .models import Task
@@ -99,6 +99,20 @@ class task_running:
 
     def __exit__(self, *exc: object) -> None:
         _running.reset(self._token)
+
+
+def cancelled() -> bool:
+    """Inside a running task: whether it was cancelled (its worker learns it at its next heartbeat).
+    False outside a task. A task that may run long polls it and stops early."""
+    running = _running.get()
+    return running is not None and running.task.cancel_requested
+
+
+def raise_if_cancelled() -> None:
+    """Inside a running task: raise :class:`TaskCancelled` when it was cancelled (see :func:`cancelled`)."""
+    running = _running.get()
+    if running is not None and running.task.cancel_requested:
+        raise TaskCancelled(f"task {running.task.task_id} was cancelled")
 
 
 def run_task_inline(task: Task) -> Any:

@@ -96,6 +96,8 @@ class Task:
     lease_token: str | None = None
     worker_id: str | None = None
     lease_deadline: float | None = None
+    # set by the worker's heartbeat when the task was cancelled while leased (``cancelled()``)
+    cancel_requested: bool = field(default=False, compare=False, repr=False)
 
     @classmethod
     def create(

@@ -15,7 +15,7 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import Generator, Iterable, Iterator, Sequence
+from collections.abc import Callable, Generator, Iterable, Iterator, Sequence
 from typing import Any, TypeAlias, TypeVar
 
 import redis
@@ -25,7 +25,7 @@ from .config import FairQueueConfig
 from .errors import LeaseLostError
 from .keys import validate_user_id
 from .models import DLQEntry, Task, dumps
-from .results import ResultSnapshot
+from .results import CancelResult, ResultSnapshot, TaskStatus
 from .retry import Attempts, Replayable
 from .scripts import Scripts
 from .scripts.commands import (
@@ -51,6 +51,8 @@ STEAL_SET_RECHECK_SECONDS = 5.0
 STEALER_FORGET_SECONDS = 3600.0
 # How often a worker's queue reads which partitions are orphaned (one MGET of heartbeat keys).
 ORPHAN_RECHECK_SECONDS = 1.0
+# Tasks one cancel script call handles at most (cancel_tenant): Redis serves others in between.
+CANCEL_CHUNK = 1000
 
 T = TypeVar("T")
 # (transport method name, its arguments): no keyword arguments, they cost the hot paths time
@@ -426,11 +428,76 @@ class QueueOps:
             return int((yield run(self.scripts.release, self.proto.release_args(tasks, count))))
 
     def _extend(self, tasks: Sequence[Task], lease_seconds: float | None) -> Op[list[str]]:
+        return (yield from self._extend_leases(tasks, lease_seconds))[0]
+
+    def _extend_leases(self, tasks: Sequence[Task], lease_seconds: float | None,
+                       ) -> Op[tuple[list[str], list[str]]]:
+        """Renew leases (fenced by the lease tokens, so safe to retry): (ids whose lease was lost,
+        ids renewed that were cancelled while they run)."""
         if not tasks:
-            return []
+            return [], []
         with redis_errors("extend"):
-            reply = yield run(self.scripts.extend, self.proto.extend_args(tasks, lease_seconds))
-        return [text(x) for x in reply]
+            lost, cancelling = yield run(self.scripts.extend, self.proto.extend_args(tasks, lease_seconds))
+        return [text(x) for x in lost], [text(x) for x in cancelling]
+
+    # --- cancelling -------------------------------------------------------------------------
+    def _cancel(self, task_id: str, user_id: str | None) -> Op[CancelResult]:
+        """Cancel one task (``cancel.lua``); idempotent: a retry whose first attempt removed the task
+        answers ``cancelled`` (the lost reply's answer), and a running task is flagged once."""
+        with redis_errors("cancel"):
+            reply, retried = yield counted(run(self.scripts.cancel, self.proto.cancel_args([task_id], user_id)))
+            answer = text(reply[0])
+            if answer == "not_found" and user_id is not None:  # ended already? its record says how
+                raw = yield call("get", self.keys.result(user_id, task_id))
+                if raw is not None:
+                    finished = ResultSnapshot.read(user_id, None, raw)
+                    if finished.status is TaskStatus.CANCELLED:
+                        return CancelResult.CANCELLED
+                    return CancelResult.FINISHED
+        if answer == "not_found" and retried:
+            return CancelResult.CANCELLED
+        return CancelResult(answer)
+
+    def _cancel_tenant(self, user_id: str, running: bool, chunk: int) -> Op[dict[str, int]]:
+        """Cancel every delayed and queued task of ``user_id`` (and flag its leased ones when
+        ``running``), at most ``chunk`` tasks per script call. Safe to retry (each call cancels what
+        is still there; counts may then miss what a call whose reply was lost did)."""
+        chunk = max(1, chunk)
+        counts = {"cancelled": 0, "cancelling": 0}
+
+        def add(answers: Iterable[Any]) -> None:
+            for answer in answers:
+                word = text(answer)
+                if word in counts:
+                    counts[word] += 1
+
+        args = self.proto.cancel_queued_args(user_id, chunk)  # checks the user id before anything runs
+        with redis_errors("cancel_tenant"):
+            # delayed tasks first: one promoted meanwhile is then found in its lane
+            yield from self._cancel_scan(self.keys.delayed, user_id, running, chunk, add)
+            calls_left: int | None = None  # bounded by what was queued at the start, not by later pushes
+            while calls_left is None or calls_left > 0:
+                done, left = yield run(self.scripts.cancel_queued, args)
+                counts["cancelled"] += int(done)
+                if int(left) <= 0:
+                    break
+                calls_left = (int(left) // chunk + 1) if calls_left is None else calls_left - 1
+            if running:
+                yield from self._cancel_scan(self.keys.leases, user_id, running, chunk, add)
+        return counts
+
+    def _cancel_scan(self, key: str, user_id: str, running: bool, chunk: int,
+                     add: Callable[[Iterable[Any]], None]) -> Op[None]:
+        """Cancel the tasks of ``user_id`` among the members of the sorted set ``key`` (ZSCAN: every
+        member there from start to end is seen), ``chunk`` ids per script call."""
+        cursor = 0
+        while True:
+            cursor, members = yield call("zscan", key, cursor, count=chunk)
+            ids = [text(m) for m, _ in members]
+            for group in chunks(ids, chunk):
+                add((yield run(self.scripts.cancel, self.proto.cancel_args(group, user_id, running))))
+            if int(cursor) == 0:
+                return
 
     def _delete(self, task_ids: Sequence[str]) -> Op[list[str]]:
         if not task_ids:

@@ -18,7 +18,7 @@ from .connection import get_client
 from .context import activate_queue, deactivate_queue
 from .models import DLQEntry, Task
 from .ops import QueueOps, drive
-from .results import ResultSnapshot, TaskResult
+from .results import CancelResult, ResultSnapshot, TaskResult
 from .retry import RetryPolicy
 from .scripts import Scripts
 from .scripts.pop import PopStep
@@ -167,9 +167,30 @@ class TaskQueue(QueueOps):
         """Heartbeat: renew the leases of running tasks; returns the ids whose lease was lost."""
         return drive(self.transport, self._extend(tasks, lease_seconds))
 
+    def extend_leases(self, tasks: Sequence[Task], lease_seconds: float | None = None,
+                      ) -> tuple[list[str], list[str]]:
+        """:meth:`extend`, also answering which of the renewed tasks were cancelled while they run:
+        (ids whose lease was lost, ids cancelled). The worker's heartbeat uses it."""
+        return drive(self.transport, self._extend_leases(tasks, lease_seconds))
+
     def delete(self, *task_ids: str) -> list[str]:
         """Remove tasks wherever they are (queued, delayed, leased or dead)."""
         return drive(self.transport, self._delete(task_ids))
+
+    # --- cancelling -------------------------------------------------------------------------
+    def cancel(self, task_id: str, *, user_id: str | None = None) -> CancelResult:
+        """Cancel a task (only ``user_id``'s when given). A queued or delayed task is removed and
+        its outcome reads CANCELLED (``cancelled``); a running one is flagged (``cancelling``): its
+        worker tells it at the next heartbeat (``fairque_django.cancelled()``), and however it then
+        ends it is recorded as cancelled, never retried. ``finished``: it already ended (dead, or
+        with ``user_id``: its stored outcome); ``not_found``. Safe to retry (idempotent)."""
+        return drive(self.transport, self._cancel(task_id, user_id))
+
+    def cancel_tenant(self, user_id: str, *, running: bool = False, chunk: int = 1000) -> dict[str, int]:
+        """Cancel every queued and delayed task of ``user_id`` (``running=True``: flag its running
+        ones too), ``chunk`` tasks per script call so that Redis serves others in between. Returns
+        ``{"cancelled": n, "cancelling": m}``. Safe to retry."""
+        return drive(self.transport, self._cancel_tenant(user_id, running, chunk))
 
     # --- dead-letter queue ----------------------------------------------------------------
     def dlq_size(self) -> int:

@@ -30,7 +30,8 @@ from .errors import (
 )
 from .models import Task, dumps
 
-__all__ = ["ResultSnapshot", "TaskError", "TaskResult", "TaskStatus", "failure_record", "success_record"]
+__all__ = ["CancelResult", "ResultSnapshot", "TaskError", "TaskResult", "TaskStatus", "failure_record",
+           "success_record"]
 
 
 class TaskStatus(str, Enum):
@@ -46,12 +47,23 @@ class TaskStatus(str, Enum):
 FINISHED = frozenset({TaskStatus.SUCCESSFUL, TaskStatus.FAILED, TaskStatus.CANCELLED})
 
 
+class CancelResult(str, Enum):
+    """What ``cancel(task_id)`` did (a ``str``: compares equal to its value)."""
+
+    CANCELLED = "cancelled"  # it was queued or delayed: removed, its handle reads CANCELLED
+    CANCELLING = "cancelling"  # it runs: flagged; its worker tells it at the next heartbeat
+    NOT_FOUND = "not_found"  # no such task (or another tenant's)
+    FINISHED = "finished"  # it already ended (dead-lettered, or succeeded / failed / was cancelled)
+
+
 class ResultReader(Protocol):
     """What a handle reads through: :class:`~.queue.TaskQueue` (``read_result`` returns a snapshot)."""
 
     config: Any
 
     def read_result(self, task_id: str, user_id: str) -> ResultSnapshot: ...
+
+    def cancel(self, task_id: str, *, user_id: str | None = None) -> CancelResult: ...
 
 
 class AsyncResultReader(Protocol):
@@ -60,6 +72,8 @@ class AsyncResultReader(Protocol):
     config: Any
 
     async def read_result(self, task_id: str, user_id: str) -> ResultSnapshot: ...
+
+    async def cancel(self, task_id: str, *, user_id: str | None = None) -> CancelResult: ...
 
 # the task hash's state field (st) -> status
 _STATE_STATUS = {"queued": TaskStatus.READY, "delayed": TaskStatus.READY, "leased": TaskStatus.RUNNING,
@@ -328,6 +342,20 @@ class TaskResult:
                 raise ResultTimeoutError(self._timeout_message(timeout))
             yield pause if left is None else min(pause, left)
             pause = min(pause * 2, interval)
+
+    # --- cancelling -----------------------------------------------------------------------
+    def cancel(self) -> CancelResult:
+        """Cancel the task (see ``TaskQueue.cancel``): ``cancelled`` when it was waiting, ``cancelling``
+        when it runs (it stops when it looks, and reads CANCELLED once it ended), ``finished`` or
+        ``not_found`` otherwise. Does not refresh the handle."""
+        return self._sync_queue().cancel(self.id, user_id=self.user_id)
+
+    async def acancel(self) -> CancelResult:
+        """:meth:`cancel` for asyncio code."""
+        if self._queue is not None and inspect.iscoroutinefunction(self._queue.cancel):
+            return await self._queue.cancel(self.id, user_id=self.user_id)  # type: ignore[no-any-return]
+        queue = self._sync_queue()
+        return await asyncio.to_thread(queue.cancel, self.id, user_id=self.user_id)
 
     # --- messages --------------------------------------------------------------------------
     def _check_waitable(self) -> None:

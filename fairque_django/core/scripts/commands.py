@@ -22,7 +22,7 @@ from .pop import PopPlan, PopReply
 logger = logging.getLogger("fairque_django.queue")
 
 STAT_FIELDS = ("pushed", "popped", "completed", "failed", "retried", "dead", "expired", "requeued",
-               "deleted", "released", "late_acks", "quarantined", "repaired", "orphan_served")
+               "deleted", "released", "late_acks", "quarantined", "repaired", "orphan_served", "cancelled")
 
 # The per-priority push counters; 'pushed' is their sum (push.lua keeps no separate total).
 PRIORITY_PUSHED = tuple(f"p:{n}:pushed" for n in range(1, 7))
@@ -240,7 +240,7 @@ class Commands:
                   tb: str, ftype: str) -> list[Any]:
         """Arguments of ``fail.lua`` (the backoff follows from the retries so far)."""
         return [self.keys.base, task_id, token, self.backoff_ms(retry_count), "1" if dead else "0", message, etype,
-                tb, ftype, "1" if self.config.queue.metrics else "0"]
+                tb, ftype, "1" if self.config.queue.metrics else "0", self.config.queue.result_ttl_seconds]
 
     @staticmethod
     def error_fields(error: BaseException | str) -> tuple[str, str]:
@@ -251,7 +251,8 @@ class Commands:
 
     @staticmethod
     def fail_outcome(reply: Any) -> str:
-        """``fail.lua``'s reply: 'retry' / 'dead', 'lost' (lease taken over) or 'missing' (no such task)."""
+        """``fail.lua``'s reply: 'retry' / 'dead' / 'cancelled', 'lost' (lease taken over) or 'missing'
+        (no such task)."""
         if reply in (0, b"0"):
             return "lost"
         if reply == -1:
@@ -272,6 +273,21 @@ class Commands:
         for t in tasks:
             args += [t.task_id, t.lease_token or ""]
         return args
+
+    def cancel_args(self, task_ids: Sequence[str], user_id: str | None, flag_running: bool = True) -> list[Any]:
+        """Arguments of ``cancel.lua``: cancel ``task_ids`` (only those of ``user_id`` when given);
+        ``flag_running``: leased ones get the cancel flag (else they answer 'running')."""
+        if user_id is not None:
+            validate_user_id(user_id, self.config.queue.max_user_id_length)
+        for task_id in task_ids:
+            validate_key_part(task_id, "task id")
+        return [self.keys.base, self.config.queue.result_ttl_seconds, user_id or "", "1" if flag_running else "0",
+                *task_ids]
+
+    def cancel_queued_args(self, user_id: str, limit: int) -> list[Any]:
+        """Arguments of ``cancel_queued.lua``: cancel the next ``limit`` queued tasks of ``user_id``."""
+        validate_user_id(user_id, self.config.queue.max_user_id_length)
+        return [self.keys.base, self.config.queue.result_ttl_seconds, user_id, limit]
 
     def backoff_ms(self, retry_count: int) -> int:
         """Exponential backoff with jitter for the retry after ``retry_count`` earlier failures."""
@@ -324,7 +340,7 @@ class Commands:
         counters = stat_counters(list(raw_text), list(raw_text.values()))
         stats: dict[str, Any] = {f"tasks_{name}": counters.get(name, 0) for name in STAT_FIELDS}
         stats["problems"] = stat_problems(self.keys.stats, list(raw_text), list(raw_text.values()))
-        live = stats["tasks_pushed"] - stats["tasks_completed"] - stats["tasks_deleted"] - dlq
+        live = stats["tasks_pushed"] - stats["tasks_completed"] - stats["tasks_deleted"] - stats["tasks_cancelled"] - dlq
         stats.update(tasks_active=active, tasks_delayed=delayed, dlq_size=dlq, tasks_pending=live,
                      tasks_queued=max(0, live - active - delayed))
         users: dict[str, dict[str, int]] = {}

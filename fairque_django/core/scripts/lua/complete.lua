@@ -4,7 +4,8 @@
 -- ARGV[2]  '1' = fairness "time": replace the cost charged at pop by the run time (and learn it)
 -- ARGV[3]  '1' = record metrics (wait and run histograms, completions per minute)    ARGV[4] client clock (ms)
 -- then     triples: task id, lease token (required: '' holds no lease), run time in ms (-1 = unknown)
--- Returns  one code per task: 1 done, 0 not leased with that token (late ack, rejected),
+-- Returns  one code per task: 1 done, 2 finished as cancelled (a cancel flagged it: never a
+--          success, see includes/cancel_task), 0 not leased with that token (late ack, rejected),
 --          -1 no such task
 --- @include "includes/rcall"
 --- @include "includes/header"
@@ -18,6 +19,8 @@
 --- @include "includes/num"
 --- @include "includes/stored_num"
 --- @include "includes/hincr"
+--- @include "includes/now_ms"
+--- @include "includes/cancel_leased"
 local P = ARGV[1]
 local timefair, metrics = ARGV[2] == '1', ARGV[3] == '1'
 local codes = {}
@@ -29,10 +32,14 @@ for i = 5, #ARGV, 3 do
   local id, token, run_ms = ARGV[i], ARGV[i + 1], tonumber(ARGV[i + 2]) or -1
   local f, refused = nil, -1
   if not done[id] then
-    f, refused = leased_fields(P, id, token, 'h', 'ch', 'wt')
+    f, refused = leased_fields(P, id, token, 'h', 'ch', 'wt', 'cx')
   end
   if not f then
     codes[#codes + 1] = refused
+  elseif f[7] then -- cancelled while it ran: finished as cancelled, whatever it returned
+    cancel_leased(P, id, now_ms())
+    done[id] = true
+    codes[#codes + 1] = 2
   else
     local user = f[1]
     if timefair and run_ms >= 0 then

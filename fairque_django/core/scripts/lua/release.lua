@@ -3,18 +3,23 @@
 -- KEYS[1]  P:queue:stats
 -- ARGV[1]  P    ARGV[2] '1' = count it in the 'released' stat (a shutdown hand-back), then pairs of
 --          (task id, lease token)
--- Returns  the number of tasks handed back
+-- Returns  the number of tasks handed back (a task with a cancel flag is finished as cancelled
+--          instead, not counted)
 --- @include "includes/rcall"
 --- @include "includes/enqueue_ready"
 --- @include "includes/stat"
 --- @include "includes/num"
+--- @include "includes/now_ms"
+--- @include "includes/cancel_leased"
 local P = ARGV[1]
 local n = 0
 for i = 3, #ARGV, 2 do
   local id, token = ARGV[i], ARGV[i + 1]
   local tk = P .. ':t:' .. id
-  local f = rcall('HMGET', tk, 'tok', 'st', 'a')
-  if f[2] == 'leased' and f[1] == token then
+  local f = rcall('HMGET', tk, 'tok', 'st', 'a', 'cx')
+  if f[2] == 'leased' and f[1] == token and f[4] then
+    cancel_leased(P, id, now_ms())
+  elseif f[2] == 'leased' and f[1] == token then
     rcall('ZREM', P .. ':leases', id)
     rcall('HDEL', tk, 'tok', 'wk', 'wt')
     -- the attempt did not happen: do not count it

@@ -1,0 +1,47 @@
+-- cancel_queued: cancel up to a limit of a user's queued tasks, taken from the heads of its lanes
+-- (the caller repeats it until none is left: bounded work per call). Ids in a lane that are not a
+-- queued task of the user (stray, or deleted) are dropped from it, as a pop would; a task key of
+-- the wrong type is moved aside and counted as cancelled. Safe to repeat
+-- (it cancels the next ones of the same user).
+-- KEYS[1]  P:queue:stats
+-- ARGV[1]  P    ARGV[2] result ttl (s)    ARGV[3] user    ARGV[4] limit (ids per call)
+-- Returns  {tasks cancelled, ids still in the user's lanes}
+--- @include "includes/rcall"
+--- @include "includes/now_ms"
+--- @include "includes/lane_keys"
+--- @include "includes/header"
+--- @include "includes/leave_rotation"
+--- @include "includes/cancel_done"
+local P, ttl, user, limit = ARGV[1], tonumber(ARGV[2]), ARGV[3], math.max(1, tonumber(ARGV[4]))
+local now = now_ms()
+local ck, nk = lane_keys(P, user)
+local ids = rcall('LRANGE', ck, -limit, -1)
+if #ids > 0 then
+  rcall('LTRIM', ck, 0, -#ids - 1)
+end
+if #ids < limit then
+  local normal = rcall('ZRANGE', nk, 0, limit - #ids - 1)
+  if #normal > 0 then
+    rcall('ZREMRANGEBYRANK', nk, 0, #normal - 1)
+  end
+  for _, id in ipairs(normal) do
+    ids[#ids + 1] = id
+  end
+end
+local n, part = 0, nil
+for _, id in ipairs(ids) do
+  local f = redis.pcall('HMGET', P .. ':t:' .. id, 'u', 'h', 'st', 'a', 'b')
+  if f.err then -- not a hash: moved aside (data kept), counted as the user's task cancelled
+    quarantine(P .. ':t:' .. id)
+    cancel_done(P, id, user, nil, nil, now, ttl)
+    n = n + 1
+  elseif f[1] == user and f[3] == 'queued' then
+    part = header(f[2]).q or '~pool'
+    cancel_done(P, id, user, f[4], f[5], now, ttl)
+    n = n + 1
+  end
+end
+if part then
+  leave_rotation(P, part, user)
+end
+return {n, rcall('LLEN', ck) + rcall('ZCARD', nk)}

@@ -1,0 +1,46 @@
+--- @include "rcall"
+--- @include "header"
+--- @include "lane_keys"
+--- @include "leave_rotation"
+--- @include "cancel_done"
+
+-- Cancel task id (only a task of user when user is not ''). A queued or delayed task is taken out
+-- of its lane (its user leaves the rotation when that was its last ready task) or the delayed set
+-- and finished as cancelled (cancel_done); a leased one gets the cancel flag 'cx' (its value: the
+-- result ttl, for when it ends), which its
+-- worker sees at its next heartbeat (extend.lua) and which makes its ack, failure, lease expiry
+-- or release finish it as cancelled (cancel_leased) -- unless flag_running is false. Idempotent.
+-- Returns 'cancelled', 'cancelling' (flagged now or before), 'running' (leased, not flagged),
+-- 'finished' (dead: the DLQ API deletes it), 'not_found' (no such task, or another user's).
+local function cancel_task(P, id, user, flag_running, now, ttl)
+  local tk = P .. ':t:' .. id
+  local f = redis.pcall('HMGET', tk, 'u', 'h', 'st', 'a', 'b')
+  if f.err or not f[1] or (user ~= '' and f[1] ~= user) then
+    return 'not_found'
+  end
+  local owner, st = f[1], f[3]
+  if st == 'leased' then
+    if not flag_running then
+      return 'running'
+    end
+    rcall('HSET', tk, 'cx', ttl)
+    return 'cancelling'
+  elseif st == 'dead' then
+    return 'finished'
+  elseif st == 'queued' then
+    local h = header(f[2])
+    local ck, nk = lane_keys(P, owner)
+    if h.p == 6 then
+      rcall('LREM', ck, 0, id)
+    else
+      rcall('ZREM', nk, id)
+    end
+    leave_rotation(P, h.q or '~pool', owner)
+  elseif st == 'delayed' then
+    rcall('ZREM', P .. ':delayed', id)
+  else
+    return 'not_found' -- no known state: not a task this call may touch
+  end
+  cancel_done(P, id, owner, f[4], f[5], now, ttl)
+  return 'cancelled'
+end

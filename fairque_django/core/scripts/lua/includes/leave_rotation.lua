@@ -1,0 +1,28 @@
+--- @include "rcall"
+--- @include "lane_keys"
+--- @include "num"
+--- @include "steal_index_update"
+
+-- A task of user left its lane without being served (cancelled): when the user has no ready task
+-- left, it leaves partition part's rotation as after its last pop (steal copies kept in step),
+-- keeping its place: its virtual time becomes its finish tag (it cannot come back earlier), and
+-- the partition clock when the rotation is now empty.
+local function leave_rotation(P, part, user)
+  local ck, nk = lane_keys(P, user)
+  if rcall('LLEN', ck) > 0 or rcall('ZCARD', nk) > 0 then
+    return
+  end
+  local rk = P .. ':ready:' .. part
+  local score = rcall('ZSCORE', rk, user)
+  if not score then
+    return
+  end
+  rcall('ZREM', rk, user)
+  steal_index_update(P, part, user, nil)
+  if num(score) then
+    rcall('HSET', P .. ':vfinish:' .. part, user, score)
+    if rcall('ZCARD', rk) == 0 then
+      rcall('HSET', P .. ':vclock', part, score)
+    end
+  end
+end
