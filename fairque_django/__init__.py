@@ -18,6 +18,7 @@ from .core.errors import (
     ResultNotReadyError,
     ResultTimeoutError,
     SerializationError,
+    TaskCancelled,
     TaskFailedError,
     TaskNotFoundError,
     TaskNotRegisteredError,
@@ -29,7 +30,8 @@ from .core.handler import TaskHandler, TaskTimeoutError
 from .core.models import DLQEntry, Priority, Task
 from .core.queue import TaskQueue
 from .core.registry import TaskFunction, task, xcom_task
-from .core.results import TaskError, TaskResult, TaskStatus
+from .core.context import cancelled, raise_if_cancelled
+from .core.results import CancelResult, TaskError, TaskResult, TaskStatus
 from .core.worker import AsyncWorker, Worker
 from .core.xcom import xcom_delete, xcom_pull, xcom_push
 
@@ -46,6 +48,10 @@ _LAZY = {
     "aenqueue_many": "fairque_django.enqueuing",
     "result": "fairque_django.enqueuing",
     "aresult": "fairque_django.enqueuing",
+    "cancel": "fairque_django.cancellation",
+    "cancel_tenant": "fairque_django.cancellation",
+    "acancel": "fairque_django.cancellation",
+    "acancel_tenant": "fairque_django.cancellation",
     "get_config": "fairque_django.conf",
     "get_queue": "fairque_django.conf",
     "get_redis_client": "fairque_django.conf",
@@ -100,6 +106,14 @@ __all__ = [  # noqa: RUF022 - public names first, then the lazily imported Djang
     "xcom_task",
     "AsyncTaskQueue",
     "AsyncWorker",
+    "CancelResult",
+    "TaskCancelled",
+    "cancelled",
+    "raise_if_cancelled",
+    "acancel",
+    "acancel_tenant",
+    "cancel",
+    "cancel_tenant",
     "aenqueue",
     "aenqueue_many",
     "aresult",

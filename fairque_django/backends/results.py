@@ -33,7 +33,10 @@ from .calls import (
     to_datetime,
 )
 
-__all__ = ["ResultReads", "build_task_result"]
+__all__ = ["CANCELLED_ERROR", "ResultReads", "build_task_result"]
+
+CANCELLED = "CANCELLED"  # fairque's status of a cancelled task (core/results.py TaskStatus)
+CANCELLED_ERROR = "fairque_django.TaskCancelled"  # the error a cancelled Django task reads as
 
 
 class ResultReads:
@@ -85,6 +88,8 @@ class ResultReads:
                 data["enqueued_at"] = body.created_at
             elif body is None or body.func_name != RUNNER_NAME:
                 raise TaskResultDoesNotExist(result_id)  # not a Django task
+        if state is None and data.get("status") == CANCELLED:
+            data = self._cancelled(result_id, data)
         if not data:
             raise TaskResultDoesNotExist(result_id)
         try:
@@ -109,6 +114,24 @@ class ResultReads:
             except TaskNotRegisteredError as exc:
                 raise TaskResultDoesNotExist(f"{result_id}: {exc}") from None
         return build_task_result(task, result_id, data, status, errors)
+
+
+    @staticmethod
+    def _cancelled(result_id: str, record: Mapping[str, Any]) -> dict[str, Any]:
+        """A cancelled task's record (written by the cancel script, with the task's body) as the
+        backend's record: Django's ``TaskResultStatus`` has no CANCELLED, so it reads FAILED with
+        the error ``fairque_django.TaskCancelled``."""
+        body = record.get("task")
+        if not isinstance(body, dict) or body.get("func") != RUNNER_NAME:
+            raise TaskResultDoesNotExist(result_id)  # not a Django task
+        args = body.get("args")
+        try:
+            data = Call.parse(*(list(args if isinstance(args, list) else []) + [None] * 5)[:5]).record()
+        except TaskNotRegisteredError:
+            raise TaskResultDoesNotExist(result_id) from None
+        data.update(status=FAILED.value, enqueued_at=body.get("created"), finished_at=record.get("finished_at"),
+                    errors=[{"exception_class_path": CANCELLED_ERROR, "traceback": "TaskCancelled: cancelled"}])
+        return data
 
 
 def build_task_result(task: Task[..., Any], result_id: str, data: Mapping[str, Any], status: TaskResultStatus,

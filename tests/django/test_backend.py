@@ -510,3 +510,26 @@ def test_runfairworker_retries_context_async_and_dead_letters(
     with pytest.raises(TaskResultDoesNotExist):
         backend().get_result(ids["evil"])
     assert not mark.exists()
+
+
+# --------------------------------------------------------------------------- cancellation
+
+
+def test_cancelled_django_task_reads_failed_with_task_cancelled(queue: TaskQueue) -> None:
+    """Django's TaskResultStatus has no CANCELLED: a cancelled Django task reads FAILED, its error
+    fairque_django.TaskCancelled, its call (task, args) kept."""
+    import fairque_django
+    from fairque_django.backends.results import CANCELLED_ERROR
+
+    with tenant("user:1"):
+        result = dt.record.enqueue("to cancel")
+        assert fairque_django.cancel(result.id) == "cancelled"
+        got = dt.record.get_result(result.id)
+    assert got.status == FAILED and got.args == ["to cancel"] and got.task.func is dt.record.func
+    assert [e.exception_class_path for e in got.errors] == [CANCELLED_ERROR]
+    assert got.finished_at is not None
+    assert dt.record.get_result(result.id).status == FAILED  # trusted code without a tenant
+    with tenant("user:2"), pytest.raises(TaskResultDoesNotExist):
+        dt.record.get_result(result.id)
+    run_worker()  # nothing runs it
+    assert queue.get_stats()["tasks_completed"] == 0

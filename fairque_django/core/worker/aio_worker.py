@@ -24,7 +24,7 @@ from typing import Any
 from ..aio import AsyncTaskQueue
 from ..config import FairQueueConfig
 from ..context import task_running
-from ..errors import FairQueueError, LeaseLostError, RedisUnavailableError, TaskNotRegisteredError
+from ..errors import FairQueueError, RedisUnavailableError, TaskNotRegisteredError
 from ..handler import TaskHandler
 from ..models import Task
 from ..queue import TaskQueue
@@ -209,10 +209,7 @@ class AsyncWorker(RunnerCounts):
             try:
                 if finished.result_json is not None:
                     await self.queue.store_result_json(finished.task, finished.result_json)
-                await self.queue.complete(finished.task, duration=finished.duration)
-                code = 1
-            except LeaseLostError:
-                code = 0
+                code = await self.queue.complete_code(finished.task, duration=finished.duration)
             except RedisUnavailableError:
                 logger.warning("worker %s: could not acknowledge task %s yet (Redis unreachable)", self.worker_id,
                                finished.task.task_id)

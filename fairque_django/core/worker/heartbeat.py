@@ -1,7 +1,7 @@
 """``Heartbeat``: the one heartbeat of both workers, and ``worker_health``, which reads what it writes.
 
 Every ``heartbeat_interval_seconds`` (at most a third of the lease time) it renews the leases of
-the tasks the worker holds, publishes the worker's health record and its registration in
+the tasks the worker holds (and flags those cancelled meanwhile: ``cancelled()`` inside them), publishes the worker's health record and its registration in
 ``{prefix}:workers``, trims old per-minute throughput counts (once a minute) and runs the periodic
 hook when due. When the worker stops it removes the health record and writes the clean-stop
 record (the id then reads "down", not "never seen"). It runs in a thread of its own for the
@@ -89,9 +89,12 @@ class Heartbeat:
         """Renew the leases the worker holds and publish its health record; never raises."""
         try:
             leased = self.book.leased()
-            lost = self.queue.extend(leased) if leased else []
+            lost, cancelling = self.queue.extend_leases(leased) if leased else ([], [])
             for task_id in self.book.holding(lost):  # not those acknowledged or handed back meanwhile
                 logger.warning("worker %s: lease of task %s was lost while it ran", self.worker_id, task_id)
+            for task in self.book.request_cancel(cancelling):  # cancelled(): True inside it from now on
+                logger.info("worker %s: task %s for %s was cancelled; it is told so", self.worker_id, task.task_id,
+                            task.user_id)
             self.publish(self.book.current())
         except Exception as exc:  # the heartbeat must never die: it keeps the leases
             logger.warning("worker %s: heartbeat failed (%s)", self.worker_id, exc)

@@ -88,6 +88,19 @@ class LeaseBook:
     def _current_locked(self) -> list[Task]:
         return [r.task for r in self._running.values()] + list(self._held.values())
 
+    def request_cancel(self, task_ids: Iterable[str]) -> list[Task]:
+        """Flag the tasks of ``task_ids`` still leased here as cancelled (``cancelled()`` inside them);
+        the tasks newly flagged."""
+        flagged = []
+        with self._lock:
+            for task_id in task_ids:
+                entry = self._running.get(task_id)
+                task = entry.task if entry is not None else self._held.get(task_id) or self._finished.get(task_id)
+                if task is not None and not task.cancel_requested:
+                    task.cancel_requested = True
+                    flagged.append(task)
+        return flagged
+
     def holding(self, task_ids: Iterable[str]) -> list[str]:
         """Those of ``task_ids`` still leased here."""
         with self._lock:

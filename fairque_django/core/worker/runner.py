@@ -22,7 +22,7 @@ from typing import Any
 
 from ..config import FairQueueConfig
 from ..context import task_running
-from ..errors import FairQueueError, LeaseLostError, TaskNotRegisteredError, TaskTimeoutError
+from ..errors import FairQueueError, LeaseLostError, TaskCancelled, TaskNotRegisteredError, TaskTimeoutError
 from ..handler import TaskHandler
 from ..models import Task
 from ..queue import TaskQueue
@@ -52,7 +52,7 @@ class Failure:
     error: BaseException
     traceback: str
     duration: float
-    failure_type: str  # error, unregistered, result (the value could not be kept) or timeout
+    failure_type: str  # error, unregistered, result (the value could not be kept), timeout or cancelled
 
 
 def _name(task: Task) -> str:
@@ -73,6 +73,7 @@ class TaskRunner:
         self.around_task = around_task  # called before and after each task (e.g. Django's DB cleanup)
         self.processed = 0
         self.failed = 0
+        self.cancelled = 0
         self._lock = threading.Lock()
 
     def timeout_of(self, task: Task) -> float | None:
@@ -83,6 +84,9 @@ class TaskRunner:
         """Run a leased task from this thread. A failure is recorded here; a success is returned
         for acknowledgement."""
         entry = self.book.start(task)
+        if task.cancel_requested:  # cancelled while it waited here (prefetched, a batch's rest): not run
+            self.record(self.outcome(task, 0.0, None, TaskCancelled(f"task {task.task_id} was cancelled")))
+            return None
         logger.debug("worker %s: running %s %s for %s (attempt %d)", self.worker_id, _name(task), task.task_id,
                      task.user_id, task.attempts)
         timeout = self.timeout_of(task)
@@ -159,8 +163,14 @@ class TaskRunner:
     def outcome(self, task: Task, duration: float, result: Any = None, error: BaseException | None = None,
                 tb: str = "") -> Finished | Failure:
         """A finished run's outcome: a success waiting for its ack (with its result record), or a
-        failure to :meth:`record` (also when the result cannot be kept)."""
+        failure to :meth:`record` (also when the result cannot be kept). A task cancelled while it
+        ran (it raised :class:`TaskCancelled`, or its worker was told) ends as cancelled whatever it
+        did: never a success, never retried."""
         ftype = "unregistered" if isinstance(error, TaskNotRegisteredError) else "error"
+        if isinstance(error, TaskCancelled) or task.cancel_requested:
+            self.book.forget([task])
+            return Failure(task, error or TaskCancelled(f"task {task.task_id} was cancelled"), tb, duration,
+                           "cancelled")
         if error is None:
             try:
                 finished = Finished(task, duration, success_record(task, result, self.config.queue.store_results))
@@ -173,7 +183,11 @@ class TaskRunner:
         return Failure(task, error, tb, duration, ftype)
 
     def record(self, failure: Failure) -> None:
-        """Record a failed attempt (retry scheduled or dead-lettered), log it, call the hooks."""
+        """Record a failed attempt (retry scheduled or dead-lettered), log it, call the hooks. A
+        cancelled task is acknowledged as cancelled instead (no failure hook)."""
+        if failure.failure_type == "cancelled":
+            self._cancelled(failure)
+            return
         with self._lock:
             self.failed += 1
         note = self._store(failure)
@@ -185,6 +199,23 @@ class TaskRunner:
                            task.task_id, task.user_id, failure.duration, type(failure.error).__name__,
                            failure.error, note)
         self.hook(self.handler.on_task_failure, task, failure.error, failure.duration)
+
+    def _cancelled(self, failure: Failure) -> None:
+        """Acknowledge a cancelled task as cancelled (fail.lua, fenced by the lease token)."""
+        task = failure.task
+        try:
+            self.queue.fail(task, failure.error, traceback=failure.traceback, failure_type="cancelled", retry=False)
+        except LeaseLostError:
+            logger.warning("worker %s: task %s was cancelled after its lease was lost", self.worker_id, task.task_id)
+            return
+        except FairQueueError as exc:
+            logger.error("worker %s: could not record the cancel of %s (%s); its lease will expire (it stays "
+                         "cancelled)", self.worker_id, task.task_id, exc)
+            return
+        with self._lock:
+            self.cancelled += 1
+        logger.info("worker %s: %s %s for %s cancelled after %.3fs", self.worker_id, _name(task), task.task_id,
+                    task.user_id, failure.duration)
 
     def _store(self, failure: Failure) -> str:
         """Write the failure (and, when dead-lettered, its failure record); says what became of it."""
@@ -198,6 +229,8 @@ class TaskRunner:
             logger.error("worker %s: could not record failure of %s (%s); its lease will expire", self.worker_id,
                          task.task_id, exc)
             return "not recorded"
+        if outcome == "cancelled":  # it was cancelled meanwhile: recorded as cancelled, not retried
+            return "cancelled meanwhile"
         if outcome != "dead":
             return "retry scheduled"
         record = failure_record(task, error, failure.traceback, self.config.queue.store_results)
@@ -207,11 +240,17 @@ class TaskRunner:
         return "dead-lettered"
 
     def acked(self, finished: Finished, code: int) -> None:
-        """Count and log an acknowledgement's outcome (1 done, 0 lease lost, -1 already done)."""
+        """Count and log an acknowledgement's outcome (1 done, 2 cancelled meanwhile, 0 lease lost,
+        -1 already done)."""
         task = finished.task
         self.book.forget([task])
         if code == -1:  # an earlier attempt at this ack went through before the connection broke
             logger.debug("worker %s: task %s was already acknowledged", self.worker_id, task.task_id)
+        elif code == 2:
+            with self._lock:
+                self.cancelled += 1
+            logger.info("worker %s: task %s for %s was cancelled before its ack: recorded as cancelled",
+                        self.worker_id, task.task_id, task.user_id)
         elif code == 1:
             with self._lock:
                 self.processed += 1
