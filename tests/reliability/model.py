@@ -11,6 +11,10 @@ scripts do it (``fairque_django/core/lua/*.lua``):
   it may steal in its steal partitions (earlier partition on ties);
 - leases, retries (immediately for an expired lease, after a backoff otherwise), the DLQ,
   requeue, release, and the stats counters;
+- cancel: a queued or delayed task is removed (a user whose lanes empty leaves the rotation, its
+  virtual time kept as its finish tag, the partition clock set when the rotation empties); a
+  leased one is flagged, and its ack, failure, release or lease expiry then finishes it as
+  cancelled;
 - parked slots (an idle worker waiting): a push of a task that is ready now, for a user with no
   queued task while its partition's rotation is empty, leases it to the earliest parked slot of
   the partition, exactly as joining the rotation and one pop would.
@@ -53,6 +57,7 @@ class MTask:
     token: str | None = None
     deadline: int | None = None  # lease deadline (server ms)
     due: int | None = None  # delayed until (server ms)
+    cx: bool = False  # cancelled while leased (the cancel flag)
 
 
 @dataclass
@@ -69,6 +74,7 @@ class Model:
     stats: Counter[str] = field(default_factory=Counter)
     # partition -> (park deadline ms, member "token\tworker\t...") of the slots waiting there
     parked: defaultdict[str, list[tuple[float, str]]] = field(default_factory=lambda: defaultdict(list))
+    cancelled: dict[str, str] = field(default_factory=dict)  # task id -> user of the tasks cancelled
 
     # --- helpers ------------------------------------------------------------------------
     def stat(self, name: str, n: int = 1) -> None:
@@ -197,6 +203,9 @@ class Model:
 
     def run_timers(self, expired: list[str], promoted: list[str]) -> None:
         for tid in sorted(expired, key=lambda i: (self.tasks[i].deadline or 0, i)):
+            if self.tasks[tid].cx:
+                self.cancel_done(tid)
+                continue
             self.stat("expired")
             self.fail_attempt(self.tasks[tid], force_dead=False, due=None)
         for tid in sorted(promoted, key=lambda i: (self.tasks[i].due or 0, i)):
@@ -269,6 +278,9 @@ class Model:
 
     def complete(self, tid: str, token: str | None) -> int:
         code = self.lease_ok(tid, token)
+        if code == 1 and self.tasks[tid].cx:
+            self.cancel_done(tid)
+            return 2
         if code == 1:
             t = self.tasks.pop(tid)
             self.stat("completed")
@@ -279,12 +291,58 @@ class Model:
         t = self.tasks.get(tid)
         if t is None or t.st != "leased" or t.token != token:
             return 0
+        if t.cx:  # finished as cancelled, not handed back
+            self.cancel_done(tid)
+            return 0
         t.token = None
         t.deadline = None
         t.a = max(0, t.a - 1)
         self.enqueue_ready(t, front=True)
         self.stat("released")
         return 1
+
+    # --- cancel ---------------------------------------------------------------------------
+    def cancel_done(self, tid: str) -> None:
+        t = self.tasks.pop(tid)
+        self.cancelled[tid] = t.user  # its outcome (a result record) reads CANCELLED
+        self.stat("cancelled")
+        self.stat(f"u:{t.user}:cancelled")
+
+    def leave_rotation(self, part: str, user: str) -> None:
+        """leave_rotation.lua: a user with no ready task left leaves the rotation, keeping its place."""
+        ready = self.ready[part]
+        if self.crit[user] or self.normal[user] or user not in ready:
+            return
+        score = ready.pop(user)
+        self.vfinish[part][user] = score
+        if not ready:
+            self.vclock[part] = score
+
+    def cancel(self, tid: str, user: str | None = None, flag_running: bool = True) -> str:
+        """cancel_task.lua's answer, and its effect."""
+        t = self.tasks.get(tid)
+        if t is None and user is not None and self.cancelled.get(tid) == user:
+            return "cancelled"  # gone: its record says it was cancelled (TaskQueue.cancel reads it)
+        if t is None or (user is not None and t.user != user):
+            return "not_found"
+        if t.st == "leased":
+            if not flag_running:
+                return "running"
+            t.cx = True
+            return "cancelling"
+        if t.st == "dead":
+            return "finished"
+        if t.st == "queued":
+            if tid in self.crit[t.user]:
+                self.crit[t.user].remove(tid)
+            self.normal[t.user].pop(tid, None)
+            self.leave_rotation(t.part, t.user)
+        self.cancel_done(tid)
+        return "cancelled"
+
+    def cancel_fail(self, tid: str) -> None:
+        """fail.lua on a flagged task (or failure type 'cancelled'): finished as cancelled."""
+        self.cancel_done(tid)
 
     def extend_lost(self, tid: str, token: str | None) -> bool:
         t = self.tasks.get(tid)

@@ -3,7 +3,9 @@ test Redis, own key prefix per example) and the reference model of :mod:`.model`
 
 After every step it checks that the popped task is the one the model predicts (order and
 fairness), and that lanes, ready sets, virtual clocks, task states, leases, delayed and dead
-sets, per-user live counts and the stats counters agree. The ``poison`` rule writes garbage of
+sets, per-user live counts and the stats counters agree. ``cancel`` / ``cancel_tenant`` cancel tasks
+in every state (queued, delayed, leased: flagged, then acked, failed, released or expiring as
+cancelled; dead; gone), as anyone or scoped to a user. The ``poison`` rule writes garbage of
 the right type into a partition clock, a finish tag or a stats counter (families of
 ``test_poison_values.FAMILIES``); the model expects the defined repair. Lease expiry uses pops with a 1 ms
 lease and real (short) sleeps; retries use a ~10 ms backoff, so delayed promotion really happens.
@@ -270,15 +272,17 @@ class QueueMachine(RuleBasedStateMachine):
         task = self.handle(0)
         if task is None:
             return
-        code = self.queues[task.worker_id or "w1"].complete_code(task)
-        assert code == self.model.complete(task.task_id, task.lease_token)
+        self.ack_task(task)
 
     @rule(pick=st.integers(0, 7))
     def ack(self, pick: int) -> None:
         task = self.handle(pick)
         if task is None:
             return
-        code = self.queues[task.worker_id or "w1"].complete_code(task)
+        self.ack_task(task)
+
+    def ack_task(self, task: Task) -> None:
+        code = self.queues[task.worker_id or "w1"].complete_code(task)  # 2: cancelled while leased
         assert code == self.model.complete(task.task_id, task.lease_token)
 
     @rule(pick=st.integers(0, 7), retry=st.sampled_from([True, True, False]))
@@ -296,6 +300,9 @@ class QueueMachine(RuleBasedStateMachine):
             assert outcome == "missing"
         elif code == 0:
             assert outcome == "lost"
+        elif self.model.tasks[task.task_id].cx:  # cancelled while leased: never retried
+            assert outcome == "cancelled"
+            self.model.cancel_fail(task.task_id)
         else:
             due = self.client.zscore(f"{self.base}:delayed", task.task_id)
             expected = self.model.fail_attempt(self.model.tasks[task.task_id], force_dead=not retry,
@@ -312,14 +319,40 @@ class QueueMachine(RuleBasedStateMachine):
         handed = self.queues[task.worker_id or "w1"].release([task])
         assert handed == self.model.release(task.task_id, task.lease_token)
 
+    @rule(user=st.sampled_from(USERS), running=st.booleans(), chunk=st.sampled_from([1, 2, 1000]))
+    def cancel_tenant(self, user: str, running: bool, chunk: int) -> None:
+        """Cancel every queued and delayed task of a user (and flag its leased ones), chunk by chunk."""
+        got = self.producer.cancel_tenant(user, running=running, chunk=chunk)
+        want = {"cancelled": 0, "cancelling": 0}
+        for tid in sorted(self.model.tasks):
+            t = self.model.tasks[tid]
+            if t.user == user and (t.st in ("queued", "delayed") or (t.st == "leased" and running)):
+                want[self.model.cancel(tid)] += 1
+        assert got == want, (user, got, want)
+
+    @rule(pick=st.integers(0, 49), scope=st.sampled_from([None, None, "own", "other"]))
+    def cancel(self, pick: int, scope: str | None) -> None:
+        """Cancel a task in any state (queued, delayed, leased, dead, gone), as anyone or as a user."""
+        ids = sorted(self.model.tasks)
+        recent = [t.task_id for t in self.handles[-8:]]
+        pool = ids + recent  # recent leases more often (flagged, then acked / failed / expiring)
+        tid = pool[pick % len(pool)] if pool and pick < 45 else "t9999"
+        owner = self.model.tasks[tid].user if tid in self.model.tasks else self.model.cancelled.get(tid, "a")
+        user = None if scope is None else owner if scope == "own" else next(u for u in USERS if u != owner)
+        got = self.producer.cancel(tid, user_id=user)
+        expected = self.model.cancel(tid, user)
+        assert got == expected, (tid, user, got, expected)
+
     @rule(pick=st.integers(0, 7))
     def heartbeat(self, pick: int) -> None:
         task = self.handle(pick)
         if task is None:
             return
-        lost = self.queues[task.worker_id or "w1"].extend([task], lease_seconds=LONG_LEASE)
+        lost, cancelling = self.queues[task.worker_id or "w1"].extend_leases([task], lease_seconds=LONG_LEASE)
         expect_lost = self.model.extend_lost(task.task_id, task.lease_token)
         assert lost == ([task.task_id] if expect_lost else [])
+        flagged = not expect_lost and self.model.tasks[task.task_id].cx
+        assert cancelling == ([task.task_id] if flagged else [])  # the worker learns of its cancel
         if not expect_lost:
             score = self.client.zscore(f"{self.base}:leases", task.task_id)
             self.model.tasks[task.task_id].deadline = int(score or 0)
@@ -468,11 +501,12 @@ class QueueMachine(RuleBasedStateMachine):
             want = (t.st, str(t.r), str(t.a), t.user, str(t.prio), str(t.seq), t.part, str(t.maxr))
             assert got == want, (tid, got, t)
             assert float(f["w"]) == t.weight, (tid, f["w"], t)
-        # the stats balance: pushed = completed + deleted + pending + dead, pending counted for real
+        # the stats balance: pushed = completed + deleted + cancelled + pending + dead, pending counted for real
         stats = self.producer.get_stats()
         pending = sum(1 for t in m.tasks.values() if t.st != "dead")
         assert stats["tasks_pending"] == pending
-        assert stats["tasks_pushed"] == stats["tasks_completed"] + stats["tasks_deleted"] + pending + stats["dlq_size"]
+        assert stats["tasks_pushed"] == (stats["tasks_completed"] + stats["tasks_deleted"] + stats["tasks_cancelled"]
+                                         + pending + stats["dlq_size"])
         assert Counter(t.st for t in m.tasks.values()).get("leased", 0) == stats["tasks_active"]
 
 
