@@ -334,9 +334,9 @@ class QueueMachine(RuleBasedStateMachine):
     def cancel(self, pick: int, scope: str | None) -> None:
         """Cancel a task in any state (queued, delayed, leased, dead, gone), as anyone or as a user."""
         ids = sorted(self.model.tasks)
-        recent = [t.task_id for t in self.handles[-8:]]
-        pool = ids + recent  # recent leases more often (flagged, then acked / failed / expiring)
-        tid = pool[pick % len(pool)] if pool and pick < 45 else "t9999"
+        recent = [t.task_id for t in self.handles[-8:]]  # leases: flagged, then acked / failed / expiring
+        tid = (recent[pick % len(recent)] if pick < 25 and recent else ids[pick % len(ids)] if pick < 45 and ids
+               else "t9999")
         owner = self.model.tasks[tid].user if tid in self.model.tasks else self.model.cancelled.get(tid, "a")
         user = None if scope is None else owner if scope == "own" else next(u for u in USERS if u != owner)
         got = self.producer.cancel(tid, user_id=user)
