@@ -146,18 +146,18 @@ def assert_drained(client: redis.Redis, prefix: str) -> None:
 
 
 def assert_stats_balance(queue: TaskQueue, client: redis.Redis) -> dict[str, Any]:
-    """The counters agree with what is really in Redis: ``pushed = completed + deleted + pending
-    + dlq_size`` where pending is counted from the task hashes, not derived from the counters."""
+    """The counters agree with what is really in Redis: ``pushed = completed + deleted + cancelled
+    + pending + dlq_size`` where pending is counted from the task hashes, not derived from the counters."""
     stats = queue.get_stats()
     states = Counter(task_states(client, queue.config.queue.stats_prefix).values())
     unfinished = sum(n for st, n in states.items() if st != "dead")
     assert stats["dlq_size"] == states.get("dead", 0), (stats, states)
-    assert stats["tasks_pushed"] == (stats["tasks_completed"] + stats["tasks_deleted"] + unfinished
-                                     + stats["dlq_size"]), (stats, states)
+    assert stats["tasks_pushed"] == (stats["tasks_completed"] + stats["tasks_deleted"] + stats["tasks_cancelled"]
+                                     + unfinished + stats["dlq_size"]), (stats, states)
     assert stats["tasks_pending"] == unfinished, (stats, states)
     for user, counts in stats["users"].items():
         pushed = counts.get("pushed", 0)
-        done = counts.get("completed", 0) + counts.get("dead", 0)
+        done = counts.get("completed", 0) + counts.get("dead", 0) + counts.get("cancelled", 0)
         assert pushed >= done, (user, counts)
     return stats
 

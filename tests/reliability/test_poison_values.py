@@ -332,7 +332,8 @@ def test_a_wrong_value_of_the_right_type_does_not_break_the_queue(
     if family.balanced:  # (per user, a requeued task counts dead and completed: globals only)
         stats = queue.get_stats()
         states = Counter(task_states(redis_client, queue.config.queue.stats_prefix).values())
-        assert stats["tasks_pushed"] == stats["tasks_completed"] + stats["tasks_deleted"] + sum(states.values())
+        assert stats["tasks_pushed"] == (stats["tasks_completed"] + stats["tasks_deleted"] + stats["tasks_cancelled"]
+                                         + sum(states.values()))
         assert stats["tasks_pending"] == sum(states.values()) == 0, (stats, states)
 
 

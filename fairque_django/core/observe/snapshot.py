@@ -136,7 +136,8 @@ class QueueMetrics:
         """The counters and gauges in the shape of ``TaskQueue.get_stats`` (``tasks_<counter>``,
         ``tasks_active`` / ``tasks_delayed`` / ``tasks_queued`` / ``tasks_pending``, ``dlq_size``)."""
         out: dict[str, Any] = {f"tasks_{name}": self.totals.get(name, 0) for name in STAT_FIELDS}
-        pending = out["tasks_pushed"] - out["tasks_completed"] - out["tasks_deleted"] - self.dlq_size
+        pending = (out["tasks_pushed"] - out["tasks_completed"] - out["tasks_deleted"] - out["tasks_cancelled"]
+                   - self.dlq_size)
         out.update(tasks_active=self.leased, tasks_delayed=self.delayed, dlq_size=self.dlq_size,
                    tasks_pending=pending, tasks_queued=max(0, pending - self.leased - self.delayed),
                    timestamp=self.timestamp, problems=list(self.problems))
@@ -213,7 +214,7 @@ class _Reader:
             heads, ready_sets, stalled = self._third(d, parts, totals, now, record_sample)
         n_leased, n_delayed, n_dlq, n_users = int(g["leased"]), int(g["delayed"]), int(g["dlq"]), int(g["n_users"])
         rows = self._tenant_rows(g, d, heads)
-        pending = max(0, totals["pushed"] - totals["completed"] - totals["deleted"] - n_dlq)
+        pending = max(0, totals["pushed"] - totals["completed"] - totals["deleted"] - totals["cancelled"] - n_dlq)
         ready = max(0, pending - n_leased - n_delayed)
         wait_all, run_all = Histogram.from_hash(g["all_hist"], "w"), Histogram.from_hash(g["all_hist"], "r")
         other = _other(rows, n_users, totals, pending, ready, n_leased, n_delayed, wait_all, run_all,

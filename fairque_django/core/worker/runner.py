@@ -283,3 +283,8 @@ class RunnerCounts:
     def failed(self) -> int:
         """Failed attempts recorded."""
         return self.runner.failed
+
+    @property
+    def cancelled(self) -> int:
+        """Tasks acknowledged as cancelled (cancelled while this worker held them)."""
+        return self.runner.cancelled

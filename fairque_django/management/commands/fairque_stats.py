@@ -18,8 +18,8 @@ from fairque_django.core.queue import TaskQueue
 
 # Counters of the JSON "totals" object (stable keys), in display order for the table.
 TOTALS = ("pushed", "completed", "failed", "retried", "dead", "active", "queued", "delayed", "dlq_size")
-EXTRA_TOTALS = ("popped", "expired", "requeued", "deleted", "released", "late_acks", "quarantined", "repaired",
-                "pending")
+EXTRA_TOTALS = ("popped", "expired", "requeued", "deleted", "cancelled", "released", "late_acks", "quarantined",
+                "repaired", "pending")
 USER_COUNTERS = (("pushed", "enqueued"), ("completed", "completed"), ("failed", "failed"), ("dead", "dead"))
 
 
