@@ -7,6 +7,7 @@ from typing import Any
 
 from .core.aio import AsyncTaskQueue
 from .core.config import FairQueueConfig, QueueConfig, RedisConfig, WorkerConfig
+from .core.context import cancelled, raise_if_cancelled
 from .core.errors import (
     ConfigurationError,
     CorruptTaskError,
@@ -30,7 +31,6 @@ from .core.handler import TaskHandler, TaskTimeoutError
 from .core.models import DLQEntry, Priority, Task
 from .core.queue import TaskQueue
 from .core.registry import TaskFunction, task, xcom_task
-from .core.context import cancelled, raise_if_cancelled
 from .core.results import CancelResult, TaskError, TaskResult, TaskStatus
 from .core.worker import AsyncWorker, Worker
 from .core.xcom import xcom_delete, xcom_pull, xcom_push

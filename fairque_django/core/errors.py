@@ -90,7 +90,7 @@ class TaskTimeoutError(FairQueueError):
     """Raised inside (and recorded for) a task that ran longer than its timeout."""
 
 
-class TaskCancelled(FairQueueError):  # noqa: N818 - named for what happened, like asyncio.CancelledError
+class TaskCancelled(FairQueueError):
     """Raised inside a task by ``raise_if_cancelled()`` once the task was cancelled; the worker then
     records it as cancelled (never retried, never a success)."""
 

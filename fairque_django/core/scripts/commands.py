@@ -340,7 +340,8 @@ class Commands:
         counters = stat_counters(list(raw_text), list(raw_text.values()))
         stats: dict[str, Any] = {f"tasks_{name}": counters.get(name, 0) for name in STAT_FIELDS}
         stats["problems"] = stat_problems(self.keys.stats, list(raw_text), list(raw_text.values()))
-        live = stats["tasks_pushed"] - stats["tasks_completed"] - stats["tasks_deleted"] - stats["tasks_cancelled"] - dlq
+        live = (stats["tasks_pushed"] - stats["tasks_completed"] - stats["tasks_deleted"] - stats["tasks_cancelled"]
+                - dlq)
         stats.update(tasks_active=active, tasks_delayed=delayed, dlq_size=dlq, tasks_pending=live,
                      tasks_queued=max(0, live - active - delayed))
         users: dict[str, dict[str, int]] = {}

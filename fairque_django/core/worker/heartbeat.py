@@ -1,12 +1,13 @@
 """``Heartbeat``: the one heartbeat of both workers, and ``worker_health``, which reads what it writes.
 
 Every ``heartbeat_interval_seconds`` (at most a third of the lease time) it renews the leases of
-the tasks the worker holds (and flags those cancelled meanwhile: ``cancelled()`` inside them), publishes the worker's health record and its registration in
-``{prefix}:workers``, trims old per-minute throughput counts (once a minute) and runs the periodic
-hook when due. When the worker stops it removes the health record and writes the clean-stop
-record (the id then reads "down", not "never seen"). It runs in a thread of its own for the
-asyncio worker too: leases stay renewed while a task blocks the event loop, as they do while a
-thread worker's task blocks in C code.
+the tasks the worker holds (and flags those cancelled meanwhile: ``cancelled()`` inside them),
+publishes the worker's health record and its registration in ``{prefix}:workers``, trims old
+per-minute throughput counts (once a minute) and runs the periodic hook when due. When the
+worker stops it removes the health record and writes the clean-stop record (the id then reads
+"down", not "never seen"). It runs in a thread of its own for the asyncio worker too: leases stay
+renewed while a task blocks the event loop, as they do while a thread worker's task blocks in C
+code.
 """
 
 from __future__ import annotations

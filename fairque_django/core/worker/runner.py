@@ -85,7 +85,8 @@ class TaskRunner:
         for acknowledgement."""
         entry = self.book.start(task)
         if task.cancel_requested:  # cancelled while it waited here (prefetched, a batch's rest): not run
-            self.record(self.outcome(task, 0.0, None, TaskCancelled(f"task {task.task_id} was cancelled")))
+            self.book.forget([task])
+            self.record(Failure(task, TaskCancelled(f"task {task.task_id} was cancelled"), "", 0.0, "cancelled"))
             return None
         logger.debug("worker %s: running %s %s for %s (attempt %d)", self.worker_id, _name(task), task.task_id,
                      task.user_id, task.attempts)
