@@ -161,11 +161,11 @@ class AckFailsOnce(AsyncTaskQueue):
 
     failures = 0
 
-    async def complete(self, task: Task, *, duration: float | None = None) -> None:
+    async def complete_code(self, task: Task, *, duration: float | None = None) -> int:
         if not self.failures:
             self.failures += 1
             raise RedisUnavailableError("injected: connection refused")
-        await super().complete(task, duration=duration)
+        return await super().complete_code(task, duration=duration)
 
 
 def test_a_failed_ack_is_sent_again(make_config: Any, redis_client: redis.Redis) -> None:
