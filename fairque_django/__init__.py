@@ -29,7 +29,7 @@ from .core.handler import TaskHandler, TaskTimeoutError
 from .core.models import DLQEntry, Priority, Task
 from .core.queue import TaskQueue
 from .core.registry import TaskFunction, task, xcom_task
-from .core.results import TaskError, TaskResult, TaskStatus
+from .core.results import Progress, TaskError, TaskResult, TaskStatus, aset_progress, set_progress
 from .core.worker import AsyncWorker, Worker
 from .core.xcom import xcom_delete, xcom_pull, xcom_push
 
@@ -70,6 +70,7 @@ __all__ = [  # noqa: RUF022 - public names first, then the lazily imported Djang
     "MissingTenantError",
     "PayloadTooLargeError",
     "Priority",
+    "Progress",
     "QueueConfig",
     "RedisConfig",
     "RedisUnavailableError",
@@ -88,6 +89,8 @@ __all__ = [  # noqa: RUF022 - public names first, then the lazily imported Djang
     "UnknownWorkerError",
     "UnservedUserError",
     "WorkerConfig",
+    "aset_progress",
+    "set_progress",
     "TaskFunction",
     "TaskHandler",
     "TaskTimeoutError",

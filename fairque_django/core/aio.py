@@ -163,6 +163,10 @@ class AsyncTaskQueue(QueueOps):
         """Async :meth:`TaskQueue.extend`."""
         return await adrive(self.transport, self._extend(tasks, lease_seconds))
 
+    async def set_progress(self, task: Task, fraction: float, message: str = "") -> bool:
+        """Async :meth:`TaskQueue.set_progress`."""
+        return await adrive(self.transport, self._set_progress(task, fraction, message))
+
     async def delete(self, *task_ids: str) -> list[str]:
         """Async :meth:`TaskQueue.delete`."""
         return await adrive(self.transport, self._delete(task_ids))

@@ -25,7 +25,7 @@ from .config import FairQueueConfig
 from .errors import LeaseLostError
 from .keys import validate_user_id
 from .models import DLQEntry, Task, dumps
-from .results import ResultSnapshot
+from .results import ResultSnapshot, check_progress
 from .retry import Attempts, Replayable
 from .scripts import Scripts
 from .scripts.commands import (
@@ -431,6 +431,17 @@ class QueueOps:
         with redis_errors("extend"):
             reply = yield run(self.scripts.extend, self.proto.extend_args(tasks, lease_seconds))
         return [text(x) for x in reply]
+
+    def _set_progress(self, task: Task, fraction: float, message: str) -> Op[bool]:
+        """``progress.lua``: safe to retry, it is fenced by the lease token (a write under a token
+        that no longer holds the lease stores nothing) and writing the same value twice is harmless."""
+        fraction, message = check_progress(fraction, message)
+        if not task.lease_token:
+            return False
+        with redis_errors("set_progress"):
+            stored = yield run(self.scripts.progress, [self.keys.base, task.task_id, task.lease_token,
+                                                       repr(fraction), message])
+        return bool(int(stored))
 
     def _delete(self, task_ids: Sequence[str]) -> Op[list[str]]:
         if not task_ids:

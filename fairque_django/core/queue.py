@@ -167,6 +167,12 @@ class TaskQueue(QueueOps):
         """Heartbeat: renew the leases of running tasks; returns the ids whose lease was lost."""
         return drive(self.transport, self._extend(tasks, lease_seconds))
 
+    def set_progress(self, task: Task, fraction: float, message: str = "") -> bool:
+        """Store a leased task's progress (``fraction`` 0..1, a short message) under its lease:
+        False when the lease is not (or no longer) this task object's. Inside a task, call
+        :func:`fairque_django.set_progress` instead."""
+        return drive(self.transport, self._set_progress(task, fraction, message))
+
     def delete(self, *task_ids: str) -> list[str]:
         """Remove tasks wherever they are (queued, delayed, leased or dead)."""
         return drive(self.transport, self._delete(task_ids))

@@ -129,3 +129,35 @@ def waits_for(key: str, timeout: float = 10.0) -> str:
             raise TimeoutError(f"{key} was never set")
         time.sleep(0.01)
     return "released"
+
+
+@task
+def reports_progress(key: str, fraction: float, message: str, timeout: float = 20.0) -> bool:
+    """Report progress, say so in the log, then block until ``key`` exists in the test Redis."""
+    from fairque_django import set_progress
+
+    stored = set_progress(fraction, message)
+    log_client().rpush(LOG + ":start", f"{_me()}|progress-{stored}")
+    deadline = time.monotonic() + timeout
+    while not log_client().exists(key):
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{key} was never set")
+        time.sleep(0.01)
+    return stored
+
+
+@task
+async def async_reports_progress(key: str, fraction: float, message: str, timeout: float = 20.0) -> bool:
+    """:func:`reports_progress` as an ``async def`` (``aset_progress``)."""
+    import asyncio
+
+    from fairque_django import aset_progress
+
+    stored = await aset_progress(fraction, message)
+    log_client().rpush(LOG + ":start", f"{_me()}|progress-{stored}")
+    deadline = time.monotonic() + timeout
+    while not log_client().exists(key):
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{key} was never set")
+        await asyncio.sleep(0.01)
+    return stored

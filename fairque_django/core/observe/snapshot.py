@@ -10,7 +10,8 @@ all read. No Django imports.
 * ``other``: the same numbers for every remaining tenant at once, computed as the global figures
   minus the top ``n`` (so labels stay bounded however many tenants there are);
 * per worker id: liveness (:mod:`.liveness`), heartbeat age, busy slots, processed / failed,
-  current tasks, leased tasks, the health record;
+  current tasks (each with its ``progress``, see :func:`~fairque_django.set_progress`), leased tasks,
+  the health record;
 * ``starved``: partitions whose waiting tenants no live worker may take (:mod:`.starved`);
 * ``stalled``: tenants with ready tasks that are in no partition's rotation (:mod:`.stalled`);
 * ``orphaned``: partitions whose workers have no live heartbeat and who takes them over;
@@ -36,6 +37,7 @@ from typing import Any
 
 from ..codec import count, text
 from ..queue import TaskQueue, redis_errors
+from ..results import PROGRESS_FIELD, progress_of
 from ..scripts.commands import PRIORITY_PUSHED, STAT_FIELDS, stat_counters, stat_problems
 from .liveness import LIVENESS, WORKERS_READ, parse_record, worker_states
 from .rows import OTHER, TenantMetrics, WorkerMetrics
@@ -210,7 +212,8 @@ class _Reader:
             orphans = orphaned_partitions(self.config, workers, g["beats"]) if check_starved else []
             parts = candidate_partitions(self.config, workers) if check_starved else []
             parts += [o.partition for o in orphans if o.partition not in parts]
-            heads, ready_sets, stalled = self._third(d, parts, totals, now, record_sample)
+            running = [c for w in workers for c in w.current if isinstance(c.get("task_id"), str)]
+            heads, ready_sets, stalled = self._third(d, parts, totals, now, record_sample, running)
         n_leased, n_delayed, n_dlq, n_users = int(g["leased"]), int(g["delayed"]), int(g["dlq"]), int(g["n_users"])
         rows = self._tenant_rows(g, d, heads)
         pending = max(0, totals["pushed"] - totals["completed"] - totals["deleted"] - n_dlq)
@@ -339,7 +342,10 @@ class _Reader:
 
     # --- round trip 3: the lanes' heads, the ready sets that may starve, the counter snapshot ----
     def _third(self, d: dict[str, Any], parts: Sequence[str], totals: Mapping[str, int], now: float,
-               record_sample: bool) -> tuple[dict[str, Any], list[Any], list[StalledTenant]]:
+               record_sample: bool, running: Sequence[dict[str, Any]] = (),
+               ) -> tuple[dict[str, Any], list[Any], list[StalledTenant]]:
+        """... and the progress of the tasks live workers run (``running``: their ``current`` entries,
+        each given its ``progress``: a dict, or None)."""
         heads: list[str] = []
         for crit_head, normal_head in ((r[2], r[3]) for r in d["per_user"]):
             for head in (crit_head, normal_head[0] if normal_head else None):
@@ -347,7 +353,7 @@ class _Reader:
                     heads.append(text(head))
         write = record_sample and d["sample"]
         suspected = d["suspects"]
-        if not heads and not parts and not write and not suspected:
+        if not heads and not parts and not write and not suspected and not running:
             return {}, [], []
         # a transaction when a stall is suspected: the recheck must be one consistent view
         pipe = self.queue.client.pipeline(transaction=bool(suspected))
@@ -357,8 +363,14 @@ class _Reader:
         recheck_defaults = queue_recheck_reads(pipe, self.keys, self.config, suspected)
         if write:
             queue_sample(pipe, self.keys, totals, now)
+        for entry in running:  # progress: one HMGET per running task (bounded by the live slots)
+            pipe.hmget(self.keys.task(entry["task_id"]), "st", "tok", PROGRESS_FIELD)
         out = replies(pipe.execute(raise_on_error=False), [*([None] * len(heads)), *ready_defaults,
-                                                           *recheck_defaults, *([None] * (3 if write else 0))])
+                                                           *recheck_defaults, *([None] * (3 if write else 0)),
+                                                           *([[None] * 3] * len(running))])
+        for entry, (st, tok, pg) in zip(running, out[len(out) - len(running):], strict=True):
+            progress = progress_of({"st": text(st or ""), "tok": text(tok or ""), PROGRESS_FIELD: text(pg or "")})
+            entry["progress"] = progress.to_dict() if progress is not None else None
         ready_since = dict(zip(heads, out[:len(heads)], strict=True))
         n = len(heads) + len(ready_defaults)
         stalled = stalled_from(self.config, suspected, out[n:n + len(recheck_defaults)]) if suspected else []
