@@ -96,6 +96,8 @@ class Task:
     lease_token: str | None = None
     worker_id: str | None = None
     lease_deadline: float | None = None
+    # the enqueue span's context (W3C traceparent...) when OpenTelemetry is installed: core/tracing.py
+    trace: dict[str, str] | None = None
 
     @classmethod
     def create(
@@ -161,6 +163,8 @@ class Task:
             body["timeout"] = self.timeout
         if self.metadata:
             body["meta"] = self.metadata
+        if self.trace:
+            body["trace"] = self.trace
         return body
 
     def to_json(self) -> str:
@@ -191,6 +195,7 @@ class Task:
                 max_retries=_opt(body, "max_retries", int, None),
                 timeout=_opt(body, "timeout", (int, float), None),
                 metadata=_opt(body, "meta", dict, {}),
+                trace=_trace(body.get("trace")),
             )
         except TaskValidationError as exc:
             raise CorruptTaskError(f"task body is invalid: {exc}") from exc
@@ -223,6 +228,15 @@ def _opt(body: dict[str, Any], key: str, typ: type | tuple[type, ...], default: 
         return value
     if not isinstance(value, typ) or isinstance(value, bool):
         raise CorruptTaskError(f"task body field {key!r} has type {type(value).__name__}")
+    return value
+
+
+def _trace(value: Any) -> dict[str, str] | None:
+    """A body's trace context: a small dict of text, else None (garbage there never fails a task)."""
+    if not isinstance(value, dict) or len(value) > 8:
+        return None
+    if not all(isinstance(k, str) and isinstance(v, str) for k, v in value.items()):
+        return None
     return value
 
 

@@ -20,6 +20,7 @@ from typing import Any, TypeAlias, TypeVar
 
 import redis
 
+from . import tracing
 from .codec import chunks, text
 from .config import FairQueueConfig
 from .errors import LeaseLostError
@@ -146,7 +147,9 @@ class QueueOps:
         self.orphan_recheck_seconds = ORPHAN_RECHECK_SECONDS
 
     # --- push ---------------------------------------------------------------------------
-    def _push(self, task: Task, user_id: str | None) -> Op[dict[str, Any]]:
+    def _push(self, task: Task, user_id: str | None, traced: bool = False) -> Op[dict[str, Any]]:
+        if tracing.ENABLED and not traced:  # OpenTelemetry installed: a span, its context in the task
+            return (yield from tracing.trace_push(task, self._push(task, user_id, True)))
         task, args = self.proto.prepare(task, user_id)
         with redis_errors("push"):
             stored, retried = yield counted(run(self.scripts.push, self.proto.push_args([args])))
@@ -155,8 +158,11 @@ class QueueOps:
             outcome.update(success=True, duplicate=False)
         return outcome
 
-    def _push_batch(self, tasks: Iterable[Task], user_id: str | None, idempotent: bool = False) -> Op[dict[str, Any]]:
+    def _push_batch(self, tasks: Iterable[Task], user_id: str | None, idempotent: bool = False,
+                    traced: bool = False) -> Op[dict[str, Any]]:
         batch = list(tasks)
+        if tracing.ENABLED and not traced:  # OpenTelemetry installed: one span, its context in the tasks
+            return (yield from tracing.trace_push_batch(batch, self._push_batch(batch, user_id, idempotent, True)))
         for task in batch:
             self.proto.check(task, user_id)
         # enable_pipeline_optimization=False: one script call per task (still one round trip)

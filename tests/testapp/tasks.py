@@ -161,3 +161,15 @@ async def async_reports_progress(key: str, fraction: float, message: str, timeou
             raise TimeoutError(f"{key} was never set")
         await asyncio.sleep(0.01)
     return stored
+
+
+@task
+def traced_inside() -> None:
+    """Makes a span of its own (OpenTelemetry installed): it should be a child of the run span."""
+    from opentelemetry import trace
+
+    from fairque_django.core import tracing
+
+    provider = tracing._provider or trace.get_tracer_provider()
+    with provider.get_tracer("test").start_as_current_span("inside the task"):
+        pass

@@ -228,6 +228,7 @@ class AsyncWorker(RunnerCounts):
         if fn is None:
             return await asyncio.to_thread(self.runner.execute, task)
         entry = self._book.start(task)
+        self.runner.trace_start(task)
         timeout = self.runner.timeout_of(task)
         error: BaseException | None = None
         tb, result = "", None
@@ -245,7 +246,8 @@ class AsyncWorker(RunnerCounts):
         return outcome
 
     async def _call(self, task: Task, fn: TaskFunction[..., Any]) -> Any:
-        with task_running(task, self.sync_queue):
+        span = self.runner.span_of(task)
+        with span.active() if span is not None else contextlib.nullcontext(), task_running(task, self.sync_queue):
             result = await fn.func(*task.args, **task.kwargs)
             if fn.xcom_key is not None:
                 await asyncio.to_thread(xcom_push, fn.xcom_key, result)

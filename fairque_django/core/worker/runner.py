@@ -20,6 +20,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from .. import tracing
 from ..config import FairQueueConfig
 from ..context import task_running
 from ..errors import FairQueueError, LeaseLostError, TaskNotRegisteredError, TaskTimeoutError
@@ -74,6 +75,7 @@ class TaskRunner:
         self.processed = 0
         self.failed = 0
         self._lock = threading.Lock()
+        self._spans: dict[str, tracing.RunSpan] = {}  # task id -> its run span (OpenTelemetry installed)
 
     def timeout_of(self, task: Task) -> float | None:
         return task.timeout if task.timeout is not None else self.settings.task_timeout_seconds
@@ -83,6 +85,7 @@ class TaskRunner:
         """Run a leased task from this thread. A failure is recorded here; a success is returned
         for acknowledgement."""
         entry = self.book.start(task)
+        self.trace_start(task)
         logger.debug("worker %s: running %s %s for %s (attempt %d)", self.worker_id, _name(task), task.task_id,
                      task.user_id, task.attempts)
         timeout = self.timeout_of(task)
@@ -105,6 +108,13 @@ class TaskRunner:
 
     def call(self, task: Task) -> tuple[bool, Any]:
         """Run the handler in this thread; returns (handler said ok, the function's result)."""
+        span = self.span_of(task)
+        if span is not None:
+            with span.active():
+                return self._call(task)
+        return self._call(task)
+
+    def _call(self, task: Task) -> tuple[bool, Any]:
         if self.around_task is not None:
             self.around_task()
         self.handler.before_task(task)
@@ -168,6 +178,7 @@ class TaskRunner:
                 error, tb, ftype = exc, traceback.format_exc(), "result"
             else:
                 self.book.finish(task)
+                self.trace_end(task, "success")
                 return finished
         self.book.forget([task])
         return Failure(task, error, tb, duration, ftype)
@@ -178,6 +189,8 @@ class TaskRunner:
             self.failed += 1
         note = self._store(failure)
         task = failure.task
+        self.trace_end(task, "cancelled" if failure.failure_type == "cancelled" else _OUTCOMES.get(note, "failure"),
+                       failure.error)
         if failure.failure_type == "timeout":  # logged when it happened
             self.hook(self.handler.on_task_timeout, task, failure.duration)
         else:
@@ -228,6 +241,27 @@ class TaskRunner:
             hook(*args)
         except Exception:
             logger.exception("worker %s: handler hook %s raised", self.worker_id, hook.__name__)
+
+
+    # --- tracing (core/tracing.py: nothing happens without OpenTelemetry) -------------------------
+    def trace_start(self, task: Task) -> None:
+        """Open the run span of a task that starts (child of its enqueue span)."""
+        if tracing.ENABLED:
+            self._spans[task.task_id] = tracing.RunSpan(task, self.worker_id)
+
+    def span_of(self, task: Task) -> tracing.RunSpan | None:
+        """The open run span of a running task, if any."""
+        return self._spans.get(task.task_id) if self._spans else None
+
+    def trace_end(self, task: Task, outcome: str, error: BaseException | None = None) -> None:
+        """Close a task's run span with its outcome (see ``tracing.OUTCOMES``)."""
+        span = self._spans.pop(task.task_id, None) if self._spans else None
+        if span is not None:
+            span.end(outcome, error)
+
+
+# what ``TaskRunner._store`` said -> the run span's fairque.outcome
+_OUTCOMES = {"retry scheduled": "retry", "dead-lettered": "dead"}
 
 
 class RunnerCounts:
