@@ -186,7 +186,10 @@ def test_admin_pages_fit_the_window(live_server: Any, superuser: Any, browser: A
     long_one = dead_letter(queue, Task.create(user_id="user:3", func_name=LONG_FUNC, args=["march"]),
                            "user:3", ConnectionError(LONG_ERROR))
     seed(queue)
-    running = Task.create(user_id="user:5", func_name=LONG_FUNC, args=[])
+    queue.push(Task.create(user_id="user:5", func_name=LONG_FUNC, args=[], priority=Priority.CRITICAL))
+    running = queue.pop("worker-002")
+    assert running is not None and running.func_name == LONG_FUNC
+    assert queue.set_progress(running, 0.42, "42 of 100 rows imported from the March invoices export")
     Worker(get_config(), worker_id="worker-002", install_signal_handlers=False).publish_health([running])
     page = new_page(browser, width)
     login(page, live_server.url)
@@ -197,6 +200,8 @@ def test_admin_pages_fit_the_window(live_server: Any, superuser: Any, browser: A
     cut = assert_fits(page, f"dashboard at {width} px")
     shot(page, shots, f"dashboard-{width}")
     assert any(c["title"].startswith(f"{LONG_FUNC} (user:5)") for c in cut), cut  # the running task
+    assert page.locator("#fq-workers progress").get_attribute("value") == "42"  # its progress
+    assert any(c["title"].startswith("42%: 42 of 100 rows") for c in cut), cut
 
     page.goto(f"{live_server.url}/admin/fairque_django/deadletterqueue/")
     page.wait_for_selector("#result_list")

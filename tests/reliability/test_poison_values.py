@@ -155,6 +155,7 @@ FAMILIES: list[Family] = [
     Family("leased task retries", ("task",), CORRUPT, hset(HELD, {"r": "x"}), victim=lambda s: s.held),
     Family("task ready-since", ("task",), TOLERATED, hset(V_B, {"e": "garbage"})),
     Family("leased task wait and cost", ("task",), TOLERATED, hset(HELD, {"wt": "x", "ch": "nan"})),
+    Family("leased task progress", ("task",), TOLERATED, hset(HELD, {"pg": "garbage\tnan\tsoon"})),
     Family("critical lane member", ("critical",), TOLERATED,
            lambda c, s: c.lpush(s.keys.critical("b"), "no-such-task")),
     Family("normal lane member", ("normal",), TOLERATED,
