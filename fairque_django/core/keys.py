@@ -7,7 +7,8 @@ suffixes as the methods below (a test checks that every suffix a script uses is 
   P:t:<id>                     HASH   task: b body, u user, h header "priority\tseq\tpartition\tweight\t
                                       max_retries", r failures, a attempts (absent = 0), st state, wk worker,
                                       tok lease token, e ready since (ms), lt leased at, wt wait of the attempt,
-                                      ch cost charged (fairness "time"), err/et/tb/ft/dt on failure
+                                      ch cost charged (fairness "time"), err/et/tb/ft/dt on failure,
+                                      pg progress "token\tfraction\tms\tmessage" (progress.lua)
   P:queue:user:<u>:critical    LIST   CRITICAL lane (LPUSH, RPOP: FIFO)
   P:queue:user:<u>:normal      ZSET   priorities 1-5, score (6-p)*2^40 + seq
   P:ready:<part>               ZSET   users with ready work in a partition, score = virtual start time
