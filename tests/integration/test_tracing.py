@@ -218,3 +218,26 @@ def test_a_garbage_trace_field_never_fails_the_task(make_config: Any, spans: InM
         queue.push(task, "org:7")
         with running_worker(cfg, "w1"):
             assert queue.result(task.task_id, user_id="org:7").wait(timeout=30) == 3
+
+
+def test_async_worker_coroutine_tasks_get_their_run_span(make_config: Any, spans: InMemorySpanExporter) -> None:
+    import asyncio
+    import threading
+
+    from fairque_django.core.worker import AsyncWorker
+
+    cfg = config(make_config)
+    queue = TaskQueue(cfg)
+    task = t.async_traced_inside()
+    queue.push(task, "org:7")
+    worker = AsyncWorker(cfg, worker_id="w1", burst=True, install_signal_handlers=False)
+    thread = threading.Thread(target=lambda: asyncio.run(worker.run()), daemon=True)
+    thread.start()
+    thread.join(60)
+    assert not thread.is_alive()
+    [enqueue] = named(spans, "fairque.enqueue tests.testapp.tasks.async_traced_inside")
+    [run] = named(spans, "fairque.run tests.testapp.tasks.async_traced_inside")
+    [inner] = named(spans, "inside the task")
+    assert run.parent is not None and run.parent.span_id == enqueue.context.span_id
+    assert inner.parent is not None and inner.parent.span_id == run.context.span_id
+    assert run.attributes["fairque.outcome"] == "success"

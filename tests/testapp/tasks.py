@@ -173,3 +173,9 @@ def traced_inside() -> None:
     provider = tracing._provider or trace.get_tracer_provider()
     with provider.get_tracer("test").start_as_current_span("inside the task"):
         pass
+
+
+@task
+async def async_traced_inside() -> None:
+    """:func:`traced_inside` as an ``async def`` (run on the async worker's loop)."""
+    traced_inside.func()

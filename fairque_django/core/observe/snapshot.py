@@ -10,8 +10,8 @@ all read. No Django imports.
 * ``other``: the same numbers for every remaining tenant at once, computed as the global figures
   minus the top ``n`` (so labels stay bounded however many tenants there are);
 * per worker id: liveness (:mod:`.liveness`), heartbeat age, busy slots, processed / failed,
-  current tasks (each with its ``progress``, see :func:`~fairque_django.set_progress`), leased tasks,
-  the health record;
+  current tasks (each with its ``progress``: :func:`~fairque_django.set_progress`, read with the
+  lease scan), leased tasks, the health record;
 * ``starved``: partitions whose waiting tenants no live worker may take (:mod:`.starved`);
 * ``stalled``: tenants with ready tasks that are in no partition's rotation (:mod:`.stalled`);
 * ``orphaned``: partitions whose workers have no live heartbeat and who takes them over;
@@ -20,7 +20,7 @@ all read. No Django imports.
 
 Cost: three pipelined round trips (the first one a transaction: one consistent view of the global
 figures). Each structure is read once: the leases are scanned once (at most ``lease_scan_limit``
-ids, each read for its user and its worker), the worker records once, the stats hash once. Their
+ids, each read for its user, its worker and its progress), the worker records once, the stats hash once. Their
 size grows with ``top_n``, the leases scanned, at most ``other_scan_limit`` further tenants and
 at most ``STARVED_SCAN`` waiting tenants of each partition whose worker is not alive -- never with
 the total number of tenants or queued tasks. The only write is a counter snapshot, at most one
@@ -212,8 +212,7 @@ class _Reader:
             orphans = orphaned_partitions(self.config, workers, g["beats"]) if check_starved else []
             parts = candidate_partitions(self.config, workers) if check_starved else []
             parts += [o.partition for o in orphans if o.partition not in parts]
-            running = [c for w in workers for c in w.current if isinstance(c.get("task_id"), str)]
-            heads, ready_sets, stalled = self._third(d, parts, totals, now, record_sample, running)
+            heads, ready_sets, stalled = self._third(d, parts, totals, now, record_sample)
         n_leased, n_delayed, n_dlq, n_users = int(g["leased"]), int(g["delayed"]), int(g["dlq"]), int(g["n_users"])
         rows = self._tenant_rows(g, d, heads)
         pending = max(0, totals["pushed"] - totals["completed"] - totals["deleted"] - n_dlq)
@@ -303,7 +302,7 @@ class _Reader:
             pipe.hmget(keys.stats, *(f"u:{user}:{f}" for _, f in TENANT_COUNTERS))
             pipe.hgetall(keys.metrics_user(user))
         for task_id in lease_ids:
-            pipe.hmget(keys.task(text(task_id)), "u", "wk")
+            pipe.hmget(keys.task(text(task_id)), "u", "wk", "st", "tok", PROGRESS_FIELD)
         for wid in worker_ids:
             pipe.hgetall(keys.worker(wid))
         for user in others:
@@ -317,18 +316,23 @@ class _Reader:
         if record_sample:
             pipe.set(keys.guard(keys.samples), "1", nx=True, px=max(1, int(sample_interval * 1000)))
         defaults: tuple[Any, ...] = (
-            *([0, 0, None, [], [None] * len(TENANT_COUNTERS), {}] * len(users)), *([[None, None]] * len(lease_ids)),
+            *([0, 0, None, [], [None] * len(TENANT_COUNTERS), {}] * len(users)), *([[None] * 5] * len(lease_ids)),
             *([{}] * len(worker_ids)), *([0] * len(others)), *([0, 0] * len(scan)), *rotation_defaults,
             *([[]] * n_windows), *([None] * record_sample))
         it = iter(replies(pipe.execute(raise_on_error=False), defaults))
         per_user = [[next(it) for _ in range(6)] for _ in users]
         by_user: Counter[str] = Counter()
         by_worker: Counter[str] = Counter()
-        for u, wk in (next(it) for _ in lease_ids):
+        progress: dict[str, dict[str, Any]] = {}  # task id -> what it reported (set_progress)
+        for task_id, (u, wk, st, tok, pg) in zip(lease_ids, (next(it) for _ in lease_ids), strict=True):
             if u is not None:
                 by_user[text(u)] += 1
             if wk is not None:
                 by_worker[text(wk)] += 1
+            if pg is not None:
+                reported = progress_of({"st": text(st or ""), "tok": text(tok or ""), PROGRESS_FIELD: text(pg)})
+                if reported is not None:
+                    progress[text(task_id)] = reported.to_dict()
         records = {wid: next(it) or {} for wid in worker_ids}
         other_critical = sum(int(next(it)) for _ in others)
         lanes = [int(next(it)) + int(next(it)) for _ in scan]
@@ -336,16 +340,13 @@ class _Reader:
         found = [next(it) for _ in range(n_windows)]
         acquired = bool(next(it)) if record_sample else False
         return {"per_user": per_user, "leased_by_user": by_user, "leased_by_worker": by_worker,
-                "records": records, "other_critical": other_critical, "sample": acquired,
+                "records": records, "other_critical": other_critical, "progress": progress, "sample": acquired,
                 "suspects": suspects(scan, lanes, scores),
                 "windows": parse_windows(found, windows, totals, now) if windows else {}}
 
     # --- round trip 3: the lanes' heads, the ready sets that may starve, the counter snapshot ----
     def _third(self, d: dict[str, Any], parts: Sequence[str], totals: Mapping[str, int], now: float,
-               record_sample: bool, running: Sequence[dict[str, Any]] = (),
-               ) -> tuple[dict[str, Any], list[Any], list[StalledTenant]]:
-        """... and the progress of the tasks live workers run (``running``: their ``current`` entries,
-        each given its ``progress``: a dict, or None)."""
+               record_sample: bool) -> tuple[dict[str, Any], list[Any], list[StalledTenant]]:
         heads: list[str] = []
         for crit_head, normal_head in ((r[2], r[3]) for r in d["per_user"]):
             for head in (crit_head, normal_head[0] if normal_head else None):
@@ -353,7 +354,7 @@ class _Reader:
                     heads.append(text(head))
         write = record_sample and d["sample"]
         suspected = d["suspects"]
-        if not heads and not parts and not write and not suspected and not running:
+        if not heads and not parts and not write and not suspected:
             return {}, [], []
         # a transaction when a stall is suspected: the recheck must be one consistent view
         pipe = self.queue.client.pipeline(transaction=bool(suspected))
@@ -363,14 +364,8 @@ class _Reader:
         recheck_defaults = queue_recheck_reads(pipe, self.keys, self.config, suspected)
         if write:
             queue_sample(pipe, self.keys, totals, now)
-        for entry in running:  # progress: one HMGET per running task (bounded by the live slots)
-            pipe.hmget(self.keys.task(entry["task_id"]), "st", "tok", PROGRESS_FIELD)
         out = replies(pipe.execute(raise_on_error=False), [*([None] * len(heads)), *ready_defaults,
-                                                           *recheck_defaults, *([None] * (3 if write else 0)),
-                                                           *([[None] * 3] * len(running))])
-        for entry, (st, tok, pg) in zip(running, out[len(out) - len(running):], strict=True):
-            progress = progress_of({"st": text(st or ""), "tok": text(tok or ""), PROGRESS_FIELD: text(pg or "")})
-            entry["progress"] = progress.to_dict() if progress is not None else None
+                                                           *recheck_defaults, *([None] * (3 if write else 0))])
         ready_since = dict(zip(heads, out[:len(heads)], strict=True))
         n = len(heads) + len(ready_defaults)
         stalled = stalled_from(self.config, suspected, out[n:n + len(recheck_defaults)]) if suspected else []
@@ -388,7 +383,8 @@ class _Reader:
             cfg = configured.get(wid)
             rec = records.get(wid)
             r: dict[str, Any] = rec or {}
-            current = [c for c in r.get("current", []) if isinstance(c, dict)] if state.alive else []
+            current = [{**c, "progress": d["progress"].get(str(c.get("task_id")))}
+                       for c in r.get("current", []) if isinstance(c, dict)] if state.alive else []
             assigned = cfg.assigned_users if cfg is not None else tuple(map(str, r.get("assigned", [])))
             steals = cfg.steal_targets if cfg is not None else tuple(map(str, r.get("steals", [])))
             out.append(WorkerMetrics(
