@@ -7,7 +7,7 @@ text, never pickled objects); the worker continues that trace with a CONSUMER sp
 ``fairque.run <task name>`` around the execution (current while the task runs, so the task's own
 spans are its children), with the tenant, task name, id, attempt, outcome and error type as
 attributes. Without the package, :data:`ENABLED` is False and callers skip this module entirely;
-with the API but no SDK the spans are no-ops and nothing is written into tasks.
+with the API but no tracer provider set, nothing is done at all (:func:`active`).
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 try:  # the one guarded import: callers test ENABLED (a module attribute), nothing more
     from opentelemetry import context as otel_context
     from opentelemetry import propagate, trace
-    from opentelemetry.trace import SpanKind, Status, StatusCode
+    from opentelemetry.trace import ProxyTracerProvider, SpanKind, Status, StatusCode
 except ImportError:  # pragma: no cover - exercised by the test that hides opentelemetry
     ENABLED = False
 else:
@@ -28,7 +28,7 @@ else:
 if TYPE_CHECKING:
     from .models import Task
 
-__all__ = ["ENABLED", "OUTCOMES", "RunSpan", "trace_push", "trace_push_batch", "use_tracer_provider"]
+__all__ = ["ENABLED", "OUTCOMES", "RunSpan", "active", "trace_push", "trace_push_batch", "use_tracer_provider"]
 
 T = TypeVar("T")
 
@@ -47,6 +47,12 @@ def use_tracer_provider(provider: Any) -> None:
     global one again); for tests and for applications that keep several providers."""
     global _provider
     _provider = provider
+
+
+def active() -> bool:
+    """Whether spans would record: a provider was given (:func:`use_tracer_provider`) or set
+    globally. Without one, OpenTelemetry's spans are no-ops: fairque skips them altogether."""
+    return _provider is not None or not isinstance(trace.get_tracer_provider(), ProxyTracerProvider)
 
 
 def _tracer() -> Any:
@@ -82,6 +88,8 @@ def _end(span: Any, error: BaseException | None = None) -> None:
 def trace_push(task: Task, op: Generator[Any, Any, T]) -> Generator[Any, Any, T]:
     """Run the push operation ``op`` of ``task`` inside a PRODUCER span whose context the task
     carries (injected before ``op`` encodes the body)."""
+    if not active():
+        return (yield from op)
     span = _tracer().start_span(f"fairque.enqueue {_name(task)}", kind=SpanKind.PRODUCER, attributes={
         "messaging.system": "fairque", "messaging.operation.type": "send", "fairque.task.name": _name(task),
         "fairque.task.id": task.task_id, "messaging.message.id": task.task_id})
@@ -102,6 +110,8 @@ def trace_push(task: Task, op: Generator[Any, Any, T]) -> Generator[Any, Any, T]
 def trace_push_batch(tasks: Sequence[Task], op: Generator[Any, Any, T]) -> Generator[Any, Any, T]:
     """Run the batch push ``op`` inside one PRODUCER span ``fairque.enqueue_batch``; each task that
     carries no trace yet carries this span's context."""
+    if not active():
+        return (yield from op)
     span = _tracer().start_span("fairque.enqueue_batch", kind=SpanKind.PRODUCER, attributes={
         "messaging.system": "fairque", "messaging.operation.type": "send",
         "messaging.batch.message_count": len(tasks)})

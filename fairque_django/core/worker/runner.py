@@ -246,7 +246,7 @@ class TaskRunner:
     # --- tracing (core/tracing.py: nothing happens without OpenTelemetry) -------------------------
     def trace_start(self, task: Task) -> None:
         """Open the run span of a task that starts (child of its enqueue span)."""
-        if tracing.ENABLED:
+        if tracing.ENABLED and tracing.active():
             self._spans[task.task_id] = tracing.RunSpan(task, self.worker_id)
 
     def span_of(self, task: Task) -> tracing.RunSpan | None:
