@@ -17,7 +17,7 @@ from .loader import source
 __all__ = ["SCRIPT_NAMES", "AsyncScripts", "Scripts", "source"]
 
 SCRIPT_NAMES = ("push", "pop", "complete", "fail", "release", "extend", "requeue_dead", "delete",
-                "alert_transition", "steal_sync")
+                "alert_transition", "steal_sync", "schedule_tick")
 
 
 class Scripts:
@@ -37,6 +37,7 @@ class Scripts:
     delete: Script
     alert_transition: Script
     steal_sync: Script
+    schedule_tick: Script
 
 
 class AsyncScripts(Scripts):
@@ -52,3 +53,4 @@ class AsyncScripts(Scripts):
     delete: AsyncScript  # type: ignore[assignment]
     alert_transition: AsyncScript  # type: ignore[assignment]
     steal_sync: AsyncScript  # type: ignore[assignment]
+    schedule_tick: AsyncScript  # type: ignore[assignment]
