@@ -30,6 +30,7 @@ from .core.models import DLQEntry, Priority, Task
 from .core.queue import TaskQueue
 from .core.registry import TaskFunction, task, xcom_task
 from .core.results import TaskError, TaskResult, TaskStatus
+from .core.schedule import Schedule, periodic
 from .core.worker import AsyncWorker, Worker
 from .core.xcom import xcom_delete, xcom_pull, xcom_push
 
@@ -88,6 +89,8 @@ __all__ = [  # noqa: RUF022 - public names first, then the lazily imported Djang
     "UnknownWorkerError",
     "UnservedUserError",
     "WorkerConfig",
+    "Schedule",
+    "periodic",
     "TaskFunction",
     "TaskHandler",
     "TaskTimeoutError",

@@ -29,7 +29,8 @@ from .config.kinds import Problem, item, map_item, raise_problems, type_name, un
 from .config.schema import SCHEDULE
 from .errors import ConfigurationError
 from .ids import user_id_problem
-from .registry import TaskFunction, task as register_task
+from .registry import TaskFunction
+from .registry import task as register_task
 
 __all__ = ["Schedule", "parse_schedules", "periodic", "registered_schedules", "schedule_task_id"]
 
@@ -168,8 +169,8 @@ def load_callable(path: str, key: str) -> Callable[[], Iterable[Any]]:
 # --------------------------------------------------------------------------- settings
 
 
-def _one(name: Any, raw: Any, zone: str) -> tuple[Schedule | None, list[Problem]]:
-    base = map_item("SCHEDULES", name)
+def _one(name: Any, raw: Any, zone: str, key: str) -> tuple[Schedule | None, list[Problem]]:
+    base = map_item(key, name)
     if not isinstance(raw, Mapping):
         return None, [Problem(base, f"must be a dict, not {type_name(raw)}")]
     problems = [Problem(f"{base}.{k}", unknown_key(k, SCHEDULE.names)) for k in SCHEDULE.unknown(raw)]
@@ -189,20 +190,21 @@ def _one(name: Any, raw: Any, zone: str) -> tuple[Schedule | None, list[Problem]
     try:
         return Schedule(name=name, every=None if every is None else int(every), tenants=tenants, **values), []
     except ConfigurationError as exc:
-        return None, [Problem(exc.key, str(exc).removeprefix(f"{exc.key}: "))]
+        where = base + (exc.key or "").partition("]")[2]  # the field the schedule named
+        return None, [Problem(where, str(exc).removeprefix(f"{exc.key}: "))]
 
 
-def parse_schedules(raw: Any, *, timezone_name: str = "UTC") -> tuple[Schedule, ...]:
+def parse_schedules(raw: Any, *, timezone_name: str = "UTC", key: str = "SCHEDULES") -> tuple[Schedule, ...]:
     """Schedules from ``FAIRQUE["SCHEDULES"]``: a dict of name -> fields (``SCHEDULE``);
     cron is evaluated in ``timezone_name`` (Django's ``TIME_ZONE``) unless a schedule names one."""
     if raw is None:
         return ()
     if not isinstance(raw, Mapping):
-        raise ConfigurationError(f"must be a dict of schedule name -> schedule, not {type_name(raw)}", "SCHEDULES")
+        raise ConfigurationError(f"must be a dict of schedule name -> schedule, not {type_name(raw)}", key)
     out: list[Schedule] = []
     problems: list[Problem] = []
     for name, entry in raw.items():
-        schedule, found = _one(name, entry, timezone_name)
+        schedule, found = _one(name, entry, timezone_name, key)
         problems += found
         if schedule is not None:
             out.append(schedule)

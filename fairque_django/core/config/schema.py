@@ -23,9 +23,23 @@ from ..ids import bad_char, describe_char, user_id_problem, worker_id_problem
 from .kinds import Field, Kind, Section, finite_float, item, map_item
 
 __all__ = [
-    "ALERT_RULE", "ALERT_RULE_OPTIONS", "BACKEND_OPTIONS", "SCHEDULE", "DEFAULT_MAX_USER_ID_LENGTH", "DEPTH_LANES",
-    "DJANGO_OPTIONS", "ENQUEUE_MODES", "FAIRNESS_MODES", "QUEUE", "REDIS", "SECTIONS", "SEVERITIES", "TOP_LEVEL_KEYS",
-    "WORKER", "WORKER_ID", "doc_default",
+    "ALERT_RULE",
+    "ALERT_RULE_OPTIONS",
+    "BACKEND_OPTIONS",
+    "DEFAULT_MAX_USER_ID_LENGTH",
+    "DEPTH_LANES",
+    "DJANGO_OPTIONS",
+    "ENQUEUE_MODES",
+    "FAIRNESS_MODES",
+    "QUEUE",
+    "REDIS",
+    "SCHEDULE",
+    "SECTIONS",
+    "SEVERITIES",
+    "TOP_LEVEL_KEYS",
+    "WORKER",
+    "WORKER_ID",
+    "doc_default",
 ]
 
 DEFAULT_MAX_USER_ID_LENGTH: Final = 200
