@@ -535,10 +535,16 @@ class QueueOps:
         """Claim ``tick`` of schedule ``name`` (``schedule_tick.lua``): (status, last tick, stale claims
         now ours). Safe to retry: a claim is idempotent by ``token`` (a retry answers 'claimed'
         again); a stale claim handed over by an attempt whose reply was lost goes stale again."""
-        args = [self.keys.base, name, "" if tick is None else str(tick), token, stale_ms, "1" if skip else "0"]
+        return (yield from self._schedule_ticks([(name, tick, skip)], token, stale_ms))[0]
+
+    def _schedule_ticks(self, requests: Sequence[tuple[str, int | None, bool]], token: str,
+                        stale_ms: int) -> Op[list[tuple[str, int, list[str]]]]:
+        """:meth:`_schedule_tick` for several (name, tick or None, skip) in one round trip."""
+        calls = [(self.scripts.schedule_tick, [self.keys.base, name, "" if tick is None else str(tick), token,
+                                               stale_ms, "1" if skip else "0"]) for name, tick, skip in requests]
         with redis_errors("schedule_tick"):
-            reply = yield run(self.scripts.schedule_tick, args)
-        return text(reply[0]), int(text(reply[1]) or 0), [text(t) for t in reply[2:]]
+            replies = yield run_scripts(calls)
+        return [(text(r[0]), int(text(r[1]) or 0), [text(t) for t in r[2:]]) for r in replies]
 
     def _schedule_done(self, name: str, ticks: Sequence[str]) -> Op[None]:
         """Confirm that the tasks of ``ticks`` are pushed (their claims end). Idempotent (HDEL)."""

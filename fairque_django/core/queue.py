@@ -237,11 +237,17 @@ class TaskQueue(QueueOps):
         return drive(self.transport, self._next_delayed_seconds())
 
     # --- schedules ----------------------------------------------------------------------------
-    def schedule_tick(self, name: str, tick: int | None, token: str, *, stale_ms: int = 60_000,
+    def schedule_tick(self, name: str, tick: int | None, token: str, *, stale_ms: int = 10_000,
                       skip: bool = False) -> tuple[str, int, list[str]]:
         """Claim a tick of a periodic schedule, exactly once fleet-wide (see :mod:`.scheduler`):
         (status, last tick, stale claims handed to ``token``)."""
         return drive(self.transport, self._schedule_tick(name, tick, token, stale_ms, skip))
+
+    def schedule_stale(self, names: Sequence[str], token: str, *, stale_ms: int = 10_000) -> dict[str, list[str]]:
+        """Claims of ``names`` not confirmed for ``stale_ms`` (their pusher died), now handed to
+        ``token`` to push again: schedule name -> ticks (one round trip)."""
+        replies = drive(self.transport, self._schedule_ticks([(n, None, False) for n in names], token, stale_ms))
+        return {n: r[2] for n, r in zip(names, replies, strict=True)}
 
     def schedule_done(self, name: str, ticks: Sequence[str]) -> None:
         """Confirm the claims of ``ticks``: their tasks are pushed."""

@@ -19,6 +19,7 @@
 --- @include "includes/num"
 --- @include "includes/stored_num"
 --- @include "includes/hincr"
+--- @include "includes/repaired"
 local P = ARGV[1]
 local key = P .. ':sched:' .. ARGV[2]
 local tick = ARGV[3]
@@ -52,7 +53,10 @@ for i = 1, #fields, 2 do
   local f, v = fields[i], fields[i + 1]
   if string.sub(f, 1, 2) == 'c:' and f ~= 'c:' .. tick then
     local since = num(string.match(v, '|(.*)$'))
-    if not since or since < now - stale_ms then -- garbage in a claim: handed over too
+    if not string.match(f, '^c:%d+$') then -- not a tick: nothing to push
+      rcall('HDEL', key, f)
+      repaired(key, f, v, '(deleted)')
+    elseif not since or since < now - stale_ms then -- a claim time of garbage counts as stale
       rcall('HSET', key, f, token .. '|' .. now)
       out[#out + 1] = string.sub(f, 3)
     end
