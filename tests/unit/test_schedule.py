@@ -4,6 +4,7 @@ checks of FAIRQUE["SCHEDULES"]."""
 
 from __future__ import annotations
 
+import itertools
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
@@ -64,7 +65,7 @@ def test_an_hourly_cron_across_fall_back_runs_in_each_real_hour() -> None:
     for _ in range(5):
         seen.append(t)
         t = s.next_after(t)
-    assert [b - a for a, b in zip(seen, seen[1:])] == [3600] * 4
+    assert [b - a for a, b in itertools.pairwise(seen)] == [3600] * 4
 
 
 def test_a_tick_is_due_once_and_a_clock_in_between_changes_nothing() -> None:
