@@ -113,7 +113,8 @@ def test_the_schedule_page_lists_schedules_with_last_and_next_tick(client: Clien
 def test_run_now_needs_confirmation_csrf_and_the_manage_permission(client: Client) -> None:
     viewer = user_with("view_fairqueue")
     client.force_login(viewer)
-    assert client.post(reverse(ACTION), {"name": "nightly-report", "action": "run", "confirm": "yes"}).status_code == 403
+    denied = client.post(reverse(ACTION), {"name": "nightly-report", "action": "run", "confirm": "yes"})
+    assert denied.status_code == 403
     assert stored_ids() == []
     viewer.user_permissions.add(Permission.objects.get(codename="manage_fairqueue"))
     checked = Client(enforce_csrf_checks=True)
