@@ -11,7 +11,6 @@ The exit code is 0 whatever the results: benchmarks report, they do not assert.
 from __future__ import annotations
 
 import argparse
-import threading
 import time
 from typing import Any
 
