@@ -154,3 +154,18 @@ def check_registered() -> None:
     assert found.every == 300 and found.task == cleanup.name and found.timezone == "Europe/Berlin"
     with pytest.raises(ConfigurationError, match="whole seconds"):
         periodic(every=timedelta(milliseconds=1500), user="a")
+
+
+def test_every_schedule_key_is_in_schedules_md_with_its_default() -> None:
+    """docs/schedules.md's settings table lists exactly the SCHEDULE schema's keys, with defaults."""
+    import re
+    from pathlib import Path
+
+    from fairque_django.core.config.schema import SCHEDULE, doc_default
+
+    text = (Path(__file__).resolve().parents[2] / "docs" / "schedules.md").read_text().split("## Settings", 1)[1]
+    text = text.split("\n## ", 1)[0]
+    rows = dict(re.findall(r"^\| `(\w+)` \| (.+?) \|", text, flags=re.MULTILINE))
+    assert list(rows) == list(SCHEDULE.names)
+    for spec in SCHEDULE.fields:
+        assert rows[spec.name].strip("`") == doc_default(spec), (spec.name, rows[spec.name])
