@@ -30,6 +30,7 @@ from .core.models import DLQEntry, Priority, Task
 from .core.queue import TaskQueue
 from .core.registry import TaskFunction, task, xcom_task
 from .core.results import Progress, TaskError, TaskResult, TaskStatus, aset_progress, set_progress
+from .core.schedule import Schedule, periodic
 from .core.worker import AsyncWorker, Worker
 from .core.xcom import xcom_delete, xcom_pull, xcom_push
 
@@ -91,6 +92,8 @@ __all__ = [  # noqa: RUF022 - public names first, then the lazily imported Djang
     "WorkerConfig",
     "aset_progress",
     "set_progress",
+    "Schedule",
+    "periodic",
     "TaskFunction",
     "TaskHandler",
     "TaskTimeoutError",

@@ -233,3 +233,31 @@ class AsyncTaskQueue(QueueOps):
     async def next_delayed_seconds(self) -> float | None:
         """Async :meth:`TaskQueue.next_delayed_seconds`."""
         return await adrive(self.transport, self._next_delayed_seconds())
+
+    async def schedule_tick(self, name: str, tick: int | None, token: str, *, stale_ms: int = 10_000,
+                            skip: bool = False) -> tuple[str, int, list[str]]:
+        """Async :meth:`TaskQueue.schedule_tick`."""
+        return await adrive(self.transport, self._schedule_tick(name, tick, token, stale_ms, skip))
+
+    async def schedule_stale(self, names: Sequence[str], token: str, *,
+                             stale_ms: int = 10_000) -> dict[str, list[str]]:
+        """Async :meth:`TaskQueue.schedule_stale`."""
+        replies = await adrive(self.transport, self._schedule_ticks([(n, None, False) for n in names], token,
+                                                                      stale_ms))
+        return {n: r[2] for n, r in zip(names, replies, strict=True)}
+
+    async def schedule_done(self, name: str, ticks: Sequence[str]) -> None:
+        """Async :meth:`TaskQueue.schedule_done`."""
+        await adrive(self.transport, self._schedule_done(name, ticks))
+
+    async def schedule_states(self, names: Sequence[str]) -> dict[str, dict[str, str]]:
+        """Async :meth:`TaskQueue.schedule_states`."""
+        return await adrive(self.transport, self._schedule_states(names))
+
+    async def schedule_set(self, name: str, fields: dict[str, str], delete: Sequence[str] = ()) -> None:
+        """Async :meth:`TaskQueue.schedule_set`."""
+        await adrive(self.transport, self._schedule_set(name, fields, delete))
+
+    async def pushed_tenants(self) -> list[str]:
+        """Async :meth:`TaskQueue.pushed_tenants`."""
+        return await adrive(self.transport, self._pushed_tenants())

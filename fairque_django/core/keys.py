@@ -32,6 +32,9 @@ suffixes as the methods below (a test checks that every suffix a script uses is 
   P:stealparts:<w>             SET    the partitions stealer w has copies of
   P:stealseen                  ZSET   stealer -> when it last synced (ms): long-silent stealers are forgotten
   P:stealepoch                 STRING changed when a steal key was moved aside: every stealer rebuilds
+  P:sched:<name>               HASH   a periodic schedule: last (tick claimed or skipped, epoch s), fired, skipped,
+                                      paused, at (ms of the last claim), c:<tick> "<token>|<ms>" a claim whose push
+                                      is not confirmed yet, now (ms of the last run now), runs
   P:quarantine:<key>:<n>       any    a key that held the wrong type of value, moved aside
   P:quarantined                STRING counter numbering the keys moved aside
 """
@@ -238,6 +241,10 @@ class Keys:
         """String: the task id was pushed idempotently (the outbox relay); expires after
         ``queue.idempotency_ttl_seconds``."""
         return f"{self.base}:idem:{task_id}"
+
+    def schedule(self, name: str) -> str:
+        """Hash: the state of a periodic schedule (last tick claimed, its pending claims, pause)."""
+        return f"{self.base}:sched:{name}"
 
     def result_owner(self, task_id: str) -> str:
         """Which user a stored result belongs to (lets trusted code find it by id alone)."""

@@ -545,3 +545,58 @@ class QueueOps:
                 return None
             sec, usec = yield call("time")  # the server's clock (a cluster pipeline cannot send TIME)
         return max(0.0, float(first[0][1]) / 1000.0 - (float(sec) + float(usec) / 1e6))
+
+    # --- schedules (core/scheduler.py) ---------------------------------------------------------
+    def _schedule_tick(self, name: str, tick: int | None, token: str, stale_ms: int,
+                       skip: bool) -> Op[tuple[str, int, list[str]]]:
+        """Claim ``tick`` of schedule ``name`` (``schedule_tick.lua``): (status, last tick, stale claims
+        now ours). Safe to retry: a claim is idempotent by ``token`` (a retry answers 'claimed'
+        again); a stale claim handed over by an attempt whose reply was lost goes stale again."""
+        return (yield from self._schedule_ticks([(name, tick, skip)], token, stale_ms))[0]
+
+    def _schedule_ticks(self, requests: Sequence[tuple[str, int | None, bool]], token: str,
+                        stale_ms: int) -> Op[list[tuple[str, int, list[str]]]]:
+        """:meth:`_schedule_tick` for several (name, tick or None, skip) in one round trip."""
+        calls = [(self.scripts.schedule_tick, [self.keys.base, name, "" if tick is None else str(tick), token,
+                                               stale_ms, "1" if skip else "0"]) for name, tick, skip in requests]
+        with redis_errors("schedule_tick"):
+            replies = yield run_scripts(calls)
+        return [(text(r[0]), int(text(r[1]) or 0), [text(t) for t in r[2:]]) for r in replies]
+
+    def _schedule_done(self, name: str, ticks: Sequence[str]) -> Op[None]:
+        """Confirm that the tasks of ``ticks`` are pushed (their claims end). Idempotent (HDEL)."""
+        if ticks:
+            with redis_errors("schedule_done"):
+                yield call("hdel", self.keys.schedule(name), *(f"c:{t}" for t in ticks))
+
+    def _schedule_states(self, names: Sequence[str]) -> Op[dict[str, dict[str, str]]]:
+        """The state hash of each schedule (a key of the wrong type reads as empty). A read."""
+        if not names:
+            return {}
+        with redis_errors("schedule_states"):
+            rows = yield execute([["HGETALL", self.keys.schedule(n)] for n in names], raise_on_error=False)
+        return {n: ({text(k): text(v) for k, v in row.items()} if isinstance(row, dict) else {})
+                for n, row in zip(names, rows, strict=True)}
+
+    def _schedule_set(self, name: str, fields: dict[str, str], delete: Sequence[str]) -> Op[None]:
+        """Set and delete fields of a schedule's state (pause, resume, run-now time). Idempotent."""
+        commands: list[list[Any]] = []
+        if fields:
+            commands.append(["HSET", self.keys.schedule(name), *(x for kv in fields.items() for x in kv)])
+        if delete:
+            commands.append(["HDEL", self.keys.schedule(name), *delete])
+        if commands:
+            with redis_errors("schedule_set"):
+                yield execute(commands)
+
+    def _pushed_tenants(self) -> Op[list[str]]:
+        """Tenants that have a push counter in the stats hash (``u:<user>:pushed``): the tenants the
+        queue has seen. O(stats fields), in pages. A read."""
+        found: list[str] = []
+        cursor: Any = 0
+        with redis_errors("pushed_tenants"):
+            while True:
+                cursor, page = yield call("hscan", self.keys.stats, cursor, match="u:*:pushed", count=1000)
+                found += [text(f)[2:-7] for f in page]
+                if int(cursor) == 0:
+                    return sorted(set(found))

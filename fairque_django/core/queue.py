@@ -241,3 +241,32 @@ class TaskQueue(QueueOps):
     def next_delayed_seconds(self) -> float | None:
         """Seconds until the earliest delayed task (scheduled or retry) is due, or None."""
         return drive(self.transport, self._next_delayed_seconds())
+
+    # --- schedules ----------------------------------------------------------------------------
+    def schedule_tick(self, name: str, tick: int | None, token: str, *, stale_ms: int = 10_000,
+                      skip: bool = False) -> tuple[str, int, list[str]]:
+        """Claim a tick of a periodic schedule, exactly once fleet-wide (see :mod:`.scheduler`):
+        (status, last tick, stale claims handed to ``token``)."""
+        return drive(self.transport, self._schedule_tick(name, tick, token, stale_ms, skip))
+
+    def schedule_stale(self, names: Sequence[str], token: str, *, stale_ms: int = 10_000) -> dict[str, list[str]]:
+        """Claims of ``names`` not confirmed for ``stale_ms`` (their pusher died), now handed to
+        ``token`` to push again: schedule name -> ticks (one round trip)."""
+        replies = drive(self.transport, self._schedule_ticks([(n, None, False) for n in names], token, stale_ms))
+        return {n: r[2] for n, r in zip(names, replies, strict=True)}
+
+    def schedule_done(self, name: str, ticks: Sequence[str]) -> None:
+        """Confirm the claims of ``ticks``: their tasks are pushed."""
+        drive(self.transport, self._schedule_done(name, ticks))
+
+    def schedule_states(self, names: Sequence[str]) -> dict[str, dict[str, str]]:
+        """The stored state of each schedule (last tick, counts, paused, pending claims)."""
+        return drive(self.transport, self._schedule_states(names))
+
+    def schedule_set(self, name: str, fields: dict[str, str], delete: Sequence[str] = ()) -> None:
+        """Set / delete fields of a schedule's state (pause, resume)."""
+        drive(self.transport, self._schedule_set(name, fields, delete))
+
+    def pushed_tenants(self) -> list[str]:
+        """Tenants with a push counter in the stats (the tenants the queue has seen)."""
+        return drive(self.transport, self._pushed_tenants())

@@ -305,3 +305,42 @@ def test_requeue_a_dead_task_through_the_admin(live_server: Any, superuser: Any,
     assert [u.split()[0] for u in users] == ["user:5", "user:2", "user:3", "user:4"]  # busiest first
     assert_fits(page, "dashboard at 1440 px")
     shot(page, shots, "dashboard")
+
+
+def test_the_schedule_page_runs_a_schedule_now(live_server: Any, superuser: Any, page: Any, shots: Path,
+                                               settings: Any) -> None:
+    """The dashboard links to the schedule page; it lists the schedules with their last and next
+    tick; "Run now" asks for confirmation, then pushes the schedule's tasks."""
+    from fairque_django import conf
+
+    settings.TIME_ZONE = "Europe/Berlin"
+    settings.FAIRQUE = {**settings.FAIRQUE, "SCHEDULES": {
+        "nightly-invoices": {"task": "tests.testapp.tasks.record", "cron": "30 2 * * *", "args": ["invoices"],
+                             "tenants": ["user:1", "user:2", "user:3"]},
+        "cache-warmup": {"task": "tests.testapp.tasks.record", "every": 300, "args": ["warm"], "user": "user:4"},
+    }}
+    conf.reset()
+    queue = get_queue()
+    login(page, live_server.url)
+    page.goto(f"{live_server.url}/admin/fairque_django/fairqueue/")
+    page.click("#fq-schedules-link")
+    page.wait_for_selector("#fq-schedules")
+    assert page.locator("#fq-schedules tbody tr").count() == 2
+    row = page.locator("#fq-schedule-nightly-invoices")
+    assert "cron 30 2 * * * (Europe/Berlin)" in row.inner_text() and "user:1, user:2, user:3" in row.inner_text()
+    assert_fits(page, "schedules at 1440 px")
+    shot(page, shots, "schedules")
+
+    page.click("#fq-run-nightly-invoices")
+    page.wait_for_selector("#fq-confirm")
+    assert "Are you sure you want to run schedule nightly-invoices now?" in page.locator("#content").inner_text()
+    assert queue.get_stats()["tasks_pushed"] == 0  # nothing before the confirmation
+    page.click("#fq-confirm")
+    page.wait_for_selector("ul.messagelist")
+    assert "pushed 3 tasks now" in page.locator("ul.messagelist").inner_text()
+    assert queue.get_stats()["tasks_pushed"] == 3
+
+    page.click("#fq-pause-cache-warmup")
+    page.click("#fq-confirm")
+    page.wait_for_selector("#fq-resume-cache-warmup")
+    assert "paused" in page.locator("#fq-schedule-cache-warmup").inner_text()

@@ -194,6 +194,10 @@ FAMILIES: list[Family] = [
     Family("quarantine counter", ("quarantined",), QUARANTINED, quarantined_garbage),
     # any value reads "already pushed" for an idempotent (outbox) push of that id, by design
     Family("idempotency marker", ("idempotency",), TOLERATED, sset(lambda s: s.keys.idempotency("other"), "junk")),
+    # a periodic schedule's state: the queue never reads it; schedule_tick.lua repairs it
+    # (tests/integration/test_schedules.py::test_garbage_in_the_schedule_state_is_repaired)
+    Family("schedule state", ("schedule",), TOLERATED,
+           hset(lambda s: s.keys.schedule("nightly"), {"last": "garbage", "c:x": "junk"})),
     Family("moved-aside key", ("quarantine",), TOLERATED, sset(lambda s: s.keys.quarantine("x", 1), "junk")),
 ]
 

@@ -17,7 +17,7 @@ from .loader import source
 __all__ = ["SCRIPT_NAMES", "AsyncScripts", "Scripts", "source"]
 
 SCRIPT_NAMES = ("push", "pop", "complete", "fail", "release", "extend", "requeue_dead", "delete",
-                "alert_transition", "steal_sync", "progress")
+                "alert_transition", "steal_sync", "progress", "schedule_tick")
 
 
 class Scripts:
@@ -38,6 +38,7 @@ class Scripts:
     alert_transition: Script
     steal_sync: Script
     progress: Script
+    schedule_tick: Script
 
 
 class AsyncScripts(Scripts):
@@ -54,3 +55,4 @@ class AsyncScripts(Scripts):
     alert_transition: AsyncScript  # type: ignore[assignment]
     steal_sync: AsyncScript  # type: ignore[assignment]
     progress: AsyncScript  # type: ignore[assignment]
+    schedule_tick: AsyncScript  # type: ignore[assignment]
