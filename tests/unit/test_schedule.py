@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import itertools
 from datetime import datetime, timedelta
+from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -136,19 +137,20 @@ def test_schedules_from_settings_get_the_project_time_zone() -> None:
     assert s.timezone == "Europe/Berlin" and s.tenants == ("org:*",) and s.catch_up
 
 
-@periodic(every=timedelta(minutes=5), tenants=["org:1", "org:2"], name="unit-periodic", args=[1])
 def cleanup(n: int) -> int:
     return n
 
 
 def test_periodic_registers_a_task_and_its_schedule() -> None:
+    # registered here, not at import: a configuration loaded meanwhile by another test would keep it
+    task = periodic(every=timedelta(minutes=5), tenants=["org:1", "org:2"], name="unit-periodic", args=[1])(cleanup)
     try:
-        check_registered()
+        check_registered(task)
     finally:  # other tests' workers would fire it
         forget_schedule("unit-periodic")
 
 
-def check_registered() -> None:
+def check_registered(cleanup: Any) -> None:
     assert cleanup.run(3) == 3
     found = {s.name: s for s in registered_schedules("Europe/Berlin")}["unit-periodic"]
     assert found.every == 300 and found.task == cleanup.name and found.timezone == "Europe/Berlin"
