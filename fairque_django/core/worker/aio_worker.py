@@ -245,6 +245,7 @@ class AsyncWorker(RunnerCounts):
         return outcome
 
     async def _call(self, task: Task, fn: TaskFunction[..., Any]) -> Any:
+        await asyncio.to_thread(self.runner.chain_input, task)
         with task_running(task, self.sync_queue):
             result = await fn.func(*task.args, **task.kwargs)
             if fn.xcom_key is not None:
