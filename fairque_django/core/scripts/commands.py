@@ -28,7 +28,7 @@ from .pop import PopPlan, PopReply
 logger = logging.getLogger("fairque_django.queue")
 
 STAT_FIELDS = ("pushed", "popped", "completed", "failed", "retried", "dead", "expired", "requeued",
-               "deleted", "released", "late_acks", "quarantined", "repaired", "orphan_served")
+               "deleted", "released", "late_acks", "quarantined", "repaired", "orphan_served", "cancelled")
 
 # The per-priority push counters; 'pushed' is their sum (push.lua keeps no separate total).
 PRIORITY_PUSHED = tuple(f"p:{n}:pushed" for n in range(1, 7))
@@ -371,7 +371,8 @@ class Commands:
         counters = stat_counters(list(raw_text), list(raw_text.values()))
         stats: dict[str, Any] = {f"tasks_{name}": counters.get(name, 0) for name in STAT_FIELDS}
         stats["problems"] = stat_problems(self.keys.stats, list(raw_text), list(raw_text.values()))
-        live = stats["tasks_pushed"] - stats["tasks_completed"] - stats["tasks_deleted"] - dlq
+        live = (stats["tasks_pushed"] - stats["tasks_completed"] - stats["tasks_deleted"] - stats["tasks_cancelled"]
+                - dlq)
         stats.update(tasks_active=active, tasks_delayed=delayed, dlq_size=dlq, tasks_pending=live,
                      tasks_queued=max(0, live - active - delayed))
         users: dict[str, dict[str, int]] = {}

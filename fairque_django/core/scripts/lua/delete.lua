@@ -40,7 +40,9 @@ for _, id in ipairs(ids) do
     if f[4] or f[5] then -- a deleted task counts as cancelled: its dependents are cancelled
       task_finished(P, id, f[4], f[5], false)
     end
-    stat(P, 'deleted', 1)
+    if f[3] ~= 'cancelled' then -- (counted as cancelled already)
+      stat(P, 'deleted', 1)
+    end
     done[#done + 1] = id
   end
 end

@@ -26,7 +26,7 @@ local function deps_check(P, deps, allow)
         return nil, nil, 'dependency ' .. id .. ' of user ' .. user .. ' is unknown (never pushed, deleted, ' ..
           'or finished without a kept result)'
       end
-      if not string.find(r, '"status":"SUCCESSFUL"', 1, true) and not allow then
+      if not string.find(r, '"status"%s*:%s*"SUCCESSFUL"') and not allow then
         failed = failed or id
       end
     end
