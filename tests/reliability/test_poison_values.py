@@ -125,6 +125,11 @@ def quarantined_garbage(c: redis.Redis, s: Scene) -> None:
     c.set(s.keys.vfinish("w3"), "a string, not a hash")  # moved aside when d joins its rotation
 
 
+def unique_key_garbage(c: redis.Redis, s: Scene) -> None:
+    c.hset(s.keys.unique("a", "k"), "x", "1")
+    c.hset(s.keys.task(s.victims["a"]), "uk", s.keys.unique("a", "k"))
+
+
 V_B: Callable[[Scene], str] = lambda s: s.keys.task(s.victims["b"])  # noqa: E731
 HELD: Callable[[Scene], str] = lambda s: s.keys.task(s.held)  # noqa: E731
 
@@ -193,6 +198,12 @@ FAMILIES: list[Family] = [
     Family("quarantine counter", ("quarantined",), QUARANTINED, quarantined_garbage),
     # any value reads "already pushed" for an idempotent (outbox) push of that id, by design
     Family("idempotency marker", ("idempotency",), TOLERATED, sset(lambda s: s.keys.idempotency("other"), "junk")),
+    # a unique key of the wrong type, named by a queued task: moved aside when the task's end releases it
+    Family("unique key", ("unique",), QUARANTINED, unique_key_garbage),
+    # dependents that are no task, or not waiting: the end of the task they name skips them
+    Family("dependents", ("dependents",), TOLERATED,
+           both(lambda c, s: c.sadd(s.keys.dependents(s.victims["b"]), "no-such-task", s.victims["c"]),
+                hset(V_B, {"hd": "1"}))),
     Family("moved-aside key", ("quarantine",), TOLERATED, sset(lambda s: s.keys.quarantine("x", 1), "junk")),
 ]
 
