@@ -12,6 +12,7 @@ local function deps_failed(P, id, now)
     i = i + 1
     local dk = P .. ':deps:' .. x
     local ds = rcall('SMEMBERS', dk)
+    table.sort(ds) -- (a set has no order: dependents become ready in id order)
     rcall('DEL', dk)
     for _, d in ipairs(ds) do
       local f = rcall('HMGET', P .. ':t:' .. d, 'st', 'df')

@@ -5,6 +5,7 @@
 local function deps_met(P, id, now)
   local dk = P .. ':deps:' .. id
   local ds = rcall('SMEMBERS', dk)
+  table.sort(ds) -- (a set has no order: dependents become ready in id order)
   rcall('DEL', dk)
   for _, d in ipairs(ds) do
     deps_count_down(P, d, now)
