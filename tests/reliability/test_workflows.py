@@ -100,7 +100,7 @@ def build_graph() -> list[list[Node]]:
         for k in range(DIAMONDS):
             n = (s * DIAMONDS + k) * 4
 
-            def make(i: int, owner: str, *deps: Node, fail: bool = False, allow: bool = False) -> Node:
+            def make(i: int, owner: str, *deps: Node, fail: bool = False, allow: bool = False, n: int = n) -> Node:
                 return Node(tasks.node.create_task((n + i, fail), user_id=owner), list(deps), fail, allow)
 
             a = make(0, user(s), *([prev] if prev else []))
