@@ -7,7 +7,9 @@ suffixes as the methods below (a test checks that every suffix a script uses is 
   P:t:<id>                     HASH   task: b body, u user, h header "priority\tseq\tpartition\tweight\t
                                       max_retries", r failures, a attempts (absent = 0), st state, wk worker,
                                       tok lease token, e ready since (ms), lt leased at, wt wait of the attempt,
-                                      ch cost charged (fairness "time"), err/et/tb/ft/dt on failure,
+                                      ch cost charged (fairness "time"), err/et/tb/ft/dt on failure; uk its
+                                      unique key, hd has dependents, dw dependencies still to succeed, df allows
+                                      failure, na not before (ms), kp how long a cancelled task is kept (ms),
                                       pg progress "token\tfraction\tms\tmessage" (progress.lua)
   P:queue:user:<u>:critical    LIST   CRITICAL lane (LPUSH, RPOP: FIFO)
   P:queue:user:<u>:normal      ZSET   priorities 1-5, score (6-p)*2^40 + seq
@@ -35,6 +37,8 @@ suffixes as the methods below (a test checks that every suffix a script uses is 
   P:sched:<name>               HASH   a periodic schedule: last (tick claimed or skipped, epoch s), fired, skipped,
                                       paused, at (ms of the last claim), c:<tick> "<token>|<ms>" a claim whose push
                                       is not confirmed yet, now (ms of the last run now), runs
+  P:uniq:<n>:<user>:<key>      STRING unique key -> the id of the unfinished task holding it (<n> = length of user)
+  P:deps:<id>                  SET    the tasks waiting for task <id> to succeed
   P:quarantine:<key>:<n>       any    a key that held the wrong type of value, moved aside
   P:quarantined                STRING counter numbering the keys moved aside
 """
@@ -245,6 +249,14 @@ class Keys:
     def schedule(self, name: str) -> str:
         """Hash: the state of a periodic schedule (last tick claimed, its pending claims, pause)."""
         return f"{self.base}:sched:{name}"
+    def unique(self, user_id: str, key: str) -> str:
+        """String: the id of the unfinished task of ``user_id`` holding unique key ``key`` (tenant-scoped:
+        the user's length first, as for XCom keys)."""
+        return f"{self.base}:uniq:{len(user_id)}:{user_id}:{key}"
+
+    def dependents(self, task_id: str) -> str:
+        """Set: the tasks waiting for task ``task_id`` to succeed (``depends_on``)."""
+        return f"{self.base}:deps:{task_id}"
 
     def result_owner(self, task_id: str) -> str:
         """Which user a stored result belongs to (lets trusted code find it by id alone)."""

@@ -152,7 +152,8 @@ class QueueOps:
             return (yield from tracing.trace_push(task, self._push(task, user_id, True)))
         task, args = self.proto.prepare(task, user_id)
         with redis_errors("push"):
-            stored, retried = yield counted(run(self.scripts.push, self.proto.push_args([args])))
+            stored, retried = yield counted(run(self.scripts.push, self.proto.push_args(
+                [args], options=[self.proto.push_options(task)])))
         outcome = push_outcome(task, stored)
         if retried and outcome["duplicate"]:  # most likely stored by the attempt whose reply was lost
             outcome.update(success=True, duplicate=False)
@@ -171,7 +172,8 @@ class QueueOps:
 
         def calls() -> Iterator[ScriptCall]:
             for group in groups:
-                yield self.scripts.push, self.proto.push_args([self.proto.encode(task) for task in group], idempotent)
+                yield self.scripts.push, self.proto.push_args([self.proto.encode(task) for task in group], idempotent,
+                                                              [self.proto.push_options(task) for task in group])
 
         with redis_errors("push_batch"):
             (replies, error), retried = yield counted(("stream_scripts", (Replayable(calls()),)))

@@ -69,7 +69,7 @@ class AsyncResultReader(Protocol):
 
 # the task hash's state field (st) -> status
 _STATE_STATUS = {"queued": TaskStatus.READY, "delayed": TaskStatus.READY, "leased": TaskStatus.RUNNING,
-                 "dead": TaskStatus.FAILED}
+                 "dead": TaskStatus.FAILED, "waiting": TaskStatus.READY, "cancelled": TaskStatus.CANCELLED}
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,7 +120,7 @@ class ResultSnapshot:
         enqueued = None
         with contextlib.suppress(ValueError, TypeError, AttributeError):
             enqueued = float(json.loads(f.get("b", "{}")).get("created"))
-        finished = (count(f.get("dt")) or 0) / 1000.0 if status is TaskStatus.FAILED else None
+        finished = (count(f.get("dt")) or 0) / 1000.0 if status in (TaskStatus.FAILED, TaskStatus.CANCELLED) else None
         if record is not None and status is TaskStatus.FAILED and not errors:
             errors = _record_errors(record)
         return cls(found=True, status=status, errors=errors, attempts=_int(f.get("a")), enqueued_at=enqueued,

@@ -15,6 +15,13 @@ scripts do it (``fairque_django/core/lua/*.lua``):
   queued task while its partition's rotation is empty, leases it to the earliest parked slot of
   the partition, exactly as joining the rotation and one pop would.
 
+- unique keys (drop / replace; debounce, being about timers and key expiry, is tested in
+  tests/integration/test_workflows.py): a push whose key names an unfinished task is answered with
+  that task; the key is released when its task ends (completed, dead, cancelled);
+- dependencies: a task waits (in no lane, not live) until every dependency completed, becomes
+  ready (joining the rotation) on the last; a dependency's death cancels it, and its dependents in
+  turn (unless it allows failure); dependents are handled in id order.
+
 Time is the Redis server's clock in ms; the state machine tells the model which timers fired.
 
 Poison (:meth:`Model.poison_clock`, :meth:`Model.poison_finish`, :meth:`Model.poison_stat`): a
@@ -53,6 +60,9 @@ class MTask:
     token: str | None = None
     deadline: int | None = None  # lease deadline (server ms)
     due: int | None = None  # delayed until (server ms)
+    uk: str | None = None  # its unique key
+    left: int = 0  # dependencies still to succeed (waiting)
+    allow: bool = False  # runs when a dependency fails
 
 
 @dataclass
@@ -69,6 +79,8 @@ class Model:
     stats: Counter[str] = field(default_factory=Counter)
     # partition -> (park deadline ms, member "token\tworker\t...") of the slots waiting there
     parked: defaultdict[str, list[tuple[float, str]]] = field(default_factory=lambda: defaultdict(list))
+    uniq: dict[str, str] = field(default_factory=dict)  # unique key -> task id
+    dependents: defaultdict[str, set[str]] = field(default_factory=lambda: defaultdict(set))
 
     # --- helpers ------------------------------------------------------------------------
     def stat(self, name: str, n: int = 1) -> None:
@@ -133,6 +145,48 @@ class Model:
         t.deadline = None
         self.stat("dead")
         self.stat(f"u:{t.user}:dead")
+        self.finished(t, ok=False)
+
+    def release_unique(self, t: MTask) -> None:
+        if t.uk is not None and self.uniq.get(t.uk) == t.id:
+            del self.uniq[t.uk]
+
+    def finished(self, t: MTask, ok: bool) -> None:
+        """A task ended: its key is released; its dependents count it as met (ok) or are cancelled,
+        theirs in turn (a work list, as deps_failed.lua)."""
+        self.release_unique(t)
+        if ok:
+            for d in sorted(self.dependents.pop(t.id, set())):
+                self.count_down(d)
+            return
+        todo = [t.id]
+        while todo:
+            x = todo.pop(0)
+            for d in sorted(self.dependents.pop(x, set())):
+                dt = self.tasks.get(d)
+                if dt is None or dt.st != "waiting":
+                    continue
+                if dt.allow:
+                    self.count_down(d)
+                else:
+                    self.cancel(dt)
+                    todo.append(d)
+
+    def count_down(self, tid: str) -> None:
+        t = self.tasks.get(tid)
+        if t is None or t.st != "waiting":
+            return
+        t.left -= 1
+        if t.left <= 0:
+            t.left = 0
+            self.enqueue_ready(t, front=False)
+
+    def cancel(self, t: MTask) -> None:
+        t.st = "cancelled"
+        t.left = 0
+        self.release_unique(t)
+        self.stat("cancelled")
+        self.stat(f"u:{t.user}:cancelled")
 
     def fail_attempt(self, t: MTask, *, force_dead: bool, due: int | None) -> str:
         """``due`` None: retry now (front of the lane); else the delayed-until time Redis chose."""
@@ -194,6 +248,54 @@ class Model:
             self.stat("pushed")
             self.stat(f"u:{user}:pushed")
         return out
+
+    def push_with(self, entry: tuple[str, str, int, int], uk: str | None, mode: str,
+                  deps: list[tuple[str, str]], allow: bool) -> tuple[str, str | None]:
+        """One task pushed with a unique key and / or dependencies (push_gate.lua): push.lua's answer
+        ('1', 'D', 'R', 'W', 'C', 'X') and the other task's id for 'D' / 'R'."""
+        tid, user, prio, maxr = entry
+        self.seq += 1
+        self.handed = []
+        if tid in self.tasks:
+            return "0", None
+        if uk is not None:
+            old = self.tasks.get(self.uniq.get(uk, ""))
+            if old is not None and old.st in ("queued", "delayed", "waiting", "leased"):
+                if mode == "drop":
+                    return "D", old.id
+                if old.st != "leased":
+                    return "R", old.id
+        unmet, failed = [], None
+        for du, did in deps:
+            dep = self.tasks.get(did)
+            if dep is None or dep.user != du:  # (completed: no result kept in this test) or another user's
+                return "X", None
+            if dep.st in ("dead", "cancelled"):
+                failed = failed or (None if allow else did)
+            else:
+                unmet.append(did)
+        t = MTask(tid, user, prio, self.seq, self.config.weight_of(user), self.config.partition_of(user), maxr,
+                  allow=allow)
+        self.tasks[tid] = t
+        self.stat("pushed")
+        self.stat(f"u:{user}:pushed")
+        if failed is not None:
+            self.cancel(t)
+            return "C", None
+        if uk is not None:
+            t.uk = uk
+            self.uniq[uk] = tid
+        if unmet:
+            t.st = "waiting"
+            t.left = len(unmet)
+            for did in unmet:
+                self.dependents[did].add(tid)
+            return "W", None
+        if (token := self.hand_off(t)) is not None:
+            self.handed.append((tid, token))
+        else:
+            self.enqueue_ready(t, front=False)
+        return "1", None
 
     def run_timers(self, expired: list[str], promoted: list[str]) -> None:
         for tid in sorted(expired, key=lambda i: (self.tasks[i].deadline or 0, i)):
@@ -273,6 +375,7 @@ class Model:
             t = self.tasks.pop(tid)
             self.stat("completed")
             self.stat(f"u:{t.user}:completed")
+            self.finished(t, ok=True)
         return code
 
     def release(self, tid: str, token: str | None) -> int:
@@ -306,7 +409,7 @@ class Model:
 
     # --- views ---------------------------------------------------------------------------
     def unfinished(self) -> Counter[str]:
-        return Counter(t.user for t in self.tasks.values() if t.st != "dead")
+        return Counter(t.user for t in self.tasks.values() if t.st not in ("dead", "waiting", "cancelled"))
 
     def by_state(self) -> dict[str, set[str]]:
         out: dict[str, set[str]] = defaultdict(set)

@@ -108,3 +108,13 @@ def xcom_reader(key: str) -> None:
 def compute(n: int) -> dict[str, Any]:
     """A task whose result is stored (per user) for TaskQueue.get_result."""
     return {"n": n, "secret": f"result-of-{_current().user_id}"}
+
+
+@task(max_retries=0, store_result=True)
+def node(n: int, fail: bool = False) -> int:
+    """A node of a dependency graph: records its run, then fails for good when asked to."""
+    tid = _current().task_id
+    log_client().hincrby(RUNS, tid, 1)
+    if fail:
+        raise RuntimeError(f"node {n} fails")
+    return n

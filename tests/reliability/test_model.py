@@ -24,7 +24,7 @@ from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
 
-from fairque_django import LeaseLostError, Task, TaskQueue
+from fairque_django import DependencyError, LeaseLostError, Task, TaskQueue
 from fairque_django.core.config import FairQueueConfig
 from fairque_django.core.ops import drive
 from fairque_django.core.scripts.commands import STAT_FIELDS, stat_counters, task_fields
@@ -177,6 +177,48 @@ class QueueMachine(RuleBasedStateMachine):
             batch.append(Task.create(user_id=batch[0].user_id, priority=batch[0].priority,
                                      task_id=batch[0].task_id))
         self.do_push(batch)
+
+    @rule(user=st.sampled_from(USERS), prio=st.sampled_from([1, 3, 6]), key=st.sampled_from([None, "k1", "k2"]),
+          mode=st.sampled_from(["drop", "replace"]), picks=st.lists(st.integers(0, 9), max_size=3),
+          allow=st.booleans(), other_user=st.booleans())
+    def push_with_options(self, user: str, prio: int, key: str | None, mode: str, picks: list[int], allow: bool,
+                          other_user: bool) -> None:
+        """A push with a unique key and / or dependencies on recent tasks (any state; pick 9: a task
+        that completed, so no longer exists here; other_user: named with the wrong user)."""
+        recent = sorted(self.model.tasks)[-8:]
+        deps: list[tuple[str, str]] = []
+        for p in picks:
+            if p == 9 or not recent:
+                deps.append((user, "t0000"))
+            else:
+                dep = self.model.tasks[recent[p % len(recent)]]
+                deps.append(("p" if other_user and dep.user != "p" else dep.user, dep.id))
+        deps = list(dict.fromkeys(deps))
+        task = self.new_task(user, prio, None, None)
+        if key is not None:
+            task.set_unique(key, None, mode)
+        task.set_dependencies(deps, allow)
+        try:
+            out = self.producer.push(task)
+        except DependencyError:
+            got: tuple[str, str | None] = ("X", None)
+        else:
+            conflict = {"dropped": "D", "replaced": "R"}.get(out.get("conflict", ""))
+            state = {"waiting": "W", "cancelled": "C"}.get(out["state"], "1")
+            got = (conflict, out["task_id"]) if conflict else (state, None)
+        uk = self.producer.keys.unique(user, key) if key is not None else None
+        want = self.model.push_with((task.task_id, user, prio, self.config.queue.default_max_retries), uk, mode,
+                                    deps, allow)
+        assert got == want, (got, want)
+        for tid, token in self.model.handed:
+            worker = self.parks.pop(token)
+            self.consumed.append((token, worker))
+            handed = self.queues[worker].take_handed(token, worker)
+            assert [t.task_id for t in handed.tasks] == [tid], f"{tid} was not handed to the slot {token}"
+            self.track(handed.tasks[0], self.model.tasks[tid])
+        if got[0] == "R":  # the queued task took the pushed arguments
+            body = self.client.hget(f"{self.base}:t:{got[1]}", "b")
+            assert body is not None and f'"n":{self.n}' in text(body) and f'"id":"{got[1]}"' in text(body)
 
     def track(self, task: Task, expected: MTask) -> None:
         """Check a leased task against the model's and keep it for the ack / fail / ... rules."""
@@ -468,11 +510,18 @@ class QueueMachine(RuleBasedStateMachine):
             want = (t.st, str(t.r), str(t.a), t.user, str(t.prio), str(t.seq), t.part, str(t.maxr))
             assert got == want, (tid, got, t)
             assert float(f["w"]) == t.weight, (tid, f["w"], t)
-        # the stats balance: pushed = completed + deleted + pending + dead, pending counted for real
+        # the stats balance: pushed = completed + deleted + pending + dead + cancelled, pending counted for real
         stats = self.producer.get_stats()
-        pending = sum(1 for t in m.tasks.values() if t.st != "dead")
+        pending = sum(1 for t in m.tasks.values() if t.st not in ("dead", "cancelled"))
         assert stats["tasks_pending"] == pending
-        assert stats["tasks_pushed"] == stats["tasks_completed"] + stats["tasks_deleted"] + pending + stats["dlq_size"]
+        assert stats["tasks_pushed"] == (stats["tasks_completed"] + stats["tasks_deleted"] + pending
+                                         + stats["dlq_size"] + stats["tasks_cancelled"])
+        # unique keys and dependents
+        uniq = {text(k): text(self.client.get(k)) for k in self.client.scan_iter(match=f"{b}:uniq:*", count=1000)}
+        assert uniq == m.uniq, (uniq, m.uniq)
+        deps = {text(k)[len(f"{b}:deps:"):]: {text(x) for x in self.client.smembers(k)}
+                for k in self.client.scan_iter(match=f"{b}:deps:*", count=1000)}
+        assert deps == {k: v for k, v in m.dependents.items() if v}, (deps, dict(m.dependents))
         assert Counter(t.st for t in m.tasks.values()).get("leased", 0) == stats["tasks_active"]
 
 

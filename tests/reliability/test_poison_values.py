@@ -125,6 +125,11 @@ def quarantined_garbage(c: redis.Redis, s: Scene) -> None:
     c.set(s.keys.vfinish("w3"), "a string, not a hash")  # moved aside when d joins its rotation
 
 
+def unique_key_garbage(c: redis.Redis, s: Scene) -> None:
+    c.hset(s.keys.unique("a", "k"), "x", "1")
+    c.hset(s.keys.task(s.victims["a"]), "uk", s.keys.unique("a", "k"))
+
+
 V_B: Callable[[Scene], str] = lambda s: s.keys.task(s.victims["b"])  # noqa: E731
 HELD: Callable[[Scene], str] = lambda s: s.keys.task(s.held)  # noqa: E731
 
@@ -198,6 +203,12 @@ FAMILIES: list[Family] = [
     # (tests/integration/test_schedules.py::test_garbage_in_the_schedule_state_is_repaired)
     Family("schedule state", ("schedule",), TOLERATED,
            hset(lambda s: s.keys.schedule("nightly"), {"last": "garbage", "c:x": "junk"})),
+    # a unique key of the wrong type, named by a queued task: moved aside when the task's end releases it
+    Family("unique key", ("unique",), QUARANTINED, unique_key_garbage),
+    # dependents that are no task, or not waiting: the end of the task they name skips them
+    Family("dependents", ("dependents",), TOLERATED,
+           both(lambda c, s: c.sadd(s.keys.dependents(s.victims["b"]), "no-such-task", s.victims["c"]),
+                hset(V_B, {"hd": "1"}))),
     Family("moved-aside key", ("quarantine",), TOLERATED, sset(lambda s: s.keys.quarantine("x", 1), "junk")),
 ]
 

@@ -253,6 +253,7 @@ class AsyncWorker(RunnerCounts):
         return outcome
 
     async def _call(self, task: Task, fn: TaskFunction[..., Any]) -> Any:
+        await asyncio.to_thread(self.runner.chain_input, task)
         span = self.runner.span_of(task)
         with span.active() if span is not None else contextlib.nullcontext(), task_running(task, self.sync_queue):
             result = await fn.func(*task.args, **task.kwargs)

@@ -23,7 +23,7 @@ from typing import Any
 from .. import tracing
 from ..config import FairQueueConfig
 from ..context import task_running
-from ..errors import FairQueueError, LeaseLostError, TaskNotRegisteredError, TaskTimeoutError
+from ..errors import DependencyError, FairQueueError, LeaseLostError, TaskNotRegisteredError, TaskTimeoutError
 from ..handler import TaskHandler
 from ..models import Task
 from ..queue import TaskQueue
@@ -106,8 +106,23 @@ class TaskRunner:
             return None
         return outcome
 
+    def chain_input(self, task: Task) -> None:
+        """A task of a chain (``metadata["chain_from"]``: the previous task's user and id) gets the
+        previous task's return value as one more positional argument, read from its kept result;
+        raises :class:`DependencyError` (the task fails) when no successful result is kept."""
+        link = task.metadata.get("chain_from")
+        if not link:
+            return
+        user, prev = str(link[0]), str(link[1])
+        record = self.queue.get_result(prev, user_id=user)
+        if record is None or record.get("status") != "SUCCESSFUL" or "return_value_error" in record:
+            raise DependencyError(f"task {task.task_id} continues a chain from task {prev}, whose return value "
+                                  "is not kept (store_result, queue.result_ttl_seconds)")
+        task.args.append(record.get("return_value"))
+
     def call(self, task: Task) -> tuple[bool, Any]:
         """Run the handler in this thread; returns (handler said ok, the function's result)."""
+        self.chain_input(task)
         span = self.span_of(task)
         if span is not None:
             with span.active():

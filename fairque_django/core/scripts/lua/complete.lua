@@ -18,6 +18,7 @@
 --- @include "includes/num"
 --- @include "includes/stored_num"
 --- @include "includes/hincr"
+--- @include "includes/task_finished"
 local P = ARGV[1]
 local timefair, metrics = ARGV[2] == '1', ARGV[3] == '1'
 local codes = {}
@@ -29,7 +30,7 @@ for i = 5, #ARGV, 3 do
   local id, token, run_ms = ARGV[i], ARGV[i + 1], tonumber(ARGV[i + 2]) or -1
   local f, refused = nil, -1
   if not done[id] then
-    f, refused = leased_fields(P, id, token, 'h', 'ch', 'wt')
+    f, refused = leased_fields(P, id, token, 'h', 'ch', 'wt', 'uk', 'hd')
   end
   if not f then
     codes[#codes + 1] = refused
@@ -49,6 +50,9 @@ for i = 5, #ARGV, 3 do
       rcall('HSET', P .. ':runavg', user, used)
     end
     forget(P, id)
+    if f[7] or f[8] then -- its unique key is released, its dependents count it as met
+      task_finished(P, id, f[7], f[8], true)
+    end
     done[id] = true
     n = n + 1
     per_user[user] = (per_user[user] or 0) + 1
