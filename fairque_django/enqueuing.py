@@ -183,10 +183,16 @@ def _async_on_commit() -> bool | None:
     return None if get_setting("ENQUEUE_MODE") == "outbox" else False
 
 
-async def aenqueue(task: Task, *, user: Any = None, queue: TaskQueue | None = None) -> TaskResult:
-    """Async :func:`enqueue`.  Pushes at once (async code cannot be inside ``atomic()``, so there
-    is no transaction to wait for); in outbox mode it writes the row, pushed at once as well."""
-    return await sync_to_async(enqueue)(task, user=user, on_commit=_async_on_commit(), queue=queue)
+async def aenqueue(task: Task, *, user: Any = None, queue: TaskQueue | None = None, unique_key: str | None = None,
+                   unique_for: float | None = None, on_conflict: str = "drop", depends_on: Iterable[Any] | None = None,
+                   allow_failure: bool = False) -> TaskResult:
+    """Async :func:`enqueue` (the same unique-key and dependency options).  Pushes at once (async
+    code cannot be inside ``atomic()``, so there is no transaction to wait for); in outbox mode it
+    writes the row, pushed at once as well."""
+    deps = list(depends_on) if depends_on is not None else None
+    return await sync_to_async(enqueue)(task, user=user, on_commit=_async_on_commit(), queue=queue,
+                                        unique_key=unique_key, unique_for=unique_for, on_conflict=on_conflict,
+                                        depends_on=deps, allow_failure=allow_failure)
 
 
 async def aenqueue_many(tasks: Iterable[Task], *, user: Any = None,
