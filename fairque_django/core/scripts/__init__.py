@@ -17,7 +17,7 @@ from .loader import source
 __all__ = ["SCRIPT_NAMES", "AsyncScripts", "Scripts", "source"]
 
 SCRIPT_NAMES = ("push", "pop", "complete", "fail", "release", "extend", "requeue_dead", "delete",
-                "alert_transition", "steal_sync")
+                "alert_transition", "steal_sync", "tenant", "limits_sync")
 
 
 class Scripts:
@@ -37,6 +37,8 @@ class Scripts:
     delete: Script
     alert_transition: Script
     steal_sync: Script
+    tenant: Script
+    limits_sync: Script
 
 
 class AsyncScripts(Scripts):
@@ -52,3 +54,5 @@ class AsyncScripts(Scripts):
     delete: AsyncScript  # type: ignore[assignment]
     alert_transition: AsyncScript  # type: ignore[assignment]
     steal_sync: AsyncScript  # type: ignore[assignment]
+    tenant: AsyncScript  # type: ignore[assignment]
+    limits_sync: AsyncScript  # type: ignore[assignment]

@@ -18,6 +18,7 @@
 --- @include "includes/num"
 --- @include "includes/stored_num"
 --- @include "includes/hincr"
+--- @include "includes/lease_ended"
 local P = ARGV[1]
 local timefair, metrics = ARGV[2] == '1', ARGV[3] == '1'
 local codes = {}
@@ -49,6 +50,7 @@ for i = 5, #ARGV, 3 do
       rcall('HSET', P .. ':runavg', user, used)
     end
     forget(P, id)
+    lease_ended(P, user)
     done[id] = true
     n = n + 1
     per_user[user] = (per_user[user] or 0) + 1

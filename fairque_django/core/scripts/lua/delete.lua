@@ -11,6 +11,7 @@
 --- @include "includes/live"
 --- @include "includes/stat"
 --- @include "includes/dlq_ids"
+--- @include "includes/lease_ended"
 local P, dead_only = ARGV[1], ARGV[2] == 'dead'
 local ids = dlq_ids(P, 3)
 local done = {}
@@ -32,7 +33,11 @@ for _, id in ipairs(ids) do
     end
     rcall('ZREM', P .. ':delayed', id)
     rcall('ZREM', P .. ':dlq', id)
+    local was_leased = f[3] == 'leased' and rcall('ZSCORE', P .. ':leases', id)
     forget(P, id)
+    if was_leased then
+      lease_ended(P, f[1])
+    end
     if f[3] ~= 'dead' then
       live(P, f[1], -1)
     end
