@@ -143,6 +143,7 @@ local function serve(part, user, score, stolen)
     steal_index_update(P, part, user, nil)
     if num(score) then rcall('HSET', P .. ':vfinish:' .. part, user, score) end
     hold_tenant(P, part, user, why, at)
+    if why == 'rate' and at < gate then gate = at end -- (hold_tenant lowered the stored gate)
     return false
   end
   while true do
@@ -193,6 +194,7 @@ local function serve(part, user, score, stolen)
         rcall('HSET', P .. ':vfinish:' .. part, user, finish)
         rcall('HSET', P .. ':vclock', part, score)
         if why then hold_tenant(P, part, user, why, at) end
+        if why == 'rate' and at < gate then gate = at end
       end
       local attempts = tonumber(f[4] or '0') + 1
       local deadline = now + lease_ms
