@@ -5,7 +5,7 @@
 --          carry that digest, then field, value pairs (see core/config/limits.py limits_mirror)
 -- Returns  1 when the mirror carries the digest; else 0 (and, when asked to, it was rewritten and
 --          every held tenant looked at again: a raised cap lets it rejoin, a lowered one holds it at
---          its next turn)
+--          its next turn; every rate bucket starts full)
 --- @include "includes/rcall"
 --- @include "includes/rejoin"
 local P, digest = ARGV[1], ARGV[2]
@@ -22,6 +22,7 @@ for i = 4, #ARGV do
   fields[#fields + 1] = ARGV[i]
 end
 rcall('HSET', ck, unpack(fields))
+rcall('DEL', P .. ':trate') -- rates may have changed: every bucket starts full
 for _, user in ipairs(rcall('HKEYS', P .. ':theld')) do
   rejoin(P, user)
 end
