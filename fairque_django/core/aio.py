@@ -17,8 +17,9 @@ import redis
 import redis.asyncio
 
 from .config import FairQueueConfig, RedisConfig
+from .config.limits import UNCHANGED, Unchanged
 from .models import DLQEntry, Task
-from .ops import UNCHANGED, QueueOps, Unchanged, adrive
+from .ops import QueueOps, adrive
 from .results import ResultSnapshot, TaskResult
 from .retry import RetryPolicy
 from .scripts import AsyncScripts

@@ -12,18 +12,17 @@ queue operation, so that both drivers find all of them in one place.)
 
 from __future__ import annotations
 
-import enum
 import json
 import logging
 import time
 from collections.abc import Generator, Iterable, Iterator, Sequence
-from typing import Any, Final, TypeAlias, TypeVar
+from typing import Any, TypeAlias, TypeVar
 
 import redis
 
 from .codec import chunks, text
 from .config import FairQueueConfig
-from .config.limits import LimitSpec, parse_rate
+from .config.limits import UNCHANGED, LimitSpec, Unchanged, parse_rate
 from .errors import LeaseLostError, TaskValidationError
 from .keys import validate_user_id
 from .models import DLQEntry, Task, dumps
@@ -56,18 +55,6 @@ ORPHAN_RECHECK_SECONDS = 1.0
 
 # How often a queue checks that the tenant limit settings are mirrored in Redis (one HGET in a script).
 LIMITS_RECHECK_SECONDS = 5.0
-
-
-class Unchanged(enum.Enum):
-    """The default of :meth:`~.queue.TaskQueue.set_tenant_limits`' arguments: keep what is set."""
-
-    UNCHANGED = "unchanged"
-
-    def __repr__(self) -> str:
-        return "UNCHANGED"
-
-
-UNCHANGED: Final = Unchanged.UNCHANGED
 
 T = TypeVar("T")
 # (transport method name, its arguments): no keyword arguments, they cost the hot paths time

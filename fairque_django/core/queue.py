@@ -14,10 +14,11 @@ from typing import Any
 import redis
 
 from .config import FairQueueConfig
+from .config.limits import UNCHANGED, Unchanged
 from .connection import get_client
 from .context import activate_queue, deactivate_queue
 from .models import DLQEntry, Task
-from .ops import UNCHANGED, QueueOps, Unchanged, drive
+from .ops import QueueOps, drive
 from .results import ResultSnapshot, TaskResult
 from .retry import RetryPolicy
 from .scripts import Scripts

@@ -31,8 +31,8 @@ from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
 
 from fairque_django import LeaseLostError, Task, TaskQueue
 from fairque_django.core.config import FairQueueConfig
-from fairque_django.core.config.limits import LimitSpec
-from fairque_django.core.ops import UNCHANGED, Unchanged, drive
+from fairque_django.core.config.limits import UNCHANGED, LimitSpec, Unchanged
+from fairque_django.core.ops import drive
 from fairque_django.core.scripts.commands import STAT_FIELDS, stat_counters, task_fields
 from fairque_django.core.scripts.pop import PopStep
 from tests.support.redis_url import REDIS_URL

@@ -10,6 +10,7 @@ match wins), then the default (``tenant_concurrency`` for the cap, no rate, burs
 
 from __future__ import annotations
 
+import enum
 import hashlib
 import re
 import types
@@ -22,12 +23,24 @@ from ..ids import is_pattern, user_id_problem
 from .kinds import map_item
 from .topology import glob_match, glob_to_lua_pattern
 
-__all__ = ["LIMIT_KEYS", "RATE_UNITS", "LimitSpec", "effective_limits", "limit_spec", "limits_mirror",
-           "parse_rate", "settings_entry", "tenant_limits_setting"]
+__all__ = ["LIMIT_KEYS", "RATE_UNITS", "UNCHANGED", "LimitSpec", "Unchanged", "effective_limits", "limit_spec",
+           "limits_mirror", "parse_rate", "settings_entry", "tenant_limits_setting"]
 
 RATE_UNITS: Final = {"s": 1.0, "m": 60.0, "h": 3600.0}
 LIMIT_KEYS: Final = ("concurrency", "rate", "burst")
 _RATE_RE: Final = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*/\s*([smh])\s*$")
+
+
+class Unchanged(enum.Enum):
+    """The default of ``set_tenant_limits``' arguments: keep the runtime value set before."""
+
+    UNCHANGED = "unchanged"
+
+    def __repr__(self) -> str:
+        return "UNCHANGED"
+
+
+UNCHANGED: Final = Unchanged.UNCHANGED
 
 
 def parse_rate(rate: object) -> float:
