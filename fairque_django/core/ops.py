@@ -55,6 +55,9 @@ ORPHAN_RECHECK_SECONDS = 1.0
 
 # How often a queue checks that the tenant limit settings are mirrored in Redis (one HGET in a script).
 LIMITS_RECHECK_SECONDS = 5.0
+# A wait shorter than this sleeps in the client, then pops: Redis times a blocking command out only
+# at its cron ticks (100 ms at the default hz 10), far too late for a rate token due in 20 ms.
+PRECISE_WAIT_SECONDS = 0.1
 
 T = TypeVar("T")
 # (transport method name, its arguments): no keyword arguments, they cost the hot paths time
@@ -349,7 +352,7 @@ class QueueOps:
             with redis_errors("wait_and_pop"):
                 yield from self._check_orphans(plan)
         keys = [self.keys.wake(p) for p in (*plan.wake_partitions, *self._orphaned(plan))]
-        if not keys:
+        if not keys or timeout < PRECISE_WAIT_SECONDS:  # (a push meanwhile waits for the end of the sleep)
             yield "sleep", (max(timeout, 0.0),)
             return (yield from self._pop(worker_id, lease_seconds))
         with redis_errors("wait_and_pop"):
