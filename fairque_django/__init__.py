@@ -53,6 +53,12 @@ _LAZY = {
     "get_queue": "fairque_django.conf",
     "get_redis_client": "fairque_django.conf",
     "FairQueueImproperlyConfigured": "fairque_django.conf",
+    "set_tenant_limits": "fairque_django.tenants",
+    "clear_tenant_limits": "fairque_django.tenants",
+    "get_tenant_limits": "fairque_django.tenants",
+    "pause_tenant": "fairque_django.tenants",
+    "resume_tenant": "fairque_django.tenants",
+    "is_paused": "fairque_django.tenants",
 }
 
 
@@ -122,4 +128,10 @@ __all__ = [  # noqa: RUF022 - public names first, then the lazily imported Djang
     "resolve_user_id",
     "result",
     "FairQueueImproperlyConfigured",
+    "clear_tenant_limits",
+    "get_tenant_limits",
+    "is_paused",
+    "pause_tenant",
+    "resume_tenant",
+    "set_tenant_limits",
 ]

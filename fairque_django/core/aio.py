@@ -17,6 +17,7 @@ import redis
 import redis.asyncio
 
 from .config import FairQueueConfig, RedisConfig
+from .config.limits import UNCHANGED, Unchanged
 from .models import DLQEntry, Task
 from .ops import QueueOps, adrive
 from .results import ResultSnapshot, TaskResult
@@ -208,6 +209,33 @@ class AsyncTaskQueue(QueueOps):
     async def user_depth(self, user_id: str) -> dict[str, int]:
         """Async :meth:`TaskQueue.user_depth`."""
         return await adrive(self.transport, self._user_depth(user_id))
+
+    # --- tenant limits ------------------------------------------------------------------------
+    async def set_tenant_limits(self, user_id: str, *, concurrency: int | Unchanged | None = UNCHANGED,
+                                rate: str | Unchanged | None = UNCHANGED,
+                                burst: int | Unchanged | None = UNCHANGED) -> dict[str, Any]:
+        """Async :meth:`TaskQueue.set_tenant_limits`."""
+        return await adrive(self.transport, self._set_tenant_limits(user_id, concurrency, rate, burst))
+
+    async def clear_tenant_limits(self, user_id: str) -> dict[str, Any]:
+        """Async :meth:`TaskQueue.clear_tenant_limits`."""
+        return await adrive(self.transport, self._tenant_op(user_id, "clear"))
+
+    async def get_tenant_limits(self, user_id: str) -> dict[str, Any]:
+        """Async :meth:`TaskQueue.get_tenant_limits`."""
+        return await adrive(self.transport, self._get_tenant_limits(user_id))
+
+    async def pause_tenant(self, user_id: str) -> dict[str, Any]:
+        """Async :meth:`TaskQueue.pause_tenant`."""
+        return await adrive(self.transport, self._tenant_op(user_id, "pause"))
+
+    async def resume_tenant(self, user_id: str) -> dict[str, Any]:
+        """Async :meth:`TaskQueue.resume_tenant`."""
+        return await adrive(self.transport, self._tenant_op(user_id, "resume"))
+
+    async def is_paused(self, user_id: str) -> bool:
+        """Async :meth:`TaskQueue.is_paused`."""
+        return await adrive(self.transport, self._is_paused(user_id))
 
     # --- results ----------------------------------------------------------------------------
     async def store_result(self, task: Task, record: dict[str, Any]) -> None:

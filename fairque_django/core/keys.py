@@ -39,6 +39,15 @@ suffixes as the methods below (a test checks that every suffix a script uses is 
                                       is not confirmed yet, now (ms of the last run now), runs
   P:uniq:<n>:<user>:<key>      STRING unique key -> the id of the unfinished task holding it (<n> = length of user)
   P:deps:<id>                  SET    the tasks waiting for task <id> to succeed
+  P:tleased                    HASH   user -> tasks leased now (fleet-wide; kept by every script that starts or
+                                      ends a lease; recounted from P:leases when it holds garbage)
+  P:tlimits                    HASH   user -> runtime limits "cap\tinterval_ms\tburst" ('' unset, '-' none)
+  P:limitcfg                   HASH   the tenant_concurrency / tenant_limits settings as the scripts read them
+                                      (d digest, def default cap, x:<id> exact specs, p patterns)
+  P:tpaused                    HASH   paused user -> since when (ms)
+  P:theld                      HASH   user kept out of its rotation with work queued -> why: paused, cap, rate
+  P:trate                      HASH   user -> theoretical arrival time (ms) of its rate limit (GCRA)
+  P:tnext                      ZSET   rate-limited user -> when its next token is due (a timer, like P:delayed)
   P:quarantine:<key>:<n>       any    a key that held the wrong type of value, moved aside
   P:quarantined                STRING counter numbering the keys moved aside
 """
@@ -122,6 +131,41 @@ class Keys:
     def runavg(self) -> str:
         """User -> moving average run time in ms (fairness "time")."""
         return f"{self.base}:runavg"
+
+    @property
+    def tenant_leased(self) -> str:
+        """User -> tasks leased now (fleet-wide)."""
+        return f"{self.base}:tleased"
+
+    @property
+    def tenant_limits(self) -> str:
+        """User -> runtime limits spec (see core/config/limits.py)."""
+        return f"{self.base}:tlimits"
+
+    @property
+    def limit_config(self) -> str:
+        """The limit settings mirrored for the scripts."""
+        return f"{self.base}:limitcfg"
+
+    @property
+    def tenant_paused(self) -> str:
+        """Paused user -> since when (ms)."""
+        return f"{self.base}:tpaused"
+
+    @property
+    def tenant_held(self) -> str:
+        """User held out of its rotation with work queued -> why (paused, cap, rate)."""
+        return f"{self.base}:theld"
+
+    @property
+    def tenant_rate(self) -> str:
+        """User -> theoretical arrival time (ms) of its rate limit."""
+        return f"{self.base}:trate"
+
+    @property
+    def tenant_next(self) -> str:
+        """Rate-limited user -> when its next token is due (ms)."""
+        return f"{self.base}:tnext"
 
     @property
     def quarantined(self) -> str:

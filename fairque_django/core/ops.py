@@ -23,7 +23,8 @@ import redis
 from . import tracing
 from .codec import chunks, text
 from .config import FairQueueConfig
-from .errors import LeaseLostError
+from .config.limits import UNCHANGED, LimitSpec, Unchanged, parse_rate
+from .errors import LeaseLostError, TaskValidationError
 from .keys import validate_user_id
 from .models import DLQEntry, Task, dumps
 from .results import ResultSnapshot, check_progress
@@ -41,7 +42,7 @@ from .scripts.commands import (
 from .scripts.pop import PopPlan, PopReply, PopStep
 from .transport import AsyncTransport, ScriptCall, Transport, evalsha, redis_errors
 
-__all__ = ["Op", "QueueOps", "Request", "adrive", "drive"]
+__all__ = ["UNCHANGED", "Op", "QueueOps", "Request", "Unchanged", "adrive", "drive"]
 
 logger = logging.getLogger("fairque_django.queue")
 
@@ -52,6 +53,12 @@ STEAL_SET_RECHECK_SECONDS = 5.0
 STEALER_FORGET_SECONDS = 3600.0
 # How often a worker's queue reads which partitions are orphaned (one MGET of heartbeat keys).
 ORPHAN_RECHECK_SECONDS = 1.0
+
+# How often a queue checks that the tenant limit settings are mirrored in Redis (one HGET in a script).
+LIMITS_RECHECK_SECONDS = 5.0
+# A wait shorter than this sleeps in the client, then pops: Redis times a blocking command out only
+# at its cron ticks (100 ms at the default hz 10), far too late for a rate token due in 20 ms.
+PRECISE_WAIT_SECONDS = 0.1
 
 T = TypeVar("T")
 # (transport method name, its arguments): no keyword arguments, they cost the hot paths time
@@ -145,6 +152,8 @@ class QueueOps:
         self.stealer_forget_seconds = STEALER_FORGET_SECONDS
         self._orphans: dict[str, tuple[float, tuple[str, ...]]] = {}  # worker id -> (checked at, orphans)
         self.orphan_recheck_seconds = ORPHAN_RECHECK_SECONDS
+        self._limits_checked: float | None = None  # when the limit settings' mirror was last checked
+        self.limits_recheck_seconds = LIMITS_RECHECK_SECONDS
 
     # --- push ---------------------------------------------------------------------------
     def _push(self, task: Task, user_id: str | None, traced: bool = False) -> Op[dict[str, Any]]:
@@ -204,6 +213,19 @@ class QueueOps:
             yield run(self.scripts.steal_sync, self.proto.steal_sync_args(plan, forget_ms, True))
         self._synced[plan.worker_id] = time.monotonic()
 
+    def _limits_unsynced(self) -> bool:
+        """Whether :meth:`_sync_limits` is due (first use, then every ``limits_recheck_seconds``)."""
+        checked = self._limits_checked
+        return checked is None or time.monotonic() - checked > self.limits_recheck_seconds
+
+    def _sync_limits(self) -> Op[None]:
+        """Mirror the tenant limit settings into Redis (``limits_sync.lua``) unless Redis holds them
+        already (their digest): every script reads them from there. Processes with different
+        settings overwrite each other's mirror; keep them alike."""
+        if not int((yield run(self.scripts.limits_sync, self.proto.limits_sync_args(False)))):
+            yield run(self.scripts.limits_sync, self.proto.limits_sync_args(True))
+        self._limits_checked = time.monotonic()
+
     def _orphans_unchecked(self, plan: PopPlan) -> bool:
         """Whether :meth:`_check_orphans` is due (asked first, like :meth:`_steal_set_unsynced`)."""
         if not plan.orphan_watch:
@@ -248,6 +270,8 @@ class QueueOps:
                   unpark: str | None) -> Op[PopStep]:
         plan = self.proto.plan(worker_id)
         with redis_errors("pop"):
+            if self._limits_unsynced():
+                yield from self._sync_limits()
             if self._steal_set_unsynced(plan):
                 yield from self._sync_steal_set(plan)
             if self._orphans_unchecked(plan):
@@ -304,6 +328,8 @@ class QueueOps:
                                ) -> Op[tuple[list[int], list[Task], float | None]]:
         plan = self.proto.plan(worker_id)
         with redis_errors("complete_and_pop"):
+            if self._limits_unsynced():
+                yield from self._sync_limits()
             if self._steal_set_unsynced(plan):
                 yield from self._sync_steal_set(plan)
             if self._orphans_unchecked(plan):
@@ -334,10 +360,12 @@ class QueueOps:
             with redis_errors("wait_and_pop"):
                 yield from self._check_orphans(plan)
         keys = [self.keys.wake(p) for p in (*plan.wake_partitions, *self._orphaned(plan))]
-        if not keys:
+        if not keys or timeout < PRECISE_WAIT_SECONDS:  # (a push meanwhile waits for the end of the sleep)
             yield "sleep", (max(timeout, 0.0),)
             return (yield from self._pop(worker_id, lease_seconds))
         with redis_errors("wait_and_pop"):
+            if self._limits_unsynced():
+                yield from self._sync_limits()
             if self._steal_set_unsynced(plan):
                 yield from self._sync_steal_set(plan)
             step = yield from self._park_and_pop(plan, keys, max(timeout, 0.001), lease_seconds)
@@ -519,6 +547,49 @@ class QueueOps:
     def _user_depth(self, user_id: str) -> Op[dict[str, int]]:
         with redis_errors("user_depth"):
             return read_depth((yield execute(self.proto.depth_commands(user_id))))
+
+    # --- tenant limits ------------------------------------------------------------------------
+    def _set_tenant_limits(self, user_id: str, concurrency: int | Unchanged | None, rate: str | Unchanged | None,
+                           burst: int | Unchanged | None) -> Op[dict[str, Any]]:
+        """Runtime limits (idempotent): they win over the settings until cleared."""
+        def whole(value: int | Unchanged | None, what: str) -> int | bool | None:
+            if value is UNCHANGED:
+                return None
+            if value is None:
+                return False
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise TaskValidationError(f"{what} must be an integer >= 1 or None, not {value!r}")
+            return value
+        if rate is not UNCHANGED and rate is not None:
+            try:
+                parse_rate(rate)
+            except ValueError as exc:
+                raise TaskValidationError(str(exc)) from None
+        spec = LimitSpec(whole(concurrency, "concurrency"),
+                         None if rate is UNCHANGED else (False if rate is None else rate),
+                         None if burst is UNCHANGED or burst is None else whole(burst, "burst"))
+        return (yield from self._tenant_op(user_id, "set", spec))
+
+    def _tenant_op(self, user_id: str, op: str, spec: LimitSpec | None = None) -> Op[dict[str, Any]]:
+        """Run ``tenant.lua`` (idempotent: the same call again changes nothing), then read the
+        tenant's state."""
+        args = self.proto.tenant_args(user_id, op, spec)
+        with redis_errors(f"{op}_tenant"):
+            if self._limits_unsynced():
+                yield from self._sync_limits()
+            yield run(self.scripts.tenant, args)
+        return (yield from self._get_tenant_limits(user_id))
+
+    def _get_tenant_limits(self, user_id: str) -> Op[dict[str, Any]]:
+        commands = self.proto.tenant_commands(user_id)
+        with redis_errors("get_tenant_limits"):
+            replies = yield execute(commands)
+        return self.proto.tenant_state(user_id, replies)
+
+    def _is_paused(self, user_id: str) -> Op[bool]:
+        commands = self.proto.tenant_commands(user_id)
+        with redis_errors("is_paused"):
+            return bool((yield call("hexists", self.keys.tenant_paused, commands[0][2])))
 
     # --- results ----------------------------------------------------------------------------
     def _store_result(self, task: Task, record: dict[str, Any]) -> Op[None]:

@@ -14,6 +14,7 @@ from typing import Any
 import redis
 
 from .config import FairQueueConfig
+from .config.limits import UNCHANGED, Unchanged
 from .connection import get_client
 from .context import activate_queue, deactivate_queue
 from .models import DLQEntry, Task
@@ -215,6 +216,45 @@ class TaskQueue(QueueOps):
     def user_depth(self, user_id: str) -> dict[str, int]:
         """Ready tasks of one user, by lane."""
         return drive(self.transport, self._user_depth(user_id))
+
+    # --- tenant limits ------------------------------------------------------------------------
+    def set_tenant_limits(self, user_id: str, *, concurrency: int | Unchanged | None = UNCHANGED,
+                          rate: str | Unchanged | None = UNCHANGED,
+                          burst: int | Unchanged | None = UNCHANGED) -> dict[str, Any]:
+        """Set ``user_id``'s runtime limits, fleet-wide: ``concurrency`` (tasks leased at once), ``rate``
+        (``"10/s"``, ``"100/m"``, ``"1000/h"``), ``burst`` (tokens that may be used at once, default 1).
+        An argument left out keeps its runtime value; ``None`` means no limit (over the settings).
+        They win over ``queue.tenant_limits`` until :meth:`clear_tenant_limits`. Takes effect at
+        once: a tenant over a lowered cap leaves its rotation (running tasks finish), one under a
+        raised cap rejoins at its fair place. Idempotent. Returns :meth:`get_tenant_limits`."""
+        return drive(self.transport, self._set_tenant_limits(user_id, concurrency, rate, burst))
+
+    def clear_tenant_limits(self, user_id: str) -> dict[str, Any]:
+        """Drop ``user_id``'s runtime limits: the settings apply again. Idempotent. Returns
+        :meth:`get_tenant_limits`."""
+        return drive(self.transport, self._tenant_op(user_id, "clear"))
+
+    def get_tenant_limits(self, user_id: str) -> dict[str, Any]:
+        """The limits in force for ``user_id`` (``concurrency``, ``rate``, ``burst``), where each comes
+        from (``<name>_source``: ``"runtime"``, ``"settings:<entry>"`` or ``"default"``), and its
+        state: ``paused``, ``paused_since``, ``held`` (why it is out of its rotation with work
+        queued: ``"paused"``, ``"cap"``, ``"rate"`` or None), ``leased`` (tasks leased now,
+        fleet-wide) and ``next_token_at`` (epoch s, when rate-held)."""
+        return drive(self.transport, self._get_tenant_limits(user_id))
+
+    def pause_tenant(self, user_id: str) -> dict[str, Any]:
+        """Pause ``user_id``: none of its tasks is leased until :meth:`resume_tenant`; pushes are still
+        accepted and running tasks finish. Idempotent. Returns :meth:`get_tenant_limits`."""
+        return drive(self.transport, self._tenant_op(user_id, "pause"))
+
+    def resume_tenant(self, user_id: str) -> dict[str, Any]:
+        """Resume a paused ``user_id``: it rejoins its rotation at its fair place. Idempotent.
+        Returns :meth:`get_tenant_limits`."""
+        return drive(self.transport, self._tenant_op(user_id, "resume"))
+
+    def is_paused(self, user_id: str) -> bool:
+        """Whether ``user_id`` is paused."""
+        return drive(self.transport, self._is_paused(user_id))
 
     # --- results ----------------------------------------------------------------------------
     def store_result(self, task: Task, record: dict[str, Any]) -> None:

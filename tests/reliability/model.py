@@ -21,6 +21,12 @@ scripts do it (``fairque_django/core/lua/*.lua``):
 - dependencies: a task waits (in no lane, not live) until every dependency completed, becomes
   ready (joining the rotation) on the last; a dependency's death cancels it, and its dependents in
   turn (unless it allows failure); dependents are handled in id order.
+- tenant limits (issue 15): a tenant that is paused, at its concurrency cap, or out of rate tokens
+  is *held*: it is not in its rotation (it leaves it keeping its virtual start as its finish tag,
+  or, served, like a user that went idle) and rejoins through the usual join (``max(V, F)``) when
+  the lease count drops, it is resumed or its limits change. Rates here are ``1/h``: a tenant
+  has ``burst`` tokens, then waits an hour (never within a test), so no timer fires; a change of
+  its rate refills its bucket.
 
 Time is the Redis server's clock in ms; the state machine tells the model which timers fired.
 
@@ -36,6 +42,7 @@ from collections import Counter, defaultdict, deque
 from dataclasses import dataclass, field
 
 from fairque_django.core.config import FairQueueConfig
+from fairque_django.core.config.limits import LimitSpec, effective_limits
 
 PRIO_SPAN = 2 ** 40
 GARBAGE = "garbage"  # a value of the right type (a string, a hash field) that is no number
@@ -81,6 +88,87 @@ class Model:
     parked: defaultdict[str, list[tuple[float, str]]] = field(default_factory=lambda: defaultdict(list))
     uniq: dict[str, str] = field(default_factory=dict)  # unique key -> task id
     dependents: defaultdict[str, set[str]] = field(default_factory=lambda: defaultdict(set))
+    # tenant limits: runtime specs, paused users, leased counts, held users (-> why), rate tokens used
+    runtime: dict[str, LimitSpec] = field(default_factory=dict)
+    paused: set[str] = field(default_factory=set)
+    leased: Counter[str] = field(default_factory=Counter)
+    held: dict[str, str] = field(default_factory=dict)
+    tokens_used: Counter[str] = field(default_factory=Counter)
+
+    # --- tenant limits ------------------------------------------------------------------
+    def limits(self, user: str) -> dict[str, object]:
+        q = self.config.queue
+        return effective_limits(q.tenant_concurrency, q.tenant_limits, user, self.runtime.get(user))
+
+    def blocked(self, user: str) -> str | None:
+        """tenant_block.lua: why user may not be leased a task now."""
+        if user in self.paused:
+            return "paused"
+        lim = self.limits(user)
+        cap = lim["concurrency"]
+        if cap is not None and self.leased[user] >= int(cap):  # type: ignore[call-overload]
+            return "cap"
+        if lim["rate"] is not None and self.tokens_used[user] >= int(lim["burst"]):  # type: ignore[call-overload]
+            return "rate"
+        return None
+
+    def lease_taken(self, user: str) -> None:
+        lim = self.limits(user)
+        cap = lim["concurrency"]
+        assert cap is None or self.leased[user] < int(cap), f"{user} leased beyond its cap {cap}"  # type: ignore[call-overload]
+        self.leased[user] += 1
+        if lim["rate"] is not None:
+            self.tokens_used[user] += 1
+
+    def queued_part(self, user: str) -> str | None:
+        if self.crit[user]:
+            return self.tasks[self.crit[user][0]].part
+        lane = self.normal[user]
+        if lane:
+            return self.tasks[min(lane, key=lambda i: lane[i])].part
+        return None
+
+    def rejoin(self, user: str) -> None:
+        """rejoin.lua: look at a user's place again after its limits, pause or leases changed."""
+        part = self.queued_part(user)
+        if part is None:
+            self.held.pop(user, None)
+            return
+        ready = self.ready[part]
+        if user not in ready:
+            self.mark_ready(part, user)
+            return
+        why = self.blocked(user)
+        if why:
+            self.vfinish[part][user] = ready.pop(user)
+            self.held[user] = why
+
+    def lease_ended(self, user: str) -> None:
+        self.leased[user] -= 1
+        if self.leased[user] <= 0:
+            del self.leased[user]
+        if user in self.held:
+            self.rejoin(user)
+
+    def tenant_op(self, user: str, op: str, spec: LimitSpec | None = None) -> None:
+        """tenant.lua: set / clear runtime limits, pause / resume, then rejoin."""
+        before = self.limits(user)["rate"]
+        if op == "set":
+            assert spec is not None
+            old = self.runtime.get(user, LimitSpec())
+            self.runtime[user] = LimitSpec(
+                spec.concurrency if spec.concurrency is not None else old.concurrency,
+                spec.rate if spec.rate is not None else old.rate,
+                spec.burst if spec.burst is not None else old.burst)
+        elif op == "clear":
+            self.runtime.pop(user, None)
+        elif op == "pause":
+            self.paused.add(user)
+        else:
+            self.paused.discard(user)
+        if self.limits(user)["rate"] != before:
+            self.tokens_used.pop(user, None)
+        self.rejoin(user)
 
     # --- helpers ------------------------------------------------------------------------
     def stat(self, name: str, n: int = 1) -> None:
@@ -123,6 +211,11 @@ class Model:
         ready = self.ready[part]
         if user in ready:
             return
+        why = self.blocked(user)
+        if why:  # join_rotation: held back by its limits
+            self.held[user] = why
+            return
+        self.held.pop(user, None)
         start = self.joining_start(part, user, min(ready.values()) if ready else None)
         self.vfinish[part].pop(user, None)
         ready[user] = start
@@ -191,10 +284,12 @@ class Model:
     def fail_attempt(self, t: MTask, *, force_dead: bool, due: int | None) -> str:
         """``due`` None: retry now (front of the lane); else the delayed-until time Redis chose."""
         t.r += 1
-        self.stat("failed")
-        self.stat(f"u:{t.user}:failed")
         t.token = None
         t.deadline = None
+        t.st = "failing"
+        self.lease_ended(t.user)
+        self.stat("failed")
+        self.stat(f"u:{t.user}:failed")
         if force_dead or t.r > t.maxr:
             self.bury(t)
             return "dead"
@@ -210,7 +305,7 @@ class Model:
     def hand_off(self, t: MTask) -> str | None:
         """Lease a task ready now to a parked slot if a pop would choose it; returns the slot's token."""
         part, user = t.part, t.user
-        if self.ready[part] or self.crit[user] or self.normal[user] or not self.parked[part]:
+        if self.ready[part] or self.crit[user] or self.normal[user] or self.blocked(user) or not self.parked[part]:
             return None
         slot = min(self.parked[part])
         self.parked[part].remove(slot)
@@ -219,6 +314,7 @@ class Model:
         self.vclock[part] = start
         t.a += 1
         t.st = "leased"
+        self.lease_taken(user)
         t.token = slot[1].split("\t")[0]
         self.stat("popped")
         return t.token
@@ -315,18 +411,29 @@ class Model:
         return tid
 
     def serve(self, part: str, user: str, score: float) -> MTask | None:
+        why = self.blocked(user)
+        if why:  # held back by its limits: it leaves the rotation keeping its place
+            del self.ready[part][user]
+            self.vfinish[part][user] = score
+            self.held[user] = why
+            return None
         tid = self.take(user)
         if tid is None:
             del self.ready[part][user]
             return None
         t = self.tasks[tid]
         finish = score + 1 / (t.weight if t.weight > 0 else 1)
-        if self.crit[user] or self.normal[user]:
+        self.lease_taken(user)
+        more = bool(self.crit[user] or self.normal[user])
+        why = self.blocked(user) if more else None
+        if more and not why:
             self.ready[part][user] = finish
         else:
             del self.ready[part][user]
             self.vfinish[part][user] = finish
             self.vclock[part] = score
+            if why:
+                self.held[user] = why
         t.a += 1
         t.st = "leased"
         self.stat("popped")
@@ -373,6 +480,7 @@ class Model:
         code = self.lease_ok(tid, token)
         if code == 1:
             t = self.tasks.pop(tid)
+            self.lease_ended(t.user)
             self.stat("completed")
             self.stat(f"u:{t.user}:completed")
             self.finished(t, ok=True)
@@ -385,6 +493,8 @@ class Model:
         t.token = None
         t.deadline = None
         t.a = max(0, t.a - 1)
+        t.st = "released"
+        self.lease_ended(t.user)
         self.enqueue_ready(t, front=True)
         self.stat("released")
         return 1

@@ -46,6 +46,20 @@ def work(n: int, sleep: float = 0.0) -> int:
     return n
 
 
+SPANS = "rel:spans"  # LIST "S|task id|user|pid|time" at a start, "E|..." at the end of a run
+
+
+@task()
+def span(sleep: float = 0.0) -> None:
+    """Record the start and the end of one run (with the process id and the time) in SPANS."""
+    current = _current()
+    me = f"{current.task_id}|{current.user_id}|{os.getpid()}"
+    log_client().rpush(SPANS, f"S|{me}|{time.time():.6f}")
+    if sleep:
+        time.sleep(sleep)
+    log_client().rpush(SPANS, f"E|{me}|{time.time():.6f}")
+
+
 @task()
 def trace(sleep: float = 0.0) -> None:
     """Record ``user|worker|start time`` in EVENTS at the start, then sleep ``sleep``."""

@@ -9,6 +9,11 @@ the right type into a partition clock, a finish tag or a stats counter (families
 lease and real (short) sleeps; retries use a ~10 ms backoff, so delayed promotion really happens.
 Which timers a pop fired is decided from the server clock read just before and after it
 (and, within that 1-2 ms window only, by looking at the task).
+
+Tenant limits (issue 15): the settings cap b at 2 and d (by a pattern) at 1; rules set and clear
+runtime limits (caps, a 1/h rate with a burst of 1 or 2), pause and resume tenants. The model
+asserts at every lease that the tenant was below its cap, and the invariant compares the leased
+counts, held tenants and paused tenants with Redis (and the leased counts with the task hashes).
 """
 
 from __future__ import annotations
@@ -26,6 +31,7 @@ from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
 
 from fairque_django import DependencyError, LeaseLostError, Task, TaskQueue
 from fairque_django.core.config import FairQueueConfig
+from fairque_django.core.config.limits import UNCHANGED, LimitSpec, Unchanged
 from fairque_django.core.ops import drive
 from fairque_django.core.scripts.commands import STAT_FIELDS, stat_counters, task_fields
 from fairque_django.core.scripts.pop import PopStep
@@ -52,7 +58,8 @@ CONFIG = {
         {"id": "w3", "assigned_users": [], "steal_targets": ["a", "e"]},
     ],
     "queue": {"default_max_retries": 1, "retry_backoff_base_seconds": 0.008, "retry_backoff_max_seconds": 0.03,
-              "lease_timeout_seconds": LONG_LEASE, "user_weights": {"a": 2.0, "c": 0.5}},
+              "lease_timeout_seconds": LONG_LEASE, "user_weights": {"a": 2.0, "c": 0.5},
+              "tenant_limits": {"b": {"concurrency": 2}, "d*": {"concurrency": 1}}},
 }
 
 _client = redis.Redis.from_url(REDIS_URL)
@@ -89,6 +96,7 @@ class QueueMachine(RuleBasedStateMachine):
         self.junk: set[str] = set()  # workers whose steal copies got members no ready set has
         for w, q in self.queues.items():  # the steal copies exist from the start (pops keep them synced)
             drive(q.transport, q._sync_steal_set(q.proto.plan(w)))
+        drive(self.producer.transport, self.producer._sync_limits())  # so are the limit settings
 
     def teardown(self) -> None:
         keys = list(self.client.scan_iter(match=f"{self.base}*", count=1000))
@@ -411,6 +419,26 @@ class QueueMachine(RuleBasedStateMachine):
         elif how == "epoch":
             self.client.set(keys.steal_epoch, "not a number")
 
+    @rule(user=st.sampled_from(USERS), conc=st.sampled_from([UNCHANGED, None, 1, 1, 2]),
+          rate=st.sampled_from([UNCHANGED, UNCHANGED, None, "1/h"]), burst=st.sampled_from([UNCHANGED, 1, 2]))
+    def set_limits(self, user: str, conc: int | Unchanged | None, rate: str | Unchanged | None,
+                   burst: int | Unchanged | None) -> None:
+        """Runtime limits: a lowered cap takes the tenant out of its rotation, a raised one lets it back."""
+        self.producer.set_tenant_limits(user, concurrency=conc, rate=rate, burst=burst)
+        spec = LimitSpec(None if conc is UNCHANGED else (False if conc is None else conc),
+                         None if rate is UNCHANGED else (False if rate is None else rate),
+                         None if burst is UNCHANGED or burst is None else burst)
+        self.model.tenant_op(user, "set", spec)
+
+    @rule(user=st.sampled_from(USERS), op=st.sampled_from(["clear", "pause", "pause", "resume", "resume"]))
+    def tenant(self, user: str, op: str) -> None:
+        """Clear runtime limits, pause or resume a tenant."""
+        state = {"clear": self.producer.clear_tenant_limits, "pause": self.producer.pause_tenant,
+                 "resume": self.producer.resume_tenant}[op](user)
+        self.model.tenant_op(user, op)
+        assert state["paused"] == (user in self.model.paused)
+        assert state["held"] == self.model.held.get(user)
+
     # --- invariants -------------------------------------------------------------------
     @rule(kind=st.sampled_from(["vclock", "vfinish", "stat"]), part=st.sampled_from([*WORKER_IDS, "~pool"]),
           user=st.sampled_from(USERS), counter=st.sampled_from(POISONED_COUNTERS))
@@ -467,6 +495,9 @@ class QueueMachine(RuleBasedStateMachine):
         pipe.zrange(f"{b}:dlq", 0, -1)
         pipe.zrange(f"{b}:live", 0, -1, withscores=True)
         pipe.hgetall(f"{b}:queue:stats")
+        pipe.hgetall(f"{b}:tleased")
+        pipe.hgetall(f"{b}:theld")
+        pipe.hkeys(f"{b}:tpaused")
         ids = sorted(m.tasks)
         for tid in ids:
             pipe.hgetall(f"{b}:t:{tid}")
@@ -503,6 +534,17 @@ class QueueMachine(RuleBasedStateMachine):
         for key, value in m.stats.items():
             if key.startswith("u:"):
                 assert raw.get(key, 0) == value, (key, raw.get(key, 0), value)
+        tleased = {text(u): int(n) for u, n in next(rows).items()}
+        assert tleased == dict(m.leased), f"leased per tenant: redis {tleased} model {dict(m.leased)}"
+        real = Counter(t.user for t in m.tasks.values() if t.st == "leased")
+        assert tleased == dict(real), f"leased per tenant: counter {tleased}, tasks leased {dict(real)}"
+        for user, n in tleased.items():  # a cap is never exceeded (unless lowered under running tasks)
+            cap = m.limits(user)["concurrency"]
+            assert cap is None or n <= int(cap) or m.runtime.get(user) is not None, (user, n, cap)  # type: ignore[call-overload]
+        held = {text(u): text(w) for u, w in next(rows).items()}
+        assert held == m.held, f"held tenants: redis {held} model {m.held}"
+        paused = {text(u) for u in next(rows)}
+        assert paused == m.paused, f"paused tenants: redis {paused} model {m.paused}"
         for tid in ids:
             f = task_fields(next(rows))  # absent retries / attempts read as 0
             t: MTask = m.tasks[tid]

@@ -213,6 +213,18 @@ FAMILIES: list[Family] = [
 ]
 
 
+FAMILIES += [  # tenant limits (issue 15); the scene's config caps b and rate-limits a
+    Family("leased counter", ("tenant_leased",), REPAIRED, hset(lambda s: s.keys.tenant_leased, {"b": "x", "c": "-2"})),
+    Family("runtime limit spec", ("tenant_limits",), REPAIRED, hset(lambda s: s.keys.tenant_limits, {"a": "1\tx"})),
+    Family("limit settings mirror", ("limit_config",), REPAIRED, hset(lambda s: s.keys.limit_config, {"p": "no tab"})),
+    # any field is a pause (its value, the time since, is only shown): garbage for a tenant without work
+    Family("paused tenant", ("tenant_paused",), READ, hset(lambda s: s.keys.tenant_paused, {"zz": "garbage"})),
+    Family("held tenant", ("tenant_held",), TOLERATED, hset(lambda s: s.keys.tenant_held, {"a": "x", "zz": "x"})),
+    Family("rate bucket", ("tenant_rate",), REPAIRED, hset(lambda s: s.keys.tenant_rate, {"a": "nan"})),
+    Family("rate timer", ("tenant_next",), REPAIRED, zadd(lambda s: s.keys.tenant_next, lambda s: "a", INF)),
+]
+
+
 def test_every_key_family_has_a_poison_case() -> None:
     builders = {n for n in dir(Keys) if not n.startswith("_") and n not in ("prefix", "base")}
     covered = {b for f in FAMILIES for b in f.builders}
@@ -223,7 +235,8 @@ def test_every_key_family_has_a_poison_case() -> None:
 @pytest.fixture
 def config(make_config: Any, prefix: str) -> FairQueueConfig:
     return make_config(workers=WORKERS, stats_prefix=prefix, lease_timeout_seconds=1, default_max_retries=2,
-                       retry_backoff_base_seconds=0.05, fairness="time")
+                       retry_backoff_base_seconds=0.05, fairness="time",
+                       tenant_limits={"a": {"rate": "1000/s", "burst": 100}, "b": {"concurrency": 5}})
 
 
 def new(user: str, **kwargs: Any) -> Task:
@@ -292,8 +305,9 @@ def read_everything(queue: TaskQueue) -> None:
     """The admin and monitoring reads all work (a poisoned value reads as unknown / 0 / skipped)."""
     queue.get_dlq()
     queue.next_delayed_seconds()
-    for user in "abcd":
+    for user in (*"abcd", "zz"):
         queue.user_depth(user)
+        queue.get_tenant_limits(user)
     metrics = collect_metrics(queue, 10, windows=(60.0,), alerts=True)
     metrics.to_dict()
     tracker = AlertTracker(queue)

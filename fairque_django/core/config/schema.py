@@ -21,6 +21,7 @@ from urllib.parse import urlsplit
 from ..errors import ConfigurationError
 from ..ids import bad_char, describe_char, user_id_problem, worker_id_problem
 from .kinds import Field, Kind, Section, finite_float, item, map_item
+from .limits import tenant_limits_setting
 
 __all__ = [
     "ALERT_RULE",
@@ -121,6 +122,8 @@ BOOL: Final = Kind("a boolean (true/false)", lambda v: isinstance(v, bool), pars
 USERS: Final = Kind("a list of user ids", lambda v: isinstance(v, str) or _is_list(v), _user_list,
                     parse=lambda text: [p.strip() for p in text.split(",") if p.strip()])
 WEIGHTS: Final = Kind("a mapping of user id to weight", lambda v: isinstance(v, Mapping), _weights)
+TENANT_LIMITS: Final = Kind("a mapping of user id or pattern to {concurrency, rate, burst}",
+                            lambda v: isinstance(v, Mapping), tenant_limits_setting)
 # Python-side settings (Django): Python literals, integral floats count as integers
 TEXT: Final = Kind("a non-empty string", lambda v: isinstance(v, str) and bool(v))
 WHOLE: Final = Kind("an integer", lambda v: _is_number(v) and float(v).is_integer(),  # type: ignore[arg-type]
@@ -219,6 +222,10 @@ QUEUE: Final = Section("queue", (
     Field("orphan_takeover", BOOL, True, "live workers serve the tenants of a worker id without a live heartbeat"),
     Field("orphan_after_seconds", FLOAT, None, "silence after which a worker's tenants are taken over "
           "(None: its stale threshold, max(3 x heartbeat, lease))", optional=True, minimum=0, above=True),
+    Field("tenant_concurrency", INT, None, "default cap on the tasks one tenant has leased at once, fleet-wide "
+          "(None: no cap)", optional=True, minimum=1),
+    Field("tenant_limits", TENANT_LIMITS, types.MappingProxyType({}), "user id or glob pattern -> "
+          "{concurrency, rate ('10/s', '100/m', '1000/h'), burst}; an exact id wins, then the first matching pattern"),
 ), "Queue-wide settings.")
 
 WORKER_ID: Final = Field("worker_id", STR, None, "the worker of this process", optional=True,

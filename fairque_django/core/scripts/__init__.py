@@ -17,7 +17,8 @@ from .loader import source
 __all__ = ["SCRIPT_NAMES", "AsyncScripts", "Scripts", "source"]
 
 SCRIPT_NAMES = ("push", "pop", "complete", "fail", "release", "extend", "requeue_dead", "delete",
-                "alert_transition", "steal_sync", "progress", "schedule_tick")
+                "alert_transition", "steal_sync", "progress", "schedule_tick", "tenant",
+                "limits_sync")
 
 
 class Scripts:
@@ -39,6 +40,8 @@ class Scripts:
     steal_sync: Script
     progress: Script
     schedule_tick: Script
+    tenant: Script
+    limits_sync: Script
 
 
 class AsyncScripts(Scripts):
@@ -56,3 +59,5 @@ class AsyncScripts(Scripts):
     steal_sync: AsyncScript  # type: ignore[assignment]
     progress: AsyncScript  # type: ignore[assignment]
     schedule_tick: AsyncScript  # type: ignore[assignment]
+    tenant: AsyncScript  # type: ignore[assignment]
+    limits_sync: AsyncScript  # type: ignore[assignment]

@@ -13,6 +13,7 @@ from typing import Any
 
 from ..codec import count, text
 from ..config import POOL_PARTITION, FairQueueConfig, glob_to_lua_pattern, is_pattern
+from ..config.limits import LimitSpec, effective_limits, limits_mirror
 from ..context import current_user
 from ..errors import (
     CorruptTaskError,
@@ -81,6 +82,8 @@ class Commands:
         self._partitions: dict[str, str] = {}
         self._valid_users: set[str] = set()
         self._fairness = "time" if config.queue.fairness == "time" else "count"
+        self.limits_digest, self._limits_fields = limits_mirror(config.queue.tenant_concurrency,
+                                                                config.queue.tenant_limits)
 
     # --- push ------------------------------------------------------------------------
     def partition_of(self, user_id: str) -> str:
@@ -348,6 +351,40 @@ class Commands:
             args += [len(plan.steal_exact), *plan.steal_exact, len(plan.steal_patterns), *plan.steal_patterns,
                      *plan.steal_partitions]
         return args
+
+    # --- tenant limits -------------------------------------------------------------------
+    def limits_sync_args(self, full: bool) -> list[Any]:
+        """Arguments of ``limits_sync.lua``: check (and, ``full``, write) the settings mirror."""
+        args: list[Any] = [self.keys.base, self.limits_digest, "1" if full else "0"]
+        return args + self._limits_fields if full else args
+
+    def tenant_args(self, user_id: str, op: str, spec: LimitSpec | None = None) -> list[Any]:
+        """Arguments of ``tenant.lua`` (``op``: set, clear, pause, resume) for a checked user id."""
+        return [self.keys.base, validate_user_id(user_id, self.config.queue.max_user_id_length), op,
+                spec.encode() if spec is not None else ""]
+
+    def tenant_commands(self, user_id: str) -> list[list[Any]]:
+        """The reads :meth:`tenant_state` decodes (one round trip)."""
+        k = self.keys
+        validate_user_id(user_id, self.config.queue.max_user_id_length)
+        return [["HGET", k.tenant_limits, user_id], ["HGET", k.tenant_paused, user_id],
+                ["HGET", k.tenant_held, user_id], ["HGET", k.tenant_leased, user_id],
+                ["ZSCORE", k.tenant_next, user_id]]
+
+    def tenant_state(self, user_id: str, replies: Sequence[Any]) -> dict[str, Any]:
+        """``get_tenant_limits``: the limits in force for ``user_id`` and where each comes from
+        (``runtime``, ``settings:<entry>``, ``default``), whether it is paused, why it is held out
+        of its rotation (None, ``paused``, ``cap``, ``rate``), its tasks leased now and when its
+        next rate token is due (s, epoch; None when it waits for none)."""
+        runtime_raw, paused, held, leased, next_at = replies
+        runtime = LimitSpec.decode(text(runtime_raw) if runtime_raw is not None else None)
+        q = self.config.queue
+        out = effective_limits(q.tenant_concurrency, q.tenant_limits, user_id, runtime)
+        out.update(user_id=user_id, paused=paused is not None,
+                   paused_since=(count(paused) or 0) / 1000.0 if paused is not None else None,
+                   held=text(held) if held is not None else None, leased=count(leased) or 0,
+                   next_token_at=float(next_at) / 1000.0 if next_at is not None else None)
+        return out
 
     def result_command(self, task: Task, data: str) -> list[Any]:
         """The write that keeps a task's outcome (JSON) for ``queue.result_ttl_seconds``."""

@@ -19,6 +19,7 @@
 --- @include "includes/stored_num"
 --- @include "includes/hincr"
 --- @include "includes/task_finished"
+--- @include "includes/lease_ended"
 local P = ARGV[1]
 local timefair, metrics = ARGV[2] == '1', ARGV[3] == '1'
 local codes = {}
@@ -50,6 +51,7 @@ for i = 5, #ARGV, 3 do
       rcall('HSET', P .. ':runavg', user, used)
     end
     forget(P, id)
+    lease_ended(P, user)
     if f[7] or f[8] then -- its unique key is released, its dependents count it as met
       task_finished(P, id, f[7], f[8], true)
     end

@@ -12,6 +12,7 @@
 --- @include "includes/stat"
 --- @include "includes/dlq_ids"
 --- @include "includes/task_finished"
+--- @include "includes/lease_ended"
 local P, dead_only = ARGV[1], ARGV[2] == 'dead'
 local ids = dlq_ids(P, 3)
 local done = {}
@@ -33,7 +34,11 @@ for _, id in ipairs(ids) do
     end
     rcall('ZREM', P .. ':delayed', id)
     rcall('ZREM', P .. ':dlq', id)
+    local was_leased = f[3] == 'leased' and rcall('ZSCORE', P .. ':leases', id)
     forget(P, id)
+    if was_leased then
+      lease_ended(P, f[1])
+    end
     if f[3] ~= 'dead' and f[3] ~= 'waiting' and f[3] ~= 'cancelled' then -- (those are not live)
       live(P, f[1], -1)
     end

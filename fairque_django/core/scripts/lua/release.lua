@@ -8,14 +8,17 @@
 --- @include "includes/enqueue_ready"
 --- @include "includes/stat"
 --- @include "includes/num"
+--- @include "includes/lease_ended"
 local P = ARGV[1]
 local n = 0
 for i = 3, #ARGV, 2 do
   local id, token = ARGV[i], ARGV[i + 1]
   local tk = P .. ':t:' .. id
-  local f = rcall('HMGET', tk, 'tok', 'st', 'a')
+  local f = rcall('HMGET', tk, 'tok', 'st', 'a', 'u')
   if f[2] == 'leased' and f[1] == token then
-    rcall('ZREM', P .. ':leases', id)
+    if rcall('ZREM', P .. ':leases', id) == 1 then
+      lease_ended(P, f[4] or '?')
+    end
     rcall('HDEL', tk, 'tok', 'wk', 'wt')
     -- the attempt did not happen: do not count it
     rcall('HSET', tk, 'a', math.max(0, math.floor(num(f[3]) or 1) - 1))
