@@ -33,6 +33,7 @@ always 0.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import gc
 import json
 import os
@@ -82,12 +83,12 @@ PEER_MODULES = {"huey-w1": "huey", "huey-w8": "huey", "rq-worker": "rq", "celery
 FULL: dict[str, Any] = {
     "reps": 3, "n": 10_000, "memory_n": 10_000,
     # RQ's default worker forks a work horse per job (tens of ms here); Celery drains ~500/s
-    "n_by": {"rq-worker": 300, "celery-solo": 2_000, "celery-t8": 2_000},
+    "n_by": {"rq-worker": 200, "celery-solo": 2_000, "celery-t8": 2_000},
     "latency": {"n": 200, "spacing": 0.005, "warmup": 10, "n_by": {"rq-worker": 40}},
 }
 QUICK: dict[str, Any] = {
     "reps": 1, "n": 2_000, "memory_n": 2_000,
-    "n_by": {"rq-worker": 60, "celery-solo": 500, "celery-t8": 500},
+    "n_by": {"rq-worker": 40, "celery-solo": 500, "celery-t8": 500},
     "latency": {"n": 60, "spacing": 0.005, "warmup": 5, "n_by": {"rq-worker": 15}},
 }
 
@@ -136,8 +137,19 @@ class AsUsers(Bench):
         return s
 
     # ---- one contender, one round ------------------------------------------------------------
-    def enqueue_phase(self, s: System, n: int) -> dict[str, Any]:
-        """Enqueue n noop tasks with no worker running: rate, memory, Redis CPU and commands."""
+    def warm_up(self, keys: list[str]) -> None:
+        """Untimed: every producer connects, imports and loads its scripts (a script's memory must not
+        count as the first contender's queued tasks), then the database is flushed."""
+        for key in keys:
+            s = self.system(key)
+            self.flush()
+            s.batch(20)
+            s.one("noop", 0)
+        self.flush()
+
+    def enqueue_phase(self, s: System, n: int, *, key_memory: bool = False) -> dict[str, Any]:
+        """Enqueue n noop tasks with no worker running: rate, memory (with ``key_memory``, also
+        MEMORY USAGE summed over the database's keys), Redis CPU and commands."""
         self.flush()
         gc.collect()
         time.sleep(0.05)
@@ -148,14 +160,18 @@ class AsUsers(Bench):
         c1, s1 = self.server.cpu_seconds(), self.server.commandstats()
         m1 = self.server.used_memory()
         cmds = {k: v["calls"] for k, v in srv.stats_delta(s0, s1).items()}
-        return {"n": n, "enqueue_rate": n / dt, "bytes_per_task": (m1 - m0) / n,
+        extra: dict[str, Any] = {}
+        if key_memory:
+            usage, nkeys = self.server.keys_memory()
+            extra = {"key_bytes_per_task": usage / n, "keys_per_task": nkeys / n}
+        return {**extra, "n": n, "enqueue_rate": n / dt, "bytes_per_task": (m1 - m0) / n,
                 "push_cpu_us": (c1 - c0) / n * 1e6, "push_cmds": sum(cmds.values()) / n,
                 "push_commands": {k: round(v / n, 3) for k, v in sorted(cmds.items(), key=lambda kv: -kv[1])}}
 
-    def round_once(self, key: str, n: int, *, latency: bool) -> dict[str, Any]:
+    def round_once(self, key: str, n: int, *, latency: bool, key_memory: bool = False) -> dict[str, Any]:
         s = self.system(key)
         run: dict[str, Any] = {"ok": False, "error": None, "rate": float("nan")}
-        run.update(self.enqueue_phase(s, n))
+        run.update(self.enqueue_phase(s, n, key_memory=key_memory))
         proc = self.start_worker(s, {"BENCH_TOTAL": str(n)})
         started = time.time()
         try:
@@ -236,6 +252,7 @@ class AsUsers(Bench):
         sizes = {k: cfg["n_by"].get(k, cfg["n"]) for k in keys}
         runs: dict[str, list[dict[str, Any]]] = {k: [] for k in keys}
         memory: dict[str, dict[str, Any]] = {}
+        self.warm_up(keys)
         t_start = perf()
         out(f"== as users run it: enqueue N no-op tasks the users' way, then ONE worker process started the "
             f"users' way drains them ({cfg['n']:,} tasks; " + ", ".join(
@@ -245,7 +262,8 @@ class AsUsers(Bench):
         for rep in range(self.reps):
             for key in self.rotated(keys, rep):
                 try:
-                    run = self.round_once(key, sizes[key], latency=not key.endswith("-burst"))
+                    run = self.round_once(key, sizes[key], latency=not key.endswith("-burst"),
+                                          key_memory=rep == 0 and sizes[key] >= cfg["memory_n"])
                 except Exception as exc:  # one contender failing must not hide the others
                     run = {"ok": False, "error": repr(exc)}
                 runs[key].append(run)
@@ -263,7 +281,7 @@ class AsUsers(Bench):
                 # bytes per queued task at the full backlog, for contenders that drain fewer
                 for key in keys:
                     if sizes[key] < cfg["memory_n"]:
-                        memory[key] = self.enqueue_phase(self.system(key), cfg["memory_n"])
+                        memory[key] = self.enqueue_phase(self.system(key), cfg["memory_n"], key_memory=True)
                 self.flush()
         elapsed = perf() - t_start
         summary = self.summarize(keys, runs, memory)
@@ -289,6 +307,10 @@ class AsUsers(Bench):
                 "enqueue_rate": med("enqueue_rate"),
                 "bytes_per_task": memory[key]["bytes_per_task"] if key in memory else med("bytes_per_task"),
                 "bytes_per_task_n": memory[key]["n"] if key in memory else self.sizes["n"],
+                "key_bytes_per_task": (memory[key] if key in memory else good[0] if good else {}).get(
+                    "key_bytes_per_task", float("nan")),
+                "keys_per_task": (memory[key] if key in memory else good[0] if good else {}).get(
+                    "keys_per_task", float("nan")),
                 "lifecycle_cpu_us": med("lifecycle_cpu_us"), "push_cpu_us": med("push_cpu_us"),
                 "drain_cpu_us": med("drain_cpu_us"), "lifecycle_cmds": med("lifecycle_cmds"),
                 "push_cmds": med("push_cmds"), "drain_cmds": med("drain_cmds"),
@@ -302,13 +324,14 @@ class AsUsers(Bench):
             ns = sorted({r.get("n", 0) for r in runs[key]})
             rows.append([row["label"], f"{ns[-1]:,}", row["rate"], row["enqueue_rate"],
                          row["latency_ms"].get("p50"), row["latency_ms"].get("p99"), row["lifecycle_cpu_us"],
-                         row["lifecycle_cmds"], row["push_cmds"], row["bytes_per_task"], row["worker_cpu_us"],
-                         row["startup_s"]])
+                         row["lifecycle_cmds"], row["push_cmds"], row["bytes_per_task"], row["key_bytes_per_task"],
+                         row["keys_per_task"], row["worker_cpu_us"], row["startup_s"]])
         out()
         shared = "" if self.private else " (SHARED server: other clients' work counts too)"
         self.tables["U"] = report.table(
             ["contender", "tasks", "drain/s", "enqueue/s", "lat p50 ms", "lat p99 ms", "Redis CPU us/task",
-             "Redis cmds/task", "of them enqueue", "B/queued task", "worker CPU us/task", "startup s"], rows,
+             "Redis cmds/task", "of them enqueue", "B/queued task", "MEMORY USAGE B/task", "keys/task",
+             "worker CPU us/task", "startup s"], rows,
             title=f"As users run it: medians of {self.reps} round(s). Redis CPU and commands per task lifecycle "
                   f"(enqueue + pop + ack; INFO cpu / commandstats, script-internal commands included){shared}")
         return summary
@@ -364,7 +387,8 @@ class AsUsers(Bench):
             peers("rate", ["rq-worker", "celery-solo", "celery-t8", "raw"]), float("nan"), None)
         add("Redis CPU per task lifecycle (us)", f"{val(f, 'lifecycle_cpu_us'):.0f}",
             peers("lifecycle_cpu_us", ["huey-w1", "rq-worker", "celery-solo", "raw"]),
-            paired(f, "huey-w1", "lifecycle_cpu_us"), TARGETS["cpu_vs_huey"], "<=", name="Redis CPU per lifecycle / Huey")
+            paired(f, "huey-w1", "lifecycle_cpu_us"), TARGETS["cpu_vs_huey"], "<=",
+            name="Redis CPU per lifecycle / Huey")
         add("Redis commands per task lifecycle (incl. inside scripts)", f"{val(f, 'lifecycle_cmds'):.1f}",
             peers("lifecycle_cmds", ["huey-w1", "rq-worker", "celery-solo", "raw"], 1),
             val(f, "lifecycle_cmds") / val("huey-w1", "lifecycle_cmds") if "huey-w1" in summary else float("nan"),
@@ -453,10 +477,8 @@ def main(argv: list[str] | None = None) -> int:
         bench.scenario_u()
     finally:
         bench.procs.close()
-        try:
+        with contextlib.suppress(redis.RedisError):
             srv.flush_db(args.redis_url)
-        except redis.RedisError:
-            pass
         server_procs.close()
     meta["elapsed_s"] = perf() - started
     data = {**bench.results, "meta": meta, "verdicts": bench.verdicts, "tables": bench.tables, "targets": TARGETS}
