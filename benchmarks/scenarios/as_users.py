@@ -76,7 +76,7 @@ TARGETS = {
 CONTENDERS = ["fqdj-c1", "fqdj-c8", "huey-w1", "huey-w8", "rq-worker", "celery-solo", "celery-t8", "raw",
               "fqdj-c1-burst"]
 SHORT = {"huey-w1": "Huey -w 1", "huey-w8": "Huey -w 8", "rq-worker": "RQ", "celery-solo": "Celery solo",
-         "celery-t8": "Celery threads 8", "raw": "raw BRPOP"}
+         "celery-t8": "Celery threads 8", "raw": "raw redis-py"}
 PEER_MODULES = {"huey-w1": "huey", "huey-w8": "huey", "rq-worker": "rq", "celery-solo": "celery",
                 "celery-t8": "celery"}
 
