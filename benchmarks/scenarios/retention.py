@@ -130,16 +130,18 @@ def census(r: redis.Redis, prefix: str) -> dict[str, Any]:
 
 def entry_counts(r: redis.Redis, key: str, kind: str) -> tuple[int, int]:
     """(entries of the key, entries that name a tenant) -- fields, members or list items."""
+    items: Any
     if kind == "hash":
-        names = [f.decode() for f in r.hkeys(key)]
+        items = r.hkeys(key)
     elif kind == "zset":
-        names = [m.decode() for m in r.zrange(key, 0, -1)]
+        items = r.zrange(key, 0, -1)
     elif kind == "set":
-        names = [m.decode() for m in r.smembers(key)]
+        items = r.smembers(key)
     elif kind == "list":
         return int(r.llen(key)), 0
     else:
         return 1, 0
+    names = [x.decode() if isinstance(x, bytes) else str(x) for x in items]
     return len(names), sum(1 for n in names if TENANT.search(n))
 
 
@@ -194,7 +196,7 @@ def main(argv: list[str] | None = None) -> int:
     r = srv.connect(args.redis_url)
     server = srv.Server(r)
     srv.flush_db(args.redis_url)
-    n = args.tenants
+    n: int = args.tenants
     cases = {"10": 10, str(n): n}
     queues = {name: make_queue(args.redis_url, f"fqret{name}", options) for name in cases}
     meta = report.run_meta(args.redis_url, tenants=n, wait_s=args.wait, queue_options=options,
@@ -227,7 +229,8 @@ def main(argv: list[str] | None = None) -> int:
     extra = n - 10
 
     def per(field: str) -> float:
-        return (big["totals"].get(field, 0.0) - small["totals"].get(field, 0.0)) / extra
+        grown: float = big["totals"].get(field, 0.0) - small["totals"].get(field, 0.0)
+        return grown / extra
 
     t10, tn = st.median(times["10"]) * 1e3, st.median(times[str(n)]) * 1e3
     summary = {
