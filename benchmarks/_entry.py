@@ -16,7 +16,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 PEERS_PY = ROOT / "benchmarks" / ".venv-peers" / "bin" / "python"
-NEEDS_PEERS = {"throughput", "fairness"}
+NEEDS_PEERS = {"throughput", "fairness", "as_users"}
 
 
 def run(name: str) -> None:

@@ -29,6 +29,8 @@ SUITE = {
     "fairness": "bench_fairness.py",      # noisy / expensive neighbour, critical flood, stealing, plots
     "metrics": "bench_metrics.py",        # metrics on vs off
     "results": "bench_results.py",        # a default-mode worker with and without kept results
+    "as_users": "bench_as_users.py",      # each system as users run it: default worker modes, Redis cost per task
+    "retention": "bench_retention.py",    # per-tenant state left after the work is done; get_stats vs tenants
 }
 
 

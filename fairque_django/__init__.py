@@ -11,6 +11,7 @@ from .core.context import cancelled, raise_if_cancelled
 from .core.errors import (
     ConfigurationError,
     CorruptTaskError,
+    DependencyError,
     FairQueueError,
     LeaseLostError,
     MissingTenantError,
@@ -31,7 +32,8 @@ from .core.handler import TaskHandler, TaskTimeoutError
 from .core.models import DLQEntry, Priority, Task
 from .core.queue import TaskQueue
 from .core.registry import TaskFunction, task, xcom_task
-from .core.results import CancelResult, TaskError, TaskResult, TaskStatus
+from .core.results import CancelResult, Progress, TaskError, TaskResult, TaskStatus, aset_progress, set_progress
+from .core.schedule import Schedule, periodic
 from .core.worker import AsyncWorker, Worker
 from .core.xcom import xcom_delete, xcom_pull, xcom_push
 
@@ -43,6 +45,7 @@ _LAZY = {
     "current_tenant": "fairque_django.tenancy",
     "resolve_user_id": "fairque_django.tenancy",
     "enqueue": "fairque_django.enqueuing",
+    "chain": "fairque_django.enqueuing",
     "enqueue_many": "fairque_django.enqueuing",
     "aenqueue": "fairque_django.enqueuing",
     "aenqueue_many": "fairque_django.enqueuing",
@@ -56,6 +59,12 @@ _LAZY = {
     "get_queue": "fairque_django.conf",
     "get_redis_client": "fairque_django.conf",
     "FairQueueImproperlyConfigured": "fairque_django.conf",
+    "set_tenant_limits": "fairque_django.tenants",
+    "clear_tenant_limits": "fairque_django.tenants",
+    "get_tenant_limits": "fairque_django.tenants",
+    "pause_tenant": "fairque_django.tenants",
+    "resume_tenant": "fairque_django.tenants",
+    "is_paused": "fairque_django.tenants",
 }
 
 
@@ -70,12 +79,14 @@ __all__ = [  # noqa: RUF022 - public names first, then the lazily imported Djang
     "ConfigurationError",
     "CorruptTaskError",
     "DLQEntry",
+    "DependencyError",
     "FairQueueConfig",
     "FairQueueError",
     "LeaseLostError",
     "MissingTenantError",
     "PayloadTooLargeError",
     "Priority",
+    "Progress",
     "QueueConfig",
     "RedisConfig",
     "RedisUnavailableError",
@@ -94,6 +105,10 @@ __all__ = [  # noqa: RUF022 - public names first, then the lazily imported Djang
     "UnknownWorkerError",
     "UnservedUserError",
     "WorkerConfig",
+    "aset_progress",
+    "set_progress",
+    "Schedule",
+    "periodic",
     "TaskFunction",
     "TaskHandler",
     "TaskTimeoutError",
@@ -117,6 +132,7 @@ __all__ = [  # noqa: RUF022 - public names first, then the lazily imported Djang
     "aenqueue",
     "aenqueue_many",
     "aresult",
+    "chain",
     "current_tenant",
     "enqueue",
     "enqueue_many",
@@ -126,4 +142,10 @@ __all__ = [  # noqa: RUF022 - public names first, then the lazily imported Djang
     "resolve_user_id",
     "result",
     "FairQueueImproperlyConfigured",
+    "clear_tenant_limits",
+    "get_tenant_limits",
+    "is_paused",
+    "pause_tenant",
+    "resume_tenant",
+    "set_tenant_limits",
 ]

@@ -35,6 +35,9 @@ plus these Django-level, upper-case keys (all optional):
     Alert rules (a list of dicts, see ``docs/monitoring.md``) the workers evaluate; default ``()``.
 ``ALERT_INTERVAL``
     Seconds between two evaluations of the alert rules (by any worker); default ``30``.
+``SCHEDULES``
+    Periodic schedules (a dict of name -> schedule, see ``docs/schedules.md``) the workers fire;
+    cron is evaluated in ``settings.TIME_ZONE``; default ``{}``.
 ``METRICS_TOKEN``
     Bearer token accepted by the ``metrics`` view (besides staff login); default ``None``.
 ``METRICS_TOP_TENANTS``
@@ -139,6 +142,13 @@ def _check_option(name: str, value: Any) -> Any:
             from .core.observe.alert_rules import parse_rules
 
             value = parse_rules(value, key)
+        if name == "SCHEDULES":  # each schedule is checked against the schedule schema
+            from django.conf import settings
+
+            from .core.schedule import parse_schedules
+
+            value = parse_schedules(value, timezone_name=getattr(settings, "TIME_ZONE", None) or "UTC",
+                                    key=key)
     except ConfigurationError as exc:
         raise _wrap(exc) from exc
     return value

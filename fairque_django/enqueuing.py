@@ -39,7 +39,7 @@ from .core.queue import TaskQueue
 from .core.results import TaskResult
 from .tenancy import resolve_user_id
 
-__all__ = ["aenqueue", "aenqueue_many", "aresult", "enqueue", "enqueue_many", "enqueue_mode", "result"]
+__all__ = ["aenqueue", "aenqueue_many", "aresult", "chain", "enqueue", "enqueue_many", "enqueue_mode", "result"]
 
 logger = logging.getLogger("fairque_django.enqueue")
 
@@ -111,23 +111,51 @@ def _hand_over(q: TaskQueue, prepared: list[tuple[Task, bytes]], on_commit: bool
 
 
 def enqueue(task: Task, *, user: Any = None, on_commit: bool | None = None, using: str | None = None,
-            queue: TaskQueue | None = None) -> TaskResult:
+            queue: TaskQueue | None = None, unique_key: str | None = None, unique_for: float | None = None,
+            on_conflict: str = "drop", depends_on: Iterable[Any] | None = None,
+            allow_failure: bool = False) -> TaskResult:
     """Queue *task* and return its :class:`~fairque_django.core.results.TaskResult` handle.
 
     *queue* defaults to :func:`fairque_django.conf.get_queue`; *using* is the database alias
     whose transaction ``on_commit`` waits for (and that holds the outbox rows). In outbox mode
     the handle says ``READY`` and ``refresh()`` raises ``TaskNotFoundError`` until the row is
     relayed; ``wait()`` waits through that.
+
+    *unique_key* (per tenant; with *unique_for* seconds and *on_conflict* ``"drop"``,
+    ``"replace"`` or ``"debounce"``) and *depends_on* (handles, tasks, ids or ``(user, id)``
+    pairs; *allow_failure*) set the task's own options (docs/workflows.md). When the unique key
+    drops, replaces or debounces, the handle names the task that holds the key (once pushed: in
+    on-commit mode after the commit; in outbox mode the handle keeps the new id).
     """
+    if unique_key is not None:
+        task.set_unique(unique_key, unique_for, on_conflict)
+    if depends_on is not None:
+        task.set_dependencies(depends_on, allow_failure)
     q, checked = _prepare([task], user, queue)
     prepared = checked[0][0]
     user_id = prepared.user_id
+    handle = TaskResult.for_task(prepared, q)
 
     def push() -> None:
-        q.push(prepared, user_id)
+        handle.id = q.push(prepared, user_id)["task_id"]
 
     _hand_over(q, checked, on_commit, using, push)
-    return TaskResult.for_task(prepared, q)
+    return handle
+
+
+def chain(*tasks: Task, user: Any = None, on_commit: bool | None = None, using: str | None = None,
+          queue: TaskQueue | None = None) -> list[TaskResult]:
+    """Queue *tasks* to run one after the other, each receiving the previous one's return value as
+    one more positional argument (read from its kept result: keep results, ``store_result``). Each
+    depends on the one before: a failure for good cancels the rest. Returns their handles, in order."""
+    handles: list[TaskResult] = []
+    for task in tasks:
+        if handles:
+            prev = handles[-1]
+            task.set_dependencies([prev])
+            task.metadata["chain_from"] = [prev.user_id, prev.id]
+        handles.append(enqueue(task, user=user, on_commit=on_commit, using=using, queue=queue))
+    return handles
 
 
 def enqueue_many(tasks: Iterable[Task], *, user: Any = None, on_commit: bool | None = None,
@@ -155,10 +183,16 @@ def _async_on_commit() -> bool | None:
     return None if get_setting("ENQUEUE_MODE") == "outbox" else False
 
 
-async def aenqueue(task: Task, *, user: Any = None, queue: TaskQueue | None = None) -> TaskResult:
-    """Async :func:`enqueue`.  Pushes at once (async code cannot be inside ``atomic()``, so there
-    is no transaction to wait for); in outbox mode it writes the row, pushed at once as well."""
-    return await sync_to_async(enqueue)(task, user=user, on_commit=_async_on_commit(), queue=queue)
+async def aenqueue(task: Task, *, user: Any = None, queue: TaskQueue | None = None, unique_key: str | None = None,
+                   unique_for: float | None = None, on_conflict: str = "drop", depends_on: Iterable[Any] | None = None,
+                   allow_failure: bool = False) -> TaskResult:
+    """Async :func:`enqueue` (the same unique-key and dependency options).  Pushes at once (async
+    code cannot be inside ``atomic()``, so there is no transaction to wait for); in outbox mode it
+    writes the row, pushed at once as well."""
+    deps = list(depends_on) if depends_on is not None else None
+    return await sync_to_async(enqueue)(task, user=user, on_commit=_async_on_commit(), queue=queue,
+                                        unique_key=unique_key, unique_for=unique_for, on_conflict=on_conflict,
+                                        depends_on=deps, allow_failure=allow_failure)
 
 
 async def aenqueue_many(tasks: Iterable[Task], *, user: Any = None,

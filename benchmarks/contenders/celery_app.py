@@ -57,12 +57,20 @@ WORKER = [sys.executable, "-m", "celery", "-A", "benchmarks.contenders.celery_ap
 
 
 class Celery(System):
+    """``celery worker --pool=solo`` without gossip, mingle and heartbeat; ``as_users``: ``celery
+    worker -P solo -c 1`` (or ``-P threads -c N``) with every other option at its default, tasks
+    sent with ``delay``."""
+
     key = "celery"
     label = "Celery (solo pool)"
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, threads: int = 0, *, as_users: bool = False) -> None:
         super().__init__(url)
         self.funcs: dict[str, Any] = {"noop": noop, "record": record}
+        self.threads, self.as_users = threads, as_users
+        if as_users:
+            self.key = f"celery-t{threads}" if threads else "celery-solo"
+            self.label = f"celery worker -P threads -c {threads}" if threads else "celery worker -P solo -c 1"
         self.after_flush()
 
     def after_flush(self) -> None:
@@ -72,6 +80,11 @@ class Celery(System):
             app.amqp.queues[app.conf.task_default_queue](conn.default_channel).declare()
 
     def batch(self, n: int) -> None:
+        if self.as_users:
+            delay = noop.delay
+            for i in range(n):
+                delay(i)
+            return
         apply = noop.apply_async
         for i in range(n):
             apply((i,))
@@ -80,6 +93,9 @@ class Celery(System):
         self.funcs[func].apply_async((i,))
 
     def worker_cmd(self, *, burst: bool = False, profile: str | None = None) -> list[str]:
+        if self.as_users:  # celery's default queue name is set by the app (task_default_queue)
+            pool = ["-P", "threads", "-c", str(self.threads)] if self.threads else ["-P", "solo", "-c", "1"]
+            return [sys.executable, "-m", "celery", "-A", "benchmarks.contenders.celery_app", "worker", *pool]
         return [*WORKER, "--concurrency=1", "-Q", "bench", "--without-gossip", "--without-mingle",
                 "--without-heartbeat"]
 

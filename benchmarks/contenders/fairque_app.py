@@ -95,6 +95,66 @@ class Fairque(System):
         return cmd
 
 
+class FairqueDjango(System):
+    """fairque_django as a Django project runs it (:mod:`.django_settings`, default settings): tasks
+    enqueued with :func:`fairque_django.enqueue_many` (``chunk`` per call, one tenant per call) or
+    :func:`fairque_django.enqueue`; the worker started as ``manage.py runfairworker`` starts it."""
+
+    SETTINGS = "benchmarks.contenders.django_settings"
+
+    def __init__(self, url: str, concurrency: int = 1, *, burst: bool = False, tenants: int = 10,
+                 chunk: int = 1_000, quiet: bool = False) -> None:
+        super().__init__(url)
+        setup_django(url)
+        from fairque_django import enqueue, enqueue_many
+
+        self.concurrency, self.burst_mode, self.quiet = concurrency, burst, quiet
+        self.key = f"fqdj-c{concurrency}" + ("-burst" if burst else "")
+        self.label = f"fairque runfairworker --concurrency {concurrency}" + (" --burst" if burst else "")
+        self.tenants = users(tenants, "tenant:")
+        self.chunk = chunk
+        self._enqueue, self._enqueue_many = enqueue, enqueue_many
+        self.funcs: dict[str, Any] = {"noop": noop, "record": record}
+
+    def batch(self, n: int) -> None:
+        tenants, k, create = self.tenants, len(self.tenants), noop.create_task
+        for c, start in enumerate(range(0, n, self.chunk)):
+            tasks = [create((i,)) for i in range(start, min(n, start + self.chunk))]
+            self._enqueue_many(tasks, user=tenants[c % k])
+
+    def one(self, func: str, i: int) -> None:
+        self._enqueue(self.funcs[func].create_task((i,)), user=self.tenants[i % len(self.tenants)])
+
+    def worker_cmd(self, *, burst: bool = False, profile: str | None = None) -> list[str]:
+        from benchmarks.contenders.django_settings import WORKER_ID as DJ_WORKER
+
+        cmd = [sys.executable, "-m", "django", "runfairworker", DJ_WORKER, "--settings", self.SETTINGS,
+               "--concurrency", str(self.concurrency)]
+        if burst or self.burst_mode:
+            cmd.append("--burst")
+        if self.quiet:
+            cmd += ["--loglevel", "WARNING"]
+        return cmd
+
+    @property
+    def exits_by_itself(self) -> bool:
+        return self.burst_mode
+
+
+def setup_django(url: str) -> None:
+    """Set up :mod:`.django_settings` in this process (once), on ``url``."""
+    import os
+
+    import django
+    from django.apps import apps
+
+    if apps.ready:
+        return
+    os.environ["BENCH_REDIS_URL"] = url
+    os.environ["DJANGO_SETTINGS_MODULE"] = FairqueDjango.SETTINGS
+    django.setup()
+
+
 class FairqueTenants(Contender):
     """Fairness contender: worker processes configured by ``workers_cfg`` (one slot each)."""
 

@@ -41,10 +41,13 @@ def work(tenant: str, idx: int, t_enq: float, sleep_ms: float) -> None:
 
 
 class RQ(System):
+    """``rq worker -w rq.worker.SimpleWorker``; ``as_users``: plain ``rq worker`` (RQ's default
+    forking worker, default logging) and ``enqueue_many`` in calls of 1,000."""
+
     key = "rq"
     label = "RQ SimpleWorker"
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, *, as_users: bool = False, quiet: bool = False) -> None:
         super().__init__(url)
         from rq import Queue
 
@@ -52,18 +55,26 @@ class RQ(System):
         self.q = Queue(QUEUE, connection=self.conn)
         self.Queue = Queue
         self.burst = False
+        self.as_users, self.quiet = as_users, quiet
+        if as_users:
+            self.key, self.label = "rq-worker", "rq worker (default: forks per job)"
 
     def batch(self, n: int) -> None:
         prep = self.Queue.prepare_data
-        self.q.enqueue_many([prep(noop, (i,)) for i in range(n)])  # one pipeline
+        chunk = 1_000 if self.as_users else n  # else one pipeline
+        for start in range(0, n, chunk):
+            self.q.enqueue_many([prep(noop, (i,)) for i in range(start, min(n, start + chunk))])
 
     def one(self, func: str, i: int) -> None:
         self.q.enqueue(globals()[func], i)
 
     def worker_cmd(self, *, burst: bool = False, profile: str | None = None) -> list[str]:
         self.burst = burst
-        cmd = [str(Path(sys.executable).parent / "rq"), "worker", "-u", self.url, "-w", "rq.worker.SimpleWorker",
-               "--logging_level", "WARNING", "-q"]
+        cmd = [str(Path(sys.executable).parent / "rq"), "worker", "-u", self.url]
+        if not self.as_users:
+            cmd += ["-w", "rq.worker.SimpleWorker"]
+        if not self.as_users or self.quiet:
+            cmd += ["--logging_level", "WARNING", "-q"]
         if burst:
             cmd.append("--burst")
         return [*cmd, QUEUE]

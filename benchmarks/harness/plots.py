@@ -107,6 +107,44 @@ def throughput_plots(results: dict[str, Any], reps: int, images: Path = IMAGES) 
     return made
 
 
+def as_users_plot(results: dict[str, Any], images: Path = IMAGES) -> list[Path]:
+    """docs/images/bench_as_users.png: drain tasks/s and Redis CPU per task lifecycle of every
+    contender of ``bench_as_users.py`` (the burst line hatched)."""
+    u = results.get("U")
+    if not u:
+        return []
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    images.mkdir(parents=True, exist_ok=True)
+    items = [(k, v) for k, v in u["contenders"].items() if v["rate"] == v["rate"]]
+    labels = [v["label"].replace(" --", "\n--").replace(" -", "\n-", 1) for _, v in items]
+    colours = ["#1f77b4" if k.startswith("fqdj") else "#7f7f7f" if k == "raw" else "#ff7f0e" for k, _ in items]
+    fig, (ax, ax2) = plt.subplots(1, 2, figsize=(14, 5.2))
+    for axis, field, title, fmt in ((ax, "rate", "drain, tasks/s (one worker process)", "{:,.0f}"),
+                                    (ax2, "lifecycle_cpu_us", "Redis CPU per task lifecycle, us", "{:.0f}")):
+        vals = [v[field] for _, v in items]
+        bars = axis.bar(range(len(items)), vals, color=colours)
+        for b, (k, v), val in zip(bars, items, vals, strict=True):
+            if k.endswith("-burst"):
+                b.set_hatch("//")
+            extra = f"\n{v['lifecycle_cmds']:.0f} cmds" if field == "lifecycle_cpu_us" and val == val else ""
+            axis.text(b.get_x() + b.get_width() / 2, val if val == val else 0, fmt.format(val) + extra,
+                      ha="center", va="bottom", fontsize=7)
+        axis.set_xticks(range(len(items)), labels, fontsize=6.5, rotation=30, ha="right")
+        axis.set_title(f"{title}, median of {u['reps']}", fontsize=10)
+        axis.margins(y=0.15)
+    fig.suptitle("As users run it: default worker modes (the hatched bar is --burst, not a production mode)",
+                 fontsize=10)
+    fig.tight_layout()
+    path = images / "bench_as_users.png"
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return [path]
+
+
 DISPLAY = {
     "fairque": "fairque_django", "fairque-count": "fairque_django\n(count)",
     "fairque-time": "fairque_django\n(fairness=time)",

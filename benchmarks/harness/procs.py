@@ -68,12 +68,17 @@ class Proc:
 _TICKS = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
 
 
-def process_cpu_seconds(pid: int) -> float:
-    """utime + stime of a live process from /proc (Linux; clock-tick resolution), else nan."""
+def process_cpu_seconds(pid: int, *, children: bool = False) -> float:
+    """utime + stime of a live process from /proc (Linux; clock-tick resolution), else nan; with
+    ``children``, plus the CPU of its children that exited and were waited for (e.g. RQ's work
+    horses)."""
     try:
         with open(f"/proc/{pid}/stat", "rb") as fh:
             fields = fh.read().rsplit(b")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / _TICKS
+        ticks = int(fields[11]) + int(fields[12])
+        if children:
+            ticks += int(fields[13]) + int(fields[14])
+        return ticks / _TICKS
     except (OSError, IndexError, ValueError):
         return float("nan")
 

@@ -3,6 +3,8 @@
 The models have no table; their ModelAdmins only mount the views of :mod:`.views`:
 
 * ``admin/fairque_django/fairqueue/`` — dashboard (``admin:fairque_dashboard``)
+* ``admin/fairque_django/fairqueue/schedules/`` — periodic schedules (``admin:fairque_schedules``);
+  ``.../schedules/action/`` — run now / pause / resume, POST only, confirm first
 * ``admin/fairque_django/deadletterqueue/`` — DLQ list (``admin:fairque_dlq``)
 * ``admin/fairque_django/deadletterqueue/task/<id>/`` — DLQ detail (``admin:fairque_dlq_detail``)
 * ``admin/fairque_django/deadletterqueue/requeue/`` and ``.../delete/`` — POST only, confirm first
@@ -56,10 +58,14 @@ class _QueuePageAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
 class FairQueueAdmin(_QueuePageAdmin):
     def get_urls(self) -> list[URLPattern]:
         views = self.views()
-        dashboard = self.admin_site.admin_view(views.guarded(views.dashboard))
+        wrap = self.admin_site.admin_view
+        dashboard = wrap(views.guarded(views.dashboard))
         return [
             path("", dashboard, name="fairque_dashboard"),
             path("", dashboard, name="fairque_django_fairqueue_changelist"),
+            path("schedules/", wrap(views.guarded(views.schedules)), name="fairque_schedules"),
+            path("schedules/action/", wrap(views.guarded(views.schedule_action, manage=True)),
+                 name="fairque_schedule_action"),
         ]
 
 

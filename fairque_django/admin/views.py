@@ -107,6 +107,7 @@ class FairQueueViews:
             "dlq_url": self.dlq_url,
             "requeue_url": self.url("fairque_dlq_requeue"),
             "delete_url": self.url("fairque_dlq_delete"),
+            "schedules_url": self.url("fairque_schedules"),
         }
         ctx.update(extra)
         return ctx
@@ -404,3 +405,65 @@ class FairQueueViews:
             action_checkbox_name=ACTION_CHECKBOX_NAME,
         )
         return self.render(request, "confirm.html", ctx)
+
+    # --- schedules --------------------------------------------------------------------------
+    def schedules(self, request: HttpRequest) -> HttpResponse:
+        """Every periodic schedule: timing, tenants, last and next tick, state; run now / pause /
+        resume buttons (POST, confirmed first, ``manage_fairqueue``)."""
+        from ..schedules import statuses
+
+        rows = []
+        for st in statuses():
+            s = st.schedule
+            tenants = s.user if s.user is not None else (
+                ", ".join(s.tenants) if isinstance(s.tenants, tuple) else (s.tenants or "(a callable)"))
+            rows.append({
+                "status": st, "name": s.name, "task": s.task, "tenants": tenants,
+                "timing": f"cron {s.cron} ({s.timezone})" if s.cron else f"every {s.every} s",
+                "last": _zoned(st.last_tick, s.zone), "next": _zoned(st.next_tick, s.zone),
+                "last_fired": when(st.last_fired_ms / 1000 if st.last_fired_ms else None),
+                "catch_up": "fires once" if s.catch_up else "skipped",
+            })
+        ctx = self.context(request, "Schedules", rows=rows, action_url=self.url("fairque_schedule_action"))
+        return self.render(request, "schedules.html", ctx)
+
+    def schedule_action(self, request: HttpRequest) -> HttpResponse:
+        """Run now, pause or resume one schedule: a confirmation page, then the action on a POST
+        with ``confirm=yes``."""
+        from ..schedules import find_schedule, pause, resume, run_now
+
+        if request.method != "POST":
+            return HttpResponseNotAllowed(["POST"])
+        back = self.url("fairque_schedules")
+        action, name = request.POST.get("action", ""), request.POST.get("name", "")
+        if action not in SCHEDULE_ACTIONS:
+            return HttpResponseBadRequest("unknown action")
+        try:
+            schedule = find_schedule(name)
+        except KeyError as exc:
+            messages.warning(request, exc.args[0])
+            return redirect(back)
+        if request.POST.get("confirm") != "yes":
+            ctx = self.context(request, "Are you sure?", schedule=schedule, action=action,
+                               action_title=SCHEDULE_ACTIONS[action], action_url=self.url("fairque_schedule_action"),
+                               schedules_url=back)
+            return self.render(request, "schedule_confirm.html", ctx)
+        if action == "run":
+            pushed = run_now(schedule.name)
+            messages.success(request, f"Schedule {schedule.name}: pushed {_plural(pushed, 'task', 'tasks')} now.")
+        elif action == "pause":
+            pause(schedule.name)
+            messages.success(request, f"Schedule {schedule.name} is paused: its ticks are skipped.")
+        else:
+            resume(schedule.name)
+            messages.success(request, f"Schedule {schedule.name} is resumed.")
+        return redirect(back)
+
+
+SCHEDULE_ACTIONS = {"run": "Run now", "pause": "Pause", "resume": "Resume"}
+
+
+def _zoned(ts: float | None, zone: Any) -> Any:
+    from datetime import datetime
+
+    return datetime.fromtimestamp(ts, zone) if ts else None

@@ -17,6 +17,7 @@ import redis
 import redis.asyncio
 
 from .config import FairQueueConfig, RedisConfig
+from .config.limits import UNCHANGED, Unchanged
 from .models import DLQEntry, Task
 from .ops import QueueOps, adrive
 from .results import CancelResult, ResultSnapshot, TaskResult
@@ -168,6 +169,10 @@ class AsyncTaskQueue(QueueOps):
         """Async :meth:`TaskQueue.extend_leases`."""
         return await adrive(self.transport, self._extend_leases(tasks, lease_seconds))
 
+    async def set_progress(self, task: Task, fraction: float, message: str = "") -> bool:
+        """Async :meth:`TaskQueue.set_progress`."""
+        return await adrive(self.transport, self._set_progress(task, fraction, message))
+
     async def delete(self, *task_ids: str) -> list[str]:
         """Async :meth:`TaskQueue.delete`."""
         return await adrive(self.transport, self._delete(task_ids))
@@ -218,6 +223,33 @@ class AsyncTaskQueue(QueueOps):
         """Async :meth:`TaskQueue.user_depth`."""
         return await adrive(self.transport, self._user_depth(user_id))
 
+    # --- tenant limits ------------------------------------------------------------------------
+    async def set_tenant_limits(self, user_id: str, *, concurrency: int | Unchanged | None = UNCHANGED,
+                                rate: str | Unchanged | None = UNCHANGED,
+                                burst: int | Unchanged | None = UNCHANGED) -> dict[str, Any]:
+        """Async :meth:`TaskQueue.set_tenant_limits`."""
+        return await adrive(self.transport, self._set_tenant_limits(user_id, concurrency, rate, burst))
+
+    async def clear_tenant_limits(self, user_id: str) -> dict[str, Any]:
+        """Async :meth:`TaskQueue.clear_tenant_limits`."""
+        return await adrive(self.transport, self._tenant_op(user_id, "clear"))
+
+    async def get_tenant_limits(self, user_id: str) -> dict[str, Any]:
+        """Async :meth:`TaskQueue.get_tenant_limits`."""
+        return await adrive(self.transport, self._get_tenant_limits(user_id))
+
+    async def pause_tenant(self, user_id: str) -> dict[str, Any]:
+        """Async :meth:`TaskQueue.pause_tenant`."""
+        return await adrive(self.transport, self._tenant_op(user_id, "pause"))
+
+    async def resume_tenant(self, user_id: str) -> dict[str, Any]:
+        """Async :meth:`TaskQueue.resume_tenant`."""
+        return await adrive(self.transport, self._tenant_op(user_id, "resume"))
+
+    async def is_paused(self, user_id: str) -> bool:
+        """Async :meth:`TaskQueue.is_paused`."""
+        return await adrive(self.transport, self._is_paused(user_id))
+
     # --- results ----------------------------------------------------------------------------
     async def store_result(self, task: Task, record: dict[str, Any]) -> None:
         """Async :meth:`TaskQueue.store_result`."""
@@ -242,3 +274,31 @@ class AsyncTaskQueue(QueueOps):
     async def next_delayed_seconds(self) -> float | None:
         """Async :meth:`TaskQueue.next_delayed_seconds`."""
         return await adrive(self.transport, self._next_delayed_seconds())
+
+    async def schedule_tick(self, name: str, tick: int | None, token: str, *, stale_ms: int = 10_000,
+                            skip: bool = False) -> tuple[str, int, list[str]]:
+        """Async :meth:`TaskQueue.schedule_tick`."""
+        return await adrive(self.transport, self._schedule_tick(name, tick, token, stale_ms, skip))
+
+    async def schedule_stale(self, names: Sequence[str], token: str, *,
+                             stale_ms: int = 10_000) -> dict[str, list[str]]:
+        """Async :meth:`TaskQueue.schedule_stale`."""
+        replies = await adrive(self.transport, self._schedule_ticks([(n, None, False) for n in names], token,
+                                                                      stale_ms))
+        return {n: r[2] for n, r in zip(names, replies, strict=True)}
+
+    async def schedule_done(self, name: str, ticks: Sequence[str]) -> None:
+        """Async :meth:`TaskQueue.schedule_done`."""
+        await adrive(self.transport, self._schedule_done(name, ticks))
+
+    async def schedule_states(self, names: Sequence[str]) -> dict[str, dict[str, str]]:
+        """Async :meth:`TaskQueue.schedule_states`."""
+        return await adrive(self.transport, self._schedule_states(names))
+
+    async def schedule_set(self, name: str, fields: dict[str, str], delete: Sequence[str] = ()) -> None:
+        """Async :meth:`TaskQueue.schedule_set`."""
+        await adrive(self.transport, self._schedule_set(name, fields, delete))
+
+    async def pushed_tenants(self) -> list[str]:
+        """Async :meth:`TaskQueue.pushed_tenants`."""
+        return await adrive(self.transport, self._pushed_tenants())

@@ -29,6 +29,11 @@ class TaskValidationError(FairQueueError, ValueError):
     """A task (user id, priority, arguments, payload) is not acceptable."""
 
 
+class DependencyError(TaskValidationError):
+    """A task's dependency is unknown (never pushed, deleted, or finished without a kept result) or
+    is not a task of the user named with it: the task was not queued."""
+
+
 class UnservedUserError(TaskValidationError):
     """No configured worker is assigned the user or may steal its tasks: they would never run."""
 

@@ -7,8 +7,12 @@ suffixes as the methods below (a test checks that every suffix a script uses is 
   P:t:<id>                     HASH   task: b body, u user, h header "priority\tseq\tpartition\tweight\t
                                       max_retries", r failures, a attempts (absent = 0), st state, wk worker,
                                       tok lease token, e ready since (ms), lt leased at, wt wait of the attempt,
-                                      ch cost charged (fairness "time"), err/et/tb/ft/dt on failure,
-                                      cx cancel flag of a leased task (its value: the result ttl)
+                                      ch cost charged (fairness "time"), err/et/tb/ft/dt on failure; uk its
+                                      unique key, hd has dependents, dw dependencies still to succeed, dn their
+                                      ids, df allows failure, na not before (ms), kp how long the outcome of a
+                                      waiting task cancelled by a failed dependency is kept (ms), pg progress
+                                      "token\tfraction\tms\tmessage" (progress.lua), cx cancel flag of a leased
+                                      task (its value: the result ttl)
   P:queue:user:<u>:critical    LIST   CRITICAL lane (LPUSH, RPOP: FIFO)
   P:queue:user:<u>:normal      ZSET   priorities 1-5, score (6-p)*2^40 + seq
   P:ready:<part>               ZSET   users with ready work in a partition, score = virtual start time
@@ -32,6 +36,20 @@ suffixes as the methods below (a test checks that every suffix a script uses is 
   P:stealparts:<w>             SET    the partitions stealer w has copies of
   P:stealseen                  ZSET   stealer -> when it last synced (ms): long-silent stealers are forgotten
   P:stealepoch                 STRING changed when a steal key was moved aside: every stealer rebuilds
+  P:sched:<name>               HASH   a periodic schedule: last (tick claimed or skipped, epoch s), fired, skipped,
+                                      paused, at (ms of the last claim), c:<tick> "<token>|<ms>" a claim whose push
+                                      is not confirmed yet, now (ms of the last run now), runs
+  P:uniq:<n>:<user>:<key>      STRING unique key -> the id of the unfinished task holding it (<n> = length of user)
+  P:deps:<id>                  SET    the tasks waiting for task <id> to succeed
+  P:tleased                    HASH   user -> tasks leased now (fleet-wide; kept by every script that starts or
+                                      ends a lease; recounted from P:leases when it holds garbage)
+  P:tlimits                    HASH   user -> runtime limits "cap\tinterval_ms\tburst" ('' unset, '-' none)
+  P:limitcfg                   HASH   the tenant_concurrency / tenant_limits settings as the scripts read them
+                                      (d digest, def default cap, x:<id> exact specs, p patterns)
+  P:tpaused                    HASH   paused user -> since when (ms)
+  P:theld                      HASH   user kept out of its rotation with work queued -> why: paused, cap, rate
+  P:trate                      HASH   user -> theoretical arrival time (ms) of its rate limit (GCRA)
+  P:tnext                      ZSET   rate-limited user -> when its next token is due (a timer, like P:delayed)
   P:quarantine:<key>:<n>       any    a key that held the wrong type of value, moved aside
   P:quarantined                STRING counter numbering the keys moved aside
 """
@@ -115,6 +133,41 @@ class Keys:
     def runavg(self) -> str:
         """User -> moving average run time in ms (fairness "time")."""
         return f"{self.base}:runavg"
+
+    @property
+    def tenant_leased(self) -> str:
+        """User -> tasks leased now (fleet-wide)."""
+        return f"{self.base}:tleased"
+
+    @property
+    def tenant_limits(self) -> str:
+        """User -> runtime limits spec (see core/config/limits.py)."""
+        return f"{self.base}:tlimits"
+
+    @property
+    def limit_config(self) -> str:
+        """The limit settings mirrored for the scripts."""
+        return f"{self.base}:limitcfg"
+
+    @property
+    def tenant_paused(self) -> str:
+        """Paused user -> since when (ms)."""
+        return f"{self.base}:tpaused"
+
+    @property
+    def tenant_held(self) -> str:
+        """User held out of its rotation with work queued -> why (paused, cap, rate)."""
+        return f"{self.base}:theld"
+
+    @property
+    def tenant_rate(self) -> str:
+        """User -> theoretical arrival time (ms) of its rate limit."""
+        return f"{self.base}:trate"
+
+    @property
+    def tenant_next(self) -> str:
+        """Rate-limited user -> when its next token is due (ms)."""
+        return f"{self.base}:tnext"
 
     @property
     def quarantined(self) -> str:
@@ -238,6 +291,18 @@ class Keys:
         """String: the task id was pushed idempotently (the outbox relay); expires after
         ``queue.idempotency_ttl_seconds``."""
         return f"{self.base}:idem:{task_id}"
+
+    def schedule(self, name: str) -> str:
+        """Hash: the state of a periodic schedule (last tick claimed, its pending claims, pause)."""
+        return f"{self.base}:sched:{name}"
+    def unique(self, user_id: str, key: str) -> str:
+        """String: the id of the unfinished task of ``user_id`` holding unique key ``key`` (tenant-scoped:
+        the user's length first, as for XCom keys)."""
+        return f"{self.base}:uniq:{len(user_id)}:{user_id}:{key}"
+
+    def dependents(self, task_id: str) -> str:
+        """Set: the tasks waiting for task ``task_id`` to succeed (``depends_on``)."""
+        return f"{self.base}:deps:{task_id}"
 
     def result_owner(self, task_id: str) -> str:
         """Which user a stored result belongs to (lets trusted code find it by id alone)."""

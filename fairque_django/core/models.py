@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import time
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from enum import IntEnum
 from typing import Any
@@ -90,12 +90,20 @@ class Task:
     max_retries: int | None = None
     timeout: float | None = None
     metadata: dict[str, Any] = field(default_factory=dict)
+    # deduplication and dependencies (docs/workflows.md)
+    unique_key: str | None = None
+    unique_for: float | None = None
+    on_conflict: str = "drop"
+    depends_on: list[tuple[str | None, str]] = field(default_factory=list)
+    allow_failure: bool = False
     # state owned by the queue
     retry_count: int = 0
     attempts: int = 0
     lease_token: str | None = None
     worker_id: str | None = None
     lease_deadline: float | None = None
+    # the enqueue span's context (W3C traceparent...) when OpenTelemetry is installed: core/tracing.py
+    trace: dict[str, str] | None = None
     # set by the worker's heartbeat when the task was cancelled while leased (``cancelled()``)
     cancel_requested: bool = field(default=False, compare=False, repr=False)
 
@@ -115,6 +123,11 @@ class Task:
         timeout: float | None = None,
         metadata: Mapping[str, Any] | None = None,
         task_id: str | None = None,
+        unique_key: str | None = None,
+        unique_for: float | None = None,
+        on_conflict: str = "drop",
+        depends_on: Iterable[Any] = (),
+        allow_failure: bool = False,
     ) -> Task:
         """Build a new task. Priority, retries and timeout are checked here; the JSON encoding of
         payload, args and kwargs when the task is pushed (enqueue time), where it is encoded once."""
@@ -141,7 +154,37 @@ class Task:
             timeout=float(timeout) if timeout is not None else None,
             metadata=dict(metadata or {}),
         )
+        task.set_unique(unique_key, unique_for, on_conflict)
+        task.set_dependencies(depends_on, allow_failure)
         return task
+
+    def set_unique(self, key: str | None, unique_for: float | None = None, on_conflict: str = "drop") -> None:
+        """Make this task unique per tenant under ``key`` (None: not unique): while a task holding the
+        key is unfinished, a push with the same key drops, replaces or debounces (``on_conflict``);
+        ``unique_for`` (seconds) bounds how long the key is held (None: until the task ends)."""
+        if on_conflict not in ON_CONFLICT:
+            raise TaskValidationError(f"on_conflict must be one of {', '.join(ON_CONFLICT)}, got {on_conflict!r}")
+        if unique_for is not None and (isinstance(unique_for, bool) or not isinstance(unique_for, (int, float))
+                                       or not 0 < unique_for < 10**9):
+            raise TaskValidationError(f"unique_for must be a number of seconds > 0, got {unique_for!r}")
+        if key is not None and (not isinstance(key, str) or not key):
+            raise TaskValidationError(f"unique_key must be a non-empty string, got {key!r}")
+        if key is not None and on_conflict == "debounce" and unique_for is None:
+            raise TaskValidationError("on_conflict='debounce' needs unique_for (the quiet time in seconds)")
+        self.unique_key = key
+        self.unique_for = float(unique_for) if unique_for is not None else None
+        self.on_conflict = on_conflict
+
+    def set_dependencies(self, depends_on: Iterable[Any], allow_failure: bool = False) -> None:
+        """Run this task only once every task of ``depends_on`` succeeded: result handles and tasks
+        (they carry their user), ``(user, task id)`` pairs, or bare ids (of this task's user)."""
+        refs: list[tuple[str | None, str]] = []
+        for dep in depends_on:
+            ref = dependency_ref(dep)
+            if ref not in refs:
+                refs.append(ref)
+        self.depends_on = refs
+        self.allow_failure = bool(allow_failure)
 
     # --- serialisation -------------------------------------------------------------
     def to_body(self) -> dict[str, Any]:
@@ -163,6 +206,14 @@ class Task:
             body["timeout"] = self.timeout
         if self.metadata:
             body["meta"] = self.metadata
+        if self.trace:
+            body["trace"] = self.trace
+        if self.unique_key is not None:
+            body["unique"] = [self.unique_key, self.unique_for, self.on_conflict]
+        if self.depends_on:
+            body["deps"] = [list(ref) for ref in self.depends_on]
+        if self.allow_failure:
+            body["allow_failure"] = True
         return body
 
     def to_json(self) -> str:
@@ -193,7 +244,17 @@ class Task:
                 max_retries=_opt(body, "max_retries", int, None),
                 timeout=_opt(body, "timeout", (int, float), None),
                 metadata=_opt(body, "meta", dict, {}),
+                trace=_trace(body.get("trace")),
             )
+            unique = _opt(body, "unique", list, None)
+            if unique is not None:
+                if len(unique) != 3:
+                    raise CorruptTaskError("task body field 'unique' is not [key, for, on_conflict]")
+                task.set_unique(unique[0], unique[1], unique[2])
+            deps = _opt(body, "deps", list, [])
+            if deps or body.get("allow_failure"):
+                task.set_dependencies([tuple(d) if isinstance(d, list) else d for d in deps],
+                                      body.get("allow_failure") is True)
         except TaskValidationError as exc:
             raise CorruptTaskError(f"task body is invalid: {exc}") from exc
         return task
@@ -208,6 +269,23 @@ class Task:
         """Execute the task's function directly, in this process, and return its result."""
 
         return run_task_inline(self)
+
+
+ON_CONFLICT = ("drop", "replace", "debounce")
+
+
+def dependency_ref(dep: Any) -> tuple[str | None, str]:
+    """``(user, task id)`` of a dependency given as a result handle or a task (``.id`` / ``.task_id``
+    and ``.user_id``), a ``(user, id)`` pair, or a bare id (user None: the dependent's own)."""
+    if isinstance(dep, str):
+        return None, dep
+    if isinstance(dep, tuple) and len(dep) == 2 and all(isinstance(x, str) for x in dep):
+        return dep[0], dep[1]
+    task_id = getattr(dep, "task_id", None) or getattr(dep, "id", None)
+    user_id = getattr(dep, "user_id", None)
+    if isinstance(task_id, str) and (user_id is None or isinstance(user_id, str)):
+        return user_id or None, task_id
+    raise TaskValidationError(f"a dependency is a result handle, a Task, a task id or a (user, id) pair; got {dep!r}")
 
 
 def _req(body: dict[str, Any], key: str, typ: type) -> Any:
@@ -225,6 +303,15 @@ def _opt(body: dict[str, Any], key: str, typ: type | tuple[type, ...], default: 
         return value
     if not isinstance(value, typ) or isinstance(value, bool):
         raise CorruptTaskError(f"task body field {key!r} has type {type(value).__name__}")
+    return value
+
+
+def _trace(value: Any) -> dict[str, str] | None:
+    """A body's trace context: a small dict of text, else None (garbage there never fails a task)."""
+    if not isinstance(value, dict) or len(value) > 8:
+        return None
+    if not all(isinstance(k, str) and isinstance(v, str) for k, v in value.items()):
+        return None
     return value
 
 

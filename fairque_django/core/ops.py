@@ -20,12 +20,14 @@ from typing import Any, TypeAlias, TypeVar
 
 import redis
 
+from . import tracing
 from .codec import chunks, text
 from .config import FairQueueConfig
-from .errors import LeaseLostError
+from .config.limits import UNCHANGED, LimitSpec, Unchanged, parse_rate
+from .errors import LeaseLostError, TaskValidationError
 from .keys import validate_user_id
 from .models import DLQEntry, Task, dumps
-from .results import CancelResult, ResultSnapshot, TaskStatus
+from .results import CancelResult, ResultSnapshot, TaskStatus, check_progress
 from .retry import Attempts, Replayable
 from .scripts import Scripts
 from .scripts.commands import (
@@ -40,7 +42,7 @@ from .scripts.commands import (
 from .scripts.pop import PopPlan, PopReply, PopStep
 from .transport import AsyncTransport, ScriptCall, Transport, evalsha, redis_errors
 
-__all__ = ["Op", "QueueOps", "Request", "adrive", "drive"]
+__all__ = ["UNCHANGED", "Op", "QueueOps", "Request", "Unchanged", "adrive", "drive"]
 
 logger = logging.getLogger("fairque_django.queue")
 
@@ -53,6 +55,15 @@ STEALER_FORGET_SECONDS = 3600.0
 ORPHAN_RECHECK_SECONDS = 1.0
 # Tasks one cancel script call handles at most (cancel_tenant): Redis serves others in between.
 CANCEL_CHUNK = 1000
+# Steal-copy syncs one pop makes (each after a script call that found a copy out of date or spoiled)
+# before it returns what it has leased (see _pop_step).
+MAX_RESYNCS = 4
+
+# How often a queue checks that the tenant limit settings are mirrored in Redis (one HGET in a script).
+LIMITS_RECHECK_SECONDS = 5.0
+# A wait shorter than this sleeps in the client, then pops: Redis times a blocking command out only
+# at its cron ticks (100 ms at the default hz 10), far too late for a rate token due in 20 ms.
+PRECISE_WAIT_SECONDS = 0.1
 
 T = TypeVar("T")
 # (transport method name, its arguments): no keyword arguments, they cost the hot paths time
@@ -146,19 +157,27 @@ class QueueOps:
         self.stealer_forget_seconds = STEALER_FORGET_SECONDS
         self._orphans: dict[str, tuple[float, tuple[str, ...]]] = {}  # worker id -> (checked at, orphans)
         self.orphan_recheck_seconds = ORPHAN_RECHECK_SECONDS
+        self._limits_checked: float | None = None  # when the limit settings' mirror was last checked
+        self.limits_recheck_seconds = LIMITS_RECHECK_SECONDS
 
     # --- push ---------------------------------------------------------------------------
-    def _push(self, task: Task, user_id: str | None) -> Op[dict[str, Any]]:
+    def _push(self, task: Task, user_id: str | None, traced: bool = False) -> Op[dict[str, Any]]:
+        if tracing.ENABLED and not traced:  # OpenTelemetry installed: a span, its context in the task
+            return (yield from tracing.trace_push(task, self._push(task, user_id, True)))
         task, args = self.proto.prepare(task, user_id)
         with redis_errors("push"):
-            stored, retried = yield counted(run(self.scripts.push, self.proto.push_args([args])))
+            stored, retried = yield counted(run(self.scripts.push, self.proto.push_args(
+                [args], options=[self.proto.push_options(task)])))
         outcome = push_outcome(task, stored)
         if retried and outcome["duplicate"]:  # most likely stored by the attempt whose reply was lost
             outcome.update(success=True, duplicate=False)
         return outcome
 
-    def _push_batch(self, tasks: Iterable[Task], user_id: str | None, idempotent: bool = False) -> Op[dict[str, Any]]:
+    def _push_batch(self, tasks: Iterable[Task], user_id: str | None, idempotent: bool = False,
+                    traced: bool = False) -> Op[dict[str, Any]]:
         batch = list(tasks)
+        if tracing.ENABLED and not traced:  # OpenTelemetry installed: one span, its context in the tasks
+            return (yield from tracing.trace_push_batch(batch, self._push_batch(batch, user_id, idempotent, True)))
         for task in batch:
             self.proto.check(task, user_id)
         # enable_pipeline_optimization=False: one script call per task (still one round trip)
@@ -167,7 +186,8 @@ class QueueOps:
 
         def calls() -> Iterator[ScriptCall]:
             for group in groups:
-                yield self.scripts.push, self.proto.push_args([self.proto.encode(task) for task in group], idempotent)
+                yield self.scripts.push, self.proto.push_args([self.proto.encode(task) for task in group], idempotent,
+                                                              [self.proto.push_options(task) for task in group])
 
         with redis_errors("push_batch"):
             (replies, error), retried = yield counted(("stream_scripts", (Replayable(calls()),)))
@@ -197,6 +217,19 @@ class QueueOps:
         if not int((yield run(self.scripts.steal_sync, self.proto.steal_sync_args(plan, forget_ms, False)))):
             yield run(self.scripts.steal_sync, self.proto.steal_sync_args(plan, forget_ms, True))
         self._synced[plan.worker_id] = time.monotonic()
+
+    def _limits_unsynced(self) -> bool:
+        """Whether :meth:`_sync_limits` is due (first use, then every ``limits_recheck_seconds``)."""
+        checked = self._limits_checked
+        return checked is None or time.monotonic() - checked > self.limits_recheck_seconds
+
+    def _sync_limits(self) -> Op[None]:
+        """Mirror the tenant limit settings into Redis (``limits_sync.lua``) unless Redis holds them
+        already (their digest): every script reads them from there. Processes with different
+        settings overwrite each other's mirror; keep them alike."""
+        if not int((yield run(self.scripts.limits_sync, self.proto.limits_sync_args(False)))):
+            yield run(self.scripts.limits_sync, self.proto.limits_sync_args(True))
+        self._limits_checked = time.monotonic()
 
     def _orphans_unchecked(self, plan: PopPlan) -> bool:
         """Whether :meth:`_check_orphans` is due (asked first, like :meth:`_steal_set_unsynced`)."""
@@ -242,6 +275,8 @@ class QueueOps:
                   unpark: str | None) -> Op[PopStep]:
         plan = self.proto.plan(worker_id)
         with redis_errors("pop"):
+            if self._limits_unsynced():
+                yield from self._sync_limits()
             if self._steal_set_unsynced(plan):
                 yield from self._sync_steal_set(plan)
             if self._orphans_unchecked(plan):
@@ -249,9 +284,13 @@ class QueueOps:
             args, token = self.proto.pop_args(plan, lease_seconds, count, park_ms=park_ms, unpark=unpark,
                                               orphans=self._orphaned(plan))
             reply = PopReply.parse((yield run(self.scripts.pop, args)))
-            if reply.resync and len(reply.rows) < count:
+            for _ in range(MAX_RESYNCS):
+                if not (reply.resync and len(reply.rows) < count):
+                    break
                 # the steal copies were out of date (nothing stolen): sync them, and lease the rest as
-                # the same call would have (a slot about to wait parks now, its '-' wake-up taken back)
+                # the same call would have (a slot about to wait parks now, its '-' wake-up taken back).
+                # Again when the next call found a copy spoiled too (it moved it aside: each round
+                # clears one, so a batch is not cut short by the second of two spoiled copies)
                 yield from self._sync_steal_set(plan)
                 if park_ms and not reply.rows:
                     yield call("delete", self.keys.hand(token))
@@ -298,6 +337,8 @@ class QueueOps:
                                ) -> Op[tuple[list[int], list[Task], float | None]]:
         plan = self.proto.plan(worker_id)
         with redis_errors("complete_and_pop"):
+            if self._limits_unsynced():
+                yield from self._sync_limits()
             if self._steal_set_unsynced(plan):
                 yield from self._sync_steal_set(plan)
             if self._orphans_unchecked(plan):
@@ -328,10 +369,12 @@ class QueueOps:
             with redis_errors("wait_and_pop"):
                 yield from self._check_orphans(plan)
         keys = [self.keys.wake(p) for p in (*plan.wake_partitions, *self._orphaned(plan))]
-        if not keys:
+        if not keys or timeout < PRECISE_WAIT_SECONDS:  # (a push meanwhile waits for the end of the sleep)
             yield "sleep", (max(timeout, 0.0),)
             return (yield from self._pop(worker_id, lease_seconds))
         with redis_errors("wait_and_pop"):
+            if self._limits_unsynced():
+                yield from self._sync_limits()
             if self._steal_set_unsynced(plan):
                 yield from self._sync_steal_set(plan)
             step = yield from self._park_and_pop(plan, keys, max(timeout, 0.001), lease_seconds)
@@ -499,6 +542,17 @@ class QueueOps:
             if int(cursor) == 0:
                 return
 
+    def _set_progress(self, task: Task, fraction: float, message: str) -> Op[bool]:
+        """``progress.lua``: safe to retry, it is fenced by the lease token (a write under a token
+        that no longer holds the lease stores nothing) and writing the same value twice is harmless."""
+        fraction, message = check_progress(fraction, message)
+        if not task.lease_token:
+            return False
+        with redis_errors("set_progress"):
+            stored = yield run(self.scripts.progress, [self.keys.base, task.task_id, task.lease_token,
+                                                       repr(fraction), message])
+        return bool(int(stored))
+
     def _delete(self, task_ids: Sequence[str]) -> Op[list[str]]:
         if not task_ids:
             return []
@@ -568,6 +622,49 @@ class QueueOps:
         with redis_errors("user_depth"):
             return read_depth((yield execute(self.proto.depth_commands(user_id))))
 
+    # --- tenant limits ------------------------------------------------------------------------
+    def _set_tenant_limits(self, user_id: str, concurrency: int | Unchanged | None, rate: str | Unchanged | None,
+                           burst: int | Unchanged | None) -> Op[dict[str, Any]]:
+        """Runtime limits (idempotent): they win over the settings until cleared."""
+        def whole(value: int | Unchanged | None, what: str) -> int | bool | None:
+            if value is UNCHANGED:
+                return None
+            if value is None:
+                return False
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise TaskValidationError(f"{what} must be an integer >= 1 or None, not {value!r}")
+            return value
+        if rate is not UNCHANGED and rate is not None:
+            try:
+                parse_rate(rate)
+            except ValueError as exc:
+                raise TaskValidationError(str(exc)) from None
+        spec = LimitSpec(whole(concurrency, "concurrency"),
+                         None if rate is UNCHANGED else (False if rate is None else rate),
+                         None if burst is UNCHANGED or burst is None else whole(burst, "burst"))
+        return (yield from self._tenant_op(user_id, "set", spec))
+
+    def _tenant_op(self, user_id: str, op: str, spec: LimitSpec | None = None) -> Op[dict[str, Any]]:
+        """Run ``tenant.lua`` (idempotent: the same call again changes nothing), then read the
+        tenant's state."""
+        args = self.proto.tenant_args(user_id, op, spec)
+        with redis_errors(f"{op}_tenant"):
+            if self._limits_unsynced():
+                yield from self._sync_limits()
+            yield run(self.scripts.tenant, args)
+        return (yield from self._get_tenant_limits(user_id))
+
+    def _get_tenant_limits(self, user_id: str) -> Op[dict[str, Any]]:
+        commands = self.proto.tenant_commands(user_id)
+        with redis_errors("get_tenant_limits"):
+            replies = yield execute(commands)
+        return self.proto.tenant_state(user_id, replies)
+
+    def _is_paused(self, user_id: str) -> Op[bool]:
+        commands = self.proto.tenant_commands(user_id)
+        with redis_errors("is_paused"):
+            return bool((yield call("hexists", self.keys.tenant_paused, commands[0][2])))
+
     # --- results ----------------------------------------------------------------------------
     def _store_result(self, task: Task, record: dict[str, Any]) -> Op[None]:
         yield from self._store_result_json(task, dumps(record, what=f"result of task {task.task_id}"))
@@ -595,3 +692,58 @@ class QueueOps:
                 return None
             sec, usec = yield call("time")  # the server's clock (a cluster pipeline cannot send TIME)
         return max(0.0, float(first[0][1]) / 1000.0 - (float(sec) + float(usec) / 1e6))
+
+    # --- schedules (core/scheduler.py) ---------------------------------------------------------
+    def _schedule_tick(self, name: str, tick: int | None, token: str, stale_ms: int,
+                       skip: bool) -> Op[tuple[str, int, list[str]]]:
+        """Claim ``tick`` of schedule ``name`` (``schedule_tick.lua``): (status, last tick, stale claims
+        now ours). Safe to retry: a claim is idempotent by ``token`` (a retry answers 'claimed'
+        again); a stale claim handed over by an attempt whose reply was lost goes stale again."""
+        return (yield from self._schedule_ticks([(name, tick, skip)], token, stale_ms))[0]
+
+    def _schedule_ticks(self, requests: Sequence[tuple[str, int | None, bool]], token: str,
+                        stale_ms: int) -> Op[list[tuple[str, int, list[str]]]]:
+        """:meth:`_schedule_tick` for several (name, tick or None, skip) in one round trip."""
+        calls = [(self.scripts.schedule_tick, [self.keys.base, name, "" if tick is None else str(tick), token,
+                                               stale_ms, "1" if skip else "0"]) for name, tick, skip in requests]
+        with redis_errors("schedule_tick"):
+            replies = yield run_scripts(calls)
+        return [(text(r[0]), int(text(r[1]) or 0), [text(t) for t in r[2:]]) for r in replies]
+
+    def _schedule_done(self, name: str, ticks: Sequence[str]) -> Op[None]:
+        """Confirm that the tasks of ``ticks`` are pushed (their claims end). Idempotent (HDEL)."""
+        if ticks:
+            with redis_errors("schedule_done"):
+                yield call("hdel", self.keys.schedule(name), *(f"c:{t}" for t in ticks))
+
+    def _schedule_states(self, names: Sequence[str]) -> Op[dict[str, dict[str, str]]]:
+        """The state hash of each schedule (a key of the wrong type reads as empty). A read."""
+        if not names:
+            return {}
+        with redis_errors("schedule_states"):
+            rows = yield execute([["HGETALL", self.keys.schedule(n)] for n in names], raise_on_error=False)
+        return {n: ({text(k): text(v) for k, v in row.items()} if isinstance(row, dict) else {})
+                for n, row in zip(names, rows, strict=True)}
+
+    def _schedule_set(self, name: str, fields: dict[str, str], delete: Sequence[str]) -> Op[None]:
+        """Set and delete fields of a schedule's state (pause, resume, run-now time). Idempotent."""
+        commands: list[list[Any]] = []
+        if fields:
+            commands.append(["HSET", self.keys.schedule(name), *(x for kv in fields.items() for x in kv)])
+        if delete:
+            commands.append(["HDEL", self.keys.schedule(name), *delete])
+        if commands:
+            with redis_errors("schedule_set"):
+                yield execute(commands)
+
+    def _pushed_tenants(self) -> Op[list[str]]:
+        """Tenants that have a push counter in the stats hash (``u:<user>:pushed``): the tenants the
+        queue has seen. O(stats fields), in pages. A read."""
+        found: list[str] = []
+        cursor: Any = 0
+        with redis_errors("pushed_tenants"):
+            while True:
+                cursor, page = yield call("hscan", self.keys.stats, cursor, match="u:*:pushed", count=1000)
+                found += [text(f)[2:-7] for f in page]
+                if int(cursor) == 0:
+                    return sorted(set(found))

@@ -14,6 +14,7 @@ from typing import Any
 import redis
 
 from .config import FairQueueConfig
+from .config.limits import UNCHANGED, Unchanged
 from .connection import get_client
 from .context import activate_queue, deactivate_queue
 from .models import DLQEntry, Task
@@ -173,6 +174,12 @@ class TaskQueue(QueueOps):
         (ids whose lease was lost, ids cancelled). The worker's heartbeat uses it."""
         return drive(self.transport, self._extend_leases(tasks, lease_seconds))
 
+    def set_progress(self, task: Task, fraction: float, message: str = "") -> bool:
+        """Store a leased task's progress (``fraction`` 0..1, a short message) under its lease:
+        False when the lease is not (or no longer) this task object's. Inside a task, call
+        :func:`fairque_django.set_progress` instead."""
+        return drive(self.transport, self._set_progress(task, fraction, message))
+
     def delete(self, *task_ids: str) -> list[str]:
         """Remove tasks wherever they are (queued, delayed, leased or dead)."""
         return drive(self.transport, self._delete(task_ids))
@@ -231,6 +238,45 @@ class TaskQueue(QueueOps):
         """Ready tasks of one user, by lane."""
         return drive(self.transport, self._user_depth(user_id))
 
+    # --- tenant limits ------------------------------------------------------------------------
+    def set_tenant_limits(self, user_id: str, *, concurrency: int | Unchanged | None = UNCHANGED,
+                          rate: str | Unchanged | None = UNCHANGED,
+                          burst: int | Unchanged | None = UNCHANGED) -> dict[str, Any]:
+        """Set ``user_id``'s runtime limits, fleet-wide: ``concurrency`` (tasks leased at once), ``rate``
+        (``"10/s"``, ``"100/m"``, ``"1000/h"``), ``burst`` (tokens that may be used at once, default 1).
+        An argument left out keeps its runtime value; ``None`` means no limit (over the settings).
+        They win over ``queue.tenant_limits`` until :meth:`clear_tenant_limits`. Takes effect at
+        once: a tenant over a lowered cap leaves its rotation (running tasks finish), one under a
+        raised cap rejoins at its fair place. Idempotent. Returns :meth:`get_tenant_limits`."""
+        return drive(self.transport, self._set_tenant_limits(user_id, concurrency, rate, burst))
+
+    def clear_tenant_limits(self, user_id: str) -> dict[str, Any]:
+        """Drop ``user_id``'s runtime limits: the settings apply again. Idempotent. Returns
+        :meth:`get_tenant_limits`."""
+        return drive(self.transport, self._tenant_op(user_id, "clear"))
+
+    def get_tenant_limits(self, user_id: str) -> dict[str, Any]:
+        """The limits in force for ``user_id`` (``concurrency``, ``rate``, ``burst``), where each comes
+        from (``<name>_source``: ``"runtime"``, ``"settings:<entry>"`` or ``"default"``), and its
+        state: ``paused``, ``paused_since``, ``held`` (why it is out of its rotation with work
+        queued: ``"paused"``, ``"cap"``, ``"rate"`` or None), ``leased`` (tasks leased now,
+        fleet-wide) and ``next_token_at`` (epoch s, when rate-held)."""
+        return drive(self.transport, self._get_tenant_limits(user_id))
+
+    def pause_tenant(self, user_id: str) -> dict[str, Any]:
+        """Pause ``user_id``: none of its tasks is leased until :meth:`resume_tenant`; pushes are still
+        accepted and running tasks finish. Idempotent. Returns :meth:`get_tenant_limits`."""
+        return drive(self.transport, self._tenant_op(user_id, "pause"))
+
+    def resume_tenant(self, user_id: str) -> dict[str, Any]:
+        """Resume a paused ``user_id``: it rejoins its rotation at its fair place. Idempotent.
+        Returns :meth:`get_tenant_limits`."""
+        return drive(self.transport, self._tenant_op(user_id, "resume"))
+
+    def is_paused(self, user_id: str) -> bool:
+        """Whether ``user_id`` is paused."""
+        return drive(self.transport, self._is_paused(user_id))
+
     # --- results ----------------------------------------------------------------------------
     def store_result(self, task: Task, record: dict[str, Any]) -> None:
         """Keep a task's outcome (JSON) for ``queue.result_ttl_seconds`` under its user's scope."""
@@ -256,3 +302,32 @@ class TaskQueue(QueueOps):
     def next_delayed_seconds(self) -> float | None:
         """Seconds until the earliest delayed task (scheduled or retry) is due, or None."""
         return drive(self.transport, self._next_delayed_seconds())
+
+    # --- schedules ----------------------------------------------------------------------------
+    def schedule_tick(self, name: str, tick: int | None, token: str, *, stale_ms: int = 10_000,
+                      skip: bool = False) -> tuple[str, int, list[str]]:
+        """Claim a tick of a periodic schedule, exactly once fleet-wide (see :mod:`.scheduler`):
+        (status, last tick, stale claims handed to ``token``)."""
+        return drive(self.transport, self._schedule_tick(name, tick, token, stale_ms, skip))
+
+    def schedule_stale(self, names: Sequence[str], token: str, *, stale_ms: int = 10_000) -> dict[str, list[str]]:
+        """Claims of ``names`` not confirmed for ``stale_ms`` (their pusher died), now handed to
+        ``token`` to push again: schedule name -> ticks (one round trip)."""
+        replies = drive(self.transport, self._schedule_ticks([(n, None, False) for n in names], token, stale_ms))
+        return {n: r[2] for n, r in zip(names, replies, strict=True)}
+
+    def schedule_done(self, name: str, ticks: Sequence[str]) -> None:
+        """Confirm the claims of ``ticks``: their tasks are pushed."""
+        drive(self.transport, self._schedule_done(name, ticks))
+
+    def schedule_states(self, names: Sequence[str]) -> dict[str, dict[str, str]]:
+        """The stored state of each schedule (last tick, counts, paused, pending claims)."""
+        return drive(self.transport, self._schedule_states(names))
+
+    def schedule_set(self, name: str, fields: dict[str, str], delete: Sequence[str] = ()) -> None:
+        """Set / delete fields of a schedule's state (pause, resume)."""
+        drive(self.transport, self._schedule_set(name, fields, delete))
+
+    def pushed_tenants(self) -> list[str]:
+        """Tenants with a push counter in the stats (the tenants the queue has seen)."""
+        return drive(self.transport, self._pushed_tenants())

@@ -46,7 +46,9 @@ class TaskFunction(Generic[P, R]):
 
     def __init__(self, func: Callable[P, R], *, name: str | None = None, priority: Priority | int = 3,
                  max_retries: int | None = None, timeout: float | None = None,
-                 xcom_key: str | None = None, store_result: bool | None = None) -> None:
+                 xcom_key: str | None = None, store_result: bool | None = None,
+                 unique_key: str | Callable[..., str] | None = None, unique_for: float | None = None,
+                 on_conflict: str = "drop") -> None:
         self.func = func
         self.name = name or f"{func.__module__}.{func.__qualname__}"
         if "<locals>" in self.name and name is None:
@@ -59,6 +61,11 @@ class TaskFunction(Generic[P, R]):
         self.timeout = timeout
         self.xcom_key = xcom_key
         self.store_result = store_result
+        self.unique_key = unique_key
+        self.unique_for = unique_for
+        self.on_conflict = on_conflict
+        if unique_key is not None:  # checked now, not at the first enqueue
+            Task.create(unique_key="k", unique_for=unique_for, on_conflict=on_conflict)
         functools.update_wrapper(self, func)
 
     def __call__(self, *args: P.args, **kwargs: P.kwargs) -> Task:
@@ -73,13 +80,18 @@ class TaskFunction(Generic[P, R]):
         meta = dict(metadata or {})
         if self.store_result is not None:  # None: kept by default, a non-JSON value noted, not fatal
             meta.setdefault("store_result", self.store_result)
+        args = tuple(args)
+        key = self.unique_key
+        if callable(key):  # the key of these arguments (a tenant-scoped string)
+            key = key(*args, **(kwargs or {}))
         return Task.create(
             user_id=user_id,
             priority=self.priority if priority is None else priority,
-            func_name=self.name, args=tuple(args), kwargs=kwargs or {},
+            func_name=self.name, args=args, kwargs=kwargs or {},
             delay_seconds=delay_seconds, execute_after=execute_after,
             max_retries=self.max_retries if max_retries is None else max_retries,
             timeout=self.timeout if timeout is None else timeout, metadata=meta,
+            unique_key=key, unique_for=self.unique_for, on_conflict=self.on_conflict,
         )
 
     def run(self, *args: P.args, **kwargs: P.kwargs) -> R:
@@ -104,12 +116,15 @@ class TaskFunction(Generic[P, R]):
     def apply_async(self, args: Iterable[Any] = (), kwargs: dict[str, Any] | None = None, *,
                     user: Any = None, priority: Priority | int | None = None,
                     countdown: float | None = None, eta: float | None = None,
-                    on_commit: bool | None = None) -> TaskResult:
-        """Queue a call with options; ``user`` is a user id or anything the tenant resolver maps.
+                    on_commit: bool | None = None, depends_on: Iterable[Any] = (),
+                    allow_failure: bool = False) -> TaskResult:
+        """Queue a call with options; ``user`` is a user id or anything the tenant resolver maps;
+        ``depends_on``: handles, tasks, ids or (user, id) pairs that must succeed first.
         Returns the task's :class:`~.results.TaskResult` handle."""
         if _enqueuer is None:
             raise TaskNotRegisteredError(_NO_ENQUEUER)
         task = self.create_task(args, kwargs, priority=priority, delay_seconds=countdown, execute_after=eta)
+        task.set_dependencies(depends_on, allow_failure)
         return _enqueuer(task, user=user, on_commit=on_commit)
 
     async def aenqueue(self, *args: P.args, **kwargs: P.kwargs) -> TaskResult:
@@ -142,21 +157,29 @@ def task(func: Callable[P, R], /) -> TaskFunction[P, R]: ...
 @overload
 def task(*, name: str | None = None, priority: Priority | int = 3, max_retries: int | None = None,
          timeout: float | None = None, store_result: bool | None = None,
+         unique_key: str | Callable[..., str] | None = None, unique_for: float | None = None,
+         on_conflict: str = "drop",
          ) -> Callable[[Callable[P, R]], TaskFunction[P, R]]: ...
 
 
 def task(func: Callable[P, R] | None = None, /, *, name: str | None = None, priority: Priority | int = 3,
          max_retries: int | None = None, timeout: float | None = None, store_result: bool | None = None,
+         unique_key: str | Callable[..., str] | None = None, unique_for: float | None = None,
+         on_conflict: str = "drop",
          ) -> TaskFunction[P, R] | Callable[[Callable[P, R]], TaskFunction[P, R]]:
     """Register a function as a task: ``@task`` or ``@task(priority=..., max_retries=..., timeout=...)``.
 
     Its outcome is kept for ``queue.result_ttl_seconds`` (see :class:`~.results.TaskResult`):
     ``store_result=False`` keeps nothing, ``store_result=True`` also fails the task when its return
-    value is not JSON (by default the result then only notes why the value is missing)."""
+    value is not JSON (by default the result then only notes why the value is missing).
+
+    ``unique_key`` (a string, or a callable of the task's arguments returning one) makes each call
+    unique per tenant while unfinished; ``unique_for`` and ``on_conflict`` as for ``enqueue``."""
 
     def wrap(f: Callable[P, R]) -> TaskFunction[P, R]:
         fn = TaskFunction(f, name=name, priority=priority, max_retries=max_retries, timeout=timeout,
-                          store_result=store_result)
+                          store_result=store_result, unique_key=unique_key, unique_for=unique_for,
+                          on_conflict=on_conflict)
         register(fn)
         return fn
 

@@ -12,6 +12,8 @@ import asyncio
 import contextlib
 import inspect
 import json
+import logging
+import math
 import time
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
@@ -19,7 +21,7 @@ from enum import Enum
 from typing import Any, Protocol
 
 from .codec import count
-from .context import resolve_queue
+from .context import resolve_queue, running_task
 from .errors import (
     FairQueueError,
     ResultNotReadyError,
@@ -27,11 +29,14 @@ from .errors import (
     SerializationError,
     TaskFailedError,
     TaskNotFoundError,
+    TaskValidationError,
 )
 from .models import Task, dumps
 
-__all__ = ["CancelResult", "ResultSnapshot", "TaskError", "TaskResult", "TaskStatus", "failure_record",
-           "success_record"]
+__all__ = ["CancelResult", "Progress", "ResultSnapshot", "TaskError", "TaskResult", "TaskStatus", "aset_progress",
+           "failure_record", "set_progress", "success_record"]
+
+logger = logging.getLogger("fairque_django.progress")
 
 
 class TaskStatus(str, Enum):
@@ -77,7 +82,7 @@ class AsyncResultReader(Protocol):
 
 # the task hash's state field (st) -> status
 _STATE_STATUS = {"queued": TaskStatus.READY, "delayed": TaskStatus.READY, "leased": TaskStatus.RUNNING,
-                 "dead": TaskStatus.FAILED}
+                 "dead": TaskStatus.FAILED, "waiting": TaskStatus.READY}
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,6 +111,7 @@ class ResultSnapshot:
     enqueued_at: float | None = None
     finished_at: float | None = None
     value_error: str | None = None  # the return value could not be stored (not JSON)
+    progress: Progress | None = None  # what the running attempt last reported (set_progress)
 
     @classmethod
     def read(cls, user_id: str, fields: Mapping[str, str] | None, raw_record: bytes | str | None) -> ResultSnapshot:
@@ -127,11 +133,11 @@ class ResultSnapshot:
         enqueued = None
         with contextlib.suppress(ValueError, TypeError, AttributeError):
             enqueued = float(json.loads(f.get("b", "{}")).get("created"))
-        finished = (count(f.get("dt")) or 0) / 1000.0 if status is TaskStatus.FAILED else None
+        finished = (count(f.get("dt")) or 0) / 1000.0 if status in (TaskStatus.FAILED, TaskStatus.CANCELLED) else None
         if record is not None and status is TaskStatus.FAILED and not errors:
             errors = _record_errors(record)
         return cls(found=True, status=status, errors=errors, attempts=_int(f.get("a")), enqueued_at=enqueued,
-                   finished_at=finished or None)
+                   finished_at=finished or None, progress=progress_of(f))
 
     @classmethod
     def _from_record(cls, record: Mapping[str, Any]) -> ResultSnapshot:
@@ -176,6 +182,86 @@ def _float(value: Any) -> float | None:
     return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
 
 
+# --- progress ------------------------------------------------------------------------------
+MAX_PROGRESS_MESSAGE = 200  # characters of a progress message kept (a longer one is cut)
+PROGRESS_FIELD = "pg"  # the task hash's field: "<lease token>\t<fraction>\t<ms>\t<message>" (progress.lua)
+
+
+@dataclass(frozen=True, slots=True)
+class Progress:
+    """How far a running task got: ``fraction`` 0..1, a short ``message``, ``updated_at`` (epoch
+    seconds, Redis's clock)."""
+
+    fraction: float
+    message: str
+    updated_at: float
+
+    @property
+    def percent(self) -> int:
+        """``fraction`` as a whole percentage."""
+        return round(self.fraction * 100)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"fraction": self.fraction, "percent": self.percent, "message": self.message,
+                "updated_at": self.updated_at}
+
+
+def check_progress(fraction: object, message: object) -> tuple[float, str]:
+    """``fraction`` as a float in 0..1 and ``message`` cut to :data:`MAX_PROGRESS_MESSAGE`
+    characters; :class:`TaskValidationError` for anything else."""
+    if isinstance(fraction, bool) or not isinstance(fraction, (int, float)) or not math.isfinite(fraction) \
+            or not 0 <= fraction <= 1:
+        raise TaskValidationError(f"progress must be a number from 0 to 1, got {fraction!r}")
+    if not isinstance(message, str):
+        raise TaskValidationError(f"a progress message must be a str, got {type(message).__name__}")
+    if len(message) > MAX_PROGRESS_MESSAGE:
+        message = message[:MAX_PROGRESS_MESSAGE - 1] + "…"
+    return float(fraction), message
+
+
+def progress_of(fields: Mapping[str, str]) -> Progress | None:
+    """The progress a task hash (text fields) holds for its current lease, or None: none reported,
+    the task is not running, the value was written under an earlier attempt's token, or garbage."""
+    raw = fields.get(PROGRESS_FIELD)
+    if not raw or fields.get("st") != "leased":
+        return None
+    parts = raw.split("\t", 3)
+    if len(parts) != 4 or not parts[0] or parts[0] != fields.get("tok"):
+        return None
+    try:
+        fraction, ms = float(parts[1]), int(parts[2])
+    except ValueError:
+        return None
+    if not 0 <= fraction <= 1:
+        return None
+    return Progress(fraction, parts[3], ms / 1000.0)
+
+
+def set_progress(fraction: float, message: str = "") -> bool:
+    """Inside a running task: report how far it got (``fraction`` 0..1, ``message`` up to 200
+    characters), for its result handle's ``progress``, the admin and ``fairque_stats``.
+
+    One Redis call, fenced by the task's lease: an attempt whose lease was taken over writes
+    nothing. Returns True when stored; False outside a task run by a worker (e.g. ``task()``
+    called directly), when the lease is no longer this attempt's, or when Redis could not be
+    reached (logged: progress is advisory and never fails the task)."""
+    fraction, message = check_progress(fraction, message)
+    running = running_task()
+    if running is None or running.queue is None or not running.task.lease_token:
+        return False
+    try:
+        return running.queue.set_progress(running.task, fraction, message)
+    except FairQueueError as exc:
+        logger.warning("fairque: progress of task %s not stored: %s", running.task.task_id, exc)
+        return False
+
+
+async def aset_progress(fraction: float, message: str = "") -> bool:
+    """:func:`set_progress` for ``async def`` tasks (the call runs in a thread, off the loop)."""
+    check_progress(fraction, message)
+    return await asyncio.to_thread(set_progress, fraction, message)
+
+
 # --- records the workers store ---------------------------------------------------------------
 def _keeps(task: Task, default: bool) -> bool:
     """Whether ``task``'s outcome is kept: its own ``store_result``, else ``queue.store_results``."""
@@ -215,7 +301,7 @@ def failure_record(task: Task, error: BaseException, tb: str, default: bool = Tr
 # --- the handle -------------------------------------------------------------------------------
 class TaskResult:
     """The handle of one enqueued task: ``.id``, ``.status``, ``.return_value``, ``.errors``,
-    ``.refresh()``, ``.wait(timeout=...)`` and ``await .await_result(timeout=...)``.
+    ``.progress``, ``.refresh()``, ``.wait(timeout=...)`` and ``await .await_result(timeout=...)``.
 
     Its fields are what the last :meth:`refresh` (or ``wait``) read; a new handle says ``READY``.
     Rebuild one from a stored id with ``TaskQueue.result(id, user_id=...)`` or, in Django,
@@ -261,6 +347,13 @@ class TaskResult:
     @property
     def finished_at(self) -> float | None:
         return self._snapshot.finished_at
+
+    @property
+    def progress(self) -> Progress | None:
+        """What the running attempt last reported with :func:`set_progress` (as of the last
+        :meth:`refresh`), or None: nothing reported, not running (queued, waiting for a retry,
+        finished), or reported by an earlier attempt."""
+        return self._snapshot.progress
 
     @property
     def return_value(self) -> Any:

@@ -454,6 +454,16 @@ def test_dashboard_shows_totals_users_workers_and_dlq(viewer: Client, queue: Tas
     assert response.context["stats"]["tasks_pushed"] == 4
 
 
+def test_dashboard_shows_the_progress_of_running_tasks(viewer: Client, queue: TaskQueue) -> None:
+    queue.push(Task.create(user_id="user:1", func_name="tests.testapp.tasks.record", args=["x"]))
+    popped = queue.pop("worker-001")
+    assert popped is not None and queue.set_progress(popped, 0.42, "42 of 100 <rows>")
+    Worker(conf.get_config(), worker_id="worker-001", install_signal_handlers=False).publish_health([popped])
+    body = viewer.get(reverse(DASHBOARD)).content.decode()
+    assert '<progress max="100" value="42">' in body
+    assert "42% · 42 of 100 &lt;rows&gt;" in body and "<rows>" not in body  # escaped
+
+
 def test_pages_say_when_redis_is_unreachable(viewer: Client) -> None:
     broken = {"redis": {"url": "redis://127.0.0.1:1/0", "socket_connect_timeout": 0.5},
               "workers": [{"id": "worker-001", "assigned_users": ["*"]}]}

@@ -186,7 +186,10 @@ def test_admin_pages_fit_the_window(live_server: Any, superuser: Any, browser: A
     long_one = dead_letter(queue, Task.create(user_id="user:3", func_name=LONG_FUNC, args=["march"]),
                            "user:3", ConnectionError(LONG_ERROR))
     seed(queue)
-    running = Task.create(user_id="user:5", func_name=LONG_FUNC, args=[])
+    queue.push(Task.create(user_id="user:5", func_name=LONG_FUNC, args=[], priority=Priority.CRITICAL))
+    running = queue.pop("worker-002")
+    assert running is not None and running.func_name == LONG_FUNC
+    assert queue.set_progress(running, 0.42, "42 of 100 rows imported from the March invoices export")
     Worker(get_config(), worker_id="worker-002", install_signal_handlers=False).publish_health([running])
     page = new_page(browser, width)
     login(page, live_server.url)
@@ -197,6 +200,8 @@ def test_admin_pages_fit_the_window(live_server: Any, superuser: Any, browser: A
     cut = assert_fits(page, f"dashboard at {width} px")
     shot(page, shots, f"dashboard-{width}")
     assert any(c["title"].startswith(f"{LONG_FUNC} (user:5)") for c in cut), cut  # the running task
+    assert page.locator("#fq-workers progress").get_attribute("value") == "42"  # its progress
+    assert any(c["title"].startswith("42%: 42 of 100 rows") for c in cut), cut
 
     page.goto(f"{live_server.url}/admin/fairque_django/deadletterqueue/")
     page.wait_for_selector("#result_list")
@@ -300,3 +305,42 @@ def test_requeue_a_dead_task_through_the_admin(live_server: Any, superuser: Any,
     assert [u.split()[0] for u in users] == ["user:5", "user:2", "user:3", "user:4"]  # busiest first
     assert_fits(page, "dashboard at 1440 px")
     shot(page, shots, "dashboard")
+
+
+def test_the_schedule_page_runs_a_schedule_now(live_server: Any, superuser: Any, page: Any, shots: Path,
+                                               settings: Any) -> None:
+    """The dashboard links to the schedule page; it lists the schedules with their last and next
+    tick; "Run now" asks for confirmation, then pushes the schedule's tasks."""
+    from fairque_django import conf
+
+    settings.TIME_ZONE = "Europe/Berlin"
+    settings.FAIRQUE = {**settings.FAIRQUE, "SCHEDULES": {
+        "nightly-invoices": {"task": "tests.testapp.tasks.record", "cron": "30 2 * * *", "args": ["invoices"],
+                             "tenants": ["user:1", "user:2", "user:3"]},
+        "cache-warmup": {"task": "tests.testapp.tasks.record", "every": 300, "args": ["warm"], "user": "user:4"},
+    }}
+    conf.reset()
+    queue = get_queue()
+    login(page, live_server.url)
+    page.goto(f"{live_server.url}/admin/fairque_django/fairqueue/")
+    page.click("#fq-schedules-link")
+    page.wait_for_selector("#fq-schedules")
+    assert page.locator("#fq-schedules tbody tr").count() == 2
+    row = page.locator("#fq-schedule-nightly-invoices")
+    assert "cron 30 2 * * * (Europe/Berlin)" in row.inner_text() and "user:1, user:2, user:3" in row.inner_text()
+    assert_fits(page, "schedules at 1440 px")
+    shot(page, shots, "schedules")
+
+    page.click("#fq-run-nightly-invoices")
+    page.wait_for_selector("#fq-confirm")
+    assert "Are you sure you want to run schedule nightly-invoices now?" in page.locator("#content").inner_text()
+    assert queue.get_stats()["tasks_pushed"] == 0  # nothing before the confirmation
+    page.click("#fq-confirm")
+    page.wait_for_selector("ul.messagelist")
+    assert "pushed 3 tasks now" in page.locator("ul.messagelist").inner_text()
+    assert queue.get_stats()["tasks_pushed"] == 3
+
+    page.click("#fq-pause-cache-warmup")
+    page.click("#fq-confirm")
+    page.wait_for_selector("#fq-resume-cache-warmup")
+    assert "paused" in page.locator("#fq-schedule-cache-warmup").inner_text()

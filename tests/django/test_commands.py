@@ -115,6 +115,20 @@ def test_stats_table(known_data: None) -> None:
     assert next(line for line in lines if "worker-002" in line).split()[1] == "stale"
 
 
+def test_stats_show_the_progress_of_running_tasks(queue: TaskQueue) -> None:
+    queue.push(t.record("x"), "user:1")
+    popped = queue.pop("worker-001")
+    assert popped is not None and queue.set_progress(popped, 0.5, "half of the rows")
+    Worker(get_config(), worker_id="worker-001", install_signal_handlers=False).publish_health([popped])
+    [running] = json.loads(run("fairque_stats", "--json"))["running"]
+    assert running["task_id"] == popped.task_id and running["user_id"] == "user:1"
+    assert running["worker_id"] == "worker-001" and running["func"] == "tests.testapp.tasks.record"
+    assert (running["progress"]["fraction"], running["progress"]["percent"]) == (0.5, 50)
+    assert running["progress"]["message"] == "half of the rows"
+    assert f"{popped.task_id} tests.testapp.tasks.record (user:1) on worker-001: 50% half of the rows" in run(
+        "fairque_stats")
+
+
 def test_stats_with_no_workers_running_and_empty_queue() -> None:
     data = json.loads(run("fairque_stats", "--json"))
     assert data["totals"]["pushed"] == 0 and data["users"] == []

@@ -287,6 +287,16 @@ def test_aenqueue() -> None:
                      ids[0]: "tenant:ctx", ids[1]: "tenant:ctx"}
 
 
+def test_aenqueue_takes_the_unique_key_and_dependency_options() -> None:
+    first = async_to_sync(aenqueue)(payload_task(), user="tenant:a", unique_key="report:1")
+    again = async_to_sync(aenqueue)(payload_task(), user="tenant:a", unique_key="report:1")
+    assert again.id == first.id  # dropped: the handle names the task holding the key
+    later = async_to_sync(aenqueue)(payload_task(), user="tenant:a", depends_on=[first])
+    assert later.status == "READY" and later.refresh() is not None
+    assert get_queue().get_task_state(later.id)["st"] == "waiting"  # type: ignore[index]
+    assert [t.task_id for t in pop_all()] == [first.id, later.id]  # ready once its dependency succeeded
+
+
 def test_aenqueue_missing_tenant() -> None:
     with pytest.raises(MissingTenantError):
         async_to_sync(aenqueue)(payload_task())

@@ -19,6 +19,19 @@ scripts do it (``fairque_django/core/lua/*.lua``):
   queued task while its partition's rotation is empty, leases it to the earliest parked slot of
   the partition, exactly as joining the rotation and one pop would.
 
+- unique keys (drop / replace; debounce, being about timers and key expiry, is tested in
+  tests/integration/test_workflows.py): a push whose key names an unfinished task is answered with
+  that task; the key is released when its task ends (completed, dead, cancelled);
+- dependencies: a task waits (in no lane, not live) until every dependency completed, becomes
+  ready (joining the rotation) on the last; a dependency's death cancels it, and its dependents in
+  turn (unless it allows failure); dependents are handled in id order.
+- tenant limits (issue 15): a tenant that is paused, at its concurrency cap, or out of rate tokens
+  is *held*: it is not in its rotation (it leaves it keeping its virtual start as its finish tag,
+  or, served, like a user that went idle) and rejoins through the usual join (``max(V, F)``) when
+  the lease count drops, it is resumed or its limits change. Rates here are ``1/h``: a tenant
+  has ``burst`` tokens, then waits an hour (never within a test), so no timer fires; a change of
+  its rate refills its bucket.
+
 Time is the Redis server's clock in ms; the state machine tells the model which timers fired.
 
 Poison (:meth:`Model.poison_clock`, :meth:`Model.poison_finish`, :meth:`Model.poison_stat`): a
@@ -33,6 +46,7 @@ from collections import Counter, defaultdict, deque
 from dataclasses import dataclass, field
 
 from fairque_django.core.config import FairQueueConfig
+from fairque_django.core.config.limits import LimitSpec, effective_limits
 
 PRIO_SPAN = 2 ** 40
 GARBAGE = "garbage"  # a value of the right type (a string, a hash field) that is no number
@@ -58,6 +72,10 @@ class MTask:
     deadline: int | None = None  # lease deadline (server ms)
     due: int | None = None  # delayed until (server ms)
     cx: bool = False  # cancelled while leased (the cancel flag)
+    uk: str | None = None  # its unique key
+    left: int = 0  # dependencies still to succeed (waiting)
+    allow: bool = False  # runs when a dependency fails
+    deps: list[str] = field(default_factory=list)  # the dependencies it waited for at its push
 
 
 @dataclass
@@ -75,6 +93,89 @@ class Model:
     # partition -> (park deadline ms, member "token\tworker\t...") of the slots waiting there
     parked: defaultdict[str, list[tuple[float, str]]] = field(default_factory=lambda: defaultdict(list))
     cancelled: dict[str, str] = field(default_factory=dict)  # task id -> user of the tasks cancelled
+    uniq: dict[str, str] = field(default_factory=dict)  # unique key -> task id
+    dependents: defaultdict[str, set[str]] = field(default_factory=lambda: defaultdict(set))
+    # tenant limits: runtime specs, paused users, leased counts, held users (-> why), rate tokens used
+    runtime: dict[str, LimitSpec] = field(default_factory=dict)
+    paused: set[str] = field(default_factory=set)
+    leased: Counter[str] = field(default_factory=Counter)
+    held: dict[str, str] = field(default_factory=dict)
+    tokens_used: Counter[str] = field(default_factory=Counter)
+
+    # --- tenant limits ------------------------------------------------------------------
+    def limits(self, user: str) -> dict[str, object]:
+        q = self.config.queue
+        return effective_limits(q.tenant_concurrency, q.tenant_limits, user, self.runtime.get(user))
+
+    def blocked(self, user: str) -> str | None:
+        """tenant_block.lua: why user may not be leased a task now."""
+        if user in self.paused:
+            return "paused"
+        lim = self.limits(user)
+        cap = lim["concurrency"]
+        if cap is not None and self.leased[user] >= int(cap):  # type: ignore[call-overload]
+            return "cap"
+        if lim["rate"] is not None and self.tokens_used[user] >= int(lim["burst"]):  # type: ignore[call-overload]
+            return "rate"
+        return None
+
+    def lease_taken(self, user: str) -> None:
+        lim = self.limits(user)
+        cap = lim["concurrency"]
+        assert cap is None or self.leased[user] < int(cap), f"{user} leased beyond its cap {cap}"  # type: ignore[call-overload]
+        self.leased[user] += 1
+        if lim["rate"] is not None:
+            self.tokens_used[user] += 1
+
+    def queued_part(self, user: str) -> str | None:
+        if self.crit[user]:
+            return self.tasks[self.crit[user][0]].part
+        lane = self.normal[user]
+        if lane:
+            return self.tasks[min(lane, key=lambda i: lane[i])].part
+        return None
+
+    def rejoin(self, user: str) -> None:
+        """rejoin.lua: look at a user's place again after its limits, pause or leases changed."""
+        part = self.queued_part(user)
+        if part is None:
+            self.held.pop(user, None)
+            return
+        ready = self.ready[part]
+        if user not in ready:
+            self.mark_ready(part, user)
+            return
+        why = self.blocked(user)
+        if why:
+            self.vfinish[part][user] = ready.pop(user)
+            self.held[user] = why
+
+    def lease_ended(self, user: str) -> None:
+        self.leased[user] -= 1
+        if self.leased[user] <= 0:
+            del self.leased[user]
+        if user in self.held:
+            self.rejoin(user)
+
+    def tenant_op(self, user: str, op: str, spec: LimitSpec | None = None) -> None:
+        """tenant.lua: set / clear runtime limits, pause / resume, then rejoin."""
+        before = self.limits(user)["rate"]
+        if op == "set":
+            assert spec is not None
+            old = self.runtime.get(user, LimitSpec())
+            self.runtime[user] = LimitSpec(
+                spec.concurrency if spec.concurrency is not None else old.concurrency,
+                spec.rate if spec.rate is not None else old.rate,
+                spec.burst if spec.burst is not None else old.burst)
+        elif op == "clear":
+            self.runtime.pop(user, None)
+        elif op == "pause":
+            self.paused.add(user)
+        else:
+            self.paused.discard(user)
+        if self.limits(user)["rate"] != before:
+            self.tokens_used.pop(user, None)
+        self.rejoin(user)
 
     # --- helpers ------------------------------------------------------------------------
     def stat(self, name: str, n: int = 1) -> None:
@@ -117,6 +218,11 @@ class Model:
         ready = self.ready[part]
         if user in ready:
             return
+        why = self.blocked(user)
+        if why:  # join_rotation: held back by its limits
+            self.held[user] = why
+            return
+        self.held.pop(user, None)
         start = self.joining_start(part, user, min(ready.values()) if ready else None)
         self.vfinish[part].pop(user, None)
         ready[user] = start
@@ -139,14 +245,51 @@ class Model:
         t.deadline = None
         self.stat("dead")
         self.stat(f"u:{t.user}:dead")
+        self.finished(t, ok=False)
+
+    def release_unique(self, t: MTask) -> None:
+        if t.uk is not None and self.uniq.get(t.uk) == t.id:
+            del self.uniq[t.uk]
+
+    def finished(self, t: MTask, ok: bool) -> None:
+        """A task ended: its key is released; its dependents count it as met (ok) or are cancelled,
+        theirs in turn (a work list, as deps_failed.lua)."""
+        self.release_unique(t)
+        if ok:
+            for d in sorted(self.dependents.pop(t.id, set())):
+                self.count_down(d)
+            return
+        todo = [t.id]
+        while todo:
+            x = todo.pop(0)
+            for d in sorted(self.dependents.pop(x, set())):
+                dt = self.tasks.get(d)
+                if dt is None or dt.st != "waiting":
+                    continue
+                if dt.allow:
+                    self.count_down(d)
+                else:
+                    self.cancel_done(d)
+                    todo.append(d)
+
+    def count_down(self, tid: str) -> None:
+        t = self.tasks.get(tid)
+        if t is None or t.st != "waiting":
+            return
+        t.left -= 1
+        if t.left <= 0:
+            t.left = 0
+            self.enqueue_ready(t, front=False)
 
     def fail_attempt(self, t: MTask, *, force_dead: bool, due: int | None) -> str:
         """``due`` None: retry now (front of the lane); else the delayed-until time Redis chose."""
         t.r += 1
-        self.stat("failed")
-        self.stat(f"u:{t.user}:failed")
         t.token = None
         t.deadline = None
+        t.st = "failing"
+        self.lease_ended(t.user)
+        self.stat("failed")
+        self.stat(f"u:{t.user}:failed")
         if force_dead or t.r > t.maxr:
             self.bury(t)
             return "dead"
@@ -162,7 +305,7 @@ class Model:
     def hand_off(self, t: MTask) -> str | None:
         """Lease a task ready now to a parked slot if a pop would choose it; returns the slot's token."""
         part, user = t.part, t.user
-        if self.ready[part] or self.crit[user] or self.normal[user] or not self.parked[part]:
+        if self.ready[part] or self.crit[user] or self.normal[user] or self.blocked(user) or not self.parked[part]:
             return None
         slot = min(self.parked[part])
         self.parked[part].remove(slot)
@@ -171,6 +314,7 @@ class Model:
         self.vclock[part] = start
         t.a += 1
         t.st = "leased"
+        self.lease_taken(user)
         t.token = slot[1].split("\t")[0]
         self.stat("popped")
         return t.token
@@ -201,10 +345,63 @@ class Model:
             self.stat(f"u:{user}:pushed")
         return out
 
+    def push_with(self, entry: tuple[str, str, int, int], uk: str | None, mode: str,
+                  deps: list[tuple[str, str]], allow: bool) -> tuple[str, str | None]:
+        """One task pushed with a unique key and / or dependencies (push_gate.lua): push.lua's answer
+        ('1', 'D', 'R', 'W', 'C', 'X') and the other task's id for 'D' / 'R'."""
+        tid, user, prio, maxr = entry
+        self.seq += 1
+        self.handed = []
+        if tid in self.tasks:
+            return "0", None
+        if uk is not None:
+            old = self.tasks.get(self.uniq.get(uk, ""))
+            if old is not None and old.st in ("queued", "delayed", "waiting", "leased"):
+                if mode == "drop":
+                    return "D", old.id
+                if old.st != "leased":
+                    return "R", old.id
+        unmet, failed = [], None
+        for du, did in deps:
+            dep = self.tasks.get(did)
+            if dep is None and self.cancelled.get(did) == du:  # gone, its record reads CANCELLED
+                failed = failed or (None if allow else did)
+                continue
+            if dep is None or dep.user != du:  # (completed: no result kept in this test) or another user's
+                return "X", None
+            if dep.st == "dead":
+                failed = failed or (None if allow else did)
+            else:
+                unmet.append(did)
+        t = MTask(tid, user, prio, self.seq, self.config.weight_of(user), self.config.partition_of(user), maxr,
+                  allow=allow)
+        self.tasks[tid] = t
+        self.stat("pushed")
+        self.stat(f"u:{user}:pushed")
+        if failed is not None:  # stored waiting, cancelled at once (push_waiting.lua)
+            t.st = "waiting"
+            self.cancel_done(tid)
+            return "C", None
+        if uk is not None:
+            t.uk = uk
+            self.uniq[uk] = tid
+        if unmet:
+            t.st = "waiting"
+            t.left = len(unmet)
+            t.deps = unmet
+            for did in unmet:
+                self.dependents[did].add(tid)
+            return "W", None
+        if (token := self.hand_off(t)) is not None:
+            self.handed.append((tid, token))
+        else:
+            self.enqueue_ready(t, front=False)
+        return "1", None
+
     def run_timers(self, expired: list[str], promoted: list[str]) -> None:
         for tid in sorted(expired, key=lambda i: (self.tasks[i].deadline or 0, i)):
             if self.tasks[tid].cx:
-                self.cancel_done(tid)
+                self.cancel_leased(tid)
                 continue
             self.stat("expired")
             self.fail_attempt(self.tasks[tid], force_dead=False, due=None)
@@ -222,18 +419,29 @@ class Model:
         return tid
 
     def serve(self, part: str, user: str, score: float) -> MTask | None:
+        why = self.blocked(user)
+        if why:  # held back by its limits: it leaves the rotation keeping its place
+            del self.ready[part][user]
+            self.vfinish[part][user] = score
+            self.held[user] = why
+            return None
         tid = self.take(user)
         if tid is None:
             del self.ready[part][user]
             return None
         t = self.tasks[tid]
         finish = score + 1 / (t.weight if t.weight > 0 else 1)
-        if self.crit[user] or self.normal[user]:
+        self.lease_taken(user)
+        more = bool(self.crit[user] or self.normal[user])
+        why = self.blocked(user) if more else None
+        if more and not why:
             self.ready[part][user] = finish
         else:
             del self.ready[part][user]
             self.vfinish[part][user] = finish
             self.vclock[part] = score
+            if why:
+                self.held[user] = why
         t.a += 1
         t.st = "leased"
         self.stat("popped")
@@ -279,12 +487,14 @@ class Model:
     def complete(self, tid: str, token: str | None) -> int:
         code = self.lease_ok(tid, token)
         if code == 1 and self.tasks[tid].cx:
-            self.cancel_done(tid)
+            self.cancel_leased(tid)
             return 2
         if code == 1:
             t = self.tasks.pop(tid)
+            self.lease_ended(t.user)
             self.stat("completed")
             self.stat(f"u:{t.user}:completed")
+            self.finished(t, ok=True)
         return code
 
     def release(self, tid: str, token: str | None) -> int:
@@ -292,37 +502,61 @@ class Model:
         if t is None or t.st != "leased" or t.token != token:
             return 0
         if t.cx:  # finished as cancelled, not handed back
-            self.cancel_done(tid)
+            self.cancel_leased(tid)
             return 0
         t.token = None
         t.deadline = None
         t.a = max(0, t.a - 1)
+        t.st = "released"
+        self.lease_ended(t.user)
         self.enqueue_ready(t, front=True)
         self.stat("released")
         return 1
 
     # --- cancel ---------------------------------------------------------------------------
-    def cancel_done(self, tid: str) -> None:
+    def cancel_done(self, tid: str) -> bool:
+        """cancel_done.lua, the one way every cancel ends: the task is gone (its record reads
+        CANCELLED), a lease it held ends (its tenant's cap frees), its unique key is released, it
+        counts once in 'cancelled'. Returns whether it has dependents (the caller cancels them)."""
         t = self.tasks.pop(tid)
-        self.cancelled[tid] = t.user  # its outcome (a result record) reads CANCELLED
+        self.cancelled[tid] = t.user
+        if t.st == "waiting":  # its dependencies list it no more
+            for dep in t.deps:
+                self.dependents[dep].discard(tid)
+        if t.st == "leased":
+            self.lease_ended(t.user)
         self.stat("cancelled")
         self.stat(f"u:{t.user}:cancelled")
+        self.release_unique(t)
+        return bool(self.dependents.get(tid))
+
+    def cancel_cascade(self, tid: str) -> None:
+        """cancel_done, then its dependents are cancelled (deps_failed.lua)."""
+        t = self.tasks[tid]
+        self.cancel_done(tid)
+        self.finished(t, ok=False)
+
+    def cancel_leased(self, tid: str) -> None:
+        """cancel_leased.lua: a flagged lease ends (ack, failure, release, expiry) as cancelled."""
+        self.cancel_cascade(tid)
 
     def leave_rotation(self, part: str, user: str) -> None:
-        """leave_rotation.lua: a user with no ready task left leaves the rotation, keeping its place."""
+        """leave_rotation.lua: a user with no ready task left leaves the rotation, keeping its place,
+        and is held no longer."""
         ready = self.ready[part]
-        if self.crit[user] or self.normal[user] or user not in ready:
+        if self.crit[user] or self.normal[user]:
+            return
+        self.held.pop(user, None)
+        if user not in ready:
             return
         score = ready.pop(user)
         self.vfinish[part][user] = score
         if not ready:
             self.vclock[part] = score
 
-    def cancel(self, tid: str, user: str | None = None, flag_running: bool = True) -> str:
+    def cancel_task(self, tid: str, user: str | None = None, flag_running: bool = True) -> str:
         """cancel_task.lua's answer, and its effect."""
         t = self.tasks.get(tid)
-        if t is None and user is not None and self.cancelled.get(tid) == user:
-            return "cancelled"  # gone: its record says it was cancelled (TaskQueue.cancel reads it)
         if t is None or (user is not None and t.user != user):
             return "not_found"
         if t.st == "leased":
@@ -337,12 +571,60 @@ class Model:
                 self.crit[t.user].remove(tid)
             self.normal[t.user].pop(tid, None)
             self.leave_rotation(t.part, t.user)
-        self.cancel_done(tid)
+        self.cancel_cascade(tid)  # (queued, delayed, or waiting: in no lane)
         return "cancelled"
+
+    def cancel(self, tid: str, user: str | None = None, flag_running: bool = True) -> str:
+        """TaskQueue.cancel: cancel_task.lua, and for a task gone, what its record says."""
+        if tid not in self.tasks and user is not None and self.cancelled.get(tid) == user:
+            return "cancelled"  # gone: its record says it was cancelled (TaskQueue.cancel reads it)
+        return self.cancel_task(tid, user, flag_running)
+
+    def cancel_queued(self, user: str, limit: int) -> tuple[int, int]:
+        """cancel_queued.lua: up to limit of user's queued tasks, from the heads of its lanes."""
+        crit = self.crit[user]
+        ids = [crit.popleft() for _ in range(min(limit, len(crit)))][::-1]  # LRANGE -limit -1: list order
+        lane = self.normal[user]
+        for tid in sorted(lane, key=lambda i: lane[i])[:limit - len(ids)]:
+            del lane[tid]
+            ids.append(tid)
+        n, part = 0, None
+        for tid in ids:
+            t = self.tasks.get(tid)
+            if t is not None and t.user == user and t.st == "queued":
+                part = t.part
+                self.cancel_cascade(tid)
+                n += 1
+        if part is not None:
+            self.leave_rotation(part, user)
+        return n, len(self.crit[user]) + len(self.normal[user])
+
+    def cancel_tenant(self, user: str, running: bool, chunk: int) -> dict[str, int]:
+        """TaskQueue.cancel_tenant step for step: the delayed set (scanned in score order: it is
+        small), the lanes chunk by chunk, then (running) the leases."""
+        counts = {"cancelled": 0, "cancelling": 0}
+        delayed = sorted((t.due or 0, t.id) for t in self.tasks.values() if t.st == "delayed")
+        for _, tid in delayed:
+            answer = self.cancel_task(tid, user, running)
+            if answer in counts:
+                counts[answer] += 1
+        calls_left: int | None = None
+        while calls_left is None or calls_left > 0:
+            done, left = self.cancel_queued(user, chunk)
+            counts["cancelled"] += done
+            if left <= 0:
+                break
+            calls_left = (left // chunk + 1) if calls_left is None else calls_left - 1
+        if running:
+            for tid in sorted(t.id for t in self.tasks.values() if t.st == "leased"):
+                answer = self.cancel_task(tid, user, running)
+                if answer in counts:
+                    counts[answer] += 1
+        return counts
 
     def cancel_fail(self, tid: str) -> None:
         """fail.lua on a flagged task (or failure type 'cancelled'): finished as cancelled."""
-        self.cancel_done(tid)
+        self.cancel_leased(tid)
 
     def extend_lost(self, tid: str, token: str | None) -> bool:
         t = self.tasks.get(tid)
@@ -364,7 +646,7 @@ class Model:
 
     # --- views ---------------------------------------------------------------------------
     def unfinished(self) -> Counter[str]:
-        return Counter(t.user for t in self.tasks.values() if t.st != "dead")
+        return Counter(t.user for t in self.tasks.values() if t.st not in ("dead", "waiting"))
 
     def by_state(self) -> dict[str, set[str]]:
         out: dict[str, set[str]] = defaultdict(set)

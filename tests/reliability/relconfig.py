@@ -7,6 +7,7 @@ same mapping with :func:`core_config`, so both sides agree on every key and timi
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from typing import Any
 
@@ -55,6 +56,9 @@ def fairque_setting(env: Mapping[str, str]) -> dict[str, Any]:
             **({"orphan_takeover": env["FAIRQUE_REL_ORPHANS"] == "1"} if "FAIRQUE_REL_ORPHANS" in env else {}),
             **({"orphan_after_seconds": float(env["FAIRQUE_REL_ORPHAN_AFTER"])}
                if env.get("FAIRQUE_REL_ORPHAN_AFTER") else {}),
+            # tenant limits (FAIRQUE_REL_TENANT_LIMITS: the queue.tenant_limits mapping as JSON)
+            **({"tenant_limits": json.loads(env["FAIRQUE_REL_TENANT_LIMITS"])}
+               if env.get("FAIRQUE_REL_TENANT_LIMITS") else {}),
         },
         "TASK_MODULES": ["tests.reliability.tasks"],
     }

@@ -46,6 +46,20 @@ def work(n: int, sleep: float = 0.0) -> int:
     return n
 
 
+SPANS = "rel:spans"  # LIST "S|task id|user|pid|time" at a start, "E|..." at the end of a run
+
+
+@task()
+def span(sleep: float = 0.0) -> None:
+    """Record the start and the end of one run (with the process id and the time) in SPANS."""
+    current = _current()
+    me = f"{current.task_id}|{current.user_id}|{os.getpid()}"
+    log_client().rpush(SPANS, f"S|{me}|{time.time():.6f}")
+    if sleep:
+        time.sleep(sleep)
+    log_client().rpush(SPANS, f"E|{me}|{time.time():.6f}")
+
+
 @task()
 def trace(sleep: float = 0.0) -> None:
     """Record ``user|worker|start time`` in EVENTS at the start, then sleep ``sleep``."""
@@ -108,3 +122,13 @@ def xcom_reader(key: str) -> None:
 def compute(n: int) -> dict[str, Any]:
     """A task whose result is stored (per user) for TaskQueue.get_result."""
     return {"n": n, "secret": f"result-of-{_current().user_id}"}
+
+
+@task(max_retries=0, store_result=True)
+def node(n: int, fail: bool = False) -> int:
+    """A node of a dependency graph: records its run, then fails for good when asked to."""
+    tid = _current().task_id
+    log_client().hincrby(RUNS, tid, 1)
+    if fail:
+        raise RuntimeError(f"node {n} fails")
+    return n

@@ -125,6 +125,11 @@ def quarantined_garbage(c: redis.Redis, s: Scene) -> None:
     c.set(s.keys.vfinish("w3"), "a string, not a hash")  # moved aside when d joins its rotation
 
 
+def unique_key_garbage(c: redis.Redis, s: Scene) -> None:
+    c.hset(s.keys.unique("a", "k"), "x", "1")
+    c.hset(s.keys.task(s.victims["a"]), "uk", s.keys.unique("a", "k"))
+
+
 V_B: Callable[[Scene], str] = lambda s: s.keys.task(s.victims["b"])  # noqa: E731
 HELD: Callable[[Scene], str] = lambda s: s.keys.task(s.held)  # noqa: E731
 
@@ -155,6 +160,7 @@ FAMILIES: list[Family] = [
     Family("leased task retries", ("task",), CORRUPT, hset(HELD, {"r": "x"}), victim=lambda s: s.held),
     Family("task ready-since", ("task",), TOLERATED, hset(V_B, {"e": "garbage"})),
     Family("leased task wait and cost", ("task",), TOLERATED, hset(HELD, {"wt": "x", "ch": "nan"})),
+    Family("leased task progress", ("task",), TOLERATED, hset(HELD, {"pg": "garbage\tnan\tsoon"})),
     Family("critical lane member", ("critical",), TOLERATED,
            lambda c, s: c.lpush(s.keys.critical("b"), "no-such-task")),
     Family("normal lane member", ("normal",), TOLERATED,
@@ -193,7 +199,29 @@ FAMILIES: list[Family] = [
     Family("quarantine counter", ("quarantined",), QUARANTINED, quarantined_garbage),
     # any value reads "already pushed" for an idempotent (outbox) push of that id, by design
     Family("idempotency marker", ("idempotency",), TOLERATED, sset(lambda s: s.keys.idempotency("other"), "junk")),
+    # a periodic schedule's state: the queue never reads it; schedule_tick.lua repairs it
+    # (tests/integration/test_schedules.py::test_garbage_in_the_schedule_state_is_repaired)
+    Family("schedule state", ("schedule",), TOLERATED,
+           hset(lambda s: s.keys.schedule("nightly"), {"last": "garbage", "c:x": "junk"})),
+    # a unique key of the wrong type, named by a queued task: moved aside when the task's end releases it
+    Family("unique key", ("unique",), QUARANTINED, unique_key_garbage),
+    # dependents that are no task, or not waiting: the end of the task they name skips them
+    Family("dependents", ("dependents",), TOLERATED,
+           both(lambda c, s: c.sadd(s.keys.dependents(s.victims["b"]), "no-such-task", s.victims["c"]),
+                hset(V_B, {"hd": "1"}))),
     Family("moved-aside key", ("quarantine",), TOLERATED, sset(lambda s: s.keys.quarantine("x", 1), "junk")),
+]
+
+
+FAMILIES += [  # tenant limits (issue 15); the scene's config caps b and rate-limits a
+    Family("leased counter", ("tenant_leased",), REPAIRED, hset(lambda s: s.keys.tenant_leased, {"b": "x", "c": "-2"})),
+    Family("runtime limit spec", ("tenant_limits",), REPAIRED, hset(lambda s: s.keys.tenant_limits, {"a": "1\tx"})),
+    Family("limit settings mirror", ("limit_config",), REPAIRED, hset(lambda s: s.keys.limit_config, {"p": "no tab"})),
+    # any field is a pause (its value, the time since, is only shown): garbage for a tenant without work
+    Family("paused tenant", ("tenant_paused",), READ, hset(lambda s: s.keys.tenant_paused, {"zz": "garbage"})),
+    Family("held tenant", ("tenant_held",), TOLERATED, hset(lambda s: s.keys.tenant_held, {"a": "x", "zz": "x"})),
+    Family("rate bucket", ("tenant_rate",), REPAIRED, hset(lambda s: s.keys.tenant_rate, {"a": "nan"})),
+    Family("rate timer", ("tenant_next",), REPAIRED, zadd(lambda s: s.keys.tenant_next, lambda s: "a", INF)),
 ]
 
 
@@ -207,7 +235,8 @@ def test_every_key_family_has_a_poison_case() -> None:
 @pytest.fixture
 def config(make_config: Any, prefix: str) -> FairQueueConfig:
     return make_config(workers=WORKERS, stats_prefix=prefix, lease_timeout_seconds=1, default_max_retries=2,
-                       retry_backoff_base_seconds=0.05, fairness="time")
+                       retry_backoff_base_seconds=0.05, fairness="time",
+                       tenant_limits={"a": {"rate": "1000/s", "burst": 100}, "b": {"concurrency": 5}})
 
 
 def new(user: str, **kwargs: Any) -> Task:
@@ -276,8 +305,9 @@ def read_everything(queue: TaskQueue) -> None:
     """The admin and monitoring reads all work (a poisoned value reads as unknown / 0 / skipped)."""
     queue.get_dlq()
     queue.next_delayed_seconds()
-    for user in "abcd":
+    for user in (*"abcd", "zz"):
         queue.user_depth(user)
+        queue.get_tenant_limits(user)
     metrics = collect_metrics(queue, 10, windows=(60.0,), alerts=True)
     metrics.to_dict()
     tracker = AlertTracker(queue)

@@ -129,3 +129,53 @@ def waits_for(key: str, timeout: float = 10.0) -> str:
             raise TimeoutError(f"{key} was never set")
         time.sleep(0.01)
     return "released"
+
+
+@task
+def reports_progress(key: str, fraction: float, message: str, timeout: float = 20.0) -> bool:
+    """Report progress, say so in the log, then block until ``key`` exists in the test Redis."""
+    from fairque_django import set_progress
+
+    stored = set_progress(fraction, message)
+    log_client().rpush(LOG + ":start", f"{_me()}|progress-{stored}")
+    deadline = time.monotonic() + timeout
+    while not log_client().exists(key):
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{key} was never set")
+        time.sleep(0.01)
+    return stored
+
+
+@task
+async def async_reports_progress(key: str, fraction: float, message: str, timeout: float = 20.0) -> bool:
+    """:func:`reports_progress` as an ``async def`` (``aset_progress``)."""
+    import asyncio
+
+    from fairque_django import aset_progress
+
+    stored = await aset_progress(fraction, message)
+    log_client().rpush(LOG + ":start", f"{_me()}|progress-{stored}")
+    deadline = time.monotonic() + timeout
+    while not log_client().exists(key):
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{key} was never set")
+        await asyncio.sleep(0.01)
+    return stored
+
+
+@task
+def traced_inside() -> None:
+    """Makes a span of its own (OpenTelemetry installed): it should be a child of the run span."""
+    from opentelemetry import trace
+
+    from fairque_django.core import tracing
+
+    provider = tracing._provider or trace.get_tracer_provider()
+    with provider.get_tracer("test").start_as_current_span("inside the task"):
+        pass
+
+
+@task
+async def async_traced_inside() -> None:
+    """:func:`traced_inside` as an ``async def`` (run on the async worker's loop)."""
+    traced_inside.func()

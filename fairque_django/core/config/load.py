@@ -359,7 +359,7 @@ def _section_dict(obj: object, section: Section) -> dict[str, Any]:
         if isinstance(value, tuple):
             value = list(value)
         elif isinstance(value, Mapping):
-            value = dict(value)
+            value = {k: dict(v) if isinstance(v, Mapping) else v for k, v in value.items()}
         elif isinstance(value, str):
             value = _escape_placeholders(value)
         out[name] = value

@@ -135,6 +135,10 @@ def _empty_weights() -> Mapping[str, float]:
     return types.MappingProxyType({})
 
 
+def _empty_limits() -> Mapping[str, Mapping[str, Any]]:
+    return types.MappingProxyType({})
+
+
 @dataclass(frozen=True, slots=True)
 class QueueConfig:
     """Queue-wide settings; every Redis key lives under the ``{stats_prefix}:`` hash tag."""
@@ -158,6 +162,8 @@ class QueueConfig:
     metrics: bool = QUEUE["metrics"].default
     orphan_takeover: bool = QUEUE["orphan_takeover"].default
     orphan_after_seconds: float | None = QUEUE["orphan_after_seconds"].default
+    tenant_concurrency: int | None = QUEUE["tenant_concurrency"].default
+    tenant_limits: Mapping[str, Mapping[str, Any]] = field(default_factory=_empty_limits, hash=False)
 
     def __post_init__(self) -> None:
         QUEUE.normalize(self, base_path("queue"))

@@ -12,6 +12,7 @@ docs/settings.md lists every field with its default (a test compares them).
 from __future__ import annotations
 
 import os
+import re
 import types
 from collections.abc import Mapping
 from typing import Any, Final
@@ -20,11 +21,26 @@ from urllib.parse import urlsplit
 from ..errors import ConfigurationError
 from ..ids import bad_char, describe_char, user_id_problem, worker_id_problem
 from .kinds import Field, Kind, Section, finite_float, item, map_item
+from .limits import tenant_limits_setting
 
 __all__ = [
-    "ALERT_RULE", "ALERT_RULE_OPTIONS", "BACKEND_OPTIONS", "DEFAULT_MAX_USER_ID_LENGTH", "DEPTH_LANES",
-    "DJANGO_OPTIONS", "ENQUEUE_MODES", "FAIRNESS_MODES", "QUEUE", "REDIS", "SECTIONS", "SEVERITIES", "TOP_LEVEL_KEYS",
-    "WORKER", "WORKER_ID", "doc_default",
+    "ALERT_RULE",
+    "ALERT_RULE_OPTIONS",
+    "BACKEND_OPTIONS",
+    "DEFAULT_MAX_USER_ID_LENGTH",
+    "DEPTH_LANES",
+    "DJANGO_OPTIONS",
+    "ENQUEUE_MODES",
+    "FAIRNESS_MODES",
+    "QUEUE",
+    "REDIS",
+    "SCHEDULE",
+    "SECTIONS",
+    "SEVERITIES",
+    "TOP_LEVEL_KEYS",
+    "WORKER",
+    "WORKER_ID",
+    "doc_default",
 ]
 
 DEFAULT_MAX_USER_ID_LENGTH: Final = 200
@@ -106,6 +122,8 @@ BOOL: Final = Kind("a boolean (true/false)", lambda v: isinstance(v, bool), pars
 USERS: Final = Kind("a list of user ids", lambda v: isinstance(v, str) or _is_list(v), _user_list,
                     parse=lambda text: [p.strip() for p in text.split(",") if p.strip()])
 WEIGHTS: Final = Kind("a mapping of user id to weight", lambda v: isinstance(v, Mapping), _weights)
+TENANT_LIMITS: Final = Kind("a mapping of user id or pattern to {concurrency, rate, burst}",
+                            lambda v: isinstance(v, Mapping), tenant_limits_setting)
 # Python-side settings (Django): Python literals, integral floats count as integers
 TEXT: Final = Kind("a non-empty string", lambda v: isinstance(v, str) and bool(v))
 WHOLE: Final = Kind("an integer", lambda v: _is_number(v) and float(v).is_integer(),  # type: ignore[arg-type]
@@ -204,6 +222,10 @@ QUEUE: Final = Section("queue", (
     Field("orphan_takeover", BOOL, True, "live workers serve the tenants of a worker id without a live heartbeat"),
     Field("orphan_after_seconds", FLOAT, None, "silence after which a worker's tenants are taken over "
           "(None: its stale threshold, max(3 x heartbeat, lease))", optional=True, minimum=0, above=True),
+    Field("tenant_concurrency", INT, None, "default cap on the tasks one tenant has leased at once, fleet-wide "
+          "(None: no cap)", optional=True, minimum=1),
+    Field("tenant_limits", TENANT_LIMITS, types.MappingProxyType({}), "user id or glob pattern -> "
+          "{concurrency, rate ('10/s', '100/m', '1000/h'), burst}; an exact id wins, then the first matching pattern"),
 ), "Queue-wide settings.")
 
 WORKER_ID: Final = Field("worker_id", STR, None, "the worker of this process", optional=True,
@@ -239,6 +261,9 @@ DJANGO_OPTIONS: Final = Section("FAIRQUE", (
           optional=True, expects="a list of alert rules (dicts)"),
     Field("ALERT_INTERVAL", FLOAT, 30.0, "seconds between two evaluations of the alert rules",
           minimum=0, above=True),
+    Field("SCHEDULES", Kind("a dict of schedule name -> schedule", lambda v: isinstance(v, Mapping)),
+          types.MappingProxyType({}), "periodic schedules the workers fire (each checked with SCHEDULE)",
+          optional=True, expects="a dict of schedule name -> schedule (dicts)"),
     Field("METRICS_TOKEN", TEXT, None, "bearer token accepted by the metrics view", optional=True,
           expects="a non-empty string or None"),
     Field("METRICS_TOP_TENANTS", WHOLE, 20, "tenants exported with their own label", minimum=1),
@@ -294,6 +319,66 @@ ALERT_RULE: Final = Section("alert rule", (
     Field("severity", STR, "warning", "severity reported with it", choices=SEVERITIES),
     Field("description", STR, "", "free text"),
 ), "Fields every alert rule has; ALERT_RULE_OPTIONS holds those of each type.")
+
+# --------------------------------------------------------------------------- schedules
+
+
+def _tenants(value: Any, key: str) -> tuple[str, ...] | str:
+    if isinstance(value, str):  # a dotted path of a callable returning tenant ids
+        if not re.match(r"^[A-Za-z_][\w]*(\.[A-Za-z_][\w]*)+$", value):
+            raise ConfigurationError(
+                f"a string names a callable by dotted path (got {value!r}); write a list for ids or patterns: "
+                f"[{value!r}]", key)
+        return value
+    return _user_list(value, key)
+
+
+def _whole_seconds(value: float) -> str | None:
+    return None if float(value).is_integer() else f"must be whole seconds (got {value!r})"
+
+
+def _json_kwargs(value: Mapping[Any, Any], key: str) -> Mapping[str, Any]:
+    for name in value:
+        if not isinstance(name, str):
+            raise ConfigurationError(f"keyword names must be strings (got {name!r})", key)
+    return types.MappingProxyType(dict(value))
+
+
+def _zone_problem(value: str) -> str | None:
+    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+    try:
+        ZoneInfo(value)
+    except (ZoneInfoNotFoundError, ValueError):
+        return f"unknown time zone {value!r}"
+    return None
+
+
+SCHEDULE: Final = Section("schedule", (
+    Field("task", TEXT, doc="name of a registered task (its import path, or the @task name=)"),
+    Field("cron", TEXT, None, "cron expression (5 fields; 6 with seconds first), evaluated in timezone",
+          optional=True, expects="a cron expression or None"),
+    Field("every", FLOAT, None, "seconds between ticks (whole seconds, >= 1), counted from the epoch",
+          optional=True, minimum=1, rule=_whole_seconds, expects="a number of seconds or None"),
+    Field("user", STR, None, "the one tenant each tick runs the task for", optional=True, rule=user_id_problem,
+          expects="a user id or None"),
+    Field("tenants", Kind("a list of user ids / glob patterns, or a dotted path of a callable",
+                          lambda v: isinstance(v, str) or _is_list(v), _tenants), None,
+          "one task per tenant per tick: ids and glob patterns (over known tenants), or a dotted path",
+          optional=True),
+    Field("args", Kind("a list", _is_list, lambda v, key: tuple(v)), (), "positional arguments (JSON)"),
+    Field("kwargs", Kind("a dict", lambda v: isinstance(v, Mapping), _json_kwargs), types.MappingProxyType({}),
+          "keyword arguments (JSON)"),
+    Field("priority", INT, None, "priority 1-6 (None: the task's)", optional=True, minimum=1, maximum=6,
+          expects="an integer 1-6 or None"),
+    Field("max_retries", INT, None, "retries (None: the task's, else queue.default_max_retries)", optional=True,
+          minimum=0, expects="an integer or None"),
+    Field("catch_up", BOOL, True, "a tick missed while no worker was up fires once when one is (False: skipped)"),
+    Field("grace_seconds", FLOAT, 10.0, "a tick is on time until this late; later it counts as missed",
+          minimum=0, above=True),
+    Field("timezone", TEXT, None, "time zone of the cron expression (None: settings.TIME_ZONE)", optional=True,
+          rule=_zone_problem, expects="a time zone name or None"),
+), "One entry of FAIRQUE['SCHEDULES'] (name -> fields).")
 
 SECTIONS: Final[tuple[Section, ...]] = (DJANGO_OPTIONS, REDIS, WORKER, QUEUE)
 """The sections docs/settings.md documents as tables, in its order."""

@@ -10,7 +10,8 @@ all read. No Django imports.
 * ``other``: the same numbers for every remaining tenant at once, computed as the global figures
   minus the top ``n`` (so labels stay bounded however many tenants there are);
 * per worker id: liveness (:mod:`.liveness`), heartbeat age, busy slots, processed / failed,
-  current tasks, leased tasks, the health record;
+  current tasks (each with its ``progress``: :func:`~fairque_django.set_progress`, read with the
+  lease scan), leased tasks, the health record;
 * ``starved``: partitions whose waiting tenants no live worker may take (:mod:`.starved`);
 * ``stalled``: tenants with ready tasks that are in no partition's rotation (:mod:`.stalled`);
 * ``orphaned``: partitions whose workers have no live heartbeat and who takes them over;
@@ -19,7 +20,7 @@ all read. No Django imports.
 
 Cost: three pipelined round trips (the first one a transaction: one consistent view of the global
 figures). Each structure is read once: the leases are scanned once (at most ``lease_scan_limit``
-ids, each read for its user and its worker), the worker records once, the stats hash once. Their
+ids, each read for its user, its worker and its progress), the worker records once, the stats hash once. Their
 size grows with ``top_n``, the leases scanned, at most ``other_scan_limit`` further tenants and
 at most ``STARVED_SCAN`` waiting tenants of each partition whose worker is not alive -- never with
 the total number of tenants or queued tasks. The only write is a counter snapshot, at most one
@@ -36,6 +37,7 @@ from typing import Any
 
 from ..codec import count, text
 from ..queue import TaskQueue, redis_errors
+from ..results import PROGRESS_FIELD, progress_of
 from ..scripts.commands import PRIORITY_PUSHED, STAT_FIELDS, stat_counters, stat_problems
 from .liveness import LIVENESS, WORKERS_READ, parse_record, worker_states
 from .rows import OTHER, TenantMetrics, WorkerMetrics
@@ -301,7 +303,7 @@ class _Reader:
             pipe.hmget(keys.stats, *(f"u:{user}:{f}" for _, f in TENANT_COUNTERS))
             pipe.hgetall(keys.metrics_user(user))
         for task_id in lease_ids:
-            pipe.hmget(keys.task(text(task_id)), "u", "wk")
+            pipe.hmget(keys.task(text(task_id)), "u", "wk", "st", "tok", PROGRESS_FIELD)
         for wid in worker_ids:
             pipe.hgetall(keys.worker(wid))
         for user in others:
@@ -315,18 +317,23 @@ class _Reader:
         if record_sample:
             pipe.set(keys.guard(keys.samples), "1", nx=True, px=max(1, int(sample_interval * 1000)))
         defaults: tuple[Any, ...] = (
-            *([0, 0, None, [], [None] * len(TENANT_COUNTERS), {}] * len(users)), *([[None, None]] * len(lease_ids)),
+            *([0, 0, None, [], [None] * len(TENANT_COUNTERS), {}] * len(users)), *([[None] * 5] * len(lease_ids)),
             *([{}] * len(worker_ids)), *([0] * len(others)), *([0, 0] * len(scan)), *rotation_defaults,
             *([[]] * n_windows), *([None] * record_sample))
         it = iter(replies(pipe.execute(raise_on_error=False), defaults))
         per_user = [[next(it) for _ in range(6)] for _ in users]
         by_user: Counter[str] = Counter()
         by_worker: Counter[str] = Counter()
-        for u, wk in (next(it) for _ in lease_ids):
+        progress: dict[str, dict[str, Any]] = {}  # task id -> what it reported (set_progress)
+        for task_id, (u, wk, st, tok, pg) in zip(lease_ids, (next(it) for _ in lease_ids), strict=True):
             if u is not None:
                 by_user[text(u)] += 1
             if wk is not None:
                 by_worker[text(wk)] += 1
+            if pg is not None:
+                reported = progress_of({"st": text(st or ""), "tok": text(tok or ""), PROGRESS_FIELD: text(pg)})
+                if reported is not None:
+                    progress[text(task_id)] = reported.to_dict()
         records = {wid: next(it) or {} for wid in worker_ids}
         other_critical = sum(int(next(it)) for _ in others)
         lanes = [int(next(it)) + int(next(it)) for _ in scan]
@@ -334,7 +341,7 @@ class _Reader:
         found = [next(it) for _ in range(n_windows)]
         acquired = bool(next(it)) if record_sample else False
         return {"per_user": per_user, "leased_by_user": by_user, "leased_by_worker": by_worker,
-                "records": records, "other_critical": other_critical, "sample": acquired,
+                "records": records, "other_critical": other_critical, "progress": progress, "sample": acquired,
                 "suspects": suspects(scan, lanes, scores),
                 "windows": parse_windows(found, windows, totals, now) if windows else {}}
 
@@ -377,7 +384,8 @@ class _Reader:
             cfg = configured.get(wid)
             rec = records.get(wid)
             r: dict[str, Any] = rec or {}
-            current = [c for c in r.get("current", []) if isinstance(c, dict)] if state.alive else []
+            current = [{**c, "progress": d["progress"].get(str(c.get("task_id")))}
+                       for c in r.get("current", []) if isinstance(c, dict)] if state.alive else []
             assigned = cfg.assigned_users if cfg is not None else tuple(map(str, r.get("assigned", [])))
             steals = cfg.steal_targets if cfg is not None else tuple(map(str, r.get("steals", [])))
             out.append(WorkerMetrics(

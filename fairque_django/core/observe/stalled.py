@@ -2,7 +2,8 @@
 (the ready sets pop serves from), so no worker will ever pop them -- a silent stall that corrupt
 data (e.g. garbage in a virtual clock before the scripts repaired it) or a lost write can cause.
 
-The scripts keep "lanes not empty => in its partition's ready set" in every call, so a tenant
+The scripts keep "lanes not empty => in its partition's ready set, or held out of it by its
+limits (paused, at its cap, waiting for a rate token: ``P:theld``)" in every call, so a tenant
 seen breaking it in one consistent read (a transaction) is stalled, not in a race. Checked for
 the ``STALL_SCAN`` tenants with the most unfinished work (and the snapshot's top ``n``).
 """
@@ -64,16 +65,17 @@ def queue_recheck_reads(pipe: Any, keys: Keys, config: FairQueueConfig, users: S
         pipe.zcard(keys.normal(user))
         for part in parts:
             pipe.zscore(keys.ready(part), user)
-    return [0, 0, *([None] * len(parts))] * len(users)
+        pipe.hexists(keys.tenant_held, user)
+    return [0, 0, *([None] * len(parts)), False] * len(users)
 
 
 def stalled_from(config: FairQueueConfig, users: Sequence[str], replies: Sequence[Any]) -> list[StalledTenant]:
     """The stalled tenants among ``users`` from the replies of :func:`queue_recheck_reads`."""
-    width = 2 + len(config.worker_ids) + 1
+    width = 2 + len(config.worker_ids) + 1 + 1
     out: list[StalledTenant] = []
     for i, user in enumerate(users):
         row = replies[i * width:(i + 1) * width]
         ready = int(row[0] or 0) + int(row[1] or 0)
-        if ready > 0 and all(s is None for s in row[2:]):
+        if ready > 0 and all(s is None for s in row[2:-1]) and not row[-1]:  # (a held tenant waits by design)
             out.append(StalledTenant(user, partition_for(config, user), ready))
     return out

@@ -17,7 +17,8 @@ from .loader import source
 __all__ = ["SCRIPT_NAMES", "AsyncScripts", "Scripts", "source"]
 
 SCRIPT_NAMES = ("push", "pop", "complete", "fail", "release", "extend", "requeue_dead", "delete",
-                "alert_transition", "steal_sync", "cancel", "cancel_queued")
+                "alert_transition", "steal_sync", "progress", "schedule_tick", "tenant",
+                "limits_sync", "cancel", "cancel_queued")
 
 
 class Scripts:
@@ -37,6 +38,10 @@ class Scripts:
     delete: Script
     alert_transition: Script
     steal_sync: Script
+    progress: Script
+    schedule_tick: Script
+    tenant: Script
+    limits_sync: Script
     cancel: Script
     cancel_queued: Script
 
@@ -54,5 +59,9 @@ class AsyncScripts(Scripts):
     delete: AsyncScript  # type: ignore[assignment]
     alert_transition: AsyncScript  # type: ignore[assignment]
     steal_sync: AsyncScript  # type: ignore[assignment]
+    progress: AsyncScript  # type: ignore[assignment]
+    schedule_tick: AsyncScript  # type: ignore[assignment]
+    tenant: AsyncScript  # type: ignore[assignment]
+    limits_sync: AsyncScript  # type: ignore[assignment]
     cancel: AsyncScript  # type: ignore[assignment]
     cancel_queued: AsyncScript  # type: ignore[assignment]

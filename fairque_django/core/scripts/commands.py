@@ -13,10 +13,17 @@ from typing import Any
 
 from ..codec import count, text
 from ..config import POOL_PARTITION, FairQueueConfig, glob_to_lua_pattern, is_pattern
+from ..config.limits import LimitSpec, effective_limits, limits_mirror
 from ..context import current_user
-from ..errors import CorruptTaskError, PayloadTooLargeError, TaskValidationError, UnservedUserError
+from ..errors import (
+    CorruptTaskError,
+    DependencyError,
+    PayloadTooLargeError,
+    TaskValidationError,
+    UnservedUserError,
+)
 from ..keys import Keys, validate_key_part, validate_user_id
-from ..models import DLQEntry, Priority, Task
+from ..models import DLQEntry, Priority, Task, dumps
 from .pop import PopPlan, PopReply
 
 logger = logging.getLogger("fairque_django.queue")
@@ -75,6 +82,8 @@ class Commands:
         self._partitions: dict[str, str] = {}
         self._valid_users: set[str] = set()
         self._fairness = "time" if config.queue.fairness == "time" else "count"
+        self.limits_digest, self._limits_fields = limits_mirror(config.queue.tenant_concurrency,
+                                                                config.queue.tenant_limits)
 
     # --- push ------------------------------------------------------------------------
     def partition_of(self, user_id: str) -> str:
@@ -117,6 +126,43 @@ class Commands:
             task.user_id = uid
         task.priority = Priority.coerce(task.priority)
         self.partition_of(uid)  # no worker would ever serve uid -> UnservedUserError
+        if task.unique_key is not None or task.depends_on:
+            self.check_options(task, uid)
+
+    def check_options(self, task: Task, uid: str) -> None:
+        """Validate a task's unique key and dependencies (a bare dependency id is ``uid``'s); a debounced
+        task is due ``unique_for`` from now unless it says when."""
+        if task.unique_key is not None:
+            validate_key_part(task.unique_key, "unique key")
+            if task.on_conflict == "debounce" and task.execute_after is None and task.unique_for:
+                task.execute_after = time.time() + task.unique_for
+        refs: list[tuple[str | None, str]] = []
+        for user, dep_id in task.depends_on:
+            validate_key_part(dep_id, "dependency id")
+            if dep_id == task.task_id:
+                raise TaskValidationError(f"task {dep_id} cannot depend on itself")
+            owner = uid if user is None else validate_user_id(user, self.config.queue.max_user_id_length)
+            if (owner, dep_id) not in refs:
+                refs.append((owner, dep_id))
+        task.depends_on = refs
+
+    def push_options(self, task: Task) -> str:
+        """The options argument of ``push.lua`` for a checked task ('' when it has none): unique key,
+        conflict mode, key ttl ms, the byte length of its body's id prefix, allow failure, how long a
+        cancelled task is kept (ms), then (user, id) of each dependency; tab-separated."""
+        if task.unique_key is None and not task.depends_on:
+            return ""
+        uid = task.user_id or ""
+        uk = self.keys.unique(uid, task.unique_key) if task.unique_key is not None else ""
+        ttl = int(task.unique_for * 1000) if task.unique_for else 0
+        if task.on_conflict == "debounce":  # the key outlives the quiet time: an enqueue while the task
+            ttl *= 2                        # waits for a worker still finds it
+        plen = len(('{"id":' + dumps(task.task_id)).encode("utf-8"))
+        fields = [uk, task.on_conflict, str(ttl), str(plen), "1" if task.allow_failure else "0",
+                  str(int(self.config.queue.result_ttl_seconds * 1000))]
+        for user, dep_id in task.depends_on:
+            fields += [user or uid, dep_id]
+        return "\t".join(fields)
 
     def encode(self, task: Task) -> list[Any]:
         """The push arguments (header, body) of a checked task; raises on a body that is not JSON or
@@ -175,14 +221,18 @@ class Commands:
                            "\t".join(orphans)]
         return args, token
 
-    def push_args(self, encoded: Sequence[list[Any]], idempotent: bool = False) -> list[Any]:
+    def push_args(self, encoded: Sequence[list[Any]], idempotent: bool = False,
+                  options: Sequence[str] = ()) -> list[Any]:
         """Arguments of ``push.lua`` for tasks given by their :meth:`encode` (header, body) pairs;
-        ``idempotent``: Redis remembers each id pushed for ``queue.idempotency_ttl_seconds``."""
+        ``idempotent``: Redis remembers each id pushed for ``queue.idempotency_ttl_seconds``;
+        ``options``: each task's :meth:`push_options` (sent only when one is not empty)."""
         args: list[Any] = [self.keys.base, len(encoded), int(time.time() * 1000)]
         for pair in encoded:
             args += pair
-        if idempotent:
-            args.append(self.config.queue.idempotency_ttl_seconds * 1000)
+        if idempotent or any(options):
+            args.append(self.config.queue.idempotency_ttl_seconds * 1000 if idempotent else 0)
+        if any(options):
+            args += options
         return args
 
     def complete_args(self, done: Iterable[tuple[str, str, float | None]]) -> list[Any]:
@@ -318,6 +368,40 @@ class Commands:
                      *plan.steal_partitions]
         return args
 
+    # --- tenant limits -------------------------------------------------------------------
+    def limits_sync_args(self, full: bool) -> list[Any]:
+        """Arguments of ``limits_sync.lua``: check (and, ``full``, write) the settings mirror."""
+        args: list[Any] = [self.keys.base, self.limits_digest, "1" if full else "0"]
+        return args + self._limits_fields if full else args
+
+    def tenant_args(self, user_id: str, op: str, spec: LimitSpec | None = None) -> list[Any]:
+        """Arguments of ``tenant.lua`` (``op``: set, clear, pause, resume) for a checked user id."""
+        return [self.keys.base, validate_user_id(user_id, self.config.queue.max_user_id_length), op,
+                spec.encode() if spec is not None else ""]
+
+    def tenant_commands(self, user_id: str) -> list[list[Any]]:
+        """The reads :meth:`tenant_state` decodes (one round trip)."""
+        k = self.keys
+        validate_user_id(user_id, self.config.queue.max_user_id_length)
+        return [["HGET", k.tenant_limits, user_id], ["HGET", k.tenant_paused, user_id],
+                ["HGET", k.tenant_held, user_id], ["HGET", k.tenant_leased, user_id],
+                ["ZSCORE", k.tenant_next, user_id]]
+
+    def tenant_state(self, user_id: str, replies: Sequence[Any]) -> dict[str, Any]:
+        """``get_tenant_limits``: the limits in force for ``user_id`` and where each comes from
+        (``runtime``, ``settings:<entry>``, ``default``), whether it is paused, why it is held out
+        of its rotation (None, ``paused``, ``cap``, ``rate``), its tasks leased now and when its
+        next rate token is due (s, epoch; None when it waits for none)."""
+        runtime_raw, paused, held, leased, next_at = replies
+        runtime = LimitSpec.decode(text(runtime_raw) if runtime_raw is not None else None)
+        q = self.config.queue
+        out = effective_limits(q.tenant_concurrency, q.tenant_limits, user_id, runtime)
+        out.update(user_id=user_id, paused=paused is not None,
+                   paused_since=(count(paused) or 0) / 1000.0 if paused is not None else None,
+                   held=text(held) if held is not None else None, leased=count(leased) or 0,
+                   next_token_at=float(next_at) / 1000.0 if next_at is not None else None)
+        return out
+
     def result_command(self, task: Task, data: str) -> list[Any]:
         """The write that keeps a task's outcome (JSON) for ``queue.result_ttl_seconds``."""
         return ["SET", self.keys.result(task.user_id or "", task.task_id), data,
@@ -388,25 +472,61 @@ def read_depth(replies: Sequence[Any]) -> dict[str, int]:
     return {"critical": int(crit), "normal": int(normal), "live": count(live) or 0}
 
 
+# push.lua's answers for one task: what happened, and whether it is a duplicate
+PUSH_ANSWERS = {"1": "stored", "0": "duplicate", "W": "waiting", "C": "cancelled", "D": "dropped",
+                "R": "replaced", "B": "debounced", "X": "refused"}
+
+
+def push_answers(reply: Any) -> list[tuple[str, str]]:
+    """push.lua's reply as (answer, detail) per task: answers of :data:`PUSH_ANSWERS`; the detail is
+    the other task's id (dropped, replaced, debounced), the failed dependency (cancelled), why it was
+    refused, else ''."""
+    raw = text(reply)
+    codes, _, rest = raw.partition("\t")
+    notes = iter(rest.split("\t")) if rest else iter(())
+    return [(PUSH_ANSWERS.get(c, "stored"), "" if c in "10" else next(notes, "")) for c in codes]
+
+
 def stored_flags(reply: Any) -> list[bool]:
-    """push.lua's reply ('1' stored / '0' duplicate per task) as booleans."""
-    return [c in (49, "1") for c in reply]
+    """push.lua's reply as booleans: the task is not a duplicate."""
+    return [answer != "duplicate" for answer, _ in push_answers(reply)]
 
 
 def push_outcome(task: Task, stored: Any) -> dict[str, Any]:
-    """What :meth:`push` returns for ``task`` given ``push.lua``'s reply."""
-    ok = stored_flags(stored)[0]
-    return {"success": ok, "task_id": task.task_id, "user_id": task.user_id, "priority": int(task.priority),
-            "duplicate": not ok, "state": "delayed" if task.execute_after else "queued"}
+    """What :meth:`push` returns for ``task`` given ``push.lua``'s reply: ``task_id`` is the task
+    the push ended in (another task's id when its unique key dropped, replaced or debounced it;
+    ``conflict`` then says which); a refused dependency raises :class:`DependencyError`."""
+    answer, detail = push_answers(stored)[0]
+    if answer == "refused":
+        raise DependencyError(f"task {task.task_id} not queued: {detail}")
+    ok = answer != "duplicate"
+    state = "delayed" if task.execute_after else "queued"
+    outcome: dict[str, Any] = {"success": ok, "task_id": task.task_id, "user_id": task.user_id,
+                               "priority": int(task.priority), "duplicate": not ok, "state": state}
+    if answer in ("waiting", "cancelled"):
+        outcome["state"] = answer
+    elif answer in ("dropped", "replaced", "debounced"):
+        outcome.update(task_id=detail, conflict=answer, state="existing")
+    return outcome
 
 
 def batch_outcome(groups: Sequence[Sequence[Task]], replies: Sequence[Any]) -> tuple[list[str], list[str]]:
-    """(stored ids, duplicate ids) of pushed task ``groups`` given their ``push.lua`` replies."""
+    """(ids, duplicate ids) of pushed task ``groups`` given their ``push.lua`` replies; ids name the
+    task each push ended in (another task's when its unique key dropped, replaced or debounced it).
+    A refused dependency raises :class:`DependencyError` (the other tasks are pushed)."""
     ids: list[str] = []
     duplicates: list[str] = []
+    refused: list[str] = []
     for group, reply in zip(groups, replies, strict=False):
-        for task, ok in zip(group, stored_flags(reply), strict=True):
-            (ids if ok else duplicates).append(task.task_id)
+        for task, (answer, detail) in zip(group, push_answers(reply), strict=True):
+            if answer == "duplicate":
+                duplicates.append(task.task_id)
+            elif answer == "refused":
+                refused.append(f"{task.task_id}: {detail}")
+            else:
+                ids.append(detail if answer in ("dropped", "replaced", "debounced") else task.task_id)
+    if refused:
+        raise DependencyError(f"{len(refused)} task(s) not queued: " + "; ".join(refused[:5]))
     return ids, duplicates
 
 

@@ -18,7 +18,7 @@ import os
 import signal
 import time
 import traceback
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from ..aio import AsyncTaskQueue
@@ -29,6 +29,8 @@ from ..handler import TaskHandler
 from ..models import Task
 from ..queue import TaskQueue
 from ..registry import TaskFunction, get_task_function, import_task_modules
+from ..schedule import Schedule
+from ..scheduler import Scheduler
 from ..xcom import xcom_push
 from .heartbeat import Heartbeat
 from .leases import LeaseBook
@@ -56,7 +58,8 @@ class AsyncWorker(RunnerCounts):
     def __init__(self, config: FairQueueConfig, handler: TaskHandler | None = None, *,
                  worker_id: str | None = None, queue: AsyncTaskQueue | None = None,
                  concurrency: int | None = None, burst: bool = False, max_tasks: int | None = None,
-                 task_modules: Iterable[str] = (), install_signal_handlers: bool = True) -> None:
+                 task_modules: Iterable[str] = (), install_signal_handlers: bool = True,
+                 schedules: Iterable[Schedule] = (), to_user: Callable[[Any], str] | None = None) -> None:
         self.config = config
         self.settings = config.get_worker(worker_id)
         self.worker_id = self.settings.id
@@ -72,6 +75,8 @@ class AsyncWorker(RunnerCounts):
         self._book = LeaseBook()
         self.runner = TaskRunner(config, self.worker_id, self.handler, self.sync_queue, self._book)
         self._heartbeat = Heartbeat(self, self.sync_queue, self._book, kind="async")
+        # periodic schedules: a thread of its own on the synchronous queue (see Worker)
+        self.scheduler = Scheduler(self.sync_queue, schedules, worker_id=self.worker_id, to_user=to_user)
         self._turns = Turns(max_tasks)
         self._stop: asyncio.Event | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -106,9 +111,11 @@ class AsyncWorker(RunnerCounts):
                 with contextlib.suppress(NotImplementedError, RuntimeError):
                     self._loop.add_signal_handler(sig, self._on_signal)
         self._heartbeat.start()
+        self.scheduler.start()
         slots = [asyncio.create_task(self._slot(), name=f"{self.worker_id}-slot-{i}")
                  for i in range(self.concurrency)]
         await self._stop.wait()
+        await asyncio.to_thread(self.scheduler.stop)
         _, pending = await asyncio.wait(slots, timeout=self.settings.graceful_shutdown_timeout)
         unfinished = self._book.take_unfinished()
         for slot in pending:
@@ -224,7 +231,10 @@ class AsyncWorker(RunnerCounts):
         fn = _coroutine_function(task)
         if fn is None:
             return await asyncio.to_thread(self.runner.execute, task)
+        if task.cancel_requested:  # cancelled while it waited here (prefetched): not run
+            return await asyncio.to_thread(self.runner.execute, task)
         entry = self._book.start(task)
+        self.runner.trace_start(task)
         timeout = self.runner.timeout_of(task)
         error: BaseException | None = None
         tb, result = "", None
@@ -242,7 +252,9 @@ class AsyncWorker(RunnerCounts):
         return outcome
 
     async def _call(self, task: Task, fn: TaskFunction[..., Any]) -> Any:
-        with task_running(task, self.sync_queue):
+        await asyncio.to_thread(self.runner.chain_input, task)
+        span = self.runner.span_of(task)
+        with span.active() if span is not None else contextlib.nullcontext(), task_running(task, self.sync_queue):
             result = await fn.func(*task.args, **task.kwargs)
             if fn.xcom_key is not None:
                 await asyncio.to_thread(xcom_push, fn.xcom_key, result)

@@ -20,9 +20,17 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from .. import tracing
 from ..config import FairQueueConfig
 from ..context import task_running
-from ..errors import FairQueueError, LeaseLostError, TaskCancelled, TaskNotRegisteredError, TaskTimeoutError
+from ..errors import (
+    DependencyError,
+    FairQueueError,
+    LeaseLostError,
+    TaskCancelled,
+    TaskNotRegisteredError,
+    TaskTimeoutError,
+)
 from ..handler import TaskHandler
 from ..models import Task
 from ..queue import TaskQueue
@@ -75,6 +83,7 @@ class TaskRunner:
         self.failed = 0
         self.cancelled = 0
         self._lock = threading.Lock()
+        self._spans: dict[str, tracing.RunSpan] = {}  # task id -> its run span (OpenTelemetry installed)
 
     def timeout_of(self, task: Task) -> float | None:
         return task.timeout if task.timeout is not None else self.settings.task_timeout_seconds
@@ -88,6 +97,7 @@ class TaskRunner:
             self.book.forget([task])
             self.record(Failure(task, TaskCancelled(f"task {task.task_id} was cancelled"), "", 0.0, "cancelled"))
             return None
+        self.trace_start(task)
         logger.debug("worker %s: running %s %s for %s (attempt %d)", self.worker_id, _name(task), task.task_id,
                      task.user_id, task.attempts)
         timeout = self.timeout_of(task)
@@ -108,8 +118,30 @@ class TaskRunner:
             return None
         return outcome
 
+    def chain_input(self, task: Task) -> None:
+        """A task of a chain (``metadata["chain_from"]``: the previous task's user and id) gets the
+        previous task's return value as one more positional argument, read from its kept result;
+        raises :class:`DependencyError` (the task fails) when no successful result is kept."""
+        link = task.metadata.get("chain_from")
+        if not link:
+            return
+        user, prev = str(link[0]), str(link[1])
+        record = self.queue.get_result(prev, user_id=user)
+        if record is None or record.get("status") != "SUCCESSFUL" or "return_value_error" in record:
+            raise DependencyError(f"task {task.task_id} continues a chain from task {prev}, whose return value "
+                                  "is not kept (store_result, queue.result_ttl_seconds)")
+        task.args.append(record.get("return_value"))
+
     def call(self, task: Task) -> tuple[bool, Any]:
         """Run the handler in this thread; returns (handler said ok, the function's result)."""
+        self.chain_input(task)
+        span = self.span_of(task)
+        if span is not None:
+            with span.active():
+                return self._call(task)
+        return self._call(task)
+
+    def _call(self, task: Task) -> tuple[bool, Any]:
         if self.around_task is not None:
             self.around_task()
         self.handler.before_task(task)
@@ -179,6 +211,7 @@ class TaskRunner:
                 error, tb, ftype = exc, traceback.format_exc(), "result"
             else:
                 self.book.finish(task)
+                self.trace_end(task, "success")
                 return finished
         self.book.forget([task])
         return Failure(task, error, tb, duration, ftype)
@@ -186,13 +219,16 @@ class TaskRunner:
     def record(self, failure: Failure) -> None:
         """Record a failed attempt (retry scheduled or dead-lettered), log it, call the hooks. A
         cancelled task is acknowledged as cancelled instead (no failure hook)."""
+        task = failure.task
         if failure.failure_type == "cancelled":
             self._cancelled(failure)
+            self.trace_end(task, "cancelled", failure.error)
             return
         with self._lock:
             self.failed += 1
         note = self._store(failure)
-        task = failure.task
+        self.trace_end(task, "cancelled" if note == "cancelled meanwhile" else _OUTCOMES.get(note, "failure"),
+                       failure.error)
         if failure.failure_type == "timeout":  # logged when it happened
             self.hook(self.handler.on_task_timeout, task, failure.duration)
         else:
@@ -268,6 +304,27 @@ class TaskRunner:
             hook(*args)
         except Exception:
             logger.exception("worker %s: handler hook %s raised", self.worker_id, hook.__name__)
+
+
+    # --- tracing (core/tracing.py: nothing happens without OpenTelemetry) -------------------------
+    def trace_start(self, task: Task) -> None:
+        """Open the run span of a task that starts (child of its enqueue span)."""
+        if tracing.ENABLED and tracing.active():
+            self._spans[task.task_id] = tracing.RunSpan(task, self.worker_id)
+
+    def span_of(self, task: Task) -> tracing.RunSpan | None:
+        """The open run span of a running task, if any."""
+        return self._spans.get(task.task_id) if self._spans else None
+
+    def trace_end(self, task: Task, outcome: str, error: BaseException | None = None) -> None:
+        """Close a task's run span with its outcome (see ``tracing.OUTCOMES``)."""
+        span = self._spans.pop(task.task_id, None) if self._spans else None
+        if span is not None:
+            span.end(outcome, error)
+
+
+# what ``TaskRunner._store`` said -> the run span's fairque.outcome
+_OUTCOMES = {"retry scheduled": "retry", "dead-lettered": "dead"}
 
 
 class RunnerCounts:

@@ -17,6 +17,7 @@ import time
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from types import FrameType, TracebackType
+from typing import Any
 
 from ..config import FairQueueConfig
 from ..errors import FairQueueError
@@ -24,6 +25,8 @@ from ..handler import TaskHandler
 from ..models import Task
 from ..queue import TaskQueue
 from ..registry import import_task_modules
+from ..schedule import Schedule
+from ..scheduler import Scheduler
 from .heartbeat import Heartbeat
 from .leases import LeaseBook
 from .runner import RunnerCounts, TaskRunner
@@ -41,7 +44,8 @@ class Worker(RunnerCounts):
                  task_modules: Iterable[str] = (), around_task: Callable[[], None] | None = None,
                  install_signal_handlers: bool = True, periodic: Callable[[], None] | None = None,
                  periodic_interval: float = 30.0, prefetch: bool = True,
-                 prefetch_hold_seconds: float = PREFETCH_HOLD_SECONDS) -> None:
+                 prefetch_hold_seconds: float = PREFETCH_HOLD_SECONDS, schedules: Iterable[Schedule] = (),
+                 to_user: Callable[[Any], str] | None = None) -> None:
         self.config = config
         self.settings = config.get_worker(worker_id)
         self.worker_id = self.settings.id
@@ -62,6 +66,8 @@ class Worker(RunnerCounts):
                                  around_task=around_task)
         self._heartbeat = Heartbeat(self, self.queue, self._book, kind="threads", periodic=periodic,
                                     periodic_interval=periodic_interval)
+        # periodic schedules: fired by a thread of this worker (any worker may fire a tick, once)
+        self.scheduler = Scheduler(self.queue, schedules, worker_id=self.worker_id, to_user=to_user)
         self._stop = threading.Event()
         self._signals = 0
         self._threads: list[threading.Thread] = []
@@ -89,6 +95,7 @@ class Worker(RunnerCounts):
         logger.info("worker %s starting: %d slots, assigned %s, steals %s", self.worker_id,
                     self.concurrency, list(self.settings.assigned_users), list(self.settings.steal_targets))
         self._heartbeat.start()
+        self.scheduler.start()
         prefetcher = ThreadPoolExecutor(max_workers=self.concurrency, thread_name_prefix=f"{self.worker_id}-fetch") \
             if self.prefetch else None
         ctx = SlotContext(self.worker_id, self.queue, self.runner, self._book, Turns(self.max_tasks), self._stop,
@@ -101,6 +108,7 @@ class Worker(RunnerCounts):
             t.start()
         while not self._stop.is_set():
             self._stop.wait(0.2)
+        self.scheduler.stop()
         self._shutdown()
         if prefetcher is not None:
             prefetcher.shutdown(wait=False)

@@ -68,6 +68,9 @@ def collect(queue: TaskQueue, max_users: int) -> dict[str, Any]:
         "users_with_work": metrics.tenants_with_work,
         "users": users,
         "workers": workers,
+        # the tasks live workers run, with what they reported (fairque_django.set_progress) or None
+        "running": [{"worker_id": w.worker_id, "task_id": c.get("task_id"), "user_id": c.get("user"),
+                     "func": c.get("func"), "progress": c.get("progress")} for w in metrics.workers for c in w.current],
         "problems": [*metrics.problems, *(describe_stalled([s]) for s in metrics.stalled)],
     }
 
@@ -119,6 +122,11 @@ class Command(BaseCommand):
                              f"{w['processed']:,}", f"{w['failed']:,}", f"{w['running']}/{w['concurrency']}"])
         heads = ["worker", "status", "process", "heartbeat", "processed", "failed", "running"]
         out.append(format_table(heads, rows, right=(4, 5, 6)) if rows else "  (no workers configured)")
+        reported = [r for r in data["running"] if r["progress"]]
+        if reported:
+            out += ["", "Progress of running tasks"]
+            out += [f"  {r['task_id']} {r['func'] or 'payload task'} ({r['user_id']}) on {r['worker_id']}: "
+                    f"{r['progress']['percent']}% {r['progress']['message']}".rstrip() for r in reported]
         if data["problems"]:
             out += ["", "Problems (corrupt values read as 0 or unknown; stalled tenants)"]
             out += [f"  {p}" for p in data["problems"]]

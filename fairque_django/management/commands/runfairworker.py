@@ -16,8 +16,10 @@ from fairque_django.conf import get_config, get_queue, get_setting
 from fairque_django.core.errors import FairQueueError, UnknownWorkerError
 from fairque_django.core.handler import TaskHandler
 from fairque_django.core.observe import orphan_after, unserved_assignments
+from fairque_django.core.registry import import_task_modules
 from fairque_django.core.worker import Worker
 from fairque_django.outbox import Relay
+from fairque_django.schedules import get_schedules, to_user
 
 logger = logging.getLogger("fairque_django.worker")
 
@@ -38,6 +40,9 @@ class Command(BaseCommand):
                             help="run the outbox relay in this process (default: when ENQUEUE_MODE is 'outbox')")
         parser.add_argument("--relay-database", default=None,
                             help="database alias of the outbox the relay reads (default: the router's choice)")
+        parser.add_argument("--schedules", action=argparse.BooleanOptionalAction, default=True,
+                            help="fire the periodic schedules (FAIRQUE['SCHEDULES'], @periodic) from this "
+                                 "worker; any running worker may fire a tick, exactly once (default: on)")
         parser.add_argument("--loglevel", default="INFO",
                             choices=["DEBUG", "INFO", "WARNING", "ERROR"], help="log level (default INFO)")
 
@@ -56,11 +61,14 @@ class Command(BaseCommand):
         self._warn_unserved(worker_id)
         autodiscover_modules("tasks")
         handler = self._handler(options["handler"] or get_setting("HANDLER"))
+        import_task_modules(get_setting("TASK_MODULES"))  # their @periodic schedules count too
+        schedules = get_schedules() if options["schedules"] else ()
         worker = Worker(
             config, handler, worker_id=worker_id, queue=get_queue(worker_id),
             concurrency=options["concurrency"], burst=options["burst"], max_tasks=options["max_tasks"],
             task_modules=get_setting("TASK_MODULES"), around_task=close_old_connections,
             periodic=AlertEvaluator(get_queue(worker_id)), periodic_interval=get_setting("ALERT_INTERVAL"),
+            schedules=schedules, to_user=to_user,
         )
         relay = options["relay"] if options["relay"] is not None else get_setting("ENQUEUE_MODE") == "outbox"
         if not relay:

@@ -12,6 +12,7 @@
 --- @include "includes/header"
 --- @include "includes/leave_rotation"
 --- @include "includes/cancel_done"
+--- @include "includes/deps_failed"
 local P, ttl, user, limit = ARGV[1], tonumber(ARGV[2]), ARGV[3], math.max(1, tonumber(ARGV[4]))
 local now = now_ms()
 local ck, nk = lane_keys(P, user)
@@ -30,14 +31,16 @@ if #ids < limit then
 end
 local n, part = 0, nil
 for _, id in ipairs(ids) do
-  local f = redis.pcall('HMGET', P .. ':t:' .. id, 'u', 'h', 'st', 'a', 'b')
+  local f = redis.pcall('HMGET', P .. ':t:' .. id, 'u', 'h', 'st')
   if f.err then -- not a hash: moved aside (data kept), counted as the user's task cancelled
     quarantine(P .. ':t:' .. id)
-    cancel_done(P, id, user, nil, nil, now, ttl)
+    cancel_done(P, id, user, now, ttl)
     n = n + 1
   elseif f[1] == user and f[3] == 'queued' then
     part = header(f[2]).q or '~pool'
-    cancel_done(P, id, user, f[4], f[5], now, ttl)
+    if cancel_done(P, id, user, now, ttl) then -- (its unique key released: cancel_done)
+      deps_failed(P, id, now) -- its dependents are cancelled
+    end
     n = n + 1
   end
 end

@@ -21,6 +21,8 @@
 --- @include "includes/hincr"
 --- @include "includes/now_ms"
 --- @include "includes/cancel_leased"
+--- @include "includes/task_finished"
+--- @include "includes/lease_ended"
 local P = ARGV[1]
 local timefair, metrics = ARGV[2] == '1', ARGV[3] == '1'
 local codes = {}
@@ -32,11 +34,11 @@ for i = 5, #ARGV, 3 do
   local id, token, run_ms = ARGV[i], ARGV[i + 1], tonumber(ARGV[i + 2]) or -1
   local f, refused = nil, -1
   if not done[id] then
-    f, refused = leased_fields(P, id, token, 'h', 'ch', 'wt', 'cx')
+    f, refused = leased_fields(P, id, token, 'h', 'ch', 'wt', 'uk', 'hd', 'cx')
   end
   if not f then
     codes[#codes + 1] = refused
-  elseif f[7] then -- cancelled while it ran: finished as cancelled, whatever it returned
+  elseif f[9] then -- cancelled while it ran: finished as cancelled, whatever it returned
     cancel_leased(P, id, now_ms())
     done[id] = true
     codes[#codes + 1] = 2
@@ -56,6 +58,10 @@ for i = 5, #ARGV, 3 do
       rcall('HSET', P .. ':runavg', user, used)
     end
     forget(P, id)
+    lease_ended(P, user)
+    if f[7] or f[8] then -- its unique key is released, its dependents count it as met
+      task_finished(P, id, f[7], f[8], true)
+    end
     done[id] = true
     n = n + 1
     per_user[user] = (per_user[user] or 0) + 1

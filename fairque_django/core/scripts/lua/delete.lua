@@ -11,12 +11,14 @@
 --- @include "includes/live"
 --- @include "includes/stat"
 --- @include "includes/dlq_ids"
+--- @include "includes/task_finished"
+--- @include "includes/lease_ended"
 local P, dead_only = ARGV[1], ARGV[2] == 'dead'
 local ids = dlq_ids(P, 3)
 local done = {}
 for _, id in ipairs(ids) do
   local tk = P .. ':t:' .. id
-  local f = rcall('HMGET', tk, 'u', 'h', 'st')
+  local f = rcall('HMGET', tk, 'u', 'h', 'st', 'uk', 'hd')
   if (dead_only and not f.err and f[3] ~= 'dead') or (not f.err and not f[1]) then
     rcall('ZREM', P .. ':dlq', id) -- not dead (just requeued, say), or gone: not a dead task
   elseif f.err then
@@ -32,9 +34,16 @@ for _, id in ipairs(ids) do
     end
     rcall('ZREM', P .. ':delayed', id)
     rcall('ZREM', P .. ':dlq', id)
+    local was_leased = f[3] == 'leased' and rcall('ZSCORE', P .. ':leases', id)
     forget(P, id)
-    if f[3] ~= 'dead' then
+    if was_leased then
+      lease_ended(P, f[1])
+    end
+    if f[3] ~= 'dead' and f[3] ~= 'waiting' then -- (those are not live)
       live(P, f[1], -1)
+    end
+    if f[4] or f[5] then -- a deleted task counts as cancelled: its dependents are cancelled
+      task_finished(P, id, f[4], f[5], false)
     end
     stat(P, 'deleted', 1)
     done[#done + 1] = id

@@ -47,6 +47,9 @@
 --- @include "includes/steal_ready_key"
 --- @include "includes/steal_index_update"
 --- @include "includes/steal_invalidate"
+--- @include "includes/tenant_block"
+--- @include "includes/hold_tenant"
+--- @include "includes/lease_taken"
 local P, worker, own = ARGV[1], ARGV[2], ARGV[3]
 local lease_ms, token, steal_digest = tonumber(ARGV[4]), ARGV[5], ARGV[6]
 local timefair = ARGV[7] == 'time'
@@ -129,9 +132,20 @@ local function bury_corrupt(id, user, part, tk, bad)
 end
 
 -- Serve one task of user from partition part whose virtual start time is score: its 3 reply
--- fields go to out. Returns whether a task was leased.
+-- fields go to out. Returns whether a task was leased. A user its limits hold back (paused, at
+-- its cap, no rate token: tenant_block) leaves the rotation instead, keeping its place as its
+-- finish tag; so does a user that reaches its cap or runs out of tokens with this task.
 local function serve(part, user, score, stolen)
   local rk = P .. ':ready:' .. part
+  local why, at = tenant_block(P, user, now)
+  if why then
+    rcall('ZREM', rk, user)
+    steal_index_update(P, part, user, nil)
+    if num(score) then rcall('HSET', P .. ':vfinish:' .. part, user, score) end
+    hold_tenant(P, part, user, why, at)
+    if why == 'rate' and at < gate then gate = at end -- (hold_tenant lowered the stored gate)
+    return false
+  end
   while true do
     local id, from_critical = take(user)
     if not id then
@@ -166,7 +180,11 @@ local function serve(part, user, score, stolen)
         cost = expected_cost(P, user)
       end
       local finish = score + cost / weight
-      if has_more(user, from_critical) then
+      lease_taken(P, user, now)
+      leased_in_call[#leased_in_call + 1] = id
+      local more = has_more(user, from_critical)
+      if more then why, at = tenant_block(P, user, now) end
+      if more and not why then
         rcall('ZADD', rk, finish, user)
         steal_index_update(P, part, user, finish)
         wake(P, part)
@@ -175,6 +193,8 @@ local function serve(part, user, score, stolen)
         steal_index_update(P, part, user, nil)
         rcall('HSET', P .. ':vfinish:' .. part, user, finish)
         rcall('HSET', P .. ':vclock', part, score)
+        if why then hold_tenant(P, part, user, why, at) end
+        if why == 'rate' and at < gate then gate = at end
       end
       local attempts = tonumber(f[4] or '0') + 1
       local deadline = now + lease_ms

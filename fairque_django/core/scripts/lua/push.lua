@@ -6,7 +6,14 @@
 --          (after_ms 0 = ready now; ids never contain tabs) and the body (JSON)
 --          then, optionally, an idempotency TTL in ms (> 0: P:idem:<id> remembers each id pushed, so a
 --          later push of the same id is a duplicate even once the task finished and its hash is gone)
--- Returns  a string of N characters: '1' stored, '0' a task with that id already exists (nothing changed)
+--          then, optionally (the TTL then given, 0 = none), N options, one per task: '' none, or a unique
+--          key and dependencies (includes/push_options; docs/workflows.md)
+-- Returns  a string of N characters: '1' stored, '0' a task with that id already exists (nothing changed);
+--          with options also 'W' stored waiting for its dependencies, 'C' stored cancelled (a dependency
+--          failed), 'D' dropped / 'R' replaced the queued task / 'B' debounced it (its unique key names an
+--          unfinished task), 'X' refused (a dependency is unknown or of another user); then, for each
+--          answer other than '1' and '0', in order, a tab and its detail (the other task's id, the failed
+--          dependency's id, why it was refused; '' for 'W')
 -- A task that is ready now, of a user that is not in its partition's rotation while the rotation is
 -- empty, is leased at once to a worker slot parked on the partition (see pop.lua's park ms).
 --- @include "includes/rcall"
@@ -20,6 +27,10 @@
 --- @include "includes/hand_over"
 --- @include "includes/stat"
 --- @include "includes/next_seq"
+--- @include "includes/push_options"
+--- @include "includes/push_gate"
+--- @include "includes/push_waiting"
+--- @include "includes/unique_claim"
 local P = ARGV[1]
 local n = tonumber(ARGV[2])
 local client_ms = ARGV[3]
@@ -31,6 +42,7 @@ local counts = {}
 local stored = 0
 local readied = {}
 local lives = {}
+local notes = {} -- the details of answers other than '1' and '0' (unique keys, dependencies)
 for i = 0, n - 1 do
   local o = 4 + i * 2
   local id, user, prio, part, weight, maxr, after = string.match(ARGV[o],
@@ -39,11 +51,38 @@ for i = 0, n - 1 do
   local body = ARGV[o + 1]
   local tk = P .. ':t:' .. id
   local ik = idem_ms > 0 and P .. ':idem:' .. id
-  if rcall('EXISTS', tk) == 1 or (ik and rcall('EXISTS', ik) == 1) then
+  local dup = rcall('EXISTS', tk) == 1 or (ik and rcall('EXISTS', ik) == 1)
+  -- >>> unique keys and dependencies: an answer other than a plain store, or the unmet dependencies
+  local opt, code, detail, unmet = nil, nil, nil, nil
+  if not dup then
+    opt = push_options(ARGV[5 + n * 2 + i])
+    code, detail, unmet = push_gate(P, opt, body, after)
+    if not code and unmet and unmet[1] then
+      code = 'W'
+    end
+  end
+  -- <<<
+  if dup then
     out[i + 1] = '0'
     if ik then -- remembered from now on, so a push after the task finished is a duplicate too
       rcall('SET', ik, '1', 'PX', idem_ms)
     end
+  elseif code then -- >>> answered by its options (unique key, dependencies): in no lane
+    out[i + 1] = code
+    notes[#notes + 1] = detail or ''
+    if code == 'W' or code == 'C' then
+      stored = stored + 1
+      push_waiting(P, id, user, body, pack_header(prio, first + i + 1, part, weight, maxr), client_ms, opt, unmet,
+        after, code, detail)
+      local pk = 'p:' .. prio .. ':pushed'
+      counts[pk] = (counts[pk] or 0) + 1
+      local uk = 'u:' .. user .. ':pushed'
+      counts[uk] = (counts[uk] or 0) + 1
+    end
+    if ik and code ~= 'X' then
+      rcall('SET', ik, '1', 'PX', idem_ms)
+    end
+    -- <<<
   else
     out[i + 1] = '1'
     stored = stored + 1
@@ -80,6 +119,9 @@ for i = 0, n - 1 do
         readied[pu] = true
       end
     end
+    if opt and opt.uk then -- >>> the task takes its unique key <<<
+      unique_claim(P, id, opt.uk, opt.ttl)
+    end
     if ik then -- last: an error above leaves no marker, so a retry stores the task
       rcall('SET', ik, '1', 'PX', idem_ms)
     end
@@ -96,5 +138,8 @@ if stored > 0 then -- the total 'pushed' is the sum of the per-priority counters
   for field, c in pairs(counts) do
     stat(P, field, c)
   end
+end
+if notes[1] then
+  return table.concat(out) .. '\t' .. table.concat(notes, '\t')
 end
 return table.concat(out)

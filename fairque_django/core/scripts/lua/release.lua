@@ -11,16 +11,19 @@
 --- @include "includes/num"
 --- @include "includes/now_ms"
 --- @include "includes/cancel_leased"
+--- @include "includes/lease_ended"
 local P = ARGV[1]
 local n = 0
 for i = 3, #ARGV, 2 do
   local id, token = ARGV[i], ARGV[i + 1]
   local tk = P .. ':t:' .. id
-  local f = rcall('HMGET', tk, 'tok', 'st', 'a', 'cx')
-  if f[2] == 'leased' and f[1] == token and f[4] then
+  local f = rcall('HMGET', tk, 'tok', 'st', 'a', 'u', 'cx')
+  if f[2] == 'leased' and f[1] == token and f[5] then
     cancel_leased(P, id, now_ms())
   elseif f[2] == 'leased' and f[1] == token then
-    rcall('ZREM', P .. ':leases', id)
+    if rcall('ZREM', P .. ':leases', id) == 1 then
+      lease_ended(P, f[4] or '?')
+    end
     rcall('HDEL', tk, 'tok', 'wk', 'wt')
     -- the attempt did not happen: do not count it
     rcall('HSET', tk, 'a', math.max(0, math.floor(num(f[3]) or 1) - 1))

@@ -3,18 +3,20 @@
 --- @include "lane_keys"
 --- @include "leave_rotation"
 --- @include "cancel_done"
+--- @include "deps_failed"
 
--- Cancel task id (only a task of user when user is not ''). A queued or delayed task is taken out
--- of its lane (its user leaves the rotation when that was its last ready task) or the delayed set
--- and finished as cancelled (cancel_done); a leased one gets the cancel flag 'cx' (its value: the
--- result ttl, for when it ends), which its
--- worker sees at its next heartbeat (extend.lua) and which makes its ack, failure, lease expiry
--- or release finish it as cancelled (cancel_leased) -- unless flag_running is false. Idempotent.
+-- Cancel task id (only a task of user when user is not ''). A queued, delayed or waiting (for its
+-- dependencies) task is taken out of its lane (its user leaves the rotation when that was its
+-- last ready task) or the delayed set and finished as cancelled (cancel_done: unique key
+-- released), its dependents cancelled (deps_failed); a leased one gets the cancel flag 'cx' (its
+-- value: the result ttl, for when it ends), which its worker sees at its next heartbeat
+-- (extend.lua) and which makes its ack, failure, lease expiry or release finish it as cancelled
+-- (cancel_leased) -- unless flag_running is false. Idempotent.
 -- Returns 'cancelled', 'cancelling' (flagged now or before), 'running' (leased, not flagged),
 -- 'finished' (dead: the DLQ API deletes it), 'not_found' (no such task, or another user's).
 local function cancel_task(P, id, user, flag_running, now, ttl)
   local tk = P .. ':t:' .. id
-  local f = redis.pcall('HMGET', tk, 'u', 'h', 'st', 'a', 'b')
+  local f = redis.pcall('HMGET', tk, 'u', 'h', 'st')
   if f.err or not f[1] or (user ~= '' and f[1] ~= user) then
     return 'not_found'
   end
@@ -38,9 +40,11 @@ local function cancel_task(P, id, user, flag_running, now, ttl)
     leave_rotation(P, h.q or '~pool', owner)
   elseif st == 'delayed' then
     rcall('ZREM', P .. ':delayed', id)
-  else
+  elseif st ~= 'waiting' then -- (a waiting task is in no lane)
     return 'not_found' -- no known state: not a task this call may touch
   end
-  cancel_done(P, id, owner, f[4], f[5], now, ttl)
+  if cancel_done(P, id, owner, now, ttl) then
+    deps_failed(P, id, now)
+  end
   return 'cancelled'
 end

@@ -7,6 +7,7 @@
 --- @include "bury"
 --- @include "enqueue_ready"
 --- @include "lower_gate"
+--- @include "lease_ended"
 
 -- Count a failed attempt: schedule a retry after backoff_ms, or bury the task. A task whose
 -- retry counter or header holds garbage (its retry budget is unknown) is dead-lettered as
@@ -26,7 +27,9 @@ local function fail_attempt(P, id, now, backoff_ms, force_dead, err, etype, tb, 
       'CorruptTaskError', 'corrupt'
   end
   local retries = rcall('HINCRBY', tk, 'r', 1)
-  rcall('ZREM', P .. ':leases', id)
+  if rcall('ZREM', P .. ':leases', id) == 1 then
+    lease_ended(P, user)
+  end
   stat(P, 'failed', 1)
   stat(P, 'u:' .. user .. ':failed', 1)
   rcall('HSET', tk, 'err', err, 'et', etype, 'ft', ftype)

@@ -3,6 +3,7 @@
 --- @include "expected_cost"
 --- @include "lower_gate"
 --- @include "stat"
+--- @include "lease_taken"
 
 -- Lease a new task that is ready now to a parked slot (see parked_slot) and hand it over on the
 -- slot's list: what pop would do for a user that joins an empty rotation and has no other task.
@@ -28,6 +29,7 @@ local function hand_over(P, slot, now, id, body, user, h, client_ms, part, weigh
     rcall('HSET', tk, 'ch', cost)
   end
   rcall('ZADD', P .. ':leases', deadline, id)
+  lease_taken(P, user, now)
   lower_gate(P, deadline)
   stat(P, 'popped', 1)
   local hk = P .. ':hand:' .. token

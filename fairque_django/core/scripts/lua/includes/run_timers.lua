@@ -4,8 +4,9 @@
 --- @include "recover_expired"
 --- @include "promote_delayed"
 --- @include "next_due"
+--- @include "rate_timers"
 
--- Run the timer work (lease recovery, delayed promotion) when the gate says something may be
+-- Run the timer work (lease recovery, delayed promotion, rate tokens due) when the gate says something may be
 -- due, then move the gate to the next due time (at most a minute ahead). Keeps the common pop
 -- free of timer scans. A gate that holds no number is repaired to 0: the timers run now.
 -- Returns the gate (ms).
@@ -18,6 +19,7 @@ local function run_timers(P, now)
   due_now(P, now)
   recover_expired(P, now, 50)
   promote_delayed(P, now, 200)
+  rate_timers(P, now, 100)
   local due = next_due(P, now)
   local nxt = now + 60000
   if due >= 0 and due < 60000 then

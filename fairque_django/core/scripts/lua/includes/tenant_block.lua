@@ -1,0 +1,37 @@
+--- @include "rcall"
+--- @include "num"
+--- @include "stored_num"
+--- @include "repaired"
+--- @include "now_ms"
+--- @include "tenant_limits"
+--- @include "recount_leased"
+
+-- Why user may not be leased a task now: 'paused', 'cap' (its leased tasks reached its cap) or
+-- 'rate' (then also the ms at which its next token is due), or nil. now: server ms (nil: read it
+-- only when a rate applies). A leased count that holds garbage is counted again (recount_leased).
+local function tenant_block(P, user, now)
+  if rcall('HEXISTS', P .. ':tpaused', user) == 1 then
+    return 'paused'
+  end
+  local lim = tenant_limits(P, user)
+  if lim.c then
+    local raw = rcall('HGET', P .. ':tleased', user)
+    local n = num(raw)
+    if raw and (not n or n < 0 or n % 1 ~= 0) then
+      repaired(P .. ':tleased', user, raw, 'recounted')
+      n = recount_leased(P, user)
+    end
+    if (n or 0) >= lim.c then
+      return 'cap'
+    end
+  end
+  if lim.t then
+    local rk = P .. ':trate'
+    local tat = stored_num(rk, user, rcall('HGET', rk, user), 0)
+    local at = tat - (lim.b - 1) * lim.t
+    if at > (now or now_ms()) then
+      return 'rate', at
+    end
+  end
+  return nil
+end
