@@ -206,6 +206,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--only", default=",".join(PARTS), help=f"comma-separated parts of {PARTS} (default all)")
     ap.add_argument("--rounds", type=int, default=None, help="rounds of the caps scenario (default 3; 1 quick)")
     ap.add_argument("--no-plots", action="store_true", help="do not write docs/images/limits_caps.png")
+    ap.add_argument("--plots", action="store_true", help="write the plot in --quick mode too")
     args = ap.parse_args(argv)
     only = [p.strip() for p in args.only.split(",") if p.strip()]
     if set(only) - set(PARTS):
@@ -227,7 +228,8 @@ def main(argv: list[str] | None = None) -> int:
         if "waiting" in only:
             bench_waiting(url, raw, 3.0 if args.quick else 7.0)
         if "caps" in only:
-            bench_caps(url, raw, procs, args.quick, args.rounds, plot=not args.no_plots)
+            plot = not args.no_plots and (args.plots or not args.quick)
+            bench_caps(url, raw, procs, args.quick, args.rounds, plot=plot)
     finally:
         raw.flushdb()
         procs.close()

@@ -70,8 +70,8 @@ LIGHT_TENANTS = 20
 P99_TARGET = 0.05
 UTIL_TARGET = 0.95
 SETTINGS = "benchmarks.contenders.django_settings"
-FULL = {"seconds": 8.0, "rate": 100.0, "backlog": 30, "rounds": 3}
-QUICK = {"seconds": 2.0, "rate": 100.0, "backlog": 15, "rounds": 1}
+FULL: dict[str, Any] = {"seconds": 8.0, "rate": 100.0, "backlog": 30, "rounds": 3}
+QUICK: dict[str, Any] = {"seconds": 2.0, "rate": 100.0, "backlog": 15, "rounds": 1}
 
 
 @dataclass(frozen=True, slots=True)
@@ -212,8 +212,8 @@ class CapBench:
 
     def _records(self) -> list[Rec]:
         recs = []
-        for line in self.raw.lrange(bodies.RECORDS, 0, -1):
-            tenant, idx, enq, start, end, _worker, slot = line.decode().split("\t")
+        for line in self._lines():
+            tenant, idx, enq, start, end, _worker, slot = line.split("\t")
             recs.append(Rec(tenant, int(idx), float(enq), float(start), float(end), slot))
         return recs
 
@@ -275,8 +275,11 @@ class CapBench:
             self.procs.stop(proc, timeout=15.0)
         return CapRun(capped, self._records(), t0, phase2, n1)
 
+    def _lines(self) -> list[str]:
+        return [x.decode() if isinstance(x, bytes) else str(x) for x in self.raw.lrange(bodies.RECORDS, 0, -1)]
+
     def _light_done(self) -> int:
-        return sum(1 for line in self.raw.lrange(bodies.RECORDS, 0, -1) if not line.startswith(b"heavy\t"))
+        return sum(1 for line in self._lines() if not line.startswith("heavy\t"))
 
 
 def report_line(name: str, a: dict[str, Any]) -> str:
