@@ -12,6 +12,16 @@ class Migration(migrations.Migration):
     operations = [
         migrations.AlterModelOptions(
             name='fairqueue',
-            options={'default_permissions': (), 'managed': False, 'permissions': [('view_fairqueue', 'Can view FairQueue dashboard and DLQ'), ('manage_fairqueue', 'Can requeue and delete dead tasks'), ('manage_tenants', 'Can pause tenants, change their limits and cancel their tasks')], 'verbose_name': 'dashboard', 'verbose_name_plural': 'dashboard'},
+            options={
+                'default_permissions': (),
+                'managed': False,
+                'permissions': [
+                    ('view_fairqueue', 'Can view FairQueue dashboard and DLQ'),
+                    ('manage_fairqueue', 'Can requeue and delete dead tasks'),
+                    ('manage_tenants', 'Can pause tenants, change their limits and cancel their tasks'),
+                ],
+                'verbose_name': 'dashboard',
+                'verbose_name_plural': 'dashboard',
+            },
         ),
     ]

@@ -262,7 +262,8 @@ def test_pause_and_resume(admin: Client, queue: TaskQueue) -> None:
 def test_set_and_clear_runtime_limits(admin: Client, queue: TaskQueue) -> None:
     def shows_the_change(body: str) -> None:
         table = re.search(r'id="fq-limit-changes".*?</table>', body, re.S)
-        assert table is not None and "<strong>3</strong>" in table.group(0) and "<strong>20/s</strong>" in table.group(0)
+        assert table is not None
+        assert "<strong>3</strong>" in table.group(0) and "<strong>20/s</strong>" in table.group(0)
         assert "<strong>no limit</strong>" not in table.group(0)
         assert queue.get_tenant_limits(TENANT)["concurrency_source"] == "default"
 

@@ -17,8 +17,8 @@ all read. No Django imports.
 * ``starved``: partitions whose waiting tenants no live worker may take (:mod:`.starved`);
 * ``stalled``: tenants with ready tasks that are in no partition's rotation (:mod:`.stalled`);
 * ``orphaned``: partitions whose workers have no live heartbeat and who takes them over;
-* global: counters, depth, DLQ size, tenants paused and held (``HLEN``), histograms, throughput over the last minute and hour, and,
-  on request, counter deltas over time windows (:mod:`.samples`) and the stored alert states.
+* global: counters, depth, DLQ size, tenants paused and held (``HLEN``), histograms, throughput
+  over the last minute and hour, and, on request, counter deltas over time windows (:mod:`.samples`) and the stored alert states.
 
 Cost: three pipelined round trips (the first one a transaction: one consistent view of the global
 figures). Each structure is read once: the leases are scanned once (at most ``lease_scan_limit``
@@ -327,7 +327,8 @@ class _Reader:
         if record_sample:
             pipe.set(keys.guard(keys.samples), "1", nx=True, px=max(1, int(sample_interval * 1000)))
         defaults: tuple[Any, ...] = (
-            *([0, 0, None, [], [None] * len(TENANT_COUNTERS), {}, None, None, None, None] * len(users)), *([[None] * 5] * len(lease_ids)),
+            *([0, 0, None, [], [None] * len(TENANT_COUNTERS), {}, None, None, None, None] * len(users)),
+            *([[None] * 5] * len(lease_ids)),
             *([{}] * len(worker_ids)), *([0] * len(others)), *([0, 0] * len(scan)), *rotation_defaults,
             *([[]] * n_windows), *([None] * record_sample))
         it = iter(replies(pipe.execute(raise_on_error=False), defaults))

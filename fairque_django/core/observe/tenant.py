@@ -56,7 +56,7 @@ class TenantTask:
 
     @property
     def priority_name(self) -> str:
-        return Priority(self.priority).name if self.priority in range(1, 7) else "?"
+        return Priority(self.priority).name if self.priority is not None and 1 <= self.priority <= 6 else "?"
 
     def to_dict(self) -> dict[str, Any]:
         return {"task_id": self.task_id, "state": self.state, "lane": self.lane, "priority": self.priority,
@@ -283,6 +283,7 @@ class TenantView:
         if f.get("u") != self.tenant or state not in ("queued", "delayed", "leased", "waiting"):
             return None
         corrupt = False
+        priority: int | None
         try:
             body = Task.from_json(f.get("b", ""))
             func, created, priority = body.func_name, body.created_at or None, int(body.priority)
