@@ -18,7 +18,8 @@ all read. No Django imports.
 * ``stalled``: tenants with ready tasks that are in no partition's rotation (:mod:`.stalled`);
 * ``orphaned``: partitions whose workers have no live heartbeat and who takes them over;
 * global: counters, depth, DLQ size, tenants paused and held (``HLEN``), histograms, throughput
-  over the last minute and hour, and, on request, counter deltas over time windows (:mod:`.samples`) and the stored alert states.
+  over the last minute and hour, and, on request, counter deltas over time windows
+  (:mod:`.samples`) and the stored alert states.
 
 Cost: three pipelined round trips (the first one a transaction: one consistent view of the global
 figures). Each structure is read once: the leases are scanned once (at most ``lease_scan_limit``
