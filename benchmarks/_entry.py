@@ -1,7 +1,7 @@
 """What the ``bench_*.py`` command lines share: run one scenario module of ``benchmarks/scenarios/``.
 
-Throughput and fairness need the peers (RQ, Huey, Celery, matplotlib): started with another
-interpreter, they re-run themselves with the benchmarks' own virtualenv when it exists
+Throughput, fairness, as_users and limits need the peers (RQ, Huey, Celery, matplotlib): started
+with another interpreter, they re-run themselves with the benchmarks' own virtualenv when it exists
 (``python3 benchmarks/peers_env.py`` creates it). A benchmark reports numbers and never fails the
 build: the exit code is 0 whatever they are (2 for a bad option).
 """
@@ -16,7 +16,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 PEERS_PY = ROOT / "benchmarks" / ".venv-peers" / "bin" / "python"
-NEEDS_PEERS = {"throughput", "fairness", "as_users"}
+NEEDS_PEERS = {"throughput", "fairness", "as_users", "limits"}
 
 
 def run(name: str) -> None:

@@ -11,7 +11,9 @@ class FairQueue(models.Model):
     """The FairQueue dashboard. Permissions:
 
     * ``fairque_django.view_fairqueue``: view the dashboard and the dead-letter queue;
-    * ``fairque_django.manage_fairqueue``: requeue and delete dead tasks.
+    * ``fairque_django.manage_fairqueue``: requeue and delete dead tasks;
+    * ``fairque_django.manage_tenants``: pause and resume tenants, change their runtime limits and
+      cancel their queued tasks (the tenant page).
     """
 
     class Meta:
@@ -20,6 +22,7 @@ class FairQueue(models.Model):
         permissions = [
             ("view_fairqueue", "Can view FairQueue dashboard and DLQ"),
             ("manage_fairqueue", "Can requeue and delete dead tasks"),
+            ("manage_tenants", "Can pause tenants, change their limits and cancel their tasks"),
         ]
         verbose_name = "dashboard"
         verbose_name_plural = "dashboard"

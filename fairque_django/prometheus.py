@@ -38,7 +38,10 @@ METRIC_NAMES: Final = (
     "fairque_worker_up", "fairque_worker_status", "fairque_worker_heartbeat_age_seconds", "fairque_worker_busy_slots",
     "fairque_worker_slots", "fairque_worker_processed_total", "fairque_worker_failed_total",
     "fairque_alert_firing", "fairque_starved_tenants",
+    "fairque_tenant_leased", "fairque_tenant_cap", "fairque_tenant_paused", "fairque_tenant_held",
+    "fairque_tenants_paused", "fairque_tenants_held",
 )
+HELD_REASONS: Final = ("paused", "cap", "rate")
 
 
 def _le(bound: float) -> str:
@@ -105,8 +108,32 @@ class FairQueueCollector(Collector):
             wait.add_metric([row.tenant], _buckets(row.wait), row.wait.sum_seconds)
             run.add_metric([row.tenant], _buckets(row.run), row.run.sum_seconds)
         yield from (depth, unfinished, oldest, *counters.values(), wait, run)
+        yield from FairQueueCollector._limits(m)
         yield GaugeMetricFamily("fairque_other_tenants", "Tenants with work aggregated under tenant=\"other\"",
                                 value=float(m.other.tenants if m.other is not None else 0))
+
+    @staticmethod
+    def _limits(m: QueueMetrics) -> Iterator[Metric]:
+        """Per-tenant limits and state of the top tenants (never ``other``), and the global counts."""
+        leased = GaugeMetricFamily("fairque_tenant_leased", "Tasks of the tenant leased now, fleet-wide (what its "
+                                   "concurrency cap counts)", labels=["tenant"])
+        cap = GaugeMetricFamily("fairque_tenant_cap", "The tenant's concurrency cap in force (tenants with a cap)",
+                                labels=["tenant"])
+        paused = GaugeMetricFamily("fairque_tenant_paused", "1 while the tenant is paused, else 0", labels=["tenant"])
+        held = GaugeMetricFamily("fairque_tenant_held", "1 for the reason the tenant is held out of its rotation "
+                                 "with work queued (paused, cap, rate), 0 for the others", labels=["tenant", "reason"])
+        for row in m.tenants:
+            leased.add_metric([row.tenant], float(row.running))
+            if row.cap is not None:
+                cap.add_metric([row.tenant], float(row.cap))
+            paused.add_metric([row.tenant], 1.0 if row.paused else 0.0)
+            for reason in HELD_REASONS:
+                held.add_metric([row.tenant, reason], 1.0 if row.held == reason else 0.0)
+        yield from (leased, cap, paused, held)
+        yield GaugeMetricFamily("fairque_tenants_paused", "Tenants paused now (all of them)",
+                                value=float(m.tenants_paused))
+        yield GaugeMetricFamily("fairque_tenants_held", "Tenants held out of their rotation with work queued, by "
+                                "pause, cap or rate (all of them)", value=float(m.tenants_held))
 
     @staticmethod
     def _queue(m: QueueMetrics) -> Iterator[Metric]:

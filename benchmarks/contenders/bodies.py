@@ -75,12 +75,15 @@ def sleep_body(ms: float = 10.0) -> None:
     client().incr(SLEPT)
 
 
-def work_body(tenant: str, idx: int, t_enq: float, sleep_ms: float) -> None:
-    """The fairness task: note the start time, sleep ``sleep_ms``, record one line."""
+def work_body(tenant: str, idx: int, t_enq: float, sleep_ms: float, slot: bool = False) -> None:
+    """The fairness task: note the start time, sleep ``sleep_ms``, record one line (with
+    ``slot``, a seventh field: the name of the thread that ran it, i.e. the worker's slot)."""
     start = time.time()
     time.sleep(sleep_ms / 1000.0)
     end = time.time()
     line = f"{tenant}\t{idx}\t{t_enq:.6f}\t{start:.6f}\t{end:.6f}\t{worker_label()}"
+    if slot:
+        line += f"\t{threading.current_thread().name}"
     client().rpush(RECORDS, line)
 
 

@@ -42,6 +42,12 @@ def work(tenant: str, idx: int, t_enq: float, sleep_ms: float) -> None:
     bodies.work_body(tenant, idx, t_enq, sleep_ms)
 
 
+@task(name="bench.work_slot", max_retries=0)
+def work_slot(tenant: str, idx: int, t_enq: float, sleep_ms: float) -> None:
+    """``bench.work`` that also records its slot (thread name)."""
+    bodies.work_body(tenant, idx, t_enq, sleep_ms, slot=True)
+
+
 def users(n: int, prefix: str = "user:") -> list[str]:
     return [f"{prefix}{i}" for i in range(n)]
 

@@ -254,3 +254,67 @@ def fairness_plots(plot_runs: dict[str, Any], results: dict[str, Any], out: Call
         plt.close(fig)
         written.append(str(path))
     return written
+
+
+def caps_plot(capped: Any, uncapped: Any, medians: dict[str, dict[str, float]], sizes: dict[str, Any],
+              slots: int, cap: int, images: Path = IMAGES) -> list[Path]:
+    """docs/images/limits_caps.png: the light tenants' waits with and without the heavy tenant's
+    cap (phase 1, distribution), and the slots busy over time in the round's median runs."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        print("  (matplotlib missing: no plot)")
+        return []
+    images.mkdir(parents=True, exist_ok=True)
+    heavy_c, light_c, cap_c, unc_c = "#d62728", "#1f77b4", "#2ca02c", "#7f7f7f"
+    fig, axes = plt.subplots(1, 3, figsize=(16, 4.8), gridspec_kw={"width_ratios": [1, 1.3, 1.3]})
+    ax = axes[0]
+    for run, colour, name in ((uncapped, unc_c, "uncapped"), (capped, cap_c, f"heavy capped at {cap}")):
+        waits = sorted(r.wait_ms for r in run.recs if r.tenant != "heavy" and r.idx < run.n_trickle)
+        ys = [100.0 * (i + 1) / len(waits) for i in range(len(waits))]
+        p99 = percentile(waits, 99)
+        ax.step(waits, ys, where="post", color=colour, lw=1.8, label=f"{name}: p99 {p99:,.1f} ms")
+        ax.axvline(p99, color=colour, ls=":", lw=1)
+    ax.set_xscale("log")
+    ax.set_xlabel("light task wait, push -> start (ms, log)")
+    ax.set_ylabel("% of the light tasks of phase 1")
+    ratio = medians["capped"]["light_p99_ms"] / medians["uncapped"]["light_p99_ms"]
+    ax.set_title(f"Light waits, phase 1 ({sizes['rate']:.0f}/s Poisson)\nmedian p99 capped/uncapped "
+                 f"{100 * ratio:.1f} % (target <= 5 %)", fontsize=10)
+    ax.legend(fontsize=8, loc="lower right")
+    ax.grid(alpha=0.3, which="both")
+    for ax, run, title, key in ((axes[1], uncapped, "uncapped", "uncapped"),
+                                (axes[2], capped, f"heavy capped at {cap} of {slots}", "capped")):
+        end = max(r.end for r in run.recs)
+        step = 0.005
+        n = int((end - run.t0) / step) + 1
+        heavy = [0] * n
+        light = [0] * n
+        for r in run.recs:  # bodies running at each sample time t0 + i * step
+            sink = heavy if r.tenant == "heavy" else light
+            for i in range(max(0, math.ceil((r.start - run.t0) / step)), min(n, math.ceil((r.end - run.t0) / step))):
+                sink[i] += 1
+        xs = [i * step for i in range(n)]
+        light_end = max(r.end for r in run.recs if r.tenant != "heavy")
+        ax.axvspan(run.phase2_at - run.t0, light_end - run.t0, color="#ffdd57", alpha=0.35, lw=0, zorder=0,
+                   label="phase 2: light backlog")
+        ax.stackplot(xs, heavy, light, colors=[heavy_c, light_c], alpha=0.85, step="post", zorder=2,
+                     labels=["heavy (500 ms tasks)", "20 light tenants (5 ms tasks)"])
+        ax.axhline(slots, color="black", lw=0.8)
+        m = medians[key]
+        ax.set_title(f"Slots busy, {title}: heavy {m['heavy_tasks_per_s']:.1f} tasks/s;\nutilisation while light "
+                     f"work ready, phase 2: {100 * m['util_backlog']:.1f} %", fontsize=10)
+        ax.set_xlabel("seconds since the heavy batch")
+        ax.set_ylim(0, slots + 2)
+        ax.legend(fontsize=7, loc="upper right", ncol=3)
+    axes[1].set_ylabel("task bodies running (of 8 slots)")
+    fig.suptitle("A heavy tenant capped at 2 of 8 slots, 20 light tenants (runfairworker --concurrency 8)",
+                 fontsize=12)
+    fig.tight_layout()
+    path = images / "limits_caps.png"
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return [path]

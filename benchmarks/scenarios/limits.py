@@ -11,6 +11,13 @@
 3. Waiting costs no polling: Redis commands per second (INFO total_commands_processed, exact with
    ``--private-server``) while a tenant with work queued waits for its next token (rate 6/m, its
    first token used), against the same worker on an idle queue (target at most 2x).
+4. A heavy tenant (500 ms tasks) capped at 2 of 8 slots next to 20 light tenants (5 ms tasks),
+   with and without the cap, on ``runfairworker --concurrency 8``: light p99 wait (target at most
+   5 % of the run without the cap), slot utilisation while light work is ready (target at least
+   95 %), heavy throughput; the plot docs/images/limits_caps.png. The code and the exact
+   definitions: benchmarks/scenarios/limits_caps.py.
+
+``--only caps`` (or ``pop,rate,waiting,caps``) runs some of them.
 
 The database (default DB 12, or $FAIRQUE_BENCH_REDIS_URL) is flushed before and after. The exit code
 is 0 whatever the results: benchmarks report, they do not assert.
@@ -28,9 +35,10 @@ from typing import Any
 import redis
 
 from benchmarks.harness import default_url
-from benchmarks.harness.procs import Processes
+from benchmarks.harness.procs import Processes, install_signal_handlers
 from benchmarks.harness.server import require_redis, start_private_redis, url_db
 from benchmarks.harness.stats import median
+from benchmarks.scenarios.limits_caps import bench_caps
 from fairque_django.core.config import FairQueueConfig
 from fairque_django.core.models import Task
 from fairque_django.core.queue import TaskQueue
@@ -39,6 +47,7 @@ from fairque_django.core.worker import Worker
 
 perf = time.perf_counter
 RATIO_TARGET = 1.5
+PARTS = ("pop", "rate", "waiting", "caps")
 STARTS: list[float] = []
 
 
@@ -194,7 +203,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--redis-url", default=default_url(12), help="Redis URL with its DB (flushed; default DB 12)")
     ap.add_argument("--quick", action="store_true", help="fewer pops and repetitions, shorter runs (smoke run)")
     ap.add_argument("--private-server", action="store_true", help="start a throw-away redis-server")
+    ap.add_argument("--only", default=",".join(PARTS), help=f"comma-separated parts of {PARTS} (default all)")
+    ap.add_argument("--rounds", type=int, default=None, help="rounds of the caps scenario (default 3; 1 quick)")
+    ap.add_argument("--no-plots", action="store_true", help="do not write docs/images/limits_caps.png")
+    ap.add_argument("--plots", action="store_true", help="write the plot in --quick mode too")
     args = ap.parse_args(argv)
+    only = [p.strip() for p in args.only.split(",") if p.strip()]
+    if set(only) - set(PARTS):
+        ap.error(f"--only: choose from {PARTS}")
     procs = Processes()
     url = start_private_redis(procs, url_db(args.redis_url)) if args.private_server else args.redis_url
     problem = require_redis(url)
@@ -203,10 +219,17 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     raw = redis.Redis.from_url(url)
     pops, reps = (500, 1) if args.quick else (2000, 3)
+    install_signal_handlers()
     try:
-        bench_pop(url, raw, pops, reps)
-        bench_rate(url, raw, 3.0 if args.quick else 10.0)
-        bench_waiting(url, raw, 3.0 if args.quick else 7.0)
+        if "pop" in only:
+            bench_pop(url, raw, pops, reps)
+        if "rate" in only:
+            bench_rate(url, raw, 3.0 if args.quick else 10.0)
+        if "waiting" in only:
+            bench_waiting(url, raw, 3.0 if args.quick else 7.0)
+        if "caps" in only:
+            plot = not args.no_plots and (args.plots or not args.quick)
+            bench_caps(url, raw, procs, args.quick, args.rounds, plot=plot)
     finally:
         raw.flushdb()
         procs.close()

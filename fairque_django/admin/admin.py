@@ -5,6 +5,9 @@ The models have no table; their ModelAdmins only mount the views of :mod:`.views
 * ``admin/fairque_django/fairqueue/`` — dashboard (``admin:fairque_dashboard``)
 * ``admin/fairque_django/fairqueue/schedules/`` — periodic schedules (``admin:fairque_schedules``);
   ``.../schedules/action/`` — run now / pause / resume, POST only, confirm first
+* ``admin/fairque_django/fairqueue/tenant/?id=<user id>`` — one tenant (``admin:fairque_tenant``);
+  ``.../tenant/action/`` — pause / resume, runtime limits, cancel: POST only, confirm first,
+  ``manage_tenants`` (:mod:`.tenants`)
 * ``admin/fairque_django/deadletterqueue/`` — DLQ list (``admin:fairque_dlq``)
 * ``admin/fairque_django/deadletterqueue/task/<id>/`` — DLQ detail (``admin:fairque_dlq_detail``)
 * ``admin/fairque_django/deadletterqueue/requeue/`` and ``.../delete/`` — POST only, confirm first
@@ -23,6 +26,7 @@ from django.http import HttpRequest
 from django.urls import URLPattern, path
 
 from ..models import DeadLetterQueue, FairQueue
+from .tenants import MANAGE_TENANTS_PERMISSION, TenantPages
 from .views import FairQueueViews, can_view
 
 
@@ -60,12 +64,16 @@ class FairQueueAdmin(_QueuePageAdmin):
         views = self.views()
         wrap = self.admin_site.admin_view
         dashboard = wrap(views.guarded(views.dashboard))
+        tenants = TenantPages(views)
         return [
             path("", dashboard, name="fairque_dashboard"),
             path("", dashboard, name="fairque_django_fairqueue_changelist"),
             path("schedules/", wrap(views.guarded(views.schedules)), name="fairque_schedules"),
             path("schedules/action/", wrap(views.guarded(views.schedule_action, manage=True)),
                  name="fairque_schedule_action"),
+            path("tenant/", wrap(views.guarded(tenants.tenant)), name="fairque_tenant"),
+            path("tenant/action/", wrap(views.guarded(tenants.action, permission=MANAGE_TENANTS_PERMISSION)),
+                 name="fairque_tenant_action"),
         ]
 
 

@@ -117,13 +117,15 @@ class FairQueueViews:
         request.current_app = self.site_name
         return TemplateResponse(request, f"fairque_django/admin/{template}", context, status=status)
 
-    def guarded(self, view: View, *, manage: bool = False) -> View:
-        """Check the permissions, and show Redis errors as a 503 page instead of a crash."""
+    def guarded(self, view: View, *, manage: bool = False, permission: str | None = None) -> View:
+        """Check the permissions (``view_fairqueue``, and ``manage_fairqueue`` with ``manage``, or
+        ``permission``), and show Redis errors as a 503 page instead of a crash."""
+        needed = permission or (MANAGE_PERMISSION if manage else None)
 
         @wraps(view)
         def inner(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
-            if not can_view(request) or (manage and not can_manage(request)):
-                return self.forbidden(request, VIEW_PERMISSION if not can_view(request) else MANAGE_PERMISSION)
+            if not can_view(request) or (needed is not None and not request.user.has_perm(needed)):
+                return self.forbidden(request, VIEW_PERMISSION if not can_view(request) else str(needed))
             try:
                 return view(request, *args, **kwargs)
             except FairQueueError as exc:
@@ -168,12 +170,18 @@ class FairQueueViews:
             return target
         return default
 
+    def tenant_url(self, tenant: str) -> str:
+        """The tenant page of ``tenant`` (its id in the query string: any id round-trips)."""
+        return self.url("fairque_tenant") + "?" + urlencode({"id": tenant})
+
     # --- dashboard ----------------------------------------------------------------------
     def dashboard(self, request: HttpRequest) -> HttpResponse:
         queue = self.queue()
         metrics = dashboard_snapshot(queue, USERS_SHOWN)  # the one read of the queue's state
         ctx = self.context(request, "FairQueue dashboard", **self.dashboard_context(metrics),
                            prefix=queue.keys.prefix)
+        for row in ctx["user_rows"]:
+            row["url"] = self.tenant_url(row["row"].tenant)
         ctx.update(monitoring_context(queue, metrics))
         return self.render(request, "dashboard.html", ctx)
 
@@ -203,7 +211,8 @@ class FairQueueViews:
                 "users_shown": len(shown), "users_total": metrics.tenants_with_work,
                 "users_truncated": len(shown) < metrics.tenants_with_work,
                 "leases_truncated": metrics.leases_truncated, "leases_scanned": metrics.leases_scanned,
-                "leases_total": metrics.leased, "dlq_size": stats["dlq_size"]}
+                "leases_total": metrics.leased, "dlq_size": stats["dlq_size"],
+                "tenants_paused": metrics.tenants_paused, "tenants_held": metrics.tenants_held}
 
     # --- dead-letter queue ----------------------------------------------------------------
     def dlq_list(self, request: HttpRequest) -> HttpResponse:

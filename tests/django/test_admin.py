@@ -92,7 +92,8 @@ def test_permissions_exist_with_their_names() -> None:
     perms = dict(Permission.objects.filter(content_type__app_label="fairque_django")
                  .values_list("codename", "name"))
     assert perms == {"view_fairqueue": "Can view FairQueue dashboard and DLQ",
-                     "manage_fairqueue": "Can requeue and delete dead tasks"}
+                     "manage_fairqueue": "Can requeue and delete dead tasks",
+                     "manage_tenants": "Can pause tenants, change their limits and cancel their tasks"}
 
 
 @pytest.mark.parametrize("name", [DASHBOARD, DLQ])

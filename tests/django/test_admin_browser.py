@@ -344,3 +344,68 @@ def test_the_schedule_page_runs_a_schedule_now(live_server: Any, superuser: Any,
     page.click("#fq-confirm")
     page.wait_for_selector("#fq-resume-cache-warmup")
     assert "paused" in page.locator("#fq-schedule-cache-warmup").inner_text()
+
+
+def test_the_tenant_page_limits_and_pauses_a_tenant(live_server: Any, superuser: Any, page: Any,
+                                                     shots: Path) -> None:
+    """The dashboard's tenant row leads to the tenant page: depth per priority, running tasks with
+    their workers and progress, queued and delayed tasks, limits and where they come from; the
+    limits form and "Pause" ask for confirmation, then act."""
+    queue = get_queue()
+    queue.set_tenant_limits("user:2", concurrency=2, rate="600/m", burst=5)
+    for i in range(2):
+        queue.push(Task.create(user_id="user:2", func_name=LONG_FUNC, args=[f"march-{i}"]))
+    queue.push(t.urgent("refund-7"), user_id="user:2")
+    for i, priority in enumerate([Priority.HIGH, Priority.HIGH, Priority.NORMAL, Priority.LOW, Priority.VERY_LOW]):
+        queue.push(Task.create(user_id="user:2", func_name="tests.testapp.tasks.send_invoice", args=[i],
+                               priority=priority))
+    for i in range(2):
+        queue.push(Task.create(user_id="user:2", func_name="tests.testapp.tasks.remind_customer", args=[i],
+                               delay_seconds=900 + 600 * i))
+    for i in range(3):
+        queue.push(t.record(f"u1-{i}"), user_id="user:1")
+    running = []
+    while len(running) < 2:  # the critical task first, then the normal lane, until the cap holds
+        task = queue.pop("worker-001")
+        assert task is not None
+        if task.user_id == "user:2":
+            running.append(task)
+    assert queue.get_tenant_limits("user:2")["held"] == "cap"
+    assert queue.set_progress(running[1], 0.6, "60 of 100 invoices sent")
+    Worker(get_config(), worker_id="worker-001", install_signal_handlers=False).publish_health(running)
+
+    login(page, live_server.url)
+    page.goto(f"{live_server.url}/admin/fairque_django/fairqueue/")
+    row = page.locator("tr.fq-user", has_text="user:2")
+    assert "2 / 2" in row.locator("td.fq-cap").inner_text() and "at its cap" in row.inner_text()
+    row.locator("a.fq-tenant-link").click()
+    page.wait_for_selector("#fq-tenant-depth")
+    assert page.locator("h1").inner_text() == "Tenant user:2"
+    assert "2 / 2 at its cap" in page.locator("#fq-leased-cap").inner_text()
+    assert page.locator("tr.fq-leased-task").count() == 2
+    assert page.locator("#fq-tenant-leased progress").get_attribute("value") == "60"
+    assert page.locator("tr.fq-queued-task").count() == 6 and page.locator("tr.fq-delayed-task").count() == 2
+    assert "runtime" in page.locator("tr.fq-limit[data-limit=concurrency]").inner_text()
+    assert "held: at its cap" in page.locator("#fq-tenant-state").inner_text()
+    assert_fits(page, "tenant page at 1440 px")
+    shot(page, shots, "tenant")
+
+    page.fill("#fq-concurrency", "3")
+    page.click("#fq-set-limits")
+    page.wait_for_selector("#fq-confirm")
+    assert "<strong>3</strong>" in page.locator("#fq-limit-changes").inner_html()
+    assert queue.get_tenant_limits("user:2")["concurrency"] == 2  # nothing before the confirmation
+    page.click("#fq-confirm")
+    page.wait_for_selector("ul.messagelist")
+    assert "Runtime limits of user:2 set" in page.locator("ul.messagelist").inner_text()
+    assert queue.get_tenant_limits("user:2")["concurrency"] == 3
+    assert "2 / 3" in page.locator("#fq-leased-cap").inner_text()
+
+    page.click("#fq-pause")
+    page.wait_for_selector("#fq-confirm")
+    assert "Are you sure you want to pause tenant user:2?" in page.locator("#content").inner_text()
+    shot(page, shots, "tenant_confirm")
+    page.click("#fq-confirm")
+    page.wait_for_selector("#fq-resume")
+    assert queue.is_paused("user:2") and "paused" in page.locator("#fq-paused").inner_text()
+    assert queue.get_tenant_limits("user:2")["held"] == "paused"

@@ -145,6 +145,36 @@ def test_exposition_parses_with_expected_families_and_bounded_tenants(client: Cl
     assert sample("fairque_alert_firing", alert="depth") == 0
 
 
+def test_tenant_limits_and_state_per_tenant_with_bounded_labels(client: Client, queue: TaskQueue) -> None:
+    for i in range(8):  # 8 tenants, 5 of them exported with their own label
+        for _ in range(10 - i):
+            queue.push(Task.create(user_id=f"t:{i}", payload={}))
+    queue.set_tenant_limits("t:0", concurrency=2)
+    queue.set_tenant_limits("t:1", rate="1/h")
+    queue.pause_tenant("t:2")
+    leased = queue.pop_many(20, "worker-001")
+    assert sum(1 for t in leased if t.user_id == "t:0") == 2 and not any(t.user_id == "t:2" for t in leased)
+    fams = scrape(client)
+
+    def value(fam: str, **want: str) -> float | None:
+        values = [s.value for s in fams[fam].samples if all(s.labels.get(k) == v for k, v in want.items())]
+        assert len(values) <= 1, (fam, want, values)
+        return float(values[0]) if values else None
+
+    assert value("fairque_tenant_leased", tenant="t:0") == 2 and value("fairque_tenant_cap", tenant="t:0") == 2
+    assert value("fairque_tenant_held", tenant="t:0", reason="cap") == 1
+    assert value("fairque_tenant_held", tenant="t:0", reason="rate") == 0
+    assert value("fairque_tenant_leased", tenant="t:1") == 1 and value("fairque_tenant_cap", tenant="t:1") is None
+    assert value("fairque_tenant_held", tenant="t:1", reason="rate") == 1
+    assert value("fairque_tenant_paused", tenant="t:2") == 1 and value("fairque_tenant_paused", tenant="t:0") == 0
+    assert value("fairque_tenant_held", tenant="t:2", reason="paused") == 1
+    assert value("fairque_tenant_leased", tenant="t:2") == 0
+    assert value("fairque_tenants_paused") == 1 and value("fairque_tenants_held") == 3
+    for name in ("fairque_tenant_leased", "fairque_tenant_paused", "fairque_tenant_held"):
+        assert labels(fams[name], "tenant") == {f"t:{i}" for i in range(5)}, name  # the top 5, never "other"
+    assert len(fams["fairque_tenant_held"].samples) == 5 * 3
+
+
 def test_bearer_token_right_wrong_and_missing(client: Client, queue: TaskQueue) -> None:
     assert client.get(URL, HTTP_AUTHORIZATION=f"Bearer {TOKEN}").status_code == 200
     wrong = client.get(URL, HTTP_AUTHORIZATION=f"Bearer {TOKEN}x")

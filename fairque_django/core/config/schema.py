@@ -310,6 +310,11 @@ ALERT_RULE_OPTIONS: Final[Mapping[str, Section]] = types.MappingProxyType({
     )),
     "unserved_tenants": Section("unserved_tenants", ()),
     "stalled_tenants": Section("stalled_tenants", ()),
+    "tenant_at_cap": Section("tenant_at_cap", (
+        Field("for_seconds", FLOAT, 300.0, "seconds a tenant stays at its cap before it fires", minimum=0),
+        Field("tenants", STRINGS, (), "ids or glob patterns (default: all)"),
+        Field("scan", WHOLE, 1000, "tenants with the most work looked at", minimum=1, maximum=100_000),
+    )),
 })
 
 ALERT_RULE: Final = Section("alert rule", (

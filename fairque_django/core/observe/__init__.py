@@ -1,11 +1,12 @@
 """Observing a queue: ONE read model (:func:`collect_metrics` -> :class:`QueueMetrics`) used by the
 admin dashboard, ``fairque_stats``, ``fairque_health``, the health view, Prometheus and the alert
 rules; the series kept for it (:mod:`.samples`); the liveness rule (:mod:`.liveness`); starvation by
-configuration (:mod:`.starved`); and browsing the dead-letter queue (:mod:`.dlq`). No Django imports.
+configuration (:mod:`.starved`); browsing the dead-letter queue (:mod:`.dlq`) and one tenant's
+tasks and limits (:mod:`.tenant`). No Django imports.
 
 Modules, in the order data flows: ``values`` (reply decoding) -> ``samples`` (histograms,
 throughput, counter snapshots, chart points) and ``liveness`` -> ``rows`` -> ``starved`` ->
-``snapshot`` (the reads) -> ``health`` (probes); ``dlq`` stands aside.
+``snapshot`` (the reads) -> ``health`` (probes); ``dlq`` and ``tenant`` stand aside.
 """
 
 from ..scripts.commands import STAT_FIELDS
@@ -42,6 +43,7 @@ from .samples import (
 )
 from .snapshot import QueueMetrics, collect_metrics
 from .starved import OrphanedPartition, StarvedPartition, UnservedAssignment, describe_starved
+from .tenant import PRIORITY_LANES, TenantDetail, TenantTask, TenantTasks, TenantView
 
 __all__ = [
     "ALIVE",
@@ -51,6 +53,7 @@ __all__ = [
     "LIVENESS",
     "NEVER_SEEN",
     "OTHER",
+    "PRIORITY_LANES",
     "SAMPLE_FIELDS",
     "SAMPLE_INTERVAL",
     "STALE",
@@ -64,7 +67,11 @@ __all__ = [
     "OrphanedPartition",
     "QueueMetrics",
     "StarvedPartition",
+    "TenantDetail",
     "TenantMetrics",
+    "TenantTask",
+    "TenantTasks",
+    "TenantView",
     "UnservedAssignment",
     "WorkerMetrics",
     "beat_interval",

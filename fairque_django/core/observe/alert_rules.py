@@ -9,13 +9,15 @@
   processes evaluate the same rules each change (``firing`` / ``resolved``) is reported once.
 
 Rule types: ``dlq_size_above``, ``total_depth_above``, ``oldest_wait_above``, ``no_live_worker``,
-``heartbeat_older_than``, ``failure_ratio_above``, ``unserved_tenants`` (see ``docs/monitoring.md``).
+``heartbeat_older_than``, ``failure_ratio_above``, ``unserved_tenants``, ``stalled_tenants``,
+``tenant_at_cap`` (see ``docs/monitoring.md``).
 :data:`BUILTIN_RULES` (the ``tenant-starved`` rule) are added to the configured ones by
 :func:`with_builtin_rules` unless a configured rule has the same name or type.
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Final
@@ -42,6 +44,7 @@ __all__ = [
     "HeartbeatOlderThan",
     "NoLiveWorker",
     "OldestWaitAbove",
+    "TenantAtCap",
     "TotalDepthAbove",
     "UnservedTenants",
     "evaluate",
@@ -299,9 +302,65 @@ class StalledTenants(AlertRule):
                       tenants=[s.to_dict() for s in stalled][:NAMES_LISTED])
 
 
+AT_CAP_KEPT: Final = 200  # tenants whose "at its cap since" a tenant_at_cap rule keeps in its details
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TenantAtCap(AlertRule):
+    """Fires while some tenant has stayed at its concurrency cap (tasks leased now >= its cap) for
+    ``for_seconds`` or more; names the tenants. Looks at the ``scan`` tenants with the most
+    unfinished work (optionally only those matching ``tenants``: ids or glob patterns).
+
+    "Since when" is carried from one evaluation to the next in the rule's recorded details (the
+    snapshot's ``alert_states``, read with ``alerts=True``): a tenant counts as at its cap the whole
+    time between two evaluations that both found it there. Without recorded states (or with
+    ``for_seconds`` 0) a tenant at its cap now is enough."""
+
+    type: ClassVar[str] = "tenant_at_cap"
+    for_seconds: float = 300.0
+    tenants: tuple[str, ...] = ()
+    scan: int = 1000
+
+    @property
+    def threshold_value(self) -> float | None:
+        return self.for_seconds
+
+    def _previous(self, metrics: QueueMetrics) -> dict[str, float]:
+        raw = (metrics.alert_states or {}).get(f"d:{self.name}")
+        try:
+            since = json.loads(raw).get("at_cap_since", {}) if raw else {}
+        except (ValueError, AttributeError):
+            return {}
+        return {str(t): float(v) for t, v in since.items() if isinstance(v, (int, float))} \
+            if isinstance(since, dict) else {}
+
+    def check(self, metrics: QueueMetrics) -> AlertState:
+        now = metrics.timestamp
+        previous = self._previous(metrics)
+        rows = [t for t in metrics.tenants if t.at_cap
+                and (not self.tenants or any(p == t.tenant or glob_match(p, t.tenant) for p in self.tenants))]
+        since = {t.tenant: min(previous.get(t.tenant, now), now) for t in rows}
+        long = sorted((t for t in rows if now - since[t.tenant] >= self.for_seconds),
+                      key=lambda t: since[t.tenant])
+        kept = dict(sorted(since.items(), key=lambda kv: kv[1])[:AT_CAP_KEPT])
+        listed = [{"tenant": t.tenant, "leased": t.running, "cap": t.cap, "waiting": t.ready,
+                   "seconds": round(now - since[t.tenant], 3)} for t in long[:NAMES_LISTED]]
+        if long:
+            names = ", ".join(f"{t.tenant} ({t.running}/{t.cap}, {now - since[t.tenant]:.0f} s)" for t in long[:5])
+            more = f" and {len(long) - 5} more" if len(long) > 5 else ""
+            message = f"{len(long)} tenant(s) at their cap for {self.for_seconds:g} s or more: {names}{more}"
+        else:
+            message = (f"{len(rows)} tenant(s) at their cap, none for {self.for_seconds:g} s yet" if rows
+                       else "no tenant is at its cap")
+        worst = max((now - since[t.tenant] for t in rows), default=None)
+        return _state(self, bool(long), None if worst is None else round(worst, 3), message,
+                      tenants=[t.tenant for t in long[:NAMES_LISTED]], at_cap=listed, at_cap_count=len(long),
+                      at_cap_since=kept, scanned_tenants=len(metrics.tenants))
+
+
 RULE_TYPES: Final[Mapping[str, type[AlertRule]]] = {
     cls.type: cls for cls in (DlqSizeAbove, TotalDepthAbove, OldestWaitAbove, NoLiveWorker, HeartbeatOlderThan,
-                              FailureRatioAbove, UnservedTenants, StalledTenants)
+                              FailureRatioAbove, UnservedTenants, StalledTenants, TenantAtCap)
 }
 
 BUILTIN_RULES: Final[tuple[AlertRule, ...]] = (
@@ -329,8 +388,9 @@ def evaluate(metrics: QueueMetrics, rules: Iterable[AlertRule]) -> list[AlertSta
 
 
 def required_top_n(rules: Iterable[AlertRule], default: int) -> int:
-    """How many tenants a snapshot must cover for ``rules`` (``oldest_wait_above``'s ``scan``)."""
-    return max([default, *(r.scan for r in rules if isinstance(r, OldestWaitAbove))])
+    """How many tenants a snapshot must cover for ``rules`` (the ``scan`` of ``oldest_wait_above``
+    and ``tenant_at_cap``)."""
+    return max([default, *(r.scan for r in rules if isinstance(r, (OldestWaitAbove, TenantAtCap)))])
 
 
 def required_windows(rules: Iterable[AlertRule]) -> tuple[float, ...]:

@@ -21,7 +21,12 @@ class TenantMetrics:
     ``exact_lanes`` (at most ``other_scan_limit`` such tenants); otherwise it is a lower bound and
     ``normal`` holds the rest of the ready tasks. The ages are seconds the head of each lane has
     been ready (None for ``other`` and for an empty lane). ``owner``: the configured worker whose
-    partition holds the tenant (None: the pool, or no workers configured)."""
+    partition holds the tenant (None: the pool, or no workers configured).
+
+    Limits (:mod:`~fairque_django.core.config.limits`; defaults for ``other``): ``running`` the
+    tasks leased now, fleet-wide (``P:tleased``: exact, where ``leased`` comes from the lease
+    scan), ``cap`` and ``rate`` in force (None: none), ``paused``, and ``held`` why the tenant is
+    out of its rotation with work queued (``"paused"``, ``"cap"``, ``"rate"`` or None)."""
 
     tenant: str
     unfinished: int
@@ -40,6 +45,16 @@ class TenantMetrics:
     owner: str | None = None
     tenants: int = 1
     exact_lanes: bool = True
+    running: int = 0
+    cap: int | None = None
+    rate: str | None = None
+    paused: bool = False
+    held: str | None = None
+
+    @property
+    def at_cap(self) -> bool:
+        """Whether the tenant has as many tasks leased as its cap allows (or more: a lowered cap)."""
+        return self.cap is not None and self.running >= self.cap
 
     @property
     def ready(self) -> int:
@@ -63,6 +78,8 @@ class TenantMetrics:
             "enqueued": self.enqueued, "completed": self.completed, "failed": self.failed, "dead": self.dead,
             "wait": self.wait.summary(), "run": self.run.summary(), "tenants": self.tenants,
             "exact_lanes": self.exact_lanes,
+            "limits": {"running": self.running, "cap": self.cap, "rate": self.rate, "paused": self.paused,
+                       "held": self.held},
         }
 
 

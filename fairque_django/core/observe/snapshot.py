@@ -6,7 +6,9 @@ all read. No Django imports.
 
 * per tenant, for the ``top_n`` tenants with the most unfinished work (the ``live`` sorted set):
   depth by lane (critical / normal / delayed / leased), the age of each lane's head, the
-  enqueued / completed / failed / dead counters and the wait-time and run-time histograms;
+  enqueued / completed / failed / dead counters, the wait-time and run-time histograms, and its
+  limits: tasks leased now (``P:tleased``), cap and rate in force (runtime ``P:tlimits`` over the
+  settings), paused (``P:tpaused``) and why it is held out of its rotation (``P:theld``);
 * ``other``: the same numbers for every remaining tenant at once, computed as the global figures
   minus the top ``n`` (so labels stay bounded however many tenants there are);
 * per worker id: liveness (:mod:`.liveness`), heartbeat age, busy slots, processed / failed,
@@ -15,8 +17,9 @@ all read. No Django imports.
 * ``starved``: partitions whose waiting tenants no live worker may take (:mod:`.starved`);
 * ``stalled``: tenants with ready tasks that are in no partition's rotation (:mod:`.stalled`);
 * ``orphaned``: partitions whose workers have no live heartbeat and who takes them over;
-* global: counters, depth, DLQ size, histograms, throughput over the last minute and hour, and,
-  on request, counter deltas over time windows (:mod:`.samples`) and the stored alert states.
+* global: counters, depth, DLQ size, tenants paused and held (``HLEN``), histograms, throughput
+  over the last minute and hour, and, on request, counter deltas over time windows
+  (:mod:`.samples`) and the stored alert states.
 
 Cost: three pipelined round trips (the first one a transaction: one consistent view of the global
 figures). Each structure is read once: the leases are scanned once (at most ``lease_scan_limit``
@@ -36,6 +39,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..codec import count, text
+from ..config.limits import LimitSpec, effective_limits
 from ..queue import TaskQueue, redis_errors
 from ..results import PROGRESS_FIELD, progress_of
 from ..scripts.commands import PRIORITY_PUSHED, STAT_FIELDS, stat_counters, stat_problems
@@ -104,6 +108,8 @@ class QueueMetrics:
     alert_states: dict[str, str] | None = None  # the raw alert hash, when asked for (``alerts=True``)
     stalled: list[StalledTenant] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)  # stats fields holding garbage (read as 0)
+    tenants_paused: int = 0  # tenants paused now (all of them: HLEN of P:tpaused)
+    tenants_held: int = 0  # tenants held out of their rotation with work queued (HLEN of P:theld)
 
     @property
     def depth(self) -> int:
@@ -149,6 +155,7 @@ class QueueMetrics:
         return {
             "timestamp": self.timestamp, "prefix": self.prefix, "top_n": self.top_n,
             "tenants_with_work": self.tenants_with_work,
+            "tenants_paused": self.tenants_paused, "tenants_held": self.tenants_held,
             "tenants": [t.to_dict() for t in self.tenants],
             "other": self.other.to_dict() if self.other is not None else None,
             "totals": dict(self.totals),
@@ -236,6 +243,7 @@ class _Reader:
                                        {o.partition for o in orphans if o.served_by}) if parts else [],
             orphaned=with_waiting(orphans, parts, ready_sets),
             leases_scanned=len(g["lease_ids"]), alert_states=g["alerts"], stalled=stalled, problems=problems,
+            tenants_paused=to_int(g["n_paused"]), tenants_held=to_int(g["n_held"]),
         )
 
     # --- round trip 1: the global figures, in one transaction -------------------------------
@@ -258,6 +266,8 @@ class _Reader:
         add("leased", 0, "zcard", keys.leases)
         add("delayed", 0, "zcard", keys.delayed)
         add("dlq", 0, "zcard", keys.dlq)
+        add("n_paused", 0, "hlen", keys.tenant_paused)
+        add("n_held", 0, "hlen", keys.tenant_held)
         if self.lease_scan_limit:
             add("lease_ids", [], "zrange", keys.leases, 0, self.lease_scan_limit - 1)
         add("all_hist", {}, "hgetall", keys.metrics_all)
@@ -302,6 +312,8 @@ class _Reader:
             pipe.zrange(keys.normal(user), 0, 0)
             pipe.hmget(keys.stats, *(f"u:{user}:{f}" for _, f in TENANT_COUNTERS))
             pipe.hgetall(keys.metrics_user(user))
+            for limits_key in (keys.tenant_leased, keys.tenant_limits, keys.tenant_paused, keys.tenant_held):
+                pipe.hget(limits_key, user)
         for task_id in lease_ids:
             pipe.hmget(keys.task(text(task_id)), "u", "wk", "st", "tok", PROGRESS_FIELD)
         for wid in worker_ids:
@@ -317,11 +329,12 @@ class _Reader:
         if record_sample:
             pipe.set(keys.guard(keys.samples), "1", nx=True, px=max(1, int(sample_interval * 1000)))
         defaults: tuple[Any, ...] = (
-            *([0, 0, None, [], [None] * len(TENANT_COUNTERS), {}] * len(users)), *([[None] * 5] * len(lease_ids)),
+            *([0, 0, None, [], [None] * len(TENANT_COUNTERS), {}, None, None, None, None] * len(users)),
+            *([[None] * 5] * len(lease_ids)),
             *([{}] * len(worker_ids)), *([0] * len(others)), *([0, 0] * len(scan)), *rotation_defaults,
             *([[]] * n_windows), *([None] * record_sample))
         it = iter(replies(pipe.execute(raise_on_error=False), defaults))
-        per_user = [[next(it) for _ in range(6)] for _ in users]
+        per_user = [[next(it) for _ in range(10)] for _ in users]
         by_user: Counter[str] = Counter()
         by_worker: Counter[str] = Counter()
         progress: dict[str, dict[str, Any]] = {}  # task id -> what it reported (set_progress)
@@ -402,8 +415,9 @@ class _Reader:
         now_ms = g["now_ms"]
         owners = bool(self.config.workers)
         rows: list[TenantMetrics] = []
-        for (user, unfinished), (crit, normal, crit_head, normal_head, counters, hist) in zip(
-                g["users"], d["per_user"], strict=True):
+        q = self.config.queue
+        for (user, unfinished), (crit, normal, crit_head, normal_head, counters, hist, running, runtime, paused,
+                                 held) in zip(g["users"], d["per_user"], strict=True):
             crit, normal = int(crit), int(normal)
             leased = min(d["leased_by_user"].get(user, 0), unfinished)
             ages: list[float | None] = []
@@ -411,6 +425,8 @@ class _Reader:
                 e = count(ready_since.get(text(head))) if head is not None else None  # garbage: unknown
                 ages.append(max(0.0, (now_ms - e) / 1000.0) if e else None)
             enqueued, completed, failed, dead = (to_int(v) for v in counters)
+            limits = effective_limits(q.tenant_concurrency, q.tenant_limits, user,
+                                      LimitSpec.decode(text(runtime)) if runtime is not None else None)
             rows.append(TenantMetrics(
                 tenant=user, unfinished=unfinished, critical=crit, normal=normal,
                 delayed=max(0, unfinished - crit - normal - leased), leased=leased,
@@ -418,6 +434,8 @@ class _Reader:
                 wait=Histogram.from_hash(hist, "w"), run=Histogram.from_hash(hist, "r"),
                 oldest_critical_seconds=ages[0], oldest_normal_seconds=ages[1],
                 owner=self.config.owner_of(user) if owners else None,
+                running=count(running) or 0, cap=limits["concurrency"], rate=limits["rate"],
+                paused=paused is not None, held=text(held) if held is not None else None,
             ))
         return rows
 
