@@ -16,6 +16,7 @@ queue's tenant methods.
 
 from __future__ import annotations
 
+from collections import Counter
 from typing import TYPE_CHECKING, Any, Final
 from urllib.parse import urlencode
 
@@ -231,8 +232,32 @@ class TenantPages:
 
     def _cancel(self, request: HttpRequest, tenant: str, action: str, back: str, tasks: list[TenantTask],
                 missing: list[str]) -> HttpResponse:
-        messages.error(request, "Cancelling tasks is not available yet.")
+        """``cancel``: the selected tasks (``queue.cancel`` with the tenant, so another tenant's id
+        is never touched); ``cancel_all``: every queued and delayed task (``queue.cancel_tenant``)."""
+        queue = self.views.queue()
+        if action == "cancel_all":
+            n = queue.cancel_tenant(tenant).get("cancelled", 0)
+            if n:
+                messages.success(request, f"Cancelled {_plural(n, 'queued or delayed task', 'queued or delayed tasks')}"
+                                          f" of {tenant}.")
+            else:
+                messages.info(request, f"Tenant {tenant} had no queued or delayed task: nothing was cancelled.")
+            return redirect(back)
+        outcomes = Counter(queue.cancel(t.task_id, user_id=tenant).value for t in tasks)
+        if outcomes["cancelled"]:
+            messages.success(request, f"Cancelled {_plural(outcomes['cancelled'], 'task', 'tasks')}.")
+        if outcomes["cancelling"]:
+            messages.info(request, f"{_plural(outcomes['cancelling'], 'task was', 'tasks were')} running: asked to "
+                                   "stop at the next heartbeat (they end as cancelled).")
+        gone = len(missing) + outcomes["not_found"] + outcomes["finished"]
+        if gone:
+            messages.warning(request, f"{_plural(gone, 'task was', 'tasks were')} no longer queued or running: "
+                                      "not cancelled.")
         return redirect(back)
+
+
+def _plural(n: int, one: str, many: str) -> str:
+    return f"{n} {one if n == 1 else many}"
 
 
 def _page_number(raw: str | None) -> int:

@@ -350,7 +350,7 @@ def test_the_tenant_page_limits_and_pauses_a_tenant(live_server: Any, superuser:
                                                      shots: Path) -> None:
     """The dashboard's tenant row leads to the tenant page: depth per priority, running tasks with
     their workers and progress, queued and delayed tasks, limits and where they come from; the
-    limits form and "Pause" ask for confirmation, then act."""
+    limits form, "Cancel selected" and "Pause" ask for confirmation, then act."""
     queue = get_queue()
     queue.set_tenant_limits("user:2", concurrency=2, rate="600/m", burst=5)
     for i in range(2):
@@ -400,6 +400,18 @@ def test_the_tenant_page_limits_and_pauses_a_tenant(live_server: Any, superuser:
     assert "Runtime limits of user:2 set" in page.locator("ul.messagelist").inner_text()
     assert queue.get_tenant_limits("user:2")["concurrency"] == 3
     assert "2 / 3" in page.locator("#fq-leased-cap").inner_text()
+
+    later = page.locator("tr.fq-delayed-task").first
+    later_id = later.locator("td.fq-mono").first.inner_text()
+    later.locator("input[type=checkbox]").check()
+    page.click("#fq-cancel-delayed")
+    page.wait_for_selector("#fq-confirm")
+    assert later_id in page.locator("#fq-affected").inner_text()
+    page.click("#fq-confirm")
+    page.wait_for_selector("ul.messagelist")
+    assert "Cancelled 1 task." in page.locator("ul.messagelist").inner_text()
+    assert page.locator("tr.fq-delayed-task").count() == 1
+    assert queue.result(later_id, user_id="user:2").status.name == "CANCELLED"
 
     page.click("#fq-pause")
     page.wait_for_selector("#fq-confirm")

@@ -302,3 +302,63 @@ def test_a_wrong_limits_form_changes_nothing(admin: Client, queue: TaskQueue, fo
     assert response.redirect_chain[-1][0] == page_url()
     assert any(error in m for m in messages_of(response)), messages_of(response)
     assert queue.get_tenant_limits(TENANT)["concurrency_source"] == "default"
+
+
+# --- cancelling tasks -------------------------------------------------------------------------
+def test_cancel_selected_queued_and_delayed_tasks(admin: Client, queue: TaskQueue) -> None:
+    queued = push(queue, 3)
+    delayed = push(queue, 2, delay=3600)
+    theirs = push(queue, 1, user="org:2")
+    selected = [queued[1], delayed[0], theirs[0], "no-such-task"]
+
+    def lists_them(body: str) -> None:
+        affected = re.search(r'id="fq-affected">(.*?)</ul>', body, re.S)
+        assert affected is not None
+        assert re.findall(r'class="fq-mono">([^<]+)</span>', affected.group(1)) == [queued[1], delayed[0]]
+        assert re.findall(r'<li class="fq-mono">([^<]+)</li>', body) == [theirs[0], "no-such-task"]
+        assert queue.get_task_state(queued[1]) is not None  # nothing before the confirmation
+
+    done = confirm_then_act(admin, {"action": "cancel", SELECTED: selected}, lists_them)
+    assert done.redirect_chain[-1][0] == page_url()
+    assert any("Cancelled 2 tasks." in m for m in messages_of(done)), messages_of(done)
+    state = queue.get_task_state(queued[1])
+    assert state is None or state.get("st") == "cancelled"
+    assert queue.result(queued[1], user_id=TENANT).status.name == "CANCELLED"
+    assert queue.result(delayed[0], user_id=TENANT).status.name == "CANCELLED"
+    other = queue.get_task_state(theirs[0])
+    assert other is not None and other["st"] == "queued"  # another tenant's task is never touched
+    left = re.findall(r'<tr class="fq-queued-task">.*?title="([^"]+)"', done.content.decode(), re.S)
+    assert left == [queued[0], queued[2]]
+
+
+def test_cancel_all_queued_tasks_of_the_tenant(admin: Client, queue: TaskQueue) -> None:
+    push(queue, 4)
+    push(queue, 2, delay=3600)
+    kept = push(queue, 2, user="org:2")
+    running = queue.pop("worker-001")
+    assert running is not None and running.user_id == TENANT
+
+    def counts_them(body: str) -> None:
+        assert "now 3 queued and 2 delayed" in body
+        assert queue.user_depth(TENANT)["normal"] == 3
+
+    done = confirm_then_act(admin, {"action": "cancel_all"}, counts_them)
+    assert any("Cancelled 5 queued or delayed tasks" in m for m in messages_of(done)), messages_of(done)
+    detail_depth = queue.user_depth(TENANT)
+    assert (detail_depth["critical"], detail_depth["normal"]) == (0, 0)
+    state = queue.get_task_state(running.task_id)
+    assert state is not None and state["st"] == "leased"  # running tasks go on
+    assert all((queue.get_task_state(i) or {}).get("st") == "queued" for i in kept)
+
+
+def test_cancel_needs_a_selection_and_manage_tenants(admin: Client, queue: TaskQueue,
+                                                      login: Callable[..., Client]) -> None:
+    ids = push(queue, 1)
+    empty = admin.post(reverse(ACTION), {"tenant": TENANT, "action": "cancel", "confirm": "yes"}, follow=True)
+    assert any("Select the tasks to cancel" in m for m in messages_of(empty))
+    admin.logout()
+    client = Client()
+    client.force_login(user_with("view_fairqueue", "manage_fairqueue", name="manager"))
+    for data in ({"action": "cancel", SELECTED: ids, "confirm": "yes"}, {"action": "cancel_all", "confirm": "yes"}):
+        assert client.post(reverse(ACTION), {"tenant": TENANT, **data}).status_code == 403
+    assert (queue.get_task_state(ids[0]) or {}).get("st") == "queued"

@@ -57,3 +57,21 @@ def test_the_command_shows_and_changes_a_tenant() -> None:
 def test_the_command_refuses_bad_input(args: tuple[str, ...]) -> None:
     with pytest.raises(CommandError):
         run(*args)
+
+
+def test_the_command_cancels_a_tenants_queued_tasks() -> None:
+    queue = get_queue()
+    for _ in range(3):
+        queue.push(Task.create(payload={}), user_id="user:3")
+    queue.push(Task.create(payload={}, delay_seconds=3600), user_id="user:3")
+    running = queue.pop("worker-001")
+    assert running is not None and running.user_id == "user:3"
+    kept = Task.create(payload={})
+    queue.push(kept, user_id="user:1")
+    out = run("user:3", "--cancel-queued")
+    assert "cancelled    3 queued or delayed task(s)" in out  # 2 queued, 1 delayed
+    assert queue.user_depth("user:3")["normal"] == 0
+    state = queue.get_task_state(running.task_id)
+    assert state is not None and state["st"] == "leased"  # running tasks go on
+    assert (queue.get_task_state(kept.task_id) or {}).get("st") == "queued"  # another tenant's stay
+    assert json.loads(run("user:3", "--cancel-queued", "--json"))["cancelled"] == 0  # nothing left

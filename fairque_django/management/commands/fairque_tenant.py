@@ -6,9 +6,11 @@
     fairque_tenant USER --pause | --resume
     fairque_tenant USER [--concurrency N|none] [--rate 10/s|none] [--burst N]
     fairque_tenant USER --clear
+    fairque_tenant USER --cancel-queued
 
 Changes are runtime limits (they win over ``queue.tenant_limits`` until ``--clear``); ``none``
-means no limit. Every call ends by showing the tenant's state. See docs/limits.md.
+means no limit. ``--cancel-queued`` cancels every queued and delayed task of the tenant (its
+running tasks are not touched). Every call ends by showing the tenant's state. See docs/limits.md.
 """
 
 from __future__ import annotations
@@ -46,6 +48,8 @@ def describe(state: dict[str, Any]) -> str:
         f"paused       {'yes' if state['paused'] else 'no'}",
         f"held         {state['held'] or '-'}",
     ]
+    if "cancelled" in state:
+        lines.append(f"cancelled    {state['cancelled']} queued or delayed task(s)")
     return "\n".join(lines)
 
 
@@ -62,6 +66,8 @@ class Command(BaseCommand):
         parser.add_argument("--rate", metavar="N/s", help="rate limit: N/s, N/m or N/h ('none': no limit)")
         parser.add_argument("--burst", metavar="N", help="tokens it may use at once (rate limit)")
         parser.add_argument("--clear", action="store_true", help="drop its runtime limits (the settings apply)")
+        parser.add_argument("--cancel-queued", action="store_true",
+                            help="cancel every queued and delayed task of the tenant (running tasks go on)")
         parser.add_argument("--json", action="store_true", help="print the state as JSON")
 
     def handle(self, *args: Any, **options: Any) -> None:
@@ -83,7 +89,10 @@ class Command(BaseCommand):
                 queue.pause_tenant(user)
             if options["resume"]:
                 queue.resume_tenant(user)
+            cancelled = queue.cancel_tenant(user)["cancelled"] if options["cancel_queued"] else None
             state = queue.get_tenant_limits(user)
         except FairQueueError as exc:
             raise CommandError(str(exc)) from exc
+        if cancelled is not None:
+            state["cancelled"] = cancelled
         self.stdout.write(json.dumps(state, sort_keys=True) if options["json"] else describe(state))
