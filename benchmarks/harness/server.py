@@ -288,6 +288,18 @@ def start_private_redis(procs: Processes, db: int = 8, binary: str | None = None
     return url
 
 
+def bench_redis(procs: Processes, redis_url: str, private: bool) -> str | None:
+    """The Redis URL a benchmark runs against: a throw-away redis-server managed by ``procs``
+    (``private``, on ``redis_url``'s database number) or ``redis_url`` itself; None, with the
+    reason printed, when it does not answer (the benchmark is skipped)."""
+    url = start_private_redis(procs, url_db(redis_url)) if private else redis_url
+    problem = require_redis(url)
+    if problem:
+        print(f"benchmark skipped: {problem}")
+        return None
+    return url
+
+
 def _pings(client: redis.Redis) -> bool:
     try:
         return bool(client.ping())

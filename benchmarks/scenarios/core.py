@@ -53,12 +53,10 @@ from benchmarks.harness import RESULTS_DIR, default_url
 from benchmarks.harness.procs import Processes
 from benchmarks.harness.server import (
     Server,
+    bench_redis,
     count_round_trips,
-    require_redis,
     server_exec_usec,
-    start_private_redis,
     stats_delta,
-    url_db,
 )
 from benchmarks.harness.stats import median
 from benchmarks.scenarios.core_cost import (
@@ -354,10 +352,8 @@ def main(argv: list[str] | None = None) -> int:
     started = perf()
 
     procs = Processes()
-    url = start_private_redis(procs, url_db(args.redis_url)) if args.private_server else args.redis_url
-    problem = require_redis(url)
-    if problem:
-        print(f"benchmark skipped: {problem}")
+    url = bench_redis(procs, args.redis_url, args.private_server)
+    if url is None:
         return 0
     sizes = QUICK if args.quick else FULL
     bench = Bench(url, sizes, server_stats=not args.no_server_stats)

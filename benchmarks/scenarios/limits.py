@@ -36,7 +36,7 @@ import redis
 
 from benchmarks.harness import default_url
 from benchmarks.harness.procs import Processes, install_signal_handlers
-from benchmarks.harness.server import require_redis, start_private_redis, url_db
+from benchmarks.harness.server import bench_redis
 from benchmarks.harness.stats import median
 from benchmarks.scenarios.limits_caps import bench_caps
 from fairque_django.core.config import FairQueueConfig
@@ -212,10 +212,8 @@ def main(argv: list[str] | None = None) -> int:
     if set(only) - set(PARTS):
         ap.error(f"--only: choose from {PARTS}")
     procs = Processes()
-    url = start_private_redis(procs, url_db(args.redis_url)) if args.private_server else args.redis_url
-    problem = require_redis(url)
-    if problem:
-        print(f"benchmark skipped: {problem}")
+    url = bench_redis(procs, args.redis_url, args.private_server)
+    if url is None:
         return 0
     raw = redis.Redis.from_url(url)
     pops, reps = (500, 1) if args.quick else (2000, 3)

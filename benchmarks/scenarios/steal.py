@@ -25,7 +25,7 @@ import redis
 
 from benchmarks.harness import default_url
 from benchmarks.harness.procs import Processes
-from benchmarks.harness.server import require_redis, start_private_redis, url_db
+from benchmarks.harness.server import bench_redis
 from benchmarks.harness.stats import median
 from fairque_django.core.config import FairQueueConfig
 from fairque_django.core.models import Task
@@ -152,10 +152,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--private-server", action="store_true", help="start a throw-away redis-server")
     args = ap.parse_args(argv)
     procs = Processes()
-    url = start_private_redis(procs, url_db(args.redis_url)) if args.private_server else args.redis_url
-    problem = require_redis(url)
-    if problem:
-        print(f"benchmark skipped: {problem}")
+    url = bench_redis(procs, args.redis_url, args.private_server)
+    if url is None:
         return 0
     raw = redis.Redis.from_url(url)
     pops, reps = (500, 1) if args.quick else (2000, 3)
