@@ -73,10 +73,10 @@ class RecordingQueue(TaskQueue):
         super().__init__(conf.get_config(), conf.get_redis_client())
         self.seen: list[tuple[str, bool, bool]] = []
 
-    def push(self, task: Task, user_id: str | None = None) -> dict[str, Any]:
+    def push(self, task: Task, user_id: str | None = None, *, encoded: list[Any] | None = None) -> dict[str, Any]:
         pk = int((user_id or task.user_id or "user:0").split(":")[1])
         self.seen.append((task.task_id, connection.in_atomic_block, User.objects.filter(pk=pk).exists()))
-        return super().push(task, user_id)
+        return super().push(task, user_id, encoded=encoded)
 
 
 # --------------------------------------------------------------------------- who owns the task
