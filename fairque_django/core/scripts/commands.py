@@ -177,8 +177,9 @@ class Commands:
             )
         max_retries = task.max_retries if task.max_retries is not None else self.config.queue.default_max_retries
         after_ms = int(task.execute_after * 1000) if task.execute_after else 0
+        weight = self.config.weight_of(uid)
         header = (f"{task.task_id}\t{uid}\t{int(task.priority)}\t{self.partition_of(uid)}\t"
-                  f"{self.config.weight_of(uid)!r}\t{max_retries}\t{after_ms}")
+                  f"{int(weight) if weight == int(weight) else repr(weight)}\t{max_retries}\t{after_ms}")
         return [header, body]
 
     # --- pop -------------------------------------------------------------------------
