@@ -182,8 +182,10 @@ class Task:
             timeout=float(timeout) if timeout is not None else None,
             metadata=dict(metadata or {}),
         )
-        task.set_unique(unique_key, unique_for, on_conflict)
-        task.set_dependencies(depends_on, allow_failure)
+        if unique_key is not None or unique_for is not None or on_conflict != "drop":  # (else the defaults)
+            task.set_unique(unique_key, unique_for, on_conflict)
+        if depends_on or allow_failure:
+            task.set_dependencies(depends_on, allow_failure)
         return task
 
     def set_unique(self, key: str | None, unique_for: float | None = None, on_conflict: str = "drop") -> None:
