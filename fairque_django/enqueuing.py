@@ -61,28 +61,21 @@ def _after_commit(push: Callable[[], None], tasks: list[Task], using: str | None
     transaction.on_commit(run, using=using)
 
 
-def _user_for(task: Task, user: Any) -> str:
-    if user is not None:
-        return resolve_user_id(user)
-    if task.user_id is not None:
-        return task.user_id
-    user_id = current_user()
-    assert user_id is not None  # current_user() raises MissingTenantError instead
-    return user_id
+def _prepare(tasks: Iterable[Task], user: Any,
+             queue: TaskQueue | None) -> tuple[TaskQueue, list[Task], list[list[Any]]]:
+    """The queue, the checked tasks and each one's push arguments (header, encoded body).
 
-
-def _prepare(tasks: Iterable[Task], user: Any, queue: TaskQueue | None) -> tuple[TaskQueue, list[tuple[Task, bytes]]]:
-    """The queue and the checked tasks, each with its encoded body."""
+    Validates each task's user id, id, priority, options, JSON and size now, and fixes its
+    ``user_id``, so a push that runs later (on commit, maybe without the current tenant) cannot
+    fail on them; the push sends what was checked here (nothing is checked or encoded twice). The
+    tenant (``user``) is resolved once for all the tasks; each task's own user id, else the
+    current tenant, otherwise (the queue checks a user id once)."""
     q = queue if queue is not None else get_queue()
     explicit = resolve_user_id(user) if user is not None else None
-    prepared: list[tuple[Task, bytes]] = []
-    for task in tasks:
-        # Validates user id, priority, JSON and size now, and fixes task.user_id, so a push
-        # that runs later (on commit, maybe without the current tenant) cannot fail on them.
-        uid = explicit if explicit is not None else _user_for(task, None)
-        _, (_, body) = q.proto.prepare(task, uid)
-        prepared.append((task, body))
-    return q, prepared
+    prepare = q.proto.prepare
+    batch = list(tasks)
+    encoded = [prepare(task, explicit)[1] for task in batch]
+    return q, batch, encoded
 
 
 def enqueue_mode(on_commit: bool | None = None) -> str:
@@ -97,15 +90,15 @@ def enqueue_mode(on_commit: bool | None = None) -> str:
     return mode
 
 
-def _hand_over(q: TaskQueue, prepared: list[tuple[Task, bytes]], on_commit: bool | None, using: str | None,
-               push: Callable[[], Any]) -> None:
+def _hand_over(q: TaskQueue, tasks: list[Task], encoded: list[list[Any]], on_commit: bool | None,
+               using: str | None, push: Callable[[], Any]) -> None:
     mode = enqueue_mode(on_commit)
     if mode == "outbox":
         from .outbox import write  # imports the models: only once Django is set up
 
-        write(q, prepared, using)
+        write(q, [(task, args[1]) for task, args in zip(tasks, encoded, strict=True)], using)
     elif mode == "on_commit":
-        _after_commit(push, [task for task, _ in prepared], using)
+        _after_commit(push, tasks, using)
     else:
         push()
 
@@ -131,15 +124,13 @@ def enqueue(task: Task, *, user: Any = None, on_commit: bool | None = None, usin
         task.set_unique(unique_key, unique_for, on_conflict)
     if depends_on is not None:
         task.set_dependencies(depends_on, allow_failure)
-    q, checked = _prepare([task], user, queue)
-    prepared = checked[0][0]
-    user_id = prepared.user_id
-    handle = TaskResult.for_task(prepared, q)
+    q, tasks, encoded = _prepare([task], user, queue)
+    handle = TaskResult.for_task(task, q)
 
     def push() -> None:
-        handle.id = q.push(prepared, user_id)["task_id"]
+        handle.id = q.push(task, task.user_id, encoded=encoded[0])["task_id"]
 
-    _hand_over(q, checked, on_commit, using, push)
+    _hand_over(q, tasks, encoded, on_commit, using, push)
     return handle
 
 
@@ -165,16 +156,16 @@ def enqueue_many(tasks: Iterable[Task], *, user: Any = None, on_commit: bool | N
     All tasks are validated before any is pushed; ``user``/``on_commit``/``using``/``queue``
     mean what they mean for :func:`enqueue`.
     """
-    q, checked = _prepare(list(tasks), user, queue)
-    if not checked:
+    q, prepared, encoded = _prepare(tasks, user, queue)
+    if not prepared:
         return []
-    prepared = [t for t, _ in checked]
 
     def push() -> None:
-        q.push_batch(prepared)
+        q.push_prepared(prepared, encoded)
 
-    _hand_over(q, checked, on_commit, using, push)
-    return [TaskResult.for_task(t, q) for t in prepared]
+    _hand_over(q, prepared, encoded, on_commit, using, push)
+    for_task = TaskResult.for_task
+    return [for_task(t, q) for t in prepared]
 
 
 def _async_on_commit() -> bool | None:

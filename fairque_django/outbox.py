@@ -99,7 +99,7 @@ class Relay:
             bad: list[tuple[OutboxEntry, Exception]] = []
             for row in batch:
                 try:
-                    task = Task.from_json(row.body)
+                    task = Task.from_json(row.body, row.task_id, row.user_id or None)
                     self.queue.proto.prepare(task, task.user_id or row.user_id)
                 except (FairQueueError, ValueError, TypeError) as exc:
                     bad.append((row, exc))

@@ -77,7 +77,7 @@ class ResultReads:
         data: dict[str, Any] = dict(record or {})
         if state is not None and "b" in state:
             try:
-                body = FairTask.from_json(state["b"])
+                body = FairTask.from_json(state["b"], result_id, state.get("u"))
             except FairQueueError:
                 body = None
             if body is not None and body.func_name == RUNNER_NAME and not data:
@@ -122,14 +122,18 @@ class ResultReads:
         backend's record: Django's ``TaskResultStatus`` has no CANCELLED, so it reads FAILED with
         the error ``fairque_django.TaskCancelled``."""
         body = record.get("task")
-        if not isinstance(body, dict) or body.get("func") != RUNNER_NAME:
+        try:
+            task = FairTask.from_body(body, result_id, "?") if isinstance(body, dict) else None
+        except FairQueueError:
+            task = None
+        if task is None or task.func_name != RUNNER_NAME:
             raise TaskResultDoesNotExist(result_id)  # not a Django task
-        args = body.get("args")
+        args = task.args
         try:
             data = Call.parse(*(list(args if isinstance(args, list) else []) + [None] * 5)[:5]).record()
         except TaskNotRegisteredError:
             raise TaskResultDoesNotExist(result_id) from None
-        data.update(status=FAILED.value, enqueued_at=body.get("created"), finished_at=record.get("finished_at"),
+        data.update(status=FAILED.value, enqueued_at=task.created_at or None, finished_at=record.get("finished_at"),
                     errors=[{"exception_class_path": CANCELLED_ERROR, "traceback": "TaskCancelled: cancelled"}])
         return data
 

@@ -77,15 +77,20 @@ class AsyncTaskQueue(QueueOps):
         await self.aclose()
 
     # --- push ---------------------------------------------------------------------------
-    async def push(self, task: Task, user_id: str | None = None) -> dict[str, Any]:
+    async def push(self, task: Task, user_id: str | None = None, *,
+                   encoded: list[Any] | None = None) -> dict[str, Any]:
         """Async :meth:`TaskQueue.push`."""
-        return await adrive(self.transport, self._push(task, user_id))
+        return await adrive(self.transport, self._push(task, user_id, False, encoded))
 
     async def push_batch(self, tasks: Iterable[Task], user_id: str | None = None, *,
                          idempotent: bool = False) -> dict[str, Any]:
         """Async :meth:`TaskQueue.push_batch`, except that every body is encoded before any is sent
         (a pipeline cannot stream)."""
         return await adrive(self.transport, self._push_batch(tasks, user_id, idempotent))
+
+    async def push_prepared(self, tasks: Sequence[Task], encoded: Sequence[list[Any]]) -> dict[str, Any]:
+        """Async :meth:`TaskQueue.push_prepared`."""
+        return await adrive(self.transport, self._push_batch(tasks, None, False, False, encoded))
 
     # --- pop ----------------------------------------------------------------------------
     async def pop(self, worker_id: str | None = None, *, lease_seconds: float | None = None) -> Task | None:

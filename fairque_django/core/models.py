@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import binascii
 import json
+import os
 import time
-import uuid
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from enum import IntEnum
@@ -43,21 +44,48 @@ class Priority(IntEnum):
 _ENCODER = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False)
 
 
+def _not_json(value: Any) -> Any:
+    raise TypeError(f"Object of type {type(value).__name__} is not JSON serializable")
+
+
+# ... and JSONEncoder.encode builds its C encoder on every call too (a third of the time of
+# encoding a small task body): build it once. No circular-reference markers: a value that contains
+# itself fails as nested too deeply (RecursionError), as a very deep one does.
+_C_MAKE_ENCODER: Any = getattr(json.encoder, "c_make_encoder", None)
+_C_ENCODE: Any = (_C_MAKE_ENCODER(None, _not_json, json.encoder.encode_basestring, None, ":", ",", False, False,
+                                  False) if _C_MAKE_ENCODER is not None else None)
+
+
 _PRIORITIES: tuple[Priority, ...] = tuple(Priority)  # in value order, 1..6
 
 
 def dumps(value: Any, what: str = "value") -> str:
     """Encode ``value`` as compact JSON, raising :class:`SerializationError` with a clear reason."""
     try:
-        return _ENCODER.encode(value)
+        return "".join(_C_ENCODE(value, 0)) if _C_ENCODE is not None else _ENCODER.encode(value)
     except (TypeError, ValueError) as exc:
         raise SerializationError(f"{what} must be JSON-serialisable: {exc}") from exc
-    except RecursionError as exc:  # e.g. a list nested 50,000 deep
-        raise SerializationError(f"{what} is nested too deeply to encode as JSON") from exc
+    except RecursionError as exc:  # e.g. a list nested 50,000 deep, or one that contains itself
+        raise SerializationError(f"{what} is nested too deeply (or contains itself) to encode as JSON") from exc
+
+
+# base64 with the URL-safe alphabet (A-Z a-z 0-9 - _): ids are key names, URL parts and command
+# line arguments
+_URLSAFE = bytes.maketrans(b"+/", b"-_")
 
 
 def new_task_id() -> str:
-    return uuid.uuid4().hex
+    """A new task id: 120 random bits as 20 URL-safe base64 characters, never starting with ``-``
+    (a command line would read it as an option). Shorter than a hex UUID (32): every queued task
+    stores its id in its key and in its lane, and with the default prefix a key of up to 30
+    characters (``{fq}:t:`` and 20) takes 16 bytes less than one of 31 to 46 (a 48-byte block)."""
+    task_id = binascii.b2a_base64(os.urandom(15), newline=False).translate(_URLSAFE).decode("ascii")
+    return task_id if task_id[0] != "-" else "_" + task_id[1:]
+
+
+def created_now() -> float:
+    """The time now, in seconds rounded down to the millisecond: what a task body stores (``c``)."""
+    return int(time.time() * 1000) / 1000
 
 
 # A resolver the registry installs so Task.func can find registered functions without
@@ -85,7 +113,7 @@ class Task:
     func_name: str | None = None
     args: list[Any] = field(default_factory=list)
     kwargs: dict[str, Any] = field(default_factory=dict)
-    created_at: float = field(default_factory=time.time)
+    created_at: float = field(default_factory=created_now)
     execute_after: float | None = None
     max_retries: int | None = None
     timeout: float | None = None
@@ -154,8 +182,10 @@ class Task:
             timeout=float(timeout) if timeout is not None else None,
             metadata=dict(metadata or {}),
         )
-        task.set_unique(unique_key, unique_for, on_conflict)
-        task.set_dependencies(depends_on, allow_failure)
+        if unique_key is not None or unique_for is not None or on_conflict != "drop":  # (else the defaults)
+            task.set_unique(unique_key, unique_for, on_conflict)
+        if depends_on or allow_failure:
+            task.set_dependencies(depends_on, allow_failure)
         return task
 
     def set_unique(self, key: str | None, unique_for: float | None = None, on_conflict: str = "drop") -> None:
@@ -187,17 +217,23 @@ class Task:
         self.allow_failure = bool(allow_failure)
 
     # --- serialisation -------------------------------------------------------------
-    def to_body(self) -> dict[str, Any]:
-        body: dict[str, Any] = {"id": self.task_id, "user": self.user_id, "priority": int(self.priority),
-                                "created": self.created_at}
+    def to_body(self, ids: bool = True) -> dict[str, Any]:
+        """The body: short keys, no NORMAL priority, ``c`` the creation time in ms; ``ids=False``
+        (what Redis stores, docs/architecture.md "The stored task"): without the id and the user
+        either (the task's key and its hash field ``u`` hold them: :meth:`from_json` takes them from
+        its caller)."""
+        body: dict[str, Any] = {"id": self.task_id, "user": self.user_id} if ids else {}
+        if self.func_name:
+            body["f"] = self.func_name
+        if self.args:
+            body["a"] = self.args
+        if self.kwargs:
+            body["k"] = self.kwargs
         if self.payload:
             body["payload"] = self.payload
-        if self.func_name:
-            body["func"] = self.func_name
-        if self.args:
-            body["args"] = self.args
-        if self.kwargs:
-            body["kwargs"] = self.kwargs
+        body["c"] = round(self.created_at * 1000)
+        if self.priority != 3:
+            body["p"] = int(self.priority)
         if self.execute_after is not None:
             body["after"] = self.execute_after
         if self.max_retries is not None:
@@ -216,12 +252,15 @@ class Task:
             body["allow_failure"] = True
         return body
 
-    def to_json(self) -> str:
-        return dumps(self.to_body(), what=f"task {self.func_name or self.task_id} (payload, args and kwargs)")
+    def to_json(self, ids: bool = True) -> str:
+        """The body as compact JSON (see :meth:`to_body`); :meth:`from_json` reads it back."""
+        return dumps(self.to_body(ids), what=f"task {self.func_name or self.task_id} (payload, args and kwargs)")
 
     @classmethod
-    def from_json(cls, raw: str | bytes) -> Task:
-        """Decode a task body; raises :class:`CorruptTaskError` on anything malformed."""
+    def from_json(cls, raw: str | bytes, task_id: str | None = None, user_id: str | None = None) -> Task:
+        """Decode a task body stored under ``task_id`` for ``user_id`` (a stored body names neither;
+        one that names them, from :meth:`to_json` or of the former stored format, wins: the callers
+        that know both compare); raises :class:`CorruptTaskError` on anything malformed."""
         try:
             body = json.loads(raw)
         except (TypeError, ValueError) as exc:
@@ -230,16 +269,27 @@ class Task:
             raise CorruptTaskError("task body is nested too deeply to decode") from exc
         if not isinstance(body, dict):
             raise CorruptTaskError("task body is not a JSON object")
+        return cls.from_body(body, task_id, user_id)
+
+    @classmethod
+    def from_body(cls, body: dict[str, Any], task_id: str | None = None, user_id: str | None = None) -> Task:
+        """:meth:`from_json` of a decoded body; reads the compact format (``f``, ``a``, ``k``, ``c`` in
+        ms, ``p``) and the former one (``id``, ``user``, ``priority``, ``func``, ``args``, ``kwargs``,
+        ``created`` in s)."""
         try:
+            if "c" in body:
+                created = float(_opt(body, "c", (int, float), 0)) / 1000
+            else:
+                created = float(_opt(body, "created", (int, float), 0.0))
             task = cls(
-                task_id=_req(body, "id", str),
-                user_id=_req(body, "user", str),
-                priority=Priority.coerce(body.get("priority", 3)),
+                task_id=_req(body, "id", str) if "id" in body or task_id is None else task_id,
+                user_id=_req(body, "user", str) if "user" in body or user_id is None else user_id,
+                priority=Priority.coerce(body.get("p", body.get("priority", 3))),
                 payload=_opt(body, "payload", dict, {}),
-                func_name=_opt(body, "func", str, None),
-                args=_opt(body, "args", list, []),
-                kwargs=_opt(body, "kwargs", dict, {}),
-                created_at=float(_opt(body, "created", (int, float), 0.0)),
+                func_name=_opt(body, "f" if "f" in body else "func", str, None),
+                args=_opt(body, "a" if "a" in body else "args", list, []),
+                kwargs=_opt(body, "k" if "k" in body else "kwargs", dict, {}),
+                created_at=created,
                 execute_after=_opt(body, "after", (int, float), None),
                 max_retries=_opt(body, "max_retries", int, None),
                 timeout=_opt(body, "timeout", (int, float), None),

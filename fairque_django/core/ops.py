@@ -161,10 +161,16 @@ class QueueOps:
         self.limits_recheck_seconds = LIMITS_RECHECK_SECONDS
 
     # --- push ---------------------------------------------------------------------------
-    def _push(self, task: Task, user_id: str | None, traced: bool = False) -> Op[dict[str, Any]]:
+    def _push(self, task: Task, user_id: str | None, traced: bool = False,
+              encoded: list[Any] | None = None) -> Op[dict[str, Any]]:
+        """``encoded``: the task's (header, body) from :meth:`Commands.prepare` (checked and encoded
+        already: not again; ignored while spans record, the span's context then goes in the body)."""
         if tracing.ENABLED and not traced:  # OpenTelemetry installed: a span, its context in the task
-            return (yield from tracing.trace_push(task, self._push(task, user_id, True)))
-        task, args = self.proto.prepare(task, user_id)
+            return (yield from tracing.trace_push(task, self._push(task, user_id, True, encoded)))
+        if encoded is not None and not (tracing.ENABLED and tracing.active()):
+            args = encoded
+        else:
+            task, args = self.proto.prepare(task, user_id)
         with redis_errors("push"):
             stored, retried = yield counted(run(self.scripts.push, self.proto.push_args(
                 [args], options=[self.proto.push_options(task)])))
@@ -174,20 +180,32 @@ class QueueOps:
         return outcome
 
     def _push_batch(self, tasks: Iterable[Task], user_id: str | None, idempotent: bool = False,
-                    traced: bool = False) -> Op[dict[str, Any]]:
+                    traced: bool = False, encoded: Sequence[list[Any]] | None = None) -> Op[dict[str, Any]]:
+        """``encoded``: each task's (header, body) from :meth:`Commands.prepare` (checked and encoded
+        already: not again; ignored while spans record, the span's context then goes in the bodies)."""
         batch = list(tasks)
         if tracing.ENABLED and not traced:  # OpenTelemetry installed: one span, its context in the tasks
-            return (yield from tracing.trace_push_batch(batch, self._push_batch(batch, user_id, idempotent, True)))
-        for task in batch:
-            self.proto.check(task, user_id)
+            return (yield from tracing.trace_push_batch(batch, self._push_batch(batch, user_id, idempotent, True,
+                                                                                   encoded)))
+        if encoded is not None and not (tracing.ENABLED and tracing.active()):
+            if len(encoded) != len(batch):
+                raise ValueError(f"{len(batch)} tasks but {len(encoded)} encoded")
+            pairs: Sequence[list[Any]] | None = encoded
+        else:
+            pairs = None
+            for task in batch:
+                self.proto.check(task, user_id)
         # enable_pipeline_optimization=False: one script call per task (still one round trip)
         size = self.config.queue.batch_size if self.config.queue.enable_pipeline_optimization else 1
         groups = list(chunks(batch, size))
+        options = self.proto.push_options
 
         def calls() -> Iterator[ScriptCall]:
-            for group in groups:
-                yield self.scripts.push, self.proto.push_args([self.proto.encode(task) for task in group], idempotent,
-                                                              [self.proto.push_options(task) for task in group])
+            encode = self.proto.encode
+            for start in range(0, len(batch), size):
+                group = batch[start:start + size]
+                args = pairs[start:start + size] if pairs is not None else [encode(task) for task in group]
+                yield self.scripts.push, self.proto.push_args(args, idempotent, [options(task) for task in group])
 
         with redis_errors("push_batch"):
             (replies, error), retried = yield counted(("stream_scripts", (Replayable(calls()),)))

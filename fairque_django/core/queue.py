@@ -59,9 +59,12 @@ class TaskQueue(QueueOps):
             self._context_token = None
 
     # --- push ---------------------------------------------------------------------------
-    def push(self, task: Task, user_id: str | None = None) -> dict[str, Any]:
-        """Queue one task for ``user_id`` (or the task's own / the current tenant's user)."""
-        return drive(self.transport, self._push(task, user_id))
+    def push(self, task: Task, user_id: str | None = None, *, encoded: list[Any] | None = None) -> dict[str, Any]:
+        """Queue one task for ``user_id`` (or the task's own / the current tenant's user).
+
+        ``encoded``: the (header, body) ``self.proto.prepare`` made of the task, checked already
+        (not checked or encoded again; the Django enqueue path)."""
+        return drive(self.transport, self._push(task, user_id, False, encoded))
 
     def push_batch(self, tasks: Iterable[Task], user_id: str | None = None, *,
                    idempotent: bool = False) -> dict[str, Any]:
@@ -76,6 +79,12 @@ class TaskQueue(QueueOps):
         after the task finished; on an error nothing is deleted again, so the caller retries the
         whole batch and the tasks already stored come back as duplicates."""
         return drive(self.transport, self._push_batch(tasks, user_id, idempotent))
+
+    def push_prepared(self, tasks: Sequence[Task], encoded: Sequence[list[Any]]) -> dict[str, Any]:
+        """:meth:`push_batch` of tasks checked and encoded already, each by ``self.proto.prepare``
+        (``encoded``: their (header, body) pairs, in order): the Django enqueue path checks every
+        task before it hands any over, and pushes what it checked without checking it again."""
+        return drive(self.transport, self._push_batch(tasks, None, False, False, encoded))
 
     # --- pop ----------------------------------------------------------------------------
     def pop(self, worker_id: str | None = None, *, lease_seconds: float | None = None) -> Task | None:

@@ -132,7 +132,8 @@ class ResultSnapshot:
             errors = (TaskError(f.get("et", "") or "Error", f["err"], f.get("tb", "")),)
         enqueued = None
         with contextlib.suppress(ValueError, TypeError, AttributeError):
-            enqueued = float(json.loads(f.get("b", "{}")).get("created"))
+            body = json.loads(f.get("b", "{}"))
+            enqueued = float(body["c"]) / 1000 if "c" in body else float(body.get("created"))
         finished = (count(f.get("dt")) or 0) / 1000.0 if status in (TaskStatus.FAILED, TaskStatus.CANCELLED) else None
         if record is not None and status is TaskStatus.FAILED and not errors:
             errors = _record_errors(record)

@@ -129,7 +129,7 @@ def test_enqueue_queues_a_fairque_task_for_the_current_tenant(queue: TaskQueue) 
     assert result.started_at is None and result.finished_at is None and result.worker_ids == []
     state = queue.get_task_state(result.id)
     assert state is not None and state["u"] == "user:1" and state["st"] == "queued"
-    body = FairTask.from_json(state["b"])
+    body = FairTask.from_json(state["b"], result.id, state["u"])
     assert body.func_name == RUNNER_NAME == "fairque_django.backends.run_django_task"
     assert body.args[:4] == [dt.add.module_path, [2, 3], {}, "default"]
     assert queue.user_depth("user:1")["normal"] == 1 and queue.user_depth("user:2")["normal"] == 0

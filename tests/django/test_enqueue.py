@@ -17,6 +17,7 @@ from fairque_django.conf import get_queue
 from fairque_django.core.errors import (
     MissingTenantError,
     NotEnqueuedAfterCommitError,
+    PayloadTooLargeError,
     RedisUnavailableError,
     SerializationError,
     TaskValidationError,
@@ -73,10 +74,10 @@ class RecordingQueue(TaskQueue):
         super().__init__(conf.get_config(), conf.get_redis_client())
         self.seen: list[tuple[str, bool, bool]] = []
 
-    def push(self, task: Task, user_id: str | None = None) -> dict[str, Any]:
+    def push(self, task: Task, user_id: str | None = None, *, encoded: list[Any] | None = None) -> dict[str, Any]:
         pk = int((user_id or task.user_id or "user:0").split(":")[1])
         self.seen.append((task.task_id, connection.in_atomic_block, User.objects.filter(pk=pk).exists()))
-        return super().push(task, user_id)
+        return super().push(task, user_id, encoded=encoded)
 
 
 # --------------------------------------------------------------------------- who owns the task
@@ -320,3 +321,56 @@ def test_on_commit_with_redis_down_commits_the_row_and_says_loudly_that_the_task
     assert User.objects.filter(username="gina").exists()  # the row is committed all the same
     assert any(task_id in r.getMessage() and r.levelname == "ERROR" for r in caplog.records)
     conf.reset()
+
+
+# --------------------------------------------------------------------------- one bad task of 1,000
+
+
+def _bad_priority() -> Task:
+    bad = send_report.create_task((1,))
+    bad.priority = 9  # type: ignore[assignment]  # set after creation: only the enqueue can catch it
+    return bad
+
+
+@pytest.mark.parametrize(("make_bad", "error", "message"), [
+    (_bad_priority, TaskValidationError, "invalid priority 9"),
+    (lambda: send_report.create_task((object(),)), SerializationError, "must be JSON-serialisable"),
+    (lambda: send_report.create_task(({1, 2},)), SerializationError, "set is not JSON serializable"),
+    (lambda: send_report.create_task((1,), user_id="bad user"), TaskValidationError, "forbidden character"),
+    (lambda: Task(task_id="bad id", user_id=None, payload={"x": 1}), TaskValidationError, "task id 'bad id'"),
+    (lambda: send_report.create_task(("x" * 2_000_000,)), PayloadTooLargeError, "max_payload_bytes"),
+], ids=["priority", "object arg", "set arg", "user id", "task id", "too large"])
+def test_enqueue_many_one_bad_task_of_1000_raises_before_anything_is_written(
+        redis_client: redis.Redis, make_bad: Any, error: type[Exception], message: str) -> None:
+    """The batch path checks each task once, all of them before any is pushed: a bad one in the
+    middle of 1,000 raises a clear error and Redis holds nothing of the call."""
+    tasks = [send_report.create_task((i,)) for i in range(1000)]
+    tasks[500] = make_bad()
+    with tenant("tenant:a"), pytest.raises(error, match=message):
+        enqueue_many(tasks)
+    assert list(redis_client.scan_iter(match=f"{get_queue().keys.base}:*")) == []
+    assert pushed() == 0
+
+
+def test_enqueue_many_bad_explicit_user_raises_before_anything_is_written(redis_client: redis.Redis) -> None:
+    with pytest.raises(TaskValidationError, match="forbidden character"):
+        enqueue_many([send_report.create_task((i,)) for i in range(1000)], user="tenant {a}")
+    assert list(redis_client.scan_iter(match=f"{get_queue().keys.base}:*")) == []
+
+
+def test_enqueue_many_pushes_the_compact_bodies_it_checked(redis_client: redis.Redis) -> None:
+    """1,000 tasks of one tenant: each stored once, with the body checked at enqueue (no id or
+    user in it: the key and field u hold them), and each pops as it was created."""
+    tasks = [send_report.create_task((i,), priority=4 if i % 2 else 3) for i in range(1000)]
+    handles = enqueue_many(tasks, user="tenant:a")
+    assert [h.id for h in handles] == [t.task_id for t in tasks] and pushed() == 1000
+    queue = get_queue()
+    stored = redis_client.hgetall(queue.keys.task(tasks[1].task_id))
+    assert stored[b"u"] == b"tenant:a"
+    assert stored[b"b"] == tasks[1].to_json(ids=False).encode()  # what was checked is what is stored
+    assert b'"id"' not in stored[b"b"] and b"tenant:a" not in stored[b"b"]
+    popped = {t.task_id: t for t in pop_all()}
+    for t in tasks:
+        got = popped[t.task_id]
+        assert (got.user_id, got.priority, got.func_name, got.args, got.created_at) == (
+            "tenant:a", t.priority, "tests.django.test_enqueue.send_report", t.args, t.created_at)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 from collections import Counter
 from typing import Any
@@ -11,6 +12,7 @@ import redis
 
 from fairque_django.core.config import FairQueueConfig, RedisConfig
 from fairque_django.core.errors import (
+    CorruptTaskError,
     LeaseLostError,
     PayloadTooLargeError,
     RedisUnavailableError,
@@ -223,7 +225,8 @@ def test_a_dead_task_whose_body_names_another_id_is_listed_and_handled_by_its_st
         t = q.pop()
         assert t is not None
         q.fail(t, "bad", retry=False)
-    body = Task.create(user_id="a", payload={}, task_id="someone-else").to_json()
+    # a body of the former format names its id (the compact one does not)
+    body = json.dumps({"id": "someone-else", "user": "a", "priority": 3, "created": 1.0, "payload": {"x": 1}})
     redis_client.hset(q.keys.task(ids[0]), "b", body)  # a wrong value of the right type
     listed = {e.task_id: e for e in q.get_dlq()}
     assert set(listed) == set(ids)
@@ -719,3 +722,54 @@ def test_exact_steal_targets_are_mirrored_again_after_redis_lost_them(make_confi
     q.push(lost)
     got = q.pop("w1")
     assert got is not None and got.task_id == lost.task_id
+
+
+# --- the stored body: compact, and bodies of the former format still decode ----------------------
+OLD_BODY = {"id": "", "user": "a", "priority": 4, "created": 1733580000.25, "func": "reports.build",
+            "args": [1, "x"], "kwargs": {"k": True}, "payload": {"p": 1}, "max_retries": 2, "meta": {"m": "v"}}
+
+
+def test_a_stored_body_names_neither_its_id_nor_its_user(q: TaskQueue, redis_client: redis.Redis) -> None:
+    t = Task.create(user_id="a", priority=Priority.HIGH, func_name="reports.build", args=[1], kwargs={"k": 2})
+    q.push(t)
+    raw = redis_client.hget(q.keys.task(t.task_id), "b")
+    assert raw is not None and json.loads(raw) == {"f": "reports.build", "a": [1], "k": {"k": 2},
+                                                   "c": round(t.created_at * 1000), "p": 4}
+    popped = q.pop()
+    assert popped is not None
+    assert (popped.task_id, popped.user_id, popped.priority, popped.func_name, popped.args, popped.kwargs,
+            popped.created_at) == (t.task_id, "a", Priority.HIGH, "reports.build", [1], {"k": 2}, t.created_at)
+    # a NORMAL task's body omits its priority
+    n = Task.create(user_id="a", payload={"x": 1})
+    q.push(n)
+    assert "p" not in json.loads(redis_client.hget(q.keys.task(n.task_id), "b") or b"{}")
+
+
+def test_a_body_of_the_former_format_still_pops_and_dead_letters(q: TaskQueue, redis_client: redis.Redis) -> None:
+    """Tasks queued before the compact format (their body names id, user and priority, with long
+    keys and the creation time in seconds) pop, fail into the DLQ and requeue as they did."""
+    (tid,) = push_n(q, "a", 1, priority=Priority.HIGH)
+    redis_client.hset(q.keys.task(tid), "b", json.dumps({**OLD_BODY, "id": tid}))
+    t = q.pop()
+    assert t is not None
+    assert (t.task_id, t.user_id, t.priority, t.func_name, t.args, t.kwargs, t.payload, t.created_at,
+            t.max_retries, t.metadata) == (tid, "a", Priority.HIGH, "reports.build", [1, "x"], {"k": True}, {"p": 1},
+                                           1733580000.25, 2, {"m": "v"})
+    q.fail(t, "bad", retry=False)
+    [entry] = q.get_dlq()
+    assert entry.raw_body is None and entry.task.func_name == "reports.build" and entry.task.task_id == tid
+    assert entry.task.created_at == 1733580000.25
+    assert q.requeue_dead([tid]) == [tid]
+    again = q.pop()
+    assert again is not None and again.args == [1, "x"]
+
+
+def test_from_json_reads_both_formats_and_to_json_round_trips() -> None:
+    old = Task.from_json(json.dumps({**OLD_BODY, "id": "t1"}))
+    assert (old.task_id, old.user_id, old.priority, old.created_at) == ("t1", "a", Priority.HIGH, 1733580000.25)
+    new = Task.create(user_id="u", func_name="f", args=[1], priority=5)
+    assert Task.from_json(new.to_json()) == new  # to_json() names the id and the user
+    stored = new.to_json(ids=False)
+    assert Task.from_json(stored, new.task_id, "u") == new
+    with pytest.raises(CorruptTaskError, match="missing field 'id'"):
+        Task.from_json(stored)  # a stored body alone does not say whose it is

@@ -35,9 +35,9 @@ def state(client: redis.Redis, queue: TaskQueue, task_id: str) -> str | None:
 
 
 def args_of(client: redis.Redis, queue: TaskQueue, task_id: str) -> list[Any]:
-    body = json.loads(client.hget(queue.keys.task(task_id), "b") or b"{}")
-    assert body["id"] == task_id  # a swapped body names the task it is in
-    return list(body.get("args", []))
+    raw = client.hget(queue.keys.task(task_id), "b") or b"{}"
+    assert "id" not in json.loads(raw)  # a swapped body (compact format) names no task id: it is the key's
+    return list(Task.from_json(raw, task_id, "?").args)
 
 
 # --- unique keys ------------------------------------------------------------------------------------

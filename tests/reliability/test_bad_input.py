@@ -320,8 +320,13 @@ FUNC = "tests.reliability.tasks.work"
 CORRUPT_TASKS: list[tuple[str, Callable[[redis.Redis, str, str], None], str]] = [
     ("non-JSON body", set_body(lambda tid: "{not json"), "not valid JSON"),
     ("body not an object", set_body(lambda tid: [1, 2]), "not a JSON object"),
-    ("missing id", set_body(lambda tid: {"user": "b", "func": FUNC, "args": [1]}), "missing field 'id'"),
-    ("missing user", set_body(lambda tid: {"id": tid, "func": FUNC, "args": [1]}), "missing field 'user'"),
+    # a stored body names neither its id nor its user (the key and field u do): garbage in its own fields
+    ("stored body with args not a list", set_body(lambda tid: {"f": FUNC, "a": "1"}), "'a'"),
+    ("stored body with a bad priority", set_body(lambda tid: {"f": FUNC, "a": [1], "p": 9}), "invalid priority 9"),
+    ("stored body with a bad creation time", set_body(lambda tid: {"f": FUNC, "a": [1], "c": "x"}), "'c'"),
+    # a body of the former format names both
+    ("id not a string", set_body(lambda tid: {"id": 7, "user": "b", "func": FUNC, "args": [1]}), "'id'"),
+    ("user not a string", set_body(lambda tid: {"id": tid, "user": None, "func": FUNC, "args": [1]}), "'user'"),
     ("wrong field type", set_body(lambda tid: {"id": tid, "user": "b", "func": FUNC, "args": "1"}), "'args'"),
     ("body of another user", set_body(lambda tid: {"id": tid, "user": "a", "func": FUNC, "args": [1]}),
      "names user 'a'"),

@@ -285,7 +285,7 @@ class TenantView:
         corrupt = False
         priority: int | None
         try:
-            body = Task.from_json(f.get("b", ""))
+            body = Task.from_json(f.get("b", ""), task_id, self.tenant)
             func, created, priority = body.func_name, body.created_at or None, int(body.priority)
         except CorruptTaskError:
             corrupt, func, created = True, None, None

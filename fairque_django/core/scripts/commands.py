@@ -23,7 +23,7 @@ from ..errors import (
     UnservedUserError,
 )
 from ..keys import Keys, validate_key_part, validate_user_id
-from ..models import DLQEntry, Priority, Task, dumps
+from ..models import DLQEntry, Priority, Task
 from .pop import PopPlan, PopReply
 
 logger = logging.getLogger("fairque_django.queue")
@@ -148,7 +148,7 @@ class Commands:
 
     def push_options(self, task: Task) -> str:
         """The options argument of ``push.lua`` for a checked task ('' when it has none): unique key,
-        conflict mode, key ttl ms, the byte length of its body's id prefix, allow failure, how long a
+        conflict mode, key ttl ms, the byte length of its body's id prefix (0: none), allow failure, how long a
         cancelled task is kept (ms), then (user, id) of each dependency; tab-separated."""
         if task.unique_key is None and not task.depends_on:
             return ""
@@ -157,8 +157,8 @@ class Commands:
         ttl = int(task.unique_for * 1000) if task.unique_for else 0
         if task.on_conflict == "debounce":  # the key outlives the quiet time: an enqueue while the task
             ttl *= 2                        # waits for a worker still finds it
-        plen = len(('{"id":' + dumps(task.task_id)).encode("utf-8"))
-        fields = [uk, task.on_conflict, str(ttl), str(plen), "1" if task.allow_failure else "0",
+        # plen 0: the body names no id (the compact format), so a replaced task takes it as it is
+        fields = [uk, task.on_conflict, str(ttl), "0", "1" if task.allow_failure else "0",
                   str(int(self.config.queue.result_ttl_seconds * 1000))]
         for user, dep_id in task.depends_on:
             fields += [user or uid, dep_id]
@@ -168,7 +168,7 @@ class Commands:
         """The push arguments (header, body) of a checked task; raises on a body that is not JSON or
         is larger than ``queue.max_payload_bytes``."""
         uid = task.user_id or ""
-        body = task.to_json().encode("utf-8")
+        body = task.to_json(ids=False).encode("utf-8")  # the key and field u hold them
         size = len(body)
         if size > self.config.queue.max_payload_bytes:
             raise PayloadTooLargeError(
@@ -177,8 +177,9 @@ class Commands:
             )
         max_retries = task.max_retries if task.max_retries is not None else self.config.queue.default_max_retries
         after_ms = int(task.execute_after * 1000) if task.execute_after else 0
+        weight = self.config.weight_of(uid)
         header = (f"{task.task_id}\t{uid}\t{int(task.priority)}\t{self.partition_of(uid)}\t"
-                  f"{self.config.weight_of(uid)!r}\t{max_retries}\t{after_ms}")
+                  f"{int(weight) if weight == int(weight) else repr(weight)}\t{max_retries}\t{after_ms}")
         return [header, body]
 
     # --- pop -------------------------------------------------------------------------
@@ -249,15 +250,15 @@ class Commands:
     def decode_popped(row: Sequence[Any], token: str, worker_id: str) -> Task:
         """Build the Task of one leased task's fields (a row of :class:`PopReply`); raises
         CorruptTaskError (the task stays leased)."""
-        task = Task.from_json(row[1])
-        if task.task_id != text(row[0]):
-            raise CorruptTaskError(f"task body names task {task.task_id!r} but it is stored as {text(row[0])!r}")
+        task_id, user = text(row[0]), text(row[5])
+        task = Task.from_json(row[1], task_id, user)
+        if task.task_id != task_id:  # a body of the former format names its id
+            raise CorruptTaskError(f"task body names task {task.task_id!r} but it is stored as {task_id!r}")
         task.retry_count = int(row[2])
         task.attempts = int(row[3])
         task.lease_deadline = int(row[4]) / 1000.0
         task.lease_token = token
         task.worker_id = worker_id
-        user = text(row[5])
         if task.user_id != user:
             raise CorruptTaskError(f"task body names user {task.user_id!r} but it was queued for {user!r}")
         return task
@@ -450,7 +451,7 @@ class Commands:
         f = task_fields(fields)
         raw = f.get("b", "")
         try:
-            task = Task.from_json(raw)
+            task = Task.from_json(raw, task_id, f.get("u"))
             if task.task_id != task_id:  # listed, requeued and deleted by the id it is stored under
                 raise CorruptTaskError(f"body names task {task.task_id!r}")
             raw_body = None
