@@ -266,16 +266,18 @@ class CostFigures:
         """The default worker's path (issue 17): push one task at a time, then drain with
         ``complete_and_pop`` (ack and next lease in one round trip, run time given), with the
         worker's metrics buffer flushed at the end of each chunk; commands and Redis CPU per
-        task, metrics on. Skipped when this checkout has no metrics buffer."""
-        try:
-            from fairque_django.core.scripts.buffered import MetricsBuffer
-        except ImportError:
-            return
+        task, metrics on. A checkout without the buffer (before issue 17) writes metrics per ack,
+        as its worker does."""
         n = self.sizes["lifecycle"]
         step = min(250, n)
         tasks = make_tasks(n, users, tag="worker")
         wq = TaskQueue(q.config, q.client)
-        wq.metrics_buffer = MetricsBuffer()
+        try:
+            from fairque_django.core.scripts.buffered import MetricsBuffer
+            wq.metrics_buffer = MetricsBuffer()
+            mode = "metrics buffered"
+        except ImportError:
+            mode = "metrics per ack"
 
         def chunk(lo: int) -> Callable[[], None]:
             def run() -> None:
@@ -284,7 +286,8 @@ class CostFigures:
                 task = wq.pop()
                 while task is not None:
                     task = wq.complete_and_pop(task, duration=0.0005)[1]
-                wq.flush_metrics()
+                if getattr(wq, "metrics_buffer", None) is not None:
+                    wq.flush_metrics()
             return run
 
         runs: list[Measured] = []
@@ -304,10 +307,10 @@ class CostFigures:
                          sorted(typical.commands.items(), key=lambda kv: -kv[1]["calls"])},
             "server_cpu_us_per_task": median([m.server_cpu / step * 1e6 for m in runs]),
             "server_exec_us_per_task": median([server_exec_usec(m.commands, True) / step for m in runs]),
-            "round_trips_per_task": median([m.round_trips / step for m in runs]),
+            "round_trips_per_task": median([m.round_trips / step for m in runs]), "mode": mode,
         }
         self.results["lifecycle"]["worker_path"] = result
-        self.out(f"lifecycle, the worker's path (push one, complete_and_pop, metrics buffered; {len(runs)} "
+        self.out(f"lifecycle, the worker's path (push one, complete_and_pop, {mode}; {len(runs)} "
                  f"chunks of {step}): Redis commands per task {result['commands_per_task']:.1f} "
                  f"(median; server-wide counters: use --private-server), round trips "
                  f"{result['round_trips_per_task']:.2f}, Redis CPU {result['server_cpu_us_per_task']:.1f} us, "
