@@ -335,6 +335,9 @@ def safe_to_flush(client: redis.Redis) -> tuple[bool, list[str]]:
     return not foreign, foreign
 
 
+SECTIONS = ("push_batch", "push", "pop_complete", "client_options", "scale", "lifecycle", "memory")
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--redis-url", default=os.environ.get("FAIRQUE_BENCH_REDIS_URL", DEFAULT_URL),
@@ -348,7 +351,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--force-flush", action="store_true",
                     help="flush the DB even if it holds keys this benchmark did not write")
     ap.add_argument("--output", type=Path, default=RESULTS, help=f"JSON results (default {RESULTS})")
+    ap.add_argument("--only", default=None,
+                    help=f"comma list of sections to run (default all: {', '.join(SECTIONS)})")
     args = ap.parse_args(argv)
+    only = set(SECTIONS if args.only is None else args.only.split(","))
+    if only - set(SECTIONS):
+        ap.error(f"unknown sections: {', '.join(sorted(only - set(SECTIONS)))}")
     started = perf()
 
     procs = Processes()
@@ -390,15 +398,15 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         bench.out("")
-        bench.bench_push_batch(q, users)
-        bench.bench_push(q, users)
-        bench.bench_pop_complete(q, users)
-        bench.bench_client_options(q)
-        bench.out("")
-        bench.bench_scale()
-        bench.out("")
-        bench.bench_lifecycle(q, users)
-        bench.bench_memory(q, users)
+        sections: dict[str, Callable[[], None]] = {
+            "push_batch": lambda: bench.bench_push_batch(q, users), "push": lambda: bench.bench_push(q, users),
+            "pop_complete": lambda: bench.bench_pop_complete(q, users),
+            "client_options": lambda: bench.bench_client_options(q), "scale": bench.bench_scale,
+            "lifecycle": lambda: bench.bench_lifecycle(q, users), "memory": lambda: bench.bench_memory(q, users),
+        }
+        for name in SECTIONS:
+            if name in only:
+                sections[name]()
         if args.profile:
             bench.profile(q, users)
     finally:

@@ -260,6 +260,63 @@ class CostFigures:
                  f"(client CPU {b['client_cpu_us_per_task']:.1f} us)")
         top = ", ".join(f"{k} {v:g}" for k, v in f["commands"].items())
         self.out(f"    fairque commands per task: {top}")
+        self.bench_worker_lifecycle(q, users)
+
+    def bench_worker_lifecycle(self, q: TaskQueue, users: list[str]) -> None:
+        """The default worker's path (issue 17): push the chunk's tasks in one ``push_batch`` (as
+        ``enqueue_many`` does), then drain with
+        ``complete_and_pop`` (ack and next lease in one round trip, run time given), with the
+        worker's metrics buffer flushed at the end of each chunk; commands and Redis CPU per
+        task, metrics on. A checkout without the buffer (before issue 17) writes metrics per ack,
+        as its worker does."""
+        n = self.sizes["lifecycle"]
+        step = min(250, n)
+        tasks = make_tasks(n, users, tag="worker")
+        wq = TaskQueue(q.config, q.client)
+        try:
+            from fairque_django.core.scripts.buffered import MetricsBuffer
+            wq.metrics_buffer = MetricsBuffer()
+            mode = "metrics buffered"
+        except ImportError:
+            mode = "metrics per ack"
+
+        def chunk(lo: int) -> Callable[[], None]:
+            def run() -> None:
+                wq.push_batch(tasks[lo:lo + step])
+                task = wq.pop()
+                while task is not None:
+                    task = wq.complete_and_pop(task, duration=0.0005)[1]
+                if getattr(wq, "metrics_buffer", None) is not None:
+                    wq.flush_metrics()
+            return run
+
+        runs: list[Measured] = []
+        for _ in range(self.reps):
+            self.flush()
+            gc.collect()
+            for lo in range(0, n - step + 1, step):
+                runs.append(self.timed(chunk(lo), scripted=True, count=wq.client))
+        self.flush()
+        if not self.server_stats:
+            return
+        per = [m.calls() / step for m in runs]
+        typical = min(runs, key=lambda m: m.calls())
+        result = {
+            "tasks_per_chunk": step, "chunks": len(runs), "commands_per_task": median(per),
+            "commands": {k: round(v["calls"] / step, 3) for k, v in
+                         sorted(typical.commands.items(), key=lambda kv: -kv[1]["calls"])},
+            "server_cpu_us_per_task": median([m.server_cpu / step * 1e6 for m in runs]),
+            "server_exec_us_per_task": median([server_exec_usec(m.commands, True) / step for m in runs]),
+            "round_trips_per_task": median([m.round_trips / step for m in runs]), "mode": mode,
+        }
+        self.results["lifecycle"]["worker_path"] = result
+        self.out(f"lifecycle, the worker's path (push_batch, complete_and_pop, {mode}; {len(runs)} "
+                 f"chunks of {step}): Redis commands per task {result['commands_per_task']:.1f} "
+                 f"(median; server-wide counters: use --private-server), round trips "
+                 f"{result['round_trips_per_task']:.2f}, Redis CPU {result['server_cpu_us_per_task']:.1f} us, "
+                 f"exec {result['server_exec_us_per_task']:.1f} us")
+        top = ", ".join(f"{k} {v:g}" for k, v in result["commands"].items())
+        self.out(f"    worker path commands per task: {top}")
 
     def bench_memory(self, q: TaskQueue, users: list[str]) -> None:
         n = self.sizes["memory"]

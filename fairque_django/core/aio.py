@@ -134,6 +134,10 @@ class AsyncTaskQueue(QueueOps):
         """Async :meth:`TaskQueue.complete_and_pop_many`."""
         return await adrive(self.transport, self._complete_and_pop_many(done, count, worker_id, lease_seconds))
 
+    async def flush_metrics(self) -> int:
+        """Async :meth:`TaskQueue.flush_metrics`."""
+        return await adrive(self.transport, self._flush_metrics())
+
     async def wait_and_pop(self, worker_id: str | None = None, timeout: float = 1.0, *,
                            lease_seconds: float | None = None) -> tuple[Task | None, float | None]:
         """Async :meth:`TaskQueue.wait_and_pop`."""

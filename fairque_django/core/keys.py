@@ -48,6 +48,8 @@ suffixes as the methods below (a test checks that every suffix a script uses is 
                                       (d digest, def default cap, x:<id> exact specs, p patterns)
   P:tpaused                    HASH   paused user -> since when (ms)
   P:theld                      HASH   user kept out of its rotation with work queued -> why: paused, cap, rate
+  P:tlimon                     STRING '1' while a tenant is paused, held or limited (runtime or settings), '0' when
+                                      none is: push/pop/ack then skip every limit lookup (includes/limits_on)
   P:trate                      HASH   user -> theoretical arrival time (ms) of its rate limit (GCRA)
   P:tnext                      ZSET   rate-limited user -> when its next token is due (a timer, like P:delayed)
   P:quarantine:<key>:<n>       any    a key that held the wrong type of value, moved aside
@@ -158,6 +160,11 @@ class Keys:
     def tenant_held(self) -> str:
         """User held out of its rotation with work queued -> why (paused, cap, rate)."""
         return f"{self.base}:theld"
+
+    @property
+    def limits_on(self) -> str:
+        """'1' while any tenant limit may apply, '0' when none does (the hot scripts skip the lookups)."""
+        return f"{self.base}:tlimon"
 
     @property
     def tenant_rate(self) -> str:

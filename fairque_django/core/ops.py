@@ -30,6 +30,7 @@ from .models import DLQEntry, Task, dumps
 from .results import CancelResult, ResultSnapshot, TaskStatus, check_progress
 from .retry import Attempts, Replayable
 from .scripts import Scripts
+from .scripts.buffered import MetricsBuffer
 from .scripts.commands import (
     PARK_MARGIN_MS,
     Commands,
@@ -159,6 +160,9 @@ class QueueOps:
         self.orphan_recheck_seconds = ORPHAN_RECHECK_SECONDS
         self._limits_checked: float | None = None  # when the limit settings' mirror was last checked
         self.limits_recheck_seconds = LIMITS_RECHECK_SECONDS
+        # a worker's acks leave the metrics to this buffer, flushed once per tick (None: each ack
+        # writes them; see scripts/buffered.py for what a crash loses)
+        self.metrics_buffer: MetricsBuffer | None = None
 
     # --- push ---------------------------------------------------------------------------
     def _push(self, task: Task, user_id: str | None, traced: bool = False,
@@ -363,15 +367,30 @@ class QueueOps:
                 yield from self._check_orphans(plan)
             pop_args, token = self.proto.pop_args(plan, lease_seconds, count,
                                                   orphans=self._orphaned(plan))
+            buffer = self.metrics_buffer if self.config.queue.metrics else None
             calls: list[ScriptCall] = [(self.scripts.complete, self.proto.complete_args(
-                (t.task_id, t.lease_token or "", d) for t, d, _ in done))]
+                ((t.task_id, t.lease_token or "", d) for t, d, _ in done), buffered=buffer is not None))]
             if count > 0:
                 calls.append((self.scripts.pop, pop_args))
+            flushed = buffer.take() if buffer is not None and buffer.due() else []
+            if flushed:  # the metrics of the last tick go with this round trip
+                calls.append((self.scripts.metrics_flush, self.proto.metrics_flush_args(flushed)))
             results = [self.proto.result_command(t, data) for t, _, data in done if data is not None]
-            replies, retried = yield counted(run_scripts(calls, results))
+            try:
+                replies, retried = yield counted(run_scripts(calls, results))
+            except BaseException:
+                if buffer is not None and flushed:
+                    buffer.restore(flushed)
+                raise
         for task, _, _ in done:
             self._leases.pop(task.task_id, None)
-        codes = [acked(int(code), retried) for code in replies[0]]
+        acks = replies[0]
+        if buffer is not None:
+            acks, waits = acks[:len(done)], acks[len(done):]
+            self._buffer_done(buffer, done, acks, waits)
+        if flushed:
+            self._log_flush(replies[-1])
+        codes = [acked(int(code), retried) for code in acks]
         if count <= 0:
             return codes, [], None
         step = yield from self._leased(PopReply.parse(replies[1]), token, plan)
@@ -379,6 +398,36 @@ class QueueOps:
             tasks, due = yield from self._pop_many(count, worker_id, lease_seconds)
             return codes, tasks, due
         return codes, step.tasks, step.due
+
+    @staticmethod
+    def _buffer_done(buffer: MetricsBuffer, done: Sequence[tuple[Task, float | None, str | None]],
+                     acks: Sequence[Any], waits: Sequence[Any]) -> None:
+        """Add the tasks acknowledged as done (code 1, wait known) to the metrics buffer."""
+        at_ms = int(time.time() * 1000)
+        for (task, duration, _), code, wait in zip(done, acks, waits, strict=True):
+            if int(code) == 1 and int(wait) >= 0 and task.user_id is not None:
+                buffer.add(task.user_id, int(wait), -1 if duration is None else int(duration * 1000), at_ms)
+
+    @staticmethod
+    def _log_flush(problems: Any) -> None:
+        for problem in problems or ():
+            logger.error("fairque: corrupt data found and set aside: %s", text(problem))
+
+    def _flush_metrics(self) -> Op[int]:
+        """Write what the metrics buffer gathered (one call); the number of increments written."""
+        buffer = self.metrics_buffer
+        taken = buffer.take() if buffer is not None else []
+        if not taken:
+            return 0
+        assert buffer is not None
+        try:
+            with redis_errors("flush_metrics"):
+                problems = yield run(self.scripts.metrics_flush, self.proto.metrics_flush_args(taken))
+        except BaseException:
+            buffer.restore(taken)
+            raise
+        self._log_flush(problems)
+        return len(taken)
 
     def _wait_and_pop(self, worker_id: str | None, timeout: float, lease_seconds: float | None,
                       ) -> Op[tuple[Task | None, float | None]]:

@@ -136,6 +136,11 @@ class TaskQueue(QueueOps):
         when none was ready)."""
         return drive(self.transport, self._complete_and_pop_many(done, count, worker_id, lease_seconds))
 
+    def flush_metrics(self) -> int:
+        """Write the metrics :attr:`metrics_buffer` gathered from acknowledgements (a worker's: see
+        ``core/scripts/buffered.py``) in one call; the number of increments written (0: nothing)."""
+        return drive(self.transport, self._flush_metrics())
+
     def wait_and_pop(self, worker_id: str | None = None, timeout: float = 1.0, *,
                      lease_seconds: float | None = None) -> tuple[Task | None, float | None]:
         """Lease a ready task, or wait up to ``timeout`` for one: all in one round trip.

@@ -210,3 +210,40 @@ def test_async_queue_has_the_same_tenant_api(make_config: Any) -> None:
             return await q.get_tenant_limits("a")
     state = asyncio.run(main())
     assert state["concurrency"] == 1 and state["paused"] is False
+
+
+# --- the flag 'any limit may apply' (issue 17): no lookups while none exists, exact once one does ------
+def test_without_limits_the_flag_is_off_and_a_cap_set_at_runtime_holds_at_once(
+        make_config: Any, redis_client: redis.Redis) -> None:
+    q = TaskQueue(make_config())
+    flag = q.keys.limits_on
+    push(q, "a", 5)
+    push(q, "b", 1)
+    leased = q.pop_many(3)  # leased while no limit exists: the leased counts are kept all the same
+    assert redis_client.get(flag) == b"0"
+    assert sorted(t.user_id or "" for t in leased) == ["a", "a", "b"]
+    assert q.get_tenant_limits("a")["leased"] == 2
+    state = q.set_tenant_limits("a", concurrency=2)  # at its cap already: held at once
+    assert redis_client.get(flag) == b"1" and state["held"] == "cap" and state["leased"] == 2
+    assert q.pop_many(5) == []
+    q.complete(leased[0] if leased[0].user_id == "a" else leased[1])
+    nxt = q.pop_many(5)
+    assert [t.user_id for t in nxt] == ["a"]  # one lease ended: exactly one more
+    q.clear_tenant_limits("a")  # nothing limits, pauses or holds anyone: the flag goes off
+    assert redis_client.get(flag) == b"0"
+    assert len(q.pop_many(5)) == 2  # a's last two, no cap
+    q.pause_tenant("b")
+    assert redis_client.get(flag) == b"1"
+    q.resume_tenant("b")
+    assert redis_client.get(flag) == b"0"
+
+
+def test_a_lost_flag_is_looked_at_again(make_config: Any, redis_client: redis.Redis) -> None:
+    q = TaskQueue(make_config(tenant_limits={"a": {"concurrency": 1}}))
+    push(q, "a", 3)
+    assert len(q.pop_many(3)) == 1
+    assert redis_client.get(q.keys.limits_on) == b"1"
+    redis_client.delete(q.keys.limits_on)  # e.g. a Redis restored from an older copy: looked at again
+    push(q, "a", 1)
+    assert q.pop_many(3) == []  # the cap holds
+    assert redis_client.get(q.keys.limits_on) == b"1"

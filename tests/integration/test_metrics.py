@@ -272,3 +272,59 @@ def test_a_key_of_the_wrong_type_does_not_hide_the_rest(q: TaskQueue) -> None:
     assert a is not None and (a.normal, a.unfinished) == (2, 2)
     assert b is not None and (b.critical, b.normal) == (0, 1)
     assert m.wait.count == 0 and m.totals["pushed"] == 3
+
+
+# --- a worker's metrics buffer (issue 17): the acks leave the histograms to the process -----------
+@pytest.mark.parametrize("buffered", [False, True], ids=["per-ack", "buffered"])
+def test_buffered_acks_write_the_same_histograms_once_flushed(q: TaskQueue, redis_client: redis.Redis,
+                                                               buffered: bool) -> None:
+    from fairque_django.core.scripts.buffered import BOUNDS_MS, MetricsBuffer
+
+    assert BOUNDS_MS == BUCKETS_MS  # the buffer files observations in the buckets the readers use
+    if buffered:
+        q.metrics_buffer = MetricsBuffer(interval=3600)  # no tick during the test: one flush at the end
+    for i in range(6):
+        push(q, "a" if i % 3 else "b")
+    task = q.pop("w1")
+    waits: Counter[str] = Counter()
+    codes = []
+    while task is not None:
+        waits[task.user_id or ""] += int(redis_client.hget(q.keys.task(task.task_id), "wt") or -1)
+        code, task_next, _ = q.complete_and_pop(task, duration=0.12, worker_id="w1")
+        codes.append(code)
+        task = task_next
+    assert codes == [1] * 6
+    if buffered:  # nothing written yet; the flush writes it all in one call
+        assert not redis_client.exists(q.keys.metrics_user("a"), q.keys.metrics_all, q.keys.metrics_throughput)
+        assert q.flush_metrics() > 0 and q.flush_metrics() == 0
+    assert q.metrics_buffer is None or not q.metrics_buffer.due()
+
+    def hist(key: str, kind: str) -> tuple[int, int, int]:  # (observations, sum ms, in the (100, 250] bucket)
+        h = {k.decode(): int(v) for k, v in redis_client.hgetall(key).items()}
+        count = sum(v for k, v in h.items() if k.startswith(f"{kind}:") and k != f"{kind}:sum")
+        return count, h.get(f"{kind}:sum", 0), h.get(f"{kind}:250", 0)
+
+    for user, n in (("a", 4), ("b", 2)):
+        assert hist(q.keys.metrics_user(user), "w")[:2] == (n, waits[user])
+        assert hist(q.keys.metrics_user(user), "r") == (n, 120 * n, n)  # 120 ms: the (100, 250] bucket
+    assert hist(q.keys.metrics_all, "w")[:2] == (6, sum(waits.values()))
+    assert hist(q.keys.metrics_all, "r") == (6, 720, 6)
+    assert sum(n for _, n in collect_metrics(q, 10).throughput_per_minute) == 6
+
+
+def test_a_failed_flush_keeps_the_metrics_for_the_next(q: TaskQueue, redis_client: redis.Redis) -> None:
+    from fairque_django.core.scripts.buffered import MetricsBuffer
+
+    buffer = q.metrics_buffer = MetricsBuffer(interval=3600)
+    push(q, "a")
+    task = q.pop("w1")
+    assert task is not None
+    assert q.complete_and_pop(task, duration=0.01, worker_id="w1")[0] == 1
+    redis_client.set(q.keys.metrics_user("a"), "a string, not a hash")  # moved aside by the flush, reported
+    taken = buffer.take()
+    buffer.restore(taken)  # (what a flush that raised does)
+    assert buffer.take() == taken
+    buffer.restore(taken)
+    assert q.flush_metrics() == len(taken)
+    assert redis_client.hget(q.keys.metrics_user("a"), "r:10") == b"1"
+    assert int(redis_client.hget(q.keys.stats, "quarantined") or 0) == 1

@@ -222,6 +222,8 @@ FAMILIES += [  # tenant limits (issue 15); the scene's config caps b and rate-li
     Family("held tenant", ("tenant_held",), TOLERATED, hset(lambda s: s.keys.tenant_held, {"a": "x", "zz": "x"})),
     Family("rate bucket", ("tenant_rate",), REPAIRED, hset(lambda s: s.keys.tenant_rate, {"a": "nan"})),
     Family("rate timer", ("tenant_next",), REPAIRED, zadd(lambda s: s.keys.tenant_next, lambda s: "a", INF)),
+    # the flag 'any limit may apply' (issue 17): garbage is looked at again (limits exist: '1'), reported
+    Family("limits flag", ("limits_on",), REPAIRED, sset(lambda s: s.keys.limits_on, "garbage")),
 ]
 
 

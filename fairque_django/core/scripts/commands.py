@@ -236,14 +236,23 @@ class Commands:
             args += options
         return args
 
-    def complete_args(self, done: Iterable[tuple[str, str, float | None]]) -> list[Any]:
+    def complete_args(self, done: Iterable[tuple[str, str, float | None]], *, buffered: bool = False) -> list[Any]:
         """Arguments of ``complete.lua`` for (task id, lease token, run time in s or None) triples;
-        the run time feeds metrics and time fairness. The script answers a code per task."""
+        the run time feeds metrics and time fairness. The script answers a code per task and, when
+        ``buffered`` (the caller's :class:`~.buffered.MetricsBuffer` records the metrics), then a
+        wait (ms) per task."""
         q = self.config.queue
-        args: list[Any] = [self.keys.base, "1" if q.fairness == "time" else "0", "1" if q.metrics else "0",
-                           int(time.time() * 1000)]
+        mode = ("2" if buffered else "1") if q.metrics else "0"
+        args: list[Any] = [self.keys.base, "1" if q.fairness == "time" else "0", mode, int(time.time() * 1000)]
         for task_id, token, duration in done:
             args += [task_id, token, -1 if duration is None else int(duration * 1000)]
+        return args
+
+    def metrics_flush_args(self, taken: Iterable[tuple[str, str, int]]) -> list[Any]:
+        """Arguments of ``metrics_flush.lua`` for what a :class:`~.buffered.MetricsBuffer` gathered."""
+        args: list[Any] = [self.keys.base]
+        for name, field, n in taken:
+            args += [name, field, n]
         return args
 
     @staticmethod

@@ -73,6 +73,7 @@ class Heartbeat:
         self._done.set()
         if self._thread is not None:
             self._thread.join(timeout=5)
+        self.flush_metrics()
         with contextlib.suppress(FairQueueError), redis_errors("worker shutdown"):
             self.queue.client.delete(self.queue.keys.worker(self.worker_id))
             mark_stopped(self.queue.client, self.queue.keys, self.worker_id)
@@ -82,6 +83,7 @@ class Heartbeat:
         interval = min(self.worker.settings.heartbeat_interval_seconds, config.queue.lease_timeout_seconds / 3)
         while True:
             self.beat()
+            self.flush_metrics()
             self._housekeeping()
             if self._done.wait(interval):  # keeps beating (leases) while a shutdown waits for tasks
                 return
@@ -99,6 +101,14 @@ class Heartbeat:
             self.publish(self.book.current())
         except Exception as exc:  # the heartbeat must never die: it keeps the leases
             logger.warning("worker %s: heartbeat failed (%s)", self.worker_id, exc)
+
+    def flush_metrics(self) -> None:
+        """Write the metrics the worker's acks gathered since the last tick; never raises (a
+        failed flush keeps them for the next)."""
+        try:
+            self.queue.flush_metrics()
+        except Exception as exc:
+            logger.warning("worker %s: metrics flush failed (%s)", self.worker_id, exc)
 
     def _housekeeping(self) -> None:
         """Trim old per-minute metrics (once a minute) and run the periodic hook when due."""

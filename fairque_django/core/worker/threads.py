@@ -27,6 +27,7 @@ from ..queue import TaskQueue
 from ..registry import import_task_modules
 from ..schedule import Schedule
 from ..scheduler import Scheduler
+from ..scripts.buffered import MetricsBuffer
 from .heartbeat import Heartbeat
 from .leases import LeaseBook
 from .runner import RunnerCounts, TaskRunner
@@ -51,6 +52,9 @@ class Worker(RunnerCounts):
         self.worker_id = self.settings.id
         self.handler = handler if handler is not None else TaskHandler()
         self.queue = queue if queue is not None else TaskQueue(config, worker_id=self.worker_id)
+        if config.queue.metrics and self.queue.metrics_buffer is None:
+            # the acks leave the histograms to the process: written once per tick (heartbeat, stop)
+            self.queue.metrics_buffer = MetricsBuffer()
         self.concurrency = concurrency or self.settings.max_concurrent_tasks
         self.burst = burst
         self.max_tasks = max_tasks

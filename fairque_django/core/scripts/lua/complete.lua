@@ -2,11 +2,13 @@
 -- KEYS[1]  P:queue:stats
 -- ARGV[1]  P
 -- ARGV[2]  '1' = fairness "time": replace the cost charged at pop by the run time (and learn it)
--- ARGV[3]  '1' = record metrics (wait and run histograms, completions per minute)    ARGV[4] client clock (ms)
+-- ARGV[3]  '1' = record metrics (wait and run histograms, completions per minute); '2' = the caller
+--          records them (a worker's buffer, flushed once per tick by metrics_flush.lua): each task's
+--          wait is returned instead    ARGV[4] client clock (ms)
 -- then     triples: task id, lease token (required: '' holds no lease), run time in ms (-1 = unknown)
 -- Returns  one code per task: 1 done, 2 finished as cancelled (a cancel flagged it: never a
 --          success, see includes/cancel_task), 0 not leased with that token (late ack, rejected),
---          -1 no such task
+--          -1 no such task; with ARGV[3] '2' then one wait (ms) per task (-1: not acknowledged as done)
 --- @include "includes/rcall"
 --- @include "includes/header"
 --- @include "includes/shift_vtime"
@@ -24,8 +26,9 @@
 --- @include "includes/task_finished"
 --- @include "includes/lease_ended"
 local P = ARGV[1]
-local timefair, metrics = ARGV[2] == '1', ARGV[3] == '1'
+local timefair, metrics, buffered = ARGV[2] == '1', ARGV[3] == '1', ARGV[3] == '2'
 local codes = {}
+local waits = {}    -- (buffered) each task's wait in ms, -1 when it was not acknowledged as done
 local done = {}     -- ids acknowledged in this call (an id given twice counts once)
 local per_user = {} -- user -> tasks acknowledged
 local totals = {}   -- the everyone histogram's increments (see observe)
@@ -36,6 +39,7 @@ for i = 5, #ARGV, 3 do
   if not done[id] then
     f, refused = leased_fields(P, id, token, 'h', 'ch', 'wt', 'uk', 'hd', 'cx')
   end
+  waits[#codes + 1] = -1
   if not f then
     codes[#codes + 1] = refused
   elseif f[9] then -- cancelled while it ran: finished as cancelled, whatever it returned
@@ -67,6 +71,8 @@ for i = 5, #ARGV, 3 do
     per_user[user] = (per_user[user] or 0) + 1
     if metrics and f[6] then
       observe(P, totals, user, num(f[6]) or 0, run_ms)
+    elseif buffered and f[6] then
+      waits[#codes + 1] = math.floor(num(f[6]) or 0)
     end
     codes[#codes + 1] = 1
   end
@@ -80,6 +86,12 @@ if n > 0 then
   if metrics then
     flush_observations(P, totals)
     hincr(P .. ':m:~tput', math.floor(tonumber(ARGV[4]) / 60000), n)
+  end
+end
+if buffered then
+  local m = #codes
+  for i = 1, m do
+    codes[m + i] = waits[i]
   end
 end
 return codes

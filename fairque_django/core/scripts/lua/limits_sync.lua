@@ -8,6 +8,7 @@
 --          its next turn; every rate bucket starts full)
 --- @include "includes/rcall"
 --- @include "includes/rejoin"
+--- @include "includes/limits_state"
 local P, digest = ARGV[1], ARGV[2]
 local ck = P .. ':limitcfg'
 if rcall('HGET', ck, 'd') == digest then
@@ -23,7 +24,9 @@ for i = 4, #ARGV do
 end
 rcall('HSET', ck, unpack(fields))
 rcall('DEL', P .. ':trate') -- rates may have changed: every bucket starts full
+limits_memo = true -- (looked at again below, once every held tenant's place is settled)
 for _, user in ipairs(rcall('HKEYS', P .. ':theld')) do
   rejoin(P, user)
 end
+limits_state(P)
 return 0

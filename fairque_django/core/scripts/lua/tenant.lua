@@ -13,6 +13,7 @@
 --- @include "includes/now_ms"
 --- @include "includes/rejoin"
 --- @include "includes/tenant_limits"
+--- @include "includes/limits_state"
 local P, user, op = ARGV[1], ARGV[2], ARGV[3]
 local lk = P .. ':tlimits'
 local interval = tenant_limits(P, user).t
@@ -35,9 +36,12 @@ else
   return redis.error_reply('tenant: unknown operation ' .. tostring(op))
 end
 tenant_limit_memo[user] = nil
+tenant_paused_memo[user] = nil
+limits_memo = true -- (looked at again below, once the tenant's place is settled)
 if tenant_limits(P, user).t ~= interval then -- a new rate starts with a full bucket
   rcall('HDEL', P .. ':trate', user)
 end
 rejoin(P, user)
+limits_state(P)
 return {rcall('HEXISTS', P .. ':tpaused', user), rcall('HGET', P .. ':theld', user) or '',
         tonumber(rcall('HGET', P .. ':tleased', user)) or 0}

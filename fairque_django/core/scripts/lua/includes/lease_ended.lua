@@ -1,12 +1,14 @@
 --- @include "rcall"
 --- @include "leased_add"
 --- @include "rejoin"
+--- @include "limits_on"
 
 -- A lease of a task of user ended (ack, failure, expiry, release, delete): its leased tasks - 1;
--- a user held out of its rotation may rejoin it (at its fair place).
+-- a user held out of its rotation may rejoin it (at its fair place). While no limit exists
+-- anywhere (limits_on) no user is held: nothing to look up.
 local function lease_ended(P, user)
   leased_add(P, user, -1)
-  if rcall('HEXISTS', P .. ':theld', user) == 1 then
+  if limits_on(P) and rcall('HEXISTS', P .. ':theld', user) == 1 then
     rejoin(P, user)
   end
 end

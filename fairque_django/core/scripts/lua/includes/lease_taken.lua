@@ -2,6 +2,7 @@
 --- @include "stored_num"
 --- @include "tenant_limits"
 --- @include "leased_add"
+--- @include "limits_on"
 
 -- Count a lease of a task of user at server time now: its leased tasks + 1 and, under a rate
 -- limit, one token taken (GCRA: the theoretical arrival time moves one interval on). A lease up
@@ -10,6 +11,7 @@
 -- spell the next token may come that much early.
 local function lease_taken(P, user, now)
   leased_add(P, user, 1)
+  if not limits_on(P) then return end -- no limits anywhere: no rate (the count above is kept)
   local lim = tenant_limits(P, user)
   if lim.t then
     local rk = P .. ':trate'

@@ -5,12 +5,25 @@
 --- @include "now_ms"
 --- @include "tenant_limits"
 --- @include "recount_leased"
+--- @include "limits_on"
+
+-- Whether each user looked up in this call is paused (tenant.lua forgets the one it changes).
+local tenant_paused_memo = {}
 
 -- Why user may not be leased a task now: 'paused', 'cap' (its leased tasks reached its cap) or
 -- 'rate' (then also the ms at which its next token is due), or nil. now: server ms (nil: read it
 -- only when a rate applies). A leased count that holds garbage is counted again (recount_leased).
+-- No lookup at all while no tenant limit exists anywhere (limits_on).
 local function tenant_block(P, user, now)
-  if rcall('HEXISTS', P .. ':tpaused', user) == 1 then
+  if not limits_on(P) then
+    return nil
+  end
+  local paused = tenant_paused_memo[user]
+  if paused == nil then
+    paused = rcall('HEXISTS', P .. ':tpaused', user) == 1
+    tenant_paused_memo[user] = paused
+  end
+  if paused then
     return 'paused'
   end
   local lim = tenant_limits(P, user)
