@@ -64,6 +64,7 @@ class Prefetch:
         self._due: float | None = None
         self._error: Exception | None = None
         self._sent: Sent[tuple[list[int], list[Task], float | None]] | None = None
+        ctx.book.acking(d.task for d in done)  # first: a heartbeat meanwhile would find them acknowledged
         try:
             self._sent = ctx.queue.send_complete_and_pop([(d.task, d.duration, d.result_json) for d in done], 1,
                                                          worker_id=ctx.worker_id, via=via)
@@ -100,13 +101,12 @@ class Prefetch:
         ctx = self._ctx
         try:
             if self._sent is None:
-                return  # the send failed: take() raises its error
+                raise self._error or RuntimeError("nothing was sent")
             codes, tasks, self._due = self._sent.result()
-        except RedisUnavailableError as exc:
-            unacknowledged(ctx, self.done)
-            self._error = exc
-            return
-        except Exception as exc:
+        except Exception as exc:  # take() raises it; the slot sends the acknowledgements again
+            if isinstance(exc, RedisUnavailableError):
+                unacknowledged(ctx, self.done)
+            ctx.book.unacked(d.task for d in self.done)
             self._error = exc
             return
         acknowledged(ctx, self.done, codes, tasks)
