@@ -29,6 +29,7 @@ from benchmarks.contenders import bodies
 from benchmarks.contenders.fairque_app import PREFIX, TASK_MODULES, WORKER_ID, make_config, users
 from fairque_django.core.config import FairQueueConfig
 from fairque_django.core.worker import Worker
+from fairque_django.core.worker.slot import Slot
 
 
 def parse_users(spec: str) -> list[str]:
@@ -43,8 +44,8 @@ def install_profiler(path: str) -> None:
     profiles: list[cProfile.Profile] = []
     lock = threading.Lock()
 
-    def profiled(loop: Callable[[Worker], None]) -> Callable[[Worker], None]:
-        def run(self: Worker) -> None:
+    def profiled(loop: Callable[[Slot], None]) -> Callable[[Slot], None]:
+        def run(self: Slot) -> None:
             prof = cProfile.Profile()
             with lock:
                 profiles.append(prof)
@@ -56,9 +57,8 @@ def install_profiler(path: str) -> None:
 
         return run
 
-    # a slot runs one of the two loops (prefetching slots unless in burst / max-tasks mode)
-    Worker._slot_loop = profiled(Worker._slot_loop)  # type: ignore[method-assign]
-    Worker._prefetch_loop = profiled(Worker._prefetch_loop)  # type: ignore[method-assign]
+    # every slot thread runs Slot.run (the watchdog and heartbeat threads are not profiled)
+    Slot.run = profiled(Slot.run)  # type: ignore[method-assign]
     original_start = Worker.start
 
     def start(self: Worker) -> int:

@@ -16,7 +16,7 @@ import json
 import logging
 import time
 from collections.abc import Callable, Generator, Iterable, Iterator, Sequence
-from typing import Any, TypeAlias, TypeVar
+from typing import Any, Generic, TypeAlias, TypeVar
 
 import redis
 
@@ -28,7 +28,7 @@ from .errors import LeaseLostError, TaskValidationError
 from .keys import validate_user_id
 from .models import DLQEntry, Task, dumps
 from .results import CancelResult, ResultSnapshot, TaskStatus, check_progress
-from .retry import Attempts, Replayable
+from .retry import RETRYABLE, Attempts, Replayable
 from .scripts import Scripts
 from .scripts.buffered import MetricsBuffer
 from .scripts.commands import (
@@ -41,9 +41,9 @@ from .scripts.commands import (
     task_fields,
 )
 from .scripts.pop import PopPlan, PopReply, PopStep
-from .transport import AsyncTransport, ScriptCall, Transport, evalsha, redis_errors
+from .transport import AsyncTransport, HeldConnection, Pending, ScriptCall, Transport, evalsha, redis_errors
 
-__all__ = ["UNCHANGED", "Op", "QueueOps", "Request", "Unchanged", "adrive", "drive"]
+__all__ = ["UNCHANGED", "Op", "QueueOps", "Request", "Sent", "Unchanged", "adrive", "drive", "send"]
 
 logger = logging.getLogger("fairque_django.queue")
 
@@ -77,9 +77,15 @@ Op: TypeAlias = Generator[Request, Any, T]
 # gives up on is thrown into the operation like any other.
 def drive(transport: Transport, op: Op[T]) -> T:
     """Run ``op`` on a synchronous transport; its result."""
+    return resume(transport, op, None)
+
+
+def resume(transport: Transport, op: Op[T], reply: Any, error: BaseException | None = None) -> T:
+    """Run ``op`` on from where it waits (a fresh one: ``reply`` None): send it ``reply``, or throw
+    ``error`` into it; its result."""
     retried = transport.policy.call
     try:
-        method, args = op.send(None)
+        method, args = op.send(reply) if error is None else op.throw(error)
         while True:
             try:
                 reply = retried(getattr(transport, method), args)
@@ -90,6 +96,66 @@ def drive(transport: Transport, op: Op[T]) -> T:
     except StopIteration as stop:
         result: T = stop.value
         return result
+
+
+def send(transport: Transport, op: Op[T], via: HeldConnection | None = None) -> Sent[T]:
+    """Run ``op`` up to its first counted script round trip (``counted(run_scripts(...))``), send
+    that on ``via`` without reading its reply and return: :meth:`Sent.result` reads the reply and
+    runs the operation to its end. Requests before it run as :func:`drive` runs them (and what
+    they raise is raised here)."""
+    retried = transport.policy.call
+    try:
+        method, args = op.send(None)
+        while method != "attempt" or args[0] != "run_scripts":
+            try:
+                reply = retried(getattr(transport, method), args)
+            except BaseException as exc:
+                method, args = op.throw(exc)
+            else:
+                method, args = op.send(reply)
+    except StopIteration as stop:
+        return Sent(transport, op, args=None, value=stop.value)
+    calls, before = args[1]
+    args[2].n += 1  # its Attempts
+    try:
+        pending = transport.send([*before, *(evalsha(s, transport.route_key, a) for s, a in calls)], via)
+    except RETRYABLE as exc:  # result() tries it again
+        return Sent(transport, op, args, failed=exc)
+    return Sent(transport, op, args, pending=pending)
+
+
+class Sent(Generic[T]):
+    """An operation :func:`send` paused with its round trip sent and the reply unread."""
+
+    __slots__ = ("_args", "_failed", "_op", "_pending", "_transport", "_value")
+
+    def __init__(self, transport: Transport, op: Op[T], args: tuple[Any, ...] | None, *,
+                 pending: Pending | None = None, failed: BaseException | None = None, value: Any = None) -> None:
+        self._transport, self._op, self._args = transport, op, args
+        self._pending, self._failed, self._value = pending, failed, value
+
+    def result(self) -> T:
+        """Read the reply and run the operation to its end (call it once); its result. A reply
+        lost with the connection (or a send that failed) is asked for again as :func:`drive`
+        retries a request: the operation learns that it was retried."""
+        transport, args = self._transport, self._args
+        if args is None:  # the operation ended before its round trip
+            value: T = self._value
+            return value
+        calls, before = args[1]
+        try:
+            if self._pending is None:
+                raise self._failed or RuntimeError("nothing was sent")
+            replies = transport.checked(calls, self._pending.read()[len(before):])
+            reply: Any = (replies, args[2].n > 1)
+        except RETRYABLE:
+            try:
+                reply = transport.policy.call(transport.attempt, args)
+            except BaseException as exc:  # the operation sees it where it yielded the request
+                return resume(transport, self._op, None, exc)
+        except BaseException as exc:
+            return resume(transport, self._op, None, exc)
+        return resume(transport, self._op, reply)
 
 
 async def adrive(transport: AsyncTransport, op: Op[T]) -> T:

@@ -18,12 +18,12 @@ from .config.limits import UNCHANGED, Unchanged
 from .connection import get_client
 from .context import activate_queue, deactivate_queue
 from .models import DLQEntry, Task
-from .ops import QueueOps, drive
+from .ops import QueueOps, Sent, drive, send
 from .results import CancelResult, ResultSnapshot, TaskResult
 from .retry import RetryPolicy
 from .scripts import Scripts
 from .scripts.pop import PopStep
-from .transport import Transport, redis_errors
+from .transport import HeldConnection, Transport, redis_errors
 
 __all__ = ["TaskQueue", "redis_errors"]
 
@@ -140,6 +140,20 @@ class TaskQueue(QueueOps):
         """Write the metrics :attr:`metrics_buffer` gathered from acknowledgements (a worker's: see
         ``core/scripts/buffered.py``) in one call; the number of increments written (0: nothing)."""
         return drive(self.transport, self._flush_metrics())
+
+    def send_complete_and_pop(self, done: Sequence[tuple[Task, float | None, str | None]], count: int, *,
+                              worker_id: str | None = None, via: HeldConnection | None = None,
+                              ) -> Sent[tuple[list[int], list[Task], float | None]]:
+        """:meth:`complete_and_pop_many` in two halves: its round trip is sent now, on ``via`` (a
+        connection from :meth:`hold_connection`) without waiting for the reply; the returned
+        object's ``result()`` reads the reply and returns what :meth:`complete_and_pop_many`
+        would (a thread worker's slot sends before its task runs and reads after)."""
+        return send(self.transport, self._complete_and_pop_many(done, count, worker_id, None), via)
+
+    def hold_connection(self) -> HeldConnection | None:
+        """A connection of the client's pool for one caller to keep (None on a cluster client);
+        its ``close()`` gives it back."""
+        return self.transport.hold()
 
     def wait_and_pop(self, worker_id: str | None = None, timeout: float = 1.0, *,
                      lease_seconds: float | None = None) -> tuple[Task | None, float | None]:

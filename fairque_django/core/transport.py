@@ -26,7 +26,7 @@ import redis.asyncio
 from .errors import FairQueueError, RedisUnavailableError
 from .retry import Attempts, RetryPolicy
 
-__all__ = ["AsyncTransport", "HeldConnection", "Transport", "pack", "redis_errors"]
+__all__ = ["AsyncTransport", "HeldConnection", "Pending", "Transport", "pack", "redis_errors"]
 
 # A script call: the registered script (redis-py Script or AsyncScript) and its ARGV.
 ScriptCall = tuple[Any, list[Any]]
@@ -146,6 +146,13 @@ class HeldConnection:
         else:
             self.pool.release(conn)
 
+    def close(self) -> None:
+        """Give the kept connection back to the pool (a later :meth:`take` takes one again)."""
+        with self._lock:
+            conn, self._conn = self._conn, None
+            if conn is not None and self._pid == os.getpid():
+                self.pool.release(conn)
+
     def _ready(self) -> Any:
         conn = self._conn
         if conn is None or self._pid != os.getpid():
@@ -159,6 +166,45 @@ class HeldConnection:
         if stale:
             conn.disconnect()  # it connects again when it sends
         return conn
+
+
+def read_replies(conn: Any, count: int) -> list[Any]:
+    """Read ``count`` replies from ``conn``; error replies are returned, not raised."""
+    replies: list[Any] = []
+    for _ in range(count):
+        try:
+            replies.append(conn.read_response())
+        except redis.ResponseError as exc:  # the reply was read in full: go on
+            replies.append(exc)
+    return replies
+
+
+class Pending:
+    """Commands sent (:meth:`Transport.send`) whose replies are not read yet. :meth:`read` reads
+    them, once, from whichever thread calls it first, and gives the connection back."""
+
+    __slots__ = ("_conn", "_count", "_held", "_holder", "_replies")
+
+    def __init__(self, holder: HeldConnection | None, conn: Any, held: bool, count: int,
+                 replies: list[Any] | None = None) -> None:
+        self._holder, self._conn, self._held, self._count = holder, conn, held, count
+        self._replies = replies  # already read (a client without a connection to hold)
+
+    def read(self) -> list[Any]:
+        """The replies in order (error replies returned, not raised); a broken connection raises."""
+        if self._replies is not None:
+            return self._replies
+        holder, conn = self._holder, self._conn
+        if holder is None:
+            raise redis.ConnectionError("the replies were lost: reading them failed before")
+        try:
+            self._replies = read_replies(conn, self._count)
+        except BaseException:
+            self._holder = None
+            holder.give(conn, self._held, failed=True)
+            raise
+        holder.give(conn, self._held)
+        return self._replies
 
 
 class Transport:
@@ -189,17 +235,32 @@ class Transport:
                 packed = [pack(c) for c in commands]
                 conn.send_packed_command([b"".join(packed)])
                 sent = len(packed)
-            replies: list[Any] = []
-            for _ in range(sent):
-                try:
-                    replies.append(conn.read_response())
-                except redis.ResponseError as exc:  # the reply was read in full: go on
-                    replies.append(exc)
+            replies = read_replies(conn, sent)
         except BaseException:
             self._held.give(conn, held, failed=True)
             raise
         self._held.give(conn, held)
         return replies
+
+    def hold(self) -> HeldConnection | None:
+        """A connection of this client's pool for one caller to keep (for :meth:`send`: a slot's
+        own); None for a cluster client. :meth:`HeldConnection.close` gives it back."""
+        return None if self._held is None else HeldConnection(self._held.pool)
+
+    def send(self, commands: Sequence[list[Any]], via: HeldConnection | None = None) -> Pending:
+        """Send commands in one write on ``via`` (else the shared held connection) without reading
+        their replies: :meth:`Pending.read` reads them later, meanwhile the connection stays taken.
+        A cluster client has no connection to hold: its commands run now."""
+        holder = via if via is not None else self._held
+        if holder is None:
+            return Pending(None, None, False, len(commands), self.round_trip(commands))
+        conn, held = holder.take()
+        try:
+            conn.send_packed_command([b"".join([pack(c) for c in commands])])
+        except BaseException:
+            holder.give(conn, held, failed=True)
+            raise
+        return Pending(holder, conn, held, len(commands))
 
     def execute(self, commands: Sequence[list[Any]], transaction: bool = False,
                 raise_on_error: bool = True) -> list[Any]:

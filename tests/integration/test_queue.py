@@ -676,6 +676,31 @@ def test_scripts_lost_by_redis_are_loaded_again(q: TaskQueue, redis_client: redi
     assert q.get_stats()["tasks_completed"] == 3
 
 
+def test_an_ack_and_pop_sent_now_is_read_later_even_after_script_flush(q: TaskQueue,
+                                                                        redis_client: redis.Redis) -> None:
+    """send_complete_and_pop: the round trip goes out at once on a held connection, its reply is
+    read by result() (a prefetching slot: before and after its task); a NOSCRIPT reply loads the
+    script and runs the call again."""
+    for n in range(3):
+        assert q.push(Task.create(user_id="a", payload={"n": n}))["success"]
+    via = q.hold_connection()
+    assert via is not None
+    first = q.pop("w1")
+    assert first is not None
+    sent = q.send_complete_and_pop([(first, 0.001, None)], 1, worker_id="w1", via=via)
+    codes, tasks, _ = sent.result()
+    assert codes == [1] and [t.payload["n"] for t in tasks] == [1]
+    redis_client.script_flush()  # Redis lost its scripts (a restart, a failover)
+    sent = q.send_complete_and_pop([(tasks[0], 0.001, None)], 1, worker_id="w1", via=via)
+    codes, tasks, _ = sent.result()
+    assert codes == [1] and [t.payload["n"] for t in tasks] == [2]
+    codes, tasks, due = q.send_complete_and_pop([(tasks[0], None, None)], 1, worker_id="w1", via=via).result()
+    assert codes == [1] and tasks == [] and due is None
+    via.close()
+    stats = q.get_stats()
+    assert stats["tasks_completed"] == 3 and stats["tasks_active"] == 0 and stats["tasks_queued"] == 0
+
+
 def test_every_key_a_script_builds_is_named_in_keys_py() -> None:
     """The scripts join suffixes to the prefix they are given; each is one that Keys builds."""
     import inspect

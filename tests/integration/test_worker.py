@@ -337,6 +337,79 @@ def test_a_prefetched_task_does_not_wait_behind_a_long_one(make_config: Any, red
     assert stats["tasks_completed"] == 8 and stats["tasks_released"] == 0 and stats["tasks_active"] == 0
 
 
+def test_a_prefetched_task_handed_back_is_taken_by_another_worker(make_config: Any,
+                                                                  redis_client: redis.Redis) -> None:
+    """The watchdog reads the reply of a prefetch whose slot still runs after the hold time and
+    hands its task back: another worker process (here: a second Worker) runs it meanwhile."""
+    config = make_config(workers=[{"id": "w1", "assigned_users": ["a"], "max_concurrent_tasks": 1,
+                                   "poll_interval_seconds": 0.2}], worker_id="w1")
+    q = TaskQueue(config)
+    for i in range(6):  # short tasks first: the slot learns to prefetch
+        q.push(t.record(f"warm{i}"), user_id="a")
+    q.push(t.record("slow", 1.5), user_id="a")
+    q.push(t.record("quick"), user_id="a")
+    first = Worker(config, install_signal_handlers=False)  # prefetch on, 50 ms hold
+    second = Worker(config, install_signal_handlers=False)
+    threads = [threading.Thread(target=first.start)]
+    threads[0].start()
+    try:
+        eventually(lambda: b"a|slow" in redis_client.lrange(LOG + ":start", 0, -1), timeout=10, interval=0.01,
+                   what='"slow" started')
+        threads.append(threading.Thread(target=second.start))  # only now: the first worker ran all before
+        threads[1].start()
+        eventually(lambda: len(log(redis_client)) == 8, timeout=10, interval=0.01, what="all eight ran")
+    finally:
+        first.stop()
+        second.stop()
+        for th in threads:
+            th.join(15)
+    assert log(redis_client)[-2:] == ["a|quick", "a|slow"]  # "quick" did not wait behind "slow"
+    assert (first.processed, second.processed) == (7, 1)
+    stats = q.get_stats()
+    # "quick" was leased twice: by the first worker's prefetch, then by the second worker
+    assert stats["tasks_popped"] == 9 and stats["tasks_released"] == 0  # handed back quietly
+    assert stats["tasks_completed"] == 8 and stats["tasks_active"] == 0 and stats["tasks_expired"] == 0
+
+
+def test_a_prefetch_refused_for_lack_of_its_script_loads_it_and_runs(make_config: Any,
+                                                                     redis_client: redis.Redis) -> None:
+    """SCRIPT FLUSH (a Redis restart or failover) while a task runs: the prefetch the slot sends
+    next is answered NOSCRIPT, loaded and run again; nothing is lost or run twice."""
+    config = cfg(make_config, lease_timeout_seconds=5)
+    tags = [f"x{i}" for i in range(12)]
+    q = TaskQueue(config)
+    for tag in tags:
+        q.push(t.record(tag), user_id="a")
+    calls = 0
+
+    def flush_scripts() -> None:  # around each task: before and after it
+        nonlocal calls
+        calls += 1
+        if calls in (9, 13):  # in tasks 5 and 7: slots prefetch by then
+            redis_client.script_flush()
+
+    worker = Worker(config, worker_id="w1", around_task=flush_scripts, install_signal_handlers=False)
+    refused: list[int] = []
+    checked = worker.queue.transport.checked
+
+    def spy(calls: Any, replies: list[Any]) -> list[Any]:
+        refused.append(sum(isinstance(r, redis.exceptions.NoScriptError) for r in replies))
+        return checked(calls, replies)
+
+    worker.queue.transport.checked = spy  # type: ignore[method-assign]
+    th = threading.Thread(target=worker.start)
+    th.start()
+    try:
+        eventually(lambda: q.get_stats()["tasks_completed"] == len(tags), what="all acknowledged")
+    finally:
+        worker.stop()
+        th.join(10)
+    assert refused.count(2) >= 2  # two acks + pops were refused (both scripts of each: the prefetches)
+    assert log(redis_client) == [f"a|{tag}" for tag in tags]
+    stats = q.get_stats()
+    assert stats["tasks_completed"] == len(tags) and stats["tasks_expired"] == 0 and stats["tasks_active"] == 0
+
+
 def test_burst_slots_lease_short_tasks_in_batches(make_config: Any, redis_client: redis.Redis) -> None:
     config = cfg(make_config)
     q = TaskQueue(config)
@@ -387,18 +460,29 @@ def test_a_long_task_hands_the_rest_of_its_batch_back(make_config: Any, redis_cl
 
 
 class AcksFailOnce(TaskQueue):
-    """A TaskQueue whose second acknowledging round trip finds Redis unreachable (nothing is sent)."""
+    """A TaskQueue whose second acknowledging round trip finds Redis unreachable (nothing is sent),
+    be it a plain one or one a prefetching slot sends before its task runs."""
 
     acks = 0
-    failures = 0
 
-    def complete_and_pop_many(self, done: Any, count: int, **kw: Any) -> Any:
+    def __init__(self, *args: Any, **kw: Any) -> None:
+        super().__init__(*args, **kw)
+        self.failures: list[str] = []
+
+    def _fails(self, done: Any, how: str) -> None:
         if done:
             self.acks += 1
             if self.acks == 2:
-                self.failures += 1
+                self.failures.append(how)
                 raise RedisUnavailableError("injected: connection refused")
+
+    def complete_and_pop_many(self, done: Any, count: int, **kw: Any) -> Any:
+        self._fails(done, "round trip")
         return super().complete_and_pop_many(done, count, **kw)
+
+    def send_complete_and_pop(self, done: Any, count: int, **kw: Any) -> Any:
+        self._fails(done, "prefetch")
+        return super().send_complete_and_pop(done, count, **kw)
 
 
 @pytest.mark.parametrize("burst", [False, True], ids=["prefetching", "batching"])
@@ -420,7 +504,8 @@ def test_a_failed_ack_is_sent_again_not_dropped(make_config: Any, redis_client: 
         finally:
             worker.stop()
             th.join(10)
-    assert queue.failures == 1
+    # a prefetching slot sends its second ack with a prefetch, before its task runs
+    assert queue.failures == ["round trip" if burst else "prefetch"]
     assert log(redis_client) == [f"a|{tag}" for tag in tags]  # each ran once: no lease had to expire
     assert worker.processed == len(tags)
     stats = q.get_stats()

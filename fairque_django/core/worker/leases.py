@@ -2,7 +2,9 @@
 
 *held*: leased, not started (a batch's rest, a prefetched task); *running*; *finished*: succeeded,
 its acknowledgement not through yet (it stays leased, renewed by the heartbeat, until the ack
-goes through, e.g. after a Redis outage). Shared by the slots, the runner and the heartbeat of
+goes through, e.g. after a Redis outage); *acking*: finished, its acknowledgement sent with a
+prefetch whose reply is not read yet (not renewed: an ack that went through ended the lease; back
+to *finished* should the round trip fail). Shared by the slots, the runner and the heartbeat of
 one worker; every method is thread-safe.
 """
 
@@ -42,6 +44,7 @@ class LeaseBook:
         self._held: dict[str, Task] = {}
         self._running: dict[str, Running] = {}
         self._finished: dict[str, Task] = {}
+        self._acking: dict[str, Task] = {}
 
     def hold(self, tasks: Iterable[Task]) -> None:
         with self._lock:
@@ -63,6 +66,20 @@ class LeaseBook:
             self._running.pop(task.task_id, None)
             self._finished[task.task_id] = task
 
+    def acking(self, tasks: Iterable[Task]) -> None:
+        """Finished tasks whose acknowledgement is on its way (see the module docstring)."""
+        with self._lock:
+            for task in tasks:
+                if self._finished.pop(task.task_id, None) is not None:
+                    self._acking[task.task_id] = task
+
+    def unacked(self, tasks: Iterable[Task]) -> None:
+        """Their acknowledgement did not go through: renewed again until it does."""
+        with self._lock:
+            for task in tasks:
+                if self._acking.pop(task.task_id, None) is not None:
+                    self._finished[task.task_id] = task
+
     def forget(self, tasks: Iterable[Task]) -> None:
         """Tasks no longer leased here (acknowledged, failed, handed back or given up)."""
         with self._lock:
@@ -70,6 +87,7 @@ class LeaseBook:
                 self._held.pop(task.task_id, None)
                 self._running.pop(task.task_id, None)
                 self._finished.pop(task.task_id, None)
+                self._acking.pop(task.task_id, None)
 
     def running(self) -> list[Task]:
         with self._lock:

@@ -5,9 +5,11 @@ they went through: after a Redis outage they are sent again, never dropped (an a
 through before the connection broke reads "already acknowledged"); meanwhile the heartbeat keeps
 their leases. Two options make short tasks cheaper:
 
-- *prefetch* (the default mode): while a short task runs, a helper thread acknowledges what
-  finished and leases the slot's next task; when the slot is still busy after ``hold_seconds``,
-  that task goes back to its queue for any idle slot or worker. A task that woke an idle slot
+- *prefetch* (the default mode, :mod:`.prefetch`): before a short task runs, the slot sends the
+  acknowledgements of what finished and the pop of its next task on a connection of its own, and
+  reads the reply when the task is done (no thread hand-off); when the task still runs
+  ``hold_seconds`` after the send, the worker's watchdog thread reads the reply and hands the
+  leased task back to its queue for any idle slot or worker. A task that woke an idle slot
   starts at once (its queue was empty a moment ago: a prefetch would most likely find nothing).
 - *batch* (burst mode, or prefetch off): one pop leases as many tasks as fit in ``hold_seconds``
   of the slot's typical run time (at most ``MAX_BATCH``); when one of them runs longer than
@@ -25,13 +27,13 @@ import threading
 import time
 from collections import deque
 from collections.abc import Iterable
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 
 from ..errors import FairQueueError, RedisUnavailableError
 from ..models import Task
 from ..queue import TaskQueue
 from .leases import LeaseBook
+from .prefetch import Prefetch, Watchdog, acknowledged, unacknowledged
 from .runner import Finished, TaskRunner
 
 logger = logging.getLogger("fairque_django.worker")
@@ -116,7 +118,7 @@ class SlotContext:
     stop: threading.Event
     burst: bool
     batch: bool  # lease several short tasks per pop
-    prefetcher: ThreadPoolExecutor | None  # the helper threads of prefetching slots (None: no prefetch)
+    watchdog: Watchdog | None  # hands back the prefetched tasks of slots busy too long (None: no prefetch)
     hold_seconds: float
     max_wait: float  # the longest blocking wait for work
     grace: float  # how long a stopping slot keeps trying to acknowledge what finished
@@ -129,8 +131,8 @@ class Slot:
         self.ctx = ctx
         self.done: list[Finished] = []  # succeeded, acknowledged with the next round trip
         self.ahead: deque[Task] = deque()  # leased by a batch pop, not started (held)
-        self.fetch: Future[tuple[list[Finished], Task | None, float | None]] | None = None  # a prefetch under way
-        self.free = threading.Event()  # set when this slot can start the prefetched task
+        self.fetch: Prefetch | None = None  # a prefetch under way (its reply not taken yet)
+        self.conn = ctx.queue.hold_connection() if ctx.watchdog is not None else None  # prefetches go on it
         self.typical: float | None = None  # moving average run time of this slot's tasks
         self.idle = False  # the last pop found nothing: wait for work, then pop
         self.due: float | None = None  # seconds until something is due (from the last empty pop)
@@ -209,32 +211,19 @@ class Slot:
             codes, tasks, due = ctx.queue.complete_and_pop_many(
                 [(d.task, d.duration, d.result_json) for d in done], count, worker_id=ctx.worker_id)
         except RedisUnavailableError:
-            logger.warning("worker %s: could not acknowledge %d task(s) yet (Redis unreachable)", ctx.worker_id,
-                           len(done))
+            unacknowledged(ctx, done)
             raise
-        for finished, code in zip(done, codes, strict=True):
-            ctx.runner.acked(finished, code)
-        ctx.book.hold(tasks)
+        acknowledged(ctx, done, codes, tasks)
         return tasks, due
 
     # --- prefetching ----------------------------------------------------------------------
-    def _prefetch(self, done: list[Finished]) -> tuple[list[Finished], Task | None, float | None]:
-        """In a helper thread while the slot runs a task: acknowledge ``done`` and lease the
-        next task, which goes back to its queue unless the slot is free within the hold time."""
-        tasks, due = self._send(done, 1) if done else self._pop(1)
-        task = tasks[0] if tasks else None
-        if task is not None and not self.free.wait(self.ctx.hold_seconds):
-            self._give_back([task], count=False)  # another slot or worker takes it now
-            task = None
-        return done, task, due
-
     def _collect(self) -> Task | None:
-        """The prefetch's task. When it failed, what it was to acknowledge is still in
-        ``done``: the next round trip sends it again."""
+        """The prefetch's task (its reply read now, unless the watchdog read it). When it failed,
+        what it was to acknowledge is still in ``done``: the next round trip sends it again."""
         assert self.fetch is not None
         fetch, self.fetch = self.fetch, None
-        sent, task, self.due = fetch.result()
-        self._sent(sent)
+        task, self.due = fetch.take()
+        self._sent(fetch.done)
         return task
 
     def _sent(self, sent: list[Finished]) -> None:
@@ -250,7 +239,6 @@ class Slot:
         self._before_run(woke)
         started = time.monotonic()
         finished = self.ctx.runner.execute(task)
-        self.free.set()
         if finished is not None:
             self.done.append(finished)
         took = time.monotonic() - started
@@ -265,11 +253,11 @@ class Slot:
         """A prefetching slot leases its next task while a short one runs, and acknowledges
         what finished now rather than after a long one."""
         ctx = self.ctx
-        if ctx.prefetcher is None:
+        if ctx.watchdog is None:
             return
         if not woke and self.typical is not None and self.typical < ctx.hold_seconds:
-            self.free.clear()
-            self.fetch = ctx.prefetcher.submit(self._prefetch, list(self.done))
+            self.fetch = Prefetch(ctx, list(self.done), self.conn)
+            ctx.watchdog.watch()
         elif self.done:
             self._ack_done(time.monotonic())
 
@@ -307,18 +295,16 @@ class Slot:
 
     def _close(self) -> None:
         """Leaving: hand back what was leased and not started, acknowledge what finished."""
-        self.free.set()
         self._give_back(self.ahead)
         self.ahead.clear()
         if self.fetch is not None:
-            fetch, self.fetch = self.fetch, None
             try:
-                sent, task, _ = fetch.result(timeout=30)
-                self._sent(sent)
-                self._give_back([task])
+                self._give_back([self._collect()])
             except Exception as exc:  # what it was to acknowledge is still in done
                 logger.warning("worker %s: prefetch failed at shutdown (%s)", self.ctx.worker_id, exc)
         self._ack_done(time.monotonic() + self.ctx.grace)
+        if self.conn is not None:
+            self.conn.close()
 
     def _ack_done(self, until: float) -> None:
         """Acknowledge what finished without leasing more, trying again after an outage until

@@ -15,7 +15,6 @@ import signal
 import threading
 import time
 from collections.abc import Callable, Iterable
-from concurrent.futures import ThreadPoolExecutor
 from types import FrameType, TracebackType
 from typing import Any
 
@@ -30,6 +29,7 @@ from ..scheduler import Scheduler
 from ..scripts.buffered import MetricsBuffer
 from .heartbeat import Heartbeat
 from .leases import LeaseBook
+from .prefetch import Watchdog
 from .runner import RunnerCounts, TaskRunner
 from .slot import PREFETCH_HOLD_SECONDS, Slot, SlotContext, Turns
 
@@ -100,22 +100,24 @@ class Worker(RunnerCounts):
                     self.concurrency, list(self.settings.assigned_users), list(self.settings.steal_targets))
         self._heartbeat.start()
         self.scheduler.start()
-        prefetcher = ThreadPoolExecutor(max_workers=self.concurrency, thread_name_prefix=f"{self.worker_id}-fetch") \
-            if self.prefetch else None
+        watchdog = Watchdog(f"{self.worker_id}-watchdog", self.prefetch_hold_seconds) if self.prefetch else None
         ctx = SlotContext(self.worker_id, self.queue, self.runner, self._book, Turns(self.max_tasks), self._stop,
                           burst=self.burst, batch=not self.prefetch and self.max_tasks is None,
-                          prefetcher=prefetcher, hold_seconds=self.prefetch_hold_seconds,
+                          watchdog=watchdog, hold_seconds=self.prefetch_hold_seconds,
                           max_wait=self._max_wait(), grace=self.settings.graceful_shutdown_timeout)
-        self._threads = [threading.Thread(target=Slot(ctx).run, name=f"{self.worker_id}-slot-{i}", daemon=True)
-                         for i in range(self.concurrency)]
+        slots = [Slot(ctx) for _ in range(self.concurrency)]
+        if watchdog is not None:
+            watchdog.start(slots)
+        self._threads = [threading.Thread(target=slot.run, name=f"{self.worker_id}-slot-{i}", daemon=True)
+                         for i, slot in enumerate(slots)]
         for t in self._threads:
             t.start()
         while not self._stop.is_set():
             self._stop.wait(0.2)
         self.scheduler.stop()
         self._shutdown()
-        if prefetcher is not None:
-            prefetcher.shutdown(wait=False)
+        if watchdog is not None:
+            watchdog.stop()
         self._heartbeat.stop()
         logger.info("worker %s stopped: %d processed, %d failed", self.worker_id, self.processed, self.failed)
         return 0

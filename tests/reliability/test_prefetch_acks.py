@@ -1,0 +1,92 @@
+"""A prefetching slot sends the ack of what finished with the pop of its next task before that task
+runs. When Redis goes down meanwhile, the send fails: the ack is kept and sent again once Redis is
+back, so no task runs twice and no lease has to expire."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from typing import Any
+
+import pytest
+import redis
+
+from fairque_django import FairQueueConfig, RedisUnavailableError, TaskQueue, Worker
+from fairque_django.core.connection import reset_clients
+from tests.support import eventually
+from tests.testapp import tasks as t
+
+from .helpers import redis_server
+
+PERSISTENT = ("--appendonly", "yes", "--appendfsync", "always")  # even a kill -9 keeps every key
+DOWN = 2.0  # seconds without Redis: longer than one round trip's retries (0.1 + 0.2 + 0.4 s)
+
+
+class PrefetchesWatched(TaskQueue):
+    """Counts the prefetches whose round trip failed for want of Redis."""
+
+    failed = 0
+
+    def send_complete_and_pop(self, done: Any, count: int, **kw: Any) -> Any:
+        sent = super().send_complete_and_pop(done, count, **kw)
+        queue = self
+
+        class Watched:
+            def result(self) -> Any:
+                try:
+                    return sent.result()
+                except RedisUnavailableError:
+                    queue.failed += 1
+                    raise
+
+        return Watched()
+
+
+@pytest.mark.timeout(120)
+def test_an_ack_whose_prefetch_failed_is_sent_again(redis_client: redis.Redis,
+                                                    caplog: pytest.LogCaptureFixture) -> None:
+    with redis_server(*PERSISTENT) as server:
+        server.start()
+        config = FairQueueConfig.from_dict({
+            "redis": {"url": server.url(), "socket_timeout": 1, "socket_connect_timeout": 1},
+            "queue": {"lease_timeout_seconds": 30},
+            "workers": [{"id": "w1", "assigned_users": ["a"], "max_concurrent_tasks": 1,
+                         "poll_interval_seconds": 0.2, "heartbeat_interval_seconds": 0.5}],
+        }, worker_id="w1")
+        q = TaskQueue(config)
+        tags = [f"x{i}" for i in range(12)]
+        for tag in tags:
+            q.push(t.record(tag), user_id="a")
+        restart: list[threading.Thread] = []
+
+        def outage_in_task_six() -> None:  # around each task: before it and after it (in x5: the 6th)
+            if len(restart) == 0 and t.log_client().llen(t.LOG) == 5:  # "x5" starts: its prefetch is sent
+                server.kill()  # at once: the slot still prefetches (its typical run time stays short)
+                restart.append(threading.Thread(target=lambda: (time.sleep(DOWN), server.start())))
+                restart[0].start()
+
+        queue = PrefetchesWatched(config, worker_id="w1")
+        worker = Worker(config, queue=queue, around_task=outage_in_task_six, install_signal_handlers=False)
+        th = threading.Thread(target=worker.start)
+        with caplog.at_level(logging.WARNING, logger="fairque_django.worker"):
+            th.start()
+            try:
+                eventually(lambda: len(t.log_client().lrange(t.LOG, 0, -1)) == len(tags), timeout=60,
+                           what="every task ran")
+                eventually(lambda: q.get_stats()["tasks_completed"] == len(tags), timeout=30,
+                           what="every task acknowledged")
+            finally:
+                worker.stop()
+                th.join(15)
+                for thread in restart:
+                    thread.join(30)
+        assert restart, "the outage did not happen"
+        # the prefetch sent before "x6" ran (with the ack of "x5") found Redis down: kept, sent again
+        assert queue.failed >= 1
+        assert any("could not acknowledge" in r.getMessage() for r in caplog.records)
+        assert [x.decode() for x in redis_client.lrange(t.LOG, 0, -1)] == [f"a|{tag}" for tag in tags]
+        assert worker.processed == len(tags)
+        stats = q.get_stats()
+        assert stats["tasks_completed"] == len(tags) and stats["tasks_expired"] == 0 and stats["tasks_active"] == 0
+        reset_clients()
