@@ -33,8 +33,10 @@ from .scripts import Scripts
 from .scripts.commands import (
     PARK_MARGIN_MS,
     Commands,
+    FoldResult,
     batch_outcome,
     dead_ids,
+    parse_fold,
     push_outcome,
     read_depth,
     task_fields,
@@ -612,6 +614,25 @@ class QueueOps:
         with redis_errors("get_stats"):
             raw, active, delayed, dlq = yield execute(self.proto.stats_commands())
         return self.proto.parse_stats(raw, int(active), int(delayed), int(dlq))
+
+    def _fold_idle_tenants(self, window_seconds: float | None, limit: int, max_calls: int) -> Op[FoldResult]:
+        """The retention sweep: fold the tenants idle for longer than ``window_seconds`` (None:
+        ``queue.tenant_retention_seconds``; 0 there: nothing is ever folded), ``limit`` per script
+        call, up to ``max_calls`` calls while more are due. Safe to run from every worker at once."""
+        window = self.config.queue.tenant_retention_seconds if window_seconds is None else window_seconds
+        total = FoldResult()
+        if window_seconds is None and window <= 0:
+            return total
+        with redis_errors("fold_idle_tenants"):
+            for _ in range(max(1, max_calls)):
+                step = parse_fold((yield run(self.scripts.fold_idle,
+                                             self.proto.fold_idle_args(int(window * 1000), limit))))
+                for problem in step.problems:
+                    logger.warning("fairque: retention sweep: %s", problem)
+                total += step
+                if not step.more:
+                    break
+        return total
 
     def _get_task_state(self, task_id: str) -> Op[dict[str, str] | None]:
         with redis_errors("get_task_state"):

@@ -22,6 +22,7 @@ from .ops import QueueOps, drive
 from .results import CancelResult, ResultSnapshot, TaskResult
 from .retry import RetryPolicy
 from .scripts import Scripts
+from .scripts.commands import FoldResult
 from .scripts.pop import PopStep
 from .transport import Transport, redis_errors
 
@@ -228,6 +229,13 @@ class TaskQueue(QueueOps):
     def get_stats(self) -> dict[str, Any]:
         """Counters, gauges (``tasks_active`` = leased now) and per-user / per-priority counts."""
         return drive(self.transport, self._get_stats())
+
+    def fold_idle_tenants(self, *, window_seconds: float | None = None, limit: int = 200,
+                          max_calls: int = 50) -> FoldResult:
+        """Fold and forget the per-tenant state of tenants idle for longer than the retention window
+        (``queue.tenant_retention_seconds`` unless ``window_seconds`` is given): their counters,
+        histograms and finish tags (see docs/operations.md). Workers call it from their heartbeat."""
+        return drive(self.transport, self._fold_idle_tenants(window_seconds, limit, max_calls))
 
     def get_task_state(self, task_id: str) -> dict[str, str] | None:
         """The state of a task as text (``st``: queued, delayed, leased or dead; the fields of

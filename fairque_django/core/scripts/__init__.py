@@ -18,7 +18,7 @@ __all__ = ["SCRIPT_NAMES", "AsyncScripts", "Scripts", "source"]
 
 SCRIPT_NAMES = ("push", "pop", "complete", "fail", "release", "extend", "requeue_dead", "delete",
                 "alert_transition", "steal_sync", "progress", "schedule_tick", "tenant",
-                "limits_sync", "cancel", "cancel_queued")
+                "limits_sync", "cancel", "cancel_queued", "fold_idle")
 
 
 class Scripts:
@@ -44,6 +44,7 @@ class Scripts:
     limits_sync: Script
     cancel: Script
     cancel_queued: Script
+    fold_idle: Script
 
 
 class AsyncScripts(Scripts):
@@ -65,3 +66,4 @@ class AsyncScripts(Scripts):
     limits_sync: AsyncScript  # type: ignore[assignment]
     cancel: AsyncScript  # type: ignore[assignment]
     cancel_queued: AsyncScript  # type: ignore[assignment]
+    fold_idle: AsyncScript  # type: ignore[assignment]

@@ -1,0 +1,53 @@
+-- fold_idle: the retention sweep: fold and forget the per-tenant state of tenants idle (no
+-- unfinished task) for longer than the retention window, a bounded number per call. Any worker
+-- may run it at any time (each call is atomic; two sweeps never fold a tenant twice).
+-- KEYS[1]  P:queue:stats
+-- ARGV[1]  P    ARGV[2] the retention window (ms)    ARGV[3] at most this many tenants
+-- ARGV[4..] the configured partitions (those of P:vclock are looked at too): where finish tags live
+-- Returns  {folded, kept, back, more, then the problems (keys moved aside, values repaired)}:
+--          folded: tenants whose state is gone; kept: tenants with a finish tag still ahead of their
+--          rotation or a rate bucket not spent yet (looked at again one window later); back: tenants
+--          live again (no longer idle); more: 1 when more tenants may be due (call again)
+--- @include "includes/rcall"
+--- @include "includes/now_ms"
+--- @include "includes/fold_tenant"
+local P = ARGV[1]
+local window, limit = tonumber(ARGV[2]), tonumber(ARGV[3])
+local now = now_ms()
+local ik = P .. ':idle'
+local due = rcall('ZRANGEBYSCORE', ik, '-inf', '(' .. (now - window), 'LIMIT', 0, limit)
+local folded, kept, back = 0, 0, 0
+if due[1] then
+  local parts, seen = {}, {}
+  for i = 4, #ARGV do
+    if not seen[ARGV[i]] then
+      seen[ARGV[i]] = true
+      parts[#parts + 1] = ARGV[i]
+    end
+  end
+  for _, part in ipairs(rcall('HKEYS', P .. ':vclock')) do
+    if not seen[part] then
+      seen[part] = true
+      parts[#parts + 1] = part
+    end
+  end
+  for _, user in ipairs(due) do
+    if rcall('ZSCORE', P .. ':live', user) then
+      rcall('ZREM', ik, user)
+      back = back + 1
+    elseif fold_tenant(P, user, parts, now) then
+      rcall('ZREM', ik, user)
+      folded = folded + 1
+    else
+      rcall('ZADD', ik, now, user)
+      kept = kept + 1
+    end
+  end
+end
+local more = 0
+if #due == limit then more = 1 end
+local out = {folded, kept, back, more}
+for _, problem in ipairs(quarantined) do
+  out[#out + 1] = problem
+end
+return out
