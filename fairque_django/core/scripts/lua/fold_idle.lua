@@ -15,7 +15,7 @@ local P = ARGV[1]
 local window, limit = tonumber(ARGV[2]), tonumber(ARGV[3])
 local now = now_ms()
 local ik = P .. ':idle'
-local due = rcall('ZRANGEBYSCORE', ik, '-inf', '(' .. (now - window), 'LIMIT', 0, limit)
+local due = rcall('ZRANGEBYSCORE', ik, '-inf', now - window, 'LIMIT', 0, limit)
 local folded, kept, back = 0, 0, 0
 if due[1] then
   local parts, seen = {}, {}
@@ -39,7 +39,7 @@ if due[1] then
       rcall('ZREM', ik, user)
       folded = folded + 1
     else
-      rcall('ZADD', ik, now, user)
+      rcall('ZADD', ik, now + 1, user) -- (+1: not due again in this ms, even with a window of 0)
       kept = kept + 1
     end
   end
