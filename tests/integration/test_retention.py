@@ -224,3 +224,17 @@ def test_workers_run_the_sweep_from_their_heartbeat(make_config: Callable[..., F
         time.sleep(1.5)  # several heartbeats: none may fold anything
     assert len(kept.get_stats()["users"]) == 5 and kept.fold_idle_tenants().folded == 0
     assert kept.fold_idle_tenants(window_seconds=0).folded == 5  # (asked explicitly, it still can)
+
+
+def test_an_idle_set_of_the_wrong_type_is_moved_aside(make_config: Callable[..., FairQueueConfig],
+                                                      redis_client: redis.Redis) -> None:
+    """The end of a tenant's last task moves a P:idle that is no sorted set aside (data kept) and
+    marks the tenant in a fresh one; the sweep then folds it."""
+    queue = TaskQueue(make_config(workers=WORKERS))
+    redis_client.set(queue.keys.idle, "junk")
+    queue.push(new("a"))
+    assert drain(queue) == ["a"]
+    assert queue.get_stats()["tasks_quarantined"] == 1
+    assert [redis_client.get(k) for k in redis_client.keys(f"{queue.keys.base}:quarantine:*")] == [b"junk"]
+    assert queue.fold_idle_tenants(window_seconds=0).folded == 1
+    assert tenant_state(redis_client, queue, "a") == {}
