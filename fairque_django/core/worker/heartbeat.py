@@ -32,6 +32,11 @@ from .leases import LeaseBook
 
 logger = logging.getLogger("fairque_django.worker")
 
+# The retention sweep: tenants per script call (Redis serves others between calls) and the time one
+# heartbeat gives it at most (the leases are renewed before; the next beat goes on when more are due).
+SWEEP_LIMIT = 100
+SWEEP_BUDGET_SECONDS = 0.5
+
 
 class HealthSource(Protocol):
     """What a health record tells of a worker."""
@@ -129,18 +134,23 @@ class Heartbeat:
 
     def _fold_idle(self) -> None:
         """The retention sweep (``TaskQueue.fold_idle_tenants``): every worker runs it, which is
-        safe (each call is atomic) and cheap when no tenant is due (one script call). When it had
-        more to do than one pass allows, the next beat runs it again."""
+        safe (each call is atomic) and cheap when no tenant is due (one script call). It sweeps for
+        at most ``SWEEP_BUDGET_SECONDS``; when more are due, the next beat goes on."""
         if self.worker.config.queue.tenant_retention_seconds <= 0:
             return
+        deadline = time.monotonic() + SWEEP_BUDGET_SECONDS
+        folded = kept = 0
         try:
-            result = self.queue.fold_idle_tenants()
+            while True:
+                result = self.queue.fold_idle_tenants(limit=SWEEP_LIMIT, max_calls=10)
+                folded, kept = folded + result.folded, kept + result.kept
+                if not result.more or time.monotonic() >= deadline:
+                    break
         except FairQueueError as exc:  # e.g. Redis unreachable: the heartbeat already says so
             logger.warning("worker %s: retention sweep failed: %s", self.worker_id, exc)
             return
-        if result.folded or result.kept:
-            logger.debug("worker %s: retention sweep folded %d idle tenant(s), kept %d", self.worker_id,
-                         result.folded, result.kept)
+        if folded or kept:
+            logger.debug("worker %s: retention sweep folded %d idle tenant(s), kept %d", self.worker_id, folded, kept)
         if result.more:
             self._next_fold = 0.0
 
