@@ -235,13 +235,20 @@ def main(argv: list[str] | None = None) -> int:
                 q = queues[name]
                 left_at_drain = int(r.zcard(q.keys.idle))
                 time.sleep(args.retention)  # the window passes for the last tenant drained
-                sweep = {"idle_marks_at_drain_end": left_at_drain,
-                         "sweep_s": run_worker(q, burst=False, seconds=args.wait,
-                                               until=lambda q=q: r.zcard(q.keys.idle) == 0),
-                         "idle_marks_left": int(r.zcard(q.keys.idle))}
-                out(f"   sweep: {left_at_drain:,} tenants still marked idle when the drain ended (the drain's own "
-                    f"heartbeats swept the rest); an idle worker swept them in {sweep['sweep_s']:.1f} s after the "
-                    f"{args.retention:g} s window, {sweep['idle_marks_left']:,} left")
+                before = server.commandstats()
+                took = run_worker(q, burst=False, seconds=args.wait, until=lambda q=q: r.zcard(q.keys.idle) == 0)
+                delta = srv.stats_delta(before, server.commandstats())
+                script_usec = srv.server_exec_usec(delta, scripted=True)
+                inner = sum(v["calls"] for k, v in delta.items() if k not in srv.SCRIPT_CMDS)
+                sweep = {"idle_marks_at_drain_end": left_at_drain, "sweep_s": took,
+                         "idle_marks_left": int(r.zcard(q.keys.idle)),
+                         "sweep_script_usec_per_tenant": script_usec / max(1, left_at_drain),
+                         "sweep_commands_per_tenant": inner / max(1, left_at_drain)}
+                out(f"   sweep: {left_at_drain:,} tenants marked idle when the drain ended; an idle worker's heartbeat "
+                    f"swept them in {took:.1f} s after the {args.retention:g} s window, {sweep['idle_marks_left']:,} "
+                    f"left; Redis time in scripts {sweep['sweep_script_usec_per_tenant']:.1f} us and "
+                    f"{sweep['sweep_commands_per_tenant']:.1f} commands per tenant (the idle worker's own pops "
+                    f"and beats included)")
             elif args.wait > 0 and args.retention is None:
                 run_worker(queues[name], burst=False, seconds=args.wait)
             stats = queues[name].get_stats()

@@ -31,11 +31,12 @@ if due[1] then
       parts[#parts + 1] = part
     end
   end
+  local seen_parts = {} -- what forget_finish learnt of each partition (its head, its clock)
   for _, user in ipairs(due) do
     if rcall('ZSCORE', P .. ':live', user) then
       rcall('ZREM', ik, user)
       back = back + 1
-    elseif fold_tenant(P, user, parts, now) then
+    elseif fold_tenant(P, user, parts, now, seen_parts) then
       rcall('ZREM', ik, user)
       folded = folded + 1
     else

@@ -9,9 +9,10 @@ local TENANT_STATS = {'pushed', 'completed', 'failed', 'dead', 'cancelled'}
 -- window, at server time now (ms), with the partitions parts (a list) where it may have a
 -- finish tag: its counters in P:queue:stats, its histograms P:m:<user> (every observation is
 -- counted in P:m:~all too), its run-time average, a spent rate bucket and its finish tags
--- (forget_finish) go. Its settings (runtime limits, a pause) stay. Returns whether nothing is
--- left (false: a finish tag still ahead of its rotation, or a rate bucket not yet spent).
-local function fold_tenant(P, user, parts, now)
+-- (forget_finish; seen: what this call learnt of the partitions) go. Its settings (runtime
+-- limits, a pause) stay. Returns whether nothing is left (false: a finish tag still ahead of
+-- its rotation, or a rate bucket not yet spent).
+local function fold_tenant(P, user, parts, now, seen)
   local fields = {}
   for i, what in ipairs(TENANT_STATS) do
     fields[i] = 'u:' .. user .. ':' .. what
@@ -27,7 +28,7 @@ local function fold_tenant(P, user, parts, now)
     done = false
   end
   for _, part in ipairs(parts) do
-    if not forget_finish(P, part, user) then
+    if not forget_finish(P, part, user, seen) then
       done = false
     end
   end

@@ -10,8 +10,9 @@
 -- fair queueing ends a busy period at the largest finish tag served: nobody joins before it any
 -- more, so the forgotten tenant cannot jump the rotation. A tag still ahead of a non-empty
 -- rotation is kept (returns false: try again later). A tag that holds no number is dropped (the
--- user would join at V). Returns whether the user has no tag left there.
-local function forget_finish(P, part, user)
+-- user would join at V). seen (a table) keeps what one call learnt of each partition: the head's
+-- score (false: the rotation is empty) and the clock. Returns whether the user has no tag left there.
+local function forget_finish(P, part, user, seen)
   local fk = P .. ':vfinish:' .. part
   local raw = rcall('HGET', fk, user)
   if not raw then
@@ -19,17 +20,22 @@ local function forget_finish(P, part, user)
   end
   local tag = num(raw)
   if tag then
-    local head = rcall('ZRANGE', P .. ':ready:' .. part, 0, 0, 'WITHSCORES')
-    if head[1] then
-      local v = num(head[2])
-      if not v or tag > v then
+    local at = seen[part]
+    if not at then
+      local head = rcall('ZRANGE', P .. ':ready:' .. part, 0, 0, 'WITHSCORES')
+      at = {head = head[1] and (num(head[2]) or -math.huge) or false} -- (a head of garbage: keep tags)
+      if not at.head then
+        at.clock = stored_num(P .. ':vclock', part, rcall('HGET', P .. ':vclock', part), 0)
+      end
+      seen[part] = at
+    end
+    if at.head then
+      if tag > at.head then
         return false
       end
-    else
-      local ck = P .. ':vclock'
-      if tag > stored_num(ck, part, rcall('HGET', ck, part), 0) then
-        rcall('HSET', ck, part, raw)
-      end
+    elseif tag > at.clock then
+      rcall('HSET', P .. ':vclock', part, raw)
+      at.clock = tag
     end
   else
     repaired(fk, user, raw, 'none')
