@@ -221,6 +221,10 @@ class AsyncTaskQueue(QueueOps):
         """Async :meth:`TaskQueue.fold_idle_tenants`."""
         return await adrive(self.transport, self._fold_idle_tenants(window_seconds, limit, max_calls))
 
+    async def mark_idle_tenants(self) -> int:
+        """Async :meth:`TaskQueue.mark_idle_tenants`."""
+        return await adrive(self.transport, self._mark_idle_tenants())
+
     async def get_task_state(self, task_id: str) -> dict[str, str] | None:
         """Async :meth:`TaskQueue.get_task_state`."""
         return await adrive(self.transport, self._get_task_state(task_id))

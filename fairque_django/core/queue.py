@@ -237,6 +237,11 @@ class TaskQueue(QueueOps):
         histograms and finish tags (see docs/operations.md). Workers call it from their heartbeat."""
         return drive(self.transport, self._fold_idle_tenants(window_seconds, limit, max_calls))
 
+    def mark_idle_tenants(self) -> int:
+        """Mark for the retention sweep the tenants with counters, no unfinished task and no idle mark
+        (idle since before the sweep existed); how many. Workers call it once when they start."""
+        return drive(self.transport, self._mark_idle_tenants())
+
     def get_task_state(self, task_id: str) -> dict[str, str] | None:
         """The state of a task as text (``st``: queued, delayed, leased or dead; the fields of
         its hash, header unpacked), or None."""

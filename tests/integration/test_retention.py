@@ -238,3 +238,24 @@ def test_an_idle_set_of_the_wrong_type_is_moved_aside(make_config: Callable[...,
     assert [redis_client.get(k) for k in redis_client.keys(f"{queue.keys.base}:quarantine:*")] == [b"junk"]
     assert queue.fold_idle_tenants(window_seconds=0).folded == 1
     assert tenant_state(redis_client, queue, "a") == {}
+
+
+def test_tenants_idle_since_before_the_sweep_are_marked_then_folded(
+        make_config: Callable[..., FairQueueConfig], redis_client: redis.Redis) -> None:
+    """A tenant that went idle without a mark (before an upgrade) is marked by mark_idle_tenants
+    (which workers run once when they start); a live tenant and a marked one keep their marks."""
+    queue = TaskQueue(make_config(workers=WORKERS))
+    queue.push_batch([new("old"), new("recent"), new("busy")])
+    drain(queue)
+    queue.push(new("busy"))
+    redis_client.zrem(queue.keys.idle, "old", "busy")  # as before the upgrade: no mark
+    recent_mark = redis_client.zscore(queue.keys.idle, "recent")
+    assert queue.mark_idle_tenants() == 1
+    assert redis_client.zscore(queue.keys.idle, "old") is not None
+    assert redis_client.zscore(queue.keys.idle, "recent") == recent_mark  # kept, not moved
+    assert redis_client.zscore(queue.keys.idle, "busy") is None
+    assert queue.mark_idle_tenants() == 0
+    result = queue.fold_idle_tenants(window_seconds=0)
+    assert (result.folded, result.back) == (2, 0)
+    assert tenant_state(redis_client, queue, "old") == {} and "stats u:busy:pushed" in tenant_state(
+        redis_client, queue, "busy")

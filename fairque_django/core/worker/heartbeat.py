@@ -68,6 +68,7 @@ class Heartbeat:
         self._next_periodic = 0.0
         self._next_trim = 0.0
         self._next_fold = 0.0
+        self._marked = False  # mark_idle_tenants ran (once per start, with the first sweep)
         self._done = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -141,6 +142,9 @@ class Heartbeat:
         deadline = time.monotonic() + SWEEP_BUDGET_SECONDS
         folded = kept = 0
         try:
+            if not self._marked:  # once per start: tenants idle since before the sweep existed
+                self._marked = True
+                self.queue.mark_idle_tenants()
             while True:
                 result = self.queue.fold_idle_tenants(limit=SWEEP_LIMIT, max_calls=10)
                 folded, kept = folded + result.folded, kept + result.kept
