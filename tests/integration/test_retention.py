@@ -108,9 +108,13 @@ def test_active_tenants_and_tenants_within_the_window_are_untouched(
     queue.push(new("c", delay_seconds=60))  # c is back, with a delayed task
     state = {u: tenant_state(redis_client, queue, u) for u in "abc"}
 
+    assert {state[u]["idle"] for u in "abc"} == {0.0}  # marked, not stamped yet
+
     within = queue.fold_idle_tenants(window_seconds=60)  # b went idle less than a minute ago
     assert (within.folded, within.kept, within.back) == (0, 0, 0)
-    assert {u: tenant_state(redis_client, queue, u) for u in "abc"} == state
+    now = {u: tenant_state(redis_client, queue, u) for u in "abc"}
+    assert {u: now[u].pop("idle") > 0 for u in "abc"} == dict.fromkeys("abc", True)  # stamped by the sweep
+    assert now == {u: {k: v for k, v in state[u].items() if k != "idle"} for u in "abc"}
 
     result = queue.fold_idle_tenants(window_seconds=0)
     assert (result.folded, result.kept, result.back) == (1, 0, 2)
@@ -149,6 +153,7 @@ def test_a_tag_forgotten_in_an_empty_rotation_moves_the_clock_so_the_tenant_does
     queue = TaskQueue(make_config(workers=WORKERS))
     queue.push(new("z"))
     assert drain(queue) == ["z"]
+    assert queue.fold_idle_tenants(window_seconds=0.2).folded == 0  # z's idle mark stamped: its window starts
     time.sleep(0.3)  # z idle 0.3 s longer than c: a 0.2 s window takes z only
     queue.push(new("c"))
     assert drain(queue) == ["c"]

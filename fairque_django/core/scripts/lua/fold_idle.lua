@@ -1,6 +1,8 @@
 -- fold_idle: the retention sweep: fold and forget the per-tenant state of tenants idle (no
 -- unfinished task) for longer than the retention window, a bounded number per call. Any worker
--- may run it at any time (each call is atomic; two sweeps never fold a tenant twice).
+-- may run it at any time (each call is atomic; two sweeps never fold a tenant twice). First it
+-- stamps up to that many fresh idle marks (score 0, see includes/went_idle) with the server's
+-- clock: a tenant is folded a window after the first sweep that saw it idle.
 -- KEYS[1]  P:queue:stats
 -- ARGV[1]  P    ARGV[2] the retention window (ms)    ARGV[3] at most this many tenants
 -- ARGV[4..] the configured partitions (those of P:vclock are looked at too): where finish tags live
@@ -15,7 +17,17 @@ local P = ARGV[1]
 local window, limit = tonumber(ARGV[2]), tonumber(ARGV[3])
 local now = now_ms()
 local ik = P .. ':idle'
-local due = rcall('ZRANGEBYSCORE', ik, '-inf', now - window, 'LIMIT', 0, limit)
+-- marks not stamped yet (score 0, see went_idle; a negative score is garbage, taken as 0): idle from now on
+local fresh = rcall('ZRANGEBYSCORE', ik, '-inf', 0, 'LIMIT', 0, limit)
+if fresh[1] then
+  local args = {}
+  for _, user in ipairs(fresh) do
+    args[#args + 1] = now
+    args[#args + 1] = user
+  end
+  rcall('ZADD', ik, 'XX', unpack(args))
+end
+local due = rcall('ZRANGEBYSCORE', ik, '(0', now - window, 'LIMIT', 0, limit)
 local folded, kept, back = 0, 0, 0
 if due[1] then
   local parts, seen = {}, {}
@@ -46,7 +58,7 @@ if due[1] then
   end
 end
 local more = 0
-if #due == limit then more = 1 end
+if #due == limit or #fresh == limit then more = 1 end
 local out = {folded, kept, back, more}
 for _, problem in ipairs(quarantined) do
   out[#out + 1] = problem
