@@ -221,9 +221,9 @@ class AsyncTaskQueue(QueueOps):
         """Async :meth:`TaskQueue.fold_idle_tenants`."""
         return await adrive(self.transport, self._fold_idle_tenants(window_seconds, limit, max_calls))
 
-    async def mark_idle_tenants(self) -> int:
+    async def mark_idle_tenants(self, *, cursor: int = 0, pages: int | None = None) -> tuple[int, int]:
         """Async :meth:`TaskQueue.mark_idle_tenants`."""
-        return await adrive(self.transport, self._mark_idle_tenants())
+        return await adrive(self.transport, self._mark_idle_tenants(cursor, pages))
 
     async def get_task_state(self, task_id: str) -> dict[str, str] | None:
         """Async :meth:`TaskQueue.get_task_state`."""

@@ -634,26 +634,26 @@ class QueueOps:
                     break
         return total
 
-    def _mark_idle_tenants(self) -> Op[int]:
-        """Mark idle (``{fq}:idle``, now) every tenant with a push counter, no unfinished task and no
-        idle mark: tenants that went idle before the retention sweep existed, or whose mark was lost,
-        so that the sweep folds them one window later. A mark already there is kept. O(stats fields),
-        in pages; returns how many were marked."""
-        marked = 0
-        cursor: Any = 0
+    def _mark_idle_tenants(self, cursor: int, pages: int | None) -> Op[tuple[int, int]]:
+        """Mark idle (``{fq}:idle``, unstamped) every tenant with a push counter, no unfinished task
+        and no idle mark: tenants that went idle before the retention sweep existed, or whose mark was
+        lost, so that the sweep folds them a window later. A mark already there is kept. O(stats
+        fields), in pages of about 1000 from ``cursor`` (at most ``pages``, None: to the end);
+        returns (how many were marked, the cursor to go on from: 0 when the scan is complete)."""
+        marked, done = 0, 0
         with redis_errors("mark_idle_tenants"):
-            sec, usec = yield call("time")
-            now = int(sec) * 1000 + int(usec) // 1000
-            while True:
+            while pages is None or done < pages:
                 cursor, page = yield call("hscan", self.keys.stats, cursor, match="u:*:pushed", count=1000)
+                cursor, done = int(cursor), done + 1
                 users = sorted({text(f)[2:-7] for f in page})
                 if users:
                     live = yield call("zmscore", self.keys.live, users)
                     idle = [u for u, n in zip(users, live, strict=True) if n is None]
                     if idle:  # (a tenant live meanwhile is found live by the sweep, which unmarks it)
-                        marked += int((yield call("zadd", self.keys.idle, dict.fromkeys(idle, now), nx=True)))
-                if int(cursor) == 0:
-                    return marked
+                        marked += int((yield call("zadd", self.keys.idle, dict.fromkeys(idle, 0), nx=True)))
+                if cursor == 0:
+                    break
+        return marked, cursor
 
     def _get_task_state(self, task_id: str) -> Op[dict[str, str] | None]:
         with redis_errors("get_task_state"):

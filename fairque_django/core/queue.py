@@ -237,10 +237,12 @@ class TaskQueue(QueueOps):
         histograms and finish tags (see docs/operations.md). Workers call it from their heartbeat."""
         return drive(self.transport, self._fold_idle_tenants(window_seconds, limit, max_calls))
 
-    def mark_idle_tenants(self) -> int:
+    def mark_idle_tenants(self, *, cursor: int = 0, pages: int | None = None) -> tuple[int, int]:
         """Mark for the retention sweep the tenants with counters, no unfinished task and no idle mark
-        (idle since before the sweep existed); how many. Workers call it once when they start."""
-        return drive(self.transport, self._mark_idle_tenants())
+        (idle since before the sweep existed), scanning the stats from ``cursor``, at most ``pages``
+        pages of ~1000 fields (None: all). Returns (how many were marked, the cursor to go on from: 0
+        when done). Workers run the scan once when they start, a little per heartbeat."""
+        return drive(self.transport, self._mark_idle_tenants(cursor, pages))
 
     def get_task_state(self, task_id: str) -> dict[str, str] | None:
         """The state of a task as text (``st``: queued, delayed, leased or dead; the fields of

@@ -210,15 +210,19 @@ def test_two_workers_sweeping_at_once_fold_each_tenant_once(
 
 def test_workers_run_the_sweep_from_their_heartbeat(make_config: Callable[..., FairQueueConfig],
                                                     redis_client: redis.Redis) -> None:
-    """With a short window two running workers fold the tenants they drained; with 0 nothing is folded."""
+    """With a short window two running workers fold the tenants they drained, and a tenant idle
+    without a mark (since before an upgrade); with 0 nothing is folded."""
     config = make_config(workers=[{"id": "w1", "assigned_users": ["*"], **FAST}, {"id": "w2", **FAST}],
                          tenant_retention_seconds=0.5)
     queue = TaskQueue(config)
+    queue.push(new("legacy"))
+    assert drain(queue) == ["legacy"]
+    redis_client.zrem(queue.keys.idle, "legacy")  # as before the upgrade: no mark
     queue.push_batch([t.add.create_task((1, 2), user_id=f"t{i}") for i in range(50)])
     with running_worker(config, "w1"), running_worker(config, "w2"):
-        eventually(lambda: queue.get_stats()["tasks_completed"] == 50, timeout=20)
+        eventually(lambda: queue.get_stats()["tasks_completed"] == 51, timeout=20)  # (and legacy)
         eventually(lambda: redis_client.zcard(queue.keys.idle) == 0 and queue.get_stats()["users"] == {}, timeout=20)
-    assert redis_client.keys(f"{queue.keys.base}:m:t*") == []
+    assert redis_client.keys(f"{queue.keys.base}:m:t*") == [] and tenant_state(redis_client, queue, "legacy") == {}
 
     keep = make_config(workers=[{"id": "w1", "assigned_users": ["*"], **FAST}], stats_prefix="keep",
                        tenant_retention_seconds=0)
@@ -255,11 +259,11 @@ def test_tenants_idle_since_before_the_sweep_are_marked_then_folded(
     queue.push(new("busy"))
     redis_client.zrem(queue.keys.idle, "old", "busy")  # as before the upgrade: no mark
     recent_mark = redis_client.zscore(queue.keys.idle, "recent")
-    assert queue.mark_idle_tenants() == 1
+    assert queue.mark_idle_tenants() == (1, 0)  # (one page: the scan is complete, cursor 0)
     assert redis_client.zscore(queue.keys.idle, "old") is not None
     assert redis_client.zscore(queue.keys.idle, "recent") == recent_mark  # kept, not moved
     assert redis_client.zscore(queue.keys.idle, "busy") is None
-    assert queue.mark_idle_tenants() == 0
+    assert queue.mark_idle_tenants(pages=1) == (0, 0)
     result = queue.fold_idle_tenants(window_seconds=0)
     assert (result.folded, result.back) == (2, 0)
     assert tenant_state(redis_client, queue, "old") == {} and "stats u:busy:pushed" in tenant_state(

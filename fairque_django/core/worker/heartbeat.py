@@ -68,7 +68,7 @@ class Heartbeat:
         self._next_periodic = 0.0
         self._next_trim = 0.0
         self._next_fold = 0.0
-        self._marked = False  # mark_idle_tenants ran (once per start, with the first sweep)
+        self._mark_cursor: int | None = 0  # where mark_idle_tenants goes on (None: done since the start)
         self._done = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -142,9 +142,10 @@ class Heartbeat:
         deadline = time.monotonic() + SWEEP_BUDGET_SECONDS
         folded = kept = 0
         try:
-            if not self._marked:  # once per start: tenants idle since before the sweep existed
-                self._marked = True
-                self.queue.mark_idle_tenants()
+            while self._mark_cursor is not None and time.monotonic() < deadline:
+                # once per start, a page at a time: tenants idle since before the sweep existed
+                _, cursor = self.queue.mark_idle_tenants(cursor=self._mark_cursor, pages=1)
+                self._mark_cursor = cursor or None
             while True:
                 result = self.queue.fold_idle_tenants(limit=SWEEP_LIMIT, max_calls=10)
                 folded, kept = folded + result.folded, kept + result.kept
@@ -155,7 +156,7 @@ class Heartbeat:
             return
         if folded or kept:
             logger.debug("worker %s: retention sweep folded %d idle tenant(s), kept %d", self.worker_id, folded, kept)
-        if result.more:
+        if result.more or self._mark_cursor is not None:
             self._next_fold = 0.0
 
     def publish(self, tasks: list[Task]) -> None:
