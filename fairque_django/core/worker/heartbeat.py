@@ -142,15 +142,16 @@ class Heartbeat:
         deadline = time.monotonic() + SWEEP_BUDGET_SECONDS
         folded = kept = 0
         try:
-            while self._mark_cursor is not None and time.monotonic() < deadline:
-                # once per start, a page at a time: tenants idle since before the sweep existed
-                _, cursor = self.queue.mark_idle_tenants(cursor=self._mark_cursor, pages=1)
-                self._mark_cursor = cursor or None
             while True:
                 result = self.queue.fold_idle_tenants(limit=SWEEP_LIMIT, max_calls=10)
                 folded, kept = folded + result.folded, kept + result.kept
                 if not result.more or time.monotonic() >= deadline:
                     break
+            while self._mark_cursor is not None and time.monotonic() < deadline:
+                # once per start, a page at a time, with the time the folds left: tenants idle
+                # since before the sweep existed
+                _, cursor = self.queue.mark_idle_tenants(cursor=self._mark_cursor, pages=1)
+                self._mark_cursor = cursor or None
         except FairQueueError as exc:  # e.g. Redis unreachable: the heartbeat already says so
             logger.warning("worker %s: retention sweep failed: %s", self.worker_id, exc)
             return
