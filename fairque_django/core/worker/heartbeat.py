@@ -5,9 +5,8 @@ the tasks the worker holds (and flags those cancelled meanwhile: ``cancelled()``
 publishes the worker's health record and its registration in ``{prefix}:workers``, trims old
 per-minute throughput counts (once a minute), runs the retention sweep (tenants idle past
 ``queue.tenant_retention_seconds`` are folded: ``TaskQueue.fold_idle_tenants``) and the periodic
-hook when due. When the
-worker stops it removes the health record and writes the clean-stop record (the id then reads
-"down", not "never seen"). It runs in a thread of its own for the asyncio worker too: leases stay
+hook when due. When the worker stops it removes the health record and writes the clean-stop
+record (the id then reads "down", not "never seen"). It runs in a thread of its own for the asyncio worker too: leases stay
 renewed while a task blocks the event loop, as they do while a thread worker's task blocks in C
 code.
 """
