@@ -16,6 +16,7 @@ import redis
 from fairque_django.core.config import FairQueueConfig
 from fairque_django.core.models import Task
 from fairque_django.core.observe import collect_metrics
+from fairque_django.core.observe.tenant import TenantView
 from fairque_django.core.queue import TaskQueue
 from fairque_django.management.commands.fairque_stats import Command as StatsCommand
 from fairque_django.management.commands.fairque_stats import collect
@@ -180,6 +181,8 @@ def test_reads_after_folding(make_config: Callable[..., FairQueueConfig], redis_
     assert metrics.wait.count == 20  # the everyone histogram keeps what the folded tenants observed
     data = collect(queue, 5)
     assert "busy" in StatsCommand().render(data)
+    detail = TenantView(queue, "t3").detail()  # the admin's tenant page of a folded tenant
+    assert (detail.ready, detail.delayed, detail.unfinished) == (0, 0, 0)
 
 
 def test_two_workers_sweeping_at_once_fold_each_tenant_once(
