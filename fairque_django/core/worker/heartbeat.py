@@ -6,9 +6,9 @@ publishes the worker's health record and its registration in ``{prefix}:workers`
 per-minute throughput counts (once a minute), runs the retention sweep (tenants idle past
 ``queue.tenant_retention_seconds`` are folded: ``TaskQueue.fold_idle_tenants``) and the periodic
 hook when due. When the worker stops it removes the health record and writes the clean-stop
-record (the id then reads "down", not "never seen"). It runs in a thread of its own for the asyncio worker too: leases stay
-renewed while a task blocks the event loop, as they do while a thread worker's task blocks in C
-code.
+record (the id then reads "down", not "never seen"). It runs in a thread of its own for the
+asyncio worker too: leases stay renewed while a task blocks the event loop, as they do while a
+thread worker's task blocks in C code.
 """
 
 from __future__ import annotations
