@@ -23,6 +23,7 @@ from .ops import QueueOps, adrive
 from .results import CancelResult, ResultSnapshot, TaskResult
 from .retry import RetryPolicy
 from .scripts import AsyncScripts
+from .scripts.commands import FoldResult
 from .scripts.pop import PopStep
 from .transport import AsyncTransport
 
@@ -223,6 +224,15 @@ class AsyncTaskQueue(QueueOps):
     async def get_stats(self) -> dict[str, Any]:
         """Async :meth:`TaskQueue.get_stats`."""
         return await adrive(self.transport, self._get_stats())
+
+    async def fold_idle_tenants(self, *, window_seconds: float | None = None, limit: int = 200,
+                                max_calls: int = 50) -> FoldResult:
+        """Async :meth:`TaskQueue.fold_idle_tenants`."""
+        return await adrive(self.transport, self._fold_idle_tenants(window_seconds, limit, max_calls))
+
+    async def mark_idle_tenants(self, *, cursor: int = 0, pages: int | None = None) -> tuple[int, int]:
+        """Async :meth:`TaskQueue.mark_idle_tenants`."""
+        return await adrive(self.transport, self._mark_idle_tenants(cursor, pages))
 
     async def get_task_state(self, task_id: str) -> dict[str, str] | None:
         """Async :meth:`TaskQueue.get_task_state`."""

@@ -25,6 +25,9 @@ suffixes as the methods below (a test checks that every suffix a script uses is 
   P:hand:<token>               LIST   a task a push leased straight to a parked slot, or '-' (wake at once)
   P:delayed / P:leases / P:dlq ZSET   task id -> ready time / lease deadline / death time (ms)
   P:live                       ZSET   user -> tasks not yet finished (queued, delayed, leased)
+  P:idle                       ZSET   user -> since when it is idle (ms; 0: its live count fell to 0, not stamped
+                                      yet); fold_idle.lua stamps, then folds and forgets a tenant idle longer
+                                      than queue.tenant_retention_seconds
   P:runavg                     HASH   user -> moving average run time in ms (fairness "time")
   P:queue:stats                HASH   counters (the total pushed is the sum of p:<n>:pushed)
   P:m:<user> / P:m:~all        HASH   wait and run histograms (ms);  P:m:~tput  completions per minute
@@ -121,6 +124,11 @@ class Keys:
     @property
     def live(self) -> str:
         return f"{self.base}:live"
+
+    @property
+    def idle(self) -> str:
+        """User -> since when it is idle (ms; 0: not stamped yet): the tenants the retention sweep may fold."""
+        return f"{self.base}:idle"
 
     @property
     def vclock(self) -> str:

@@ -34,8 +34,10 @@ from .scripts.buffered import MetricsBuffer
 from .scripts.commands import (
     PARK_MARGIN_MS,
     Commands,
+    FoldResult,
     batch_outcome,
     dead_ids,
+    parse_fold,
     push_outcome,
     read_depth,
     task_fields,
@@ -745,6 +747,46 @@ class QueueOps:
         with redis_errors("get_stats"):
             raw, active, delayed, dlq = yield execute(self.proto.stats_commands())
         return self.proto.parse_stats(raw, int(active), int(delayed), int(dlq))
+
+    def _fold_idle_tenants(self, window_seconds: float | None, limit: int, max_calls: int) -> Op[FoldResult]:
+        """The retention sweep: fold the tenants idle for longer than ``window_seconds`` (None:
+        ``queue.tenant_retention_seconds``; 0 there: nothing is ever folded), ``limit`` per script
+        call, up to ``max_calls`` calls while more are due. Safe to run from every worker at once."""
+        window = self.config.queue.tenant_retention_seconds if window_seconds is None else window_seconds
+        total = FoldResult()
+        if window_seconds is None and window <= 0:
+            return total
+        with redis_errors("fold_idle_tenants"):
+            for _ in range(max(1, max_calls)):
+                step = parse_fold((yield run(self.scripts.fold_idle,
+                                             self.proto.fold_idle_args(int(window * 1000), limit))))
+                for problem in step.problems:
+                    logger.warning("fairque: retention sweep: %s", problem)
+                total += step
+                if not step.more:
+                    break
+        return total
+
+    def _mark_idle_tenants(self, cursor: int, pages: int | None) -> Op[tuple[int, int]]:
+        """Mark idle (``{fq}:idle``, unstamped) every tenant with a push counter, no unfinished task
+        and no idle mark: tenants that went idle before the retention sweep existed, or whose mark was
+        lost, so that the sweep folds them a window later. A mark already there is kept. O(stats
+        fields), in pages of about 1000 from ``cursor`` (at most ``pages``, None: to the end);
+        returns (how many were marked, the cursor to go on from: 0 when the scan is complete)."""
+        marked, done = 0, 0
+        with redis_errors("mark_idle_tenants"):
+            while pages is None or done < pages:
+                cursor, page = yield call("hscan", self.keys.stats, cursor, match="u:*:pushed", count=1000)
+                cursor, done = int(cursor), done + 1
+                users = sorted({text(f)[2:-7] for f in page})
+                if users:
+                    live = yield call("zmscore", self.keys.live, users)
+                    idle = [u for u, n in zip(users, live, strict=True) if n is None]
+                    if idle:  # (a tenant live meanwhile is found live by the sweep, which unmarks it)
+                        marked += int((yield call("zadd", self.keys.idle, dict.fromkeys(idle, 0), nx=True)))
+                if cursor == 0:
+                    break
+        return marked, cursor
 
     def _get_task_state(self, task_id: str) -> Op[dict[str, str] | None]:
         with redis_errors("get_task_state"):

@@ -22,6 +22,7 @@ from .ops import QueueOps, Sent, drive, send
 from .results import CancelResult, ResultSnapshot, TaskResult
 from .retry import RetryPolicy
 from .scripts import Scripts
+from .scripts.commands import FoldResult
 from .scripts.pop import PopStep
 from .transport import HeldConnection, Transport, redis_errors
 
@@ -256,6 +257,20 @@ class TaskQueue(QueueOps):
     def get_stats(self) -> dict[str, Any]:
         """Counters, gauges (``tasks_active`` = leased now) and per-user / per-priority counts."""
         return drive(self.transport, self._get_stats())
+
+    def fold_idle_tenants(self, *, window_seconds: float | None = None, limit: int = 200,
+                          max_calls: int = 50) -> FoldResult:
+        """Fold and forget the per-tenant state of tenants idle for longer than the retention window
+        (``queue.tenant_retention_seconds`` unless ``window_seconds`` is given): their counters,
+        histograms and finish tags (see docs/operations.md). Workers call it from their heartbeat."""
+        return drive(self.transport, self._fold_idle_tenants(window_seconds, limit, max_calls))
+
+    def mark_idle_tenants(self, *, cursor: int = 0, pages: int | None = None) -> tuple[int, int]:
+        """Mark for the retention sweep the tenants with counters, no unfinished task and no idle mark
+        (idle since before the sweep existed), scanning the stats from ``cursor``, at most ``pages``
+        pages of ~1000 fields (None: all). Returns (how many were marked, the cursor to go on from: 0
+        when done). Workers run the scan once when they start, a little per heartbeat."""
+        return drive(self.transport, self._mark_idle_tenants(cursor, pages))
 
     def get_task_state(self, task_id: str) -> dict[str, str] | None:
         """The state of a task as text (``st``: queued, delayed, leased or dead; the fields of

@@ -25,6 +25,8 @@ scripts do it (``fairque_django/core/lua/*.lua``):
 - dependencies: a task waits (in no lane, not live) until every dependency completed, becomes
   ready (joining the rotation) on the last; a dependency's death cancels it, and its dependents in
   turn (unless it allows failure); dependents are handled in id order.
+- the retention sweep (issue 17, window 0): an idle tenant's stats counters go, and each finish
+  tag the rotation has passed (with the rotation empty: after the partition clock moved up to it);
 - tenant limits (issue 15): a tenant that is paused, at its concurrency cap, or out of rate tokens
   is *held*: it is not in its rotation (it leaves it keeping its virtual start as its finish tag,
   or, served, like a user that went idle) and rejoins through the usual join (``max(V, F)``) when
@@ -645,6 +647,39 @@ class Model:
         return done
 
     # --- views ---------------------------------------------------------------------------
+    def fold(self, users: set[str]) -> tuple[set[str], set[str]]:
+        """fold_idle.lua (window 0) over idle ``users``: their stats counters go, and each finish tag
+        that changes nothing for them (at or behind the head of its rotation; with the rotation empty,
+        the partition clock first moves up to it; garbage: dropped, repaired). Returns (folded, kept:
+        a tag still ahead of a non-empty rotation)."""
+        for key in [k for k in self.stats if k.startswith("u:") and k.rpartition(":")[0][2:] in users]:
+            del self.stats[key]
+        kept: set[str] = set()
+        clocks: dict[str, float] = {}
+        for user in sorted(users):
+            for part in sorted(self.vfinish):
+                tags = self.vfinish[part]
+                if user not in tags:
+                    continue
+                tag = tags[user]
+                if tag == GARBAGE:
+                    self.stats["repaired"] += 1
+                elif self.ready[part]:
+                    if float(tag) > min(self.ready[part].values()):
+                        kept.add(user)
+                        continue
+                else:
+                    if part not in clocks:
+                        clock = self.vclock.get(part, 0.0)
+                        if clock == GARBAGE:
+                            clock = self.vclock[part] = 0.0
+                            self.stats["repaired"] += 1
+                        clocks[part] = float(clock)
+                    if float(tag) > clocks[part]:
+                        self.vclock[part] = clocks[part] = float(tag)
+                del tags[user]
+        return users - kept, kept
+
     def unfinished(self) -> Counter[str]:
         return Counter(t.user for t in self.tasks.values() if t.st not in ("dead", "waiting"))
 

@@ -96,6 +96,7 @@ class QueueMachine(RuleBasedStateMachine):
         self.parks: dict[str, str] = {}  # token -> worker of the parked slots
         self.consumed: list[tuple[str, str]] = []  # (token, worker) of slots a push leased a task to
         self.junk: set[str] = set()  # workers whose steal copies got members no ready set has
+        self.been_live: set[str] = set()  # users live since the last sweep that folded them (marked idle at 0)
         for w, q in self.queues.items():  # the steal copies exist from the start (pops keep them synced)
             drive(q.transport, q._sync_steal_set(q.proto.plan(w)))
         drive(self.producer.transport, self.producer._sync_limits())  # so are the limit settings
@@ -415,6 +416,18 @@ class QueueMachine(RuleBasedStateMachine):
         time.sleep(ms / 1000)
 
     @rule()
+    def sweep(self) -> None:
+        """The retention sweep with a window of 0: every tenant whose live count fell to 0 is folded
+        (Model.fold), or kept while a finish tag is ahead of its rotation."""
+        time.sleep(0.002)  # a tenant the last sweep kept is looked at again 1 ms after it
+        live = self.model.unfinished()
+        idle = {u for u in self.been_live if not live[u]}
+        result = self.producer.fold_idle_tenants(window_seconds=0, limit=1000)
+        folded, kept = self.model.fold(idle)
+        assert (result.folded, result.kept) == (len(folded), len(kept)), (result, folded, kept)
+        self.been_live -= folded
+
+    @rule()
     def wait_for_delayed(self) -> None:
         """Sleep until the earliest delayed task (retry backoff or not-before time) is due."""
         dues = [t.due or 0 for t in self.model.tasks.values() if t.st == "delayed"]
@@ -514,6 +527,7 @@ class QueueMachine(RuleBasedStateMachine):
     @invariant()
     def redis_agrees_with_the_model(self) -> None:
         m = self.model
+        self.been_live |= {u for u, n in m.unfinished().items() if n}
         b = self.base
         pipe = self.client.pipeline(transaction=False)
         parts = [*WORKER_IDS, "~pool"]
@@ -569,6 +583,8 @@ class QueueMachine(RuleBasedStateMachine):
         for key, value in m.stats.items():
             if key.startswith("u:"):
                 assert raw.get(key, 0) == value, (key, raw.get(key, 0), value)
+        folded = {k for k, v in raw.items() if k.startswith("u:") and v and k not in m.stats}
+        assert folded == set(), f"per-tenant counters the model folded: {folded}"
         tleased = {text(u): int(n) for u, n in next(rows).items()}
         assert tleased == dict(m.leased), f"leased per tenant: redis {tleased} model {dict(m.leased)}"
         real = Counter(t.user for t in m.tasks.values() if t.st == "leased")

@@ -209,6 +209,10 @@ FAMILIES: list[Family] = [
     Family("dependents", ("dependents",), TOLERATED,
            both(lambda c, s: c.sadd(s.keys.dependents(s.victims["b"]), "no-such-task", s.victims["c"]),
                 hset(V_B, {"hd": "1"}))),
+    # the retention sweep's idle marks: a mark of a tenant never seen, due at once, is folded (nothing
+    # to fold: read_everything sweeps); one at +inf is never due (the tenant keeps its state)
+    Family("idle mark", ("idle",), TOLERATED,
+           both(zadd(lambda s: s.keys.idle, lambda s: "zz", -INF), zadd(lambda s: s.keys.idle, lambda s: "b", INF))),
     Family("moved-aside key", ("quarantine",), TOLERATED, sset(lambda s: s.keys.quarantine("x", 1), "junk")),
 ]
 
@@ -317,6 +321,7 @@ def read_everything(queue: TaskQueue) -> None:
     tracker.load()
     load_history(queue)
     StatsCommand().render(collect(queue, 5))
+    queue.fold_idle_tenants(window_seconds=0)  # the retention sweep over whatever is idle now
     step = queue.take_handed(HAND_TOKEN, "w3")
     assert step.tasks == []
 

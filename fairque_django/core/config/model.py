@@ -156,6 +156,7 @@ class QueueConfig:
     store_results: bool = QUEUE["store_results"].default
     batch_size: int = QUEUE["batch_size"].default
     idempotency_ttl_seconds: int = QUEUE["idempotency_ttl_seconds"].default
+    tenant_retention_seconds: float = QUEUE["tenant_retention_seconds"].default
     # hash=False: a mapping is not hashable, and equal configs still hash equal without it.
     user_weights: Mapping[str, float] = field(default_factory=_empty_weights, hash=False)
     fairness: str = QUEUE["fairness"].default

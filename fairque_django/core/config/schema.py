@@ -215,6 +215,9 @@ QUEUE: Final = Section("queue", (
     Field("batch_size", INT, 1000, "tasks per script call in push_batch", minimum=1),
     Field("idempotency_ttl_seconds", INT, 86_400, "how long an idempotent push (the outbox relay) remembers "
           "a task id, so that pushing it again is a duplicate", minimum=1),
+    Field("tenant_retention_seconds", FLOAT, 86_400.0, "a tenant idle this long (no unfinished task) has its "
+          "per-tenant counters, histograms and finish tags folded into the totals and removed (0: kept forever)",
+          minimum=0),
     Field("user_weights", WEIGHTS, types.MappingProxyType({}), "user id -> scheduling weight"),
     Field("fairness", STR, "count", "fair by tasks served (count) or by worker time (time)",
           choices=FAIRNESS_MODES),

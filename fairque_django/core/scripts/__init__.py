@@ -18,7 +18,7 @@ __all__ = ["SCRIPT_NAMES", "AsyncScripts", "Scripts", "source"]
 
 SCRIPT_NAMES = ("push", "pop", "complete", "fail", "release", "extend", "requeue_dead", "delete",
                 "alert_transition", "steal_sync", "progress", "schedule_tick", "tenant",
-                "limits_sync", "cancel", "cancel_queued", "metrics_flush")
+                "limits_sync", "cancel", "cancel_queued", "metrics_flush", "fold_idle")
 
 
 class Scripts:
@@ -45,6 +45,7 @@ class Scripts:
     cancel: Script
     cancel_queued: Script
     metrics_flush: Script
+    fold_idle: Script
 
 
 class AsyncScripts(Scripts):
@@ -67,3 +68,4 @@ class AsyncScripts(Scripts):
     cancel: AsyncScript  # type: ignore[assignment]
     cancel_queued: AsyncScript  # type: ignore[assignment]
     metrics_flush: AsyncScript  # type: ignore[assignment]
+    fold_idle: AsyncScript  # type: ignore[assignment]

@@ -9,6 +9,7 @@ import random
 import secrets
 import time
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from ..codec import count, text
@@ -361,6 +362,12 @@ class Commands:
         k = self.keys
         return [["HGETALL", k.stats], ["ZCARD", k.leases], ["ZCARD", k.delayed], ["ZCARD", k.dlq]]
 
+    def fold_idle_args(self, window_ms: int, limit: int) -> list[Any]:
+        """Arguments of ``fold_idle.lua``: tenants idle for longer than ``window_ms``, at most ``limit``;
+        the configured partitions (worker ids and the pool), where their finish tags may be."""
+        parts = dict.fromkeys([*(w.id for w in self.config.workers), POOL_PARTITION])
+        return [self.keys.base, max(0, int(window_ms)), max(1, int(limit)), *parts]
+
     def depth_commands(self, user_id: str) -> list[list[Any]]:
         """The reads of one user's depth (see :func:`read_depth`)."""
         return [["LLEN", self.keys.critical(user_id)], ["ZCARD", self.keys.normal(user_id)],
@@ -475,6 +482,30 @@ class Commands:
             dead_at=(count(f.get("dt")) or 0) / 1000.0, user_id=f.get("u", "?"), raw_body=raw_body,
             max_retries=int(m) if (m := f.get("m", "")).isdigit() else task.max_retries,
         )
+
+
+@dataclass(frozen=True, slots=True)
+class FoldResult:
+    """What the retention sweep (``fold_idle.lua``) did: tenants folded (their per-tenant state gone),
+    kept (a finish tag still ahead of their rotation or a rate bucket not spent: looked at again one
+    window later), back (active again: no longer idle), whether more may be due, and the problems
+    the script reported (keys moved aside, values repaired)."""
+
+    folded: int = 0
+    kept: int = 0
+    back: int = 0
+    more: bool = False
+    problems: tuple[str, ...] = ()
+
+    def __add__(self, other: FoldResult) -> FoldResult:
+        return FoldResult(self.folded + other.folded, self.kept + other.kept, self.back + other.back, other.more,
+                          self.problems + other.problems)
+
+
+def parse_fold(reply: Sequence[Any]) -> FoldResult:
+    """``fold_idle.lua``'s reply."""
+    folded, kept, back, more = (int(x) for x in reply[:4])
+    return FoldResult(folded, kept, back, bool(more), tuple(text(p) for p in reply[4:]))
 
 
 def read_depth(replies: Sequence[Any]) -> dict[str, int]:

@@ -3,11 +3,12 @@
 Every ``heartbeat_interval_seconds`` (at most a third of the lease time) it renews the leases of
 the tasks the worker holds (and flags those cancelled meanwhile: ``cancelled()`` inside them),
 publishes the worker's health record and its registration in ``{prefix}:workers``, trims old
-per-minute throughput counts (once a minute) and runs the periodic hook when due. When the
-worker stops it removes the health record and writes the clean-stop record (the id then reads
-"down", not "never seen"). It runs in a thread of its own for the asyncio worker too: leases stay
-renewed while a task blocks the event loop, as they do while a thread worker's task blocks in C
-code.
+per-minute throughput counts (once a minute), runs the retention sweep (tenants idle past
+``queue.tenant_retention_seconds`` are folded: ``TaskQueue.fold_idle_tenants``) and the periodic
+hook when due. When the worker stops it removes the health record and writes the clean-stop
+record (the id then reads "down", not "never seen"). It runs in a thread of its own for the
+asyncio worker too: leases stay renewed while a task blocks the event loop, as they do while a
+thread worker's task blocks in C code.
 """
 
 from __future__ import annotations
@@ -29,6 +30,11 @@ from ..queue import TaskQueue, redis_errors
 from .leases import LeaseBook
 
 logger = logging.getLogger("fairque_django.worker")
+
+# The retention sweep: tenants per script call (Redis serves others between calls) and the time one
+# heartbeat gives it at most (the leases are renewed before; the next beat goes on when more are due).
+SWEEP_LIMIT = 100
+SWEEP_BUDGET_SECONDS = 0.5
 
 
 class HealthSource(Protocol):
@@ -60,6 +66,8 @@ class Heartbeat:
         self.periodic_interval = periodic_interval
         self._next_periodic = 0.0
         self._next_trim = 0.0
+        self._next_fold = 0.0
+        self._mark_cursor: int | None = 0  # where mark_idle_tenants goes on (None: done since the start)
         self._done = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -111,12 +119,16 @@ class Heartbeat:
             logger.warning("worker %s: metrics flush failed (%s)", self.worker_id, exc)
 
     def _housekeeping(self) -> None:
-        """Trim old per-minute metrics (once a minute) and run the periodic hook when due."""
+        """Trim old per-minute metrics (once a minute), run the retention sweep and the periodic hook
+        when due."""
         now = time.monotonic()
         if now >= self._next_trim:
             self._next_trim = now + 60.0
             with contextlib.suppress(FairQueueError):
                 trim_throughput(self.queue.client, self.queue.keys)
+        if now >= self._next_fold:
+            self._next_fold = now + self._fold_every()
+            self._fold_idle()
         if self.periodic is not None and now >= self._next_periodic:
             self._next_periodic = now + self.periodic_interval
             try:
@@ -125,6 +137,37 @@ class Heartbeat:
                 logger.warning("worker %s: periodic hook failed: %s", self.worker_id, exc)
             except Exception:
                 logger.exception("worker %s: periodic hook raised", self.worker_id)
+
+    def _fold_every(self) -> float:
+        """How often the retention sweep runs: a tenth of the window, between 1 s and a minute."""
+        return min(60.0, max(1.0, self.worker.config.queue.tenant_retention_seconds / 10))
+
+    def _fold_idle(self) -> None:
+        """The retention sweep (``TaskQueue.fold_idle_tenants``): every worker runs it, which is
+        safe (each call is atomic) and cheap when no tenant is due (one script call). It sweeps for
+        at most ``SWEEP_BUDGET_SECONDS``; when more are due, the next beat goes on."""
+        if self.worker.config.queue.tenant_retention_seconds <= 0:
+            return
+        deadline = time.monotonic() + SWEEP_BUDGET_SECONDS
+        folded = kept = 0
+        try:
+            while True:
+                result = self.queue.fold_idle_tenants(limit=SWEEP_LIMIT, max_calls=10)
+                folded, kept = folded + result.folded, kept + result.kept
+                if not result.more or time.monotonic() >= deadline:
+                    break
+            while self._mark_cursor is not None and time.monotonic() < deadline:
+                # once per start, a page at a time, with the time the folds left: tenants idle
+                # since before the sweep existed
+                _, cursor = self.queue.mark_idle_tenants(cursor=self._mark_cursor, pages=1)
+                self._mark_cursor = cursor or None
+        except FairQueueError as exc:  # e.g. Redis unreachable: the heartbeat already says so
+            logger.warning("worker %s: retention sweep failed: %s", self.worker_id, exc)
+            return
+        if folded or kept:
+            logger.debug("worker %s: retention sweep folded %d idle tenant(s), kept %d", self.worker_id, folded, kept)
+        if result.more or self._mark_cursor is not None:
+            self._next_fold = 0.0
 
     def publish(self, tasks: list[Task]) -> None:
         """Write the health record (``tasks``: what runs or waits to run) and the registration."""
