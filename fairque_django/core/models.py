@@ -58,6 +58,9 @@ _C_ENCODE: Any = (_C_MAKE_ENCODER(None, _not_json, json.encoder.encode_basestrin
 
 _PRIORITIES: tuple[Priority, ...] = tuple(Priority)  # in value order, 1..6
 
+# the fields of the usual stored body (:meth:`Task.from_body` reads it on a short path)
+_PLAIN_FIELDS = frozenset({"f", "a", "k", "c", "p"})
+
 
 def dumps(value: Any, what: str = "value") -> str:
     """Encode ``value`` as compact JSON, raising :class:`SerializationError` with a clear reason."""
@@ -276,6 +279,10 @@ class Task:
         """:meth:`from_json` of a decoded body; reads the compact format (``f``, ``a``, ``k``, ``c`` in
         ms, ``p``) and the former one (``id``, ``user``, ``priority``, ``func``, ``args``, ``kwargs``,
         ``created`` in s)."""
+        if task_id is not None and user_id is not None and body.keys() <= _PLAIN_FIELDS:
+            task = cls._from_plain(body, task_id, user_id)
+            if task is not None:
+                return task
         try:
             if "c" in body:
                 created = float(_opt(body, "c", (int, float), 0)) / 1000
@@ -308,6 +315,25 @@ class Task:
         except TaskValidationError as exc:
             raise CorruptTaskError(f"task body is invalid: {exc}") from exc
         return task
+
+    @classmethod
+    def _from_plain(cls, body: dict[str, Any], task_id: str, user_id: str) -> Task | None:
+        """:meth:`from_body` of the usual stored body (only ``f``, ``a``, ``k``, ``c``, ``p``, each of
+        its type), without the general path's per-field checks (a worker decodes every task); None
+        when a field is not as usual (the general path then decides)."""
+        if None in body.values():
+            return None
+        func, args, kwargs, created = body.get("f"), body.get("a"), body.get("k"), body.get("c", 0)
+        if ((func is not None and type(func) is not str) or (args is not None and type(args) is not list)
+                or (kwargs is not None and type(kwargs) is not dict)
+                or (type(created) is not int and type(created) is not float)):
+            return None
+        priority = body.get("p", 3)
+        if type(priority) is not int or not 1 <= priority <= 6:
+            return None
+        return cls(task_id=task_id, user_id=user_id, priority=_PRIORITIES[priority - 1], func_name=func,
+                   args=[] if args is None else args, kwargs={} if kwargs is None else kwargs,
+                   created_at=float(created) / 1000)
 
     # --- execution -----------------------------------------------------------------
     @property

@@ -53,6 +53,8 @@ def _bulk(args: Iterable[Any]) -> bytes:
         kind = type(value)
         if kind is str:
             value = value.encode("utf-8")
+        elif kind is int:  # (not bool: its type is bool) what str(value) would give, in one step
+            value = b"%d" % value
         elif kind is not bytes:
             if isinstance(value, str):
                 value = value.encode("utf-8")

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import threading
 import time
+from bisect import bisect_left
 from collections.abc import Iterable
 from typing import Final
 
@@ -20,12 +21,14 @@ from typing import Final
 BOUNDS_MS: Final[tuple[int, ...]] = (5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000, 30000, 60000, 300000)
 
 
+# the histogram fields of each kind, in bound order, then the overflow field (``w:inf``)
+_FIELDS: Final[dict[str, tuple[str, ...]]] = {
+    kind: (*(f"{kind}:{bound}" for bound in BOUNDS_MS), f"{kind}:inf") for kind in ("w", "r")}
+
+
 def bucket(kind: str, ms: int) -> str:
     """The histogram field of an observation of ``ms`` of kind ``w`` (wait) or ``r`` (run)."""
-    for bound in BOUNDS_MS:
-        if ms <= bound:
-            return f"{kind}:{bound}"
-    return f"{kind}:inf"
+    return _FIELDS[kind][bisect_left(BOUNDS_MS, ms)]
 
 
 class MetricsBuffer:
@@ -40,17 +43,25 @@ class MetricsBuffer:
 
     def add(self, user: str, wait_ms: int, run_ms: int, at_ms: int) -> None:
         """One task done: its wait and, when known (>= 0), its run time, at client time ``at_ms``."""
-        obs = [("w", max(int(wait_ms), 0))]
+        wait = max(int(wait_ms), 0)
+        keys = [(user, "w:sum"), ("~all", "w:sum")]  # each key gets ``wait``; the bucket keys 1
+        wait_field = bucket("w", wait)
+        ones = [(user, wait_field), ("~all", wait_field), ("~tput", str(at_ms // 60000))]
+        run = -1
         if run_ms >= 0:
-            obs.append(("r", max(int(run_ms), 0)))
+            run = max(int(run_ms), 0)
+            run_field = bucket("r", run)
+            ones += [(user, run_field), ("~all", run_field)]
         with self._lock:
             incr = self._incr
-            for kind, ms in obs:
-                for name in (user, "~all"):
-                    for field, n in ((bucket(kind, ms), 1), (f"{kind}:sum", ms)):
-                        incr[name, field] = incr.get((name, field), 0) + n
-            minute = ("~tput", str(at_ms // 60000))
-            incr[minute] = incr.get(minute, 0) + 1
+            get = incr.get
+            for key in keys:
+                incr[key] = get(key, 0) + wait
+            if run >= 0:
+                for key in ((user, "r:sum"), ("~all", "r:sum")):
+                    incr[key] = get(key, 0) + run
+            for key in ones:
+                incr[key] = get(key, 0) + 1
 
     def due(self) -> bool:
         """Whether something is gathered and a tick has passed since the last flush."""

@@ -13,9 +13,11 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from ..models import Task
+
+_TIMEOUT_LOCK = threading.Lock()
 
 
 @dataclass(slots=True)
@@ -27,11 +29,10 @@ class Running:
     slot: threading.Thread  # the thread that serves it (a slot thread, or one the loop lent)
     thread: threading.Thread  # runs the task's code: the slot itself, or a timed runner thread
     timed_out: bool = False
-    lock: threading.Lock = field(default_factory=threading.Lock)
 
     def mark_timed_out(self) -> bool:
         """Mark the task timed out; False when it already was (record a timeout once)."""
-        with self.lock:
+        with _TIMEOUT_LOCK:  # one for all entries: timeouts are rare, a lock per task is not free
             first, self.timed_out = not self.timed_out, True
             return first
 

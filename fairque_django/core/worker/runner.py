@@ -98,8 +98,9 @@ class TaskRunner:
             self.record(Failure(task, TaskCancelled(f"task {task.task_id} was cancelled"), "", 0.0, "cancelled"))
             return None
         self.trace_start(task)
-        logger.debug("worker %s: running %s %s for %s (attempt %d)", self.worker_id, _name(task), task.task_id,
-                     task.user_id, task.attempts)
+        if logger.isEnabledFor(logging.DEBUG):  # (its arguments cost a call even when not logged)
+            logger.debug("worker %s: running %s %s for %s (attempt %d)", self.worker_id, _name(task), task.task_id,
+                         task.user_id, task.attempts)
         timeout = self.timeout_of(task)
         error: BaseException | None = None
         tb = ""

@@ -227,7 +227,10 @@ class Slot:
         return task
 
     def _sent(self, sent: list[Finished]) -> None:
-        self.done = [d for d in self.done if all(d is not s for s in sent)]
+        if not sent:
+            return
+        gone = {id(s) for s in sent}  # by identity (they are alive: their ids are theirs)
+        self.done = [d for d in self.done if id(d) not in gone]
 
     # --- running --------------------------------------------------------------------------
     def _serve(self, task: Task) -> bool:
