@@ -285,9 +285,9 @@ class Task:
                 return task
         try:
             if "c" in body:
-                created = float(_opt(body, "c", (int, float), 0)) / 1000
+                created = float(_opt(body, "c", (int, float), 0) or 0) / 1000  # (null: unknown, as absent)
             else:
-                created = float(_opt(body, "created", (int, float), 0.0))
+                created = float(_opt(body, "created", (int, float), 0.0) or 0.0)
             task = cls(
                 task_id=_req(body, "id", str) if "id" in body or task_id is None else task_id,
                 user_id=_req(body, "user", str) if "user" in body or user_id is None else user_id,
