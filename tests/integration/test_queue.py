@@ -772,7 +772,8 @@ def test_a_stored_body_names_neither_its_id_nor_its_user(q: TaskQueue, redis_cli
 
 def test_a_null_creation_time_reads_as_unknown_not_a_crash() -> None:
     """``"c": null`` (or ``"created": null``) is read as absent: creation time 0, no TypeError."""
-    for body in ({"f": "reports.build", "c": None}, {"id": "t1", "user": "a", "func": "reports.build", "created": None}):
+    for body in ({"f": "reports.build", "c": None},
+                 {"id": "t1", "user": "a", "func": "reports.build", "created": None}):
         task = Task.from_json(json.dumps(body), "t1", "a")
         assert (task.task_id, task.user_id, task.func_name, task.created_at) == ("t1", "a", "reports.build", 0.0)
 
