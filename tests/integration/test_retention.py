@@ -18,6 +18,7 @@ from fairque_django.core.models import Task
 from fairque_django.core.observe import collect_metrics
 from fairque_django.core.observe.tenant import TenantView
 from fairque_django.core.queue import TaskQueue
+from fairque_django.core.worker.heartbeat import worker_health
 from fairque_django.management.commands.fairque_stats import Command as StatsCommand
 from fairque_django.management.commands.fairque_stats import collect
 from tests.support import FAST, eventually, running_worker
@@ -271,3 +272,27 @@ def test_tenants_idle_since_before_the_sweep_are_marked_then_folded(
     assert (result.folded, result.back) == (2, 0)
     assert tenant_state(redis_client, queue, "old") == {} and "stats u:busy:pushed" in tenant_state(
         redis_client, queue, "busy")
+
+
+def test_a_sweep_that_raises_does_not_stop_the_heartbeat(make_config: Callable[..., FairQueueConfig],
+                                                         redis_client: redis.Redis,
+                                                         monkeypatch: Any) -> None:
+    """An unexpected error in the heartbeat's housekeeping (here the retention sweep) is logged and
+    the beats go on: the worker stays alive and keeps its leases."""
+    config = make_config(workers=[{"id": "w1", "assigned_users": ["*"], **FAST}], tenant_retention_seconds=0.5)
+    queue = TaskQueue(config)
+    calls: list[int] = []
+
+    def broken(self: TaskQueue, *args: Any, **kwargs: Any) -> Any:
+        calls.append(1)
+        raise ValueError("a reply of an unexpected shape")
+
+    monkeypatch.setattr(TaskQueue, "fold_idle_tenants", broken)
+    with running_worker(config, "w1"):
+        eventually(lambda: len(calls) >= 2, timeout=20, what="the sweep ran (and raised) twice")
+        first = worker_health(queue, "w1")
+        assert first is not None
+        eventually(lambda: (worker_health(queue, "w1") or {}).get("last_seen", 0) > first["last_seen"], timeout=10,
+                   what="beats after the failures")
+        queue.push(t.add.create_task((1, 2), user_id="after"))
+        eventually(lambda: queue.get_stats()["tasks_completed"] == 1, timeout=10, what="the worker still serves")

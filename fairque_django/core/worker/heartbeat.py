@@ -92,7 +92,10 @@ class Heartbeat:
         while True:
             self.beat()
             self.flush_metrics()
-            self._housekeeping()
+            try:
+                self._housekeeping()
+            except Exception:  # the heartbeat must never die (it keeps the leases): log, go on
+                logger.exception("worker %s: housekeeping (trim, retention sweep) failed", self.worker_id)
             if self._done.wait(interval):  # keeps beating (leases) while a shutdown waits for tasks
                 return
 
