@@ -247,3 +247,17 @@ def test_a_lost_flag_is_looked_at_again(make_config: Any, redis_client: redis.Re
     push(q, "a", 1)
     assert q.pop_many(3) == []  # the cap holds
     assert redis_client.get(q.keys.limits_on) == b"1"
+
+
+def test_a_pause_written_without_the_flag_is_seen_at_the_next_settings_check(
+        make_config: Any, redis_client: redis.Redis) -> None:
+    """A process of a former version pauses with a bare HSETNX (its tenant script does not keep
+    the flag): the periodic settings check (limits_sync, every few seconds) turns the flag on."""
+    q = TaskQueue(make_config())
+    push(q, "a", 1)
+    q.limits_recheck_seconds = 0.0  # every call checks the settings mirror (default: every 5 s)
+    assert [t.user_id for t in q.pop_many(1)] == ["a"] and redis_client.get(q.keys.limits_on) == b"0"
+    redis_client.hsetnx(q.keys.tenant_paused, "a", "1")  # exactly what the former tenant.lua wrote
+    push(q, "a", 1)
+    assert q.pop_many(1) == []  # paused: the settings check before this pop saw it
+    assert redis_client.get(q.keys.limits_on) == b"1"

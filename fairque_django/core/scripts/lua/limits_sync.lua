@@ -3,7 +3,8 @@
 -- KEYS[1]  P:queue:stats
 -- ARGV[1]  P    ARGV[2] digest of the settings    ARGV[3] '1' = write them when the mirror does not
 --          carry that digest, then field, value pairs (see core/config/limits.py limits_mirror)
--- Returns  1 when the mirror carries the digest; else 0 (and, when asked to, it was rewritten and
+-- Returns  1 when the mirror carries the digest (the flag P:tlimon is then looked at again unless
+--          it is on: a pause or limit written by a former version's tenant script turns it on); else 0 (and, when asked to, it was rewritten and
 --          every held tenant looked at again: a raised cap lets it rejoin, a lowered one holds it at
 --          its next turn; every rate bucket starts full)
 --- @include "includes/rcall"
@@ -12,6 +13,9 @@
 local P, digest = ARGV[1], ARGV[2]
 local ck = P .. ':limitcfg'
 if rcall('HGET', ck, 'd') == digest then
+  if rcall('GET', P .. ':tlimon') ~= '1' then -- a limit written by a script that does not keep the
+    limits_state(P)                            -- flag (a process of a former version): seen here
+  end
   return 1
 end
 if ARGV[3] ~= '1' then
