@@ -510,3 +510,29 @@ def test_a_failed_ack_is_sent_again_not_dropped(make_config: Any, redis_client: 
     assert worker.processed == len(tags)
     stats = q.get_stats()
     assert stats["tasks_completed"] == len(tags) and stats["tasks_expired"] == 0 and stats["tasks_active"] == 0
+
+
+def test_a_pool_too_small_for_a_connection_per_slot_turns_prefetch_off(
+        make_config: Any, redis_client: redis.Redis, caplog: pytest.LogCaptureFixture) -> None:
+    """Each prefetching slot keeps a connection: with ``redis.max_connections`` below concurrency + 4
+    the worker does not prefetch (it says so) and still serves every task."""
+    from fairque_django.core.config import FairQueueConfig
+    from fairque_django.core.connection import get_client
+    base = make_config(workers=[{"id": "w1", "assigned_users": ["*"]}])
+    roomy = Worker(base, worker_id="w1", concurrency=4, install_signal_handlers=False)
+    assert roomy.prefetch is True  # no bound
+    data = base.to_dict()
+    data["redis"] = {**data["redis"], "max_connections": 6}
+    tight_config = FairQueueConfig.from_dict(data, worker_id="w1")
+    tight_queue = TaskQueue(tight_config, client=get_client(tight_config.redis))
+    with caplog.at_level("WARNING", logger="fairque_django.worker"):
+        tight = Worker(tight_config, worker_id="w1", queue=tight_queue, concurrency=4, install_signal_handlers=False)
+    assert tight.prefetch is False and "prefetch is off" in caplog.text
+    tight_queue.push_batch([t.add.create_task((i, 1), user_id=f"u{i % 3}") for i in range(30)])
+    thread = threading.Thread(target=tight.start, daemon=True)
+    thread.start()
+    try:
+        eventually(lambda: tight_queue.get_stats()["tasks_completed"] == 30, timeout=20, what="all served")
+    finally:
+        tight.stop()
+        thread.join(10)

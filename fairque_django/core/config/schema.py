@@ -183,7 +183,8 @@ REDIS: Final = Section("redis", (
     Field("socket_timeout", FLOAT, 5.0, "seconds a call may wait for an answer", minimum=0, above=True),
     Field("socket_connect_timeout", FLOAT, 5.0, "seconds a connection attempt may take", minimum=0, above=True),
     Field("health_check_interval", FLOAT, 30.0, "seconds between connection health checks (0: off)", minimum=0),
-    Field("max_connections", INT, None, "connection pool size limit", optional=True, minimum=1),
+    Field("max_connections", INT, None, "connection pool size limit (a prefetching worker keeps one per slot)",
+          optional=True, minimum=1),
 ), "How to reach Redis.")
 
 WORKER: Final = Section("workers", (

@@ -36,6 +36,10 @@ from .slot import PREFETCH_HOLD_SECONDS, Slot, SlotContext, Turns
 logger = logging.getLogger("fairque_django.worker")
 
 
+# Connections a prefetching worker needs besides one per slot: the shared held one, the heartbeat's,
+# the scheduler's and a hand-back's.
+PREFETCH_SPARE_CONNECTIONS = 4
+
 class Worker(RunnerCounts):
     """Runs the tasks of one worker id from the configuration until stopped."""
 
@@ -62,7 +66,7 @@ class Worker(RunnerCounts):
         self.install_signal_handlers = install_signal_handlers
         # prefetch: a slot whose tasks are short leases its next task while the current one runs
         # (see .slot); not used in burst and max-tasks modes, which lease short tasks in batches
-        self.prefetch = prefetch and not burst and max_tasks is None
+        self.prefetch = prefetch and not burst and max_tasks is None and self._pool_fits_prefetch()
         self.prefetch_hold_seconds = prefetch_hold_seconds
         self.started_at = 0.0
         self._book = LeaseBook()
@@ -75,6 +79,18 @@ class Worker(RunnerCounts):
         self._stop = threading.Event()
         self._signals = 0
         self._threads: list[threading.Thread] = []
+
+    def _pool_fits_prefetch(self) -> bool:
+        """Whether the client's pool has a connection for each prefetching slot (each keeps one)
+        besides those the heartbeat, the scheduler and the hand-backs use; a bounded pool
+        (``redis.max_connections``) that does not turns prefetch off, with a warning."""
+        bound = getattr(getattr(self.queue.client, "connection_pool", None), "max_connections", None)
+        if not isinstance(bound, int) or bound >= self.concurrency + PREFETCH_SPARE_CONNECTIONS:
+            return True
+        logger.warning("worker %s: redis.max_connections is %d, below concurrency %d + %d: prefetch is off "
+                       "(each prefetching slot keeps a connection); raise max_connections to prefetch",
+                       self.worker_id, bound, self.concurrency, PREFETCH_SPARE_CONNECTIONS)
+        return False
 
     @property
     def running_tasks(self) -> list[Task]:
