@@ -315,14 +315,30 @@ def test_prefetching_worker_serves_in_order_and_hands_back_what_it_held(make_con
     assert stats["tasks_released"] == 1 and stats["tasks_queued"] == 1  # the prefetched one went back
 
 
+def serve_until(worker: Worker, done: Any, what: str) -> None:
+    """Run ``worker`` in a thread until ``done()`` is true, then stop it."""
+    th = threading.Thread(target=worker.start)
+    th.start()
+    try:
+        eventually(done, what=what)
+    finally:
+        worker.stop()
+        th.join(10)
+
+
+def warm_slow_quick(q: TaskQueue, slow: float) -> None:
+    """Tenant a's queue: six short tasks (a slot learns to prefetch), one of ``slow`` seconds, one short."""
+    for i in range(6):
+        q.push(t.record(f"warm{i}"), user_id="a")
+    q.push(t.record("slow", slow), user_id="a")
+    q.push(t.record("quick"), user_id="a")
+
+
 def test_a_prefetched_task_does_not_wait_behind_a_long_one(make_config: Any, redis_client: redis.Redis) -> None:
     config = make_config(workers=[{"id": "w1", "assigned_users": ["a"], "max_concurrent_tasks": 2,
                                    "poll_interval_seconds": 5}], worker_id="w1")
     q = TaskQueue(config)
-    for i in range(6):  # short tasks first: both slots learn to prefetch
-        q.push(t.record(f"warm{i}"), user_id="a")
-    q.push(t.record("slow", 1.0), user_id="a")
-    q.push(t.record("quick"), user_id="a")
+    warm_slow_quick(q, 1.0)  # short tasks first: both slots learn to prefetch
     worker = Worker(config, install_signal_handlers=False)  # prefetch on, 50 ms hold
     th = threading.Thread(target=worker.start)
     th.start()
@@ -344,10 +360,7 @@ def test_a_prefetched_task_handed_back_is_taken_by_another_worker(make_config: A
     config = make_config(workers=[{"id": "w1", "assigned_users": ["a"], "max_concurrent_tasks": 1,
                                    "poll_interval_seconds": 0.2}], worker_id="w1")
     q = TaskQueue(config)
-    for i in range(6):  # short tasks first: the slot learns to prefetch
-        q.push(t.record(f"warm{i}"), user_id="a")
-    q.push(t.record("slow", 1.5), user_id="a")
-    q.push(t.record("quick"), user_id="a")
+    warm_slow_quick(q, 1.5)  # short tasks first: the slot learns to prefetch
     first = Worker(config, install_signal_handlers=False)  # prefetch on, 50 ms hold
     second = Worker(config, install_signal_handlers=False)
     threads = [threading.Thread(target=first.start)]
@@ -397,13 +410,7 @@ def test_a_prefetch_refused_for_lack_of_its_script_loads_it_and_runs(make_config
         return checked(calls, replies)
 
     worker.queue.transport.checked = spy  # type: ignore[method-assign]
-    th = threading.Thread(target=worker.start)
-    th.start()
-    try:
-        eventually(lambda: q.get_stats()["tasks_completed"] == len(tags), what="all acknowledged")
-    finally:
-        worker.stop()
-        th.join(10)
+    serve_until(worker, lambda: q.get_stats()["tasks_completed"] == len(tags), "all acknowledged")
     assert refused.count(2) >= 2  # two acks + pops were refused (both scripts of each: the prefetches)
     assert log(redis_client) == [f"a|{tag}" for tag in tags]
     stats = q.get_stats()
@@ -497,13 +504,7 @@ def test_a_failed_ack_is_sent_again_not_dropped(make_config: Any, redis_client: 
     if burst:
         run_to_end(worker)
     else:
-        th = threading.Thread(target=worker.start)
-        th.start()
-        try:
-            eventually(lambda: q.get_stats()["tasks_completed"] == len(tags), what="all acknowledged")
-        finally:
-            worker.stop()
-            th.join(10)
+        serve_until(worker, lambda: q.get_stats()["tasks_completed"] == len(tags), "all acknowledged")
     # a prefetching slot sends its second ack with a prefetch, before its task runs
     assert queue.failures == ["round trip" if burst else "prefetch"]
     assert log(redis_client) == [f"a|{tag}" for tag in tags]  # each ran once: no lease had to expire
