@@ -776,9 +776,8 @@ class QueueOps:
         marked, done = 0, 0
         with redis_errors("mark_idle_tenants"):
             while pages is None or done < pages:
-                cursor, page = yield call("hscan", self.keys.stats, cursor, match="u:*:pushed", count=1000)
-                cursor, done = int(cursor), done + 1
-                users = sorted({text(f)[2:-7] for f in page})
+                cursor, users = yield from self._pushed_page(cursor)
+                done += 1
                 if users:
                     live = yield call("zmscore", self.keys.live, users)
                     idle = [u for u, n in zip(users, live, strict=True) if n is None]
@@ -914,11 +913,17 @@ class QueueOps:
     def _pushed_tenants(self) -> Op[list[str]]:
         """Tenants that have a push counter in the stats hash (``u:<user>:pushed``): the tenants the
         queue has seen. O(stats fields), in pages. A read."""
-        found: list[str] = []
-        cursor: Any = 0
+        found: set[str] = set()
+        cursor = 0
         with redis_errors("pushed_tenants"):
             while True:
-                cursor, page = yield call("hscan", self.keys.stats, cursor, match="u:*:pushed", count=1000)
-                found += [text(f)[2:-7] for f in page]
-                if int(cursor) == 0:
-                    return sorted(set(found))
+                cursor, users = yield from self._pushed_page(cursor)
+                found.update(users)
+                if cursor == 0:
+                    return sorted(found)
+
+    def _pushed_page(self, cursor: int) -> Op[tuple[int, list[str]]]:
+        """One page (about 1000 fields) of the push counters from ``cursor``: the cursor to go on
+        from (0: done) and the tenants found."""
+        cursor, page = yield call("hscan", self.keys.stats, cursor, match="u:*:pushed", count=1000)
+        return int(cursor), sorted({text(f)[2:-7] for f in page})
