@@ -70,7 +70,7 @@ def test_a_tenant_idle_past_the_window_is_folded_and_the_totals_stay(
     """Every kind of per-tenant state (counters of each outcome, histograms, time-fairness average,
     rate bucket, finish tag) is gone after the sweep; the totals and the everyone histogram are not."""
     queue = TaskQueue(make_config(workers=WORKERS, fairness="time", default_max_retries=0,
-                                  tenant_limits={"a": {"rate": "1000/s"}}))
+                                  tenant_limits={"a": {"rate": "1000/s", "burst": 10}}))  # (no pop waits for a token)
     queue.push_batch([new("a"), new("a"), new("b")])
     later = new("b", delay_seconds=60)
     queue.push(later)
