@@ -53,12 +53,23 @@ class AsyncTaskQueue(QueueOps):
     """
 
     def __init__(self, config: FairQueueConfig, client: redis.asyncio.Redis | None = None, *,
-                 worker_id: str | None = None) -> None:
-        super().__init__(config, worker_id)
+                 worker_id: str | None = None, shard: int | None = None) -> None:
+        super().__init__(config, worker_id, shard)
         self._owns_client = client is None
         self.client: redis.asyncio.Redis = client if client is not None else build_async_client(config.redis)
         self.scripts = AsyncScripts(self.client)
         self.transport = AsyncTransport(self.client, self.keys.stats, RetryPolicy.for_redis(config.redis))
+
+    # --- shards (core/shards.py) ----------------------------------------------------------
+    @property
+    def shard_queues(self) -> tuple[AsyncTaskQueue, ...]:
+        """As :attr:`TaskQueue.shard_queues`."""
+        return (self,)
+
+    @property
+    def home_queue(self) -> AsyncTaskQueue:
+        """As :attr:`TaskQueue.home_queue`."""
+        return self
 
     # --- lifecycle ------------------------------------------------------------------------
     async def __aenter__(self) -> AsyncTaskQueue:

@@ -1,7 +1,11 @@
 """The one place that names Redis keys.
 
 Every key lives under ``{<prefix>}:`` so that all keys one script touches share a hash tag
-(one cluster slot). The scripts are given the prefix P (``Keys.base``) and join to it the same
+(one cluster slot). With ``queue.shards`` > 1 (see :mod:`.shards`) the keys of a tenant live under
+its shard's tag ``{<prefix>:<n>}`` instead, every shard holding the whole layout below for its
+tenants, and only the home keys (workers, worker, beat, samples, history, alerts, sched: the
+methods that use :attr:`Keys.home`) stay under ``{<prefix>}``.
+The scripts are given the prefix P (``Keys.base``) and join to it the same
 suffixes as the methods below (a test checks that every suffix a script uses is one of them):
 
   P:t:<id>                     HASH   task: b body, u user, h header "priority\tseq\tpartition\tweight\t
@@ -92,13 +96,21 @@ def validate_key_part(value: object, what: str, max_length: int = 200) -> str:
 
 @dataclass(frozen=True, slots=True)
 class Keys:
-    """Key names for one prefix (``queue.stats_prefix``)."""
+    """Key names for one prefix (``queue.stats_prefix``) and one keyspace shard (``None``: the only one,
+    or the home keyspace of a sharded prefix; see :mod:`.shards`)."""
 
     prefix: str = "fq"
+    shard: int | None = None
 
     @property
     def base(self) -> str:
-        """The hash-tagged prefix passed to every script, e.g. ``{fq}``."""
+        """The hash-tagged prefix passed to every script, e.g. ``{fq}`` (``{fq:3}``: shard 3)."""
+        return "{" + self.prefix + "}" if self.shard is None else "{" + f"{self.prefix}:{self.shard}" + "}"
+
+    @property
+    def home(self) -> str:
+        """The hash-tagged prefix of the keys every shard shares (workers, heartbeats, schedules,
+        samples, alerts): ``{fq}``, the same as :attr:`base` when the prefix is not sharded."""
         return "{" + self.prefix + "}"
 
     @property
@@ -195,12 +207,12 @@ class Keys:
 
     @property
     def workers(self) -> str:
-        return f"{self.base}:workers"
+        return f"{self.home}:workers"
 
     @property
     def workers_stopped(self) -> str:
         """Hash worker id -> time of its last clean stop."""
-        return f"{self.base}:workers:stopped"
+        return f"{self.home}:workers:stopped"
 
     def task(self, task_id: str) -> str:
         return f"{self.base}:t:{task_id}"
@@ -253,12 +265,12 @@ class Keys:
         return f"{self.base}:stealepoch"
 
     def worker(self, worker_id: str) -> str:
-        return f"{self.base}:worker:{worker_id}"
+        return f"{self.home}:worker:{worker_id}"
 
     def beat(self, worker_id: str) -> str:
         """The worker's last heartbeat time, expiring ``orphan_after`` seconds after it (Redis's
         clock): its absence makes the worker's partition orphaned (orphan takeover)."""
-        return f"{self.base}:beat:{worker_id}"
+        return f"{self.home}:beat:{worker_id}"
 
     # user ids and XCom keys / task ids may both contain ':', so the user id is length-prefixed:
     # ("acme:eu", "report") and ("acme", "eu:report") must never name the same key.
@@ -279,17 +291,17 @@ class Keys:
     @property
     def samples(self) -> str:
         """Counter snapshots (one per ``sample_interval``), the base of rates and counter windows."""
-        return f"{self.base}:admin:samples"
+        return f"{self.home}:admin:samples"
 
     @property
     def history(self) -> str:
         """Dashboard chart points (one per minute)."""
-        return f"{self.base}:m:history"
+        return f"{self.home}:m:history"
 
     @property
     def alerts(self) -> str:
         """Alert rule states (hash ``s:<rule>``, ``t:``, ``e:``, ``d:`` fields)."""
-        return f"{self.base}:alerts"
+        return f"{self.home}:alerts"
 
     def guard(self, key: str) -> str:
         """The ``SET NX`` guard of ``key`` (samples, history, alerts): at most one writer per interval
@@ -309,7 +321,7 @@ class Keys:
 
     def schedule(self, name: str) -> str:
         """Hash: the state of a periodic schedule (last tick claimed, its pending claims, pause)."""
-        return f"{self.base}:sched:{name}"
+        return f"{self.home}:sched:{name}"
     def unique(self, user_id: str, key: str) -> str:
         """String: the id of the unfinished task of ``user_id`` holding unique key ``key`` (tenant-scoped:
         the user's length first, as for XCom keys)."""

@@ -215,8 +215,8 @@ class QueueOps:
 
     scripts: Scripts
 
-    def __init__(self, config: FairQueueConfig, worker_id: str | None) -> None:
-        self.proto = Commands(config, worker_id)
+    def __init__(self, config: FairQueueConfig, worker_id: str | None, shard: int | None = None) -> None:
+        self.proto = Commands(config, worker_id, shard)
         self.config = config
         self.keys = self.proto.keys
         self._leases: dict[str, str] = {}  # task id -> lease token, for delete_task(task_id)
@@ -878,7 +878,7 @@ class QueueOps:
     def _schedule_ticks(self, requests: Sequence[tuple[str, int | None, bool]], token: str,
                         stale_ms: int) -> Op[list[tuple[str, int, list[str]]]]:
         """:meth:`_schedule_tick` for several (name, tick or None, skip) in one round trip."""
-        calls = [(self.scripts.schedule_tick, [self.keys.base, name, "" if tick is None else str(tick), token,
+        calls = [(self.scripts.schedule_tick, [self.keys.home, name, "" if tick is None else str(tick), token,
                                                stale_ms, "1" if skip else "0"]) for name, tick, skip in requests]
         with redis_errors("schedule_tick"):
             replies = yield run_scripts(calls)

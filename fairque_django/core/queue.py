@@ -33,16 +33,29 @@ class TaskQueue(QueueOps):
     """Fair multi-tenant task queue on Redis.
 
     ``TaskQueue(config)`` uses the process-wide client for ``config.redis`` (or ``client``).
-    ``worker_id`` selects whose tasks :meth:`pop` leases (default: ``config.worker_id``).
+    ``worker_id`` selects whose tasks :meth:`pop` leases (default: ``config.worker_id``). ``shard``: the
+    keyspace shard it works on (``None``: the prefix's only one; see :mod:`.shards`).
     """
 
     def __init__(self, config: FairQueueConfig, client: redis.Redis | None = None, *,
-                 worker_id: str | None = None) -> None:
-        super().__init__(config, worker_id)
+                 worker_id: str | None = None, shard: int | None = None) -> None:
+        super().__init__(config, worker_id, shard)
         self.client: redis.Redis = client if client is not None else get_client(config.redis)
         self.scripts = Scripts(self.client)
         self.transport = Transport(self.client, self.keys.stats, RetryPolicy.for_redis(config.redis))
         self._context_token: Any = None
+
+    # --- shards (core/shards.py) ----------------------------------------------------------
+    @property
+    def shard_queues(self) -> tuple[TaskQueue, ...]:
+        """One queue per keyspace shard (this one: a queue of one shard); reads that span tenants
+        (stats, DLQ, tenant lists) read each and merge. See :class:`~.sharded.ShardedTaskQueue`."""
+        return (self,)
+
+    @property
+    def home_queue(self) -> TaskQueue:
+        """The queue of the home keys (schedules, workers, heartbeats, samples, alerts): this one."""
+        return self
 
     # --- context manager ----------------------------------------------------------------
     def __enter__(self) -> TaskQueue:

@@ -131,6 +131,10 @@ class WorkerConfig:
         return user_id in self.steal_exact or any(glob_match(p, user_id) for p in self.steal_patterns)
 
 
+def _empty_pins() -> Mapping[str, int]:
+    return types.MappingProxyType({})
+
+
 def _empty_weights() -> Mapping[str, float]:
     return types.MappingProxyType({})
 
@@ -157,7 +161,9 @@ class QueueConfig:
     batch_size: int = QUEUE["batch_size"].default
     idempotency_ttl_seconds: int = QUEUE["idempotency_ttl_seconds"].default
     tenant_retention_seconds: float = QUEUE["tenant_retention_seconds"].default
+    shards: int = QUEUE["shards"].default
     # hash=False: a mapping is not hashable, and equal configs still hash equal without it.
+    shard_pins: Mapping[str, int] = field(default_factory=_empty_pins, hash=False)
     user_weights: Mapping[str, float] = field(default_factory=_empty_weights, hash=False)
     fairness: str = QUEUE["fairness"].default
     metrics: bool = QUEUE["metrics"].default
@@ -168,6 +174,10 @@ class QueueConfig:
 
     def __post_init__(self) -> None:
         QUEUE.normalize(self, base_path("queue"))
+        for user, shard in self.shard_pins.items():
+            if shard >= self.shards:
+                raise ConfigurationError(f"shard {shard} does not exist: queue.shards is {self.shards} "
+                                         f"(shards 0 to {self.shards - 1})", map_item("queue.shard_pins", user))
 
     def __reduce__(self) -> tuple[Callable[..., Any], tuple[Any, ...]]:
         return _reduce(self, QUEUE.names)

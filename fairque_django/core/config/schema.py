@@ -107,6 +107,19 @@ def _weights(value: Mapping[Any, Any], key: str) -> Mapping[str, float]:
     return types.MappingProxyType(weights)
 
 
+def _pins(value: Mapping[Any, Any], key: str) -> Mapping[str, int]:
+    pins: dict[str, int] = {}
+    for user, shard in value.items():
+        entry_key = map_item(key, user)
+        problem = user_id_problem(user, allow_pattern=True)
+        if problem is not None:
+            raise ConfigurationError(problem, entry_key)
+        if not _is_int(shard) or shard < 0:
+            raise ConfigurationError(f"a shard number must be an integer >= 0 (got {shard!r})", entry_key)
+        pins[user] = shard
+    return types.MappingProxyType(pins)
+
+
 def _strings(value: Any, key: str) -> tuple[str, ...]:
     return tuple(value)
 
@@ -122,6 +135,7 @@ BOOL: Final = Kind("a boolean (true/false)", lambda v: isinstance(v, bool), pars
 USERS: Final = Kind("a list of user ids", lambda v: isinstance(v, str) or _is_list(v), _user_list,
                     parse=lambda text: [p.strip() for p in text.split(",") if p.strip()])
 WEIGHTS: Final = Kind("a mapping of user id to weight", lambda v: isinstance(v, Mapping), _weights)
+PINS: Final = Kind("a mapping of user id or pattern to shard number", lambda v: isinstance(v, Mapping), _pins)
 TENANT_LIMITS: Final = Kind("a mapping of user id or pattern to {concurrency, rate, burst}",
                             lambda v: isinstance(v, Mapping), tenant_limits_setting)
 # Python-side settings (Django): Python literals, integral floats count as integers
@@ -219,6 +233,10 @@ QUEUE: Final = Section("queue", (
     Field("tenant_retention_seconds", FLOAT, 86_400.0, "a tenant idle this long (no unfinished task) has its "
           "per-tenant counters, histograms and finish tags folded into the totals and removed (0: kept forever)",
           minimum=0),
+    Field("shards", INT, 1, "keyspace shards the tenants are spread over, each under its own hash tag "
+          "({prefix:N}); 1 = one hash tag, a single Redis's layout", minimum=1, maximum=1024),
+    Field("shard_pins", PINS, types.MappingProxyType({}), "user id or glob pattern -> the shard its keys live "
+          "in (else a stable hash of the id picks it); an exact id wins, then the first matching pattern"),
     Field("user_weights", WEIGHTS, types.MappingProxyType({}), "user id -> scheduling weight"),
     Field("fairness", STR, "count", "fair by tasks served (count) or by worker time (time)",
           choices=FAIRNESS_MODES),

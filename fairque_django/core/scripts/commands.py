@@ -73,9 +73,9 @@ def task_fields(row: dict[Any, Any]) -> dict[str, str]:
 class Commands:
     """Argument building and reply decoding for one config (and worker); the drivers do the I/O."""
 
-    def __init__(self, config: FairQueueConfig, worker_id: str | None = None) -> None:
+    def __init__(self, config: FairQueueConfig, worker_id: str | None = None, shard: int | None = None) -> None:
         self.config = config
-        self.keys = Keys(config.queue.stats_prefix)
+        self.keys = Keys(config.queue.stats_prefix, shard)
         self.worker_id = worker_id if worker_id is not None else config.worker_id
         if self.worker_id is not None:
             config.get_worker(self.worker_id)  # unknown id -> UnknownWorkerError

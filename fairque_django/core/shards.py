@@ -1,0 +1,57 @@
+"""Keyspace shards: which of ``queue.shards`` hash tags holds a tenant's keys.
+
+With ``queue.shards = 1`` (the default) every key lives under ``{prefix}``, a single Redis's layout.
+With more, a tenant's keys (its queues, task hashes, leases, DLQ entries, counters, results, XCom)
+live under ``{prefix:N}``, ``N = crc32(utf-8 of the user id) mod shards`` unless ``queue.shard_pins``
+names its shard (an exact id wins, then the first matching glob pattern). The worker registry,
+heartbeats, schedules and the admin's samples stay under ``{prefix}`` (the *home* keyspace).
+"""
+
+from __future__ import annotations
+
+import functools
+import zlib
+from collections.abc import Callable, Mapping
+
+from .config.topology import glob_match, is_pattern
+from .keys import Keys
+
+__all__ = ["ShardMap", "hashed_shard"]
+
+
+def hashed_shard(user_id: str, shards: int) -> int:
+    """The shard a stable hash of *user_id* picks: CRC-32 of its UTF-8 bytes, modulo *shards*."""
+    return zlib.crc32(user_id.encode("utf-8", "surrogatepass")) % shards if shards > 1 else 0
+
+
+class ShardMap:
+    """The shards of one prefix: their keys, and the shard of any user id (pins first)."""
+
+    __slots__ = ("count", "home", "keys", "of")
+
+    def __init__(self, prefix: str, shards: int = 1, pins: Mapping[str, int] | None = None) -> None:
+        self.count = shards
+        self.home = Keys(prefix)
+        self.keys: tuple[Keys, ...] = (self.home,) if shards == 1 else tuple(
+            Keys(prefix, shard) for shard in range(shards))
+        exact = {user: shard for user, shard in (pins or {}).items() if not is_pattern(user)}
+        patterns = tuple((glob, shard) for glob, shard in (pins or {}).items() if is_pattern(glob))
+
+        def of(user_id: str) -> int:
+            pinned = exact.get(user_id)
+            if pinned is not None:
+                return pinned
+            for glob, shard in patterns:
+                if glob_match(glob, user_id):
+                    return shard
+            return hashed_shard(user_id, shards)
+
+        self.of: Callable[[str], int] = functools.lru_cache(maxsize=16_384)(of) if shards > 1 else _zero
+
+    def keys_of(self, user_id: str) -> Keys:
+        """The keys of *user_id*'s shard."""
+        return self.keys[self.of(user_id)]
+
+
+def _zero(user_id: str) -> int:
+    return 0
