@@ -2,8 +2,8 @@
 
 Every key lives under ``{<prefix>}:`` so that all keys one script touches share a hash tag
 (one cluster slot). With ``queue.shards`` > 1 (see :mod:`.shards`) the keys of a tenant live under
-its shard's tag ``{<prefix>:<n>}`` instead, every shard holding the whole layout below for its
-tenants, and only the home keys (workers, worker, beat, samples, history, alerts, sched: the
+its shard's tag ``{<prefix>:<n>}`` instead (shard 0: ``{<prefix>}``), every shard holding the whole
+layout below for its tenants, and only the home keys (workers, worker, beat, samples, history, alerts, sched: the
 methods that use :attr:`Keys.home`) stay under ``{<prefix>}``.
 The scripts are given the prefix P (``Keys.base``) and join to it the same
 suffixes as the methods below (a test checks that every suffix a script uses is one of them):
@@ -104,8 +104,9 @@ class Keys:
 
     @property
     def base(self) -> str:
-        """The hash-tagged prefix passed to every script, e.g. ``{fq}`` (``{fq:3}``: shard 3)."""
-        return "{" + self.prefix + "}" if self.shard is None else "{" + f"{self.prefix}:{self.shard}" + "}"
+        """The hash-tagged prefix passed to every script, e.g. ``{fq}`` (``{fq:3}``: shard 3; shard 0 is
+        ``{fq}``, so that a single-shard layout is shard 0 of any sharded one)."""
+        return "{" + self.prefix + "}" if not self.shard else "{" + f"{self.prefix}:{self.shard}" + "}"
 
     @property
     def home(self) -> str:

@@ -2,13 +2,17 @@
 
 With ``queue.shards = 1`` (the default) every key lives under ``{prefix}``, a single Redis's layout.
 With more, a tenant's keys (its queues, task hashes, leases, DLQ entries, counters, results, XCom)
-live under ``{prefix:N}``: N is the jump consistent hash (Lamping and Veach, 2014) of the first 8 bytes
-(big-endian) of the BLAKE2b digest of the id's UTF-8 bytes, over ``shards`` buckets, unless
-``queue.shard_pins`` names its shard (an exact id wins, then the first matching glob pattern). A
-consistent hash moves few tenants when the number of shards changes: going from N to M > N shards
-moves only the tenants that land in the new shards, about (M - N) / M of them, and no tenant moves
-between two old shards. The worker registry,
-heartbeats, schedules and the admin's samples stay under ``{prefix}`` (the *home* keyspace).
+live under ``{prefix:N}``; shard 0 is ``{prefix}`` itself, so a single shard's layout is shard 0 of
+any sharded one and going from 1 to N shards leaves shard 0's tenants where they are.
+
+N is the jump consistent hash (Lamping and Veach, 2014) of the first 8 bytes (big-endian) of the
+BLAKE2b digest of the id's UTF-8 bytes, over ``shards`` buckets, unless ``queue.shard_pins`` names
+its shard (an exact id wins, then the first matching glob pattern). A consistent hash moves few
+tenants when the number of shards grows: from N to M shards only the tenants that land in the new
+shards move, about (M - N) / M of them, and none moves between two old shards.
+
+The worker registry, heartbeats, schedules and the admin's samples stay under ``{prefix}`` (the
+*home* keys, in the slot of shard 0).
 """
 
 from __future__ import annotations
@@ -52,8 +56,7 @@ class ShardMap:
     def __init__(self, prefix: str, shards: int = 1, pins: Mapping[str, int] | None = None) -> None:
         self.count = shards
         self.home = Keys(prefix)
-        self.keys: tuple[Keys, ...] = (self.home,) if shards == 1 else tuple(
-            Keys(prefix, shard) for shard in range(shards))
+        self.keys: tuple[Keys, ...] = (self.home, *(Keys(prefix, shard) for shard in range(1, shards)))
         exact = {user: shard for user, shard in (pins or {}).items() if not is_pattern(user)}
         patterns = tuple((glob, shard) for glob, shard in (pins or {}).items() if is_pattern(glob))
 
