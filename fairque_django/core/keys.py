@@ -54,6 +54,7 @@ suffixes as the methods below (a test checks that every suffix a script uses is 
   P:limitcfg                   HASH   the tenant_concurrency / tenant_limits settings as the scripts read them
                                       (d digest, def default cap, x:<id> exact specs, p patterns)
   P:tpaused                    HASH   paused user -> since when (ms)
+  P:tmoving                    HASH   user -> '1' while core/reshard.py moves it to another shard (its pause)
   P:theld                      HASH   user kept out of its rotation with work queued -> why: paused, cap, rate
   P:tlimon                     STRING '1' while a tenant is paused, held or limited (runtime or settings), '0' when
                                       none is: push/pop/ack then skip every limit lookup (includes/limits_on)
@@ -176,6 +177,11 @@ class Keys:
     def tenant_paused(self) -> str:
         """Paused user -> since when (ms)."""
         return f"{self.base}:tpaused"
+
+    @property
+    def tenant_moving(self) -> str:
+        """User -> '1' while a move to another shard pauses it (core/reshard.py)."""
+        return f"{self.base}:tmoving"
 
     @property
     def tenant_held(self) -> str:
