@@ -11,6 +11,18 @@ import redis
 from ..codec import text
 
 
+# The server's clock read inside a pipeline, routed by a key: a cluster pipeline cannot send a
+# keyless command such as TIME (it would not know which node), and a MULTI/EXEC one must stay on
+# the slot of its keys. The reply is [seconds, microseconds], as TIME's.
+_TIME_SCRIPT = "return redis.call('TIME')"
+
+
+def time_command(route_key: str) -> list[Any]:
+    """The command that reads the server's clock in a pipeline (plain or cluster), on the node of
+    ``route_key``: ``pipe.execute_command(*time_command(key))``; its reply is ``[seconds, microseconds]``."""
+    return ["EVAL", _TIME_SCRIPT, 1, route_key]
+
+
 def to_int(value: Any) -> int:
     if value is None:
         return 0
