@@ -70,7 +70,7 @@ def build_cluster_client(config: RedisConfig, **extra: Any) -> RedisCluster:
     """A new cluster client for ``config`` (``cluster`` set): it discovers every node from the
     startup nodes (any one answering is enough) and follows MOVED/ASK redirections and failovers."""
     options: dict[str, Any] = {
-        "startup_nodes": [ClusterNode(host, port) for host, port in config.cluster_nodes()],
+        "startup_nodes": [ClusterNode(host, port) for host, port in config.cluster_nodes()],  # type: ignore[no-untyped-call]
         "retry": cluster_retry(config),
         "socket_timeout": config.socket_timeout,
         "socket_connect_timeout": config.socket_connect_timeout,

@@ -95,6 +95,9 @@ def evalsha(script: Any, key: str, args: list[Any]) -> list[Any]:
     return ["EVALSHA", script.sha, 1, key, *args]
 
 
+_OUTAGE_OR_UNUSABLE: tuple[type[Exception], ...] = (*CLUSTER_OUTAGE, redis.exceptions.RedisClusterException)
+
+
 @contextmanager
 def cluster_outage_as_connection_error() -> Iterator[None]:
     """A cluster client's outage errors (:data:`CLUSTER_OUTAGE`, a cluster no node of which answers)
@@ -102,7 +105,7 @@ def cluster_outage_as_connection_error() -> Iterator[None]:
     Redis's refused connections, and callers see a ``RedisUnavailableError`` in the end."""
     try:
         yield
-    except (*CLUSTER_OUTAGE, redis.exceptions.RedisClusterException) as exc:
+    except _OUTAGE_OR_UNUSABLE as exc:
         raise redis.ConnectionError(f"Redis Cluster: {type(exc).__name__}: {exc}") from exc
 
 

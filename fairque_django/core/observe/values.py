@@ -10,7 +10,6 @@ import redis
 
 from ..codec import text
 
-
 # The server's clock read inside a pipeline, routed by a key: a cluster pipeline cannot send a
 # keyless command such as TIME (it would not know which node), and a MULTI/EXEC one must stay on
 # the slot of its keys. The reply is [seconds, microseconds], as TIME's.
