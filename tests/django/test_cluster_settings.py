@@ -1,0 +1,146 @@
+"""A Redis Cluster from Django settings: ``FAIRQUE["redis"]`` with ``cluster``/``startup_nodes`` or a
+``redis+cluster://`` URL gives the process a RedisCluster client, ``runfairworker`` serves it, and
+``check --deploy`` verifies the cluster's health and every master's ``maxmemory-policy``."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+import redis
+from django.core.checks import CheckMessage, run_checks
+from django.test import override_settings
+from redis.cluster import RedisCluster
+
+from fairque_django import TaskQueue, get_redis_client
+from fairque_django.checks import check_config, check_redis_deploy, check_redis_ping
+from fairque_django.conf import get_queue
+from fairque_django.core.connection import reset_clients
+from tests.reliability import tasks as rel_tasks
+from tests.reliability.relconfig import core_config, user
+from tests.support.cluster import Cluster, start_cluster
+from tests.support.processes import Workers
+from tests.support.wait import eventually
+
+
+@pytest.fixture(scope="module")
+def redis_cluster() -> Iterator[Cluster]:
+    started = start_cluster(masters=3)
+    try:
+        yield started
+    finally:
+        started.stop()
+
+
+@pytest.fixture(autouse=True)
+def _fresh_clients() -> Iterator[None]:
+    yield
+    reset_clients()
+
+
+def fairque(redis_section: dict[str, Any]) -> dict[str, Any]:
+    return {"redis": redis_section, "workers": [{"id": "w1", "assigned_users": ["*"]}],
+            "queue": {"stats_prefix": f"fqc{uuid.uuid4().hex[:8]}"}}
+
+
+def ids(messages: list[CheckMessage]) -> list[str]:
+    return [m.id or "" for m in messages]
+
+
+def test_startup_nodes_in_settings_give_a_cluster_client(redis_cluster: Cluster) -> None:
+    nodes = [{"host": "127.0.0.1", "port": m.port} for m in redis_cluster.masters]
+    with override_settings(FAIRQUE=fairque({"cluster": True, "startup_nodes": nodes})):
+        client = get_redis_client()
+        assert isinstance(client, RedisCluster)
+        queue = get_queue()
+        assert queue.client is client
+        assert queue.push(rel_tasks.work.create_task((1,), user_id="a"))["success"]
+        assert queue.get_stats()["tasks_pending"] == 1
+        assert check_config() == [] and check_redis_ping() == [] and check_redis_deploy() == []
+
+
+def test_a_cluster_url_in_settings_gives_a_cluster_client(redis_cluster: Cluster) -> None:
+    with override_settings(FAIRQUE=fairque({"url": redis_cluster.url()})):
+        assert isinstance(get_redis_client(), RedisCluster)
+        assert get_queue().config.redis.cluster
+
+
+@pytest.mark.parametrize(("section", "key", "words"), [
+    ({"cluster": True, "db": 2}, "redis.db", "only database 0"),
+    ({"url": "redis+cluster://127.0.0.1:7000/3"}, "redis.url", "only database 0"),
+    ({"startup_nodes": ["127.0.0.1:7000"]}, "redis.startup_nodes", "set cluster: true"),
+    ({"cluster": True, "startup_nodes": ["127.0.0.1:port"]}, "redis.startup_nodes[0]", "is not host:port"),
+    ({"cluster": True, "startup_nodes": [{"host": "h", "prot": 1}]}, "redis.startup_nodes[0]", "host and port"),
+    ({"cluster": True, "startup_nodes": "127.0.0.1:7000"}, "redis.startup_nodes", "list of"),
+    ({"cluster": True, "url": "unix:///tmp/redis.sock"}, "redis.url", "not a unix socket"),
+])
+def test_bad_cluster_settings_are_e001_naming_the_key(section: dict[str, Any], key: str, words: str) -> None:
+    with override_settings(FAIRQUE=fairque(section)):
+        messages = check_config()
+        assert ids(messages) == ["fairque_django.E001"]
+        assert key in messages[0].msg and words in messages[0].msg
+
+
+def test_deploy_check_wants_noeviction_on_every_master(redis_cluster: Cluster) -> None:
+    victim = redis_cluster.masters[1]
+    with override_settings(FAIRQUE=fairque({"url": redis_cluster.url()})), victim.client() as node:
+        node.config_set("maxmemory-policy", "allkeys-lru")
+        try:
+            messages = check_redis_deploy()
+            assert ids(messages) == ["fairque_django.E009"]
+            assert f"127.0.0.1:{victim.port}" in messages[0].msg and "allkeys-lru" in messages[0].msg
+            assert "fairque_django.E009" in ids(run_checks(include_deployment_checks=True))
+        finally:
+            node.config_set("maxmemory-policy", "noeviction")
+        assert check_redis_deploy() == []
+
+
+def test_deploy_check_reports_an_unhealthy_cluster(redis_cluster: Cluster) -> None:
+    owner = redis_cluster.masters[2]
+    with override_settings(FAIRQUE=fairque({"url": redis_cluster.url()})), owner.client() as node:
+        get_redis_client().ping()  # met the cluster while it was whole
+        node.execute_command("CLUSTER", "DELSLOTS", 16383)  # an unassigned slot: cluster_state:fail
+        try:
+            messages = eventually(check_redis_deploy, timeout=20, what="E010")
+            assert "fairque_django.E010" in ids(messages)
+            assert "16383 of 16384 slots assigned" in " ".join(m.msg for m in messages)
+        finally:
+            node.execute_command("CLUSTER", "ADDSLOTS", 16383)
+        eventually(redis_cluster.state_ok, timeout=20, what="the cluster to recover")
+        eventually(lambda: check_redis_deploy() == [], timeout=20, what="a healthy cluster again")
+
+
+def test_deploy_check_finds_a_cluster_node_used_as_a_single_redis(redis_cluster: Cluster) -> None:
+    with override_settings(FAIRQUE=fairque({"url": f"redis://127.0.0.1:{redis_cluster.masters[0].port}/0"})):
+        messages = check_redis_deploy()
+        assert ids(messages) == ["fairque_django.E011"]
+        assert "'cluster': True" in (messages[0].hint or "")
+
+
+def test_deploy_check_is_quiet_on_a_good_single_redis() -> None:
+    assert check_redis_deploy() == []  # the test Redis: noeviction, not a cluster
+
+
+def test_runfairworker_burst_serves_a_cluster_from_settings(redis_cluster: Cluster, redis_client: redis.Redis,
+                                                            redis_url: str, workers: Workers) -> None:
+    """A ``runfairworker`` subprocess whose FAIRQUE names the cluster by startup nodes serves every task."""
+    prefix = f"fqc{uuid.uuid4().hex[:8]}"
+    env = {"DJANGO_SETTINGS_MODULE": "tests.reliability.settings", "FAIRQUE_REL_PREFIX": prefix,
+           "FAIRQUE_REL_CLUSTER_NODES": ",".join(redis_cluster.startup_nodes),
+           "FAIRQUE_REL_LOG_URL": redis_url, "FAIRQUE_TEST_REDIS_URL": redis_url}
+    config = core_config(env)
+    assert config.redis.cluster
+    queue = TaskQueue(config)
+    assert isinstance(queue.client, RedisCluster)
+    redis_client.delete(rel_tasks.RUNS)
+    pushed = [rel_tasks.work.create_task((i,), user_id=user(i)) for i in range(60)]
+    queue.push_batch(pushed)
+    proc = workers.start("rel-1", "--burst", **env)
+    assert proc.wait(60) == 0, proc.log()[-3000:]
+    runs = {k.decode(): int(v) for k, v in redis_client.hgetall(rel_tasks.RUNS).items()}
+    assert sorted(runs) == sorted(t.task_id for t in pushed) and set(runs.values()) == {1}
+    stats = queue.get_stats()
+    assert stats["tasks_completed"] == 60 and stats["tasks_pending"] == 0 and stats["tasks_active"] == 0
+
