@@ -302,6 +302,14 @@ def _policy_problem(node: Any, where: str) -> CheckMessage | None:
     policy = policy.decode() if isinstance(policy, bytes) else policy
     if policy == EVICTION_SAFE:
         return None
+    if not str(policy).startswith("allkeys"):  # volatile-*: only keys with a TTL go
+        return Warning(
+            f"Redis at {where} has maxmemory-policy {policy!r}: when it is full it evicts keys that have a TTL "
+            "(results, XCom, worker heartbeats, the outbox relay's idempotency records).",
+            hint=f"Set maxmemory-policy {EVICTION_SAFE}: a lost heartbeat looks like a dead worker and a lost "
+            f"idempotency record lets a relayed task run twice; {DOCS}, section System checks.",
+            id=_ID + "W005",
+        )
     return Error(
         f"Redis at {where} has maxmemory-policy {policy!r}: when it is full it evicts keys, and with them tasks.",
         hint=f"Set maxmemory-policy {EVICTION_SAFE} on every Redis (every master of a cluster) FairQueue uses: "

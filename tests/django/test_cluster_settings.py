@@ -97,6 +97,23 @@ def test_deploy_check_wants_noeviction_on_every_master(redis_cluster: Cluster) -
         assert check_redis_deploy() == []
 
 
+def test_deploy_check_warns_of_volatile_eviction_and_of_a_policy_it_cannot_read(redis_cluster: Cluster) -> None:
+    victim = redis_cluster.masters[0]
+    with override_settings(FAIRQUE=fairque({"url": redis_cluster.url()})), victim.client() as node:
+        node.config_set("maxmemory-policy", "volatile-lru")
+        try:
+            assert ids(check_redis_deploy()) == ["fairque_django.W005"]
+        finally:
+            node.config_set("maxmemory-policy", "noeviction")
+    for master in redis_cluster.masters:  # a user that may not run CONFIG (as on managed services)
+        with master.client() as node:
+            node.execute_command("ACL", "SETUSER", "app", "on", ">pw", "~*", "&*", "+@all", "-config")
+    with override_settings(FAIRQUE=fairque({"url": f"redis+cluster://app:pw@127.0.0.1:{victim.port}/"})):
+        messages = check_redis_deploy()
+        assert ids(messages) == ["fairque_django.W004"] * 3
+        assert "pw" not in " ".join(m.msg for m in messages)
+
+
 def test_deploy_check_reports_an_unhealthy_cluster(redis_cluster: Cluster) -> None:
     owner = redis_cluster.masters[2]
     with override_settings(FAIRQUE=fairque({"url": redis_cluster.url()})), owner.client() as node:

@@ -284,7 +284,7 @@ class _Reader:
             add("alerts", {}, "hgetall", keys.alerts)
         if self.stall_scan:
             add("scan", [], "zrevrange", keys.live, 0, self.stall_scan - 1)
-        add("time", None, "execute_command", *time_command(keys.stats))
+        add("time", None, "execute_command", *time_command(self.queue.client, keys.stats))
         # a key of the wrong type (corrupt data, see pop.lua's quarantine) must not hide the rest
         g: dict[str, Any] = {"top": [], "lease_ids": [], "others": [], "alerts": None, "scan": []}
         g.update(zip(names, replies(pipe.execute(raise_on_error=False), defaults), strict=True))
