@@ -380,23 +380,32 @@ class AsyncTransport:
         self.client = client
         self.route_key = route_key
         self.policy = policy or RetryPolicy()
+        self._cluster = not isinstance(client, redis.asyncio.Redis)  # a redis.asyncio.cluster.RedisCluster
 
     async def round_trip(self, commands: Iterable[list[Any]]) -> list[Any]:
         """Send commands in one round trip; error replies are returned, not raised."""
-        pipe = self.client.pipeline(transaction=False)
-        for command in commands:
-            pipe.execute_command(*command)
-        return list(await pipe.execute(raise_on_error=False))
+        return await self._pipeline(commands, False, False)
 
     async def execute(self, commands: Sequence[list[Any]], transaction: bool = False,
                       raise_on_error: bool = True) -> list[Any]:
         """As :meth:`Transport.execute`."""
         if not commands:
             return []
-        pipe = self.client.pipeline(transaction=transaction)
-        for command in commands:
-            pipe.execute_command(*command)
-        return list(await pipe.execute(raise_on_error=raise_on_error))
+        return await self._pipeline(commands, transaction, raise_on_error)
+
+    async def _pipeline(self, commands: Iterable[list[Any]], transaction: bool, raise_on_error: bool) -> list[Any]:
+        if not self._cluster:
+            pipe = self.client.pipeline(transaction=transaction)
+            for command in commands:
+                pipe.execute_command(*command)
+            return list(await pipe.execute(raise_on_error=raise_on_error))
+        with cluster_outage_as_connection_error():  # as Transport's
+            pipe = self.client.pipeline(transaction=transaction)
+            for command in commands:
+                pipe.execute_command(*command)
+            replies = list(await pipe.execute(raise_on_error=raise_on_error))
+        outage_reply(replies)
+        return replies
 
     async def run_scripts(self, calls: Sequence[ScriptCall], before: Sequence[list[Any]] = ()) -> list[Any]:
         """As :meth:`Transport.run_scripts`."""
@@ -418,6 +427,9 @@ class AsyncTransport:
 
     async def call(self, name: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
         """As :meth:`Transport.call`."""
+        if self._cluster:
+            with cluster_outage_as_connection_error():
+                return await getattr(self.client, name)(*args, **kwargs)
         return await getattr(self.client, name)(*args, **kwargs)
 
     async def attempt(self, method: str, args: tuple[Any, ...], attempts: Attempts) -> tuple[Any, bool]:

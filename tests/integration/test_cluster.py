@@ -6,6 +6,7 @@ transport's round trips fall back to redis-py's cluster pipeline.
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import threading
 import time
@@ -14,9 +15,11 @@ from typing import Any
 
 import pytest
 import redis
+from redis.asyncio.cluster import RedisCluster as AsyncRedisCluster
 from redis.cluster import RedisCluster
 
-from fairque_django import Priority, Task, TaskQueue, Worker
+from fairque_django import AsyncTaskQueue, Priority, Task, TaskQueue, Worker
+from fairque_django.core.worker import AsyncWorker
 from fairque_django.core.config import FairQueueConfig, RedisConfig
 from fairque_django.core.connection import build_client, get_client, reset_clients
 from fairque_django.core.observe import DeadLetters, TenantView, collect_metrics, health_status
@@ -155,3 +158,23 @@ def test_the_observe_reads_on_a_cluster(cluster: RedisCluster, config: FairQueue
     assert [e.task_id for e in page.entries] == [doomed.task_id]
     healthy, body = health_status(q)
     assert body["redis"] is True and body["dlq_size"] == 1 and not healthy  # no worker is alive
+
+
+def test_an_async_worker_serves_a_cluster_from_its_config(redis_cluster: Cluster, config: FairQueueConfig,
+                                                          redis_client: Any) -> None:
+    """AsyncTaskQueue / AsyncWorker build a redis.asyncio cluster client from a cluster config."""
+    cfg = dataclasses.replace(config, redis=RedisConfig(url=redis_cluster.url()))
+
+    async def push() -> None:
+        async with AsyncTaskQueue(cfg) as q:
+            assert isinstance(q.client, AsyncRedisCluster)
+            for i in range(20):
+                await q.push(t.record(f"y{i}"), user_id="abc"[i % 3])
+
+    asyncio.run(push())
+    AsyncWorker(cfg, worker_id="w1", burst=True, install_signal_handlers=False).start()
+    done = sorted(x.decode() for x in redis_client.lrange(t.LOG, 0, -1))
+    assert done == sorted(f"{'abc'[i % 3]}|y{i}" for i in range(20))
+    stats = TaskQueue(cfg).get_stats()
+    assert stats["tasks_completed"] == 20 and stats["tasks_pending"] == 0
+    reset_clients()

@@ -232,15 +232,15 @@ REDIS: Final = Section("redis", (
     Field("url", STR, None, "redis://, rediss:// or unix:// URL (redis+cluster:// or rediss+cluster://: a Redis "
           "Cluster, the URL's host one of its nodes); wins over the fields below", optional=True, rule=_url_problem),
     Field("ssl", BOOL, False, "TLS"),
-    Field("cluster", BOOL, False, "a Redis Cluster (db must be 0): the client discovers every node from "
-          "startup_nodes, else from the url or host/port"),
-    Field("startup_nodes", NODES, (), "cluster nodes to discover the cluster from ('host:port' or {host, port}); "
-          "any one answering is enough"),
     Field("socket_timeout", FLOAT, 5.0, "seconds a call may wait for an answer", minimum=0, above=True),
     Field("socket_connect_timeout", FLOAT, 5.0, "seconds a connection attempt may take", minimum=0, above=True),
     Field("health_check_interval", FLOAT, 30.0, "seconds between connection health checks (0: off)", minimum=0),
     Field("max_connections", INT, None, "connection pool size limit (a prefetching worker keeps one per slot)",
           optional=True, minimum=1),
+    Field("cluster", BOOL, False, "a Redis Cluster (db must be 0): the client discovers every node from "
+          "startup_nodes, else from the url or host/port"),
+    Field("startup_nodes", NODES, (), "cluster nodes to discover the cluster from ('host:port' or {host, port}); "
+          "any one answering is enough"),
 ), "How to reach Redis.")
 
 WORKER: Final = Section("workers", (
