@@ -19,10 +19,10 @@ from redis.asyncio.cluster import RedisCluster as AsyncRedisCluster
 from redis.cluster import RedisCluster
 
 from fairque_django import AsyncTaskQueue, Priority, Task, TaskQueue, Worker
-from fairque_django.core.worker import AsyncWorker
 from fairque_django.core.config import FairQueueConfig, RedisConfig
 from fairque_django.core.connection import build_client, get_client, reset_clients
 from fairque_django.core.observe import DeadLetters, TenantView, collect_metrics, health_status
+from fairque_django.core.worker import AsyncWorker
 from tests.integration.test_worker import run_to_end
 from tests.support.cluster import Cluster, cluster_port, start_cluster
 from tests.testapp import tasks as t
