@@ -287,7 +287,7 @@ CLUSTER_SLOTS = 16384
 
 
 def _policy_problem(node: Any, where: str) -> CheckMessage | None:
-    """E009 when the server *node* may evict keys; W004 when it does not say (CONFIG refused)."""
+    """E009 when the server *node* may evict keys; W005 for a volatile-* policy; W006 when it does not say (CONFIG refused)."""
     import redis
 
     try:
@@ -297,7 +297,7 @@ def _policy_problem(node: Any, where: str) -> CheckMessage | None:
             f"FairQueue could not read maxmemory-policy of Redis at {where} ({exc}).",
             hint=f"Make sure it is '{EVICTION_SAFE}' (an evicting Redis silently drops tasks when it is full); "
             f"{DOCS}, section System checks.",
-            id=_ID + "W004",
+            id=_ID + "W006",
         )
     policy = policy.decode() if isinstance(policy, bytes) else policy
     if policy == EVICTION_SAFE:
@@ -327,7 +327,7 @@ def _cluster_info(reply: Any) -> dict[str, str]:
 
 
 def _cluster_problems(client: Any) -> list[CheckMessage]:
-    """E010 for each master of a cluster that is not healthy (cluster_state, slots), E009/W004 for
+    """E010 for each master of a cluster that is not healthy (cluster_state, slots), E009/W005/W006 for
     each master that may evict."""
     messages: list[CheckMessage] = []
     for node in client.get_primaries():
@@ -350,7 +350,7 @@ def _cluster_problems(client: Any) -> list[CheckMessage]:
 
 
 def check_redis_deploy(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
-    """Deploy: E009/W004 (maxmemory-policy of the Redis, of every master of a cluster), E010 (a
+    """Deploy: E009/W005/W006 (maxmemory-policy of the Redis, of every master of a cluster), E010 (a
     cluster not healthy), E011 (a cluster node used as a single Redis). Quiet when Redis does not
     answer (E008 says so)."""
     try:

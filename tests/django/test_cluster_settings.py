@@ -4,14 +4,20 @@
 
 from __future__ import annotations
 
+import io
+import json
 import uuid
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
 import redis
+from django.contrib.auth.models import Permission, User
 from django.core.checks import CheckMessage, run_checks
+from django.core.management import call_command
+from django.test import Client
 from django.test import override_settings
+from django.urls import reverse
 from redis.cluster import RedisCluster
 
 from fairque_django import TaskQueue, get_redis_client
@@ -110,7 +116,7 @@ def test_deploy_check_warns_of_volatile_eviction_and_of_a_policy_it_cannot_read(
             node.execute_command("ACL", "SETUSER", "app", "on", ">pw", "~*", "&*", "+@all", "-config")
     with override_settings(FAIRQUE=fairque({"url": f"redis+cluster://app:pw@127.0.0.1:{victim.port}/"})):
         messages = check_redis_deploy()
-        assert ids(messages) == ["fairque_django.W004"] * 3
+        assert ids(messages) == ["fairque_django.W006"] * 3
         assert "pw" not in " ".join(m.msg for m in messages)
 
 
@@ -161,3 +167,32 @@ def test_runfairworker_burst_serves_a_cluster_from_settings(redis_cluster: Clust
     stats = queue.get_stats()
     assert stats["tasks_completed"] == 60 and stats["tasks_pending"] == 0 and stats["tasks_active"] == 0
 
+
+
+@pytest.mark.django_db
+def test_the_admin_prometheus_and_commands_read_a_cluster(redis_cluster: Cluster, client: Client) -> None:
+    """The dashboard, the DLQ list, a tenant's page, the metrics endpoint, fairque_stats and
+    fairque_health, with FAIRQUE naming the cluster."""
+    setting = {**fairque({"url": redis_cluster.url()}), "METRICS_TOKEN": "t0ken"}
+    with override_settings(FAIRQUE=setting):
+        queue = get_queue()
+        for i in range(4):
+            queue.push(rel_tasks.work.create_task((i,), user_id=f"user:{i % 2}"))
+        dead = queue.pop("w1")
+        assert dead is not None and queue.fail(dead, "boom", retry=False) == "dead"
+        user: User = User.objects.create_user("v", password="pw", is_staff=True)
+        user.user_permissions.add(Permission.objects.get(codename="view_fairqueue",
+                                                         content_type__app_label="fairque_django"))
+        client.force_login(user)
+        for url in (reverse("admin:fairque_dashboard"), reverse("admin:fairque_dlq"),
+                    reverse("admin:fairque_tenant") + "?id=user:1"):
+            response = client.get(url)
+            assert response.status_code == 200, (url, response.content[:500])
+        assert dead.task_id in client.get(reverse("admin:fairque_dlq")).content.decode()
+        metrics = client.get("/fairque/metrics", HTTP_AUTHORIZATION="Bearer t0ken")
+        assert metrics.status_code == 200 and "fairque_dlq_size 1" in metrics.content.decode()
+        out = io.StringIO()
+        call_command("fairque_stats", "--json", stdout=out)
+        stats = json.loads(out.getvalue())
+        assert stats["redis"].startswith("redis+cluster://") and stats["totals"]["dlq_size"] == 1
+        assert stats["totals"]["pushed"] == 4 and stats["prefix"] == setting["queue"]["stats_prefix"]
