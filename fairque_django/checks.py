@@ -287,7 +287,8 @@ CLUSTER_SLOTS = 16384
 
 
 def _policy_problem(node: Any, where: str) -> CheckMessage | None:
-    """E009 when the server *node* may evict keys; W005 for a volatile-* policy; W006 when it does not say (CONFIG refused)."""
+    """E009 when the server *node* may evict tasks (allkeys-*), W005 keys with a TTL (volatile-*), W006
+    when it does not say (CONFIG refused)."""
     import redis
 
     try:

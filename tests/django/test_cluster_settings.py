@@ -15,8 +15,7 @@ import redis
 from django.contrib.auth.models import Permission, User
 from django.core.checks import CheckMessage, run_checks
 from django.core.management import call_command
-from django.test import Client
-from django.test import override_settings
+from django.test import Client, override_settings
 from django.urls import reverse
 from redis.cluster import RedisCluster
 
