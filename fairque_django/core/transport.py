@@ -95,7 +95,11 @@ def evalsha(script: Any, key: str, args: list[Any]) -> list[Any]:
     return ["EVALSHA", script.sha, 1, key, *args]
 
 
-_OUTAGE_OR_UNUSABLE: tuple[type[Exception], ...] = (*CLUSTER_OUTAGE, redis.exceptions.RedisClusterException)
+# ... and what a cluster client raises when no node answers, or no node serves a slot (not its
+# other RedisClusterExceptions: a command it cannot route is a bug, not an outage)
+_CLUSTER_UNREACHABLE: tuple[type[Exception], ...] = (
+    *CLUSTER_OUTAGE, redis.exceptions.SlotNotCoveredError,
+    *[e for e in [getattr(redis.exceptions, "RedisClusterUnreachableError", None)] if e is not None])  # redis 6+
 
 
 @contextmanager
@@ -105,7 +109,7 @@ def cluster_outage_as_connection_error() -> Iterator[None]:
     Redis's refused connections, and callers see a ``RedisUnavailableError`` in the end."""
     try:
         yield
-    except _OUTAGE_OR_UNUSABLE as exc:
+    except _CLUSTER_UNREACHABLE as exc:
         raise redis.ConnectionError(f"Redis Cluster: {type(exc).__name__}: {exc}") from exc
 
 
