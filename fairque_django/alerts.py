@@ -67,7 +67,8 @@ class AlertEvaluator:
 
     @property
     def queue(self) -> TaskQueue:
-        return self._queue if self._queue is not None else get_queue()
+        # (the read side merges the shards on its own branch: the home queue until then)
+        return self._queue if self._queue is not None else get_queue().home_queue
 
     def __call__(self) -> None:
         self.run()

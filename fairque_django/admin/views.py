@@ -90,7 +90,7 @@ class FairQueueViews:
         return self.url("fairque_dlq")
 
     def queue(self) -> TaskQueue:
-        return self.queue_factory()
+        return self.queue_factory().home_queue  # (the read side merges the shards on its own branch)
 
     def dead_letters(self) -> DeadLetters:
         return DeadLetters(self.queue())
