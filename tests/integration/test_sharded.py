@@ -1,0 +1,282 @@
+"""A sharded prefix (``queue.shards`` > 1) on one Redis: each tenant's keys in its shard, the queue's
+operations routed and merged across shards, and a worker serving every shard fairly and promptly.
+
+With 4 shards, crc32 puts users d and f in shard 0, b in 1, e and g in 2, a, c and h in 3.
+"""
+
+from __future__ import annotations
+
+import inspect
+import threading
+import time
+from collections import Counter
+from typing import Any
+
+import pytest
+import redis
+
+from fairque_django import Task, Worker, xcom_pull, xcom_push
+from fairque_django.core.config import FairQueueConfig
+from fairque_django.core.errors import ConfigurationError, DependencyError, SerializationError
+from fairque_django.core.queue import TaskQueue
+from fairque_django.core.results import CancelResult
+from fairque_django.core.sharded import ShardedTaskQueue, merge_stats, open_queue
+from tests.integration.test_worker import log, run_to_end
+from tests.support import eventually
+from tests.testapp import tasks as t
+
+SHARD = {"d": 0, "f": 0, "b": 1, "e": 2, "g": 2, "a": 3, "c": 3, "h": 3}
+FAST = {"poll_interval_seconds": 0.2, "heartbeat_interval_seconds": 0.2, "graceful_shutdown_timeout": 2}
+
+
+def sharded(make_config: Any, shards: int = 4, **queue: Any) -> FairQueueConfig:
+    config: FairQueueConfig = make_config(
+        workers=[{"id": "w1", "assigned_users": ["*"], "max_concurrent_tasks": 1, **FAST}], worker_id="w1",
+        shards=shards, **queue)
+    return config
+
+
+@pytest.fixture
+def q(make_config: Any) -> ShardedTaskQueue:
+    queue = open_queue(sharded(make_config), worker_id="w1")
+    assert isinstance(queue, ShardedTaskQueue)
+    return queue
+
+
+def keys(client: redis.Redis) -> list[str]:
+    return sorted(k.decode() for k in client.scan_iter(count=1000))
+
+
+def test_one_shard_is_a_plain_task_queue(make_config: Any) -> None:
+    assert type(open_queue(make_config())) is TaskQueue
+
+
+def test_the_sharded_queue_has_the_task_queue_s_operations() -> None:
+    def public(cls: type) -> dict[str, inspect.Signature]:
+        return {name: inspect.signature(member) for name, member in vars(cls).items()
+                if inspect.isfunction(member) and not name.startswith("_")}
+
+    sync, sharded_ = public(TaskQueue), public(ShardedTaskQueue)
+    assert sorted(sync) == sorted(set(sharded_) - {"queue_of"})
+    for name, signature in sync.items():
+        assert [(p.name, p.kind, p.default) for p in signature.parameters.values()] == \
+            [(p.name, p.kind, p.default) for p in sharded_[name].parameters.values()], name
+    assert not hasattr(ShardedTaskQueue, "keys")  # code reading it would read the wrong shard
+
+
+def test_the_asyncio_queue_refuses_a_sharded_prefix(make_config: Any) -> None:
+    from fairque_django import AsyncTaskQueue
+    with pytest.raises(ConfigurationError, match=r"queue\.shards"):
+        AsyncTaskQueue(sharded(make_config))
+
+
+def test_each_tenant_s_keys_live_in_its_shard(q: ShardedTaskQueue, redis_client: redis.Redis) -> None:
+    ids = {u: q.push(Task.create(user_id=u, payload={}))["task_id"] for u in "abdeh"}
+    found = keys(redis_client)
+    for user, task_id in ids.items():
+        assert f"{{fq:{SHARD[user]}}}:t:{task_id}" in found
+        assert f"{{fq:{SHARD[user]}}}:queue:user:{user}:normal" in found
+    # nothing of a tenant under the home tag: only the home wake list the pushes left a token on
+    assert [k for k in found if k.startswith("{fq}:")] == ["{fq}:wake:w1"]
+    assert {k.split("}")[0] + "}" for k in found} == {"{fq}", "{fq:0}", "{fq:1}", "{fq:2}", "{fq:3}"}
+
+
+def test_push_pop_ack_and_merged_stats(q: ShardedTaskQueue) -> None:
+    for u in "abde":
+        for i in range(3):
+            q.push(Task.create(user_id=u, payload={"i": i}))
+    got = q.pop_many(5)
+    assert len(got) == 5
+    codes, more, _ = q.complete_and_pop_many([(x, 0.01, None) for x in got], 3)
+    assert codes == [1] * 5 and len(more) == 3
+    rest: list[Task] = []
+    while batch := q.pop_many(4):
+        rest += batch
+    assert len(got) + len(more) + len(rest) == 12
+    assert q.release(more) == 3
+    stats = q.get_stats()
+    assert stats["tasks_pushed"] == 12 and stats["tasks_completed"] == 5
+    assert stats["tasks_active"] == len(rest) and stats["tasks_queued"] == 3
+    assert set(stats["users"]) == set("abde") and all(s["pushed"] == 3 for s in stats["users"].values())
+    assert sum(stats["priorities"].values()) == 12
+    assert q.pushed_tenants() == ["a", "b", "d", "e"]
+    assert q.extend(rest) == []
+    assert q.user_depth("a")["normal"] + q.user_depth("b")["normal"] + q.user_depth("d")["normal"] \
+        + q.user_depth("e")["normal"] == 3
+
+
+def test_merge_stats_sums_numbers_and_merges_users() -> None:
+    merged = merge_stats([{"tasks_pushed": 2, "users": {"a": {"pushed": 2}}, "priorities": {3: 2}, "problems": ["x"],
+                           "timestamp": 1.0},
+                          {"tasks_pushed": 5, "users": {"b": {"pushed": 5}}, "priorities": {3: 4, 6: 1},
+                           "problems": [], "timestamp": 2.0}])
+    assert merged == {"tasks_pushed": 7, "users": {"a": {"pushed": 2}, "b": {"pushed": 5}},
+                      "priorities": {3: 6, 6: 1}, "problems": ["x"], "timestamp": 2.0}
+
+
+def test_a_batch_is_all_or_nothing_across_shards(q: ShardedTaskQueue) -> None:
+    good = [Task.create(user_id=u, payload={}) for u in "dbea"]
+    bad = Task.create(user_id="h", payload={"x": object()})  # shard 3, after d, b, e's shards
+    with pytest.raises(SerializationError):
+        q.push_batch([*good, bad])
+    assert all(q.get_task_state(x.task_id) is None for x in good)
+    assert q.get_stats()["tasks_queued"] == 0
+    pushed = q.push_batch(good)
+    assert sorted(pushed["task_ids"]) == sorted(x.task_id for x in good) and pushed["success"]
+    assert q.push_batch(good, idempotent=True)["duplicates"] == [x.task_id for x in [good[0], good[1], good[2],
+                                                                                      good[3]]]
+
+
+def test_a_dependency_must_live_in_the_dependent_s_shard(q: ShardedTaskQueue) -> None:
+    first = q.push(Task.create(user_id="a", payload={}))["task_id"]
+    same = Task.create(user_id="c", payload={}, depends_on=[("a", first)])  # a and c: shard 3
+    assert q.push(same)["state"] == "waiting"
+    other = Task.create(user_id="b", payload={}, depends_on=[("a", first)])  # b: shard 1
+    with pytest.raises(DependencyError, match="shard"):
+        q.push(other)
+    with pytest.raises(DependencyError, match="shard"):
+        q.push_batch([other])
+    assert q.get_task_state(other.task_id) is None
+
+
+def test_the_dlq_pages_across_shards_by_time_of_death(q: ShardedTaskQueue) -> None:
+    users = "dbeahfgc"
+    for u in users:
+        q.push(Task.create(user_id=u, payload={}))
+    order = []
+    while (task := q.pop()) is not None:
+        assert q.fail(task, "boom", retry=False) == "dead"
+        order.append(task.task_id)
+        time.sleep(0.003)  # distinct times of death (ms)
+    assert len(order) == len(users) and q.dlq_size() == len(users)
+    newest = list(reversed(order))
+    assert [e.task_id for e in q.get_dlq(0, 100)] == newest
+    pages = [q.get_dlq(offset, 3) for offset in (0, 3, 6)]
+    assert [e.task_id for page in pages for e in page] == newest
+    assert [e.task_id for e in q.get_dlq(2, 3, newest_first=False)] == order[2:5]
+    assert q.get_dead(order[4]) is not None and q.get_dead("nope") is None
+    assert sorted(q.requeue_dead([order[0], order[1]])) == sorted(order[:2])
+    assert q.dlq_size() == len(users) - 2
+    assert q.delete_dead([order[2]]) == [order[2]]
+    assert q.purge_dlq() == len(users) - 3 and q.dlq_size() == 0
+    assert q.get_task_state(order[0])["st"] == "queued"  # type: ignore[index]
+
+
+def test_results_xcom_and_progress_in_the_tenant_s_shard(q: ShardedTaskQueue, redis_client: redis.Redis) -> None:
+    q.push(Task.create(user_id="b", payload={}))
+    task = q.pop()
+    assert task is not None and q.set_progress(task, 0.5, "half")
+    q.store_result(task, {"status": "SUCCESSFUL", "return_value": 7})
+    assert q.complete_code(task) == 1
+    assert q.get_result(task.task_id, user_id="b") == {"status": "SUCCESSFUL", "return_value": 7}
+    assert q.get_result(task.task_id, user_id="a") is None
+    assert q.result(task.task_id, user_id="b").return_value == 7
+    with q:
+        xcom_push("k", {"v": 1}, user_id="b")
+        assert xcom_pull("k", user_id="b") == {"v": 1}
+        assert xcom_pull("k", user_id="a") is None
+    found = keys(redis_client)
+    assert any(k.startswith("{fq:1}:result:") for k in found)
+    assert any(k.startswith("{fq:1}:") and ":xcom:" in k for k in found), found
+
+
+def test_tenant_limits_pause_and_cancel_in_the_tenant_s_shard(q: ShardedTaskQueue) -> None:
+    for u in "ab":
+        for _ in range(2):
+            q.push(Task.create(user_id=u, payload={}))
+    assert q.pause_tenant("a")["paused"] and q.is_paused("a") and not q.is_paused("b")
+    assert {x.user_id for x in q.pop_many(10)} == {"b"}
+    assert q.set_tenant_limits("a", concurrency=1)["concurrency"] == 1
+    q.resume_tenant("a")
+    assert [x.user_id for x in q.pop_many(10)] == ["a"]  # its cap: one at a time
+    assert q.get_tenant_limits("a")["leased"] == 1
+    q.clear_tenant_limits("a")
+    assert q.cancel_tenant("a") == {"cancelled": 1, "cancelling": 0}
+    late = q.push(Task.create(user_id="e", payload={}))["task_id"]
+    assert q.cancel(late) == CancelResult.CANCELLED  # found without a user: every shard is asked
+    assert q.cancel("nope") == CancelResult.NOT_FOUND
+    other = q.push(Task.create(user_id="d", payload={}))["task_id"]
+    assert q.delete(other) == [other] and q.delete_task(other) is False
+
+
+def test_delayed_tasks_and_expired_leases_of_every_shard(q: ShardedTaskQueue) -> None:
+    for u in "dbea":
+        q.push(Task.create(user_id=u, payload={}, execute_after=time.time() + 0.3))
+    task, due = q.pop_reply()
+    assert task is None and due is not None and 0 < due <= 0.3
+    assert q.next_delayed_seconds() is not None
+    time.sleep(0.35)
+    got = q.pop_many(10, lease_seconds=0.2)
+    assert sorted(x.user_id or "" for x in got) == ["a", "b", "d", "e"]  # every shard's promoted
+    time.sleep(0.3)
+    again = q.pop_many(10)
+    assert sorted(x.task_id for x in again) == sorted(x.task_id for x in got)  # every shard's recovered
+    assert all(x.attempts == 2 for x in again)
+
+
+def test_idle_wait_wakes_on_a_push_into_any_shard(q: ShardedTaskQueue) -> None:
+    assert q.wait_and_pop("w1", timeout=0.15) == (None, None)
+    for user in "dbea":  # a push into each shard wakes the waiter at once
+        pusher = threading.Timer(0.1, lambda u=user: q.push(Task.create(user_id=u, payload={})))
+        started = time.monotonic()
+        pusher.start()
+        task, _ = q.wait_and_pop("w1", timeout=3.0)
+        pusher.join()
+        assert task is not None and task.user_id == user and time.monotonic() - started < 1.0
+        q.complete(task)
+
+
+def test_a_worker_drains_a_backlog_of_every_shard(make_config: Any, redis_client: redis.Redis) -> None:
+    config = sharded(make_config)
+    q = open_queue(config)
+    for i in range(32):
+        q.push(t.record(f"x{i}"), user_id="dbeahfgc"[i % 8])
+    q.push(t.always_fails("boom"), user_id="e")
+    w = run_to_end(Worker(config, worker_id="w1", burst=True, concurrency=2, install_signal_handlers=False))
+    assert isinstance(w.queue, ShardedTaskQueue) and not w.prefetch
+    assert sorted(log(redis_client)) == sorted(f"{'dbeahfgc'[i % 8]}|x{i}" for i in range(32))
+    stats = q.get_stats()
+    assert stats["tasks_completed"] == 32 and stats["dlq_size"] == 1 and stats["tasks_active"] == 0
+
+
+def test_the_cross_shard_share_of_a_worker(make_config: Any, redis_client: redis.Redis) -> None:
+    """2 shards, tenant d alone in shard 0, a, b and c in shard 1 (crc32 mod 2): a worker's pops
+    alternate between the shards, so d gets half and a, b, c a sixth each (the documented bound:
+    a tenant's share is 1 / (shards with work x tenants with work in its shard))."""
+    config = sharded(make_config, shards=2)
+    q = open_queue(config)
+    for i in range(30):
+        for u in "dabc":
+            q.push(t.record(f"{u}{i}"), user_id=u)
+    run_to_end(Worker(config, worker_id="w1", burst=True, max_tasks=48, install_signal_handlers=False))
+    share = Counter(x.split("|")[0] for x in log(redis_client)[:48])
+    assert share["d"] == 24 and share["a"] == share["b"] == share["c"] == 8, share
+
+
+def test_an_idle_worker_serves_delayed_tasks_and_pushes_of_every_shard(make_config: Any,
+                                                                       redis_client: redis.Redis) -> None:
+    config = sharded(make_config)
+    q = open_queue(config)
+    w = Worker(config, worker_id="w1", concurrency=2, install_signal_handlers=False)
+    th = threading.Thread(target=w.start)
+    th.start()
+    try:
+        time.sleep(0.3)  # the slots are idle, waiting on the home wake list
+        for u in "dbea":
+            q.push(_delayed(f"later-{u}", 0.5), user_id=u)
+        started = time.monotonic()
+        for u in "hfgc":
+            q.push(t.record(f"now-{u}"), user_id=u)
+        eventually(lambda: len(log(redis_client)) >= 4, timeout=3, what="the pushes to run")
+        assert time.monotonic() - started < 1.5
+        eventually(lambda: len(log(redis_client)) == 8, timeout=5, what="the delayed tasks of every shard")
+    finally:
+        w.stop()
+        th.join(10)
+    assert sorted(log(redis_client)) == sorted([f"{u}|later-{u}" for u in "dbea"] + [f"{u}|now-{u}" for u in "hfgc"])
+
+
+def _delayed(tag: str, seconds: float) -> Task:
+    task = t.record(tag)
+    task.execute_after = time.time() + seconds
+    return task
