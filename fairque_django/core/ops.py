@@ -308,23 +308,25 @@ class QueueOps:
     def _wake_home(self, tasks: Iterable[Task]) -> Op[None]:
         """A push made a user join a shard's rotation (a shard of a sharded prefix): leave one token on
         the home wake list of each of the tasks' partitions, where the idle workers wait (core/sharded.py).
-        LPUSH then LTRIM: the list holds at most one token."""
+        LPUSH then LTRIM: the list holds at most one token, the shard's number (the waiter pops there first)."""
         parts = dict.fromkeys(self.proto.partition_of(t.user_id or "") for t in tasks)
         commands: list[list[Any]] = []
         for part in parts:
             key = self.keys.home_wake(part)
-            commands += [["LPUSH", key, "1"], ["LTRIM", key, 0, 0]]
+            commands += [["LPUSH", key, str(self.keys.shard or 0)], ["LTRIM", key, 0, 0]]
         yield execute(commands)
 
-    def _wait_home(self, partitions: Sequence[str], timeout: float) -> Op[bool]:
+    def _wait_home(self, partitions: Sequence[str], timeout: float) -> Op[str | None]:
         """Wait up to ``timeout`` for a token on the home wake lists of ``partitions`` (BLPOP: they
-        share the home hash tag, one slot on a cluster); whether one came."""
+        share the home hash tag, one slot on a cluster): the token (the number of the shard a push
+        woke), or None when none came."""
         keys = [self.keys.home_wake(p) for p in dict.fromkeys(partitions)]
         if not keys or timeout < PRECISE_WAIT_SECONDS:
             yield "sleep", (max(timeout, 0.0),)
-            return False
+            return None
         with redis_errors("wait_for_work"):
-            return (yield call("blpop", keys, timeout=timeout)) is not None
+            woke = yield call("blpop", keys, timeout=timeout)
+        return None if woke is None else text(woke[1])
 
     # --- pop ----------------------------------------------------------------------------
     def _steal_set_unsynced(self, plan: PopPlan) -> bool:

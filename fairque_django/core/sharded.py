@@ -37,6 +37,7 @@ import heapq
 import itertools
 import logging
 import threading
+import time
 from collections.abc import Iterable, Sequence
 from types import TracebackType
 from typing import Any, Generic, TypeAlias, TypeVar
@@ -315,17 +316,29 @@ class ShardedTaskQueue:
         """As :meth:`TaskQueue.wait_and_pop`: a pop in rotation (every shard when none is ready), then a
         wait on the home wake lists of the worker's partitions (up to ``timeout``, or until something is
         due), then, when a push woke it, one more pop. No parking: no push hands a task over."""
-        task, due = self.pop_reply(worker_id, lease_seconds=lease_seconds)
-        if task is not None:
-            return task, None
-        wait = timeout if due is None else min(timeout, max(due, 0.0))
-        if self.wait_for_work(worker_id, wait):
-            return self.pop_reply(worker_id, lease_seconds=lease_seconds)
-        return None, due
+        deadline = time.monotonic() + timeout
+        tasks, due = self._pop_from(self._rotation(), 1, worker_id, lease_seconds)
+        while not tasks:
+            left = deadline - time.monotonic()
+            wait = left if due is None else min(left, max(due, 0.0))
+            token = self._wait(worker_id, wait) if wait > 0 else None
+            if token is None:
+                return None, due
+            # the shard the push woke first (a token left by a push whose task a pop took already
+            # wakes us for nothing: wait on)
+            start = int(token) % len(self.shard_queues) if token.isdigit() else next(self._turn) % len(
+                self.shard_queues)
+            tasks, due = self._pop_from([*self.shard_queues[start:], *self.shard_queues[:start]], 1, worker_id,
+                                        lease_seconds)
+        return tasks[0], None
 
     def wait_for_work(self, worker_id: str | None = None, timeout: float = 1.0) -> bool:
         """As :meth:`TaskQueue.wait_for_work`, on the home wake lists of the worker's partitions (and of
         those it took over: orphan takeover)."""
+        return self._wait(worker_id, timeout) is not None
+
+    def _wait(self, worker_id: str | None, timeout: float) -> str | None:
+        """:meth:`wait_for_work`'s token (the number of the shard a push woke), or None."""
         home = self.home_queue
         plan = home.proto.plan(worker_id)
         if home._orphans_unchecked(plan):
@@ -512,7 +525,7 @@ class ShardedTaskQueue:
         """Leave a wake-up token on the home wake list of ``user_id``'s partition."""
         home = self.home_queue
         key = home.keys.home_wake(home.proto.partition_of(user_id))
-        home.transport.execute([["LPUSH", key, "1"], ["LTRIM", key, 0, 0]])
+        home.transport.execute([["LPUSH", key, str(self.shard_map.of(user_id))], ["LTRIM", key, 0, 0]])
 
     def is_paused(self, user_id: str) -> bool:
         """As :meth:`TaskQueue.is_paused`."""

@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 import redis
+from redis.cluster import RedisCluster
 
 from fairque_django import Task, Worker, xcom_pull, xcom_push
 from fairque_django.core.config import FairQueueConfig
@@ -21,6 +22,7 @@ from fairque_django.core.errors import ConfigurationError, DependencyError, Seri
 from fairque_django.core.queue import TaskQueue
 from fairque_django.core.results import CancelResult
 from fairque_django.core.sharded import ShardedTaskQueue, merge_stats, open_queue
+from tests.integration.test_cluster import cluster  # noqa: F401 (the three-master cluster fixture)
 from tests.integration.test_worker import log, run_to_end
 from tests.support import eventually
 from tests.testapp import tasks as t
@@ -280,3 +282,56 @@ def _delayed(tag: str, seconds: float) -> Task:
     task = t.record(tag)
     task.execute_after = time.time() + seconds
     return task
+
+
+# --- a Redis Cluster (three masters: tests/integration/test_cluster.py's fixture) -------------------
+def _spread_prefix(cluster: RedisCluster, shards: int) -> str:  # noqa: F811
+    """A fresh prefix whose shard tags land on every master (6 tags over 3 masters miss one ~1 time in 4)."""
+    primaries = cluster.get_primaries()
+    for n in range(1000):
+        prefix = f"cs{time.monotonic_ns()}{n}"
+        nodes = {cluster.nodes_manager.get_node_from_slot(cluster.keyslot("{" + f"{prefix}:{s}" + "}")).name
+                 for s in range(shards)}
+        if len(nodes) == len(primaries):
+            return prefix
+    raise AssertionError("no prefix spreads over every master")
+
+
+def cluster_config(prefix: str, shards: int) -> FairQueueConfig:
+    return FairQueueConfig.from_dict({
+        "workers": [{"id": "w1", "assigned_users": ["*"], **FAST}],
+        "queue": {"stats_prefix": prefix, "shards": shards, "retry_backoff_base_seconds": 0.01},
+    }, worker_id="w1")
+
+
+def test_a_sharded_prefix_spreads_over_a_cluster(cluster: RedisCluster, redis_client: redis.Redis) -> None:  # noqa: F811
+    prefix = _spread_prefix(cluster, 6)
+    config = cluster_config(prefix, 6)
+    q = open_queue(config, cluster)
+    assert isinstance(q, ShardedTaskQueue)
+    users = [f"t{i}" for i in range(12)]
+    for i in range(60):
+        q.push(t.record(f"x{i}"), user_id=users[i % 12])
+    q.push(t.always_fails("boom"), user_id="t3")
+    per_master = {node.name: len(redis.Redis(host=node.host, port=node.port).keys(f"{{{prefix}:*"))
+                  for node in cluster.get_primaries()}
+    assert len(per_master) == 3 and all(n > 0 for n in per_master.values()), per_master
+    assert q.wait_and_pop("w1", timeout=0.01)[0] is not None  # (and one back)
+    q.release([task for task in [q.pop()] if task is not None])
+    run_to_end(Worker(config, worker_id="w1", queue=q, burst=True, concurrency=2, install_signal_handlers=False))
+    stats = q.get_stats()
+    assert stats["tasks_completed"] + 1 >= 60 and stats["dlq_size"] == 1 and stats["tasks_active"] <= 1
+    assert [e.user_id for e in q.get_dlq()] == ["t3"]
+
+
+def test_an_idle_wait_on_a_cluster_wakes_on_a_push_into_any_shard(cluster: RedisCluster) -> None:  # noqa: F811
+    q = open_queue(cluster_config(_spread_prefix(cluster, 6), 6), cluster)
+    assert q.wait_and_pop("w1", timeout=0.15) == (None, None)  # BLPOP on the home wake list (one slot)
+    for user in ("t0", "t3", "t4", "t6"):
+        pusher = threading.Timer(0.1, lambda u=user: q.push(Task.create(user_id=u, payload={})))
+        started = time.monotonic()
+        pusher.start()
+        task, _ = q.wait_and_pop("w1", timeout=3.0)
+        pusher.join()
+        assert task is not None and task.user_id == user and time.monotonic() - started < 1.0
+        q.complete(task)
