@@ -316,17 +316,17 @@ class QueueOps:
             commands += [["LPUSH", key, str(self.keys.shard or 0)], ["LTRIM", key, 0, 0]]
         yield execute(commands)
 
-    def _wait_home(self, partitions: Sequence[str], timeout: float) -> Op[str | None]:
+    def _wait_home(self, partitions: Sequence[str], timeout: float) -> Op[tuple[str, str] | None]:
         """Wait up to ``timeout`` for a token on the home wake lists of ``partitions`` (BLPOP: they
-        share the home hash tag, one slot on a cluster): the token (the number of the shard a push
-        woke), or None when none came."""
+        share the home hash tag, one slot on a cluster): (the wake list, its token: the number of the
+        shard a push woke), or None when none came."""
         keys = [self.keys.home_wake(p) for p in dict.fromkeys(partitions)]
         if not keys or timeout < PRECISE_WAIT_SECONDS:
             yield "sleep", (max(timeout, 0.0),)
             return None
         with redis_errors("wait_for_work"):
             woke = yield call("blpop", keys, timeout=timeout)
-        return None if woke is None else text(woke[1])
+        return None if woke is None else (text(woke[0]), text(woke[1]))
 
     # --- pop ----------------------------------------------------------------------------
     def _steal_set_unsynced(self, plan: PopPlan) -> bool:

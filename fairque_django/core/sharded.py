@@ -96,6 +96,8 @@ class ShardedTaskQueue:
             queue._orphans = orphans
         self.proto = self.home_queue.proto  # checks and encodes tasks (no keys): the Django enqueue path
         self._turn = itertools.count()
+        # (when, due at) of the last pop that found every shard empty: idle slots share it (wait_and_pop)
+        self._quiet: tuple[float, float | None] | None = None
         self._context_token: Any = None
         self._lock = threading.Lock()
 
@@ -233,8 +235,15 @@ class ShardedTaskQueue:
         ``count`` came (an empty pop asks every shard once)."""
         return self._pop_from(self._rotation(), count, worker_id, lease_seconds)
 
+    def _pop_from(self, queues: Sequence[TaskQueue], count: int, worker_id: str | None, lease_seconds: float | None,
+                  ) -> tuple[list[Task], float | None]:
+        tasks, due = self._pop_each(queues, count, worker_id, lease_seconds)
+        if tasks:
+            self._quiet = None  # work again: the idle slots look for themselves
+        return tasks, due
+
     @staticmethod
-    def _pop_from(queues: Sequence[TaskQueue], count: int, worker_id: str | None, lease_seconds: float | None,
+    def _pop_each(queues: Sequence[TaskQueue], count: int, worker_id: str | None, lease_seconds: float | None,
                   ) -> tuple[list[Task], float | None]:
         tasks: list[Task] = []
         due: float | None = None
@@ -294,6 +303,8 @@ class ShardedTaskQueue:
                                         lease_seconds)
             tasks += more
             due = None if tasks else (when if due is None or when is None else min(due, when))
+        if tasks:
+            self._quiet = None
         return codes, tasks, (None if tasks else due)
 
     def flush_metrics(self) -> int:
@@ -315,30 +326,62 @@ class ShardedTaskQueue:
                      lease_seconds: float | None = None) -> tuple[Task | None, float | None]:
         """As :meth:`TaskQueue.wait_and_pop`: a pop in rotation (every shard when none is ready), then a
         wait on the home wake lists of the worker's partitions (up to ``timeout``, or until something is
-        due), then, when a push woke it, one more pop. No parking: no push hands a task over."""
-        deadline = time.monotonic() + timeout
-        tasks, due = self._pop_from(self._rotation(), 1, worker_id, lease_seconds)
+        due), then, when a push woke it, a pop from the shard it woke on. No parking: no push hands a
+        task over. The idle slots of one queue share their scans: a slot skips its first pop when
+        another found every shard empty less than ``timeout`` ago and nothing was leased since (a push
+        since then left a token; a woken slot that leases a task passes the token on, as ``pop.lua``
+        wakes the next waiter of a tenant with more work)."""
+        now = time.monotonic()
+        deadline = now + timeout
+        tasks: list[Task] = []
+        due: float | None = None
+        with self._lock:
+            quiet = self._quiet
+            skip = quiet is not None and now - quiet[0] < timeout and (quiet[1] is None or quiet[1] > now)
+            if not skip:  # this slot scans: the others arriving meanwhile wait (claimed now)
+                self._quiet = (now, None if quiet is None else quiet[1])
+        if skip:
+            assert quiet is not None
+            due = None if quiet[1] is None else quiet[1] - now
+        else:
+            tasks, due = self._pop_from(self._rotation(), 1, worker_id, lease_seconds)
+            if not tasks:
+                self._quiet = (now, None if due is None else now + due)
+            elif quiet is not None:  # idle slots may wait: more may be ready (e.g. delayed tasks promoted)
+                self._pass_token(worker_id, self.shard_map.of(tasks[0].user_id or ""))
         while not tasks:
             left = deadline - time.monotonic()
             wait = left if due is None else min(left, max(due, 0.0))
-            token = self._wait(worker_id, wait) if wait > 0 else None
-            if token is None:
+            woke = self._wait(worker_id, wait) if wait > 0 else None
+            if woke is None:
                 return None, due
+            key, token = woke
+            shards = len(self.shard_queues)
+            start = int(token) % shards if token.isdigit() else next(self._turn) % shards
             # the shard the push woke first (a token left by a push whose task a pop took already
             # wakes us for nothing: wait on)
-            start = int(token) % len(self.shard_queues) if token.isdigit() else next(self._turn) % len(
-                self.shard_queues)
             tasks, due = self._pop_from([*self.shard_queues[start:], *self.shard_queues[:start]], 1, worker_id,
                                         lease_seconds)
+            if tasks:  # more may be ready: the next idle slot looks too
+                self.home_queue.transport.execute([["LPUSH", key, token], ["LTRIM", key, 0, 0]])
         return tasks[0], None
+
+    def _pass_token(self, worker_id: str | None, shard: int) -> None:
+        """Wake the next idle slot (of any worker) of the worker's partitions, on shard ``shard``."""
+        home = self.home_queue
+        commands: list[list[Any]] = []
+        for part in home.proto.plan(worker_id).wake_partitions:
+            key = home.keys.home_wake(part)
+            commands += [["LPUSH", key, str(shard)], ["LTRIM", key, 0, 0]]
+        home.transport.execute(commands)
 
     def wait_for_work(self, worker_id: str | None = None, timeout: float = 1.0) -> bool:
         """As :meth:`TaskQueue.wait_for_work`, on the home wake lists of the worker's partitions (and of
         those it took over: orphan takeover)."""
         return self._wait(worker_id, timeout) is not None
 
-    def _wait(self, worker_id: str | None, timeout: float) -> str | None:
-        """:meth:`wait_for_work`'s token (the number of the shard a push woke), or None."""
+    def _wait(self, worker_id: str | None, timeout: float) -> tuple[str, str] | None:
+        """:meth:`wait_for_work`'s (wake list, token: the number of the shard a push woke), or None."""
         home = self.home_queue
         plan = home.proto.plan(worker_id)
         if home._orphans_unchecked(plan):
