@@ -356,3 +356,46 @@ def test_a_burst_after_idle_wakes_every_idle_slot(make_config: Any, redis_client
     finally:
         w.stop()
         th.join(10)
+
+
+PARTITIONED = [
+    {"id": "w1", "assigned_users": ["a:*"], "steal_targets": ["s:*"]},
+    {"id": "w2", "assigned_users": ["b:*", "s:*"]},
+]
+
+
+def test_stealing_and_orphan_takeover_across_shards(make_config: Any) -> None:
+    config = make_config(workers=PARTITIONED, shards=4)
+    q = open_queue(config, worker_id="w1")
+    assert isinstance(q, ShardedTaskQueue)
+    for queue in q.shard_queues:
+        queue.orphan_recheck_seconds = 0.0
+    q.home_queue.orphan_recheck_seconds = 0.0
+    stolen = [f"s:{i}" for i in range(8)]
+    owned = [f"b:{i}" for i in range(8)]
+    assert len({q.shard_map.of(u) for u in stolen}) > 1 and len({q.shard_map.of(u) for u in owned}) > 1
+    q.push_batch([Task.create(user_id=u, payload={}) for u in stolen + owned])
+    beat = q.home_queue.keys.beat
+    q.client.set(beat("w1"), "1", px=60_000)
+    q.client.set(beat("w2"), "1", px=60_000)
+    got = q.pop_many(32, "w1")
+    assert sorted(x.user_id or "" for x in got) == sorted(stolen)  # stolen from every shard, b:* left to w2
+    q.complete_and_pop_many([(x, None, None) for x in got], 0)
+    q.client.delete(beat("w2"))  # w2 silent: w1 takes over its partition in every shard
+    got = q.pop_many(32, "w1")
+    assert sorted(x.user_id or "" for x in got) == sorted(owned)
+    assert q.get_stats()["tasks_orphan_served"] == 8
+
+
+def test_a_rate_limit_holds_its_tenant_in_its_shard(q: ShardedTaskQueue) -> None:
+    q.set_tenant_limits("b", rate="2/s")
+    for _ in range(3):
+        q.push(Task.create(user_id="b", payload={}))
+    q.push(Task.create(user_id="e", payload={}))
+    first = q.pop_many(10)
+    assert sorted(x.user_id or "" for x in first) == ["b", "e"]  # b's one token, e unlimited
+    task, due = q.pop_reply()
+    assert task is None and due is not None and 0 < due <= 0.5
+    assert q.get_tenant_limits("b")["held"] == "rate"
+    time.sleep(due + 0.05)
+    assert [x.user_id for x in q.pop_many(10)] == ["b"]
