@@ -10,7 +10,9 @@ counts this process only):
 - *wake-up latency*: a slot waiting in ``wait_and_pop`` (timeout 5 s) and a push from another thread
   into each shard in turn; the time from the push's start to the waiter's return (median and max
   over the pushes). With shards = 1 the waiter parks in the partition and the push hands it the
-  task; with shards > 1 it waits on the home wake list and pops after the push's wake-up.
+  task; with shards > 1 it waits on the home wake list and pops after the push's wake-up;
+- *busy cost*: a burst worker (4 slots) draining no-op tasks of 40 tenants: the round trips and
+  script calls per task and the tasks per second (one process on one core: a client-side figure).
 
 The exit code is 0 whatever the results: benchmarks report, they do not assert.
 """
@@ -27,6 +29,7 @@ import redis
 
 from example_project.embedded_redis import start_server
 from fairque_django.core.config import FairQueueConfig
+from fairque_django.core.handler import TaskHandler
 from fairque_django.core.models import Task
 from fairque_django.core.sharded import open_queue
 from fairque_django.core.shards import ShardMap
@@ -83,6 +86,31 @@ def count_round_trips() -> None:
     cls.send_packed_command = counted  # type: ignore[method-assign]
 
 
+class Noop(TaskHandler):
+    def _process_task(self, task: Task) -> bool:
+        return True
+
+
+def busy_cost(url: str, shards: int, tasks: int) -> dict[str, float]:
+    """A burst worker (4 slots) draining ``tasks`` no-op tasks of 40 tenants: round trips and script
+    calls per task, tasks per second."""
+    raw = redis.Redis.from_url(url)
+    raw.flushdb()
+    cfg = config(url, shards)
+    q = open_queue(cfg)
+    for lo in range(0, tasks, 1000):
+        q.push_batch([Task.create(user_id=f"t{i % 40}", payload={}) for i in range(lo, min(tasks, lo + 1000))])
+    count_round_trips()
+    raw.config_resetstat()
+    before = SENT["n"]
+    started = perf()
+    Worker(cfg, Noop(), worker_id="w1", burst=True, install_signal_handlers=False).start()
+    took = perf() - started
+    trips = SENT["n"] - before
+    evalsha = int(raw.info("commandstats").get("cmdstat_evalsha", {}).get("calls", 0))
+    return {"trips/task": trips / tasks, "scripts/task": evalsha / tasks, "tasks/s": tasks / took}
+
+
 def wake_latency(url: str, shards: int, pushes: int) -> dict[str, float]:
     raw = redis.Redis.from_url(url)
     raw.flushdb()
@@ -120,16 +148,20 @@ def main() -> None:
     args = parser.parse_args()
     idle = 3.0 if args.quick else args.idle
     pushes = 12 if args.quick else 48
+    tasks = 2000 if args.quick else 10_000
     proc, port, _ = start_server()
     try:
         url = f"redis://127.0.0.1:{port}/0"
         print(f"{'shards':>6} | {'idle round trips/s':>18} | {'scripts/s':>9} | {'BLPOPs/s':>8} | "
-              f"{'wake median ms':>14} | {'wake max ms':>11}")
+              f"{'wake median ms':>14} | {'wake max ms':>11} | {'busy trips/task':>15} | {'scripts/task':>12} | "
+              f"{'tasks/s':>7}")
         for shards in (1, 4, 12):
             cost = idle_cost(url, shards, idle)
             wake = wake_latency(url, shards, pushes)
+            busy = busy_cost(url, shards, tasks)
             print(f"{shards:>6} | {cost['round trips/s']:>18.1f} | {cost['scripts/s']:>9.1f} | "
-                  f"{cost['blpop/s']:>8.1f} | {wake['median ms']:>14.2f} | {wake['max ms']:>11.2f}", flush=True)
+                  f"{cost['blpop/s']:>8.1f} | {wake['median ms']:>14.2f} | {wake['max ms']:>11.2f} | "
+                  f"{busy['trips/task']:>15.2f} | {busy['scripts/task']:>12.2f} | {busy['tasks/s']:>7.0f}", flush=True)
     finally:
         proc.terminate()
         proc.wait(5)
