@@ -63,6 +63,9 @@ __all__ = ["AnyQueue", "ShardedTaskQueue", "open_queue"]
 
 logger = logging.getLogger("fairque_django.queue")
 
+# How often a sharded queue reads how many tenants with ready work each shard has (its pops' weights).
+SHARE_REFRESH_SECONDS = 0.5
+
 T = TypeVar("T")
 
 
@@ -96,6 +99,8 @@ class ShardedTaskQueue:
             queue._orphans = orphans
         self.proto = self.home_queue.proto  # checks and encodes tasks (no keys): the Django enqueue path
         self._turn = itertools.count()
+        self._credit = [0] * len(self.shard_queues)  # the weighted rotation's (see _rotation)
+        self._shares: dict[str | None, tuple[float, list[int] | None]] = {}  # worker id -> (read at, weights)
         # (when, due at) of the last pop that found every shard empty: idle slots share it (wait_and_pop)
         self._quiet: tuple[float, float | None] | None = None
         self._context_token: Any = None
@@ -115,10 +120,44 @@ class ShardedTaskQueue:
             groups.setdefault(self.shard_map.of(task.user_id or ""), []).append(task)
         return groups
 
-    def _rotation(self) -> list[TaskQueue]:
-        """The shards in the order this pop asks them: from the next start shard on."""
-        start = next(self._turn) % len(self.shard_queues)
+    def _rotation(self, worker_id: str | None = None) -> list[TaskQueue]:
+        """The shards in the order this pop asks them: from the next start shard on. The start shards
+        follow a smooth weighted round robin, each shard weighted by its tenants with ready work in the
+        worker's partition (at least 1: an idle shard's timers still run), read every
+        ``SHARE_REFRESH_SECONDS``: a backlogged tenant gets about the same share whichever shard it is
+        in. Without those counts (no worker partition, or a failed read): plain rotation."""
+        n = len(self.shard_queues)
+        weights = self._weights(worker_id)
+        with self._lock:
+            if weights is None:
+                start = next(self._turn) % n
+            else:
+                credit = self._credit
+                for i, weight in enumerate(weights):
+                    credit[i] += weight
+                start = max(range(n), key=credit.__getitem__)
+                credit[start] -= sum(weights)
         return [*self.shard_queues[start:], *self.shard_queues[:start]]
+
+    def _weights(self, worker_id: str | None) -> list[int] | None:
+        """Each shard's tenants with ready work in the worker's partition (at least 1), refreshed every
+        ``SHARE_REFRESH_SECONDS`` (one pipeline of ZCARDs); None: not known."""
+        now = time.monotonic()
+        cached = self._shares.get(worker_id)
+        if cached is not None and now - cached[0] < SHARE_REFRESH_SECONDS:
+            return cached[1]
+        part = self.home_queue.proto.plan(worker_id).own_partition
+        weights: list[int] | None = None
+        if part:
+            try:
+                pipe = self.client.pipeline(transaction=False)
+                for queue in self.shard_queues:
+                    pipe.zcard(queue.keys.ready(part))
+                weights = [max(1, int(n)) for n in pipe.execute()]
+            except redis.RedisError as exc:  # plain rotation until the next read
+                logger.debug("fairque: could not read the shards' ready tenants (%s)", exc)
+        self._shares[worker_id] = (now, weights)
+        return weights
 
     @property
     def metrics_buffer(self) -> MetricsBuffer | None:
@@ -162,8 +201,8 @@ class ShardedTaskQueue:
 
     def push(self, task: Task, user_id: str | None = None, *, encoded: list[Any] | None = None) -> dict[str, Any]:
         """As :meth:`TaskQueue.push`, into the shard of the task's user."""
-        if encoded is None:
-            self.proto.check(task, user_id)  # the user it takes (the current tenant's, if none)
+        if encoded is None:  # checked and encoded once (the user it takes: the current tenant's, if none)
+            task, encoded = self.proto.prepare(task, user_id)
         self._check_deps(task, None)
         return self._of_task(task).push(task, encoded=encoded)
 
@@ -233,7 +272,7 @@ class ShardedTaskQueue:
                        ) -> tuple[list[Task], float | None]:
         """As :meth:`TaskQueue.pop_many_reply`: the start shard first, then the next ones while fewer than
         ``count`` came (an empty pop asks every shard once)."""
-        return self._pop_from(self._rotation(), count, worker_id, lease_seconds)
+        return self._pop_from(self._rotation(worker_id), count, worker_id, lease_seconds)
 
     def _pop_from(self, queues: Sequence[TaskQueue], count: int, worker_id: str | None, lease_seconds: float | None,
                   ) -> tuple[list[Task], float | None]:
@@ -260,7 +299,7 @@ class ShardedTaskQueue:
                  park_ms: int = 0, unpark: str | None = None) -> PopStep:
         """As :meth:`TaskQueue.pop_step`, in the next start shard of the rotation. A sharded prefix does
         not park (``park_ms`` and ``unpark`` are ignored: no push hands a task over)."""
-        return self._rotation()[0].pop_step(worker_id, count=count, lease_seconds=lease_seconds)
+        return self._rotation(worker_id)[0].pop_step(worker_id, count=count, lease_seconds=lease_seconds)
 
     def take_handed(self, token: str, worker_id: str | None = None) -> PopStep:
         """As :meth:`TaskQueue.take_handed`: never anything (a sharded prefix does not park)."""
@@ -280,7 +319,7 @@ class ShardedTaskQueue:
         """As :meth:`TaskQueue.complete_and_pop_many`: the acks of each shard go in one round trip to it
         (with the pop, for the start shard of the rotation); then the next shards while fewer than
         ``count`` came. One round trip when the tasks acknowledged live in the start shard."""
-        rotation = self._rotation() if count > 0 else list(self.shard_queues)
+        rotation = self._rotation(worker_id) if count > 0 else list(self.shard_queues)
         first = rotation[0]
         groups: dict[int, list[int]] = {}
         for i, (task, _, _) in enumerate(done):
@@ -344,7 +383,7 @@ class ShardedTaskQueue:
             assert quiet is not None
             due = None if quiet[1] is None else quiet[1] - now
         else:
-            tasks, due = self._pop_from(self._rotation(), 1, worker_id, lease_seconds)
+            tasks, due = self._pop_from(self._rotation(worker_id), 1, worker_id, lease_seconds)
             if not tasks:
                 self._quiet = (now, None if due is None else now + due)
             elif quiet is not None:  # idle slots may wait: more may be ready (e.g. delayed tasks promoted)

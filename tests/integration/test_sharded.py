@@ -242,9 +242,9 @@ def test_a_worker_drains_a_backlog_of_every_shard(make_config: Any, redis_client
 
 
 def test_the_cross_shard_share_of_a_worker(make_config: Any, redis_client: redis.Redis) -> None:
-    """2 shards, tenant d alone in shard 0, a, b and c in shard 1 (crc32 mod 2): a worker's pops
-    alternate between the shards, so d gets half and a, b, c a sixth each (the documented bound:
-    a tenant's share is 1 / (shards with work x tenants with work in its shard))."""
+    """2 shards, tenant d alone in shard 0, a, b and c in shard 1 (crc32 mod 2): a worker's pops start
+    at the shards in proportion to their tenants with ready work (1 and 3), so each tenant gets a
+    quarter, as with one shard (plain rotation would give d a half and a, b, c a sixth each)."""
     config = sharded(make_config, shards=2)
     q = open_queue(config)
     for i in range(30):
@@ -252,7 +252,7 @@ def test_the_cross_shard_share_of_a_worker(make_config: Any, redis_client: redis
             q.push(t.record(f"{u}{i}"), user_id=u)
     run_to_end(Worker(config, worker_id="w1", burst=True, max_tasks=48, install_signal_handlers=False))
     share = Counter(x.split("|")[0] for x in log(redis_client)[:48])
-    assert share["d"] == 24 and share["a"] == share["b"] == share["c"] == 8, share
+    assert all(11 <= share[u] <= 13 for u in "dabc"), share
 
 
 def test_an_idle_worker_serves_delayed_tasks_and_pushes_of_every_shard(make_config: Any,
