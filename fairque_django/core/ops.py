@@ -308,12 +308,13 @@ class QueueOps:
     def _wake_home(self, tasks: Iterable[Task]) -> Op[None]:
         """A push made a user join a shard's rotation (a shard of a sharded prefix): leave one token on
         the home wake list of each of the tasks' partitions, where the idle workers wait (core/sharded.py).
-        LPUSH then LTRIM: the list holds at most one token, the shard's number (the waiter pops there first)."""
+        LPUSH then LTRIM: the list holds at most one token, ``s<shard number>`` (the waiter pops there first;
+        shard 0's own wake-ups, ``1``, share the list: shard 0's tag is the home tag)."""
         parts = dict.fromkeys(self.proto.partition_of(t.user_id or "") for t in tasks)
         commands: list[list[Any]] = []
         for part in parts:
             key = self.keys.home_wake(part)
-            commands += [["LPUSH", key, str(self.keys.shard or 0)], ["LTRIM", key, 0, 0]]
+            commands += [["LPUSH", key, f"s{self.keys.shard or 0}"], ["LTRIM", key, 0, 0]]
         yield execute(commands)
 
     def _wait_home(self, partitions: Sequence[str], timeout: float) -> Op[tuple[str, str] | None]:

@@ -111,13 +111,24 @@ class ShardedTaskQueue:
         """The queue of the shard ``user_id``'s keys live in."""
         return self.shard_queues[self.shard_map.of(user_id)]
 
+    def _shard_of_task(self, task: Task) -> int:
+        """The shard of a task: the one this queue leased it from (a tenant's tasks left in its former
+        shard after ``queue.shards`` changed are acknowledged there), else its user's."""
+        shard = self.shard_map.of(task.user_id or "")
+        if task.task_id in self.shard_queues[shard]._leases:
+            return shard
+        for n, queue in enumerate(self.shard_queues):
+            if task.task_id in queue._leases:
+                return n
+        return shard
+
     def _of_task(self, task: Task) -> TaskQueue:
-        return self.queue_of(task.user_id or "")
+        return self.shard_queues[self._shard_of_task(task)]
 
     def _by_shard(self, tasks: Iterable[Task]) -> dict[int, list[Task]]:
         groups: dict[int, list[Task]] = {}
         for task in tasks:
-            groups.setdefault(self.shard_map.of(task.user_id or ""), []).append(task)
+            groups.setdefault(self._shard_of_task(task), []).append(task)
         return groups
 
     def _rotation(self, worker_id: str | None = None) -> list[TaskQueue]:
@@ -323,7 +334,7 @@ class ShardedTaskQueue:
         first = rotation[0]
         groups: dict[int, list[int]] = {}
         for i, (task, _, _) in enumerate(done):
-            groups.setdefault(self.shard_map.of(task.user_id or ""), []).append(i)
+            groups.setdefault(self._shard_of_task(task), []).append(i)
         codes = [0] * len(done)
         tasks: list[Task] = []
         due: float | None = None
@@ -396,7 +407,7 @@ class ShardedTaskQueue:
                 return None, due
             key, token = woke
             shards = len(self.shard_queues)
-            start = int(token) % shards if token.isdigit() else next(self._turn) % shards
+            start = int(token[1:]) % shards if token[:1] == "s" and token[1:].isdigit() else next(self._turn) % shards
             # the shard the push woke first (a token left by a push whose task a pop took already
             # wakes us for nothing: wait on)
             tasks, due = self._pop_from([*self.shard_queues[start:], *self.shard_queues[:start]], 1, worker_id,
@@ -411,7 +422,7 @@ class ShardedTaskQueue:
         commands: list[list[Any]] = []
         for part in home.proto.plan(worker_id).wake_partitions:
             key = home.keys.home_wake(part)
-            commands += [["LPUSH", key, str(shard)], ["LTRIM", key, 0, 0]]
+            commands += [["LPUSH", key, f"s{shard}"], ["LTRIM", key, 0, 0]]
         home.transport.execute(commands)
 
     def wait_for_work(self, worker_id: str | None = None, timeout: float = 1.0) -> bool:
@@ -607,7 +618,7 @@ class ShardedTaskQueue:
         """Leave a wake-up token on the home wake list of ``user_id``'s partition."""
         home = self.home_queue
         key = home.keys.home_wake(home.proto.partition_of(user_id))
-        home.transport.execute([["LPUSH", key, str(self.shard_map.of(user_id))], ["LTRIM", key, 0, 0]])
+        home.transport.execute([["LPUSH", key, f"s{self.shard_map.of(user_id)}"], ["LTRIM", key, 0, 0]])
 
     def is_paused(self, user_id: str) -> bool:
         """As :meth:`TaskQueue.is_paused`."""
@@ -615,12 +626,12 @@ class ShardedTaskQueue:
 
     # --- results ----------------------------------------------------------------------------
     def store_result(self, task: Task, record: dict[str, Any]) -> None:
-        """As :meth:`TaskQueue.store_result`."""
-        self._of_task(task).store_result(task, record)
+        """As :meth:`TaskQueue.store_result`, in the tenant's shard (where result reads look)."""
+        self.queue_of(task.user_id or "").store_result(task, record)
 
     def store_result_json(self, task: Task, data: str) -> None:
-        """As :meth:`TaskQueue.store_result_json`."""
-        self._of_task(task).store_result_json(task, data)
+        """As :meth:`TaskQueue.store_result_json`, in the tenant's shard."""
+        self.queue_of(task.user_id or "").store_result_json(task, data)
 
     def get_result(self, task_id: str, *, user_id: str) -> dict[str, Any] | None:
         """As :meth:`TaskQueue.get_result`."""

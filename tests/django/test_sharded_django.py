@@ -1,7 +1,6 @@
 """``FAIRQUE = {"queue": {"shards": 4}}`` from Django settings: the process queue is sharded, and
 enqueue, the Django task backend (results, the owner index), XCom and a worker built from the
-settings all use the tenant's shard. (crc32 mod 4: user:2 -> shard 0, user:4 -> 1, user:1 and
-user:3 -> 2, user:5 -> 3.)"""
+settings all use the tenant's shard (``tag``: its hash tag, by the shard map)."""
 
 from __future__ import annotations
 
@@ -19,10 +18,16 @@ from fairque_django.compat import TaskResultStatus
 from fairque_django.conf import get_config, get_queue
 from fairque_django.core.models import Task
 from fairque_django.core.sharded import ShardedTaskQueue
+from fairque_django.core.shards import ShardMap
 from fairque_django.core.worker import Worker
 from tests.testapp import django_tasks as dt
 
 SUCCESSFUL = TaskResultStatus("SUCCESSFUL")
+MAP = ShardMap("fq", 4)
+
+
+def tag(user: str) -> str:
+    return MAP.keys_of(user).base
 
 
 @pytest.fixture(autouse=True)
@@ -45,11 +50,11 @@ def test_the_process_queue_is_sharded_and_enqueue_uses_the_tenant_s_shard(redis_
     assert isinstance(queue, ShardedTaskQueue) and len(queue.shard_queues) == 4
     with tenant("user:4"):
         handle = enqueue(Task.create(payload={"x": 1}))
-    assert f"{{fq:1}}:t:{handle.id}" in keys(redis_client)
+    assert f"{tag('user:4')}:t:{handle.id}" in keys(redis_client) and tag("user:4") != "{fq}"
     with tenant("user:5"):
         xcom_push("k", [1, 2])
         assert xcom_pull("k") == [1, 2]
-    assert any(k.startswith("{fq:3}:") and ":xcom:" in k for k in keys(redis_client))
+    assert any(k.startswith(f"{tag('user:5')}:") and ":xcom:" in k for k in keys(redis_client))
 
 
 def test_a_worker_from_the_settings_runs_django_tasks_of_every_shard(redis_client: redis.Redis) -> None:
@@ -70,5 +75,6 @@ def test_a_worker_from_the_settings_runs_django_tasks_of_every_shard(redis_clien
     stats = get_queue().get_stats()
     assert stats["tasks_completed"] == 3 and set(stats["users"]) == {"user:1", "user:2", "user:3"}
     found = keys(redis_client)
-    assert any(k.startswith("{fq:0}:result:") for k in found) and any(k.startswith("{fq:2}:result:") for k in found)
+    assert len({tag(u) for u in ("user:1", "user:2", "user:3")}) == 3
+    assert all(any(k.startswith(f"{tag(u)}:result:") for k in found) for u in ("user:1", "user:2", "user:3"))
     assert any(k.startswith("{fq}:result_owner:") for k in found)

@@ -1,7 +1,7 @@
 """A sharded prefix (``queue.shards`` > 1) on one Redis: each tenant's keys in its shard, the queue's
 operations routed and merged across shards, and a worker serving every shard fairly and promptly.
 
-With 4 shards, crc32 puts users d and f in shard 0, b in 1, e and g in 2, a, c and h in 3.
+``EACH`` and ``OTHERS`` name one user per shard each (of 4, by the shard map: shard 0 is ``{fq}``).
 """
 
 from __future__ import annotations
@@ -19,15 +19,25 @@ from redis.cluster import RedisCluster
 from fairque_django import Task, Worker, xcom_pull, xcom_push
 from fairque_django.core.config import FairQueueConfig
 from fairque_django.core.errors import ConfigurationError, DependencyError, SerializationError
+from fairque_django.core.keys import Keys
 from fairque_django.core.queue import TaskQueue
 from fairque_django.core.results import CancelResult
 from fairque_django.core.sharded import ShardedTaskQueue, merge_stats, open_queue
-from tests.integration.test_cluster import cluster  # noqa: F401 (the three-master cluster fixture)
+from fairque_django.core.shards import ShardMap
+from tests.integration.test_cluster import cluster, redis_cluster  # noqa: F401 (the three-master cluster fixtures)
 from tests.integration.test_worker import log, run_to_end
 from tests.support import eventually
 from tests.testapp import tasks as t
 
-SHARD = {"d": 0, "f": 0, "b": 1, "e": 2, "g": 2, "a": 3, "c": 3, "h": 3}
+MAP = ShardMap("fq", 4)
+_POOL = [*"abcdefghijklmnopqrstuvwxyz", *(f"u{i}" for i in range(200))]
+EACH = [next(u for u in _POOL if MAP.of(u) == n) for n in range(4)]
+OTHERS = [next(u for u in _POOL if MAP.of(u) == n and u not in EACH) for n in range(4)]
+
+
+def tag(user: str) -> str:
+    """The hash tag of ``user``'s shard."""
+    return MAP.keys_of(user).base
 FAST = {"poll_interval_seconds": 0.2, "heartbeat_interval_seconds": 0.2, "graceful_shutdown_timeout": 2}
 
 
@@ -73,18 +83,19 @@ def test_the_asyncio_queue_refuses_a_sharded_prefix(make_config: Any) -> None:
 
 
 def test_each_tenant_s_keys_live_in_its_shard(q: ShardedTaskQueue, redis_client: redis.Redis) -> None:
-    ids = {u: q.push(Task.create(user_id=u, payload={}))["task_id"] for u in "abdeh"}
+    ids = {u: q.push(Task.create(user_id=u, payload={}))["task_id"] for u in EACH + OTHERS}
     found = keys(redis_client)
     for user, task_id in ids.items():
-        assert f"{{fq:{SHARD[user]}}}:t:{task_id}" in found
-        assert f"{{fq:{SHARD[user]}}}:queue:user:{user}:normal" in found
-    # nothing of a tenant under the home tag: only the home wake list the pushes left a token on
-    assert [k for k in found if k.startswith("{fq}:")] == ["{fq}:wake:w1"]
-    assert {k.split("}")[0] + "}" for k in found} == {"{fq}", "{fq:0}", "{fq:1}", "{fq:2}", "{fq:3}"}
+        assert f"{tag(user)}:t:{task_id}" in found
+        assert f"{tag(user)}:queue:user:{user}:normal" in found
+        other = {MAP.keys[n].base for n in range(4)} - {tag(user)}
+        assert not [k for k in found if k.startswith(tuple(other)) and (task_id in k or f":{user}:" in k)]
+    assert "{fq}:wake:w1" in found  # the home wake list (shard 0's tag) the pushes left a token on
+    assert {k.split("}")[0] + "}" for k in found} == {"{fq}", "{fq:1}", "{fq:2}", "{fq:3}"}
 
 
 def test_push_pop_ack_and_merged_stats(q: ShardedTaskQueue) -> None:
-    for u in "abde":
+    for u in EACH:
         for i in range(3):
             q.push(Task.create(user_id=u, payload={"i": i}))
     got = q.pop_many(5)
@@ -99,12 +110,11 @@ def test_push_pop_ack_and_merged_stats(q: ShardedTaskQueue) -> None:
     stats = q.get_stats()
     assert stats["tasks_pushed"] == 12 and stats["tasks_completed"] == 5
     assert stats["tasks_active"] == len(rest) and stats["tasks_queued"] == 3
-    assert set(stats["users"]) == set("abde") and all(s["pushed"] == 3 for s in stats["users"].values())
+    assert set(stats["users"]) == set(EACH) and all(s["pushed"] == 3 for s in stats["users"].values())
     assert sum(stats["priorities"].values()) == 12
-    assert q.pushed_tenants() == ["a", "b", "d", "e"]
+    assert q.pushed_tenants() == sorted(EACH)
     assert q.extend(rest) == []
-    assert q.user_depth("a")["normal"] + q.user_depth("b")["normal"] + q.user_depth("d")["normal"] \
-        + q.user_depth("e")["normal"] == 3
+    assert sum(q.user_depth(u)["normal"] for u in EACH) == 3
 
 
 def test_merge_stats_sums_numbers_and_merges_users() -> None:
@@ -117,8 +127,8 @@ def test_merge_stats_sums_numbers_and_merges_users() -> None:
 
 
 def test_a_batch_is_all_or_nothing_across_shards(q: ShardedTaskQueue) -> None:
-    good = [Task.create(user_id=u, payload={}) for u in "dbea"]
-    bad = Task.create(user_id="h", payload={"x": object()})  # shard 3, after d, b, e's shards
+    good = [Task.create(user_id=u, payload={}) for u in EACH]
+    bad = Task.create(user_id=OTHERS[3], payload={"x": object()})  # shard 3: its stream comes last
     with pytest.raises(SerializationError):
         q.push_batch([*good, bad])
     assert all(q.get_task_state(x.task_id) is None for x in good)
@@ -130,10 +140,11 @@ def test_a_batch_is_all_or_nothing_across_shards(q: ShardedTaskQueue) -> None:
 
 
 def test_a_dependency_must_live_in_the_dependent_s_shard(q: ShardedTaskQueue) -> None:
-    first = q.push(Task.create(user_id="a", payload={}))["task_id"]
-    same = Task.create(user_id="c", payload={}, depends_on=[("a", first)])  # a and c: shard 3
+    a, same_shard, other_shard = EACH[1], OTHERS[1], EACH[2]
+    first = q.push(Task.create(user_id=a, payload={}))["task_id"]
+    same = Task.create(user_id=same_shard, payload={}, depends_on=[(a, first)])
     assert q.push(same)["state"] == "waiting"
-    other = Task.create(user_id="b", payload={}, depends_on=[("a", first)])  # b: shard 1
+    other = Task.create(user_id=other_shard, payload={}, depends_on=[(a, first)])
     with pytest.raises(DependencyError, match="shard"):
         q.push(other)
     with pytest.raises(DependencyError, match="shard"):
@@ -142,7 +153,7 @@ def test_a_dependency_must_live_in_the_dependent_s_shard(q: ShardedTaskQueue) ->
 
 
 def test_the_dlq_pages_across_shards_by_time_of_death(q: ShardedTaskQueue) -> None:
-    users = "dbeahfgc"
+    users = EACH + OTHERS
     for u in users:
         q.push(Task.create(user_id=u, payload={}))
     order = []
@@ -165,18 +176,19 @@ def test_the_dlq_pages_across_shards_by_time_of_death(q: ShardedTaskQueue) -> No
 
 
 def test_results_xcom_and_progress_in_the_tenant_s_shard(q: ShardedTaskQueue, redis_client: redis.Redis) -> None:
-    q.push(Task.create(user_id="b", payload={}))
+    b, a = EACH[1], EACH[0]
+    q.push(Task.create(user_id=b, payload={}))
     task = q.pop()
     assert task is not None and q.set_progress(task, 0.5, "half")
     q.store_result(task, {"status": "SUCCESSFUL", "return_value": 7})
     assert q.complete_code(task) == 1
-    assert q.get_result(task.task_id, user_id="b") == {"status": "SUCCESSFUL", "return_value": 7}
-    assert q.get_result(task.task_id, user_id="a") is None
-    assert q.result(task.task_id, user_id="b").return_value == 7
+    assert q.get_result(task.task_id, user_id=b) == {"status": "SUCCESSFUL", "return_value": 7}
+    assert q.get_result(task.task_id, user_id=a) is None
+    assert q.result(task.task_id, user_id=b).return_value == 7
     with q:
-        xcom_push("k", {"v": 1}, user_id="b")
-        assert xcom_pull("k", user_id="b") == {"v": 1}
-        assert xcom_pull("k", user_id="a") is None
+        xcom_push("k", {"v": 1}, user_id=b)
+        assert xcom_pull("k", user_id=b) == {"v": 1}
+        assert xcom_pull("k", user_id=a) is None
     found = keys(redis_client)
     assert any(k.startswith("{fq:1}:result:") for k in found)
     assert any(k.startswith("{fq:1}:") and ":xcom:" in k for k in found), found
@@ -202,14 +214,14 @@ def test_tenant_limits_pause_and_cancel_in_the_tenant_s_shard(q: ShardedTaskQueu
 
 
 def test_delayed_tasks_and_expired_leases_of_every_shard(q: ShardedTaskQueue) -> None:
-    for u in "dbea":
+    for u in EACH:
         q.push(Task.create(user_id=u, payload={}, execute_after=time.time() + 0.3))
     task, due = q.pop_reply()
     assert task is None and due is not None and 0 < due <= 0.3
     assert q.next_delayed_seconds() is not None
     time.sleep(0.35)
     got = q.pop_many(10, lease_seconds=0.2)
-    assert sorted(x.user_id or "" for x in got) == ["a", "b", "d", "e"]  # every shard's promoted
+    assert sorted(x.user_id or "" for x in got) == sorted(EACH)  # every shard's promoted
     time.sleep(0.3)
     again = q.pop_many(10)
     assert sorted(x.task_id for x in again) == sorted(x.task_id for x in got)  # every shard's recovered
@@ -218,7 +230,7 @@ def test_delayed_tasks_and_expired_leases_of_every_shard(q: ShardedTaskQueue) ->
 
 def test_idle_wait_wakes_on_a_push_into_any_shard(q: ShardedTaskQueue) -> None:
     assert q.wait_and_pop("w1", timeout=0.15) == (None, None)
-    for user in "dbea":  # a push into each shard wakes the waiter at once
+    for user in EACH:  # a push into each shard wakes the waiter at once
         pusher = threading.Timer(0.1, lambda u=user: q.push(Task.create(user_id=u, payload={})))
         started = time.monotonic()
         pusher.start()
@@ -232,27 +244,29 @@ def test_a_worker_drains_a_backlog_of_every_shard(make_config: Any, redis_client
     config = sharded(make_config)
     q = open_queue(config)
     for i in range(32):
-        q.push(t.record(f"x{i}"), user_id="dbeahfgc"[i % 8])
-    q.push(t.always_fails("boom"), user_id="e")
+        q.push(t.record(f"x{i}"), user_id=(EACH + OTHERS)[i % 8])
+    q.push(t.always_fails("boom"), user_id=EACH[2])
     w = run_to_end(Worker(config, worker_id="w1", burst=True, concurrency=2, install_signal_handlers=False))
     assert isinstance(w.queue, ShardedTaskQueue) and not w.prefetch
-    assert sorted(log(redis_client)) == sorted(f"{'dbeahfgc'[i % 8]}|x{i}" for i in range(32))
+    assert sorted(log(redis_client)) == sorted(f"{(EACH + OTHERS)[i % 8]}|x{i}" for i in range(32))
     stats = q.get_stats()
     assert stats["tasks_completed"] == 32 and stats["dlq_size"] == 1 and stats["tasks_active"] == 0
 
 
 def test_the_cross_shard_share_of_a_worker(make_config: Any, redis_client: redis.Redis) -> None:
-    """2 shards, tenant d alone in shard 0, a, b and c in shard 1 (crc32 mod 2): a worker's pops start
+    """2 shards, one tenant alone in shard 1, three in shard 0: a worker's pops start
     at the shards in proportion to their tenants with ready work (1 and 3), so each tenant gets a
     quarter, as with one shard (plain rotation would give d a half and a, b, c a sixth each)."""
     config = sharded(make_config, shards=2)
+    two = ShardMap("fq", 2)
+    users = [next(u for u in _POOL if two.of(u) == 1), *[u for u in _POOL if two.of(u) == 0][:3]]
     q = open_queue(config)
     for i in range(30):
-        for u in "dabc":
+        for u in users:
             q.push(t.record(f"{u}{i}"), user_id=u)
     run_to_end(Worker(config, worker_id="w1", burst=True, max_tasks=48, install_signal_handlers=False))
     share = Counter(x.split("|")[0] for x in log(redis_client)[:48])
-    assert all(11 <= share[u] <= 13 for u in "dabc"), share
+    assert all(11 <= share[u] <= 13 for u in users), share
 
 
 def test_an_idle_worker_serves_delayed_tasks_and_pushes_of_every_shard(make_config: Any,
@@ -264,10 +278,10 @@ def test_an_idle_worker_serves_delayed_tasks_and_pushes_of_every_shard(make_conf
     th.start()
     try:
         time.sleep(0.3)  # the slots are idle, waiting on the home wake list
-        for u in "dbea":
+        for u in EACH:
             q.push(_delayed(f"later-{u}", 0.5), user_id=u)
         started = time.monotonic()
-        for u in "hfgc":
+        for u in OTHERS:
             q.push(t.record(f"now-{u}"), user_id=u)
         eventually(lambda: len(log(redis_client)) >= 4, timeout=3, what="the pushes to run")
         assert time.monotonic() - started < 1.5
@@ -275,7 +289,7 @@ def test_an_idle_worker_serves_delayed_tasks_and_pushes_of_every_shard(make_conf
     finally:
         w.stop()
         th.join(10)
-    assert sorted(log(redis_client)) == sorted([f"{u}|later-{u}" for u in "dbea"] + [f"{u}|now-{u}" for u in "hfgc"])
+    assert sorted(log(redis_client)) == sorted([f"{u}|later-{u}" for u in EACH] + [f"{u}|now-{u}" for u in OTHERS])
 
 
 def _delayed(tag: str, seconds: float) -> Task:
@@ -290,7 +304,7 @@ def _spread_prefix(cluster: RedisCluster, shards: int) -> str:  # noqa: F811
     primaries = cluster.get_primaries()
     for n in range(1000):
         prefix = f"cs{time.monotonic_ns()}{n}"
-        nodes = {cluster.nodes_manager.get_node_from_slot(cluster.keyslot("{" + f"{prefix}:{s}" + "}")).name
+        nodes = {cluster.nodes_manager.get_node_from_slot(cluster.keyslot(Keys(prefix, s).base)).name
                  for s in range(shards)}
         if len(nodes) == len(primaries):
             return prefix
@@ -313,7 +327,7 @@ def test_a_sharded_prefix_spreads_over_a_cluster(cluster: RedisCluster, redis_cl
     for i in range(60):
         q.push(t.record(f"x{i}"), user_id=users[i % 12])
     q.push(t.always_fails("boom"), user_id="t3")
-    per_master = {node.name: len(redis.Redis(host=node.host, port=node.port).keys(f"{{{prefix}:*"))
+    per_master = {node.name: len(redis.Redis(host=node.host, port=node.port).keys(f"{{{prefix}[}}:]*"))
                   for node in cluster.get_primaries()}
     assert len(per_master) == 3 and all(n > 0 for n in per_master.values()), per_master
     first, _ = q.wait_and_pop("w1", timeout=0.01)
@@ -399,3 +413,21 @@ def test_a_rate_limit_holds_its_tenant_in_its_shard(q: ShardedTaskQueue) -> None
     assert q.get_tenant_limits("b")["held"] == "rate"
     time.sleep(due + 0.05)
     assert [x.user_id for x in q.pop_many(10)] == ["b"]
+
+
+def test_a_task_left_in_its_tenant_s_former_shard_is_served_and_acknowledged_there(make_config: Any) -> None:
+    """After queue.shard_pins (or shards) changed and before fairque_shards --move: a worker pops every
+    shard, and acknowledges, fails or releases a task in the shard it leased it from."""
+    user = EACH[1]
+    before = open_queue(sharded(make_config))
+    ids = [before.push(Task.create(user_id=user, payload={}))["task_id"] for _ in range(3)]
+    after = open_queue(sharded(make_config, shard_pins={user: 2}), worker_id="w1")
+    assert isinstance(after, ShardedTaskQueue) and after.shard_map.of(user) == 2
+    got = after.pop_many(3)
+    assert sorted(x.task_id for x in got) == sorted(ids)
+    assert after.extend(got) == []
+    assert after.complete_code(got[0]) == 1
+    assert after.fail(got[1], "boom", retry=False) == "dead"
+    assert after.release([got[2]]) == 1
+    stats = after.get_stats()
+    assert stats["tasks_completed"] == 1 and stats["dlq_size"] == 1 and stats["tasks_queued"] == 1
