@@ -109,6 +109,14 @@ class Trip:
         self._sections.append((key, start, defaults))
         return len(self._sections) - 1
 
+    def one(self, queue: TaskQueue, default: Any, command: str, *args: Any, **kwargs: Any) -> int:
+        """Add a section of one command (``pipe.<command>(*args, **kwargs)``)."""
+        def fill(pipe: Any) -> list[Any]:
+            getattr(pipe, command)(*args, **kwargs)
+            return [default]
+
+        return self.add(queue, fill)
+
     def execute(self) -> list[list[Any]]:
         """The replies of each section, in the order they were added (an error reply replaced by
         its default; a connection problem is raised)."""
