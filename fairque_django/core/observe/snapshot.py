@@ -39,6 +39,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from redis.cluster import RedisCluster
+
 from ..codec import count, text
 from ..config.limits import LimitSpec, effective_limits
 from ..keys import Keys
@@ -295,11 +297,14 @@ class _Reader:
         reads: list[_Read] = [("seen", [], "zrevrange", (keys.workers, 0, WORKERS_READ - 1), {"withscores": True}),
                               ("stopped", {}, "hgetall", (keys.workers_stopped,), {})]
         worker_ids = self.config.worker_ids
-        if worker_ids:
+        if worker_ids and isinstance(self.home.client, RedisCluster):  # (a cluster pipeline refuses MGET)
+            reads += [(f"beat:{w}", None, "get", (keys.beat(w),), {}) for w in worker_ids]
+        elif worker_ids:
             reads.append(("beats", [None] * len(worker_ids), "mget", ([keys.beat(w) for w in worker_ids],), {}))
         if alerts:
             reads.append(("alerts", {}, "hgetall", (keys.alerts,), {}))
-        reads.append(("time", None, "time", (), {}))
+        if not isinstance(self.home.client, RedisCluster):  # (a cluster pipeline refuses TIME: read after)
+            reads.append(("time", None, "time", (), {}))
         return reads
 
     def _globals(self, alerts: bool) -> dict[str, Any]:
@@ -317,6 +322,9 @@ class _Reader:
             per_shard.append(sg)
         home: dict[str, Any] = {"alerts": None}
         home.update(zip((r[0] for r in home_reads), out[home_section], strict=True))
+        if isinstance(self.home.client, RedisCluster):
+            home["beats"] = [home.pop(f"beat:{w}") for w in self.config.worker_ids]
+            home["time"] = self.home.client.time()  # one more round trip, on a cluster only
         g = self._merge_globals(per_shard)
         sec, usec = home.pop("time")
         g["now_ms"] = int(sec) * 1000 + int(usec) // 1000

@@ -20,6 +20,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 
+from redis.cluster import RedisCluster
+
 from ..codec import chunks, count, text
 from ..errors import CorruptTaskError
 from ..ids import user_id_problem
@@ -143,8 +145,11 @@ class TenantView:
                 pipe.zcount(k.normal(user), low, f"({low + _SPAN}")
             pipe.zscore(k.live, user)
             pipe.hget(k.tenant_leased, user)
-            pipe.time()
-            crit, *normal, live, leased, (sec, usec) = pipe.execute()
+            cluster = isinstance(self.client, RedisCluster)
+            if not cluster:  # (a cluster pipeline refuses TIME: one more round trip there)
+                pipe.time()
+            crit, *normal, live, leased = (reply := pipe.execute())[:8]
+            sec, usec = self.client.time() if cluster else reply[8]
         limits = self.queue.get_tenant_limits(user)
         depth = dict(zip(PRIORITY_LANES, [int(crit), *(int(n) for n in normal)], strict=True))
         return TenantDetail(tenant=user, timestamp=int(sec) + int(usec) / 1e6, depth=depth,
