@@ -179,7 +179,7 @@ class FairQueueViews:
         queue = self.queue()
         metrics = dashboard_snapshot(queue, USERS_SHOWN)  # the one read of the queue's state
         ctx = self.context(request, "FairQueue dashboard", **self.dashboard_context(metrics),
-                           prefix=queue.keys.prefix)
+                           prefix=queue.config.queue.stats_prefix)
         for row in ctx["user_rows"]:
             row["url"] = self.tenant_url(row["row"].tenant)
         ctx.update(monitoring_context(queue, metrics))
@@ -302,7 +302,7 @@ class FairQueueViews:
         dead = self.dead_letters()
         entry = dead.dead_task(task_id)
         if entry is None:
-            state = dead.queue.get_task_state(task_id)
+            state = self.queue().get_task_state(task_id)
             where = f" (it is now {state.get('st', 'unknown')})" if state else ""
             messages.warning(request, f"Dead task with ID “{task_id}” doesn't exist{where}. "
                                       "Perhaps it was requeued or deleted?")
