@@ -77,7 +77,7 @@ def metrics(request: HttpRequest) -> HttpResponse:
         return HttpResponse("the metrics endpoint needs the prometheus-client package: "
                             "pip install 'fairque-django[prometheus]'\n", status=501, content_type=_TEXT)
     try:
-        queue = get_queue().home_queue  # (the read side merges the shards on its own branch)
+        queue = get_queue()
         rules = alert_rules()
         snapshot = collect_metrics(queue, get_setting("METRICS_TOP_TENANTS"), alerts=bool(rules))
         stored = AlertTracker(queue).load((r.name for r in rules), snapshot=snapshot) if rules else {}
@@ -91,7 +91,7 @@ def metrics(request: HttpRequest) -> HttpResponse:
 def health(request: HttpRequest) -> HttpResponse:
     details = authorize(request) is None  # a metrics reader (staff, bearer token) sees why
     try:
-        ok, body = health_status(get_queue().home_queue, details=details)
+        ok, body = health_status(get_queue(), details=details)
     except FairQueueError as exc:  # e.g. a configuration error
         logger.error("fairque health: %s", exc)
         ok, body = False, {"status": "unavailable", "redis": False,

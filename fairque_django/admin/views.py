@@ -31,7 +31,7 @@ from ..conf import get_queue
 from ..core.errors import FairQueueError
 from ..core.models import DLQEntry, Priority
 from ..core.observe import DeadLetters, QueueMetrics
-from ..core.queue import TaskQueue
+from ..core.sharded import AnyQueue
 from .format import format_age, when
 from .monitoring import RATE_WINDOW, dashboard_snapshot, monitoring_context
 
@@ -71,7 +71,7 @@ class FairQueueViews:
     dashboard, ``DeadLetterQueueAdmin`` for the DLQ)."""
 
     def __init__(self, dashboard_admin: ModelAdmin[Any], dlq_admin: ModelAdmin[Any] | None = None,
-                 queue_factory: Callable[[], TaskQueue] | None = None) -> None:
+                 queue_factory: Callable[[], AnyQueue] | None = None) -> None:
         self.dashboard_admin = dashboard_admin
         self.dlq_admin = dlq_admin or dashboard_admin
         self.admin_site: AdminSite = dashboard_admin.admin_site
@@ -89,8 +89,8 @@ class FairQueueViews:
     def dlq_url(self) -> str:
         return self.url("fairque_dlq")
 
-    def queue(self) -> TaskQueue:
-        return self.queue_factory().home_queue  # (the read side merges the shards on its own branch)
+    def queue(self) -> AnyQueue:
+        return self.queue_factory()
 
     def dead_letters(self) -> DeadLetters:
         return DeadLetters(self.queue())

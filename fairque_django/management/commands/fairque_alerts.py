@@ -35,8 +35,8 @@ class Command(BaseCommand):
         rules = alert_rules()  # FAIRQUE["ALERTS"] and the built-in tenant-starved rule
         try:
             if options["notify"]:
-                AlertEvaluator(get_queue().home_queue, rules, guard=False).run()
-            alerts = current_alerts(get_queue().home_queue, rules)
+                AlertEvaluator(get_queue(), rules, guard=False).run()
+            alerts = current_alerts(get_queue(), rules)
         except FairQueueError as exc:
             self.stderr.write(f"cannot evaluate the alert rules: {exc}")
             sys.exit(2)

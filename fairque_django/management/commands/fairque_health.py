@@ -29,7 +29,7 @@ class Command(BaseCommand):
         except UnknownWorkerError as exc:
             raise CommandError(str(exc)) from exc
         try:
-            snapshot = light_snapshot(get_queue().home_queue)
+            snapshot = light_snapshot(get_queue())
         except FairQueueError as exc:
             self.stderr.write(f"{worker_id}: unhealthy: {exc}")
             sys.exit(1)

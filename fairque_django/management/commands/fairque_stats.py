@@ -88,7 +88,7 @@ class Command(BaseCommand):
         if options["users"] < 0:
             raise CommandError("--users must be 0 or more")
         try:
-            data = collect(get_queue().home_queue, options["users"])
+            data = collect(get_queue(), options["users"])
         except FairQueueError as exc:
             raise CommandError(f"cannot read the queue's statistics: {exc}") from exc
         if options["json"]:

@@ -67,7 +67,7 @@ class Command(BaseCommand):
             config, handler, worker_id=worker_id, queue=get_queue(worker_id),
             concurrency=options["concurrency"], burst=options["burst"], max_tasks=options["max_tasks"],
             task_modules=get_setting("TASK_MODULES"), around_task=close_old_connections,
-            periodic=AlertEvaluator(get_queue(worker_id).home_queue), periodic_interval=get_setting("ALERT_INTERVAL"),
+            periodic=AlertEvaluator(get_queue(worker_id)), periodic_interval=get_setting("ALERT_INTERVAL"),
             schedules=schedules, to_user=to_user,
         )
         relay = options["relay"] if options["relay"] is not None else get_setting("ENQUEUE_MODE") == "outbox"
@@ -85,7 +85,7 @@ class Command(BaseCommand):
         """Say which configured workers are not running and which tenants therefore wait (log and
         stderr): starvation by configuration must not be silent."""
         try:
-            gaps = unserved_assignments(get_queue(worker_id).home_queue, also_alive=[worker_id])
+            gaps = unserved_assignments(get_queue(worker_id), also_alive=[worker_id])
         except FairQueueError as exc:  # Redis down at start: the worker reports it again itself
             logger.warning("worker %s: could not check which workers are running (%s)", worker_id, exc)
             return
