@@ -2,8 +2,9 @@
 
 Every key lives under ``{<prefix>}:`` so that all keys one script touches share a hash tag
 (one cluster slot). With ``queue.shards`` > 1 (see :mod:`.shards`) the keys of a tenant live under
-its shard's tag ``{<prefix>:<n>}`` instead (shard 0: ``{<prefix>}``), every shard holding the whole
-layout below for its tenants, and only the home keys (workers, worker, beat, samples, history, alerts, sched: the
+its shard's tag ``{<prefix>:<n>}`` or ``{<prefix>:<n>.<salt>}`` instead (shard 0: ``{<prefix>}``; the
+salt spreads the shards evenly over a cluster's slots, see :func:`shard_tags`), every shard holding
+the whole layout below for its tenants, and only the home keys (workers, worker, beat, samples, history, alerts, sched: the
 methods that use :attr:`Keys.home`) stay under ``{<prefix>}``.
 The scripts are given the prefix P (``Keys.base``) and join to it the same
 suffixes as the methods below (a test checks that every suffix a script uses is one of them):
@@ -66,6 +67,8 @@ suffixes as the methods below (a test checks that every suffix a script uses is 
 
 from __future__ import annotations
 
+import binascii
+import functools
 import re
 from dataclasses import dataclass
 
@@ -95,6 +98,40 @@ def validate_key_part(value: object, what: str, max_length: int = 200) -> str:
     return value
 
 
+CLUSTER_SLOTS = 16384
+
+
+def tag_slot(tag: str) -> int:
+    """The Redis Cluster slot of hash tag ``tag``: CRC16 (XMODEM) of its UTF-8 bytes, modulo 16384."""
+    return binascii.crc_hqx(tag.encode("utf-8", "surrogatepass"), 0) % CLUSTER_SLOTS
+
+
+@functools.lru_cache(maxsize=64)
+def shard_tags(prefix: str, shards: int) -> tuple[str, ...]:
+    """The hash tag of each of ``shards`` shards: shard 0's is ``prefix``; shard i's is ``prefix:i``, or
+    ``prefix:i.k`` with the smallest salt k >= 1 that puts it, when ``prefix:i`` does not, into the
+    i-th of ``shards`` equal slot ranges counted on from shard 0's (the middle half of the range while a
+    range is 64 slots or more). A cluster whose masters own equal runs of slots (as ``redis-cli
+    --cluster create`` splits them) so holds an even share of the shards: the same number on every
+    master when the masters divide the shards."""
+    if shards <= 1:
+        return (prefix,)
+    first = tag_slot(prefix) * shards // CLUSTER_SLOTS
+    tags = [prefix]
+    for shard in range(1, shards):
+        lane = (first + shard) % shards
+        low, high = lane * CLUSTER_SLOTS / shards, (lane + 1) * CLUSTER_SLOTS / shards
+        margin = (high - low) / 4 if high - low >= 64 else 0.0
+        salt = 0
+        while True:
+            tag = f"{prefix}:{shard}" if salt == 0 else f"{prefix}:{shard}.{salt}"
+            if low + margin <= tag_slot(tag) < high - margin:
+                break
+            salt += 1
+        tags.append(tag)
+    return tuple(tags)
+
+
 @dataclass(frozen=True, slots=True)
 class Keys:
     """Key names for one prefix (``queue.stats_prefix``) and one keyspace shard (``None``: the only one,
@@ -102,12 +139,21 @@ class Keys:
 
     prefix: str = "fq"
     shard: int | None = None
+    tag: str | None = None  # the shard's hash tag (:func:`shard_tags`); None: ``prefix:shard``
+
+    @classmethod
+    def of_shard(cls, prefix: str, shard: int | None, shards: int) -> Keys:
+        """The keys of ``shard`` of a prefix spread over ``shards`` shards (its tag: :func:`shard_tags`)."""
+        return cls(prefix, shard, shard_tags(prefix, shards)[shard] if shard else None)
 
     @property
     def base(self) -> str:
-        """The hash-tagged prefix passed to every script, e.g. ``{fq}`` (``{fq:3}``: shard 3; shard 0 is
-        ``{fq}``, so that a single-shard layout is shard 0 of any sharded one)."""
-        return "{" + self.prefix + "}" if not self.shard else "{" + f"{self.prefix}:{self.shard}" + "}"
+        """The hash-tagged prefix passed to every script, e.g. ``{fq}`` (shard 0 is ``{fq}``, so that a
+        single-shard layout is shard 0 of any sharded one; shard 3 of 12: ``{fq:3}`` or a salted
+        ``{fq:3.k}``, see :func:`shard_tags`)."""
+        if not self.shard:
+            return "{" + self.prefix + "}"
+        return "{" + (self.tag if self.tag is not None else f"{self.prefix}:{self.shard}") + "}"
 
     @property
     def home(self) -> str:

@@ -56,7 +56,7 @@ class ShardMap:
     def __init__(self, prefix: str, shards: int = 1, pins: Mapping[str, int] | None = None) -> None:
         self.count = shards
         self.home = Keys(prefix)
-        self.keys: tuple[Keys, ...] = (self.home, *(Keys(prefix, shard) for shard in range(1, shards)))
+        self.keys: tuple[Keys, ...] = (self.home, *(Keys.of_shard(prefix, shard, shards) for shard in range(1, shards)))
         exact = {user: shard for user, shard in (pins or {}).items() if not is_pattern(user)}
         patterns = tuple((glob, shard) for glob, shard in (pins or {}).items() if is_pattern(glob))
 

@@ -19,6 +19,7 @@ from django.test import override_settings
 
 from fairque_django.conf import get_config, get_queue
 from fairque_django.core.queue import TaskQueue
+from fairque_django.core.shards import ShardMap
 from fairque_django.core.worker import Worker
 from tests.support.processes import ROOT, command_env
 from tests.testapp import tasks as t
@@ -324,6 +325,6 @@ def test_shards_lists_and_moves_misplaced_tenants(redis_client: redis.Redis) -> 
         assert report["misplaced"] == [["user:1", 1, 2]]
         assert "moved user:1: 3 task(s) from shard 1 to 2" in run("fairque_shards", "--move")
         assert "no misplaced tenant" in run("fairque_shards")
-        assert redis_client.zscore("{fq:2}:live", "user:1") == 3
+        assert redis_client.zscore(f"{ShardMap('fq', 4).keys[2].base}:live", "user:1") == 3
     with pytest.raises(CommandError, match="at least 1"):
         run("fairque_shards", "--from-shards", "0")

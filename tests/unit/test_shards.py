@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import binascii
 import hashlib
+import re
 from collections import Counter
 
 import pytest
 
 from fairque_django.core.config import FairQueueConfig
 from fairque_django.core.errors import ConfigurationError
-from fairque_django.core.keys import Keys
+from fairque_django.core.keys import CLUSTER_SLOTS, Keys, shard_tags, tag_slot
 from fairque_django.core.shards import ShardMap, hashed_shard, jump_hash
 
 FIXED = [2, 0, 8, 0, 0, 4, 1, 8]
@@ -42,7 +44,8 @@ def test_the_shard_of_a_user_is_the_jump_hash_of_its_blake2b_digest() -> None:
     for user in ("org:1", "acme", "ünïcode", "x" * 200):
         key = int.from_bytes(hashlib.blake2b(user.encode(), digest_size=8).digest(), "big")
         assert shards.of(user) == jump_hash(key, 12) == hashed_shard(user, 12)
-    assert [k.base for k in shards.keys] == ["{fq}", *(f"{{fq:{n}}}" for n in range(1, 12))]
+    assert [k.base for k in shards.keys] == ["{" + tag + "}" for tag in shard_tags("fq", 12)]
+    assert all(re.fullmatch(rf"fq:{n}(\.\d+)?", tag) for n, tag in enumerate(shard_tags("fq", 12)) if n)
     assert Keys("fq", 0).base == "{fq}"  # a single shard's layout is shard 0 of any sharded one
     # fixed values: the mapping is part of the stored layout and must never change between releases
     assert [hashed_shard(f"org:{n}", 12) for n in range(8)] == FIXED
@@ -96,3 +99,34 @@ def test_shard_settings_are_checked() -> None:
         FairQueueConfig.from_dict({"queue": {"shards": 2000}})
     with pytest.raises(ConfigurationError, match="braces"):
         FairQueueConfig.from_dict({"queue": {"shards": 2, "shard_pins": {"a{b}": 1}}})
+
+
+def test_tag_slot_is_redis_cluster_keyslot() -> None:
+    # CLUSTER KEYSLOT values of a real Redis (the hash of a key is the hash of its tag)
+    assert tag_slot("fq") == binascii.crc_hqx(b"fq", 0) % 16384
+    assert tag_slot("123456789") == 0x31C3 % 16384  # CRC16/XMODEM's check value
+
+
+@pytest.mark.parametrize("shards", [2, 3, 4, 6, 12, 24, 64, 100])
+@pytest.mark.parametrize("prefix", ["fq", "app", "ct12345"])
+def test_shard_tags_spread_evenly_over_masters_that_own_equal_runs_of_slots(prefix: str, shards: int) -> None:
+    tags = shard_tags(prefix, shards)
+    assert tags[0] == prefix and len(set(tags)) == shards
+    lanes = [tag_slot(tag) * shards // CLUSTER_SLOTS for tag in tags]
+    assert sorted(lanes) == list(range(shards))  # one shard in each of the equal slot ranges
+    for masters in (2, 3, 4, 6):
+        if shards >= masters:
+            per_master = [0] * masters
+            for tag in tags:
+                per_master[tag_slot(tag) * masters // CLUSTER_SLOTS] += 1
+            # equal counts when the masters divide the shards; else a range may straddle two masters
+            assert max(per_master) - min(per_master) <= (0 if shards % masters == 0 else 2), (masters, per_master)
+
+
+def test_the_keys_of_a_sharded_queue_use_the_spread_tags() -> None:
+    from fairque_django.core.config import FairQueueConfig
+    from fairque_django.core.scripts.commands import Commands
+
+    config = FairQueueConfig.from_dict({"queue": {"shards": 12}})
+    for shard in range(12):
+        assert Commands(config, None, shard).keys.base == ShardMap("fq", 12).keys[shard].base

@@ -75,7 +75,7 @@ class Commands:
 
     def __init__(self, config: FairQueueConfig, worker_id: str | None = None, shard: int | None = None) -> None:
         self.config = config
-        self.keys = Keys(config.queue.stats_prefix, shard)
+        self.keys = Keys.of_shard(config.queue.stats_prefix, shard, config.queue.shards)
         # push.lua marks its reply when a user joined a rotation (core/sharded.py sets it on its shards)
         self.report_wakes = False
         self.worker_id = worker_id if worker_id is not None else config.worker_id
