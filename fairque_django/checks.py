@@ -22,6 +22,7 @@ from .conf import (
     get_setting,
 )
 from .core.config import FairQueueConfig, Problem
+from .core.ids import is_pattern
 from .core.observe import beat_interval
 
 __all__ = [
@@ -169,6 +170,49 @@ def check_orphan_after(app_configs: Any = None, **kwargs: Any) -> list[CheckMess
         f"heartbeat_interval_seconds; {DOCS}, section `queue`.",
         id=_ID + "W003",
     )]
+
+
+def longest_gap(schedule: Any, start: float, ticks: int = 60) -> float:
+    """The longest time between two of the schedule's next ``ticks`` ticks after ``start`` (seconds)."""
+    gap, at = 0.0, schedule.next_after(start)
+    for _ in range(ticks):
+        following = schedule.next_after(at)
+        gap, at = max(gap, float(following - at)), following
+    return gap
+
+
+def check_pattern_schedules(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
+    """W004: a schedule whose tenants include a glob pattern, rarer than ``queue.tenant_retention_seconds``:
+    the pattern only matches tenants seen within the retention window, so tenants that were quiet
+    since its last tick would be skipped."""
+    import time
+
+    from .schedules import get_schedules
+
+    try:
+        config = get_config()
+        schedules = get_schedules()
+    except Exception:  # malformed settings: reported by check_config and the schedule loader
+        return []
+    window = config.queue.tenant_retention_seconds
+    if not window:
+        return []
+    messages: list[CheckMessage] = []
+    now = time.time()
+    for schedule in schedules:
+        if not isinstance(schedule.tenants, tuple) or not any(is_pattern(t) for t in schedule.tenants):
+            continue
+        gap = longest_gap(schedule, now)
+        if gap > window:
+            messages.append(Warning(
+                f"FAIRQUE: schedule {schedule.name!r} fans out to tenant patterns but fires up to {gap:g} s "
+                f"apart, longer than queue.tenant_retention_seconds ({window:g}): a pattern matches only "
+                "tenants seen within that window, so tenants quiet since the last tick would be skipped.",
+                hint="Give the schedule its tenants by id or by a callable, or raise "
+                f"queue.tenant_retention_seconds; {DOCS}, section `queue` and docs/schedules.md.",
+                id=_ID + "W004",
+            ))
+    return messages
 
 
 def _import_problem(path: Any, *, want_class: bool) -> str | None:
@@ -323,6 +367,7 @@ def register_checks() -> None:
     register(TAG, Tags.caches)(check_cache_alias)
     register(TAG, Tags.compatibility)(check_unservable_users)
     register(TAG, Tags.compatibility)(check_orphan_after)
+    register(TAG, Tags.compatibility)(check_pattern_schedules)
     register(TAG, Tags.compatibility)(check_import_paths)
     register(TAG, deploy=True)(check_redis_ping)
     register(TAG, Tags.compatibility)(check_task_queues)

@@ -2,8 +2,8 @@
 
 Every key lives under ``{<prefix>}:`` so that all keys one script touches share a hash tag
 (one cluster slot). With ``queue.shards`` > 1 (see :mod:`.shards`) the keys of a tenant live under
-its shard's tag ``{<prefix>:<n>}`` instead, every shard holding the whole layout below for its
-tenants, and only the home keys (workers, worker, beat, samples, history, alerts, sched: the
+its shard's tag ``{<prefix>:<n>}`` instead (shard 0: ``{<prefix>}``), every shard holding the whole
+layout below for its tenants, and only the home keys (workers, worker, beat, samples, history, alerts, sched: the
 methods that use :attr:`Keys.home`) stay under ``{<prefix>}``.
 The scripts are given the prefix P (``Keys.base``) and join to it the same
 suffixes as the methods below (a test checks that every suffix a script uses is one of them):
@@ -54,6 +54,7 @@ suffixes as the methods below (a test checks that every suffix a script uses is 
   P:limitcfg                   HASH   the tenant_concurrency / tenant_limits settings as the scripts read them
                                       (d digest, def default cap, x:<id> exact specs, p patterns)
   P:tpaused                    HASH   paused user -> since when (ms)
+  P:tmoving                    HASH   user -> '1' while core/reshard.py moves it to another shard (its pause)
   P:theld                      HASH   user kept out of its rotation with work queued -> why: paused, cap, rate
   P:tlimon                     STRING '1' while a tenant is paused, held or limited (runtime or settings), '0' when
                                       none is: push/pop/ack then skip every limit lookup (includes/limits_on)
@@ -104,8 +105,9 @@ class Keys:
 
     @property
     def base(self) -> str:
-        """The hash-tagged prefix passed to every script, e.g. ``{fq}`` (``{fq:3}``: shard 3)."""
-        return "{" + self.prefix + "}" if self.shard is None else "{" + f"{self.prefix}:{self.shard}" + "}"
+        """The hash-tagged prefix passed to every script, e.g. ``{fq}`` (``{fq:3}``: shard 3; shard 0 is
+        ``{fq}``, so that a single-shard layout is shard 0 of any sharded one)."""
+        return "{" + self.prefix + "}" if not self.shard else "{" + f"{self.prefix}:{self.shard}" + "}"
 
     @property
     def home(self) -> str:
@@ -175,6 +177,11 @@ class Keys:
     def tenant_paused(self) -> str:
         """Paused user -> since when (ms)."""
         return f"{self.base}:tpaused"
+
+    @property
+    def tenant_moving(self) -> str:
+        """User -> '1' while a move to another shard pauses it (core/reshard.py)."""
+        return f"{self.base}:tmoving"
 
     @property
     def tenant_held(self) -> str:

@@ -85,10 +85,18 @@ def drive(transport: Transport, op: Op[T]) -> T:
 def resume(transport: Transport, op: Op[T], reply: Any, error: BaseException | None = None) -> T:
     """Run ``op`` on from where it waits (a fresh one: ``reply`` None): send it ``reply``, or throw
     ``error`` into it; its result."""
+    result: T = _run(transport, op, reply, error, False)[1]
+    return result
+
+
+def _run(transport: Transport, op: Op[Any], reply: Any, error: BaseException | None,
+         to_send: bool) -> tuple[bool, Any]:
+    """Run ``op`` on (as :func:`resume`): (True, its result) when it ends, or, with ``to_send``, (False,
+    the arguments of its first counted script round trip) when it yields that (not run)."""
     retried = transport.policy.call
     try:
         method, args = op.send(reply) if error is None else op.throw(error)
-        while True:
+        while not (to_send and method == "attempt" and args[0] == "run_scripts"):
             try:
                 reply = retried(getattr(transport, method), args)
             except BaseException as exc:  # the operation sees it where it yielded the request
@@ -96,8 +104,8 @@ def resume(transport: Transport, op: Op[T], reply: Any, error: BaseException | N
             else:
                 method, args = op.send(reply)
     except StopIteration as stop:
-        result: T = stop.value
-        return result
+        return True, stop.value
+    return False, args
 
 
 def send(transport: Transport, op: Op[T], via: HeldConnection | None = None) -> Sent[T]:
@@ -105,18 +113,9 @@ def send(transport: Transport, op: Op[T], via: HeldConnection | None = None) -> 
     that on ``via`` without reading its reply and return: :meth:`Sent.result` reads the reply and
     runs the operation to its end. Requests before it run as :func:`drive` runs them (and what
     they raise is raised here)."""
-    retried = transport.policy.call
-    try:
-        method, args = op.send(None)
-        while method != "attempt" or args[0] != "run_scripts":
-            try:
-                reply = retried(getattr(transport, method), args)
-            except BaseException as exc:
-                method, args = op.throw(exc)
-            else:
-                method, args = op.send(reply)
-    except StopIteration as stop:
-        return Sent(transport, op, args=None, value=stop.value)
+    ended, args = _run(transport, op, None, None, True)
+    if ended:
+        return Sent(transport, op, args=None, value=args)
     calls, before = args[1]
     args[2].n += 1  # its Attempts
     try:

@@ -2,26 +2,50 @@
 
 With ``queue.shards = 1`` (the default) every key lives under ``{prefix}``, a single Redis's layout.
 With more, a tenant's keys (its queues, task hashes, leases, DLQ entries, counters, results, XCom)
-live under ``{prefix:N}``, ``N = crc32(utf-8 of the user id) mod shards`` unless ``queue.shard_pins``
-names its shard (an exact id wins, then the first matching glob pattern). The worker registry,
-heartbeats, schedules and the admin's samples stay under ``{prefix}`` (the *home* keyspace).
+live under ``{prefix:N}``; shard 0 is ``{prefix}`` itself, so a single shard's layout is shard 0 of
+any sharded one and going from 1 to N shards leaves shard 0's tenants where they are.
+
+N is the jump consistent hash (Lamping and Veach, 2014) of the first 8 bytes (big-endian) of the
+BLAKE2b digest of the id's UTF-8 bytes, over ``shards`` buckets, unless ``queue.shard_pins`` names
+its shard (an exact id wins, then the first matching glob pattern). A consistent hash moves few
+tenants when the number of shards grows: from N to M shards only the tenants that land in the new
+shards move, about (M - N) / M of them, and none moves between two old shards.
+
+The worker registry, heartbeats, schedules and the admin's samples stay under ``{prefix}`` (the
+*home* keys, in the slot of shard 0).
 """
 
 from __future__ import annotations
 
 import functools
-import zlib
+import hashlib
 from collections.abc import Callable, Mapping
 
 from .config.topology import glob_match, is_pattern
 from .keys import Keys
 
-__all__ = ["ShardMap", "hashed_shard"]
+__all__ = ["ShardMap", "hashed_shard", "jump_hash"]
+
+
+_MASK64 = (1 << 64) - 1
+
+
+def jump_hash(key: int, buckets: int) -> int:
+    """Jump consistent hash: the bucket (0 to buckets - 1) of a 64-bit *key* (Lamping and Veach)."""
+    bucket, candidate = -1, 0
+    while candidate < buckets:
+        bucket = candidate
+        key = (key * 2862933555777941757 + 1) & _MASK64
+        candidate = int((bucket + 1) * ((1 << 31) / ((key >> 33) + 1)))
+    return bucket
 
 
 def hashed_shard(user_id: str, shards: int) -> int:
-    """The shard a stable hash of *user_id* picks: CRC-32 of its UTF-8 bytes, modulo *shards*."""
-    return zlib.crc32(user_id.encode("utf-8", "surrogatepass")) % shards if shards > 1 else 0
+    """The shard a stable hash of *user_id* picks (see the module's docstring)."""
+    if shards <= 1:
+        return 0
+    digest = hashlib.blake2b(user_id.encode("utf-8", "surrogatepass"), digest_size=8).digest()
+    return jump_hash(int.from_bytes(digest, "big"), shards)
 
 
 class ShardMap:
@@ -32,8 +56,7 @@ class ShardMap:
     def __init__(self, prefix: str, shards: int = 1, pins: Mapping[str, int] | None = None) -> None:
         self.count = shards
         self.home = Keys(prefix)
-        self.keys: tuple[Keys, ...] = (self.home,) if shards == 1 else tuple(
-            Keys(prefix, shard) for shard in range(shards))
+        self.keys: tuple[Keys, ...] = (self.home, *(Keys(prefix, shard) for shard in range(1, shards)))
         exact = {user: shard for user, shard in (pins or {}).items() if not is_pattern(user)}
         patterns = tuple((glob, shard) for glob, shard in (pins or {}).items() if is_pattern(glob))
 

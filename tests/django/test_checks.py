@@ -16,6 +16,7 @@ from fairque_django.checks import (
     check_config,
     check_import_paths,
     check_orphan_after,
+    check_pattern_schedules,
     check_redis_ping,
     check_task_queues,
     check_unservable_users,
@@ -226,6 +227,29 @@ def test_w003_orphan_after_shorter_than_two_heartbeats() -> None:
     for queue in ({"orphan_after_seconds": 4}, {"orphan_after_seconds": 3, "orphan_takeover": False}, {}):
         with override_settings(FAIRQUE=with_fairque(workers=workers, queue=queue)):
             assert check_orphan_after() == [], queue
+
+
+# --------------------------------------------------------------------------- W004
+
+
+def test_w004_a_pattern_schedule_rarer_than_the_retention_window() -> None:
+    schedules = {"weekly": {"task": "tests.testapp.tasks.record", "cron": "0 3 * * 1", "args": ["w"],
+                            "tenants": ["org:*"]},
+                 "hourly": {"task": "tests.testapp.tasks.record", "cron": "0 * * * *", "args": ["h"],
+                            "tenants": ["org:*"]},
+                 "weekly-by-id": {"task": "tests.testapp.tasks.record", "cron": "0 3 * * 1", "args": ["i"],
+                                  "tenants": ["org:1"]}}
+    with override_settings(FAIRQUE=with_fairque(SCHEDULES=schedules)):
+        messages = check_pattern_schedules()
+        assert "fairque_django.W004" in ids(fairque_messages(deploy=False))
+    assert ids(messages) == ["fairque_django.W004"]
+    gap = re.search(r"schedule 'weekly' .* fires up to (\d+) s apart", messages[0].msg)
+    assert gap is not None and abs(int(gap.group(1)) - 604800) <= 3600  # a week (one hour more or less: DST)
+    with override_settings(FAIRQUE=with_fairque(SCHEDULES=schedules, queue={"tenant_retention_seconds": 0})):
+        assert check_pattern_schedules() == []  # kept forever: every tenant ever seen matches
+    with override_settings(FAIRQUE=with_fairque(SCHEDULES=schedules,
+                                                queue={"tenant_retention_seconds": 8 * 86400})):
+        assert check_pattern_schedules() == []
 
 
 # --------------------------------------------------------------------------- E006 / E007

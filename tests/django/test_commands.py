@@ -305,3 +305,25 @@ def test_dlq_counts_use_one_vocabulary(queue: TaskQueue, max_retries: int | None
     row = dict(zip(header, re.split(r"\s{2,}", next(r for r in table if task_id in r).strip()), strict=False))
     assert (row["attempts"], row["retries"], row["failures"]) == (str(attempts), f"{retries} of {limit}",
                                                                   str(failures))
+
+
+# --- fairque_shards ------------------------------------------------------------------------------------
+
+def test_shards_lists_and_moves_misplaced_tenants(redis_client: redis.Redis) -> None:
+    fairque = settings.FAIRQUE
+    old = {**fairque, "queue": {**fairque.get("queue", {}), "shards": 4, "shard_pins": {"user:1": 1}}}
+    new = {**fairque, "queue": {**fairque.get("queue", {}), "shards": 4, "shard_pins": {"user:1": 2}}}
+    with override_settings(FAIRQUE=old):
+        TaskQueue(get_config(), shard=1).push_batch([t.record.create_task((f"x{i}",)) for i in range(3)],
+                                                    user_id="user:1")
+    with override_settings(FAIRQUE=new):
+        listed = run("fairque_shards")
+        assert "tenants with unfinished tasks per shard: 1: 1" in listed
+        assert "misplaced: user:1 has tasks in shard 1, belongs to shard 2" in listed
+        report = json.loads(run("fairque_shards", "--json"))
+        assert report["misplaced"] == [["user:1", 1, 2]]
+        assert "moved user:1: 3 task(s) from shard 1 to 2" in run("fairque_shards", "--move")
+        assert "no misplaced tenant" in run("fairque_shards")
+        assert redis_client.zscore("{fq:2}:live", "user:1") == 3
+    with pytest.raises(CommandError, match="at least 1"):
+        run("fairque_shards", "--from-shards", "0")

@@ -203,4 +203,4 @@ def test_a_fresh_health_check_of_a_hung_redis_fails_within_its_bound(rel_env: di
         print(f"\nfairque_health against a hung Redis: exit {result[0].returncode} after {took:.2f}s "
               f"(the same against a live Redis: {baseline:.2f}s)")
         assert result[0].returncode == 1 and "unhealthy" in result[0].stderr, result[0].stderr
-        assert took < 2 * timeout + 1
+        assert took < baseline + 2 * timeout + 1  # the process's own start (slow on a loaded host) + the bound

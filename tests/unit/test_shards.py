@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import zlib
+import hashlib
 from collections import Counter
 
 import pytest
@@ -10,7 +10,9 @@ import pytest
 from fairque_django.core.config import FairQueueConfig
 from fairque_django.core.errors import ConfigurationError
 from fairque_django.core.keys import Keys
-from fairque_django.core.shards import ShardMap, hashed_shard
+from fairque_django.core.shards import ShardMap, hashed_shard, jump_hash
+
+FIXED = [2, 0, 8, 0, 0, 4, 1, 8]
 
 
 def test_one_shard_keeps_the_single_redis_layout() -> None:
@@ -35,11 +37,34 @@ def test_a_tenant_s_keys_live_under_its_shard_tag_and_the_home_keys_under_the_pr
     assert keys.samples == "{fq}:admin:samples" and keys.alerts == "{fq}:alerts"
 
 
-def test_the_shard_of_a_user_is_crc32_of_its_utf8_bytes_mod_shards() -> None:
+def test_the_shard_of_a_user_is_the_jump_hash_of_its_blake2b_digest() -> None:
     shards = ShardMap("fq", 12)
     for user in ("org:1", "acme", "ünïcode", "x" * 200):
-        assert shards.of(user) == zlib.crc32(user.encode()) % 12 == hashed_shard(user, 12)
-    assert len(shards.keys) == 12 and {k.base for k in shards.keys} == {f"{{fq:{n}}}" for n in range(12)}
+        key = int.from_bytes(hashlib.blake2b(user.encode(), digest_size=8).digest(), "big")
+        assert shards.of(user) == jump_hash(key, 12) == hashed_shard(user, 12)
+    assert [k.base for k in shards.keys] == ["{fq}", *(f"{{fq:{n}}}" for n in range(1, 12))]
+    assert Keys("fq", 0).base == "{fq}"  # a single shard's layout is shard 0 of any sharded one
+    # fixed values: the mapping is part of the stored layout and must never change between releases
+    assert [hashed_shard(f"org:{n}", 12) for n in range(8)] == FIXED
+
+
+def test_jump_hash_keeps_every_key_when_buckets_are_added_unless_it_jumps_to_a_new_one() -> None:
+    # the defining property of Lamping and Veach's jump consistent hash, over many keys and sizes
+    for key in range(0, 1 << 64, (1 << 64) // 997):
+        last = 0
+        for buckets in range(1, 40):
+            now = jump_hash(key, buckets)
+            assert now == last or now == buckets - 1
+            last = now
+
+
+def test_growing_the_shards_moves_only_tenants_into_the_new_shards() -> None:
+    users = [f"org:{n}" for n in range(6000)]
+    before = {u: hashed_shard(u, 12) for u in users}
+    after = {u: hashed_shard(u, 16) for u in users}
+    moved = [u for u in users if before[u] != after[u]]
+    assert all(after[u] >= 12 for u in moved)  # nobody moves between two old shards
+    assert 0.2 < len(moved) / len(users) < 0.3  # about (16 - 12) / 16
 
 
 def test_tenants_spread_evenly_over_the_shards() -> None:

@@ -1,0 +1,177 @@
+"""Moving tenants between keyspace shards after ``queue.shards`` or ``queue.shard_pins`` changed.
+
+A script only ever touches one shard, so a move is made of steps that are each safe to repeat
+(:func:`move_tenant`): the tenant is paused in its old shard (no new lease there), its running
+tasks finish there, then each queued or delayed task is pushed to the new shard under the same id
+(a push of an id already there is a duplicate: nothing twice) and deleted from the old one; its
+runtime limits and pause go with it. A crash at any point leaves every task in one shard or in both
+under one id, and running the move again finishes it. What a move leaves in the old shard (it is
+reported): dead tasks (the DLQ reads every shard; requeue or purge them first when retiring a shard),
+tasks waiting for a dependency, and the results and XCom values already written (they expire).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import redis
+
+from .codec import text
+from .config import FairQueueConfig
+from .ops import Op, drive, run
+from .queue import TaskQueue
+from .shards import ShardMap
+
+__all__ = ["MoveReport", "holders", "misplaced", "move_tenant"]
+
+
+@dataclass
+class MoveReport:
+    """What :func:`move_tenant` did."""
+
+    user_id: str
+    source: int
+    target: int
+    moved: int = 0
+    left: dict[str, int] = field(default_factory=dict)  # what stays in the old shard: dead, waiting, leased
+
+
+def shard_map(config: FairQueueConfig) -> ShardMap:
+    q = config.queue
+    return ShardMap(q.stats_prefix, q.shards, q.shard_pins)
+
+
+def holders(config: FairQueueConfig, client: redis.Redis, shards: int | None = None) -> dict[str, list[int]]:
+    """Users with unfinished tasks -> the shards that hold them (each shard's live set; ``shards``: how
+    many to read, e.g. the former ``queue.shards`` when it shrank)."""
+    found: dict[str, list[int]] = {}
+    for shard in range(shards if shards is not None else config.queue.shards):
+        queue = TaskQueue(config, client, shard=shard)
+        for user, count in client.zscan_iter(queue.keys.live):
+            if float(count) > 0:
+                found.setdefault(text(user), []).append(shard)
+    return found
+
+
+def misplaced(config: FairQueueConfig, client: redis.Redis, shards: int | None = None) -> list[tuple[str, int, int]]:
+    """(user, a shard holding its unfinished tasks, the shard it belongs to now) for every user held
+    by a shard other than its own."""
+    mapping = shard_map(config)
+    return sorted((user, shard, mapping.of(user)) for user, held in holders(config, client, shards).items()
+                  for shard in held if shard != mapping.of(user))
+
+
+def move_tenant(config: FairQueueConfig, client: redis.Redis, user_id: str, source: int, *,
+                wait_seconds: float = 300.0, page: int = 500, poll_seconds: float = 0.2) -> MoveReport:
+    """Move ``user_id``'s queued and delayed tasks, runtime limits and pause from shard ``source`` to
+    the shard the configuration gives it (see the module's docstring). Raises TimeoutError when its
+    running tasks in the old shard outlast ``wait_seconds`` (it stays paused there: run it again)."""
+    target = shard_map(config).of(user_id)
+    report = MoveReport(user_id, source, target)
+    if source == target:
+        return report
+    src, dst = TaskQueue(config, client, shard=source), TaskQueue(config, client, shard=target)
+    state = src.get_tenant_limits(user_id)
+    was_paused = bool(state["paused"]) and not _moving(client, src, user_id)
+    if was_paused:
+        dst.pause_tenant(user_id)
+    runtime = {name: state[name] for name in ("concurrency", "rate", "burst")
+               if state.get(f"{name}_source") == "runtime"}
+    if runtime:
+        dst.set_tenant_limits(user_id, **runtime)
+    client.hset(src.keys.tenant_moving, user_id, "1")  # a repeated move knows the pause is its own
+    src.pause_tenant(user_id)
+    deadline = time.monotonic() + wait_seconds
+    while src.get_tenant_limits(user_id)["leased"] > 0:
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"tenant {user_id!r} still has running tasks in shard {source} after "
+                               f"{wait_seconds:g} s; it stays paused there: run the move again")
+        time.sleep(poll_seconds)
+    while True:
+        ids = _queued_ids(client, src, user_id, page)
+        if not ids:
+            break
+        report.moved += _move(client, src, dst, user_id, ids)
+    src.clear_tenant_limits(user_id)
+    src.resume_tenant(user_id)
+    client.hdel(src.keys.tenant_moving, user_id)
+    report.left = _left(client, src, user_id)
+    return report
+
+
+def _moving(client: redis.Redis, src: TaskQueue, user_id: str) -> bool:
+    return bool(client.hexists(src.keys.tenant_moving, user_id))
+
+
+def _queued_ids(client: redis.Redis, src: TaskQueue, user_id: str, page: int) -> list[tuple[str, int]]:
+    """Up to ``page`` (task id, due ms or 0) of the tenant's queued and delayed tasks in ``src``."""
+    keys = src.keys
+    found = [(text(i), 0) for i in client.lrange(keys.critical(user_id), 0, page - 1)]
+    found += [(text(i), 0) for i in client.zrange(keys.normal(user_id), 0, page - 1 - len(found))]
+    if len(found) < page:
+        for chunk in _chunks(client.zscan_iter(keys.delayed, count=1000), 1000):
+            users = client.pipeline(transaction=False)
+            for member, _ in chunk:
+                users.hget(keys.task(text(member)), "u")
+            for (member, score), owner in zip(chunk, users.execute(), strict=True):
+                if owner is not None and text(owner) == user_id:
+                    found.append((text(member), int(score)))
+            if len(found) >= page:
+                break
+    return found[:page]
+
+
+def _chunks(items: Iterator[Any], size: int) -> Iterator[list[Any]]:
+    chunk: list[Any] = []
+    for entry in items:
+        chunk.append(entry)
+        if len(chunk) == size:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk
+
+
+def _move(client: redis.Redis, src: TaskQueue, dst: TaskQueue, user_id: str, ids: list[tuple[str, int]]) -> int:
+    """Push each task to ``dst`` under its id (a duplicate when a former move pushed it), carry its
+    failures and attempts, then delete it from ``src``."""
+    rows = client.pipeline(transaction=False)
+    for task_id, _ in ids:
+        rows.hmget(src.keys.task(task_id), "b", "h", "r", "a")
+    encoded: list[list[Any]] = []
+    carried: list[tuple[str, Any, Any]] = []
+    gone: list[str] = []
+    partition = dst.proto.partition_of(user_id)
+    weight = dst.config.weight_of(user_id)
+    for (task_id, due_ms), (body, header, failures, attempts) in zip(ids, rows.execute(), strict=True):
+        fields = text(header or b"").split("\t")
+        if body is None or len(fields) < 5:  # gone meanwhile (or corrupt: the delete below sets it aside)
+            gone.append(task_id)
+            continue
+        priority, max_retries = fields[0], fields[4]
+        encoded.append([f"{task_id}\t{user_id}\t{priority}\t{partition}\t"
+                        f"{int(weight) if weight == int(weight) else repr(weight)}\t{max_retries}\t{due_ms}", body])
+        carried.append((task_id, failures, attempts))
+    if encoded:
+        drive(dst.transport, _push(dst, encoded))
+        counts = client.pipeline(transaction=False)
+        for task_id, failures, attempts in carried:
+            extra: list[Any] = [x for k, v in (("r", failures), ("a", attempts)) if v is not None for x in (k, v)]
+            if extra:
+                counts.hset(dst.keys.task(task_id), items=extra)
+        counts.execute()
+    src.delete(*(task_id for task_id, _ in ids))
+    return len(carried)
+
+
+def _push(dst: TaskQueue, encoded: list[list[Any]]) -> Op[Any]:
+    return (yield run(dst.scripts.push, dst.proto.push_args(encoded)))
+
+
+def _left(client: redis.Redis, src: TaskQueue, user_id: str) -> dict[str, int]:
+    """What of the tenant stays in ``src``: dead tasks, waiting ones, running ones (unfinished = live)."""
+    live = client.zscore(src.keys.live, user_id)
+    return {"unfinished": int(float(live or 0))}
