@@ -53,9 +53,11 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import itertools
 import json
 import math
 import os
+import statistics
 import sys
 import time
 from collections.abc import Sequence
@@ -74,7 +76,7 @@ from benchmarks.harness.report import run_meta, table, write_json
 from benchmarks.harness.report import verdict as common_verdict
 from benchmarks.harness.server import PrivateCluster, start_private_cluster, start_private_redis
 from benchmarks.harness.stats import median, paired_ratio
-from benchmarks.scenarios.fairness_runner import PROCS, Bench, Run, wait_stats
+from benchmarks.scenarios.fairness_runner import PROCS, Bench, Rec, Run, wait_stats
 from fairque_django.core.config import FairQueueConfig
 
 MODES = ("prod", "burst")
@@ -402,12 +404,14 @@ class ClusterBench:
                 lw = a["light_wait_ms"]
                 out(f"    [{rep + 1}] {t.name:<12} light wait p50/p99/max {lw['p50']:.0f}/{lw['p99']:.0f}/"
                     f"{lw['max']:.0f} ms, heavy p50 {a['heavy_wait_ms']['p50']:.0f} ms, makespan "
-                    f"{a['makespan_s']:.2f} s" + (f", Jain {a['jain']:.3f}" if "jain" in a else "")
+                    f"{a['makespan_s']:.2f} s, worker gap per task {a['gap_ms_mean']:.2f} ms"
+                    + (f", Jain {a['jain']:.3f}" if "jain" in a else "")
                     + (f"  PROBLEMS: {run.problems}" if run.problems else ""))
         summary = {name: {"light_p99_ms": median(r["light_wait_ms"]["p99"] for r in rs),
                           "light_p50_ms": median(r["light_wait_ms"]["p50"] for r in rs),
                           "heavy_p50_ms": median(r["heavy_wait_ms"]["p50"] for r in rs),
                           "makespan_s": median(r["makespan_s"] for r in rs),
+                          "gap_ms_mean": median(r["gap_ms_mean"] for r in rs),
                           "jain": median(r.get("jain", float("nan")) for r in rs), "reps": len(rs)}
                    for name, rs in runs.items()}
         checks: dict[str, Any] = {}
@@ -440,6 +444,14 @@ def analyse_noisy(run: Run) -> dict[str, Any]:
     res: dict[str, Any] = {"tasks": len(run.recs), "expected": run.expected, "problems": run.problems,
                            "light_wait_ms": wait_stats(light), "heavy_wait_ms": wait_stats(heavy),
                            "makespan_s": max(r.end for r in run.recs) - run.t0 if run.recs else float("nan")}
+    gaps: list[float] = []  # the worker's gap per task: one task's end to its next start, work waiting
+    by_worker: dict[str, list[Rec]] = {}
+    for r in run.recs:
+        by_worker.setdefault(r.worker, []).append(r)
+    for recs in by_worker.values():
+        recs.sort(key=lambda r: r.start)
+        gaps += [(b.start - a.end) * 1000 for a, b in itertools.pairwise(recs) if b.t_enq <= a.end]
+    res["gap_ms_mean"] = statistics.fmean(gaps) if gaps else float("nan")
     with contextlib.suppress(ImportError):
         from benchmarks.scenarios.fairness_runner import contention_jain
 
