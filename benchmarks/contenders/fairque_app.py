@@ -193,16 +193,18 @@ class FairqueTenants(Contender):
 
     def __init__(self, url: str, name: str, workers_cfg: list[dict[str, Any]], fairness: str = "count",
                  config_dir: Path | None = None, *, queue_url: str | None = None, cluster: bool = False,
-                 shards: int = 1, prefix: str | None = None) -> None:
+                 shards: int = 1, prefix: str | None = None, prefetch: bool = True) -> None:
         """``url``: the Redis of the task records (and, unless ``queue_url`` is given, of the queue);
         ``cluster``: ``queue_url`` is a node of a Redis Cluster (a ``RedisCluster`` client on both
-        sides); ``shards``: ``queue.shards``."""
+        sides); ``shards``: ``queue.shards``; ``prefetch=False``: the workers' slots lease batches
+        (``--no-prefetch``)."""
         super().__init__(url)
         from fairque_django.core.connection import get_client, reset_clients
 
         self.name = name
         self.queue_url = queue_url or url
         self.cluster = cluster
+        self.prefetch = prefetch
         self.data = {
             "redis": {"url": self.queue_url},
             "workers": [{"max_concurrent_tasks": 1, **w} for w in workers_cfg],
@@ -230,7 +232,8 @@ class FairqueTenants(Contender):
         path = self.config_dir / f"{self.name}.config.json"
         path.write_text(json.dumps(self.data), "utf-8")
         return [sys.executable, "-m", "benchmarks.contenders.fairque_worker", "--config", str(path),
-                "--worker-id", label, "--ready"] + (["--cluster-url", self.queue_url] if self.cluster else [])
+                "--worker-id", label, "--ready"] + (["--cluster-url", self.queue_url] if self.cluster else []) + (
+                    [] if self.prefetch else ["--no-prefetch"])
 
     def warm_up(self) -> None:
         first = self.queue.shard_queues[0]  # (a cluster client loads a script on every master)

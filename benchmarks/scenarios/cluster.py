@@ -15,7 +15,9 @@ Both sides open their queue with :func:`benchmarks.contenders.fairque_app.open_b
 library's ``open_queue`` when it has one: every shard of ``queue.shards``; else a ``TaskQueue``,
 one shard only). Targets: ``cluster-s12`` (the cluster, ``queue.shards = 12``), ``single-s1`` (the
 single Redis, ``shards = 1``: today's layout) and, for context, ``cluster-s1`` (the cluster with
-``shards = 1``: everything on the master owning ``{fq}``).
+``shards = 1``: everything on the master owning ``{fq}``) and, in part B only, ``single-s1-batch``
+(the single Redis with ``--no-prefetch`` workers: a sharded prefix's worker does not prefetch, its
+slots lease batches of short tasks, so this separates the batch mode from the sharding).
 
 A. Command split and Redis CPU per task (each target, each drain mode, ``reps`` times interleaved).
    ``tasks`` no-op tasks for ``tenants`` tenants (``tenant:0..``, round robin) are pushed with
@@ -98,13 +100,16 @@ class Target:
     name: str
     cluster: bool
     shards: int
+    prefetch: bool = True  # False: the workers' slots lease batches (--no-prefetch), as a sharded worker's do
 
     @property
     def label(self) -> str:
         return f"{'cluster (3 masters)' if self.cluster else 'single Redis'}, shards={self.shards}"
 
 
-ALL_TARGETS = (Target("cluster-s12", True, 12), Target("single-s1", False, 1), Target("cluster-s1", True, 1))
+ALL_TARGETS = (Target("cluster-s12", True, 12), Target("single-s1", False, 1), Target("cluster-s1", True, 1),
+               Target("single-s1-batch", False, 1, prefetch=False))
+B_ONLY = {"single-s1-batch"}  # part A's burst mode already compares batch leasing on both sides
 
 
 def out(line: str = "") -> None:
@@ -288,6 +293,8 @@ class ClusterBench:
             f"slots; {sz['reps']} rep(s), interleaved")
         layouts = {}
         for t in self.targets:
+            if t.name in B_ONLY:
+                continue
             layout = self.s.shard_layout(t, self.tenants)
             layouts[t.name] = layout
             if t.cluster and t.shards > 1:
@@ -302,6 +309,8 @@ class ClusterBench:
         for rep in range(sz["reps"]):
             for mode in self.modes:
                 for t in self.targets:
+                    if t.name in B_ONLY:
+                        continue
                     key = f"{t.name}/{mode}"
                     if not self.runnable(t):
                         if rep == 0:
@@ -389,7 +398,7 @@ class ClusterBench:
                     self.s.records_url, t.name, [{"id": "fq-w1", "steal_targets": ["*"]},
                                                  {"id": "fq-w2", "steal_targets": ["*"]}],
                     config_dir=PROCS.logdir, queue_url=self.s.queue_url(t), cluster=t.cluster, shards=t.shards,
-                    prefix=PREFIX)
+                    prefix=PREFIX, prefetch=t.prefetch)
                 heavy = [Job("heavy", i, sz["ms"]) for i in range(sz["heavy"])]
                 lights = [f"light:{i + 1}" for i in range(sz["light_tenants"])]
                 light_jobs = [Job(x, i, sz["ms"]) for x in lights for i in range(sz["light_each"])]
@@ -399,7 +408,7 @@ class ClusterBench:
                 except Exception as exc:
                     out(f"    [{rep + 1}] {t.name}: FAILED: {type(exc).__name__}: {exc}")
                     continue
-                a = analyse_noisy(run)
+                a = analyse_noisy(run, t.shards)
                 runs.setdefault(t.name, []).append(a)
                 lw = a["light_wait_ms"]
                 out(f"    [{rep + 1}] {t.name:<12} light wait p50/p99/max {lw['p50']:.0f}/{lw['p99']:.0f}/"
@@ -407,6 +416,10 @@ class ClusterBench:
                     f"{a['makespan_s']:.2f} s, worker gap per task {a['gap_ms_mean']:.2f} ms"
                     + (f", Jain {a['jain']:.3f}" if "jain" in a else "")
                     + (f"  PROBLEMS: {run.problems}" if run.problems else ""))
+                if "heavy_shard" in a:
+                    hs, other = a["light_wait_ms_heavy_shard"], a["light_wait_ms_other_shards"]
+                    out(f"        light p99 in heavy's shard ({a['light_tenants_in_heavy_shard']} tenants) "
+                        f"{hs['p99']:.0f} ms, in the other shards {other['p99']:.0f} ms")
         summary = {name: {"light_p99_ms": median(r["light_wait_ms"]["p99"] for r in rs),
                           "light_p50_ms": median(r["light_wait_ms"]["p50"] for r in rs),
                           "heavy_p50_ms": median(r["heavy_wait_ms"]["p50"] for r in rs),
@@ -433,17 +446,37 @@ class ClusterBench:
                               [b["light_wait_ms"]["p99"] for _, b in pairs1])
             out(f"B. (context) light p99 wait, cluster shards=1 / single shards=1: {r1:.2f}x")
             checks["light_p99_ratio_cluster_s1"] = {"value": r1}
+        sb = runs.get("single-s1-batch")
+        if c12 and sb:
+            pairs2 = list(zip(c12, sb, strict=False))
+            r2 = paired_ratio([a["light_wait_ms"]["p99"] for a, _ in pairs2],
+                              [b["light_wait_ms"]["p99"] for _, b in pairs2])
+            out(f"B. (context) light p99 wait, cluster shards=12 / single shards=1 with batch-leasing slots "
+                f"(--no-prefetch, as a sharded worker's slots lease): {r2:.2f}x")
+            checks["light_p99_ratio_vs_single_batch"] = {"value": r2}
         self.results["B"] = {"sizes": sz, "summary": summary, "runs": runs, "checks": checks}
 
 
-def analyse_noisy(run: Run) -> dict[str, Any]:
+def analyse_noisy(run: Run, shards: int = 1) -> dict[str, Any]:
     """Light and heavy waits and the makespan of a noisy-neighbour run (and the fairness suite's
-    contention Jain index when numpy is installed)."""
+    contention Jain index when numpy is installed); with ``shards`` > 1, the light waits of the
+    tenants in heavy's shard and in the others apart."""
     light = [r.wait_ms for r in run.recs if r.tenant != "heavy"]
     heavy = [r.wait_ms for r in run.recs if r.tenant == "heavy"]
     res: dict[str, Any] = {"tasks": len(run.recs), "expected": run.expected, "problems": run.problems,
                            "light_wait_ms": wait_stats(light), "heavy_wait_ms": wait_stats(heavy),
                            "makespan_s": max(r.end for r in run.recs) - run.t0 if run.recs else float("nan")}
+    if shards > 1:
+        from fairque_django.core.shards import ShardMap
+
+        of = ShardMap(PREFIX, shards).of
+        home = of("heavy")
+        res["heavy_shard"] = home
+        res["light_tenants_in_heavy_shard"] = len({r.tenant for r in run.recs if r.tenant != "heavy"
+                                                   and of(r.tenant) == home})
+        res["light_wait_ms_heavy_shard"] = wait_stats([r.wait_ms for r in run.recs
+                                                       if r.tenant != "heavy" and of(r.tenant) == home])
+        res["light_wait_ms_other_shards"] = wait_stats([r.wait_ms for r in run.recs if of(r.tenant) != home])
     gaps: list[float] = []  # the worker's gap per task: one task's end to its next start, work waiting
     by_worker: dict[str, list[Rec]] = {}
     for r in run.recs:
