@@ -94,3 +94,40 @@ def test_an_ack_whose_prefetch_failed_is_sent_again(redis_client: redis.Redis,
         stats = q.get_stats()
         assert stats["tasks_completed"] == len(tags) and stats["tasks_expired"] == 0 and stats["tasks_active"] == 0
         reset_clients()
+
+
+class HandBackFails(TaskQueue):
+    """A queue whose hand-back (release) finds Redis unreachable."""
+
+    releases = 0
+
+    def release(self, tasks: Any, *, count: bool = True) -> int:
+        self.releases += 1
+        raise RedisUnavailableError("release: Redis is unreachable (a test's outage)")
+
+
+@pytest.mark.timeout(60)
+def test_a_prefetched_task_whose_hand_back_fails_stays_with_the_slot(make_config: Any,
+                                                                     redis_client: redis.Redis) -> None:
+    config = make_config(workers=[{"id": "w1", "assigned_users": ["a"], "max_concurrent_tasks": 1,
+                                   "poll_interval_seconds": 0.2, "heartbeat_interval_seconds": 0.2}],
+                         worker_id="w1", lease_timeout_seconds=30)
+    q = TaskQueue(config)
+    tags = [*(f"x{i}" for i in range(4)), "long", "after"]
+    for tag in tags:
+        q.push(t.record(tag, 0.8 if tag == "long" else 0.0), user_id="a")
+    queue = HandBackFails(config, worker_id="w1")
+    worker = Worker(config, queue=queue, install_signal_handlers=False, prefetch_hold_seconds=0.05)
+    th = threading.Thread(target=worker.start)
+    th.start()
+    started = time.monotonic()
+    try:
+        eventually(lambda: q.get_stats()["tasks_completed"] == len(tags), timeout=25, what="every task acknowledged")
+    finally:
+        worker.stop()
+        th.join(15)
+    assert queue.releases >= 1  # the watchdog tried to hand "after" back while "long" ran
+    assert time.monotonic() - started < 15  # "after" ran next, its lease renewed: no 30 s lease expiry
+    assert [x.decode() for x in redis_client.lrange(t.LOG, 0, -1)] == [f"a|{tag}" for tag in tags]
+    stats = q.get_stats()
+    assert stats["tasks_expired"] == 0 and stats["tasks_active"] == 0

@@ -8,14 +8,14 @@ and does not wait for the reply; Redis answers while the task runs, and the slot
 when the task is done: the next task is leased by then. Should the task still run
 ``hold_seconds`` after the send, the watchdog reads the reply instead (under the prefetch's lock,
 so the connection is read once, by one thread) and hands the leased task back to the front of
-its queue, where any idle slot or worker takes it. What the reply acknowledged is counted by
+its queue, where any idle slot or worker takes it (should that fail, Redis unreachable, the slot keeps
+it and runs it next, its lease renewed meanwhile). What the reply acknowledged is counted by
 whoever reads it; when the round trip failed, the acknowledgements stay with the slot, which
 sends them again.
 """
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import threading
 import time
@@ -53,12 +53,13 @@ class Prefetch:
     by :meth:`take` (the slot, its task done) or :meth:`expire` (the watchdog, the task still
     running at ``deadline``), whichever comes first."""
 
-    __slots__ = ("_ctx", "_due", "_error", "_lock", "_sent", "_task", "deadline", "done", "read")
+    __slots__ = ("_ctx", "_due", "_error", "_lock", "_sent", "_taken", "_task", "deadline", "done", "read")
 
     def __init__(self, ctx: SlotContext, done: list[Finished], via: HeldConnection | None) -> None:
         self._ctx = ctx
         self.done = done
         self.read = False  # the reply was read (or the send failed and that was noted)
+        self._taken = False  # the slot took its answer (take)
         self._lock = threading.Lock()
         self._task: Task | None = None
         self._due: float | None = None
@@ -79,6 +80,7 @@ class Prefetch:
         with self._lock:
             if not self.read:
                 self._read()
+            self._taken = True
         if self._error is not None:
             raise self._error
         return self._task, self._due
@@ -93,8 +95,13 @@ class Prefetch:
             task, self._task = self._task, None
         if task is not None:
             self._ctx.book.forget([task])
-            with contextlib.suppress(FairQueueError):
+            try:
                 self._ctx.queue.release([task], count=False)
+            except FairQueueError:  # Redis unreachable: the slot keeps the task (its lease renewed) and runs it
+                with self._lock:   # next, unless it has moved on meanwhile: then the lease expires (late, once)
+                    if not self._taken:
+                        self._ctx.book.hold([task])
+                        self._task = task
 
     def _read(self) -> None:
         self.read = True
