@@ -497,7 +497,8 @@ def verdict(name: str, value: float, target: float, op: str, unit: str = "", det
 
 
 def plot(results: dict[str, Any], images: Path = IMAGES) -> list[Path]:
-    """docs/images/bench_cluster.png: commands and Redis CPU per master of each target (prod mode)."""
+    """docs/images/bench_cluster.png: Redis commands and CPU per master of each target, one row per
+    drain mode (one bar per master: the cluster's three, the single Redis's one)."""
     try:
         import matplotlib
     except ImportError:
@@ -506,28 +507,34 @@ def plot(results: dict[str, Any], images: Path = IMAGES) -> list[Path]:
     import matplotlib.pyplot as plt
 
     summary = results.get("A", {}).get("summary", {})
-    items = [(k, v) for k, v in summary.items() if k.endswith("/prod")]
-    if not items:
+    modes = [m for m in MODES if any(k.endswith(f"/{m}") for k in summary)]
+    if not modes:
         return []
     images.mkdir(parents=True, exist_ok=True)
-    fig, axes = plt.subplots(1, 2, figsize=(12, 4.5))
+    fig, axes = plt.subplots(len(modes), 2, figsize=(12, 4 * len(modes)), squeeze=False)
     colours = ["#1f77b4", "#ff7f0e", "#2ca02c"]
-    for axis, field, title in ((axes[0], "commands_per_master", "Redis commands per master"),
-                               (axes[1], "cpu_s_per_master", "Redis CPU seconds per master")):
-        x = 0.0
-        ticks, labels = [], []
-        for key, s in items:
-            vals = list(s[field].values())
-            for i, v in enumerate(vals):
-                axis.bar(x + i * 0.8, v, 0.8, color=colours[i % len(colours)])
-            ticks.append(x + (len(vals) - 1) * 0.4)
-            labels.append(key.removesuffix("/prod"))
-            x += len(vals) * 0.8 + 1.0
-        axis.set_xticks(ticks, labels)
-        axis.set_title(f"{title} ({results['A']['sizes']['tasks']:,} tasks, prod workers)", fontsize=10)
+    tasks = results["A"]["sizes"]["tasks"]
+    for row, mode in zip(axes, modes, strict=True):
+        items = [(k, v) for k, v in summary.items() if k.endswith(f"/{mode}")]
+        for axis, field, title in ((row[0], "commands_per_master", "Redis commands per master"),
+                                   (row[1], "cpu_s_per_master", "Redis CPU seconds per master")):
+            x = 0.0
+            ticks, labels = [], []
+            for key, item in items:
+                vals = list(item[field].values())
+                for i, v in enumerate(vals):
+                    axis.bar(x + i * 0.8, v, 0.8, color=colours[i % len(colours)])
+                ticks.append(x + (len(vals) - 1) * 0.4)
+                dev = item["split_deviation" if field == "commands_per_master" else "cpu_split_deviation"]
+                name = key.removesuffix(f"/{mode}")
+                labels.append(name + ("" if math.isnan(dev) or name.endswith("-s1") else
+                                      f"\n{100 * dev:.0f} % from even"))
+                x += len(vals) * 0.8 + 1.0
+            axis.set_xticks(ticks, labels, fontsize=8)
+            axis.set_title(f"{title}, {tasks:,} tasks, {mode} workers", fontsize=10)
     fig.tight_layout()
     path = images / "bench_cluster.png"
-    fig.savefig(path, dpi=110)
+    fig.savefig(path, dpi=100)
     plt.close(fig)
     return [path]
 
