@@ -5,6 +5,7 @@ throw-away redis-server."""
 from __future__ import annotations
 
 import atexit
+import itertools
 import secrets
 import shutil
 import socket
@@ -376,11 +377,12 @@ class PrivateCluster:
 
 
 def start_private_cluster(procs: Processes, masters: int = 3, binary: str | None = None,
-                          timeout: float = 30.0) -> PrivateCluster:
+                          timeout: float = 30.0, pinned: dict[int, int] | None = None) -> PrivateCluster:
     """Start ``masters`` cluster-enabled redis-servers (``--cluster-enabled yes``) managed by
     ``procs``, give each an even range of the 16,384 slots (CLUSTER ADDSLOTS), join them with
     CLUSTER MEET and wait until every node says ``cluster_state:ok`` (the way
-    tests/integration/test_cluster.py forms its cluster)."""
+    tests/integration/test_cluster.py forms its cluster). ``pinned``: slot -> master index, slots
+    given to another master than their range's (as ``redis-cli --cluster reshard`` could move them)."""
     exe = binary or shutil.which("redis-server")
     if exe is None:
         raise RuntimeError("no redis-server binary on PATH for a private cluster")
@@ -403,8 +405,13 @@ def start_private_cluster(procs: Processes, masters: int = 3, binary: str | None
     cluster = PrivateCluster(ports, password)
     nodes = cluster.nodes()
     bounds = [CLUSTER_SLOTS * i // masters for i in range(masters + 1)]
-    for node, lo, hi in zip(nodes, bounds, bounds[1:], strict=False):
-        node.execute_command("CLUSTER", "ADDSLOTS", *range(lo, hi))
+    owned: list[list[int]] = [[] for _ in range(masters)]
+    for index, (lo, hi) in enumerate(itertools.pairwise(bounds)):
+        owned[index] = [slot for slot in range(lo, hi) if slot not in (pinned or {})]
+    for slot, index in (pinned or {}).items():
+        owned[index].append(slot)
+    for node, slots in zip(nodes, owned, strict=True):
+        node.execute_command("CLUSTER", "ADDSLOTS", *slots)
     for node in nodes[1:]:
         node.execute_command("CLUSTER", "MEET", "127.0.0.1", ports[0])
 

@@ -142,8 +142,16 @@ def cpu_seconds(node: redis.Redis) -> float:
 class Servers:
     """The servers of the run (module docstring) and the one place that knows their URLs."""
 
-    def __init__(self, procs: Processes, masters: int) -> None:
-        self.cluster: PrivateCluster = start_private_cluster(procs, masters)
+    def __init__(self, procs: Processes, masters: int, balance_tags: int = 0) -> None:
+        pinned = None
+        if balance_tags:  # shard n's hash tag on master n * masters // shards: shards/masters tags each
+            from redis.crc import key_slot
+
+            from fairque_django.core.shards import ShardMap
+
+            pinned = {key_slot(k.base.encode()): n * masters // balance_tags
+                      for n, k in enumerate(ShardMap(PREFIX, balance_tags).keys)}
+        self.cluster: PrivateCluster = start_private_cluster(procs, masters, pinned=pinned)
         self.single_url = start_private_redis(procs, db=0)
         self.records_url = start_private_redis(procs, db=1)
         self.records = redis.Redis.from_url(self.records_url)
@@ -550,6 +558,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--tasks", type=int, default=None, help="tasks of part A")
     ap.add_argument("--reps", type=int, default=None, help="repetitions of part A")
     ap.add_argument("--masters", type=int, default=3)
+    ap.add_argument("--balance-tags", action="store_true",
+                    help="give the slot of each of the 12 shards' hash tags to master n * masters // 12 (shards / "
+                         "masters tags each, as an operator could reshard them) instead of the even slot ranges' "
+                         "owner: the split that the tenants' own spread leaves")
     ap.add_argument("--plots", action="store_true", help="write the plot in --quick mode too")
     ap.add_argument("--output", type=Path, default=None, help="JSON results path")
     args = ap.parse_args(argv)
@@ -568,11 +580,12 @@ def main(argv: list[str] | None = None) -> int:
     started = perf()
     servers_procs = Processes()  # the servers outlive every run's worker processes (PROCS)
     try:
-        servers = Servers(servers_procs, args.masters)
+        servers = Servers(servers_procs, args.masters, 12 if args.balance_tags else 0)
         bench = ClusterBench(servers, sizes, targets, modes)
         meta = run_meta(servers.single_url, mode="quick" if args.quick else "full", sizes=sizes,
                         targets=[t.name for t in targets], modes=modes, masters=args.masters,
-                        cluster_ports=servers.cluster.ports, sharded_queue=bench.sharded)
+                        cluster_ports=servers.cluster.ports, sharded_queue=bench.sharded,
+                        balance_tags=args.balance_tags)
         with contextlib.suppress(Exception):
             import subprocess
 
@@ -582,7 +595,9 @@ def main(argv: list[str] | None = None) -> int:
         out(f"cluster benchmark ({meta['mode']}): Redis {meta.get('redis_version')}, a {args.masters}-master cluster "
             f"on ports {servers.cluster.ports} + a single redis-server, Python {meta['python']}, {meta['cpus']} CPUs"
             + (f" (load average {load[0]:.1f})" if load else "") + f", commit {meta.get('commit', '?')}; sharded queue "
-            + ("available" if bench.sharded else "NOT available (shards=1 only)") + f"; logs in {PROCS.logdir}")
+            + ("available" if bench.sharded else "NOT available (shards=1 only)")
+            + ("; the 12 shards' tags balanced over the masters (--balance-tags)" if args.balance_tags else "")
+            + f"; logs in {PROCS.logdir}")
         if "A" in parts:
             bench.part_a()
         if "B" in parts:
