@@ -427,7 +427,9 @@ class ClusterBench:
                 if "heavy_shard" in a:
                     hs, other = a["light_wait_ms_heavy_shard"], a["light_wait_ms_other_shards"]
                     out(f"        light p99 in heavy's shard ({a['light_tenants_in_heavy_shard']} tenants) "
-                        f"{hs['p99']:.0f} ms, in the other shards {other['p99']:.0f} ms")
+                        f"{hs['p99']:.0f} ms, in the other shards {other['p99']:.0f} ms; light max wait by shard "
+                        f"(heavy's: {a['heavy_shard']}): " + ", ".join(
+                            f"{shard}: {w:.0f}" for shard, w in a["light_wait_max_ms_by_shard"].items()))
         summary = {name: {"light_p99_ms": median(r["light_wait_ms"]["p99"] for r in rs),
                           "light_p50_ms": median(r["light_wait_ms"]["p50"] for r in rs),
                           "heavy_p50_ms": median(r["heavy_wait_ms"]["p50"] for r in rs),
@@ -485,6 +487,11 @@ def analyse_noisy(run: Run, shards: int = 1) -> dict[str, Any]:
         res["light_wait_ms_heavy_shard"] = wait_stats([r.wait_ms for r in run.recs
                                                        if r.tenant != "heavy" and of(r.tenant) == home])
         res["light_wait_ms_other_shards"] = wait_stats([r.wait_ms for r in run.recs if of(r.tenant) != home])
+        by_shard: dict[int, list[float]] = {}
+        for r in run.recs:
+            if r.tenant != "heavy":
+                by_shard.setdefault(of(r.tenant), []).append(r.wait_ms)
+        res["light_wait_max_ms_by_shard"] = {shard: max(w) for shard, w in sorted(by_shard.items())}
     gaps: list[float] = []  # the worker's gap per task: one task's end to its next start, work waiting
     by_worker: dict[str, list[Rec]] = {}
     for r in run.recs:
