@@ -558,8 +558,9 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--quick", action="store_true", help="2,000 tasks, prod mode, a small noisy neighbour")
     ap.add_argument("--only", default="A,B", help="parts: A (command split, CPU per task), B (fairness)")
-    ap.add_argument("--targets", default=",".join(t.name for t in ALL_TARGETS),
-                    help=f"comma-separated subset of {', '.join(t.name for t in ALL_TARGETS)}")
+    ap.add_argument("--targets", default=None,
+                    help=f"comma-separated subset of {', '.join(t.name for t in ALL_TARGETS)} (default: all; --quick: "
+                         "all but single-s1-batch)")
     ap.add_argument("--modes", default=None, help="drain modes of part A: prod (as users run it), burst "
                     "(default: both; --quick: prod)")
     ap.add_argument("--tasks", type=int, default=None, help="tasks of part A")
@@ -578,7 +579,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.reps:
         sizes["reps"] = args.reps
     parts = {p.strip().upper() for p in args.only.split(",") if p.strip()}
-    names = [x.strip() for x in args.targets.split(",") if x.strip()]
+    names = ([x.strip() for x in args.targets.split(",") if x.strip()] if args.targets else
+             [t.name for t in ALL_TARGETS if not (args.quick and t.name in B_ONLY)])
     targets = [t for t in ALL_TARGETS if t.name in names]
     wanted = {x.strip() for x in args.modes.split(",")} if args.modes else set(sizes["modes"])
     modes = [m for m in MODES if m in wanted]
