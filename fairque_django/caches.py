@@ -4,11 +4,12 @@ client, and where a client connects (for messages)."""
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any, Final
+from typing import Any, Final, cast
 
 import redis
 
 from .core.config import RedisConfig
+from .core.connection import is_cluster
 
 __all__ = ["cache_backend_kind", "cache_location_redis", "client_from_cache", "redis_display_url"]
 
@@ -69,7 +70,11 @@ def cache_backend_kind(alias: str) -> str:
 
 
 def client_from_cache(alias: str) -> redis.Redis:
-    """The ``redis.Redis`` client of cache ``alias`` (django-redis or Django's own Redis cache)."""
+    """The ``redis.Redis`` client of cache ``alias`` (django-redis or Django's own Redis cache).
+
+    Neither django-redis (7.x) nor Django's own cache ships a Redis Cluster client; a django-redis
+    cache whose ``CLIENT_CLASS`` gives a :class:`redis.cluster.RedisCluster` is shared as well
+    (see docs/operations.md, "Redis Cluster")."""
     from .conf import FairQueueImproperlyConfigured, _key  # conf builds on this module
 
     kind = cache_backend_kind(alias)
@@ -88,16 +93,25 @@ def client_from_cache(alias: str) -> redis.Redis:
         from django.core.cache import caches
 
         client = caches[alias]._cache.get_client(None, write=True)  # type: ignore[attr-defined]
+    if is_cluster(client):
+        return cast(redis.Redis, client)  # the same command API (see core.connection)
     if not isinstance(client, redis.Redis):
         raise FairQueueImproperlyConfigured(
-            f"cache {alias!r} did not give a redis.Redis client (got {type(client).__name__})",
+            f"cache {alias!r} did not give a redis.Redis or redis.cluster.RedisCluster client (got "
+            f"{type(client).__name__}); for a Redis Cluster set FAIRQUE['redis'] = {{'cluster': True, "
+            "'startup_nodes': [...]}} and leave CACHE_ALIAS unset",
             _key("CACHE_ALIAS"),
         )
     return client
 
 
 def redis_display_url(client: redis.Redis) -> str:
-    """Where *client* connects, as a URL without the password (for messages)."""
+    """Where *client* connects, as a URL without the password (for messages); a cluster client:
+    ``redis+cluster://`` and the nodes it knows (its masters when it has met the cluster)."""
+    if is_cluster(client):
+        cluster: Any = client
+        nodes = cluster.get_primaries() or cluster.get_nodes()
+        return "redis+cluster://" + ",".join(f"{n.host}:{n.port}" for n in nodes) + "/"
     kwargs = client.connection_pool.connection_kwargs
     db = kwargs.get("db", 0)
     if kwargs.get("path"):

@@ -30,6 +30,7 @@ __all__ = [
     "check_config",
     "check_import_paths",
     "check_orphan_after",
+    "check_redis_deploy",
     "check_redis_ping",
     "check_task_queues",
     "check_unservable_users",
@@ -281,6 +282,104 @@ def check_redis_ping(app_configs: Any = None, **kwargs: Any) -> list[CheckMessag
     return []
 
 
+EVICTION_SAFE = "noeviction"  # any other maxmemory-policy may evict task hashes and lanes when Redis is full
+CLUSTER_SLOTS = 16384
+
+
+def _policy_problem(node: Any, where: str) -> CheckMessage | None:
+    """E009 when the server *node* may evict tasks (allkeys-*), W005 keys with a TTL (volatile-*), W006
+    when it does not say (CONFIG refused)."""
+    import redis
+
+    try:
+        policy = node.config_get("maxmemory-policy").get("maxmemory-policy")
+    except redis.ResponseError as exc:  # CONFIG renamed or refused (managed services)
+        return Warning(
+            f"FairQueue could not read maxmemory-policy of Redis at {where} ({exc}).",
+            hint=f"Make sure it is '{EVICTION_SAFE}' (an evicting Redis silently drops tasks when it is full); "
+            f"{DOCS}, section System checks.",
+            id=_ID + "W006",
+        )
+    policy = policy.decode() if isinstance(policy, bytes) else policy
+    if policy == EVICTION_SAFE:
+        return None
+    if not str(policy).startswith("allkeys"):  # volatile-*: only keys with a TTL go
+        return Warning(
+            f"Redis at {where} has maxmemory-policy {policy!r}: when it is full it evicts keys that have a TTL "
+            "(results, XCom, worker heartbeats, the outbox relay's idempotency records).",
+            hint=f"Set maxmemory-policy {EVICTION_SAFE}: a lost heartbeat looks like a dead worker and a lost "
+            f"idempotency record lets a relayed task run twice; {DOCS}, section System checks.",
+            id=_ID + "W005",
+        )
+    return Error(
+        f"Redis at {where} has maxmemory-policy {policy!r}: when it is full it evicts keys, and with them tasks.",
+        hint=f"Set maxmemory-policy {EVICTION_SAFE} on every Redis (every master of a cluster) FairQueue uses: "
+        f"a full Redis then refuses pushes with an error instead; {DOCS}, section System checks.",
+        id=_ID + "E009",
+    )
+
+
+def _cluster_info(reply: Any) -> dict[str, str]:
+    """A CLUSTER INFO reply as a dict (redis-py may have parsed it already)."""
+    if isinstance(reply, Mapping):
+        return {str(k): v.decode() if isinstance(v, bytes) else str(v) for k, v in reply.items()}
+    text = reply.decode() if isinstance(reply, bytes) else str(reply)
+    return dict(line.strip().split(":", 1) for line in text.splitlines() if ":" in line)
+
+
+def _cluster_problems(client: Any) -> list[CheckMessage]:
+    """E010 for each master of a cluster that is not healthy (cluster_state, slots), E009/W005/W006 for
+    each master that may evict."""
+    messages: list[CheckMessage] = []
+    for node in client.get_primaries():
+        where = f"{node.host}:{node.port}"
+        info = _cluster_info(node.redis_connection.execute_command("CLUSTER INFO"))
+        state, assigned = info.get("cluster_state"), int(info.get("cluster_slots_assigned", 0))
+        failing = int(info.get("cluster_slots_fail", 0)) + int(info.get("cluster_slots_pfail", 0))
+        if state != "ok" or assigned != CLUSTER_SLOTS or failing:
+            messages.append(Error(
+                f"Redis Cluster master {where} reports cluster_state:{state}, {assigned} of {CLUSTER_SLOTS} slots "
+                f"assigned, {failing} failing: the queue's keys may be unreachable.",
+                hint="Assign every slot to a master and repair or fail over the failing nodes (redis-cli "
+                f"--cluster check {where}); {DOCS}, section System checks.",
+                id=_ID + "E010",
+            ))
+        problem = _policy_problem(node.redis_connection, where)
+        if problem is not None:
+            messages.append(problem)
+    return messages
+
+
+def check_redis_deploy(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
+    """Deploy: E009/W005/W006 (maxmemory-policy of the Redis, of every master of a cluster), E010 (a
+    cluster not healthy), E011 (a cluster node used as a single Redis). Quiet when Redis does not
+    answer (E008 says so)."""
+    try:
+        client = get_redis_client()
+    except FairQueueImproperlyConfigured:
+        return []
+    import redis
+
+    from .core.connection import is_cluster
+
+    where = redis_display_url(client)
+    try:
+        if is_cluster(client):
+            return _cluster_problems(client)
+        if client.info("cluster").get("cluster_enabled") in (1, "1"):
+            return [Error(
+                f"Redis at {where} is a node of a Redis Cluster, used as a single Redis: commands for the "
+                "slots of other masters fail with MOVED.",
+                hint="Set FAIRQUE['redis'] = {'cluster': True, 'startup_nodes': [...]} (or a redis+cluster:// "
+                f"url); {DOCS}, section `redis`.",
+                id=_ID + "E011",
+            )]
+        problem = _policy_problem(client, where)
+    except (redis.ConnectionError, redis.TimeoutError, redis.exceptions.RedisClusterException, OSError):
+        return []  # E008
+    return [] if problem is None else [problem]
+
+
 def _fair_backends() -> list[Any]:
     """The ``FairQueueBackend`` instances configured in ``TASKS`` (none without the task framework)."""
     from django.conf import settings
@@ -370,4 +469,5 @@ def register_checks() -> None:
     register(TAG, Tags.compatibility)(check_pattern_schedules)
     register(TAG, Tags.compatibility)(check_import_paths)
     register(TAG, deploy=True)(check_redis_ping)
+    register(TAG, deploy=True)(check_redis_deploy)
     register(TAG, Tags.compatibility)(check_task_queues)

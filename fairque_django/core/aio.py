@@ -11,13 +11,18 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from types import TracebackType
-from typing import Any
+from typing import Any, cast
 
 import redis
 import redis.asyncio
+import redis.asyncio.retry
+from redis.asyncio.cluster import ClusterNode as AsyncClusterNode
+from redis.asyncio.cluster import RedisCluster as AsyncRedisCluster
+from redis.backoff import EqualJitterBackoff
 
 from .config import FairQueueConfig, RedisConfig
 from .config.limits import UNCHANGED, Unchanged
+from .connection import cluster_retries
 from .models import DLQEntry, Task
 from .ops import QueueOps, adrive
 from .results import CancelResult, ResultSnapshot, TaskResult
@@ -36,11 +41,36 @@ def build_async_client(config: RedisConfig, **extra: Any) -> redis.asyncio.Redis
     Async clients are bound to the event loop they first run on, so they are never cached
     process-wide: each :class:`AsyncTaskQueue` builds (and closes) its own.
     """
+    if config.cluster:
+        return cast(redis.asyncio.Redis, build_async_cluster_client(config, **extra))  # see core.connection
     options: dict[str, Any] = {"retry": RetryPolicy.for_redis(config).async_redis_retry()}
     options.update(extra)
     if config.url:
         return redis.asyncio.Redis.from_url(config.url, **{**config.url_kwargs(), **options})
     return redis.asyncio.Redis(**{**config.client_kwargs(), **options})
+
+
+def build_async_cluster_client(config: RedisConfig, **extra: Any) -> AsyncRedisCluster:
+    """A new ``redis.asyncio`` cluster client for ``config`` (``cluster`` set), with the retry of
+    :func:`~.connection.cluster_retry`."""
+    policy = RetryPolicy.for_redis(config)
+    options: dict[str, Any] = {
+        "startup_nodes": [AsyncClusterNode(host, port) for host, port in config.cluster_nodes()],
+        "retry": redis.asyncio.retry.Retry(EqualJitterBackoff(cap=policy.cap, base=policy.base),
+                                           cluster_retries(policy)),
+        "socket_timeout": config.socket_timeout,
+        "socket_connect_timeout": config.socket_connect_timeout,
+        "decode_responses": False,
+    }
+    if config.max_connections is not None:
+        options["max_connections"] = config.max_connections
+    url = config.client_url()
+    if url is None:
+        options.update(username=config.username, password=config.password, ssl=config.ssl)
+        options.update(extra)
+        return AsyncRedisCluster(**options)
+    options.update(extra)
+    return AsyncRedisCluster.from_url(url, **options)
 
 
 class AsyncTaskQueue(QueueOps):

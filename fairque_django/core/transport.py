@@ -32,6 +32,13 @@ __all__ = ["AsyncTransport", "HeldConnection", "Pending", "Transport", "pack", "
 ScriptCall = tuple[Any, list[Any]]
 
 
+# The replies of a Redis Cluster in a failover or resharding: the slot's master is down and no
+# replica has taken over yet (CLUSTERDOWN, MASTERDOWN), or its keys are moving (TRYAGAIN). A
+# command refused so did not run; redis-py's cluster client retries them, and what is left after
+# its retries is an outage like a refused connection.
+CLUSTER_OUTAGE: tuple[type[Exception], ...] = (redis.exceptions.ClusterDownError, redis.exceptions.TryAgainError)
+
+
 @contextmanager
 def redis_errors(action: str) -> Iterator[None]:
     """Turn redis-py errors into typed fairque errors."""
@@ -41,6 +48,8 @@ def redis_errors(action: str) -> Iterator[None]:
         raise RedisUnavailableError(f"{action} failed: Redis is unreachable ({exc})") from exc
     except redis.exceptions.RedisClusterException as exc:  # e.g. no node of the cluster answers
         raise RedisUnavailableError(f"{action} failed: the Redis cluster is unusable ({exc})") from exc
+    except CLUSTER_OUTAGE as exc:
+        raise RedisUnavailableError(f"{action} failed: the Redis cluster is failing over ({exc})") from exc
     except redis.ResponseError as exc:
         raise FairQueueError(f"{action} failed: Redis answered {exc}") from exc
 
@@ -84,6 +93,34 @@ def pack(command: list[Any]) -> bytes:
 def evalsha(script: Any, key: str, args: list[Any]) -> list[Any]:
     """The command that runs a registered ``script`` routed by ``key`` with ``args``."""
     return ["EVALSHA", script.sha, 1, key, *args]
+
+
+# ... and what a cluster client raises when no node answers, or no node serves a slot (not its
+# other RedisClusterExceptions: a command it cannot route is a bug, not an outage)
+_CLUSTER_UNREACHABLE: tuple[type[Exception], ...] = (
+    *CLUSTER_OUTAGE, redis.exceptions.SlotNotCoveredError,
+    *[e for e in [getattr(redis.exceptions, "RedisClusterUnreachableError", None)] if e is not None])  # redis 6+
+
+
+@contextmanager
+def cluster_outage_as_connection_error() -> Iterator[None]:
+    """A cluster client's outage errors (:data:`CLUSTER_OUTAGE`, a cluster no node of which answers)
+    raised as ``redis.ConnectionError``: the retry policy retries them as it retries a single
+    Redis's refused connections, and callers see a ``RedisUnavailableError`` in the end."""
+    try:
+        yield
+    except _CLUSTER_UNREACHABLE as exc:
+        raise redis.ConnectionError(f"Redis Cluster: {type(exc).__name__}: {exc}") from exc
+
+
+def outage_reply(replies: Sequence[Any]) -> None:
+    """Raise a pipeline's first outage reply (returned in place, as ``raise_on_error=False`` does) as
+    ``redis.ConnectionError``: its command did not run, the round trip is tried again."""
+    for reply in replies:
+        if isinstance(reply, (redis.ConnectionError, redis.TimeoutError)):
+            raise reply
+        if isinstance(reply, CLUSTER_OUTAGE):
+            raise redis.ConnectionError(f"Redis Cluster: {type(reply).__name__}: {reply}") from reply
 
 
 def unloaded(replies: Sequence[Any]) -> list[int]:
@@ -224,11 +261,14 @@ class Transport:
         """Send commands in one round trip and read their replies in order; error replies are
         returned, not raised. With ``stream`` each command is sent as soon as it is made (Redis runs
         it while the next one is built: large batches)."""
-        if self._held is None:
-            pipe = self.client.pipeline(transaction=False)
-            for command in commands:
-                pipe.execute_command(*command)
-            return list(pipe.execute(raise_on_error=False))
+        if self._held is None:  # a cluster client: its pipeline sends each node its commands
+            with cluster_outage_as_connection_error():
+                pipe = self.client.pipeline(transaction=False)
+                for command in commands:
+                    pipe.execute_command(*command)
+                replies = list(pipe.execute(raise_on_error=False))
+            outage_reply(replies)
+            return replies
         conn, held = self._held.take()
         try:
             if stream:
@@ -271,10 +311,14 @@ class Transport:
         (with ``raise_on_error``, else returned)."""
         if not commands:
             return []
-        pipe = self.client.pipeline(transaction=transaction)
-        for command in commands:
-            pipe.execute_command(*command)
-        return list(pipe.execute(raise_on_error=raise_on_error))
+        with cluster_outage_as_connection_error():
+            pipe = self.client.pipeline(transaction=transaction)
+            for command in commands:
+                pipe.execute_command(*command)
+            replies = list(pipe.execute(raise_on_error=raise_on_error))
+        if self._held is None:
+            outage_reply(replies)
+        return replies
 
     def run_scripts(self, calls: Sequence[ScriptCall], before: Sequence[list[Any]] = ()) -> list[Any]:
         """Run scripts (each with its ARGV) after plain ``before`` commands, in one round trip;
@@ -308,6 +352,9 @@ class Transport:
 
     def call(self, name: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
         """The client's command ``name`` (its reply decoded as redis-py decodes it)."""
+        if self._held is None:
+            with cluster_outage_as_connection_error():
+                return getattr(self.client, name)(*args, **kwargs)
         return getattr(self.client, name)(*args, **kwargs)
 
     def attempt(self, method: str, args: tuple[Any, ...], attempts: Attempts) -> tuple[Any, bool]:
@@ -337,23 +384,32 @@ class AsyncTransport:
         self.client = client
         self.route_key = route_key
         self.policy = policy or RetryPolicy()
+        self._cluster = not isinstance(client, redis.asyncio.Redis)  # a redis.asyncio.cluster.RedisCluster
 
     async def round_trip(self, commands: Iterable[list[Any]]) -> list[Any]:
         """Send commands in one round trip; error replies are returned, not raised."""
-        pipe = self.client.pipeline(transaction=False)
-        for command in commands:
-            pipe.execute_command(*command)
-        return list(await pipe.execute(raise_on_error=False))
+        return await self._pipeline(commands, False, False)
 
     async def execute(self, commands: Sequence[list[Any]], transaction: bool = False,
                       raise_on_error: bool = True) -> list[Any]:
         """As :meth:`Transport.execute`."""
         if not commands:
             return []
-        pipe = self.client.pipeline(transaction=transaction)
-        for command in commands:
-            pipe.execute_command(*command)
-        return list(await pipe.execute(raise_on_error=raise_on_error))
+        return await self._pipeline(commands, transaction, raise_on_error)
+
+    async def _pipeline(self, commands: Iterable[list[Any]], transaction: bool, raise_on_error: bool) -> list[Any]:
+        if not self._cluster:
+            pipe = self.client.pipeline(transaction=transaction)
+            for command in commands:
+                pipe.execute_command(*command)
+            return list(await pipe.execute(raise_on_error=raise_on_error))
+        with cluster_outage_as_connection_error():  # as Transport's
+            pipe = self.client.pipeline(transaction=transaction)
+            for command in commands:
+                pipe.execute_command(*command)
+            replies = list(await pipe.execute(raise_on_error=raise_on_error))
+        outage_reply(replies)
+        return replies
 
     async def run_scripts(self, calls: Sequence[ScriptCall], before: Sequence[list[Any]] = ()) -> list[Any]:
         """As :meth:`Transport.run_scripts`."""
@@ -375,6 +431,9 @@ class AsyncTransport:
 
     async def call(self, name: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
         """As :meth:`Transport.call`."""
+        if self._cluster:
+            with cluster_outage_as_connection_error():
+                return await getattr(self.client, name)(*args, **kwargs)
         return await getattr(self.client, name)(*args, **kwargs)
 
     async def attempt(self, method: str, args: tuple[Any, ...], attempts: Attempts) -> tuple[Any, bool]:

@@ -6,9 +6,8 @@ transport's round trips fall back to redis-py's cluster pipeline.
 
 from __future__ import annotations
 
-import random
-import socket
-import subprocess
+import asyncio
+import dataclasses
 import threading
 import time
 from collections.abc import Iterator
@@ -16,64 +15,35 @@ from typing import Any
 
 import pytest
 import redis
+from redis.asyncio.cluster import RedisCluster as AsyncRedisCluster
 from redis.cluster import RedisCluster
 
-from example_project.embedded_redis import start_server
-from fairque_django import Priority, Task, TaskQueue, Worker
-from fairque_django.core.config import FairQueueConfig
+from fairque_django import AsyncTaskQueue, Priority, Task, TaskQueue, Worker
+from fairque_django.core.config import FairQueueConfig, RedisConfig
+from fairque_django.core.connection import build_client, get_client, reset_clients
+from fairque_django.core.observe import DeadLetters, TenantView, collect_metrics, health_status
+from fairque_django.core.worker import AsyncWorker
 from tests.integration.test_worker import run_to_end
-from tests.support import eventually
+from tests.support.cluster import Cluster, cluster_port, start_cluster
 from tests.testapp import tasks as t
-
-SLOTS = 16384
-
-
-def cluster_port() -> int:
-    """A free port whose cluster-bus port (+10000) is free too (so it must be below 55536)."""
-    for _ in range(200):
-        port = random.randrange(20000, 45000)
-        if all(_free(p) for p in (port, port + 10000)):
-            return port
-    raise RuntimeError("no free port pair for a cluster node")
-
-
-def _free(port: int) -> bool:
-    with socket.socket() as s:
-        try:
-            s.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-        return True
 
 
 @pytest.fixture(scope="module")
-def cluster() -> Iterator[RedisCluster]:
-    """Three cluster-enabled masters, slots split between them, joined with CLUSTER MEET."""
-    procs: list[subprocess.Popen[bytes]] = []
-    ports: list[int] = []
+def redis_cluster() -> Iterator[Cluster]:
+    """Three cluster-enabled masters, slots split between them (tests/support/cluster.py)."""
+    started = start_cluster(masters=3)
     try:
-        for _ in range(3):
-            port = cluster_port()
-            proc, port, _ = start_server(port, "--cluster-enabled", "yes", "--cluster-config-file",
-                                         f"nodes-{port}.conf", "--cluster-node-timeout", "2000")
-            procs.append(proc)
-            ports.append(port)
-        nodes = [redis.Redis(port=p) for p in ports]
-        bounds = [0, SLOTS // 3, 2 * SLOTS // 3, SLOTS]
-        for node, lo, hi in zip(nodes, bounds, bounds[1:], strict=False):
-            node.execute_command("CLUSTER", "ADDSLOTS", *range(lo, hi))
-        for node in nodes[1:]:
-            node.execute_command("CLUSTER", "MEET", "127.0.0.1", ports[0])
-        eventually(lambda: all(b"cluster_state:ok" in n.execute_command("CLUSTER", "INFO") for n in nodes),
-                   timeout=20, interval=0.1, what="the cluster to form")
-        client = RedisCluster(host="127.0.0.1", port=ports[0])
-        assert len(client.get_nodes()) == 3
-        yield client
-        client.close()
+        yield started
     finally:
-        for proc in procs:
-            proc.terminate()
-            proc.wait(timeout=5)
+        started.stop()
+
+
+@pytest.fixture(scope="module")
+def cluster(redis_cluster: Cluster) -> Iterator[RedisCluster]:
+    client = RedisCluster(host="127.0.0.1", port=redis_cluster.masters[0].port)
+    assert len(client.get_nodes()) == 3
+    yield client
+    client.close()
 
 
 @pytest.fixture
@@ -146,3 +116,65 @@ def test_a_worker_serves_a_cluster(cluster: RedisCluster, config: FairQueueConfi
     assert done == sorted(f"{'abcd'[i % 4]}|x{i}" for i in range(40))  # the task log is on the plain Redis
     stats = q.get_stats()
     assert stats["tasks_completed"] == 40 and stats["dlq_size"] == 1 and stats["tasks_active"] == 0
+
+
+# --------------------------------------------------------------------------- from the configuration
+
+
+def test_a_cluster_config_builds_a_cluster_client(redis_cluster: Cluster, config: FairQueueConfig) -> None:
+    dead = f"127.0.0.1:{cluster_port()}"  # nothing listens there: any one node answering is enough
+    for redis_config in (RedisConfig(url=redis_cluster.url()),
+                         RedisConfig(cluster=True, startup_nodes=[dead, *redis_cluster.startup_nodes[1:]]),
+                         RedisConfig(cluster=True, host="127.0.0.1", port=redis_cluster.masters[2].port)):
+        client = build_client(redis_config)
+        try:
+            assert isinstance(client, RedisCluster)
+            assert {n.port for n in client.get_primaries()} == {m.port for m in redis_cluster.masters}
+            q = TaskQueue(dataclasses.replace(config, redis=redis_config))
+            assert q.client is get_client(redis_config) and isinstance(q.client, RedisCluster)
+            task = Task.create(user_id="a", payload={})
+            assert q.push(task)["success"]
+            popped = q.pop()
+            assert popped is not None and popped.task_id == task.task_id
+            q.complete(popped)
+        finally:
+            client.close()
+    reset_clients()
+
+
+def test_the_observe_reads_on_a_cluster(cluster: RedisCluster, config: FairQueueConfig) -> None:
+    """The admin's reads (the snapshot, a tenant's view, the DLQ pages, the health probe) on a cluster:
+    their MULTI/EXEC pipelines hold keys of one slot (and TIME)."""
+    q = TaskQueue(config, client=cluster)
+    for i in range(5):
+        q.push(Task.create(user_id="abc"[i % 3], payload={"n": i}))
+    doomed = q.pop()
+    assert doomed is not None and q.fail(doomed, "nope", retry=False) == "dead"
+    metrics = collect_metrics(q)
+    assert metrics.ready == 4 and metrics.dlq_size == 1
+    detail = TenantView(q, "b").detail()
+    assert sum(detail.depth.values()) == 2
+    page = DeadLetters(q).page()
+    assert [e.task_id for e in page.entries] == [doomed.task_id]
+    healthy, body = health_status(q)
+    assert body["redis"] is True and body["dlq_size"] == 1 and not healthy  # no worker is alive
+
+
+def test_an_async_worker_serves_a_cluster_from_its_config(redis_cluster: Cluster, config: FairQueueConfig,
+                                                          redis_client: Any) -> None:
+    """AsyncTaskQueue / AsyncWorker build a redis.asyncio cluster client from a cluster config."""
+    cfg = dataclasses.replace(config, redis=RedisConfig(url=redis_cluster.url()))
+
+    async def push() -> None:
+        async with AsyncTaskQueue(cfg) as q:
+            assert isinstance(q.client, AsyncRedisCluster)
+            for i in range(20):
+                await q.push(t.record(f"y{i}"), user_id="abc"[i % 3])
+
+    asyncio.run(push())
+    AsyncWorker(cfg, worker_id="w1", burst=True, install_signal_handlers=False).start()
+    done = sorted(x.decode() for x in redis_client.lrange(t.LOG, 0, -1))
+    assert done == sorted(f"{'abc'[i % 3]}|y{i}" for i in range(20))
+    stats = TaskQueue(cfg).get_stats()
+    assert stats["tasks_completed"] == 20 and stats["tasks_pending"] == 0
+    reset_clients()

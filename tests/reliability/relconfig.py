@@ -41,7 +41,9 @@ def fairque_setting(env: Mapping[str, str]) -> dict[str, Any]:
     ]
     return {
         "redis": {
-            "url": url,
+            # FAIRQUE_REL_CLUSTER_NODES: a Redis Cluster's startup nodes, "host:port,host:port"
+            **({"cluster": True, "startup_nodes": env["FAIRQUE_REL_CLUSTER_NODES"].split(",")}
+               if env.get("FAIRQUE_REL_CLUSTER_NODES") else {"url": url}),
             "socket_timeout": float(env.get("FAIRQUE_REL_SOCKET_TIMEOUT", "2")),
             "socket_connect_timeout": float(env.get("FAIRQUE_REL_SOCKET_TIMEOUT", "2")),
         },

@@ -12,11 +12,12 @@ import types
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
 from ..errors import ConfigurationError, UnknownWorkerError
 from ..ids import is_pattern, user_id_problem
 from .kinds import Problem, at, base_path, item, join, map_item, raise_problems, type_name
-from .schema import QUEUE, REDIS, WORKER, WORKER_ID
+from .schema import CLUSTER_SCHEMES, QUEUE, REDIS, WORKER, WORKER_ID
 from .topology import POOL_PARTITION, Assignment, OwnerIndex, assignment_problems, glob_match
 
 __all__ = ["FairQueueConfig", "QueueConfig", "RedisConfig", "WorkerConfig", "default_redis_provider",
@@ -58,9 +59,28 @@ class RedisConfig:
     socket_connect_timeout: float = REDIS["socket_connect_timeout"].default
     health_check_interval: float = REDIS["health_check_interval"].default
     max_connections: int | None = REDIS["max_connections"].default
+    cluster: bool = REDIS["cluster"].default
+    startup_nodes: tuple[str, ...] = REDIS["startup_nodes"].default
 
     def __post_init__(self) -> None:
-        REDIS.normalize(self, base_path("redis"))
+        base = base_path("redis")
+        REDIS.normalize(self, base)
+        scheme = urlsplit(self.url).scheme if self.url else ""
+        if scheme in CLUSTER_SCHEMES:
+            object.__setattr__(self, "cluster", True)  # the URL says so
+        if not self.cluster:
+            if self.startup_nodes:
+                raise ConfigurationError("startup_nodes are the nodes of a Redis Cluster: set cluster: true as well "
+                                         "(or use url/host/port for a single Redis)", join(base, "startup_nodes"))
+            return
+        if scheme == "unix":
+            raise ConfigurationError("a Redis Cluster is reached over TCP, not a unix socket: use "
+                                     "redis+cluster://host:port/ or startup_nodes", join(base, "url"))
+        db = _url_db(self.url) if self.url else self.db
+        if db != 0:
+            where = "url" if self.url else "db"
+            raise ConfigurationError(f"a Redis Cluster has only database 0 (got db {db}): give every application its "
+                                     "own queue.stats_prefix instead", join(base, where))
 
     def __repr__(self) -> str:
         shown = {name: getattr(self, name) for name in REDIS.names}
@@ -83,6 +103,35 @@ class RedisConfig:
     def url_kwargs(self) -> dict[str, Any]:
         """Keyword arguments for ``redis.Redis.from_url(self.url, **kwargs)``."""
         return self._common_kwargs()
+
+    def client_url(self) -> str | None:
+        """``url`` as redis-py reads it: ``redis+cluster://`` becomes ``redis://`` (``cluster`` says the rest)."""
+        if self.url is None:
+            return None
+        scheme, sep, rest = self.url.partition("://")
+        return f"{scheme.removesuffix('+cluster')}{sep}{rest}"
+
+    def cluster_nodes(self) -> list[tuple[str, int]]:
+        """The startup nodes of a cluster as (host, port): ``startup_nodes``, else (without a url) host/port.
+        The url's host, when there is one, is a startup node too (redis-py adds it)."""
+        if self.startup_nodes:
+            return [_split_node(node) for node in self.startup_nodes]
+        return [] if self.url else [(self.host, self.port)]
+
+
+def _url_db(url: str) -> int:
+    """The database a ``redis://`` URL selects (its path, else ``?db=``; 0 without either)."""
+    parts = urlsplit(url)
+    path = parts.path.strip("/")
+    if path:
+        return int(path) if path.isdigit() else -1
+    db = parse_qs(parts.query).get("db", ["0"])[0]
+    return int(db) if db.isdigit() else -1
+
+
+def _split_node(node: str) -> tuple[str, int]:
+    host, _, port = node.rpartition(":")
+    return host.strip("[]"), int(port)
 
 
 @dataclass(frozen=True, slots=True)

@@ -45,7 +45,8 @@ __all__ = [
 
 DEFAULT_MAX_USER_ID_LENGTH: Final = 200
 FAIRNESS_MODES: Final = ("count", "time")
-URL_SCHEMES: Final = ("redis", "rediss", "unix")
+URL_SCHEMES: Final = ("redis", "rediss", "unix", "redis+cluster", "rediss+cluster")
+CLUSTER_SCHEMES: Final = ("redis+cluster", "rediss+cluster")  # a Redis Cluster, the URL's host its startup node
 SEVERITIES: Final = ("info", "warning", "critical")
 DEPTH_LANES: Final = ("ready", "delayed", "leased")
 ENQUEUE_MODES: Final = ("direct", "on_commit", "outbox")
@@ -169,6 +170,43 @@ def _url_problem(value: str) -> str | None:
     return f"must start with one of {', '.join(s + '://' for s in URL_SCHEMES)} (got scheme {scheme!r})"
 
 
+def _node(value: Any, key: str) -> str:
+    """One startup node, ``"host:port"`` or ``{"host": ..., "port": ...}``, as ``"host:port"``."""
+    if isinstance(value, Mapping):
+        unknown = [k for k in value if k not in ("host", "port")]
+        if unknown or "host" not in value:
+            raise ConfigurationError(f"a startup node needs the keys host and port (got {sorted(map(str, value))})",
+                                     key)
+        host, port = value["host"], value.get("port", 6379)
+    elif isinstance(value, str):
+        host, colon, port_text = value.strip().rpartition(":")
+        if not colon:
+            host, port_text = value.strip(), "6379"
+        host = host[1:-1] if host.startswith("[") and host.endswith("]") else host  # [::1]:7000
+        try:
+            port = int(port_text, 10)
+        except ValueError:
+            raise ConfigurationError(f"{value!r} is not host:port", key) from None
+    else:
+        raise ConfigurationError(f"must be 'host:port' or a mapping {{host, port}}, not {type(value).__name__} "
+                                 f"({value!r})", key)
+    problem = _host_problem(host) if isinstance(host, str) else f"host must be a string, not {host!r}"
+    if problem is None and not (_is_int(port) and 1 <= port <= 65535):
+        problem = f"port must be an integer 1-65535 (got {port!r})"
+    if problem is not None:
+        raise ConfigurationError(problem, key)
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def _nodes(value: Any, key: str) -> tuple[str, ...]:
+    nodes = tuple(_node(v, item(key, i)) for i, v in enumerate(value))
+    return tuple(dict.fromkeys(nodes))
+
+
+NODES: Final = Kind("a list of 'host:port' strings or {host, port} mappings", _is_list, _nodes,
+                   parse=lambda text: [p.strip() for p in text.split(",") if p.strip()])
+
+
 def _prefix_problem(value: str) -> str | None:
     if not value:
         return "must not be empty"
@@ -191,14 +229,18 @@ REDIS: Final = Section("redis", (
     Field("db", INT, 0, "database number", minimum=0, maximum=15),
     Field("password", STR, None, "password (never shown in repr, checks or logs)", optional=True),
     Field("username", STR, None, "ACL user name", optional=True),
-    Field("url", STR, None, "redis://, rediss:// or unix:// URL; wins over the fields below", optional=True,
-          rule=_url_problem),
+    Field("url", STR, None, "redis://, rediss:// or unix:// URL (redis+cluster:// or rediss+cluster://: a Redis "
+          "Cluster, the URL's host one of its nodes); wins over the fields below", optional=True, rule=_url_problem),
     Field("ssl", BOOL, False, "TLS"),
     Field("socket_timeout", FLOAT, 5.0, "seconds a call may wait for an answer", minimum=0, above=True),
     Field("socket_connect_timeout", FLOAT, 5.0, "seconds a connection attempt may take", minimum=0, above=True),
     Field("health_check_interval", FLOAT, 30.0, "seconds between connection health checks (0: off)", minimum=0),
     Field("max_connections", INT, None, "connection pool size limit (a prefetching worker keeps one per slot)",
           optional=True, minimum=1),
+    Field("cluster", BOOL, False, "a Redis Cluster (db must be 0): the client discovers every node from "
+          "startup_nodes, else from the url or host/port"),
+    Field("startup_nodes", NODES, (), "cluster nodes to discover the cluster from ('host:port' or {host, port}); "
+          "any one answering is enough"),
 ), "How to reach Redis.")
 
 WORKER: Final = Section("workers", (

@@ -73,7 +73,7 @@ from .starved import (
     starved_partitions,
     with_waiting,
 )
-from .values import floats, replies, to_int
+from .values import floats, replies, time_command, to_int
 
 TENANT_COUNTERS = (("enqueued", "pushed"), ("completed", "completed"), ("failed", "failed"), ("dead", "dead"))
 """Per-tenant counters: (name in :class:`TenantMetrics`, field in the stats hash ``u:<tenant>:<field>``)."""
@@ -276,14 +276,15 @@ class _Reader:
         add("stopped", {}, "hgetall", keys.workers_stopped)
         worker_ids = self.config.worker_ids
         if worker_ids:
-            add("beats", [None] * len(worker_ids), "mget", [keys.beat(w) for w in worker_ids])
+            # execute_command: a cluster pipeline refuses its mget method (the keys share one slot)
+            add("beats", [None] * len(worker_ids), "execute_command", "MGET", *[keys.beat(w) for w in worker_ids])
         if self.other_scan_limit:
             add("others", [], "zrevrange", keys.live, self.top_n, self.top_n + self.other_scan_limit - 1)
         if alerts:
             add("alerts", {}, "hgetall", keys.alerts)
         if self.stall_scan:
             add("scan", [], "zrevrange", keys.live, 0, self.stall_scan - 1)
-        add("time", None, "time")
+        add("time", None, "execute_command", *time_command(self.queue.client, keys.stats))
         # a key of the wrong type (corrupt data, see pop.lua's quarantine) must not hide the rest
         g: dict[str, Any] = {"top": [], "lease_ids": [], "others": [], "alerts": None, "scan": []}
         g.update(zip(names, replies(pipe.execute(raise_on_error=False), defaults), strict=True))

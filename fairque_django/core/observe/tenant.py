@@ -26,6 +26,7 @@ from ..models import Priority, Task
 from ..queue import TaskQueue, redis_errors
 from ..results import PROGRESS_FIELD, progress_of
 from ..scripts.commands import task_fields
+from .values import time_command
 
 __all__ = ["PRIORITY_LANES", "TenantDetail", "TenantTask", "TenantTasks", "TenantView"]
 
@@ -139,7 +140,7 @@ class TenantView:
                 pipe.zcount(k.normal(user), low, f"({low + _SPAN}")
             pipe.zscore(k.live, user)
             pipe.hget(k.tenant_leased, user)
-            pipe.time()
+            pipe.execute_command(*time_command(self.client, k.stats))  # type: ignore[no-untyped-call]  # TIME, a cluster too
             crit, *normal, live, leased, (sec, usec) = pipe.execute()
         limits = self.queue.get_tenant_limits(user)
         depth = dict(zip(PRIORITY_LANES, [int(crit), *(int(n) for n in normal)], strict=True))

@@ -9,6 +9,19 @@ from typing import Any
 import redis
 
 from ..codec import text
+from ..connection import is_cluster
+
+# The server's clock read inside a pipeline, routed by a key: a cluster pipeline cannot send a
+# keyless command such as TIME (it would not know which node), and a MULTI/EXEC one must stay on
+# the slot of its keys. The reply is [seconds, microseconds], as TIME's.
+_TIME_SCRIPT = "return redis.call('TIME')"
+
+
+def time_command(client: Any, route_key: str) -> list[Any]:
+    """The command that reads the server's clock in a pipeline of ``client``: TIME, or on a cluster
+    a script routed by ``route_key`` (to the node of the pipeline's keys). Use it as
+    ``pipe.execute_command(*time_command(client, key))``; its reply is (seconds, microseconds)."""
+    return ["EVAL", _TIME_SCRIPT, 1, route_key] if is_cluster(client) else ["TIME"]
 
 
 def to_int(value: Any) -> int:

@@ -19,6 +19,7 @@ from types import FrameType, TracebackType
 from typing import Any
 
 from ..config import FairQueueConfig
+from ..connection import is_cluster
 from ..errors import FairQueueError
 from ..handler import TaskHandler
 from ..models import Task
@@ -84,6 +85,10 @@ class Worker(RunnerCounts):
         """Whether the client's pool has a connection for each prefetching slot (each keeps one)
         besides those the heartbeat, the scheduler and the hand-backs use; a bounded pool
         (``redis.max_connections``) that does not turns prefetch off, with a warning."""
+        if is_cluster(self.queue.client):
+            logger.info("worker %s: prefetch is off on a Redis Cluster (its client keeps no connection per "
+                        "slot to send on); slots pop in batches", self.worker_id)
+            return False
         bound = getattr(getattr(self.queue.client, "connection_pool", None), "max_connections", None)
         if not isinstance(bound, int) or bound >= self.concurrency + PREFETCH_SPARE_CONNECTIONS:
             return True
