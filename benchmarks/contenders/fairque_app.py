@@ -192,18 +192,17 @@ class FairqueTenants(Contender):
     PREFIX = "fqfair"
 
     def __init__(self, url: str, name: str, workers_cfg: list[dict[str, Any]], fairness: str = "count",
-                 config_dir: Path | None = None, *, queue_url: str | None = None, cluster: bool = False,
-                 shards: int = 1, prefix: str | None = None, prefetch: bool = True) -> None:
-        """``url``: the Redis of the task records (and, unless ``queue_url`` is given, of the queue);
-        ``cluster``: ``queue_url`` is a node of a Redis Cluster (a ``RedisCluster`` client on both
-        sides); ``shards``: ``queue.shards``; ``prefetch=False``: the workers' slots lease batches
-        (``--no-prefetch``)."""
+                 config_dir: Path | None = None, *, queue_url: str | None = None, shards: int = 1,
+                 prefix: str | None = None, prefetch: bool = True) -> None:
+        """``url``: the Redis of the task records (and, unless ``queue_url`` is given, of the queue:
+        ``redis+cluster://`` for a Redis Cluster, whose client both sides build from the
+        configuration); ``shards``: ``queue.shards``; ``prefetch=False``: the workers' slots lease
+        batches (``--no-prefetch``)."""
         super().__init__(url)
         from fairque_django.core.connection import get_client, reset_clients
 
         self.name = name
         self.queue_url = queue_url or url
-        self.cluster = cluster
         self.prefetch = prefetch
         self.data = {
             "redis": {"url": self.queue_url},
@@ -216,12 +215,7 @@ class FairqueTenants(Contender):
         self.config_dir = config_dir
         config = FairQueueConfig.from_dict(self.data)
         reset_clients()
-        if cluster:
-            from redis.cluster import RedisCluster
-
-            self.client: Any = RedisCluster.from_url(self.queue_url)
-        else:
-            self.client = get_client(config.redis)
+        self.client = get_client(config.redis)
         self.queue = open_bench_queue(config, self.client)
 
     def labels(self) -> list[str]:
@@ -232,16 +226,11 @@ class FairqueTenants(Contender):
         path = self.config_dir / f"{self.name}.config.json"
         path.write_text(json.dumps(self.data), "utf-8")
         return [sys.executable, "-m", "benchmarks.contenders.fairque_worker", "--config", str(path),
-                "--worker-id", label, "--ready"] + (["--cluster-url", self.queue_url] if self.cluster else []) + (
-                    [] if self.prefetch else ["--no-prefetch"])
+                "--worker-id", label, "--ready"] + ([] if self.prefetch else ["--no-prefetch"])
 
     def warm_up(self) -> None:
         first = self.queue.shard_queues[0]  # (a cluster client loads a script on every master)
         self.client.script_load(first.scripts.push.script)
-
-    def close(self) -> None:
-        if self.cluster:
-            self.client.close()
 
     def _task(self, job: Job) -> Any:
         return work.create_task(job.args, user_id=job.tenant, priority=job.priority)

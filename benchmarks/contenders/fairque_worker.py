@@ -5,9 +5,7 @@ Runs the core :class:`~fairque_django.core.worker.Worker` exactly as ``runfairwo
 Django settings): the configuration comes from a JSON file the producer wrote (fairness scenarios)
 or from :func:`.fairque_app.make_config`, the same function the producer uses (throughput
 scenarios), so both sides agree on prefix, worker id and assigned users; the tasks are
-:mod:`.fairque_app`'s. ``--cluster-url`` puts the queue on a Redis Cluster (a ``RedisCluster`` client, every
-shard of ``queue.shards`` through :func:`.fairque_app.open_bench_queue`); the task records stay on
-``--redis-url``. SIGTERM/SIGINT stop it gracefully. ``--profile PATH`` runs every slot thread
+:mod:`.fairque_app`'s. SIGTERM/SIGINT stop it gracefully. ``--profile PATH`` runs every slot thread
 under cProfile and writes ``PATH`` (pstats format, all slots merged) when the worker stops.
 """
 
@@ -24,13 +22,11 @@ import threading
 from collections.abc import Callable
 from pathlib import Path
 
-from redis.cluster import RedisCluster
-
 if __name__ == "__main__":
     sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from benchmarks.contenders import bodies
-from benchmarks.contenders.fairque_app import PREFIX, TASK_MODULES, WORKER_ID, make_config, open_bench_queue, users
+from benchmarks.contenders.fairque_app import PREFIX, TASK_MODULES, WORKER_ID, make_config, users
 from fairque_django.core.config import FairQueueConfig
 from fairque_django.core.worker import Worker
 from fairque_django.core.worker.slot import Slot
@@ -90,8 +86,6 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--users", default="100", help="assigned users: a count, a pattern or a comma list")
     ap.add_argument("--concurrency", type=int, default=1, help="slot threads")
     ap.add_argument("--poll-interval", type=float, default=1.0)
-    ap.add_argument("--cluster-url", default=None, help="the queue is on the Redis Cluster this node belongs to "
-                    "(a RedisCluster client; the task bodies' records stay on --redis-url)")
     ap.add_argument("--burst", action="store_true", help="exit when nothing is left to do")
     ap.add_argument("--no-prefetch", action="store_true", help="slots without prefetching")
     ap.add_argument("--ready", action="store_true", help="add this worker to the ready set once started")
@@ -110,11 +104,7 @@ def main(argv: list[str] | None = None) -> int:
         config = make_config(args.redis_url, parse_users(args.users), prefix=args.prefix, worker_id=args.worker_id,
                              concurrency=args.concurrency, poll_interval=args.poll_interval)
         concurrency = args.concurrency
-    queue = None
-    if args.cluster_url or config.queue.shards > 1:  # every shard of the queue, on a cluster or not
-        client = RedisCluster.from_url(args.cluster_url) if args.cluster_url else None
-        queue = open_bench_queue(config, client, args.worker_id)
-    worker = Worker(config, worker_id=args.worker_id, concurrency=concurrency, burst=args.burst, queue=queue,
+    worker = Worker(config, worker_id=args.worker_id, concurrency=concurrency, burst=args.burst,
                     task_modules=TASK_MODULES, prefetch=not args.no_prefetch)
     if args.ready:
         bodies.mark_ready(args.worker_id)

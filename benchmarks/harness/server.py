@@ -347,6 +347,11 @@ class PrivateCluster:
         """A startup node's URL, for ``RedisCluster.from_url``."""
         return f"redis://:{self.password}@127.0.0.1:{self.ports[0]}/0"
 
+    @property
+    def config_url(self) -> str:
+        """The same startup node as a ``redis+cluster://`` URL (fairque's ``redis.url`` of a cluster)."""
+        return f"redis+cluster://:{self.password}@127.0.0.1:{self.ports[0]}/0"
+
     def node_url(self, port: int) -> str:
         return f"redis://:{self.password}@127.0.0.1:{port}/0"
 

@@ -11,9 +11,11 @@ counters see only the benchmark):
   records   one more plain redis-server for the task bodies' records and counters
             (:mod:`benchmarks.contenders.bodies`), so that they never count on the servers measured
 
-Both sides open their queue with :func:`benchmarks.contenders.fairque_app.open_bench_queue` (the
-library's ``open_queue`` when it has one: every shard of ``queue.shards``; else a ``TaskQueue``,
-one shard only). Targets: ``cluster-s12`` (the cluster, ``queue.shards = 12``), ``single-s1`` (the
+Both sides open their queue from a configuration whose ``redis.url`` is ``redis+cluster://...``
+for the cluster (the library builds its ``RedisCluster`` client, as ``runfairworker`` does from
+Django settings) with :func:`benchmarks.contenders.fairque_app.open_bench_queue` (the library's
+``open_queue`` when it has one: every shard of ``queue.shards``; else a ``TaskQueue``, one shard
+only). Targets: ``cluster-s12`` (the cluster, ``queue.shards = 12``), ``single-s1`` (the
 single Redis, ``shards = 1``: today's layout) and, for context, ``cluster-s1`` (the cluster with
 ``shards = 1``: everything on the master owning ``{fq}``) and, in part B only, ``single-s1-batch``
 (the single Redis with ``--no-prefetch`` workers: a sharded prefix's worker does not prefetch, its
@@ -80,6 +82,7 @@ from benchmarks.harness.server import PrivateCluster, start_private_cluster, sta
 from benchmarks.harness.stats import median, paired_ratio
 from benchmarks.scenarios.fairness_runner import PROCS, Bench, Rec, Run, wait_stats
 from fairque_django.core.config import FairQueueConfig
+from fairque_django.core.connection import build_client
 
 MODES = ("prod", "burst")
 PREFIX = "fq"  # the default queue.stats_prefix: where its shards' hash tags land is what users get
@@ -158,16 +161,14 @@ class Servers:
         self.single = redis.Redis.from_url(self.single_url)
 
     def queue_url(self, target: Target) -> str:
-        return self.cluster.url if target.cluster else self.single_url
+        """The ``redis.url`` of a target's configuration (``redis+cluster://``: a Redis Cluster)."""
+        return self.cluster.config_url if target.cluster else self.single_url
 
     def masters(self, target: Target) -> dict[str, redis.Redis]:
         """The servers a target's queue runs on, by name (``port``)."""
         if target.cluster:
             return {str(p): self.cluster.node(p) for p in self.cluster.ports}
         return {"single": self.single}
-
-    def client(self, target: Target) -> Any:
-        return self.cluster.client() if target.cluster else redis.Redis.from_url(self.single_url)
 
     def flush(self, target: Target) -> None:
         """FLUSHDB on the target's servers (all the benchmark's own) and the records database."""
@@ -228,7 +229,7 @@ class ClusterBench:
         path = PROCS.logdir / f"cluster-{target.name}.config.json"
         path.write_text(json.dumps(data), "utf-8")
         config = FairQueueConfig.from_dict(data)
-        client = self.s.client(target)
+        client = build_client(config.redis)  # as the library builds it from the settings (a RedisCluster)
         queue = open_bench_queue(config, client)
         nodes = self.s.masters(target)
         tenants, k = self.tenants, len(self.tenants)
@@ -243,8 +244,6 @@ class ClusterBench:
         cmd_push = {name: commandstats(node) for name, node in nodes.items()}
         cpu_push = {name: cpu_seconds(node) - cpu0[name] for name, node in nodes.items()}
         cmd = [sys.executable, "-m", "benchmarks.contenders.fairque_worker", "--config", str(path)]
-        if target.cluster:
-            cmd += ["--cluster-url", self.s.cluster.url]
         if mode == "burst":
             cmd.append("--burst")
         problems: list[str] = []
@@ -405,8 +404,8 @@ class ClusterBench:
                 contender = FairqueTenants(
                     self.s.records_url, t.name, [{"id": "fq-w1", "steal_targets": ["*"]},
                                                  {"id": "fq-w2", "steal_targets": ["*"]}],
-                    config_dir=PROCS.logdir, queue_url=self.s.queue_url(t), cluster=t.cluster, shards=t.shards,
-                    prefix=PREFIX, prefetch=t.prefetch)
+                    config_dir=PROCS.logdir, queue_url=self.s.queue_url(t), shards=t.shards, prefix=PREFIX,
+                    prefetch=t.prefetch)
                 heavy = [Job("heavy", i, sz["ms"]) for i in range(sz["heavy"])]
                 lights = [f"light:{i + 1}" for i in range(sz["light_tenants"])]
                 light_jobs = [Job(x, i, sz["ms"]) for x in lights for i in range(sz["light_each"])]
