@@ -31,12 +31,14 @@ A. Command split and Redis CPU per task (each target, each drain mode, ``reps`` 
    Every master gets CONFIG RESETSTAT before the push; its INFO commandstats (every command a
    script runs counts under its own name besides the EVALSHA; the benchmark's INFO/CONFIG calls
    are left out) and INFO cpu (``used_cpu_sys + used_cpu_user``) are read after the push and once
-   the last task completed (+0.3 s for its ack), before the workers stop. Reported per master:
+   the last task completed (+0.3 s for its ack), before the workers stop; each server's idle CPU
+   (its own background: serverCron, a cluster's bus) is sampled for 1 s before. Reported per master:
    commands and CPU; the split's max deviation from even (``max |c_i - mean| / mean``, target
    +-20 %); Redis CPU per task (push + drain, all masters) and its ratio cluster-s12 / single-s1
-   (medians of same-rep ratios; target <= 1.2x). Which master each shard's hash tag lands on, and
-   how many tenants each shard has, is printed too: 12 tags over 3 even slot ranges need not be
-   4/4/4.
+   (medians of same-rep ratios; target <= 1.2x), also with the idle background subtracted (the
+   idle rate times the run's wall time: what does not grow with the tasks). Which master each
+   shard's hash tag lands on, and how many tenants each shard has, is printed too: 12 tags over 3
+   even slot ranges need not be 4/4/4.
 
 B. Fairness: the noisy-neighbour scenario of the fairness suite (``bench_fairness.py`` scenario 1:
    ``heavy`` pushes 3,000 x 1 ms in one batch, then 20 light tenants 5 x 1 ms each, one push per
@@ -87,13 +89,14 @@ from fairque_django.core.connection import build_client
 MODES = ("prod", "burst")
 PREFIX = "fq"  # the default queue.stats_prefix: where its shards' hash tags land is what users get
 FULL: dict[str, Any] = {
-    "tasks": 20_000, "tenants": 200, "chunk": 1_000, "workers": 2, "concurrency": 2, "reps": 1, "modes": MODES,
+    "tasks": 20_000, "tenants": 200, "chunk": 1_000, "workers": 2, "concurrency": 2, "reps": 2, "modes": MODES,
     "noisy": {"heavy": 3000, "light_tenants": 20, "light_each": 5, "ms": 1.0, "reps": 3}}
 QUICK: dict[str, Any] = {
     "tasks": 2_000, "tenants": 200, "chunk": 1_000, "workers": 2, "concurrency": 2, "reps": 1, "modes": ("prod",),
     "noisy": {"heavy": 600, "light_tenants": 20, "light_each": 5, "ms": 1.0, "reps": 1}}
 TARGETS = {"split_deviation": 0.20, "cpu_ratio": 1.2, "light_p99_ratio": 1.5}
 DRAIN_TIMEOUT_S = 120.0
+IDLE_SAMPLE_S = 1.0
 IGNORED = ("info", "config", "ping", "flushdb", "dbsize", "echo", "client", "hello", "auth", "select")
 perf = time.perf_counter
 
@@ -235,9 +238,13 @@ class ClusterBench:
         tenants, k = self.tenants, len(self.tenants)
         chunks = [[noop.create_task((i,), user_id=tenants[i % k]) for i in range(lo, min(n, lo + sz["chunk"]))]
                   for lo in range(0, n, sz["chunk"])]
+        idle0 = {name: cpu_seconds(node) for name, node in nodes.items()}
+        time.sleep(IDLE_SAMPLE_S)  # the servers' own background (serverCron; a cluster's bus), nothing queued
+        idle = {name: (cpu_seconds(node) - idle0[name]) / IDLE_SAMPLE_S for name, node in nodes.items()}
         for node in nodes.values():
             node.config_resetstat()
         cpu0 = {name: cpu_seconds(node) for name, node in nodes.items()}
+        wall0 = time.monotonic()
         started = perf()
         pushed = sum(int(queue.push_batch(chunk)["pushed"]) for chunk in chunks)
         push_s = perf() - started
@@ -266,6 +273,7 @@ class ClusterBench:
             time.sleep(0.3)  # the last acks
             cmd_all = {name: commandstats(node) for name, node in nodes.items()}
             cpu_all = {name: cpu_seconds(node) - cpu0[name] for name, node in nodes.items()}
+            wall = time.monotonic() - wall0
         finally:
             PROCS.stop_all()
             with contextlib.suppress(Exception):
@@ -288,6 +296,8 @@ class ClusterBench:
             "drain_rate": n / (last - first) if last > first else float("nan"),
             "per_master": per_master, "commands_total": sum(commands), "commands_per_task": sum(commands) / n,
             "cpu_us_per_task": 1e6 * sum(cpu) / n, "cpu_push_us_per_task": 1e6 * sum(cpu_push.values()) / n,
+            "idle_cpu_per_s": idle, "wall_s": wall,
+            "cpu_net_us_per_task": 1e6 * (sum(cpu) - wall * sum(idle.values())) / n,
             "split_deviation": deviation(commands) if len(commands) > 1 else float("nan"),
             "cpu_split_deviation": deviation(cpu) if len(cpu) > 1 else float("nan"),
             "problems": problems,
@@ -343,20 +353,24 @@ class ClusterBench:
                 "reps": len(rs),
                 **{f: median(r[f] for r in rs) for f in ("push_rate", "drain_rate", "commands_per_task",
                                                          "cpu_us_per_task", "cpu_push_us_per_task",
-                                                         "split_deviation", "cpu_split_deviation")},
+                                                         "cpu_net_us_per_task", "split_deviation",
+                                                         "cpu_split_deviation")},
+                "idle_cpu_ms_per_s": median(1000 * sum(r["idle_cpu_per_s"].values()) for r in rs),
                 "commands_per_master": {m: median(r["per_master"][m]["commands"] for r in rs) for m in masters},
                 "cpu_s_per_master": {m: median(r["per_master"][m]["cpu_s"] for r in rs) for m in masters},
             }
         rows = []
         for key, s in summary.items():
-            rows.append([key, s["drain_rate"], s["commands_per_task"], s["cpu_us_per_task"],
+            rows.append([key, s["drain_rate"], s["commands_per_task"], s["cpu_us_per_task"], s["cpu_net_us_per_task"],
+                         s["idle_cpu_ms_per_s"],
                          " / ".join(f"{v:,.0f}" for v in s["commands_per_master"].values()),
                          f"{100 * s['split_deviation']:.1f} %" if not math.isnan(s["split_deviation"]) else "-",
                          " / ".join(f"{v:.2f}" for v in s["cpu_s_per_master"].values()),
                          f"{100 * s['cpu_split_deviation']:.1f} %" if not math.isnan(s["cpu_split_deviation"])
                          else "-"])
         out("")
-        table(["target/mode", "drain/s", "cmds/task", "Redis CPU us/task", "commands per master", "deviation",
+        table(["target/mode", "drain/s", "cmds/task", "Redis CPU us/task", "less idle", "idle ms/s",
+               "commands per master", "deviation",
                "CPU s per master", "CPU deviation"], rows, title="  medians over reps")
         checks: dict[str, Any] = {}
         for mode in self.modes:
@@ -371,10 +385,14 @@ class ClusterBench:
             if c12 and s1:
                 pairs = list(zip(c12, s1, strict=False))
                 ratio = paired_ratio([a["cpu_us_per_task"] for a, _ in pairs], [b["cpu_us_per_task"] for _, b in pairs])
+                net = paired_ratio([a["cpu_net_us_per_task"] for a, _ in pairs],
+                                   [b["cpu_net_us_per_task"] for _, b in pairs])
                 checks[f"cpu_ratio_{mode}"] = verdict(
                     f"A. Redis CPU per task ({mode}), cluster shards=12 / single shards=1", ratio, TARGETS["cpu_ratio"],
                     "<=", "x", detail=f"{summary[f'cluster-s12/{mode}']['cpu_us_per_task']:.0f} vs "
-                                      f"{summary[f'single-s1/{mode}']['cpu_us_per_task']:.0f} us")
+                                      f"{summary[f'single-s1/{mode}']['cpu_us_per_task']:.0f} us; the servers' idle "
+                                      f"background subtracted: {net:.2f}x")
+                checks[f"cpu_net_ratio_{mode}"] = {"value": net}
             c1 = runs.get(f"cluster-s1/{mode}")
             if c1 and s1:
                 pairs1 = list(zip(c1, s1, strict=False))
