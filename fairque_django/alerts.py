@@ -36,7 +36,8 @@ from .core.observe.alert_rules import (
     with_builtin_rules,
 )
 from .core.observe.alerts import AlertTracker, AlertTransition
-from .core.queue import TaskQueue, redis_errors
+from .core.observe.fanout import QueueShards
+from .core.queue import redis_errors
 from .signals import fairque_alert
 
 __all__ = ["AlertEvaluator", "alert_rules", "current_alerts", "logger"]
@@ -54,7 +55,7 @@ class AlertEvaluator:
     """Evaluates the rules and reports transitions (see the module docstring). Callable with no
     arguments, as the core ``Worker``'s ``periodic`` hook."""
 
-    def __init__(self, queue: TaskQueue | None = None, rules: Iterable[AlertRule] | None = None, *,
+    def __init__(self, queue: QueueShards | None = None, rules: Iterable[AlertRule] | None = None, *,
                  interval: float | None = None, top_n: int | None = None, guard: bool = True,
                  history: bool = True, sample_interval: float = SAMPLE_INTERVAL) -> None:
         self._queue = queue
@@ -66,7 +67,7 @@ class AlertEvaluator:
         self.sample_interval = sample_interval
 
     @property
-    def queue(self) -> TaskQueue:
+    def queue(self) -> QueueShards:
         return self._queue if self._queue is not None else get_queue()
 
     def __call__(self) -> None:
@@ -75,9 +76,9 @@ class AlertEvaluator:
     def _acquire(self) -> bool:
         """One evaluation per interval across processes (the guard expires a little early so
         that the workers' own timers, which drift, never skip a whole interval)."""
-        queue = self.queue
+        home = self.queue.home_queue  # the guard and the states are home keys
         with redis_errors("alert guard"):
-            return bool(queue.client.set(queue.keys.guard(queue.keys.alerts), "1", nx=True,
+            return bool(home.client.set(home.keys.guard(home.keys.alerts), "1", nx=True,
                                          px=max(1, int(self.interval * 900))))
 
     def collect(self) -> QueueMetrics:
@@ -96,8 +97,9 @@ class AlertEvaluator:
             return None
         queue = self.queue
         if not self.rules:
+            home = queue.home_queue
             with redis_errors("alert history"):
-                if not self.history or queue.client.exists(queue.keys.guard(queue.keys.history)):
+                if not self.history or home.client.exists(home.keys.guard(home.keys.history)):
                     return []
         metrics = self.collect()
         if self.history:
@@ -133,7 +135,7 @@ class AlertEvaluator:
                     conn.close()
 
 
-def current_alerts(queue: TaskQueue | None = None, rules: Iterable[AlertRule] | None = None,
+def current_alerts(queue: QueueShards | None = None, rules: Iterable[AlertRule] | None = None,
                    metrics: QueueMetrics | None = None) -> list[dict[str, Any]]:
     """Every rule's state now (evaluated on ``metrics`` or a fresh snapshot), with the time its
     recorded state began (``since``; None when no process recorded it yet). The recorded states

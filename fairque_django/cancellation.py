@@ -13,8 +13,8 @@ from asgiref.sync import sync_to_async
 
 from .conf import get_queue
 from .core.context import current_user
-from .core.queue import TaskQueue
 from .core.results import CancelResult
+from .core.sharded import AnyQueue
 from .tenancy import resolve_user_id
 
 __all__ = ["acancel", "acancel_tenant", "cancel", "cancel_tenant"]
@@ -26,23 +26,23 @@ def _user(user: Any) -> str:
     return user_id
 
 
-def cancel(task_id: str, *, user: Any = None, queue: TaskQueue | None = None) -> CancelResult:
+def cancel(task_id: str, *, user: Any = None, queue: AnyQueue | None = None) -> CancelResult:
     """Cancel a task of ``user`` (default: the current tenant); see :meth:`TaskQueue.cancel`."""
     return (queue if queue is not None else get_queue()).cancel(task_id, user_id=_user(user))
 
 
-def cancel_tenant(user: Any = None, *, running: bool = False, queue: TaskQueue | None = None) -> dict[str, int]:
+def cancel_tenant(user: Any = None, *, running: bool = False, queue: AnyQueue | None = None) -> dict[str, int]:
     """Cancel every queued and delayed task of ``user`` (``running=True``: flag its running ones
     too); ``{"cancelled": n, "cancelling": m}``. See :meth:`TaskQueue.cancel_tenant`."""
     return (queue if queue is not None else get_queue()).cancel_tenant(_user(user), running=running)
 
 
-async def acancel(task_id: str, *, user: Any = None, queue: TaskQueue | None = None) -> CancelResult:
+async def acancel(task_id: str, *, user: Any = None, queue: AnyQueue | None = None) -> CancelResult:
     """Async :func:`cancel`."""
     return await sync_to_async(cancel)(task_id, user=user, queue=queue)
 
 
-async def acancel_tenant(user: Any = None, *, running: bool = False, queue: TaskQueue | None = None,
+async def acancel_tenant(user: Any = None, *, running: bool = False, queue: AnyQueue | None = None,
                          ) -> dict[str, int]:
     """Async :func:`cancel_tenant`."""
     return await sync_to_async(cancel_tenant)(user, running=running, queue=queue)

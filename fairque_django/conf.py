@@ -70,7 +70,7 @@ from .core.config.kinds import raise_problems, unknown_key
 from .core.config.schema import DJANGO_OPTIONS
 from .core.connection import get_client
 from .core.errors import ConfigurationError
-from .core.queue import TaskQueue
+from .core.sharded import AnyQueue, open_queue
 
 __all__ = [
     "DEFAULTS",
@@ -188,7 +188,7 @@ _lock = threading.RLock()
 _options: dict[str, Any] | None = None
 _config: FairQueueConfig | None = None
 _client: redis.Redis | None = None
-_queues: dict[str | None, TaskQueue] = {}
+_queues: dict[str | None, AnyQueue] = {}
 # Set while get_config() builds, so the default-redis provider does not recurse into it.
 _building: contextvars.ContextVar[bool] = contextvars.ContextVar("fairque_building", default=False)
 
@@ -351,9 +351,10 @@ def django_client_provider(config: RedisConfig) -> redis.Redis | None:
     return get_redis_client()
 
 
-def get_queue(worker_id: str | None = None) -> TaskQueue:
-    """A :class:`TaskQueue` on the shared client, cached per *worker_id*
-    (``None``: ``WORKER_ID`` / the config's current worker)."""
+def get_queue(worker_id: str | None = None) -> AnyQueue:
+    """The queue of the ``FAIRQUE`` prefix on the shared client, cached per *worker_id* (``None``:
+    ``WORKER_ID`` / the config's current worker): a :class:`TaskQueue`, or with ``queue.shards`` > 1 a
+    :class:`~fairque_django.core.sharded.ShardedTaskQueue` (its shards' queues: ``shard_queues``)."""
     queue = _queues.get(worker_id)
     if queue is not None:
         return queue
@@ -361,7 +362,7 @@ def get_queue(worker_id: str | None = None) -> TaskQueue:
         queue = _queues.get(worker_id)
         if queue is None:
             try:
-                queue = TaskQueue(get_config(), get_redis_client(), worker_id=worker_id)
+                queue = open_queue(get_config(), get_redis_client(), worker_id=worker_id)
             except ConfigurationError as exc:  # e.g. an unknown worker id
                 raise _wrap(exc) from exc
             _queues[worker_id] = queue

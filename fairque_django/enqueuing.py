@@ -35,8 +35,8 @@ from .conf import get_queue, get_setting
 from .core.context import current_user
 from .core.errors import NotEnqueuedAfterCommitError, RedisUnavailableError
 from .core.models import Task
-from .core.queue import TaskQueue
 from .core.results import TaskResult
+from .core.sharded import AnyQueue
 from .tenancy import resolve_user_id
 
 __all__ = ["aenqueue", "aenqueue_many", "aresult", "chain", "enqueue", "enqueue_many", "enqueue_mode", "result"]
@@ -62,7 +62,7 @@ def _after_commit(push: Callable[[], None], tasks: list[Task], using: str | None
 
 
 def _prepare(tasks: Iterable[Task], user: Any,
-             queue: TaskQueue | None) -> tuple[TaskQueue, list[Task], list[list[Any]]]:
+             queue: AnyQueue | None) -> tuple[AnyQueue, list[Task], list[list[Any]]]:
     """The queue, the checked tasks and each one's push arguments (header, encoded body).
 
     Validates each task's user id, id, priority, options, JSON and size now, and fixes its
@@ -90,7 +90,7 @@ def enqueue_mode(on_commit: bool | None = None) -> str:
     return mode
 
 
-def _hand_over(q: TaskQueue, tasks: list[Task], encoded: list[list[Any]], on_commit: bool | None,
+def _hand_over(q: AnyQueue, tasks: list[Task], encoded: list[list[Any]], on_commit: bool | None,
                using: str | None, push: Callable[[], Any]) -> None:
     mode = enqueue_mode(on_commit)
     if mode == "outbox":
@@ -104,7 +104,7 @@ def _hand_over(q: TaskQueue, tasks: list[Task], encoded: list[list[Any]], on_com
 
 
 def enqueue(task: Task, *, user: Any = None, on_commit: bool | None = None, using: str | None = None,
-            queue: TaskQueue | None = None, unique_key: str | None = None, unique_for: float | None = None,
+            queue: AnyQueue | None = None, unique_key: str | None = None, unique_for: float | None = None,
             on_conflict: str = "drop", depends_on: Iterable[Any] | None = None,
             allow_failure: bool = False) -> TaskResult:
     """Queue *task* and return its :class:`~fairque_django.core.results.TaskResult` handle.
@@ -135,7 +135,7 @@ def enqueue(task: Task, *, user: Any = None, on_commit: bool | None = None, usin
 
 
 def chain(*tasks: Task, user: Any = None, on_commit: bool | None = None, using: str | None = None,
-          queue: TaskQueue | None = None) -> list[TaskResult]:
+          queue: AnyQueue | None = None) -> list[TaskResult]:
     """Queue *tasks* to run one after the other, each receiving the previous one's return value as
     one more positional argument (read from its kept result: keep results, ``store_result``). Each
     depends on the one before: a failure for good cancels the rest. Returns their handles, in order."""
@@ -150,7 +150,7 @@ def chain(*tasks: Task, user: Any = None, on_commit: bool | None = None, using: 
 
 
 def enqueue_many(tasks: Iterable[Task], *, user: Any = None, on_commit: bool | None = None,
-                 using: str | None = None, queue: TaskQueue | None = None) -> list[TaskResult]:
+                 using: str | None = None, queue: AnyQueue | None = None) -> list[TaskResult]:
     """Queue many tasks with :meth:`TaskQueue.push_batch`; returns their handles, in order.
 
     All tasks are validated before any is pushed; ``user``/``on_commit``/``using``/``queue``
@@ -174,7 +174,7 @@ def _async_on_commit() -> bool | None:
     return None if get_setting("ENQUEUE_MODE") == "outbox" else False
 
 
-async def aenqueue(task: Task, *, user: Any = None, queue: TaskQueue | None = None, unique_key: str | None = None,
+async def aenqueue(task: Task, *, user: Any = None, queue: AnyQueue | None = None, unique_key: str | None = None,
                    unique_for: float | None = None, on_conflict: str = "drop", depends_on: Iterable[Any] | None = None,
                    allow_failure: bool = False) -> TaskResult:
     """Async :func:`enqueue` (the same unique-key and dependency options).  Pushes at once (async
@@ -187,12 +187,12 @@ async def aenqueue(task: Task, *, user: Any = None, queue: TaskQueue | None = No
 
 
 async def aenqueue_many(tasks: Iterable[Task], *, user: Any = None,
-                        queue: TaskQueue | None = None) -> list[TaskResult]:
+                        queue: AnyQueue | None = None) -> list[TaskResult]:
     """Async :func:`enqueue_many` (pushes at once, or writes outbox rows as :func:`aenqueue`)."""
     return await sync_to_async(enqueue_many)(list(tasks), user=user, on_commit=_async_on_commit(), queue=queue)
 
 
-def result(task_id: str, *, user: Any = None, queue: TaskQueue | None = None) -> TaskResult:
+def result(task_id: str, *, user: Any = None, queue: AnyQueue | None = None) -> TaskResult:
     """The handle of a task enqueued earlier, read now: for code that stored only the id.
 
     ``user`` is what :func:`enqueue` accepts (default: the current tenant); a task of another
@@ -203,6 +203,6 @@ def result(task_id: str, *, user: Any = None, queue: TaskQueue | None = None) ->
     return (queue if queue is not None else get_queue()).result(task_id, user_id=user_id)
 
 
-async def aresult(task_id: str, *, user: Any = None, queue: TaskQueue | None = None) -> TaskResult:
+async def aresult(task_id: str, *, user: Any = None, queue: AnyQueue | None = None) -> TaskResult:
     """Async :func:`result`."""
     return await sync_to_async(result)(task_id, user=user, queue=queue)

@@ -28,7 +28,7 @@ from django.utils import timezone
 from .conf import get_queue, get_setting
 from .core.errors import FairQueueError
 from .core.models import Task
-from .core.queue import TaskQueue
+from .core.sharded import AnyQueue
 from .models import OutboxEntry
 
 __all__ = ["Relay", "RelayResult", "database_for_outbox", "write"]
@@ -44,7 +44,7 @@ def database_for_outbox(using: str | None = None) -> str:
     return using if using is not None else router.db_for_write(OutboxEntry)
 
 
-def write(queue: TaskQueue, tasks: Sequence[tuple[Task, bytes]], using: str | None = None) -> None:
+def write(queue: AnyQueue, tasks: Sequence[tuple[Task, bytes]], using: str | None = None) -> None:
     """Store checked tasks (with their encoded bodies) as outbox rows in the current transaction of
     ``using``; once it commits, push them at once when ``OUTBOX_PUSH_ON_COMMIT`` (a failure there is
     logged: the relay pushes the rows later). A task id already in the outbox is ignored."""
@@ -74,7 +74,7 @@ class Relay:
     """Pushes outbox rows of database ``using`` to ``queue`` (default: the project's queue) and
     deletes them, ``batch_size`` rows per database transaction."""
 
-    def __init__(self, queue: TaskQueue | None = None, *, using: str | None = None, batch_size: int | None = None,
+    def __init__(self, queue: AnyQueue | None = None, *, using: str | None = None, batch_size: int | None = None,
                  interval: float | None = None) -> None:
         self.queue = queue if queue is not None else get_queue()
         self.using = database_for_outbox(using)

@@ -28,7 +28,7 @@ from ..core.observe import (
     record_history,
 )
 from ..core.observe.alert_rules import AlertRule, required_top_n, required_windows
-from ..core.queue import TaskQueue
+from ..core.observe.fanout import QueueShards
 from .format import format_age, when
 
 __all__ = ["RATE_WINDOW", "build_chart", "dashboard_snapshot", "monitoring_context", "nice_ceiling", "orphan_banner",
@@ -118,7 +118,7 @@ def orphan_banner(parts: list[OrphanedPartition]) -> list[dict[str, Any]]:
              "served_by": list(p.served_by), "waiting": p.waiting} for p in parts]
 
 
-def dashboard_snapshot(queue: TaskQueue, users: int = 0, rules: Sequence[AlertRule] | None = None) -> QueueMetrics:
+def dashboard_snapshot(queue: QueueShards, users: int = 0, rules: Sequence[AlertRule] | None = None) -> QueueMetrics:
     """The one snapshot a dashboard render reads: at least ``users`` tenants (and as many as the
     alert rules look at), the rate window and the rules' counter windows, the recorded alert states."""
     rules = alert_rules() if rules is None else rules
@@ -126,7 +126,7 @@ def dashboard_snapshot(queue: TaskQueue, users: int = 0, rules: Sequence[AlertRu
     return collect_metrics(queue, top_n, windows=(RATE_WINDOW, *required_windows(rules)), alerts=True)
 
 
-def monitoring_context(queue: TaskQueue, metrics: QueueMetrics | None = None) -> dict[str, Any]:
+def monitoring_context(queue: QueueShards, metrics: QueueMetrics | None = None) -> dict[str, Any]:
     """Template context of the panel (``alerts``, ``alert_rules``, ``charts``, ``chart_points``) and
     of the starvation, stall and orphan banners (``starved``, ``stalled``, ``orphaned``), from
     ``metrics`` (default: a fresh :func:`dashboard_snapshot`)."""

@@ -121,6 +121,7 @@ class TenantPages:
                      for name, _ in LIMIT_NAMES if limits.get(f"{name}_source") == "runtime"},
             paused_since=when(limits.get("paused_since")),
             held_text=HELD_TEXT.get(limits.get("held") or "", ""),
+            shard=view.shard, shard_text=f"keyspace shard {view.shard} of {view.shards}" if view.shards > 1 else "",
             next_token=when(limits.get("next_token_at")),
             leased=leased, leased_rows=[self._row(t, now) for t in leased.tasks],
             queued=queued, queued_rows=[self._row(t, now) for t in queued.tasks],

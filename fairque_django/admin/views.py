@@ -31,7 +31,7 @@ from ..conf import get_queue
 from ..core.errors import FairQueueError
 from ..core.models import DLQEntry, Priority
 from ..core.observe import DeadLetters, QueueMetrics
-from ..core.queue import TaskQueue
+from ..core.sharded import AnyQueue
 from .format import format_age, when
 from .monitoring import RATE_WINDOW, dashboard_snapshot, monitoring_context
 
@@ -71,7 +71,7 @@ class FairQueueViews:
     dashboard, ``DeadLetterQueueAdmin`` for the DLQ)."""
 
     def __init__(self, dashboard_admin: ModelAdmin[Any], dlq_admin: ModelAdmin[Any] | None = None,
-                 queue_factory: Callable[[], TaskQueue] | None = None) -> None:
+                 queue_factory: Callable[[], AnyQueue] | None = None) -> None:
         self.dashboard_admin = dashboard_admin
         self.dlq_admin = dlq_admin or dashboard_admin
         self.admin_site: AdminSite = dashboard_admin.admin_site
@@ -89,7 +89,7 @@ class FairQueueViews:
     def dlq_url(self) -> str:
         return self.url("fairque_dlq")
 
-    def queue(self) -> TaskQueue:
+    def queue(self) -> AnyQueue:
         return self.queue_factory()
 
     def dead_letters(self) -> DeadLetters:
@@ -179,7 +179,7 @@ class FairQueueViews:
         queue = self.queue()
         metrics = dashboard_snapshot(queue, USERS_SHOWN)  # the one read of the queue's state
         ctx = self.context(request, "FairQueue dashboard", **self.dashboard_context(metrics),
-                           prefix=queue.keys.prefix)
+                           prefix=queue.config.queue.stats_prefix)
         for row in ctx["user_rows"]:
             row["url"] = self.tenant_url(row["row"].tenant)
         ctx.update(monitoring_context(queue, metrics))
@@ -302,7 +302,7 @@ class FairQueueViews:
         dead = self.dead_letters()
         entry = dead.dead_task(task_id)
         if entry is None:
-            state = dead.queue.get_task_state(task_id)
+            state = self.queue().get_task_state(task_id)
             where = f" (it is now {state.get('st', 'unknown')})" if state else ""
             messages.warning(request, f"Dead task with ID “{task_id}” doesn't exist{where}. "
                                       "Perhaps it was requeued or deleted?")

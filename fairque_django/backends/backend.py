@@ -20,7 +20,8 @@ from ..core.context import current_user
 from ..core.errors import FairQueueError, MissingTenantError, TaskValidationError
 from ..core.keys import validate_user_id
 from ..core.models import Task as FairTask
-from ..core.queue import TaskQueue, redis_errors
+from ..core.queue import redis_errors
+from ..core.sharded import AnyQueue
 from ..enqueuing import enqueue as fairque_enqueue
 from ..enqueuing import enqueue_mode
 from .calls import (
@@ -147,7 +148,7 @@ class FairQueueBackend(ResultReads, BaseTaskBackend):
             ttl = queue.config.queue.result_ttl_seconds + int(max(0.0, (run_after or 0) - time.time()))
             try:
                 with redis_errors("index result owner"):
-                    queue.client.set(queue.keys.result_owner(ftask.task_id), user_id, ex=ttl)
+                    queue.client.set(queue.home_queue.keys.result_owner(ftask.task_id), user_id, ex=ttl)
             except FairQueueError as exc:  # the task is queued; only lookups without a tenant suffer
                 logger.warning("could not index the owner of Django task result %s: %s", ftask.task_id, exc)
             task_enqueued.send(type(self), task_result=result)
@@ -158,7 +159,7 @@ class FairQueueBackend(ResultReads, BaseTaskBackend):
             announce()
         return result
 
-    def run(self, call: Call, ftask: FairTask, queue: TaskQueue) -> Any:
+    def run(self, call: Call, ftask: FairTask, queue: AnyQueue) -> Any:
         """Run one attempt of ``call`` in a worker (see :func:`.runner.execute`)."""
         return execute(self, call, ftask, queue)
 

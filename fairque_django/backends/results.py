@@ -54,7 +54,7 @@ class ResultReads:
         state = None
         if owner is None:  # trusted code without a tenant: find the owner
             with redis_errors("get_result"):
-                raw = queue.client.get(queue.keys.result_owner(result_id))
+                raw = queue.client.get(queue.home_queue.keys.result_owner(result_id))
             if raw is not None:
                 owner = raw.decode() if isinstance(raw, bytes) else str(raw)
             else:

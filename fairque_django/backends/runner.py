@@ -22,8 +22,9 @@ from ..core.context import running_task
 from ..core.errors import FairQueueError, SerializationError, TaskNotRegisteredError
 from ..core.models import Task as FairTask
 from ..core.models import dumps
-from ..core.queue import TaskQueue, redis_errors
+from ..core.queue import redis_errors
 from ..core.registry import task as fairque_task
+from ..core.sharded import AnyQueue
 from ..core.worker import PERMANENT_ERRORS
 from .calls import (
     FAILED,
@@ -68,14 +69,14 @@ def run_django_task(module_path: str, args: list[Any], kwargs: dict[str, Any], b
     return execute(our_backend(call.backend), call, running.task, running.queue or get_queue())
 
 
-def store(queue: TaskQueue, ftask: FairTask, record: dict[str, Any]) -> None:
+def store(queue: AnyQueue, ftask: FairTask, record: dict[str, Any]) -> None:
     """Keep the record of a Django task and index its owner (lookups without a tenant)."""
     queue.store_result(ftask, record)
     with redis_errors("index result owner"):
-        queue.client.set(queue.keys.result_owner(ftask.task_id), ftask.user_id or "",
+        queue.client.set(queue.home_queue.keys.result_owner(ftask.task_id), ftask.user_id or "",
                          ex=queue.config.queue.result_ttl_seconds)
 
-def execute(backend: FairQueueBackend, call: Call, ftask: FairTask, queue: TaskQueue) -> Any:
+def execute(backend: FairQueueBackend, call: Call, ftask: FairTask, queue: AnyQueue) -> Any:
     """Run one attempt of ``call`` in a worker: signals, context, outcome stored in Redis."""
     task = resolve(call)
     previous = queue.get_result(ftask.task_id, user_id=ftask.user_id or "") or {}

@@ -23,6 +23,7 @@ from redis.backoff import EqualJitterBackoff
 from .config import FairQueueConfig, RedisConfig
 from .config.limits import UNCHANGED, Unchanged
 from .connection import cluster_retries
+from .errors import ConfigurationError
 from .models import DLQEntry, Task
 from .ops import QueueOps, adrive
 from .results import CancelResult, ResultSnapshot, TaskResult
@@ -84,6 +85,11 @@ class AsyncTaskQueue(QueueOps):
 
     def __init__(self, config: FairQueueConfig, client: redis.asyncio.Redis | None = None, *,
                  worker_id: str | None = None, shard: int | None = None) -> None:
+        if shard is None and config.queue.shards > 1:
+            raise ConfigurationError(
+                f"the asyncio queue does not serve a sharded prefix yet (queue.shards = {config.queue.shards}): "
+                "use the synchronous queue (fairque_django.core.sharded.open_queue) and the thread worker, or "
+                "AsyncTaskQueue(config, shard=n) for one shard", "queue.shards")
         super().__init__(config, worker_id, shard)
         self._owns_client = client is None
         self.client: redis.asyncio.Redis = client if client is not None else build_async_client(config.redis)

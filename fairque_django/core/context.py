@@ -12,7 +12,7 @@ from .errors import FairQueueError, MissingTenantError, TaskCancelled, TaskNotRe
 
 if TYPE_CHECKING:
     from .models import Task
-    from .queue import TaskQueue
+    from .sharded import AnyQueue
 
 
 @dataclass(slots=True)
@@ -20,12 +20,12 @@ class RunningTask:
     """What code inside a running task can see: its task and the queue serving it."""
 
     task: Task
-    queue: TaskQueue | None
+    queue: AnyQueue | None
     result: Any = None
 
 
 _tenant: contextvars.ContextVar[str | None] = contextvars.ContextVar("fairque_tenant", default=None)
-_queue: contextvars.ContextVar[TaskQueue | None] = contextvars.ContextVar("fairque_queue", default=None)
+_queue: contextvars.ContextVar[AnyQueue | None] = contextvars.ContextVar("fairque_queue", default=None)
 _running: contextvars.ContextVar[RunningTask | None] = contextvars.ContextVar("fairque_task", default=None)
 
 
@@ -61,18 +61,18 @@ def reset_tenant(token: contextvars.Token[str | None]) -> None:
     _tenant.reset(token)
 
 
-def activate_queue(queue: TaskQueue) -> contextvars.Token[TaskQueue | None]:
+def activate_queue(queue: AnyQueue) -> contextvars.Token[AnyQueue | None]:
     return _queue.set(queue)
 
 
-def deactivate_queue(token: contextvars.Token[TaskQueue | None]) -> None:
+def deactivate_queue(token: contextvars.Token[AnyQueue | None]) -> None:
     try:
         _queue.reset(token)
     except ValueError:  # closed from another context
         _queue.set(None)
 
 
-def active_queue() -> TaskQueue | None:
+def active_queue() -> AnyQueue | None:
     running = _running.get()
     if running is not None and running.queue is not None:
         return running.queue
@@ -90,7 +90,7 @@ class task_running:
 
     __slots__ = ("_token", "running")
 
-    def __init__(self, task: Task, queue: TaskQueue | None) -> None:
+    def __init__(self, task: Task, queue: AnyQueue | None) -> None:
         self.running = RunningTask(task, queue)
 
     def __enter__(self) -> RunningTask:
@@ -127,15 +127,15 @@ def run_task_inline(task: Task) -> Any:
 
 
 # Where XCom and enqueue find a queue outside `with TaskQueue(...)`: the Django layer installs one.
-default_queue_factory: Callable[[], TaskQueue] | None = None
+default_queue_factory: Callable[[], AnyQueue] | None = None
 
 
-def set_default_queue_factory(factory: Callable[[], TaskQueue] | None) -> None:
+def set_default_queue_factory(factory: Callable[[], AnyQueue] | None) -> None:
     global default_queue_factory
     default_queue_factory = factory
 
 
-def resolve_queue(purpose: str) -> TaskQueue:
+def resolve_queue(purpose: str) -> AnyQueue:
     """The queue ``purpose`` (e.g. "XCom") uses: the running task's, the one of an enclosing
     ``with TaskQueue(...)``, else the installed default (a Django project's configured queue)."""
     queue = active_queue()

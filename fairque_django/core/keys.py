@@ -239,6 +239,11 @@ class Keys:
     def wake(self, partition: str) -> str:
         return f"{self.base}:wake:{partition}"
 
+    def home_wake(self, partition: str) -> str:
+        """The wake list of a partition in the home keyspace: the idle workers of a sharded prefix wait
+        on it, and a push that made a user join a shard's rotation leaves a token there."""
+        return f"{self.home}:wake:{partition}"
+
     def parked(self, partition: str) -> str:
         return f"{self.base}:parked:{partition}"
 

@@ -204,6 +204,13 @@ def counted(request: Request) -> Request:
     return "attempt", (*request, Attempts())
 
 
+def unmark_wake(reply: Any) -> tuple[Any, bool]:
+    """push.lua's reply without its wake-up mark ('~' first: a user joined a rotation), and whether
+    it had one (asked for by a shard of a sharded prefix only: ``Commands.report_wakes``)."""
+    raw = text(reply)
+    return (raw[1:], True) if raw.startswith("~") else (raw, False)
+
+
 def acked(code: int, retried: bool) -> int:
     """An ack's code; -1 (no such task) after a retry: the attempt whose reply was lost did it."""
     return 1 if retried and code == -1 else code
@@ -245,6 +252,10 @@ class QueueOps:
         with redis_errors("push"):
             stored, retried = yield counted(run(self.scripts.push, self.proto.push_args(
                 [args], options=[self.proto.push_options(task)])))
+            if self.proto.report_wakes:
+                stored, woke = unmark_wake(stored)
+                if woke:
+                    yield from self._wake_home([task])
         outcome = push_outcome(task, stored)
         if retried and outcome["duplicate"]:  # most likely stored by the attempt whose reply was lost
             outcome.update(success=True, duplicate=False)
@@ -280,6 +291,11 @@ class QueueOps:
 
         with redis_errors("push_batch"):
             (replies, error), retried = yield counted(("stream_scripts", (Replayable(calls()),)))
+            if self.proto.report_wakes:
+                marked = [unmark_wake(r) for r in replies]
+                replies = [r for r, _ in marked]
+                if any(w for _, w in marked):
+                    yield from self._wake_home(batch)
         ids, duplicates = batch_outcome(groups, replies)
         if retried:  # the duplicates were most likely stored by the attempt whose reply was lost
             ids, duplicates = ids + duplicates, []
@@ -288,6 +304,30 @@ class QueueOps:
                 yield from self._delete(ids)
             raise error
         return {"success": not duplicates, "pushed": len(ids), "task_ids": ids, "duplicates": duplicates}
+
+    def _wake_home(self, tasks: Iterable[Task]) -> Op[None]:
+        """A push made a user join a shard's rotation (a shard of a sharded prefix): leave one token on
+        the home wake list of each of the tasks' partitions, where the idle workers wait (core/sharded.py).
+        LPUSH then LTRIM: the list holds at most one token, ``s<shard number>`` (the waiter pops there first;
+        shard 0's own wake-ups, ``1``, share the list: shard 0's tag is the home tag)."""
+        parts = dict.fromkeys(self.proto.partition_of(t.user_id or "") for t in tasks)
+        commands: list[list[Any]] = []
+        for part in parts:
+            key = self.keys.home_wake(part)
+            commands += [["LPUSH", key, f"s{self.keys.shard or 0}"], ["LTRIM", key, 0, 0]]
+        yield execute(commands)
+
+    def _wait_home(self, partitions: Sequence[str], timeout: float) -> Op[tuple[str, str] | None]:
+        """Wait up to ``timeout`` for a token on the home wake lists of ``partitions`` (BLPOP: they
+        share the home hash tag, one slot on a cluster): (the wake list, its token: the number of the
+        shard a push woke), or None when none came."""
+        keys = [self.keys.home_wake(p) for p in dict.fromkeys(partitions)]
+        if not keys or timeout < PRECISE_WAIT_SECONDS:
+            yield "sleep", (max(timeout, 0.0),)
+            return None
+        with redis_errors("wait_for_work"):
+            woke = yield call("blpop", keys, timeout=timeout)
+        return None if woke is None else (text(woke[0]), text(woke[1]))
 
     # --- pop ----------------------------------------------------------------------------
     def _steal_set_unsynced(self, plan: PopPlan) -> bool:

@@ -28,9 +28,9 @@ from .config.topology import glob_match
 from .errors import FairQueueError, TaskNotRegisteredError, TaskValidationError
 from .ids import is_pattern
 from .models import Task
-from .queue import TaskQueue
 from .registry import get_task_function
 from .schedule import Schedule, load_callable
+from .sharded import AnyQueue
 
 __all__ = ["ScheduleStatus", "Scheduler", "fire_now", "schedule_status"]
 
@@ -42,7 +42,7 @@ STALE_CLAIM_SECONDS = 10.0
 STALE_CHECK_SECONDS = 5.0
 
 
-def known_tenants(queue: TaskQueue) -> list[str]:
+def known_tenants(queue: AnyQueue) -> list[str]:
     """The tenants a pattern in ``tenants`` matches against: the exact ids the configuration
     names (assigned users, steal targets, weights) and every tenant with a push counter."""
     config = queue.config
@@ -52,7 +52,7 @@ def known_tenants(queue: TaskQueue) -> list[str]:
     return sorted(named | set(queue.pushed_tenants()))
 
 
-def tenants_of(schedule: Schedule, queue: TaskQueue, to_user: Callable[[Any], str] | None = None) -> list[str]:
+def tenants_of(schedule: Schedule, queue: AnyQueue, to_user: Callable[[Any], str] | None = None) -> list[str]:
     """The tenants one tick of ``schedule`` runs its task for (in order, no repeats)."""
     if schedule.user is not None:
         return [schedule.user]
@@ -95,7 +95,7 @@ def tick_tasks(schedule: Schedule, tick: int | str, tenants: Sequence[str]) -> l
     return tasks
 
 
-def push_tick(queue: TaskQueue, schedule: Schedule, tick: int | str,
+def push_tick(queue: AnyQueue, schedule: Schedule, tick: int | str,
               to_user: Callable[[Any], str] | None = None) -> int:
     """Push the tasks of one tick (idempotent: ids already pushed are duplicates); how many were
     new. A tenant no worker serves (or an invalid id) is logged and left out, the rest pushed."""
@@ -112,7 +112,7 @@ def push_tick(queue: TaskQueue, schedule: Schedule, tick: int | str,
         return pushed
 
 
-def fire_now(queue: TaskQueue, schedule: Schedule, to_user: Callable[[Any], str] | None = None) -> int:
+def fire_now(queue: AnyQueue, schedule: Schedule, to_user: Callable[[Any], str] | None = None) -> int:
     """Run a schedule now, outside its timing (admin "run now"): its tasks for every tenant, with
     ids of their own (``sched:<name>:now<ms>:<tenant>``); the ticks are not affected."""
     ms = int(time.time() * 1000)
@@ -143,7 +143,7 @@ def _int(value: str | None) -> int | None:
         return None
 
 
-def schedule_status(queue: TaskQueue, schedules: Sequence[Schedule], now: float | None = None) -> list[ScheduleStatus]:
+def schedule_status(queue: AnyQueue, schedules: Sequence[Schedule], now: float | None = None) -> list[ScheduleStatus]:
     """The state of each schedule (one round trip)."""
     moment = time.time() if now is None else now
     states = queue.schedule_states([s.name for s in schedules])
@@ -163,7 +163,7 @@ class Scheduler:
     """Fires the due ticks of ``schedules`` through ``queue``; :meth:`start` runs it in a thread,
     :meth:`run_once` is one step (tests drive it with their own clock)."""
 
-    def __init__(self, queue: TaskQueue, schedules: Iterable[Schedule], *, worker_id: str = "",
+    def __init__(self, queue: AnyQueue, schedules: Iterable[Schedule], *, worker_id: str = "",
                  to_user: Callable[[Any], str] | None = None, clock: Callable[[], float] = time.time,
                  stale_claim_seconds: float = STALE_CLAIM_SECONDS,
                  stale_check_seconds: float = STALE_CHECK_SECONDS) -> None:

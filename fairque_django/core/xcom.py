@@ -15,7 +15,7 @@ from typing import Any
 
 from .context import RunningTask, current_user, resolve_queue, running_task
 from .errors import SerializationError, TaskValidationError
-from .keys import validate_key_part, validate_user_id
+from .keys import Keys, validate_key_part, validate_user_id
 from .models import dumps
 from .transport import redis_errors
 
@@ -44,6 +44,13 @@ def _queue() -> Any:
     return resolve_queue("XCom")
 
 
+def _keys(queue: Any, user: str) -> Keys:
+    """The keys of ``user``'s keyspace shard (a sharded queue's ``queue_of``; see core/sharded.py)."""
+    of = getattr(queue, "queue_of", None)
+    keys: Keys = (of(user) if of is not None else queue).keys
+    return keys
+
+
 def xcom_push(key: str, value: Any, *, user_id: str | None = None, ttl: int | None = None) -> None:
     """Store ``value`` (JSON) under ``key`` for the current task's user (or ``user_id``)."""
     validate_key_part(key, "XCom key")
@@ -56,7 +63,7 @@ def xcom_push(key: str, value: Any, *, user_id: str | None = None, ttl: int | No
     queue = _queue()
     seconds = ttl if ttl is not None else queue.config.queue.xcom_ttl_seconds
     with redis_errors("xcom_push"):
-        queue.client.set(queue.keys.xcom(user, key), data, ex=int(seconds))
+        queue.client.set(_keys(queue, user).xcom(user, key), data, ex=int(seconds))
 
 
 def xcom_pull(key: str, default: Any = None, *, user_id: str | None = None) -> Any:
@@ -71,7 +78,7 @@ def xcom_pull(key: str, default: Any = None, *, user_id: str | None = None) -> A
         return json.loads(entry[1])
     queue = _queue()
     with redis_errors("xcom_pull"):
-        raw = queue.client.get(queue.keys.xcom(user, key))
+        raw = queue.client.get(_keys(queue, user).xcom(user, key))
     if raw is None:
         return default
     try:
@@ -89,4 +96,4 @@ def xcom_delete(key: str, *, user_id: str | None = None) -> bool:
             return _local.pop(key, None) is not None
     queue = _queue()
     with redis_errors("xcom_delete"):
-        return bool(queue.client.delete(queue.keys.xcom(user, key)))
+        return bool(queue.client.delete(_keys(queue, user).xcom(user, key)))

@@ -11,8 +11,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..codec import text
-from ..queue import TaskQueue, redis_errors
+from ..queue import redis_errors
 from .alert_rules import FIRING, RESOLVED, AlertRule, AlertState
+from .fanout import QueueShards
 from .snapshot import QueueMetrics
 from .values import to_float
 
@@ -53,9 +54,9 @@ class AlertTracker:
     """Rule states in the Redis hash ``{prefix}:alerts``; :meth:`update` reports each change once
     across every process that evaluates the same rules."""
 
-    def __init__(self, queue: TaskQueue) -> None:
-        self.queue = queue
-        self.key = queue.keys.alerts
+    def __init__(self, queue: QueueShards) -> None:
+        self.queue = queue.home_queue  # the states are home keys (one hash whatever queue.shards is)
+        self.key = self.queue.keys.alerts
 
     def update(self, states: Sequence[AlertState], *, at: float | None = None) -> list[AlertTransition]:
         """Record ``states``, evaluated on a snapshot taken at ``at`` (seconds, Redis time:

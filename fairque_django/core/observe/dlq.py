@@ -1,6 +1,16 @@
 """Browsing the dead-letter queue: pages (filtered by user and error type, searched by id),
 facets for the filters, and dead tasks by id. Read-only, with bounded cost: a filter or facet
 examines at most ``scan_limit`` of the newest dead tasks and says so (``exact`` / ``truncated``).
+
+With several keyspace shards (``queue.shards``) every shard has its own dead-letter queue (a sorted
+set by death time): a page merges them by death time, newest first (ties: task id, descending, as
+``ZREVRANGE`` orders them), so that paging with ``offset`` / ``limit`` lists every dead task exactly
+once. A page at ``offset`` reads ``offset + limit`` ids (with their death times) of each shard, from
+the end of the merged order nearer to the page (the newest or the oldest), so the deepest page reads
+at most half of each shard's set; its entries are then read in the shard that holds each. A user
+filter scans that user's shard only; the other filters and the facets scan the newest
+``scan_limit`` of each shard and keep the newest ``scan_limit`` of the merge. One shard reads as
+before shards existed.
 """
 
 from __future__ import annotations
@@ -8,12 +18,24 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from ..codec import chunks, text
 from ..models import DLQEntry
 from ..queue import TaskQueue, redis_errors
+from .fanout import QueueShards, Trip, shard_index_of
 
 _PIPE_CHUNK = 1000
+
+_Located = tuple[str, int]  # a dead task's id and the index of its shard
+
+
+def _merged(per_shard: Sequence[Sequence[tuple[Any, Any]]], *, newest_first: bool) -> list[tuple[float, str, int]]:
+    """``(death time, id, shard)`` of every shard's ``(id, death time)`` replies, merged in the DLQ's
+    order: newest first (ties: id descending), else oldest first (ties: id ascending)."""
+    rows = [(float(score), text(member), shard) for shard, pairs in enumerate(per_shard) for member, score in pairs]
+    rows.sort(key=lambda r: (r[0], r[1]), reverse=newest_first)
+    return rows
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,12 +77,15 @@ class DLQFacets:
 class DeadLetters:
     """Read-only views of one queue's dead-letter queue (see the module docstring)."""
 
-    def __init__(self, queue: TaskQueue, *, scan_limit: int = 10_000) -> None:
+    def __init__(self, queue: QueueShards, *, scan_limit: int = 10_000) -> None:
         if scan_limit < 1:
             raise ValueError("scan_limit must be >= 1")
         self.queue = queue
-        self.client = queue.client
-        self.keys = queue.keys
+        self.shards: tuple[TaskQueue, ...] = queue.shard_queues
+        self.sharded = len(self.shards) > 1
+        first = self.shards[0]
+        self.client = queue.home_queue.client
+        self.keys = first.keys  # (one shard: the queue's keys; several: see the _sharded methods)
         self.scan_limit = scan_limit
 
     def redis_time(self) -> float:
@@ -77,6 +102,8 @@ class DeadLetters:
         user = user or None
         error_type = error_type or None
         search = (search or "").strip() or None
+        if self.sharded:
+            return self._page_sharded(offset, limit, user, error_type, search)
         with redis_errors("dlq_page"):
             size = int(self.client.zcard(self.keys.dlq))
             if user is None and error_type is None and search is None:
@@ -125,7 +152,7 @@ class DeadLetters:
         for task_id in ids:
             pipe.hgetall(self.keys.task(task_id))
         rows = pipe.execute(raise_on_error=False)
-        return [self.queue.proto.decode_dead(task_id, row) for task_id, row in zip(ids, rows, strict=True)
+        return [self.shards[0].proto.decode_dead(task_id, row) for task_id, row in zip(ids, rows, strict=True)
                 if isinstance(row, dict) and row]
 
     def facets(self, scan: int | None = None) -> DLQFacets:
@@ -133,6 +160,15 @@ class DeadLetters:
         n = max(1, min(int(scan or self.scan_limit), self.scan_limit))
         users: Counter[str] = Counter()
         types: Counter[str] = Counter()
+        if self.sharded:
+            with redis_errors("dlq_facets"):
+                sizes, window = self._newest(range(len(self.shards)), n)
+                for _, u, et in self._user_and_type_sharded(window):
+                    if u is not None:
+                        users[u] += 1
+                        types[et] += 1
+            return DLQFacets(users=users.most_common(), error_types=types.most_common(), scanned=len(window),
+                             dlq_size=sum(sizes))
         with redis_errors("dlq_facets"):
             pipe = self.client.pipeline(transaction=False)
             pipe.zcard(self.keys.dlq)
@@ -151,6 +187,8 @@ class DeadLetters:
         ids = list(dict.fromkeys(str(i) for i in task_ids))
         if not ids:
             return [], []
+        if self.sharded:
+            return self._dead_tasks_sharded(ids)
         with redis_errors("dead_tasks"):
             pipe = self.client.pipeline(transaction=False)
             for task_id in ids:
@@ -164,8 +202,123 @@ class DeadLetters:
             if score is None or not isinstance(row, dict) or not row:
                 missing.append(task_id)
             else:
-                found.append(self.queue.proto.decode_dead(task_id, row))
+                found.append(self.shards[0].proto.decode_dead(task_id, row))
         return found, missing
 
     def dead_task(self, task_id: str) -> DLQEntry | None:
-        return self.queue.get_dead(task_id)
+        if self.sharded:
+            found, _ = self._dead_tasks_sharded([task_id])
+            return found[0] if found else None
+        return self.shards[0].get_dead(task_id)
+
+    # --- several shards ---------------------------------------------------------------------------
+    def _ranges(self, shards: Iterable[int], stop: int, *, newest_first: bool,
+                sizes: bool = False) -> tuple[list[int], list[list[tuple[Any, Any]]]]:
+        """Each of ``shards``' first ``stop`` dead tasks ``(id, death time)``, newest or oldest first,
+        and (``sizes``) the size of every shard's dead-letter queue, in one round trip."""
+        per_shard: list[list[tuple[Any, Any]]] = [[] for _ in self.shards]
+        trip = Trip()
+        counted = [trip.one(q, 0, "zcard", q.keys.dlq) for q in self.shards] if sizes else []
+        command = "zrevrange" if newest_first else "zrange"
+        sections = {shard: trip.one(self.shards[shard], [], command, self.shards[shard].keys.dlq, 0, stop - 1,
+                                    withscores=True) for shard in shards} if stop > 0 else {}
+        out = trip.execute()
+        for shard, i in sections.items():
+            per_shard[shard] = list(out[i][0])
+        return [int(out[i][0]) for i in counted], per_shard
+
+    def _newest(self, shards: Iterable[int], n: int) -> tuple[list[int], list[_Located]]:
+        """The sizes of the shards' dead-letter queues and the newest ``n`` dead tasks of ``shards``."""
+        sizes, per_shard = self._ranges(shards, n, newest_first=True, sizes=True)
+        rows = _merged(per_shard, newest_first=True)[:n]
+        return sizes, [(task_id, shard) for _, task_id, shard in rows]
+
+    def _page_sharded(self, offset: int, limit: int, user: str | None, error_type: str | None,
+                      search: str | None) -> DLQPage:
+        everyone = range(len(self.shards))
+        with redis_errors("dlq_page"):
+            if user is None and error_type is None and search is None:
+                sizes, _ = self._ranges((), 0, newest_first=True, sizes=True)
+                size = sum(sizes)
+                end = min(offset + limit, size)
+                if offset >= size:
+                    located: list[_Located] = []
+                elif offset <= size - end:  # nearer the newest end
+                    rows = _merged(self._ranges(everyone, end, newest_first=True)[1], newest_first=True)
+                    located = [(task_id, shard) for _, task_id, shard in rows[offset:end]]
+                else:  # nearer the oldest end: positions size - end .. size - offset - 1 from it
+                    rows = _merged(self._ranges(everyone, size - offset, newest_first=False)[1], newest_first=False)
+                    located = [(task_id, shard) for _, task_id, shard in reversed(rows[size - end:size - offset])]
+                return DLQPage(entries=self._entries_sharded(located), offset=offset, limit=limit, total=size,
+                               exact=True, dlq_size=size, scanned=0, filtered=False)
+            shards = [shard_index_of(self.queue, user)] if user is not None else list(everyone)
+            exact_hit = self._exact_hit(search, shards) if search is not None and user is None \
+                and error_type is None else None
+            sizes, window = self._newest(shards, 1 if exact_hit is not None else self.scan_limit)
+            size = sum(sizes)
+            if exact_hit is not None:
+                matches, scanned, exact = [exact_hit], 1, True
+            else:
+                ids = window
+                if search is not None:
+                    ids = [x for x in window if x[0] == search] or [x for x in window if x[0].startswith(search)]
+                if user is not None or error_type is not None:
+                    ids = [(task_id, shard) for (task_id, u, et), (_, shard) in
+                           zip(self._user_and_type_sharded(ids), ids, strict=True)
+                           if (user is None or u == user) and (error_type is None or et == error_type)]
+                matches, scanned, exact = ids, len(window), len(window) >= sum(sizes[i] for i in shards)
+            entries = self._entries_sharded(matches[offset:offset + limit])
+        return DLQPage(entries=entries, offset=offset, limit=limit, total=len(matches), exact=exact,
+                       dlq_size=size, scanned=scanned, filtered=True)
+
+    def _exact_hit(self, task_id: str, shards: Sequence[int]) -> _Located | None:
+        """``task_id`` and its shard when it is dead in one of ``shards``."""
+        trip = Trip()
+        sections = {shard: trip.one(self.shards[shard], None, "zscore", self.shards[shard].keys.dlq, task_id)
+                    for shard in shards}
+        out = trip.execute()
+        for shard, i in sections.items():
+            if out[i][0] is not None:
+                return task_id, shard
+        return None
+
+    def _user_and_type_sharded(self, located: Sequence[_Located]) -> list[tuple[str, str | None, str]]:
+        """``(task id, user or None, error type or "?")`` of dead tasks, each read in its shard."""
+        out: list[tuple[str, str | None, str]] = []
+        for group in chunks(list(located), _PIPE_CHUNK):
+            trip = Trip()
+            sections = [trip.one(self.shards[shard], [None, None], "hmget", self.shards[shard].keys.task(task_id),
+                                 "u", "et") for task_id, shard in group]
+            replies = trip.execute()
+            for (task_id, _), section in zip(group, sections, strict=True):
+                u, et = replies[section][0]
+                out.append((task_id, None if u is None else text(u), text(et or b"") or "?"))
+        return out
+
+    def _entries_sharded(self, located: Sequence[_Located]) -> list[DLQEntry]:
+        if not located:
+            return []
+        trip = Trip()
+        sections = [trip.one(self.shards[shard], {}, "hgetall", self.shards[shard].keys.task(task_id))
+                    for task_id, shard in located]
+        replies = trip.execute()
+        out = []
+        for (task_id, shard), section in zip(located, sections, strict=True):
+            row = replies[section][0]
+            if isinstance(row, dict) and row:
+                out.append(self.shards[shard].proto.decode_dead(task_id, row))
+        return out
+
+    def _dead_tasks_sharded(self, ids: Sequence[str]) -> tuple[list[DLQEntry], list[str]]:
+        """:meth:`dead_tasks` over the shards: ``ZMSCORE`` in each, then each found task in its shard."""
+        with redis_errors("dead_tasks"):
+            trip = Trip()
+            sections = [trip.one(q, [None] * len(ids), "zmscore", q.keys.dlq, list(ids)) for q in self.shards]
+            out = trip.execute()
+            where: dict[str, int] = {}
+            for shard, section in enumerate(sections):
+                for task_id, score in zip(ids, out[section][0], strict=True):
+                    if score is not None:
+                        where.setdefault(task_id, shard)
+            entries = {e.task_id: e for e in self._entries_sharded([(i, where[i]) for i in ids if i in where])}
+        return [entries[i] for i in ids if i in entries], [i for i in ids if i not in entries]

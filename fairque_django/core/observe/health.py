@@ -7,7 +7,7 @@ import logging
 from collections.abc import Iterable
 from typing import Any
 
-from ..queue import TaskQueue
+from .fanout import QueueShards
 from .liveness import ALIVE
 from .snapshot import QueueMetrics, collect_metrics
 from .stalled import STALL_SCAN
@@ -16,7 +16,7 @@ from .starved import UnservedAssignment, unserved_from
 logger = logging.getLogger("fairque_django.health")
 
 
-def light_snapshot(queue: TaskQueue, *, alerts: bool = False, stall_scan: int = STALL_SCAN) -> QueueMetrics:
+def light_snapshot(queue: QueueShards, *, alerts: bool = False, stall_scan: int = STALL_SCAN) -> QueueMetrics:
     """The global figures, the workers and the stall check (``stall_scan`` tenants) only: no tenant
     rows, no lease scan, no starvation check, no counter snapshot (what a liveness or health probe
     needs)."""
@@ -25,14 +25,14 @@ def light_snapshot(queue: TaskQueue, *, alerts: bool = False, stall_scan: int = 
                            record_sample=False, alerts=alerts)
 
 
-def unserved_assignments(queue: TaskQueue, also_alive: Iterable[str] = ()) -> list[UnservedAssignment]:
+def unserved_assignments(queue: QueueShards, also_alive: Iterable[str] = ()) -> list[UnservedAssignment]:
     """What the configured workers that are not alive leave unserved, counting the ids in
     ``also_alive`` (e.g. a worker that is starting) as alive."""
     statuses = {w.worker_id: w.status for w in light_snapshot(queue, stall_scan=0).workers}
     return unserved_from(queue.config, statuses, also_alive)
 
 
-def health_status(queue: TaskQueue, *, details: bool = False) -> tuple[bool, dict[str, Any]]:
+def health_status(queue: QueueShards, *, details: bool = False) -> tuple[bool, dict[str, Any]]:
     """Load-balancer health: (healthy, JSON-ready body). Healthy when Redis answers and at least
     one worker is ``alive``. The body holds counts only (workers per liveness label, stalled
     tenants: see :mod:`.stalled`), never tenant data or worker names; why Redis failed (its

@@ -19,10 +19,11 @@ from typing import TYPE_CHECKING, Any, Final
 
 from ..codec import text
 from ..keys import Keys
-from ..queue import TaskQueue, redis_errors
+from ..queue import redis_errors
 from .values import to_int
 
 if TYPE_CHECKING:
+    from .fanout import QueueShards
     from .snapshot import QueueMetrics
 
 BUCKETS_MS: Final[tuple[int, ...]] = (5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000, 30000, 60000,
@@ -198,15 +199,17 @@ def parse_windows(found: Sequence[Any], wanted: Sequence[float], counters: Mappi
 
 # --------------------------------------------------------------------------- chart history
 
-def record_history(queue: TaskQueue, metrics: QueueMetrics, *, interval: float = 60.0,
+def record_history(queue: QueueShards, metrics: QueueMetrics, *, interval: float = 60.0,
                    max_tenants: int = HISTORY_TENANTS, keep_minutes: int = HISTORY_MINUTES) -> bool:
     """Store one chart point (the busiest tenants' ready depth and median wait since the previous
     point) unless one was stored in the last ``interval`` seconds by any process. Bounded: at
-    most ``keep_minutes`` points of ``max_tenants`` tenants. Returns True when one was stored."""
-    key = queue.keys.history
-    client = queue.client
+    most ``keep_minutes`` points of ``max_tenants`` tenants. Returns True when one was stored.
+    The points are home keys (one series whatever ``queue.shards`` is)."""
+    home = queue.home_queue
+    key = home.keys.history
+    client = home.client
     with redis_errors("record_history"):
-        if not client.set(queue.keys.guard(queue.keys.history), "1", nx=True, px=max(1, int(interval * 1000))):
+        if not client.set(home.keys.guard(home.keys.history), "1", nx=True, px=max(1, int(interval * 1000))):
             return False
         last = client.zrevrange(key, 0, 0)
         previous: dict[str, Any] = {}
@@ -236,15 +239,17 @@ def record_history(queue: TaskQueue, metrics: QueueMetrics, *, interval: float =
     return True
 
 
-def load_history(queue: TaskQueue, *, minutes: int = HISTORY_MINUTES, now: float | None = None) -> list[dict[str, Any]]:
+def load_history(queue: QueueShards, *, minutes: int = HISTORY_MINUTES,
+                 now: float | None = None) -> list[dict[str, Any]]:
     """The stored chart points of the last ``minutes`` minutes before ``now`` (Redis time, e.g. a
     snapshot's ``timestamp``; default: asked from Redis), oldest first:
     ``{"t": seconds, "tenants": {tenant: {"ready": n, "wait_p50_ms": ms or None}}}``."""
+    home = queue.home_queue
     with redis_errors("load_history"):
         if now is None:
-            sec, usec = queue.client.time()
+            sec, usec = home.client.time()
             now = int(sec) + int(usec) / 1e6
-        raw = queue.client.zrangebyscore(queue.keys.history, int(now * 1000) - minutes * 60_000, "+inf")
+        raw = home.client.zrangebyscore(home.keys.history, int(now * 1000) - minutes * 60_000, "+inf")
     out: list[dict[str, Any]] = []
     for member in raw:
         try:

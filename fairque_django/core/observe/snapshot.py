@@ -32,17 +32,22 @@ per ``sample_interval`` (shared by all processes), folded into the same round tr
 
 from __future__ import annotations
 
+import functools
 import time
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from redis.cluster import RedisCluster
+
 from ..codec import count, text
 from ..config.limits import LimitSpec, effective_limits
+from ..keys import Keys
 from ..queue import TaskQueue, redis_errors
 from ..results import PROGRESS_FIELD, progress_of
 from ..scripts.commands import PRIORITY_PUSHED, STAT_FIELDS, stat_counters, stat_problems
+from .fanout import QueueShards, Trip, split_limit
 from .liveness import LIVENESS, WORKERS_READ, parse_record, worker_states
 from .rows import OTHER, TenantMetrics, WorkerMetrics
 from .samples import (
@@ -65,6 +70,7 @@ from .stalled import (
     suspects,
 )
 from .starved import (
+    STARVED_SCAN,
     OrphanedPartition,
     StarvedPartition,
     candidate_partitions,
@@ -73,7 +79,7 @@ from .starved import (
     starved_partitions,
     with_waiting,
 )
-from .values import floats, replies, time_command, to_int
+from .values import floats, to_int
 
 TENANT_COUNTERS = (("enqueued", "pushed"), ("completed", "completed"), ("failed", "failed"), ("dead", "dead"))
 """Per-tenant counters: (name in :class:`TenantMetrics`, field in the stats hash ``u:<tenant>:<field>``)."""
@@ -177,7 +183,7 @@ class QueueMetrics:
         }
 
 
-def collect_metrics(queue: TaskQueue, top_n: int = 20, *, windows: Iterable[float] = (),
+def collect_metrics(queue: QueueShards, top_n: int = 20, *, windows: Iterable[float] = (),
                     record_sample: bool = True, sample_interval: float = SAMPLE_INTERVAL,
                     lease_scan_limit: int = 10_000, other_scan_limit: int = 1000,
                     check_starved: bool = True, alerts: bool = False, stall_scan: int = STALL_SCAN) -> QueueMetrics:
@@ -187,48 +193,62 @@ def collect_metrics(queue: TaskQueue, top_n: int = 20, *, windows: Iterable[floa
     over which counter deltas are wanted (``QueueMetrics.windows``); a counter snapshot is stored
     at most every ``sample_interval`` seconds (by any process) unless ``record_sample`` is False;
     ``alerts``: also read the stored alert states (``QueueMetrics.alert_states``); ``stall_scan``:
-    tenants (most unfinished work first) checked for a stall (``QueueMetrics.stalled``, 0: none)."""
+    tenants (most unfinished work first) checked for a stall (``QueueMetrics.stalled``, 0: none).
+    With several keyspace shards the lease, ``other`` and stall scans are shared out among them
+    (each shard reads ``ceil(limit / shards)``)."""
     return _Reader(queue, max(0, int(top_n)), lease_scan_limit=max(0, lease_scan_limit),
                    other_scan_limit=max(0, other_scan_limit), stall_scan=max(0, stall_scan)).read(
         windows=wanted_windows(windows), record_sample=record_sample, sample_interval=sample_interval,
         check_starved=check_starved, alerts=alerts)
 
 
-class _Reader:
-    """One snapshot's reads, in three round trips (see the module docstring)."""
+_Read = tuple[str, Any, str, tuple[Any, ...], dict[str, Any]]  # name, default, command, args, kwargs
 
-    def __init__(self, queue: TaskQueue, top_n: int, *, lease_scan_limit: int, other_scan_limit: int,
+
+def _add_reads(trip: Trip, queue: TaskQueue, reads: Sequence[_Read]) -> int:
+    def fill(pipe: Any) -> list[Any]:
+        for _, _, command, args, kwargs in reads:
+            getattr(pipe, command)(*args, **kwargs)
+        return [default for _, default, _, _, _ in reads]
+
+    return trip.add(queue, fill)
+
+
+class _Reader:
+    """One snapshot's reads, in three round trips over the queue's shards (see the module docstring)."""
+
+    def __init__(self, queue: QueueShards, top_n: int, *, lease_scan_limit: int, other_scan_limit: int,
                  stall_scan: int = STALL_SCAN) -> None:
-        self.stall_scan = stall_scan
         self.queue = queue
-        self.keys = queue.keys
+        self.shards = queue.shard_queues
+        self.home = queue.home_queue
+        n = len(self.shards)
         self.config = queue.config
         self.top_n = top_n
-        self.lease_scan_limit = lease_scan_limit
-        self.other_scan_limit = other_scan_limit
+        self.lease_scan_limit = split_limit(lease_scan_limit, n)
+        self.other_scan_limit = split_limit(other_scan_limit, n)
+        self.stall_scan = split_limit(stall_scan, n)
+        self.starved_scan = split_limit(STARVED_SCAN, n)
 
     def read(self, *, windows: Sequence[float], record_sample: bool, sample_interval: float,
              check_starved: bool, alerts: bool) -> QueueMetrics:
         with redis_errors("collect_metrics"):
             g = self._globals(alerts)
-            counters = stat_counters([*STAT_FIELDS, *PRIORITY_PUSHED], g["stats"])
-            problems = stat_problems(self.keys.stats, [*STAT_FIELDS, *PRIORITY_PUSHED], g["stats"])
-            totals = {name: counters[name] for name in STAT_FIELDS}
+            totals = g["totals"]
             now = g["now_ms"] / 1000.0
             d = self._details(g, totals, now, windows, record_sample, sample_interval)
             workers = self._workers(g, d)
             orphans = orphaned_partitions(self.config, workers, g["beats"]) if check_starved else []
             parts = candidate_partitions(self.config, workers) if check_starved else []
             parts += [o.partition for o in orphans if o.partition not in parts]
-            heads, ready_sets, stalled = self._third(d, parts, totals, now, record_sample)
-        n_leased, n_delayed, n_dlq, n_users = int(g["leased"]), int(g["delayed"]), int(g["dlq"]), int(g["n_users"])
+            heads, ready_sets, stalled = self._third(g, d, parts, totals, now, record_sample)
+        n_leased, n_delayed, n_dlq, n_users = g["leased"], g["delayed"], g["dlq"], g["n_users"]
         rows = self._tenant_rows(g, d, heads)
-        pending = max(0, totals["pushed"] - totals["completed"] - totals["deleted"] - totals["cancelled"] - n_dlq)
-        ready = max(0, pending - n_leased - n_delayed)
-        wait_all, run_all = Histogram.from_hash(g["all_hist"], "w"), Histogram.from_hash(g["all_hist"], "r")
+        pending, ready = g["pending"], g["ready"]
+        wait_all, run_all = g["wait_all"], g["run_all"]
         other = _other(rows, n_users, totals, pending, ready, n_leased, n_delayed, wait_all, run_all,
-                       d["other_critical"], exact=n_users - len(rows) <= len(g["others"]))
-        per_minute = {to_int(k): to_int(v) for k, v in g["tput"].items()}
+                       d["other_critical"], exact=n_users - len(rows) <= g["n_others"])
+        per_minute = g["tput"]
         now_ms = g["now_ms"]
         current = now_ms // 60_000
         return QueueMetrics(
@@ -238,25 +258,20 @@ class _Reader:
             throughput_last_minute=throughput_estimate(per_minute, now_ms, 1),
             throughput_last_hour=throughput_estimate(per_minute, now_ms, 60),
             throughput_per_minute=[(m, per_minute.get(m, 0)) for m in range(current - 59, current + 1)],
-            workers=workers, windows=d["windows"], leases_truncated=len(g["lease_ids"]) < n_leased,
+            workers=workers, windows=d["windows"], leases_truncated=g["n_lease_ids"] < n_leased,
             starved=starved_partitions(self.config, workers, parts, ready_sets,
                                        {o.partition for o in orphans if o.served_by}) if parts else [],
             orphaned=with_waiting(orphans, parts, ready_sets),
-            leases_scanned=len(g["lease_ids"]), alert_states=g["alerts"], stalled=stalled, problems=problems,
-            tenants_paused=to_int(g["n_paused"]), tenants_held=to_int(g["n_held"]),
+            leases_scanned=g["n_lease_ids"], alert_states=g["alerts"], stalled=stalled, problems=g["problems"],
+            tenants_paused=g["n_paused"], tenants_held=g["n_held"],
         )
 
-    # --- round trip 1: the global figures, in one transaction -------------------------------
-    def _globals(self, alerts: bool) -> dict[str, Any]:
-        keys = self.keys
-        pipe = self.queue.client.pipeline(transaction=True)
-        names: list[str] = []
-        defaults: list[Any] = []
+    # --- round trip 1: the global figures, in one transaction (per shard on a cluster) -------
+    def _shard_globals(self, keys: Keys) -> list[_Read]:
+        reads: list[_Read] = []
 
         def add(name: str, default: Any, command: str, *args: Any, **kwargs: Any) -> None:
-            getattr(pipe, command)(*args, **kwargs)
-            names.append(name)
-            defaults.append(default)
+            reads.append((name, default, command, args, kwargs))
 
         if self.top_n:
             add("top", [], "zrevrange", keys.live, 0, self.top_n - 1, withscores=True)
@@ -272,41 +287,106 @@ class _Reader:
             add("lease_ids", [], "zrange", keys.leases, 0, self.lease_scan_limit - 1)
         add("all_hist", {}, "hgetall", keys.metrics_all)
         add("tput", {}, "hgetall", keys.metrics_throughput)
-        add("seen", [], "zrevrange", keys.workers, 0, WORKERS_READ - 1, withscores=True)
-        add("stopped", {}, "hgetall", keys.workers_stopped)
-        worker_ids = self.config.worker_ids
-        if worker_ids:
-            # execute_command: a cluster pipeline refuses its mget method (the keys share one slot)
-            add("beats", [None] * len(worker_ids), "execute_command", "MGET", *[keys.beat(w) for w in worker_ids])
         if self.other_scan_limit:
             add("others", [], "zrevrange", keys.live, self.top_n, self.top_n + self.other_scan_limit - 1)
-        if alerts:
-            add("alerts", {}, "hgetall", keys.alerts)
         if self.stall_scan:
             add("scan", [], "zrevrange", keys.live, 0, self.stall_scan - 1)
-        add("time", None, "execute_command", *time_command(self.queue.client, keys.stats))
+        return reads
+
+    def _home_globals(self, keys: Keys, alerts: bool) -> list[_Read]:
+        reads: list[_Read] = [("seen", [], "zrevrange", (keys.workers, 0, WORKERS_READ - 1), {"withscores": True}),
+                              ("stopped", {}, "hgetall", (keys.workers_stopped,), {})]
+        worker_ids = self.config.worker_ids
+        if worker_ids and isinstance(self.home.client, RedisCluster):  # (a cluster pipeline refuses MGET)
+            reads += [(f"beat:{w}", None, "get", (keys.beat(w),), {}) for w in worker_ids]
+        elif worker_ids:
+            reads.append(("beats", [None] * len(worker_ids), "mget", ([keys.beat(w) for w in worker_ids],), {}))
+        if alerts:
+            reads.append(("alerts", {}, "hgetall", (keys.alerts,), {}))
+        if not isinstance(self.home.client, RedisCluster):  # (a cluster pipeline refuses TIME: read after)
+            reads.append(("time", None, "time", (), {}))
+        return reads
+
+    def _globals(self, alerts: bool) -> dict[str, Any]:
+        trip = Trip(transaction=True)
+        shard_reads = [self._shard_globals(q.keys) for q in self.shards]
+        home_reads = self._home_globals(self.home.keys, alerts)
+        sections = [_add_reads(trip, q, reads) for q, reads in zip(self.shards, shard_reads, strict=True)]
+        home_section = _add_reads(trip, self.home, home_reads)
+        out = trip.execute()
         # a key of the wrong type (corrupt data, see pop.lua's quarantine) must not hide the rest
-        g: dict[str, Any] = {"top": [], "lease_ids": [], "others": [], "alerts": None, "scan": []}
-        g.update(zip(names, replies(pipe.execute(raise_on_error=False), defaults), strict=True))
-        sec, usec = g.pop("time")
+        per_shard: list[dict[str, Any]] = []
+        for i, reads in zip(sections, shard_reads, strict=True):
+            sg: dict[str, Any] = {"top": [], "lease_ids": [], "others": [], "scan": []}
+            sg.update(zip((r[0] for r in reads), out[i], strict=True))
+            per_shard.append(sg)
+        home: dict[str, Any] = {"alerts": None}
+        home.update(zip((r[0] for r in home_reads), out[home_section], strict=True))
+        if isinstance(self.home.client, RedisCluster):
+            home["beats"] = [home.pop(f"beat:{w}") for w in self.config.worker_ids]
+            home["time"] = self.home.client.time()  # one more round trip, on a cluster only
+        g = self._merge_globals(per_shard)
+        sec, usec = home.pop("time")
         g["now_ms"] = int(sec) * 1000 + int(usec) // 1000
         g["now_exact"] = int(sec) + int(usec) / 1e6  # orders snapshots (alert transitions)
-        g["users"] = [(text(u), to_int(s)) for u, s in g["top"]]
-        g["scan"] = [text(u) for u in g["scan"]]
-        g["seen"] = {text(w): float(s) for w, s in g["seen"]}
+        g["seen"] = {text(w): float(s) for w, s in home["seen"]}
+        g["stopped"] = home["stopped"]
         g["worker_ids"] = list(dict.fromkeys([*self.config.worker_ids, *g["seen"]]))
-        g["beats"] = {w: beat is not None for w, beat in zip(worker_ids, g.get("beats") or [], strict=False)}
-        if g["alerts"] is not None:
-            g["alerts"] = {text(k): text(v) for k, v in g["alerts"].items()}
+        worker_ids = self.config.worker_ids
+        g["beats"] = {w: beat is not None for w, beat in zip(worker_ids, home.get("beats") or [], strict=False)}
+        g["alerts"] = None if home["alerts"] is None else {text(k): text(v) for k, v in home["alerts"].items()}
+        return g
+
+    def _merge_globals(self, per_shard: Sequence[dict[str, Any]]) -> dict[str, Any]:
+        """The shards' global figures summed; the top tenants of all shards (most unfinished work
+        first), each with its shard; per shard, the tenants outside the top to count as ``other``
+        and those to check for a stall."""
+        names = [*STAT_FIELDS, *PRIORITY_PUSHED]
+        totals = dict.fromkeys(STAT_FIELDS, 0)
+        problems: list[str] = []
+        g: dict[str, Any] = {"leased": 0, "delayed": 0, "dlq": 0, "n_users": 0, "n_paused": 0, "n_held": 0,
+                             "pending": 0, "ready": 0, "wait_all": Histogram(), "run_all": Histogram()}
+        tput: Counter[int] = Counter()
+        tops: list[tuple[str, int, int]] = []
+        for shard, sg in enumerate(per_shard):
+            counters = stat_counters(names, sg["stats"])
+            problems += stat_problems(self.shards[shard].keys.stats, names, sg["stats"])
+            for name in STAT_FIELDS:
+                totals[name] += counters[name]
+            leased, delayed, dlq = int(sg["leased"]), int(sg["delayed"]), int(sg["dlq"])
+            pending = max(0, counters["pushed"] - counters["completed"] - counters["deleted"]
+                          - counters["cancelled"] - dlq)
+            g["pending"] += pending
+            g["ready"] += max(0, pending - leased - delayed)
+            g["leased"] += leased
+            g["delayed"] += delayed
+            g["dlq"] += dlq
+            g["n_users"] += int(sg["n_users"])
+            g["n_paused"] += to_int(sg["n_paused"])
+            g["n_held"] += to_int(sg["n_held"])
+            g["wait_all"] += Histogram.from_hash(sg["all_hist"], "w")
+            g["run_all"] += Histogram.from_hash(sg["all_hist"], "r")
+            tput.update({to_int(k): to_int(v) for k, v in sg["tput"].items()})
+            tops += [(text(u), to_int(s), shard) for u, s in sg["top"]]
+        # one shard: its order as read; several: most unfinished first (ties: shard order)
+        top = tops if len(per_shard) == 1 else sorted(tops, key=lambda t: -t[1])[:self.top_n]
+        chosen = {(u, shard) for u, _, shard in top}
+        g["users"] = [(u, n) for u, n, _ in top]
+        g["user_shards"] = [shard for _, _, shard in top]
+        g["others"] = [([u for u, _, s in tops if s == shard and (u, shard) not in chosen]
+                        if self.other_scan_limit else []) + [text(u) for u in sg["others"]]
+                       for shard, sg in enumerate(per_shard)]
+        g["n_others"] = sum(len(o) for o in g["others"])
+        g["scan"] = [[text(u) for u in sg["scan"]] for sg in per_shard]
+        g["lease_ids"] = [[text(i) for i in sg["lease_ids"]] for sg in per_shard]
+        g["n_lease_ids"] = sum(len(ids) for ids in g["lease_ids"])
+        g["totals"], g["problems"], g["tput"] = totals, problems, dict(tput)
         return g
 
     # --- round trip 2: tenant lanes and counters, leases, worker records, windows ----------------
-    def _details(self, g: dict[str, Any], totals: Mapping[str, int], now: float, windows: Sequence[float],
-                 record_sample: bool, sample_interval: float) -> dict[str, Any]:
-        keys = self.keys
-        pipe = self.queue.client.pipeline(transaction=False)
-        users, lease_ids, worker_ids, others = g["users"], g["lease_ids"], g["worker_ids"], g["others"]
-        for user, _ in users:
+    def _shard_details(self, keys: Keys, pipe: Any, users: Sequence[str], lease_ids: Sequence[str],
+                       others: Sequence[str], scan: Sequence[str]) -> list[Any]:
+        for user in users:
             pipe.llen(keys.critical(user))
             pipe.zcard(keys.normal(user))
             pipe.lindex(keys.critical(user), -1)  # RPOP side: the one served next
@@ -316,75 +396,124 @@ class _Reader:
             for limits_key in (keys.tenant_leased, keys.tenant_limits, keys.tenant_paused, keys.tenant_held):
                 pipe.hget(limits_key, user)
         for task_id in lease_ids:
-            pipe.hmget(keys.task(text(task_id)), "u", "wk", "st", "tok", PROGRESS_FIELD)
-        for wid in worker_ids:
-            pipe.hgetall(keys.worker(wid))
+            pipe.hmget(keys.task(task_id), "u", "wk", "st", "tok", PROGRESS_FIELD)
         for user in others:
-            pipe.llen(keys.critical(text(user)))
-        scan = g["scan"]
+            pipe.llen(keys.critical(user))
         for user in scan:
             pipe.llen(keys.critical(user))
             pipe.zcard(keys.normal(user))
         rotation_defaults = queue_rotation_reads(pipe, keys, self.config, scan)
-        n_windows = queue_window_reads(pipe, keys, now, windows, sample_interval) if windows else 0
-        if record_sample:
-            pipe.set(keys.guard(keys.samples), "1", nx=True, px=max(1, int(sample_interval * 1000)))
-        defaults: tuple[Any, ...] = (
-            *([0, 0, None, [], [None] * len(TENANT_COUNTERS), {}, None, None, None, None] * len(users)),
-            *([[None] * 5] * len(lease_ids)),
-            *([{}] * len(worker_ids)), *([0] * len(others)), *([0, 0] * len(scan)), *rotation_defaults,
-            *([[]] * n_windows), *([None] * record_sample))
-        it = iter(replies(pipe.execute(raise_on_error=False), defaults))
-        per_user = [[next(it) for _ in range(10)] for _ in users]
+        return [*([0, 0, None, [], [None] * len(TENANT_COUNTERS), {}, None, None, None, None] * len(users)),
+                *([[None] * 5] * len(lease_ids)), *([0] * len(others)), *([0, 0] * len(scan)), *rotation_defaults]
+
+    def _details(self, g: dict[str, Any], totals: Mapping[str, int], now: float, windows: Sequence[float],
+                 record_sample: bool, sample_interval: float) -> dict[str, Any]:
+        trip = Trip()
+        users_of: list[list[str]] = [[] for _ in self.shards]
+        for (user, _), shard in zip(g["users"], g["user_shards"], strict=True):
+            users_of[shard].append(user)
+        sections = []
+        for shard, q in enumerate(self.shards):
+            sections.append(trip.add(q, functools.partial(
+                self._shard_details, q.keys, users=users_of[shard], lease_ids=g["lease_ids"][shard],
+                others=g["others"][shard], scan=g["scan"][shard])))
+        worker_ids = g["worker_ids"]
+        home = self.home.keys
+        n_windows = 0
+
+        def fill_home(pipe: Any) -> list[Any]:
+            nonlocal n_windows
+            for wid in worker_ids:
+                pipe.hgetall(home.worker(wid))
+            n_windows = queue_window_reads(pipe, home, now, windows, sample_interval) if windows else 0
+            if record_sample:
+                pipe.set(home.guard(home.samples), "1", nx=True, px=max(1, int(sample_interval * 1000)))
+            return [*([{}] * len(worker_ids)), *([[]] * n_windows), *([None] * record_sample)]
+
+        home_section = trip.add(self.home, fill_home)
+        out = trip.execute()
+        per_user_of: list[list[list[Any]]] = []
         by_user: Counter[str] = Counter()
         by_worker: Counter[str] = Counter()
         progress: dict[str, dict[str, Any]] = {}  # task id -> what it reported (set_progress)
-        for task_id, (u, wk, st, tok, pg) in zip(lease_ids, (next(it) for _ in lease_ids), strict=True):
-            if u is not None:
-                by_user[text(u)] += 1
-            if wk is not None:
-                by_worker[text(wk)] += 1
-            if pg is not None:
-                reported = progress_of({"st": text(st or ""), "tok": text(tok or ""), PROGRESS_FIELD: text(pg)})
-                if reported is not None:
-                    progress[text(task_id)] = reported.to_dict()
+        other_critical = 0
+        found_suspects: list[list[str]] = []
+        for shard, section in enumerate(sections):
+            it = iter(out[section])
+            per_user_of.append([[next(it) for _ in range(10)] for _ in users_of[shard]])
+            lease_ids = g["lease_ids"][shard]
+            for task_id, (u, wk, st, tok, pg) in zip(lease_ids, (next(it) for _ in lease_ids), strict=True):
+                if u is not None:
+                    by_user[text(u)] += 1
+                if wk is not None:
+                    by_worker[text(wk)] += 1
+                if pg is not None:
+                    reported = progress_of({"st": text(st or ""), "tok": text(tok or ""),
+                                            PROGRESS_FIELD: text(pg)})
+                    if reported is not None:
+                        progress[task_id] = reported.to_dict()
+            other_critical += sum(int(next(it)) for _ in g["others"][shard])
+            scan = g["scan"][shard]
+            lanes = [int(next(it)) + int(next(it)) for _ in scan]
+            scores = [next(it) for _ in scan]
+            found_suspects.append(suspects(scan, lanes, scores))
+        positions = [0] * len(self.shards)
+        per_user = []
+        for shard in g["user_shards"]:
+            per_user.append(per_user_of[shard][positions[shard]])
+            positions[shard] += 1
+        it = iter(out[home_section])
         records = {wid: next(it) or {} for wid in worker_ids}
-        other_critical = sum(int(next(it)) for _ in others)
-        lanes = [int(next(it)) + int(next(it)) for _ in scan]
-        scores = [next(it) for _ in scan]
         found = [next(it) for _ in range(n_windows)]
         acquired = bool(next(it)) if record_sample else False
         return {"per_user": per_user, "leased_by_user": by_user, "leased_by_worker": by_worker,
                 "records": records, "other_critical": other_critical, "progress": progress, "sample": acquired,
-                "suspects": suspects(scan, lanes, scores),
+                "suspects": found_suspects,
                 "windows": parse_windows(found, windows, totals, now) if windows else {}}
 
     # --- round trip 3: the lanes' heads, the ready sets that may starve, the counter snapshot ----
-    def _third(self, d: dict[str, Any], parts: Sequence[str], totals: Mapping[str, int], now: float,
-               record_sample: bool) -> tuple[dict[str, Any], list[Any], list[StalledTenant]]:
-        heads: list[str] = []
-        for crit_head, normal_head in ((r[2], r[3]) for r in d["per_user"]):
+    def _third(self, g: dict[str, Any], d: dict[str, Any], parts: Sequence[str], totals: Mapping[str, int],
+               now: float, record_sample: bool) -> tuple[dict[str, Any], list[Any], list[StalledTenant]]:
+        heads: list[list[str]] = [[] for _ in self.shards]
+        for shard, (crit_head, normal_head) in zip(g["user_shards"], ((r[2], r[3]) for r in d["per_user"]),
+                                                   strict=True):
             for head in (crit_head, normal_head[0] if normal_head else None):
                 if head is not None:
-                    heads.append(text(head))
+                    heads[shard].append(text(head))
         write = record_sample and d["sample"]
-        suspected = d["suspects"]
-        if not heads and not parts and not write and not suspected:
+        suspected: list[list[str]] = d["suspects"]
+        if not any(heads) and not parts and not write and not any(suspected):
             return {}, [], []
         # a transaction when a stall is suspected: the recheck must be one consistent view
-        pipe = self.queue.client.pipeline(transaction=bool(suspected))
-        for head in heads:
-            pipe.hget(self.keys.task(head), "e")
-        ready_defaults = queue_ready_reads(pipe, self.keys, parts)
-        recheck_defaults = queue_recheck_reads(pipe, self.keys, self.config, suspected)
+        trip = Trip(transaction=any(suspected))
+        sections = []
+        for shard, q in enumerate(self.shards):
+            def fill(pipe: Any, keys: Keys = q.keys, shard: int = shard) -> list[Any]:
+                for head in heads[shard]:
+                    pipe.hget(keys.task(head), "e")
+                return [*([None] * len(heads[shard])), *queue_ready_reads(pipe, keys, parts, self.starved_scan),
+                        *queue_recheck_reads(pipe, keys, self.config, suspected[shard])]
+            sections.append(trip.add(q, fill))
         if write:
-            queue_sample(pipe, self.keys, totals, now)
-        out = replies(pipe.execute(raise_on_error=False), [*([None] * len(heads)), *ready_defaults,
-                                                           *recheck_defaults, *([None] * (3 if write else 0))])
-        ready_since = dict(zip(heads, out[:len(heads)], strict=True))
-        n = len(heads) + len(ready_defaults)
-        stalled = stalled_from(self.config, suspected, out[n:n + len(recheck_defaults)]) if suspected else []
-        return ready_since, out[len(heads):n], stalled
+            def sample(pipe: Any) -> list[Any]:
+                queue_sample(pipe, self.home.keys, totals, now)
+                return [None] * 3
+            trip.add(self.home, sample)
+        out = trip.execute()
+        ready_since: dict[str, Any] = {}
+        merged: list[Any] = [0, []] * len(parts)
+        stalled: list[StalledTenant] = []
+        for shard, section in enumerate(sections):
+            replies_ = out[section]
+            n_heads = len(heads[shard])
+            ready_since.update(zip(heads[shard], replies_[:n_heads], strict=True))
+            ready = replies_[n_heads:n_heads + 2 * len(parts)]
+            for i in range(len(parts)):
+                merged[2 * i] = int(merged[2 * i]) + int(ready[2 * i] or 0)
+                merged[2 * i + 1] = [*merged[2 * i + 1], *ready[2 * i + 1]]
+            if suspected[shard]:
+                stalled += stalled_from(self.config, suspected[shard], replies_[n_heads + 2 * len(parts):])
+        return ready_since, merged, stalled
 
     # --- building the rows ------------------------------------------------------------------------
     def _workers(self, g: dict[str, Any], d: dict[str, Any]) -> list[WorkerMetrics]:
@@ -392,7 +521,7 @@ class _Reader:
         configured = {w.id: w for w in self.config.workers}
         records = {wid: parse_record(raw, now) for wid, raw in d["records"].items()}
         beats = {wid: (rec["last_seen"] if rec is not None else None) for wid, rec in records.items()}
-        truncated = len(g["lease_ids"]) < int(g["leased"])
+        truncated = g["n_lease_ids"] < g["leased"]
         out: list[WorkerMetrics] = []
         for wid, state in worker_states(self.config, g["seen"], floats(g["stopped"]), beats, now).items():
             cfg = configured.get(wid)

@@ -1,6 +1,7 @@
 """One tenant up close (the admin's tenant page): depth per priority, its leased tasks with their
 workers and progress, its queued and delayed tasks (paged, searched by task id or function name),
-its limits and state. Read-only, with bounded cost, like :mod:`.dlq`:
+its limits and state. Every read is in the tenant's keyspace shard (``TenantView.shard``; see
+:mod:`..shards`). Read-only, with bounded cost, like :mod:`.dlq`:
 
 * depth: ``LLEN`` of the critical lane and one ``ZCOUNT`` per priority of the normal lane;
 * queued tasks: a ``LRANGE`` / ``ZRANGE`` window of the tenant's own lanes (in the order they are
@@ -19,14 +20,16 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 
+from redis.cluster import RedisCluster
+
 from ..codec import chunks, count, text
 from ..errors import CorruptTaskError
 from ..ids import user_id_problem
 from ..models import Priority, Task
-from ..queue import TaskQueue, redis_errors
+from ..queue import redis_errors
 from ..results import PROGRESS_FIELD, progress_of
 from ..scripts.commands import task_fields
-from .values import time_command
+from .fanout import QueueShards, shard_index_of
 
 __all__ = ["PRIORITY_LANES", "TenantDetail", "TenantTask", "TenantTasks", "TenantView"]
 
@@ -115,12 +118,14 @@ class TenantDetail:
 class TenantView:
     """Read-only views of one tenant of ``queue`` (see the module docstring for the bounds)."""
 
-    def __init__(self, queue: TaskQueue, tenant: str, *, lease_scan: int = 10_000, delayed_scan: int = 10_000,
+    def __init__(self, queue: QueueShards, tenant: str, *, lease_scan: int = 10_000, delayed_scan: int = 10_000,
                  search_scan: int = 2000) -> None:
         problem = user_id_problem(tenant, queue.config.queue.max_user_id_length)
         if problem is not None:
             raise ValueError(problem)
-        self.queue = queue
+        self.shard = shard_index_of(queue, tenant)  # the keyspace shard holding the tenant's keys
+        self.shards = len(queue.shard_queues)
+        queue = self.queue = queue.shard_queues[self.shard]  # every read below is in the tenant's shard
         self.client = queue.client
         self.keys = queue.keys
         self.tenant = tenant
@@ -140,8 +145,11 @@ class TenantView:
                 pipe.zcount(k.normal(user), low, f"({low + _SPAN}")
             pipe.zscore(k.live, user)
             pipe.hget(k.tenant_leased, user)
-            pipe.execute_command(*time_command(self.client, k.stats))  # type: ignore[no-untyped-call]  # TIME, a cluster too
-            crit, *normal, live, leased, (sec, usec) = pipe.execute()
+            cluster = isinstance(self.client, RedisCluster)
+            if not cluster:  # (a cluster pipeline refuses TIME: one more round trip there)
+                pipe.time()
+            crit, *normal, live, leased = (reply := pipe.execute())[:8]
+            sec, usec = self.client.time() if cluster else reply[8]
         limits = self.queue.get_tenant_limits(user)
         depth = dict(zip(PRIORITY_LANES, [int(crit), *(int(n) for n in normal)], strict=True))
         return TenantDetail(tenant=user, timestamp=int(sec) + int(usec) / 1e6, depth=depth,

@@ -76,6 +76,8 @@ class Commands:
     def __init__(self, config: FairQueueConfig, worker_id: str | None = None, shard: int | None = None) -> None:
         self.config = config
         self.keys = Keys(config.queue.stats_prefix, shard)
+        # push.lua marks its reply when a user joined a rotation (core/sharded.py sets it on its shards)
+        self.report_wakes = False
         self.worker_id = worker_id if worker_id is not None else config.worker_id
         if self.worker_id is not None:
             config.get_worker(self.worker_id)  # unknown id -> UnknownWorkerError
@@ -231,6 +233,11 @@ class Commands:
         args: list[Any] = [self.keys.base, len(encoded), int(time.time() * 1000)]
         for pair in encoded:
             args += pair
+        if self.report_wakes:  # a shard of a sharded prefix: the reply says when a user joined a rotation
+            args.append(self.config.queue.idempotency_ttl_seconds * 1000 if idempotent else 0)
+            args += options if len(options) == len(encoded) else [""] * len(encoded)
+            args.append("1")
+            return args
         if idempotent or any(options):
             args.append(self.config.queue.idempotency_ttl_seconds * 1000 if idempotent else 0)
         if any(options):

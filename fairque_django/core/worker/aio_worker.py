@@ -24,7 +24,7 @@ from typing import Any
 from ..aio import AsyncTaskQueue
 from ..config import FairQueueConfig
 from ..context import task_running
-from ..errors import FairQueueError, RedisUnavailableError, TaskNotRegisteredError
+from ..errors import ConfigurationError, FairQueueError, RedisUnavailableError, TaskNotRegisteredError
 from ..handler import TaskHandler
 from ..models import Task
 from ..queue import TaskQueue
@@ -60,6 +60,10 @@ class AsyncWorker(RunnerCounts):
                  concurrency: int | None = None, burst: bool = False, max_tasks: int | None = None,
                  task_modules: Iterable[str] = (), install_signal_handlers: bool = True,
                  schedules: Iterable[Schedule] = (), to_user: Callable[[Any], str] | None = None) -> None:
+        if config.queue.shards > 1:
+            raise ConfigurationError(
+                f"the asyncio worker does not serve a sharded prefix yet (queue.shards = {config.queue.shards}): "
+                "run the thread worker (runfairworker without --async)", "queue.shards")
         self.config = config
         self.settings = config.get_worker(worker_id)
         self.worker_id = self.settings.id

@@ -26,7 +26,8 @@ from ..config import FairQueueConfig, WorkerConfig
 from ..errors import FairQueueError
 from ..models import Task, dumps
 from ..observe import mark_stopped, orphan_after, parse_record, trim_throughput
-from ..queue import TaskQueue, redis_errors
+from ..queue import redis_errors
+from ..sharded import AnyQueue
 from .leases import LeaseBook
 
 logger = logging.getLogger("fairque_django.worker")
@@ -55,7 +56,7 @@ class HealthSource(Protocol):
 class Heartbeat:
     """Keeps one worker's leases and health record fresh from a thread of its own."""
 
-    def __init__(self, worker: HealthSource, queue: TaskQueue, book: LeaseBook, *, kind: str,
+    def __init__(self, worker: HealthSource, queue: AnyQueue, book: LeaseBook, *, kind: str,
                  periodic: Callable[[], None] | None = None, periodic_interval: float = 30.0) -> None:
         self.worker = worker
         self.worker_id = worker.settings.id
@@ -83,8 +84,9 @@ class Heartbeat:
             self._thread.join(timeout=5)
         self.flush_metrics()
         with contextlib.suppress(FairQueueError), redis_errors("worker shutdown"):
-            self.queue.client.delete(self.queue.keys.worker(self.worker_id))
-            mark_stopped(self.queue.client, self.queue.keys, self.worker_id)
+            home = self.queue.home_queue.keys
+            self.queue.client.delete(home.worker(self.worker_id))
+            mark_stopped(self.queue.client, home, self.worker_id)
 
     def _loop(self) -> None:
         config = self.worker.config
@@ -127,8 +129,9 @@ class Heartbeat:
         now = time.monotonic()
         if now >= self._next_trim:
             self._next_trim = now + 60.0
-            with contextlib.suppress(FairQueueError):
-                trim_throughput(self.queue.client, self.queue.keys)
+            for shard in self.queue.shard_queues:  # each keyspace shard counts its completions
+                with contextlib.suppress(FairQueueError):
+                    trim_throughput(shard.client, shard.keys)
         if now >= self._next_fold:
             self._next_fold = now + self._fold_every()
             self._fold_idle()
@@ -185,20 +188,21 @@ class Heartbeat:
             "assigned": dumps(list(settings.assigned_users)[:1000]),
             "steals": dumps(list(settings.steal_targets)[:1000]),
         }
-        key = self.queue.keys.worker(self.worker_id)
+        home = self.queue.home_queue.keys
+        key = home.worker(self.worker_id)
         with redis_errors("heartbeat"):
             pipe = self.queue.client.pipeline(transaction=False)
             pipe.hset(key, mapping=record)  # type: ignore[arg-type]
             pipe.pexpire(key, int(ttl * 1000))
-            pipe.zadd(self.queue.keys.workers, {self.worker_id: now})
+            pipe.zadd(home.workers, {self.worker_id: now})
             # kept at a clean stop too: the partition is orphaned once it expires (orphan takeover)
-            pipe.set(self.queue.keys.beat(self.worker_id), repr(now),
+            pipe.set(home.beat(self.worker_id), repr(now),
                      px=max(1, int(orphan_after(worker.config, settings) * 1000)))
             pipe.execute()
 
 
-def worker_health(queue: TaskQueue, worker_id: str) -> dict[str, Any] | None:
+def worker_health(queue: AnyQueue, worker_id: str) -> dict[str, Any] | None:
     """The health record a live worker publishes, or None when it is not alive."""
     with redis_errors("worker_health"):
-        raw = queue.client.hgetall(queue.keys.worker(worker_id))
+        raw = queue.client.hgetall(queue.home_queue.keys.worker(worker_id))
     return parse_record(raw, time.time())

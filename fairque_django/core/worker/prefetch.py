@@ -20,11 +20,12 @@ import logging
 import threading
 import time
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeAlias
 
 from ..errors import FairQueueError, RedisUnavailableError
 from ..models import Task
 from ..ops import Sent
+from ..sharded import Done
 from ..transport import HeldConnection
 from .runner import Finished
 
@@ -32,6 +33,8 @@ if TYPE_CHECKING:
     from .slot import Slot, SlotContext
 
 logger = logging.getLogger("fairque_django.worker")
+
+Reply: TypeAlias = tuple[list[int], list[Task], float | None]  # a complete_and_pop_many's
 
 # The watchdog looks at the slots this often (as a fraction of the hold time) while one prefetches.
 WATCH_TICKS_PER_HOLD = 2
@@ -64,7 +67,7 @@ class Prefetch:
         self._task: Task | None = None
         self._due: float | None = None
         self._error: Exception | None = None
-        self._sent: Sent[tuple[list[int], list[Task], float | None]] | None = None
+        self._sent: Sent[Reply] | Done[Reply] | None = None
         ctx.book.acking(d.task for d in done)  # first: a heartbeat meanwhile would find them acknowledged
         try:
             self._sent = ctx.queue.send_complete_and_pop([(d.task, d.duration, d.result_json) for d in done], 1,

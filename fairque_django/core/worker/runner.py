@@ -33,8 +33,8 @@ from ..errors import (
 )
 from ..handler import TaskHandler
 from ..models import Task
-from ..queue import TaskQueue
 from ..results import failure_record, success_record
+from ..sharded import AnyQueue
 from .leases import LeaseBook, Running
 
 logger = logging.getLogger("fairque_django.worker")
@@ -70,7 +70,7 @@ def _name(task: Task) -> str:
 class TaskRunner:
     """Runs one worker's tasks and settles their outcomes; thread-safe."""
 
-    def __init__(self, config: FairQueueConfig, worker_id: str, handler: TaskHandler, queue: TaskQueue,
+    def __init__(self, config: FairQueueConfig, worker_id: str, handler: TaskHandler, queue: AnyQueue,
                  book: LeaseBook, *, around_task: Callable[[], None] | None = None) -> None:
         self.config = config
         self.worker_id = worker_id

@@ -31,7 +31,7 @@ from dataclasses import dataclass
 
 from ..errors import FairQueueError, RedisUnavailableError
 from ..models import Task
-from ..queue import TaskQueue
+from ..sharded import AnyQueue
 from .leases import LeaseBook
 from .prefetch import Prefetch, Watchdog, acknowledged, unacknowledged
 from .runner import Finished, TaskRunner
@@ -111,7 +111,7 @@ class SlotContext:
     """What the slots of one worker share."""
 
     worker_id: str
-    queue: TaskQueue
+    queue: AnyQueue
     runner: TaskRunner
     book: LeaseBook
     turns: Turns

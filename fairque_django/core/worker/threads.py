@@ -23,11 +23,11 @@ from ..connection import is_cluster
 from ..errors import FairQueueError
 from ..handler import TaskHandler
 from ..models import Task
-from ..queue import TaskQueue
 from ..registry import import_task_modules
 from ..schedule import Schedule
 from ..scheduler import Scheduler
 from ..scripts.buffered import MetricsBuffer
+from ..sharded import AnyQueue, open_queue
 from .heartbeat import Heartbeat
 from .leases import LeaseBook
 from .prefetch import Watchdog
@@ -45,7 +45,7 @@ class Worker(RunnerCounts):
     """Runs the tasks of one worker id from the configuration until stopped."""
 
     def __init__(self, config: FairQueueConfig, handler: TaskHandler | None = None, *,
-                 worker_id: str | None = None, queue: TaskQueue | None = None,
+                 worker_id: str | None = None, queue: AnyQueue | None = None,
                  concurrency: int | None = None, burst: bool = False, max_tasks: int | None = None,
                  task_modules: Iterable[str] = (), around_task: Callable[[], None] | None = None,
                  install_signal_handlers: bool = True, periodic: Callable[[], None] | None = None,
@@ -56,7 +56,7 @@ class Worker(RunnerCounts):
         self.settings = config.get_worker(worker_id)
         self.worker_id = self.settings.id
         self.handler = handler if handler is not None else TaskHandler()
-        self.queue = queue if queue is not None else TaskQueue(config, worker_id=self.worker_id)
+        self.queue = queue if queue is not None else open_queue(config, worker_id=self.worker_id)
         if config.queue.metrics and self.queue.metrics_buffer is None:
             # the acks leave the histograms to the process: written once per tick (heartbeat, stop)
             self.queue.metrics_buffer = MetricsBuffer()
@@ -67,7 +67,8 @@ class Worker(RunnerCounts):
         self.install_signal_handlers = install_signal_handlers
         # prefetch: a slot whose tasks are short leases its next task while the current one runs
         # (see .slot); not used in burst and max-tasks modes, which lease short tasks in batches
-        self.prefetch = prefetch and not burst and max_tasks is None and self._pool_fits_prefetch()
+        self.prefetch = (prefetch and not burst and max_tasks is None and self._pool_fits_prefetch()
+                         and self._one_shard())
         self.prefetch_hold_seconds = prefetch_hold_seconds
         self.started_at = 0.0
         self._book = LeaseBook()
@@ -95,6 +96,15 @@ class Worker(RunnerCounts):
         logger.warning("worker %s: redis.max_connections is %d, below concurrency %d + %d: prefetch is off "
                        "(each prefetching slot keeps a connection); raise max_connections to prefetch",
                        self.worker_id, bound, self.concurrency, PREFETCH_SPARE_CONNECTIONS)
+        return False
+
+    def _one_shard(self) -> bool:
+        """Whether the queue has one keyspace shard: a sharded prefix does not prefetch (a slot's acks and
+        next pop may go to several shards, not one round trip to split in two; see core/sharded.py)."""
+        if len(self.queue.shard_queues) == 1:
+            return True
+        logger.info("worker %s: prefetch is off: the prefix has %d keyspace shards (queue.shards), and a "
+                    "prefetch is one round trip to one shard", self.worker_id, len(self.queue.shard_queues))
         return False
 
     @property

@@ -24,7 +24,8 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from fairque_django.conf import get_queue
 from fairque_django.core.errors import FairQueueError
 from fairque_django.core.models import DLQEntry
-from fairque_django.core.queue import TaskQueue
+from fairque_django.core.observe.fanout import shard_queue_of
+from fairque_django.core.sharded import AnyQueue
 
 from .fairque_stats import format_table
 
@@ -143,8 +144,9 @@ class Command(BaseCommand):
             return self.queue.get_dlq(0, limit)
         found: list[DLQEntry] = []
         offset = 0
+        queue = shard_queue_of(self.queue, user)  # the user's dead tasks are in its keyspace shard
         while len(found) < limit:
-            page = self.queue.get_dlq(offset, PAGE)
+            page = queue.get_dlq(offset, PAGE)
             found += [e for e in page if e.user_id == user]
             if len(page) < PAGE:
                 break
@@ -253,7 +255,7 @@ class Command(BaseCommand):
         return f"{task_id!r} is not in the dead-letter queue" + self._state_hint(self.queue, task_id)
 
     @staticmethod
-    def _state_hint(queue: TaskQueue, task_id: str) -> str:
+    def _state_hint(queue: AnyQueue, task_id: str) -> str:
         state = queue.get_task_state(task_id)
         if state is None:
             return " (no such task: see 'fairque_dlq list')"

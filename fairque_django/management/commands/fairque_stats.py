@@ -13,8 +13,8 @@ from fairque_django.caches import redis_display_url
 from fairque_django.conf import get_queue
 from fairque_django.core.errors import FairQueueError
 from fairque_django.core.observe import collect_metrics
+from fairque_django.core.observe.fanout import QueueShards
 from fairque_django.core.observe.stalled import describe_stalled
-from fairque_django.core.queue import TaskQueue
 
 # Counters of the JSON "totals" object (stable keys), in display order for the table.
 TOTALS = ("pushed", "completed", "failed", "retried", "dead", "active", "queued", "delayed", "dlq_size")
@@ -35,7 +35,7 @@ def format_table(headers: Sequence[str], rows: Sequence[Sequence[Any]], *, inden
     return "\n".join(lines)
 
 
-def collect(queue: TaskQueue, max_users: int) -> dict[str, Any]:
+def collect(queue: QueueShards, max_users: int) -> dict[str, Any]:
     """Everything the command shows, as JSON-ready data with stable keys, from one snapshot."""
     metrics = collect_metrics(queue, max(max_users, 1))
     stats = metrics.stats()
@@ -61,7 +61,7 @@ def collect(queue: TaskQueue, max_users: int) -> dict[str, Any]:
         })
     return {
         "metrics": metrics.to_dict(),
-        "redis": redis_display_url(queue.client),
+        "redis": redis_display_url(queue.home_queue.client),
         "prefix": queue.config.queue.stats_prefix,
         "timestamp": time.time(),
         "totals": totals,

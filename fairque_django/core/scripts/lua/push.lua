@@ -8,6 +8,8 @@
 --          later push of the same id is a duplicate even once the task finished and its hash is gone)
 --          then, optionally (the TTL then given, 0 = none), N options, one per task: '' none, or a unique
 --          key and dependencies (includes/push_options; docs/workflows.md)
+--          then, optionally (the TTL and the N options then given), '1': report wake-ups (a shard of a
+--          sharded prefix, core/sharded.py: the reply then starts with '~' when a user joined a rotation)
 -- Returns  a string of N characters: '1' stored, '0' a task with that id already exists (nothing changed);
 --          with options also 'W' stored waiting for its dependencies, 'C' stored cancelled (a dependency
 --          failed), 'D' dropped / 'R' replaced the queued task / 'B' debounced it (its unique key names an
@@ -139,7 +141,8 @@ if stored > 0 then -- the total 'pushed' is the sum of the per-priority counters
     stat(P, field, c)
   end
 end
+local mark = (woke and ARGV[5 + n * 3] == '1') and '~' or ''
 if notes[1] then
-  return table.concat(out) .. '\t' .. table.concat(notes, '\t')
+  return mark .. table.concat(out) .. '\t' .. table.concat(notes, '\t')
 end
-return table.concat(out)
+return mark .. table.concat(out)

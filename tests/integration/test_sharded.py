@@ -1,0 +1,433 @@
+"""A sharded prefix (``queue.shards`` > 1) on one Redis: each tenant's keys in its shard, the queue's
+operations routed and merged across shards, and a worker serving every shard fairly and promptly.
+
+``EACH`` and ``OTHERS`` name one user per shard each (of 4, by the shard map: shard 0 is ``{fq}``).
+"""
+
+from __future__ import annotations
+
+import inspect
+import threading
+import time
+from collections import Counter
+from typing import Any
+
+import pytest
+import redis
+from redis.cluster import RedisCluster
+
+from fairque_django import Task, Worker, xcom_pull, xcom_push
+from fairque_django.core.config import FairQueueConfig
+from fairque_django.core.errors import ConfigurationError, DependencyError, SerializationError
+from fairque_django.core.keys import Keys
+from fairque_django.core.queue import TaskQueue
+from fairque_django.core.results import CancelResult
+from fairque_django.core.sharded import ShardedTaskQueue, merge_stats, open_queue
+from fairque_django.core.shards import ShardMap
+from tests.integration.test_cluster import cluster, redis_cluster  # noqa: F401 (the three-master cluster fixtures)
+from tests.integration.test_worker import log, run_to_end
+from tests.support import eventually
+from tests.testapp import tasks as t
+
+MAP = ShardMap("fq", 4)
+_POOL = [*"abcdefghijklmnopqrstuvwxyz", *(f"u{i}" for i in range(200))]
+EACH = [next(u for u in _POOL if MAP.of(u) == n) for n in range(4)]
+OTHERS = [next(u for u in _POOL if MAP.of(u) == n and u not in EACH) for n in range(4)]
+
+
+def tag(user: str) -> str:
+    """The hash tag of ``user``'s shard."""
+    return MAP.keys_of(user).base
+FAST = {"poll_interval_seconds": 0.2, "heartbeat_interval_seconds": 0.2, "graceful_shutdown_timeout": 2}
+
+
+def sharded(make_config: Any, shards: int = 4, **queue: Any) -> FairQueueConfig:
+    config: FairQueueConfig = make_config(
+        workers=[{"id": "w1", "assigned_users": ["*"], "max_concurrent_tasks": 1, **FAST}], worker_id="w1",
+        shards=shards, **queue)
+    return config
+
+
+@pytest.fixture
+def q(make_config: Any) -> ShardedTaskQueue:
+    queue = open_queue(sharded(make_config), worker_id="w1")
+    assert isinstance(queue, ShardedTaskQueue)
+    return queue
+
+
+def keys(client: redis.Redis) -> list[str]:
+    return sorted(k.decode() for k in client.scan_iter(count=1000))
+
+
+def test_one_shard_is_a_plain_task_queue(make_config: Any) -> None:
+    assert type(open_queue(make_config())) is TaskQueue
+
+
+def test_the_sharded_queue_has_the_task_queue_s_operations() -> None:
+    def public(cls: type) -> dict[str, inspect.Signature]:
+        return {name: inspect.signature(member) for name, member in vars(cls).items()
+                if inspect.isfunction(member) and not name.startswith("_")}
+
+    sync, sharded_ = public(TaskQueue), public(ShardedTaskQueue)
+    assert sorted(sync) == sorted(set(sharded_) - {"queue_of"})
+    for name, signature in sync.items():
+        assert [(p.name, p.kind, p.default) for p in signature.parameters.values()] == \
+            [(p.name, p.kind, p.default) for p in sharded_[name].parameters.values()], name
+    assert not hasattr(ShardedTaskQueue, "keys")  # code reading it would read the wrong shard
+
+
+def test_the_asyncio_queue_refuses_a_sharded_prefix(make_config: Any) -> None:
+    from fairque_django import AsyncTaskQueue
+    with pytest.raises(ConfigurationError, match=r"queue\.shards"):
+        AsyncTaskQueue(sharded(make_config))
+
+
+def test_each_tenant_s_keys_live_in_its_shard(q: ShardedTaskQueue, redis_client: redis.Redis) -> None:
+    ids = {u: q.push(Task.create(user_id=u, payload={}))["task_id"] for u in EACH + OTHERS}
+    found = keys(redis_client)
+    for user, task_id in ids.items():
+        assert f"{tag(user)}:t:{task_id}" in found
+        assert f"{tag(user)}:queue:user:{user}:normal" in found
+        other = {MAP.keys[n].base for n in range(4)} - {tag(user)}
+        assert not [k for k in found if k.startswith(tuple(other)) and (task_id in k or f":{user}:" in k)]
+    assert "{fq}:wake:w1" in found  # the home wake list (shard 0's tag) the pushes left a token on
+    assert {k.split("}")[0] + "}" for k in found} == {"{fq}", "{fq:1}", "{fq:2}", "{fq:3}"}
+
+
+def test_push_pop_ack_and_merged_stats(q: ShardedTaskQueue) -> None:
+    for u in EACH:
+        for i in range(3):
+            q.push(Task.create(user_id=u, payload={"i": i}))
+    got = q.pop_many(5)
+    assert len(got) == 5
+    codes, more, _ = q.complete_and_pop_many([(x, 0.01, None) for x in got], 3)
+    assert codes == [1] * 5 and len(more) == 3
+    rest: list[Task] = []
+    while batch := q.pop_many(4):
+        rest += batch
+    assert len(got) + len(more) + len(rest) == 12
+    assert q.release(more) == 3
+    stats = q.get_stats()
+    assert stats["tasks_pushed"] == 12 and stats["tasks_completed"] == 5
+    assert stats["tasks_active"] == len(rest) and stats["tasks_queued"] == 3
+    assert set(stats["users"]) == set(EACH) and all(s["pushed"] == 3 for s in stats["users"].values())
+    assert sum(stats["priorities"].values()) == 12
+    assert q.pushed_tenants() == sorted(EACH)
+    assert q.extend(rest) == []
+    assert sum(q.user_depth(u)["normal"] for u in EACH) == 3
+
+
+def test_merge_stats_sums_numbers_and_merges_users() -> None:
+    merged = merge_stats([{"tasks_pushed": 2, "users": {"a": {"pushed": 2}}, "priorities": {3: 2}, "problems": ["x"],
+                           "timestamp": 1.0},
+                          {"tasks_pushed": 5, "users": {"b": {"pushed": 5}}, "priorities": {3: 4, 6: 1},
+                           "problems": [], "timestamp": 2.0}])
+    assert merged == {"tasks_pushed": 7, "users": {"a": {"pushed": 2}, "b": {"pushed": 5}},
+                      "priorities": {3: 6, 6: 1}, "problems": ["x"], "timestamp": 2.0}
+
+
+def test_a_batch_is_all_or_nothing_across_shards(q: ShardedTaskQueue) -> None:
+    good = [Task.create(user_id=u, payload={}) for u in EACH]
+    bad = Task.create(user_id=OTHERS[3], payload={"x": object()})  # shard 3: its stream comes last
+    with pytest.raises(SerializationError):
+        q.push_batch([*good, bad])
+    assert all(q.get_task_state(x.task_id) is None for x in good)
+    assert q.get_stats()["tasks_queued"] == 0
+    pushed = q.push_batch(good)
+    assert sorted(pushed["task_ids"]) == sorted(x.task_id for x in good) and pushed["success"]
+    assert q.push_batch(good, idempotent=True)["duplicates"] == [x.task_id for x in [good[0], good[1], good[2],
+                                                                                      good[3]]]
+
+
+def test_a_dependency_must_live_in_the_dependent_s_shard(q: ShardedTaskQueue) -> None:
+    a, same_shard, other_shard = EACH[1], OTHERS[1], EACH[2]
+    first = q.push(Task.create(user_id=a, payload={}))["task_id"]
+    same = Task.create(user_id=same_shard, payload={}, depends_on=[(a, first)])
+    assert q.push(same)["state"] == "waiting"
+    other = Task.create(user_id=other_shard, payload={}, depends_on=[(a, first)])
+    with pytest.raises(DependencyError, match="shard"):
+        q.push(other)
+    with pytest.raises(DependencyError, match="shard"):
+        q.push_batch([other])
+    assert q.get_task_state(other.task_id) is None
+
+
+def test_the_dlq_pages_across_shards_by_time_of_death(q: ShardedTaskQueue) -> None:
+    users = EACH + OTHERS
+    for u in users:
+        q.push(Task.create(user_id=u, payload={}))
+    order = []
+    while (task := q.pop()) is not None:
+        assert q.fail(task, "boom", retry=False) == "dead"
+        order.append(task.task_id)
+        time.sleep(0.003)  # distinct times of death (ms)
+    assert len(order) == len(users) and q.dlq_size() == len(users)
+    newest = list(reversed(order))
+    assert [e.task_id for e in q.get_dlq(0, 100)] == newest
+    pages = [q.get_dlq(offset, 3) for offset in (0, 3, 6)]
+    assert [e.task_id for page in pages for e in page] == newest
+    assert [e.task_id for e in q.get_dlq(2, 3, newest_first=False)] == order[2:5]
+    assert q.get_dead(order[4]) is not None and q.get_dead("nope") is None
+    assert sorted(q.requeue_dead([order[0], order[1]])) == sorted(order[:2])
+    assert q.dlq_size() == len(users) - 2
+    assert q.delete_dead([order[2]]) == [order[2]]
+    assert q.purge_dlq() == len(users) - 3 and q.dlq_size() == 0
+    assert q.get_task_state(order[0])["st"] == "queued"  # type: ignore[index]
+
+
+def test_results_xcom_and_progress_in_the_tenant_s_shard(q: ShardedTaskQueue, redis_client: redis.Redis) -> None:
+    b, a = EACH[1], EACH[0]
+    q.push(Task.create(user_id=b, payload={}))
+    task = q.pop()
+    assert task is not None and q.set_progress(task, 0.5, "half")
+    q.store_result(task, {"status": "SUCCESSFUL", "return_value": 7})
+    assert q.complete_code(task) == 1
+    assert q.get_result(task.task_id, user_id=b) == {"status": "SUCCESSFUL", "return_value": 7}
+    assert q.get_result(task.task_id, user_id=a) is None
+    assert q.result(task.task_id, user_id=b).return_value == 7
+    with q:
+        xcom_push("k", {"v": 1}, user_id=b)
+        assert xcom_pull("k", user_id=b) == {"v": 1}
+        assert xcom_pull("k", user_id=a) is None
+    found = keys(redis_client)
+    assert any(k.startswith("{fq:1}:result:") for k in found)
+    assert any(k.startswith("{fq:1}:") and ":xcom:" in k for k in found), found
+
+
+def test_tenant_limits_pause_and_cancel_in_the_tenant_s_shard(q: ShardedTaskQueue) -> None:
+    for u in "ab":
+        for _ in range(2):
+            q.push(Task.create(user_id=u, payload={}))
+    assert q.pause_tenant("a")["paused"] and q.is_paused("a") and not q.is_paused("b")
+    assert {x.user_id for x in q.pop_many(10)} == {"b"}
+    assert q.set_tenant_limits("a", concurrency=1)["concurrency"] == 1
+    q.resume_tenant("a")
+    assert [x.user_id for x in q.pop_many(10)] == ["a"]  # its cap: one at a time
+    assert q.get_tenant_limits("a")["leased"] == 1
+    q.clear_tenant_limits("a")
+    assert q.cancel_tenant("a") == {"cancelled": 1, "cancelling": 0}
+    late = q.push(Task.create(user_id="e", payload={}))["task_id"]
+    assert q.cancel(late) == CancelResult.CANCELLED  # found without a user: every shard is asked
+    assert q.cancel("nope") == CancelResult.NOT_FOUND
+    other = q.push(Task.create(user_id="d", payload={}))["task_id"]
+    assert q.delete(other) == [other] and q.delete_task(other) is False
+
+
+def test_delayed_tasks_and_expired_leases_of_every_shard(q: ShardedTaskQueue) -> None:
+    for u in EACH:
+        q.push(Task.create(user_id=u, payload={}, execute_after=time.time() + 0.3))
+    task, due = q.pop_reply()
+    assert task is None and due is not None and 0 < due <= 0.3
+    assert q.next_delayed_seconds() is not None
+    time.sleep(0.35)
+    got = q.pop_many(10, lease_seconds=0.2)
+    assert sorted(x.user_id or "" for x in got) == sorted(EACH)  # every shard's promoted
+    time.sleep(0.3)
+    again = q.pop_many(10)
+    assert sorted(x.task_id for x in again) == sorted(x.task_id for x in got)  # every shard's recovered
+    assert all(x.attempts == 2 for x in again)
+
+
+def test_idle_wait_wakes_on_a_push_into_any_shard(q: ShardedTaskQueue) -> None:
+    assert q.wait_and_pop("w1", timeout=0.15) == (None, None)
+    for user in EACH:  # a push into each shard wakes the waiter at once
+        pusher = threading.Timer(0.1, lambda u=user: q.push(Task.create(user_id=u, payload={})))
+        started = time.monotonic()
+        pusher.start()
+        task, _ = q.wait_and_pop("w1", timeout=3.0)
+        pusher.join()
+        assert task is not None and task.user_id == user and time.monotonic() - started < 1.0
+        q.complete(task)
+
+
+def test_a_worker_drains_a_backlog_of_every_shard(make_config: Any, redis_client: redis.Redis) -> None:
+    config = sharded(make_config)
+    q = open_queue(config)
+    for i in range(32):
+        q.push(t.record(f"x{i}"), user_id=(EACH + OTHERS)[i % 8])
+    q.push(t.always_fails("boom"), user_id=EACH[2])
+    w = run_to_end(Worker(config, worker_id="w1", burst=True, concurrency=2, install_signal_handlers=False))
+    assert isinstance(w.queue, ShardedTaskQueue) and not w.prefetch
+    assert sorted(log(redis_client)) == sorted(f"{(EACH + OTHERS)[i % 8]}|x{i}" for i in range(32))
+    stats = q.get_stats()
+    assert stats["tasks_completed"] == 32 and stats["dlq_size"] == 1 and stats["tasks_active"] == 0
+
+
+def test_the_cross_shard_share_of_a_worker(make_config: Any, redis_client: redis.Redis) -> None:
+    """2 shards, one tenant alone in shard 1, three in shard 0: a worker's pops start
+    at the shards in proportion to their tenants with ready work (1 and 3), so each tenant gets a
+    quarter, as with one shard (plain rotation would give d a half and a, b, c a sixth each)."""
+    config = sharded(make_config, shards=2)
+    two = ShardMap("fq", 2)
+    users = [next(u for u in _POOL if two.of(u) == 1), *[u for u in _POOL if two.of(u) == 0][:3]]
+    q = open_queue(config)
+    for i in range(30):
+        for u in users:
+            q.push(t.record(f"{u}{i}"), user_id=u)
+    run_to_end(Worker(config, worker_id="w1", burst=True, max_tasks=48, install_signal_handlers=False))
+    share = Counter(x.split("|")[0] for x in log(redis_client)[:48])
+    assert all(11 <= share[u] <= 13 for u in users), share
+
+
+def test_an_idle_worker_serves_delayed_tasks_and_pushes_of_every_shard(make_config: Any,
+                                                                       redis_client: redis.Redis) -> None:
+    config = sharded(make_config)
+    q = open_queue(config)
+    w = Worker(config, worker_id="w1", concurrency=2, install_signal_handlers=False)
+    th = threading.Thread(target=w.start)
+    th.start()
+    try:
+        time.sleep(0.3)  # the slots are idle, waiting on the home wake list
+        for u in EACH:
+            q.push(_delayed(f"later-{u}", 0.5), user_id=u)
+        started = time.monotonic()
+        for u in OTHERS:
+            q.push(t.record(f"now-{u}"), user_id=u)
+        eventually(lambda: len(log(redis_client)) >= 4, timeout=3, what="the pushes to run")
+        assert time.monotonic() - started < 1.5
+        eventually(lambda: len(log(redis_client)) == 8, timeout=5, what="the delayed tasks of every shard")
+    finally:
+        w.stop()
+        th.join(10)
+    assert sorted(log(redis_client)) == sorted([f"{u}|later-{u}" for u in EACH] + [f"{u}|now-{u}" for u in OTHERS])
+
+
+def _delayed(tag: str, seconds: float) -> Task:
+    task = t.record(tag)
+    task.execute_after = time.time() + seconds
+    return task
+
+
+# --- a Redis Cluster (three masters: tests/integration/test_cluster.py's fixture) -------------------
+def _spread_prefix(cluster: RedisCluster, shards: int) -> str:  # noqa: F811
+    """A fresh prefix whose shard tags land on every master (6 tags over 3 masters miss one ~1 time in 4)."""
+    primaries = cluster.get_primaries()
+    for n in range(1000):
+        prefix = f"cs{time.monotonic_ns()}{n}"
+        nodes = {cluster.nodes_manager.get_node_from_slot(cluster.keyslot(Keys(prefix, s).base)).name
+                 for s in range(shards)}
+        if len(nodes) == len(primaries):
+            return prefix
+    raise AssertionError("no prefix spreads over every master")
+
+
+def cluster_config(prefix: str, shards: int) -> FairQueueConfig:
+    return FairQueueConfig.from_dict({
+        "workers": [{"id": "w1", "assigned_users": ["*"], **FAST}],
+        "queue": {"stats_prefix": prefix, "shards": shards, "retry_backoff_base_seconds": 0.01},
+    }, worker_id="w1")
+
+
+def test_a_sharded_prefix_spreads_over_a_cluster(cluster: RedisCluster, redis_client: redis.Redis) -> None:  # noqa: F811
+    prefix = _spread_prefix(cluster, 6)
+    config = cluster_config(prefix, 6)
+    q = open_queue(config, cluster)
+    assert isinstance(q, ShardedTaskQueue)
+    users = [f"t{i}" for i in range(12)]
+    for i in range(60):
+        q.push(t.record(f"x{i}"), user_id=users[i % 12])
+    q.push(t.always_fails("boom"), user_id="t3")
+    per_master = {node.name: len(redis.Redis(host=node.host, port=node.port).keys(f"{{{prefix}[}}:]*"))
+                  for node in cluster.get_primaries()}
+    assert len(per_master) == 3 and all(n > 0 for n in per_master.values()), per_master
+    first, _ = q.wait_and_pop("w1", timeout=0.01)
+    assert first is not None and q.release([first]) == 1
+    run_to_end(Worker(config, worker_id="w1", queue=q, burst=True, concurrency=2, install_signal_handlers=False))
+    stats = q.get_stats()
+    assert stats["tasks_completed"] == 60 and stats["dlq_size"] == 1 and stats["tasks_active"] == 0
+    assert [e.user_id for e in q.get_dlq()] == ["t3"]
+
+
+def test_an_idle_wait_on_a_cluster_wakes_on_a_push_into_any_shard(cluster: RedisCluster) -> None:  # noqa: F811
+    q = open_queue(cluster_config(_spread_prefix(cluster, 6), 6), cluster)
+    assert q.wait_and_pop("w1", timeout=0.15) == (None, None)  # BLPOP on the home wake list (one slot)
+    for user in ("t0", "t3", "t4", "t6"):
+        pusher = threading.Timer(0.1, lambda u=user: q.push(Task.create(user_id=u, payload={})))
+        started = time.monotonic()
+        pusher.start()
+        task, _ = q.wait_and_pop("w1", timeout=3.0)
+        pusher.join()
+        assert task is not None and task.user_id == user and time.monotonic() - started < 1.0
+        q.complete(task)
+
+
+def test_a_burst_after_idle_wakes_every_idle_slot(make_config: Any, redis_client: redis.Redis) -> None:
+    """One push of 8 tasks makes one tenant join (one wake-up token): each woken slot that leases a
+    task passes the token on, so the 4 idle slots all work (8 x 0.3 s in ~0.6 s, not 2.4 s)."""
+    config = make_config(workers=[{"id": "w1", "assigned_users": ["*"], "max_concurrent_tasks": 4,
+                                   "poll_interval_seconds": 5.0, "heartbeat_interval_seconds": 0.5}],
+                         worker_id="w1", shards=4)
+    q = open_queue(config)
+    w = Worker(config, worker_id="w1", install_signal_handlers=False, prefetch=False)
+    th = threading.Thread(target=w.start)
+    th.start()
+    try:
+        time.sleep(0.5)  # every slot idle, waiting on the home wake list (up to 5 s)
+        started = time.monotonic()
+        q.push_batch([t.record(f"x{i}", sleep=0.3) for i in range(8)], "b")
+        eventually(lambda: len(log(redis_client)) == 8, timeout=5, what="the burst to run")
+        assert time.monotonic() - started < 1.6
+    finally:
+        w.stop()
+        th.join(10)
+
+
+PARTITIONED = [
+    {"id": "w1", "assigned_users": ["a:*"], "steal_targets": ["s:*"]},
+    {"id": "w2", "assigned_users": ["b:*", "s:*"]},
+]
+
+
+def test_stealing_and_orphan_takeover_across_shards(make_config: Any) -> None:
+    config = make_config(workers=PARTITIONED, shards=4)
+    q = open_queue(config, worker_id="w1")
+    assert isinstance(q, ShardedTaskQueue)
+    for queue in q.shard_queues:
+        queue.orphan_recheck_seconds = 0.0
+    q.home_queue.orphan_recheck_seconds = 0.0
+    stolen = [f"s:{i}" for i in range(8)]
+    owned = [f"b:{i}" for i in range(8)]
+    assert len({q.shard_map.of(u) for u in stolen}) > 1 and len({q.shard_map.of(u) for u in owned}) > 1
+    q.push_batch([Task.create(user_id=u, payload={}) for u in stolen + owned])
+    beat = q.home_queue.keys.beat
+    q.client.set(beat("w1"), "1", px=60_000)
+    q.client.set(beat("w2"), "1", px=60_000)
+    got = q.pop_many(32, "w1")
+    assert sorted(x.user_id or "" for x in got) == sorted(stolen)  # stolen from every shard, b:* left to w2
+    q.complete_and_pop_many([(x, None, None) for x in got], 0)
+    q.client.delete(beat("w2"))  # w2 silent: w1 takes over its partition in every shard
+    got = q.pop_many(32, "w1")
+    assert sorted(x.user_id or "" for x in got) == sorted(owned)
+    assert q.get_stats()["tasks_orphan_served"] == 8
+
+
+def test_a_rate_limit_holds_its_tenant_in_its_shard(q: ShardedTaskQueue) -> None:
+    q.set_tenant_limits("b", rate="2/s")
+    for _ in range(3):
+        q.push(Task.create(user_id="b", payload={}))
+    q.push(Task.create(user_id="e", payload={}))
+    first = q.pop_many(10)
+    assert sorted(x.user_id or "" for x in first) == ["b", "e"]  # b's one token, e unlimited
+    task, due = q.pop_reply()
+    assert task is None and due is not None and 0 < due <= 0.5
+    assert q.get_tenant_limits("b")["held"] == "rate"
+    time.sleep(due + 0.05)
+    assert [x.user_id for x in q.pop_many(10)] == ["b"]
+
+
+def test_a_task_left_in_its_tenant_s_former_shard_is_served_and_acknowledged_there(make_config: Any) -> None:
+    """After queue.shard_pins (or shards) changed and before fairque_shards --move: a worker pops every
+    shard, and acknowledges, fails or releases a task in the shard it leased it from."""
+    user = EACH[1]
+    before = open_queue(sharded(make_config))
+    ids = [before.push(Task.create(user_id=user, payload={}))["task_id"] for _ in range(3)]
+    after = open_queue(sharded(make_config, shard_pins={user: 2}), worker_id="w1")
+    assert isinstance(after, ShardedTaskQueue) and after.shard_map.of(user) == 2
+    got = after.pop_many(3)
+    assert sorted(x.task_id for x in got) == sorted(ids)
+    assert after.extend(got) == []
+    assert after.complete_code(got[0]) == 1
+    assert after.fail(got[1], "boom", retry=False) == "dead"
+    assert after.release([got[2]]) == 1
+    stats = after.get_stats()
+    assert stats["tasks_completed"] == 1 and stats["dlq_size"] == 1 and stats["tasks_queued"] == 1
