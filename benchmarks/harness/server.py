@@ -344,7 +344,7 @@ class PrivateCluster:
 
     @property
     def url(self) -> str:
-        """A startup node's URL, for ``RedisCluster.from_url``."""
+        """A startup node's URL, for redis-py's ``RedisCluster.from_url``."""
         return f"redis://:{self.password}@127.0.0.1:{self.ports[0]}/0"
 
     @property
@@ -361,12 +361,6 @@ class PrivateCluster:
 
     def nodes(self) -> list[redis.Redis]:
         return [self.node(p) for p in self.ports]
-
-    def client(self) -> Any:
-        """A redis-py ``RedisCluster`` client of the cluster."""
-        from redis.cluster import RedisCluster
-
-        return RedisCluster.from_url(self.url)
 
     def slot_owner(self, slot: int) -> int:
         """The port of the master serving ``slot``."""
