@@ -31,6 +31,7 @@ SUITE = {
     "results": "bench_results.py",        # a default-mode worker with and without kept results
     "as_users": "bench_as_users.py",      # each system as users run it: default worker modes, Redis cost per task
     "retention": "bench_retention.py",    # per-tenant state left after the work is done; get_stats vs tenants
+    "cluster": "bench_cluster.py",        # a 3-master Redis Cluster vs one Redis: command split, CPU per task, fairness
 }
 
 

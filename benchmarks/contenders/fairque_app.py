@@ -48,6 +48,31 @@ def work_slot(tenant: str, idx: int, t_enq: float, sleep_ms: float) -> None:
     bodies.work_body(tenant, idx, t_enq, sleep_ms, slot=True)
 
 
+def open_bench_queue(config: FairQueueConfig, client: Any = None, worker_id: str | None = None) -> Any:
+    """The queue of ``config`` on ``client`` (a ``redis.Redis`` or a ``RedisCluster``): every shard of
+    ``queue.shards`` through :func:`fairque_django.core.sharded.open_queue` when the library has it,
+    else a plain :class:`TaskQueue` (one keyspace shard only)."""
+    try:
+        from fairque_django.core.sharded import open_queue  # type: ignore[import-not-found,import-untyped,unused-ignore]
+    except ImportError:
+        if config.queue.shards > 1:
+            raise RuntimeError(f"queue.shards = {config.queue.shards} needs fairque_django.core.sharded.open_queue, "
+                               "which this version of the library does not have") from None
+        from fairque_django.core.queue import TaskQueue
+
+        return TaskQueue(config, client, worker_id=worker_id)
+    return open_queue(config, client=client, worker_id=worker_id)
+
+
+def sharded_queues_available() -> bool:
+    """Whether this version of the library can open a queue of more than one keyspace shard."""
+    try:
+        import fairque_django.core.sharded  # noqa: F401  # type: ignore[import-not-found,import-untyped,unused-ignore]
+    except ImportError:
+        return False
+    return True
+
+
 def users(n: int, prefix: str = "user:") -> list[str]:
     return [f"{prefix}{i}" for i in range(n)]
 
@@ -167,23 +192,31 @@ class FairqueTenants(Contender):
     PREFIX = "fqfair"
 
     def __init__(self, url: str, name: str, workers_cfg: list[dict[str, Any]], fairness: str = "count",
-                 config_dir: Path | None = None) -> None:
+                 config_dir: Path | None = None, *, queue_url: str | None = None, shards: int = 1,
+                 prefix: str | None = None, prefetch: bool = True) -> None:
+        """``url``: the Redis of the task records (and, unless ``queue_url`` is given, of the queue:
+        ``redis+cluster://`` for a Redis Cluster, whose client both sides build from the
+        configuration); ``shards``: ``queue.shards``; ``prefetch=False``: the workers' slots lease
+        batches (``--no-prefetch``)."""
         super().__init__(url)
         from fairque_django.core.connection import get_client, reset_clients
-        from fairque_django.core.queue import TaskQueue
 
         self.name = name
+        self.queue_url = queue_url or url
+        self.prefetch = prefetch
         self.data = {
-            "redis": {"url": url},
+            "redis": {"url": self.queue_url},
             "workers": [{"max_concurrent_tasks": 1, **w} for w in workers_cfg],
-            "queue": {"stats_prefix": self.PREFIX, "fairness": fairness, "default_max_retries": 0},
+            "queue": {"stats_prefix": prefix or self.PREFIX, "fairness": fairness, "default_max_retries": 0,
+                      "shards": shards},
         }
         self.worker_ids = [w["id"] for w in workers_cfg]
         self.workers = len(workers_cfg)
         self.config_dir = config_dir
         config = FairQueueConfig.from_dict(self.data)
         reset_clients()
-        self.queue = TaskQueue(config, get_client(config.redis))
+        self.client = get_client(config.redis)
+        self.queue = open_bench_queue(config, self.client)
 
     def labels(self) -> list[str]:
         return list(self.worker_ids)
@@ -193,10 +226,11 @@ class FairqueTenants(Contender):
         path = self.config_dir / f"{self.name}.config.json"
         path.write_text(json.dumps(self.data), "utf-8")
         return [sys.executable, "-m", "benchmarks.contenders.fairque_worker", "--config", str(path),
-                "--worker-id", label, "--ready"]
+                "--worker-id", label, "--ready"] + ([] if self.prefetch else ["--no-prefetch"])
 
     def warm_up(self) -> None:
-        self.queue.client.script_load(self.queue.scripts.push.script)
+        first = self.queue.shard_queues[0]  # (a cluster client loads a script on every master)
+        self.client.script_load(first.scripts.push.script)
 
     def _task(self, job: Job) -> Any:
         return work.create_task(job.args, user_id=job.tenant, priority=job.priority)

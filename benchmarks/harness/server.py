@@ -5,6 +5,7 @@ throw-away redis-server."""
 from __future__ import annotations
 
 import atexit
+import itertools
 import secrets
 import shutil
 import socket
@@ -305,3 +306,120 @@ def _pings(client: redis.Redis) -> bool:
         return bool(client.ping())
     except redis.RedisError:
         return False
+
+
+# --------------------------------------------------------------------------- a private Redis Cluster
+
+CLUSTER_SLOTS = 16384
+
+
+def _free_port(port: int) -> bool:
+    with socket.socket() as sock:
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+        return True
+
+
+def cluster_port() -> int:
+    """A free loopback port whose cluster-bus port (+10000) is free too (so below 55536)."""
+    import random
+
+    for _ in range(200):
+        port = random.randrange(20000, 45000)
+        if _free_port(port) and _free_port(port + 10000):
+            return port
+    raise RuntimeError("no free port pair for a cluster node")
+
+
+class PrivateCluster:
+    """A throw-away Redis Cluster of ``masters`` masters on loopback ports (no replicas, no
+    persistence, one password), started by :func:`start_private_cluster`: the slots split evenly in
+    ranges, as ``redis-cli --cluster create`` splits them."""
+
+    def __init__(self, ports: list[int], password: str) -> None:
+        self.ports = ports
+        self.password = password
+
+    @property
+    def url(self) -> str:
+        """A startup node's URL, for redis-py's ``RedisCluster.from_url``."""
+        return f"redis://:{self.password}@127.0.0.1:{self.ports[0]}/0"
+
+    @property
+    def config_url(self) -> str:
+        """The same startup node as a ``redis+cluster://`` URL (fairque's ``redis.url`` of a cluster)."""
+        return f"redis+cluster://:{self.password}@127.0.0.1:{self.ports[0]}/0"
+
+    def node_url(self, port: int) -> str:
+        return f"redis://:{self.password}@127.0.0.1:{port}/0"
+
+    def node(self, port: int) -> redis.Redis:
+        """A plain client of one node (its own INFO, CONFIG RESETSTAT, FLUSHDB)."""
+        return connect(self.node_url(port))
+
+    def nodes(self) -> list[redis.Redis]:
+        return [self.node(p) for p in self.ports]
+
+    def slot_owner(self, slot: int) -> int:
+        """The port of the master serving ``slot``."""
+        for lo, hi, master, *_ in self.node(self.ports[0]).execute_command("CLUSTER", "SLOTS"):
+            if int(lo) <= slot <= int(hi):
+                return int(master[1])
+        raise RuntimeError(f"no master serves slot {slot}")
+
+    def flush(self) -> None:
+        """FLUSHDB on every master (the cluster is the benchmark's own)."""
+        for node in self.nodes():
+            node.flushdb()
+
+
+def start_private_cluster(procs: Processes, masters: int = 3, binary: str | None = None,
+                          timeout: float = 30.0, pinned: dict[int, int] | None = None) -> PrivateCluster:
+    """Start ``masters`` cluster-enabled redis-servers (``--cluster-enabled yes``) managed by
+    ``procs``, give each an even range of the 16,384 slots (CLUSTER ADDSLOTS), join them with
+    CLUSTER MEET and wait until every node says ``cluster_state:ok`` (the way
+    tests/integration/test_cluster.py forms its cluster). ``pinned``: slot -> master index, slots
+    given to another master than their range's (as ``redis-cli --cluster reshard`` could move them)."""
+    exe = binary or shutil.which("redis-server")
+    if exe is None:
+        raise RuntimeError("no redis-server binary on PATH for a private cluster")
+    password = secrets.token_hex(8)
+    ports: list[int] = []
+    for _ in range(masters):
+        port = cluster_port()
+        workdir = tempfile.mkdtemp(prefix="bench-cluster-")
+        atexit.register(shutil.rmtree, workdir, True)
+        proc = procs.start(f"redis-cluster-{port}",
+                           [exe, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+                            "--dir", workdir, "--requirepass", password, "--masterauth", password,
+                            "--cluster-enabled", "yes", "--cluster-config-file", f"nodes-{port}.conf",
+                            "--cluster-node-timeout", "5000"], cwd=workdir)
+        client = redis.Redis(port=port, password=password)
+        if not wait_until(lambda c=client, p=proc: _pings(c) or not p.alive(), 10.0, 0.05) or not proc.alive():
+            raise RuntimeError(f"cluster node did not start: {proc.tail(5)}")
+        client.close()
+        ports.append(port)
+    cluster = PrivateCluster(ports, password)
+    nodes = cluster.nodes()
+    bounds = [CLUSTER_SLOTS * i // masters for i in range(masters + 1)]
+    owned: list[list[int]] = [[] for _ in range(masters)]
+    for index, (lo, hi) in enumerate(itertools.pairwise(bounds)):
+        owned[index] = [slot for slot in range(lo, hi) if slot not in (pinned or {})]
+    for slot, index in (pinned or {}).items():
+        owned[index].append(slot)
+    for node, slots in zip(nodes, owned, strict=True):
+        node.execute_command("CLUSTER", "ADDSLOTS", *slots)
+    for node in nodes[1:]:
+        node.execute_command("CLUSTER", "MEET", "127.0.0.1", ports[0])
+
+    def formed() -> bool:
+        try:
+            return all(b"cluster_state:ok" in n.execute_command("CLUSTER", "INFO") for n in nodes)
+        except redis.RedisError:
+            return False
+
+    if not wait_until(formed, timeout, 0.1):
+        raise RuntimeError("the private cluster did not form (cluster_state is not ok)")
+    return cluster
