@@ -4,8 +4,8 @@ Every key lives under ``{<prefix>}:`` so that all keys one script touches share 
 (one cluster slot). With ``queue.shards`` > 1 (see :mod:`.shards`) the keys of a tenant live under
 its shard's tag ``{<prefix>:<n>}`` or ``{<prefix>:<n>.<salt>}`` instead (shard 0: ``{<prefix>}``; the
 salt spreads the shards evenly over a cluster's slots, see :func:`shard_tags`), every shard holding
-the whole layout below for its tenants, and only the home keys (workers, worker, beat, samples, history, alerts, sched: the
-methods that use :attr:`Keys.home`) stay under ``{<prefix>}``.
+the whole layout below for its tenants, and only the home keys (workers, worker, beat, samples,
+history, alerts, sched: the methods that use :attr:`Keys.home`) stay under ``{<prefix>}``.
 The scripts are given the prefix P (``Keys.base``) and join to it the same
 suffixes as the methods below (a test checks that every suffix a script uses is one of them):
 
