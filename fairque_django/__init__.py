@@ -34,6 +34,7 @@ from .core.queue import TaskQueue
 from .core.registry import TaskFunction, task, xcom_task
 from .core.results import CancelResult, Progress, TaskError, TaskResult, TaskStatus, aset_progress, set_progress
 from .core.schedule import Schedule, periodic
+from .core.sharded import ShardedTaskQueue, open_queue
 from .core.worker import AsyncWorker, Worker
 from .core.xcom import xcom_delete, xcom_pull, xcom_push
 
@@ -109,6 +110,8 @@ __all__ = [  # noqa: RUF022 - public names first, then the lazily imported Djang
     "set_progress",
     "Schedule",
     "periodic",
+    "ShardedTaskQueue",
+    "open_queue",
     "TaskFunction",
     "TaskHandler",
     "TaskTimeoutError",
