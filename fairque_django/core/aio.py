@@ -22,7 +22,7 @@ from redis.backoff import EqualJitterBackoff
 
 from .config import FairQueueConfig, RedisConfig
 from .config.limits import UNCHANGED, Unchanged
-from .connection import cluster_retries
+from .connection import cluster_client, cluster_retries
 from .errors import ConfigurationError
 from .models import DLQEntry, Task
 from .ops import QueueOps, adrive
@@ -55,23 +55,9 @@ def build_async_cluster_client(config: RedisConfig, **extra: Any) -> AsyncRedisC
     """A new ``redis.asyncio`` cluster client for ``config`` (``cluster`` set), with the retry of
     :func:`~.connection.cluster_retry`."""
     policy = RetryPolicy.for_redis(config)
-    options: dict[str, Any] = {
-        "startup_nodes": [AsyncClusterNode(host, port) for host, port in config.cluster_nodes()],
-        "retry": redis.asyncio.retry.Retry(EqualJitterBackoff(cap=policy.cap, base=policy.base),
-                                           cluster_retries(policy)),
-        "socket_timeout": config.socket_timeout,
-        "socket_connect_timeout": config.socket_connect_timeout,
-        "decode_responses": False,
-    }
-    if config.max_connections is not None:
-        options["max_connections"] = config.max_connections
-    url = config.client_url()
-    if url is None:
-        options.update(username=config.username, password=config.password, ssl=config.ssl)
-        options.update(extra)
-        return AsyncRedisCluster(**options)
-    options.update(extra)
-    return AsyncRedisCluster.from_url(url, **options)
+    retry = redis.asyncio.retry.Retry(EqualJitterBackoff(cap=policy.cap, base=policy.base), cluster_retries(policy))
+    client: AsyncRedisCluster = cluster_client(AsyncRedisCluster, AsyncClusterNode, retry, config, extra)
+    return client
 
 
 class AsyncTaskQueue(QueueOps):

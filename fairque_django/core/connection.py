@@ -66,24 +66,32 @@ def cluster_retry(config: RedisConfig) -> redis.retry.Retry:
     return redis.retry.Retry(EqualJitterBackoff(cap=policy.cap, base=policy.base), cluster_retries(policy))
 
 
-def build_cluster_client(config: RedisConfig, **extra: Any) -> RedisCluster:
-    """A new cluster client for ``config`` (``cluster`` set): it discovers every node from the
-    startup nodes (any one answering is enough) and follows MOVED/ASK redirections and failovers."""
+def cluster_client(cls: Any, node: Any, retry: Any, config: RedisConfig, extra: dict[str, Any]) -> Any:
+    """A new ``cls`` (redis-py's ``RedisCluster``, sync or asyncio, with its ``ClusterNode`` class
+    ``node``) for ``config``: it discovers every node from the startup nodes (any one answering is
+    enough) and follows MOVED/ASK redirections and failovers, retrying by ``retry``."""
     options: dict[str, Any] = {
-        "startup_nodes": [ClusterNode(host, port) for host, port in config.cluster_nodes()],  # type: ignore[no-untyped-call]
-        "retry": cluster_retry(config),
+        "startup_nodes": [node(host, port) for host, port in config.cluster_nodes()],
+        "retry": retry,
         "socket_timeout": config.socket_timeout,
         "socket_connect_timeout": config.socket_connect_timeout,
-        "max_connections": config.max_connections,  # per node
         "decode_responses": False,
     }
+    if config.max_connections is not None:
+        options["max_connections"] = config.max_connections  # per node
     url = config.client_url()
     if url is None:
         options.update(username=config.username, password=config.password, ssl=config.ssl)
         options.update(extra)
-        return RedisCluster(**options)
+        return cls(**options)
     options.update(extra)
-    return RedisCluster.from_url(url, **options)
+    return cls.from_url(url, **options)
+
+
+def build_cluster_client(config: RedisConfig, **extra: Any) -> RedisCluster:
+    """A new cluster client for ``config`` (``cluster`` set), see :func:`cluster_client`."""
+    client: RedisCluster = cluster_client(RedisCluster, ClusterNode, cluster_retry(config), config, extra)
+    return client
 
 
 def build_client(config: RedisConfig, **extra: Any) -> redis.Redis:

@@ -6,13 +6,15 @@ import contextvars
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from .errors import FairQueueError, MissingTenantError, TaskCancelled, TaskNotRegisteredError
 
 if TYPE_CHECKING:
     from .models import Task
     from .sharded import AnyQueue
+
+_Q = TypeVar("_Q", bound="CurrentQueue")
 
 
 @dataclass(slots=True)
@@ -63,6 +65,26 @@ def reset_tenant(token: contextvars.Token[str | None]) -> None:
 
 def activate_queue(queue: AnyQueue) -> contextvars.Token[AnyQueue | None]:
     return _queue.set(queue)
+
+
+class CurrentQueue:
+    """``with queue:`` makes a synchronous queue the current one (XCom, ``set_progress`` find it);
+    :meth:`close` (or the block's end) restores the one before."""
+
+    _context_token: contextvars.Token[AnyQueue | None] | None = None
+
+    def __enter__(self: _Q) -> _Q:
+        self._context_token = activate_queue(self)  # type: ignore[arg-type]  # a TaskQueue or ShardedTaskQueue
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: Any) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Release this queue's resources (the shared client stays open for others)."""
+        if self._context_token is not None:
+            deactivate_queue(self._context_token)
+            self._context_token = None
 
 
 def deactivate_queue(token: contextvars.Token[AnyQueue | None]) -> None:

@@ -8,7 +8,6 @@ A thin driver: every operation is written once in :mod:`.ops` (shared with
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from types import TracebackType
 from typing import Any
 
 import redis
@@ -16,7 +15,7 @@ import redis
 from .config import FairQueueConfig
 from .config.limits import UNCHANGED, Unchanged
 from .connection import get_client
-from .context import activate_queue, deactivate_queue
+from .context import CurrentQueue
 from .models import DLQEntry, Task
 from .ops import QueueOps, Sent, drive, send
 from .results import CancelResult, ResultSnapshot, TaskResult
@@ -29,7 +28,7 @@ from .transport import HeldConnection, Transport, redis_errors
 __all__ = ["TaskQueue", "redis_errors"]
 
 
-class TaskQueue(QueueOps):
+class TaskQueue(CurrentQueue, QueueOps):
     """Fair multi-tenant task queue on Redis.
 
     ``TaskQueue(config)`` uses the process-wide client for ``config.redis`` (or ``client``).
@@ -43,7 +42,6 @@ class TaskQueue(QueueOps):
         self.client: redis.Redis = client if client is not None else get_client(config.redis)
         self.scripts = Scripts(self.client)
         self.transport = Transport(self.client, self.keys.stats, RetryPolicy.for_redis(config.redis))
-        self._context_token: Any = None
 
     # --- shards (core/shards.py) ----------------------------------------------------------
     @property
@@ -56,21 +54,6 @@ class TaskQueue(QueueOps):
     def home_queue(self) -> TaskQueue:
         """The queue of the home keys (schedules, workers, heartbeats, samples, alerts): this one."""
         return self
-
-    # --- context manager ----------------------------------------------------------------
-    def __enter__(self) -> TaskQueue:
-        self._context_token = activate_queue(self)
-        return self
-
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
-        self.close()
-
-    def close(self) -> None:
-        """Release this queue's resources (the shared client stays open for others)."""
-        if self._context_token is not None:
-            deactivate_queue(self._context_token)
-            self._context_token = None
 
     # --- push ---------------------------------------------------------------------------
     def push(self, task: Task, user_id: str | None = None, *, encoded: list[Any] | None = None) -> dict[str, Any]:

@@ -39,7 +39,6 @@ import logging
 import threading
 import time
 from collections.abc import Iterable, Sequence
-from types import TracebackType
 from typing import Any, Generic, TypeAlias, TypeVar
 
 import redis
@@ -47,7 +46,7 @@ import redis
 from .config import FairQueueConfig
 from .config.limits import UNCHANGED, Unchanged
 from .connection import get_client
-from .context import activate_queue, deactivate_queue
+from .context import CurrentQueue
 from .errors import DependencyError
 from .models import DLQEntry, Task
 from .ops import drive
@@ -82,7 +81,7 @@ class Done(Generic[T]):
         return self._value
 
 
-class ShardedTaskQueue:
+class ShardedTaskQueue(CurrentQueue):
     """A fair multi-tenant task queue over ``queue.shards`` keyspace shards (see the module doc)."""
 
     def __init__(self, config: FairQueueConfig, client: redis.Redis | None = None, *,
@@ -103,7 +102,6 @@ class ShardedTaskQueue:
         self._shares: dict[str | None, tuple[float, list[int] | None]] = {}  # worker id -> (read at, weights)
         # (when, due at) of the last pop that found every shard empty: idle slots share it (wait_and_pop)
         self._quiet: tuple[float, float | None] | None = None
-        self._context_token: Any = None
         self._lock = threading.Lock()
 
     # --- routing --------------------------------------------------------------------------
@@ -180,21 +178,6 @@ class ShardedTaskQueue:
         for queue in self.shard_queues:
             queue.metrics_buffer = None if buffer is None else (buffer if queue is self.shard_queues[0]
                                                                  else MetricsBuffer())
-
-    # --- context manager ----------------------------------------------------------------
-    def __enter__(self) -> ShardedTaskQueue:
-        self._context_token = activate_queue(self)
-        return self
-
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
-        self.close()
-
-    def close(self) -> None:
-        """Release this queue's resources (the shared client stays open for others)."""
-        if self._context_token is not None:
-            deactivate_queue(self._context_token)
-            self._context_token = None
 
     # --- push ---------------------------------------------------------------------------
     def _check_deps(self, task: Task, user_id: str | None) -> None:

@@ -405,7 +405,7 @@ def test_async_and_sync_queues_expose_the_same_operations() -> None:
     import inspect
 
     def public(cls: type) -> dict[str, inspect.Signature]:
-        return {name: inspect.signature(member) for name, member in vars(cls).items()
+        return {name: inspect.signature(member) for name, member in inspect.getmembers(cls)
                 if inspect.isfunction(member) and not name.startswith("_") and name not in ONE_SIDED}
 
     sync, aio = public(TaskQueue), public(AsyncTaskQueue)

@@ -65,7 +65,7 @@ def test_one_shard_is_a_plain_task_queue(make_config: Any) -> None:
 
 def test_the_sharded_queue_has_the_task_queue_s_operations() -> None:
     def public(cls: type) -> dict[str, inspect.Signature]:
-        return {name: inspect.signature(member) for name, member in vars(cls).items()
+        return {name: inspect.signature(member) for name, member in inspect.getmembers(cls)
                 if inspect.isfunction(member) and not name.startswith("_")}
 
     sync, sharded_ = public(TaskQueue), public(ShardedTaskQueue)
