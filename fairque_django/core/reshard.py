@@ -12,7 +12,9 @@ tasks waiting for a dependency, and the results and XCom values already written 
 
 from __future__ import annotations
 
+import dataclasses
 import time
+import types
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -44,36 +46,50 @@ def shard_map(config: FairQueueConfig) -> ShardMap:
     return ShardMap(q.stats_prefix, q.shards, q.shard_pins)
 
 
-def holders(config: FairQueueConfig, client: redis.Redis, shards: int | None = None) -> dict[str, list[int]]:
-    """Users with unfinished tasks -> the shards that hold them (each shard's live set; ``shards``: how
-    many to read, e.g. the former ``queue.shards`` when it shrank)."""
+def layout(config: FairQueueConfig, shards: int | None) -> FairQueueConfig:
+    """``config`` with ``shards`` keyspace shards (None: its own): the key names of a former layout."""
+    if shards is None or shards == config.queue.shards:
+        return config
+    return dataclasses.replace(config, queue=dataclasses.replace(config.queue, shards=shards,
+                                                                 shard_pins=types.MappingProxyType({})))
+
+
+def holders(config: FairQueueConfig, client: redis.Redis, from_shards: int | None = None) -> dict[str, list[int]]:
+    """Users with unfinished tasks -> the shards that hold them (each shard's live set), in the layout
+    of ``from_shards`` shards (the former ``queue.shards``; None: the configuration's)."""
+    source = layout(config, from_shards)
     found: dict[str, list[int]] = {}
-    for shard in range(shards if shards is not None else config.queue.shards):
-        queue = TaskQueue(config, client, shard=shard)
+    for shard in range(source.queue.shards):
+        queue = TaskQueue(source, client, shard=shard)
         for user, count in client.zscan_iter(queue.keys.live):
             if float(count) > 0:
                 found.setdefault(text(user), []).append(shard)
     return found
 
 
-def misplaced(config: FairQueueConfig, client: redis.Redis, shards: int | None = None) -> list[tuple[str, int, int]]:
-    """(user, a shard holding its unfinished tasks, the shard it belongs to now) for every user held
-    by a shard other than its own."""
-    mapping = shard_map(config)
-    return sorted((user, shard, mapping.of(user)) for user, held in holders(config, client, shards).items()
-                  for shard in held if shard != mapping.of(user))
+def misplaced(config: FairQueueConfig, client: redis.Redis,
+              from_shards: int | None = None) -> list[tuple[str, int, int]]:
+    """(user, a shard of the ``from_shards`` layout holding its unfinished tasks, the shard it belongs
+    to now) for every user held by a keyspace other than its own. A shard's keyspace depends on the
+    number of shards (its hash tag is salted to its share of the slots, see ``keys.shard_tags``), so
+    after ``queue.shards`` changed every tenant outside shard 0 is misplaced."""
+    mapping, old = shard_map(config), shard_map(layout(config, from_shards))
+    return sorted((user, shard, mapping.of(user)) for user, held in holders(config, client, from_shards).items()
+                  for shard in held if old.keys[shard].base != mapping.keys_of(user).base)
 
 
 def move_tenant(config: FairQueueConfig, client: redis.Redis, user_id: str, source: int, *,
-                wait_seconds: float = 300.0, page: int = 500, poll_seconds: float = 0.2) -> MoveReport:
-    """Move ``user_id``'s queued and delayed tasks, runtime limits and pause from shard ``source`` to
-    the shard the configuration gives it (see the module's docstring). Raises TimeoutError when its
-    running tasks in the old shard outlast ``wait_seconds`` (it stays paused there: run it again)."""
+                from_shards: int | None = None, wait_seconds: float = 300.0, page: int = 500,
+                poll_seconds: float = 0.2) -> MoveReport:
+    """Move ``user_id``'s queued and delayed tasks, runtime limits and pause from shard ``source`` (of
+    the ``from_shards`` layout: the former ``queue.shards``; None: the configuration's) to the shard
+    the configuration gives it (see the module's docstring). Raises TimeoutError when its running
+    tasks in the old shard outlast ``wait_seconds`` (it stays paused there: run it again)."""
     target = shard_map(config).of(user_id)
     report = MoveReport(user_id, source, target)
-    if source == target:
+    src, dst = TaskQueue(layout(config, from_shards), client, shard=source), TaskQueue(config, client, shard=target)
+    if src.keys.base == dst.keys.base:
         return report
-    src, dst = TaskQueue(config, client, shard=source), TaskQueue(config, client, shard=target)
     state = src.get_tenant_limits(user_id)
     was_paused = bool(state["paused"]) and not _moving(client, src, user_id)
     if was_paused:

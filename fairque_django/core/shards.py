@@ -2,14 +2,17 @@
 
 With ``queue.shards = 1`` (the default) every key lives under ``{prefix}``, a single Redis's layout.
 With more, a tenant's keys (its queues, task hashes, leases, DLQ entries, counters, results, XCom)
-live under ``{prefix:N}``; shard 0 is ``{prefix}`` itself, so a single shard's layout is shard 0 of
+live under their shard's hash tag (``{prefix:N}``, salted: ``keys.shard_tags``); shard 0 is ``{prefix}`` itself, so a single shard's layout is shard 0 of
 any sharded one and going from 1 to N shards leaves shard 0's tenants where they are.
 
 N is the jump consistent hash (Lamping and Veach, 2014) of the first 8 bytes (big-endian) of the
 BLAKE2b digest of the id's UTF-8 bytes, over ``shards`` buckets, unless ``queue.shard_pins`` names
-its shard (an exact id wins, then the first matching glob pattern). A consistent hash moves few
-tenants when the number of shards grows: from N to M shards only the tenants that land in the new
-shards move, about (M - N) / M of them, and none moves between two old shards.
+its shard (an exact id wins, then the first matching glob pattern). The consistent hash keeps a
+tenant's shard *number* when the number of shards grows (from N to M only the tenants that land in
+the new shards change number, about (M - N) / M of them), but shards 1 to N-1 change hash tags with
+N (each tag is salted to its share of the cluster's slots, see ``keys.shard_tags``): after a change
+of ``queue.shards`` every tenant outside shard 0 has a new keyspace, and ``manage.py fairque_shards
+--from-shards N --move`` moves its tasks there (:mod:`.reshard`).
 
 The worker registry, heartbeats, schedules and the admin's samples stay under ``{prefix}`` (the
 *home* keys, in the slot of shard 0).

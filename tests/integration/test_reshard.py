@@ -12,7 +12,7 @@ import redis
 
 from fairque_django import Task, TaskQueue
 from fairque_django.core.reshard import holders, misplaced, move_tenant
-from fairque_django.core.shards import hashed_shard
+from fairque_django.core.shards import ShardMap, hashed_shard
 
 
 def sharded(make_config: Any, pins: dict[str, int], shards: int = 4) -> Any:
@@ -118,17 +118,20 @@ def test_a_tenant_paused_before_the_move_stays_paused_in_its_new_shard(make_conf
     assert dst.pop() is not None
 
 
-def test_growing_the_shards_moves_only_tenants_into_new_shards(make_config: Any, redis_client: redis.Redis) -> None:
+def test_after_the_shards_grew_every_tenant_outside_shard_0_moves_to_its_new_keyspace(
+        make_config: Any, redis_client: redis.Redis) -> None:
     users = [f"org:{n}" for n in range(40)]
     old = make_config(workers=[{"id": "w1", "assigned_users": ["*"]}], shards=2)
     for user in users:
         TaskQueue(old, shard=hashed_shard(user, 2)).push(Task.create(user_id=user, payload={}))
     new = make_config(workers=[{"id": "w1", "assigned_users": ["*"]}], shards=4)
-    wrong = misplaced(new, redis_client)
-    assert wrong and all(target >= 2 for _, _, target in wrong)
-    assert {u for u, _, _ in wrong} == {u for u in users if hashed_shard(u, 4) != hashed_shard(u, 2)}
+    before, after = ShardMap("fq", 2), ShardMap("fq", 4)
+    moving = {u for u in users if before.keys_of(u).base != after.keys_of(u).base}
+    assert moving == {u for u in users if not before.of(u) == after.of(u) == 0}  # a shard's tag depends on N
+    wrong = misplaced(new, redis_client, 2)
+    assert {u for u, _, _ in wrong} == moving
     for user, shard, _ in wrong:
-        move_tenant(new, redis_client, user, shard)
-    assert misplaced(new, redis_client) == []
+        move_tenant(new, redis_client, user, shard, from_shards=2)
+    assert misplaced(new, redis_client, 2) == [] and misplaced(new, redis_client) == []
     served = [t.user_id for s in range(4) for t in drain(TaskQueue(new, shard=s))]
     assert sorted(served) == sorted(users)

@@ -1,9 +1,9 @@
 """``manage.py fairque_shards``: where tenants' unfinished tasks live, and moving the misplaced ones.
 
-After ``queue.shards`` or ``queue.shard_pins`` changed, tenants whose shard changed still have tasks
-in their old shard. Without options the command lists them; ``--move`` moves each (see
-``fairque_django.core.reshard``); ``--from-shards N`` reads N shards (the former setting, when it
-shrank).
+After ``queue.shards`` or ``queue.shard_pins`` changed, tenants whose keyspace changed still have
+tasks in their old one. Without options the command lists them; ``--move`` moves each (see
+``fairque_django.core.reshard``); ``--from-shards N`` reads the layout of N shards (the former
+``queue.shards``: a shard's hash tag depends on the number of shards).
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("--from-shards", type=int, default=None,
-                            help="how many shards to read (the former queue.shards when it shrank)")
+                            help="the former queue.shards: read the tenants' tasks in that layout")
         parser.add_argument("--move", action="store_true", help="move every misplaced tenant to its shard")
         parser.add_argument("--tenant", default=None, help="only this tenant")
         parser.add_argument("--wait", type=float, default=300.0,
@@ -34,19 +34,19 @@ class Command(BaseCommand):
         shards = options["from_shards"]
         if shards is not None and shards < 1:
             raise CommandError("--from-shards must be at least 1")
-        found = misplaced(config, client, max(shards or 0, config.queue.shards))
+        found = misplaced(config, client, shards)
         if options["tenant"] is not None:
             found = [row for row in found if row[0] == options["tenant"]]
         if not options["move"]:
             per_shard: dict[int, int] = {}
-            for held in holders(config, client, max(shards or 0, config.queue.shards)).values():
+            for held in holders(config, client, shards).values():
                 for shard in held:
                     per_shard[shard] = per_shard.get(shard, 0) + 1
             if options["json"]:
-                self.stdout.write(json.dumps({"shards": config.queue.shards, "tenants_per_shard": per_shard,
+                self.stdout.write(json.dumps({"shards": shards or config.queue.shards, "tenants_per_shard": per_shard,
                                               "misplaced": [list(row) for row in found]}))
                 return
-            self.stdout.write(f"{config.queue.shards} shard(s); tenants with unfinished tasks per shard: "
+            self.stdout.write(f"{shards or config.queue.shards} shard(s); tenants with unfinished tasks per shard: "
                               + (", ".join(f"{s}: {n}" for s, n in sorted(per_shard.items())) or "none"))
             for user, shard, target in found:
                 self.stdout.write(f"misplaced: {user} has tasks in shard {shard}, belongs to shard {target}")
@@ -57,7 +57,7 @@ class Command(BaseCommand):
         reports = []
         for user, shard, _ in found:
             try:
-                report = move_tenant(config, client, user, shard, wait_seconds=options["wait"])
+                report = move_tenant(config, client, user, shard, from_shards=shards, wait_seconds=options["wait"])
             except TimeoutError as exc:
                 raise CommandError(str(exc)) from exc
             reports.append(report)
