@@ -2,8 +2,9 @@
 
 With ``queue.shards = 1`` (the default) every key lives under ``{prefix}``, a single Redis's layout.
 With more, a tenant's keys (its queues, task hashes, leases, DLQ entries, counters, results, XCom)
-live under their shard's hash tag (``{prefix:N}``, salted: ``keys.shard_tags``); shard 0 is ``{prefix}`` itself, so a single shard's layout is shard 0 of
-any sharded one and going from 1 to N shards leaves shard 0's tenants where they are.
+live under its shard's hash tag (``{prefix:N}``, salted: ``keys.shard_tags``); shard 0 is
+``{prefix}`` itself, so a single shard's layout is shard 0 of any sharded one and going from 1 to
+N shards leaves shard 0's tenants where they are.
 
 N is the jump consistent hash (Lamping and Veach, 2014) of the first 8 bytes (big-endian) of the
 BLAKE2b digest of the id's UTF-8 bytes, over ``shards`` buckets, unless ``queue.shard_pins`` names
