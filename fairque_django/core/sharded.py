@@ -20,8 +20,9 @@ the public methods of :class:`~.queue.TaskQueue` and routes each:
   earliest), the retention sweep (each shard);
 - pops rotate: each pop asks the shards in the order of :meth:`ShardedTaskQueue._rotation` (a
   weighted round robin over the shards with ready work, then the others) until one leases something:
-  a batch comes from one shard (so an empty pop asks every shard once, which also runs every shard's
-  timers: delayed promotion, lease recovery; a shard with no ready work is also asked on a timer).
+  a batch comes from one shard, its share of the batch (so an empty pop asks every shard once, which
+  also runs every shard's timers: delayed promotion, lease recovery; a shard with no ready work is
+  also asked on a timer).
   Fairness is exact within a shard; across shards a shard's turns follow its tenants with ready work
   (see docs/operations.md for the bound).
 - an idle worker waits on the *home* wake lists of its partitions (``{prefix}:wake:<part>``, one
