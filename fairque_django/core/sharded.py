@@ -107,7 +107,7 @@ class ShardedTaskQueue:
         self.proto = self.home_queue.proto  # checks and encodes tasks (no keys): the Django enqueue path
         self._turn = itertools.count()
         self._credit = [0] * len(self.shard_queues)  # the weighted rotation's (see _rotation)
-        self._last_weights: list[int] | None = None  # the weights of the last pop (see _rotation)
+        self._last_weights: dict[str | None, list[int]] = {}  # worker id -> its last pop's weights (_rotation)
         self._visit_at = [0.0] * len(self.shard_queues)  # when each shard with no ready work is asked next
         self._index = {id(queue): n for n, queue in enumerate(self.shard_queues)}
         self._shares: dict[str | None, tuple[float, list[int] | None]] = {}  # worker id -> (read at, weights)
@@ -161,7 +161,8 @@ class ShardedTaskQueue:
                 return [*self.shard_queues[start:], *self.shard_queues[:start]]
             credit = self._credit
             total = sum(weights)
-            last, self._last_weights = self._last_weights, weights
+            last = self._last_weights.get(worker_id)
+            self._last_weights[worker_id] = weights
             for i, weight in enumerate(weights):
                 credit[i] = credit[i] + weight if weight else 0
             if last is not weights:  # a shard whose tenants just got ready work goes first, once (as a
