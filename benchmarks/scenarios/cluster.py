@@ -19,7 +19,8 @@ only). Targets: ``cluster-s12`` (the cluster, ``queue.shards = 12``), ``single-s
 single Redis, ``shards = 1``: today's layout) and, for context, ``cluster-s1`` (the cluster with
 ``shards = 1``: everything on the master owning ``{fq}``) and, in part B only, ``single-s1-batch``
 (the single Redis with ``--no-prefetch`` workers: a sharded prefix's worker does not prefetch, its
-slots lease batches of short tasks, so this separates the batch mode from the sharding).
+slots lease batches of short tasks, so this separates the batch mode from the sharding) and
+``single-s12`` (the single Redis with ``shards = 12``: separates the sharding from the cluster).
 
 A. Command split and Redis CPU per task (each target, each drain mode, ``reps`` times interleaved).
    ``tasks`` no-op tasks for ``tenants`` tenants (``tenant:0..``, round robin) are pushed with
@@ -114,8 +115,8 @@ class Target:
 
 
 ALL_TARGETS = (Target("cluster-s12", True, 12), Target("single-s1", False, 1), Target("cluster-s1", True, 1),
-               Target("single-s1-batch", False, 1, prefetch=False))
-B_ONLY = {"single-s1-batch"}  # part A's burst mode already compares batch leasing on both sides
+               Target("single-s1-batch", False, 1, prefetch=False), Target("single-s12", False, 12))
+B_ONLY = {"single-s1-batch", "single-s12"}  # part A's burst mode already compares batch leasing on both sides
 
 
 def out(line: str = "") -> None:
@@ -481,6 +482,14 @@ class ClusterBench:
             out(f"B. (context) light p99 wait, cluster shards=12 / single shards=1 with batch-leasing slots "
                 f"(--no-prefetch, as a sharded worker's slots lease): {r2:.2f}x")
             checks["light_p99_ratio_vs_single_batch"] = {"value": r2}
+        s12 = runs.get("single-s12")
+        if s12 and s1:
+            pairs3 = list(zip(s12, s1, strict=False))
+            r3 = paired_ratio([a["light_wait_ms"]["p99"] for a, _ in pairs3],
+                              [b["light_wait_ms"]["p99"] for _, b in pairs3])
+            out(f"B. (context) light p99 wait, single Redis shards=12 / single shards=1 (the sharding alone, no "
+                f"cluster): {r3:.2f}x")
+            checks["light_p99_ratio_single_s12"] = {"value": r3}
         self.results["B"] = {"sizes": sz, "summary": summary, "runs": runs, "checks": checks}
 
 
@@ -577,7 +586,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--only", default="A,B", help="parts: A (command split, CPU per task), B (fairness)")
     ap.add_argument("--targets", default=None,
                     help=f"comma-separated subset of {', '.join(t.name for t in ALL_TARGETS)} (default: all; --quick: "
-                         "all but single-s1-batch)")
+                         "all but single-s1-batch and single-s12)")
     ap.add_argument("--modes", default=None, help="drain modes of part A: prod (as users run it), burst "
                     "(default: both; --quick: prod)")
     ap.add_argument("--tasks", type=int, default=None, help="tasks of part A")

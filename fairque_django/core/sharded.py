@@ -18,10 +18,13 @@ the public methods of :class:`~.queue.TaskQueue` and routes each:
   per-priority dicts merged), ``dlq_size``, ``get_dlq`` (each shard's first ``offset + limit``,
   merged by time of death), ``purge_dlq``, ``pushed_tenants``, ``next_delayed_seconds`` (the
   earliest), the retention sweep (each shard);
-- pops rotate: each pop starts at the next shard and goes on to the next ones until it has what it
-  asked for (so an empty pop asks every shard once, which also runs every shard's timers: delayed
-  promotion, lease recovery). Fairness is exact within a shard; across shards each shard with
-  ready work gets an equal share of a worker's pops (see docs/operations.md for the bound).
+- pops rotate: each pop asks the shards in the order of :meth:`ShardedTaskQueue._rotation` (a
+  weighted round robin over the shards with ready work, then the others) until one leases something:
+  a batch comes from one shard, its share of the batch (so an empty pop asks every shard once, which
+  also runs every shard's timers: delayed promotion, lease recovery; a shard with no ready work is
+  also asked on a timer).
+  Fairness is exact within a shard; across shards a shard's turns follow its tenants with ready work
+  (see docs/operations.md for the bound).
 - an idle worker waits on the *home* wake lists of its partitions (``{prefix}:wake:<part>``, one
   slot), where a push that made a tenant join its shard's rotation leaves a token (``push.lua``
   reports it: one more command on such a push only). There is no parking / hand-off and no
@@ -62,8 +65,12 @@ __all__ = ["AnyQueue", "ShardedTaskQueue", "open_queue"]
 
 logger = logging.getLogger("fairque_django.queue")
 
-# How often a sharded queue reads how many tenants with ready work each shard has (its pops' weights).
-SHARE_REFRESH_SECONDS = 0.5
+# How often a sharded queue reads how many tenants with ready work each shard has (its pops' weights),
+# while it pops: how soon a tenant arriving in a shard with no ready work gets that shard turns.
+SHARE_REFRESH_SECONDS = 0.02
+# A shard with no ready work takes no turns; a busy worker asks it at least this often (its timers:
+# delayed tasks promoted, expired leases recovered; sooner when its last pop said one is due).
+IDLE_VISIT_SECONDS = 0.25
 
 T = TypeVar("T")
 
@@ -99,6 +106,9 @@ class ShardedTaskQueue(CurrentQueue):
         self.proto = self.home_queue.proto  # checks and encodes tasks (no keys): the Django enqueue path
         self._turn = itertools.count()
         self._credit = [0] * len(self.shard_queues)  # the weighted rotation's (see _rotation)
+        self._last_weights: dict[str | None, list[int]] = {}  # worker id -> its last pop's weights (_rotation)
+        self._visit_at = [0.0] * len(self.shard_queues)  # when each shard with no ready work is asked next
+        self._index = {id(queue): n for n, queue in enumerate(self.shard_queues)}
         self._shares: dict[str | None, tuple[float, list[int] | None]] = {}  # worker id -> (read at, weights)
         # (when, due at) of the last pop that found every shard empty: idle slots share it (wait_and_pop)
         self._quiet: tuple[float, float | None] | None = None
@@ -130,43 +140,98 @@ class ShardedTaskQueue(CurrentQueue):
         return groups
 
     def _rotation(self, worker_id: str | None = None) -> list[TaskQueue]:
-        """The shards in the order this pop asks them: from the next start shard on. The start shards
-        follow a smooth weighted round robin, each shard weighted by its tenants with ready work in the
-        worker's partition (at least 1: an idle shard's timers still run), read every
-        ``SHARE_REFRESH_SECONDS``: a backlogged tenant gets about the same share whichever shard it is
-        in. Without those counts (no worker partition, or a failed read): plain rotation."""
+        """The shards in the order this pop asks them (it stops at the first that leases something).
+
+        The start shards follow a smooth weighted round robin over the shards with ready work, each
+        weighted by its tenants with ready work for the worker (:meth:`_weights`, read every
+        ``SHARE_REFRESH_SECONDS``): a backlogged tenant gets about the same share whichever shard it
+        is in. Then come the other shards with ready work, the next turns first, then the shards
+        with none (so an empty pop asks every shard once). A shard with no ready work takes no turns:
+        it is asked first when its visit is due (``IDLE_VISIT_SECONDS`` after it was last asked, or
+        sooner when its last pop said a delayed task or lease is due), so its timers run. Without
+        counts (a failed read) or none with ready work: plain rotation."""
         n = len(self.shard_queues)
         weights = self._weights(worker_id)
+        now = time.monotonic()
         with self._lock:
-            if weights is None:
+            if weights is None or not any(weights):
                 start = next(self._turn) % n
-            else:
-                credit = self._credit
+                return [*self.shard_queues[start:], *self.shard_queues[:start]]
+            credit = self._credit
+            total = sum(weights)
+            last = self._last_weights.get(worker_id)
+            self._last_weights[worker_id] = weights
+            for i, weight in enumerate(weights):
+                credit[i] = credit[i] + weight if weight else 0
+            if last is not weights:  # a shard whose tenants just got ready work goes first, once (as a
+                top = max(credit)    # tenant joining a shard's rotation is served next)
                 for i, weight in enumerate(weights):
-                    credit[i] += weight
-                start = max(range(n), key=credit.__getitem__)
-                credit[start] -= sum(weights)
-        return [*self.shard_queues[start:], *self.shard_queues[:start]]
+                    if weight and last is not None and not last[i]:
+                        credit[i] = top = top + 1
+            start = max((i for i in range(n) if weights[i]), key=credit.__getitem__)
+            credit[start] -= total
+            busy = sorted((i for i in range(n) if weights[i] and i != start), key=lambda i: -credit[i])
+            idle = [i for i in range(n) if not weights[i]]
+            visit = self._visit_at
+            due = [i for i in idle if visit[i] <= now]
+            if due:  # one idle shard's visit per pop; the next slot's pop visits the next one
+                first = min(due, key=visit.__getitem__)
+                visit[first] = now + IDLE_VISIT_SECONDS
+                idle.remove(first)
+                order = [first, start, *busy, *idle]
+            else:
+                order = [start, *busy, *idle]
+        return [self.shard_queues[i] for i in order]
 
     def _weights(self, worker_id: str | None) -> list[int] | None:
-        """Each shard's tenants with ready work in the worker's partition (at least 1), refreshed every
-        ``SHARE_REFRESH_SECONDS`` (one pipeline of ZCARDs); None: not known."""
+        """Each shard's tenants with ready work for the worker, refreshed every ``SHARE_REFRESH_SECONDS``
+        (one pipeline of ZCARDs, ``shards * (1 + steal partitions)`` of them): the tenants of its own
+        partition, or, when no shard has any, of the steal copies of its steal partitions (as
+        ``pop.lua`` steals only when its own partition has no ready tenant); None: not known."""
         now = time.monotonic()
         cached = self._shares.get(worker_id)
         if cached is not None and now - cached[0] < SHARE_REFRESH_SECONDS:
             return cached[1]
-        part = self.home_queue.proto.plan(worker_id).own_partition
+        plan = self.home_queue.proto.plan(worker_id)
+        part, steal = plan.own_partition, plan.steal_partitions
         weights: list[int] | None = None
-        if part:
-            try:
-                pipe = self.client.pipeline(transaction=False)
-                for queue in self.shard_queues:
+        try:
+            pipe = self.client.pipeline(transaction=False)
+            for queue in self.shard_queues:
+                if part:
                     pipe.zcard(queue.keys.ready(part))
-                weights = [max(1, int(n)) for n in pipe.execute()]
-            except redis.RedisError as exc:  # plain rotation until the next read
-                logger.debug("fairque: could not read the shards' ready tenants (%s)", exc)
+                for other in steal:
+                    pipe.zcard(queue.keys.steal_ready(other, plan.worker_id))
+            counts = [int(c) for c in pipe.execute()] if part or steal else []
+            per = (1 if part else 0) + len(steal)
+            if per:
+                own = [counts[i * per] for i in range(len(self.shard_queues))] if part else []
+                weights = own if any(own) else [sum(counts[i * per + (1 if part else 0):(i + 1) * per])
+                                                 for i in range(len(self.shard_queues))]
+        except redis.RedisError as exc:  # plain rotation until the next read
+            logger.debug("fairque: could not read the shards' ready tenants (%s)", exc)
         self._shares[worker_id] = (now, weights)
         return weights
+
+    def _batch(self, worker_id: str | None, shard: int, count: int) -> int:
+        """How many of ``count`` tasks a pop leases from shard ``shard``: its share of the batch, by its
+        tenants with ready work among all shards' (at least 1): as one shard's batch holds about one
+        task per tenant with ready work, a shard's holds about one per tenant of its own, so no
+        shard's batch holds the others' tenants up for longer than their turn."""
+        cached = self._shares.get(worker_id)
+        weights = None if cached is None else cached[1]
+        if count <= 1 or not weights:
+            return count
+        total, weight = sum(weights), weights[shard]
+        if not total:
+            return count
+        return max(1, min(count, -(-count * max(weight, 1) // (total + (0 if weight else 1)))))
+
+    def _visited(self, shard: int, due: float | None, now: float) -> None:
+        """Shard ``shard`` was asked now (its pop said something is due in ``due`` seconds): its next
+        idle visit is due then, or ``IDLE_VISIT_SECONDS`` from now."""
+        wait = IDLE_VISIT_SECONDS if due is None else min(IDLE_VISIT_SECONDS, max(due, 0.0))
+        self._visit_at[shard] = now + wait
 
     @property
     def metrics_buffer(self) -> MetricsBuffer | None:
@@ -264,8 +329,8 @@ class ShardedTaskQueue(CurrentQueue):
 
     def pop_many_reply(self, count: int, worker_id: str | None = None, *, lease_seconds: float | None = None,
                        ) -> tuple[list[Task], float | None]:
-        """As :meth:`TaskQueue.pop_many_reply`: the start shard first, then the next ones while fewer than
-        ``count`` came (an empty pop asks every shard once)."""
+        """As :meth:`TaskQueue.pop_many_reply`: the shards in rotation order until one leases something
+        (up to ``count`` tasks, all from that shard; an empty pop asks every shard once)."""
         return self._pop_from(self._rotation(worker_id), count, worker_id, lease_seconds)
 
     def _pop_from(self, queues: Sequence[TaskQueue], count: int, worker_id: str | None, lease_seconds: float | None,
@@ -275,19 +340,22 @@ class ShardedTaskQueue(CurrentQueue):
             self._quiet = None  # work again: the idle slots look for themselves
         return tasks, due
 
-    @staticmethod
-    def _pop_each(queues: Sequence[TaskQueue], count: int, worker_id: str | None, lease_seconds: float | None,
+    def _pop_each(self, queues: Sequence[TaskQueue], count: int, worker_id: str | None, lease_seconds: float | None,
                   ) -> tuple[list[Task], float | None]:
-        tasks: list[Task] = []
+        """Up to ``count`` tasks of the first of ``queues`` that leases any (a batch comes from one
+        shard: the next shards' tenants wait for their own turns, not behind a batch filled from
+        another shard); due: the earliest of the shards asked when none leased anything."""
         due: float | None = None
         for queue in queues:
-            got, when = queue.pop_many_reply(count - len(tasks), worker_id, lease_seconds=lease_seconds)
-            tasks += got
-            if len(tasks) >= count:
-                return tasks, None
+            shard = self._index[id(queue)]
+            got, when = queue.pop_many_reply(self._batch(worker_id, shard, count), worker_id,
+                                             lease_seconds=lease_seconds)
+            self._visited(shard, when, time.monotonic())
+            if got:
+                return got, None
             if when is not None:
                 due = when if due is None else min(due, when)
-        return tasks, (due if not tasks else None)
+        return [], due
 
     def pop_step(self, worker_id: str | None = None, *, count: int = 1, lease_seconds: float | None = None,
                  park_ms: int = 0, unpark: str | None = None) -> PopStep:
@@ -311,8 +379,8 @@ class ShardedTaskQueue(CurrentQueue):
                               worker_id: str | None = None, lease_seconds: float | None = None,
                               ) -> tuple[list[int], list[Task], float | None]:
         """As :meth:`TaskQueue.complete_and_pop_many`: the acks of each shard go in one round trip to it
-        (with the pop, for the start shard of the rotation); then the next shards while fewer than
-        ``count`` came. One round trip when the tasks acknowledged live in the start shard."""
+        (with the pop, for the first shard of the rotation); then the next shards until one leases
+        something. One round trip when the tasks acknowledged live in the first shard and it has work."""
         rotation = self._rotation(worker_id) if count > 0 else list(self.shard_queues)
         first = rotation[0]
         groups: dict[int, list[int]] = {}
@@ -324,16 +392,17 @@ class ShardedTaskQueue(CurrentQueue):
         popped = False
         for shard, index in groups.items():
             queue = self.shard_queues[shard]
-            pop = count if queue is first and count > 0 else 0
+            pop = self._batch(worker_id, shard, count) if queue is first and count > 0 else 0
             got_codes, got, when = queue.complete_and_pop_many([done[i] for i in index], pop, worker_id=worker_id,
                                                                lease_seconds=lease_seconds)
             for i, code in zip(index, got_codes, strict=True):
                 codes[i] = code
             if pop:
                 popped, tasks, due = True, got, when
-        if count > 0 and len(tasks) < count:
-            more, when = self._pop_from(rotation[1:] if popped else rotation, count - len(tasks), worker_id,
-                                        lease_seconds)
+        if popped:
+            self._visited(self._index[id(first)], due, time.monotonic())
+        if count > 0 and not tasks:
+            more, when = self._pop_from(rotation[1:] if popped else rotation, count, worker_id, lease_seconds)
             tasks += more
             due = None if tasks else (when if due is None or when is None else min(due, when))
         if tasks:
