@@ -68,6 +68,9 @@ logger = logging.getLogger("fairque_django.queue")
 # How often a sharded queue reads how many tenants with ready work each shard has (its pops' weights),
 # while it pops: how soon a tenant arriving in a shard with no ready work gets that shard turns.
 SHARE_REFRESH_SECONDS = 0.02
+# ... but no more ZCARDs than this per second per worker id: with many shards the counts are read less
+# often (200 shards: every 0.2 s), so a busy worker's reads stay bounded whatever the shards.
+SHARE_READS_PER_SECOND = 1000
 # A shard with no ready work takes no turns; a busy worker asks it at least this often (its timers:
 # delayed tasks promoted, expired leases recovered; sooner when its last pop said one is due).
 IDLE_VISIT_SECONDS = 0.25
@@ -190,10 +193,11 @@ class ShardedTaskQueue(CurrentQueue):
         ``pop.lua`` steals only when its own partition has no ready tenant); None: not known."""
         now = time.monotonic()
         cached = self._shares.get(worker_id)
-        if cached is not None and now - cached[0] < SHARE_REFRESH_SECONDS:
-            return cached[1]
         plan = self.home_queue.proto.plan(worker_id)
         part, steal = plan.own_partition, plan.steal_partitions
+        reads = len(self.shard_queues) * ((1 if part else 0) + len(steal))
+        if cached is not None and now - cached[0] < max(SHARE_REFRESH_SECONDS, reads / SHARE_READS_PER_SECOND):
+            return cached[1]
         weights: list[int] | None = None
         try:
             pipe = self.client.pipeline(transaction=False)
