@@ -3,7 +3,8 @@
 A script only ever touches one shard, so a move is made of steps that are each safe to repeat
 (:func:`move_tenant`): the tenant is paused in its old shard (no new lease there), its running
 tasks finish there, then each queued or delayed task is pushed to the new shard under the same id
-(a push of an id already there is a duplicate: nothing twice) and deleted from the old one; its
+(a push of an id already there is a duplicate: nothing twice) and deleted from the old one (a task
+whose lease expired there, its worker dead, is handed back first and moves too); its
 runtime limits and pause go with it. A crash at any point leaves every task in one shard or in both
 under one id, and running the move again finishes it. What a move leaves in the old shard (it is
 reported): dead tasks (the DLQ reads every shard; requeue or purge them first when retiring a shard),
@@ -23,6 +24,7 @@ import redis
 
 from .codec import text
 from .config import FairQueueConfig
+from .models import Task
 from .ops import Op, drive, run
 from .queue import TaskQueue
 from .shards import ShardMap
@@ -101,7 +103,7 @@ def move_tenant(config: FairQueueConfig, client: redis.Redis, user_id: str, sour
     client.hset(src.keys.tenant_moving, user_id, "1")  # a repeated move knows the pause is its own
     src.pause_tenant(user_id)
     deadline = time.monotonic() + wait_seconds
-    while src.get_tenant_limits(user_id)["leased"] > 0:
+    while src.get_tenant_limits(user_id)["leased"] > 0 and not _release_expired(client, src, user_id):
         if time.monotonic() > deadline:
             raise TimeoutError(f"tenant {user_id!r} still has running tasks in shard {source} after "
                                f"{wait_seconds:g} s; it stays paused there: run the move again")
@@ -116,6 +118,20 @@ def move_tenant(config: FairQueueConfig, client: redis.Redis, user_id: str, sour
     client.hdel(src.keys.tenant_moving, user_id)
     report.left = _left(client, src, user_id)
     return report
+
+
+def _release_expired(client: redis.Redis, src: TaskQueue, user_id: str) -> bool:
+    """Hand back the tenant's leased tasks in ``src`` whose lease has expired (their worker died; no
+    worker may pop a former layout's keyspace, which is where an expired lease is taken back), so
+    that they move too; whether one was handed back."""
+    expired = [text(i) for i in client.zrangebyscore(src.keys.leases, "-inf", int(time.time() * 1000))]
+    rows = client.pipeline(transaction=False)
+    for task_id in expired:
+        rows.hmget(src.keys.task(task_id), "u", "tok")
+    mine = [Task(task_id=task_id, user_id=user_id, lease_token=text(token))
+            for task_id, (owner, token) in zip(expired, rows.execute(), strict=True)
+            if owner is not None and token is not None and text(owner) == user_id]
+    return bool(mine) and src.release(mine, count=False) > 0
 
 
 def _moving(client: redis.Redis, src: TaskQueue, user_id: str) -> bool:

@@ -135,3 +135,17 @@ def test_after_the_shards_grew_every_tenant_outside_shard_0_moves_to_its_new_key
     assert misplaced(new, redis_client, 2) == [] and misplaced(new, redis_client) == []
     served = [t.user_id for s in range(4) for t in drain(TaskQueue(new, shard=s))]
     assert sorted(served) == sorted(users)
+
+
+def test_a_task_whose_worker_died_in_the_old_keyspace_moves_too(make_config: Any, redis_client: redis.Redis) -> None:
+    old = sharded(make_config, {"a": 1})
+    src = TaskQueue(old, shard=1)
+    for i in range(2):
+        src.push(Task.create(user_id="a", payload={"n": i}))
+    held = src.pop(lease_seconds=0.05)  # its worker dies: nobody acknowledges it, nobody pops this keyspace
+    assert held is not None
+    time.sleep(0.1)
+    new = sharded(make_config, {"a": 2})
+    report = move_tenant(new, redis_client, "a", 1, wait_seconds=5, poll_seconds=0.05)
+    assert report.moved == 2 and report.left == {"unfinished": 0}
+    assert sorted(t.payload["n"] for t in drain(TaskQueue(new, shard=2))) == [0, 1]
