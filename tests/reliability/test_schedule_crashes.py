@@ -71,9 +71,13 @@ def test_a_one_second_schedule_fires_each_tick_once_while_workers_are_killed(
             pushes[int(tick)] += int(pushed)
     assert max(pushes.values()) == 1, [t for t, n in pushes.items() if n > 1]
     queue = TaskQueue(core_config(rel_env))
-    assert queue.get_stats()["tasks_pushed"] == len(done)
+    stats = queue.get_stats()
+    # the schedule fires on until the workers stop: a tick pushed last may not have run yet (queued, or
+    # leased by a worker killed or stopped meanwhile)
+    assert stats["tasks_pushed"] == len(done) + stats["tasks_pending"] + stats["tasks_active"], stats
+    assert stats["tasks_pending"] + stats["tasks_active"] <= 2, stats
     state = queue.schedule_states(["every-second"])["every-second"]
-    assert int(state["fired"]) == len(done)
+    assert int(state["fired"]) == stats["tasks_pushed"]
     assert not [k for k in state if k.startswith("c:")], state  # every claim confirmed
     reruns = {t: n for t, n in done.items() if n > 1}  # a task killed after its body: at least once
     print(f"\nschedule under SIGKILL: {kills} kills, {len(in_window)} of {WINDOW} ticks in the window, "
