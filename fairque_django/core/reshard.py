@@ -27,7 +27,7 @@ from .config import FairQueueConfig
 from .models import Task
 from .ops import Op, drive, run
 from .queue import TaskQueue
-from .shards import ShardMap
+from .shards import shard_map
 
 __all__ = ["MoveReport", "holders", "misplaced", "move_tenant"]
 
@@ -41,11 +41,6 @@ class MoveReport:
     target: int
     moved: int = 0
     left: dict[str, int] = field(default_factory=dict)  # what stays in the old shard: dead, waiting, leased
-
-
-def shard_map(config: FairQueueConfig) -> ShardMap:
-    q = config.queue
-    return ShardMap(q.stats_prefix, q.shards, q.shard_pins)
 
 
 def layout(config: FairQueueConfig, shards: int | None) -> FairQueueConfig:
@@ -75,7 +70,7 @@ def misplaced(config: FairQueueConfig, client: redis.Redis,
     to now) for every user held by a keyspace other than its own. A shard's keyspace depends on the
     number of shards (its hash tag is salted to its share of the slots, see ``keys.shard_tags``), so
     after ``queue.shards`` changed every tenant outside shard 0 is misplaced."""
-    mapping, old = shard_map(config), shard_map(layout(config, from_shards))
+    mapping, old = shard_map(config.queue), shard_map(layout(config, from_shards).queue)
     return sorted((user, shard, mapping.of(user)) for user, held in holders(config, client, from_shards).items()
                   for shard in held if old.keys[shard].base != mapping.keys_of(user).base)
 
@@ -87,7 +82,7 @@ def move_tenant(config: FairQueueConfig, client: redis.Redis, user_id: str, sour
     the ``from_shards`` layout: the former ``queue.shards``; None: the configuration's) to the shard
     the configuration gives it (see the module's docstring). Raises TimeoutError when its running
     tasks in the old shard outlast ``wait_seconds`` (it stays paused there: run it again)."""
-    target = shard_map(config).of(user_id)
+    target = shard_map(config.queue).of(user_id)
     report = MoveReport(user_id, source, target)
     src, dst = TaskQueue(layout(config, from_shards), client, shard=source), TaskQueue(config, client, shard=target)
     if src.keys.base == dst.keys.base:

@@ -58,7 +58,7 @@ from .results import CancelResult, ResultSnapshot, TaskResult
 from .scripts.buffered import MetricsBuffer
 from .scripts.commands import FoldResult
 from .scripts.pop import PopStep
-from .shards import ShardMap
+from .shards import shard_map
 from .transport import HeldConnection
 
 __all__ = ["AnyQueue", "ShardedTaskQueue", "open_queue"]
@@ -98,7 +98,7 @@ class ShardedTaskQueue(CurrentQueue):
                  worker_id: str | None = None) -> None:
         self.config = config
         self.client: redis.Redis = client if client is not None else get_client(config.redis)
-        self.shard_map = ShardMap(config.queue.stats_prefix, config.queue.shards, config.queue.shard_pins)
+        self.shard_map = shard_map(config.queue)
         self.home_queue = TaskQueue(config, self.client, worker_id=worker_id)
         self.shard_queues: tuple[TaskQueue, ...] = tuple(
             TaskQueue(config, self.client, worker_id=worker_id, shard=n) for n in range(config.queue.shards))

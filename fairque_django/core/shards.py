@@ -24,11 +24,15 @@ from __future__ import annotations
 import functools
 import hashlib
 from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING
 
 from .config.topology import glob_match, is_pattern
 from .keys import Keys
 
-__all__ = ["ShardMap", "hashed_shard", "jump_hash"]
+if TYPE_CHECKING:
+    from .config import QueueConfig
+
+__all__ = ["ShardMap", "hashed_shard", "jump_hash", "shard_map"]
 
 
 _MASK64 = (1 << 64) - 1
@@ -78,6 +82,12 @@ class ShardMap:
     def keys_of(self, user_id: str) -> Keys:
         """The keys of *user_id*'s shard."""
         return self.keys[self.of(user_id)]
+
+
+@functools.lru_cache(maxsize=64)
+def shard_map(queue: QueueConfig) -> ShardMap:
+    """The shard map of a ``queue`` configuration (its prefix, ``shards`` and ``shard_pins``), built once."""
+    return ShardMap(queue.stats_prefix, queue.shards, queue.shard_pins)
 
 
 def _zero(user_id: str) -> int:

@@ -20,7 +20,6 @@ exactly the commands it did before shards existed.
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Callable, Hashable, Sequence
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -28,8 +27,7 @@ import redis
 from redis.cluster import RedisCluster
 
 from ..config import FairQueueConfig
-from ..config.model import QueueConfig
-from ..shards import ShardMap
+from ..shards import shard_map
 from .values import replies
 
 if TYPE_CHECKING:
@@ -56,16 +54,11 @@ def is_sharded(queue: QueueShards) -> bool:
     return len(queue.shard_queues) > 1
 
 
-@functools.lru_cache(maxsize=64)
-def _shard_map(config: QueueConfig) -> ShardMap:
-    return ShardMap(config.stats_prefix, config.shards, config.shard_pins)
-
-
 def shard_index_of(queue: QueueShards, user_id: str) -> int:
     """The index in ``queue.shard_queues`` of the shard holding ``user_id``'s keys (0: one shard)."""
     if len(queue.shard_queues) == 1:
         return 0
-    return _shard_map(queue.config.queue).of(user_id)
+    return shard_map(queue.config.queue).of(user_id)
 
 
 def shard_queue_of(queue: QueueShards, user_id: str) -> TaskQueue:

@@ -14,7 +14,8 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from fairque_django.conf import get_config, get_redis_client
-from fairque_django.core.reshard import holders, misplaced, move_tenant, shard_map
+from fairque_django.core.reshard import holders, misplaced, move_tenant
+from fairque_django.core.shards import shard_map
 
 
 class Command(BaseCommand):
@@ -53,7 +54,7 @@ class Command(BaseCommand):
             if not found:
                 self.stdout.write("no misplaced tenant")
             return
-        mapping = shard_map(config)
+        mapping = shard_map(config.queue)
         reports = []
         for user, shard, _ in found:
             try:
