@@ -10,6 +10,7 @@ import inspect
 import threading
 import time
 from collections import Counter
+from collections.abc import Sequence
 from typing import Any
 
 import pytest
@@ -237,9 +238,10 @@ def test_delayed_tasks_and_expired_leases_of_every_shard(q: ShardedTaskQueue) ->
     assert all(x.attempts == 2 for x in again)
 
 
-def test_idle_wait_wakes_on_a_push_into_any_shard(q: ShardedTaskQueue) -> None:
+def assert_pushes_wake_the_waiter(q: ShardedTaskQueue, users: Sequence[str]) -> None:
+    """A push for each user (each in its shard) wakes an idle ``wait_and_pop`` at once."""
     assert q.wait_and_pop("w1", timeout=0.15) == (None, None)
-    for user in EACH:  # a push into each shard wakes the waiter at once
+    for user in users:
         pusher = threading.Timer(0.1, lambda u=user: q.push(Task.create(user_id=u, payload={})))
         started = time.monotonic()
         pusher.start()
@@ -247,6 +249,10 @@ def test_idle_wait_wakes_on_a_push_into_any_shard(q: ShardedTaskQueue) -> None:
         pusher.join()
         assert task is not None and task.user_id == user and time.monotonic() - started < 1.0
         q.complete(task)
+
+
+def test_idle_wait_wakes_on_a_push_into_any_shard(q: ShardedTaskQueue) -> None:
+    assert_pushes_wake_the_waiter(q, EACH)
 
 
 def test_a_worker_drains_a_backlog_of_every_shard(make_config: Any, redis_client: redis.Redis) -> None:
@@ -349,15 +355,8 @@ def test_a_sharded_prefix_spreads_over_a_cluster(cluster: RedisCluster, redis_cl
 
 def test_an_idle_wait_on_a_cluster_wakes_on_a_push_into_any_shard(cluster: RedisCluster) -> None:  # noqa: F811
     q = open_queue(cluster_config(_spread_prefix(cluster, 6), 6), cluster)
-    assert q.wait_and_pop("w1", timeout=0.15) == (None, None)  # BLPOP on the home wake list (one slot)
-    for user in ("t0", "t3", "t4", "t6"):
-        pusher = threading.Timer(0.1, lambda u=user: q.push(Task.create(user_id=u, payload={})))
-        started = time.monotonic()
-        pusher.start()
-        task, _ = q.wait_and_pop("w1", timeout=3.0)
-        pusher.join()
-        assert task is not None and task.user_id == user and time.monotonic() - started < 1.0
-        q.complete(task)
+    assert isinstance(q, ShardedTaskQueue)
+    assert_pushes_wake_the_waiter(q, ("t0", "t3", "t4", "t6"))  # BLPOP on the home wake list (one slot)
 
 
 def test_a_burst_after_idle_wakes_every_idle_slot(make_config: Any, redis_client: redis.Redis) -> None:
@@ -453,6 +452,7 @@ def test_a_light_tenant_arriving_in_any_shard_is_served_within_a_round(make_conf
     weights are read at every pop here (the refresh interval, 20 ms, is a time bound: see
     docs/operations.md)."""
     monkeypatch.setattr(sharded_module, "SHARE_REFRESH_SECONDS", 0.0)
+    monkeypatch.setattr(sharded_module, "SHARE_READS_PER_SECOND", float("inf"))  # counts read at every pop
     q = open_queue(sharded(make_config), worker_id="w1")
     assert isinstance(q, ShardedTaskQueue)
     heavy = next(u for u in _POOL if MAP.of(u) == 1)
