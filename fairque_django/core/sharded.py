@@ -18,13 +18,15 @@ the public methods of :class:`~.queue.TaskQueue` and routes each:
   per-priority dicts merged), ``dlq_size``, ``get_dlq`` (each shard's first ``offset + limit``,
   merged by time of death), ``purge_dlq``, ``pushed_tenants``, ``next_delayed_seconds`` (the
   earliest), the retention sweep (each shard);
-- pops rotate: each pop asks the shards in the order of :meth:`ShardedTaskQueue._rotation` (a
-  weighted round robin over the shards with ready work, then the others) until one leases something:
-  a batch comes from one shard, its share of the batch (so an empty pop asks every shard once, which
-  also runs every shard's timers: delayed promotion, lease recovery; a shard with no ready work is
-  also asked on a timer).
-  Fairness is exact within a shard; across shards a shard's turns follow its tenants with ready work
-  (see docs/operations.md for the bound).
+- a slot's round trip goes to every shard it concerns at once (:func:`~.ops.drive_together`: one
+  pipeline, on a cluster one write to each master): its acks, each to the shard its task was leased
+  from, and the pops :meth:`ShardedTaskQueue._allot` gives out — a batch is turns of a weighted round
+  robin over the shards with ready work (one task a turn), so it holds about one task per tenant with
+  ready work wherever the tenants live. When nothing was leased, the other shards are asked in turn
+  (an empty pop asks every shard once, which also runs every shard's timers: delayed promotion, lease
+  recovery; a shard with no ready work is also visited on a timer). Fairness is exact within a shard;
+  across shards a shard's turns follow its tenants with ready work (see docs/operations.md for the
+  bound).
 - an idle worker waits on the *home* wake lists of its partitions (``{prefix}:wake:<part>``, one
   slot), where a push that made a tenant join its shard's rotation leaves a token (``push.lua``
   reports it: one more command on such a push only). There is no parking / hand-off and no
@@ -50,9 +52,9 @@ from .config import FairQueueConfig
 from .config.limits import UNCHANGED, Unchanged
 from .connection import get_client
 from .context import CurrentQueue
-from .errors import DependencyError
+from .errors import DependencyError, FairQueueError
 from .models import DLQEntry, Task
-from .ops import drive
+from .ops import drive, drive_together
 from .queue import TaskQueue
 from .results import CancelResult, ResultSnapshot, TaskResult
 from .scripts.buffered import MetricsBuffer
@@ -110,7 +112,8 @@ class ShardedTaskQueue(CurrentQueue):
         self._turn = itertools.count()
         self._credit = [0] * len(self.shard_queues)  # the weighted rotation's (see _rotation)
         self._last_weights: dict[str | None, list[int]] = {}  # worker id -> its last pop's weights (_rotation)
-        self._visit_at = [0.0] * len(self.shard_queues)  # when each shard with no ready work is asked next
+        # when each shard with no ready work is asked next (its timers; an empty pop asks every shard)
+        self._visit_at = [time.monotonic() + IDLE_VISIT_SECONDS] * len(self.shard_queues)
         self._index = {id(queue): n for n, queue in enumerate(self.shard_queues)}
         self._shares: dict[str | None, tuple[float, list[int] | None]] = {}  # worker id -> (read at, weights)
         # (when, due at) of the last pop that found every shard empty: idle slots share it (wait_and_pop)
@@ -160,62 +163,135 @@ class ShardedTaskQueue(CurrentQueue):
             if weights is None or not any(weights):
                 start = next(self._turn) % n
                 return [*self.shard_queues[start:], *self.shard_queues[:start]]
-            credit = self._credit
-            total = sum(weights)
-            last = self._last_weights.get(worker_id)
-            self._last_weights[worker_id] = weights
-            for i, weight in enumerate(weights):
-                credit[i] = credit[i] + weight if weight else 0
-            if last is not weights:  # a shard whose tenants just got ready work goes first, once (as a
-                top = max(credit)    # tenant joining a shard's rotation is served next)
-                for i, weight in enumerate(weights):
-                    if weight and last is not None and not last[i]:
-                        credit[i] = top = top + 1
-            start = max((i for i in range(n) if weights[i]), key=credit.__getitem__)
-            credit[start] -= total
+            credit = self._advance(worker_id, weights)
+            start = self._pick(weights)
             busy = sorted((i for i in range(n) if weights[i] and i != start), key=lambda i: -credit[i])
             idle = [i for i in range(n) if not weights[i]]
-            visit = self._visit_at
-            due = [i for i in idle if visit[i] <= now]
-            if due:  # one idle shard's visit per pop; the next slot's pop visits the next one
-                first = min(due, key=visit.__getitem__)
-                visit[first] = now + IDLE_VISIT_SECONDS
-                idle.remove(first)
-                order = [first, start, *busy, *idle]
-            else:
-                order = [start, *busy, *idle]
+            first = self._visit_due(idle, now)
+            order = [start, *busy, *idle] if first is None else [first, start, *busy, *idle]
         return [self.shard_queues[i] for i in order]
 
+    def _advance(self, worker_id: str | None, weights: list[int]) -> list[int]:
+        """The weighted rotation's credits (under the lock), told the weights of this pop: a shard with
+        no ready work has none; a shard whose tenants just got ready work goes first, once (as a tenant
+        joining a shard's rotation is served next)."""
+        credit = self._credit
+        last = self._last_weights.get(worker_id)
+        self._last_weights[worker_id] = weights
+        for i, weight in enumerate(weights):
+            if not weight:
+                credit[i] = 0
+        if last is not weights and last is not None:
+            top, total = max(credit), sum(weights)
+            for i, weight in enumerate(weights):
+                if weight and not last[i]:  # ahead of every other after the next turn's additions
+                    credit[i] = top = top + total
+        return credit
+
+    def _pick(self, weights: list[int]) -> int:
+        """One turn of the smooth weighted round robin (under the lock): the shard with ready work
+        that leases next."""
+        credit = self._credit
+        best = -1
+        for i, weight in enumerate(weights):
+            if weight:
+                credit[i] += weight
+                if best < 0 or credit[i] > credit[best]:
+                    best = i
+        credit[best] -= sum(weights)
+        return best
+
+    def _visit_due(self, idle: list[int], now: float) -> int | None:
+        """The shard with no ready work whose visit is most overdue (under the lock; taken out of
+        ``idle``), or None: one idle shard's visit per pop, the next pop visits the next one."""
+        visit = self._visit_at
+        due = [i for i in idle if visit[i] <= now]
+        if not due:
+            return None
+        first = min(due, key=visit.__getitem__)
+        visit[first] = now + IDLE_VISIT_SECONDS
+        idle.remove(first)
+        return first
+
+    def _allot(self, worker_id: str | None, count: int) -> tuple[dict[int, int], list[int]]:
+        """How many of ``count`` tasks each shard leases in one pop, and the shards to ask next when
+        none of them leased anything.
+
+        With the shards' ready tenants known and ``count`` > 1, the pop's tasks are turns of the
+        weighted rotation (:meth:`_pick`), one task each: a shard leases about one task per tenant
+        with ready work, as one shard's batch holds about one task per tenant, and the shards' calls
+        go in one round trip (:func:`~.ops.drive_together`); a shard with no ready work whose visit is
+        due leases one of them (its timers run). Else the first shard of :meth:`_rotation` leases its
+        share (:meth:`_batch`) and the others follow in its order."""
+        weights = self._weights(worker_id) if count > 1 else None
+        if weights is None or not any(weights):
+            order = [self._index[id(queue)] for queue in self._rotation(worker_id)]
+            return {order[0]: self._batch(worker_id, order[0], count)}, order[1:]
+        n = len(self.shard_queues)
+        now = time.monotonic()
+        allot: dict[int, int] = {}
+        with self._lock:
+            credit = self._advance(worker_id, weights)
+            first = self._visit_due([i for i in range(n) if not weights[i]], now)
+            if first is not None:
+                allot[first] = 1
+            for _ in range(count - len(allot)):
+                pick = self._pick(weights)
+                allot[pick] = allot.get(pick, 0) + 1
+            rest = sorted((i for i in range(n) if i not in allot), key=lambda i: (not weights[i], -credit[i]))
+        return allot, rest
+
     def _weights(self, worker_id: str | None) -> list[int] | None:
-        """Each shard's tenants with ready work for the worker, refreshed every ``SHARE_REFRESH_SECONDS``
-        (one pipeline of ZCARDs, ``shards * (1 + steal partitions)`` of them): the tenants of its own
-        partition, or, when no shard has any, of the steal copies of its steal partitions (as
-        ``pop.lua`` steals only when its own partition has no ready tenant); None: not known."""
+        """Each shard's tenants with ready work for the worker (:meth:`_count_reads`), read again when the
+        last read is older than :meth:`_read_interval`; None: not known."""
         now = time.monotonic()
         cached = self._shares.get(worker_id)
-        plan = self.home_queue.proto.plan(worker_id)
-        part, steal = plan.own_partition, plan.steal_partitions
-        reads = len(self.shard_queues) * ((1 if part else 0) + len(steal))
-        if cached is not None and now - cached[0] < max(SHARE_REFRESH_SECONDS, reads / SHARE_READS_PER_SECOND):
+        if cached is not None and now - cached[0] < self._read_interval(worker_id):
             return cached[1]
         weights: list[int] | None = None
-        try:
-            pipe = self.client.pipeline(transaction=False)
-            for queue in self.shard_queues:
-                if part:
-                    pipe.zcard(queue.keys.ready(part))
-                for other in steal:
-                    pipe.zcard(queue.keys.steal_ready(other, plan.worker_id))
-            counts = [int(c) for c in pipe.execute()] if part or steal else []
-            per = (1 if part else 0) + len(steal)
-            if per:
-                own = [counts[i * per] for i in range(len(self.shard_queues))] if part else []
-                weights = own if any(own) else [sum(counts[i * per + (1 if part else 0):(i + 1) * per])
-                                                 for i in range(len(self.shard_queues))]
-        except redis.RedisError as exc:  # plain rotation until the next read
-            logger.debug("fairque: could not read the shards' ready tenants (%s)", exc)
+        reads = self._count_reads(worker_id)
+        if reads:
+            try:
+                weights = self._counted(worker_id, self.home_queue.transport.round_trip(reads))
+            except redis.RedisError as exc:  # plain rotation until the next read
+                logger.debug("fairque: could not read the shards' ready tenants (%s)", exc)
         self._shares[worker_id] = (now, weights)
         return weights
+
+    def _read_interval(self, worker_id: str | None) -> float:
+        """How long the worker's counts serve: ``SHARE_REFRESH_SECONDS``, longer with many reads (at most
+        ``SHARE_READS_PER_SECOND`` ZCARDs a second)."""
+        plan = self.home_queue.proto.plan(worker_id)
+        reads = len(self.shard_queues) * ((1 if plan.own_partition else 0) + len(plan.steal_partitions))
+        return max(SHARE_REFRESH_SECONDS, reads / SHARE_READS_PER_SECOND)
+
+    def _count_reads(self, worker_id: str | None) -> list[list[Any]]:
+        """The ZCARDs of the worker's ready tenants in each shard, ``shards * (1 + steal partitions)`` of
+        them: the tenants of its own partition and of the steal copies of its steal partitions."""
+        plan = self.home_queue.proto.plan(worker_id)
+        part = plan.own_partition
+        reads: list[list[Any]] = []
+        for queue in self.shard_queues:
+            if part:
+                reads.append(["ZCARD", queue.keys.ready(part)])
+            reads += [["ZCARD", queue.keys.steal_ready(other, plan.worker_id)] for other in plan.steal_partitions]
+        return reads
+
+    def _counted(self, worker_id: str | None, replies: Sequence[Any]) -> list[int] | None:
+        """The weights of :meth:`_count_reads`' replies: each shard's tenants of the worker's own partition,
+        or, when no shard has any, of its steal copies (as ``pop.lua`` steals only when its own partition
+        has no ready tenant); None when a reply is an error."""
+        if any(isinstance(reply, Exception) for reply in replies):
+            return None
+        plan = self.home_queue.proto.plan(worker_id)
+        own = 1 if plan.own_partition else 0
+        per = own + len(plan.steal_partitions)
+        if not per:
+            return None
+        counts = [int(c) for c in replies]
+        shards = range(len(self.shard_queues))
+        mine = [counts[i * per] for i in shards] if own else []
+        return mine if any(mine) else [sum(counts[i * per + own:(i + 1) * per]) for i in shards]
 
     def _batch(self, worker_id: str | None, shard: int, count: int) -> int:
         """How many of ``count`` tasks a pop leases from shard ``shard``: its share of the batch, by its
@@ -333,8 +409,12 @@ class ShardedTaskQueue(CurrentQueue):
 
     def pop_many_reply(self, count: int, worker_id: str | None = None, *, lease_seconds: float | None = None,
                        ) -> tuple[list[Task], float | None]:
-        """As :meth:`TaskQueue.pop_many_reply`: the shards in rotation order until one leases something
-        (up to ``count`` tasks, all from that shard; an empty pop asks every shard once)."""
+        """As :meth:`TaskQueue.pop_many_reply`: the shards the rotation allots tasks to
+        (:meth:`complete_and_pop_many` with nothing to acknowledge), then the others until one leases
+        something (an empty pop asks every shard once)."""
+        if count > 1:
+            _, tasks, due = self.complete_and_pop_many([], count, worker_id=worker_id, lease_seconds=lease_seconds)
+            return tasks, due
         return self._pop_from(self._rotation(worker_id), count, worker_id, lease_seconds)
 
     def _pop_from(self, queues: Sequence[TaskQueue], count: int, worker_id: str | None, lease_seconds: float | None,
@@ -382,36 +462,61 @@ class ShardedTaskQueue(CurrentQueue):
     def complete_and_pop_many(self, done: Sequence[tuple[Task, float | None, str | None]], count: int, *,
                               worker_id: str | None = None, lease_seconds: float | None = None,
                               ) -> tuple[list[int], list[Task], float | None]:
-        """As :meth:`TaskQueue.complete_and_pop_many`: the acks of each shard go in one round trip to it
-        (with the pop, for the first shard of the rotation); then the next shards until one leases
-        something. One round trip when the tasks acknowledged live in the first shard and it has work."""
-        rotation = self._rotation(worker_id) if count > 0 else list(self.shard_queues)
-        first = rotation[0]
-        groups: dict[int, list[int]] = {}
-        for i, (task, _, _) in enumerate(done):
-            groups.setdefault(self._shard_of_task(task), []).append(i)
-        codes = [0] * len(done)
-        tasks: list[Task] = []
-        due: float | None = None
-        popped = False
-        for shard, index in groups.items():
-            queue = self.shard_queues[shard]
-            pop = self._batch(worker_id, shard, count) if queue is first and count > 0 else 0
-            got_codes, got, when = queue.complete_and_pop_many([done[i] for i in index], pop, worker_id=worker_id,
-                                                               lease_seconds=lease_seconds)
-            for i, code in zip(index, got_codes, strict=True):
-                codes[i] = code
-            if pop:
-                popped, tasks, due = True, got, when
-        if popped:
-            self._visited(self._index[id(first)], due, time.monotonic())
+        """As :meth:`TaskQueue.complete_and_pop_many`: the acks of each shard and the pops the rotation
+        allots (:meth:`_allot`) go in one round trip, to every shard concerned at once; the tasks
+        leased come interleaved shard by shard. When none was leased, the next shards are asked."""
+        allot, rest = self._allot(worker_id, count) if count > 0 else ({}, [])
+        codes, tasks, due = self._together(done, allot, worker_id, lease_seconds)
         if count > 0 and not tasks:
-            more, when = self._pop_from(rotation[1:] if popped else rotation, count, worker_id, lease_seconds)
+            more, when = self._pop_from([self.shard_queues[i] for i in rest], count, worker_id, lease_seconds)
             tasks += more
             due = None if tasks else (when if due is None or when is None else min(due, when))
         if tasks:
             self._quiet = None
         return codes, tasks, (None if tasks else due)
+
+    def _together(self, done: Sequence[tuple[Task, float | None, str | None]], allot: dict[int, int],
+                  worker_id: str | None, lease_seconds: float | None) -> tuple[list[int], list[Task], float | None]:
+        """Acknowledge ``done`` and lease ``allot[shard]`` tasks of each shard, all in one round trip
+        (:func:`~.ops.drive_together`): (ack codes, the tasks leased, the earliest due of the shards that
+        leased nothing). When a shard's call fails, the tasks the others leased go back and its error
+        is raised (the acknowledgements are sent again: one already made answers "gone")."""
+        groups: dict[int, list[int]] = {}
+        for i, (task, _, _) in enumerate(done):
+            groups.setdefault(self._shard_of_task(task), []).append(i)
+        shards = [*allot, *(shard for shard in groups if shard not in allot)]
+        queues = [self.shard_queues[shard] for shard in shards]
+        outcomes = drive_together([
+            (queue.transport, queue._complete_and_pop_many([done[i] for i in groups.get(shard, ())],
+                                                           allot.get(shard, 0), worker_id, lease_seconds))
+            for shard, queue in zip(shards, queues, strict=True)])
+        codes = [0] * len(done)
+        leased: list[list[Task]] = []
+        due: float | None = None
+        error: BaseException | None = None
+        now = time.monotonic()
+        for shard, (ok, value) in zip(shards, outcomes, strict=True):
+            if not ok:
+                error = error or value
+                continue
+            got_codes, got, when = value
+            for i, code in zip(groups.get(shard, ()), got_codes, strict=True):
+                codes[i] = code
+            if shard in allot:
+                self._visited(shard, when, now)
+                leased.append(got)
+                if not got and when is not None:
+                    due = when if due is None else min(due, when)
+        tasks = [task for row in itertools.zip_longest(*leased) for task in row if task is not None]
+        if error is not None:
+            if tasks:
+                try:
+                    self.release(tasks, count=False)
+                except (redis.RedisError, FairQueueError) as exc:  # their leases expire: late, not lost
+                    logger.warning("fairque: could not hand back %d tasks leased with a failed call: %s",
+                                   len(tasks), exc)
+            raise error
+        return codes, tasks, due
 
     def flush_metrics(self) -> int:
         """As :meth:`TaskQueue.flush_metrics`: each shard's buffer."""
