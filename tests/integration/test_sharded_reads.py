@@ -34,12 +34,10 @@ from fairque_django.core.observe.alerts import AlertTracker
 from fairque_django.core.observe.fanout import shard_queue_of, split_limit
 from fairque_django.core.queue import TaskQueue
 from fairque_django.prometheus import render
-from tests.integration.test_cluster import cluster, redis_cluster  # noqa: F401 (the three-master cluster fixtures)
 from tests.support.sharded import ShardedReadsStandIn, users_per_shard
 
 SHARDS = 4
 WORKERS = [{"id": "w1", "assigned_users": ["*"]}]
-__all__ = ["cluster"]  # (the fixture: three cluster masters)
 ERRORS: tuple[type[Exception], ...] = (ValueError, KeyError, RuntimeError)
 
 
