@@ -33,6 +33,7 @@ from fairque_django.core.observe import (
 from fairque_django.core.observe.alerts import AlertTracker
 from fairque_django.core.observe.fanout import shard_queue_of, split_limit
 from fairque_django.core.queue import TaskQueue
+from fairque_django.core.sharded import ShardedTaskQueue
 from fairque_django.prometheus import render
 from tests.support.sharded import ShardedReadsStandIn, users_per_shard
 
@@ -321,6 +322,16 @@ def test_dlq_filter_scan_limit_is_the_newest_of_the_merge(sq: ShardedReadsStandI
 
 
 # --------------------------------------------------------------------------- one tenant
+
+def test_shard_queue_of_a_sharded_queue_is_its_own_routing(make_config: Callable[..., Any],
+                                                          users: list[list[str]]) -> None:
+    real = ShardedTaskQueue(make_config(workers=WORKERS, worker_id="w1", shards=SHARDS))
+    for shard, names in enumerate(users):
+        for user in names:
+            assert shard_queue_of(real, user) is real.queue_of(user) is real.shard_queues[shard]
+    plain = TaskQueue(make_config(workers=WORKERS, worker_id="w1"))
+    assert shard_queue_of(plain, users[1][0]) is plain
+
 
 def test_the_tenant_view_reads_the_tenant_s_shard(sq: ShardedReadsStandIn, users: list[list[str]]) -> None:
     fill(sq, users)
