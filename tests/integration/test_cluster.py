@@ -10,7 +10,6 @@ import asyncio
 import dataclasses
 import threading
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -18,32 +17,14 @@ import redis
 from redis.asyncio.cluster import RedisCluster as AsyncRedisCluster
 from redis.cluster import RedisCluster
 
+from example_project.embedded_cluster import Cluster, cluster_port
 from fairque_django import AsyncTaskQueue, Priority, Task, TaskQueue, Worker
 from fairque_django.core.config import FairQueueConfig, RedisConfig
 from fairque_django.core.connection import build_client, get_client, reset_clients
 from fairque_django.core.observe import DeadLetters, TenantView, collect_metrics, health_status
 from fairque_django.core.worker import AsyncWorker
 from tests.integration.test_worker import run_to_end
-from tests.support.cluster import Cluster, cluster_port, start_cluster
 from tests.testapp import tasks as t
-
-
-@pytest.fixture(scope="module")
-def redis_cluster() -> Iterator[Cluster]:
-    """Three cluster-enabled masters, slots split between them (tests/support/cluster.py)."""
-    started = start_cluster(masters=3)
-    try:
-        yield started
-    finally:
-        started.stop()
-
-
-@pytest.fixture(scope="module")
-def cluster(redis_cluster: Cluster) -> Iterator[RedisCluster]:
-    client = RedisCluster(host="127.0.0.1", port=redis_cluster.masters[0].port)
-    assert len(client.get_nodes()) == 3
-    yield client
-    client.close()
 
 
 @pytest.fixture

@@ -26,7 +26,6 @@ from fairque_django.core.queue import TaskQueue
 from fairque_django.core.results import CancelResult
 from fairque_django.core.sharded import ShardedTaskQueue, merge_stats, open_queue
 from fairque_django.core.shards import ShardMap
-from tests.integration.test_cluster import cluster, redis_cluster  # noqa: F401 (the three-master cluster fixtures)
 from tests.integration.test_worker import log, run_to_end
 from tests.support import eventually
 from tests.testapp import tasks as t
@@ -314,7 +313,7 @@ def _delayed(tag: str, seconds: float) -> Task:
 
 
 # --- a Redis Cluster (three masters: tests/integration/test_cluster.py's fixture) -------------------
-def _spread_prefix(cluster: RedisCluster, shards: int) -> str:  # noqa: F811
+def _spread_prefix(cluster: RedisCluster, shards: int) -> str:
     """A fresh prefix whose shard tags land on every master (6 tags over 3 masters miss one ~1 time in 4)."""
     primaries = cluster.get_primaries()
     for n in range(1000):
@@ -333,7 +332,7 @@ def cluster_config(prefix: str, shards: int) -> FairQueueConfig:
     }, worker_id="w1")
 
 
-def test_a_sharded_prefix_spreads_over_a_cluster(cluster: RedisCluster, redis_client: redis.Redis) -> None:  # noqa: F811
+def test_a_sharded_prefix_spreads_over_a_cluster(cluster: RedisCluster, redis_client: redis.Redis) -> None:
     prefix = _spread_prefix(cluster, 6)
     config = cluster_config(prefix, 6)
     q = open_queue(config, cluster)
@@ -353,7 +352,7 @@ def test_a_sharded_prefix_spreads_over_a_cluster(cluster: RedisCluster, redis_cl
     assert [e.user_id for e in q.get_dlq()] == ["t3"]
 
 
-def test_an_idle_wait_on_a_cluster_wakes_on_a_push_into_any_shard(cluster: RedisCluster) -> None:  # noqa: F811
+def test_an_idle_wait_on_a_cluster_wakes_on_a_push_into_any_shard(cluster: RedisCluster) -> None:
     q = open_queue(cluster_config(_spread_prefix(cluster, 6), 6), cluster)
     assert isinstance(q, ShardedTaskQueue)
     assert_pushes_wake_the_waiter(q, ("t0", "t3", "t4", "t6"))  # BLPOP on the home wake list (one slot)
