@@ -85,7 +85,9 @@ from benchmarks.scenarios.fairness_runner import (
     PROCS,
     Bench,
     Run,
+    Steps,
     contention_jain,
+    flood_steps,
     fq_shared,
     noisy_steps,
     wait_stats,
@@ -99,10 +101,14 @@ MODES = ("prod", "burst")
 PREFIX = "fq"  # the default queue.stats_prefix: where its shards' hash tags land is what users get
 FULL: dict[str, Any] = {
     "tasks": 20_000, "tenants": 200, "chunk": 1_000, "workers": 2, "concurrency": 2, "reps": 2, "modes": MODES,
-    "noisy": {"heavy": 3000, "light_tenants": 20, "light_each": 5, "heavy_ms": 1.0, "light_ms": 1.0, "reps": 3}}
+    "noisy": {"heavy": 3000, "light_tenants": 20, "light_each": 5, "heavy_ms": 1.0, "light_ms": 1.0, "reps": 3},
+    "expensive": {"heavy": 600, "light_tenants": 20, "light_each": 5, "heavy_ms": 10.0, "light_ms": 1.0, "reps": 3},
+    "flood": {"flood": 2000, "others": 10, "each": 10, "ms": 1.0, "reps": 3}}
 QUICK: dict[str, Any] = {
     "tasks": 2_000, "tenants": 200, "chunk": 1_000, "workers": 2, "concurrency": 2, "reps": 1, "modes": ("prod",),
-    "noisy": {"heavy": 600, "light_tenants": 20, "light_each": 5, "heavy_ms": 1.0, "light_ms": 1.0, "reps": 1}}
+    "noisy": {"heavy": 600, "light_tenants": 20, "light_each": 5, "heavy_ms": 1.0, "light_ms": 1.0, "reps": 1},
+    "expensive": {"heavy": 150, "light_tenants": 20, "light_each": 5, "heavy_ms": 10.0, "light_ms": 1.0, "reps": 1},
+    "flood": {"flood": 400, "others": 10, "each": 10, "ms": 1.0, "reps": 1}}
 TARGETS = {"split_deviation": 0.20, "cpu_ratio": 1.2, "light_p99_ratio": 1.5}
 DRAIN_TIMEOUT_S = 120.0
 IDLE_SAMPLE_S = 1.0
@@ -414,38 +420,7 @@ class ClusterBench:
         out(f"\n== B. noisy neighbour (fairness scenario 1): heavy pushes {sz['heavy']:,} x {sz['heavy_ms']:g} ms, "
             f"then {sz['light_tenants']} light tenants x {sz['light_each']} x {sz['light_ms']:g} ms; 2 workers x 1 "
             f"slot, steal_targets ['*']; {sz['reps']} rep(s), interleaved")
-        bench = Bench(self.s.records_url)
-        bench.out = lambda line="": None  # type: ignore[method-assign]  # (this module prints its own lines)
-        targets = self.targets
-        runs: dict[str, list[dict[str, Any]]] = {}
-        for rep in range(sz["reps"]):
-            for t in targets:
-                if not self.runnable(t):
-                    if rep == 0:
-                        out(f"    {t.name}: skipped (needs the sharded queue)")
-                    continue
-                self.s.flush(t)
-                contender = fq_shared(self.s.records_url, name=t.name, queue_url=self.s.queue_url(t),
-                                      shards=t.shards, prefix=PREFIX, prefetch=t.prefetch)
-                try:
-                    run = bench.run(contender, *noisy_steps(sz))
-                except Exception as exc:
-                    out(f"    [{rep + 1}] {t.name}: FAILED: {type(exc).__name__}: {exc}")
-                    continue
-                a = analyse_noisy(run, t.shards)
-                runs.setdefault(t.name, []).append(a)
-                lw = a["light_wait_ms"]
-                out(f"    [{rep + 1}] {t.name:<12} light wait p50/p99/max {lw['p50']:.0f}/{lw['p99']:.0f}/"
-                    f"{lw['max']:.0f} ms, heavy p50 {a['heavy_wait_ms']['p50']:.0f} ms, makespan "
-                    f"{a['makespan_s']:.2f} s, worker gap per task {a['gap_ms_mean']:.2f} ms"
-                    + (f", Jain {a['jain']:.3f}" if "jain" in a else "")
-                    + (f"  PROBLEMS: {run.problems}" if run.problems else ""))
-                if "heavy_shard" in a:
-                    hs, other = a["light_wait_ms_heavy_shard"], a["light_wait_ms_other_shards"]
-                    out(f"        light p99 in heavy's shard ({a['light_tenants_in_heavy_shard']} tenants) "
-                        f"{hs['p99']:.0f} ms, in the other shards {other['p99']:.0f} ms; light max wait by shard "
-                        f"(heavy's: {a['heavy_shard']}): " + ", ".join(
-                            f"{shard}: {w:.0f}" for shard, w in a["light_wait_max_ms_by_shard"].items()))
+        runs = self.fairness_runs(self.targets, sz["reps"], lambda: noisy_steps(sz))
         summary = {name: {"light_p99_ms": median(r["light_wait_ms"]["p99"] for r in rs),
                           "light_p50_ms": median(r["light_wait_ms"]["p50"] for r in rs),
                           "heavy_p50_ms": median(r["heavy_wait_ms"]["p50"] for r in rs),
@@ -478,12 +453,87 @@ class ClusterBench:
         self.results["B"] = {"sizes": sz, "summary": summary, "runs": runs, "checks": checks}
 
 
-def analyse_noisy(run: Run, shards: int = 1) -> dict[str, Any]:
+    def fairness_runs(self, targets: Sequence[Target], reps: int, steps: Callable[[], Steps],
+                      heavy: str = "heavy", fairness: str = "count") -> dict[str, list[dict[str, Any]]]:
+        """``reps`` interleaved runs of a fairness scenario (``steps()``: fresh steps and tenants per run)
+        on each target, two worker processes of one slot each (``steal_targets: ["*"]``); each run's
+        :func:`analyse_noisy`, by target, printed as it ends."""
+        bench = Bench(self.s.records_url)
+        bench.out = lambda line="": None  # type: ignore[method-assign]  # (this module prints its own lines)
+        runs: dict[str, list[dict[str, Any]]] = {}
+        for rep in range(reps):
+            for t in targets:
+                if not self.runnable(t):
+                    if rep == 0:
+                        out(f"    {t.name}: skipped (needs the sharded queue)")
+                    continue
+                self.s.flush(t)
+                contender = fq_shared(self.s.records_url, fairness, name=t.name, queue_url=self.s.queue_url(t),
+                                      shards=t.shards, prefix=PREFIX, prefetch=t.prefetch)
+                try:
+                    run = bench.run(contender, *steps())
+                except Exception as exc:
+                    out(f"    [{rep + 1}] {t.name}: FAILED: {type(exc).__name__}: {exc}")
+                    continue
+                a = analyse_noisy(run, t.shards, heavy)
+                runs.setdefault(t.name, []).append(a)
+                lw = a["light_wait_ms"]
+                out(f"    [{rep + 1}] {t.name:<12} light wait p50/p99/max {lw['p50']:.0f}/{lw['p99']:.0f}/"
+                    f"{lw['max']:.0f} ms, {heavy} p50 {a['heavy_wait_ms']['p50']:.0f} ms, makespan "
+                    f"{a['makespan_s']:.2f} s, worker gap per task {a['gap_ms_mean']:.2f} ms"
+                    + (f", Jain {a['jain']:.3f}" if "jain" in a else "")
+                    + (f"  PROBLEMS: {run.problems}" if run.problems else ""))
+                if "heavy_shard" in a:
+                    hs, other = a["light_wait_ms_heavy_shard"], a["light_wait_ms_other_shards"]
+                    out(f"        light p99 in {heavy}'s shard ({a['light_tenants_in_heavy_shard']} tenants) "
+                        f"{hs['p99']:.0f} ms, in the other shards {other['p99']:.0f} ms; light max wait by shard "
+                        f"({heavy}'s: {a['heavy_shard']}): " + ", ".join(
+                            f"{shard}: {w:.0f}" for shard, w in a["light_wait_max_ms_by_shard"].items()))
+        return runs
+
+    # ------------------------------------------------------------------ C: the suite's other scenarios
+    def part_c(self) -> None:
+        """The fairness suite's scenarios 2 (expensive neighbour, fairness "count" and "time") and 3
+        (critical flood) on the cluster (``shards = 12``) and on one Redis (``shards = 1``): light-tenant
+        p99 wait on each, and their ratio (target <= 1.5x, as for scenario 1)."""
+        targets = [t for t in self.targets if t.name in ("cluster-s12", "single-s1")]
+        e, f = self.sizes["expensive"], self.sizes["flood"]
+
+        scenarios: list[tuple[str, str, Callable[[], Steps], str, str, int]] = [
+            ("2-count", f"expensive neighbour, fairness \"count\": heavy {e['heavy']:,} x {e['heavy_ms']:g} ms, "
+             f"{e['light_tenants']} light tenants x {e['light_each']} x {e['light_ms']:g} ms",
+             lambda: noisy_steps(e), "heavy", "count", e["reps"]),
+            ("2-time", "expensive neighbour, fairness \"time\" (the same tasks)", lambda: noisy_steps(e), "heavy",
+             "time", e["reps"]),
+            ("3", f"critical flood: 'flood' pushes {f['flood']:,} CRITICAL x {f['ms']:g} ms, then {f['others']} "
+             f"tenants x {f['each']} normal", lambda: flood_steps(f), "flood", "count", f["reps"]),
+        ]
+        results: dict[str, Any] = {}
+        for key, title, steps, heavy, fairness, reps in scenarios:
+            out(f"\n== C. scenario {key}: {title}; 2 workers x 1 slot; {reps} rep(s), interleaved")
+            runs = self.fairness_runs(targets, reps, steps, heavy, fairness)
+            entry: dict[str, Any] = {"runs": runs, "summary": {
+                name: {"light_p99_ms": median(r["light_wait_ms"]["p99"] for r in rs),
+                       "makespan_s": median(r["makespan_s"] for r in rs), "reps": len(rs)}
+                for name, rs in runs.items()}}
+            c12, s1 = runs.get("cluster-s12"), runs.get("single-s1")
+            if c12 and s1:
+                a12, a1 = entry["summary"]["cluster-s12"], entry["summary"]["single-s1"]
+                entry["check"] = verdict(
+                    f"C. scenario {key} light p99 wait, cluster shards=12 / single shards=1",
+                    same_rep_ratio(c12, s1, light_p99), TARGETS["light_p99_ratio"], "<=", "x",
+                    detail=f"{a12['light_p99_ms']:.0f} vs {a1['light_p99_ms']:.0f} ms; makespan "
+                           f"{a12['makespan_s']:.2f} vs {a1['makespan_s']:.2f} s")
+            results[key] = entry
+        self.results["C"] = {"sizes": {"expensive": e, "flood": f}, "scenarios": results}
+
+
+def analyse_noisy(run: Run, shards: int = 1, heavy_tenant: str = "heavy") -> dict[str, Any]:
     """Light and heavy waits and the makespan of a noisy-neighbour run (and the fairness suite's
     contention Jain index when numpy is installed); with ``shards`` > 1, the light waits of the
-    tenants in heavy's shard and in the others apart."""
-    light = [r.wait_ms for r in run.recs if r.tenant != "heavy"]
-    heavy = [r.wait_ms for r in run.recs if r.tenant == "heavy"]
+    tenants in the heavy tenant's shard and in the others apart."""
+    light = [r.wait_ms for r in run.recs if r.tenant != heavy_tenant]
+    heavy = [r.wait_ms for r in run.recs if r.tenant == heavy_tenant]
     res: dict[str, Any] = {"tasks": len(run.recs), "expected": run.expected, "problems": run.problems,
                            "light_wait_ms": wait_stats(light), "heavy_wait_ms": wait_stats(heavy),
                            "makespan_s": max(r.end for r in run.recs) - run.t0 if run.recs else float("nan")}
@@ -491,16 +541,16 @@ def analyse_noisy(run: Run, shards: int = 1) -> dict[str, Any]:
         from fairque_django.core.shards import ShardMap
 
         of = ShardMap(PREFIX, shards).of
-        home = of("heavy")
+        home = of(heavy_tenant)
         res["heavy_shard"] = home
-        res["light_tenants_in_heavy_shard"] = len({r.tenant for r in run.recs if r.tenant != "heavy"
+        res["light_tenants_in_heavy_shard"] = len({r.tenant for r in run.recs if r.tenant != heavy_tenant
                                                    and of(r.tenant) == home})
         res["light_wait_ms_heavy_shard"] = wait_stats([r.wait_ms for r in run.recs
-                                                       if r.tenant != "heavy" and of(r.tenant) == home])
+                                                       if r.tenant != heavy_tenant and of(r.tenant) == home])
         res["light_wait_ms_other_shards"] = wait_stats([r.wait_ms for r in run.recs if of(r.tenant) != home])
         by_shard: dict[int, list[float]] = {}
         for r in run.recs:
-            if r.tenant != "heavy":
+            if r.tenant != heavy_tenant:
                 by_shard.setdefault(of(r.tenant), []).append(r.wait_ms)
         res["light_wait_max_ms_by_shard"] = {shard: max(w) for shard, w in sorted(by_shard.items())}
     gaps = worker_gaps_ms(run.recs)
@@ -571,7 +621,8 @@ def plot(results: dict[str, Any], images: Path = IMAGES) -> list[Path]:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--quick", action="store_true", help="2,000 tasks, prod mode, a small noisy neighbour")
-    ap.add_argument("--only", default="A,B", help="parts: A (command split, CPU per task), B (fairness)")
+    ap.add_argument("--only", default="A,B,C", help="parts: A (command split, CPU per task), B (fairness: the "
+                    "noisy neighbour), C (fairness: the suite's scenarios 2 and 3)")
     ap.add_argument("--targets", default=None,
                     help=f"comma-separated subset of {', '.join(t.name for t in ALL_TARGETS)} (default: all; --quick: "
                          "all but single-s1-batch and single-s12)")
@@ -625,6 +676,8 @@ def main(argv: list[str] | None = None) -> int:
             bench.part_a()
         if "B" in parts:
             bench.part_b()
+        if "C" in parts:
+            bench.part_c()
         if args.plots or not args.quick:
             for path in plot(bench.results):
                 out(f"plot written to {path}")

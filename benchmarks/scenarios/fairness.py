@@ -105,6 +105,7 @@ from benchmarks.scenarios.fairness_runner import (
     Bench,
     Run,
     analyse,
+    flood_steps,
     fq_shared,
     noisy_steps,
     summarise,
@@ -322,10 +323,7 @@ class Scenarios:
         res: dict[str, Any] = {}
         for make in (lambda: fq_shared(self.url), lambda: Fifo(self.url)):
             c = make()
-            flood = [Job("flood", i, sz["ms"], priority=6) for i in range(sz["flood"])]
-            others = [f"t:{k + 1}" for k in range(sz["others"])]
-            ojobs = [Job(t, i, sz["ms"]) for t in others for i in range(sz["each"])]
-            run = self.b.run(c, [Step("flood", flood, True), Step("light", ojobs, False)], ["flood", *others])
+            run = self.b.run(c, *flood_steps(sz))
             a = analyse(run)
             res[c.name] = a
             ow, fw = a.get("light_wait_ms", {}), a.get("heavy_wait_ms", {})

@@ -76,6 +76,18 @@ def noisy_steps(sz: dict[str, Any]) -> tuple[list[Step], list[str]]:
     return [Step("heavy", heavy, True), Step("light", light_jobs, False)], ["heavy", *lights]
 
 
+Steps = tuple[list[Step], list[str]]
+
+
+def flood_steps(sz: dict[str, Any]) -> Steps:
+    """The critical flood of sizes ``sz``: ``flood`` CRITICAL (6) tasks of ``ms`` in one batch, then
+    ``others`` tenants' ``each`` normal tasks, one push each; and the tenants (new Jobs every call)."""
+    flood = [Job("flood", i, sz["ms"], priority=6) for i in range(sz["flood"])]
+    others = [f"t:{k + 1}" for k in range(sz["others"])]
+    jobs = [Job(t, i, sz["ms"]) for t in others for i in range(sz["each"])]
+    return [Step("flood", flood, True), Step("light", jobs, False)], ["flood", *others]
+
+
 def fq_shared(url: str, fairness: str = "count", name: str = "fairque", **options: Any) -> FairqueTenants:
     """fairque as a SaaS that does not know its noisy tenant runs it: two workers that serve every
     tenant (``steal_targets: ["*"]``, nothing assigned). ``options``: :class:`FairqueTenants`'

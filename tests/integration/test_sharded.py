@@ -108,16 +108,15 @@ def test_push_pop_ack_and_merged_stats(q: ShardedTaskQueue) -> None:
     for u in EACH:
         for i in range(3):
             q.push(Task.create(user_id=u, payload={"i": i}))
-    got = q.pop_many(5)  # turns of the weighted rotation, one task each: every shard with a ready tenant has one
-    assert len(got) == 5 and {x.user_id for x in got} == set(EACH)
-    assert len({x.user_id for x in got[:4]}) == 4  # interleaved shard by shard
+    got = q.pop_many(4)  # turns of the weighted rotation (ceil(4 / BATCH_SHARDS) = 1 task each): a task per shard
+    assert len(got) == 4 and {x.user_id for x in got} == set(EACH)
     codes, more, _ = q.complete_and_pop_many([(x, 0.01, None) for x in got], 2)  # acks to four shards, one trip
-    assert codes == [1] * 5 and len(more) == 2 and len({x.user_id for x in more}) == 2
+    assert codes == [1] * 4 and len(more) == 2 and len({x.user_id for x in more}) == 2
     rest = pop_all(q, 4)
     assert len(got) + len(more) + len(rest) == 12
     assert q.release(more) == 2
     stats = q.get_stats()
-    assert stats["tasks_pushed"] == 12 and stats["tasks_completed"] == 5
+    assert stats["tasks_pushed"] == 12 and stats["tasks_completed"] == 4
     assert stats["tasks_active"] == len(rest) and stats["tasks_queued"] == 2
     assert set(stats["users"]) == set(EACH) and all(s["pushed"] == 3 for s in stats["users"].values())
     assert sum(stats["priorities"].values()) == 12
@@ -525,7 +524,7 @@ def test_acks_to_several_shards_and_the_next_pops_go_in_one_round_trip(q: Sharde
 
 
 def test_on_a_cluster_acks_and_pops_of_several_masters_go_in_one_round_trip(
-        cluster: RedisCluster, monkeypatch: pytest.MonkeyPatch) -> None:  # noqa: F811
+        cluster: RedisCluster, monkeypatch: pytest.MonkeyPatch) -> None:
     q = open_queue(cluster_config(_spread_prefix(cluster, 6), 6), cluster, worker_id="w1")
     assert isinstance(q, ShardedTaskQueue)
     users = [next(u for u in _POOL if q.shard_map.of(u) == n) for n in range(6)]
@@ -546,3 +545,23 @@ def test_a_reply_lost_in_the_shared_round_trip_is_asked_again_per_shard(q: Shard
     assert trips[0] == 4 and len(trips) == 1 + 4  # the shared one, then each shard's call again
     stats = q.get_stats()
     assert stats["tasks_completed"] == 4 and stats["tasks_active"] == 0 and stats["tasks_queued"] == 0
+
+
+def test_a_batch_asks_a_few_shards_and_the_turns_keep_the_shares(make_config: Any) -> None:
+    """A batch of 16 over 8 shards with ready work: turns of ceil(16 / BATCH_SHARDS) tasks, so at most
+    BATCH_SHARDS shards per round trip; over many batches each shard gets its share by its tenants."""
+    q = open_queue(sharded(make_config, shards=8), worker_id="w1")
+    assert isinstance(q, ShardedTaskQueue)
+    smap = ShardMap("fq", 8)
+    users = {n: [u for u in _POOL if smap.of(u) == n][: 2 if n == 0 else 1] for n in range(8)}
+    q.push_batch([Task.create(user_id=u, payload={}) for us in users.values() for u in us for _ in range(60)])
+    served: Counter[str] = Counter()
+    for _ in range(9):
+        batch = q.pop_many(16)
+        assert len(batch) == 16
+        assert len({smap.of(x.user_id or "") for x in batch}) <= sharded_module.BATCH_SHARDS
+        served.update(x.user_id or "" for x in batch)
+        q.release(batch, count=False)  # back to the queue: the backlogs stay
+        q._shares.clear()  # the counts read again (the backlogs are the same)
+    per_tenant = 9 * 16 / 9  # 144 tasks over 9 tenants (shard 0 has two)
+    assert all(abs(n - per_tenant) <= 6 for n in served.values()), served
