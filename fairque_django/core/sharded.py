@@ -20,14 +20,14 @@ the public methods of :class:`~.queue.TaskQueue` and routes each:
   earliest), the retention sweep (each shard);
 - a slot's round trip goes to every shard it concerns at once (:func:`~.ops.drive_together`: one
   pipeline, on a cluster one write to each master): its acks, each to the shard its task was leased
-  from, and the pops :meth:`ShardedTaskQueue._allot` gives out — a batch is turns of a weighted round
-  robin over the shards with ready work (a turn worth ``ceil(count / BATCH_SHARDS)`` tasks: at most
-  ``BATCH_SHARDS`` shards a batch), so over the batches each shard leases in proportion to its tenants
-  with ready work, wherever the tenants live. When nothing was leased, the other shards are asked in turn
-  (an empty pop asks every shard once, which also runs every shard's timers: delayed promotion, lease
-  recovery; a shard with no ready work is also visited on a timer). Fairness is exact within a shard;
-  across shards a shard's turns follow its tenants with ready work (see docs/operations.md for the
-  bound).
+  from, and the pops :meth:`~.shard_turns.ShardTurns.allot` gives out. A batch is turns of a weighted
+  round robin over the shards with ready work (each turn worth ``ceil(count / BATCH_SHARDS)`` tasks,
+  so at most ``BATCH_SHARDS`` shards a batch), so over the batches each shard leases in proportion to
+  its tenants with ready work, wherever the tenants live. When nothing was leased, the other shards
+  are asked in turn (an empty pop asks every shard once, which also runs every shard's timers:
+  delayed promotion, lease recovery; a shard with no ready work is also visited on a timer).
+  Fairness is exact within a shard; across shards a shard's turns follow its tenants with ready
+  work (see docs/operations.md for the bound).
 - an idle worker waits on the *home* wake lists of its partitions (``{prefix}:wake:<part>``, one
   slot), where a push that made a tenant join its shard's rotation leaves a token (``push.lua``
   reports it: one more command on such a push only). There is no parking / hand-off and no
@@ -61,26 +61,13 @@ from .results import CancelResult, ResultSnapshot, TaskResult
 from .scripts.buffered import MetricsBuffer
 from .scripts.commands import FoldResult
 from .scripts.pop import PopStep
+from .shard_turns import ShardTurns
 from .shards import shard_map
 from .transport import HeldConnection
 
 __all__ = ["AnyQueue", "ShardedTaskQueue", "open_queue"]
 
 logger = logging.getLogger("fairque_django.queue")
-
-# How often a sharded queue reads how many tenants with ready work each shard has (its pops' weights),
-# while it pops: how soon a tenant arriving in a shard with no ready work gets that shard turns.
-SHARE_REFRESH_SECONDS = 0.02
-# ... but no more ZCARDs than this per second per worker id: with many shards the counts are read less
-# often (200 shards: every 0.2 s), so a busy worker's reads stay bounded whatever the shards.
-SHARE_READS_PER_SECOND = 1000
-# A shard with no ready work takes no turns; a busy worker asks it at least this often (its timers:
-# delayed tasks promoted, expired leases recovered; sooner when its last pop said one is due).
-IDLE_VISIT_SECONDS = 0.25
-# A batch pop's turns are worth ceil(count / BATCH_SHARDS) tasks each: a batch asks at most this many
-# shards (plus one idle shard's visit), each a script call or two of the round trip (a batch of 16
-# over 10 shards cost 3x one shard's round trip on one Redis, 5.6x on a 3-master cluster).
-BATCH_SHARDS = 4
 
 T = TypeVar("T")
 
@@ -114,13 +101,8 @@ class ShardedTaskQueue(CurrentQueue):
             queue.proto.report_wakes = True
             queue._orphans = orphans
         self.proto = self.home_queue.proto  # checks and encodes tasks (no keys): the Django enqueue path
-        self._turn = itertools.count()
-        self._credit = [0] * len(self.shard_queues)  # the weighted rotation's (see _rotation)
-        self._last_weights: dict[str | None, list[int]] = {}  # worker id -> its last pop's weights (_rotation)
-        # when each shard with no ready work is asked next (its timers; an empty pop asks every shard)
-        self._visit_at = [time.monotonic() + IDLE_VISIT_SECONDS] * len(self.shard_queues)
+        self.turns = ShardTurns(self.home_queue, self.shard_queues)  # which shards a pop asks, and for how many
         self._index = {id(queue): n for n, queue in enumerate(self.shard_queues)}
-        self._shares: dict[str | None, tuple[float, list[int] | None]] = {}  # worker id -> (read at, weights)
         # (when, due at) of the last pop that found every shard empty: idle slots share it (wait_and_pop)
         self._quiet: tuple[float, float | None] | None = None
         self._lock = threading.Lock()
@@ -129,6 +111,9 @@ class ShardedTaskQueue(CurrentQueue):
     def queue_of(self, user_id: str) -> TaskQueue:
         """The queue of the shard ``user_id``'s keys live in."""
         return self.shard_queues[self.shard_map.of(user_id)]
+
+    def _queues(self, shards: Iterable[int]) -> list[TaskQueue]:
+        return [self.shard_queues[i] for i in shards]
 
     def _shard_of_task(self, task: Task) -> int:
         """The shard of a task: the one this queue leased it from (a tenant's tasks left in its former
@@ -149,178 +134,6 @@ class ShardedTaskQueue(CurrentQueue):
         for task in tasks:
             groups.setdefault(self._shard_of_task(task), []).append(task)
         return groups
-
-    def _rotation(self, worker_id: str | None = None) -> list[TaskQueue]:
-        """The shards in the order this pop asks them (it stops at the first that leases something).
-
-        The start shards follow a smooth weighted round robin over the shards with ready work, each
-        weighted by its tenants with ready work for the worker (:meth:`_weights`, read every
-        ``SHARE_REFRESH_SECONDS``): a backlogged tenant gets about the same share whichever shard it
-        is in. Then come the other shards with ready work, the next turns first, then the shards
-        with none (so an empty pop asks every shard once). A shard with no ready work takes no turns:
-        it is asked first when its visit is due (``IDLE_VISIT_SECONDS`` after it was last asked, or
-        sooner when its last pop said a delayed task or lease is due), so its timers run. Without
-        counts (a failed read) or none with ready work: plain rotation."""
-        n = len(self.shard_queues)
-        weights = self._weights(worker_id)
-        now = time.monotonic()
-        with self._lock:
-            if weights is None or not any(weights):
-                start = next(self._turn) % n
-                return [*self.shard_queues[start:], *self.shard_queues[:start]]
-            credit = self._advance(worker_id, weights)
-            start = self._pick(weights)
-            busy = sorted((i for i in range(n) if weights[i] and i != start), key=lambda i: -credit[i])
-            idle = [i for i in range(n) if not weights[i]]
-            first = self._visit_due(idle, now)
-            order = [start, *busy, *idle] if first is None else [first, start, *busy, *idle]
-        return [self.shard_queues[i] for i in order]
-
-    def _advance(self, worker_id: str | None, weights: list[int]) -> list[int]:
-        """The weighted rotation's credits (under the lock), told the weights of this pop: a shard with
-        no ready work has none; a shard whose tenants just got ready work goes first, once (as a tenant
-        joining a shard's rotation is served next)."""
-        credit = self._credit
-        last = self._last_weights.get(worker_id)
-        self._last_weights[worker_id] = weights
-        for i, weight in enumerate(weights):
-            if not weight:
-                credit[i] = 0
-        if last is not weights and last is not None:
-            top, total = max(credit), sum(weights)
-            for i, weight in enumerate(weights):
-                if weight and not last[i]:  # ahead of every other after the next turn's additions
-                    credit[i] = top = top + total
-        return credit
-
-    def _pick(self, weights: list[int], tasks: int = 1) -> int:
-        """One turn of the smooth weighted round robin (under the lock), worth ``tasks`` tasks: the shard
-        with ready work that leases them."""
-        credit = self._credit
-        best = -1
-        for i, weight in enumerate(weights):
-            if weight:
-                credit[i] += weight * tasks
-                if best < 0 or credit[i] > credit[best]:
-                    best = i
-        credit[best] -= sum(weights) * tasks
-        return best
-
-    def _visit_due(self, idle: list[int], now: float) -> int | None:
-        """The shard with no ready work whose visit is most overdue (under the lock; taken out of
-        ``idle``), or None: one idle shard's visit per pop, the next pop visits the next one."""
-        visit = self._visit_at
-        due = [i for i in idle if visit[i] <= now]
-        if not due:
-            return None
-        first = min(due, key=visit.__getitem__)
-        visit[first] = now + IDLE_VISIT_SECONDS
-        idle.remove(first)
-        return first
-
-    def _allot(self, worker_id: str | None, count: int) -> tuple[dict[int, int], list[int]]:
-        """How many of ``count`` tasks each shard leases in one pop, and the shards to ask next when
-        none of them leased anything.
-
-        With the shards' ready tenants known and ``count`` > 1, the pop's tasks are turns of the
-        weighted rotation (:meth:`_pick`), each worth ``ceil(count / BATCH_SHARDS)`` tasks: a shard
-        leases in proportion to its tenants with ready work over the batches, a batch asks at most
-        ``BATCH_SHARDS`` shards, and their calls go in one round trip (:func:`~.ops.drive_together`);
-        a shard with no ready work whose visit is due leases one of them (its timers run). Else the
-        first shard of :meth:`_rotation` leases its share (:meth:`_batch`) and the others follow in
-        its order."""
-        weights = self._weights(worker_id) if count > 1 else None
-        if weights is None or not any(weights):
-            order = [self._index[id(queue)] for queue in self._rotation(worker_id)]
-            return {order[0]: self._batch(worker_id, order[0], count)}, order[1:]
-        n = len(self.shard_queues)
-        now = time.monotonic()
-        allot: dict[int, int] = {}
-        with self._lock:
-            credit = self._advance(worker_id, weights)
-            first = self._visit_due([i for i in range(n) if not weights[i]], now)
-            if first is not None:
-                allot[first] = 1
-            left, turn = count - len(allot), -(-count // BATCH_SHARDS)
-            while left > 0:
-                tasks = min(turn, left)
-                pick = self._pick(weights, tasks)
-                allot[pick] = allot.get(pick, 0) + tasks
-                left -= tasks
-            rest = sorted((i for i in range(n) if i not in allot), key=lambda i: (not weights[i], -credit[i]))
-        return allot, rest
-
-    def _weights(self, worker_id: str | None) -> list[int] | None:
-        """Each shard's tenants with ready work for the worker (:meth:`_count_reads`), read again when the
-        last read is older than :meth:`_read_interval`; None: not known."""
-        now = time.monotonic()
-        cached = self._shares.get(worker_id)
-        if cached is not None and now - cached[0] < self._read_interval(worker_id):
-            return cached[1]
-        weights: list[int] | None = None
-        reads = self._count_reads(worker_id)
-        if reads:
-            try:
-                weights = self._counted(worker_id, self.home_queue.transport.round_trip(reads))
-            except redis.RedisError as exc:  # plain rotation until the next read
-                logger.debug("fairque: could not read the shards' ready tenants (%s)", exc)
-        self._shares[worker_id] = (now, weights)
-        return weights
-
-    def _read_interval(self, worker_id: str | None) -> float:
-        """How long the worker's counts serve: ``SHARE_REFRESH_SECONDS``, longer with many reads (at most
-        ``SHARE_READS_PER_SECOND`` ZCARDs a second)."""
-        plan = self.home_queue.proto.plan(worker_id)
-        reads = len(self.shard_queues) * ((1 if plan.own_partition else 0) + len(plan.steal_partitions))
-        return max(SHARE_REFRESH_SECONDS, reads / SHARE_READS_PER_SECOND)
-
-    def _count_reads(self, worker_id: str | None) -> list[list[Any]]:
-        """The ZCARDs of the worker's ready tenants in each shard, ``shards * (1 + steal partitions)`` of
-        them: the tenants of its own partition and of the steal copies of its steal partitions."""
-        plan = self.home_queue.proto.plan(worker_id)
-        part = plan.own_partition
-        reads: list[list[Any]] = []
-        for queue in self.shard_queues:
-            if part:
-                reads.append(["ZCARD", queue.keys.ready(part)])
-            reads += [["ZCARD", queue.keys.steal_ready(other, plan.worker_id)] for other in plan.steal_partitions]
-        return reads
-
-    def _counted(self, worker_id: str | None, replies: Sequence[Any]) -> list[int] | None:
-        """The weights of :meth:`_count_reads`' replies: each shard's tenants of the worker's own partition,
-        or, when no shard has any, of its steal copies (as ``pop.lua`` steals only when its own partition
-        has no ready tenant); None when a reply is an error."""
-        if any(isinstance(reply, Exception) for reply in replies):
-            return None
-        plan = self.home_queue.proto.plan(worker_id)
-        own = 1 if plan.own_partition else 0
-        per = own + len(plan.steal_partitions)
-        if not per:
-            return None
-        counts = [int(c) for c in replies]
-        shards = range(len(self.shard_queues))
-        mine = [counts[i * per] for i in shards] if own else []
-        return mine if any(mine) else [sum(counts[i * per + own:(i + 1) * per]) for i in shards]
-
-    def _batch(self, worker_id: str | None, shard: int, count: int) -> int:
-        """How many of ``count`` tasks a pop leases from shard ``shard``: its share of the batch, by its
-        tenants with ready work among all shards' (at least 1): as one shard's batch holds about one
-        task per tenant with ready work, a shard's holds about one per tenant of its own, so no
-        shard's batch holds the others' tenants up for longer than their turn."""
-        cached = self._shares.get(worker_id)
-        weights = None if cached is None else cached[1]
-        if count <= 1 or not weights:
-            return count
-        total, weight = sum(weights), weights[shard]
-        if not total:
-            return count
-        return max(1, min(count, -(-count * max(weight, 1) // (total + (0 if weight else 1)))))
-
-    def _visited(self, shard: int, due: float | None, now: float) -> None:
-        """Shard ``shard`` was asked now (its pop said something is due in ``due`` seconds): its next
-        idle visit is due then, or ``IDLE_VISIT_SECONDS`` from now."""
-        wait = IDLE_VISIT_SECONDS if due is None else min(IDLE_VISIT_SECONDS, max(due, 0.0))
-        self._visit_at[shard] = now + wait
 
     @property
     def metrics_buffer(self) -> MetricsBuffer | None:
@@ -424,7 +237,7 @@ class ShardedTaskQueue(CurrentQueue):
         if count > 1:
             _, tasks, due = self.complete_and_pop_many([], count, worker_id=worker_id, lease_seconds=lease_seconds)
             return tasks, due
-        return self._pop_from(self._rotation(worker_id), count, worker_id, lease_seconds)
+        return self._pop_from(self._queues(self.turns.rotation(worker_id)), count, worker_id, lease_seconds)
 
     def _pop_from(self, queues: Sequence[TaskQueue], count: int, worker_id: str | None, lease_seconds: float | None,
                   ) -> tuple[list[Task], float | None]:
@@ -441,9 +254,9 @@ class ShardedTaskQueue(CurrentQueue):
         due: float | None = None
         for queue in queues:
             shard = self._index[id(queue)]
-            got, when = queue.pop_many_reply(self._batch(worker_id, shard, count), worker_id,
+            got, when = queue.pop_many_reply(self.turns.share(worker_id, shard, count), worker_id,
                                              lease_seconds=lease_seconds)
-            self._visited(shard, when, time.monotonic())
+            self.turns.visited(shard, when, time.monotonic())
             if got:
                 return got, None
             if when is not None:
@@ -454,7 +267,8 @@ class ShardedTaskQueue(CurrentQueue):
                  park_ms: int = 0, unpark: str | None = None) -> PopStep:
         """As :meth:`TaskQueue.pop_step`, in the next start shard of the rotation. A sharded prefix does
         not park (``park_ms`` and ``unpark`` are ignored: no push hands a task over)."""
-        return self._rotation(worker_id)[0].pop_step(worker_id, count=count, lease_seconds=lease_seconds)
+        first = self.turns.rotation(worker_id)[0]
+        return self.shard_queues[first].pop_step(worker_id, count=count, lease_seconds=lease_seconds)
 
     def take_handed(self, token: str, worker_id: str | None = None) -> PopStep:
         """As :meth:`TaskQueue.take_handed`: never anything (a sharded prefix does not park)."""
@@ -472,12 +286,12 @@ class ShardedTaskQueue(CurrentQueue):
                               worker_id: str | None = None, lease_seconds: float | None = None,
                               ) -> tuple[list[int], list[Task], float | None]:
         """As :meth:`TaskQueue.complete_and_pop_many`: the acks of each shard and the pops the rotation
-        allots (:meth:`_allot`) go in one round trip, to every shard concerned at once; the tasks
+        allots (:meth:`ShardTurns.allot`) go in one round trip, to every shard concerned at once; the tasks
         leased come interleaved shard by shard. When none was leased, the next shards are asked."""
-        allot, rest = self._allot(worker_id, count) if count > 0 else ({}, [])
+        allot, rest = self.turns.allot(worker_id, count) if count > 0 else ({}, [])
         codes, tasks, due = self._together(done, allot, worker_id, lease_seconds)
         if count > 0 and not tasks:
-            more, when = self._pop_from([self.shard_queues[i] for i in rest], count, worker_id, lease_seconds)
+            more, when = self._pop_from(self._queues(rest), count, worker_id, lease_seconds)
             tasks += more
             due = None if tasks else (when if due is None or when is None else min(due, when))
         if tasks:
@@ -512,7 +326,7 @@ class ShardedTaskQueue(CurrentQueue):
             for i, code in zip(groups.get(shard, ()), got_codes, strict=True):
                 codes[i] = code
             if shard in allot:
-                self._visited(shard, when, now)
+                self.turns.visited(shard, when, now)
                 leased.append(got)
                 if not got and when is not None:
                     due = when if due is None else min(due, when)
@@ -564,7 +378,7 @@ class ShardedTaskQueue(CurrentQueue):
             assert quiet is not None
             due = None if quiet[1] is None else quiet[1] - now
         else:
-            tasks, due = self._pop_from(self._rotation(worker_id), 1, worker_id, lease_seconds)
+            tasks, due = self._pop_from(self._queues(self.turns.rotation(worker_id)), 1, worker_id, lease_seconds)
             if not tasks:
                 self._quiet = (now, None if due is None else now + due)
             elif quiet is not None:  # idle slots may wait: more may be ready (e.g. delayed tasks promoted)
@@ -577,7 +391,7 @@ class ShardedTaskQueue(CurrentQueue):
                 return None, due
             key, token = woke
             shards = len(self.shard_queues)
-            start = int(token[1:]) % shards if token[:1] == "s" and token[1:].isdigit() else next(self._turn) % shards
+            start = int(token[1:]) % shards if token[:1] == "s" and token[1:].isdigit() else self.turns.next_start()
             # the shard the push woke first (a token left by a push whose task a pop took already
             # wakes us for nothing: wait on)
             tasks, due = self._pop_from([*self.shard_queues[start:], *self.shard_queues[:start]], 1, worker_id,

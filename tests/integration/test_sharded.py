@@ -18,7 +18,7 @@ import redis
 from redis.cluster import RedisCluster
 
 from fairque_django import Task, Worker, xcom_pull, xcom_push
-from fairque_django.core import sharded as sharded_module
+from fairque_django.core import shard_turns
 from fairque_django.core.config import FairQueueConfig
 from fairque_django.core.errors import ConfigurationError, DependencyError, SerializationError
 from fairque_django.core.keys import Keys
@@ -450,8 +450,8 @@ def test_a_light_tenant_arriving_in_any_shard_is_served_within_a_round(make_conf
     shards 2, 3 and 0 wait for pops that start at their shard (~4 batches). The
     weights are read at every pop here (the refresh interval, 20 ms, is a time bound: see
     docs/operations.md)."""
-    monkeypatch.setattr(sharded_module, "SHARE_REFRESH_SECONDS", 0.0)
-    monkeypatch.setattr(sharded_module, "SHARE_READS_PER_SECOND", float("inf"))  # counts read at every pop
+    monkeypatch.setattr(shard_turns, "SHARE_REFRESH_SECONDS", 0.0)
+    monkeypatch.setattr(shard_turns, "SHARE_READS_PER_SECOND", float("inf"))  # counts read at every pop
     q = open_queue(sharded(make_config), worker_id="w1")
     assert isinstance(q, ShardedTaskQueue)
     heavy = next(u for u in _POOL if MAP.of(u) == 1)
@@ -509,8 +509,8 @@ def _acks_and_pops_in_one_round_trip(q: ShardedTaskQueue, users: Sequence[str], 
     got = [q.pop_many(1)[0] for _ in users]
     shards = {q.shard_map.of(x.user_id or "") for x in got}
     assert len(shards) >= 2, got
-    q._shares.clear()  # the ready counts read now (outside the counted call)
-    q._weights("w1")
+    q.turns.forget()  # the ready counts read now (outside the counted call)
+    q.turns.weights("w1")
     trips = _count_round_trips(monkeypatch)
     codes, more, due = q.complete_and_pop_many([(x, 0.001, None) for x in got], 4, worker_id="w1")
     assert codes == [1] * len(got) and len(more) == 4 and due is None
@@ -559,9 +559,9 @@ def test_a_batch_asks_a_few_shards_and_the_turns_keep_the_shares(make_config: An
     for _ in range(9):
         batch = q.pop_many(16)
         assert len(batch) == 16
-        assert len({smap.of(x.user_id or "") for x in batch}) <= sharded_module.BATCH_SHARDS
+        assert len({smap.of(x.user_id or "") for x in batch}) <= shard_turns.BATCH_SHARDS
         served.update(x.user_id or "" for x in batch)
         q.release(batch, count=False)  # back to the queue: the backlogs stay
-        q._shares.clear()  # the counts read again (the backlogs are the same)
+        q.turns.forget()  # the counts read again (the backlogs are the same)
     per_tenant = 9 * 16 / 9  # 144 tasks over 9 tenants (shard 0 has two)
     assert all(abs(n - per_tenant) <= 6 for n in served.values()), served
