@@ -1,26 +1,22 @@
 --- @include "rcall"
 --- @include "header"
 --- @include "lane_keys"
---- @include "normal_score"
+--- @include "lanes_upgrade"
 --- @include "now_ms"
 --- @include "mark_ready"
 
--- Place a task (whose hash exists) in its user's lane. front=true puts a CRITICAL task at the
--- head of its lane (normal-lane tasks keep their enqueue order through their score).
+-- Place a task (whose hash exists) in its user's lane: at the back (LPUSH), or, front=true (a
+-- retry or a released task), at the head (RPUSH), served next among its priority.
 local function enqueue_ready(P, id, front)
   local tk = P .. ':t:' .. id
   local f = rcall('HMGET', tk, 'u', 'h')
   local user, h = f[1], header(f[2])
-  local prio, seq, part = h.p, h.s, h.q or '~pool'
-  local ck, nk = lane_keys(P, user)
-  if prio == 6 then
-    if front then
-      rcall('RPUSH', ck, id)
-    else
-      rcall('LPUSH', ck, id)
-    end
+  local prio, part = h.p, h.q or '~pool'
+  lanes_upgrade(P, user)
+  if front then
+    rcall('RPUSH', lane_key(P, user, prio), id)
   else
-    rcall('ZADD', nk, normal_score(prio, seq), id)
+    rcall('LPUSH', lane_key(P, user, prio), id)
   end
   rcall('HSET', tk, 'st', 'queued', 'e', now_ms())
   mark_ready(P, part, user)
