@@ -83,10 +83,9 @@ local problems = quarantined -- the keys moved aside, then the tasks dead-letter
 local out = {-1, problems}
 local leased = {} -- deadline, id pairs of the tasks leased in this call, for one ZADD at the end
 
--- Pop the next task id of a user and the priority of the lane it came from, or nil (the lanes of the
--- former layout are converted first when the lists are empty: lanes_upgrade).
-local function take(user)
-  local lanes = {lane_keys(P, user)}
+-- Pop the next task id of a user (lanes: lane_keys) and the priority of the lane it came from, or
+-- nil (the lanes of the former layout are converted first when the lists are empty: lanes_upgrade).
+local function take(user, lanes)
   for _ = 1, 2 do
     local first = 1 -- (NORMAL, 3, is the usual priority: one EXISTS spares the RPOPs of the lanes before it)
     if redis.call('EXISTS', lanes[1], lanes[2], lanes[3]) == 0 then
@@ -108,8 +107,8 @@ end
 -- Whether the user has more ready tasks (its lanes of a higher priority than prio are known
 -- empty; a lane of the former layout counts). Stale entries count here: a pop that finds only
 -- those takes them out (serve).
-local function has_more(user, prio)
-  return redis.call('EXISTS', P .. ':queue:user:' .. user .. ':normal', select(7 - prio, lane_keys(P, user))) > 0
+local function has_more(user, lanes, prio)
+  return redis.call('EXISTS', P .. ':queue:user:' .. user .. ':normal', unpack(lanes, 7 - prio)) > 0
 end
 
 -- A task id whose hash is unusable (wrong type, no body, or garbage in its bookkeeping fields,
@@ -159,8 +158,9 @@ local function serve(part, user, score, stolen)
     if why == 'rate' and at < gate then gate = at end -- (hold_tenant lowered the stored gate)
     return false
   end
+  local lanes = {lane_keys(P, user)}
   while true do
-    local id, prio = take(user)
+    local id, prio = take(user, lanes)
     if not id then -- (its lanes held only stale entries) it leaves the rotation as after its last pop
       rcall('ZREM', rk, user)
       steal_index_update(P, part, user, nil)
@@ -202,7 +202,7 @@ local function serve(part, user, score, stolen)
       local finish = score + cost / weight
       lease_taken(P, user, now)
       leased_in_call[#leased_in_call + 1] = id
-      local more = has_more(user, prio)
+      local more = has_more(user, lanes, prio)
       if more then why, at = tenant_block(P, user, now) end
       if more and not why then
         rcall('ZADD', rk, finish, user)
