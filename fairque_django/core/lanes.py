@@ -14,14 +14,17 @@ from typing import Any, Final
 
 from .keys import LANE_PRIORITIES, Keys
 
-__all__ = ["COUNT_READS", "HEAD_READS", "add_count_reads", "add_head_reads", "count_commands", "count_defaults",
-           "counts_from", "heads_from"]
+__all__ = ["COUNT_READS", "CRITICAL_READS", "HEAD_READS", "TOTAL_READS", "add_count_reads", "add_critical_reads",
+           "add_head_reads", "add_total_reads", "count_commands", "count_defaults", "counts_from", "critical_from",
+           "heads_from", "total_from"]
 
 _SPAN: Final = 2 ** 40  # the former zset lane's score: (6 - priority) * 2^40 + seq
 _GONE_FIELDS: Final = tuple(f"\t{p}" for p in LANE_PRIORITIES)
 
 COUNT_READS: Final = 12  # replies :func:`add_count_reads` adds per user
 HEAD_READS: Final = 7  # replies :func:`add_head_reads` adds per user
+TOTAL_READS: Final = 8  # replies :func:`add_total_reads` adds per user
+CRITICAL_READS: Final = 2  # replies :func:`add_critical_reads` adds per user
 
 
 def _int(value: Any) -> int:
@@ -59,6 +62,34 @@ def counts_from(replies: Sequence[Any]) -> dict[int, int]:
     stale = list(stale) + [None] * (6 - len(stale))
     return {p: max(0, _int(lengths[i]) + _int(former[i]) - max(0, _int(stale[i])))
             for i, p in enumerate(LANE_PRIORITIES)}
+
+
+def add_total_reads(pipe: Any, keys: Keys, user: str) -> list[Any]:
+    """Add the reads of :func:`total_from` (fewer than :func:`add_count_reads`) to ``pipe``; returns
+    their defaults."""
+    for lane in keys.lanes(user):
+        pipe.execute_command("LLEN", lane)
+    pipe.execute_command("ZCARD", keys.normal(user))
+    pipe.execute_command("HMGET", keys.gone(user), *_GONE_FIELDS)
+    return [0] * 7 + [[None] * len(_GONE_FIELDS)]
+
+
+def total_from(replies: Sequence[Any]) -> int:
+    """The tasks queued in a user's lanes, from the replies of :func:`add_total_reads`."""
+    stale = list(replies[7] or []) + [None] * len(_GONE_FIELDS)
+    return max(0, sum(_int(n) for n in replies[:7]) - sum(max(0, _int(stale[i])) for i in range(len(_GONE_FIELDS))))
+
+
+def add_critical_reads(pipe: Any, keys: Keys, user: str) -> list[Any]:
+    """Add the reads of :func:`critical_from` to ``pipe``; returns their defaults."""
+    pipe.execute_command("LLEN", keys.critical(user))
+    pipe.execute_command("HGET", keys.gone(user), _GONE_FIELDS[0])
+    return [0, None]
+
+
+def critical_from(replies: Sequence[Any]) -> int:
+    """The tasks queued in a user's critical lane, from the replies of :func:`add_critical_reads`."""
+    return max(0, _int(replies[0]) - max(0, _int(replies[1])))
 
 
 def add_head_reads(pipe: Any, keys: Keys, user: str) -> list[Any]:

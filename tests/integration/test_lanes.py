@@ -6,6 +6,7 @@ ZSET for priorities 1-5) served and converted on first touch (docs/architecture.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -207,3 +208,16 @@ def test_a_tenant_moved_to_another_shard_leaves_its_stale_entries_behind_counted
         got.append(task.payload["n"])
         dst.complete(task)
     assert got == [3, 0, 2, 4]
+
+
+def test_tasks_put_back_together_keep_their_order_at_the_head_of_the_lane(q: TaskQueue) -> None:
+    ids = push(q, "a", 3, 3, 3, 3, 3)
+    batch = q.pop_many(3, "w1")
+    assert [t.task_id for t in batch] == ids[:3]
+    assert q.release(batch) == 3  # one call: the three go back in front of the others, in their order
+    assert drain(q) == ids
+    ids = push(q, "a", 3, 3, 3, 3)
+    lost = q.pop_many(3, "w1", lease_seconds=0.05)  # a worker that dies with three leases
+    assert [t.task_id for t in lost] == ids[:3]
+    time.sleep(0.1)
+    assert drain(q) == ids  # taken back by one pop's timers, retried first, in their order

@@ -87,6 +87,8 @@ class Model:
         default_factory=lambda: defaultdict(lambda: defaultdict(deque)))
     gone: defaultdict[str, Counter[str]] = field(default_factory=lambda: defaultdict(Counter))  # id -> stale
     gone_lane: defaultdict[str, Counter[int]] = field(default_factory=lambda: defaultdict(Counter))  # prio -> stale
+    # (user, priority) -> (seq, id) of the tasks the current script call put back at the head of that lane
+    front_run: dict[tuple[str, int], list[tuple[int, str]]] = field(default_factory=dict)
     ready: defaultdict[str, dict[str, float]] = field(default_factory=lambda: defaultdict(dict))
     vfinish: defaultdict[str, dict[str, float | str]] = field(default_factory=lambda: defaultdict(dict))
     vclock: dict[str, float | str] = field(default_factory=dict)
@@ -279,9 +281,19 @@ class Model:
         self.vfinish[part].pop(user, None)
         ready[user] = start
 
+    def begin_call(self) -> None:
+        """A script call starts: the tasks it puts back at the head of a lane keep their order."""
+        self.front_run = {}
+
     def enqueue_ready(self, t: MTask, front: bool) -> None:
-        if front:
-            self.lanes[t.user][t.prio].appendleft(t.id)
+        if front:  # at the head, among the tasks this call put back there by their enqueue order
+            run = self.front_run.setdefault((t.user, t.prio), [])
+            lane = self.lanes[t.user][t.prio]
+            for _ in run:
+                lane.popleft()
+            run.append((t.seq, t.id))
+            run.sort()
+            lane.extendleft(tid for _, tid in reversed(run))
         else:
             self.lanes[t.user][t.prio].append(t.id)
         t.st = "queued"
@@ -450,6 +462,7 @@ class Model:
         return "1", None
 
     def run_timers(self, expired: list[str], promoted: list[str]) -> None:
+        self.begin_call()
         for tid in sorted(expired, key=lambda i: (self.tasks[i].deadline or 0, i)):
             if self.tasks[tid].cx:
                 self.cancel_leased(tid)
@@ -553,6 +566,7 @@ class Model:
         return code
 
     def release(self, tid: str, token: str | None) -> int:
+        self.begin_call()
         t = self.tasks.get(tid)
         if t is None or t.st != "leased" or t.token != token:
             return 0

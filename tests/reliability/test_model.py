@@ -363,6 +363,7 @@ class QueueMachine(RuleBasedStateMachine):
             self.model.cancel_fail(task.task_id)
         else:
             due = self.client.zscore(f"{self.base}:delayed", task.task_id)
+            self.model.begin_call()
             expected = self.model.fail_attempt(self.model.tasks[task.task_id], force_dead=not retry,
                                                due=int(due) if due is not None else None)
             assert outcome == expected, (outcome, expected)

@@ -44,7 +44,20 @@ from redis.cluster import RedisCluster
 from ..codec import count, text
 from ..config.limits import LimitSpec, effective_limits
 from ..keys import Keys
-from ..lanes import COUNT_READS, HEAD_READS, add_count_reads, add_head_reads, count_defaults, counts_from, heads_from
+from ..lanes import (
+    COUNT_READS,
+    CRITICAL_READS,
+    HEAD_READS,
+    TOTAL_READS,
+    add_count_reads,
+    add_critical_reads,
+    add_head_reads,
+    add_total_reads,
+    counts_from,
+    critical_from,
+    heads_from,
+    total_from,
+)
 from ..queue import TaskQueue, redis_errors
 from ..results import PROGRESS_FIELD, progress_of
 from ..scripts.commands import PRIORITY_PUSHED, STAT_FIELDS, stat_counters, stat_problems
@@ -398,11 +411,13 @@ class _Reader:
                 pipe.hget(limits_key, user)
         for task_id in lease_ids:
             pipe.hmget(keys.task(task_id), "u", "wk", "st", "tok", PROGRESS_FIELD)
-        for user in [*others, *scan]:
-            add_count_reads(pipe, keys, user)
+        tail: list[Any] = []  # (critical counts of the other tenants, queued counts of those checked for a stall)
+        for user in others:
+            tail += add_critical_reads(pipe, keys, user)
+        for user in scan:
+            tail += add_total_reads(pipe, keys, user)
         rotation_defaults = queue_rotation_reads(pipe, keys, self.config, scan)
-        return [*defaults, *([[None] * 5] * len(lease_ids)), *(count_defaults() * (len(others) + len(scan))),
-                *rotation_defaults]
+        return [*defaults, *([[None] * 5] * len(lease_ids)), *tail, *rotation_defaults]
 
     def _details(self, g: dict[str, Any], totals: Mapping[str, int], now: float, windows: Sequence[float],
                  record_sample: bool, sample_interval: float) -> dict[str, Any]:
@@ -451,9 +466,9 @@ class _Reader:
                                             PROGRESS_FIELD: text(pg)})
                     if reported is not None:
                         progress[task_id] = reported.to_dict()
-            other_critical += sum(counts_from([next(it) for _ in range(COUNT_READS)])[6] for _ in g["others"][shard])
+            other_critical += sum(critical_from([next(it) for _ in range(CRITICAL_READS)]) for _ in g["others"][shard])
             scan = g["scan"][shard]
-            lanes = [sum(counts_from([next(it) for _ in range(COUNT_READS)]).values()) for _ in scan]
+            lanes = [total_from([next(it) for _ in range(TOTAL_READS)]) for _ in scan]
             scores = [next(it) for _ in scan]
             found_suspects.append(suspects(scan, lanes, scores))
         positions = [0] * len(self.shards)
