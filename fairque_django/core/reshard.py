@@ -150,7 +150,7 @@ def _queued_ids(client: redis.Redis, src: TaskQueue, user_id: str, page: int,
         if low < high:
             if i < 6:
                 entries += [text(e) for e in reversed(client.lrange(lane, -high, -(low + 1)))]
-            else:  # (its ids stay: delete.lua converts it first, appending them after the lists)
+            else:  # (the pause above converted it; an old producer may have written it since)
                 entries += [text(e) for e in client.zrange(lane, low, high - 1)]
         pos += size
     offset += len(entries)
