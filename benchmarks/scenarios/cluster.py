@@ -60,14 +60,13 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import itertools
 import json
 import math
 import os
 import statistics
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -75,15 +74,26 @@ from typing import Any
 import redis
 
 from benchmarks.contenders import bodies
-from benchmarks.contenders.base import Job, Step
-from benchmarks.contenders.fairque_app import FairqueTenants, noop, open_bench_queue, sharded_queues_available
+from benchmarks.contenders.fairque_app import noop, open_bench_queue, sharded_queues_available
 from benchmarks.harness import IMAGES, RESULTS_DIR
 from benchmarks.harness.procs import Processes, install_signal_handlers
 from benchmarks.harness.report import run_meta, table, write_json
 from benchmarks.harness.report import verdict as common_verdict
 from benchmarks.harness.server import PrivateCluster, start_private_cluster, start_private_redis
 from benchmarks.harness.stats import median, paired_ratio
-from benchmarks.scenarios.fairness_runner import PROCS, Bench, Rec, Run, wait_stats
+from benchmarks.scenarios.fairness_runner import (
+    PROCS,
+    Bench,
+    Run,
+    Steps,
+    contention_jain,
+    flood_steps,
+    fq_shared,
+    noisy_steps,
+    wait_stats,
+    worker_gaps_ms,
+)
+from benchmarks.scenarios.fairness_runner import cli as runner_cli
 from fairque_django.core.config import FairQueueConfig
 from fairque_django.core.connection import build_client
 
@@ -91,10 +101,14 @@ MODES = ("prod", "burst")
 PREFIX = "fq"  # the default queue.stats_prefix: where its shards' hash tags land is what users get
 FULL: dict[str, Any] = {
     "tasks": 20_000, "tenants": 200, "chunk": 1_000, "workers": 2, "concurrency": 2, "reps": 2, "modes": MODES,
-    "noisy": {"heavy": 3000, "light_tenants": 20, "light_each": 5, "ms": 1.0, "reps": 3}}
+    "noisy": {"heavy": 3000, "light_tenants": 20, "light_each": 5, "heavy_ms": 1.0, "light_ms": 1.0, "reps": 3},
+    "expensive": {"heavy": 600, "light_tenants": 20, "light_each": 5, "heavy_ms": 10.0, "light_ms": 1.0, "reps": 3},
+    "flood": {"flood": 2000, "others": 10, "each": 10, "ms": 1.0, "reps": 3}}
 QUICK: dict[str, Any] = {
     "tasks": 2_000, "tenants": 200, "chunk": 1_000, "workers": 2, "concurrency": 2, "reps": 1, "modes": ("prod",),
-    "noisy": {"heavy": 600, "light_tenants": 20, "light_each": 5, "ms": 1.0, "reps": 1}}
+    "noisy": {"heavy": 600, "light_tenants": 20, "light_each": 5, "heavy_ms": 1.0, "light_ms": 1.0, "reps": 1},
+    "expensive": {"heavy": 150, "light_tenants": 20, "light_each": 5, "heavy_ms": 10.0, "light_ms": 1.0, "reps": 1},
+    "flood": {"flood": 400, "others": 10, "each": 10, "ms": 1.0, "reps": 1}}
 TARGETS = {"split_deviation": 0.20, "cpu_ratio": 1.2, "light_p99_ratio": 1.5}
 DRAIN_TIMEOUT_S = 120.0
 IDLE_SAMPLE_S = 1.0
@@ -384,10 +398,8 @@ class ClusterBench:
                     detail=" / ".join(f"{v:,.0f}" for v in summary[f"cluster-s12/{mode}"]["commands_per_master"]
                                       .values()))
             if c12 and s1:
-                pairs = list(zip(c12, s1, strict=False))
-                ratio = paired_ratio([a["cpu_us_per_task"] for a, _ in pairs], [b["cpu_us_per_task"] for _, b in pairs])
-                net = paired_ratio([a["cpu_net_us_per_task"] for a, _ in pairs],
-                                   [b["cpu_net_us_per_task"] for _, b in pairs])
+                ratio = same_rep_ratio(c12, s1, lambda r: r["cpu_us_per_task"])
+                net = same_rep_ratio(c12, s1, lambda r: r["cpu_net_us_per_task"])
                 checks[f"cpu_ratio_{mode}"] = verdict(
                     f"A. Redis CPU per task ({mode}), cluster shards=12 / single shards=1", ratio, TARGETS["cpu_ratio"],
                     "<=", "x", detail=f"{summary[f'cluster-s12/{mode}']['cpu_us_per_task']:.0f} vs "
@@ -396,8 +408,7 @@ class ClusterBench:
                 checks[f"cpu_net_ratio_{mode}"] = {"value": net}
             c1 = runs.get(f"cluster-s1/{mode}")
             if c1 and s1:
-                pairs1 = list(zip(c1, s1, strict=False))
-                r1 = paired_ratio([a["cpu_us_per_task"] for a, _ in pairs1], [b["cpu_us_per_task"] for _, b in pairs1])
+                r1 = same_rep_ratio(c1, s1, lambda r: r["cpu_us_per_task"])
                 out(f"A. (context) Redis CPU per task ({mode}), cluster shards=1 / single shards=1: {r1:.2f}x")
                 checks[f"cpu_ratio_cluster_s1_{mode}"] = {"value": r1}
         self.results["A"] = {"sizes": {k: v for k, v in sz.items() if k not in ("noisy", "modes")}, "layouts": layouts,
@@ -406,48 +417,10 @@ class ClusterBench:
     # ------------------------------------------------------------------ B: fairness on the cluster
     def part_b(self) -> None:
         sz = self.sizes["noisy"]
-        out(f"\n== B. noisy neighbour (fairness scenario 1): heavy pushes {sz['heavy']:,} x {sz['ms']:g} ms, then "
-            f"{sz['light_tenants']} light tenants x {sz['light_each']}; 2 workers x 1 slot, steal_targets ['*']; "
-            f"{sz['reps']} rep(s), interleaved")
-        bench = Bench(self.s.records_url)
-        bench.out = lambda line="": None  # type: ignore[method-assign]  # (this module prints its own lines)
-        targets = self.targets
-        runs: dict[str, list[dict[str, Any]]] = {}
-        for rep in range(sz["reps"]):
-            for t in targets:
-                if not self.runnable(t):
-                    if rep == 0:
-                        out(f"    {t.name}: skipped (needs the sharded queue)")
-                    continue
-                self.s.flush(t)
-                contender = FairqueTenants(
-                    self.s.records_url, t.name, [{"id": "fq-w1", "steal_targets": ["*"]},
-                                                 {"id": "fq-w2", "steal_targets": ["*"]}],
-                    config_dir=PROCS.logdir, queue_url=self.s.queue_url(t), shards=t.shards, prefix=PREFIX,
-                    prefetch=t.prefetch)
-                heavy = [Job("heavy", i, sz["ms"]) for i in range(sz["heavy"])]
-                lights = [f"light:{i + 1}" for i in range(sz["light_tenants"])]
-                light_jobs = [Job(x, i, sz["ms"]) for x in lights for i in range(sz["light_each"])]
-                try:
-                    run = bench.run(contender, [Step("heavy", heavy, True), Step("light", light_jobs, False)],
-                                    ["heavy", *lights])
-                except Exception as exc:
-                    out(f"    [{rep + 1}] {t.name}: FAILED: {type(exc).__name__}: {exc}")
-                    continue
-                a = analyse_noisy(run, t.shards)
-                runs.setdefault(t.name, []).append(a)
-                lw = a["light_wait_ms"]
-                out(f"    [{rep + 1}] {t.name:<12} light wait p50/p99/max {lw['p50']:.0f}/{lw['p99']:.0f}/"
-                    f"{lw['max']:.0f} ms, heavy p50 {a['heavy_wait_ms']['p50']:.0f} ms, makespan "
-                    f"{a['makespan_s']:.2f} s, worker gap per task {a['gap_ms_mean']:.2f} ms"
-                    + (f", Jain {a['jain']:.3f}" if "jain" in a else "")
-                    + (f"  PROBLEMS: {run.problems}" if run.problems else ""))
-                if "heavy_shard" in a:
-                    hs, other = a["light_wait_ms_heavy_shard"], a["light_wait_ms_other_shards"]
-                    out(f"        light p99 in heavy's shard ({a['light_tenants_in_heavy_shard']} tenants) "
-                        f"{hs['p99']:.0f} ms, in the other shards {other['p99']:.0f} ms; light max wait by shard "
-                        f"(heavy's: {a['heavy_shard']}): " + ", ".join(
-                            f"{shard}: {w:.0f}" for shard, w in a["light_wait_max_ms_by_shard"].items()))
+        out(f"\n== B. noisy neighbour (fairness scenario 1): heavy pushes {sz['heavy']:,} x {sz['heavy_ms']:g} ms, "
+            f"then {sz['light_tenants']} light tenants x {sz['light_each']} x {sz['light_ms']:g} ms; 2 workers x 1 "
+            f"slot, steal_targets ['*']; {sz['reps']} rep(s), interleaved")
+        runs = self.fairness_runs(self.targets, sz["reps"], lambda: noisy_steps(sz))
         summary = {name: {"light_p99_ms": median(r["light_wait_ms"]["p99"] for r in rs),
                           "light_p50_ms": median(r["light_wait_ms"]["p50"] for r in rs),
                           "heavy_p50_ms": median(r["heavy_wait_ms"]["p50"] for r in rs),
@@ -459,46 +432,108 @@ class ClusterBench:
         c12, s1 = runs.get("cluster-s12"), runs.get("single-s1")
         if c12 and s1:
             a12, a1 = summary["cluster-s12"], summary["single-s1"]
-            pairs = list(zip(c12, s1, strict=False))
-            ratio = paired_ratio([a["light_wait_ms"]["p99"] for a, _ in pairs],
-                                 [b["light_wait_ms"]["p99"] for _, b in pairs])
+            ratio = same_rep_ratio(c12, s1, light_p99)
             checks["light_p99_ratio"] = verdict(
                 "B. noisy neighbour light p99 wait, cluster shards=12 / single shards=1", ratio,
                 TARGETS["light_p99_ratio"], "<=", "x",
                 detail=f"{a12['light_p99_ms']:.0f} vs {a1['light_p99_ms']:.0f} ms; makespan "
                        f"{a12['makespan_s']:.2f} vs {a1['makespan_s']:.2f} s")
-        c1 = runs.get("cluster-s1")
-        if c1 and s1:
-            pairs1 = list(zip(c1, s1, strict=False))
-            r1 = paired_ratio([a["light_wait_ms"]["p99"] for a, _ in pairs1],
-                              [b["light_wait_ms"]["p99"] for _, b in pairs1])
-            out(f"B. (context) light p99 wait, cluster shards=1 / single shards=1: {r1:.2f}x")
-            checks["light_p99_ratio_cluster_s1"] = {"value": r1}
-        sb = runs.get("single-s1-batch")
-        if c12 and sb:
-            pairs2 = list(zip(c12, sb, strict=False))
-            r2 = paired_ratio([a["light_wait_ms"]["p99"] for a, _ in pairs2],
-                              [b["light_wait_ms"]["p99"] for _, b in pairs2])
-            out(f"B. (context) light p99 wait, cluster shards=12 / single shards=1 with batch-leasing slots "
-                f"(--no-prefetch, as a sharded worker's slots lease): {r2:.2f}x")
-            checks["light_p99_ratio_vs_single_batch"] = {"value": r2}
-        s12 = runs.get("single-s12")
-        if s12 and s1:
-            pairs3 = list(zip(s12, s1, strict=False))
-            r3 = paired_ratio([a["light_wait_ms"]["p99"] for a, _ in pairs3],
-                              [b["light_wait_ms"]["p99"] for _, b in pairs3])
-            out(f"B. (context) light p99 wait, single Redis shards=12 / single shards=1 (the sharding alone, no "
-                f"cluster): {r3:.2f}x")
-            checks["light_p99_ratio_single_s12"] = {"value": r3}
+        for key, x, y, what in (
+                ("light_p99_ratio_cluster_s1", "cluster-s1", "single-s1", "cluster shards=1 / single shards=1"),
+                ("light_p99_ratio_vs_single_batch", "cluster-s12", "single-s1-batch",
+                 "cluster shards=12 / single shards=1 with batch-leasing slots (--no-prefetch, as a sharded "
+                 "worker's slots lease)"),
+                ("light_p99_ratio_single_s12", "single-s12", "single-s1",
+                 "single Redis shards=12 / single shards=1 (the sharding alone, no cluster)")):
+            xs, ys = runs.get(x), runs.get(y)
+            if xs and ys:
+                r = same_rep_ratio(xs, ys, light_p99)
+                out(f"B. (context) light p99 wait, {what}: {r:.2f}x")
+                checks[key] = {"value": r}
         self.results["B"] = {"sizes": sz, "summary": summary, "runs": runs, "checks": checks}
 
 
-def analyse_noisy(run: Run, shards: int = 1) -> dict[str, Any]:
+    def fairness_runs(self, targets: Sequence[Target], reps: int, steps: Callable[[], Steps],
+                      heavy: str = "heavy", fairness: str = "count") -> dict[str, list[dict[str, Any]]]:
+        """``reps`` interleaved runs of a fairness scenario (``steps()``: fresh steps and tenants per run)
+        on each target, two worker processes of one slot each (``steal_targets: ["*"]``); each run's
+        :func:`analyse_noisy`, by target, printed as it ends."""
+        bench = Bench(self.s.records_url)
+        bench.out = lambda line="": None  # type: ignore[method-assign]  # (this module prints its own lines)
+        runs: dict[str, list[dict[str, Any]]] = {}
+        for rep in range(reps):
+            for t in targets:
+                if not self.runnable(t):
+                    if rep == 0:
+                        out(f"    {t.name}: skipped (needs the sharded queue)")
+                    continue
+                self.s.flush(t)
+                contender = fq_shared(self.s.records_url, fairness, name=t.name, queue_url=self.s.queue_url(t),
+                                      shards=t.shards, prefix=PREFIX, prefetch=t.prefetch)
+                try:
+                    run = bench.run(contender, *steps())
+                except Exception as exc:
+                    out(f"    [{rep + 1}] {t.name}: FAILED: {type(exc).__name__}: {exc}")
+                    continue
+                a = analyse_noisy(run, t.shards, heavy)
+                runs.setdefault(t.name, []).append(a)
+                lw = a["light_wait_ms"]
+                out(f"    [{rep + 1}] {t.name:<12} light wait p50/p99/max {lw['p50']:.0f}/{lw['p99']:.0f}/"
+                    f"{lw['max']:.0f} ms, {heavy} p50 {a['heavy_wait_ms']['p50']:.0f} ms, makespan "
+                    f"{a['makespan_s']:.2f} s, worker gap per task {a['gap_ms_mean']:.2f} ms"
+                    + (f", Jain {a['jain']:.3f}" if "jain" in a else "")
+                    + (f"  PROBLEMS: {run.problems}" if run.problems else ""))
+                if "heavy_shard" in a:
+                    hs, other = a["light_wait_ms_heavy_shard"], a["light_wait_ms_other_shards"]
+                    out(f"        light p99 in {heavy}'s shard ({a['light_tenants_in_heavy_shard']} tenants) "
+                        f"{hs['p99']:.0f} ms, in the other shards {other['p99']:.0f} ms; light max wait by shard "
+                        f"({heavy}'s: {a['heavy_shard']}): " + ", ".join(
+                            f"{shard}: {w:.0f}" for shard, w in a["light_wait_max_ms_by_shard"].items()))
+        return runs
+
+    # ------------------------------------------------------------------ C: the suite's other scenarios
+    def part_c(self) -> None:
+        """The fairness suite's scenarios 2 (expensive neighbour, fairness "count" and "time") and 3
+        (critical flood) on the cluster (``shards = 12``) and on one Redis (``shards = 1``): light-tenant
+        p99 wait on each, and their ratio (target <= 1.5x, as for scenario 1)."""
+        targets = [t for t in self.targets if t.name in ("cluster-s12", "single-s1")]
+        e, f = self.sizes["expensive"], self.sizes["flood"]
+
+        scenarios: list[tuple[str, str, Callable[[], Steps], str, str, int]] = [
+            ("2-count", f"expensive neighbour, fairness \"count\": heavy {e['heavy']:,} x {e['heavy_ms']:g} ms, "
+             f"{e['light_tenants']} light tenants x {e['light_each']} x {e['light_ms']:g} ms",
+             lambda: noisy_steps(e), "heavy", "count", e["reps"]),
+            ("2-time", "expensive neighbour, fairness \"time\" (the same tasks)", lambda: noisy_steps(e), "heavy",
+             "time", e["reps"]),
+            ("3", f"critical flood: 'flood' pushes {f['flood']:,} CRITICAL x {f['ms']:g} ms, then {f['others']} "
+             f"tenants x {f['each']} normal", lambda: flood_steps(f), "flood", "count", f["reps"]),
+        ]
+        results: dict[str, Any] = {}
+        for key, title, steps, heavy, fairness, reps in scenarios:
+            out(f"\n== C. scenario {key}: {title}; 2 workers x 1 slot; {reps} rep(s), interleaved")
+            runs = self.fairness_runs(targets, reps, steps, heavy, fairness)
+            entry: dict[str, Any] = {"runs": runs, "summary": {
+                name: {"light_p99_ms": median(r["light_wait_ms"]["p99"] for r in rs),
+                       "makespan_s": median(r["makespan_s"] for r in rs), "reps": len(rs)}
+                for name, rs in runs.items()}}
+            c12, s1 = runs.get("cluster-s12"), runs.get("single-s1")
+            if c12 and s1:
+                a12, a1 = entry["summary"]["cluster-s12"], entry["summary"]["single-s1"]
+                entry["check"] = verdict(
+                    f"C. scenario {key} light p99 wait, cluster shards=12 / single shards=1",
+                    same_rep_ratio(c12, s1, light_p99), TARGETS["light_p99_ratio"], "<=", "x",
+                    detail=f"{a12['light_p99_ms']:.0f} vs {a1['light_p99_ms']:.0f} ms; makespan "
+                           f"{a12['makespan_s']:.2f} vs {a1['makespan_s']:.2f} s")
+            results[key] = entry
+        self.results["C"] = {"sizes": {"expensive": e, "flood": f}, "scenarios": results}
+
+
+def analyse_noisy(run: Run, shards: int = 1, heavy_tenant: str = "heavy") -> dict[str, Any]:
     """Light and heavy waits and the makespan of a noisy-neighbour run (and the fairness suite's
     contention Jain index when numpy is installed); with ``shards`` > 1, the light waits of the
-    tenants in heavy's shard and in the others apart."""
-    light = [r.wait_ms for r in run.recs if r.tenant != "heavy"]
-    heavy = [r.wait_ms for r in run.recs if r.tenant == "heavy"]
+    tenants in the heavy tenant's shard and in the others apart."""
+    light = [r.wait_ms for r in run.recs if r.tenant != heavy_tenant]
+    heavy = [r.wait_ms for r in run.recs if r.tenant == heavy_tenant]
     res: dict[str, Any] = {"tasks": len(run.recs), "expected": run.expected, "problems": run.problems,
                            "light_wait_ms": wait_stats(light), "heavy_wait_ms": wait_stats(heavy),
                            "makespan_s": max(r.end for r in run.recs) - run.t0 if run.recs else float("nan")}
@@ -506,31 +541,34 @@ def analyse_noisy(run: Run, shards: int = 1) -> dict[str, Any]:
         from fairque_django.core.shards import ShardMap
 
         of = ShardMap(PREFIX, shards).of
-        home = of("heavy")
+        home = of(heavy_tenant)
         res["heavy_shard"] = home
-        res["light_tenants_in_heavy_shard"] = len({r.tenant for r in run.recs if r.tenant != "heavy"
+        res["light_tenants_in_heavy_shard"] = len({r.tenant for r in run.recs if r.tenant != heavy_tenant
                                                    and of(r.tenant) == home})
         res["light_wait_ms_heavy_shard"] = wait_stats([r.wait_ms for r in run.recs
-                                                       if r.tenant != "heavy" and of(r.tenant) == home])
+                                                       if r.tenant != heavy_tenant and of(r.tenant) == home])
         res["light_wait_ms_other_shards"] = wait_stats([r.wait_ms for r in run.recs if of(r.tenant) != home])
         by_shard: dict[int, list[float]] = {}
         for r in run.recs:
-            if r.tenant != "heavy":
+            if r.tenant != heavy_tenant:
                 by_shard.setdefault(of(r.tenant), []).append(r.wait_ms)
         res["light_wait_max_ms_by_shard"] = {shard: max(w) for shard, w in sorted(by_shard.items())}
-    gaps: list[float] = []  # the worker's gap per task: one task's end to its next start, work waiting
-    by_worker: dict[str, list[Rec]] = {}
-    for r in run.recs:
-        by_worker.setdefault(r.worker, []).append(r)
-    for recs in by_worker.values():
-        recs.sort(key=lambda r: r.start)
-        gaps += [(b.start - a.end) * 1000 for a, b in itertools.pairwise(recs) if b.t_enq <= a.end]
+    gaps = worker_gaps_ms(run.recs)
     res["gap_ms_mean"] = statistics.fmean(gaps) if gaps else float("nan")
-    with contextlib.suppress(ImportError):
-        from benchmarks.scenarios.fairness_runner import contention_jain
-
+    with contextlib.suppress(ImportError):  # numpy
         res["jain"] = contention_jain(run.recs, run.t0, "count")["mean"]
     return res
+
+
+def same_rep_ratio(xs: Sequence[dict[str, Any]], ys: Sequence[dict[str, Any]],
+                   value: Callable[[dict[str, Any]], float]) -> float:
+    """Median of ``value(x) / value(y)`` over the same repetition's runs of two targets."""
+    pairs = list(zip(xs, ys, strict=False))
+    return paired_ratio([value(a) for a, _ in pairs], [value(b) for _, b in pairs])
+
+
+def light_p99(run: dict[str, Any]) -> float:
+    return float(run["light_wait_ms"]["p99"])
 
 
 def verdict(name: str, value: float, target: float, op: str, unit: str = "", detail: str = "") -> dict[str, Any]:
@@ -583,7 +621,8 @@ def plot(results: dict[str, Any], images: Path = IMAGES) -> list[Path]:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--quick", action="store_true", help="2,000 tasks, prod mode, a small noisy neighbour")
-    ap.add_argument("--only", default="A,B", help="parts: A (command split, CPU per task), B (fairness)")
+    ap.add_argument("--only", default="A,B,C", help="parts: A (command split, CPU per task), B (fairness: the "
+                    "noisy neighbour), C (fairness: the suite's scenarios 2 and 3)")
     ap.add_argument("--targets", default=None,
                     help=f"comma-separated subset of {', '.join(t.name for t in ALL_TARGETS)} (default: all; --quick: "
                          "all but single-s1-batch and single-s12)")
@@ -637,6 +676,8 @@ def main(argv: list[str] | None = None) -> int:
             bench.part_a()
         if "B" in parts:
             bench.part_b()
+        if "C" in parts:
+            bench.part_c()
         if args.plots or not args.quick:
             for path in plot(bench.results):
                 out(f"plot written to {path}")
@@ -653,17 +694,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def cli() -> None:
     """The command line: report, never fail the build."""
-    try:
-        main()
-    except SystemExit:
-        raise
-    except BaseException as exc:  # report, never fail the build
-        import traceback
-
-        traceback.print_exc()
-        print(f"benchmark aborted: {exc!r}", file=sys.stderr)
-    finally:
-        PROCS.stop_all(2.0)
+    runner_cli(main)
 
 
 if __name__ == "__main__":

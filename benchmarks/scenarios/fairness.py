@@ -82,7 +82,6 @@ import io
 import math
 import os
 import statistics
-import sys
 import time
 from collections import defaultdict
 from collections.abc import Callable
@@ -99,7 +98,19 @@ from benchmarks.harness.report import run_meta, write_json
 from benchmarks.harness.report import verdict as common_verdict
 from benchmarks.harness.server import redact
 from benchmarks.harness.stats import median_of
-from benchmarks.scenarios.fairness_runner import PROCS, WINDOW_S, WINDOW_STEP_S, Bench, Run, analyse, summarise
+from benchmarks.scenarios.fairness_runner import (
+    PROCS,
+    WINDOW_S,
+    WINDOW_STEP_S,
+    Bench,
+    Run,
+    analyse,
+    flood_steps,
+    fq_shared,
+    noisy_steps,
+    summarise,
+)
+from benchmarks.scenarios.fairness_runner import cli as runner_cli
 
 DEFAULT_URL = default_url(7)
 PEERS_PY = BENCH_DIR / ".venv-peers" / "bin" / "python"
@@ -129,18 +140,6 @@ def _peer(name: str) -> Any:
     from benchmarks.contenders.celery_app import CeleryTenants
 
     return CeleryTenants
-
-
-def fq_shared(url: str, fairness: str = "count", name: str = "fairque") -> FairqueTenants:
-    return FairqueTenants(url, name, [{"id": "fq-w1", "steal_targets": ["*"]},
-                                      {"id": "fq-w2", "steal_targets": ["*"]}], fairness, PROCS.logdir)
-
-
-def noisy_steps(sz: dict[str, Any]) -> tuple[list[Step], list[str]]:
-    heavy = [Job("heavy", i, sz["heavy_ms"]) for i in range(sz["heavy"])]
-    lights = [f"light:{t + 1}" for t in range(sz["light_tenants"])]
-    light_jobs = [Job(t, i, sz["light_ms"]) for t in lights for i in range(sz["light_each"])]
-    return [Step("heavy", heavy, True), Step("light", light_jobs, False)], ["heavy", *lights]
 
 
 def fmt(v: Any, spec: str = ".1f") -> str:
@@ -324,10 +323,7 @@ class Scenarios:
         res: dict[str, Any] = {}
         for make in (lambda: fq_shared(self.url), lambda: Fifo(self.url)):
             c = make()
-            flood = [Job("flood", i, sz["ms"], priority=6) for i in range(sz["flood"])]
-            others = [f"t:{k + 1}" for k in range(sz["others"])]
-            ojobs = [Job(t, i, sz["ms"]) for t in others for i in range(sz["each"])]
-            run = self.b.run(c, [Step("flood", flood, True), Step("light", ojobs, False)], ["flood", *others])
+            run = self.b.run(c, *flood_steps(sz))
             a = analyse(run)
             res[c.name] = a
             ow, fw = a.get("light_wait_ms", {}), a.get("heavy_wait_ms", {})
@@ -479,14 +475,4 @@ def main(argv: list[str] | None = None) -> int:
 
 def cli() -> None:
     """The command line: report, never fail the build."""
-    try:
-        main()
-    except SystemExit:  # --help, or a bad option (argparse has said why)
-        raise
-    except BaseException as exc:  # report, never fail the build
-        import traceback
-
-        traceback.print_exc()
-        print(f"benchmark aborted: {exc!r}", file=sys.stderr)
-    finally:
-        PROCS.stop_all(2.0)
+    runner_cli(main)

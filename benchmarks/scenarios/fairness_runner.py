@@ -1,11 +1,14 @@
 """The fairness benchmark's runner (see :mod:`.fairness`): one run of one contender (start its two
 workers, enqueue the steps, collect the task records), and the analysis of a run (waits, makespan,
-the windowed Jain index, worker time shares, per-task overhead)."""
+the windowed Jain index, worker time shares, per-task overhead). The noisy-neighbour scenario
+(its steps, fairque's two workers that serve every tenant) and the command line wrapper are here
+too: :mod:`.cluster` runs the same scenario on a Redis Cluster."""
 
 from __future__ import annotations
 
 import itertools
 import statistics
+import sys
 import tempfile
 import time
 from collections import Counter, defaultdict
@@ -14,8 +17,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from benchmarks.contenders.base import Contender, Step
+from benchmarks.contenders.base import Contender, Job, Step
 from benchmarks.contenders.bodies import READY, RECORDS
+from benchmarks.contenders.fairque_app import FairqueTenants
 from benchmarks.harness.procs import Proc, Processes
 from benchmarks.harness.server import flush_db
 from benchmarks.harness.stats import jain, median_of, percentile, water_fill
@@ -44,6 +48,52 @@ class Procs:
 
 
 PROCS = Procs()
+
+
+def cli(main: Callable[[], object]) -> None:
+    """The command line of a benchmark whose workers run under :data:`PROCS`: report, never fail
+    the build (an error is printed), and the workers are always stopped."""
+    try:
+        main()
+    except SystemExit:  # --help, or a bad option (argparse has said why)
+        raise
+    except BaseException as exc:  # report, never fail the build
+        import traceback
+
+        traceback.print_exc()
+        print(f"benchmark aborted: {exc!r}", file=sys.stderr)
+    finally:
+        PROCS.stop_all(2.0)
+
+
+def noisy_steps(sz: dict[str, Any]) -> tuple[list[Step], list[str]]:
+    """The noisy neighbour of sizes ``sz``: ``heavy`` tasks of ``heavy_ms`` in one batch, then
+    ``light_tenants`` tenants' ``light_each`` tasks of ``light_ms``, one push each; and the tenants.
+    New Job objects every call (a run stamps their enqueue times)."""
+    heavy = [Job("heavy", i, sz["heavy_ms"]) for i in range(sz["heavy"])]
+    lights = [f"light:{t + 1}" for t in range(sz["light_tenants"])]
+    light_jobs = [Job(t, i, sz["light_ms"]) for t in lights for i in range(sz["light_each"])]
+    return [Step("heavy", heavy, True), Step("light", light_jobs, False)], ["heavy", *lights]
+
+
+Steps = tuple[list[Step], list[str]]
+
+
+def flood_steps(sz: dict[str, Any]) -> Steps:
+    """The critical flood of sizes ``sz``: ``flood`` CRITICAL (6) tasks of ``ms`` in one batch, then
+    ``others`` tenants' ``each`` normal tasks, one push each; and the tenants (new Jobs every call)."""
+    flood = [Job("flood", i, sz["ms"], priority=6) for i in range(sz["flood"])]
+    others = [f"t:{k + 1}" for k in range(sz["others"])]
+    jobs = [Job(t, i, sz["ms"]) for t in others for i in range(sz["each"])]
+    return [Step("flood", flood, True), Step("light", jobs, False)], ["flood", *others]
+
+
+def fq_shared(url: str, fairness: str = "count", name: str = "fairque", **options: Any) -> FairqueTenants:
+    """fairque as a SaaS that does not know its noisy tenant runs it: two workers that serve every
+    tenant (``steal_targets: ["*"]``, nothing assigned). ``options``: :class:`FairqueTenants`'
+    keyword options (``queue_url``, ``shards``, ``prefix``, ``prefetch``)."""
+    return FairqueTenants(url, name, [{"id": "fq-w1", "steal_targets": ["*"]},
+                                      {"id": "fq-w2", "steal_targets": ["*"]}], fairness, PROCS.logdir, **options)
 
 
 def wait_stats(waits_ms: list[float]) -> dict[str, float]:
@@ -219,6 +269,19 @@ def light_group(tenant: str) -> str:
     return "heavy" if tenant in ("heavy", "flood") else "light"
 
 
+def worker_gaps_ms(recs: list[Rec]) -> list[float]:
+    """The queue's overhead per task: on each worker, the gap between one task's end and its next
+    start (ms), where the next task was already waiting."""
+    gaps: list[float] = []
+    by_worker: dict[str, list[Rec]] = defaultdict(list)
+    for r in recs:
+        by_worker[r.worker].append(r)
+    for rs in by_worker.values():
+        rs.sort(key=lambda r: r.start)
+        gaps += [(b.start - a.end) * 1000 for a, b in itertools.pairwise(rs) if b.t_enq <= a.end]
+    return gaps
+
+
 def analyse(run: Run, *, time_jain: bool = False, light_label: str = "light") -> dict[str, Any]:
     recs = run.recs
     groups: dict[str, list[Rec]] = defaultdict(list)
@@ -243,14 +306,7 @@ def analyse(run: Run, *, time_jain: bool = False, light_label: str = "light") ->
     if time_jain:
         res["jain_time"] = contention_jain(recs, run.t0, "time")
     res["per_worker"] = dict(sorted(Counter(r.worker for r in recs).items()))
-    # queue overhead per task: on each worker, the gap between one task's end and its next start
-    gaps: list[float] = []
-    by_worker: dict[str, list[Rec]] = defaultdict(list)
-    for r in recs:
-        by_worker[r.worker].append(r)
-    for rs in by_worker.values():
-        rs.sort(key=lambda r: r.start)
-        gaps += [(b.start - a.end) * 1000 for a, b in itertools.pairwise(rs) if b.t_enq <= a.end]
+    gaps = worker_gaps_ms(recs)
     res["gap_ms"] = {"p50": percentile(gaps, 50), "mean": statistics.fmean(gaps) if gaps else float("nan"),
                      "p99": percentile(gaps, 99)}
     res["run_ms_mean"] = statistics.fmean(r.run * 1000 for r in recs) if recs else float("nan")

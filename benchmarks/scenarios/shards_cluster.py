@@ -1,7 +1,7 @@
 """Keyspace shards on a Redis Cluster: ``python3 benchmarks/bench_shards_cluster.py [--shards 12]
 [--tasks 20000] [--even]``.
 
-Starts a 3-master cluster on loopback ports (tests/support/cluster.py), pushes ``--tasks`` no-op
+Starts a 3-master cluster on loopback ports (example_project/embedded_cluster.py), pushes ``--tasks`` no-op
 tasks of 200 tenants, drains them with one thread worker (4 slots, burst mode) and prints the Redis
 commands each master ran (INFO commandstats, the commands inside scripts included) and their
 deviation from an even split. ``--even``: a prefix whose shard tags' slots put as many shards on
@@ -18,12 +18,12 @@ import time
 from redis.cluster import RedisCluster
 
 from benchmarks.scenarios.shards import Noop
+from example_project.embedded_cluster import Cluster, start_cluster
 from fairque_django.core.config import FairQueueConfig
 from fairque_django.core.keys import Keys
 from fairque_django.core.models import Task
 from fairque_django.core.sharded import open_queue
 from fairque_django.core.worker.threads import Worker
-from tests.support.cluster import Cluster, start_cluster
 
 TENANTS = 200
 

@@ -159,6 +159,64 @@ class Sent(Generic[T]):
         return resume(transport, self._op, reply)
 
 
+Outcome: TypeAlias = tuple[bool, Any]  # (True, an operation's result) or (False, the exception it raised)
+
+
+def drive_together(ops: Sequence[tuple[Transport, Op[Any]]]) -> list[Outcome]:
+    """Run several operations, each on its own transport (all on one client: the shards of one prefix),
+    with their first counted script round trips (``counted(run_scripts(...))``) made together in one
+    round trip (one pipeline: on a cluster client one write to each node, then the reads); what each
+    requests before and after that runs as :func:`drive` runs it. A round trip that fails is retried
+    for each operation alone, as :meth:`Sent.result` retries. Returns each operation's outcome, in
+    order: every operation is run to its end, whatever the others raise."""
+    outcomes: list[Outcome] = [(False, None)] * len(ops)
+    waiting: list[tuple[int, tuple[Any, ...], int, int]] = []  # (index, its request's args, first, end)
+    commands: list[list[Any]] = []
+    for i, (transport, op) in enumerate(ops):
+        try:
+            ended, value = _run(transport, op, None, None, True)
+        except Exception as exc:
+            outcomes[i] = (False, exc)
+            continue
+        if ended:
+            outcomes[i] = (True, value)
+            continue
+        calls, before = value[1]
+        value[2].n += 1  # its Attempts
+        first = len(commands) + len(before)
+        commands += [*before, *(evalsha(s, transport.route_key, a) for s, a in calls)]
+        waiting.append((i, value, first, len(commands)))
+    if not waiting:
+        return outcomes
+    failed: BaseException | None = None
+    replies: list[Any] = []
+    try:
+        replies = ops[waiting[0][0]][0].round_trip(commands)
+    except RETRYABLE as exc:  # each is asked for again, alone
+        failed = exc
+    for i, args, first, end in waiting:
+        transport, op = ops[i]
+        try:
+            try:
+                if failed is not None:
+                    raise failed
+                reply: Any = (transport.checked(args[1][0], replies[first:end]), args[2].n > 1)
+            except RETRYABLE:
+                reply = transport.policy.call(transport.attempt, args)
+        except Exception as exc:  # the operation sees it where it yielded the request
+            outcomes[i] = _outcome(transport, op, None, exc)
+            continue
+        outcomes[i] = _outcome(transport, op, reply, None)
+    return outcomes
+
+
+def _outcome(transport: Transport, op: Op[Any], reply: Any, error: BaseException | None) -> Outcome:
+    try:
+        return True, resume(transport, op, reply, error)
+    except Exception as exc:
+        return False, exc
+
+
 async def adrive(transport: AsyncTransport, op: Op[T]) -> T:
     """Run ``op`` on an asynchronous transport; its result."""
     retried = transport.policy.acall
@@ -476,7 +534,8 @@ class QueueOps:
                                                   orphans=self._orphaned(plan))
             buffer = self.metrics_buffer if self.config.queue.metrics else None
             calls: list[ScriptCall] = [(self.scripts.complete, self.proto.complete_args(
-                ((t.task_id, t.lease_token or "", d) for t, d, _ in done), buffered=buffer is not None))]
+                ((t.task_id, t.lease_token or "", d) for t, d, _ in done), buffered=buffer is not None))
+                                       ] if done else []  # nothing to acknowledge: the pop alone
             if count > 0:
                 calls.append((self.scripts.pop, pop_args))
             flushed = buffer.take() if buffer is not None and buffer.due() else []
@@ -491,8 +550,8 @@ class QueueOps:
                 raise
         for task, _, _ in done:
             self._leases.pop(task.task_id, None)
-        acks = replies[0]
-        if buffer is not None:
+        acks = replies[0] if done else []
+        if buffer is not None and done:
             acks, waits = acks[:len(done)], acks[len(done):]
             self._buffer_done(buffer, done, acks, waits)
         if flushed:
@@ -500,7 +559,7 @@ class QueueOps:
         codes = [acked(int(code), retried) for code in acks]
         if count <= 0:
             return codes, [], None
-        step = yield from self._leased(PopReply.parse(replies[1]), token, plan)
+        step = yield from self._leased(PopReply.parse(replies[1 if done else 0]), token, plan)
         if step.again:
             tasks, due = yield from self._pop_many(count, worker_id, lease_seconds)
             return codes, tasks, due

@@ -18,13 +18,16 @@ the public methods of :class:`~.queue.TaskQueue` and routes each:
   per-priority dicts merged), ``dlq_size``, ``get_dlq`` (each shard's first ``offset + limit``,
   merged by time of death), ``purge_dlq``, ``pushed_tenants``, ``next_delayed_seconds`` (the
   earliest), the retention sweep (each shard);
-- pops rotate: each pop asks the shards in the order of :meth:`ShardedTaskQueue._rotation` (a
-  weighted round robin over the shards with ready work, then the others) until one leases something:
-  a batch comes from one shard, its share of the batch (so an empty pop asks every shard once, which
-  also runs every shard's timers: delayed promotion, lease recovery; a shard with no ready work is
-  also asked on a timer).
-  Fairness is exact within a shard; across shards a shard's turns follow its tenants with ready work
-  (see docs/operations.md for the bound).
+- a slot's round trip goes to every shard it concerns at once (:func:`~.ops.drive_together`: one
+  pipeline, on a cluster one write to each master): its acks, each to the shard its task was leased
+  from, and the pops :meth:`~.shard_turns.ShardTurns.allot` gives out. A batch is turns of a weighted
+  round robin over the shards with ready work (each turn worth ``ceil(count / BATCH_SHARDS)`` tasks,
+  so at most ``BATCH_SHARDS`` shards a batch), so over the batches each shard leases in proportion to
+  its tenants with ready work, wherever the tenants live. When nothing was leased, the other shards
+  are asked in turn (an empty pop asks every shard once, which also runs every shard's timers:
+  delayed promotion, lease recovery; a shard with no ready work is also visited on a timer).
+  Fairness is exact within a shard; across shards a shard's turns follow its tenants with ready
+  work (see docs/operations.md for the bound).
 - an idle worker waits on the *home* wake lists of its partitions (``{prefix}:wake:<part>``, one
   slot), where a push that made a tenant join its shard's rotation leaves a token (``push.lua``
   reports it: one more command on such a push only). There is no parking / hand-off and no
@@ -50,30 +53,21 @@ from .config import FairQueueConfig
 from .config.limits import UNCHANGED, Unchanged
 from .connection import get_client
 from .context import CurrentQueue
-from .errors import DependencyError
+from .errors import DependencyError, FairQueueError
 from .models import DLQEntry, Task
-from .ops import drive
+from .ops import drive, drive_together
 from .queue import TaskQueue
 from .results import CancelResult, ResultSnapshot, TaskResult
 from .scripts.buffered import MetricsBuffer
 from .scripts.commands import FoldResult
 from .scripts.pop import PopStep
+from .shard_turns import ShardTurns
 from .shards import shard_map
 from .transport import HeldConnection
 
 __all__ = ["AnyQueue", "ShardedTaskQueue", "open_queue"]
 
 logger = logging.getLogger("fairque_django.queue")
-
-# How often a sharded queue reads how many tenants with ready work each shard has (its pops' weights),
-# while it pops: how soon a tenant arriving in a shard with no ready work gets that shard turns.
-SHARE_REFRESH_SECONDS = 0.02
-# ... but no more ZCARDs than this per second per worker id: with many shards the counts are read less
-# often (200 shards: every 0.2 s), so a busy worker's reads stay bounded whatever the shards.
-SHARE_READS_PER_SECOND = 1000
-# A shard with no ready work takes no turns; a busy worker asks it at least this often (its timers:
-# delayed tasks promoted, expired leases recovered; sooner when its last pop said one is due).
-IDLE_VISIT_SECONDS = 0.25
 
 T = TypeVar("T")
 
@@ -107,12 +101,8 @@ class ShardedTaskQueue(CurrentQueue):
             queue.proto.report_wakes = True
             queue._orphans = orphans
         self.proto = self.home_queue.proto  # checks and encodes tasks (no keys): the Django enqueue path
-        self._turn = itertools.count()
-        self._credit = [0] * len(self.shard_queues)  # the weighted rotation's (see _rotation)
-        self._last_weights: dict[str | None, list[int]] = {}  # worker id -> its last pop's weights (_rotation)
-        self._visit_at = [0.0] * len(self.shard_queues)  # when each shard with no ready work is asked next
+        self.turns = ShardTurns(self.home_queue, self.shard_queues)  # which shards a pop asks, and for how many
         self._index = {id(queue): n for n, queue in enumerate(self.shard_queues)}
-        self._shares: dict[str | None, tuple[float, list[int] | None]] = {}  # worker id -> (read at, weights)
         # (when, due at) of the last pop that found every shard empty: idle slots share it (wait_and_pop)
         self._quiet: tuple[float, float | None] | None = None
         self._lock = threading.Lock()
@@ -121,6 +111,9 @@ class ShardedTaskQueue(CurrentQueue):
     def queue_of(self, user_id: str) -> TaskQueue:
         """The queue of the shard ``user_id``'s keys live in."""
         return self.shard_queues[self.shard_map.of(user_id)]
+
+    def _queues(self, shards: Iterable[int]) -> list[TaskQueue]:
+        return [self.shard_queues[i] for i in shards]
 
     def _shard_of_task(self, task: Task) -> int:
         """The shard of a task: the one this queue leased it from (a tenant's tasks left in its former
@@ -141,101 +134,6 @@ class ShardedTaskQueue(CurrentQueue):
         for task in tasks:
             groups.setdefault(self._shard_of_task(task), []).append(task)
         return groups
-
-    def _rotation(self, worker_id: str | None = None) -> list[TaskQueue]:
-        """The shards in the order this pop asks them (it stops at the first that leases something).
-
-        The start shards follow a smooth weighted round robin over the shards with ready work, each
-        weighted by its tenants with ready work for the worker (:meth:`_weights`, read every
-        ``SHARE_REFRESH_SECONDS``): a backlogged tenant gets about the same share whichever shard it
-        is in. Then come the other shards with ready work, the next turns first, then the shards
-        with none (so an empty pop asks every shard once). A shard with no ready work takes no turns:
-        it is asked first when its visit is due (``IDLE_VISIT_SECONDS`` after it was last asked, or
-        sooner when its last pop said a delayed task or lease is due), so its timers run. Without
-        counts (a failed read) or none with ready work: plain rotation."""
-        n = len(self.shard_queues)
-        weights = self._weights(worker_id)
-        now = time.monotonic()
-        with self._lock:
-            if weights is None or not any(weights):
-                start = next(self._turn) % n
-                return [*self.shard_queues[start:], *self.shard_queues[:start]]
-            credit = self._credit
-            total = sum(weights)
-            last = self._last_weights.get(worker_id)
-            self._last_weights[worker_id] = weights
-            for i, weight in enumerate(weights):
-                credit[i] = credit[i] + weight if weight else 0
-            if last is not weights:  # a shard whose tenants just got ready work goes first, once (as a
-                top = max(credit)    # tenant joining a shard's rotation is served next)
-                for i, weight in enumerate(weights):
-                    if weight and last is not None and not last[i]:
-                        credit[i] = top = top + 1
-            start = max((i for i in range(n) if weights[i]), key=credit.__getitem__)
-            credit[start] -= total
-            busy = sorted((i for i in range(n) if weights[i] and i != start), key=lambda i: -credit[i])
-            idle = [i for i in range(n) if not weights[i]]
-            visit = self._visit_at
-            due = [i for i in idle if visit[i] <= now]
-            if due:  # one idle shard's visit per pop; the next slot's pop visits the next one
-                first = min(due, key=visit.__getitem__)
-                visit[first] = now + IDLE_VISIT_SECONDS
-                idle.remove(first)
-                order = [first, start, *busy, *idle]
-            else:
-                order = [start, *busy, *idle]
-        return [self.shard_queues[i] for i in order]
-
-    def _weights(self, worker_id: str | None) -> list[int] | None:
-        """Each shard's tenants with ready work for the worker, refreshed every ``SHARE_REFRESH_SECONDS``
-        (one pipeline of ZCARDs, ``shards * (1 + steal partitions)`` of them): the tenants of its own
-        partition, or, when no shard has any, of the steal copies of its steal partitions (as
-        ``pop.lua`` steals only when its own partition has no ready tenant); None: not known."""
-        now = time.monotonic()
-        cached = self._shares.get(worker_id)
-        plan = self.home_queue.proto.plan(worker_id)
-        part, steal = plan.own_partition, plan.steal_partitions
-        reads = len(self.shard_queues) * ((1 if part else 0) + len(steal))
-        if cached is not None and now - cached[0] < max(SHARE_REFRESH_SECONDS, reads / SHARE_READS_PER_SECOND):
-            return cached[1]
-        weights: list[int] | None = None
-        try:
-            pipe = self.client.pipeline(transaction=False)
-            for queue in self.shard_queues:
-                if part:
-                    pipe.zcard(queue.keys.ready(part))
-                for other in steal:
-                    pipe.zcard(queue.keys.steal_ready(other, plan.worker_id))
-            counts = [int(c) for c in pipe.execute()] if part or steal else []
-            per = (1 if part else 0) + len(steal)
-            if per:
-                own = [counts[i * per] for i in range(len(self.shard_queues))] if part else []
-                weights = own if any(own) else [sum(counts[i * per + (1 if part else 0):(i + 1) * per])
-                                                 for i in range(len(self.shard_queues))]
-        except redis.RedisError as exc:  # plain rotation until the next read
-            logger.debug("fairque: could not read the shards' ready tenants (%s)", exc)
-        self._shares[worker_id] = (now, weights)
-        return weights
-
-    def _batch(self, worker_id: str | None, shard: int, count: int) -> int:
-        """How many of ``count`` tasks a pop leases from shard ``shard``: its share of the batch, by its
-        tenants with ready work among all shards' (at least 1): as one shard's batch holds about one
-        task per tenant with ready work, a shard's holds about one per tenant of its own, so no
-        shard's batch holds the others' tenants up for longer than their turn."""
-        cached = self._shares.get(worker_id)
-        weights = None if cached is None else cached[1]
-        if count <= 1 or not weights:
-            return count
-        total, weight = sum(weights), weights[shard]
-        if not total:
-            return count
-        return max(1, min(count, -(-count * max(weight, 1) // (total + (0 if weight else 1)))))
-
-    def _visited(self, shard: int, due: float | None, now: float) -> None:
-        """Shard ``shard`` was asked now (its pop said something is due in ``due`` seconds): its next
-        idle visit is due then, or ``IDLE_VISIT_SECONDS`` from now."""
-        wait = IDLE_VISIT_SECONDS if due is None else min(IDLE_VISIT_SECONDS, max(due, 0.0))
-        self._visit_at[shard] = now + wait
 
     @property
     def metrics_buffer(self) -> MetricsBuffer | None:
@@ -333,9 +231,13 @@ class ShardedTaskQueue(CurrentQueue):
 
     def pop_many_reply(self, count: int, worker_id: str | None = None, *, lease_seconds: float | None = None,
                        ) -> tuple[list[Task], float | None]:
-        """As :meth:`TaskQueue.pop_many_reply`: the shards in rotation order until one leases something
-        (up to ``count`` tasks, all from that shard; an empty pop asks every shard once)."""
-        return self._pop_from(self._rotation(worker_id), count, worker_id, lease_seconds)
+        """As :meth:`TaskQueue.pop_many_reply`: the shards the rotation allots tasks to
+        (:meth:`complete_and_pop_many` with nothing to acknowledge), then the others until one leases
+        something (an empty pop asks every shard once)."""
+        if count > 1:
+            _, tasks, due = self.complete_and_pop_many([], count, worker_id=worker_id, lease_seconds=lease_seconds)
+            return tasks, due
+        return self._pop_from(self._queues(self.turns.rotation(worker_id)), count, worker_id, lease_seconds)
 
     def _pop_from(self, queues: Sequence[TaskQueue], count: int, worker_id: str | None, lease_seconds: float | None,
                   ) -> tuple[list[Task], float | None]:
@@ -352,9 +254,9 @@ class ShardedTaskQueue(CurrentQueue):
         due: float | None = None
         for queue in queues:
             shard = self._index[id(queue)]
-            got, when = queue.pop_many_reply(self._batch(worker_id, shard, count), worker_id,
+            got, when = queue.pop_many_reply(self.turns.share(worker_id, shard, count), worker_id,
                                              lease_seconds=lease_seconds)
-            self._visited(shard, when, time.monotonic())
+            self.turns.visited(shard, when, time.monotonic())
             if got:
                 return got, None
             if when is not None:
@@ -365,7 +267,8 @@ class ShardedTaskQueue(CurrentQueue):
                  park_ms: int = 0, unpark: str | None = None) -> PopStep:
         """As :meth:`TaskQueue.pop_step`, in the next start shard of the rotation. A sharded prefix does
         not park (``park_ms`` and ``unpark`` are ignored: no push hands a task over)."""
-        return self._rotation(worker_id)[0].pop_step(worker_id, count=count, lease_seconds=lease_seconds)
+        first = self.turns.rotation(worker_id)[0]
+        return self.shard_queues[first].pop_step(worker_id, count=count, lease_seconds=lease_seconds)
 
     def take_handed(self, token: str, worker_id: str | None = None) -> PopStep:
         """As :meth:`TaskQueue.take_handed`: never anything (a sharded prefix does not park)."""
@@ -382,36 +285,61 @@ class ShardedTaskQueue(CurrentQueue):
     def complete_and_pop_many(self, done: Sequence[tuple[Task, float | None, str | None]], count: int, *,
                               worker_id: str | None = None, lease_seconds: float | None = None,
                               ) -> tuple[list[int], list[Task], float | None]:
-        """As :meth:`TaskQueue.complete_and_pop_many`: the acks of each shard go in one round trip to it
-        (with the pop, for the first shard of the rotation); then the next shards until one leases
-        something. One round trip when the tasks acknowledged live in the first shard and it has work."""
-        rotation = self._rotation(worker_id) if count > 0 else list(self.shard_queues)
-        first = rotation[0]
-        groups: dict[int, list[int]] = {}
-        for i, (task, _, _) in enumerate(done):
-            groups.setdefault(self._shard_of_task(task), []).append(i)
-        codes = [0] * len(done)
-        tasks: list[Task] = []
-        due: float | None = None
-        popped = False
-        for shard, index in groups.items():
-            queue = self.shard_queues[shard]
-            pop = self._batch(worker_id, shard, count) if queue is first and count > 0 else 0
-            got_codes, got, when = queue.complete_and_pop_many([done[i] for i in index], pop, worker_id=worker_id,
-                                                               lease_seconds=lease_seconds)
-            for i, code in zip(index, got_codes, strict=True):
-                codes[i] = code
-            if pop:
-                popped, tasks, due = True, got, when
-        if popped:
-            self._visited(self._index[id(first)], due, time.monotonic())
+        """As :meth:`TaskQueue.complete_and_pop_many`: the acks of each shard and the pops the rotation
+        allots (:meth:`ShardTurns.allot`) go in one round trip, to every shard concerned at once; the tasks
+        leased come interleaved shard by shard. When none was leased, the next shards are asked."""
+        allot, rest = self.turns.allot(worker_id, count) if count > 0 else ({}, [])
+        codes, tasks, due = self._together(done, allot, worker_id, lease_seconds)
         if count > 0 and not tasks:
-            more, when = self._pop_from(rotation[1:] if popped else rotation, count, worker_id, lease_seconds)
+            more, when = self._pop_from(self._queues(rest), count, worker_id, lease_seconds)
             tasks += more
             due = None if tasks else (when if due is None or when is None else min(due, when))
         if tasks:
             self._quiet = None
         return codes, tasks, (None if tasks else due)
+
+    def _together(self, done: Sequence[tuple[Task, float | None, str | None]], allot: dict[int, int],
+                  worker_id: str | None, lease_seconds: float | None) -> tuple[list[int], list[Task], float | None]:
+        """Acknowledge ``done`` and lease ``allot[shard]`` tasks of each shard, all in one round trip
+        (:func:`~.ops.drive_together`): (ack codes, the tasks leased, the earliest due of the shards that
+        leased nothing). When a shard's call fails, the tasks the others leased go back and its error
+        is raised (the acknowledgements are sent again: one already made answers "gone")."""
+        groups: dict[int, list[int]] = {}
+        for i, (task, _, _) in enumerate(done):
+            groups.setdefault(self._shard_of_task(task), []).append(i)
+        shards = [*allot, *(shard for shard in groups if shard not in allot)]
+        queues = [self.shard_queues[shard] for shard in shards]
+        outcomes = drive_together([
+            (queue.transport, queue._complete_and_pop_many([done[i] for i in groups.get(shard, ())],
+                                                           allot.get(shard, 0), worker_id, lease_seconds))
+            for shard, queue in zip(shards, queues, strict=True)])
+        codes = [0] * len(done)
+        leased: list[list[Task]] = []
+        due: float | None = None
+        error: BaseException | None = None
+        now = time.monotonic()
+        for shard, (ok, value) in zip(shards, outcomes, strict=True):
+            if not ok:
+                error = error or value
+                continue
+            got_codes, got, when = value
+            for i, code in zip(groups.get(shard, ()), got_codes, strict=True):
+                codes[i] = code
+            if shard in allot:
+                self.turns.visited(shard, when, now)
+                leased.append(got)
+                if not got and when is not None:
+                    due = when if due is None else min(due, when)
+        tasks = [task for row in itertools.zip_longest(*leased) for task in row if task is not None]
+        if error is not None:
+            if tasks:
+                try:
+                    self.release(tasks, count=False)
+                except (redis.RedisError, FairQueueError) as exc:  # their leases expire: late, not lost
+                    logger.warning("fairque: could not hand back %d tasks leased with a failed call: %s",
+                                   len(tasks), exc)
+            raise error
+        return codes, tasks, due
 
     def flush_metrics(self) -> int:
         """As :meth:`TaskQueue.flush_metrics`: each shard's buffer."""
@@ -450,7 +378,7 @@ class ShardedTaskQueue(CurrentQueue):
             assert quiet is not None
             due = None if quiet[1] is None else quiet[1] - now
         else:
-            tasks, due = self._pop_from(self._rotation(worker_id), 1, worker_id, lease_seconds)
+            tasks, due = self._pop_from(self._queues(self.turns.rotation(worker_id)), 1, worker_id, lease_seconds)
             if not tasks:
                 self._quiet = (now, None if due is None else now + due)
             elif quiet is not None:  # idle slots may wait: more may be ready (e.g. delayed tasks promoted)
@@ -463,7 +391,7 @@ class ShardedTaskQueue(CurrentQueue):
                 return None, due
             key, token = woke
             shards = len(self.shard_queues)
-            start = int(token[1:]) % shards if token[:1] == "s" and token[1:].isdigit() else next(self._turn) % shards
+            start = int(token[1:]) % shards if token[:1] == "s" and token[1:].isdigit() else self.turns.next_start()
             # the shard the push woke first (a token left by a push whose task a pop took already
             # wakes us for nothing: wait on)
             tasks, due = self._pop_from([*self.shard_queues[start:], *self.shard_queues[:start]], 1, worker_id,
@@ -766,10 +694,3 @@ def open_queue(config: FairQueueConfig, client: redis.Redis | None = None, *,
     if config.queue.shards > 1:
         return ShardedTaskQueue(config, client, worker_id=worker_id)
     return TaskQueue(config, client, worker_id=worker_id)
-
-
-
-def tenant_queue(queue: AnyQueue, user_id: str) -> TaskQueue:
-    """The queue of the shard holding ``user_id``'s keys (its ``keys`` name them): ``queue`` itself when
-    the prefix has one shard."""
-    return queue.queue_of(user_id) if isinstance(queue, ShardedTaskQueue) else queue

@@ -262,11 +262,18 @@ class Transport:
         returned, not raised. With ``stream`` each command is sent as soon as it is made (Redis runs
         it while the next one is built: large batches)."""
         if self._held is None:  # a cluster client: its pipeline sends each node its commands
+            commands = list(commands)
             with cluster_outage_as_connection_error():
-                pipe = self.client.pipeline(transaction=False)
-                for command in commands:
-                    pipe.execute_command(*command)
-                replies = list(pipe.execute(raise_on_error=False))
+                if len(commands) == 1:  # one command: the client's own call (a pipeline costs twice its CPU)
+                    try:
+                        replies = [self.client.execute_command(*commands[0])]
+                    except redis.ResponseError as exc:  # returned, as a pipeline returns it (an outage's
+                        replies = [exc]                 # reply too: outage_reply raises it)
+                else:
+                    pipe = self.client.pipeline(transaction=False)
+                    for command in commands:
+                        pipe.execute_command(*command)
+                    replies = list(pipe.execute(raise_on_error=False))
             outage_reply(replies)
             return replies
         conn, held = self._held.take()

@@ -19,24 +19,15 @@ from django.test import Client, override_settings
 from django.urls import reverse
 from redis.cluster import RedisCluster
 
+from example_project.embedded_cluster import Cluster
 from fairque_django import TaskQueue, get_redis_client
 from fairque_django.checks import check_config, check_redis_deploy, check_redis_ping
 from fairque_django.conf import get_queue
 from fairque_django.core.connection import reset_clients
 from tests.reliability import tasks as rel_tasks
 from tests.reliability.relconfig import core_config, user
-from tests.support.cluster import Cluster, start_cluster
 from tests.support.processes import Workers
 from tests.support.wait import eventually
-
-
-@pytest.fixture(scope="module")
-def redis_cluster() -> Iterator[Cluster]:
-    started = start_cluster(masters=3)
-    try:
-        yield started
-    finally:
-        started.stop()
 
 
 @pytest.fixture(autouse=True)

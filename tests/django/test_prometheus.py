@@ -95,6 +95,7 @@ def test_exposition_parses_with_expected_families_and_bounded_tenants(client: Cl
                 "fairque_worker_heartbeat_age_seconds", "fairque_worker_busy_slots", "fairque_worker_slots",
                 "fairque_worker_processed", "fairque_worker_failed", "fairque_alert_firing"}
     assert expected <= set(fams), expected - set(fams)
+    assert not [name for name in fams if name.startswith("fairque_shard_")]  # one keyspace shard: no shard label
     assert fams["fairque_task_wait_seconds"].type == "histogram"
     assert fams["fairque_tenant_tasks_enqueued"].type == "counter"
 

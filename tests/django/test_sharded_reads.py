@@ -142,6 +142,24 @@ def test_prometheus_sums_the_shards(sq: Any, client: Client) -> None:
     assert pushed == sum(q.get_stats()["tasks_pushed"] for q in sq.shard_queues)
 
 
+def test_prometheus_labels_the_depth_and_tenants_of_each_shard(sq: Any, client: Client) -> None:
+    users = users_per_shard(shard_map(sq), 2)
+    for shard, names in enumerate(users):  # shard n: 2 tenants, n + 1 tasks each
+        for user in names:
+            for i in range(shard + 1):
+                queue_of(sq, user).push(Task.create(user_id=user, payload={"i": i}))
+    response = client.get("/fairque/metrics", HTTP_AUTHORIZATION=f"Bearer {TOKEN}")
+    assert response.status_code == 200
+    fams = {f.name: f for f in text_string_to_metric_families(response.content.decode())}
+    ready = {s.labels["shard"]: s.value for s in fams["fairque_shard_queue_depth"].samples
+             if s.labels["lane"] == "ready"}
+    tenants = {s.labels["shard"]: s.value for s in fams["fairque_shard_tenants_with_work"].samples}
+    assert ready == {str(n): 2.0 * (n + 1) for n in range(SHARDS)}
+    assert tenants == {str(n): 2.0 for n in range(SHARDS)}
+    merged = next(s.value for s in fams["fairque_queue_depth"].samples if s.labels["lane"] == "ready")
+    assert merged == sum(ready.values()) and "shard" not in fams["fairque_queue_depth"].samples[0].labels
+
+
 def test_fairque_stats_and_alerts_read_every_shard(sq: Any) -> None:
     truth = make_dead(sq, 2)
     out = io.StringIO()

@@ -1,7 +1,7 @@
 """The queue and a worker against a real Redis Cluster: three masters started on loopback ports.
 
 Every key of a prefix shares one hash tag, so each script runs on the node owning that slot; the
-transport's round trips fall back to redis-py's cluster pipeline.
+transport's round trips fall back to redis-py's cluster pipeline (one command: the cluster client's own call).
 """
 
 from __future__ import annotations
@@ -10,7 +10,6 @@ import asyncio
 import dataclasses
 import threading
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -18,32 +17,14 @@ import redis
 from redis.asyncio.cluster import RedisCluster as AsyncRedisCluster
 from redis.cluster import RedisCluster
 
+from example_project.embedded_cluster import Cluster, cluster_port
 from fairque_django import AsyncTaskQueue, Priority, Task, TaskQueue, Worker
 from fairque_django.core.config import FairQueueConfig, RedisConfig
 from fairque_django.core.connection import build_client, get_client, reset_clients
 from fairque_django.core.observe import DeadLetters, TenantView, collect_metrics, health_status
 from fairque_django.core.worker import AsyncWorker
 from tests.integration.test_worker import run_to_end
-from tests.support.cluster import Cluster, cluster_port, start_cluster
 from tests.testapp import tasks as t
-
-
-@pytest.fixture(scope="module")
-def redis_cluster() -> Iterator[Cluster]:
-    """Three cluster-enabled masters, slots split between them (tests/support/cluster.py)."""
-    started = start_cluster(masters=3)
-    try:
-        yield started
-    finally:
-        started.stop()
-
-
-@pytest.fixture(scope="module")
-def cluster(redis_cluster: Cluster) -> Iterator[RedisCluster]:
-    client = RedisCluster(host="127.0.0.1", port=redis_cluster.masters[0].port)
-    assert len(client.get_nodes()) == 3
-    yield client
-    client.close()
 
 
 @pytest.fixture
@@ -62,6 +43,19 @@ def test_the_keys_of_a_prefix_share_one_slot(cluster: RedisCluster, config: Fair
             redis.Redis(host=node.host, port=node.port).keys(f"{q.keys.base}*")]
     assert len(keys) >= 5
     assert len({cluster.keyslot(k) for k in keys}) == 1
+
+
+def test_scripts_flushed_on_every_master_are_loaded_again(cluster: RedisCluster, config: FairQueueConfig) -> None:
+    """A one-command round trip (a push, a pop) goes through the cluster client's own call, not a
+    pipeline: its NOSCRIPT reply comes back as a reply, so the script is loaded and run again."""
+    q = TaskQueue(config, client=cluster)
+    pushed = q.push(Task.create(user_id="a", payload={"n": 1}))["task_id"]
+    for node in cluster.get_primaries():
+        redis.Redis(host=node.host, port=node.port).script_flush()
+    second = q.push(Task.create(user_id="b", payload={"n": 2}))["task_id"]
+    for node in cluster.get_primaries():
+        redis.Redis(host=node.host, port=node.port).script_flush()
+    assert sorted(x.task_id for x in q.pop_many(2)) == sorted([pushed, second])
 
 
 def test_queue_operations_on_a_cluster(cluster: RedisCluster, config: FairQueueConfig) -> None:

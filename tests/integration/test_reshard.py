@@ -28,6 +28,17 @@ def drain(q: TaskQueue) -> list[Task]:
     return got
 
 
+def one_running_of_three(make_config: Any) -> tuple[TaskQueue, Task, Any]:
+    """Tenant a pinned to shard 1 with three tasks (payload n = 0, 1, 2), the first one running:
+    the old shard's queue, the running task and the configuration that pins a to shard 2."""
+    src = TaskQueue(sharded(make_config, {"a": 1}), shard=1)
+    for i in range(3):
+        src.push(Task.create(user_id="a", payload={"n": i}))
+    running = src.pop()
+    assert running is not None and running.payload["n"] == 0
+    return src, running, sharded(make_config, {"a": 2})
+
+
 def test_a_pinned_tenant_moves_with_its_queued_and_delayed_tasks_and_limits(make_config: Any,
                                                                            redis_client: redis.Redis) -> None:
     old = sharded(make_config, {"a": 1})
@@ -56,13 +67,7 @@ def test_a_pinned_tenant_moves_with_its_queued_and_delayed_tasks_and_limits(make
 
 
 def test_running_tasks_finish_in_the_old_shard_before_the_move(make_config: Any, redis_client: redis.Redis) -> None:
-    old = sharded(make_config, {"a": 1})
-    src = TaskQueue(old, shard=1)
-    for i in range(3):
-        src.push(Task.create(user_id="a", payload={"n": i}))
-    running = src.pop()
-    assert running is not None
-    new = sharded(make_config, {"a": 2})
+    src, running, new = one_running_of_three(make_config)
     done = threading.Timer(0.5, lambda: src.complete(running))
     done.start()
     started = time.monotonic()
@@ -75,13 +80,7 @@ def test_running_tasks_finish_in_the_old_shard_before_the_move(make_config: Any,
 
 def test_a_move_that_times_out_leaves_the_tenant_paused_and_a_second_run_finishes(make_config: Any,
                                                                                  redis_client: redis.Redis) -> None:
-    old = sharded(make_config, {"a": 1})
-    src = TaskQueue(old, shard=1)
-    for i in range(3):
-        src.push(Task.create(user_id="a", payload={"n": i}))
-    running = src.pop()
-    assert running is not None
-    new = sharded(make_config, {"a": 2})
+    src, running, new = one_running_of_three(make_config)
     with pytest.raises(TimeoutError, match="stays paused"):
         move_tenant(new, redis_client, "a", 1, wait_seconds=0.2, poll_seconds=0.05)
     assert src.is_paused("a") and src.pop() is None  # nothing else starts in the old shard

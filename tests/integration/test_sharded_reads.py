@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 import redis
+from prometheus_client.parser import text_string_to_metric_families
 from redis.client import Pipeline
 from redis.cluster import RedisCluster
 
@@ -33,13 +34,12 @@ from fairque_django.core.observe import (
 from fairque_django.core.observe.alerts import AlertTracker
 from fairque_django.core.observe.fanout import shard_queue_of, split_limit
 from fairque_django.core.queue import TaskQueue
+from fairque_django.core.sharded import ShardedTaskQueue
 from fairque_django.prometheus import render
-from tests.integration.test_cluster import cluster, redis_cluster  # noqa: F401 (the three-master cluster fixtures)
 from tests.support.sharded import ShardedReadsStandIn, users_per_shard
 
 SHARDS = 4
 WORKERS = [{"id": "w1", "assigned_users": ["*"]}]
-__all__ = ["cluster"]  # (the fixture: three cluster masters)
 ERRORS: tuple[type[Exception], ...] = (ValueError, KeyError, RuntimeError)
 
 
@@ -243,6 +243,27 @@ def test_prometheus_exposition_sums_the_shards(sq: ShardedReadsStandIn, users: l
     assert sample('fairque_queue_depth{lane="leased"}') == SHARDS
     assert sample("fairque_tenants_with_work ") == 3 * SHARDS
     assert sample("fairque_other_tenants ") == 3 * SHARDS - 3
+    # each shard's part, labelled by shard, adds up to the merged series
+    fams = {f.name: f for f in text_string_to_metric_families(body)}
+    depth = {(x.labels["shard"], x.labels["lane"]): x.value for x in fams["fairque_shard_queue_depth"].samples}
+    tenants = {x.labels["shard"]: x.value for x in fams["fairque_shard_tenants_with_work"].samples}
+    assert len(depth) == 3 * SHARDS and len(tenants) == SHARDS
+    for shard, s in enumerate(stats):
+        assert depth[str(shard), "ready"] == s["tasks_queued"] > 0
+        assert depth[str(shard), "delayed"] == s["tasks_delayed"]
+        assert depth[str(shard), "leased"] == s["tasks_active"] == 1
+        assert tenants[str(shard)] == 3
+    assert len({s["tasks_queued"] for s in stats}) == SHARDS  # (fill: a different amount in each shard)
+    assert sample('fairque_queue_depth{lane="ready"}') == sum(s["tasks_queued"] for s in stats)
+
+
+def test_one_shard_has_no_per_shard_series(make_config: Callable[..., Any]) -> None:
+    q = TaskQueue(make_config(workers=WORKERS, worker_id="w1"))
+    push(q, "a", 3)
+    metrics = collect_metrics(q, 3, record_sample=False)
+    body = render(metrics).decode()
+    assert metrics.shards == [] and "fairque_shard_" not in body
+    assert 'fairque_queue_depth{lane="ready"} 3.0' in body.splitlines()
 
 
 # --------------------------------------------------------------------------- dead-letter queue
@@ -323,6 +344,16 @@ def test_dlq_filter_scan_limit_is_the_newest_of_the_merge(sq: ShardedReadsStandI
 
 
 # --------------------------------------------------------------------------- one tenant
+
+def test_shard_queue_of_a_sharded_queue_is_its_own_routing(make_config: Callable[..., Any],
+                                                          users: list[list[str]]) -> None:
+    real = ShardedTaskQueue(make_config(workers=WORKERS, worker_id="w1", shards=SHARDS))
+    for shard, names in enumerate(users):
+        for user in names:
+            assert shard_queue_of(real, user) is real.queue_of(user) is real.shard_queues[shard]
+    plain = TaskQueue(make_config(workers=WORKERS, worker_id="w1"))
+    assert shard_queue_of(plain, users[1][0]) is plain
+
 
 def test_the_tenant_view_reads_the_tenant_s_shard(sq: ShardedReadsStandIn, users: list[list[str]]) -> None:
     fill(sq, users)

@@ -25,9 +25,9 @@ import pytest
 import redis
 from redis.cluster import RedisCluster
 
+from example_project.embedded_cluster import Cluster, node_client, start_cluster
 from fairque_django import RedisUnavailableError, TaskQueue
 from fairque_django.core.connection import reset_clients
-from tests.support.cluster import Cluster, node_client, start_cluster
 from tests.support.processes import Workers
 from tests.support.wait import eventually
 

@@ -1,6 +1,6 @@
 """The shared fixtures of every test directory (tests/conftest.py makes them visible): a real
 Redis (flushed around each test), configurations on it, Django's FAIRQUE setting reset per test,
-and worker subprocesses."""
+worker subprocesses, and a real Redis Cluster for the modules that ask for one."""
 
 from __future__ import annotations
 
@@ -11,7 +11,9 @@ from typing import Any
 
 import pytest
 import redis
+from redis.cluster import RedisCluster
 
+from example_project.embedded_cluster import Cluster, start_cluster
 from fairque_django.core.config import FairQueueConfig, RedisConfig
 from fairque_django.core.connection import reset_clients
 
@@ -88,3 +90,23 @@ def workers(redis_client: redis.Redis, worker_env: dict[str, str], tmp_path: Pat
 
 __all__ = ["_fresh_django_conf", "make_config", "redis_client", "redis_config", "redis_url", "worker_env",
            "workers"]
+
+
+@pytest.fixture(scope="module")
+def redis_cluster() -> Iterator[Cluster]:
+    """Three cluster-enabled masters, slots split between them (example_project/embedded_cluster.py),
+    one cluster per test module that asks for it."""
+    started = start_cluster(masters=3)
+    try:
+        yield started
+    finally:
+        started.stop()
+
+
+@pytest.fixture(scope="module")
+def cluster(redis_cluster: Cluster) -> Iterator[RedisCluster]:
+    """A cluster client of :func:`redis_cluster`."""
+    client = RedisCluster(host="127.0.0.1", port=redis_cluster.masters[0].port)
+    assert len(client.get_nodes()) == 3
+    yield client
+    client.close()

@@ -28,7 +28,7 @@ from .liveness import (
     worker_liveness,
     worker_states,
 )
-from .rows import OTHER, TenantMetrics, WorkerMetrics
+from .rows import OTHER, ShardMetrics, TenantMetrics, WorkerMetrics
 from .samples import (
     BUCKETS_MS,
     HISTORY_MINUTES,
@@ -66,6 +66,7 @@ __all__ = [
     "Liveness",
     "OrphanedPartition",
     "QueueMetrics",
+    "ShardMetrics",
     "StarvedPartition",
     "TenantDetail",
     "TenantMetrics",

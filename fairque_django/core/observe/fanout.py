@@ -27,6 +27,7 @@ import redis
 from redis.cluster import RedisCluster
 
 from ..config import FairQueueConfig
+from ..sharded import ShardedTaskQueue
 from ..shards import shard_map
 from .values import replies
 
@@ -62,7 +63,10 @@ def shard_index_of(queue: QueueShards, user_id: str) -> int:
 
 
 def shard_queue_of(queue: QueueShards, user_id: str) -> TaskQueue:
-    """The queue of the shard holding ``user_id``'s keys (a plain queue: itself)."""
+    """The queue of the shard holding ``user_id``'s keys: a sharded queue's own routing
+    (:meth:`ShardedTaskQueue.queue_of <..sharded.ShardedTaskQueue.queue_of>`); a plain queue: itself."""
+    if isinstance(queue, ShardedTaskQueue):
+        return queue.queue_of(user_id)
     return queue.shard_queues[shard_index_of(queue, user_id)]
 
 

@@ -1,4 +1,5 @@
-"""The rows of a snapshot: one per tenant (or the ``other`` aggregate) and one per worker id."""
+"""The rows of a snapshot: one per tenant (or the ``other`` aggregate), one per worker id and, with
+several keyspace shards, one per shard."""
 
 from __future__ import annotations
 
@@ -123,3 +124,21 @@ class WorkerMetrics:
             "processed": self.processed, "failed": self.failed, "current": self.current,
             "assigned": list(self.assigned), "steals": list(self.steals), "host": self.host, "pid": self.pid,
         }
+
+
+@dataclass(frozen=True, slots=True)
+class ShardMetrics:
+    """One keyspace shard's part of a snapshot's global figures (``queue.shards`` > 1): its tasks
+    by state (``ready`` in a lane, ``delayed``, ``leased``) and its tenants with unfinished tasks.
+    Summed over the shards they are the snapshot's ``ready``, ``delayed``, ``leased`` and
+    ``tenants_with_work``."""
+
+    shard: int
+    ready: int
+    delayed: int
+    leased: int
+    tenants_with_work: int
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"shard": self.shard, "ready": self.ready, "delayed": self.delayed, "leased": self.leased,
+                "tenants_with_work": self.tenants_with_work}

@@ -63,7 +63,7 @@ from ..results import PROGRESS_FIELD, progress_of
 from ..scripts.commands import PRIORITY_PUSHED, STAT_FIELDS, stat_counters, stat_problems
 from .fanout import QueueShards, Trip, split_limit
 from .liveness import LIVENESS, WORKERS_READ, parse_record, worker_states
-from .rows import OTHER, TenantMetrics, WorkerMetrics
+from .rows import OTHER, ShardMetrics, TenantMetrics, WorkerMetrics
 from .samples import (
     BUCKETS_MS,
     SAMPLE_INTERVAL,
@@ -130,6 +130,7 @@ class QueueMetrics:
     problems: list[str] = field(default_factory=list)  # stats fields holding garbage (read as 0)
     tenants_paused: int = 0  # tenants paused now (all of them: HLEN of P:tpaused)
     tenants_held: int = 0  # tenants held out of their rotation with work queued (HLEN of P:theld)
+    shards: list[ShardMetrics] = field(default_factory=list)  # each keyspace shard's part (none with one shard)
 
     @property
     def depth(self) -> int:
@@ -277,7 +278,7 @@ class _Reader:
                                        {o.partition for o in orphans if o.served_by}) if parts else [],
             orphaned=with_waiting(orphans, parts, ready_sets),
             leases_scanned=g["n_lease_ids"], alert_states=g["alerts"], stalled=stalled, problems=g["problems"],
-            tenants_paused=g["n_paused"], tenants_held=g["n_held"],
+            tenants_paused=g["n_paused"], tenants_held=g["n_held"], shards=g["shards"],
         )
 
     # --- round trip 1: the global figures, in one transaction (per shard on a cluster) -------
@@ -362,6 +363,7 @@ class _Reader:
                              "pending": 0, "ready": 0, "wait_all": Histogram(), "run_all": Histogram()}
         tput: Counter[int] = Counter()
         tops: list[tuple[str, int, int]] = []
+        shards: list[ShardMetrics] = []
         for shard, sg in enumerate(per_shard):
             counters = stat_counters(names, sg["stats"])
             problems += stat_problems(self.shards[shard].keys.stats, names, sg["stats"])
@@ -370,12 +372,14 @@ class _Reader:
             leased, delayed, dlq = int(sg["leased"]), int(sg["delayed"]), int(sg["dlq"])
             pending = max(0, counters["pushed"] - counters["completed"] - counters["deleted"]
                           - counters["cancelled"] - dlq)
+            ready, n_users = max(0, pending - leased - delayed), int(sg["n_users"])
+            shards.append(ShardMetrics(shard, ready, delayed, leased, n_users))
             g["pending"] += pending
-            g["ready"] += max(0, pending - leased - delayed)
+            g["ready"] += ready
             g["leased"] += leased
             g["delayed"] += delayed
             g["dlq"] += dlq
-            g["n_users"] += int(sg["n_users"])
+            g["n_users"] += n_users
             g["n_paused"] += to_int(sg["n_paused"])
             g["n_held"] += to_int(sg["n_held"])
             g["wait_all"] += Histogram.from_hash(sg["all_hist"], "w")
@@ -395,6 +399,7 @@ class _Reader:
         g["lease_ids"] = [[text(i) for i in sg["lease_ids"]] for sg in per_shard]
         g["n_lease_ids"] = sum(len(ids) for ids in g["lease_ids"])
         g["totals"], g["problems"], g["tput"] = totals, problems, dict(tput)
+        g["shards"] = shards if len(shards) > 1 else []
         return g
 
     # --- round trip 2: tenant lanes and counters, leases, worker records, windows ----------------
