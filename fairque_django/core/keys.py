@@ -18,8 +18,14 @@ suffixes as the methods below (a test checks that every suffix a script uses is 
                                       waiting task cancelled by a failed dependency is kept (ms), pg progress
                                       "token\tfraction\tms\tmessage" (progress.lua), cx cancel flag of a leased
                                       task (its value: the result ttl)
-  P:queue:user:<u>:critical    LIST   CRITICAL lane (LPUSH, RPOP: FIFO)
-  P:queue:user:<u>:normal      ZSET   priorities 1-5, score (6-p)*2^40 + seq
+  P:queue:user:<u>:critical    LIST   CRITICAL lane (priority 6); LPUSH, RPOP: FIFO (a retry or release RPUSHes)
+  P:queue:user:<u>:p<n>        LIST   the lane of priority n (1-5), the same way; pop serves critical, p5 .. p1
+  P:queue:user:<u>:gone        HASH   the user's lazily removed lane entries: a cancelled or deleted queued
+                                      task's id stays in its lane until a pop takes it; id -> how many stale
+                                      entries of it the lanes hold, "\t<n>" -> how many lane n holds (a lane's
+                                      exact count is its length less that)
+  P:queue:user:<u>:normal      ZSET   the former lane of priorities 1-5 (score (6-p)*2^40 + seq), converted
+                                      into the lists by the first script that touches the user's lanes
   P:ready:<part>               ZSET   users with ready work in a partition, score = virtual start time
   P:vclock                     HASH   partition -> virtual time when its rotation last emptied
   P:vfinish:<part>             HASH   idle user -> its last finish tag (keeps round-robin honest)
@@ -99,6 +105,9 @@ def validate_key_part(value: object, what: str, max_length: int = 200) -> str:
 
 
 CLUSTER_SLOTS = 16384
+
+# The priorities of a user's lanes in the order pop serves them (6: the critical lane).
+LANE_PRIORITIES = (6, 5, 4, 3, 2, 1)
 
 
 def tag_slot(tag: str) -> int:
@@ -271,9 +280,25 @@ class Keys:
         return f"{self.base}:t:{task_id}"
 
     def critical(self, user_id: str) -> str:
+        """The CRITICAL lane (priority 6) of a user: the one served first."""
         return f"{self.base}:queue:user:{user_id}:critical"
 
+    def lane(self, user_id: str, priority: int) -> str:
+        """The lane (LIST) of a user's ready tasks of ``priority`` (1-6; 6 is :meth:`critical`)."""
+        if priority == 6:
+            return self.critical(user_id)
+        return f"{self.base}:queue:user:{user_id}:p{priority}"
+
+    def lanes(self, user_id: str) -> tuple[str, ...]:
+        """A user's lanes in the order pop serves them: critical, then priorities 5 .. 1."""
+        return tuple(self.lane(user_id, p) for p in LANE_PRIORITIES)
+
+    def gone(self, user_id: str) -> str:
+        """Hash: the user's lazily removed lane entries (id -> stale entries, ``"\t<n>"`` -> those of lane n)."""
+        return f"{self.base}:queue:user:{user_id}:gone"
+
     def normal(self, user_id: str) -> str:
+        """The former ZSET lane of priorities 1-5 (before the lanes were lists; converted on first touch)."""
         return f"{self.base}:queue:user:{user_id}:normal"
 
     def ready(self, partition: str) -> str:

@@ -103,11 +103,13 @@ def move_tenant(config: FairQueueConfig, client: redis.Redis, user_id: str, sour
             raise TimeoutError(f"tenant {user_id!r} still has running tasks in shard {source} after "
                                f"{wait_seconds:g} s; it stays paused there: run the move again")
         time.sleep(poll_seconds)
+    offset = 0  # lane entries passed (a moved task's id stays in its lane, stale: core/lanes.py)
     while True:
-        ids = _queued_ids(client, src, user_id, page)
-        if not ids:
+        ids, offset, more = _queued_ids(client, src, user_id, page, offset)
+        if ids:
+            report.moved += _move(client, src, dst, user_id, ids)
+        if not more:
             break
-        report.moved += _move(client, src, dst, user_id, ids)
     src.clear_tenant_limits(user_id)
     src.resume_tenant(user_id)
     client.hdel(src.keys.tenant_moving, user_id)
@@ -133,11 +135,32 @@ def _moving(client: redis.Redis, src: TaskQueue, user_id: str) -> bool:
     return bool(client.hexists(src.keys.tenant_moving, user_id))
 
 
-def _queued_ids(client: redis.Redis, src: TaskQueue, user_id: str, page: int) -> list[tuple[str, int]]:
-    """Up to ``page`` (task id, due ms or 0) of the tenant's queued and delayed tasks in ``src``."""
+def _queued_ids(client: redis.Redis, src: TaskQueue, user_id: str, page: int,
+                offset: int) -> tuple[list[tuple[str, int]], int, bool]:
+    """Up to ``page`` (task id, due ms or 0) of the tenant's queued and delayed tasks in ``src``: those of
+    its lane entries from ``offset`` on (counted from the RPOP ends, a lane of the former layout last;
+    the tenant is paused, so that they stay where they are; a deleted task's id stays in its lane),
+    then of the delayed set; the offset of the next page, and whether there may be more."""
     keys = src.keys
-    found = [(text(i), 0) for i in client.lrange(keys.critical(user_id), 0, page - 1)]
-    found += [(text(i), 0) for i in client.zrange(keys.normal(user_id), 0, page - 1 - len(found))]
+    entries: list[str] = []
+    pos = 0
+    for i, lane in enumerate([*keys.lanes(user_id), keys.normal(user_id)]):
+        size = int(client.llen(lane) if i < 6 else client.zcard(lane))
+        low, high = max(offset, pos) - pos, min(offset + page, pos + size) - pos
+        if low < high:
+            if i < 6:
+                entries += [text(e) for e in reversed(client.lrange(lane, -high, -(low + 1)))]
+            else:  # (the pause above converted it; an old producer may have written it since)
+                entries += [text(e) for e in client.zrange(lane, low, high - 1)]
+        pos += size
+    offset += len(entries)
+    rows = client.pipeline(transaction=False)
+    for task_id in entries:
+        rows.hmget(keys.task(task_id), "u", "st")
+    found = [(task_id, 0) for task_id, (owner, state) in zip(entries, rows.execute(), strict=True)
+             if text(owner or b"") == user_id and text(state or b"") == "queued"]
+    if entries:
+        return found, offset, True
     if len(found) < page:
         for chunk in _chunks(client.zscan_iter(keys.delayed, count=1000), 1000):
             users = client.pipeline(transaction=False)
@@ -148,7 +171,7 @@ def _queued_ids(client: redis.Redis, src: TaskQueue, user_id: str, page: int) ->
                     found.append((text(member), int(score)))
             if len(found) >= page:
                 break
-    return found[:page]
+    return found[:page], offset, bool(found)
 
 
 def _chunks(items: Iterator[Any], size: int) -> Iterator[list[Any]]:

@@ -18,6 +18,7 @@ from fairque_django import (
     AsyncWorker,
     CancelResult,
     FairQueueConfig,
+    Priority,
     Task,
     TaskQueue,
     TaskResult,
@@ -119,7 +120,7 @@ def test_a_cancelled_user_comes_back_at_its_place(queue: TaskQueue, redis_client
         t = w1.pop()
         assert t is not None
         w1.complete(t)
-    [left_a] = [i.decode() for i in redis_client.zrange(queue.keys.normal("a"), 0, -1)]
+    [left_a] = [i.decode() for i in redis_client.lrange(queue.keys.lane("a", Priority.NORMAL), 0, -1)]
     score = redis_client.zscore(queue.keys.ready("w1"), "a")
     assert queue.cancel(left_a) == "cancelled"
     assert float(redis_client.hget(queue.keys.vfinish("w1"), "a") or -1) == score
@@ -258,7 +259,7 @@ def test_cancel_tenant_over_10000_queued_tasks(queue: TaskQueue, redis_client: r
     assert counts == {"cancelled": waiting_a, "cancelling": 0}, counts
     assert calls >= 10  # bounded work per script call: at least one call per 1000 tasks
     print(f"cancel_tenant: {waiting_a} tasks in {took:.2f}s, {calls} script calls")
-    assert redis_client.llen(queue.keys.critical("a")) == redis_client.zcard(queue.keys.normal("a")) == 0
+    assert not redis_client.exists(*queue.keys.lanes("a"), queue.keys.gone("a"))
     assert "a" not in ready_users(redis_client, queue, "w1")
     assert queue.user_depth("b")["normal"] == 20 - (1 if leased.user_id == "b" else 0)
     assert redis_client.zcard(queue.keys.delayed) == 1  # c's

@@ -381,11 +381,23 @@ def test_corrupt_body_is_dead_lettered_and_others_still_served(q: TaskQueue, red
 def test_wrong_type_key_is_quarantined(q: TaskQueue, redis_client: redis.Redis) -> None:
     push_n(q, "a", 1)
     push_n(q, "b", 2)
-    redis_client.delete(q.keys.normal("a"))
-    redis_client.set(q.keys.normal("a"), "garbage")
+    lane = q.keys.lane("a", Priority.NORMAL)
+    redis_client.delete(lane)
+    redis_client.set(lane, "garbage")
     got = drain(q)
     assert [t.user_id for t in got] == ["b", "b"]
     assert redis_client.keys("*quarantine*")
+
+
+def test_wrong_type_former_lane_is_quarantined(q: TaskQueue, redis_client: redis.Redis) -> None:
+    """A key of another type where the former zset lane was: moved aside, the lists served."""
+    push_n(q, "a", 1)
+    redis_client.set(q.keys.normal("a"), "garbage")
+    push_n(q, "a", 1)
+    got = drain(q)
+    assert [t.user_id for t in got] == ["a", "a"]
+    assert redis_client.keys(f"*quarantine*{q.keys.normal('a')}*")
+    assert not redis_client.exists(q.keys.normal("a"))
 
 
 def test_redis_unreachable_is_typed_and_prompt() -> None:

@@ -97,7 +97,7 @@ def test_each_tenant_s_keys_live_in_its_shard(q: ShardedTaskQueue, redis_client:
     found = keys(redis_client)
     for user, task_id in ids.items():
         assert f"{tag(user)}:t:{task_id}" in found
-        assert f"{tag(user)}:queue:user:{user}:normal" in found
+        assert f"{tag(user)}:queue:user:{user}:p3" in found
         other = {MAP.keys[n].base for n in range(4)} - {tag(user)}
         assert not [k for k in found if k.startswith(tuple(other)) and (task_id in k or f":{user}:" in k)]
     assert "{fq}:wake:w1" in found  # the home wake list (shard 0's tag) the pushes left a token on

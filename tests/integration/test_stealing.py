@@ -7,7 +7,7 @@ from typing import Any
 
 import redis
 
-from fairque_django.core.models import Task
+from fairque_django.core.models import Priority, Task
 from fairque_django.core.queue import TaskQueue
 
 
@@ -122,10 +122,10 @@ def test_pop_never_leases_a_stray_task_id_in_a_lane(make_config: Any, redis_clie
     assert leased is not None and leased.task_id == running.task_id
     own = Task.create(user_id="b", payload={"n": 3})
     q.push(own)
-    lane = q.keys.normal("b")
-    redis_client.zadd(lane, {victim.task_id: 0, running.task_id: 1})  # ahead of b's own task
+    lane = q.keys.lane("b", Priority.NORMAL)
+    redis_client.rpush(lane, victim.task_id, running.task_id)  # ahead of b's own task
     step = q.pop_step("w1")
     assert [t.task_id for t in step.tasks] == [own.task_id]
     assert redis_client.hget(q.keys.task(victim.task_id), "st") == b"dead"
     assert redis_client.hget(q.keys.task(running.task_id), "tok") == leased.lease_token.encode()  # type: ignore[union-attr]
-    assert redis_client.zcard(lane) == 0
+    assert redis_client.llen(lane) == 0

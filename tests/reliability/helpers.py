@@ -127,6 +127,8 @@ def queue_leftovers(client: redis.Redis, prefix: str) -> dict[str, Any]:
     lanes = {}
     for key in scan(client, f"{base}:queue:user:*"):
         kind = text(client.type(key))
+        if kind == "hash" and text(key).endswith(":gone"):  # (counts of stale lane entries: the lanes show them)
+            continue
         size = client.llen(key) if kind == "list" else client.zcard(key) if kind == "zset" else -1
         if size:
             lanes[key] = size

@@ -1,9 +1,11 @@
 """A pure-Python reference model of the queue's intended semantics, step for step as the Lua
 scripts do it (``fairque_django/core/lua/*.lua``):
 
-- per user, a CRITICAL lane (FIFO; tasks whose lease expired go to its front, promoted delayed
-  tasks to its back) served before the
-  normal lane (priority 5..1, then enqueue sequence);
+- per user, a lane per priority, served CRITICAL (6) first, then 5..1, each FIFO (tasks whose lease
+  expired or that were released go to its front, promoted delayed tasks to its back); a cancelled
+  or deleted queued task leaves its id in its lane (lazy removal), counted as a stale entry of the
+  user until a pop (or cancel_queued, or a look for the user's partition) takes it out, or the
+  user's lanes hold nothing else when a task of theirs is cancelled (then they go);
 - per partition, a rotation of ready users by virtual time: a user joining takes
   ``start = max(score of the head of the ready set, or the partition clock; its last finish)``,
   each service moves it to ``finish = start + 1/weight``; ties go to the smaller user id;
@@ -50,12 +52,8 @@ from dataclasses import dataclass, field
 from fairque_django.core.config import FairQueueConfig
 from fairque_django.core.config.limits import LimitSpec, effective_limits
 
-PRIO_SPAN = 2 ** 40
 GARBAGE = "garbage"  # a value of the right type (a string, a hash field) that is no number
-
-
-def normal_score(prio: int, seq: int) -> float:
-    return float((6 - prio) * PRIO_SPAN + seq)
+LANES = (6, 5, 4, 3, 2, 1)  # the priorities of a user's lanes in serving order
 
 
 @dataclass
@@ -84,8 +82,13 @@ class MTask:
 class Model:
     config: FairQueueConfig
     tasks: dict[str, MTask] = field(default_factory=dict)
-    crit: defaultdict[str, deque[str]] = field(default_factory=lambda: defaultdict(deque))
-    normal: defaultdict[str, dict[str, float]] = field(default_factory=lambda: defaultdict(dict))
+    # user -> priority -> its lane, the next served first (stale entries included)
+    lanes: defaultdict[str, defaultdict[int, deque[str]]] = field(
+        default_factory=lambda: defaultdict(lambda: defaultdict(deque)))
+    gone: defaultdict[str, Counter[str]] = field(default_factory=lambda: defaultdict(Counter))  # id -> stale
+    gone_lane: defaultdict[str, Counter[int]] = field(default_factory=lambda: defaultdict(Counter))  # prio -> stale
+    # (user, priority) -> (seq, id) of the tasks the current script call put back at the head of that lane
+    front_run: dict[tuple[str, int], list[tuple[int, str]]] = field(default_factory=dict)
     ready: defaultdict[str, dict[str, float]] = field(default_factory=lambda: defaultdict(dict))
     vfinish: defaultdict[str, dict[str, float | str]] = field(default_factory=lambda: defaultdict(dict))
     vclock: dict[str, float | str] = field(default_factory=dict)
@@ -129,12 +132,61 @@ class Model:
         if lim["rate"] is not None:
             self.tokens_used[user] += 1
 
+    # --- lanes (includes/lane_keys, gone_add, lane_drop, lane_stale, lane_purge, lanes_tidy) ---------
+    def has_entries(self, user: str) -> bool:
+        return any(self.lanes[user][p] for p in LANES)
+
+    def queued_count(self, user: str) -> int:
+        return sum(len(self.lanes[user][p]) for p in LANES) - sum(self.gone_lane[user].values())
+
+    def is_queued(self, tid: str, user: str) -> bool:
+        t = self.tasks.get(tid)
+        return t is not None and t.user == user and t.st == "queued"
+
+    def lane_drop(self, user: str, prio: int, tid: str) -> None:
+        self.gone[user][tid] += 1
+        self.gone_lane[user][prio] += 1
+
+    def lane_stale(self, user: str, prio: int, tid: str) -> bool:
+        if self.gone[user][tid] < 1:
+            self.gone[user].pop(tid, None)
+            return False
+        self.gone[user][tid] -= 1
+        self.gone_lane[user][prio] -= 1
+        self.gone[user] = +self.gone[user]
+        self.gone_lane[user] = +self.gone_lane[user]
+        return True
+
+    def lane_purge(self, user: str, tid: str) -> None:
+        if tid not in self.gone[user]:
+            return
+        for p in LANES:
+            lane = self.lanes[user][p]
+            n = lane.count(tid)
+            if n:
+                self.lanes[user][p] = deque(i for i in lane if i != tid)
+                self.gone_lane[user][p] -= n
+        del self.gone[user][tid]
+        self.gone_lane[user] = +self.gone_lane[user]
+
+    def lanes_tidy(self, user: str) -> bool:
+        if self.queued_count(user) > 0:
+            return False
+        for p in LANES:
+            self.lanes[user][p].clear()
+        self.gone[user].clear()
+        self.gone_lane[user].clear()
+        return True
+
     def queued_part(self, user: str) -> str | None:
-        if self.crit[user]:
-            return self.tasks[self.crit[user][0]].part
-        lane = self.normal[user]
-        if lane:
-            return self.tasks[min(lane, key=lambda i: lane[i])].part
+        for p in LANES:
+            lane = self.lanes[user][p]
+            while lane:
+                head = lane[0]
+                if self.is_queued(head, user) or not self.lane_stale(user, p, head):
+                    t = self.tasks.get(head)
+                    return t.part if t is not None else "~pool"
+                lane.popleft()
         return None
 
     def rejoin(self, user: str) -> None:
@@ -229,14 +281,21 @@ class Model:
         self.vfinish[part].pop(user, None)
         ready[user] = start
 
+    def begin_call(self) -> None:
+        """A script call starts: the tasks it puts back at the head of a lane keep their order."""
+        self.front_run = {}
+
     def enqueue_ready(self, t: MTask, front: bool) -> None:
-        if t.prio == 6:
-            if front:
-                self.crit[t.user].appendleft(t.id)
-            else:
-                self.crit[t.user].append(t.id)
+        if front:  # at the head, among the tasks this call put back there by their enqueue order
+            run = self.front_run.setdefault((t.user, t.prio), [])
+            lane = self.lanes[t.user][t.prio]
+            for _ in run:
+                lane.popleft()
+            run.append((t.seq, t.id))
+            run.sort()
+            lane.extendleft(tid for _, tid in reversed(run))
         else:
-            self.normal[t.user][t.id] = normal_score(t.prio, t.seq)
+            self.lanes[t.user][t.prio].append(t.id)
         t.st = "queued"
         t.due = None
         self.mark_ready(t.part, t.user)
@@ -307,7 +366,7 @@ class Model:
     def hand_off(self, t: MTask) -> str | None:
         """Lease a task ready now to a parked slot if a pop would choose it; returns the slot's token."""
         part, user = t.part, t.user
-        if self.ready[part] or self.crit[user] or self.normal[user] or self.blocked(user) or not self.parked[part]:
+        if self.ready[part] or self.has_entries(user) or self.blocked(user) or not self.parked[part]:
             return None
         slot = min(self.parked[part])
         self.parked[part].remove(slot)
@@ -333,6 +392,7 @@ class Model:
                 out.append(0)
                 continue
             out.append(1)
+            self.lane_purge(user, tid)
             t = MTask(tid, user, prio, first + i + 1, self.config.weight_of(user), self.config.partition_of(user),
                       maxr)
             self.tasks[tid] = t
@@ -375,6 +435,7 @@ class Model:
                 failed = failed or (None if allow else did)
             else:
                 unmet.append(did)
+        self.lane_purge(user, tid)
         t = MTask(tid, user, prio, self.seq, self.config.weight_of(user), self.config.partition_of(user), maxr,
                   allow=allow)
         self.tasks[tid] = t
@@ -401,6 +462,7 @@ class Model:
         return "1", None
 
     def run_timers(self, expired: list[str], promoted: list[str]) -> None:
+        self.begin_call()
         for tid in sorted(expired, key=lambda i: (self.tasks[i].deadline or 0, i)):
             if self.tasks[tid].cx:
                 self.cancel_leased(tid)
@@ -410,15 +472,11 @@ class Model:
         for tid in sorted(promoted, key=lambda i: (self.tasks[i].due or 0, i)):
             self.enqueue_ready(self.tasks[tid], front=False)
 
-    def take(self, user: str) -> str | None:
-        if self.crit[user]:
-            return self.crit[user].popleft()
-        lane = self.normal[user]
-        if not lane:
-            return None
-        tid = min(lane, key=lambda i: lane[i])
-        del lane[tid]
-        return tid
+    def take(self, user: str) -> tuple[str, int] | None:
+        for p in LANES:
+            if self.lanes[user][p]:
+                return self.lanes[user][p].popleft(), p
+        return None
 
     def serve(self, part: str, user: str, score: float) -> MTask | None:
         why = self.blocked(user)
@@ -427,14 +485,22 @@ class Model:
             self.vfinish[part][user] = score
             self.held[user] = why
             return None
-        tid = self.take(user)
-        if tid is None:
-            del self.ready[part][user]
-            return None
+        while True:
+            taken = self.take(user)
+            if taken is None:  # only stale entries were left: it leaves as after its last pop
+                del self.ready[part][user]
+                self.vfinish[part][user] = score
+                if not self.ready[part]:
+                    self.vclock[part] = score
+                return None
+            tid, prio = taken
+            if self.is_queued(tid, user):
+                break
+            assert self.lane_stale(user, prio, tid), f"stray id {tid} in a lane of {user}"
         t = self.tasks[tid]
         finish = score + 1 / (t.weight if t.weight > 0 else 1)
         self.lease_taken(user)
-        more = bool(self.crit[user] or self.normal[user])
+        more = self.has_entries(user)
         why = self.blocked(user) if more else None
         if more and not why:
             self.ready[part][user] = finish
@@ -500,6 +566,7 @@ class Model:
         return code
 
     def release(self, tid: str, token: str | None) -> int:
+        self.begin_call()
         t = self.tasks.get(tid)
         if t is None or t.st != "leased" or t.token != token:
             return 0
@@ -546,7 +613,7 @@ class Model:
         """leave_rotation.lua: a user with no ready task left leaves the rotation, keeping its place,
         and is held no longer."""
         ready = self.ready[part]
-        if self.crit[user] or self.normal[user]:
+        if not self.lanes_tidy(user):
             return
         self.held.pop(user, None)
         if user not in ready:
@@ -569,9 +636,7 @@ class Model:
         if t.st == "dead":
             return "finished"
         if t.st == "queued":
-            if tid in self.crit[t.user]:
-                self.crit[t.user].remove(tid)
-            self.normal[t.user].pop(tid, None)
+            self.lane_drop(t.user, t.prio, tid)  # (its id stays in its lane)
             self.leave_rotation(t.part, t.user)
         self.cancel_cascade(tid)  # (queued, delayed, or waiting: in no lane)
         return "cancelled"
@@ -584,22 +649,22 @@ class Model:
 
     def cancel_queued(self, user: str, limit: int) -> tuple[int, int]:
         """cancel_queued.lua: up to limit of user's queued tasks, from the heads of its lanes."""
-        crit = self.crit[user]
-        ids = [crit.popleft() for _ in range(min(limit, len(crit)))][::-1]  # LRANGE -limit -1: list order
-        lane = self.normal[user]
-        for tid in sorted(lane, key=lambda i: lane[i])[:limit - len(ids)]:
-            del lane[tid]
-            ids.append(tid)
+        ids: list[tuple[str, int]] = []
+        for p in LANES:
+            lane = self.lanes[user][p]
+            while lane and len(ids) < limit:
+                ids.append((lane.popleft(), p))
         n, part = 0, None
-        for tid in ids:
-            t = self.tasks.get(tid)
-            if t is not None and t.user == user and t.st == "queued":
-                part = t.part
+        for tid, p in ids:
+            if self.is_queued(tid, user):
+                part = self.tasks[tid].part
                 self.cancel_cascade(tid)
                 n += 1
+            else:
+                self.lane_stale(user, p, tid)
         if part is not None:
             self.leave_rotation(part, user)
-        return n, len(self.crit[user]) + len(self.normal[user])
+        return n, sum(len(self.lanes[user][p]) for p in LANES)
 
     def cancel_tenant(self, user: str, running: bool, chunk: int) -> dict[str, int]:
         """TaskQueue.cancel_tenant step for step: the delayed set (scanned in score order: it is
@@ -654,6 +719,8 @@ class Model:
         a tag still ahead of a non-empty rotation)."""
         for key in [k for k in self.stats if k.startswith("u:") and k.rpartition(":")[0][2:] in users]:
             del self.stats[key]
+        for user in users:  # lanes left with stale entries only go
+            self.lanes_tidy(user)
         kept: set[str] = set()
         clocks: dict[str, float] = {}
         for user in sorted(users):

@@ -40,7 +40,7 @@ from fairque_django.core.scripts.pop import PopStep
 from tests.support.redis_url import REDIS_URL
 
 from .helpers import text
-from .model import GARBAGE, Model, MTask
+from .model import GARBAGE, LANES, Model, MTask
 
 USERS = ["a", "b", "c", "d", "e", "p"]
 WORKER_IDS = ["w1", "w2", "w3"]
@@ -362,6 +362,7 @@ class QueueMachine(RuleBasedStateMachine):
             self.model.cancel_fail(task.task_id)
         else:
             due = self.client.zscore(f"{self.base}:delayed", task.task_id)
+            self.model.begin_call()
             expected = self.model.fail_attempt(self.model.tasks[task.task_id], force_dead=not retry,
                                                due=int(due) if due is not None else None)
             assert outcome == expected, (outcome, expected)
@@ -537,8 +538,9 @@ class QueueMachine(RuleBasedStateMachine):
             pipe.zrange(f"{b}:parked:{part}", 0, -1, withscores=True)
         pipe.hgetall(f"{b}:vclock")
         for user in USERS:
-            pipe.lrange(f"{b}:queue:user:{user}:critical", 0, -1)
-            pipe.zrange(f"{b}:queue:user:{user}:normal", 0, -1, withscores=True)
+            for prio in LANES:
+                pipe.lrange(f"{b}:queue:user:{user}:{'critical' if prio == 6 else f'p{prio}'}", 0, -1)
+            pipe.hgetall(f"{b}:queue:user:{user}:gone")
         pipe.zrange(f"{b}:leases", 0, -1)
         pipe.zrange(f"{b}:delayed", 0, -1)
         pipe.zrange(f"{b}:dlq", 0, -1)
@@ -563,11 +565,14 @@ class QueueMachine(RuleBasedStateMachine):
         vclock = {text(k): number(v) for k, v in next(rows).items()}
         assert vclock == m.vclock, (vclock, m.vclock)
         for user in USERS:
-            crit = [text(i) for i in reversed(next(rows))]  # LPUSH/RPOP: the right end is served next
-            assert crit == list(m.crit[user]), f"critical lane of {user}: redis {crit} model {list(m.crit[user])}"
-            normal = [(text(i), s) for i, s in next(rows)]
-            want_n = sorted(m.normal[user].items(), key=lambda kv: kv[1])
-            assert normal == want_n, f"normal lane of {user}: redis {normal} model {want_n}"
+            for prio in LANES:
+                lane = [text(i) for i in reversed(next(rows))]  # LPUSH/RPOP: the right end is served next
+                want_l = list(m.lanes[user][prio])
+                assert lane == want_l, f"lane {prio} of {user}: redis {lane} model {want_l}"
+            gone = {text(k): int(v) for k, v in next(rows).items()}
+            want_g = {**{i: n for i, n in m.gone[user].items() if n},
+                      **{f"\t{p}": n for p, n in m.gone_lane[user].items() if n}}
+            assert gone == want_g, f"stale lane entries of {user}: redis {gone} model {want_g}"
         states = m.by_state()
         assert {text(i) for i in next(rows)} == states.get("leased", set())
         assert {text(i) for i in next(rows)} == states.get("delayed", set())

@@ -163,8 +163,15 @@ FAMILIES: list[Family] = [
     Family("leased task progress", ("task",), TOLERATED, hset(HELD, {"pg": "garbage\tnan\tsoon"})),
     Family("critical lane member", ("critical",), TOLERATED,
            lambda c, s: c.lpush(s.keys.critical("b"), "no-such-task")),
-    Family("normal lane member", ("normal",), TOLERATED,
+    Family("lane member", ("lane", "lanes"), TOLERATED,
+           lambda c, s: c.rpush(s.keys.lanes("b")[3], "no-such-task")),
+    # a lane of the former layout (a zset of priorities 1-5): converted by the first script that touches it
+    Family("former lane member", ("normal",), TOLERATED,
            zadd(lambda s: s.keys.normal("b"), lambda s: "no-such-task", 0)),
+    # stale lane entry counts: garbage, a count beyond the lane's length (the lane then reads empty: the
+    # cancel that looks at it repairs it), an id never cancelled
+    Family("stale lane entries", ("gone",), TOLERATED,
+           hset(lambda s: s.keys.gone("b"), {"\t3": "garbage", "\t6": "-4", "\t5": "99", "no-such-task": "x"})),
     Family("wake list", ("wake",), TOLERATED, lambda c, s: c.lpush(s.keys.wake("w1"), "garbage")),
     Family("parked slot", ("parked",), REPAIRED, parked_garbage),
     # a sharded prefix's idle workers wait on the home wake list; a token names a shard ('s<n>'), garbage

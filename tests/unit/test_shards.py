@@ -31,6 +31,8 @@ def test_a_tenant_s_keys_live_under_its_shard_tag_and_the_home_keys_under_the_pr
     assert keys.base == "{fq:3}" and keys.home == "{fq}"
     assert keys.task("t1") == "{fq:3}:t:t1"
     assert keys.normal("org") == "{fq:3}:queue:user:org:normal"
+    assert keys.lanes("org")[0] == keys.critical("org") == "{fq:3}:queue:user:org:critical"
+    assert keys.lane("org", 2) == "{fq:3}:queue:user:org:p2" and keys.gone("org") == "{fq:3}:queue:user:org:gone"
     assert keys.result("org", "t1") == "{fq:3}:result:3:org:t1"
     assert keys.dlq == "{fq:3}:dlq" and keys.stats == "{fq:3}:queue:stats"
     # shared by every shard: the worker registry, heartbeats, schedules, the admin's samples and alerts

@@ -44,6 +44,20 @@ from redis.cluster import RedisCluster
 from ..codec import count, text
 from ..config.limits import LimitSpec, effective_limits
 from ..keys import Keys
+from ..lanes import (
+    COUNT_READS,
+    CRITICAL_READS,
+    HEAD_READS,
+    TOTAL_READS,
+    add_count_reads,
+    add_critical_reads,
+    add_head_reads,
+    add_total_reads,
+    counts_from,
+    critical_from,
+    heads_from,
+    total_from,
+)
 from ..queue import TaskQueue, redis_errors
 from ..results import PROGRESS_FIELD, progress_of
 from ..scripts.commands import PRIORITY_PUSHED, STAT_FIELDS, stat_counters, stat_problems
@@ -391,25 +405,24 @@ class _Reader:
     # --- round trip 2: tenant lanes and counters, leases, worker records, windows ----------------
     def _shard_details(self, keys: Keys, pipe: Any, users: Sequence[str], lease_ids: Sequence[str],
                        others: Sequence[str], scan: Sequence[str]) -> list[Any]:
+        defaults: list[Any] = []
         for user in users:
-            pipe.llen(keys.critical(user))
-            pipe.zcard(keys.normal(user))
-            pipe.lindex(keys.critical(user), -1)  # RPOP side: the one served next
-            pipe.zrange(keys.normal(user), 0, 0)
+            defaults += add_count_reads(pipe, keys, user)
+            defaults += add_head_reads(pipe, keys, user)
+            defaults += [[None] * len(TENANT_COUNTERS), {}, None, None, None, None]
             pipe.hmget(keys.stats, *(f"u:{user}:{f}" for _, f in TENANT_COUNTERS))
             pipe.hgetall(keys.metrics_user(user))
             for limits_key in (keys.tenant_leased, keys.tenant_limits, keys.tenant_paused, keys.tenant_held):
                 pipe.hget(limits_key, user)
         for task_id in lease_ids:
             pipe.hmget(keys.task(task_id), "u", "wk", "st", "tok", PROGRESS_FIELD)
+        tail: list[Any] = []  # (critical counts of the other tenants, queued counts of those checked for a stall)
         for user in others:
-            pipe.llen(keys.critical(user))
+            tail += add_critical_reads(pipe, keys, user)
         for user in scan:
-            pipe.llen(keys.critical(user))
-            pipe.zcard(keys.normal(user))
+            tail += add_total_reads(pipe, keys, user)
         rotation_defaults = queue_rotation_reads(pipe, keys, self.config, scan)
-        return [*([0, 0, None, [], [None] * len(TENANT_COUNTERS), {}, None, None, None, None] * len(users)),
-                *([[None] * 5] * len(lease_ids)), *([0] * len(others)), *([0, 0] * len(scan)), *rotation_defaults]
+        return [*defaults, *([[None] * 5] * len(lease_ids)), *tail, *rotation_defaults]
 
     def _details(self, g: dict[str, Any], totals: Mapping[str, int], now: float, windows: Sequence[float],
                  record_sample: bool, sample_interval: float) -> dict[str, Any]:
@@ -445,7 +458,8 @@ class _Reader:
         found_suspects: list[list[str]] = []
         for shard, section in enumerate(sections):
             it = iter(out[section])
-            per_user_of.append([[next(it) for _ in range(10)] for _ in users_of[shard]])
+            per_user_of.append([_user_row([next(it) for _ in range(COUNT_READS + HEAD_READS + 6)])
+                                for _ in users_of[shard]])
             lease_ids = g["lease_ids"][shard]
             for task_id, (u, wk, st, tok, pg) in zip(lease_ids, (next(it) for _ in lease_ids), strict=True):
                 if u is not None:
@@ -457,9 +471,9 @@ class _Reader:
                                             PROGRESS_FIELD: text(pg)})
                     if reported is not None:
                         progress[task_id] = reported.to_dict()
-            other_critical += sum(int(next(it)) for _ in g["others"][shard])
+            other_critical += sum(critical_from([next(it) for _ in range(CRITICAL_READS)]) for _ in g["others"][shard])
             scan = g["scan"][shard]
-            lanes = [int(next(it)) + int(next(it)) for _ in scan]
+            lanes = [total_from([next(it) for _ in range(TOTAL_READS)]) for _ in scan]
             scores = [next(it) for _ in scan]
             found_suspects.append(suspects(scan, lanes, scores))
         positions = [0] * len(self.shards)
@@ -573,6 +587,15 @@ class _Reader:
                 paused=paused is not None, held=text(held) if held is not None else None,
             ))
         return rows
+
+
+def _user_row(replies: Sequence[Any]) -> list[Any]:
+    """A tenant's row of round trip 2: its critical and other queued counts, the heads of its critical
+    lane and of its first other lane (as a list: empty for none), then the replies that follow."""
+    lanes = counts_from(replies[:COUNT_READS])
+    crit_head, normal_head = heads_from(replies[COUNT_READS:COUNT_READS + HEAD_READS])
+    return [lanes[6], sum(n for p, n in lanes.items() if p != 6), crit_head,
+            [] if normal_head is None else [normal_head], *replies[COUNT_READS + HEAD_READS:]]
 
 
 def _other(rows: Sequence[TenantMetrics], n_users: int, totals: Mapping[str, int], pending: int, ready: int,

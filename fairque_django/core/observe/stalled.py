@@ -16,6 +16,7 @@ from typing import Any, Final
 
 from ..config import POOL_PARTITION, FairQueueConfig
 from ..keys import Keys
+from ..lanes import COUNT_READS, add_count_reads, counts_from
 
 STALL_SCAN: Final = 50  # tenants (most unfinished work first) checked for a stall by every snapshot
 
@@ -60,22 +61,23 @@ def queue_recheck_reads(pipe: Any, keys: Keys, config: FairQueueConfig, users: S
     """Add (to a transaction) a consistent re-read of each suspect: its lanes and its score in every
     partition (its tasks may sit in another one, e.g. after a reassignment); returns the defaults."""
     parts = [*config.worker_ids, POOL_PARTITION]
+    defaults: list[Any] = []
     for user in users:
-        pipe.llen(keys.critical(user))
-        pipe.zcard(keys.normal(user))
+        defaults += add_count_reads(pipe, keys, user)
         for part in parts:
             pipe.zscore(keys.ready(part), user)
         pipe.hexists(keys.tenant_held, user)
-    return [0, 0, *([None] * len(parts)), False] * len(users)
+        defaults += [*([None] * len(parts)), False]
+    return defaults
 
 
 def stalled_from(config: FairQueueConfig, users: Sequence[str], replies: Sequence[Any]) -> list[StalledTenant]:
     """The stalled tenants among ``users`` from the replies of :func:`queue_recheck_reads`."""
-    width = 2 + len(config.worker_ids) + 1 + 1
+    width = COUNT_READS + len(config.worker_ids) + 1 + 1
     out: list[StalledTenant] = []
     for i, user in enumerate(users):
         row = replies[i * width:(i + 1) * width]
-        ready = int(row[0] or 0) + int(row[1] or 0)
-        if ready > 0 and all(s is None for s in row[2:-1]) and not row[-1]:  # (a held tenant waits by design)
+        ready = sum(counts_from(row[:COUNT_READS]).values())
+        if ready > 0 and all(s is None for s in row[COUNT_READS:-1]) and not row[-1]:  # (a held tenant waits by design)
             out.append(StalledTenant(user, partition_for(config, user), ready))
     return out

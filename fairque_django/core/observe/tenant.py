@@ -25,6 +25,8 @@ from redis.cluster import RedisCluster
 from ..codec import chunks, count, text
 from ..errors import CorruptTaskError
 from ..ids import user_id_problem
+from ..keys import LANE_PRIORITIES
+from ..lanes import COUNT_READS, add_count_reads, counts_from
 from ..models import Priority, Task
 from ..queue import redis_errors
 from ..results import PROGRESS_FIELD, progress_of
@@ -35,7 +37,6 @@ __all__ = ["PRIORITY_LANES", "TenantDetail", "TenantTask", "TenantTasks", "Tenan
 
 PRIORITY_LANES: Final = ("critical", "5", "4", "3", "2", "1")
 """The depth keys of :attr:`TenantDetail.depth`: the critical lane, then the normal lane's priorities."""
-_SPAN: Final = 2 ** 40  # the normal lane's score: (6 - priority) * 2^40 + seq
 _FIELDS: Final = ("b", "u", "st", "h", "e", "a", "wk", "lt", "tok", PROGRESS_FIELD)
 _PIPE_CHUNK: Final = 1000
 
@@ -139,19 +140,17 @@ class TenantView:
         k, user = self.keys, self.tenant
         with redis_errors("tenant_detail"):
             pipe = self.client.pipeline(transaction=True)
-            pipe.llen(k.critical(user))
-            for p in range(5, 0, -1):
-                low = (6 - p) * _SPAN
-                pipe.zcount(k.normal(user), low, f"({low + _SPAN}")
+            add_count_reads(pipe, k, user)
             pipe.zscore(k.live, user)
             pipe.hget(k.tenant_leased, user)
             cluster = isinstance(self.client, RedisCluster)
             if not cluster:  # (a cluster pipeline refuses TIME: one more round trip there)
                 pipe.time()
-            crit, *normal, live, leased = (reply := pipe.execute())[:8]
-            sec, usec = self.client.time() if cluster else reply[8]
+            reply = pipe.execute()
+            lanes, (live, leased) = counts_from(reply[:COUNT_READS]), reply[COUNT_READS:COUNT_READS + 2]
+            sec, usec = self.client.time() if cluster else reply[COUNT_READS + 2]
         limits = self.queue.get_tenant_limits(user)
-        depth = dict(zip(PRIORITY_LANES, [int(crit), *(int(n) for n in normal)], strict=True))
+        depth = dict(zip(PRIORITY_LANES, [lanes[p] for p in LANE_PRIORITIES], strict=True))
         return TenantDetail(tenant=user, timestamp=int(sec) + int(usec) / 1e6, depth=depth,
                             unfinished=count(live) or 0, leased=count(leased) or 0, limits=limits)
 
@@ -162,19 +161,19 @@ class TenantView:
         offset, limit, search = max(0, int(offset)), max(1, int(limit)), (search or "").strip() or None
         k, user = self.keys, self.tenant
         with redis_errors("tenant_queued"):
-            pipe = self.client.pipeline(transaction=False)
-            pipe.llen(k.critical(user))
-            pipe.zcard(k.normal(user))
-            n_crit, n_normal = (int(n) for n in pipe.execute())
-            total = n_crit + n_normal
+            pipe = self.client.pipeline(transaction=True)
+            add_count_reads(pipe, k, user)
+            reply = pipe.execute()
+            total = sum(counts_from(reply).values())
+            sizes = [int(n) for n in reply[:6]] + [sum(int(n) for n in reply[6:11])]  # (stale entries too)
             if search is None:
-                ids = self._queued_window(n_crit, offset, limit)
-                return TenantTasks(self._tasks(ids), offset, limit, total, exact=True, scanned=0)
+                ids = self._queued_window(sizes, offset, limit)
+                return TenantTasks(self._queued_tasks(ids), offset, limit, total, exact=True, scanned=0)
             found = self._by_id(search, ("queued",))
             if found is not None:
                 return TenantTasks([found], 0, limit, 1, exact=True, scanned=1, search=search)
-            window = self._queued_window(n_crit, 0, self.search_scan)
-            matches = self._matching(self._tasks(window), search)
+            window = self._queued_window(sizes, 0, self.search_scan)
+            matches = self._matching(self._queued_tasks(window), search)
         return TenantTasks(matches[offset:offset + limit], offset, limit, len(matches),
                            exact=len(window) >= total, scanned=len(window), search=search)
 
@@ -221,25 +220,27 @@ class TenantView:
         return [found[i] for i in ids if i in found], [i for i in ids if i not in found]
 
     # --- reads --------------------------------------------------------------------------------
-    def _queued_window(self, n_crit: int, offset: int, limit: int) -> list[str]:
-        """Ids of the ready tasks at positions ``offset`` .. ``offset + limit - 1`` in serving
-        order: the critical lane from its RPOP end, then the normal lane by score."""
+    def _queued_window(self, sizes: Sequence[int], offset: int, limit: int) -> list[str]:
+        """Ids at positions ``offset`` .. ``offset + limit - 1`` in serving order: each lane from its RPOP
+        end, critical first, then a lane of the former layout (``sizes``: their lengths); stale entries
+        (cancelled tasks, see core/lanes.py) are among them, for :meth:`_tasks` to leave out."""
         k, user = self.keys, self.tenant
         pipe = self.client.pipeline(transaction=False)
-        crit = offset < n_crit
-        if crit:
-            end = min(offset + limit, n_crit)
-            pipe.lrange(k.critical(user), -end, -(offset + 1))
-        rest = offset + limit - max(offset, n_crit)
-        if rest > 0:
-            start = max(0, offset - n_crit)
-            pipe.zrange(k.normal(user), start, start + rest - 1)
-        replies = pipe.execute() if len(pipe) else []
+        reads: list[bool] = []  # per read: whether it is a lane (a list)
+        pos, end = 0, offset + limit
+        for i, (key, size) in enumerate(zip([*k.lanes(user), k.normal(user)], sizes, strict=True)):
+            low, high = max(offset, pos) - pos, min(end, pos + size) - pos
+            if low < high:
+                if i < 6:
+                    pipe.lrange(key, -high, -(low + 1))
+                else:
+                    pipe.zrange(key, low, high - 1)
+                reads.append(i < 6)
+            pos += size
+        replies = pipe.execute() if reads else []
         ids: list[str] = []
-        if crit:
-            ids += [text(i) for i in reversed(replies.pop(0))]
-        if replies:
-            ids += [text(i) for i in replies[0]]
+        for is_list, reply in zip(reads, replies, strict=True):
+            ids += [text(i) for i in (reversed(reply) if is_list else reply)]
         return ids
 
     def _window(self, key: str, n: int) -> tuple[int, list[tuple[str, float]]]:
@@ -264,6 +265,11 @@ class TenantView:
         if not found or (states is not None and found[0].state not in states):
             return None
         return found[0]
+
+    def _queued_tasks(self, ids: Sequence[str]) -> list[TenantTask]:
+        """The tenant's queued tasks among lane entries ``ids`` (a stale entry's id may name a task
+        pushed again since, served from its own entry)."""
+        return [t for t in self._tasks(ids) if t.state == "queued"]
 
     def _tasks(self, ids: Sequence[str]) -> list[TenantTask]:
         """The tenant's tasks among ``ids`` (in order); finished, missing and other tenants' ids are left out."""

@@ -24,6 +24,7 @@ from ..errors import (
     UnservedUserError,
 )
 from ..keys import Keys, validate_key_part, validate_user_id
+from ..lanes import COUNT_READS, count_commands, counts_from
 from ..models import DLQEntry, Priority, Task
 from .pop import PopPlan, PopReply
 
@@ -377,8 +378,7 @@ class Commands:
 
     def depth_commands(self, user_id: str) -> list[list[Any]]:
         """The reads of one user's depth (see :func:`read_depth`)."""
-        return [["LLEN", self.keys.critical(user_id)], ["ZCARD", self.keys.normal(user_id)],
-                ["ZSCORE", self.keys.live, user_id]]
+        return [*count_commands(self.keys, user_id), ["ZSCORE", self.keys.live, user_id]]
 
     def dlq_range_command(self, offset: int, limit: int, newest_first: bool) -> list[Any]:
         return ["ZREVRANGE" if newest_first else "ZRANGE", self.keys.dlq, offset, offset + limit - 1]
@@ -516,8 +516,9 @@ def parse_fold(reply: Sequence[Any]) -> FoldResult:
 
 
 def read_depth(replies: Sequence[Any]) -> dict[str, int]:
-    crit, normal, live = replies
-    return {"critical": int(crit), "normal": int(normal), "live": count(live) or 0}
+    lanes = counts_from(replies[:COUNT_READS])
+    return {"critical": lanes[6], "normal": sum(n for p, n in lanes.items() if p != 6),
+            "live": count(replies[COUNT_READS]) or 0}
 
 
 # push.lua's answers for one task: what happened, and whether it is a duplicate

@@ -6,7 +6,9 @@
 -- Returns  the ids deleted
 --- @include "includes/rcall"
 --- @include "includes/header"
---- @include "includes/lane_keys"
+--- @include "includes/lane_drop"
+--- @include "includes/lanes_tidy"
+--- @include "includes/lanes_upgrade"
 --- @include "includes/forget"
 --- @include "includes/live"
 --- @include "includes/stat"
@@ -16,6 +18,7 @@
 local P, dead_only = ARGV[1], ARGV[2] == 'dead'
 local ids = dlq_ids(P, 3)
 local done = {}
+local queued = {} -- the users whose queued tasks were deleted: lanes left with stale entries only go
 for _, id in ipairs(ids) do
   local tk = P .. ':t:' .. id
   local f = rcall('HMGET', tk, 'u', 'h', 'st', 'uk', 'hd')
@@ -26,11 +29,10 @@ for _, id in ipairs(ids) do
     rcall('ZREM', P .. ':dlq', id)
     done[#done + 1] = id
   else
-    local ck, nk = lane_keys(P, f[1])
-    if header(f[2]).p == 6 then
-      rcall('LREM', ck, 0, id)
-    else
-      rcall('ZREM', nk, id)
+    if f[3] == 'queued' then -- its id stays in its lane, stale, until a pop takes it
+      lanes_upgrade(P, f[1])
+      lane_drop(P, f[1], header(f[2]).p, id)
+      queued[f[1]] = true
     end
     rcall('ZREM', P .. ':delayed', id)
     rcall('ZREM', P .. ':dlq', id)
@@ -48,5 +50,8 @@ for _, id in ipairs(ids) do
     stat(P, 'deleted', 1)
     done[#done + 1] = id
   end
+end
+for user in pairs(queued) do
+  lanes_tidy(P, user)
 end
 return done

@@ -3,7 +3,8 @@
 -- ready user, steal: the lowest virtual time among the heads of the worker's steal copies of the
 -- partitions at the end of ARGV (P:sready:..., the users of a partition's ready set it may take,
 -- same scores; kept by every script that changes a ready set, built by steal_sync.lua).
--- Within a user: CRITICAL lane (FIFO) first, then priority 5..1, FIFO within a priority.
+-- Within a user: CRITICAL lane (FIFO) first, then priority 5..1, FIFO within a priority (a lane per
+-- priority: includes/lane_keys; stale entries of cancelled tasks are skipped: lane_stale).
 -- Before choosing, expired leases are taken back and due delayed tasks are promoted.
 -- Keys: every key is P .. a suffix named in core/keys.py (Keys); the hand list is P:hand:<token>.
 -- KEYS[1]  P:queue:stats (routes the call to the prefix's slot)
@@ -32,6 +33,8 @@
 --- @include "includes/rcall"
 --- @include "includes/now_ms"
 --- @include "includes/lane_keys"
+--- @include "includes/lane_stale"
+--- @include "includes/lanes_upgrade"
 --- @include "includes/header"
 --- @include "includes/pack_header"
 --- @include "includes/wake"
@@ -80,23 +83,32 @@ local problems = quarantined -- the keys moved aside, then the tasks dead-letter
 local out = {-1, problems}
 local leased = {} -- deadline, id pairs of the tasks leased in this call, for one ZADD at the end
 
--- Pop the next task id of a user (and whether it came from the critical lane), or nil.
-local function take(user)
-  local ck, nk = lane_keys(P, user)
-  local r = rcall('RPOP', ck)
-  if r then
-    return r, true
+-- Pop the next task id of a user (lanes: lane_keys) and the priority of the lane it came from, or
+-- nil (the lanes of the former layout are converted first when the lists are empty: lanes_upgrade).
+local function take(user, lanes)
+  for _ = 1, 2 do
+    local first = 1 -- (NORMAL, 3, is the usual priority: one EXISTS spares the RPOPs of the lanes before it)
+    if redis.call('EXISTS', lanes[1], lanes[2], lanes[3]) == 0 then
+      first = 4
+    end
+    for i = first, 6 do
+      local r = rcall('RPOP', lanes[i])
+      if r then
+        return r, 7 - i
+      end
+    end
+    if not lanes_upgrade(P, user) then
+      return nil
+    end
   end
-  return rcall('ZPOPMIN', nk)[1], false
+  return nil
 end
 
--- Whether the user has more ready tasks (the critical lane is known empty when from_critical is false).
-local function has_more(user, from_critical)
-  local ck, nk = lane_keys(P, user)
-  if from_critical and rcall('LLEN', ck) > 0 then
-    return true
-  end
-  return rcall('ZCARD', nk) > 0
+-- Whether the user has more ready tasks (its lanes of a higher priority than prio are known
+-- empty; a lane of the former layout counts). Stale entries count here: a pop that finds only
+-- those takes them out (serve).
+local function has_more(user, lanes, prio)
+  return redis.call('EXISTS', P .. ':queue:user:' .. user .. ':normal', unpack(lanes, 7 - prio)) > 0
 end
 
 -- A task id whose hash is unusable (wrong type, no body, or garbage in its bookkeeping fields,
@@ -146,11 +158,16 @@ local function serve(part, user, score, stolen)
     if why == 'rate' and at < gate then gate = at end -- (hold_tenant lowered the stored gate)
     return false
   end
+  local lanes = {lane_keys(P, user)}
   while true do
-    local id, from_critical = take(user)
-    if not id then
+    local id, prio = take(user, lanes)
+    if not id then -- (its lanes held only stale entries) it leaves the rotation as after its last pop
       rcall('ZREM', rk, user)
       steal_index_update(P, part, user, nil)
+      if num(score) then
+        rcall('HSET', P .. ':vfinish:' .. part, user, score)
+        if rcall('ZCARD', rk) == 0 then rcall('HSET', P .. ':vclock', part, score) end
+      end
       return false
     end
     local tk = P .. ':t:' .. id
@@ -162,9 +179,12 @@ local function serve(part, user, score, stolen)
       bury(P, id, now, 'corrupt task: its hash has no state', 'CorruptTaskError', '', 'corrupt')
       problems[#problems + 1] = tk .. ': corrupt task: its hash has no state (dead-lettered)'
     elseif f[1] and (f[6] ~= 'queued' or f[7] ~= user) then
-      -- not a queued task of this user (a stray id in its lane): never lease it; drop it from the lane
-      problems[#problems + 1] = tk .. ': in the lane of user ' .. user .. ' but ' .. (f[6] or 'without state') ..
-        ' for user ' .. tostring(f[7] or '?') .. ' (dropped from the lane)'
+      -- not a queued task of this user: a stale entry (lane_stale: the task was cancelled, its id used
+      -- again), or a stray id in its lane: never lease it; it is dropped from the lane
+      if not lane_stale(P, user, prio, id) then
+        problems[#problems + 1] = tk .. ': in the lane of user ' .. user .. ' but ' .. (f[6] or 'without state') ..
+          ' for user ' .. tostring(f[7] or '?') .. ' (dropped from the lane)'
+      end
     elseif bad then
       bury_corrupt(id, user, part, tk, bad)
     elseif f[1] then
@@ -182,7 +202,7 @@ local function serve(part, user, score, stolen)
       local finish = score + cost / weight
       lease_taken(P, user, now)
       leased_in_call[#leased_in_call + 1] = id
-      local more = has_more(user, from_critical)
+      local more = has_more(user, lanes, prio)
       if more then why, at = tenant_block(P, user, now) end
       if more and not why then
         rcall('ZADD', rk, finish, user)
@@ -218,8 +238,9 @@ local function serve(part, user, score, stolen)
       return true
     elseif rcall('EXISTS', tk) == 1 then
       bury_corrupt(id, user, part, tk)
+    else -- an id without a task hash: a stale entry (cancelled or deleted, lane_drop), skipped
+      lane_stale(P, user, prio, id)
     end
-    -- otherwise an id without a task hash (deleted meanwhile): skip it
   end
 end
 

@@ -22,7 +22,8 @@
 --- @include "includes/now_ms"
 --- @include "includes/lane_keys"
 --- @include "includes/pack_header"
---- @include "includes/normal_score"
+--- @include "includes/lane_purge"
+--- @include "includes/lanes_upgrade"
 --- @include "includes/lower_gate"
 --- @include "includes/join_rotation"
 --- @include "includes/parked_slot"
@@ -45,6 +46,24 @@ local stored = 0
 local readied = {}
 local lives = {}
 local notes = {} -- the details of answers other than '1' and '0' (unique keys, dependencies)
+-- user -> whether its lanes may hold stale entries (its gone hash exists: lane_purge), looked at
+-- with the first task of the user in this call, in the same EXISTS as that task's key; lanes of the
+-- former layout found there are converted (lanes_upgrade)
+local stale = {}
+local function exists(tk, user)
+  if stale[user] ~= nil then
+    return redis.call('EXISTS', tk) == 1
+  end
+  local gk, nk = P .. ':queue:user:' .. user .. ':gone', P .. ':queue:user:' .. user .. ':normal'
+  if redis.call('EXISTS', tk, gk, nk) == 0 then
+    stale[user] = false
+    return false
+  end
+  lanes_upgrade(P, user)
+  stale[user] = redis.call('EXISTS', gk) == 1
+  return redis.call('EXISTS', tk) == 1
+end
+local lanes, lane_order = {}, {} -- lane -> the ids pushed to it in this call (one LPUSH per lane, at the end)
 for i = 0, n - 1 do
   local o = 4 + i * 2
   local id, user, prio, part, weight, maxr, after = string.match(ARGV[o],
@@ -53,7 +72,7 @@ for i = 0, n - 1 do
   local body = ARGV[o + 1]
   local tk = P .. ':t:' .. id
   local ik = idem_ms > 0 and P .. ':idem:' .. id
-  local dup = rcall('EXISTS', tk) == 1 or (ik and rcall('EXISTS', ik) == 1)
+  local dup = exists(tk, user) or (ik and rcall('EXISTS', ik) == 1)
   -- >>> unique keys and dependencies: an answer other than a plain store, or the unmet dependencies
   local opt, code, detail, unmet = nil, nil, nil, nil
   if not dup then
@@ -74,6 +93,7 @@ for i = 0, n - 1 do
     notes[#notes + 1] = detail or ''
     if code == 'W' or code == 'C' then
       stored = stored + 1
+      if stale[user] then lane_purge(P, user, id) end
       push_waiting(P, id, user, body, pack_header(prio, first + i + 1, part, weight, maxr), client_ms, opt, unmet,
         after, code, detail)
       local pk = 'p:' .. prio .. ':pushed'
@@ -88,6 +108,7 @@ for i = 0, n - 1 do
   else
     out[i + 1] = '1'
     stored = stored + 1
+    if stale[user] then lane_purge(P, user, id) end
     local seq = first + i + 1
     lives[user] = (lives[user] or 0) + 1
     if after > 0 and not now then
@@ -109,12 +130,14 @@ for i = 0, n - 1 do
         hand_over(P, slot, at, id, body, user, h, client_ms, part, tonumber(weight) or 1)
       else
         rcall('HSET', tk, 'b', body, 'u', user, 'h', h, 'st', 'queued', 'e', client_ms)
-        local ck, nk = lane_keys(P, user)
-        if prio == 6 then
-          rcall('LPUSH', ck, id)
-        else
-          rcall('ZADD', nk, normal_score(prio, seq), id)
+        local lk = lane_key(P, user, prio)
+        local ids = lanes[lk]
+        if not ids then
+          ids = {}
+          lanes[lk] = ids
+          lane_order[#lane_order + 1] = lk
         end
+        ids[#ids + 1] = id
         if joins then
           join_rotation(P, part, user)
         end
@@ -131,6 +154,12 @@ for i = 0, n - 1 do
     counts[uk] = (counts[uk] or 0) + 1
     local pk = 'p:' .. prio .. ':pushed'
     counts[pk] = (counts[pk] or 0) + 1
+  end
+end
+for _, lk in ipairs(lane_order) do -- (LPUSH a b c leaves a served first, as three LPUSHes would)
+  local ids = lanes[lk]
+  for from = 1, #ids, 1000 do
+    rcall('LPUSH', lk, unpack(ids, from, math.min(from + 999, #ids)))
   end
 end
 for user, c in pairs(lives) do

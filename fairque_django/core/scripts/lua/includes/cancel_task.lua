@@ -1,12 +1,13 @@
 --- @include "rcall"
 --- @include "header"
---- @include "lane_keys"
+--- @include "lane_drop"
+--- @include "lanes_upgrade"
 --- @include "leave_rotation"
 --- @include "cancel_done"
 --- @include "deps_failed"
 
 -- Cancel task id (only a task of user when user is not ''). A queued, delayed or waiting (for its
--- dependencies) task is taken out of its lane (its user leaves the rotation when that was its
+-- dependencies) task is taken out of its lane (lazily: lane_drop; its user leaves the rotation when that was its
 -- last ready task) or the delayed set and finished as cancelled (cancel_done: unique key
 -- released), its dependents cancelled (deps_failed); a leased one gets the cancel flag 'cx' (its
 -- value: the result ttl, for when it ends), which its worker sees at its next heartbeat
@@ -20,7 +21,7 @@ local function cancel_task(P, id, user, flag_running, now, ttl)
   if f.err or not f[1] or (user ~= '' and f[1] ~= user) then
     return 'not_found'
   end
-  local owner, st = f[1], f[3]
+  local owner, st, part = f[1], f[3], nil
   if st == 'leased' then
     if not flag_running then
       return 'running'
@@ -31,19 +32,19 @@ local function cancel_task(P, id, user, flag_running, now, ttl)
     return 'finished'
   elseif st == 'queued' then
     local h = header(f[2])
-    local ck, nk = lane_keys(P, owner)
-    if h.p == 6 then
-      rcall('LREM', ck, 0, id)
-    else
-      rcall('ZREM', nk, id)
-    end
-    leave_rotation(P, h.q or '~pool', owner)
+    lanes_upgrade(P, owner)
+    lane_drop(P, owner, h.p, id) -- (its id stays in its lane, stale, until a pop takes it)
+    part = h.q or '~pool'
   elseif st == 'delayed' then
     rcall('ZREM', P .. ':delayed', id)
   elseif st ~= 'waiting' then -- (a waiting task is in no lane)
     return 'not_found' -- no known state: not a task this call may touch
   end
-  if cancel_done(P, id, owner, now, ttl) then
+  local cascade = cancel_done(P, id, owner, now, ttl)
+  if part then -- (once its hash is gone: leave_rotation looks at the lanes' entries)
+    leave_rotation(P, part, owner)
+  end
+  if cascade then
     deps_failed(P, id, now)
   end
   return 'cancelled'

@@ -1,6 +1,7 @@
 --- @include "rcall"
 --- @include "stored_num"
 --- @include "forget_finish"
+--- @include "lanes_tidy"
 
 -- The per-user stats counters (each also counted in a total the stats hash keeps for good)
 local TENANT_STATS = {'pushed', 'completed', 'failed', 'dead', 'cancelled'}
@@ -9,7 +10,8 @@ local TENANT_STATS = {'pushed', 'completed', 'failed', 'dead', 'cancelled'}
 -- window, at server time now (ms), with the partitions parts (a list) where it may have a
 -- finish tag: its counters in P:queue:stats, its histograms P:m:<user> (every observation is
 -- counted in P:m:~all too), its run-time average, a spent rate bucket and its finish tags
--- (forget_finish; seen: what this call learnt of the partitions) go. Its settings (runtime
+-- (forget_finish; seen: what this call learnt of the partitions) and lanes left with stale entries
+-- only go. Its settings (runtime
 -- limits, a pause) stay. Returns whether nothing is left (false: a finish tag still ahead of
 -- its rotation, or a rate bucket not yet spent).
 local function fold_tenant(P, user, parts, now, seen)
@@ -20,6 +22,7 @@ local function fold_tenant(P, user, parts, now, seen)
   rcall('HDEL', P .. ':queue:stats', unpack(fields))
   rcall('DEL', P .. ':m:' .. user)
   rcall('HDEL', P .. ':runavg', user)
+  lanes_tidy(P, user) -- stale lane entries of its cancelled tasks that no pop took out (lane_drop)
   local done = true
   local rk = P .. ':trate'
   if stored_num(rk, user, rcall('HGET', rk, user), 0) <= now then
