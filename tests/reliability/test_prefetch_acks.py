@@ -89,10 +89,18 @@ def test_an_ack_whose_prefetch_failed_is_sent_again(redis_client: redis.Redis,
         # the prefetch sent before "x6" ran (with the ack of "x5") found Redis down: kept, sent again
         assert queue.failed >= 1
         assert any("could not acknowledge" in r.getMessage() for r in caplog.records)
-        assert [x.decode() for x in redis_client.lrange(t.LOG, 0, -1)] == [f"a|{tag}" for tag in tags]
+        # each task ran once; in order, but for one: when the kill falls between a prefetch's send and
+        # its reply (a loaded host), the pop ran and its reply was lost, so that task's lease expires
+        # (lease_timeout_seconds) and it runs last: late, not lost (CI saw x5 last, once)
+        in_order = [f"a|{tag}" for tag in tags]
+        ran = [x.decode() for x in redis_client.lrange(t.LOG, 0, -1)]
+        assert sorted(ran) == sorted(in_order)
+        if ran != in_order:  # one task late, the others in order
+            assert [x for x in ran if x != ran[-1]] == [x for x in in_order if x != ran[-1]], ran
         assert worker.processed == len(tags)
         stats = q.get_stats()
-        assert stats["tasks_completed"] == len(tags) and stats["tasks_expired"] == 0 and stats["tasks_active"] == 0
+        assert stats["tasks_completed"] == len(tags) and stats["tasks_active"] == 0
+        assert stats["tasks_expired"] == (0 if ran == in_order else 1), stats
         reset_clients()
 
 
