@@ -116,13 +116,18 @@ def send(transport: Transport, op: Op[T], via: HeldConnection | None = None) -> 
     ended, args = _run(transport, op, None, None, True)
     if ended:
         return Sent(transport, op, args=None, value=args)
-    calls, before = args[1]
-    args[2].n += 1  # its Attempts
     try:
-        pending = transport.send([*before, *(evalsha(s, transport.route_key, a) for s, a in calls)], via)
+        pending = transport.send(_attempted(transport, args), via)
     except RETRYABLE as exc:  # result() tries it again
         return Sent(transport, op, args, failed=exc)
     return Sent(transport, op, args, pending=pending)
+
+
+def _attempted(transport: Transport, args: tuple[Any, ...]) -> list[list[Any]]:
+    """The commands of a counted script round trip (``args``: its request's), counted as an attempt."""
+    calls, before = args[1]
+    args[2].n += 1  # its Attempts
+    return [*before, *(evalsha(s, transport.route_key, a) for s, a in calls)]
 
 
 class Sent(Generic[T]):
@@ -166,55 +171,43 @@ def drive_together(ops: Sequence[tuple[Transport, Op[Any]]]) -> list[Outcome]:
     """Run several operations, each on its own transport (all on one client: the shards of one prefix),
     with their first counted script round trips (``counted(run_scripts(...))``) made together in one
     round trip (one pipeline: on a cluster client one write to each node, then the reads); what each
-    requests before and after that runs as :func:`drive` runs it. A round trip that fails is retried
-    for each operation alone, as :meth:`Sent.result` retries. Returns each operation's outcome, in
-    order: every operation is run to its end, whatever the others raise."""
+    requests before and after that runs as :func:`drive` runs it. Each is then finished as
+    :meth:`Sent.result` finishes a sent one (a round trip that failed is retried for each alone).
+    Returns each operation's outcome, in order: every one is run to its end, whatever the others raise."""
     outcomes: list[Outcome] = [(False, None)] * len(ops)
     waiting: list[tuple[int, tuple[Any, ...], int, int]] = []  # (index, its request's args, first, end)
     commands: list[list[Any]] = []
     for i, (transport, op) in enumerate(ops):
         try:
-            ended, value = _run(transport, op, None, None, True)
+            ended, args = _run(transport, op, None, None, True)
         except Exception as exc:
             outcomes[i] = (False, exc)
             continue
         if ended:
-            outcomes[i] = (True, value)
+            outcomes[i] = (True, args)
             continue
-        calls, before = value[1]
-        value[2].n += 1  # its Attempts
-        first = len(commands) + len(before)
-        commands += [*before, *(evalsha(s, transport.route_key, a) for s, a in calls)]
-        waiting.append((i, value, first, len(commands)))
+        first = len(commands)
+        commands += _attempted(transport, args)
+        waiting.append((i, args, first, len(commands)))
     if not waiting:
         return outcomes
     failed: BaseException | None = None
     replies: list[Any] = []
     try:
         replies = ops[waiting[0][0]][0].round_trip(commands)
-    except RETRYABLE as exc:  # each is asked for again, alone
+    except RETRYABLE as exc:  # each is asked for again, alone (Sent.result)
         failed = exc
     for i, args, first, end in waiting:
         transport, op = ops[i]
+        if failed is not None:
+            sent: Sent[Any] = Sent(transport, op, args, failed=failed)
+        else:
+            sent = Sent(transport, op, args, pending=Pending(None, None, False, end - first, replies[first:end]))
         try:
-            try:
-                if failed is not None:
-                    raise failed
-                reply: Any = (transport.checked(args[1][0], replies[first:end]), args[2].n > 1)
-            except RETRYABLE:
-                reply = transport.policy.call(transport.attempt, args)
-        except Exception as exc:  # the operation sees it where it yielded the request
-            outcomes[i] = _outcome(transport, op, None, exc)
-            continue
-        outcomes[i] = _outcome(transport, op, reply, None)
+            outcomes[i] = (True, sent.result())
+        except Exception as exc:
+            outcomes[i] = (False, exc)
     return outcomes
-
-
-def _outcome(transport: Transport, op: Op[Any], reply: Any, error: BaseException | None) -> Outcome:
-    try:
-        return True, resume(transport, op, reply, error)
-    except Exception as exc:
-        return False, exc
 
 
 async def adrive(transport: AsyncTransport, op: Op[T]) -> T:
@@ -536,6 +529,7 @@ class QueueOps:
             calls: list[ScriptCall] = [(self.scripts.complete, self.proto.complete_args(
                 ((t.task_id, t.lease_token or "", d) for t, d, _ in done), buffered=buffer is not None))
                                        ] if done else []  # nothing to acknowledge: the pop alone
+            popped_at = len(calls)
             if count > 0:
                 calls.append((self.scripts.pop, pop_args))
             flushed = buffer.take() if buffer is not None and buffer.due() else []
@@ -551,7 +545,7 @@ class QueueOps:
         for task, _, _ in done:
             self._leases.pop(task.task_id, None)
         acks = replies[0] if done else []
-        if buffer is not None and done:
+        if buffer is not None:
             acks, waits = acks[:len(done)], acks[len(done):]
             self._buffer_done(buffer, done, acks, waits)
         if flushed:
@@ -559,7 +553,7 @@ class QueueOps:
         codes = [acked(int(code), retried) for code in acks]
         if count <= 0:
             return codes, [], None
-        step = yield from self._leased(PopReply.parse(replies[1 if done else 0]), token, plan)
+        step = yield from self._leased(PopReply.parse(replies[popped_at]), token, plan)
         if step.again:
             tasks, due = yield from self._pop_many(count, worker_id, lease_seconds)
             return codes, tasks, due
