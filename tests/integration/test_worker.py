@@ -12,6 +12,7 @@ import redis
 
 from fairque_django import RedisUnavailableError, Task, TaskHandler, TaskQueue, Worker
 from fairque_django.core.worker import worker_health
+from fairque_django.core.worker.slot import Slot
 from tests.support import eventually
 from tests.testapp import tasks as t
 
@@ -347,10 +348,30 @@ def test_a_prefetched_task_does_not_wait_behind_a_long_one(make_config: Any, red
     finally:
         worker.stop()
         th.join(15)
-    # whichever slot prefetched "quick" while running "slow" handed it back: the other slot ran it
-    assert log(redis_client)[-2:] == ["a|quick", "a|slow"]
+    # whichever slot leased "quick" (prefetched, or the rest of its batch) while running "slow" handed
+    # it back: the other slot ran it meanwhile
+    ran = log(redis_client)
+    assert ran[-1] == "a|slow" and sorted(ran) == sorted([*(f"a|warm{i}" for i in range(6)), "a|slow", "a|quick"])
     stats = q.get_stats()
     assert stats["tasks_completed"] == 8 and stats["tasks_released"] == 0 and stats["tasks_active"] == 0
+
+
+def second_when_slow_runs(first: Worker, second: Worker, redis_client: redis.Redis, tasks: int) -> None:
+    """Run ``first``; once its task "slow" started (it ran all before), ``second`` too, until
+    ``tasks`` tasks ran; then stop both."""
+    threads = [threading.Thread(target=first.start)]
+    threads[0].start()
+    try:
+        eventually(lambda: b"a|slow" in redis_client.lrange(LOG + ":start", 0, -1), timeout=10, interval=0.01,
+                   what='"slow" started')
+        threads.append(threading.Thread(target=second.start))
+        threads[1].start()
+        eventually(lambda: len(log(redis_client)) == tasks, timeout=10, interval=0.01, what=f"all {tasks} ran")
+    finally:
+        first.stop()
+        second.stop()
+        for th in threads:
+            th.join(15)
 
 
 def test_a_prefetched_task_handed_back_is_taken_by_another_worker(make_config: Any,
@@ -363,19 +384,7 @@ def test_a_prefetched_task_handed_back_is_taken_by_another_worker(make_config: A
     warm_slow_quick(q, 1.5)  # short tasks first: the slot learns to prefetch
     first = Worker(config, install_signal_handlers=False)  # prefetch on, 50 ms hold
     second = Worker(config, install_signal_handlers=False)
-    threads = [threading.Thread(target=first.start)]
-    threads[0].start()
-    try:
-        eventually(lambda: b"a|slow" in redis_client.lrange(LOG + ":start", 0, -1), timeout=10, interval=0.01,
-                   what='"slow" started')
-        threads.append(threading.Thread(target=second.start))  # only now: the first worker ran all before
-        threads[1].start()
-        eventually(lambda: len(log(redis_client)) == 8, timeout=10, interval=0.01, what="all eight ran")
-    finally:
-        first.stop()
-        second.stop()
-        for th in threads:
-            th.join(15)
+    second_when_slow_runs(first, second, redis_client, 8)
     assert log(redis_client)[-2:] == ["a|quick", "a|slow"]  # "quick" did not wait behind "slow"
     assert (first.processed, second.processed) == (7, 1)
     stats = q.get_stats()
@@ -401,7 +410,9 @@ def test_a_prefetch_refused_for_lack_of_its_script_loads_it_and_runs(make_config
         if calls in (9, 13):  # in tasks 5 and 7: slots prefetch by then
             redis_client.script_flush()
 
-    worker = Worker(config, worker_id="w1", around_task=flush_scripts, install_signal_handlers=False)
+    # one task a prefetch: each of those tasks runs with a prefetch of its own under way
+    worker = Worker(config, worker_id="w1", around_task=flush_scripts, install_signal_handlers=False,
+                    prefetch_batch_seconds=0)
     refused: list[int] = []
     checked = worker.queue.transport.checked
 
@@ -417,21 +428,83 @@ def test_a_prefetch_refused_for_lack_of_its_script_loads_it_and_runs(make_config
     assert stats["tasks_completed"] == len(tags) and stats["tasks_expired"] == 0 and stats["tasks_active"] == 0
 
 
-def test_burst_slots_lease_short_tasks_in_batches(make_config: Any, redis_client: redis.Redis) -> None:
-    config = cfg(make_config)
-    q = TaskQueue(config)
-    for i in range(70):
+def push_in_turn(q: TaskQueue, rounds: int) -> None:
+    """``rounds`` tiny tasks for each of the users a, b, c, pushed in turn."""
+    for i in range(rounds):
         for u in "abc":
             q.push(t.record(f"{u}{i}"), user_id=u)
-    worker = Worker(config, worker_id="w1", burst=True, concurrency=2, install_signal_handlers=False)
+
+
+def lease_counts(worker: Worker, method: str) -> list[int]:
+    """The ``count`` of every call the worker's queue gets to ``method`` from now on."""
     counts: list[int] = []
-    real = worker.queue.complete_and_pop_many
+    real = getattr(worker.queue, method)
 
     def spy(done: Any, count: int, **kw: Any) -> Any:
         counts.append(count)
         return real(done, count, **kw)
 
-    worker.queue.complete_and_pop_many = spy  # type: ignore[method-assign]
+    setattr(worker.queue, method, spy)
+    return counts
+
+
+def test_a_prefetching_slot_leases_tiny_tasks_a_few_at_a_time_in_fair_order(make_config: Any,
+                                                                            redis_client: redis.Redis) -> None:
+    """The default mode: a slot whose tasks take well under ``prefetch_batch_seconds`` prefetches
+    several at once (each chosen as a single pop would: round-robin holds), the next batch sent
+    before the last task of the one it runs."""
+    config = cfg(make_config)
+    q = TaskQueue(config)
+    push_in_turn(q, 40)
+    worker = Worker(config, worker_id="w1", concurrency=1, install_signal_handlers=False,
+                    prefetch_batch_seconds=0.05)  # (wide: a loaded host's tiny tasks still batch)
+    assert worker.prefetch
+    counts = lease_counts(worker, "send_complete_and_pop")
+    serve_until(worker, lambda: q.get_stats()["tasks_completed"] == 120, "all acknowledged")
+    assert log(redis_client) == [f"{u}|{u}{i}" for i in range(40) for u in "abc"]  # once each, in turn
+    assert max(counts) > 1 and len(counts) < 60  # several tasks per prefetch
+    stats = q.get_stats()
+    assert stats["tasks_popped"] == 120 and stats["tasks_active"] == 0 and stats["tasks_released"] == 0
+
+
+def test_the_rest_of_a_prefetched_batch_does_not_wait_behind_a_long_task(
+        make_config: Any, redis_client: redis.Redis, monkeypatch: pytest.MonkeyPatch) -> None:
+    """One slot leases a batch in which a task runs long: the watchdog hands the rest back after
+    the hold time, and a second worker runs it meanwhile."""
+    handed: list[int] = []
+    real = Slot._return_ahead
+
+    def spy(slot: Slot, tasks: list[Any]) -> None:
+        handed.append(len(tasks))
+        real(slot, tasks)
+
+    monkeypatch.setattr(Slot, "_return_ahead", spy)
+    config = make_config(workers=[{"id": "w1", "assigned_users": ["a"], "max_concurrent_tasks": 1,
+                                   "poll_interval_seconds": 0.2}], worker_id="w1")
+    q = TaskQueue(config)
+    for i in range(6):
+        q.push(t.record(f"warm{i}"), user_id="a")
+    q.push(t.record("slow", 1.5), user_id="a")
+    for i in range(3):
+        q.push(t.record(f"after{i}"), user_id="a")
+    # batches of (about) 16: "slow" is not the last of its batch
+    first = Worker(config, install_signal_handlers=False, prefetch_batch_seconds=0.5)
+    second = Worker(config, install_signal_handlers=False)
+    second_when_slow_runs(first, second, redis_client, 10)
+    ran = log(redis_client)
+    assert ran[-1] == "a|slow" and ran[-4:-1] == ["a|after0", "a|after1", "a|after2"]  # not behind "slow"
+    assert second.processed == 3 and handed == [3]  # the rest of the batch, by the watchdog
+    stats = q.get_stats()
+    assert stats["tasks_completed"] == 10 and stats["tasks_active"] == 0 and stats["tasks_expired"] == 0
+    assert stats["tasks_released"] == 0  # handed back quietly
+
+
+def test_burst_slots_lease_short_tasks_in_batches(make_config: Any, redis_client: redis.Redis) -> None:
+    config = cfg(make_config)
+    q = TaskQueue(config)
+    push_in_turn(q, 70)
+    worker = Worker(config, worker_id="w1", burst=True, concurrency=2, install_signal_handlers=False)
+    counts = lease_counts(worker, "complete_and_pop_many")
     run_to_end(worker)
     done = log(redis_client)
     assert sorted(done) == sorted(f"{u}|{u}{i}" for i in range(70) for u in "abc")  # each exactly once

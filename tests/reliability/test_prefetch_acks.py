@@ -44,8 +44,11 @@ class PrefetchesWatched(TaskQueue):
 
 
 @pytest.mark.timeout(120)
-def test_an_ack_whose_prefetch_failed_is_sent_again(redis_client: redis.Redis,
-                                                    caplog: pytest.LogCaptureFixture) -> None:
+@pytest.mark.parametrize("batch_seconds", [0.0, 0.005], ids=["one-task-prefetches", "batched-prefetches"])
+def test_an_ack_whose_prefetch_failed_is_sent_again(redis_client: redis.Redis, caplog: pytest.LogCaptureFixture,
+                                                    batch_seconds: float) -> None:
+    """One task a prefetch: the prefetch sent before "x6" fails. Batched (the default for tasks this
+    short): the prefetch sent before the batch's last task, carrying the acks of the batch, fails."""
     with redis_server(*PERSISTENT) as server:
         server.start()
         config = FairQueueConfig.from_dict({
@@ -71,13 +74,15 @@ def test_an_ack_whose_prefetch_failed_is_sent_again(redis_client: redis.Redis,
         # outlast the default 50 ms; that hand-back, failing in the outage, leaves x5 leased until
         # its lease expires: late, not lost, but not what this test is about)
         worker = Worker(config, queue=queue, around_task=outage_in_task_six, install_signal_handlers=False,
-                        prefetch_hold_seconds=5.0)
+                        prefetch_hold_seconds=5.0, prefetch_batch_seconds=batch_seconds)
         th = threading.Thread(target=worker.start)
         with caplog.at_level(logging.WARNING, logger="fairque_django.worker"):
             th.start()
             try:
                 eventually(lambda: len(t.log_client().lrange(t.LOG, 0, -1)) == len(tags), timeout=60,
                            what="every task ran")
+                for thread in restart:  # (a batch's tasks run while Redis is down)
+                    thread.join(30)
                 eventually(lambda: q.get_stats()["tasks_completed"] == len(tags), timeout=30,
                            what="every task acknowledged")
             finally:
@@ -86,7 +91,7 @@ def test_an_ack_whose_prefetch_failed_is_sent_again(redis_client: redis.Redis,
                 for thread in restart:
                     thread.join(30)
         assert restart, "the outage did not happen"
-        # the prefetch sent before "x6" ran (with the ack of "x5") found Redis down: kept, sent again
+        # a prefetch sent in the outage (with acks) found Redis down: they were kept, sent again
         assert queue.failed >= 1
         assert any("could not acknowledge" in r.getMessage() for r in caplog.records)
         # each task ran once; in order, but for one: when the kill falls between a prefetch's send and

@@ -11,13 +11,14 @@ from .aio_worker import AsyncWorker
 from .heartbeat import Heartbeat, worker_health
 from .leases import LeaseBook
 from .runner import PERMANENT_ERRORS, Failure, Finished, TaskRunner
-from .slot import BURST_DELAY_HORIZON, MAX_BATCH, PREFETCH_HOLD_SECONDS
+from .slot import BURST_DELAY_HORIZON, MAX_BATCH, PREFETCH_BATCH_SECONDS, PREFETCH_HOLD_SECONDS
 from .threads import Worker
 
 __all__ = [
     "BURST_DELAY_HORIZON",
     "MAX_BATCH",
     "PERMANENT_ERRORS",
+    "PREFETCH_BATCH_SECONDS",
     "PREFETCH_HOLD_SECONDS",
     "AsyncWorker",
     "Failure",

@@ -2,16 +2,17 @@
 task runs and read after it, and :class:`Watchdog`, the one thread of a worker that hands a
 prefetched task back when the task before it runs long.
 
-A prefetching slot sends its round trip (the acknowledgements waiting and a pop of one task: the
-script calls :meth:`~..queue.TaskQueue.complete_and_pop_many` makes) on a connection of its own
-and does not wait for the reply; Redis answers while the task runs, and the slot reads the reply
-when the task is done: the next task is leased by then. Should the task still run
-``hold_seconds`` after the send, the watchdog reads the reply instead (under the prefetch's lock,
-so the connection is read once, by one thread) and hands the leased task back to the front of
-its queue, where any idle slot or worker takes it (should that fail, Redis unreachable, the slot keeps
-it and runs it next, its lease renewed meanwhile). What the reply acknowledged is counted by
-whoever reads it; when the round trip failed, the acknowledgements stay with the slot, which
-sends them again.
+A prefetching slot sends its round trip (the acknowledgements waiting and a pop of its next tasks:
+one, or a short batch of tiny tasks; the script calls :meth:`~..queue.TaskQueue.complete_and_pop_many`
+makes) on a connection of its own and does not wait for the reply; Redis answers while the task
+runs, and the slot reads the reply when the task is done: the next tasks are leased by then. Should
+the task still run ``hold_seconds`` after the send, the watchdog reads the reply instead (under the
+prefetch's lock, so the connection is read once, by one thread) and hands the leased tasks back to
+the front of their queues, where any idle slot or worker takes them (should that fail, Redis
+unreachable, the slot keeps them and runs them next, their leases renewed meanwhile). The rest of
+a batch waits likewise: a slot's task running ``hold_seconds`` hands it back (:meth:`Slot.expire_ahead`).
+What the reply acknowledged is counted by whoever reads it; when the round trip failed, the
+acknowledgements stay with the slot, which sends them again.
 """
 
 from __future__ import annotations
@@ -52,32 +53,32 @@ def unacknowledged(ctx: SlotContext, done: Sequence[Finished]) -> None:
 
 
 class Prefetch:
-    """One slot's acknowledgements (``done``) and pop of its next task, sent now; the reply is read
+    """One slot's acknowledgements (``done``) and pop of its next ``count`` tasks, sent now; the reply is read
     by :meth:`take` (the slot, its task done) or :meth:`expire` (the watchdog, the task still
     running at ``deadline``), whichever comes first."""
 
-    __slots__ = ("_ctx", "_due", "_error", "_lock", "_sent", "_taken", "_task", "deadline", "done", "read")
+    __slots__ = ("_ctx", "_due", "_error", "_lock", "_sent", "_taken", "_tasks", "deadline", "done", "read")
 
-    def __init__(self, ctx: SlotContext, done: list[Finished], via: HeldConnection | None) -> None:
+    def __init__(self, ctx: SlotContext, done: list[Finished], via: HeldConnection | None, count: int = 1) -> None:
         self._ctx = ctx
         self.done = done
         self.read = False  # the reply was read (or the send failed and that was noted)
         self._taken = False  # the slot took its answer (take)
         self._lock = threading.Lock()
-        self._task: Task | None = None
+        self._tasks: list[Task] = []
         self._due: float | None = None
         self._error: Exception | None = None
         self._sent: Sent[Reply] | Done[Reply] | None = None
         ctx.book.acking(d.task for d in done)  # first: a heartbeat meanwhile would find them acknowledged
         try:
-            self._sent = ctx.queue.send_complete_and_pop([(d.task, d.duration, d.result_json) for d in done], 1,
+            self._sent = ctx.queue.send_complete_and_pop([(d.task, d.duration, d.result_json) for d in done], count,
                                                          worker_id=ctx.worker_id, via=via)
         except Exception as exc:  # raised by take(): the acknowledgements stay with the slot
             self._error = exc
         self.deadline = time.monotonic() + ctx.hold_seconds
 
-    def take(self) -> tuple[Task | None, float | None]:
-        """The slot's next task (None: none was ready, or the watchdog handed it back) and the
+    def take(self) -> tuple[list[Task], float | None]:
+        """The slot's next tasks (none: none was ready, or the watchdog handed them back) and the
         seconds until something is due; raises what the round trip raised (its acknowledgements
         are then still the slot's, to send again)."""
         with self._lock:
@@ -86,25 +87,25 @@ class Prefetch:
             self._taken = True
         if self._error is not None:
             raise self._error
-        return self._task, self._due
+        return self._tasks, self._due
 
     def expire(self) -> None:
-        """The watchdog, the slot's task still running: read the reply and hand the task it leased
-        back to its queue (quietly: another slot or worker takes it now)."""
+        """The watchdog, the slot's task still running: read the reply and hand the tasks it leased
+        back to their queues (quietly: another slot or worker takes them now)."""
         with self._lock:
             if self.read:
                 return
             self._read()
-            task, self._task = self._task, None
-        if task is not None:
-            self._ctx.book.forget([task])
+            tasks, self._tasks = self._tasks, []
+        if tasks:
+            self._ctx.book.forget(tasks)
             try:
-                self._ctx.queue.release([task], count=False)
-            except FairQueueError:  # Redis unreachable: the slot keeps the task (its lease renewed) and runs it
-                with self._lock:   # next, unless it has moved on meanwhile: then the lease expires (late, once)
+                self._ctx.queue.release(tasks, count=False)
+            except FairQueueError:  # Redis unreachable: the slot keeps the tasks (leases renewed) and runs them
+                with self._lock:   # next, unless it has moved on meanwhile: then the leases expire (late, once)
                     if not self._taken:
-                        self._ctx.book.hold([task])
-                        self._task = task
+                        self._ctx.book.hold(tasks)
+                        self._tasks = tasks
 
     def _read(self) -> None:
         self.read = True
@@ -120,7 +121,7 @@ class Prefetch:
             self._error = exc
             return
         acknowledged(ctx, self.done, codes, tasks)
-        self._task = tasks[0] if tasks else None
+        self._tasks = tasks
 
 
 class Watchdog:
@@ -166,9 +167,19 @@ class Watchdog:
                 self._wake.clear()
 
     def _look(self) -> bool:
-        """Expire the prefetches past their deadline; whether one is still to watch."""
+        """Expire the prefetches and the rest of the batches past their deadline; whether one is
+        still to watch."""
         now, watching = time.monotonic(), False
         for slot in self.slots:
+            due = slot.ahead_due
+            if due is not None:
+                if now < due:
+                    watching = True
+                else:
+                    try:
+                        slot.expire_ahead(now)
+                    except Exception:  # the watchdog must never die: log and go on
+                        logger.exception("%s: a batch's tasks could not be handed back", self.name)
             fetch = slot.fetch
             if fetch is None or fetch.read:
                 continue

@@ -9,8 +9,12 @@ their leases. Two options make short tasks cheaper:
   acknowledgements of what finished and the pop of its next task on a connection of its own, and
   reads the reply when the task is done (no thread hand-off); when the task still runs
   ``hold_seconds`` after the send, the worker's watchdog thread reads the reply and hands the
-  leased task back to its queue for any idle slot or worker. A task that woke an idle slot
-  starts at once (its queue was empty a moment ago: a prefetch would most likely find nothing).
+  leased task back to its queue for any idle slot or worker. Tiny tasks are prefetched a few at a
+  time: as many as run in ``batch_seconds`` (see ``PREFETCH_BATCH_SECONDS``), the next prefetch
+  sent before the batch's last task; the rest of a batch waits no longer than ``hold_seconds``
+  behind a task that runs long (the watchdog hands it back too). A task
+  that woke an idle slot starts at once (its queue was empty a moment ago: a prefetch would most
+  likely find nothing).
 - *batch* (burst mode, or prefetch off): one pop leases as many tasks as fit in ``hold_seconds``
   of the slot's typical run time (at most ``MAX_BATCH``); when one of them runs longer than
   ``hold_seconds``, the rest of the batch goes back.
@@ -44,6 +48,12 @@ PREFETCH_HOLD_SECONDS = 0.05
 
 # The most tasks a slot leases in one pop.
 MAX_BATCH = 16
+
+# A prefetching slot leases as many tiny tasks at once as it runs in this long times its worker's
+# number of slots (at most hold_seconds' worth and MAX_BATCH): a round trip's cost is shared by
+# several tasks, and work that arrives meanwhile waits about this long more for the first of the
+# worker's slots to finish its batch (slots finish theirs at different times). 0: one task a prefetch.
+PREFETCH_BATCH_SECONDS = 0.005
 
 # In burst mode, delayed tasks (retries) due within this many seconds are waited for.
 BURST_DELAY_HORIZON = 60.0
@@ -120,6 +130,7 @@ class SlotContext:
     batch: bool  # lease several short tasks per pop
     watchdog: Watchdog | None  # hands back the prefetched tasks of slots busy too long (None: no prefetch)
     hold_seconds: float
+    batch_seconds: float  # a prefetch leases as many tasks as run in this long (PREFETCH_BATCH_SECONDS x slots)
     max_wait: float  # the longest blocking wait for work
     grace: float  # how long a stopping slot keeps trying to acknowledge what finished
 
@@ -130,7 +141,9 @@ class Slot:
     def __init__(self, ctx: SlotContext) -> None:
         self.ctx = ctx
         self.done: list[Finished] = []  # succeeded, acknowledged with the next round trip
-        self.ahead: deque[Task] = deque()  # leased by a batch pop, not started (held)
+        self.ahead: deque[Task] = deque()  # leased by a batch pop, not started (held; under lock)
+        self.ahead_due: float | None = None  # a prefetching slot's running task outruns its batch then
+        self.lock = threading.Lock()  # ahead and ahead_due: the watchdog hands a batch back (expire_ahead)
         self.fetch: Prefetch | None = None  # a prefetch under way (its reply not taken yet)
         self.conn = ctx.queue.hold_connection() if ctx.watchdog is not None else None  # prefetches go on it
         self.typical: float | None = None  # moving average run time of this slot's tasks
@@ -175,28 +188,39 @@ class Slot:
         the acknowledgements waiting)."""
         ctx = self.ctx
         if self.ahead:
-            return self.ahead.popleft()
+            with self.lock:
+                if self.ahead:
+                    return self.ahead.popleft()
         if self.fetch is not None:
             return self._collect()
         if self.done:
-            tasks, self.due = self._send(list(self.done), self._count())
+            tasks, self.due = self._send(list(self.done), self._batch_count())
             self.done.clear()
         elif self.idle and not ctx.burst:
             task, self.due = ctx.queue.wait_and_pop(ctx.worker_id, self._wait_timeout())
             tasks = [] if task is None else [task]
             ctx.book.hold(tasks)
         else:
-            tasks, self.due = self._pop(self._count())
-        self.ahead.extend(tasks[1:])
+            tasks, self.due = self._pop(self._batch_count())
+        self._hold_ahead(tasks[1:])
         return tasks[0] if tasks else None
 
-    def _count(self) -> int:
+    def _hold_ahead(self, tasks: list[Task]) -> None:
+        if tasks:
+            with self.lock:
+                self.ahead.extend(tasks)
+
+    def _batch_count(self) -> int:
         """How many tasks to lease per pop: one, unless batching short tasks (then as many as
         fit in ``hold_seconds``, at most ``MAX_BATCH``)."""
-        hold, typical = self.ctx.hold_seconds, self.typical
-        if not self.ctx.batch or typical is None or typical >= hold / 2:
+        return self._count(self.ctx.hold_seconds) if self.ctx.batch else 1
+
+    def _count(self, window: float) -> int:
+        """As many tasks of this slot's typical run time as fit in ``window`` (1 to ``MAX_BATCH``)."""
+        typical = self.typical
+        if typical is None or typical >= window / 2:
             return 1
-        return max(1, min(MAX_BATCH, int(hold / max(typical, 1e-6))))
+        return max(1, min(MAX_BATCH, int(window / max(typical, 1e-6))))
 
     def _pop(self, count: int) -> tuple[list[Task], float | None]:
         tasks, due = self.ctx.queue.pop_many_reply(count, self.ctx.worker_id)
@@ -218,13 +242,15 @@ class Slot:
 
     # --- prefetching ----------------------------------------------------------------------
     def _collect(self) -> Task | None:
-        """The prefetch's task (its reply read now, unless the watchdog read it). When it failed,
-        what it was to acknowledge is still in ``done``: the next round trip sends it again."""
+        """The prefetch's first task, the rest of its batch to ``ahead`` (its reply read now,
+        unless the watchdog read it). When it failed, what it was to acknowledge is still in
+        ``done``: the next round trip sends it again."""
         assert self.fetch is not None
         fetch, self.fetch = self.fetch, None
-        task, self.due = fetch.take()
+        tasks, self.due = fetch.take()
         self._sent(fetch.done)
-        return task
+        self._hold_ahead(tasks[1:])
+        return tasks[0] if tasks else None
 
     def _sent(self, sent: list[Finished]) -> None:
         if not sent:
@@ -242,24 +268,62 @@ class Slot:
         self._before_run(woke)
         started = time.monotonic()
         finished = self.ctx.runner.execute(task)
+        self.ahead_due = None
         if finished is not None:
             self.done.append(finished)
         took = time.monotonic() - started
         self.typical = took if self.typical is None else 0.8 * self.typical + 0.2 * took
-        if self.ahead and took > self.ctx.hold_seconds:
-            # that one ran long: the rest of the batch goes back for others to take
-            self._give_back(self.ahead, count=False)
-            self.ahead.clear()
+        if self.ahead and took > self.ctx.hold_seconds and self.ctx.watchdog is None:
+            # that one ran long: the rest of the batch goes back for others to take (a prefetching
+            # slot's watchdog did that while it ran; what it could not hand back runs now)
+            self._return_ahead(self._take_ahead())
         return True
 
+    def _take_ahead(self) -> list[Task]:
+        with self.lock:
+            tasks = list(self.ahead)
+            self.ahead.clear()
+        return tasks
+
+    def expire_ahead(self, now: float) -> None:
+        """The watchdog, the slot's task running past ``ahead_due``: hand the rest of its batch back
+        to its queue (another slot or worker takes it now)."""
+        with self.lock:
+            if self.ahead_due is None or now < self.ahead_due:
+                return
+            self.ahead_due = None
+            tasks = list(self.ahead)
+            self.ahead.clear()
+        self._return_ahead(tasks)
+
+    def _return_ahead(self, tasks: list[Task]) -> None:
+        """Hand tasks of a batch back to their queue quietly; those Redis did not take back
+        (unreachable) stay ahead, their leases renewed, and run next."""
+        if not tasks:
+            return
+        self.ctx.book.forget(tasks)
+        try:
+            self.ctx.queue.release(tasks, count=False)
+        except Exception:  # (whatever failed: none of them is lost)
+            self.ctx.book.hold(tasks)
+            with self.lock:
+                self.ahead.extendleft(reversed(tasks))
+
     def _before_run(self, woke: bool) -> None:
-        """A prefetching slot leases its next task while a short one runs, and acknowledges
-        what finished now rather than after a long one."""
+        """A prefetching slot leases its next tasks while a short one runs (the last of a batch:
+        the batch's acknowledgements go with it), and acknowledges what finished now rather than
+        after a long one."""
         ctx = self.ctx
         if ctx.watchdog is None:
             return
+        if self.ahead:  # the watchdog hands the rest of the batch back should this task run long
+            with self.lock:
+                self.ahead_due = time.monotonic() + ctx.hold_seconds if self.ahead else None
+            ctx.watchdog.watch()
+            return
         if not woke and self.typical is not None and self.typical < ctx.hold_seconds:
-            self.fetch = Prefetch(ctx, list(self.done), self.conn)
+            count = self._count(min(ctx.batch_seconds, ctx.hold_seconds))
+            self.fetch = Prefetch(ctx, list(self.done), self.conn, count)
             ctx.watchdog.watch()
         elif self.done:
             self._ack_done(time.monotonic())
@@ -298,13 +362,15 @@ class Slot:
 
     def _close(self) -> None:
         """Leaving: hand back what was leased and not started, acknowledge what finished."""
-        self._give_back(self.ahead)
-        self.ahead.clear()
         if self.fetch is not None:
             try:
-                self._give_back([self._collect()])
+                first = self._collect()  # (the rest of its batch joins ahead)
+                if first is not None:
+                    with self.lock:
+                        self.ahead.appendleft(first)
             except Exception as exc:  # what it was to acknowledge is still in done
                 logger.warning("worker %s: prefetch failed at shutdown (%s)", self.ctx.worker_id, exc)
+        self._give_back(self._take_ahead())
         self._ack_done(time.monotonic() + self.ctx.grace)
         if self.conn is not None:
             self.conn.close()

@@ -32,7 +32,7 @@ from .heartbeat import Heartbeat
 from .leases import LeaseBook
 from .prefetch import Watchdog
 from .runner import RunnerCounts, TaskRunner
-from .slot import PREFETCH_HOLD_SECONDS, Slot, SlotContext, Turns
+from .slot import PREFETCH_BATCH_SECONDS, PREFETCH_HOLD_SECONDS, Slot, SlotContext, Turns
 
 logger = logging.getLogger("fairque_django.worker")
 
@@ -50,7 +50,8 @@ class Worker(RunnerCounts):
                  task_modules: Iterable[str] = (), around_task: Callable[[], None] | None = None,
                  install_signal_handlers: bool = True, periodic: Callable[[], None] | None = None,
                  periodic_interval: float = 30.0, prefetch: bool = True,
-                 prefetch_hold_seconds: float = PREFETCH_HOLD_SECONDS, schedules: Iterable[Schedule] = (),
+                 prefetch_hold_seconds: float = PREFETCH_HOLD_SECONDS,
+                 prefetch_batch_seconds: float = PREFETCH_BATCH_SECONDS, schedules: Iterable[Schedule] = (),
                  to_user: Callable[[Any], str] | None = None) -> None:
         self.config = config
         self.settings = config.get_worker(worker_id)
@@ -65,11 +66,13 @@ class Worker(RunnerCounts):
         self.max_tasks = max_tasks
         self.task_modules = tuple(task_modules)
         self.install_signal_handlers = install_signal_handlers
-        # prefetch: a slot whose tasks are short leases its next task while the current one runs
-        # (see .slot); not used in burst and max-tasks modes, which lease short tasks in batches
+        # prefetch: a slot whose tasks are short leases its next task (tiny ones: as many as run in
+        # prefetch_batch_seconds) while the current one runs (see .slot); not used in burst and
+        # max-tasks modes, which lease short tasks in batches
         self.prefetch = (prefetch and not burst and max_tasks is None and self._pool_fits_prefetch()
                          and self._one_shard())
         self.prefetch_hold_seconds = prefetch_hold_seconds
+        self.prefetch_batch_seconds = prefetch_batch_seconds
         self.started_at = 0.0
         self._book = LeaseBook()
         self.runner = TaskRunner(config, self.worker_id, self.handler, self.queue, self._book,
@@ -135,6 +138,8 @@ class Worker(RunnerCounts):
         ctx = SlotContext(self.worker_id, self.queue, self.runner, self._book, Turns(self.max_tasks), self._stop,
                           burst=self.burst, batch=not self.prefetch and self.max_tasks is None,
                           watchdog=watchdog, hold_seconds=self.prefetch_hold_seconds,
+                          # (a newcomer waits for the first of the slots to finish its batch)
+                          batch_seconds=self.prefetch_batch_seconds * self.concurrency,
                           max_wait=self._max_wait(), grace=self.settings.graceful_shutdown_timeout)
         slots = [Slot(ctx) for _ in range(self.concurrency)]
         if watchdog is not None:
