@@ -83,20 +83,27 @@ local problems = quarantined -- the keys moved aside, then the tasks dead-letter
 local out = {-1, problems}
 local leased = {} -- deadline, id pairs of the tasks leased in this call, for one ZADD at the end
 
+-- user -> its first lane that may hold an id, once a pop of this call took one from it (no
+-- script call puts an id into a lane before it between: its later pops start there)
+local lane_from = {}
+
 -- Pop the next task id of a user (lanes: lane_keys) and the priority of the lane it came from, or
 -- nil (the lanes of the former layout are converted first when the lists are empty: lanes_upgrade).
 local function take(user, lanes)
   for _ = 1, 2 do
-    local first = 1 -- (NORMAL, 3, is the usual priority: one EXISTS spares the RPOPs of the lanes before it)
-    if redis.call('EXISTS', lanes[1], lanes[2], lanes[3]) == 0 then
+    local first = lane_from[user] or 1
+    -- (NORMAL, 3, is the usual priority: one EXISTS spares the RPOPs of the lanes before it)
+    if first == 1 and redis.call('EXISTS', lanes[1], lanes[2], lanes[3]) == 0 then
       first = 4
     end
     for i = first, 6 do
       local r = rcall('RPOP', lanes[i])
       if r then
+        lane_from[user] = i
         return r, 7 - i
       end
     end
+    lane_from[user] = nil
     if not lanes_upgrade(P, user) then
       return nil
     end
@@ -140,6 +147,7 @@ local function bury_corrupt(id, user, part, tk, bad)
     why = 'corrupt task: its key held a ' .. kind .. ' instead of a hash'
   end
   bury(P, id, now, why, 'CorruptTaskError', '', 'corrupt')
+  lane_from = {} -- (a dependent that may run after a failure went into its lane: deps_failed)
   problems[#problems + 1] = tk .. ': ' .. why .. ' (dead-lettered)'
 end
 
@@ -177,6 +185,7 @@ local function serve(part, user, score, stolen)
       bury_corrupt(id, user, part, tk)
     elseif f[1] and f[7] == user and not f[6] then
       bury(P, id, now, 'corrupt task: its hash has no state', 'CorruptTaskError', '', 'corrupt')
+      lane_from = {}
       problems[#problems + 1] = tk .. ': corrupt task: its hash has no state (dead-lettered)'
     elseif f[1] and (f[6] ~= 'queued' or f[7] ~= user) then
       -- not a queued task of this user: a stale entry (lane_stale: the task was cancelled, its id used
@@ -200,7 +209,7 @@ local function serve(part, user, score, stolen)
         cost = expected_cost(P, user)
       end
       local finish = score + cost / weight
-      lease_taken(P, user, now)
+      lease_taken(P, user, now, true) -- (the leased counts are written at the end: leased_flush)
       leased_in_call[#leased_in_call + 1] = id
       local more = has_more(user, lanes, prio)
       if more then why, at = tenant_block(P, user, now) end
@@ -327,6 +336,7 @@ end
 for _ = 1, want do
   if not pop_one() then break end
 end
+leased_flush(P)
 if #leased > 0 then
   rcall('ZADD', P .. ':leases', unpack(leased))
   stat(P, 'popped', #leased / 2)
