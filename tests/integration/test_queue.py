@@ -265,6 +265,24 @@ def test_push_batch(q: TaskQueue) -> None:
     assert len(got) == 2500 and len({t.task_id for t in got}) == 2500
 
 
+def test_push_batch_finds_duplicates_in_and_before_the_call(q: TaskQueue) -> None:
+    """push.lua looks for existing tasks once per call when none exists (issue 17): an id given
+    twice in one call is still a duplicate the second time, and a call with an existing id (or
+    idempotency marker) looks at each task with its turn."""
+    tasks = [Task.create(user_id="ab"[i % 2], payload={"i": i}) for i in range(8)]
+    res = q.push_batch([*tasks[:4], tasks[1], tasks[2]])
+    assert res["pushed"] == 4 and res["duplicates"] == [tasks[1].task_id, tasks[2].task_id]
+    res = q.push_batch(tasks)
+    assert res["pushed"] == 4 and res["duplicates"] == [t.task_id for t in tasks[:4]]
+    assert q.get_stats()["tasks_pushed"] == 8 and len(drain(q)) == 8  # (deleted: the ids are free again)
+    res = q.push_batch([*tasks[:4], tasks[0]], idempotent=True)
+    assert res["pushed"] == 4 and res["duplicates"] == [tasks[0].task_id]
+    assert len(drain(q)) == 4
+    res = q.push_batch(tasks, idempotent=True)  # the first four are remembered after they finished
+    assert res["pushed"] == 4 and res["duplicates"] == [t.task_id for t in tasks[:4]]
+    assert sorted(t.payload["i"] for t in drain(q)) == [4, 5, 6, 7]
+
+
 def test_push_batch_validates_everything_before_writing(q: TaskQueue) -> None:
     tasks = [Task.create(user_id="a", payload={}), Task.create(user_id="a", payload={})]
     tasks[1].user_id = "bad user"
