@@ -261,6 +261,8 @@ class CostFigures:
         top = ", ".join(f"{k} {v:g}" for k, v in f["commands"].items())
         self.out(f"    fairque commands per task: {top}")
         self.bench_worker_lifecycle(q, users)
+        for tenants in (10, len(users)):
+            self.bench_batched_lifecycle(q, users[:tenants])
 
     def bench_worker_lifecycle(self, q: TaskQueue, users: list[str]) -> None:
         """The default worker's path (issue 17): push the chunk's tasks in one ``push_batch`` (as
@@ -317,6 +319,62 @@ class CostFigures:
                  f"exec {result['server_exec_us_per_task']:.1f} us")
         top = ", ".join(f"{k} {v:g}" for k, v in result["commands"].items())
         self.out(f"    worker path commands per task: {top}")
+
+    def bench_batched_lifecycle(self, q: TaskQueue, users: list[str], batch: int = 16) -> None:
+        """A worker leasing and acknowledging in batches (issue 17): push the chunk's tasks in one
+        ``push_batch``, lease ``batch`` with ``pop_many``, then ``complete_and_pop_many`` (the batch's
+        acks, run times given, and the next ``batch`` leases in one round trip) until nothing is
+        left, the metrics buffer flushed at the end of each chunk; commands and Redis CPU per task,
+        metrics on, over ``len(users)`` tenants (the fewer, the more tasks of one tenant a call
+        has: per-tenant writes are once per call)."""
+        n = self.sizes["lifecycle"]
+        step = min(250, n)
+        tasks = make_tasks(n, users, tag="batched")
+        wq = TaskQueue(q.config, q.client)
+        try:
+            from fairque_django.core.scripts.buffered import MetricsBuffer
+            wq.metrics_buffer = MetricsBuffer()
+            mode = "metrics buffered"
+        except ImportError:
+            mode = "metrics per ack"
+
+        def chunk(lo: int) -> Callable[[], None]:
+            def run() -> None:
+                wq.push_batch(tasks[lo:lo + step])
+                got = wq.pop_many(batch)
+                while got:
+                    got = wq.complete_and_pop_many([(t, 0.0005, None) for t in got], batch)[1]
+                if getattr(wq, "metrics_buffer", None) is not None:
+                    wq.flush_metrics()
+            return run
+
+        runs: list[Measured] = []
+        for _ in range(self.reps):
+            self.flush()
+            gc.collect()
+            for lo in range(0, n - step + 1, step):
+                runs.append(self.timed(chunk(lo), scripted=True, count=wq.client))
+        self.flush()
+        if not self.server_stats:
+            return
+        typical = min(runs, key=lambda m: m.calls())
+        result = {
+            "batch": batch, "tenants": len(users), "tasks_per_chunk": step, "chunks": len(runs),
+            "commands_per_task": median([m.calls() / step for m in runs]),
+            "commands": {k: round(v["calls"] / step, 3) for k, v in
+                         sorted(typical.commands.items(), key=lambda kv: -kv[1]["calls"])},
+            "server_cpu_us_per_task": median([m.server_cpu / step * 1e6 for m in runs]),
+            "server_exec_us_per_task": median([server_exec_usec(m.commands, True) / step for m in runs]),
+            "round_trips_per_task": median([m.round_trips / step for m in runs]), "mode": mode,
+        }
+        self.results["lifecycle"].setdefault("batched_path", []).append(result)
+        self.out(f"lifecycle, batched (push_batch, pop_many / complete_and_pop_many of {batch}, {mode}, "
+                 f"{len(users)} tenants; {len(runs)} chunks of {step}): Redis commands per task "
+                 f"{result['commands_per_task']:.1f}, round trips {result['round_trips_per_task']:.2f}, "
+                 f"Redis CPU {result['server_cpu_us_per_task']:.1f} us, "
+                 f"exec {result['server_exec_us_per_task']:.1f} us")
+        top = ", ".join(f"{k} {v:g}" for k, v in result["commands"].items())
+        self.out(f"    batched commands per task: {top}")
 
     def bench_memory(self, q: TaskQueue, users: list[str]) -> None:
         n = self.sizes["memory"]

@@ -265,6 +265,24 @@ def test_push_batch(q: TaskQueue) -> None:
     assert len(got) == 2500 and len({t.task_id for t in got}) == 2500
 
 
+def test_push_batch_finds_duplicates_in_and_before_the_call(q: TaskQueue) -> None:
+    """push.lua looks for existing tasks once per call when none exists (issue 17): an id given
+    twice in one call is still a duplicate the second time, and a call with an existing id (or
+    idempotency marker) looks at each task with its turn."""
+    tasks = [Task.create(user_id="ab"[i % 2], payload={"i": i}) for i in range(8)]
+    res = q.push_batch([*tasks[:4], tasks[1], tasks[2]])
+    assert res["pushed"] == 4 and res["duplicates"] == [tasks[1].task_id, tasks[2].task_id]
+    res = q.push_batch(tasks)
+    assert res["pushed"] == 4 and res["duplicates"] == [t.task_id for t in tasks[:4]]
+    assert q.get_stats()["tasks_pushed"] == 8 and len(drain(q)) == 8  # (deleted: the ids are free again)
+    res = q.push_batch([*tasks[:4], tasks[0]], idempotent=True)
+    assert res["pushed"] == 4 and res["duplicates"] == [tasks[0].task_id]
+    assert len(drain(q)) == 4
+    res = q.push_batch(tasks, idempotent=True)  # the first four are remembered after they finished
+    assert res["pushed"] == 4 and res["duplicates"] == [t.task_id for t in tasks[:4]]
+    assert sorted(t.payload["i"] for t in drain(q)) == [4, 5, 6, 7]
+
+
 def test_push_batch_validates_everything_before_writing(q: TaskQueue) -> None:
     tasks = [Task.create(user_id="a", payload={}), Task.create(user_id="a", payload={})]
     tasks[1].user_id = "bad user"
@@ -309,6 +327,57 @@ def test_pop_many_leases_in_the_order_single_pops_would(q: TaskQueue) -> None:
     assert codes == [1] * 11 and more == [] and due is None
     stats = q.get_stats()
     assert stats["tasks_active"] == 0 and stats["tasks_completed"] == 22
+
+
+@pytest.mark.parametrize("count", [3, 16, 64])
+def test_pop_many_follows_the_rotation_as_single_pops_on_ties(make_config: Any, count: int) -> None:
+    """pop.lua reads the rotation ahead once per call and keeps it in step (issue 17): users
+    whose virtual times tie are served in the sorted set's byte order of their names (upper case
+    before lower case, "u10" before "u9", multi-byte names), whether the call reads all of the
+    rotation (count 64) or only its first part (count 3, 16: read again when used up)."""
+    users = ["u9", "u10", "B", "a", "é", "Z", "u1", "ab", "a-b", "u100"]
+    q = TaskQueue(make_config(workers=[{"id": "w1", "assigned_users": users}], worker_id="w1"))
+
+    def fill() -> None:
+        for rnd in range(4):
+            for u in users:
+                q.push(Task.create(user_id=u, payload={"user": u, "i": rnd},
+                                   priority=Priority.HIGH if rnd == 2 and u in ("a", "u10") else Priority.NORMAL))
+
+    fill()
+    singles = [(t.user_id, t.payload["i"]) for t in drain(q)]
+    fill()
+    batched: list[tuple[str | None, int]] = []
+    while tasks := q.pop_many(count):
+        batched += [(t.user_id, t.payload["i"]) for t in tasks]
+        for t in tasks:
+            q.delete_task(t.task_id)
+    assert batched == singles
+
+
+def test_batches_keep_a_runtime_cap_between_their_tasks(q: TaskQueue) -> None:
+    """A cap set at runtime holds inside one pop_many (the leased counts are written once per
+    call, read with what the call added) and a batched ack lets the tenant back at its place."""
+    q.set_tenant_limits("a", concurrency=2)
+    push_n(q, "a", 5)
+    push_n(q, "b", 3)
+    first = q.pop_many(10)
+    assert [t.user_id for t in first] == ["a", "b", "a", "b", "b"]
+    assert q.client.hget(q.keys.base + ":tleased", "a") == b"2"
+    assert q.pop_many(10) == []  # a at its cap, b drained
+    leased_a = [t for t in first if t.user_id == "a"]
+    codes, more, _ = q.complete_and_pop_many([(t, 0.001, None) for t in first], 10)
+    assert codes == [1] * 5
+    assert [t.user_id for t in more] == ["a", "a"]  # back, up to its cap again
+    assert q.client.hget(q.keys.base + ":tleased", "a") == b"2"
+    assert q.client.hget(q.keys.base + ":tleased", "b") is None  # a count that reaches 0 goes
+    codes, more, _ = q.complete_and_pop_many([(t, 0.001, None) for t in [*more, leased_a[0]]], 10)
+    assert codes == [1, 1, -1] and [t.user_id for t in more] == ["a"]
+    codes, more, _ = q.complete_and_pop_many([(more[0], None, None)], 10)
+    assert codes == [1] and more == []
+    assert q.client.hlen(q.keys.base + ":tleased") == 0
+    assert q.client.zcard(q.keys.base + ":leases") == 0
+    assert not q.client.keys(q.keys.base + ":t:*")
 
 
 def test_complete_and_pop_many_stores_results_and_rejects_lost_leases(q: TaskQueue) -> None:

@@ -338,6 +338,18 @@ class QueueMachine(RuleBasedStateMachine):
             return
         self.ack_task(task)
 
+    @rule(picks=st.lists(st.integers(0, 7), min_size=2, max_size=5))
+    def ack_batch(self, picks: list[int]) -> None:
+        """Acknowledge several tasks in one complete.lua call (a worker's batch; a task given twice
+        is answered -1 the second time), as acks one at a time would: leased counts, held tenants
+        rejoining, cancelled tasks, late acks."""
+        tasks = [t for t in (self.handle(p) for p in picks) if t is not None]
+        if not tasks:
+            return
+        codes, _, _ = self.queues["w1"].complete_and_pop_many([(t, None, None) for t in tasks], 0)
+        self.model.begin_call()
+        assert codes == [self.model.complete(t.task_id, t.lease_token) for t in tasks], tasks
+
     def ack_task(self, task: Task) -> None:
         code = self.queues[task.worker_id or "w1"].complete_code(task)  # 2: cancelled while leased
         assert code == self.model.complete(task.task_id, task.lease_token)

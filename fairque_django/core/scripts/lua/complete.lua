@@ -12,7 +12,6 @@
 --- @include "includes/rcall"
 --- @include "includes/header"
 --- @include "includes/shift_vtime"
---- @include "includes/forget"
 --- @include "includes/observe"
 --- @include "includes/flush_observations"
 --- @include "includes/live"
@@ -32,6 +31,7 @@ local waits = {}    -- (buffered) each task's wait in ms, -1 when it was not ack
 local done = {}     -- ids acknowledged in this call (an id given twice counts once)
 local per_user = {} -- user -> tasks acknowledged
 local totals = {}   -- the everyone histogram's increments (see observe)
+local gone = {}     -- the acknowledged tasks' keys and ids, forgotten at the end in one DEL and one ZREM
 local n = 0
 for i = 5, #ARGV, 3 do
   local id, token, run_ms = ARGV[i], ARGV[i + 1], tonumber(ARGV[i + 2]) or -1
@@ -61,8 +61,9 @@ for i = 5, #ARGV, 3 do
       end
       rcall('HSET', P .. ':runavg', user, used)
     end
-    forget(P, id)
-    lease_ended(P, user)
+    gone[#gone + 1] = id -- (forgotten below: until then no longer leased for recount_leased)
+    unleased_in_call[id] = true
+    lease_ended(P, user, true)
     if f[7] or f[8] then -- its unique key is released, its dependents count it as met
       task_finished(P, id, f[7], f[8], true)
     end
@@ -77,6 +78,15 @@ for i = 5, #ARGV, 3 do
     codes[#codes + 1] = 1
   end
 end
+for from = 1, #gone, 1000 do -- forget them (forget, one command each per call), then write the leased counts
+  local keys = {}
+  for j = from, math.min(from + 999, #gone) do
+    keys[#keys + 1] = P .. ':t:' .. gone[j]
+  end
+  rcall('DEL', unpack(keys))
+  rcall('ZREM', P .. ':leases', unpack(gone, from, math.min(from + 999, #gone)))
+end
+leased_flush(P)
 if n > 0 then
   for user, c in pairs(per_user) do
     live(P, user, -c)

@@ -83,20 +83,27 @@ local problems = quarantined -- the keys moved aside, then the tasks dead-letter
 local out = {-1, problems}
 local leased = {} -- deadline, id pairs of the tasks leased in this call, for one ZADD at the end
 
+-- user -> its first lane that may hold an id, once a pop of this call took one from it (no
+-- script call puts an id into a lane before it between: its later pops start there)
+local lane_from = {}
+
 -- Pop the next task id of a user (lanes: lane_keys) and the priority of the lane it came from, or
 -- nil (the lanes of the former layout are converted first when the lists are empty: lanes_upgrade).
 local function take(user, lanes)
   for _ = 1, 2 do
-    local first = 1 -- (NORMAL, 3, is the usual priority: one EXISTS spares the RPOPs of the lanes before it)
-    if redis.call('EXISTS', lanes[1], lanes[2], lanes[3]) == 0 then
+    local first = lane_from[user] or 1
+    -- (NORMAL, 3, is the usual priority: one EXISTS spares the RPOPs of the lanes before it)
+    if first == 1 and redis.call('EXISTS', lanes[1], lanes[2], lanes[3]) == 0 then
       first = 4
     end
     for i = first, 6 do
       local r = rcall('RPOP', lanes[i])
       if r then
+        lane_from[user] = i
         return r, 7 - i
       end
     end
+    lane_from[user] = nil
     if not lanes_upgrade(P, user) then
       return nil
     end
@@ -109,6 +116,60 @@ end
 -- those takes them out (serve).
 local function has_more(user, lanes, prio)
   return redis.call('EXISTS', P .. ':queue:user:' .. user .. ':normal', unpack(lanes, 7 - prio)) > 0
+end
+
+-- The own partition's rotation read ahead (one ZRANGE a call, not one a task): view holds the
+-- first members of its ready set in order, {score, member} each: all of them when view_all, else
+-- every member up to bound (the last one read). serve keeps it in step with its ZADD / ZREM of
+-- that set (rotated); anything else that writes the set drops it (view = nil: read again).
+local view, view_all, bound = nil, false, nil
+
+-- Whether (s1, m1) comes before (s2, m2) in a sorted set: by score, then by the member's bytes.
+local function zbefore(s1, m1, s2, m2)
+  if s1 ~= s2 then
+    return s1 < s2
+  end
+  for i = 1, math.min(#m1, #m2) do
+    local a, b = string.byte(m1, i), string.byte(m2, i)
+    if a ~= b then
+      return a < b
+    end
+  end
+  return #m1 < #m2
+end
+
+-- User's place in partition part's rotation is now score (nil: it left it): the view follows.
+local function rotated(part, user, score)
+  if part ~= own or not view then
+    return
+  end
+  for i = 1, #view do
+    if view[i][2] == user then
+      table.remove(view, i)
+      break
+    end
+  end
+  if score and (view_all or not zbefore(bound[1], bound[2], score, user)) then
+    local at = #view + 1
+    while at > 1 and zbefore(score, user, view[at - 1][1], view[at - 1][2]) do
+      at = at - 1
+    end
+    table.insert(view, at, {score, user})
+  end
+end
+
+-- The head of the own partition's rotation, {score, member}, or nil when it is empty.
+local function own_head()
+  if not view or (not view[1] and not view_all) then
+    local k = math.max(1, math.min(want - #leased / 2, 64)) -- (the heads this call may still serve)
+    local r = rcall('ZRANGE', P .. ':ready:' .. own, 0, k - 1, 'WITHSCORES')
+    view, view_all = {}, #r < 2 * k
+    for i = 1, #r, 2 do
+      view[#view + 1] = {tonumber(r[i + 1]), r[i]}
+    end
+    bound = view[#view]
+  end
+  return view[1]
 end
 
 -- A task id whose hash is unusable (wrong type, no body, or garbage in its bookkeeping fields,
@@ -140,6 +201,7 @@ local function bury_corrupt(id, user, part, tk, bad)
     why = 'corrupt task: its key held a ' .. kind .. ' instead of a hash'
   end
   bury(P, id, now, why, 'CorruptTaskError', '', 'corrupt')
+  lane_from, view = {}, nil -- (a dependent that may run after a failure went into its lane: deps_failed)
   problems[#problems + 1] = tk .. ': ' .. why .. ' (dead-lettered)'
 end
 
@@ -152,6 +214,7 @@ local function serve(part, user, score, stolen)
   local why, at = tenant_block(P, user, now)
   if why then
     rcall('ZREM', rk, user)
+    rotated(part, user, nil)
     steal_index_update(P, part, user, nil)
     if num(score) then rcall('HSET', P .. ':vfinish:' .. part, user, score) end
     hold_tenant(P, part, user, why, at)
@@ -163,6 +226,7 @@ local function serve(part, user, score, stolen)
     local id, prio = take(user, lanes)
     if not id then -- (its lanes held only stale entries) it leaves the rotation as after its last pop
       rcall('ZREM', rk, user)
+      rotated(part, user, nil)
       steal_index_update(P, part, user, nil)
       if num(score) then
         rcall('HSET', P .. ':vfinish:' .. part, user, score)
@@ -177,6 +241,7 @@ local function serve(part, user, score, stolen)
       bury_corrupt(id, user, part, tk)
     elseif f[1] and f[7] == user and not f[6] then
       bury(P, id, now, 'corrupt task: its hash has no state', 'CorruptTaskError', '', 'corrupt')
+      lane_from, view = {}, nil
       problems[#problems + 1] = tk .. ': corrupt task: its hash has no state (dead-lettered)'
     elseif f[1] and (f[6] ~= 'queued' or f[7] ~= user) then
       -- not a queued task of this user: a stale entry (lane_stale: the task was cancelled, its id used
@@ -200,16 +265,18 @@ local function serve(part, user, score, stolen)
         cost = expected_cost(P, user)
       end
       local finish = score + cost / weight
-      lease_taken(P, user, now)
+      lease_taken(P, user, now, true) -- (the leased counts are written at the end: leased_flush)
       leased_in_call[#leased_in_call + 1] = id
       local more = has_more(user, lanes, prio)
       if more then why, at = tenant_block(P, user, now) end
       if more and not why then
         rcall('ZADD', rk, finish, user)
+        rotated(part, user, finish)
         steal_index_update(P, part, user, finish)
         wake(P, part)
       else
         rcall('ZREM', rk, user)
+        rotated(part, user, nil)
         steal_index_update(P, part, user, nil)
         rcall('HSET', P .. ':vfinish:' .. part, user, finish)
         rcall('HSET', P .. ':vclock', part, score)
@@ -277,11 +344,10 @@ local orphan_served = 0 -- tasks leased from orphan partitions (counted as stole
 local function pop_one()
   -- 1. own partition
   if own ~= '' then
-    local rk = P .. ':ready:' .. own
     for _ = 1, 100 do
-      local head = rcall('ZRANGE', rk, 0, 0, 'WITHSCORES')
-      if not head[1] then break end
-      if serve(own, head[1], tonumber(head[2]), 0) then
+      local head = own_head()
+      if not head then break end
+      if serve(own, head[2], head[1], 0) then
         return true
       end
     end
@@ -327,6 +393,7 @@ end
 for _ = 1, want do
   if not pop_one() then break end
 end
+leased_flush(P)
 if #leased > 0 then
   rcall('ZADD', P .. ':leases', unpack(leased))
   stat(P, 'popped', #leased / 2)

@@ -46,22 +46,51 @@ local stored = 0
 local readied = {}
 local lives = {}
 local notes = {} -- the details of answers other than '1' and '0' (unique keys, dependencies)
+-- fresh: none of the call's task keys (nor idempotency markers) existed when it started, read
+-- with one EXISTS for the whole call when its tasks outnumber its users by 2 or more (else each
+-- task's key is looked at with its turn, as before); then only an id given twice in the call is
+-- looked up again (no script call creates the hash of an id before that id's turn)
+local fresh, seen = false, {}
+do
+  local keys, users, nusers = {}, {}, 0
+  for i = 0, n - 1 do
+    local id, user = string.match(ARGV[4 + i * 2], '^([^\t]+)\t([^\t]+)\t')
+    if id then
+      keys[#keys + 1] = P .. ':t:' .. id
+      if idem_ms > 0 then keys[#keys + 1] = P .. ':idem:' .. id end
+      if not users[user] then users[user], nusers = true, nusers + 1 end
+    end
+  end
+  if n - nusers >= 2 then
+    local found = 0
+    for from = 1, #keys, 1000 do
+      found = found + redis.call('EXISTS', unpack(keys, from, math.min(from + 999, #keys)))
+    end
+    fresh = found == 0
+  end
+end
 -- user -> whether its lanes may hold stale entries (its gone hash exists: lane_purge), looked at
 -- with the first task of the user in this call, in the same EXISTS as that task's key; lanes of the
--- former layout found there are converted (lanes_upgrade)
+-- former layout found there are converted (lanes_upgrade). known: the task's key is known absent.
 local stale = {}
-local function exists(tk, user)
+local function exists(tk, user, known)
   if stale[user] ~= nil then
-    return redis.call('EXISTS', tk) == 1
+    return not known and redis.call('EXISTS', tk) == 1
   end
   local gk, nk = P .. ':queue:user:' .. user .. ':gone', P .. ':queue:user:' .. user .. ':normal'
-  if redis.call('EXISTS', tk, gk, nk) == 0 then
+  local found
+  if known then
+    found = redis.call('EXISTS', gk, nk)
+  else
+    found = redis.call('EXISTS', tk, gk, nk)
+  end
+  if found == 0 then
     stale[user] = false
     return false
   end
   lanes_upgrade(P, user)
   stale[user] = redis.call('EXISTS', gk) == 1
-  return redis.call('EXISTS', tk) == 1
+  return not known and redis.call('EXISTS', tk) == 1
 end
 local lanes, lane_order = {}, {} -- lane -> the ids pushed to it in this call (one LPUSH per lane, at the end)
 for i = 0, n - 1 do
@@ -72,7 +101,9 @@ for i = 0, n - 1 do
   local body = ARGV[o + 1]
   local tk = P .. ':t:' .. id
   local ik = idem_ms > 0 and P .. ':idem:' .. id
-  local dup = exists(tk, user) or (ik and rcall('EXISTS', ik) == 1)
+  local known = fresh and not seen[id] -- (a first turn of an id in a fresh call: neither key exists)
+  seen[id] = true
+  local dup = exists(tk, user, known) or (ik and not known and rcall('EXISTS', ik) == 1)
   -- >>> unique keys and dependencies: an answer other than a plain store, or the unmet dependencies
   local opt, code, detail, unmet = nil, nil, nil, nil
   if not dup then

@@ -5,6 +5,7 @@
 --- @include "now_ms"
 --- @include "tenant_limits"
 --- @include "recount_leased"
+--- @include "leased_add"
 --- @include "limits_on"
 
 -- Whether each user looked up in this call is paused (tenant.lua forgets the one it changes).
@@ -12,7 +13,8 @@ local tenant_paused_memo = {}
 
 -- Why user may not be leased a task now: 'paused', 'cap' (its leased tasks reached its cap) or
 -- 'rate' (then also the ms at which its next token is due), or nil. now: server ms (nil: read it
--- only when a rate applies). A leased count that holds garbage is counted again (recount_leased).
+-- only when a rate applies). A leased count that holds garbage is counted again (recount_leased);
+-- the leases this call has not written yet (leased_delta) count.
 -- No lookup at all while no tenant limit exists anywhere (limits_on).
 local function tenant_block(P, user, now)
   if not limits_on(P) then
@@ -33,6 +35,10 @@ local function tenant_block(P, user, now)
     if raw and (not n or n < 0 or n % 1 ~= 0) then
       repaired(P .. ':tleased', user, raw, 'recounted')
       n = recount_leased(P, user)
+    end
+    if leased_delta[user] then -- (leases this call counts at its end: leased_later)
+      n = (n or 0) + leased_delta[user]
+      if n < 0 then n = leased_add(P, user, 0) end -- (written now: recounted)
     end
     if (n or 0) >= lim.c then
       return 'cap'

@@ -1,0 +1,27 @@
+--- @include "recount_leased"
+--- @include "leased_add"
+
+-- Users in the order leased_later first saw them in this call (their counts are written in it).
+local leased_order = {}
+
+-- Add n to the tasks user has leased at the end of this call (leased_flush): a batch of leases
+-- or acks writes each user's count once. Until then a reader of the count adds leased_delta
+-- (tenant_block), so a cap holds between two tasks of one call as it would one call a task.
+local function leased_later(user, n)
+  local d = leased_delta[user]
+  if d == nil then
+    leased_order[#leased_order + 1] = user
+  end
+  leased_delta[user] = (d or 0) + n
+end
+
+-- Write the counts leased_later gathered (leased_add: one HINCRBY per user, a count that reaches
+-- 0 removed, garbage or a negative count recounted).
+local function leased_flush(P)
+  for _, user in ipairs(leased_order) do
+    if leased_delta[user] then
+      leased_add(P, user, 0) -- (adds the user's leased_delta)
+    end
+  end
+  leased_order = {}
+end
