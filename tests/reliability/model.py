@@ -716,7 +716,8 @@ class Model:
         """fold_idle.lua (window 0) over idle ``users``: their stats counters go, and each finish tag
         that changes nothing for them (at or behind the head of its rotation; with the rotation empty,
         the partition clock first moves up to it; garbage: dropped, repaired). Returns (folded, kept:
-        a tag still ahead of a non-empty rotation)."""
+        a tag still ahead of a non-empty rotation, or a rate bucket not full again: a token used
+        within the hour of the tests' 1/h rate)."""
         for key in [k for k in self.stats if k.startswith("u:") and k.rpartition(":")[0][2:] in users]:
             del self.stats[key]
         for user in users:  # lanes left with stale entries only go
@@ -745,6 +746,7 @@ class Model:
                     if float(tag) > clocks[part]:
                         self.vclock[part] = clocks[part] = float(tag)
                 del tags[user]
+        kept |= {user for user in users if self.tokens_used[user] > 0}
         return users - kept, kept
 
     def unfinished(self) -> Counter[str]:
