@@ -56,7 +56,8 @@ suffixes as the methods below (a test checks that every suffix a script uses is 
   P:uniq:<n>:<user>:<key>      STRING unique key -> the id of the unfinished task holding it (<n> = length of user)
   P:deps:<id>                  SET    the tasks waiting for task <id> to succeed
   P:tleased                    HASH   user -> tasks leased now (fleet-wide; kept by every script that starts or
-                                      ends a lease; recounted from P:leases when it holds garbage)
+                                      ends a lease; recounted from P:leases when it holds garbage; a 0 stays
+                                      until the retention sweep folds the tenant)
   P:tlimits                    HASH   user -> runtime limits "cap\tinterval_ms\tburst" ('' unset, '-' none)
   P:limitcfg                   HASH   the tenant_concurrency / tenant_limits settings as the scripts read them
                                       (d digest, def default cap, x:<id> exact specs, p patterns)

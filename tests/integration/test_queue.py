@@ -370,11 +370,14 @@ def test_batches_keep_a_runtime_cap_between_their_tasks(q: TaskQueue) -> None:
     assert codes == [1] * 5
     assert [t.user_id for t in more] == ["a", "a"]  # back, up to its cap again
     assert q.client.hget(q.keys.base + ":tleased", "a") == b"2"
-    assert q.client.hget(q.keys.base + ":tleased", "b") is None  # a count that reaches 0 goes
+    assert q.client.hget(q.keys.base + ":tleased", "b") == b"0"  # (a 0 stays until the retention sweep)
     codes, more, _ = q.complete_and_pop_many([(t, 0.001, None) for t in [*more, leased_a[0]]], 10)
     assert codes == [1, 1, -1] and [t.user_id for t in more] == ["a"]
     codes, more, _ = q.complete_and_pop_many([(more[0], None, None)], 10)
     assert codes == [1] and more == []
+    assert set(q.client.hvals(q.keys.base + ":tleased")) == {b"0"}
+    q.fold_idle_tenants(window_seconds=0)
+    q.fold_idle_tenants(window_seconds=0)  # (the first sweep marks them idle, the second folds)
     assert q.client.hlen(q.keys.base + ":tleased") == 0
     assert q.client.zcard(q.keys.base + ":leases") == 0
     assert not q.client.keys(q.keys.base + ":t:*")

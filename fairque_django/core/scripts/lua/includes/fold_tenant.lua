@@ -9,7 +9,7 @@ local TENANT_STATS = {'pushed', 'completed', 'failed', 'dead', 'cancelled'}
 -- Fold the per-tenant state of user, idle (no unfinished task) since before the retention
 -- window, at server time now (ms), with the partitions parts (a list) where it may have a
 -- finish tag: its counters in P:queue:stats, its histograms P:m:<user> (every observation is
--- counted in P:m:~all too), its run-time average, a spent rate bucket and its finish tags
+-- counted in P:m:~all too), its run-time average, its leased count (0), a spent rate bucket and its finish tags
 -- (forget_finish; seen: what this call learnt of the partitions) and lanes left with stale entries
 -- only go. Its settings (runtime
 -- limits, a pause) stay. Returns whether nothing is left (false: a finish tag still ahead of
@@ -22,6 +22,7 @@ local function fold_tenant(P, user, parts, now, seen)
   rcall('HDEL', P .. ':queue:stats', unpack(fields))
   rcall('DEL', P .. ':m:' .. user)
   rcall('HDEL', P .. ':runavg', user)
+  rcall('HDEL', P .. ':tleased', user) -- (its count of leases: 0, the tenant being idle)
   lanes_tidy(P, user) -- stale lane entries of its cancelled tasks that no pop took out (lane_drop)
   local done = true
   local rk = P .. ':trate'

@@ -2,7 +2,8 @@
 --- @include "repaired"
 --- @include "recount_leased"
 
--- Add n to the tasks user has leased (P:tleased; a count that reaches 0 is removed). A field that
+-- Add n to the tasks user has leased (P:tleased; a count that reaches 0 stays: the tenant's next
+-- lease needs no new field, and the retention sweep removes it with the tenant's state). A field that
 -- holds no count, or a count that would go negative, is counted again from the leases
 -- (recount_leased) and reported. What this call left to add for user (leased_delta) is added
 -- with n. Returns the count.
@@ -22,9 +23,6 @@ local function leased_add(P, user, n)
   if r < 0 then
     repaired(key, user, r - n, 'recounted')
     return recount_leased(P, user)
-  end
-  if r == 0 then
-    rcall('HDEL', key, user)
   end
   return r
 end
