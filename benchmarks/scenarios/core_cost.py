@@ -271,49 +271,17 @@ class CostFigures:
         worker's metrics buffer flushed at the end of each chunk; commands and Redis CPU per
         task, metrics on. A checkout without the buffer (before issue 17) writes metrics per ack,
         as its worker does."""
-        n = self.sizes["lifecycle"]
-        step = min(250, n)
-        tasks = make_tasks(n, users, tag="worker")
-        wq = TaskQueue(q.config, q.client)
-        try:
-            from fairque_django.core.scripts.buffered import MetricsBuffer
-            wq.metrics_buffer = MetricsBuffer()
-            mode = "metrics buffered"
-        except ImportError:
-            mode = "metrics per ack"
+        def drain(wq: TaskQueue) -> None:
+            task = wq.pop()
+            while task is not None:
+                task = wq.complete_and_pop(task, duration=0.0005)[1]
 
-        def chunk(lo: int) -> Callable[[], None]:
-            def run() -> None:
-                wq.push_batch(tasks[lo:lo + step])
-                task = wq.pop()
-                while task is not None:
-                    task = wq.complete_and_pop(task, duration=0.0005)[1]
-                if getattr(wq, "metrics_buffer", None) is not None:
-                    wq.flush_metrics()
-            return run
-
-        runs: list[Measured] = []
-        for _ in range(self.reps):
-            self.flush()
-            gc.collect()
-            for lo in range(0, n - step + 1, step):
-                runs.append(self.timed(chunk(lo), scripted=True, count=wq.client))
-        self.flush()
-        if not self.server_stats:
+        result = self.lifecycle_chunks(q, users, "worker", drain)
+        if result is None:
             return
-        per = [m.calls() / step for m in runs]
-        typical = min(runs, key=lambda m: m.calls())
-        result = {
-            "tasks_per_chunk": step, "chunks": len(runs), "commands_per_task": median(per),
-            "commands": {k: round(v["calls"] / step, 3) for k, v in
-                         sorted(typical.commands.items(), key=lambda kv: -kv[1]["calls"])},
-            "server_cpu_us_per_task": median([m.server_cpu / step * 1e6 for m in runs]),
-            "server_exec_us_per_task": median([server_exec_usec(m.commands, True) / step for m in runs]),
-            "round_trips_per_task": median([m.round_trips / step for m in runs]), "mode": mode,
-        }
         self.results["lifecycle"]["worker_path"] = result
-        self.out(f"lifecycle, the worker's path (push_batch, complete_and_pop, {mode}; {len(runs)} "
-                 f"chunks of {step}): Redis commands per task {result['commands_per_task']:.1f} "
+        self.out(f"lifecycle, the worker's path (push_batch, complete_and_pop, {result['mode']}; {result['chunks']} "
+                 f"chunks of {result['tasks_per_chunk']}): Redis commands per task {result['commands_per_task']:.1f} "
                  f"(median; server-wide counters: use --private-server), round trips "
                  f"{result['round_trips_per_task']:.2f}, Redis CPU {result['server_cpu_us_per_task']:.1f} us, "
                  f"exec {result['server_exec_us_per_task']:.1f} us")
@@ -327,23 +295,44 @@ class CostFigures:
         left, the metrics buffer flushed at the end of each chunk; commands and Redis CPU per task,
         metrics on, over ``len(users)`` tenants (the fewer, the more tasks of one tenant a call
         has: per-tenant writes are once per call)."""
+        def drain(wq: TaskQueue) -> None:
+            got = wq.pop_many(batch)
+            while got:
+                got = wq.complete_and_pop_many([(t, 0.0005, None) for t in got], batch)[1]
+
+        result = self.lifecycle_chunks(q, users, "batched", drain)
+        if result is None:
+            return
+        result = {"batch": batch, "tenants": len(users), **result}
+        self.results["lifecycle"].setdefault("batched_path", []).append(result)
+        self.out(f"lifecycle, batched (push_batch, pop_many / complete_and_pop_many of {batch}, {result['mode']}, "
+                 f"{len(users)} tenants; {result['chunks']} chunks of {result['tasks_per_chunk']}): Redis commands "
+                 f"per task {result['commands_per_task']:.1f}, round trips {result['round_trips_per_task']:.2f}, "
+                 f"Redis CPU {result['server_cpu_us_per_task']:.1f} us, "
+                 f"exec {result['server_exec_us_per_task']:.1f} us")
+        top = ", ".join(f"{k} {v:g}" for k, v in result["commands"].items())
+        self.out(f"    batched commands per task: {top}")
+
+    def lifecycle_chunks(self, q: TaskQueue, users: list[str], tag: str,
+                         drain: Callable[[TaskQueue], None]) -> dict[str, Any] | None:
+        """Chunks of 250 tasks: ``push_batch``, then ``drain`` on a queue with the worker's metrics
+        buffer (flushed at the end of each chunk), measured per chunk; the per-task figures (None
+        without server counters)."""
         n = self.sizes["lifecycle"]
         step = min(250, n)
-        tasks = make_tasks(n, users, tag="batched")
+        tasks = make_tasks(n, users, tag=tag)
         wq = TaskQueue(q.config, q.client)
         try:
             from fairque_django.core.scripts.buffered import MetricsBuffer
             wq.metrics_buffer = MetricsBuffer()
             mode = "metrics buffered"
-        except ImportError:
+        except ImportError:  # a checkout before issue 17: metrics per ack, as its worker does
             mode = "metrics per ack"
 
         def chunk(lo: int) -> Callable[[], None]:
             def run() -> None:
                 wq.push_batch(tasks[lo:lo + step])
-                got = wq.pop_many(batch)
-                while got:
-                    got = wq.complete_and_pop_many([(t, 0.0005, None) for t in got], batch)[1]
+                drain(wq)
                 if getattr(wq, "metrics_buffer", None) is not None:
                     wq.flush_metrics()
             return run
@@ -356,25 +345,16 @@ class CostFigures:
                 runs.append(self.timed(chunk(lo), scripted=True, count=wq.client))
         self.flush()
         if not self.server_stats:
-            return
+            return None
         typical = min(runs, key=lambda m: m.calls())
-        result = {
-            "batch": batch, "tenants": len(users), "tasks_per_chunk": step, "chunks": len(runs),
-            "commands_per_task": median([m.calls() / step for m in runs]),
+        return {
+            "tasks_per_chunk": step, "chunks": len(runs), "commands_per_task": median([m.calls() / step for m in runs]),
             "commands": {k: round(v["calls"] / step, 3) for k, v in
                          sorted(typical.commands.items(), key=lambda kv: -kv[1]["calls"])},
             "server_cpu_us_per_task": median([m.server_cpu / step * 1e6 for m in runs]),
             "server_exec_us_per_task": median([server_exec_usec(m.commands, True) / step for m in runs]),
             "round_trips_per_task": median([m.round_trips / step for m in runs]), "mode": mode,
         }
-        self.results["lifecycle"].setdefault("batched_path", []).append(result)
-        self.out(f"lifecycle, batched (push_batch, pop_many / complete_and_pop_many of {batch}, {mode}, "
-                 f"{len(users)} tenants; {len(runs)} chunks of {step}): Redis commands per task "
-                 f"{result['commands_per_task']:.1f}, round trips {result['round_trips_per_task']:.2f}, "
-                 f"Redis CPU {result['server_cpu_us_per_task']:.1f} us, "
-                 f"exec {result['server_exec_us_per_task']:.1f} us")
-        top = ", ".join(f"{k} {v:g}" for k, v in result["commands"].items())
-        self.out(f"    batched commands per task: {top}")
 
     def bench_memory(self, q: TaskQueue, users: list[str]) -> None:
         n = self.sizes["memory"]

@@ -5,22 +5,22 @@
 -- partition whose registry it changes).
 local stealers_memo, stealer_defs_memo = {}, {}
 
+-- What command (HKEYS, HGETALL) answers of P:stealers:<part>, read once per call into memo.
+local function stealers_read(memo, command, P, part)
+  local got = memo[part]
+  if not got then
+    got = rcall(command, P .. ':stealers:' .. part)
+    memo[part] = got
+  end
+  return got
+end
+
 -- The workers that keep a steal copy of partition part.
 local function stealers(P, part)
-  local ws = stealers_memo[part]
-  if not ws then
-    ws = rcall('HKEYS', P .. ':stealers:' .. part)
-    stealers_memo[part] = ws
-  end
-  return ws
+  return stealers_read(stealers_memo, 'HKEYS', P, part)
 end
 
 -- The registry of partition part's stealers: worker, definition, worker, definition, ...
 local function stealer_defs(P, part)
-  local defs = stealer_defs_memo[part]
-  if not defs then
-    defs = rcall('HGETALL', P .. ':stealers:' .. part)
-    stealer_defs_memo[part] = defs
-  end
-  return defs
+  return stealers_read(stealer_defs_memo, 'HGETALL', P, part)
 end
