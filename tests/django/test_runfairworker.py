@@ -111,6 +111,27 @@ def test_health_probe(queue: TaskQueue, workers: Workers) -> None:
     assert run_manage("fairque_health", "worker-001").returncode == 1
 
 
+@pytest.mark.parametrize(("args", "said"), [
+    ((), "prefetch (tiny tasks in batches: as many as a slot runs in 5 ms x 2 slots)"),
+    (("--prefetch-batch-ms", "0"), "prefetch (one task at a time)"),
+    (("--no-prefetch",), "batches of short tasks, no prefetch"),
+], ids=["default", "one-task-prefetches", "no-prefetch"])
+def test_prefetch_options_reach_the_worker_which_says_how_it_leases(
+        queue: TaskQueue, redis_client: redis.Redis, workers: Workers, args: tuple[str, ...], said: str) -> None:
+    for i in range(4):
+        queue.push(t.record(f"p{i}"), user_id="user:1")
+    proc = workers.start("worker-001", "--concurrency", "2", *args)
+    eventually(lambda: len(log(redis_client)) == 4, timeout=30, what="every task ran")
+    assert proc.terminate(30) == 0
+    assert "starting: 2 slots" in proc.log() and said in proc.log(), proc.log()[-2000:]
+
+
+@pytest.mark.parametrize("value", ["-1", "nan", "5000"])
+def test_a_prefetch_batch_out_of_range_is_refused(value: str) -> None:
+    res = run_manage("runfairworker", "worker-001", "--prefetch-batch-ms", value)
+    assert res.returncode == 1 and "--prefetch-batch-ms must be between 0 and 1000" in res.stderr
+
+
 def test_unknown_worker_id_lists_configured_ids() -> None:
     res = run_manage("runfairworker", "worker-999")
     assert res.returncode == 1

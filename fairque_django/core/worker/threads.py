@@ -122,6 +122,17 @@ class Worker(RunnerCounts):
                  tb: TracebackType | None) -> None:
         self.stop()
 
+    def leasing(self) -> str:
+        """How the slots lease tasks, in words (the start-up log line says it)."""
+        if self.prefetch and self.prefetch_batch_seconds > 0:
+            return (f"prefetch (tiny tasks in batches: as many as a slot runs in "
+                    f"{self.prefetch_batch_seconds * 1000:g} ms x {self.concurrency} slots)")
+        if self.prefetch:
+            return "prefetch (one task at a time)"
+        if self.max_tasks is not None:
+            return "one task at a time (max tasks)"
+        return "batches of short tasks, no prefetch" + (" (burst)" if self.burst else "")
+
     def start(self) -> int:
         """Serve tasks until stopped (signal, :meth:`stop`, burst end or max tasks). Returns 0."""
         import_task_modules(self.task_modules)
@@ -130,8 +141,9 @@ class Worker(RunnerCounts):
         if self.install_signal_handlers and threading.current_thread() is threading.main_thread():
             signal.signal(signal.SIGTERM, self._on_signal)
             signal.signal(signal.SIGINT, self._on_signal)
-        logger.info("worker %s starting: %d slots, assigned %s, steals %s", self.worker_id,
-                    self.concurrency, list(self.settings.assigned_users), list(self.settings.steal_targets))
+        logger.info("worker %s starting: %d slots, assigned %s, steals %s; %s", self.worker_id,
+                    self.concurrency, list(self.settings.assigned_users), list(self.settings.steal_targets),
+                    self.leasing())
         self._heartbeat.start()
         self.scheduler.start()
         watchdog = Watchdog(f"{self.worker_id}-watchdog", self.prefetch_hold_seconds) if self.prefetch else None

@@ -17,7 +17,7 @@ from fairque_django.core.errors import FairQueueError, UnknownWorkerError
 from fairque_django.core.handler import TaskHandler
 from fairque_django.core.observe import orphan_after, unserved_assignments
 from fairque_django.core.registry import import_task_modules
-from fairque_django.core.worker import Worker
+from fairque_django.core.worker import PREFETCH_BATCH_SECONDS, Worker
 from fairque_django.outbox import Relay
 from fairque_django.schedules import get_schedules, to_user
 
@@ -43,6 +43,12 @@ class Command(BaseCommand):
         parser.add_argument("--schedules", action=argparse.BooleanOptionalAction, default=True,
                             help="fire the periodic schedules (FAIRQUE['SCHEDULES'], @periodic) from this "
                                  "worker; any running worker may fire a tick, exactly once (default: on)")
+        parser.add_argument("--prefetch", action=argparse.BooleanOptionalAction, default=True,
+                            help="lease a short task's next task(s) while it runs (default: on; never with "
+                                 "--burst or --max-tasks; see docs/operations.md)")
+        parser.add_argument("--prefetch-batch-ms", type=float, default=PREFETCH_BATCH_SECONDS * 1000,
+                            help="a prefetching slot leases as many tiny tasks at once as it runs in this many ms "
+                                 "times the worker's slots (default %(default)g; 0: one task a prefetch)")
         parser.add_argument("--loglevel", default="INFO",
                             choices=["DEBUG", "INFO", "WARNING", "ERROR"], help="log level (default INFO)")
 
@@ -57,6 +63,9 @@ class Command(BaseCommand):
             raise CommandError("--concurrency must be at least 1")
         if options["max_tasks"] is not None and options["max_tasks"] < 1:
             raise CommandError("--max-tasks must be at least 1")
+        batch_ms = options["prefetch_batch_ms"]
+        if not 0 <= batch_ms <= 1000:  # (also NaN)
+            raise CommandError(f"--prefetch-batch-ms must be between 0 and 1000, not {batch_ms:g}")
         self._setup_logging(options["loglevel"])
         self._warn_unserved(worker_id)
         autodiscover_modules("tasks")
@@ -68,7 +77,8 @@ class Command(BaseCommand):
             concurrency=options["concurrency"], burst=options["burst"], max_tasks=options["max_tasks"],
             task_modules=get_setting("TASK_MODULES"), around_task=close_old_connections,
             periodic=AlertEvaluator(get_queue(worker_id)), periodic_interval=get_setting("ALERT_INTERVAL"),
-            schedules=schedules, to_user=to_user,
+            schedules=schedules, to_user=to_user, prefetch=options["prefetch"],
+            prefetch_batch_seconds=batch_ms / 1000,
         )
         relay = options["relay"] if options["relay"] is not None else get_setting("ENQUEUE_MODE") == "outbox"
         if not relay:
