@@ -35,7 +35,6 @@
 --- @include "includes/lane_keys"
 --- @include "includes/lane_stale"
 --- @include "includes/lanes_upgrade"
---- @include "includes/header"
 --- @include "includes/pack_header"
 --- @include "includes/wake"
 --- @include "includes/expected_cost"
@@ -78,6 +77,10 @@ if own ~= '' and (park_ms > 0 or unpark) then
   end
 end
 local now = now_ms()
+-- (per call, not per task: a number becomes a string at each use; now is whole ms, so its string is
+-- the one Redis would make of it)
+local now_s, deadline = tostring(now), now + lease_ms
+local deadline_s = tostring(deadline)
 local gate = run_timers(P, now)
 local problems = quarantined -- the keys moved aside, then the tasks dead-lettered as corrupt
 local out = {-1, problems}
@@ -111,11 +114,26 @@ local function take(user, lanes)
   return nil
 end
 
+-- user -> its six lanes (lane_keys), then its lane of the former layout: the keys are built once a
+-- call, not once a task (never changed once built).
+local lanes_of = {}
+
+-- The lanes of user, as lanes_of holds them.
+local function user_lanes(user)
+  local lanes = lanes_of[user]
+  if not lanes then
+    local critical, p5, p4, p3, p2, p1 = lane_keys(P, user)
+    lanes = {critical, p5, p4, p3, p2, p1, P .. ':queue:user:' .. user .. ':normal'}
+    lanes_of[user] = lanes
+  end
+  return lanes
+end
+
 -- Whether the user has more ready tasks (its lanes of a higher priority than prio are known
--- empty; a lane of the former layout counts). Stale entries count here: a pop that finds only
--- those takes them out (serve).
+-- empty; a lane of the former layout, lanes[7], counts). Stale entries count here: a pop that
+-- finds only those takes them out (serve).
 local function has_more(user, lanes, prio)
-  return redis.call('EXISTS', P .. ':queue:user:' .. user .. ':normal', unpack(lanes, 7 - prio)) > 0
+  return redis.call('EXISTS', unpack(lanes, 7 - prio)) > 0
 end
 
 -- The own partition's rotation read ahead (one ZRANGE a call, not one a task): view holds the
@@ -221,7 +239,7 @@ local function serve(part, user, score, stolen)
     if why == 'rate' and at < gate then gate = at end -- (hold_tenant lowered the stored gate)
     return false
   end
-  local lanes = {lane_keys(P, user)}
+  local lanes = user_lanes(user)
   while true do
     local id, prio = take(user, lanes)
     if not id then -- (its lanes held only stale entries) it leaves the rotation as after its last pop
@@ -236,7 +254,8 @@ local function serve(part, user, score, stolen)
     end
     local tk = P .. ':t:' .. id
     local f = redis.pcall('HMGET', tk, 'b', 'h', 'r', 'a', 'e', 'st', 'u')
-    local bad = not f.err and f[1] and task_problem(f[2], f[3], f[4])
+    local bad, weight = nil, nil -- (the header is parsed once: its weight comes with the check)
+    if not f.err and f[1] then bad, weight = task_problem(f[2], f[3], f[4]) end
     if f.err then
       bury_corrupt(id, user, part, tk)
     elseif f[1] and f[7] == user and not f[6] then
@@ -258,8 +277,6 @@ local function serve(part, user, score, stolen)
         repaired(rk, user, score, clock)
         score = clock
       end
-      local weight = header(f[2]).w
-      if weight <= 0 then weight = 1 end
       local cost = 1
       if timefair then
         cost = expected_cost(P, user)
@@ -284,14 +301,13 @@ local function serve(part, user, score, stolen)
         if why == 'rate' and at < gate then gate = at end
       end
       local attempts = tonumber(f[4] or '0') + 1
-      local deadline = now + lease_ms
       -- 'wt' the wait (ms) of this attempt, observed in the histograms when the attempt ends
       local wait = now - (num(f[5]) or now)
       if timefair then
-        rcall('HSET', tk, 'st', 'leased', 'wk', worker, 'tok', token, 'a', attempts, 'lt', now, 'wt', wait,
+        rcall('HSET', tk, 'st', 'leased', 'wk', worker, 'tok', token, 'a', attempts, 'lt', now_s, 'wt', wait,
           'ch', cost)
       else
-        rcall('HSET', tk, 'st', 'leased', 'wk', worker, 'tok', token, 'a', attempts, 'lt', now, 'wt', wait)
+        rcall('HSET', tk, 'st', 'leased', 'wk', worker, 'tok', token, 'a', attempts, 'lt', now_s, 'wt', wait)
       end
       leased[#leased + 1] = deadline
       leased[#leased + 1] = id
@@ -301,7 +317,7 @@ local function serve(part, user, score, stolen)
       end
       local n = #out
       out[n + 1], out[n + 2] = id, f[1]
-      out[n + 3] = (f[3] or '0') .. '\t' .. attempts .. '\t' .. deadline .. '\t' .. stolen .. '\t' .. user
+      out[n + 3] = (f[3] or '0') .. '\t' .. attempts .. '\t' .. deadline_s .. '\t' .. stolen .. '\t' .. user
       return true
     elseif rcall('EXISTS', tk) == 1 then
       bury_corrupt(id, user, part, tk)
