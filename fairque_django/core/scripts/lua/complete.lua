@@ -24,6 +24,7 @@
 --- @include "includes/cancel_leased"
 --- @include "includes/task_finished"
 --- @include "includes/lease_ended"
+--- @include "includes/chunked"
 local P = ARGV[1]
 local timefair, metrics, buffered = ARGV[2] == '1', ARGV[3] == '1', ARGV[3] == '2'
 local codes = {}
@@ -78,14 +79,12 @@ for i = 5, #ARGV, 3 do
     codes[#codes + 1] = 1
   end
 end
-for from = 1, #gone, 1000 do -- forget them (forget, one command each per call), then write the leased counts
-  local keys = {}
-  for j = from, math.min(from + 999, #gone) do
-    keys[#keys + 1] = P .. ':t:' .. gone[j]
-  end
-  rcall('DEL', unpack(keys))
-  rcall('ZREM', P .. ':leases', unpack(gone, from, math.min(from + 999, #gone)))
+local gone_keys = {} -- forget them (forget, one command each per call), then write the leased counts
+for j, id in ipairs(gone) do
+  gone_keys[j] = P .. ':t:' .. id
 end
+chunked('DEL', nil, gone_keys)
+chunked('ZREM', P .. ':leases', gone)
 leased_flush(P)
 if n > 0 then
   for user, c in pairs(per_user) do

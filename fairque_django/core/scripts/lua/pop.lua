@@ -129,10 +129,10 @@ local function user_lanes(user)
   return lanes
 end
 
--- Whether the user has more ready tasks (its lanes of a higher priority than prio are known
+-- Whether a user has more ready tasks (its lanes of a higher priority than prio are known
 -- empty; a lane of the former layout, lanes[7], counts). Stale entries count here: a pop that
 -- finds only those takes them out (serve).
-local function has_more(user, lanes, prio)
+local function has_more(lanes, prio)
   return redis.call('EXISTS', unpack(lanes, 7 - prio)) > 0
 end
 
@@ -190,6 +190,14 @@ local function own_head()
   return view[1]
 end
 
+-- Dead-letter task id (its key tk) as corrupt, for why; what this call read ahead is read again (a
+-- dependent that may run after a failure went into its lane: deps_failed).
+local function bury_as_corrupt(id, tk, why)
+  bury(P, id, now, why, 'CorruptTaskError', '', 'corrupt')
+  lane_from, view = {}, nil
+  problems[#problems + 1] = tk .. ': ' .. why .. ' (dead-lettered)'
+end
+
 -- A task id whose hash is unusable (wrong type, no body, or garbage in its bookkeeping fields,
 -- given as bad: see task_problem): keep what there is, dead-letter it (counters repaired, so
 -- that a requeue runs it).
@@ -218,9 +226,7 @@ local function bury_corrupt(id, user, part, tk, bad)
   elseif kind ~= 'hash' then
     why = 'corrupt task: its key held a ' .. kind .. ' instead of a hash'
   end
-  bury(P, id, now, why, 'CorruptTaskError', '', 'corrupt')
-  lane_from, view = {}, nil -- (a dependent that may run after a failure went into its lane: deps_failed)
-  problems[#problems + 1] = tk .. ': ' .. why .. ' (dead-lettered)'
+  bury_as_corrupt(id, tk, why)
 end
 
 -- Serve one task of user from partition part whose virtual start time is score: its 3 reply
@@ -259,9 +265,7 @@ local function serve(part, user, score, stolen)
     if f.err then
       bury_corrupt(id, user, part, tk)
     elseif f[1] and f[7] == user and not f[6] then
-      bury(P, id, now, 'corrupt task: its hash has no state', 'CorruptTaskError', '', 'corrupt')
-      lane_from, view = {}, nil
-      problems[#problems + 1] = tk .. ': corrupt task: its hash has no state (dead-lettered)'
+      bury_as_corrupt(id, tk, 'corrupt task: its hash has no state')
     elseif f[1] and (f[6] ~= 'queued' or f[7] ~= user) then
       -- not a queued task of this user: a stale entry (lane_stale: the task was cancelled, its id used
       -- again), or a stray id in its lane: never lease it; it is dropped from the lane
@@ -284,7 +288,7 @@ local function serve(part, user, score, stolen)
       local finish = score + cost / weight
       lease_taken(P, user, now, true) -- (the leased counts are written at the end: leased_flush)
       leased_in_call[#leased_in_call + 1] = id
-      local more = has_more(user, lanes, prio)
+      local more = has_more(lanes, prio)
       if more then why, at = tenant_block(P, user, now) end
       if more and not why then
         rcall('ZADD', rk, finish, user)

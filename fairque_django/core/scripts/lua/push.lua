@@ -24,6 +24,7 @@
 --- @include "includes/pack_header"
 --- @include "includes/lane_purge"
 --- @include "includes/lanes_upgrade"
+--- @include "includes/chunked"
 --- @include "includes/lower_gate"
 --- @include "includes/join_rotation"
 --- @include "includes/parked_slot"
@@ -62,11 +63,7 @@ do
     end
   end
   if n - nusers >= 2 then
-    local found = 0
-    for from = 1, #keys, 1000 do
-      found = found + redis.call('EXISTS', unpack(keys, from, math.min(from + 999, #keys)))
-    end
-    fresh = found == 0
+    fresh = chunked('EXISTS', nil, keys) == 0
   end
 end
 -- user -> whether its lanes may hold stale entries (its gone hash exists: lane_purge), looked at
@@ -188,10 +185,7 @@ for i = 0, n - 1 do
   end
 end
 for _, lk in ipairs(lane_order) do -- (LPUSH a b c leaves a served first, as three LPUSHes would)
-  local ids = lanes[lk]
-  for from = 1, #ids, 1000 do
-    rcall('LPUSH', lk, unpack(ids, from, math.min(from + 999, #ids)))
-  end
+  chunked('LPUSH', lk, lanes[lk])
 end
 for user, c in pairs(lives) do
   rcall('ZINCRBY', P .. ':live', c, user)

@@ -17,6 +17,7 @@
 --- @include "includes/may_steal"
 --- @include "includes/steal_ready_key"
 --- @include "includes/steal_invalidate"
+--- @include "includes/chunked"
 local P, worker, digest = ARGV[1], ARGV[2], ARGV[3]
 local seen_key, digest_key = P .. ':stealseen', P .. ':stealdigest:' .. worker
 
@@ -56,9 +57,7 @@ end
 drop(worker)
 local i = 6
 local n_exact = tonumber(ARGV[i])
-for j = i + 1, i + n_exact, 1000 do
-  rcall('SADD', P .. ':steal:' .. worker, unpack(ARGV, j, math.min(j + 999, i + n_exact)))
-end
+chunked('SADD', P .. ':steal:' .. worker, ARGV, i + 1, i + n_exact)
 i = i + n_exact + 1
 local def = '0'
 if n_exact > 0 then def = '1' end

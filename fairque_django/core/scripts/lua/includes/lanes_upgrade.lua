@@ -1,5 +1,6 @@
 --- @include "rcall"
 --- @include "lane_keys"
+--- @include "chunked"
 
 -- Upgrading: before the lanes were lists, priorities 1-5 of a user were one ZSET,
 -- P:queue:user:<u>:normal, score (6 - priority) * 2^40 + seq. The first script that writes to or
@@ -20,10 +21,7 @@ local function lanes_upgrade(P, user)
     ids[#ids + 1] = old[i]
   end
   for prio = 1, 5 do
-    local ids, lane = per[prio], lane_key(P, user, prio)
-    for from = 1, #ids, 1000 do
-      rcall('RPUSH', lane, unpack(ids, from, math.min(from + 999, #ids)))
-    end
+    chunked('RPUSH', lane_key(P, user, prio), per[prio])
   end
   rcall('DEL', nk)
   return true

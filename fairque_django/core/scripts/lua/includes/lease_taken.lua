@@ -1,7 +1,6 @@
 --- @include "rcall"
 --- @include "stored_num"
 --- @include "tenant_limits"
---- @include "leased_add"
 --- @include "leased_later"
 --- @include "limits_on"
 
@@ -12,11 +11,7 @@
 -- spell the next token may come that much early. later: the count is written at the end of the
 -- call (leased_later; the caller runs leased_flush).
 local function lease_taken(P, user, now, later)
-  if later then
-    leased_later(user, 1)
-  else
-    leased_add(P, user, 1)
-  end
+  leased_change(P, user, 1, later)
   if not limits_on(P) then return end -- no limits anywhere: no rate (the count above is kept)
   local lim = tenant_limits(P, user)
   if lim.t then

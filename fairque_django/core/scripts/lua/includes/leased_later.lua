@@ -15,8 +15,18 @@ local function leased_later(user, n)
   leased_delta[user] = (d or 0) + n
 end
 
--- Write the counts leased_later gathered (leased_add: one HINCRBY per user, a count that reaches
--- 0 removed, garbage or a negative count recounted).
+-- Add n to the tasks user has leased: now (leased_add), or at the end of this call when later
+-- (leased_later; the caller runs leased_flush).
+local function leased_change(P, user, n, later)
+  if later then
+    leased_later(user, n)
+  else
+    leased_add(P, user, n)
+  end
+end
+
+-- Write the counts leased_later gathered (leased_add: one HINCRBY per user, garbage or a
+-- negative count recounted).
 local function leased_flush(P)
   for _, user in ipairs(leased_order) do
     if leased_delta[user] then
