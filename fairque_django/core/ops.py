@@ -433,6 +433,20 @@ class QueueOps:
                         plan.worker_id, ", ".join(orphans) or "(none any more)")
         self._orphans[plan.worker_id] = (time.monotonic(), orphans)
 
+    def _pop_syncs_due(self, plan: PopPlan) -> bool:
+        """Whether :meth:`_sync_before_pop` has work (asked first, like :meth:`_steal_set_unsynced`)."""
+        return self._limits_unsynced() or self._steal_set_unsynced(plan) or self._orphans_unchecked(plan)
+
+    def _sync_before_pop(self, plan: PopPlan) -> Op[None]:
+        """What a pop brings up to date first, each when due: the tenant limits' mirror, the worker's
+        steal copies, which partitions are orphaned."""
+        if self._limits_unsynced():
+            yield from self._sync_limits()
+        if self._steal_set_unsynced(plan):
+            yield from self._sync_steal_set(plan)
+        if self._orphans_unchecked(plan):
+            yield from self._check_orphans(plan)
+
     def _orphaned(self, plan: PopPlan) -> tuple[str, ...]:
         """The partitions the worker took over when it last looked (see ``queue.orphan_takeover``)."""
         checked = self._orphans.get(plan.worker_id)
@@ -455,12 +469,8 @@ class QueueOps:
                   unpark: str | None) -> Op[PopStep]:
         plan = self.proto.plan(worker_id)
         with redis_errors("pop"):
-            if self._limits_unsynced():
-                yield from self._sync_limits()
-            if self._steal_set_unsynced(plan):
-                yield from self._sync_steal_set(plan)
-            if self._orphans_unchecked(plan):
-                yield from self._check_orphans(plan)
+            if self._pop_syncs_due(plan):
+                yield from self._sync_before_pop(plan)
             args, token = self.proto.pop_args(plan, lease_seconds, count, park_ms=park_ms, unpark=unpark,
                                               orphans=self._orphaned(plan))
             reply = PopReply.parse((yield run(self.scripts.pop, args)))
@@ -517,12 +527,8 @@ class QueueOps:
                                ) -> Op[tuple[list[int], list[Task], float | None]]:
         plan = self.proto.plan(worker_id)
         with redis_errors("complete_and_pop"):
-            if self._limits_unsynced():
-                yield from self._sync_limits()
-            if self._steal_set_unsynced(plan):
-                yield from self._sync_steal_set(plan)
-            if self._orphans_unchecked(plan):
-                yield from self._check_orphans(plan)
+            if self._pop_syncs_due(plan):
+                yield from self._sync_before_pop(plan)
             pop_args, token = self.proto.pop_args(plan, lease_seconds, count,
                                                   orphans=self._orphaned(plan))
             buffer = self.metrics_buffer if self.config.queue.metrics else None
