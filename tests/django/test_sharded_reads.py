@@ -1,6 +1,6 @@
 """The Django read side with ``queue.shards = 4``: the admin dashboard, the DLQ list (paginated
 across the shards), a dead task's page, the tenant page, Prometheus, ``fairque_stats`` and
-``fairque_alerts`` read every shard and merge.
+``fairque_alerts`` read every shard and merge; ``fairque_dlq list --user`` reads the tenant's shard.
 
 The queue comes from ``get_queue()``; while it does not yet build the sharded facade for
 ``shards > 1`` (a plain queue answers ``shard_queues == (itself,)``), the fixture caches
@@ -175,3 +175,18 @@ def test_fairque_stats_and_alerts_read_every_shard(sq: Any) -> None:
     assert rules["dlq"]["firing"] and rules["dlq"]["value"] == len(truth) and rules["dlq"]["since"] is not None
     prefix = sq.config.queue.stats_prefix
     assert sq.home_queue.client.hget(f"{{{prefix}}}:alerts", "s:dlq") == b"firing"  # a home key
+
+
+def test_fairque_dlq_list_of_a_tenant_reads_the_tenant_s_shard(sq: Any) -> None:
+    dead: dict[str, str] = {}
+    for names in users_per_shard(shard_map(sq), 1, stem="dead"):  # one tenant in each shard
+        q = queue_of(sq, names[0])
+        assert q.push(Task.create(user_id=names[0], func_name="tests.testapp.tasks.record", args=[0]))["success"]
+        (task,) = q.pop_many(1, "worker-001")
+        assert q.fail(task, ValueError("boom"), retry=False) == "dead"
+        dead[names[0]] = task.task_id
+    for user, task_id in dead.items():
+        out = io.StringIO()
+        call_command("fairque_dlq", "list", "--json", "--user", user, stdout=out)
+        data = json.loads(out.getvalue())
+        assert data["dlq_size"] == len(dead) and [d["task_id"] for d in data["tasks"]] == [task_id]

@@ -32,7 +32,7 @@ from fairque_django.core.observe import (
     record_history,
 )
 from fairque_django.core.observe.alerts import AlertTracker
-from fairque_django.core.observe.fanout import shard_queue_of, split_limit
+from fairque_django.core.observe.fanout import shard_index_of, split_limit
 from fairque_django.core.queue import TaskQueue
 from fairque_django.core.sharded import ShardedTaskQueue
 from fairque_django.prometheus import render
@@ -345,14 +345,14 @@ def test_dlq_filter_scan_limit_is_the_newest_of_the_merge(sq: ShardedReadsStandI
 
 # --------------------------------------------------------------------------- one tenant
 
-def test_shard_queue_of_a_sharded_queue_is_its_own_routing(make_config: Callable[..., Any],
-                                                          users: list[list[str]]) -> None:
+def test_the_read_side_s_shard_of_a_tenant_is_the_sharded_queue_s_routing(make_config: Callable[..., Any],
+                                                                           users: list[list[str]]) -> None:
     real = ShardedTaskQueue(make_config(workers=WORKERS, worker_id="w1", shards=SHARDS))
     for shard, names in enumerate(users):
         for user in names:
-            assert shard_queue_of(real, user) is real.queue_of(user) is real.shard_queues[shard]
+            assert shard_index_of(real, user) == shard and real.queue_of(user) is real.shard_queues[shard]
     plain = TaskQueue(make_config(workers=WORKERS, worker_id="w1"))
-    assert shard_queue_of(plain, users[1][0]) is plain
+    assert shard_index_of(plain, users[1][0]) == 0 and plain.shard_queues == (plain,)
 
 
 def test_the_tenant_view_reads_the_tenant_s_shard(sq: ShardedReadsStandIn, users: list[list[str]]) -> None:
@@ -361,7 +361,6 @@ def test_the_tenant_view_reads_the_tenant_s_shard(sq: ShardedReadsStandIn, users
         for user in names:
             view = TenantView(sq, user)
             assert view.shard == shard == sq.shard_map.of(user) and view.shards == SHARDS
-            assert shard_queue_of(sq, user) is sq.shard_queues[shard]
             depth = sq.shard_queues[shard].user_depth(user)
             detail = view.detail()
             assert detail.depth["critical"] == depth["critical"]

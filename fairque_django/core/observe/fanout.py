@@ -27,14 +27,13 @@ import redis
 from redis.cluster import RedisCluster
 
 from ..config import FairQueueConfig
-from ..sharded import ShardedTaskQueue
 from ..shards import shard_map
 from .values import replies
 
 if TYPE_CHECKING:
     from ..queue import TaskQueue
 
-__all__ = ["QueueShards", "Trip", "is_sharded", "shard_index_of", "shard_queue_of", "split_limit"]
+__all__ = ["QueueShards", "Trip", "is_sharded", "shard_index_of", "split_limit"]
 
 
 class QueueShards(Protocol):
@@ -60,14 +59,6 @@ def shard_index_of(queue: QueueShards, user_id: str) -> int:
     if len(queue.shard_queues) == 1:
         return 0
     return shard_map(queue.config.queue).of(user_id)
-
-
-def shard_queue_of(queue: QueueShards, user_id: str) -> TaskQueue:
-    """The queue of the shard holding ``user_id``'s keys: a sharded queue's own routing
-    (:meth:`ShardedTaskQueue.queue_of <..sharded.ShardedTaskQueue.queue_of>`); a plain queue: itself."""
-    if isinstance(queue, ShardedTaskQueue):
-        return queue.queue_of(user_id)
-    return queue.shard_queues[shard_index_of(queue, user_id)]
 
 
 def split_limit(limit: int, shards: int) -> int:

@@ -24,7 +24,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from fairque_django.conf import get_queue
 from fairque_django.core.errors import FairQueueError
 from fairque_django.core.models import DLQEntry
-from fairque_django.core.observe.fanout import shard_queue_of
+from fairque_django.core.observe.fanout import shard_index_of
 from fairque_django.core.sharded import AnyQueue
 
 from .fairque_stats import format_table
@@ -144,7 +144,7 @@ class Command(BaseCommand):
             return self.queue.get_dlq(0, limit)
         found: list[DLQEntry] = []
         offset = 0
-        queue = shard_queue_of(self.queue, user)  # the user's dead tasks are in its keyspace shard
+        queue = self.queue.shard_queues[shard_index_of(self.queue, user)]  # the user's dead tasks are in its shard
         while len(found) < limit:
             page = queue.get_dlq(offset, PAGE)
             found += [e for e in page if e.user_id == user]
