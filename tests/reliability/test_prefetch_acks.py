@@ -119,9 +119,26 @@ class HandBackFails(TaskQueue):
         raise RedisUnavailableError("release: Redis is unreachable (a test's outage)")
 
 
-@pytest.mark.timeout(60)
-def test_a_prefetched_task_whose_hand_back_fails_stays_with_the_slot(make_config: Any,
-                                                                     redis_client: redis.Redis) -> None:
+class HandBackReplyLost(TaskQueue):
+    """A queue whose hand-back goes through but whose reply is lost (the worker cannot tell)."""
+
+    releases = 0
+
+    def release(self, tasks: Any, *, count: bool = True) -> int:
+        self.releases += 1
+        super().release(tasks, count=count)
+        raise RedisUnavailableError("release: the reply was lost (a test's outage)")
+
+
+# How the slot holds "after" while "long" runs: prefetched alone (the watchdog reads the prefetch and hands
+# it back), the rest of a batch (the watchdog hands the batch back), the rest of a batch without prefetch
+# (the slot hands it back after "long").
+HAND_BACK_MODES = {"prefetch": {"prefetch_batch_seconds": 0.0}, "batch": {"prefetch_batch_seconds": 0.5},
+                   "no-prefetch": {"prefetch": False}}
+
+
+def _run_hand_back(make_config: Any, queue_class: type[TaskQueue], mode: str
+                   ) -> tuple[TaskQueue, Any, list[str], list[str], float]:
     config = make_config(workers=[{"id": "w1", "assigned_users": ["a"], "max_concurrent_tasks": 1,
                                    "poll_interval_seconds": 0.2, "heartbeat_interval_seconds": 0.2}],
                          worker_id="w1", lease_timeout_seconds=30)
@@ -129,18 +146,45 @@ def test_a_prefetched_task_whose_hand_back_fails_stays_with_the_slot(make_config
     tags = [*(f"x{i}" for i in range(4)), "long", "after"]
     for tag in tags:
         q.push(t.record(tag, 0.8 if tag == "long" else 0.0), user_id="a")
-    queue = HandBackFails(config, worker_id="w1")
-    worker = Worker(config, queue=queue, install_signal_handlers=False, prefetch_hold_seconds=0.05)
+    queue = queue_class(config, worker_id="w1")
+    worker = Worker(config, queue=queue, install_signal_handlers=False, prefetch_hold_seconds=0.05,
+                    **HAND_BACK_MODES[mode])
     th = threading.Thread(target=worker.start)
     th.start()
     started = time.monotonic()
     try:
         eventually(lambda: q.get_stats()["tasks_completed"] == len(tags), timeout=25, what="every task acknowledged")
+        time.sleep(0.3)  # (a second run of a task would show by now)
     finally:
         worker.stop()
         th.join(15)
-    assert queue.releases >= 1  # the watchdog tried to hand "after" back while "long" ran
-    assert time.monotonic() - started < 15  # "after" ran next, its lease renewed: no 30 s lease expiry
-    assert [x.decode() for x in redis_client.lrange(t.LOG, 0, -1)] == [f"a|{tag}" for tag in tags]
+    return q, queue, tags, [x.decode() for x in t.log_client().lrange(t.LOG, 0, -1)], time.monotonic() - started
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("mode", list(HAND_BACK_MODES))
+def test_a_task_whose_hand_back_fails_stays_with_the_slot(make_config: Any, redis_client: redis.Redis,
+                                                          mode: str) -> None:
+    q, queue, tags, ran, took = _run_hand_back(make_config, HandBackFails, mode)
+    assert queue.releases >= 1  # the slot or its watchdog tried to hand "after" back while "long" ran
+    assert took < 15  # "after" ran next, its lease renewed and checked: no 30 s lease expiry
+    assert ran == [f"a|{tag}" for tag in tags]
     stats = q.get_stats()
-    assert stats["tasks_expired"] == 0 and stats["tasks_active"] == 0
+    assert stats["tasks_expired"] == 0 and stats["tasks_active"] == 0 and stats["tasks_completed"] == len(tags)
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("mode", list(HAND_BACK_MODES))
+def test_a_hand_back_that_went_through_unseen_runs_the_task_once(make_config: Any, redis_client: redis.Redis,
+                                                                 caplog: pytest.LogCaptureFixture,
+                                                                 mode: str) -> None:
+    """The hand-back reached Redis, its reply did not: the slot must not run "after" on a lease that
+    is no longer its own (it is queued again: whoever pops it runs it, once)."""
+    with caplog.at_level(logging.INFO, logger="fairque_django.worker"):
+        q, queue, tags, ran, took = _run_hand_back(make_config, HandBackReplyLost, mode)
+    assert queue.releases >= 1
+    assert sorted(ran) == sorted(f"a|{tag}" for tag in tags), ran  # each once
+    assert any("handed back after all" in r.getMessage() for r in caplog.records)
+    stats = q.get_stats()
+    assert stats["tasks_completed"] == len(tags) and stats["tasks_active"] == 0 and stats["tasks_expired"] == 0
+    assert took < 15

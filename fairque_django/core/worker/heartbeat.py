@@ -104,8 +104,10 @@ class Heartbeat:
     def beat(self) -> None:
         """Renew the leases the worker holds and publish its health record; never raises."""
         try:
-            leased = self.book.leased()
+            leased, sent_at = self.book.leased(), time.monotonic()
             lost, cancelling = self.queue.extend_leases(leased) if leased else ([], [])
+            self.book.renewed(sent_at)
+            self.book.doubt(lost)  # a lost lease of a task not started: the slot checks it before running it
             for task_id in self.book.holding(lost):  # not those acknowledged or handed back meanwhile
                 logger.warning("worker %s: lease of task %s was lost while it ran", self.worker_id, task_id)
             for task in self.book.request_cancel(cancelling):  # cancelled(): True inside it from now on

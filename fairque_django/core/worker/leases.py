@@ -6,6 +6,12 @@ goes through, e.g. after a Redis outage); *acking*: finished, its acknowledgemen
 prefetch whose reply is not read yet (not renewed: an ack that went through ended the lease; back
 to *finished* should the round trip fail). Shared by the slots, the runner and the heartbeat of
 one worker; every method is thread-safe.
+
+A held task may be *doubtful*: its hand-back failed (Redis may have taken it back all the same, the
+reply lost), the heartbeat found its lease lost, or its lease may have run out unrenewed (held
+longer than 80 % of the lease since it was leased or last renewed: the process was stopped, the
+heartbeat could not reach Redis). A slot runs a doubtful task only once Redis says its lease is
+still this worker's (``Slot._confirmed``): another worker may be running it.
 """
 
 from __future__ import annotations
@@ -18,6 +24,10 @@ from dataclasses import dataclass
 from ..models import Task
 
 _TIMEOUT_LOCK = threading.Lock()
+
+# A held task is doubtful once this share of its lease has passed unrenewed (the heartbeat renews
+# every lease at least three times a lease: only a stopped process or an unreachable Redis gets here).
+LEASE_DOUBT = 0.8
 
 
 @dataclass(slots=True)
@@ -40,17 +50,53 @@ class Running:
 class LeaseBook:
     """Which leased tasks a worker holds, and at which stage."""
 
-    def __init__(self) -> None:
+    def __init__(self, lease_seconds: float | None = None) -> None:
         self._lock = threading.Lock()
+        # (a held task is doubtful once this long has passed since it was leased or renewed)
+        self._lapse = None if lease_seconds is None else LEASE_DOUBT * lease_seconds
+        self._renewed = 0.0  # when the heartbeat's last renewal of every lease was sent (monotonic)
+        self._held_at: dict[str, float] = {}
         self._held: dict[str, Task] = {}
         self._running: dict[str, Running] = {}
         self._finished: dict[str, Task] = {}
         self._acking: dict[str, Task] = {}
+        self._doubtful: set[str] = set()
 
-    def hold(self, tasks: Iterable[Task]) -> None:
+    def hold(self, tasks: Iterable[Task], *, doubtful: bool = False) -> None:
+        """Leased tasks not started yet; ``doubtful``: see the module docstring."""
+        now = time.monotonic()
         with self._lock:
             for task in tasks:
                 self._held[task.task_id] = task
+                self._held_at[task.task_id] = now
+                if doubtful:
+                    self._doubtful.add(task.task_id)
+
+    def doubt(self, task_ids: Iterable[str]) -> None:
+        """Those of ``task_ids`` held and not started become doubtful (their leases were found lost)."""
+        with self._lock:
+            self._doubtful.update(i for i in task_ids if i in self._held)
+
+    def renewed(self, sent_at: float) -> None:
+        """The heartbeat renewed every lease held at ``sent_at`` (monotonic: when it sent the renewal)."""
+        self._renewed = max(self._renewed, sent_at)
+
+    def is_doubtful(self, task: Task) -> bool:
+        """Whether a held task is doubtful (see the module docstring): checked before it starts."""
+        # (read without the lock: lookups; the slot that asks is the one that holds the task)
+        if task.task_id in self._doubtful:
+            return True
+        if self._lapse is None:
+            return False
+        since = max(self._renewed, self._held_at.get(task.task_id, self._renewed))
+        return time.monotonic() - since > self._lapse
+
+    def confirm(self, task: Task) -> None:
+        """Redis says a doubtful task's lease is still this worker's (and renewed it)."""
+        with self._lock:
+            self._doubtful.discard(task.task_id)
+            if task.task_id in self._held:
+                self._held_at[task.task_id] = time.monotonic()
 
     def start(self, task: Task) -> Running:
         """A held (or just popped) task starts running in this thread."""
@@ -58,6 +104,7 @@ class LeaseBook:
         entry = Running(task, time.monotonic(), me, me)
         with self._lock:
             self._held.pop(task.task_id, None)
+            self._held_at.pop(task.task_id, None)
             self._running[task.task_id] = entry
         return entry
 
@@ -86,9 +133,11 @@ class LeaseBook:
         with self._lock:
             for task in tasks:
                 self._held.pop(task.task_id, None)
+                self._held_at.pop(task.task_id, None)
                 self._running.pop(task.task_id, None)
                 self._finished.pop(task.task_id, None)
                 self._acking.pop(task.task_id, None)
+                self._doubtful.discard(task.task_id)
 
     def running(self) -> list[Task]:
         with self._lock:
@@ -139,4 +188,6 @@ class LeaseBook:
             tasks = self._current_locked()
             self._running.clear()
             self._held.clear()
+            self._held_at.clear()
+            self._doubtful.clear()
         return tasks

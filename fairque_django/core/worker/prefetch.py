@@ -9,7 +9,8 @@ runs, and the slot reads the reply when the task is done: the next tasks are lea
 the task still run ``hold_seconds`` after the send, the watchdog reads the reply instead (under the
 prefetch's lock, so the connection is read once, by one thread) and hands the leased tasks back to
 the front of their queues, where any idle slot or worker takes them (should that fail, Redis
-unreachable, the slot keeps them and runs them next, their leases renewed meanwhile). The rest of
+unreachable, the slot keeps them, their leases renewed meanwhile, and runs each next once Redis says
+its lease is still the slot's: the hand-back may have gone through with its reply lost). The rest of
 a batch waits likewise: a slot's task running ``hold_seconds`` hands it back (:meth:`Slot.expire_ahead`).
 What the reply acknowledged is counted by whoever reads it; when the round trip failed, the
 acknowledgements stay with the slot, which sends them again.
@@ -101,10 +102,10 @@ class Prefetch:
             self._ctx.book.forget(tasks)
             try:
                 self._ctx.queue.release(tasks, count=False)
-            except FairQueueError:  # Redis unreachable: the slot keeps the tasks (leases renewed) and runs them
-                with self._lock:   # next, unless it has moved on meanwhile: then the leases expire (late, once)
-                    if not self._taken:
-                        self._ctx.book.hold(tasks)
+            except FairQueueError:  # Redis unreachable: the slot keeps the tasks (leases renewed, doubtful: each
+                with self._lock:   # runs once Redis says it is still the slot's), unless the slot has moved on
+                    if not self._taken:  # meanwhile: then the leases expire (late, once)
+                        self._ctx.book.hold(tasks, doubtful=True)
                         self._tasks = tasks
 
     def _read(self) -> None:

@@ -167,6 +167,8 @@ class Slot:
         task: Task | None = None
         try:
             task = self._next()
+            if task is not None and self.ctx.book.is_doubtful(task):
+                task = self._confirmed(task)
             self.backoff.reset()
             if task is not None:
                 return self._serve(task)
@@ -204,6 +206,25 @@ class Slot:
             tasks, self.due = self._pop(self._batch_count())
         self._hold_ahead(tasks[1:])
         return tasks[0] if tasks else None
+
+    def _confirmed(self, task: Task) -> Task | None:
+        """A doubtful task (see LeaseBook: its hand-back failed, or its lease was found lost) runs here
+        only once Redis says its lease is still this slot's (renewed); else another worker may run it,
+        or has: it is dropped (None). Redis unreachable: it stays first in line, to be checked again."""
+        ctx = self.ctx
+        try:
+            lost = ctx.queue.extend([task])
+        except Exception:
+            with self.lock:
+                self.ahead.appendleft(task)
+            raise
+        if task.task_id in lost:
+            ctx.book.forget([task])
+            logger.info("worker %s: task %s was handed back after all (its lease is not ours): not run here",
+                        ctx.worker_id, task.task_id)
+            return None
+        ctx.book.confirm(task)
+        return task
 
     def _hold_ahead(self, tasks: list[Task]) -> None:
         if tasks:
@@ -297,15 +318,16 @@ class Slot:
         self._return_ahead(tasks)
 
     def _return_ahead(self, tasks: list[Task]) -> None:
-        """Hand tasks of a batch back to their queue quietly; those Redis did not take back
-        (unreachable) stay ahead, their leases renewed, and run next."""
+        """Hand tasks of a batch back to their queue quietly; when that fails (Redis unreachable) they
+        stay ahead, their leases renewed, doubtful: each runs here once Redis says it is still this
+        slot's (the hand-back may have gone through, its reply lost: then another worker runs it)."""
         if not tasks:
             return
         self.ctx.book.forget(tasks)
         try:
             self.ctx.queue.release(tasks, count=False)
-        except Exception:  # (whatever failed: none of them is lost)
-            self.ctx.book.hold(tasks)
+        except Exception:  # (whatever failed: none of them is lost, none runs twice)
+            self.ctx.book.hold(tasks, doubtful=True)
             with self.lock:
                 self.ahead.extendleft(reversed(tasks))
 

@@ -74,7 +74,7 @@ class Worker(RunnerCounts):
         self.prefetch_hold_seconds = prefetch_hold_seconds
         self.prefetch_batch_seconds = prefetch_batch_seconds
         self.started_at = 0.0
-        self._book = LeaseBook()
+        self._book = LeaseBook(config.queue.lease_timeout_seconds)
         self.runner = TaskRunner(config, self.worker_id, self.handler, self.queue, self._book,
                                  around_task=around_task)
         self._heartbeat = Heartbeat(self, self.queue, self._book, kind="threads", periodic=periodic,
