@@ -532,11 +532,14 @@ class QueueOps:
             pop_args, token = self.proto.pop_args(plan, lease_seconds, count,
                                                   orphans=self._orphaned(plan))
             buffer = self.metrics_buffer if self.config.queue.metrics else None
-            calls: list[ScriptCall] = [(self.scripts.complete, self.proto.complete_args(
-                ((t.task_id, t.lease_token or "", d) for t, d, _ in done), buffered=buffer is not None))
-                                       ] if done else []  # nothing to acknowledge: the pop alone
-            popped_at = len(calls)
-            if count > 0:
+            ack_args = self.proto.complete_args(((t.task_id, t.lease_token or "", d) for t, d, _ in done),
+                                                buffered=buffer is not None) if done else []
+            calls: list[ScriptCall] = []
+            if done and count > 0:  # one script call for both (ack_pop.lua)
+                calls.append((self.scripts.ack_pop, [len(ack_args), *ack_args, *pop_args]))
+            elif done:
+                calls.append((self.scripts.complete, ack_args))
+            elif count > 0:  # nothing to acknowledge: the pop alone
                 calls.append((self.scripts.pop, pop_args))
             flushed = buffer.take() if buffer is not None and buffer.due() else []
             if flushed:  # the metrics of the last tick go with this round trip
@@ -550,7 +553,10 @@ class QueueOps:
                 raise
         for task, _, _ in done:
             self._leases.pop(task.task_id, None)
-        acks = replies[0] if done else []
+        acks: Any = replies[0] if done else []
+        popped: Any = replies[0] if count > 0 else None
+        if done and count > 0:
+            acks, popped = acks
         if buffer is not None:
             acks, waits = acks[:len(done)], acks[len(done):]
             self._buffer_done(buffer, done, acks, waits)
@@ -559,7 +565,7 @@ class QueueOps:
         codes = [acked(int(code), retried) for code in acks]
         if count <= 0:
             return codes, [], None
-        step = yield from self._leased(PopReply.parse(replies[popped_at]), token, plan)
+        step = yield from self._leased(PopReply.parse(popped), token, plan)
         if step.again:
             tasks, due = yield from self._pop_many(count, worker_id, lease_seconds)
             return codes, tasks, due

@@ -18,7 +18,7 @@ __all__ = ["SCRIPT_NAMES", "AsyncScripts", "Scripts", "source"]
 
 SCRIPT_NAMES = ("push", "pop", "complete", "fail", "release", "extend", "requeue_dead", "delete",
                 "alert_transition", "steal_sync", "progress", "schedule_tick", "tenant",
-                "limits_sync", "cancel", "cancel_queued", "metrics_flush", "fold_idle")
+                "limits_sync", "cancel", "cancel_queued", "metrics_flush", "fold_idle", "ack_pop")
 
 
 class Scripts:
@@ -46,6 +46,7 @@ class Scripts:
     cancel_queued: Script
     metrics_flush: Script
     fold_idle: Script
+    ack_pop: Script
 
 
 class AsyncScripts(Scripts):
@@ -69,3 +70,4 @@ class AsyncScripts(Scripts):
     cancel_queued: AsyncScript  # type: ignore[assignment]
     metrics_flush: AsyncScript  # type: ignore[assignment]
     fold_idle: AsyncScript  # type: ignore[assignment]
+    ack_pop: AsyncScript  # type: ignore[assignment]

@@ -3,6 +3,9 @@
 
 -- Users in the order leased_later first saw them in this call (their counts are written in it).
 local leased_order = {}
+-- While true, leased_flush leaves the counts to a later leased_flush of this call (ack_pop.lua: the
+-- acknowledgements' counts are written with the pop's, once per user).
+local leased_flush_later = false
 
 -- Add n to the tasks user has leased at the end of this call (leased_flush): a batch of leases
 -- or acks writes each user's count once. Until then a reader of the count adds leased_delta
@@ -28,6 +31,7 @@ end
 -- Write the counts leased_later gathered (leased_add: one HINCRBY per user, garbage or a
 -- negative count recounted).
 local function leased_flush(P)
+  if leased_flush_later then return end
   for _, user in ipairs(leased_order) do
     if leased_delta[user] then
       leased_add(P, user, 0) -- (adds the user's leased_delta)
