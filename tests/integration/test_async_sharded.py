@@ -367,3 +367,24 @@ def test_an_async_worker_serves_a_sharded_prefix_on_a_cluster(redis_cluster: Any
     assert sorted(log(redis_client)) == sorted(f"{users[i % 12]}|x{i}" for i in range(48))
     stats = q.get_stats()
     assert stats["tasks_completed"] == 48 and stats["dlq_size"] == 1 and stats["tasks_active"] == 0
+
+
+def test_an_async_worker_fails_a_task_in_the_shard_it_was_leased_from(make_config: Any,
+                                                                     redis_client: redis.Redis) -> None:
+    """Tasks left in their tenant's former shard (its pin changed, not moved yet): the runner records a
+    failure through the synchronous queue, from a thread; it shares the asyncio queue's leases, so the
+    retry and the dead-lettering happen in the shard the task was leased from."""
+    user = EACH[1]
+    before = open_queue(worker_config(make_config))
+    before.push(t.always_fails("former"), user_id=user)
+    before.push(t.record("former"), user_id=user)
+    config = make_config(workers=[{"id": "w1", "assigned_users": ["*"], "max_concurrent_tasks": 2, **FAST}],
+                         worker_id="w1", shards=4, retry_backoff_base_seconds=0.01, shard_pins={user: 2})
+    worker = AsyncWorker(config, worker_id="w1", burst=True, install_signal_handlers=False)
+    started = time.monotonic()
+    run_burst(worker)
+    assert time.monotonic() - started < 10  # no lease had to expire
+    assert log(redis_client) == [f"{user}|former"]
+    stats = open_queue(config).get_stats()
+    assert stats["tasks_completed"] == 1 and stats["dlq_size"] == 1 and stats["tasks_active"] == 0
+    assert [e.user_id for e in before.shard_queues[1].get_dlq()] == [user]  # the former shard's DLQ
