@@ -7,7 +7,9 @@ operation's result. :func:`drive` runs one on a synchronous transport, :func:`ad
 on an asynchronous transport. An error raised by a request is thrown back into the operation at
 its ``yield``, so ``with redis_errors(...)`` around it translates it as a direct call would.
 Arguments and replies are :mod:`.scripts.commands`'s. (A little over 400 lines: it holds every
-queue operation, so that both drivers find all of them in one place.)
+queue operation, so that both drivers find all of them in one place.) A sharded prefix's operations
+(:mod:`.shardops`) are generators too: they run a shard's operation by the request :func:`on`, and
+:class:`ShardTransport` / :class:`AsyncShardTransport` pass it to that shard's transport.
 """
 
 from __future__ import annotations
