@@ -265,6 +265,10 @@ class ShardTransport:
         """Several shards' operations with their first script round trips in one (:func:`drive_together`)."""
         return drive_together([(self.shards[shard], op) for shard, op in ops])
 
+    def home_round_trip(self, commands: list[list[Any]]) -> list[Any]:
+        """One round trip on the home transport, not retried (a read whose failure has a fallback)."""
+        return self.home.round_trip(commands)
+
     @staticmethod
     def sleep(seconds: float) -> None:
         time.sleep(seconds)
@@ -290,6 +294,9 @@ class AsyncShardTransport:
             except Exception as exc:
                 return False, exc
         return list(await asyncio.gather(*(outcome(shard, op) for shard, op in ops)))
+
+    async def home_round_trip(self, commands: list[list[Any]]) -> list[Any]:
+        return await self.home.round_trip(commands)
 
     @staticmethod
     async def sleep(seconds: float) -> None:

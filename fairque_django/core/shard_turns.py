@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 import redis
 
-from .ops import Op, on, request, round_trip
+from .ops import Op
 
 if TYPE_CHECKING:
     from .ops import QueueOps
@@ -179,7 +179,8 @@ class ShardTurns:
         reads = self._count_reads(worker_id)
         if reads:
             try:
-                weights = self._counted(worker_id, (yield on(None, request(round_trip(reads)))))
+                # not retried (ShardTransport.home_round_trip): a failed read falls back to plain rotation
+                weights = self._counted(worker_id, (yield "home_round_trip", (reads,)))
             except redis.RedisError as exc:  # plain rotation until the next read
                 logger.debug("fairque: could not read the shards' ready tenants (%s)", exc)
         self._shares[worker_id] = (now, weights)
