@@ -6,6 +6,7 @@ import importlib
 from typing import Any
 
 from .core.aio import AsyncTaskQueue
+from .core.aio_sharded import AsyncShardedTaskQueue, open_async_queue
 from .core.config import FairQueueConfig, QueueConfig, RedisConfig, WorkerConfig
 from .core.context import cancelled, raise_if_cancelled
 from .core.errors import (
@@ -123,6 +124,8 @@ __all__ = [  # noqa: RUF022 - public names first, then the lazily imported Djang
     "xcom_push",
     "xcom_task",
     "AsyncTaskQueue",
+    "AsyncShardedTaskQueue",
+    "open_async_queue",
     "AsyncWorker",
     "CancelResult",
     "TaskCancelled",

@@ -4,7 +4,8 @@ It runs the same Lua scripts on the same keys as the synchronous queue, so both 
 Redis: a task pushed by one can be popped, acked or failed by the other. Every operation is
 written once in :mod:`.ops` and awaited here by :func:`~.ops.adrive` on an
 :class:`~.transport.AsyncTransport`; a test compares the two classes' methods and signatures so
-that they cannot drift.
+that they cannot drift. A sharded prefix (``queue.shards`` > 1) has :mod:`.aio_sharded`'s queue
+(:func:`~.aio_sharded.open_async_queue`).
 """
 
 from __future__ import annotations
@@ -23,7 +24,6 @@ from redis.backoff import EqualJitterBackoff
 from .config import FairQueueConfig, RedisConfig
 from .config.limits import UNCHANGED, Unchanged
 from .connection import cluster_client, cluster_retries
-from .errors import ConfigurationError
 from .models import DLQEntry, Task
 from .ops import QueueOps, adrive
 from .results import CancelResult, ResultSnapshot, TaskResult
@@ -65,17 +65,15 @@ class AsyncTaskQueue(QueueOps):
 
     ``AsyncTaskQueue(config)`` builds its own ``redis.asyncio`` client from ``config.redis`` and
     closes it in :meth:`aclose`; a ``client`` passed in is used as is and left open.
-    ``worker_id`` selects whose tasks :meth:`pop` leases (default: ``config.worker_id``).
+    ``worker_id`` selects whose tasks :meth:`pop` leases (default: ``config.worker_id``). ``shard``: the
+    keyspace shard it works on (``None``: the prefix's only one, or the home keys and shard 0 of a
+    sharded prefix, as :class:`~.queue.TaskQueue`): on a sharded prefix use
+    :func:`~.aio_sharded.open_async_queue`, which gives an :class:`~.aio_sharded.AsyncShardedTaskQueue`.
     Use it as ``async with AsyncTaskQueue(config) as queue: ...``.
     """
 
     def __init__(self, config: FairQueueConfig, client: redis.asyncio.Redis | None = None, *,
                  worker_id: str | None = None, shard: int | None = None) -> None:
-        if shard is None and config.queue.shards > 1:
-            raise ConfigurationError(
-                f"the asyncio queue does not serve a sharded prefix yet (queue.shards = {config.queue.shards}): "
-                "use the synchronous queue (fairque_django.core.sharded.open_queue) and the thread worker, or "
-                "AsyncTaskQueue(config, shard=n) for one shard", "queue.shards")
         super().__init__(config, worker_id, shard)
         self._owns_client = client is None
         self.client: redis.asyncio.Redis = client if client is not None else build_async_client(config.redis)

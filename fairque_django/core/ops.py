@@ -7,11 +7,14 @@ operation's result. :func:`drive` runs one on a synchronous transport, :func:`ad
 on an asynchronous transport. An error raised by a request is thrown back into the operation at
 its ``yield``, so ``with redis_errors(...)`` around it translates it as a direct call would.
 Arguments and replies are :mod:`.scripts.commands`'s. (A little over 400 lines: it holds every
-queue operation, so that both drivers find all of them in one place.)
+queue operation, so that both drivers find all of them in one place.) A sharded prefix's operations
+(:mod:`.shardops`) are generators too: they run a shard's operation by the request :func:`on`, and
+:class:`ShardTransport` / :class:`AsyncShardTransport` pass it to that shard's transport.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import time
@@ -45,7 +48,8 @@ from .scripts.commands import (
 from .scripts.pop import PopPlan, PopReply, PopStep
 from .transport import AsyncTransport, HeldConnection, Pending, ScriptCall, Transport, evalsha, redis_errors
 
-__all__ = ["UNCHANGED", "Op", "QueueOps", "Request", "Sent", "Unchanged", "adrive", "drive", "send"]
+__all__ = ["UNCHANGED", "AsyncShardTransport", "Op", "QueueOps", "Request", "Sent", "ShardTransport", "Unchanged",
+           "adrive", "drive", "on", "send", "together"]
 
 logger = logging.getLogger("fairque_django.queue")
 
@@ -77,19 +81,19 @@ Op: TypeAlias = Generator[Request, Any, T]
 # drive and adrive are the one piece written twice, on purpose: one calls, the other awaits.
 # Each request is retried by the transport's policy (core.retry): a transient error the policy
 # gives up on is thrown into the operation like any other.
-def drive(transport: Transport, op: Op[T]) -> T:
+def drive(transport: Transport | ShardTransport, op: Op[T]) -> T:
     """Run ``op`` on a synchronous transport; its result."""
     return resume(transport, op, None)
 
 
-def resume(transport: Transport, op: Op[T], reply: Any, error: BaseException | None = None) -> T:
+def resume(transport: Transport | ShardTransport, op: Op[T], reply: Any, error: BaseException | None = None) -> T:
     """Run ``op`` on from where it waits (a fresh one: ``reply`` None): send it ``reply``, or throw
     ``error`` into it; its result."""
     result: T = _run(transport, op, reply, error, False)[1]
     return result
 
 
-def _run(transport: Transport, op: Op[Any], reply: Any, error: BaseException | None,
+def _run(transport: Transport | ShardTransport, op: Op[Any], reply: Any, error: BaseException | None,
          to_send: bool) -> tuple[bool, Any]:
     """Run ``op`` on (as :func:`resume`): (True, its result) when it ends, or, with ``to_send``, (False,
     the arguments of its first counted script round trip) when it yields that (not run)."""
@@ -210,7 +214,7 @@ def drive_together(ops: Sequence[tuple[Transport, Op[Any]]]) -> list[Outcome]:
     return outcomes
 
 
-async def adrive(transport: AsyncTransport, op: Op[T]) -> T:
+async def adrive(transport: AsyncTransport | AsyncShardTransport, op: Op[T]) -> T:
     """Run ``op`` on an asynchronous transport; its result."""
     retried = transport.policy.acall
     try:
@@ -225,6 +229,93 @@ async def adrive(transport: AsyncTransport, op: Op[T]) -> T:
     except StopIteration as stop:
         result: T = stop.value
         return result
+
+
+# --- a sharded prefix's transports (core/shardops.py) ---------------------------------------
+# A sharded queue's operation is written once too: it runs each shard's operation on that shard's
+# transport by a request ``on(shard, op)`` (None: the home queue's), and several shards' at once by
+# ``together([(shard, op), ...])``. Its transport only passes them on: each shard's operation retries
+# its own requests (by its transport's policy), so the sharded transport's policy retries nothing.
+class Direct:
+    """The policy of a sharded queue's transport: no retries (what it runs retries its own requests)."""
+
+    @staticmethod
+    def call(fn: Callable[..., T], args: Iterable[Any]) -> T:
+        return fn(*args)
+
+    @staticmethod
+    async def acall(fn: Callable[..., Any], args: Iterable[Any]) -> Any:
+        return await fn(*args)
+
+
+class ShardTransport:
+    """Runs a sharded queue's requests: each shard's operations on that shard's :class:`Transport`."""
+
+    policy = Direct()
+
+    def __init__(self, home: Transport, shards: Sequence[Transport]) -> None:
+        self.home = home
+        self.shards = tuple(shards)
+
+    def on(self, shard: int | None, op: Op[T]) -> T:
+        """``op`` driven on shard ``shard``'s transport (None: the home queue's)."""
+        return drive(self.home if shard is None else self.shards[shard], op)
+
+    def together(self, ops: Sequence[tuple[int, Op[Any]]]) -> list[Outcome]:
+        """Several shards' operations with their first script round trips in one (:func:`drive_together`)."""
+        return drive_together([(self.shards[shard], op) for shard, op in ops])
+
+    def home_round_trip(self, commands: list[list[Any]]) -> list[Any]:
+        """One round trip on the home transport, not retried (a read whose failure has a fallback)."""
+        return self.home.round_trip(commands)
+
+    @staticmethod
+    def sleep(seconds: float) -> None:
+        time.sleep(seconds)
+
+
+class AsyncShardTransport:
+    """The same on :class:`AsyncTransport`s; ``together`` runs the shards' operations concurrently (each
+    its own round trips: a ``redis.asyncio`` pipeline cannot be sent now and read later)."""
+
+    policy = Direct()
+
+    def __init__(self, home: AsyncTransport, shards: Sequence[AsyncTransport]) -> None:
+        self.home = home
+        self.shards = tuple(shards)
+
+    async def on(self, shard: int | None, op: Op[T]) -> T:
+        return await adrive(self.home if shard is None else self.shards[shard], op)
+
+    async def together(self, ops: Sequence[tuple[int, Op[Any]]]) -> list[Outcome]:
+        async def outcome(shard: int, op: Op[Any]) -> Outcome:
+            try:
+                return True, await adrive(self.shards[shard], op)
+            except Exception as exc:
+                return False, exc
+        return list(await asyncio.gather(*(outcome(shard, op) for shard, op in ops)))
+
+    async def home_round_trip(self, commands: list[list[Any]]) -> list[Any]:
+        return await self.home.round_trip(commands)
+
+    @staticmethod
+    async def sleep(seconds: float) -> None:
+        await asyncio.sleep(seconds)
+
+
+def on(shard: int | None, op: Op[Any]) -> Request:
+    """Run ``op`` on shard ``shard``'s transport (None: the home queue's); its result, or what it raised."""
+    return "on", (shard, op)
+
+
+def together(ops: Sequence[tuple[int, Op[Any]]]) -> Request:
+    """Run several shards' operations at once: each one's :data:`Outcome`, in order."""
+    return "together", (ops,)
+
+
+def request(req: Request) -> Op[Any]:
+    """An operation of one request (``on(shard, request(execute(...)))``)."""
+    return (yield req)
 
 
 # --- requests (see the transports' methods of the same names) ------------------------------

@@ -1,11 +1,12 @@
 """Which keyspace shards a sharded queue's pops ask, and for how many tasks each
-(:class:`ShardTurns`, one per :class:`~.sharded.ShardedTaskQueue`).
+(:class:`ShardTurns`, one per sharded queue: :mod:`.shardops`).
 
 Virtual times of different shards are separate clocks, so a pop cannot compare their heads;
 instead each shard takes turns by its tenants with ready work for the worker (a smooth weighted
 round robin over the counts, read in one pipeline of ZCARDs every ``SHARE_REFRESH_SECONDS``), a
 shard whose tenants just got ready work takes the next turn, and a shard with no ready work is
-visited on a timer so its timers run. See docs/operations.md ("Fairness") for the bound.
+visited on a timer so its timers run. See docs/operations.md ("Fairness") for the bound. The methods
+that read the counts are operations (:mod:`.ops`): the sync and the asyncio sharded queues drive them.
 """
 
 from __future__ import annotations
@@ -19,8 +20,10 @@ from typing import TYPE_CHECKING, Any
 
 import redis
 
+from .ops import Op
+
 if TYPE_CHECKING:
-    from .queue import TaskQueue
+    from .ops import QueueOps
 
 __all__ = ["BATCH_SHARDS", "IDLE_VISIT_SECONDS", "SHARE_READS_PER_SECOND", "SHARE_REFRESH_SECONDS", "ShardTurns"]
 
@@ -46,7 +49,7 @@ class ShardTurns:
     workers' plans, the transport the counts are read on); ``shards``: the shards' queues (their
     keys). Thread-safe: a worker's slots share it."""
 
-    def __init__(self, home: TaskQueue, shards: Sequence[TaskQueue]) -> None:
+    def __init__(self, home: QueueOps, shards: Sequence[QueueOps]) -> None:
         self.home = home
         self._shards = tuple(shards)
         self.count = len(self._shards)
@@ -66,7 +69,7 @@ class ShardTurns:
         """Drop the counts read: the next pop reads them again."""
         self._shares.clear()
 
-    def rotation(self, worker_id: str | None = None) -> list[int]:
+    def rotation(self, worker_id: str | None = None) -> Op[list[int]]:
         """The shards in the order this pop asks them (it stops at the first that leases something).
 
         The start shards follow a smooth weighted round robin over the shards with ready work, each
@@ -78,7 +81,7 @@ class ShardTurns:
         sooner when its last pop said a delayed task or lease is due), so its timers run. Without
         counts (a failed read) or none with ready work: plain rotation."""
         n = self.count
-        weights = self.weights(worker_id)
+        weights = yield from self.weights(worker_id)
         now = time.monotonic()
         with self._lock:
             if weights is None or not any(weights):
@@ -133,7 +136,7 @@ class ShardTurns:
         idle.remove(first)
         return first
 
-    def allot(self, worker_id: str | None, count: int) -> tuple[dict[int, int], list[int]]:
+    def allot(self, worker_id: str | None, count: int) -> Op[tuple[dict[int, int], list[int]]]:
         """How many of ``count`` tasks each shard leases in one pop, and the shards to ask next when
         none of them leased anything.
 
@@ -144,9 +147,9 @@ class ShardTurns:
         a shard with no ready work whose visit is due leases one of them (its timers run). Else the
         first shard of :meth:`rotation` leases its share (:meth:`share`) and the others follow in
         its order."""
-        weights = self.weights(worker_id) if count > 1 else None
+        weights = (yield from self.weights(worker_id)) if count > 1 else None
         if weights is None or not any(weights):
-            order = self.rotation(worker_id)
+            order = yield from self.rotation(worker_id)
             return {order[0]: self.share(worker_id, order[0], count)}, order[1:]
         n = self.count
         now = time.monotonic()
@@ -165,7 +168,7 @@ class ShardTurns:
             rest = sorted((i for i in range(n) if i not in allot), key=lambda i: (not weights[i], -credit[i]))
         return allot, rest
 
-    def weights(self, worker_id: str | None) -> list[int] | None:
+    def weights(self, worker_id: str | None) -> Op[list[int] | None]:
         """Each shard's tenants with ready work for the worker (:meth:`_count_reads`), read again when the
         last read is older than :meth:`_read_interval`; None: not known."""
         now = time.monotonic()
@@ -176,7 +179,8 @@ class ShardTurns:
         reads = self._count_reads(worker_id)
         if reads:
             try:
-                weights = self._counted(worker_id, self.home.transport.round_trip(reads))
+                # not retried (ShardTransport.home_round_trip): a failed read falls back to plain rotation
+                weights = self._counted(worker_id, (yield "home_round_trip", (reads,)))
             except redis.RedisError as exc:  # plain rotation until the next read
                 logger.debug("fairque: could not read the shards' ready tenants (%s)", exc)
         self._shares[worker_id] = (now, weights)

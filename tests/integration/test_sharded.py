@@ -20,8 +20,9 @@ from redis.cluster import RedisCluster
 from fairque_django import Task, Worker, xcom_pull, xcom_push
 from fairque_django.core import shard_turns
 from fairque_django.core.config import FairQueueConfig
-from fairque_django.core.errors import ConfigurationError, DependencyError, SerializationError
+from fairque_django.core.errors import DependencyError, SerializationError
 from fairque_django.core.keys import Keys
+from fairque_django.core.ops import drive
 from fairque_django.core.queue import TaskQueue
 from fairque_django.core.results import CancelResult
 from fairque_django.core.sharded import ShardedTaskQueue, merge_stats, open_queue
@@ -84,12 +85,6 @@ def test_the_sharded_queue_has_the_task_queue_s_operations() -> None:
         assert [(p.name, p.kind, p.default) for p in signature.parameters.values()] == \
             [(p.name, p.kind, p.default) for p in sharded_[name].parameters.values()], name
     assert not hasattr(ShardedTaskQueue, "keys")  # code reading it would read the wrong shard
-
-
-def test_the_asyncio_queue_refuses_a_sharded_prefix(make_config: Any) -> None:
-    from fairque_django import AsyncTaskQueue
-    with pytest.raises(ConfigurationError, match=r"queue\.shards"):
-        AsyncTaskQueue(sharded(make_config))
 
 
 def test_each_tenant_s_keys_live_in_its_shard(q: ShardedTaskQueue, redis_client: redis.Redis) -> None:
@@ -510,7 +505,7 @@ def _acks_and_pops_in_one_round_trip(q: ShardedTaskQueue, users: Sequence[str], 
     shards = {q.shard_map.of(x.user_id or "") for x in got}
     assert len(shards) >= 2, got
     q.turns.forget()  # the ready counts read now (outside the counted call)
-    q.turns.weights("w1")
+    drive(q.transport, q.turns.weights("w1"))
     trips = _count_round_trips(monkeypatch)
     codes, more, due = q.complete_and_pop_many([(x, 0.001, None) for x in got], 4, worker_id="w1")
     assert codes == [1] * len(got) and len(more) == 4 and due is None

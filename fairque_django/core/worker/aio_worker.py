@@ -2,10 +2,12 @@
 
 Same contract as :class:`~fairque_django.core.worker.Worker` (fair pop, leases with heartbeats,
 retries, DLQ, timeouts, graceful stop on SIGTERM/SIGINT, the same health record), on
-:class:`AsyncTaskQueue` for its pops and acknowledgements. It shares the thread worker's
-:class:`~.runner.TaskRunner` (a sync task runs exactly as in a thread worker, in a thread of the
-loop's pool; failures are recorded from a thread too) and :class:`~.heartbeat.Heartbeat`. XCom
-calls inside tasks use a synchronous :class:`TaskQueue` on the same Redis.
+:class:`AsyncTaskQueue` for its pops and acknowledgements (:class:`AsyncShardedTaskQueue` on a sharded
+prefix: :func:`open_async_queue`). It shares the thread worker's :class:`~.runner.TaskRunner` (a sync
+task runs exactly as in a thread worker, in a thread of the loop's pool; failures are recorded from a
+thread too) and :class:`~.heartbeat.Heartbeat`. XCom calls inside tasks use a synchronous queue on the
+same Redis (:func:`open_queue`); it shares the asyncio queue's lease book, so that a failure or a lease
+renewal goes to the shard a task was leased from.
 """
 
 from __future__ import annotations
@@ -19,18 +21,19 @@ import signal
 import time
 import traceback
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from typing import Any
 
-from ..aio import AsyncTaskQueue
+from ..aio_sharded import AnyAsyncQueue, AsyncShardedTaskQueue, open_async_queue
 from ..config import FairQueueConfig
 from ..context import task_running
-from ..errors import ConfigurationError, FairQueueError, RedisUnavailableError, TaskNotRegisteredError
+from ..errors import FairQueueError, RedisUnavailableError, TaskNotRegisteredError
 from ..handler import TaskHandler
 from ..models import Task
-from ..queue import TaskQueue
 from ..registry import TaskFunction, get_task_function, import_task_modules
 from ..schedule import Schedule
 from ..scheduler import Scheduler
+from ..sharded import open_queue
 from ..xcom import xcom_push
 from .heartbeat import Heartbeat
 from .leases import LeaseBook
@@ -52,24 +55,28 @@ def _coroutine_function(task: Task) -> TaskFunction[..., Any] | None:
     return fn if inspect.iscoroutinefunction(fn.func) else None
 
 
+@dataclass(slots=True)
+class _Idle:
+    """A slot's last pop: whether it found nothing, and when something is due then (seconds)."""
+
+    idle: bool = False
+    due: float | None = None
+
+
 class AsyncWorker(RunnerCounts):
     """Serves one worker id with up to ``max_concurrent_tasks`` concurrent tasks on one loop."""
 
     def __init__(self, config: FairQueueConfig, handler: TaskHandler | None = None, *,
-                 worker_id: str | None = None, queue: AsyncTaskQueue | None = None,
+                 worker_id: str | None = None, queue: AnyAsyncQueue | None = None,
                  concurrency: int | None = None, burst: bool = False, max_tasks: int | None = None,
                  task_modules: Iterable[str] = (), install_signal_handlers: bool = True,
                  schedules: Iterable[Schedule] = (), to_user: Callable[[Any], str] | None = None) -> None:
-        if config.queue.shards > 1:
-            raise ConfigurationError(
-                f"the asyncio worker does not serve a sharded prefix yet (queue.shards = {config.queue.shards}): "
-                "run the thread worker (runfairworker without --async)", "queue.shards")
         self.config = config
         self.settings = config.get_worker(worker_id)
         self.worker_id = self.settings.id
         self.handler = handler if handler is not None else TaskHandler()
         self._queue = queue
-        self.sync_queue = TaskQueue(config, worker_id=self.worker_id)
+        self.sync_queue = open_queue(config, worker_id=self.worker_id)
         self.concurrency = concurrency or self.settings.max_concurrent_tasks
         self.burst = burst
         self.max_tasks = max_tasks
@@ -87,10 +94,24 @@ class AsyncWorker(RunnerCounts):
         self._signals = 0
 
     @property
-    def queue(self) -> AsyncTaskQueue:
+    def queue(self) -> AnyAsyncQueue:
         if self._queue is None:
-            self._queue = AsyncTaskQueue(self.config, worker_id=self.worker_id)
+            self._queue = open_async_queue(self.config, worker_id=self.worker_id)
         return self._queue
+
+    def _share_leases(self) -> None:
+        """The synchronous queue (failures recorded from threads, the heartbeat's renewals) finds the
+        leases the asyncio queue took: a task left in a former shard is failed and renewed there."""
+        shards, sync_shards = self.queue.shard_queues, self.sync_queue.shard_queues
+        if len(shards) == len(sync_shards):
+            for queue, sync in zip(shards, sync_shards, strict=True):
+                sync._leases = queue._leases
+
+    def _waits_and_pops(self) -> bool:
+        """Whether an idle slot waits with ``wait_and_pop`` (a sharded prefix, not in burst mode: a woken
+        slot that leases a task passes the wake-up on, as the thread worker's slots do), rather than
+        with ``wait_for_work`` and then a pop."""
+        return not self.burst and isinstance(self.queue, AsyncShardedTaskQueue)
 
     def start(self) -> int:
         """Run until stopped (blocking): ``asyncio.run(worker.run())``."""
@@ -109,6 +130,7 @@ class AsyncWorker(RunnerCounts):
         self._stop = asyncio.Event()
         self._loop = asyncio.get_running_loop()
         self._turns = Turns(self.max_tasks)
+        self._share_leases()
         self.started_at = time.time()
         if self.install_signal_handlers:
             for sig in (signal.SIGTERM, signal.SIGINT):
@@ -144,9 +166,10 @@ class AsyncWorker(RunnerCounts):
         assert self._stop is not None
         unacked: list[Finished] = []  # succeeded; acknowledged as soon as Redis answers
         backoff = Backoff(self.worker_id)
+        idle = _Idle()
         try:
             while not self._stop.is_set() and self._turns.take():
-                if not await self._turn(unacked, backoff):
+                if not await self._turn(unacked, backoff, idle):
                     break
         finally:
             with contextlib.suppress(Exception):  # leaving (maybe cancelled): a lease recovers what is not through
@@ -154,12 +177,12 @@ class AsyncWorker(RunnerCounts):
         if self._turns.exhausted():
             self._stop.set()
 
-    async def _turn(self, unacked: list[Finished], backoff: Backoff) -> bool:
+    async def _turn(self, unacked: list[Finished], backoff: Backoff, idle: _Idle) -> bool:
         """Pop a task and run it, or wait for work; False when the slot should leave. Whatever
         goes wrong is logged and waited out: a slot never dies."""
         served, due = False, None
         try:
-            served, due = await self._take_and_run(unacked)
+            served, due = await self._take_and_run(unacked, idle)
             backoff.reset()
         except Exception as exc:
             await self._recover(exc, backoff, unacked)
@@ -172,10 +195,15 @@ class AsyncWorker(RunnerCounts):
             await self._recover(exc, backoff, unacked)
             return True
 
-    async def _take_and_run(self, unacked: list[Finished]) -> tuple[bool, float | None]:
-        """Send the acks still due, pop a task and run it: (a task ran, seconds until one is due)."""
+    async def _take_and_run(self, unacked: list[Finished], idle: _Idle) -> tuple[bool, float | None]:
+        """Send the acks still due, pop a task (or, idle on a sharded prefix, wait for one) and run it:
+        (a task ran, seconds until one is due)."""
         await self._ack(unacked)
-        task, due = await self.queue.pop_reply(self.worker_id)
+        if idle.idle and self._waits_and_pops():
+            task, due = await self.queue.wait_and_pop(self.worker_id, self._wait_timeout(idle.due))
+        else:
+            task, due = await self.queue.pop_reply(self.worker_id)
+        idle.idle, idle.due = task is None, due
         if task is None:
             return False, due
         finished = await self._execute(task)
@@ -201,11 +229,16 @@ class AsyncWorker(RunnerCounts):
                 assert self._stop is not None
                 self._stop.set()
                 return False
-        poll = self.settings.poll_interval_seconds
-        timeout = poll if due is None else min(poll, max(due, 0.001))
+        if self._waits_and_pops():
+            return True  # the next turn waits and pops
         with contextlib.suppress(RedisUnavailableError):
-            await self.queue.wait_for_work(self.worker_id, min(timeout, 4.0))
+            await self.queue.wait_for_work(self.worker_id, self._wait_timeout(due))
         return True
+
+    def _wait_timeout(self, due: float | None) -> float:
+        """How long an idle slot waits: the poll interval, or until something is due (at most 4 s)."""
+        poll = self.settings.poll_interval_seconds
+        return min(poll if due is None else min(poll, max(due, 0.001)), 4.0)
 
     async def _pause(self, seconds: float) -> None:
         """Wait ``seconds``, or less when the worker stops."""
