@@ -45,6 +45,24 @@ def test_a_capped_tenant_leaves_the_rotation_at_its_cap_and_rejoins_when_a_lease
     assert q.get_tenant_limits("a")["leased"] == 2
 
 
+def test_an_ack_frees_the_cap_for_the_pop_of_the_same_call(make_config: Any) -> None:
+    """complete_and_pop_many is one script call (ack_pop.lua) whose leased counts are written once at
+    its end: the pop must count the acks' ends all the same, and the count must come out right."""
+    q = TaskQueue(make_config(tenant_limits={"a": {"concurrency": 2}}))
+    push(q, "a", 7)
+    first = q.pop_many(4)
+    assert len(first) == 2  # at its cap
+    codes, second, _ = q.complete_and_pop_many([(t, 0.001, None) for t in first], 4)
+    assert codes == [1, 1] and len(second) == 2 and {t.task_id for t in second}.isdisjoint(t.task_id for t in first)
+    assert q.get_tenant_limits("a")["leased"] == 2
+    codes, third, _ = q.complete_and_pop_many([(second[0], 0.001, None)], 4)  # one end: one more lease
+    assert codes == [1] and len(third) == 1 and q.get_tenant_limits("a")["leased"] == 2
+    codes, rest, _ = q.complete_and_pop_many([(second[1], 0.001, None), (third[0], 0.001, None)], 4)
+    assert codes == [1, 1] and len(rest) == 2 and q.get_tenant_limits("a")["leased"] == 2
+    q.complete_and_pop_many([(t, 0.001, None) for t in rest], 0)
+    assert q.get_tenant_limits("a")["leased"] == 0 and q.get_stats()["tasks_completed"] == 7
+
+
 def test_batch_leases_and_release_and_expiry_respect_the_cap(make_config: Any) -> None:
     q = TaskQueue(make_config(tenant_concurrency=1))
     push(q, "a", 4)

@@ -50,6 +50,20 @@ def test_one_lua_file_per_script_with_a_header() -> None:
         assert text.startswith(f"-- {name}:") and "KEYS[1]" in text and "ARGV[1]" in text
 
 
+def test_a_command_run_by_another_shares_its_includes() -> None:
+    """ack_pop.lua runs complete.lua and pop.lua (``--- @command``): each as a local function, every
+    include they use defined once, before them."""
+    from fairque_django.core.scripts.loader import source
+
+    text = source("ack_pop")
+    assert text.count("local function complete_command(ARGV)") == 1
+    assert text.count("local function pop_command(ARGV)") == 1
+    for include in ("rcall", "leased_later", "tenant_block", "chunked"):
+        assert text.count(f"-- includes/{include}.lua\n") == 1, include
+    assert text.index("-- includes/tenant_block.lua") < text.index("local function pop_command(ARGV)")
+    assert "@include" not in text and "@command" not in text
+
+
 def test_import_layers() -> None:
     """The import-linter contracts in pyproject.toml: core without Django, layers without cycles."""
     lint = Path(sys.executable).parent / "lint-imports"
