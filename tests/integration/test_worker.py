@@ -534,7 +534,9 @@ def test_a_long_task_hands_the_rest_of_its_batch_back(make_config: Any, redis_cl
     worker.queue.release = spy  # type: ignore[method-assign]
     run_to_end(worker)
     assert log(redis_client) == [f"a|{tag}" for tag in tags]  # FIFO, each once
-    assert released == [([f"r{i}" for i in range(5)], False)]  # quietly, for anyone to take
+    # quietly, for anyone to take (a loaded host may slow a "q" task past the hold time too: that one
+    # hands the rest of its batch back as well, and the batch popped again hands the r's back)
+    assert ([f"r{i}" for i in range(5)], False) in released and all(not counted for _, counted in released)
     stats = q.get_stats()
     assert stats["tasks_completed"] == 16 and stats["tasks_released"] == 0 and stats["tasks_active"] == 0
 
