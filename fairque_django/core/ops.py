@@ -606,13 +606,6 @@ class QueueOps:
         return PopStep(tasks, reply.due, token, handed_over=not reply.served, corrupt=len(corrupt),
                        resync=reply.resync)
 
-    def _complete_and_pop(self, task: Task, duration: float | None, result_json: str | None,
-                          worker_id: str | None, lease_seconds: float | None,
-                          ) -> Op[tuple[int, Task | None, float | None]]:
-        codes, tasks, due = yield from self._complete_and_pop_many([(task, duration, result_json)], 1,
-                                                                   worker_id, lease_seconds)
-        return codes[0], (tasks[0] if tasks else None), due
-
     def _complete_and_pop_many(self, done: Sequence[tuple[Task, float | None, str | None]], count: int,
                                worker_id: str | None, lease_seconds: float | None,
                                ) -> Op[tuple[list[int], list[Task], float | None]]:
@@ -755,6 +748,9 @@ class QueueOps:
         if (yield from self._ack(task.task_id, task.lease_token or "", duration)) == 0:
             raise LeaseLostError(f"task {task.task_id}: lease lost (it expired and was taken over)")
 
+    def _complete_code(self, task: Task, duration: float | None) -> Op[int]:
+        return (yield from self._ack(task.task_id, task.lease_token or "", duration))
+
     def _ack(self, task_id: str, token: str, duration: float | None) -> Op[int]:
         with redis_errors("complete"):
             args = self.proto.complete_args([(task_id, token, duration)])
@@ -799,9 +795,6 @@ class QueueOps:
             self._leases.pop(t.task_id, None)
         with redis_errors("release"):
             return int((yield run(self.scripts.release, self.proto.release_args(tasks, count))))
-
-    def _extend(self, tasks: Sequence[Task], lease_seconds: float | None) -> Op[list[str]]:
-        return (yield from self._extend_leases(tasks, lease_seconds))[0]
 
     def _extend_leases(self, tasks: Sequence[Task], lease_seconds: float | None,
                        ) -> Op[tuple[list[str], list[str]]]:
@@ -906,6 +899,12 @@ class QueueOps:
         with redis_errors("get_dead"):
             score, row = yield execute([["ZSCORE", self.keys.dlq, task_id], ["HGETALL", self.keys.task(task_id)]])
         return self.proto.decode_dead(task_id, row) if score is not None and row else None
+
+    def _requeue_dead(self, task_ids: Iterable[str] | None) -> Op[list[str]]:
+        return (yield from self._dlq_script(self.scripts.requeue_dead, task_ids))
+
+    def _delete_dead(self, task_ids: Iterable[str] | None) -> Op[list[str]]:
+        return (yield from self._dlq_script(self.scripts.delete, task_ids))
 
     def _purge_dlq(self) -> Op[int]:
         return len((yield from self._dlq_script(self.scripts.delete, None)))
@@ -1078,6 +1077,11 @@ class QueueOps:
         with redis_errors("schedule_tick"):
             replies = yield run_scripts(calls)
         return [(text(r[0]), int(text(r[1]) or 0), [text(t) for t in r[2:]]) for r in replies]
+
+    def _schedule_stale(self, names: Sequence[str], token: str, stale_ms: int) -> Op[dict[str, list[str]]]:
+        """The claims of ``names`` not confirmed for ``stale_ms``, now ``token``'s: name -> ticks."""
+        replies = yield from self._schedule_ticks([(n, None, False) for n in names], token, stale_ms)
+        return {n: r[2] for n, r in zip(names, replies, strict=True)}
 
     def _schedule_done(self, name: str, ticks: Sequence[str]) -> Op[None]:
         """Confirm that the tasks of ``ticks`` are pushed (their claims end). Idempotent (HDEL)."""

@@ -17,7 +17,7 @@ import itertools
 import logging
 import threading
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any, Generic, TypeVar
 
 import redis
@@ -44,8 +44,9 @@ DoneTask = tuple[Task, float | None, str | None]  # a finished task to acknowled
 
 
 class ShardedOps(Generic[Q]):
-    """The state and operations the two sharded queues share (see the module doc); they add the
-    drivers, a transport and the public methods."""
+    """The state and operations the two sharded queues share (see the module doc): the operations have
+    the names and arguments of :class:`~.ops.QueueOps`'s, so that the queues' public methods are
+    :mod:`.facade`'s, as a one-shard queue's; the queues add a client and a transport."""
 
     def __init__(self, config: FairQueueConfig, home: Q, shards: Sequence[Q]) -> None:
         self.config = config
@@ -90,13 +91,15 @@ class ShardedOps(Generic[Q]):
         result: T = yield on(shard, op)
         return result
 
-    def _on_user(self, user_id: str, op: Op[T]) -> Op[T]:
-        """``op`` (of the queue of ``user_id``'s shard) run there."""
-        return (yield from self._on(self.shard_map.of(user_id), op))
+    def _on_user(self, user_id: str, make: Callable[[Q], Op[T]]) -> Op[T]:
+        """``make(queue)``'s operation run in ``user_id``'s shard."""
+        shard = self.shard_map.of(user_id)
+        return self._on(shard, make(self.shard_queues[shard]))
 
-    def _on_task(self, task: Task, op: Op[T]) -> Op[T]:
-        """``op`` (of the queue of ``task``'s shard, :meth:`_shard_of_task`) run there."""
-        return (yield from self._on(self._shard_of_task(task), op))
+    def _on_task(self, task: Task, make: Callable[[Q], Op[T]]) -> Op[T]:
+        """``make(queue)``'s operation run in ``task``'s shard (:meth:`_shard_of_task`)."""
+        shard = self._shard_of_task(task)
+        return self._on(shard, make(self.shard_queues[shard]))
 
     @property
     def metrics_buffer(self) -> MetricsBuffer | None:
@@ -123,28 +126,27 @@ class ShardedOps(Generic[Q]):
                     f"{self.shard_map.of(user)}, the task's user {owner} in shard {shard} (queue.shards = "
                     f"{self.shard_map.count}): pin both users to one shard (queue.shard_pins)")
 
-    def _s_push(self, task: Task, user_id: str | None, encoded: list[Any] | None) -> Op[dict[str, Any]]:
+    def _push(self, task: Task, user_id: str | None, traced: bool = False,
+              encoded: list[Any] | None = None) -> Op[dict[str, Any]]:
         if encoded is None:  # checked and encoded once (the user it takes: the current tenant's, if none)
             task, encoded = self.proto.prepare(task, user_id)
         self._check_deps(task, None)
-        shard = self._shard_of_task(task)
-        return (yield from self._on(shard, self.shard_queues[shard]._push(task, None, False, encoded)))
+        return (yield from self._on_task(task, lambda q: q._push(task, None, traced, encoded)))
 
-    def _s_push_batch(self, tasks: Iterable[Task], user_id: str | None, idempotent: bool) -> Op[dict[str, Any]]:
+    def _push_batch(self, tasks: Iterable[Task], user_id: str | None, idempotent: bool = False,
+                    traced: bool = False, encoded: Sequence[list[Any]] | None = None) -> Op[dict[str, Any]]:
+        """``encoded``: each task's (header, body), checked already (not again: only the shards of
+        its dependencies are)."""
         batch = list(tasks)
+        if encoded is not None and len(encoded) != len(batch):
+            raise ValueError(f"{len(batch)} tasks but {len(encoded)} encoded")
         for task in batch:
-            self.proto.check(task, user_id)
+            if encoded is None:
+                self.proto.check(task, user_id)
             self._check_deps(task, None)
-        return (yield from self._push_groups(batch, None, idempotent))
+        return (yield from self._push_groups(batch, None if encoded is None else list(encoded), idempotent, traced))
 
-    def _s_push_prepared(self, tasks: Sequence[Task], encoded: Sequence[list[Any]]) -> Op[dict[str, Any]]:
-        if len(encoded) != len(tasks):
-            raise ValueError(f"{len(tasks)} tasks but {len(encoded)} encoded")
-        for task in tasks:
-            self._check_deps(task, None)
-        return (yield from self._push_groups(list(tasks), list(encoded), False))
-
-    def _push_groups(self, batch: list[Task], encoded: list[list[Any]] | None, idempotent: bool,
+    def _push_groups(self, batch: list[Task], encoded: list[list[Any]] | None, idempotent: bool, traced: bool,
                      ) -> Op[dict[str, Any]]:
         groups: dict[int, list[int]] = {}
         for i, task in enumerate(batch):
@@ -157,7 +159,7 @@ class ShardedOps(Generic[Q]):
                 queue = self.shard_queues[shard]
                 tasks = [batch[i] for i in index]
                 pairs = None if encoded is None else [encoded[i] for i in index]
-                reply = yield on(shard, queue._push_batch(tasks, None, idempotent, False, pairs))
+                reply = yield on(shard, queue._push_batch(tasks, None, idempotent, traced, pairs))
                 done.append((shard, reply["task_ids"]))
                 ids += reply["task_ids"]
                 duplicates += reply["duplicates"]
@@ -170,10 +172,10 @@ class ShardedOps(Generic[Q]):
         return {"success": not duplicates, "pushed": len(ids), "task_ids": ids, "duplicates": duplicates}
 
     # --- pop ----------------------------------------------------------------------------
-    def _s_pop_many(self, count: int, worker_id: str | None, lease_seconds: float | None,
-                    ) -> Op[tuple[list[Task], float | None]]:
+    def _pop_many(self, count: int, worker_id: str | None, lease_seconds: float | None,
+                  ) -> Op[tuple[list[Task], float | None]]:
         if count > 1:
-            _, tasks, due = yield from self._s_complete_and_pop_many([], count, worker_id, lease_seconds)
+            _, tasks, due = yield from self._complete_and_pop_many([], count, worker_id, lease_seconds)
             return tasks, due
         order = yield from self.turns.rotation(worker_id)
         return (yield from self._pop_from(order, count, worker_id, lease_seconds))
@@ -202,18 +204,19 @@ class ShardedOps(Generic[Q]):
                 due = when if due is None else min(due, when)
         return [], due
 
-    def _s_pop_step(self, worker_id: str | None, count: int, lease_seconds: float | None) -> Op[PopStep]:
+    def _pop_step(self, worker_id: str | None, count: int, lease_seconds: float | None, park_ms: int,
+                  unpark: str | None) -> Op[PopStep]:
+        """In the next start shard of the rotation; never parks (``park_ms``, ``unpark``: ignored)."""
         first = (yield from self.turns.rotation(worker_id))[0]
         queue = self.shard_queues[first]
         return (yield from self._on(first, queue._pop_step(worker_id, count, lease_seconds, 0, None)))
 
-    @staticmethod
-    def _s_take_handed(token: str) -> Op[PopStep]:
+    def _take_handed(self, token: str, worker_id: str | None) -> Op[PopStep]:
         return PopStep([], None, token)
         yield  # (an operation: never asks anything)
 
-    def _s_complete_and_pop_many(self, done: Sequence[DoneTask], count: int, worker_id: str | None,
-                                 lease_seconds: float | None) -> Op[tuple[list[int], list[Task], float | None]]:
+    def _complete_and_pop_many(self, done: Sequence[DoneTask], count: int, worker_id: str | None,
+                               lease_seconds: float | None) -> Op[tuple[list[int], list[Task], float | None]]:
         allot, rest = (yield from self.turns.allot(worker_id, count)) if count > 0 else ({}, [])
         codes, tasks, due = yield from self._together(done, allot, worker_id, lease_seconds)
         if count > 0 and not tasks:
@@ -260,21 +263,21 @@ class ShardedOps(Generic[Q]):
         if error is not None:
             if tasks:
                 try:
-                    yield from self._s_release(tasks, False)
+                    yield from self._release(tasks, False)
                 except (redis.RedisError, FairQueueError) as exc:  # their leases expire: late, not lost
                     logger.warning("fairque: could not hand back %d tasks leased with a failed call: %s",
                                    len(tasks), exc)
             raise error
         return codes, tasks, due
 
-    def _s_flush_metrics(self) -> Op[int]:
+    def _flush_metrics(self) -> Op[int]:
         total = 0
         for shard, queue in enumerate(self.shard_queues):
             total += yield on(shard, queue._flush_metrics())
         return total
 
-    def _s_wait_and_pop(self, worker_id: str | None, timeout: float, lease_seconds: float | None,
-                        ) -> Op[tuple[Task | None, float | None]]:
+    def _wait_and_pop(self, worker_id: str | None, timeout: float, lease_seconds: float | None,
+                      ) -> Op[tuple[Task | None, float | None]]:
         now = time.monotonic()
         deadline = now + timeout
         tasks: list[Task] = []
@@ -330,21 +333,37 @@ class ShardedOps(Generic[Q]):
         parts = [*plan.wake_partitions, *home._orphaned(plan)]
         return (yield from self._on(None, home._wait_home(parts, timeout)))
 
+    def _wait_for_work(self, worker_id: str | None, timeout: float) -> Op[bool]:
+        return (yield from self._wait(worker_id, timeout)) is not None
+
     # --- finishing ----------------------------------------------------------------------
-    def _s_delete_task(self, task_id: str) -> Op[bool]:
+    def _complete(self, task: Task, duration: float | None) -> Op[None]:
+        return self._on_task(task, lambda q: q._complete(task, duration))
+
+    def _complete_code(self, task: Task, duration: float | None) -> Op[int]:
+        return self._on_task(task, lambda q: q._complete_code(task, duration))
+
+    def _fail(self, task: Task, error: BaseException | str, traceback: str, failure_type: str, retry: bool,
+              ) -> Op[str]:
+        return self._on_task(task, lambda q: q._fail(task, error, traceback, failure_type, retry))
+
+    def _set_progress(self, task: Task, fraction: float, message: str) -> Op[bool]:
+        return self._on_task(task, lambda q: q._set_progress(task, fraction, message))
+
+    def _delete_task(self, task_id: str) -> Op[bool]:
         for shard, queue in enumerate(self.shard_queues):
             if task_id in queue._leases:
                 return bool((yield on(shard, queue._delete_task(task_id))))
-        return bool((yield from self._s_delete((task_id,))))
+        return bool((yield from self._delete((task_id,))))
 
-    def _s_release(self, tasks: Sequence[Task], count: bool) -> Op[int]:
+    def _release(self, tasks: Sequence[Task], count: bool) -> Op[int]:
         total = 0
         for shard, group in self._by_shard(tasks).items():
             total += yield on(shard, self.shard_queues[shard]._release(group, count))
         return total
 
-    def _s_extend_leases(self, tasks: Sequence[Task], lease_seconds: float | None,
-                         ) -> Op[tuple[list[str], list[str]]]:
+    def _extend_leases(self, tasks: Sequence[Task], lease_seconds: float | None,
+                       ) -> Op[tuple[list[str], list[str]]]:
         lost: list[str] = []
         cancelling: list[str] = []
         for shard, group in self._by_shard(tasks).items():
@@ -353,7 +372,7 @@ class ShardedOps(Generic[Q]):
             cancelling += got_cancelling
         return lost, cancelling
 
-    def _s_delete(self, task_ids: Sequence[str]) -> Op[list[str]]:
+    def _delete(self, task_ids: Sequence[str]) -> Op[list[str]]:
         deleted: list[str] = []
         if task_ids:
             for shard, queue in enumerate(self.shard_queues):
@@ -361,14 +380,17 @@ class ShardedOps(Generic[Q]):
         return deleted
 
     # --- cancelling -------------------------------------------------------------------------
-    def _s_cancel(self, task_id: str, user_id: str | None) -> Op[CancelResult]:
+    def _cancel(self, task_id: str, user_id: str | None) -> Op[CancelResult]:
         if user_id is not None:
-            return (yield from self._on_user(user_id, self.queue_of(user_id)._cancel(task_id, user_id)))
+            return (yield from self._on_user(user_id, lambda q: q._cancel(task_id, user_id)))
         for shard, queue in enumerate(self.shard_queues):
             answer = yield from self._on(shard, queue._cancel(task_id, None))
             if answer is not CancelResult.NOT_FOUND:
                 return answer
         return CancelResult.NOT_FOUND
+
+    def _cancel_tenant(self, user_id: str, running: bool, chunk: int) -> Op[dict[str, int]]:
+        return self._on_user(user_id, lambda q: q._cancel_tenant(user_id, running, chunk))
 
     # --- dead-letter queue ----------------------------------------------------------------
     def _each(self, make: Any) -> Op[list[Any]]:
@@ -386,21 +408,35 @@ class ShardedOps(Generic[Q]):
                 return found
         return None
 
-    def _s_get_dlq(self, offset: int, limit: int, newest_first: bool) -> Op[list[DLQEntry]]:
+    def _dlq_size(self) -> Op[int]:
+        return sum((yield from self._each(lambda q: q._dlq_size())))
+
+    def _get_dlq(self, offset: int, limit: int, newest_first: bool) -> Op[list[DLQEntry]]:
         if limit <= 0:
             return []
         pages: list[list[DLQEntry]] = yield from self._each(lambda q: q._get_dlq(0, offset + limit, newest_first))
         merged = heapq.merge(*pages, key=lambda e: (-e.dead_at if newest_first else e.dead_at))
         return list(itertools.islice(merged, offset, offset + limit))
 
-    def _s_dlq_script(self, requeue: bool, task_ids: Iterable[str] | None) -> Op[list[str]]:
+    def _get_dead(self, task_id: str) -> Op[DLQEntry | None]:
+        return self._first(lambda q: q._get_dead(task_id))
+
+    def _requeue_dead(self, task_ids: Iterable[str] | None) -> Op[list[str]]:
         ids = None if task_ids is None else list(task_ids)
-        done = yield from self._each(
-            lambda q: q._dlq_script(q.scripts.requeue_dead if requeue else q.scripts.delete, ids))
-        return [x for part in done for x in part]
+        return [x for part in (yield from self._each(lambda q: q._requeue_dead(ids))) for x in part]
+
+    def _delete_dead(self, task_ids: Iterable[str] | None) -> Op[list[str]]:
+        ids = None if task_ids is None else list(task_ids)
+        return [x for part in (yield from self._each(lambda q: q._delete_dead(ids))) for x in part]
+
+    def _purge_dlq(self) -> Op[int]:
+        return sum((yield from self._each(lambda q: q._purge_dlq())))
 
     # --- inspection -----------------------------------------------------------------------
-    def _s_fold_idle_tenants(self, window_seconds: float | None, limit: int, max_calls: int) -> Op[FoldResult]:
+    def _get_stats(self) -> Op[dict[str, Any]]:
+        return merge_stats((yield from self._each(lambda q: q._get_stats())))
+
+    def _fold_idle_tenants(self, window_seconds: float | None, limit: int, max_calls: int) -> Op[FoldResult]:
         total = FoldResult()
         more = False
         for step in (yield from self._each(lambda q: q._fold_idle_tenants(window_seconds, limit, max_calls))):
@@ -408,7 +444,7 @@ class ShardedOps(Generic[Q]):
             more = more or step.more
         return FoldResult(total.folded, total.kept, total.back, more, total.problems)
 
-    def _s_mark_idle_tenants(self, cursor: int, pages: int | None) -> Op[tuple[int, int]]:
+    def _mark_idle_tenants(self, cursor: int, pages: int | None) -> Op[tuple[int, int]]:
         shards = len(self.shard_queues)
         shard, inner = cursor % shards, cursor // shards
         marked, done = 0, 0
@@ -422,14 +458,19 @@ class ShardedOps(Generic[Q]):
                     return marked, 0
         return marked, inner * shards + shard
 
-    # --- tenant limits ------------------------------------------------------------------------
-    def _s_set_tenant_limits(self, user_id: str, concurrency: int | Unchanged | None, rate: str | Unchanged | None,
-                             burst: int | Unchanged | None) -> Op[dict[str, Any]]:
-        return (yield from self._on_user(user_id, self.queue_of(user_id)._set_tenant_limits(
-            user_id, concurrency, rate, burst)))
+    def _get_task_state(self, task_id: str) -> Op[dict[str, str] | None]:
+        return self._first(lambda q: q._get_task_state(task_id))
 
-    def _s_tenant_op(self, user_id: str, op: str) -> Op[dict[str, Any]]:
-        state: dict[str, Any] = yield from self._on_user(user_id, self.queue_of(user_id)._tenant_op(user_id, op))
+    def _user_depth(self, user_id: str) -> Op[dict[str, int]]:
+        return self._on_user(user_id, lambda q: q._user_depth(user_id))
+
+    # --- tenant limits ------------------------------------------------------------------------
+    def _set_tenant_limits(self, user_id: str, concurrency: int | Unchanged | None, rate: str | Unchanged | None,
+                           burst: int | Unchanged | None) -> Op[dict[str, Any]]:
+        return self._on_user(user_id, lambda q: q._set_tenant_limits(user_id, concurrency, rate, burst))
+
+    def _tenant_op(self, user_id: str, op: str) -> Op[dict[str, Any]]:
+        state = yield from self._on_user(user_id, lambda q: q._tenant_op(user_id, op))
         if op == "resume":  # the idle workers are woken on the home wake lists
             home = self.home_queue
             key = home.keys.home_wake(home.proto.partition_of(user_id))
@@ -437,19 +478,47 @@ class ShardedOps(Generic[Q]):
                                             ["LTRIM", key, 0, 0]])))
         return state
 
-    # --- results ----------------------------------------------------------------------------
-    def _s_read_result(self, task_id: str, user_id: str) -> Op[ResultSnapshot]:
-        return (yield from self._on_user(user_id, self.queue_of(user_id)._read_result(task_id, user_id)))
+    def _get_tenant_limits(self, user_id: str) -> Op[dict[str, Any]]:
+        return self._on_user(user_id, lambda q: q._get_tenant_limits(user_id))
 
-    def _s_next_delayed_seconds(self) -> Op[float | None]:
+    def _is_paused(self, user_id: str) -> Op[bool]:
+        return self._on_user(user_id, lambda q: q._is_paused(user_id))
+
+    # --- results ----------------------------------------------------------------------------
+    def _store_result(self, task: Task, record: dict[str, Any]) -> Op[None]:
+        return self._on_user(task.user_id or "", lambda q: q._store_result(task, record))
+
+    def _store_result_json(self, task: Task, data: str) -> Op[None]:
+        return self._on_user(task.user_id or "", lambda q: q._store_result_json(task, data))
+
+    def _get_result(self, task_id: str, user_id: str) -> Op[dict[str, Any] | None]:
+        return self._on_user(user_id, lambda q: q._get_result(task_id, user_id))
+
+    def _read_result(self, task_id: str, user_id: str) -> Op[ResultSnapshot]:
+        return self._on_user(user_id, lambda q: q._read_result(task_id, user_id))
+
+    def _next_delayed_seconds(self) -> Op[float | None]:
         found = [s for s in (yield from self._each(lambda q: q._next_delayed_seconds())) if s is not None]
         return min(found) if found else None
 
-    def _s_schedule_stale(self, names: Sequence[str], token: str, stale_ms: int) -> Op[dict[str, list[str]]]:
-        replies = yield on(None, self.home_queue._schedule_ticks([(n, None, False) for n in names], token, stale_ms))
-        return {n: r[2] for n, r in zip(names, replies, strict=True)}
+    # --- schedules (home keys) --------------------------------------------------------------------
+    def _schedule_tick(self, name: str, tick: int | None, token: str, stale_ms: int, skip: bool,
+                       ) -> Op[tuple[str, int, list[str]]]:
+        return self._on(None, self.home_queue._schedule_tick(name, tick, token, stale_ms, skip))
 
-    def _s_pushed_tenants(self) -> Op[list[str]]:
+    def _schedule_stale(self, names: Sequence[str], token: str, stale_ms: int) -> Op[dict[str, list[str]]]:
+        return self._on(None, self.home_queue._schedule_stale(names, token, stale_ms))
+
+    def _schedule_done(self, name: str, ticks: Sequence[str]) -> Op[None]:
+        return self._on(None, self.home_queue._schedule_done(name, ticks))
+
+    def _schedule_states(self, names: Sequence[str]) -> Op[dict[str, dict[str, str]]]:
+        return self._on(None, self.home_queue._schedule_states(names))
+
+    def _schedule_set(self, name: str, fields: dict[str, str], delete: Sequence[str]) -> Op[None]:
+        return self._on(None, self.home_queue._schedule_set(name, fields, delete))
+
+    def _pushed_tenants(self) -> Op[list[str]]:
         return sorted({user for users in (yield from self._each(lambda q: q._pushed_tenants())) for user in users})
 
 

@@ -25,7 +25,7 @@ from fairque_django.core.results import CancelResult, TaskStatus
 from fairque_django.core.sharded import ShardedTaskQueue, open_queue
 from fairque_django.core.shards import ShardMap
 from tests.integration.test_async_queue import ONE_SIDED
-from tests.integration.test_sharded import EACH, FAST, OTHERS, _spread_prefix, sharded, tag
+from tests.integration.test_sharded import EACH, FAST, OTHERS, _spread_prefix, serve_while_idle, sharded, tag
 from tests.integration.test_worker import log
 from tests.support import eventually
 from tests.testapp import tasks as t
@@ -284,26 +284,8 @@ def test_an_async_worker_drains_many_tenants_of_every_shard(make_config: Any, re
 def test_an_idle_async_worker_serves_pushes_and_delayed_tasks_of_every_shard(make_config: Any,
                                                                               redis_client: redis.Redis) -> None:
     config = worker_config(make_config, concurrency=2)
-    q = open_queue(config)
-    worker = AsyncWorker(config, worker_id="w1", install_signal_handlers=False)
-    th = threading.Thread(target=worker.start)
-    th.start()
-    try:
-        time.sleep(0.4)  # the slots are idle, waiting on the home wake list
-        for u in EACH:
-            later = t.record(f"later-{u}")
-            later.execute_after = time.time() + 0.5
-            q.push(later, user_id=u)
-        started = time.monotonic()
-        for u in OTHERS:
-            q.push(t.record(f"now-{u}"), user_id=u)
-        eventually(lambda: len(log(redis_client)) >= 4, timeout=3, what="the pushes to run")
-        assert time.monotonic() - started < 1.5
-        eventually(lambda: len(log(redis_client)) == 8, timeout=5, what="the delayed tasks of every shard")
-    finally:
-        worker.stop()
-        th.join(10)
-    assert sorted(log(redis_client)) == sorted([f"{u}|later-{u}" for u in EACH] + [f"{u}|now-{u}" for u in OTHERS])
+    serve_while_idle(AsyncWorker(config, worker_id="w1", install_signal_handlers=False), config, redis_client,
+                     idle=0.4)
 
 
 def test_a_burst_after_idle_wakes_every_idle_async_slot(make_config: Any, redis_client: redis.Redis) -> None:

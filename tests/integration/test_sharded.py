@@ -17,7 +17,7 @@ import pytest
 import redis
 from redis.cluster import RedisCluster
 
-from fairque_django import Task, Worker, xcom_pull, xcom_push
+from fairque_django import AsyncWorker, Task, Worker, xcom_pull, xcom_push
 from fairque_django.core import shard_turns
 from fairque_django.core.config import FairQueueConfig
 from fairque_django.core.errors import DependencyError, SerializationError
@@ -280,12 +280,20 @@ def test_the_cross_shard_share_of_a_worker(make_config: Any, redis_client: redis
 def test_an_idle_worker_serves_delayed_tasks_and_pushes_of_every_shard(make_config: Any,
                                                                        redis_client: redis.Redis) -> None:
     config = sharded(make_config)
+    serve_while_idle(Worker(config, worker_id="w1", concurrency=2, install_signal_handlers=False), config,
+                     redis_client, idle=0.3)
+
+
+def serve_while_idle(worker: Worker | AsyncWorker, config: FairQueueConfig, redis_client: redis.Redis, *,
+                     idle: float) -> None:
+    """Start ``worker`` and leave its slots idle for ``idle`` s (waiting on the home wake list); then push
+    a task due in 0.5 s for each of ``EACH`` (one per shard) and a ready one for each of ``OTHERS``: the
+    ready ones run at once, the delayed ones when due, each once."""
     q = open_queue(config)
-    w = Worker(config, worker_id="w1", concurrency=2, install_signal_handlers=False)
-    th = threading.Thread(target=w.start)
+    th = threading.Thread(target=worker.start)
     th.start()
     try:
-        time.sleep(0.3)  # the slots are idle, waiting on the home wake list
+        time.sleep(idle)
         for u in EACH:
             q.push(_delayed(f"later-{u}", 0.5), user_id=u)
         started = time.monotonic()
@@ -295,7 +303,7 @@ def test_an_idle_worker_serves_delayed_tasks_and_pushes_of_every_shard(make_conf
         assert time.monotonic() - started < 1.5
         eventually(lambda: len(log(redis_client)) == 8, timeout=5, what="the delayed tasks of every shard")
     finally:
-        w.stop()
+        worker.stop()
         th.join(10)
     assert sorted(log(redis_client)) == sorted([f"{u}|later-{u}" for u in EACH] + [f"{u}|now-{u}" for u in OTHERS])
 
