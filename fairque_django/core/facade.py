@@ -25,7 +25,7 @@ import redis.asyncio
 from .config import FairQueueConfig
 from .config.limits import UNCHANGED, Unchanged
 from .models import DLQEntry, Task
-from .ops import AsyncShardTransport, Op, ShardTransport, adrive, drive
+from .ops import AsyncShardTransport, DoneTask, Op, ShardTransport, adrive, drive
 from .results import CancelResult, ResultSnapshot, TaskResult
 from .scripts.commands import FoldResult
 from .scripts.pop import PopStep
@@ -35,7 +35,6 @@ __all__ = ["AsyncClosing", "AsyncQueueFacade", "Operations", "QueueFacade", "doc
 
 C = TypeVar("C", bound=type)
 A = TypeVar("A", bound="AsyncClosing")
-DoneTask = tuple[Task, float | None, str | None]  # a finished task to acknowledge: (task, run time, result JSON)
 
 
 class Operations:

@@ -48,8 +48,8 @@ from .scripts.commands import (
 from .scripts.pop import PopPlan, PopReply, PopStep
 from .transport import AsyncTransport, HeldConnection, Pending, ScriptCall, Transport, evalsha, redis_errors
 
-__all__ = ["UNCHANGED", "AsyncShardTransport", "Op", "QueueOps", "Request", "Sent", "ShardTransport", "Unchanged",
-           "adrive", "drive", "on", "send", "together"]
+__all__ = ["UNCHANGED", "AsyncShardTransport", "DoneTask", "Op", "QueueOps", "Request", "Sent", "ShardTransport",
+           "Unchanged", "adrive", "drive", "on", "send", "together"]
 
 logger = logging.getLogger("fairque_django.queue")
 
@@ -76,6 +76,7 @@ T = TypeVar("T")
 # (transport method name, its arguments): no keyword arguments, they cost the hot paths time
 Request: TypeAlias = tuple[str, tuple[Any, ...]]
 Op: TypeAlias = Generator[Request, Any, T]
+DoneTask: TypeAlias = tuple[Task, float | None, str | None]  # a finished task to acknowledge: task, run time, result
 
 
 # drive and adrive are the one piece written twice, on purpose: one calls, the other awaits.
@@ -606,7 +607,7 @@ class QueueOps:
         return PopStep(tasks, reply.due, token, handed_over=not reply.served, corrupt=len(corrupt),
                        resync=reply.resync)
 
-    def _complete_and_pop_many(self, done: Sequence[tuple[Task, float | None, str | None]], count: int,
+    def _complete_and_pop_many(self, done: Sequence[DoneTask], count: int,
                                worker_id: str | None, lease_seconds: float | None,
                                ) -> Op[tuple[list[int], list[Task], float | None]]:
         plan = self.proto.plan(worker_id)
@@ -656,7 +657,7 @@ class QueueOps:
         return codes, step.tasks, step.due
 
     @staticmethod
-    def _buffer_done(buffer: MetricsBuffer, done: Sequence[tuple[Task, float | None, str | None]],
+    def _buffer_done(buffer: MetricsBuffer, done: Sequence[DoneTask],
                      acks: Sequence[Any], waits: Sequence[Any]) -> None:
         """Add the tasks acknowledged as done (code 1, wait known) to the metrics buffer."""
         at_ms = int(time.time() * 1000)

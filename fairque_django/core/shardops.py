@@ -26,7 +26,7 @@ from .config import FairQueueConfig
 from .config.limits import Unchanged
 from .errors import DependencyError, FairQueueError
 from .models import DLQEntry, Task
-from .ops import Op, Outcome, QueueOps, execute, on, request, together
+from .ops import DoneTask, Op, Outcome, QueueOps, execute, on, request, together
 from .results import CancelResult, ResultSnapshot
 from .scripts.buffered import MetricsBuffer
 from .scripts.commands import FoldResult
@@ -40,7 +40,6 @@ logger = logging.getLogger("fairque_django.queue")
 
 Q = TypeVar("Q", bound=QueueOps)
 T = TypeVar("T")
-DoneTask = tuple[Task, float | None, str | None]  # a finished task to acknowledge: (task, run time, result JSON)
 
 
 class ShardedOps(Generic[Q]):
