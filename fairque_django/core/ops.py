@@ -638,10 +638,14 @@ class QueueOps:
                 raise
         for task, _, _ in done:
             self._leases.pop(task.task_id, None)
-        acks: Any = replies[0] if done else []
-        popped: Any = replies[0] if count > 0 else None
-        if done and count > 0:
-            acks, popped = acks
+        acks: Any = []
+        popped: Any = None
+        if done and count > 0:  # (the replies of the calls above, in their order)
+            acks, popped = replies[0]
+        elif done:
+            acks = replies[0]
+        elif count > 0:
+            popped = replies[0]
         if buffer is not None:
             acks, waits = acks[:len(done)], acks[len(done):]
             self._buffer_done(buffer, done, acks, waits)
