@@ -145,13 +145,14 @@ def deviation(values: Sequence[float]) -> float:
     return max(abs(v - mean) for v in values) / mean
 
 
-def commandstats(node: redis.Redis) -> dict[str, float]:
-    """Calls per command since the last CONFIG RESETSTAT (the benchmark's own calls left out)."""
+def commandstats(node: redis.Redis, field: str = "calls") -> dict[str, float]:
+    """Calls (or another field of INFO commandstats: ``usec``) per command since the last CONFIG
+    RESETSTAT (the benchmark's own calls left out)."""
     calls: dict[str, float] = {}
     for key, value in node.info("commandstats").items():
         name = key.removeprefix("cmdstat_")
         if isinstance(value, dict) and not name.startswith(IGNORED):
-            calls[name] = float(value.get("calls", 0))
+            calls[name] = float(value.get(field, 0))
     return calls
 
 
@@ -287,6 +288,7 @@ class ClusterBench:
                 problems.append(f"{done} of {n} tasks done after {DRAIN_TIMEOUT_S:.0f} s")
             time.sleep(0.3)  # the last acks
             cmd_all = {name: commandstats(node) for name, node in nodes.items()}
+            usec_all = {name: commandstats(node, "usec") for name, node in nodes.items()}
             cpu_all = {name: cpu_seconds(node) - cpu0[name] for name, node in nodes.items()}
             wall = time.monotonic() - wall0
         finally:
@@ -302,6 +304,7 @@ class ClusterBench:
                 "commands": all_calls, "commands_push": push_calls, "commands_drain": all_calls - push_calls,
                 "evalsha": cmd_all[name].get("evalsha", 0.0), "cpu_s": cpu_all[name], "cpu_push_s": cpu_push[name],
                 "top": dict(sorted(cmd_all[name].items(), key=lambda kv: -kv[1])[:8]),
+                "usec": dict(sorted(usec_all[name].items(), key=lambda kv: -kv[1])[:8]),
             }
         commands = [float(m["commands"]) for m in per_master.values()]
         cpu = [float(m["cpu_s"]) for m in per_master.values()]

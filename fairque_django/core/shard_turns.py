@@ -25,7 +25,8 @@ from .ops import Op
 if TYPE_CHECKING:
     from .ops import QueueOps
 
-__all__ = ["BATCH_SHARDS", "IDLE_VISIT_SECONDS", "SHARE_READS_PER_SECOND", "SHARE_REFRESH_SECONDS", "ShardTurns"]
+__all__ = ["BATCH_SHARDS", "IDLE_VISIT_SECONDS", "SHARE_READS_PER_SECOND", "SHARE_REFRESH_SECONDS", "TURN_SECONDS",
+           "ShardTurns"]
 
 logger = logging.getLogger("fairque_django.queue")
 
@@ -42,6 +43,12 @@ IDLE_VISIT_SECONDS = 0.25
 # shards (plus one idle shard's visit), each a script call or two of the round trip (a batch of 16
 # over 10 shards cost 3x one shard's round trip on one Redis, 5.6x on a 3-master cluster).
 BATCH_SHARDS = 4
+# ... but a turn holds at least as many tasks as run in this long (when the pop knows how long its
+# slot's tasks take: the run times of the acks it carries): a batch of tiny tasks comes from one or
+# two shards, as it runs in about this long (the others' tenants wait no longer for it than for a
+# task), and a script call's fixed cost is shared by more tasks (on a 3-master cluster, a batch of
+# 16 no-op tasks from 4 shards cost ~1.4x the Redis CPU of one shard's).
+TURN_SECONDS = 0.006
 
 
 class ShardTurns:
@@ -136,14 +143,16 @@ class ShardTurns:
         idle.remove(first)
         return first
 
-    def allot(self, worker_id: str | None, count: int) -> Op[tuple[dict[int, int], list[int]]]:
+    def allot(self, worker_id: str | None, count: int, task_seconds: float | None = None,
+              ) -> Op[tuple[dict[int, int], list[int]]]:
         """How many of ``count`` tasks each shard leases in one pop, and the shards to ask next when
         none of them leased anything.
 
         With the shards' ready tenants known and ``count`` > 1, the pop's tasks are turns of the
-        weighted rotation (:meth:`_pick`), each worth ``ceil(count / BATCH_SHARDS)`` tasks: a shard
-        leases in proportion to its tenants with ready work over the batches, a batch asks at most
-        ``BATCH_SHARDS`` shards, and their calls go in one round trip (:func:`~.ops.drive_together`);
+        weighted rotation (:meth:`_pick`), each worth ``ceil(count / BATCH_SHARDS)`` tasks, or as many
+        as run in ``TURN_SECONDS`` when more (``task_seconds``: how long the slot's tasks take, when
+        known): a shard leases in proportion to its tenants with ready work over the batches, a batch
+        asks at most ``BATCH_SHARDS`` shards, and their calls go in one round trip (:func:`~.ops.drive_together`);
         a shard with no ready work whose visit is due leases one of them (its timers run). Else the
         first shard of :meth:`rotation` leases its share (:meth:`share`) and the others follow in
         its order."""
@@ -159,7 +168,7 @@ class ShardTurns:
             first = self._visit_due([i for i in range(n) if not weights[i]], now)
             if first is not None:
                 allot[first] = 1
-            left, turn = count - len(allot), -(-count // BATCH_SHARDS)
+            left, turn = count - len(allot), turn_size(count, task_seconds)
             while left > 0:
                 tasks = min(turn, left)
                 pick = self._pick(weights, tasks)
@@ -240,3 +249,12 @@ class ShardTurns:
         idle visit is due then, or ``IDLE_VISIT_SECONDS`` from now."""
         wait = IDLE_VISIT_SECONDS if due is None else min(IDLE_VISIT_SECONDS, max(due, 0.0))
         self._visit_at[shard] = now + wait
+
+
+def turn_size(count: int, task_seconds: float | None) -> int:
+    """The tasks a turn of a batch pop of ``count`` is worth: ``ceil(count / BATCH_SHARDS)``, or as many
+    tasks of ``task_seconds`` as run in ``TURN_SECONDS`` when more (at most ``count``)."""
+    turn = -(-count // BATCH_SHARDS)
+    if task_seconds is not None and task_seconds >= 0:
+        turn = max(turn, int(TURN_SECONDS / max(task_seconds, 1e-6)))
+    return max(1, min(count, turn))

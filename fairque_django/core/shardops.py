@@ -216,7 +216,7 @@ class ShardedOps(Generic[Q]):
 
     def _complete_and_pop_many(self, done: Sequence[DoneTask], count: int, worker_id: str | None,
                                lease_seconds: float | None) -> Op[tuple[list[int], list[Task], float | None]]:
-        allot, rest = (yield from self.turns.allot(worker_id, count)) if count > 0 else ({}, [])
+        allot, rest = (yield from self.turns.allot(worker_id, count, run_seconds(done))) if count > 0 else ({}, [])
         codes, tasks, due = yield from self._together(done, allot, worker_id, lease_seconds)
         if count > 0 and not tasks:
             more, when = yield from self._pop_from(rest, count, worker_id, lease_seconds)
@@ -542,3 +542,10 @@ def merge_stats(parts: Sequence[dict[str, Any]]) -> dict[str, Any]:
             else:
                 merged.setdefault(name, value)
     return merged
+
+
+def run_seconds(done: Sequence[DoneTask]) -> float | None:
+    """The mean run time of the finished tasks ``done`` whose run time is known (None: none is): how
+    long the slot's next tasks likely take."""
+    times = [seconds for _, seconds, _ in done if seconds is not None]
+    return sum(times) / len(times) if times else None

@@ -114,7 +114,7 @@ def test_health_probe(queue: TaskQueue, workers: Workers) -> None:
 @pytest.mark.parametrize(("args", "said"), [
     ((), "prefetch (tiny tasks in batches: as many as a slot runs in 5 ms x 2 slots)"),
     (("--prefetch-batch-ms", "0"), "prefetch (one task at a time)"),
-    (("--no-prefetch",), "batches of short tasks, no prefetch"),
+    (("--no-prefetch",), "batches of short tasks, no prefetch (as many as a slot runs in 5 ms x 2 slots)"),
 ], ids=["default", "one-task-prefetches", "no-prefetch"])
 def test_prefetch_options_reach_the_worker_which_says_how_it_leases(
         queue: TaskQueue, redis_client: redis.Redis, workers: Workers, args: tuple[str, ...], said: str) -> None:

@@ -515,7 +515,8 @@ def _acks_and_pops_in_one_round_trip(q: ShardedTaskQueue, users: Sequence[str], 
     q.turns.forget()  # the ready counts read now (outside the counted call)
     drive(q.transport, q.turns.weights("w1"))
     trips = _count_round_trips(monkeypatch)
-    codes, more, due = q.complete_and_pop_many([(x, 0.001, None) for x in got], 4, worker_id="w1")
+    # (tasks of 50 ms: turns of one task each, ceil(4 / BATCH_SHARDS), so the 4 pops go to several shards)
+    codes, more, due = q.complete_and_pop_many([(x, 0.05, None) for x in got], 4, worker_id="w1")
     assert codes == [1] * len(got) and len(more) == 4 and due is None
     assert len(trips) == 1, trips  # every shard's acks and pops: one pipeline
     assert q.get_stats()["tasks_completed"] == len(got)
@@ -548,6 +549,28 @@ def test_a_reply_lost_in_the_shared_round_trip_is_asked_again_per_shard(q: Shard
     assert trips[0] == 4 and len(trips) == 1 + 4  # the shared one, then each shard's call again
     stats = q.get_stats()
     assert stats["tasks_completed"] == 4 and stats["tasks_active"] == 0 and stats["tasks_queued"] == 0
+
+
+@pytest.mark.parametrize(("run_seconds", "shards_asked"), [(0.0002, 1), (0.05, shard_turns.BATCH_SHARDS)])
+def test_a_batch_of_tiny_tasks_comes_from_one_shard(make_config: Any, run_seconds: float, shards_asked: int) -> None:
+    """The acks a pop carries say how long the slot's tasks run: a batch of 16 tasks of 0.2 ms (3 ms in
+    all, under TURN_SECONDS' worth of turn) is one shard's, one script call; tasks of 50 ms still take
+    turns of ceil(16 / BATCH_SHARDS) over that many shards."""
+    q = open_queue(sharded(make_config, shards=8), worker_id="w1")
+    assert isinstance(q, ShardedTaskQueue)
+    smap = ShardMap("fq", 8)
+    users = [next(u for u in _POOL if smap.of(u) == n) for n in range(8)]
+    q.push_batch([Task.create(user_id=u, payload={}) for u in users for _ in range(40)])
+    first = q.pop_many(1)
+    shards_per_batch = []
+    done = [(x, run_seconds, None) for x in first]
+    for _ in range(4):
+        codes, batch, _ = q.complete_and_pop_many(done, 16, worker_id="w1")
+        assert all(code == 1 for code in codes) and len(batch) == 16
+        shards_per_batch.append(len({smap.of(x.user_id or "") for x in batch}))
+        done = [(x, run_seconds, None) for x in batch]
+    assert shards_per_batch == [shards_asked] * 4, shards_per_batch
+    assert shard_turns.turn_size(16, run_seconds) == (16 if shards_asked == 1 else 4)
 
 
 def test_a_batch_asks_a_few_shards_and_the_turns_keep_the_shares(make_config: Any) -> None:

@@ -16,6 +16,7 @@ their leases. Two options make short tasks cheaper:
   that woke an idle slot starts at once (its queue was empty a moment ago: a prefetch would most
   likely find nothing).
 - *batch* (burst mode, or prefetch off): one pop leases as many tasks as fit in ``hold_seconds``
+  (burst mode) or ``batch_seconds`` (as a prefetch: work that arrives waits no longer for a batch)
   of the slot's typical run time (at most ``MAX_BATCH``); when one of them runs longer than
   ``hold_seconds``, the rest of the batch goes back.
 
@@ -130,7 +131,7 @@ class SlotContext:
     batch: bool  # lease several short tasks per pop
     watchdog: Watchdog | None  # hands back the prefetched tasks of slots busy too long (None: no prefetch)
     hold_seconds: float
-    batch_seconds: float  # a prefetch leases as many tasks as run in this long (PREFETCH_BATCH_SECONDS x slots)
+    batch_seconds: float  # a prefetch (or a batch, but in burst mode) leases as many tasks as run in this long
     max_wait: float  # the longest blocking wait for work
     grace: float  # how long a stopping slot keeps trying to acknowledge what finished
 
@@ -232,9 +233,13 @@ class Slot:
                 self.ahead.extend(tasks)
 
     def _batch_count(self) -> int:
-        """How many tasks to lease per pop: one, unless batching short tasks (then as many as
-        fit in ``hold_seconds``, at most ``MAX_BATCH``)."""
-        return self._count(self.ctx.hold_seconds) if self.ctx.batch else 1
+        """How many tasks to lease per pop: one, unless batching short tasks (then as many as fit in
+        ``hold_seconds`` in burst mode, in ``batch_seconds`` otherwise, as a prefetch's; at most
+        ``MAX_BATCH``)."""
+        ctx = self.ctx
+        if not ctx.batch:
+            return 1
+        return self._count(ctx.hold_seconds if ctx.burst else min(ctx.batch_seconds, ctx.hold_seconds))
 
     def _count(self, window: float) -> int:
         """As many tasks of this slot's typical run time as fit in ``window`` (1 to ``MAX_BATCH``)."""

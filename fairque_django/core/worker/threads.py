@@ -131,7 +131,11 @@ class Worker(RunnerCounts):
             return "prefetch (one task at a time)"
         if self.max_tasks is not None:
             return "one task at a time (max tasks)"
-        return "batches of short tasks, no prefetch" + (" (burst)" if self.burst else "")
+        if self.burst:
+            return (f"batches of short tasks, no prefetch (burst: as many as a slot runs in "
+                    f"{self.prefetch_hold_seconds * 1000:g} ms)")
+        return (f"batches of short tasks, no prefetch (as many as a slot runs in "
+                f"{self.prefetch_batch_seconds * 1000:g} ms x {self.concurrency} slots)")
 
     def start(self) -> int:
         """Serve tasks until stopped (signal, :meth:`stop`, burst end or max tasks). Returns 0."""
