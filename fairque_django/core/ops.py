@@ -172,13 +172,17 @@ class Sent(Generic[T]):
 Outcome: TypeAlias = tuple[bool, Any]  # (True, an operation's result) or (False, the exception it raised)
 
 
-def drive_together(ops: Sequence[tuple[Transport, Op[Any]]]) -> list[Outcome]:
+def drive_together(ops: Sequence[tuple[Transport, Op[Any]]], reads: Sequence[list[Any]] = (),
+                   ) -> tuple[list[Outcome], list[Any] | BaseException]:
     """Run several operations, each on its own transport (all on one client: the shards of one prefix),
     with their first counted script round trips (``counted(run_scripts(...))``) made together in one
     round trip (one pipeline: on a cluster client one write to each node, then the reads); what each
     requests before and after that runs as :func:`drive` runs it. Each is then finished as
     :meth:`Sent.result` finishes a sent one (a round trip that failed is retried for each alone).
-    Returns each operation's outcome, in order: every one is run to its end, whatever the others raise."""
+    ``reads``: plain commands that go last in the same round trip (they see what the operations' scripts
+    did), not retried.
+    Returns each operation's outcome, in order (every one is run to its end, whatever the others
+    raise), and the replies of ``reads`` (or what the round trip raised)."""
     outcomes: list[Outcome] = [(False, None)] * len(ops)
     waiting: list[tuple[int, tuple[Any, ...], int, int]] = []  # (index, its request's args, first, end)
     commands: list[list[Any]] = []
@@ -194,12 +198,13 @@ def drive_together(ops: Sequence[tuple[Transport, Op[Any]]]) -> list[Outcome]:
         first = len(commands)
         commands += _attempted(transport, args)
         waiting.append((i, args, first, len(commands)))
-    if not waiting:
-        return outcomes
+    if not waiting and not reads:
+        return outcomes, []
     failed: BaseException | None = None
     replies: list[Any] = []
+    scripted = len(commands)
     try:
-        replies = ops[waiting[0][0]][0].round_trip(commands)
+        replies = ops[waiting[0][0] if waiting else 0][0].round_trip([*commands, *reads])
     except RETRYABLE as exc:  # each is asked for again, alone (Sent.result)
         failed = exc
     for i, args, first, end in waiting:
@@ -212,7 +217,7 @@ def drive_together(ops: Sequence[tuple[Transport, Op[Any]]]) -> list[Outcome]:
             outcomes[i] = (True, sent.result())
         except Exception as exc:
             outcomes[i] = (False, exc)
-    return outcomes
+    return outcomes, (failed if failed is not None else replies[scripted:])
 
 
 async def adrive(transport: AsyncTransport | AsyncShardTransport, op: Op[T]) -> T:
@@ -262,9 +267,11 @@ class ShardTransport:
         """``op`` driven on shard ``shard``'s transport (None: the home queue's)."""
         return drive(self.home if shard is None else self.shards[shard], op)
 
-    def together(self, ops: Sequence[tuple[int, Op[Any]]]) -> list[Outcome]:
-        """Several shards' operations with their first script round trips in one (:func:`drive_together`)."""
-        return drive_together([(self.shards[shard], op) for shard, op in ops])
+    def together(self, ops: Sequence[tuple[int, Op[Any]]], reads: Sequence[list[Any]],
+                 ) -> tuple[list[Outcome], list[Any] | BaseException]:
+        """Several shards' operations with their first script round trips, and ``reads``, in one
+        (:func:`drive_together`)."""
+        return drive_together([(self.shards[shard], op) for shard, op in ops], reads)
 
     def home_round_trip(self, commands: list[list[Any]]) -> list[Any]:
         """One round trip on the home transport, not retried (a read whose failure has a fallback)."""
@@ -288,13 +295,21 @@ class AsyncShardTransport:
     async def on(self, shard: int | None, op: Op[T]) -> T:
         return await adrive(self.home if shard is None else self.shards[shard], op)
 
-    async def together(self, ops: Sequence[tuple[int, Op[Any]]]) -> list[Outcome]:
+    async def together(self, ops: Sequence[tuple[int, Op[Any]]], reads: Sequence[list[Any]],
+                       ) -> tuple[list[Outcome], list[Any] | BaseException]:
         async def outcome(shard: int, op: Op[Any]) -> Outcome:
             try:
                 return True, await adrive(self.shards[shard], op)
             except Exception as exc:
                 return False, exc
-        return list(await asyncio.gather(*(outcome(shard, op) for shard, op in ops)))
+
+        async def read() -> list[Any] | BaseException:
+            try:
+                return await self.home.round_trip(list(reads)) if reads else []
+            except Exception as exc:
+                return exc
+        replies, *outcomes = await asyncio.gather(read(), *(outcome(shard, op) for shard, op in ops))
+        return outcomes, replies
 
     async def home_round_trip(self, commands: list[list[Any]]) -> list[Any]:
         return await self.home.round_trip(commands)
@@ -309,9 +324,10 @@ def on(shard: int | None, op: Op[Any]) -> Request:
     return "on", (shard, op)
 
 
-def together(ops: Sequence[tuple[int, Op[Any]]]) -> Request:
-    """Run several shards' operations at once: each one's :data:`Outcome`, in order."""
-    return "together", (ops,)
+def together(ops: Sequence[tuple[int, Op[Any]]], reads: Sequence[list[Any]] = ()) -> Request:
+    """Run several shards' operations at once, and plain commands ``reads`` (not retried): each
+    operation's :data:`Outcome`, in order, and the replies of ``reads`` (or what their round trip raised)."""
+    return "together", (ops, reads)
 
 
 def request(req: Request) -> Op[Any]:
@@ -608,23 +624,26 @@ class QueueOps:
                        resync=reply.resync)
 
     def _complete_and_pop_many(self, done: Sequence[DoneTask], count: int,
-                               worker_id: str | None, lease_seconds: float | None,
+                               worker_id: str | None, lease_seconds: float | None, visit: bool = False,
                                ) -> Op[tuple[list[int], list[Task], float | None]]:
+        """(``visit``: with ``count`` 0, a pop of no task all the same: its timers run and it says
+        when something is due, as an empty pop's; a sharded queue's visit of a shard with no ready work.)"""
         plan = self.proto.plan(worker_id)
+        pops = count > 0 or visit
         with redis_errors("complete_and_pop"):
             if self._pop_syncs_due(plan):
                 yield from self._sync_before_pop(plan)
             pop_args, token = self.proto.pop_args(plan, lease_seconds, count,
-                                                  orphans=self._orphaned(plan))
+                                                  orphans=self._orphaned(plan), visit=visit)
             buffer = self.metrics_buffer if self.config.queue.metrics else None
             ack_args = self.proto.complete_args(((t.task_id, t.lease_token or "", d) for t, d, _ in done),
                                                 buffered=buffer is not None) if done else []
             calls: list[ScriptCall] = []
-            if done and count > 0:  # one script call for both (ack_pop.lua)
+            if done and pops:  # one script call for both (ack_pop.lua)
                 calls.append((self.scripts.ack_pop, [len(ack_args), *ack_args, *pop_args]))
             elif done:
                 calls.append((self.scripts.complete, ack_args))
-            elif count > 0:  # nothing to acknowledge: the pop alone
+            elif pops:  # nothing to acknowledge: the pop alone
                 calls.append((self.scripts.pop, pop_args))
             flushed = buffer.take() if buffer is not None and buffer.due() else []
             if flushed:  # the metrics of the last tick go with this round trip
@@ -640,11 +659,11 @@ class QueueOps:
             self._leases.pop(task.task_id, None)
         acks: Any = []
         popped: Any = None
-        if done and count > 0:  # (the replies of the calls above, in their order)
+        if done and pops:  # (the replies of the calls above, in their order)
             acks, popped = replies[0]
         elif done:
             acks = replies[0]
-        elif count > 0:
+        elif pops:
             popped = replies[0]
         if buffer is not None:
             acks, waits = acks[:len(done)], acks[len(done):]
@@ -652,9 +671,11 @@ class QueueOps:
         if flushed:
             self._log_flush(replies[-1])
         codes = [acked(int(code), retried) for code in acks]
-        if count <= 0:
+        if not pops:
             return codes, [], None
         step = yield from self._leased(PopReply.parse(popped), token, plan)
+        if count <= 0:
+            return codes, [], step.due
         if step.again:
             tasks, due = yield from self._pop_many(count, worker_id, lease_seconds)
             return codes, tasks, due

@@ -66,6 +66,7 @@ class ShardTurns:
         # when each shard with no ready work is asked next (its timers; an empty pop asks every shard)
         self._visit_at = [time.monotonic() + IDLE_VISIT_SECONDS] * self.count
         self._shares: dict[str | None, tuple[float, list[int] | None]] = {}  # worker id -> (read at, weights)
+        self._carry: set[str | None] = set()  # worker ids whose next round trip reads their counts (carry_reads)
         self._lock = threading.Lock()
 
     def next_start(self) -> int:
@@ -75,31 +76,39 @@ class ShardTurns:
     def forget(self) -> None:
         """Drop the counts read: the next pop reads them again."""
         self._shares.clear()
+        self._carry.clear()
 
     def rotation(self, worker_id: str | None = None) -> Op[list[int]]:
-        """The shards in the order this pop asks them (it stops at the first that leases something).
+        """The shards in the order this pop asks them (:meth:`order`), the shard whose visit is due first."""
+        order, visit = yield from self.order(worker_id)
+        return order if visit is None else [visit, *order]
+
+    def order(self, worker_id: str | None = None, carried: bool = False) -> Op[tuple[list[int], int | None]]:
+        """The shards in the order this pop asks them (it stops at the first that leases something), and
+        the shard with no ready work whose visit is due (None: none is; it is not in the order).
 
         The start shards follow a smooth weighted round robin over the shards with ready work, each
         weighted by its tenants with ready work for the worker (:meth:`weights`, read every
         ``SHARE_REFRESH_SECONDS``): a backlogged tenant gets about the same share whichever shard it
         is in. Then come the other shards with ready work, the next turns first, then the shards
         with none (so an empty pop asks every shard once). A shard with no ready work takes no turns:
-        it is asked first when its visit is due (``IDLE_VISIT_SECONDS`` after it was last asked, or
+        it is visited when its visit is due (``IDLE_VISIT_SECONDS`` after it was last asked, or
         sooner when its last pop said a delayed task or lease is due), so its timers run. Without
-        counts (a failed read) or none with ready work: plain rotation."""
+        counts (a failed read) or none with ready work: plain rotation. ``carried``: counts older than
+        the read interval serve this pop, the caller's round trip reads them (:meth:`carry_reads`)."""
         n = self.count
-        weights = yield from self.weights(worker_id)
+        weights = yield from self.weights(worker_id, carried)
         now = time.monotonic()
         with self._lock:
             if weights is None or not any(weights):
                 start = self.next_start()
-                return [*range(start, n), *range(start)]
+                return [*range(start, n), *range(start)], None
             credit = self._advance(worker_id, weights)
             start = self._pick(weights)
             busy = sorted((i for i in range(n) if weights[i] and i != start), key=lambda i: -credit[i])
             idle = [i for i in range(n) if not weights[i]]
-            first = self._visit_due(idle, now)
-            return [start, *busy, *idle] if first is None else [first, start, *busy, *idle]
+            visit = self._visit_due(idle, now)
+            return [start, *busy, *idle], visit
 
     def _advance(self, worker_id: str | None, weights: list[int]) -> list[int]:
         """The weighted rotation's credits (under the lock), told the weights of this pop: a shard with
@@ -143,10 +152,11 @@ class ShardTurns:
         idle.remove(first)
         return first
 
-    def allot(self, worker_id: str | None, count: int, task_seconds: float | None = None,
-              ) -> Op[tuple[dict[int, int], list[int]]]:
-        """How many of ``count`` tasks each shard leases in one pop, and the shards to ask next when
-        none of them leased anything.
+    def allot(self, worker_id: str | None, count: int, task_seconds: float | None = None, carried: bool = False,
+              ) -> Op[tuple[dict[int, int], list[int], list[int]]]:
+        """How many of ``count`` tasks each shard leases in one pop, the shards to ask next when none
+        of them leased anything, and the shards to visit in the same round trip (a pop of no task: its
+        timers run).
 
         With the shards' ready tenants known and ``count`` > 1, the pop's tasks are turns of the
         weighted rotation (:meth:`_pick`), each worth ``ceil(count / BATCH_SHARDS)`` tasks, or as many
@@ -154,12 +164,15 @@ class ShardTurns:
         known): a shard leases in proportion to its tenants with ready work over the batches, a batch
         asks at most ``BATCH_SHARDS`` shards, and their calls go in one round trip (:func:`~.ops.drive_together`);
         a shard with no ready work whose visit is due leases one of them (its timers run). Else the
-        first shard of :meth:`rotation` leases its share (:meth:`share`) and the others follow in
-        its order."""
-        weights = (yield from self.weights(worker_id)) if count > 1 else None
+        first shard of :meth:`order` leases its share (:meth:`share`), the others follow in its order,
+        and a shard whose visit is due is visited (last in that order too: an empty pop asks every
+        shard). ``carried``: as for :meth:`order`."""
+        weights = (yield from self.weights(worker_id, carried)) if count > 1 else None
         if weights is None or not any(weights):
-            order = yield from self.rotation(worker_id)
-            return {order[0]: self.share(worker_id, order[0], count)}, order[1:]
+            order, visit = yield from self.order(worker_id, carried)
+            if visit is None:
+                return {order[0]: self.share(worker_id, order[0], count)}, order[1:], []
+            return {order[0]: self.share(worker_id, order[0], count)}, [*order[1:], visit], [visit]
         n = self.count
         now = time.monotonic()
         allot: dict[int, int] = {}
@@ -175,14 +188,22 @@ class ShardTurns:
                 allot[pick] = allot.get(pick, 0) + tasks
                 left -= tasks
             rest = sorted((i for i in range(n) if i not in allot), key=lambda i: (not weights[i], -credit[i]))
-        return allot, rest
+        return allot, rest, []
 
-    def weights(self, worker_id: str | None) -> Op[list[int] | None]:
+    def weights(self, worker_id: str | None, carried: bool = False) -> Op[list[int] | None]:
         """Each shard's tenants with ready work for the worker (:meth:`_count_reads`), read again when the
-        last read is older than :meth:`_read_interval`; None: not known."""
+        last read is older than :meth:`_read_interval`; None: not known. ``carried``: counts read less
+        than two intervals ago serve once more, and the caller's round trip reads them (:meth:`carry_reads`,
+        :meth:`carried`): a busy worker's reads cost no round trip of their own."""
         now = time.monotonic()
         cached = self._shares.get(worker_id)
-        if cached is not None and now - cached[0] < self._read_interval(worker_id):
+        interval = self._read_interval(worker_id)
+        if cached is not None and now - cached[0] < interval:
+            return cached[1]
+        if carried and cached is not None and cached[1] is not None and now - cached[0] < 2 * interval:
+            with self._lock:  # (the other slots meanwhile use these)
+                self._shares[worker_id] = (now, cached[1])
+                self._carry.add(worker_id)
             return cached[1]
         weights: list[int] | None = None
         reads = self._count_reads(worker_id)
@@ -194,6 +215,25 @@ class ShardTurns:
                 logger.debug("fairque: could not read the shards' ready tenants (%s)", exc)
         self._shares[worker_id] = (now, weights)
         return weights
+
+    def carry_reads(self, worker_id: str | None) -> list[list[Any]]:
+        """The count reads a pop's round trip carries (:meth:`weights` with ``carried`` found them due), or
+        none; their replies go to :meth:`carried`."""
+        with self._lock:
+            if worker_id not in self._carry:
+                return []
+            self._carry.discard(worker_id)
+        return self._count_reads(worker_id)
+
+    def carried(self, worker_id: str | None, replies: Sequence[Any] | BaseException) -> None:
+        """The replies of :meth:`carry_reads`' reads (or what their round trip raised: the counts known
+        serve until the next read)."""
+        if isinstance(replies, BaseException):
+            logger.debug("fairque: could not read the shards' ready tenants (%s)", replies)
+            return
+        weights = self._counted(worker_id, replies)
+        if weights is not None:
+            self._shares[worker_id] = (time.monotonic(), weights)
 
     def _read_interval(self, worker_id: str | None) -> float:
         """How long the worker's counts serve: ``SHARE_REFRESH_SECONDS``, longer with many reads (at most

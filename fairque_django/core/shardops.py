@@ -173,7 +173,7 @@ class ShardedOps(Generic[Q]):
     # --- pop ----------------------------------------------------------------------------
     def _pop_many(self, count: int, worker_id: str | None, lease_seconds: float | None,
                   ) -> Op[tuple[list[Task], float | None]]:
-        if count > 1:
+        if count >= 1:
             _, tasks, due = yield from self._complete_and_pop_many([], count, worker_id, lease_seconds)
             return tasks, due
         order = yield from self.turns.rotation(worker_id)
@@ -216,8 +216,10 @@ class ShardedOps(Generic[Q]):
 
     def _complete_and_pop_many(self, done: Sequence[DoneTask], count: int, worker_id: str | None,
                                lease_seconds: float | None) -> Op[tuple[list[int], list[Task], float | None]]:
-        allot, rest = (yield from self.turns.allot(worker_id, count, run_seconds(done))) if count > 0 else ({}, [])
-        codes, tasks, due = yield from self._together(done, allot, worker_id, lease_seconds)
+        allot, rest, visits = ((yield from self.turns.allot(worker_id, count, run_seconds(done), True))
+                               if count > 0 else ({}, [], []))
+        codes, tasks, due = yield from self._together(done, allot, worker_id, lease_seconds, visits,
+                                                      self.turns.carry_reads(worker_id))
         if count > 0 and not tasks:
             more, when = yield from self._pop_from(rest, count, worker_id, lease_seconds)
             tasks += more
@@ -227,8 +229,10 @@ class ShardedOps(Generic[Q]):
         return codes, tasks, (None if tasks else due)
 
     def _together(self, done: Sequence[DoneTask], allot: dict[int, int], worker_id: str | None,
-                  lease_seconds: float | None) -> Op[tuple[list[int], list[Task], float | None]]:
-        """Acknowledge ``done`` and lease ``allot[shard]`` tasks of each shard, all at once
+                  lease_seconds: float | None, visits: Sequence[int] = (), reads: Sequence[list[Any]] = (),
+                  ) -> Op[tuple[list[int], list[Task], float | None]]:
+        """Acknowledge ``done``, lease ``allot[shard]`` tasks of each shard, visit the shards ``visits``
+        (a pop of no task: their timers run) and read the turns' counts ``reads``, all at once
         (:func:`~.ops.together`: one round trip on a synchronous client): (ack codes, the tasks leased,
         the earliest due of the shards that leased nothing). When a shard's call fails, the tasks the
         others leased go back and its error is raised (the acknowledgements are sent again: one
@@ -237,10 +241,15 @@ class ShardedOps(Generic[Q]):
         for i, (task, _, _) in enumerate(done):
             groups.setdefault(self._shard_of_task(task), []).append(i)
         shards = [*allot, *(shard for shard in groups if shard not in allot)]
-        outcomes: list[Outcome] = yield together([
+        shards += [shard for shard in visits if shard not in shards]
+        outcomes: list[Outcome]
+        outcomes, counts = yield together([
             (shard, self.shard_queues[shard]._complete_and_pop_many(
-                [done[i] for i in groups.get(shard, ())], allot.get(shard, 0), worker_id, lease_seconds))
-            for shard in shards])
+                [done[i] for i in groups.get(shard, ())], allot.get(shard, 0), worker_id, lease_seconds,
+                shard in visits))
+            for shard in shards], reads)
+        if reads:
+            self.turns.carried(worker_id, counts)
         codes = [0] * len(done)
         leased: list[list[Task]] = []
         due: float | None = None
@@ -253,7 +262,7 @@ class ShardedOps(Generic[Q]):
             got_codes, got, when = value
             for i, code in zip(groups.get(shard, ()), got_codes, strict=True):
                 codes[i] = code
-            if shard in allot:
+            if shard in allot or shard in visits:
                 self.turns.visited(shard, when, now)
                 leased.append(got)
                 if not got and when is not None:

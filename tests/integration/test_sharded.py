@@ -27,6 +27,7 @@ from fairque_django.core.queue import TaskQueue
 from fairque_django.core.results import CancelResult
 from fairque_django.core.sharded import ShardedTaskQueue, merge_stats, open_queue
 from fairque_django.core.shards import ShardMap
+from fairque_django.core.transport import Transport
 from tests.integration.test_worker import log, run_to_end
 from tests.support import eventually
 from tests.testapp import tasks as t
@@ -591,3 +592,39 @@ def test_a_batch_asks_a_few_shards_and_the_turns_keep_the_shares(make_config: An
         q.turns.forget()  # the counts read again (the backlogs are the same)
     per_tenant = 9 * 16 / 9  # 144 tasks over 9 tenants (shard 0 has two)
     assert all(abs(n - per_tenant) <= 6 for n in served.values()), served
+
+
+def test_a_due_visit_and_the_count_reads_ride_on_the_pops_round_trip(q: ShardedTaskQueue,
+                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    """A slot leasing one task at a time: the visit of a shard with no ready work (its timers: here a
+    delayed task come due) is a pop of no task in the same round trip as the slot's acks and pop, and
+    counts read more than one interval ago serve that pop while its round trip reads them again: one
+    round trip a task (each cost one of its own before)."""
+    monkeypatch.setattr(shard_turns, "SHARE_REFRESH_SECONDS", 0.06)
+    heavy, idle = EACH[1], EACH[2]
+    assert q.pop_many(1, "w1") == []  # (every shard asked once: each made its first checks of the worker's plan)
+    q.push_batch([Task.create(user_id=heavy, payload={"i": i}) for i in range(5)])
+    q.push(Task.create(user_id=idle, payload={}, delay_seconds=0.05))
+    q.turns.forget()
+    got = q.pop_many(1, "w1")
+    assert [x.user_id for x in got] == [heavy]
+    time.sleep(0.08)  # the delayed task is due; the counts (read by that pop) are older than the interval
+    q.turns._visit_at[MAP.of(idle)] = 0.0  # its visit is due
+    visit_key = q.shard_queues[MAP.of(idle)].keys.ready("w1")
+    sent: list[list[str]] = []  # each round trip's command names
+    real = Transport.round_trip
+
+    def recording(self: Transport, commands: Any, **kw: Any) -> list[Any]:
+        commands = list(commands)
+        sent.append([str(c[0]) for c in commands])
+        return real(self, commands, **kw)
+
+    monkeypatch.setattr(Transport, "round_trip", recording)
+    codes, more, _ = q.complete_and_pop_many([(got[0], 0.05, None)], 1, worker_id="w1")
+    assert codes == [1] and [x.user_id for x in more] == [heavy]
+    # acks + pop in heavy's shard, the visit, the count reads (last: they see the visit's work): one round trip
+    assert sent == [["EVALSHA", "EVALSHA", "ZCARD", "ZCARD", "ZCARD", "ZCARD"]], sent
+    assert q.turns._visit_at[MAP.of(idle)] > time.monotonic()  # visited
+    # the visit promoted the delayed task: the idle shard's tenant is ready, and the carried counts say so
+    assert q.client.zcard(visit_key) == 1
+    assert q.turns._shares["w1"][1] == [0, 1, 1, 0]

@@ -211,8 +211,9 @@ class Commands:
 
     def pop_args(self, plan: PopPlan, lease_seconds: float | None, count: int = 1, *, park_ms: int = 0,
                  unpark: str | None = None, token: str | None = None,
-                 orphans: Sequence[str] = ()) -> tuple[list[Any], str]:
-        """Arguments of ``pop.lua`` leasing up to ``count`` tasks (at least one), and their lease token.
+                 orphans: Sequence[str] = (), visit: bool = False) -> tuple[list[Any], str]:
+        """Arguments of ``pop.lua`` leasing up to ``count`` tasks (at least one; none with ``visit``: the
+        call runs its timers and says when something is due), and their lease token.
 
         ``park_ms``: a slot about to wait parks for that long when nothing is ready (a push may then
         lease it a task directly); ``unpark``: the token of that park, the wait being over; ``token``:
@@ -221,7 +222,8 @@ class Commands:
         token = unpark or token or secrets.token_hex(16)
         lease = lease_seconds if lease_seconds is not None else self.config.queue.lease_timeout_seconds
         args: list[Any] = [self.keys.base, plan.worker_id, plan.own_partition, int(lease * 1000), token,
-                           plan.steal_digest if plan.steal_partitions else "", self._fairness, max(count, 1),
+                           plan.steal_digest if plan.steal_partitions else "", self._fairness,
+                           max(count, 0 if visit else 1),
                            park_ms, "1" if unpark else "0", len(plan.steal_partitions), *plan.steal_partitions,
                            "\t".join(orphans)]
         return args, token
