@@ -46,10 +46,19 @@ from .scripts.commands import (
     task_fields,
 )
 from .scripts.pop import PopPlan, PopReply, PopStep
-from .transport import AsyncTransport, HeldConnection, Pending, ScriptCall, Transport, evalsha, redis_errors
+from .transport import (
+    AnyPending,
+    AsyncTransport,
+    HeldConnection,
+    Pending,
+    ScriptCall,
+    Transport,
+    evalsha,
+    redis_errors,
+)
 
 __all__ = ["UNCHANGED", "AsyncShardTransport", "DoneTask", "Op", "QueueOps", "Request", "Sent", "ShardTransport",
-           "Unchanged", "adrive", "drive", "on", "send", "together"]
+           "Together", "TogetherSent", "Unchanged", "adrive", "drive", "on", "send", "send_together", "together"]
 
 logger = logging.getLogger("fairque_django.queue")
 
@@ -90,18 +99,19 @@ def drive(transport: Transport | ShardTransport, op: Op[T]) -> T:
 def resume(transport: Transport | ShardTransport, op: Op[T], reply: Any, error: BaseException | None = None) -> T:
     """Run ``op`` on from where it waits (a fresh one: ``reply`` None): send it ``reply``, or throw
     ``error`` into it; its result."""
-    result: T = _run(transport, op, reply, error, False)[1]
+    result: T = _run(transport, op, reply, error, "")[1]
     return result
 
 
 def _run(transport: Transport | ShardTransport, op: Op[Any], reply: Any, error: BaseException | None,
-         to_send: bool) -> tuple[bool, Any]:
-    """Run ``op`` on (as :func:`resume`): (True, its result) when it ends, or, with ``to_send``, (False,
-    the arguments of its first counted script round trip) when it yields that (not run)."""
+         until: str) -> tuple[bool, Any]:
+    """Run ``op`` on (as :func:`resume`): (True, its result) when it ends, or (False, the arguments of
+    its first request ``until``, not run) when it yields that: ``"attempt"``, a counted script round
+    trip (``counted(run_scripts(...))``); ``"together"``; ``""``: none."""
     retried = transport.policy.call
     try:
         method, args = op.send(reply) if error is None else op.throw(error)
-        while not (to_send and method == "attempt" and args[0] == "run_scripts"):
+        while not (method == until and (until != "attempt" or args[0] == "run_scripts")):
             try:
                 reply = retried(getattr(transport, method), args)
             except BaseException as exc:  # the operation sees it where it yielded the request
@@ -118,7 +128,7 @@ def send(transport: Transport, op: Op[T], via: HeldConnection | None = None) -> 
     that on ``via`` without reading its reply and return: :meth:`Sent.result` reads the reply and
     runs the operation to its end. Requests before it run as :func:`drive` runs them (and what
     they raise is raised here)."""
-    ended, args = _run(transport, op, None, None, True)
+    ended, args = _run(transport, op, None, None, "attempt")
     if ended:
         return Sent(transport, op, args=None, value=args)
     try:
@@ -141,7 +151,7 @@ class Sent(Generic[T]):
     __slots__ = ("_args", "_failed", "_op", "_pending", "_transport", "_value")
 
     def __init__(self, transport: Transport, op: Op[T], args: tuple[Any, ...] | None, *,
-                 pending: Pending | None = None, failed: BaseException | None = None, value: Any = None) -> None:
+                 pending: AnyPending | None = None, failed: BaseException | None = None, value: Any = None) -> None:
         self._transport, self._op, self._args = transport, op, args
         self._pending, self._failed, self._value = pending, failed, value
 
@@ -183,41 +193,102 @@ def drive_together(ops: Sequence[tuple[Transport, Op[Any]]], reads: Sequence[lis
     did), not retried.
     Returns each operation's outcome, in order (every one is run to its end, whatever the others
     raise), and the replies of ``reads`` (or what the round trip raised)."""
-    outcomes: list[Outcome] = [(False, None)] * len(ops)
-    waiting: list[tuple[int, tuple[Any, ...], int, int]] = []  # (index, its request's args, first, end)
-    commands: list[list[Any]] = []
-    for i, (transport, op) in enumerate(ops):
+    return Together(ops, reads, send=False).finish()
+
+
+class Together:
+    """:func:`drive_together` in two halves: made, it runs the operations up to their round trip and
+    makes it (``send``: sends it without reading the replies, :meth:`Transport.send`); :meth:`finish`
+    reads the replies and finishes the operations."""
+
+    __slots__ = ("_failed", "_ops", "_outcomes", "_pending", "_reads", "_replies", "_scripted", "_waiting")
+
+    def __init__(self, ops: Sequence[tuple[Transport, Op[Any]]], reads: Sequence[list[Any]], send: bool) -> None:
+        self._ops, self._reads = ops, reads
+        self._outcomes: list[Outcome] = [(False, None)] * len(ops)
+        self._waiting: list[tuple[int, tuple[Any, ...], int, int]] = []  # (index, its request's args, first, end)
+        self._failed: BaseException | None = None
+        self._pending: AnyPending | None = None
+        self._replies: list[Any] = []
+        commands: list[list[Any]] = []
+        for i, (transport, op) in enumerate(ops):
+            try:
+                ended, args = _run(transport, op, None, None, "attempt")
+            except Exception as exc:
+                self._outcomes[i] = (False, exc)
+                continue
+            if ended:
+                self._outcomes[i] = (True, args)
+                continue
+            first = len(commands)
+            commands += _attempted(transport, args)
+            self._waiting.append((i, args, first, len(commands)))
+        self._scripted = len(commands)
+        if not self._waiting and not reads:
+            return
+        transport = ops[self._waiting[0][0] if self._waiting else 0][0]
         try:
-            ended, args = _run(transport, op, None, None, True)
-        except Exception as exc:
-            outcomes[i] = (False, exc)
-            continue
-        if ended:
-            outcomes[i] = (True, args)
-            continue
-        first = len(commands)
-        commands += _attempted(transport, args)
-        waiting.append((i, args, first, len(commands)))
-    if not waiting and not reads:
-        return outcomes, []
-    failed: BaseException | None = None
-    replies: list[Any] = []
-    scripted = len(commands)
-    try:
-        replies = ops[waiting[0][0] if waiting else 0][0].round_trip([*commands, *reads])
-    except RETRYABLE as exc:  # each is asked for again, alone (Sent.result)
-        failed = exc
-    for i, args, first, end in waiting:
-        transport, op = ops[i]
-        if failed is not None:
-            sent: Sent[Any] = Sent(transport, op, args, failed=failed)
-        else:
-            sent = Sent(transport, op, args, pending=Pending(None, None, False, end - first, replies[first:end]))
+            if send:
+                self._pending = transport.send([*commands, *reads])
+            else:
+                self._replies = transport.round_trip([*commands, *reads])
+        except RETRYABLE as exc:  # each is asked for again, alone (Sent.result)
+            self._failed = exc
+
+    def finish(self) -> tuple[list[Outcome], list[Any] | BaseException]:
+        """Each operation's outcome, in order, and the replies of the reads (or what the round trip raised)."""
+        if self._pending is not None:
+            pending, self._pending = self._pending, None
+            try:
+                self._replies = pending.read()
+            except RETRYABLE as exc:
+                self._failed = exc
+        outcomes, failed, replies = self._outcomes, self._failed, self._replies
+        for i, args, first, end in self._waiting:
+            transport, op = self._ops[i]
+            if failed is not None:
+                sent: Sent[Any] = Sent(transport, op, args, failed=failed)
+            else:
+                sent = Sent(transport, op, args, pending=Pending(None, None, False, end - first, replies[first:end]))
+            try:
+                outcomes[i] = (True, sent.result())
+            except Exception as exc:
+                outcomes[i] = (False, exc)
+        if not self._waiting and not self._reads:
+            return outcomes, []
+        return outcomes, (failed if failed is not None else replies[self._scripted:])
+
+
+def send_together(transport: ShardTransport, op: Op[T]) -> TogetherSent[T]:
+    """Run a sharded queue's operation up to its first ``together`` request and send that round trip
+    without reading its replies (:class:`Together`); :meth:`TogetherSent.result` reads them and runs
+    the operation to its end (a sharded slot's prefetch)."""
+    ended, args = _run(transport, op, None, None, "together")
+    if ended:
+        return TogetherSent(transport, op, None, args)
+    ops, reads = args
+    return TogetherSent(transport, op, Together([(transport.shards[shard], o) for shard, o in ops], reads, True))
+
+
+class TogetherSent(Generic[T]):
+    """A sharded operation :func:`send_together` paused with its round trip sent and the replies unread."""
+
+    __slots__ = ("_op", "_together", "_transport", "_value")
+
+    def __init__(self, transport: ShardTransport, op: Op[T], together: Together | None, value: Any = None) -> None:
+        self._transport, self._op, self._together, self._value = transport, op, together, value
+
+    def result(self) -> T:
+        """Read the replies and run the operation to its end (call it once); its result."""
+        together, self._together = self._together, None
+        if together is None:
+            value: T = self._value
+            return value
         try:
-            outcomes[i] = (True, sent.result())
-        except Exception as exc:
-            outcomes[i] = (False, exc)
-    return outcomes, (failed if failed is not None else replies[scripted:])
+            reply = together.finish()
+        except BaseException as exc:
+            return resume(self._transport, self._op, None, exc)
+        return resume(self._transport, self._op, reply)
 
 
 async def adrive(transport: AsyncTransport | AsyncShardTransport, op: Op[T]) -> T:

@@ -48,7 +48,7 @@ BATCH_SHARDS = 4
 # two shards, as it runs in about this long (the others' tenants wait no longer for it than for a
 # task), and a script call's fixed cost is shared by more tasks (on a 3-master cluster, a batch of
 # 16 no-op tasks from 4 shards cost ~1.4x the Redis CPU of one shard's).
-TURN_SECONDS = 0.006
+TURN_SECONDS = 0.01
 
 
 class ShardTurns:

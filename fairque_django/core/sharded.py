@@ -30,8 +30,12 @@ the public methods of :class:`~.queue.TaskQueue` and routes each:
   work (see docs/operations.md for the bound).
 - an idle worker waits on the *home* wake lists of its partitions (``{prefix}:wake:<part>``, one
   slot), where a push that made a tenant join its shard's rotation leaves a token (``push.lua``
-  reports it: one more command on such a push only). There is no parking / hand-off and no
-  prefetch on a sharded prefix (the worker turns prefetch off).
+  reports it: one more command on such a push only). There is no parking / hand-off on a sharded
+  prefix;
+- a slot prefetches as on one shard (:meth:`ShardedTaskQueue.send_complete_and_pop`: the round trip
+  to the shards concerned is sent before its task runs, on a cluster one write to each master, and
+  read after it); a slot whose tasks are tiny leases them in batches instead (see
+  ``worker/slot.py``, ``SHARDED_PREFETCH_FROM_SECONDS``).
 
 Every operation is written once, in :mod:`.shardops` (generators with the names and arguments of
 :mod:`.ops`'s, driven on a :class:`~.ops.ShardTransport` by the public methods of
@@ -42,7 +46,7 @@ Every operation is written once, in :mod:`.shardops` (generators with the names 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Generic, TypeAlias, TypeVar
+from typing import TypeAlias
 
 import redis
 
@@ -51,28 +55,12 @@ from .connection import get_client
 from .context import CurrentQueue
 from .facade import QueueFacade, document
 from .models import Task
-from .ops import ShardTransport
+from .ops import ShardTransport, TogetherSent, send_together
 from .queue import TaskQueue
 from .shardops import ShardedOps, merge_stats
 from .transport import HeldConnection
 
 __all__ = ["AnyQueue", "ShardedTaskQueue", "merge_stats", "open_queue"]
-
-T = TypeVar("T")
-
-
-class Done(Generic[T]):
-    """The result of a round trip already made (what :meth:`ShardedTaskQueue.send_complete_and_pop`
-    returns: a sharded queue does not split a round trip in two)."""
-
-    __slots__ = ("_value",)
-
-    def __init__(self, value: T) -> None:
-        self._value = value
-
-    def result(self) -> T:
-        return self._value
-
 
 class ShardedTaskQueue(CurrentQueue, ShardedOps[TaskQueue], QueueFacade):
     """A fair multi-tenant task queue over ``queue.shards`` keyspace shards (see the module doc). Its
@@ -87,16 +75,20 @@ class ShardedTaskQueue(CurrentQueue, ShardedOps[TaskQueue], QueueFacade):
                                         for n in range(config.queue.shards)])
         self.transport: ShardTransport = ShardTransport(home.transport, [q.transport for q in self.shard_queues])
 
-    # --- prefetch (none on a sharded prefix) ------------------------------------------------
+    # --- prefetch -------------------------------------------------------------------------
     def send_complete_and_pop(self, done: Sequence[tuple[Task, float | None, str | None]], count: int, *,
                               worker_id: str | None = None, via: HeldConnection | None = None,
-                              ) -> Done[tuple[list[int], list[Task], float | None]]:
-        """:meth:`complete_and_pop_many`, made now (a sharded prefix does not prefetch: its round trips
-        may go to several shards); ``result()`` returns its result."""
-        return Done(self.complete_and_pop_many(done, count, worker_id=worker_id))
+                              ) -> TogetherSent[tuple[list[int], list[Task], float | None]]:
+        """:meth:`complete_and_pop_many` in two halves, as :meth:`TaskQueue.send_complete_and_pop`: its
+        round trip to the shards concerned is sent now (on one Redis, on the client's shared held
+        connection; on a cluster, on a connection of each master's pool) without waiting for the
+        replies; ``result()`` reads them and returns what :meth:`complete_and_pop_many` would (``via``
+        is not used)."""
+        return send_together(self.transport, self._complete_and_pop_many(done, count, worker_id, None))
 
     def hold_connection(self) -> HeldConnection | None:
-        """None: a sharded queue does not prefetch."""
+        """None: a sharded queue's prefetches use the client's shared held connection (or, on a cluster,
+        a connection of each master's pool)."""
         return None
 
 

@@ -18,15 +18,17 @@ import time
 import weakref
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, TypeAlias
 
 import redis
 import redis.asyncio
+from redis.cluster import RedisCluster
 
 from .errors import FairQueueError, RedisUnavailableError
 from .retry import Attempts, RetryPolicy
 
-__all__ = ["AsyncTransport", "HeldConnection", "Pending", "Transport", "pack", "redis_errors"]
+__all__ = ["AnyPending", "AsyncTransport", "HeldConnection", "NodesPending", "Pending", "Transport", "pack",
+           "redis_errors"]
 
 # A script call: the registered script (redis-py Script or AsyncScript) and its ARGV.
 ScriptCall = tuple[Any, list[Any]]
@@ -246,6 +248,91 @@ class Pending:
         return self._replies
 
 
+class NodesPending:
+    """Commands sent to a cluster's masters without reading their replies (:meth:`Transport.send` on a
+    cluster client): each master's in one write on a connection taken from its pool, kept until
+    :meth:`read` reads the replies. A command a master refused because its slot is elsewhere or
+    unavailable (MOVED, ASK, TRYAGAIN, CLUSTERDOWN: it did not run) is sent again by the cluster
+    client itself, which follows the cluster's changes."""
+
+    __slots__ = ("_commands", "_sent", "_transport")
+
+    def __init__(self, transport: Transport, sent: list[tuple[Any, Any, list[int]]],
+                 commands: Sequence[list[Any]]) -> None:
+        self._transport, self._sent, self._commands = transport, sent, commands
+
+    @classmethod
+    def send(cls, transport: Transport, commands: Sequence[list[Any]]) -> NodesPending | Pending:
+        """Send ``commands`` (their replies are read by :meth:`read`); a command whose key is not known
+        here makes it one round trip of the cluster client now (a :class:`Pending` read already)."""
+        client = transport.client
+        groups: dict[str, tuple[Any, list[int]]] = {}
+        try:
+            for i, command in enumerate(commands):
+                node = client.get_node_from_key(_command_key(command))
+                group = groups.get(node.name)
+                if group is None:
+                    group = groups[node.name] = (client.get_redis_connection(node).connection_pool, [])
+                group[1].append(i)
+        except (LookupError, redis.RedisError):  # no key to route by, or no master known for its slot
+            return Pending(None, None, False, len(commands), transport.round_trip(commands))
+        sent: list[tuple[Any, Any, list[int]]] = []
+        try:
+            for pool, index in groups.values():
+                conn = pool.get_connection()
+                sent.append((pool, conn, index))
+                conn.send_packed_command([b"".join([pack(commands[i]) for i in index])])
+        except BaseException:
+            for pool, conn, _ in sent:
+                conn.disconnect()
+                pool.release(conn)
+            raise
+        return cls(transport, sent, commands)
+
+    def read(self) -> list[Any]:
+        """The replies in order (error replies returned, not raised); a broken connection raises
+        (after every connection was read or dropped)."""
+        replies: list[Any] = [None] * len(self._commands)
+        failed: BaseException | None = None
+        for pool, conn, index in self._sent:
+            try:
+                if failed is not None:
+                    raise failed
+                for i, reply in zip(index, read_replies(conn, len(index)), strict=True):
+                    replies[i] = reply
+            except BaseException as exc:
+                failed = failed or exc
+                conn.disconnect()
+            pool.release(conn)
+        self._sent = []
+        if failed is not None:
+            raise failed
+        for i, reply in enumerate(replies):  # refused unrun: the cluster client sends it where it goes now
+            if isinstance(reply, _REFUSED):
+                replies[i] = self._transport.round_trip([self._commands[i]])[0]
+        return replies
+
+
+# The error replies of a cluster master that did not run the command: the slot is another master's
+# (MOVED, ASK: a resharding or failover the client has not seen yet) or not served now.
+_REFUSED: tuple[type[Exception], ...] = (redis.exceptions.MovedError, redis.exceptions.AskError, *CLUSTER_OUTAGE)
+
+
+def _command_key(command: Sequence[Any]) -> Any:
+    """The key a command is routed by: a script call's first key, else its first argument."""
+    if command[0] in ("EVALSHA", "EVAL"):
+        if int(command[2]) < 1:
+            raise LookupError("a script call without keys")
+        return command[3]
+    if len(command) < 2:
+        raise LookupError("a command without a key")
+    return command[1]
+
+
+# What Transport.send returns: replies to read.
+AnyPending: TypeAlias = "Pending | NodesPending"
+
+
 class Transport:
     """Runs commands and scripts on a synchronous redis-py client (or cluster client)."""
 
@@ -296,12 +383,15 @@ class Transport:
         own); None for a cluster client. :meth:`HeldConnection.close` gives it back."""
         return None if self._held is None else HeldConnection(self._held.pool)
 
-    def send(self, commands: Sequence[list[Any]], via: HeldConnection | None = None) -> Pending:
+    def send(self, commands: Sequence[list[Any]], via: HeldConnection | None = None) -> AnyPending:
         """Send commands in one write on ``via`` (else the shared held connection) without reading
         their replies: :meth:`Pending.read` reads them later, meanwhile the connection stays taken.
-        A cluster client has no connection to hold: its commands run now."""
+        On a cluster client, each master's commands go in one write on a connection of its pool
+        (:class:`NodesPending`; ``via`` is not used)."""
         holder = via if via is not None else self._held
         if holder is None:
+            if isinstance(self.client, RedisCluster):
+                return NodesPending.send(self, commands)
             return Pending(None, None, False, len(commands), self.round_trip(commands))
         conn, held = holder.take()
         try:

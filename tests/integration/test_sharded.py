@@ -628,3 +628,58 @@ def test_a_due_visit_and_the_count_reads_ride_on_the_pops_round_trip(q: ShardedT
     # the visit promoted the delayed task: the idle shard's tenant is ready, and the carried counts say so
     assert q.client.zcard(visit_key) == 1
     assert q.turns._shares["w1"][1] == [0, 1, 1, 0]
+
+
+def _sent_before_read(q: ShardedTaskQueue, users: Sequence[str]) -> None:
+    """A sharded prefetch's two halves: the acks (of two shards) and the pops are sent, and run in Redis,
+    before anything is read; ``result()`` reads the replies and gives what ``complete_and_pop_many`` would."""
+    for user in users:
+        q.push_batch([Task.create(user_id=user, payload={"i": i}) for i in range(4)])
+    got = [q.pop_many(1, "w1")[0] for _ in users]
+    # (the scripts loaded on every master first: a call refused for lack of its script runs when read)
+    codes, got, _ = q.complete_and_pop_many([(x, 0.05, None) for x in got], len(users), worker_id="w1")
+    assert codes == [1] * len(users) and len({q.shard_map.of(x.user_id or "") for x in got}) >= 2
+    sent = q.send_complete_and_pop([(x, 0.05, None) for x in got], 2, worker_id="w1")
+    done_in_redis = lambda: q.get_stats()["tasks_completed"] == len(users) + len(got)  # noqa: E731
+    eventually(done_in_redis, timeout=5, what="the acks ran before their replies were read")
+    codes, more, due = sent.result()
+    assert codes == [1] * len(got) and len(more) == 2 and due is None
+    assert q.get_stats()["tasks_completed"] == len(users) + len(got)
+    assert [(q.get_task_state(m.task_id) or {}).get("st") for m in more] == ["leased", "leased"]
+    assert q.complete_and_pop_many([(m, 0.05, None) for m in more], 0, worker_id="w1")[0] == [1, 1]
+
+
+def test_a_sharded_prefetch_is_sent_before_its_replies_are_read(q: ShardedTaskQueue) -> None:
+    _sent_before_read(q, [EACH[0], EACH[1], EACH[2]])
+
+
+def test_on_a_cluster_a_prefetch_is_sent_to_each_master_before_the_replies_are_read(cluster: RedisCluster) -> None:
+    q = open_queue(cluster_config(_spread_prefix(cluster, 6), 6), cluster, worker_id="w1")
+    assert isinstance(q, ShardedTaskQueue)
+    users = [next(u for u in _POOL if q.shard_map.of(u) == n) for n in range(6)]
+    _sent_before_read(q, users)
+
+
+def test_a_sharded_worker_prefetches_and_serves_every_shard(make_config: Any, redis_client: redis.Redis) -> None:
+    """A worker of a sharded prefix prefetches its next tasks while one of 2 ms runs (each round trip to
+    the shards concerned at once); tiny tasks it leases in batches; every task runs once."""
+    config = sharded(make_config)
+    q = open_queue(config)
+    users = EACH + OTHERS
+    for i in range(24):
+        q.push(t.record(f"x{i}"), user_id=users[i % 8])
+    for i in range(8):
+        q.push(t.record(f"s{i}", 0.002), user_id=users[i])
+    w = Worker(config, worker_id="w1", concurrency=2, install_signal_handlers=False)
+    assert w.prefetch and "prefetch (" in w.leasing()
+    thread = threading.Thread(target=w.start)
+    thread.start()
+    try:
+        eventually(lambda: len(log(redis_client)) == 32, timeout=30, what="every task ran")
+    finally:
+        w.stop()
+        thread.join(30)
+    ran = log(redis_client)
+    assert sorted(ran) == sorted([f"{users[i % 8]}|x{i}" for i in range(24)] + [f"{users[i]}|s{i}" for i in range(8)])
+    stats = q.get_stats()
+    assert stats["tasks_completed"] == 32 and stats["tasks_active"] == 0 and stats["tasks_queued"] == 0

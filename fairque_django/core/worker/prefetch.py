@@ -26,8 +26,7 @@ from typing import TYPE_CHECKING, TypeAlias
 
 from ..errors import FairQueueError, RedisUnavailableError
 from ..models import Task
-from ..ops import Sent
-from ..sharded import Done
+from ..ops import Sent, TogetherSent
 from ..transport import HeldConnection
 from .runner import Finished
 
@@ -69,7 +68,7 @@ class Prefetch:
         self._tasks: list[Task] = []
         self._due: float | None = None
         self._error: Exception | None = None
-        self._sent: Sent[Reply] | Done[Reply] | None = None
+        self._sent: Sent[Reply] | TogetherSent[Reply] | None = None
         ctx.book.acking(d.task for d in done)  # first: a heartbeat meanwhile would find them acknowledged
         try:
             self._sent = ctx.queue.send_complete_and_pop([(d.task, d.duration, d.result_json) for d in done], count,

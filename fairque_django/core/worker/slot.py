@@ -14,8 +14,8 @@ their leases. Two options make short tasks cheaper:
   sent before the batch's last task; the rest of a batch waits no longer than ``hold_seconds``
   behind a task that runs long (the watchdog hands it back too). A task
   that woke an idle slot starts at once (its queue was empty a moment ago: a prefetch would most
-  likely find nothing).
-- *batch* (burst mode, or prefetch off): one pop leases as many tasks as fit in ``hold_seconds``
+  likely find nothing). On a sharded prefix, tasks under ``prefetch_from`` are leased in batches.
+- *batch* (burst mode, prefetch off, tiny tasks of a sharded prefix): one pop leases as many tasks as fit in ``hold_seconds``
   (burst mode) or ``batch_seconds`` (as a prefetch: work that arrives waits no longer for a batch)
   of the slot's typical run time (at most ``MAX_BATCH``); when one of them runs longer than
   ``hold_seconds``, the rest of the batch goes back.
@@ -55,6 +55,13 @@ MAX_BATCH = 16
 # several tasks, and work that arrives meanwhile waits about this long more for the first of the
 # worker's slots to finish its batch (slots finish theirs at different times). 0: one task a prefetch.
 PREFETCH_BATCH_SECONDS = 0.005
+
+# A slot of a sharded prefix (queue.shards > 1) prefetches only tasks that typically run at least this
+# long; tinier ones it leases in batches without prefetching: a prefetch is sent before a batch's last
+# task, so that task's acknowledgement would go with the next batch's, to a third shard's script call
+# (on a 3-master cluster a batch of no-op tasks then cost ~1.3x the Redis CPU), while a task this short
+# hides little of a round trip. (One shard: its acks and the next pop are one call whatever they hold.)
+SHARDED_PREFETCH_FROM_SECONDS = 0.0005
 
 # In burst mode, delayed tasks (retries) due within this many seconds are waited for.
 BURST_DELAY_HORIZON = 60.0
@@ -134,6 +141,7 @@ class SlotContext:
     batch_seconds: float  # a prefetch (or a batch, but in burst mode) leases as many tasks as run in this long
     max_wait: float  # the longest blocking wait for work
     grace: float  # how long a stopping slot keeps trying to acknowledge what finished
+    prefetch_from: float = 0.0  # a prefetching slot's tasks shorter than this are leased in batches instead
 
 
 class Slot:
@@ -237,9 +245,14 @@ class Slot:
         ``hold_seconds`` in burst mode, in ``batch_seconds`` otherwise, as a prefetch's; at most
         ``MAX_BATCH``)."""
         ctx = self.ctx
-        if not ctx.batch:
+        if not ctx.batch and not self._tiny():
             return 1
         return self._count(ctx.hold_seconds if ctx.burst else min(ctx.batch_seconds, ctx.hold_seconds))
+
+    def _tiny(self) -> bool:
+        """Whether this prefetching slot's tasks are too short to prefetch (``prefetch_from``): batches."""
+        ctx = self.ctx
+        return ctx.watchdog is not None and self.typical is not None and self.typical < ctx.prefetch_from
 
     def _count(self, window: float) -> int:
         """As many tasks of this slot's typical run time as fit in ``window`` (1 to ``MAX_BATCH``)."""
@@ -339,7 +352,8 @@ class Slot:
     def _before_run(self, woke: bool) -> None:
         """A prefetching slot leases its next tasks while a short one runs (the last of a batch:
         the batch's acknowledgements go with it), and acknowledges what finished now rather than
-        after a long one."""
+        after a long one. Tasks too short to prefetch (``prefetch_from``) are leased in batches: their
+        acknowledgements go with the next pop."""
         ctx = self.ctx
         if ctx.watchdog is None:
             return
@@ -347,6 +361,8 @@ class Slot:
             with self.lock:
                 self.ahead_due = time.monotonic() + ctx.hold_seconds if self.ahead else None
             ctx.watchdog.watch()
+            return
+        if self._tiny():
             return
         if not woke and self.typical is not None and self.typical < ctx.hold_seconds:
             count = self._count(min(ctx.batch_seconds, ctx.hold_seconds))

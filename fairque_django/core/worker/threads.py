@@ -32,7 +32,7 @@ from .heartbeat import Heartbeat
 from .leases import LeaseBook
 from .prefetch import Watchdog
 from .runner import RunnerCounts, TaskRunner
-from .slot import PREFETCH_BATCH_SECONDS, PREFETCH_HOLD_SECONDS, Slot, SlotContext, Turns
+from .slot import PREFETCH_BATCH_SECONDS, PREFETCH_HOLD_SECONDS, SHARDED_PREFETCH_FROM_SECONDS, Slot, SlotContext, Turns
 
 logger = logging.getLogger("fairque_django.worker")
 
@@ -69,8 +69,7 @@ class Worker(RunnerCounts):
         # prefetch: a slot whose tasks are short leases its next task (tiny ones: as many as run in
         # prefetch_batch_seconds) while the current one runs (see .slot); not used in burst and
         # max-tasks modes, which lease short tasks in batches
-        self.prefetch = (prefetch and not burst and max_tasks is None and self._pool_fits_prefetch()
-                         and self._one_shard())
+        self.prefetch = prefetch and not burst and max_tasks is None and self._pool_fits_prefetch()
         self.prefetch_hold_seconds = prefetch_hold_seconds
         self.prefetch_batch_seconds = prefetch_batch_seconds
         self.started_at = 0.0
@@ -89,25 +88,14 @@ class Worker(RunnerCounts):
         """Whether the client's pool has a connection for each prefetching slot (each keeps one)
         besides those the heartbeat, the scheduler and the hand-backs use; a bounded pool
         (``redis.max_connections``) that does not turns prefetch off, with a warning."""
-        if is_cluster(self.queue.client):
-            logger.info("worker %s: prefetch is off on a Redis Cluster (its client keeps no connection per "
-                        "slot to send on); slots pop in batches", self.worker_id)
-            return False
+        if is_cluster(self.queue.client):  # (each master's pool: unbounded unless configured)
+            return True
         bound = getattr(getattr(self.queue.client, "connection_pool", None), "max_connections", None)
         if not isinstance(bound, int) or bound >= self.concurrency + PREFETCH_SPARE_CONNECTIONS:
             return True
         logger.warning("worker %s: redis.max_connections is %d, below concurrency %d + %d: prefetch is off "
                        "(each prefetching slot keeps a connection); raise max_connections to prefetch",
                        self.worker_id, bound, self.concurrency, PREFETCH_SPARE_CONNECTIONS)
-        return False
-
-    def _one_shard(self) -> bool:
-        """Whether the queue has one keyspace shard: a sharded prefix does not prefetch (a slot's acks and
-        next pop may go to several shards, not one round trip to split in two; see core/sharded.py)."""
-        if len(self.queue.shard_queues) == 1:
-            return True
-        logger.info("worker %s: prefetch is off: the prefix has %d keyspace shards (queue.shards), and a "
-                    "prefetch is one round trip to one shard", self.worker_id, len(self.queue.shard_queues))
         return False
 
     @property
@@ -156,7 +144,8 @@ class Worker(RunnerCounts):
                           watchdog=watchdog, hold_seconds=self.prefetch_hold_seconds,
                           # (a newcomer waits for the first of the slots to finish its batch)
                           batch_seconds=self.prefetch_batch_seconds * self.concurrency,
-                          max_wait=self._max_wait(), grace=self.settings.graceful_shutdown_timeout)
+                          max_wait=self._max_wait(), grace=self.settings.graceful_shutdown_timeout,
+                          prefetch_from=SHARDED_PREFETCH_FROM_SECONDS if len(self.queue.shard_queues) > 1 else 0.0)
         slots = [Slot(ctx) for _ in range(self.concurrency)]
         if watchdog is not None:
             watchdog.start(slots)
