@@ -44,10 +44,10 @@ IDLE_VISIT_SECONDS = 0.25
 # over 10 shards cost 3x one shard's round trip on one Redis, 5.6x on a 3-master cluster).
 BATCH_SHARDS = 4
 # ... but a turn holds at least as many tasks as run in this long (when the pop knows how long its
-# slot's tasks take: the run times of the acks it carries): a batch of tiny tasks comes from one or
-# two shards, as it runs in about this long (the others' tenants wait no longer for it than for a
-# task), and a script call's fixed cost is shared by more tasks (on a 3-master cluster, a batch of
-# 16 no-op tasks from 4 shards cost ~1.4x the Redis CPU of one shard's).
+# slot's tasks take: the run times of the acks it carries): a batch that runs in this long (a 2-slot
+# worker's batch window, 5 ms x 2: work that arrives waits for a batch that long anyway) comes from
+# one shard, one script call, whose fixed cost its tasks share (on a 3-master cluster a batch of 16
+# no-op tasks from 4 shards cost ~1.4x the Redis CPU of one shard's).
 TURN_SECONDS = 0.01
 
 

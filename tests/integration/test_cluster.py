@@ -22,6 +22,7 @@ from fairque_django import AsyncTaskQueue, Priority, Task, TaskQueue, Worker
 from fairque_django.core.config import FairQueueConfig, RedisConfig
 from fairque_django.core.connection import build_client, get_client, reset_clients
 from fairque_django.core.observe import DeadLetters, TenantView, collect_metrics, health_status
+from fairque_django.core.transport import NodesPending, Transport, pack
 from fairque_django.core.worker import AsyncWorker
 from tests.integration.test_worker import run_to_end
 from tests.testapp import tasks as t
@@ -172,3 +173,24 @@ def test_an_async_worker_serves_a_cluster_from_its_config(redis_cluster: Cluster
     stats = TaskQueue(cfg).get_stats()
     assert stats["tasks_completed"] == 20 and stats["tasks_pending"] == 0
     reset_clients()
+
+
+def test_a_command_a_master_refuses_with_moved_is_sent_where_its_slot_lives(cluster: RedisCluster) -> None:
+    """A prefetch's write to a master that no longer owns a key's slot (a resharding or failover the
+    client has not seen yet) is answered MOVED, unrun: reading it sends the command again through the
+    cluster client, which finds the slot's master."""
+    key = "fq-moved:{t1}:k"
+    owner = cluster.get_node_from_key(key)
+    other = next(node for node in cluster.get_primaries() if node.name != owner.name)
+    pool = cluster.get_redis_connection(other).connection_pool
+    conn = pool.get_connection()
+    commands = [["SET", key, "v"], ["INCR", key + "x"]]  # (the second: its own slot, on whichever master)
+    conn.send_packed_command([pack(commands[0])])
+    rest = cluster.get_redis_connection(cluster.get_node_from_key(key + "x")).connection_pool
+    conn2 = rest.get_connection()
+    conn2.send_packed_command([pack(commands[1])])
+    pending = NodesPending(Transport(cluster, "{fq}:queue:stats"), [(pool, conn, [0]), (rest, conn2, [1])], commands)
+    replies = pending.read()
+    assert not any(isinstance(r, Exception) for r in replies), replies
+    assert cluster.get(key) == b"v" and cluster.get(key + "x") == b"1"
+    cluster.delete(key, key + "x")
