@@ -660,9 +660,20 @@ def test_on_a_cluster_a_prefetch_is_sent_to_each_master_before_the_replies_are_r
     _sent_before_read(q, users)
 
 
-def test_a_sharded_worker_prefetches_and_serves_every_shard(make_config: Any, redis_client: redis.Redis) -> None:
-    """A worker of a sharded prefix prefetches its next tasks while one of 2 ms runs (each round trip to
-    the shards concerned at once); tiny tasks it leases in batches; every task runs once."""
+def test_a_sharded_worker_prefetches_and_serves_every_shard(make_config: Any, redis_client: redis.Redis,
+                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    """A worker of a sharded prefix prefetches its next tasks while one runs (each round trip to the
+    shards concerned at once); every task runs once."""
+    from fairque_django.core.worker import threads
+    monkeypatch.setattr(threads, "SHARDED_PREFETCH_FROM_SECONDS", 0.0)  # (prefetch whatever this machine's speed)
+    sends: list[int] = []
+    real = Transport.send
+
+    def sending(self: Transport, commands: Any, via: Any = None) -> Any:
+        sends.append(len(commands))
+        return real(self, commands, via)
+
+    monkeypatch.setattr(Transport, "send", sending)
     config = sharded(make_config)
     q = open_queue(config)
     users = EACH + OTHERS
@@ -679,7 +690,42 @@ def test_a_sharded_worker_prefetches_and_serves_every_shard(make_config: Any, re
     finally:
         w.stop()
         thread.join(30)
+    assert sends, "no prefetch was sent"
     ran = log(redis_client)
     assert sorted(ran) == sorted([f"{users[i % 8]}|x{i}" for i in range(24)] + [f"{users[i]}|s{i}" for i in range(8)])
     stats = q.get_stats()
     assert stats["tasks_completed"] == 32 and stats["tasks_active"] == 0 and stats["tasks_queued"] == 0
+
+
+def test_a_sharded_slot_leases_tiny_tasks_in_batches_without_prefetching(make_config: Any,
+                                                                          redis_client: redis.Redis,
+                                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    """Tasks that run under SHARDED_PREFETCH_FROM_SECONDS are not prefetched on a sharded prefix (a
+    prefetched batch's last ack would go with the next batch's, a third shard's call): the slot leases
+    batches, each round trip its batch's acks and the next batch's pop; nothing is sent unread."""
+    from fairque_django.core.worker import threads
+    monkeypatch.setattr(threads, "SHARDED_PREFETCH_FROM_SECONDS", 0.05)  # (whatever this machine's speed)
+    sends: list[int] = []
+    real = Transport.send
+
+    def sending(self: Transport, commands: Any, via: Any = None) -> Any:
+        sends.append(len(commands))
+        return real(self, commands, via)
+
+    monkeypatch.setattr(Transport, "send", sending)
+    config = sharded(make_config)
+    q = open_queue(config)
+    users = EACH + OTHERS
+    for i in range(64):
+        q.push(t.record(f"x{i}"), user_id=users[i % 8])
+    w = Worker(config, worker_id="w1", concurrency=1, install_signal_handlers=False)
+    assert w.prefetch
+    thread = threading.Thread(target=w.start)
+    thread.start()
+    try:
+        eventually(lambda: len(log(redis_client)) == 64, timeout=30, what="every task ran")
+    finally:
+        w.stop()
+        thread.join(30)
+    assert sends == [], f"{len(sends)} prefetches of tiny tasks"
+    assert q.get_stats()["tasks_completed"] == 64
