@@ -44,11 +44,12 @@ IDLE_VISIT_SECONDS = 0.25
 # over 10 shards cost 3x one shard's round trip on one Redis, 5.6x on a 3-master cluster).
 BATCH_SHARDS = 4
 # ... but a turn holds at least as many tasks as run in this long (when the pop knows how long its
-# slot's tasks take: the run times of the acks it carries): a batch that runs in this long (a 2-slot
-# worker's batch window, 5 ms x 2: work that arrives waits for a batch that long anyway) comes from
+# slot's tasks take: the run times of the acks it carries): a batch that runs in this long comes from
 # one shard, one script call, whose fixed cost its tasks share (on a 3-master cluster a batch of 16
-# no-op tasks from 4 shards cost ~1.4x the Redis CPU of one shard's).
-TURN_SECONDS = 0.01
+# no-op tasks from 4 shards cost ~1.4x the Redis CPU of one shard's). Twice a 2-slot worker's batch
+# window (5 ms x 2: work that arrives waits for a batch that long anyway), so that such a batch is
+# not split by the rounding of two estimates of its tasks' run time.
+TURN_SECONDS = 0.02
 
 
 class ShardTurns:

@@ -34,8 +34,8 @@ the public methods of :class:`~.queue.TaskQueue` and routes each:
   prefix;
 - a slot prefetches as on one shard (:meth:`ShardedTaskQueue.send_complete_and_pop`: the round trip
   to the shards concerned is sent before its task runs, on a cluster one write to each master, and
-  read after it); a slot whose tasks are tiny leases them in batches instead (see
-  ``worker/slot.py``, ``SHARDED_PREFETCH_FROM_SECONDS``).
+  read after it), with the acknowledgements of whole batches only (``worker/slot.py``,
+  ``whole_batches``: a batch's acks are one shard's call).
 
 Every operation is written once, in :mod:`.shardops` (generators with the names and arguments of
 :mod:`.ops`'s, driven on a :class:`~.ops.ShardTransport` by the public methods of

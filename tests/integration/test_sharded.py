@@ -106,7 +106,7 @@ def test_push_pop_ack_and_merged_stats(q: ShardedTaskQueue) -> None:
             q.push(Task.create(user_id=u, payload={"i": i}))
     got = q.pop_many(4)  # turns of the weighted rotation (ceil(4 / BATCH_SHARDS) = 1 task each): a task per shard
     assert len(got) == 4 and {x.user_id for x in got} == set(EACH)
-    codes, more, _ = q.complete_and_pop_many([(x, 0.01, None) for x in got], 2)  # acks to four shards, one trip
+    codes, more, _ = q.complete_and_pop_many([(x, 0.05, None) for x in got], 2)  # acks to four shards, one trip
     assert codes == [1] * 4 and len(more) == 2 and len({x.user_id for x in more}) == 2
     rest = pop_all(q, 4)
     assert len(got) + len(more) + len(rest) == 12
@@ -660,72 +660,38 @@ def test_on_a_cluster_a_prefetch_is_sent_to_each_master_before_the_replies_are_r
     _sent_before_read(q, users)
 
 
-def test_a_sharded_worker_prefetches_and_serves_every_shard(make_config: Any, redis_client: redis.Redis,
-                                                            monkeypatch: pytest.MonkeyPatch) -> None:
-    """A worker of a sharded prefix prefetches its next tasks while one runs (each round trip to the
-    shards concerned at once); every task runs once."""
-    from fairque_django.core.worker import threads
-    monkeypatch.setattr(threads, "SHARDED_PREFETCH_FROM_SECONDS", 0.0)  # (prefetch whatever this machine's speed)
-    sends: list[int] = []
+def test_a_sharded_worker_prefetches_the_acks_of_whole_batches(make_config: Any, redis_client: redis.Redis,
+                                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    """A worker of a sharded prefix prefetches its next tasks while one runs (the round trip to the shards
+    concerned at once), each prefetch with the acks of whole batches (those of the batch whose last task
+    runs wait for the next): as a batch comes from one shard, a prefetch's acks are one shard's script
+    call (sent as they finished, the last task's went with the next batch's: two). Every task runs once."""
+    q = open_queue(sharded(make_config))
+    names = {q.shard_queues[0].scripts.complete.sha: "complete", q.shard_queues[0].scripts.ack_pop.sha: "ack_pop"}
+    acks_per_send: list[int] = []  # each prefetch's calls that carry acks
     real = Transport.send
 
     def sending(self: Transport, commands: Any, via: Any = None) -> Any:
-        sends.append(len(commands))
+        acks_per_send.append(sum(1 for c in commands if c[0] == "EVALSHA" and c[1] in names))
         return real(self, commands, via)
 
     monkeypatch.setattr(Transport, "send", sending)
-    config = sharded(make_config)
-    q = open_queue(config)
-    users = EACH + OTHERS
-    for i in range(24):
-        q.push(t.record(f"x{i}"), user_id=users[i % 8])
+    for i in range(40):
+        for user in EACH:
+            q.push(t.add(i, 1), user_id=user)
     for i in range(8):
-        q.push(t.record(f"s{i}", 0.002), user_id=users[i])
-    w = Worker(config, worker_id="w1", concurrency=2, install_signal_handlers=False)
+        q.push(t.record(f"s{i}"), user_id=EACH[i % 4])
+    w = Worker(sharded(make_config), worker_id="w1", concurrency=1, install_signal_handlers=False)
     assert w.prefetch and "prefetch (" in w.leasing()
     thread = threading.Thread(target=w.start)
     thread.start()
     try:
-        eventually(lambda: len(log(redis_client)) == 32, timeout=30, what="every task ran")
+        eventually(lambda: q.get_stats()["tasks_completed"] == 168, timeout=30, what="every task ran")
     finally:
         w.stop()
         thread.join(30)
-    assert sends, "no prefetch was sent"
-    ran = log(redis_client)
-    assert sorted(ran) == sorted([f"{users[i % 8]}|x{i}" for i in range(24)] + [f"{users[i]}|s{i}" for i in range(8)])
+    # (the first batches are leased before any run time is known: turns of ceil(count / 4), four shards)
+    assert len(acks_per_send) >= 6 and max(acks_per_send[3:]) == 1, acks_per_send
+    assert sorted(log(redis_client)) == sorted(f"{EACH[i % 4]}|s{i}" for i in range(8))
     stats = q.get_stats()
-    assert stats["tasks_completed"] == 32 and stats["tasks_active"] == 0 and stats["tasks_queued"] == 0
-
-
-def test_a_sharded_slot_leases_tiny_tasks_in_batches_without_prefetching(make_config: Any,
-                                                                          redis_client: redis.Redis,
-                                                                          monkeypatch: pytest.MonkeyPatch) -> None:
-    """Tasks that run under SHARDED_PREFETCH_FROM_SECONDS are not prefetched on a sharded prefix (a
-    prefetched batch's last ack would go with the next batch's, a third shard's call): the slot leases
-    batches, each round trip its batch's acks and the next batch's pop; nothing is sent unread."""
-    from fairque_django.core.worker import threads
-    monkeypatch.setattr(threads, "SHARDED_PREFETCH_FROM_SECONDS", 0.05)  # (whatever this machine's speed)
-    sends: list[int] = []
-    real = Transport.send
-
-    def sending(self: Transport, commands: Any, via: Any = None) -> Any:
-        sends.append(len(commands))
-        return real(self, commands, via)
-
-    monkeypatch.setattr(Transport, "send", sending)
-    config = sharded(make_config)
-    q = open_queue(config)
-    users = EACH + OTHERS
-    for i in range(64):
-        q.push(t.record(f"x{i}"), user_id=users[i % 8])
-    w = Worker(config, worker_id="w1", concurrency=1, install_signal_handlers=False)
-    assert w.prefetch
-    thread = threading.Thread(target=w.start)
-    thread.start()
-    try:
-        eventually(lambda: len(log(redis_client)) == 64, timeout=30, what="every task ran")
-    finally:
-        w.stop()
-        thread.join(30)
-    assert sends == [], f"{len(sends)} prefetches of tiny tasks"
-    assert q.get_stats()["tasks_completed"] == 64
+    assert stats["tasks_active"] == 0 and stats["tasks_queued"] == 0 and stats["dlq_size"] == 0

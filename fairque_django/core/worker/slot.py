@@ -14,8 +14,9 @@ their leases. Two options make short tasks cheaper:
   sent before the batch's last task; the rest of a batch waits no longer than ``hold_seconds``
   behind a task that runs long (the watchdog hands it back too). A task
   that woke an idle slot starts at once (its queue was empty a moment ago: a prefetch would most
-  likely find nothing). On a sharded prefix, tasks under ``prefetch_from`` are leased in batches.
-- *batch* (burst mode, prefetch off, tiny tasks of a sharded prefix): one pop leases as many tasks as fit in ``hold_seconds``
+  likely find nothing). On a sharded prefix a prefetch carries the acknowledgements of whole
+  batches only (``whole_batches``): one shard's script call, not two.
+- *batch* (burst mode, or prefetch off): one pop leases as many tasks as fit in ``hold_seconds``
   (burst mode) or ``batch_seconds`` (as a prefetch: work that arrives waits no longer for a batch)
   of the slot's typical run time (at most ``MAX_BATCH``); when one of them runs longer than
   ``hold_seconds``, the rest of the batch goes back.
@@ -55,13 +56,6 @@ MAX_BATCH = 16
 # several tasks, and work that arrives meanwhile waits about this long more for the first of the
 # worker's slots to finish its batch (slots finish theirs at different times). 0: one task a prefetch.
 PREFETCH_BATCH_SECONDS = 0.005
-
-# A slot of a sharded prefix (queue.shards > 1) prefetches only tasks that typically run at least this
-# long; tinier ones it leases in batches without prefetching: a prefetch is sent before a batch's last
-# task, so that task's acknowledgement would go with the next batch's, to a third shard's script call
-# (on a 3-master cluster a batch of no-op tasks then cost ~1.3x the Redis CPU), while a task this short
-# hides little of a round trip. (One shard: its acks and the next pop are one call whatever they hold.)
-SHARDED_PREFETCH_FROM_SECONDS = 0.0005
 
 # In burst mode, delayed tasks (retries) due within this many seconds are waited for.
 BURST_DELAY_HORIZON = 60.0
@@ -141,7 +135,10 @@ class SlotContext:
     batch_seconds: float  # a prefetch (or a batch, but in burst mode) leases as many tasks as run in this long
     max_wait: float  # the longest blocking wait for work
     grace: float  # how long a stopping slot keeps trying to acknowledge what finished
-    prefetch_from: float = 0.0  # a prefetching slot's tasks shorter than this are leased in batches instead
+    # a prefetch carries the acks of the slot's earlier batches only, those of the batch whose last task
+    # runs wait for the next round trip (a sharded prefix: a batch's acks are then one shard's call, not
+    # two, as a batch comes from one shard and the next from another)
+    whole_batches: bool = False
 
 
 class Slot:
@@ -156,6 +153,7 @@ class Slot:
         self.fetch: Prefetch | None = None  # a prefetch under way (its reply not taken yet)
         self.conn = ctx.queue.hold_connection() if ctx.watchdog is not None else None  # prefetches go on it
         self.typical: float | None = None  # moving average run time of this slot's tasks
+        self.batch: set[str] = set()  # the ids of the tasks of the slot's last pop (whole_batches)
         self.idle = False  # the last pop found nothing: wait for work, then pop
         self.due: float | None = None  # seconds until something is due (from the last empty pop)
         self.backoff = Backoff(ctx.worker_id)
@@ -214,6 +212,7 @@ class Slot:
         else:
             tasks, self.due = self._pop(self._batch_count())
         self._hold_ahead(tasks[1:])
+        self.batch = {t.task_id for t in tasks}
         return tasks[0] if tasks else None
 
     def _confirmed(self, task: Task) -> Task | None:
@@ -245,14 +244,9 @@ class Slot:
         ``hold_seconds`` in burst mode, in ``batch_seconds`` otherwise, as a prefetch's; at most
         ``MAX_BATCH``)."""
         ctx = self.ctx
-        if not ctx.batch and not self._tiny():
+        if not ctx.batch:
             return 1
         return self._count(ctx.hold_seconds if ctx.burst else min(ctx.batch_seconds, ctx.hold_seconds))
-
-    def _tiny(self) -> bool:
-        """Whether this prefetching slot's tasks are too short to prefetch (``prefetch_from``): batches."""
-        ctx = self.ctx
-        return ctx.watchdog is not None and self.typical is not None and self.typical < ctx.prefetch_from
 
     def _count(self, window: float) -> int:
         """As many tasks of this slot's typical run time as fit in ``window`` (1 to ``MAX_BATCH``)."""
@@ -289,6 +283,7 @@ class Slot:
         tasks, self.due = fetch.take()
         self._sent(fetch.done)
         self._hold_ahead(tasks[1:])
+        self.batch = {t.task_id for t in tasks}
         return tasks[0] if tasks else None
 
     def _sent(self, sent: list[Finished]) -> None:
@@ -352,8 +347,8 @@ class Slot:
     def _before_run(self, woke: bool) -> None:
         """A prefetching slot leases its next tasks while a short one runs (the last of a batch:
         the batch's acknowledgements go with it), and acknowledges what finished now rather than
-        after a long one. Tasks too short to prefetch (``prefetch_from``) are leased in batches: their
-        acknowledgements go with the next pop."""
+        after a long one (``whole_batches``: the prefetch leaves those of the batch whose last task runs
+        for the next round trip)."""
         ctx = self.ctx
         if ctx.watchdog is None:
             return
@@ -362,11 +357,10 @@ class Slot:
                 self.ahead_due = time.monotonic() + ctx.hold_seconds if self.ahead else None
             ctx.watchdog.watch()
             return
-        if self._tiny():
-            return
         if not woke and self.typical is not None and self.typical < ctx.hold_seconds:
             count = self._count(min(ctx.batch_seconds, ctx.hold_seconds))
-            self.fetch = Prefetch(ctx, list(self.done), self.conn, count)
+            batch = self.batch if ctx.whole_batches else set()
+            self.fetch = Prefetch(ctx, [d for d in self.done if d.task.task_id not in batch], self.conn, count)
             ctx.watchdog.watch()
         elif self.done:
             self._ack_done(time.monotonic())

@@ -32,7 +32,7 @@ from .heartbeat import Heartbeat
 from .leases import LeaseBook
 from .prefetch import Watchdog
 from .runner import RunnerCounts, TaskRunner
-from .slot import PREFETCH_BATCH_SECONDS, PREFETCH_HOLD_SECONDS, SHARDED_PREFETCH_FROM_SECONDS, Slot, SlotContext, Turns
+from .slot import PREFETCH_BATCH_SECONDS, PREFETCH_HOLD_SECONDS, Slot, SlotContext, Turns
 
 logger = logging.getLogger("fairque_django.worker")
 
@@ -145,7 +145,7 @@ class Worker(RunnerCounts):
                           # (a newcomer waits for the first of the slots to finish its batch)
                           batch_seconds=self.prefetch_batch_seconds * self.concurrency,
                           max_wait=self._max_wait(), grace=self.settings.graceful_shutdown_timeout,
-                          prefetch_from=SHARDED_PREFETCH_FROM_SECONDS if len(self.queue.shard_queues) > 1 else 0.0)
+                          whole_batches=len(self.queue.shard_queues) > 1)
         slots = [Slot(ctx) for _ in range(self.concurrency)]
         if watchdog is not None:
             watchdog.start(slots)
