@@ -61,7 +61,7 @@ def test_held_tasks_whose_leases_ran_out_are_not_run_twice(make_config: Any, red
 
     # no prefetch, a hold longer than the stall: the slot keeps the rest of its batch, nothing hands it back
     worker = Worker(config, queue=queue, around_task=around, install_signal_handlers=False, prefetch=False,
-                    prefetch_hold_seconds=5.0)
+                    prefetch_hold_seconds=5.0, prefetch_batch_seconds=5.0)  # (batches of 16: up to 5 s' worth)
     th = threading.Thread(target=worker.start)
     with caplog.at_level(logging.INFO, logger="fairque_django.worker"):
         th.start()

@@ -134,7 +134,7 @@ class HandBackReplyLost(TaskQueue):
 # it back), the rest of a batch (the watchdog hands the batch back), the rest of a batch without prefetch
 # (the slot hands it back after "long").
 HAND_BACK_MODES = {"prefetch": {"prefetch_batch_seconds": 0.0}, "batch": {"prefetch_batch_seconds": 0.5},
-                   "no-prefetch": {"prefetch": False}}
+                   "no-prefetch": {"prefetch": False, "prefetch_batch_seconds": 0.5}}  # (batches of hold_seconds' worth)
 
 
 def _run_hand_back(make_config: Any, queue_class: type[TaskQueue], mode: str
