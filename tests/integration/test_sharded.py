@@ -28,7 +28,7 @@ from fairque_django.core.results import CancelResult
 from fairque_django.core.sharded import ShardedTaskQueue, merge_stats, open_queue
 from fairque_django.core.shards import ShardMap
 from fairque_django.core.transport import Transport
-from tests.integration.test_worker import log, run_to_end
+from tests.integration.test_worker import log, run_to_end, run_until
 from tests.support import eventually
 from tests.testapp import tasks as t
 
@@ -683,13 +683,7 @@ def test_a_sharded_worker_prefetches_the_acks_of_whole_batches(make_config: Any,
         q.push(t.record(f"s{i}"), user_id=EACH[i % 4])
     w = Worker(sharded(make_config), worker_id="w1", concurrency=1, install_signal_handlers=False)
     assert w.prefetch and "prefetch (" in w.leasing()
-    thread = threading.Thread(target=w.start)
-    thread.start()
-    try:
-        eventually(lambda: q.get_stats()["tasks_completed"] == 168, timeout=30, what="every task ran")
-    finally:
-        w.stop()
-        thread.join(30)
+    run_until(w, lambda: q.get_stats()["tasks_completed"] == 168, "every task ran")
     # (the first batches are leased before any run time is known: turns of ceil(count / 4), four shards)
     assert len(acks_per_send) >= 6 and max(acks_per_send[3:]) == 1, acks_per_send
     assert sorted(log(redis_client)) == sorted(f"{EACH[i % 4]}|s{i}" for i in range(8))

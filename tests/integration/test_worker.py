@@ -5,6 +5,7 @@ from __future__ import annotations
 import sys
 import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -39,6 +40,18 @@ def run_to_end(worker: Worker) -> Worker:
     th.start()
     th.join(30)
     assert not th.is_alive(), "burst worker did not finish"
+    return worker
+
+
+def run_until(worker: Worker, done: Callable[[], bool], what: str, timeout: float = 30) -> Worker:
+    """Run a worker in a thread until ``done()`` (waited for up to ``timeout`` s), then stop it."""
+    th = threading.Thread(target=worker.start, daemon=True)
+    th.start()
+    try:
+        eventually(done, timeout=timeout, what=what)
+    finally:
+        worker.stop()
+        th.join(30)
     return worker
 
 
@@ -605,10 +618,4 @@ def test_a_pool_too_small_for_a_connection_per_slot_turns_prefetch_off(
         tight = Worker(tight_config, worker_id="w1", queue=tight_queue, concurrency=4, install_signal_handlers=False)
     assert tight.prefetch is False and "prefetch is off" in caplog.text
     tight_queue.push_batch([t.add.create_task((i, 1), user_id=f"u{i % 3}") for i in range(30)])
-    thread = threading.Thread(target=tight.start, daemon=True)
-    thread.start()
-    try:
-        eventually(lambda: tight_queue.get_stats()["tasks_completed"] == 30, timeout=20, what="all served")
-    finally:
-        tight.stop()
-        thread.join(10)
+    run_until(tight, lambda: tight_queue.get_stats()["tasks_completed"] == 30, "all served", timeout=20)

@@ -133,8 +133,9 @@ class HandBackReplyLost(TaskQueue):
 # How the slot holds "after" while "long" runs: prefetched alone (the watchdog reads the prefetch and hands
 # it back), the rest of a batch (the watchdog hands the batch back), the rest of a batch without prefetch
 # (the slot hands it back after "long").
+# (no-prefetch: batches of hold_seconds' worth, as prefetch_batch_seconds is longer)
 HAND_BACK_MODES = {"prefetch": {"prefetch_batch_seconds": 0.0}, "batch": {"prefetch_batch_seconds": 0.5},
-                   "no-prefetch": {"prefetch": False, "prefetch_batch_seconds": 0.5}}  # (batches of hold_seconds' worth)
+                   "no-prefetch": {"prefetch": False, "prefetch_batch_seconds": 0.5}}
 
 
 def _run_hand_back(make_config: Any, queue_class: type[TaskQueue], mode: str
