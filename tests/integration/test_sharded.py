@@ -600,7 +600,7 @@ def test_a_due_visit_and_the_count_reads_ride_on_the_pops_round_trip(q: ShardedT
     delayed task come due) is a pop of no task in the same round trip as the slot's acks and pop, and
     counts read more than one interval ago serve that pop while its round trip reads them again: one
     round trip a task (each cost one of its own before)."""
-    monkeypatch.setattr(shard_turns, "SHARE_REFRESH_SECONDS", 0.06)
+    monkeypatch.setattr(shard_turns, "SHARE_REFRESH_SECONDS", 0.3)
     heavy, idle = EACH[1], EACH[2]
     assert q.pop_many(1, "w1") == []  # (every shard asked once: each made its first checks of the worker's plan)
     q.push_batch([Task.create(user_id=heavy, payload={"i": i}) for i in range(5)])
@@ -608,7 +608,7 @@ def test_a_due_visit_and_the_count_reads_ride_on_the_pops_round_trip(q: ShardedT
     q.turns.forget()
     got = q.pop_many(1, "w1")
     assert [x.user_id for x in got] == [heavy]
-    time.sleep(0.08)  # the delayed task is due; the counts (read by that pop) are older than the interval
+    time.sleep(0.35)  # the delayed task is due; the counts (read by that pop) are older than the interval
     q.turns._visit_at[MAP.of(idle)] = 0.0  # its visit is due
     visit_key = q.shard_queues[MAP.of(idle)].keys.ready("w1")
     sent: list[list[str]] = []  # each round trip's command names
