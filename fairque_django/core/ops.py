@@ -201,10 +201,10 @@ class Together:
     makes it (``send``: sends it without reading the replies, :meth:`Transport.send`); :meth:`finish`
     reads the replies and finishes the operations."""
 
-    __slots__ = ("_failed", "_ops", "_outcomes", "_pending", "_reads", "_replies", "_scripted", "_waiting")
+    __slots__ = ("_failed", "_ops", "_outcomes", "_pending", "_replies", "_scripted", "_waiting")
 
     def __init__(self, ops: Sequence[tuple[Transport, Op[Any]]], reads: Sequence[list[Any]], send: bool) -> None:
-        self._ops, self._reads = ops, reads
+        self._ops = ops
         self._outcomes: list[Outcome] = [(False, None)] * len(ops)
         self._waiting: list[tuple[int, tuple[Any, ...], int, int]] = []  # (index, its request's args, first, end)
         self._failed: BaseException | None = None
@@ -254,8 +254,6 @@ class Together:
                 outcomes[i] = (True, sent.result())
             except Exception as exc:
                 outcomes[i] = (False, exc)
-        if not self._waiting and not self._reads:
-            return outcomes, []
         return outcomes, (failed if failed is not None else replies[self._scripted:])
 
 

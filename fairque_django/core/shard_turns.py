@@ -171,9 +171,8 @@ class ShardTurns:
         weights = (yield from self.weights(worker_id, carried)) if count > 1 else None
         if weights is None or not any(weights):
             order, visit = yield from self.order(worker_id, carried)
-            if visit is None:
-                return {order[0]: self.share(worker_id, order[0], count)}, order[1:], []
-            return {order[0]: self.share(worker_id, order[0], count)}, [*order[1:], visit], [visit]
+            visits = [] if visit is None else [visit]
+            return {order[0]: self.share(worker_id, order[0], count)}, [*order[1:], *visits], visits
         n = self.count
         now = time.monotonic()
         allot: dict[int, int] = {}

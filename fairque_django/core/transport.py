@@ -295,13 +295,13 @@ class NodesPending:
         replies: list[Any] = [None] * len(self._commands)
         failed: BaseException | None = None
         for pool, conn, index in self._sent:
-            try:
-                if failed is not None:
-                    raise failed
-                for i, reply in zip(index, read_replies(conn, len(index)), strict=True):
-                    replies[i] = reply
-            except BaseException as exc:
-                failed = failed or exc
+            if failed is None:
+                try:
+                    for i, reply in zip(index, read_replies(conn, len(index)), strict=True):
+                        replies[i] = reply
+                except BaseException as exc:
+                    failed = exc
+            if failed is not None:  # (this one failed, or was not read: its replies are still on it)
                 conn.disconnect()
             pool.release(conn)
         self._sent = []

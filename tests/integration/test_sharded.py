@@ -489,8 +489,6 @@ def test_a_light_tenant_arriving_in_any_shard_is_served_within_a_round(make_conf
 def _count_round_trips(monkeypatch: pytest.MonkeyPatch, lose_first_reply: bool = False) -> list[int]:
     """Count the transports' round trips (each: its number of commands); with ``lose_first_reply`` the
     first one runs in Redis and its connection drops before the reply is read."""
-    from fairque_django.core.transport import Transport
-
     trips: list[int] = []
     real = Transport.round_trip
 

@@ -132,7 +132,7 @@ class SlotContext:
     batch: bool  # lease several short tasks per pop
     watchdog: Watchdog | None  # hands back the prefetched tasks of slots busy too long (None: no prefetch)
     hold_seconds: float
-    batch_seconds: float  # a prefetch (or a batch, but in burst mode) leases as many tasks as run in this long
+    batch_seconds: float  # a prefetch, or a batch outside burst mode, leases as many tasks as run in this long
     max_wait: float  # the longest blocking wait for work
     grace: float  # how long a stopping slot keeps trying to acknowledge what finished
     # a prefetch carries the acks of the slot's earlier batches only, those of the batch whose last task
@@ -212,7 +212,7 @@ class Slot:
         else:
             tasks, self.due = self._pop(self._batch_count())
         self._hold_ahead(tasks[1:])
-        self.batch = {t.task_id for t in tasks}
+        self._note_batch(tasks)
         return tasks[0] if tasks else None
 
     def _confirmed(self, task: Task) -> Task | None:
@@ -233,6 +233,11 @@ class Slot:
             return None
         ctx.book.confirm(task)
         return task
+
+    def _note_batch(self, tasks: list[Task]) -> None:
+        """Remember the ids of the tasks just leased (only for ``whole_batches``: off the hot path else)."""
+        if self.ctx.whole_batches:
+            self.batch = {t.task_id for t in tasks}
 
     def _hold_ahead(self, tasks: list[Task]) -> None:
         if tasks:
@@ -283,7 +288,7 @@ class Slot:
         tasks, self.due = fetch.take()
         self._sent(fetch.done)
         self._hold_ahead(tasks[1:])
-        self.batch = {t.task_id for t in tasks}
+        self._note_batch(tasks)
         return tasks[0] if tasks else None
 
     def _sent(self, sent: list[Finished]) -> None:
@@ -359,8 +364,8 @@ class Slot:
             return
         if not woke and self.typical is not None and self.typical < ctx.hold_seconds:
             count = self._count(min(ctx.batch_seconds, ctx.hold_seconds))
-            batch = self.batch if ctx.whole_batches else set()
-            self.fetch = Prefetch(ctx, [d for d in self.done if d.task.task_id not in batch], self.conn, count)
+            done = [d for d in self.done if d.task.task_id not in self.batch] if ctx.whole_batches else list(self.done)
+            self.fetch = Prefetch(ctx, done, self.conn, count)
             ctx.watchdog.watch()
         elif self.done:
             self._ack_done(time.monotonic())
